@@ -1,0 +1,63 @@
+// Reverse-mode differentiation of a graph, built once: walks the forward nodes from last to
+// first, calls each op's backward rule (core/op.c), sums gradient contributions, and ends every
+// parameter's gradient with one ACCUM into the store's flat gradient arena.
+#include <stdio.h>
+#include <string.h>
+
+#include "core/graph.h"
+#include "core/log.h"
+
+void ef_grad_add(ef_graph *g, ef_tensor *t, ef_tensor *dt) {
+  char a[64], b[64];
+  EF_ASSERT(ef_same_shape(t, dt), "gradient %s of '%s' has shape %s", ef_shape_str(dt, a, sizeof a), t->name,
+            ef_shape_str(t, b, sizeof b));
+  if (!t->grad) {
+    // Name a fresh gradient node after the tensor it belongs to, for plans and profiles.
+    char autoname[EF_NAME_LEN];
+    snprintf(autoname, sizeof autoname, "%s#%d", ef_op_name(dt->op), dt->id);
+    if (!strcmp(dt->name, autoname)) ef_tensor_set_name(dt, "grad(%.80s)", t->name);
+    t->grad = dt;
+    return;
+  }
+  t->grad = ef_add(g, t->grad, dt);
+  ef_tensor_set_name(t->grad, "grad(%.80s)", t->name);
+}
+
+void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
+  EF_ASSERT(!g->differentiated, "a graph is differentiated once");
+  EF_ASSERT(ef_same_shape(y, dy) && dy->dtype == EF_F32 && !dy->requires_grad, "dy must be a constant f32 like '%s'", y->name);
+  g->differentiated = true;
+  int n_forward = g->n;
+  y->grad = dy;
+  for (int i = n_forward - 1; i >= 0; i--) {
+    ef_tensor *t = g->nodes[i];
+    if (!t->grad || !t->requires_grad || t->op == EF_OP_LEAF) continue;
+    const ef_op_desc *d = ef_op_get(t->op);
+    EF_ASSERT(d->backward, "op %s (node '%s') received a gradient but has no backward rule", d->name, t->name);
+    d->backward(g, t, t->grad);
+  }
+  // Leaves: parameters accumulate into the gradient arena; inputs keep their gradient.
+  for (int i = 0; i < n_forward; i++) {
+    ef_tensor *t = g->nodes[i];
+    if (t->op != EF_OP_LEAF || !t->grad) continue;
+    if (t->mem == EF_MEM_PARAM) {
+      ef_tensor *acc = ef_input(g, "", EF_F32, t->ndim, t->shape);
+      ef_tensor_set_name(acc, "grad:%.80s", t->name);
+      acc->mem = EF_MEM_GRAD;
+      acc->offset = t->offset;
+      ef_tensor *upd = ef_node_new(g, EF_OP_ACCUM, 2, (ef_tensor *[]){acc, t->grad}, NULL, 0, NULL);
+      ef_tensor_set_name(upd, "accum:%.80s", t->name);
+      ef_graph_keep(g, upd);
+      t->grad = acc;
+    } else {
+      ef_graph_keep(g, t->grad);
+    }
+  }
+}
+
+void ef_graph_backward(ef_graph *g, ef_tensor *loss) {
+  EF_ASSERT(ef_numel(loss) == 1, "the loss '%s' must be a scalar", loss->name);
+  ef_tensor *one = ef_fill(g, loss->ndim, loss->shape, 1.0f);
+  ef_tensor_set_name(one, "grad(%.80s)", loss->name);
+  ef_graph_backward_from(g, loss, one);
+}

@@ -1,0 +1,46 @@
+// The backend interface: a table of function pointers that a plan calls to allocate memory,
+// prepare each node once (primitives, reorders, scratch sizes) and run it. core/cpu is the CPU
+// backend; cuda/ will be the CUDA one. Kernels read node->src[i]->data and write node->data.
+#ifndef EF_BACKEND_H
+#define EF_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/graph.h"
+#include "core/log.h"
+
+// What changes from one run of a plan to the next.
+typedef struct {
+  uint32_t step;      // the training step: the Philox counter of dropout and drop-path masks
+} ef_run_ctx;
+
+typedef struct ef_backend ef_backend;
+struct ef_backend {
+  const char *name;
+  bool (*supports_op)(const ef_backend *be, const ef_tensor *node);
+  // Once per node, after the plan has fixed every address: build what the node needs (oneDNN
+  // primitives, reordered-weights buffers) into *state (may stay NULL) and report the scratch
+  // bytes it uses while running. A failure leaves a message (ef_last_error).
+  ef_status (*prepare)(ef_backend *be, const ef_tensor *node, void **state, size_t *scratch);
+  void (*release)(ef_backend *be, void *state);
+  // The implementation chosen for a prepared node ("brgconv_1x1:avx512_core"), or NULL.
+  const char *(*describe)(const ef_backend *be, const void *state);
+  void (*compute)(ef_backend *be, const ef_tensor *node, void *state, void *scratch,
+                  const ef_run_ctx *ctx);
+  void *(*alloc)(ef_backend *be, size_t bytes); // 64-byte aligned; NULL when out of memory
+  void (*free)(ef_backend *be, void *p);
+  void (*upload)(ef_backend *be, void *dst, const void *host, size_t bytes);
+  void (*download)(ef_backend *be, void *host, const void *src, size_t bytes);
+  void (*memset)(ef_backend *be, void *dst, int byte, size_t bytes);
+  void (*synchronize)(ef_backend *be);
+  void (*destroy)(ef_backend *be);
+  void *impl;
+};
+
+static inline void ef_backend_free(ef_backend *be) {
+  if (be) be->destroy(be);
+}
+
+#endif

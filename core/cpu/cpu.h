@@ -1,0 +1,14 @@
+// The CPU backend: oneDNN (C API) for convolutions and matrix products, plain C loops with
+// OpenMP for everything else, all in f32 on NHWC activations.
+#ifndef EF_CPU_H
+#define EF_CPU_H
+
+#include "core/backend.h"
+
+// The CPU backend with `threads` OpenMP threads (<= 0: one per available core).
+// NULL, with a message (ef_last_error), if oneDNN cannot start.
+ef_backend *ef_cpu_backend_new(int threads);
+// The number of threads a CPU backend runs with.
+int ef_cpu_threads(const ef_backend *be);
+
+#endif

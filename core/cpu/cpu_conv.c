@@ -1,0 +1,89 @@
+// Convolutions on the CPU through oneDNN: forward, backward data and backward weights on NHWC
+// activations, any kernel, stride, dilation, groups (depthwise included) and asymmetric padding.
+// Weights stay in our plain (O,KH,KW,I/groups) layout and are reordered to the format oneDNN
+// picks (format `any`), which is what selects its fast jit/brgemm kernels over `ref`.
+#include "core/cpu/cpu_internal.h"
+
+// (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.
+static void act_md(dnnl_memory_desc_t *md, const int64_t *s) {
+  dnnl_dims_t dims = {s[0], s[3], s[1], s[2]};
+  EF_DNNL(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nhwc));
+}
+
+// (O,KH,KW,I/g) as (O,I,KH,KW) ohwi, or (G,O/G,I/G,KH,KW) gohwi when grouped.
+static void weights_md(dnnl_memory_desc_t *md, const int64_t *w, int groups, bool any) {
+  if (groups == 1) {
+    dnnl_dims_t dims = {w[0], w[3], w[1], w[2]};
+    EF_DNNL(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, any ? dnnl_format_tag_any : dnnl_ohwi));
+  } else {
+    dnnl_dims_t dims = {groups, w[0] / groups, w[3], w[1], w[2]};
+    EF_DNNL(dnnl_memory_desc_init_by_tag(md, 5, dims, dnnl_f32, any ? dnnl_format_tag_any : dnnl_gohwi));
+  }
+}
+
+ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  const ef_conv_params *p = &node->p.conv;
+  const ef_tensor *x, *w, *y; // the forward convolution's input, weights and output
+  switch (node->op) {
+  case EF_OP_CONV2D: x = node->src[0], w = node->src[1], y = node; break;
+  case EF_OP_CONV2D_BWD_DATA: y = node->src[0], w = node->src[1], x = node; break;
+  default: y = node->src[0], x = node->src[1], w = node; break;
+  }
+  dnnl_memory_desc_t x_md, y_md, w_plain, w_any, b_md;
+  act_md(&x_md, x->shape);
+  act_md(&y_md, y->shape);
+  weights_md(&w_plain, w->shape, p->groups, false);
+  weights_md(&w_any, w->shape, p->groups, true);
+  bool bias = node->op == EF_OP_CONV2D && node->n_src == 3;
+  if (bias) EF_DNNL(dnnl_memory_desc_init_by_tag(&b_md, 1, (dnnl_dims_t){w->shape[0]}, dnnl_f32, dnnl_a));
+  dnnl_dims_t strides = {p->stride[0], p->stride[1]}, dilates = {p->dilation[0] - 1, p->dilation[1] - 1};
+  dnnl_dims_t pad_l = {p->pad[0], p->pad[2]}, pad_r = {p->pad[1], p->pad[3]};
+
+  dnnl_convolution_desc_t fwd, bwd;
+  EF_DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct, &x_md,
+                                                         &w_any, bias ? &b_md : NULL, &y_md, strides, dilates, pad_l,
+                                                         pad_r),
+              node);
+  dnnl_primitive_attr_t attr;
+  EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
+  dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  dnnl_primitive_desc_t hint = NULL, pd = NULL;
+  if (st == dnnl_success && node->op == EF_OP_CONV2D) {
+    st = dnnl_primitive_desc_create(&pd, &fwd, attr, cpu->engine, NULL);
+  } else if (st == dnnl_success) {
+    st = dnnl_primitive_desc_create(&hint, &fwd, NULL, cpu->engine, NULL);
+    if (st == dnnl_success && node->op == EF_OP_CONV2D_BWD_DATA)
+      st = dnnl_dilated_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &x_md, &w_any, &y_md,
+                                                            strides, dilates, pad_l, pad_r);
+    else if (st == dnnl_success)
+      st = dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &x_md, &w_any, NULL,
+                                                               &y_md, strides, dilates, pad_l, pad_r);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bwd, attr, cpu->engine, hint);
+  }
+  dnnl_primitive_attr_destroy(attr);
+  if (hint) dnnl_primitive_desc_destroy(hint);
+  EF_DNNL_TRY(st, node);
+
+  ef_dnnl_node *s = ef_dnnl_node_new(state);
+  ef_status es = EF_OK;
+  switch (node->op) {
+  case EF_OP_CONV2D:
+    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
+    if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &y_md, y->data);
+    if (es == EF_OK && bias) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &b_md, node->src[2]->data);
+    if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, DNNL_ARG_WEIGHTS, &w_plain, w->data, scratch);
+    break;
+  case EF_OP_CONV2D_BWD_DATA:
+    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DIFF_DST, &y_md, y->data);
+    if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DIFF_SRC, &x_md, x->data);
+    if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, DNNL_ARG_WEIGHTS, &w_plain, w->data, scratch);
+    break;
+  default:
+    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
+    if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DIFF_DST, &y_md, y->data);
+    if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, DNNL_ARG_DIFF_WEIGHTS, &w_plain, w->data, scratch);
+    break;
+  }
+  dnnl_primitive_desc_destroy(pd);
+  return es;
+}

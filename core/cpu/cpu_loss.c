@@ -1,0 +1,85 @@
+// Losses and full reductions on the CPU: softmax cross-entropy with label smoothing (per-row
+// terms in double, summed in order), its gradient, and sum / mean of a whole tensor.
+#include "core/cpu/cpu_internal.h"
+
+#define F(t) ((float *)(t)->data)
+
+ef_status ef_cpu_softmax_ce_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  *scratch = (size_t)node->src[0]->shape[0] * sizeof(double);
+  return EF_OK;
+}
+
+static int32_t checked_label(const int32_t *labels, int64_t i, int64_t k) {
+  int32_t y = labels[i];
+  if (y < 0 || y >= k) EF_FATAL("label %d of sample %lld is outside [0, %lld)", y, (long long)i, (long long)k);
+  return y;
+}
+
+// loss = mean over rows of logsumexp(z) - sum_k t_k z_k, t = (1 - eps) onehot(y) + eps / K.
+void ef_cpu_softmax_ce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *lt = node->src[0];
+  const float *z = F(lt);
+  const int32_t *labels = node->src[1]->data;
+  int64_t n = lt->shape[0], k = lt->shape[1];
+  double eps = node->p.ce.smoothing, *row_loss = scratch;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    const float *zi = z + i * k;
+    int32_t y = checked_label(labels, i, k);
+    double mx = zi[0], sum = 0, zsum = 0;
+    for (int64_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;
+    for (int64_t j = 0; j < k; j++) {
+      sum += exp((double)zi[j] - mx);
+      zsum += zi[j];
+    }
+    double lse = mx + log(sum);
+    row_loss[i] = lse - (1 - eps) * zi[y] - eps / (double)k * zsum;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) total += row_loss[i];
+  F(node)[0] = (float)(total / (double)n);
+}
+
+// dz = dloss / N * (softmax(z) - t)
+void ef_cpu_softmax_ce_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *lt = node->src[1];
+  const float *z = F(lt);
+  const int32_t *labels = node->src[2]->data;
+  float *dz = F(node);
+  int64_t n = lt->shape[0], k = lt->shape[1];
+  double eps = node->p.ce.smoothing, g = F(node->src[0])[0] / (double)n;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    const float *zi = z + i * k;
+    int32_t y = checked_label(labels, i, k);
+    double mx = zi[0], sum = 0;
+    for (int64_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;
+    for (int64_t j = 0; j < k; j++) sum += exp((double)zi[j] - mx);
+    for (int64_t j = 0; j < k; j++) {
+      double t = eps / (double)k + (j == y ? 1 - eps : 0);
+      dz[i * k + j] = (float)(g * (exp((double)zi[j] - mx) / sum - t));
+    }
+  }
+}
+
+ef_status ef_cpu_reduce_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  *scratch = (size_t)ef_cpu_chunks(ef_numel(node->src[0])) * sizeof(double);
+  return EF_OK;
+}
+
+void ef_cpu_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const float *x = F(node->src[0]);
+  int64_t n = ef_numel(node->src[0]), nch = ef_cpu_chunks(n);
+  double *part = scratch;
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nch; ch++) {
+    int64_t i0, i1;
+    ef_cpu_chunk_range(n, ch, &i0, &i1);
+    double acc = 0;
+    for (int64_t i = i0; i < i1; i++) acc += x[i];
+    part[ch] = acc;
+  }
+  double total = 0;
+  for (int64_t ch = 0; ch < nch; ch++) total += part[ch];
+  F(node)[0] = (float)(total * node->p.value.value);
+}

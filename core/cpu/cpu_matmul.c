@@ -1,0 +1,55 @@
+// Matrix products on the CPU through oneDNN's matmul: the linear layer y = x w^T + b and its two
+// backward products. x is read as rows (M,I) whatever its leading shape; w is (O,I) row-major,
+// and the transposes are strided views, never copies.
+#include "core/cpu/cpu_internal.h"
+
+// An (rows, cols) f32 matrix with the given strides.
+static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
+  EF_DNNL(dnnl_memory_desc_init_by_strides(md, 2, (dnnl_dims_t){rows, cols}, dnnl_f32,
+                                           (dnnl_dims_t){row_stride, col_stride}));
+}
+
+ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  const ef_tensor *a = node->src[0], *b = node->src[1];
+  dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
+  bool bias = false;
+  int64_t m, k, n;
+  switch (node->op) {
+  case EF_OP_LINEAR: // (M,I) x (O,I)^T -> (M,O)
+    m = ef_rows(a), k = ef_cols(a), n = b->shape[0];
+    matrix_md(&a_md, m, k, k, 1);
+    matrix_md(&b_md, k, n, 1, k);
+    bias = node->n_src == 3;
+    if (bias) matrix_md(&bias_md, 1, n, n, 1);
+    break;
+  case EF_OP_LINEAR_BWD_DATA: // dy (M,O) x w (O,I) -> (M,I)
+    m = ef_rows(a), k = ef_cols(a), n = b->shape[1];
+    matrix_md(&a_md, m, k, k, 1);
+    matrix_md(&b_md, k, n, n, 1);
+    break;
+  default: // dy^T (O,M) x x (M,I) -> (O,I)
+    m = ef_cols(a), k = ef_rows(a), n = ef_cols(b);
+    matrix_md(&a_md, m, k, 1, m);
+    matrix_md(&b_md, k, n, n, 1);
+    break;
+  }
+  matrix_md(&c_md, m, n, n, 1);
+  dnnl_matmul_desc_t md;
+  EF_DNNL_TRY(dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &c_md), node);
+  dnnl_primitive_attr_t attr;
+  EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
+  dnnl_primitive_attr_destroy(attr);
+  EF_DNNL_TRY(st, node);
+
+  ef_dnnl_node *s = ef_dnnl_node_new(state);
+  ef_status es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, b->data);
+  if (es == EF_OK && bias) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, node->src[2]->data);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &c_md, node->data);
+  if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
+  dnnl_primitive_desc_destroy(pd);
+  return es;
+}

@@ -1,0 +1,174 @@
+// Batch norm on the CPU over rows of (R = N*H*W, C) NHWC data: batch statistics (one pass, shifted
+// sums in double), the affine transform with a fused activation, the two backward kernels, the
+// running-statistics update, and the per-channel row sum used for bias gradients.
+// Row reductions use fixed chunks (core/cpu/cpu_internal.h): results do not depend on threads.
+#include "core/cpu/cpu_internal.h"
+
+#define F(t) ((float *)(t)->data)
+
+// Scratch layout: per-chunk partials of up to two per-channel sums (double [chunks][2][C]), their
+// totals (double [2][C]), then four f32 per-channel coefficient rows ([4][C]).
+ef_status ef_cpu_rows_scratch(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  const ef_tensor *x = node->src[node->op == EF_OP_BN_BWD_REDUCE || node->op == EF_OP_BN_BWD_DATA ? 1 : 0];
+  size_t c = (size_t)ef_cols(x);
+  *scratch = ((size_t)ef_cpu_chunks(ef_rows(x)) + 1) * 2 * c * sizeof(double) + 4 * c * sizeof(float);
+  return EF_OK;
+}
+
+static double *totals(void *scratch, int64_t rows, int64_t c) { return (double *)scratch + ef_cpu_chunks(rows) * 2 * c; }
+
+static float *coeff_rows(void *scratch, int64_t rows, int64_t c) { return (float *)(totals(scratch, rows, c) + 2 * c); }
+
+// Adds the chunks' partials part[ch][j][k] (j < nsum) in order into out[j][k], scaled.
+static void sum_chunks(const double *part, int64_t nch, int nsum, int64_t c, double *out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < c; k++)
+    for (int j = 0; j < nsum; j++) {
+      double acc = 0;
+      for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * nsum + j) * c + k];
+      out[j * c + k] = acc;
+    }
+}
+
+// (2,C) [mean; biased variance], from sums of x - x[0] (shifted, so no cancellation).
+void ef_cpu_bn_stats(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *xt = node->src[0];
+  const float *x = F(xt);
+  float *out = F(node);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt), nch = ef_cpu_chunks(rows);
+  double *part = scratch, *sums = totals(scratch, rows, c);
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nch; ch++) {
+    double *s1 = part + ch * 2 * c, *s2 = s1 + c;
+    for (int64_t k = 0; k < c; k++) s1[k] = s2[k] = 0;
+    int64_t r0, r1;
+    ef_cpu_chunk_range(rows, ch, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t k = 0; k < c; k++) {
+        double d = (double)x[r * c + k] - x[k];
+        s1[k] += d;
+        s2[k] += d * d;
+      }
+  }
+  sum_chunks(part, nch, 2, c, sums);
+  for (int64_t k = 0; k < c; k++) {
+    double m = sums[k] / (double)rows, var = sums[c + k] / (double)rows - m * m;
+    out[k] = (float)(x[k] + m);
+    out[c + k] = (float)(var > 0 ? var : 0);
+  }
+}
+
+// Per channel: invstd, and the affine transform z = x * scale + shift of the normalized input.
+static void bn_coeffs(const ef_tensor *node, const float *stats, const float *affine, int64_t c, float *invstd,
+                      float *scale, float *shift) {
+  double eps = node->p.bn.eps;
+  for (int64_t k = 0; k < c; k++) {
+    double is = 1.0 / sqrt((double)stats[c + k] + eps), sc = affine[k] * is;
+    invstd[k] = (float)is;
+    scale[k] = (float)sc;
+    shift[k] = (float)(affine[c + k] - stats[k] * sc);
+  }
+}
+
+void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *xt = node->src[0];
+  const float *x = F(xt);
+  float *y = F(node);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt);
+  float *invstd = coeff_rows(scratch, rows, c), *scale = invstd + c, *shift = scale + c;
+  bn_coeffs(node, F(node->src[1]), F(node->src[2]), c, invstd, scale, shift);
+  ef_act a = node->p.bn.act;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < c; k++) y[r * c + k] = ef_act_fwd(a, x[r * c + k] * scale[k] + shift[k]);
+}
+
+// The gradient at the normalized, affine-transformed value z (before the fused activation).
+static inline float bn_dz(ef_act a, float dy, float z) { return a == EF_ACT_NONE ? dy : dy * ef_act_grad(a, z); }
+
+// (2,C) [sum dz * xhat; sum dz]: the gradients of gamma and beta.
+void ef_cpu_bn_bwd_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *xt = node->src[1];
+  const float *dy = F(node->src[0]), *x = F(xt), *stats = F(node->src[2]);
+  float *out = F(node);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt), nch = ef_cpu_chunks(rows);
+  float *invstd = coeff_rows(scratch, rows, c), *scale = invstd + c, *shift = scale + c;
+  bn_coeffs(node, stats, F(node->src[3]), c, invstd, scale, shift);
+  ef_act a = node->p.bn.act;
+  double *part = scratch;
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nch; ch++) {
+    double *sg = part + ch * 2 * c, *sb = sg + c;
+    for (int64_t k = 0; k < c; k++) sg[k] = sb[k] = 0;
+    int64_t r0, r1;
+    ef_cpu_chunk_range(rows, ch, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t k = 0; k < c; k++) {
+        float xv = x[r * c + k], dz = bn_dz(a, dy[r * c + k], xv * scale[k] + shift[k]);
+        sg[k] += (double)dz * ((xv - stats[k]) * invstd[k]);
+        sb[k] += dz;
+      }
+  }
+  double *sums = totals(scratch, rows, c);
+  sum_chunks(part, nch, 2, c, sums);
+  for (int64_t k = 0; k < 2 * c; k++) out[k] = (float)sums[k];
+}
+
+// dx. With batch statistics: gamma*invstd * (dz - mean(dz) - xhat * mean(dz * xhat));
+// with fixed (running) statistics: gamma*invstd * dz.
+void ef_cpu_bn_bwd_data(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *xt = node->src[1];
+  const float *dy = F(node->src[0]), *x = F(xt), *stats = F(node->src[2]), *affine = F(node->src[3]);
+  float *dx = F(node);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt);
+  float *invstd = coeff_rows(scratch, rows, c), *scale = invstd + c, *shift = scale + c, *k2 = shift + c;
+  bn_coeffs(node, stats, affine, c, invstd, scale, shift);
+  // dx = scale * dz + k3 * (x - mean) + k2, with k3 kept in invstd's row once it is used.
+  float *k3 = invstd;
+  const float *red = node->n_src == 5 ? F(node->src[4]) : NULL;
+  for (int64_t k = 0; k < c; k++) {
+    double s = scale[k], is = invstd[k];
+    k3[k] = red ? (float)(-s * is * red[k] / (double)rows) : 0.0f;
+    k2[k] = red ? (float)(-s * red[c + k] / (double)rows) : 0.0f;
+  }
+  ef_act a = node->p.bn.act;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < c; k++) {
+      float xv = x[r * c + k], dz = bn_dz(a, dy[r * c + k], xv * scale[k] + shift[k]);
+      dx[r * c + k] = scale[k] * dz + k3[k] * (xv - stats[k]) + k2[k];
+    }
+}
+
+// running = (1 - m) * running + m * batch, with the unbiased variance (PyTorch and TF agree).
+void ef_cpu_bn_update(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *st = node->src[1];
+  const float *batch = F(st);
+  float *run = F(node); // == node->src[0]->data: in place
+  int64_t c = st->shape[1], rows = ef_rows(st->src[0]);
+  double m = node->p.bn_update.momentum, bessel = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+  for (int64_t k = 0; k < c; k++) {
+    run[k] = (float)((1 - m) * run[k] + m * batch[k]);
+    run[c + k] = (float)((1 - m) * run[c + k] + m * batch[c + k] * bessel);
+  }
+}
+
+void ef_cpu_sum_rows(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  const ef_tensor *xt = node->src[0];
+  const float *x = F(xt);
+  float *out = F(node);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt), nch = ef_cpu_chunks(rows);
+  double *part = scratch;
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nch; ch++) {
+    double *s = part + ch * c;
+    for (int64_t k = 0; k < c; k++) s[k] = 0;
+    int64_t r0, r1;
+    ef_cpu_chunk_range(rows, ch, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t k = 0; k < c; k++) s[k] += x[r * c + k];
+  }
+  double *sums = totals(scratch, rows, c);
+  sum_chunks(part, nch, 1, c, sums);
+  for (int64_t k = 0; k < c; k++) out[k] = (float)sums[k];
+}

@@ -1,0 +1,169 @@
+// The executor: binds a planned graph to a backend (arena, addresses, per-node preparation,
+// shared scratch), runs its schedule, moves inputs and outputs, and reports per-op timings.
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/plan.h"
+#include "core/store.h"
+
+#define POISON 0xff // NaN as f32, -1 as i32
+#define CANARY 0xfe // red zones
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void *arena_base(const ef_plan *p, ef_mem mem) {
+  switch (mem) {
+  case EF_MEM_PLANNED: return p->arena;
+  case EF_MEM_PARAM: return p->g->store->mem[EF_ARENA_PARAM];
+  case EF_MEM_GRAD: return p->g->store->mem[EF_ARENA_GRAD];
+  case EF_MEM_STATE: return p->g->store->mem[EF_ARENA_STATE];
+  }
+  EF_FATAL("unknown memory kind %d", (int)mem);
+}
+
+ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_opts *opts) {
+  *out = NULL;
+  ef_plan *p = ef_xcalloc(1, sizeof *p);
+  p->g = g;
+  p->be = be;
+  if (opts) p->opts = *opts;
+  ef_plan_schedule_and_place(p);
+  p->state = ef_xcalloc((size_t)(p->n ? p->n : 1), sizeof(void *));
+  p->ms = ef_xcalloc((size_t)(p->n ? p->n : 1), sizeof(double));
+
+  for (int i = 0; i < p->n; i++) {
+    const ef_tensor *t = p->sched[i];
+    if (t->mem != EF_MEM_PLANNED)
+      EF_ASSERT(g->store && g->store->be == be, "'%s' lives in a store that is not bound to backend %s", t->name, be->name);
+    if (t->op != EF_OP_LEAF && !be->supports_op(be, t)) {
+      ef_plan_free(p);
+      return EF_ERROR(EF_ERR_UNSUPPORTED, "backend %s cannot run op %s (node '%s', %s)", be->name,
+                      ef_op_name(t->op), t->name, ef_dtype_name(t->dtype));
+    }
+  }
+  p->arena = be->alloc(be, p->arena_bytes ? p->arena_bytes : 64);
+  if (!p->arena) {
+    size_t mib = p->arena_bytes >> 20;
+    ef_plan_free(p);
+    return EF_ERROR(EF_ERR_NOMEM, "%s: out of memory for the activation arena (%zu MiB planned); reduce the batch size",
+                    be->name, mib);
+  }
+  for (int i = 0; i < g->n; i++) g->nodes[i]->data = NULL;
+  for (int i = 0; i < p->n; i++) {
+    ef_tensor *t = p->sched[i], *o = ef_plan_owner(t);
+    t->data = (char *)arena_base(p, o->mem) + o->offset;
+  }
+  size_t scratch = 0;
+  for (int i = 0; i < p->n; i++) {
+    const ef_tensor *t = p->sched[i];
+    if (t->op == EF_OP_LEAF) continue;
+    size_t need = 0;
+    ef_status st = be->prepare(be, t, &p->state[i], &need);
+    if (st != EF_OK) {
+      ef_plan_free(p);
+      return st;
+    }
+    if (need > scratch) scratch = need;
+  }
+  p->scratch_bytes = scratch;
+  if (scratch && !(p->scratch = be->alloc(be, scratch))) {
+    ef_plan_free(p);
+    return EF_ERROR(EF_ERR_NOMEM, "%s: out of memory for %zu bytes of kernel scratch; reduce the batch size", be->name, scratch);
+  }
+  if (p->opts.poison) be->memset(be, p->arena, POISON, p->arena_bytes);
+  *out = p;
+  return EF_OK;
+}
+
+void ef_plan_free(ef_plan *p) {
+  if (!p) return;
+  for (int i = 0; i < p->n; i++) {
+    if (p->state && p->state[i]) p->be->release(p->be, p->state[i]);
+    p->sched[i]->data = NULL;
+  }
+  if (p->arena) p->be->free(p->be, p->arena);
+  if (p->scratch) p->be->free(p->be, p->scratch);
+  free(p->state);
+  free(p->ms);
+  free(p->bufs);
+  free(p->written);
+  free(p->sched);
+  free(p);
+}
+
+// Poison mode: the bytes of a buffer past its data (alignment padding and the red zone) hold a
+// canary unlike the NaN poison (which arithmetic on poison reproduces); after the buffer's
+// writer ran they must still hold it.
+static void check_red_zone(const ef_plan *p, const ef_tensor *t, const ef_buffer *b) {
+  unsigned char tail[256];
+  size_t used = ef_nbytes(t), n = b->bytes - used;
+  EF_ASSERT(n <= sizeof tail, "red zone of %zu bytes", n);
+  p->be->download(p->be, tail, (const char *)t->data + used, n);
+  for (size_t i = 0; i < n; i++)
+    if (tail[i] != CANARY) EF_FATAL("op %s (node '%s') wrote past the end of its output (byte %zu after it)", ef_op_name(t->op), t->name, i);
+}
+
+void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx) {
+  ef_backend *be = p->be;
+  for (int i = 0; i < p->n; i++) {
+    ef_tensor *t = p->sched[i];
+    const ef_op_desc *d = ef_op_get(t->op);
+    if (t->op == EF_OP_LEAF || d->storage == EF_STORAGE_VIEW) continue;
+    const ef_buffer *own = p->written[i] >= 0 ? &p->bufs[p->written[i]] : NULL;
+    if (p->opts.poison && own) {
+      be->memset(be, t->data, POISON, ef_nbytes(t));
+      be->memset(be, (char *)t->data + ef_nbytes(t), CANARY, own->bytes - ef_nbytes(t));
+    }
+    double t0 = p->opts.profile ? now_ms() : 0;
+    be->compute(be, t, p->state[i], p->scratch, ctx);
+    if (p->opts.profile) {
+      be->synchronize(be);
+      p->ms[i] += now_ms() - t0;
+    }
+    if (!p->opts.poison) continue;
+    if (own) check_red_zone(p, t, own);
+    for (int k = 0; k < p->n_bufs; k++) // buffers whose last reader was this node
+      if (p->bufs[k].death == i) be->memset(be, (char *)p->arena + p->bufs[k].offset, POISON, p->bufs[k].bytes);
+  }
+  p->runs++;
+}
+
+void ef_plan_set(ef_plan *p, const ef_tensor *t, const void *host) {
+  EF_ASSERT(t->op == EF_OP_LEAF && t->mem == EF_MEM_PLANNED, "'%s' is not an input", t->name);
+  if (t->data) p->be->upload(p->be, t->data, host, ef_nbytes(t)); // else: nothing kept needs it
+}
+
+void ef_plan_get(const ef_plan *p, const ef_tensor *t, void *host) {
+  EF_ASSERT(t->data, "'%s' is not scheduled in this plan", t->name);
+  p->be->download(p->be, host, t->data, ef_nbytes(t));
+}
+
+void ef_plan_profile_print(const ef_plan *p, FILE *f) {
+  double ms[EF_OP_COUNT] = {0}, total = 0;
+  int count[EF_OP_COUNT] = {0};
+  for (int i = 0; i < p->n; i++) {
+    ms[p->sched[i]->op] += p->ms[i];
+    count[p->sched[i]->op]++;
+    total += p->ms[i];
+  }
+  int runs = p->runs ? p->runs : 1;
+  fprintf(f, "plan: %d nodes, activation arena %.1f MiB planned (%.1f MiB without reuse), scratch %.1f MiB\n", p->n,
+          (double)p->arena_bytes / 1048576.0, (double)p->naive_bytes / 1048576.0, (double)p->scratch_bytes / 1048576.0);
+  if (!p->opts.profile || total <= 0) return;
+  fprintf(f, "%-20s %6s %10s %6s\n", "op", "nodes", "ms/run", "%");
+  bool shown[EF_OP_COUNT] = {0};
+  for (;;) {
+    int best = -1;
+    for (int op = 0; op < EF_OP_COUNT; op++)
+      if (!shown[op] && count[op] && ms[op] > 0 && (best < 0 || ms[op] > ms[best])) best = op;
+    if (best < 0) break;
+    shown[best] = true;
+    fprintf(f, "%-20s %6d %10.3f %6.1f\n", ef_op_name(best), count[best], ms[best] / runs, 100.0 * ms[best] / total);
+  }
+  fprintf(f, "%-20s %6d %10.3f\n", "total", p->n, total / runs);
+}

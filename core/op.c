@@ -1,0 +1,422 @@
+// The op table: for each op its name, arity, storage kind, shape inference and backward rule.
+// Backward rules build gradient nodes with ef_node_new and hand them to ef_grad_add; they never
+// compute. Checked for completeness by ef_op_table_check at start-up.
+#include "core/op.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/graph.h"
+#include "core/log.h"
+
+// ---- shape checking helpers ----------------------------------------------------------------
+
+static _Noreturn void bad_node(const ef_tensor *n, const char *fmt, ...) {
+  char msg[512], shapes[512] = "", buf[64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  for (int i = 0; i < n->n_src; i++) {
+    size_t used = strlen(shapes);
+    snprintf(shapes + used, sizeof shapes - used, "%s %s%s", i ? "," : "", n->src[i]->name,
+             ef_shape_str(n->src[i], buf, sizeof buf));
+  }
+  EF_FATAL("op %s (node '%s'): %s; sources:%s", ef_op_name(n->op), n->name, msg, shapes);
+}
+
+static void set_shape(ef_tensor *n, ef_dtype dt, int ndim, const int64_t *shape) {
+  n->dtype = dt;
+  n->ndim = ndim;
+  memcpy(n->shape, shape, sizeof(int64_t) * (size_t)ndim);
+}
+
+// Activations may be f32 or a 16-bit float type (which backends compute in, or reject);
+// statistics, parameters' gradients and losses are always f32.
+static void need_float(const ef_tensor *n, int i) {
+  ef_dtype t = n->src[i]->dtype;
+  if (t != EF_F32 && t != EF_BF16 && t != EF_F16) bad_node(n, "source %d must be f32, bf16 or f16", i);
+}
+
+static void need_same(const ef_tensor *n, int i, int j) {
+  if (!ef_same_shape(n->src[i], n->src[j])) bad_node(n, "sources %d and %d differ in shape", i, j);
+}
+
+static void need_ndim(const ef_tensor *n, int i, int ndim) {
+  if (n->src[i]->ndim != ndim) bad_node(n, "source %d must be %d-D", i, ndim);
+}
+
+static int64_t last_dim(const ef_tensor *t) { return t->shape[t->ndim - 1]; }
+
+// A per-channel pair tensor (2,C) matching C channels.
+static void need_pair(const ef_tensor *n, int i, int64_t c) {
+  const ef_tensor *t = n->src[i];
+  if (t->dtype != EF_F32 || t->ndim != 2 || t->shape[0] != 2 || t->shape[1] != c)
+    bad_node(n, "source %d must be an f32 (2,%lld) pair", i, (long long)c);
+}
+
+// ---- convolution -----------------------------------------------------------------------
+
+// Output height and width of a convolution of x (N,H,W,C) by w (O,KH,KW,C/g).
+static void conv_out_hw(const ef_tensor *n, const int64_t *xs, const int64_t *ws, int64_t *oh,
+                        int64_t *ow) {
+  const ef_conv_params *p = &n->p.conv;
+  int64_t ekh = (int64_t)p->dilation[0] * (ws[1] - 1) + 1, ekw = (int64_t)p->dilation[1] * (ws[2] - 1) + 1;
+  int64_t ph = xs[1] + p->pad[0] + p->pad[1], pw = xs[2] + p->pad[2] + p->pad[3];
+  if (ph < ekh || pw < ekw) bad_node(n, "kernel larger than the padded input");
+  *oh = (ph - ekh) / p->stride[0] + 1;
+  *ow = (pw - ekw) / p->stride[1] + 1;
+}
+
+static void conv_check(const ef_tensor *n, const int64_t *xs, const int64_t *ws) {
+  const ef_conv_params *p = &n->p.conv;
+  if (p->groups < 1 || xs[3] % p->groups || ws[0] % p->groups || ws[3] * p->groups != xs[3])
+    bad_node(n, "channels (in %lld, out %lld, weight in %lld) do not fit %d groups",
+             (long long)xs[3], (long long)ws[0], (long long)ws[3], p->groups);
+  if (p->stride[0] < 1 || p->stride[1] < 1 || p->dilation[0] < 1 || p->dilation[1] < 1)
+    bad_node(n, "stride and dilation must be >= 1");
+  for (int i = 0; i < 4; i++)
+    if (p->pad[i] < 0) bad_node(n, "negative padding");
+}
+
+static void infer_conv2d(ef_tensor *n) {
+  need_ndim(n, 0, 4); need_ndim(n, 1, 4); need_float(n, 0); need_float(n, 1);
+  const ef_tensor *x = n->src[0], *w = n->src[1];
+  conv_check(n, x->shape, w->shape);
+  if (n->n_src == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != w->shape[0]))
+    bad_node(n, "bias must be (%lld)", (long long)w->shape[0]);
+  int64_t s[4] = {x->shape[0], 0, 0, w->shape[0]};
+  conv_out_hw(n, x->shape, w->shape, &s[1], &s[2]);
+  set_shape(n, x->dtype, 4, s);
+}
+
+static void infer_conv2d_bwd_data(ef_tensor *n) { // node shape preset to x's
+  const ef_tensor *dy = n->src[0], *w = n->src[1];
+  need_ndim(n, 0, 4); need_ndim(n, 1, 4);
+  if (n->ndim != 4) bad_node(n, "needs the 4-D input shape");
+  conv_check(n, n->shape, w->shape);
+  int64_t oh, ow;
+  conv_out_hw(n, n->shape, w->shape, &oh, &ow);
+  if (dy->shape[0] != n->shape[0] || dy->shape[1] != oh || dy->shape[2] != ow || dy->shape[3] != w->shape[0])
+    bad_node(n, "dy does not match the convolution's output");
+  n->dtype = dy->dtype;
+}
+
+static void infer_conv2d_bwd_weight(ef_tensor *n) { // node shape preset to w's
+  const ef_tensor *dy = n->src[0], *x = n->src[1];
+  need_ndim(n, 0, 4); need_ndim(n, 1, 4);
+  if (n->ndim != 4) bad_node(n, "needs the 4-D weight shape");
+  conv_check(n, x->shape, n->shape);
+  int64_t oh, ow;
+  conv_out_hw(n, x->shape, n->shape, &oh, &ow);
+  if (dy->shape[0] != x->shape[0] || dy->shape[1] != oh || dy->shape[2] != ow || dy->shape[3] != n->shape[0])
+    bad_node(n, "dy does not match the convolution's output");
+  n->dtype = EF_F32;
+}
+
+static void backward_conv2d(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0], *w = n->src[1];
+  if (x->requires_grad)
+    ef_grad_add(g, x, ef_node_new(g, EF_OP_CONV2D_BWD_DATA, 2, (ef_tensor *[]){dy, w}, &n->p, x->ndim, x->shape));
+  if (w->requires_grad)
+    ef_grad_add(g, w, ef_node_new(g, EF_OP_CONV2D_BWD_WEIGHT, 2, (ef_tensor *[]){dy, x}, &n->p, w->ndim, w->shape));
+  if (n->n_src == 3 && n->src[2]->requires_grad)
+    ef_grad_add(g, n->src[2], ef_node_new(g, EF_OP_SUM_ROWS, 1, &dy, NULL, 0, NULL));
+}
+
+// ---- batch norm --------------------------------------------------------------------------
+
+static void infer_bn_stats(ef_tensor *n) {
+  need_float(n, 0);
+  if (n->src[0]->ndim < 2) bad_node(n, "needs (..., C)");
+  set_shape(n, EF_F32, 2, (int64_t[]){2, last_dim(n->src[0])});
+}
+
+static void infer_bn(ef_tensor *n) { // {x, stats, affine}
+  need_float(n, 0);
+  int64_t c = last_dim(n->src[0]);
+  need_pair(n, 1, c); need_pair(n, 2, c);
+  if (n->p.bn.batch_stats && n->src[1]->op != EF_OP_BN_STATS)
+    bad_node(n, "batch statistics must come from bn_stats");
+  set_shape(n, n->src[0]->dtype, n->src[0]->ndim, n->src[0]->shape);
+}
+
+static void infer_bn_bwd_reduce(ef_tensor *n) { // {dy, x, stats, affine}
+  need_same(n, 0, 1);
+  int64_t c = last_dim(n->src[1]);
+  need_pair(n, 2, c); need_pair(n, 3, c);
+  set_shape(n, EF_F32, 2, (int64_t[]){2, c});
+}
+
+static void infer_bn_bwd_data(ef_tensor *n) { // {dy, x, stats, affine, [reduce]}
+  need_same(n, 0, 1);
+  int64_t c = last_dim(n->src[1]);
+  need_pair(n, 2, c); need_pair(n, 3, c);
+  if (n->p.bn.batch_stats && n->n_src != 5) bad_node(n, "batch statistics need the reduction");
+  if (n->n_src == 5) need_pair(n, 4, c);
+  set_shape(n, n->src[0]->dtype, n->src[1]->ndim, n->src[1]->shape);
+}
+
+static void backward_bn(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0], *stats = n->src[1], *affine = n->src[2];
+  bool batch = n->p.bn.batch_stats;
+  // The gradient through the batch statistics is part of BN_BWD_DATA, so bn_stats gets none.
+  ef_tensor *red = NULL;
+  if (affine->requires_grad || (batch && x->requires_grad)) {
+    red = ef_node_new(g, EF_OP_BN_BWD_REDUCE, 4, (ef_tensor *[]){dy, x, stats, affine}, &n->p, 0, NULL);
+    if (affine->requires_grad) ef_grad_add(g, affine, red);
+  }
+  if (x->requires_grad) {
+    ef_tensor *src[5] = {dy, x, stats, affine, red};
+    ef_grad_add(g, x, ef_node_new(g, EF_OP_BN_BWD_DATA, batch ? 5 : 4, src, &n->p, 0, NULL));
+  }
+}
+
+static void infer_bn_update(ef_tensor *n) { // {running, stats}
+  int64_t c = n->src[1]->shape[1];
+  need_pair(n, 0, c); need_pair(n, 1, c);
+  if (n->src[0]->mem != EF_MEM_STATE) bad_node(n, "running statistics must be store state");
+  if (n->src[1]->op != EF_OP_BN_STATS) bad_node(n, "needs batch statistics from bn_stats");
+  if (!(n->p.bn_update.momentum > 0 && n->p.bn_update.momentum <= 1)) bad_node(n, "momentum must be in (0, 1]");
+  set_shape(n, EF_F32, 2, n->src[0]->shape);
+}
+
+// ---- elementwise -------------------------------------------------------------------------
+
+static void infer_same_as_src0(ef_tensor *n) {
+  need_float(n, 0);
+  for (int i = 1; i < n->n_src; i++) {
+    need_same(n, 0, i);
+    if (n->src[i]->dtype != n->src[0]->dtype) bad_node(n, "sources 0 and %d differ in type", i);
+  }
+  set_shape(n, n->src[0]->dtype, n->src[0]->ndim, n->src[0]->shape);
+}
+
+static void infer_act(ef_tensor *n) {
+  if (n->p.act.act <= EF_ACT_NONE || n->p.act.act >= EF_ACT_COUNT) bad_node(n, "unknown activation");
+  infer_same_as_src0(n);
+}
+
+static void backward_act(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0];
+  ef_grad_add(g, x, ef_node_new(g, EF_OP_ACT_BWD, 2, (ef_tensor *[]){dy, x}, &n->p, 0, NULL));
+}
+
+static void backward_add(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  for (int i = 0; i < 2; i++)
+    if (n->src[i]->requires_grad) ef_grad_add(g, n->src[i], dy);
+}
+
+static void infer_channel_mul(ef_tensor *n) { // {x (N,H,W,C), s (N,1,1,C)}
+  need_ndim(n, 0, 4); need_ndim(n, 1, 4); need_float(n, 0); need_float(n, 1);
+  const int64_t *x = n->src[0]->shape, *s = n->src[1]->shape;
+  if (s[0] != x[0] || s[1] != 1 || s[2] != 1 || s[3] != x[3]) bad_node(n, "scale must be (N,1,1,C)");
+  set_shape(n, n->src[0]->dtype, 4, x);
+}
+
+static void backward_channel_mul(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0], *s = n->src[1];
+  if (x->requires_grad)
+    ef_grad_add(g, x, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+  if (s->requires_grad)
+    ef_grad_add(g, s, ef_node_new(g, EF_OP_CHANNEL_MUL_BWD_S, 2, (ef_tensor *[]){dy, x}, NULL, 0, NULL));
+}
+
+static void infer_channel_mul_bwd_s(ef_tensor *n) {
+  need_ndim(n, 0, 4); need_same(n, 0, 1);
+  const int64_t *x = n->src[1]->shape;
+  set_shape(n, n->src[0]->dtype, 4, (int64_t[]){x[0], 1, 1, x[3]});
+}
+
+static void infer_gap(ef_tensor *n) {
+  need_ndim(n, 0, 4); need_float(n, 0);
+  const int64_t *x = n->src[0]->shape;
+  set_shape(n, n->src[0]->dtype, 4, (int64_t[]){x[0], 1, 1, x[3]});
+}
+
+static void backward_gap(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0];
+  ef_grad_add(g, x, ef_node_new(g, EF_OP_GAP_BWD, 1, &dy, NULL, x->ndim, x->shape));
+}
+
+static void infer_gap_bwd(ef_tensor *n) { // node shape preset to x's
+  const int64_t *d = n->src[0]->shape;
+  if (n->ndim != 4 || n->src[0]->ndim != 4 || d[0] != n->shape[0] || d[1] != 1 || d[2] != 1 || d[3] != n->shape[3])
+    bad_node(n, "dy must be (N,1,1,C) of the input");
+  n->dtype = n->src[0]->dtype;
+}
+
+// ---- matrix products ---------------------------------------------------------------------
+
+static void infer_linear(ef_tensor *n) { // {x (...,I), w (O,I), [b (O)]}
+  need_float(n, 0); need_ndim(n, 1, 2); need_float(n, 1);
+  const ef_tensor *x = n->src[0], *w = n->src[1];
+  if (x->ndim < 2 || last_dim(x) != w->shape[1]) bad_node(n, "x (...,%lld) must end in the weight's input size", (long long)w->shape[1]);
+  if (n->n_src == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != w->shape[0])) bad_node(n, "bias must be (O)");
+  set_shape(n, x->dtype, x->ndim, x->shape);
+  n->shape[n->ndim - 1] = w->shape[0];
+}
+
+static void infer_linear_bwd_data(ef_tensor *n) { // {dy (...,O), w (O,I)}
+  need_ndim(n, 1, 2);
+  const ef_tensor *dy = n->src[0], *w = n->src[1];
+  if (last_dim(dy) != w->shape[0]) bad_node(n, "dy must end in the weight's output size");
+  set_shape(n, dy->dtype, dy->ndim, dy->shape);
+  n->shape[n->ndim - 1] = w->shape[1];
+}
+
+static void infer_linear_bwd_weight(ef_tensor *n) { // {dy (...,O), x (...,I)}
+  const ef_tensor *dy = n->src[0], *x = n->src[1];
+  if (ef_numel(dy) / last_dim(dy) != ef_numel(x) / last_dim(x)) bad_node(n, "dy and x differ in rows");
+  set_shape(n, EF_F32, 2, (int64_t[]){last_dim(dy), last_dim(x)});
+}
+
+static void backward_linear(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0], *w = n->src[1];
+  if (x->requires_grad)
+    ef_grad_add(g, x, ef_node_new(g, EF_OP_LINEAR_BWD_DATA, 2, (ef_tensor *[]){dy, w}, NULL, 0, NULL));
+  if (w->requires_grad)
+    ef_grad_add(g, w, ef_node_new(g, EF_OP_LINEAR_BWD_WEIGHT, 2, (ef_tensor *[]){dy, x}, NULL, 0, NULL));
+  if (n->n_src == 3 && n->src[2]->requires_grad)
+    ef_grad_add(g, n->src[2], ef_node_new(g, EF_OP_SUM_ROWS, 1, &dy, NULL, 0, NULL));
+}
+
+static void infer_sum_rows(ef_tensor *n) {
+  need_float(n, 0);
+  set_shape(n, EF_F32, 1, (int64_t[]){last_dim(n->src[0])});
+}
+
+// ---- dropout -------------------------------------------------------------------------------
+
+static void infer_dropout(ef_tensor *n) {
+  if (!(n->p.dropout.rate >= 0 && n->p.dropout.rate < 1)) bad_node(n, "rate must be in [0, 1)");
+  infer_same_as_src0(n);
+}
+
+// The mask is a function of (seed, stream, step, index): the backward recomputes it.
+static void backward_dropout(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_grad_add(g, n->src[0], ef_node_new(g, EF_OP_DROPOUT, 1, &dy, &n->p, 0, NULL));
+}
+
+// ---- losses and reductions ---------------------------------------------------------------
+
+static void check_logits_labels(const ef_tensor *n, int li) {
+  const ef_tensor *logits = n->src[li], *labels = n->src[li + 1];
+  if (logits->ndim != 2) bad_node(n, "logits must be (N,K)");
+  need_float(n, li);
+  if (labels->ndim != 1 || labels->dtype != EF_I32 || labels->shape[0] != logits->shape[0])
+    bad_node(n, "labels must be i32 (N)");
+  if (!(n->p.ce.smoothing >= 0 && n->p.ce.smoothing < 1)) bad_node(n, "label smoothing must be in [0, 1)");
+}
+
+static const int64_t scalar_shape[1] = {1};
+
+static void infer_softmax_ce(ef_tensor *n) {
+  check_logits_labels(n, 0);
+  set_shape(n, EF_F32, 1, scalar_shape);
+}
+
+static void backward_softmax_ce(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *src[3] = {dy, n->src[0], n->src[1]};
+  ef_grad_add(g, n->src[0], ef_node_new(g, EF_OP_SOFTMAX_CE_BWD, 3, src, &n->p, 0, NULL));
+}
+
+static void infer_softmax_ce_bwd(ef_tensor *n) {
+  if (ef_numel(n->src[0]) != 1) bad_node(n, "dloss must be a scalar");
+  check_logits_labels(n, 1);
+  set_shape(n, n->src[1]->dtype, 2, n->src[1]->shape);
+}
+
+static void infer_reduce(ef_tensor *n) {
+  need_float(n, 0);
+  set_shape(n, EF_F32, 1, scalar_shape);
+}
+
+static void backward_reduce(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0];
+  ef_grad_add(g, x, ef_node_new(g, EF_OP_BROADCAST, 1, &dy, &n->p, x->ndim, x->shape));
+}
+
+static void infer_broadcast(ef_tensor *n) { // node shape preset
+  if (ef_numel(n->src[0]) != 1 || n->ndim < 1) bad_node(n, "broadcasts a scalar to a given shape");
+  n->dtype = EF_F32;
+}
+
+static void infer_fill(ef_tensor *n) {
+  if (n->ndim < 1) bad_node(n, "needs a shape");
+}
+
+// ---- storage -------------------------------------------------------------------------------
+
+static void infer_reshape(ef_tensor *n) { // node shape preset
+  int64_t numel = 1;
+  for (int i = 0; i < n->ndim; i++) numel *= n->shape[i];
+  if (n->ndim < 1 || numel != ef_numel(n->src[0])) bad_node(n, "reshape must keep the element count");
+  n->dtype = n->src[0]->dtype;
+}
+
+static void backward_reshape(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
+  ef_tensor *x = n->src[0];
+  ef_grad_add(g, x, ef_reshape(g, dy, x->ndim, x->shape));
+}
+
+static void infer_accum(ef_tensor *n) {
+  if (n->src[0]->mem != EF_MEM_GRAD) bad_node(n, "accumulates into the gradient arena only");
+  infer_same_as_src0(n);
+}
+
+// ---- the table -----------------------------------------------------------------------------
+
+static const ef_op_desc op_table[] = {
+    [EF_OP_LEAF] = {"leaf", 0, 0, EF_STORAGE_OWN, NULL, NULL},
+    [EF_OP_CONV2D] = {"conv2d", 2, 3, EF_STORAGE_OWN, infer_conv2d, backward_conv2d},
+    [EF_OP_CONV2D_BWD_DATA] = {"conv2d_bwd_data", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_data, NULL},
+    [EF_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_weight, NULL},
+    [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL},
+    [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_OWN, infer_bn, backward_bn},
+    [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL},
+    [EF_OP_BN_BWD_DATA] = {"bn_bwd_data", 4, 5, EF_STORAGE_OWN, infer_bn_bwd_data, NULL},
+    [EF_OP_BN_UPDATE] = {"bn_update", 2, 2, EF_STORAGE_INPLACE, infer_bn_update, NULL},
+    [EF_OP_ACT] = {"act", 1, 1, EF_STORAGE_OWN, infer_act, backward_act},
+    [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL},
+    [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add},
+    [EF_OP_CHANNEL_MUL] = {"channel_mul", 2, 2, EF_STORAGE_OWN, infer_channel_mul, backward_channel_mul},
+    [EF_OP_CHANNEL_MUL_BWD_S] = {"channel_mul_bwd_s", 2, 2, EF_STORAGE_OWN, infer_channel_mul_bwd_s, NULL},
+    [EF_OP_GAP] = {"gap", 1, 1, EF_STORAGE_OWN, infer_gap, backward_gap},
+    [EF_OP_GAP_BWD] = {"gap_bwd", 1, 1, EF_STORAGE_OWN, infer_gap_bwd, NULL},
+    [EF_OP_LINEAR] = {"linear", 2, 3, EF_STORAGE_OWN, infer_linear, backward_linear},
+    [EF_OP_LINEAR_BWD_DATA] = {"linear_bwd_data", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_data, NULL},
+    [EF_OP_LINEAR_BWD_WEIGHT] = {"linear_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_weight, NULL},
+    [EF_OP_SUM_ROWS] = {"sum_rows", 1, 1, EF_STORAGE_OWN, infer_sum_rows, NULL},
+    [EF_OP_DROPOUT] = {"dropout", 1, 1, EF_STORAGE_OWN, infer_dropout, backward_dropout},
+    [EF_OP_SOFTMAX_CE] = {"softmax_ce", 2, 2, EF_STORAGE_OWN, infer_softmax_ce, backward_softmax_ce},
+    [EF_OP_SOFTMAX_CE_BWD] = {"softmax_ce_bwd", 3, 3, EF_STORAGE_OWN, infer_softmax_ce_bwd, NULL},
+    [EF_OP_REDUCE] = {"reduce", 1, 1, EF_STORAGE_OWN, infer_reduce, backward_reduce},
+    [EF_OP_BROADCAST] = {"broadcast", 1, 1, EF_STORAGE_OWN, infer_broadcast, NULL},
+    [EF_OP_FILL] = {"fill", 0, 0, EF_STORAGE_OWN, infer_fill, NULL},
+    [EF_OP_RESHAPE] = {"reshape", 1, 1, EF_STORAGE_VIEW, infer_reshape, backward_reshape},
+    [EF_OP_ACCUM] = {"accum", 2, 2, EF_STORAGE_INPLACE, infer_accum, NULL},
+};
+_Static_assert(sizeof op_table / sizeof op_table[0] == EF_OP_COUNT, "op_table must list every op");
+
+void ef_op_table_check(void) {
+  for (int i = 0; i < EF_OP_COUNT; i++) {
+    const ef_op_desc *d = &op_table[i];
+    if (!d->name || (i != EF_OP_LEAF && !d->infer) || d->min_src > d->max_src || d->max_src > 5)
+      EF_FATAL("op table entry %d is incomplete", i);
+  }
+}
+
+const ef_op_desc *ef_op_get(ef_op op) {
+  EF_ASSERT(op >= 0 && op < EF_OP_COUNT, "op %d", (int)op);
+  return &op_table[op];
+}
+
+const char *ef_op_name(ef_op op) { return ef_op_get(op)->name; }
+
+const char *ef_act_name(ef_act act) {
+  static const char *names[EF_ACT_COUNT] = {"none", "swish", "sigmoid", "relu", "relu6"};
+  EF_ASSERT(act >= 0 && act < EF_ACT_COUNT, "activation %d", (int)act);
+  return names[act];
+}

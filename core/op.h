@@ -1,0 +1,119 @@
+// The op table: every computation effnet can run, its typed parameters, shape inference and
+// backward rule. Adding an op touches this enum, the table in op.c, its backend kernels and
+// its test -- nowhere else. Backends keep their kernels in their own tables indexed by ef_op.
+#ifndef EF_OP_H
+#define EF_OP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+  EF_OP_LEAF,                // no computation: an input, parameter, gradient or state tensor
+  // convolution, NHWC activations, weights (O, KH, KW, I/groups), optional bias (O)
+  EF_OP_CONV2D,              // {x (N,H,W,C), w, [b]} -> (N,OH,OW,O)
+  EF_OP_CONV2D_BWD_DATA,     // {dy, w} -> dx (N,H,W,C)
+  EF_OP_CONV2D_BWD_WEIGHT,   // {dy, x} -> dw (O,KH,KW,C/groups)
+  // batch norm; per-channel pairs are stored as (2,C): stats [mean; var], affine [gamma; beta]
+  EF_OP_BN_STATS,            // {x (N,H,W,C)} -> (2,C) batch mean and biased variance
+  EF_OP_BN,                  // {x, stats (2,C), affine (2,C)} -> act(gamma * xhat + beta)
+  EF_OP_BN_BWD_REDUCE,       // {dy, x, stats, affine} -> (2,C) [sum dz*xhat; sum dz]
+  EF_OP_BN_BWD_DATA,         // {dy, x, stats, affine, [reduce]} -> dx
+  EF_OP_BN_UPDATE,           // {running (2,C), stats (2,C)} -> running, updated in place
+  // elementwise and broadcast
+  EF_OP_ACT,                 // {x} -> act(x)
+  EF_OP_ACT_BWD,             // {dy, x} -> dy * act'(x)
+  EF_OP_ADD,                 // {a, b} -> a + b (same shapes)
+  EF_OP_CHANNEL_MUL,         // {x (N,H,W,C), s (N,1,1,C)} -> x * s (the squeeze-excite scale)
+  EF_OP_CHANNEL_MUL_BWD_S,   // {dy, x} -> (N,1,1,C) sum over H,W of dy * x
+  EF_OP_GAP,                 // {x (N,H,W,C)} -> (N,1,1,C) mean over H,W
+  EF_OP_GAP_BWD,             // {dy (N,1,1,C)} -> (N,H,W,C) dy / (H*W)
+  // matrix products: x (...,I) as rows, w (O,I), optional b (O)
+  EF_OP_LINEAR,              // {x, w, [b]} -> (...,O)
+  EF_OP_LINEAR_BWD_DATA,     // {dy, w} -> dx (...,I)
+  EF_OP_LINEAR_BWD_WEIGHT,   // {dy, x} -> dw (O,I)
+  EF_OP_SUM_ROWS,            // {x (...,C)} -> (C) sum over all but the last axis (bias grads)
+  // regularization
+  EF_OP_DROPOUT,             // {x} -> x * mask / (1 - rate), mask per element or per sample
+  // losses and reductions
+  EF_OP_SOFTMAX_CE,          // {logits (N,K), labels (N) i32} -> (1) mean label-smoothed CE
+  EF_OP_SOFTMAX_CE_BWD,      // {dloss (1), logits, labels} -> dlogits (N,K)
+  EF_OP_REDUCE,              // {x} -> (1) value * sum(x)   (sum: value 1, mean: value 1/n)
+  EF_OP_BROADCAST,           // {d (1)} -> d * value in every element of the node's shape
+  EF_OP_FILL,                // {} -> value in every element
+  // storage
+  EF_OP_RESHAPE,             // {x} -> the same memory with another shape (a view)
+  EF_OP_ACCUM,               // {dst, src} -> dst += src, in place (parameter gradients)
+  EF_OP_COUNT
+} ef_op;
+
+typedef enum { EF_ACT_NONE, EF_ACT_SWISH, EF_ACT_SIGMOID, EF_ACT_RELU, EF_ACT_RELU6, EF_ACT_COUNT } ef_act;
+
+typedef enum { EF_PAD_SYMMETRIC, EF_PAD_SAME } ef_padding; // PyTorch k//2, or TF "SAME"
+
+typedef struct {
+  int32_t stride[2], dilation[2]; // (h, w)
+  int32_t pad[4];                 // top, bottom, left, right (asymmetric for TF "SAME")
+  int32_t groups;
+} ef_conv_params;
+
+typedef struct {
+  float eps;
+  ef_act act;       // fused activation after the affine transform
+  bool batch_stats; // stats are this batch's (training): backward includes their gradient
+} ef_bn_params;
+
+typedef struct {
+  float momentum;   // PyTorch convention: running = (1 - m) * running + m * batch
+} ef_bn_update_params;
+
+typedef struct { ef_act act; } ef_act_params;
+
+typedef struct {
+  float rate;       // probability of dropping
+  bool per_sample;  // one draw per sample (drop-path / stochastic depth) or per element
+  uint32_t stream;  // Philox stream, unique per dropout node in a graph
+  uint64_t seed;
+} ef_dropout_params;
+
+typedef struct { float smoothing; } ef_ce_params;
+
+typedef struct { float value; } ef_value_params; // REDUCE, BROADCAST, FILL
+
+typedef union {
+  ef_conv_params conv;
+  ef_bn_params bn;
+  ef_bn_update_params bn_update;
+  ef_act_params act;
+  ef_dropout_params dropout;
+  ef_ce_params ce;
+  ef_value_params value;
+} ef_op_params;
+
+struct ef_tensor;
+struct ef_graph;
+
+typedef enum {
+  EF_STORAGE_OWN,   // the node has its own output buffer
+  EF_STORAGE_VIEW,  // the output is src[0]'s memory; nothing is computed
+  EF_STORAGE_INPLACE, // the output is src[0]'s memory, updated by the kernel
+} ef_storage;
+
+typedef struct {
+  const char *name;
+  int min_src, max_src;
+  ef_storage storage;
+  // Checks the sources and sets the node's dtype and shape; aborts naming the node on a
+  // mismatch (graph-building code is ours; user input is validated before building).
+  void (*infer)(struct ef_tensor *node);
+  // Adds to the graph the gradient of every source that requires one, given the gradient dy
+  // of this node. NULL for ops that are not differentiated (backward ops, statistics, ...).
+  void (*backward)(struct ef_graph *g, struct ef_tensor *node, struct ef_tensor *dy);
+} ef_op_desc;
+
+const ef_op_desc *ef_op_get(ef_op op);
+const char *ef_op_name(ef_op op);
+const char *ef_act_name(ef_act act);
+// Aborts at start-up if an entry of the table is missing (called by ef_graph_init).
+void ef_op_table_check(void);
+
+#endif

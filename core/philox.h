@@ -1,0 +1,27 @@
+// Philox4x32-10 counter-based RNG (Salmon et al., SC'11). Every random draw in effnet is a pure
+// function of (seed, stream, step, index): dropout and drop-path masks, initialization and
+// augmentation give the same numbers on CPU and GPU, for any thread count, and on resume.
+#ifndef EF_PHILOX_H
+#define EF_PHILOX_H
+
+#include <stdint.h>
+
+typedef struct { uint32_t v[4]; } ef_philox_out;
+
+// The raw generator: 4 words from a 128-bit counter and a 64-bit key.
+ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]);
+
+// Word `index` of the stream (seed, stream, step): counter {index/4 (64 bit), stream, step},
+// key = seed. Four consecutive indices share one Philox call.
+uint32_t ef_philox_u32(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
+
+// Uniform in [0, 1) with 24 random bits, from ef_philox_u32.
+float ef_philox_uniform(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
+
+// Standard normal by Box-Muller from the two uniforms at indices 2*index and 2*index+1.
+float ef_philox_normal(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
+
+// The uniform above from a raw 32-bit word (kernels that draw four at a time use this).
+static inline float ef_u32_to_uniform(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
+
+#endif

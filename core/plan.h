@@ -1,0 +1,73 @@
+// Plans: a graph scheduled, its memory planned from liveness into one arena, and bound to a
+// backend that runs it. The planner (plan.c) is pure bookkeeping; the executor (exec.c) binds
+// addresses, prepares every node once, and runs the schedule as often as asked.
+#ifndef EF_PLAN_H
+#define EF_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/backend.h"
+#include "core/graph.h"
+#include "core/log.h"
+
+typedef struct {
+  bool no_reuse;   // give every buffer its own space (the naive layout, for comparisons)
+  bool poison;     // fill each computed buffer with NaN bytes before it is written and after
+                   // its last reader, and give it a red zone that is checked after its
+                   // writer runs: a planner or kernel bug shows up as NaN or an abort naming
+                   // the node, never as luck
+  bool profile;    // time every node (ef_plan_profile_print)
+} ef_plan_opts;
+
+// One planned buffer: live from the step that writes it to the last step that reads it.
+typedef struct {
+  ef_tensor *t;          // the tensor that owns the memory (views resolve to it)
+  int birth, death;      // schedule positions; inputs live from -1 to n, kept outputs die at n
+  size_t offset, bytes;  // in the activation arena; bytes: the data rounded up to 64, plus a
+                         // 64-byte red zone in poison mode
+} ef_buffer;
+
+typedef struct ef_plan {
+  ef_graph *g;
+  ef_backend *be;
+  ef_plan_opts opts;
+  ef_tensor **sched;     // the nodes that run, in a topological order
+  int n;
+  ef_buffer *bufs;       // every planned buffer, in order of birth
+  int n_bufs;
+  int *written;          // per scheduled node: the index in bufs of the buffer it writes, or -1
+  size_t arena_bytes;    // the planned peak: the size of the activation arena
+  size_t naive_bytes;    // the sum of all planned buffers (no reuse)
+  void *arena;           // backend memory
+  void *scratch;         // shared scratch for kernels, the largest any node asked for
+  size_t scratch_bytes;
+  void **state;          // per scheduled node: what the backend prepared
+  double *ms;            // per scheduled node: accumulated milliseconds when profiling
+  int runs;
+} ef_plan;
+
+// Schedules everything the graph's kept tensors need, plans memory, binds it on the backend and
+// prepares every node. Fails (EF_ERR_NOMEM, EF_ERR_UNSUPPORTED, ...) with a message.
+ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_opts *opts);
+void ef_plan_free(ef_plan *p);
+
+// Runs the schedule once.
+void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx);
+
+// Copies an input in (ignored when nothing the plan computes needs it), or any scheduled tensor
+// out (ef_nbytes(t) bytes of host memory). Inputs keep their values from one run to the next.
+void ef_plan_set(ef_plan *p, const ef_tensor *t, const void *host);
+void ef_plan_get(const ef_plan *p, const ef_tensor *t, void *host);
+
+// Time per op kind over all runs so far, largest first, and the memory plan's summary.
+void ef_plan_profile_print(const ef_plan *p, FILE *f);
+
+// ---- the planner, used by ef_plan_new (exposed for tests) -------------------------------
+// The tensor whose memory t uses: t itself, or the owner behind views and in-place ops.
+ef_tensor *ef_plan_owner(ef_tensor *t);
+// Fills p->sched, p->bufs, p->written, p->arena_bytes and p->naive_bytes; assigns offsets.
+void ef_plan_schedule_and_place(ef_plan *p);
+
+#endif

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The `effnet` command line: bad usage exits 2 with a message, bad data exits 1 with a message
+# that names the problem, and a short real training run on Fashion-MNIST reports test accuracy.
+set -u
+effnet=$1
+failures=0
+expect() { # expect <exit code> <text in output> <args...>
+  local code=$1 text=$2
+  shift 2
+  local out
+  out=$("$effnet" "$@" 2>&1)
+  local got=$?
+  if [ "$got" -ne "$code" ] || ! grep -qF -- "$text" <<<"$out"; then
+    echo "FAILED: effnet $* exited $got (want $code), output:"
+    echo "$out" | head -5
+    failures=$((failures + 1))
+  else
+    echo "ok: effnet $* -> $code, '$text'"
+  fi
+}
+expect 2 "usage: effnet" 
+expect 0 "commands:" --help
+expect 2 "unknown command 'trian'" trian
+expect 0 "--epochs N" train --help
+expect 2 "unknown flag '--epoch'" train --epoch 3
+expect 2 "bad value 'abc' for --epochs" train --epochs abc
+expect 2 "bad value '-1' for --lr" train --lr -1
+expect 2 "--batch needs a value" train --batch
+expect 2 "unknown model 'b9'" train --model b9
+expect 1 "cannot open /nonexistent/train-images-idx3-ubyte" train --data /nonexistent
+if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  expect 0 "test accuracy" train --limit 2560 --epochs 1 --batch 64 --log-every 10
+else
+  echo "SKIPPED: the training run (Debian package dataset-fashion-mnist is not installed)"
+fi
+[ "$failures" -eq 0 ] && echo "all passed" || echo "$failures failed"
+exit $((failures > 0))

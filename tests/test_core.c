@@ -1,0 +1,249 @@
+// Core tests: Philox against the Random123 known answers, bf16/f16 conversions, the memory
+// planner on random graphs (no live overlap, peak below the naive sum, poisoned planned runs
+// equal to unplanned ones bit for bit), autograd's structure, and plan errors.
+#include <stdlib.h>
+
+#include "core/cpu/cpu.h"
+#include "core/plan.h"
+#include "core/store.h"
+#include "tests/harness.h"
+
+static void test_philox_known_answers(void) {
+  // Random123 tests/kat_vectors, "philox4x32 10": counter, key -> output.
+  static const uint32_t kat[3][10] = {
+      {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+      {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
+      {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1},
+  };
+  for (int v = 0; v < 3; v++) {
+    ef_philox_out r = ef_philox4x32(kat[v], kat[v] + 4);
+    for (int i = 0; i < 4; i++) CHECK(r.v[i] == kat[v][6 + i], "vector %d word %d: %08x != %08x", v, i, r.v[i], kat[v][6 + i]);
+  }
+  // The indexed form is the raw generator at counter {index/4, 0, stream, step}, key = seed.
+  uint64_t seed = 0x299f31d0a4093822ull;
+  ef_philox_out r = ef_philox4x32((uint32_t[]){5, 0, 3, 9}, (uint32_t[]){0xa4093822, 0x299f31d0});
+  CHECK(ef_philox_u32(seed, 3, 9, 22) == r.v[2], "indexing");
+}
+
+static void test_philox_distributions(void) {
+  double s = 0, q = 0, us = 0, umin = 1, umax = 0;
+  int n = 200000;
+  for (int i = 0; i < n; i++) {
+    double z = ef_philox_normal(7, 1, 0, (uint64_t)i), u = ef_philox_uniform(7, 2, 0, (uint64_t)i);
+    s += z, q += z * z, us += u;
+    umin = fmin(umin, u), umax = fmax(umax, u);
+  }
+  CHECK(fabs(s / n) < 0.01 && fabs(q / n - 1) < 0.02, "normal: mean %.4f, variance %.4f", s / n, q / n);
+  CHECK(fabs(us / n - 0.5) < 0.005 && umin >= 0 && umax < 1, "uniform: mean %.4f in [%g, %g]", us / n, umin, umax);
+}
+
+static void test_f16(void) {
+  // Every finite f16 survives the round trip through f32 exactly; NaN stays NaN.
+  int bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = ef_f16_to_f32((uint16_t)h);
+    uint16_t back = ef_f32_to_f16(f);
+    bool nan = ((h >> 10) & 31) == 31 && (h & 0x3ff);
+    if (nan ? !isnan(f) || !isnan(ef_f16_to_f32(back)) : back != h) bad++;
+  }
+  CHECK(bad == 0, "%d f16 values do not round-trip", bad);
+  struct { float f; uint16_t h; } cases[] = {
+      {1.0f, 0x3c00}, {-2.0f, 0xc000}, {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00}, {1e9f, 0x7c00},
+      {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000}, {0x1.8p-25f, 0x0001}, {0x1p-14f, 0x0400}, {0x1.ff8p-15f, 0x03ff}, {0x1.ffcp-15f, 0x0400},
+      {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x3p-11f, 0x3c02}, {INFINITY, 0x7c00}, {-INFINITY, 0xfc00}, {0.1f, 0x2e66},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    CHECK(ef_f32_to_f16(cases[i].f) == cases[i].h, "f16(%a) = %04x, want %04x", cases[i].f, ef_f32_to_f16(cases[i].f), cases[i].h);
+  CHECK(isnan(ef_f16_to_f32(ef_f32_to_f16(NAN))), "NaN");
+}
+
+static void test_bf16(void) {
+  struct { float f; uint16_t h; } cases[] = {
+      {1.0f, 0x3f80}, {1.0f + 0x1p-8f, 0x3f80}, {1.0f + 0x3p-8f, 0x3f82}, {-3.0f, 0xc040},
+      {0x1.fffffep127f, 0x7f80}, {INFINITY, 0x7f80}, {0.1f, 0x3dcd},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    CHECK(ef_f32_to_bf16(cases[i].f) == cases[i].h, "bf16(%a) = %04x, want %04x", cases[i].f, ef_f32_to_bf16(cases[i].f), cases[i].h);
+  CHECK(isnan(ef_bf16_to_f32(ef_f32_to_bf16(NAN))), "NaN");
+  int bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = ef_bf16_to_f32((uint16_t)h);
+    if (!isnan(f) && ef_f32_to_bf16(f) != h) bad++;
+  }
+  CHECK(bad == 0, "%d bf16 values do not round-trip", bad);
+}
+
+// ---- the planner ------------------------------------------------------------------------------
+
+// No two buffers whose lifetimes overlap may share a byte.
+static void check_no_live_overlap(const ef_plan *p, const char *what) {
+  int bad = 0;
+  for (int a = 0; a < p->n_bufs; a++)
+    for (int b = a + 1; b < p->n_bufs; b++) {
+      const ef_buffer *x = &p->bufs[a], *y = &p->bufs[b];
+      bool live = x->birth <= y->death && y->birth <= x->death;
+      bool mem = x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
+      if (live && mem && bad++ < 3) fprintf(stderr, "%s: '%s' and '%s' overlap\n", what, x->t->name, y->t->name);
+    }
+  CHECK(bad == 0, "%s: %d overlapping live buffers", what, bad);
+  for (int a = 0; a < p->n_bufs; a++) CHECK(p->bufs[a].offset + p->bufs[a].bytes <= p->arena_bytes, "%s: outside the arena", what);
+}
+
+// A random graph of elementwise ops over one shape, with a random subset kept. Built twice with
+// the same draws, once planned (and poisoned) and once naive: every kept tensor must agree.
+static ef_graph *random_graph(uint64_t seed, ef_tensor **inputs, ef_tensor ***kept, int *n_kept) {
+  ef_graph *g = ef_graph_new(NULL, seed);
+  int64_t shape[2] = {3, 5 + (int64_t)(seed % 7)};
+  int n = 0;
+  ef_tensor *t[64];
+  for (int i = 0; i < 3; i++) t[n++] = inputs[i] = ef_input(g, "in", EF_F32, 2, shape);
+  *kept = malloc(sizeof(ef_tensor *) * 64);
+  *n_kept = 0;
+  for (int k = 0; n < 60; k++) {
+    uint32_t r = ef_philox_u32(seed, 0, 0, (uint64_t)k);
+    ef_tensor *a = t[r % (uint32_t)n], *b = t[(r >> 8) % (uint32_t)n];
+    switch ((r >> 16) % 4) {
+    case 0: t[n] = ef_add(g, a, b); break;
+    case 1: t[n] = ef_activate(g, a, EF_ACT_SWISH); break;
+    case 2: t[n] = ef_activate(g, a, EF_ACT_SIGMOID); break;
+    default: t[n] = ef_dropout(g, a, 0.25f, false); break;
+    }
+    if ((r >> 24) % 5 == 0 || n == 59) {
+      ef_graph_keep(g, t[n]);
+      (*kept)[(*n_kept)++] = t[n];
+    }
+    n++;
+  }
+  return g;
+}
+
+static void test_planner_random_graphs(void) {
+  ef_backend *be = ef_cpu_backend_new(0);
+  for (uint64_t seed = 1; seed <= 40; seed++) {
+    ef_tensor *in[2][3], **kept[2];
+    int n_kept[2];
+    ef_graph *g[2];
+    ef_plan *p[2];
+    float *out[2];
+    for (int v = 0; v < 2; v++) {
+      g[v] = random_graph(seed, in[v], &kept[v], &n_kept[v]);
+      ef_plan_opts o = {.poison = v == 0, .no_reuse = v == 1};
+      CHECK(ef_plan_new(&p[v], g[v], be, &o) == EF_OK, "%s", ef_last_error());
+      int64_t numel = ef_numel(in[v][0]);
+      float x[64];
+      for (int i = 0; i < 3; i++) {
+        test_fill_uniform(x, numel, seed, (uint32_t)i, -2, 2);
+        ef_plan_set(p[v], in[v][i], x);
+      }
+      ef_plan_run(p[v], &(ef_run_ctx){.step = 3});
+      out[v] = malloc(sizeof(float) * (size_t)(numel * n_kept[v]));
+      for (int k = 0; k < n_kept[v]; k++) ef_plan_get(p[v], kept[v][k], out[v] + k * numel);
+    }
+    char what[32];
+    snprintf(what, sizeof what, "random graph %d", (int)seed);
+    check_no_live_overlap(p[0], what);
+    CHECK(p[0]->arena_bytes < p[0]->naive_bytes && p[1]->arena_bytes == p[1]->naive_bytes, "%s: planned %zu, naive %zu",
+          what, p[0]->arena_bytes, p[0]->naive_bytes);
+    size_t bytes = sizeof(float) * (size_t)(ef_numel(in[0][0]) * n_kept[0]);
+    CHECK(n_kept[0] == n_kept[1] && !memcmp(out[0], out[1], bytes), "%s: planned and naive runs differ", what);
+    for (int v = 0; v < 2; v++) {
+      ef_plan_free(p[v]);
+      ef_graph_free(g[v]);
+      free(out[v]);
+      free(kept[v]);
+    }
+  }
+  ef_backend_free(be);
+}
+
+// ---- autograd ---------------------------------------------------------------------------------
+
+static int count_op(const ef_graph *g, ef_op op) {
+  int n = 0;
+  for (int i = 0; i < g->n; i++) n += g->nodes[i]->op == op;
+  return n;
+}
+
+// A weight used twice gets the sum of both contributions, accumulated once into the gradient
+// arena; a frozen weight and an input that needs no gradient cost no backward node.
+static void test_autograd_structure(void) {
+  ef_backend *be = ef_cpu_backend_new(0);
+  ef_store *s = ef_store_new();
+  int w = ef_store_add(s, "w", true, true, 2, (int64_t[]){3, 4});
+  int frozen = ef_store_add(s, "frozen", true, true, 2, (int64_t[]){3, 3});
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  ef_graph *g = ef_graph_new(s, 1);
+  ef_tensor *x1 = ef_input(g, "x1", EF_F32, 2, (int64_t[]){2, 4}), *x2 = ef_input(g, "x2", EF_F32, 2, (int64_t[]){2, 4});
+  ef_tensor *wt = ef_param(g, w, 1, NULL), *ft = ef_param(g, frozen, 1, NULL);
+  ft->requires_grad = false;
+  ef_tensor *y = ef_add(g, ef_linear(g, x1, wt, NULL), ef_linear(g, x2, wt, NULL));
+  ef_tensor *loss = ef_sum(g, ef_linear(g, y, ft, NULL));
+  ef_graph_backward(g, loss);
+  CHECK(count_op(g, EF_OP_LINEAR_BWD_WEIGHT) == 2, "two weight gradients, got %d", count_op(g, EF_OP_LINEAR_BWD_WEIGHT));
+  CHECK(count_op(g, EF_OP_LINEAR_BWD_DATA) == 1, "only y needs a data gradient, got %d", count_op(g, EF_OP_LINEAR_BWD_DATA));
+  CHECK(count_op(g, EF_OP_ACCUM) == 1, "one accumulation into the gradient arena, got %d", count_op(g, EF_OP_ACCUM));
+  ef_plan *p;
+  CHECK(ef_plan_new(&p, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  float xv[2][8], wv[12], fv[9], grad[12];
+  test_fill_uniform(xv[0], 8, 2, 0, -1, 1);
+  test_fill_uniform(xv[1], 8, 2, 1, -1, 1);
+  test_fill_uniform(wv, 12, 2, 2, -1, 1);
+  test_fill_uniform(fv, 9, 2, 3, -1, 1);
+  ef_plan_set(p, x1, xv[0]);
+  ef_plan_set(p, x2, xv[1]);
+  ef_store_write(s, w, EF_ARENA_PARAM, wv);
+  ef_store_write(s, frozen, EF_ARENA_PARAM, fv);
+  // loss = sum_{n,j} sum_o F[j,o] y[n,o]  =>  dL/dW[o,i] = (sum_j F[j,o]) * sum_n (x1 + x2)[n,i]
+  for (int run = 1; run <= 2; run++) {
+    ef_plan_run(p, &(ef_run_ctx){0});
+    ef_store_read(s, w, EF_ARENA_GRAD, grad);
+    double want[12];
+    for (int o = 0; o < 3; o++)
+      for (int i = 0; i < 4; i++) {
+        double fs = fv[0 * 3 + o] + fv[1 * 3 + o] + fv[2 * 3 + o], xs = 0;
+        for (int n = 0; n < 2; n++) xs += xv[0][n * 4 + i] + xv[1][n * 4 + i];
+        want[o * 4 + i] = run * fs * xs; // gradients accumulate from run to run until zeroed
+      }
+    double e = test_rel_err(grad, want, 12);
+    CHECK(e < 1e-5, "run %d: weight gradient error %.3g", run, e);
+  }
+  ef_store_zero_grads(s);
+  ef_store_read(s, w, EF_ARENA_GRAD, grad);
+  CHECK(grad[0] == 0 && grad[11] == 0, "zeroed gradients");
+  ef_plan_free(p);
+  ef_graph_free(g);
+  ef_store_free(s);
+  ef_backend_free(be);
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+static void test_plan_errors(void) {
+  ef_backend *be = ef_cpu_backend_new(1);
+  ef_graph *g = ef_graph_new(NULL, 1);
+  ef_tensor *h = ef_input(g, "half", EF_F16, 1, (int64_t[]){4});
+  ef_graph_keep(g, ef_reshape(g, ef_activate(g, ef_reshape(g, h, 2, (int64_t[]){2, 2}), EF_ACT_RELU), 1, (int64_t[]){4}));
+  ef_plan *p = NULL;
+  ef_status st = ef_plan_new(&p, g, be, NULL);
+  CHECK(st == EF_ERR_UNSUPPORTED && p == NULL && strstr(ef_last_error(), "cannot run op act"), "f16 on the CPU: %d %s", st, ef_last_error());
+  ef_graph_free(g);
+
+  g = ef_graph_new(NULL, 1);
+  ef_tensor *big = ef_input(g, "big", EF_F32, 4, (int64_t[]){1 << 16, 1 << 16, 1 << 10, 64});
+  ef_graph_keep(g, ef_activate(g, big, EF_ACT_SWISH));
+  st = ef_plan_new(&p, g, be, NULL);
+  CHECK(st == EF_ERR_NOMEM && p == NULL && strstr(ef_last_error(), "reduce the batch size"), "huge arena: %d %s", st, ef_last_error());
+  ef_graph_free(g);
+  ef_backend_free(be);
+}
+
+int main(void) {
+  RUN(test_philox_known_answers);
+  RUN(test_philox_distributions);
+  RUN(test_f16);
+  RUN(test_bf16);
+  RUN(test_planner_random_graphs);
+  RUN(test_autograd_structure);
+  RUN(test_plan_errors);
+  return test_exit_code();
+}

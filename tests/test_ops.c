@@ -1,0 +1,503 @@
+// Every op, forward and backward, on the CPU backend against a naive float64 reference written
+// here, on odd shapes. For each case: the forward output against the reference; every gradient
+// against central differences of the float64 reference (all elements, tight); and sampled
+// central differences of our own f32 forward against our backward (loose). Plans run with
+// poisoned memory, so an element a kernel forgets to write shows up as NaN.
+#include <stdlib.h>
+
+#include "core/cpu/cpu.h"
+#include "core/plan.h"
+#include "core/store.h"
+#include "tests/harness.h"
+
+#define SEED 1234
+#define STEP 7
+
+typedef enum { IN_INPUT, IN_PARAM, IN_STATE } in_kind;
+
+typedef struct {
+  const char *name;
+  in_kind kind;
+  ef_dtype dtype;
+  int ndim;
+  int64_t shape[4];
+  bool grad;        // differentiate with respect to it
+  float lo, hi;     // value range; labels are integers in [0, hi)
+  float avoid;      // keep values this far from the kinks of ReLU/ReLU6 at 0 and 6
+} in_spec;
+
+struct op_case;
+typedef struct {
+  const double *in[5];
+  ef_tensor *t[5]; // shapes of the inputs
+  const ef_tensor *out;
+  double *y;       // to fill, ef_numel(out) values
+} ref_io;
+
+typedef struct op_case {
+  const char *name;
+  int n_in;
+  in_spec in[5];
+  ef_tensor *(*build)(ef_graph *g, ef_tensor **in, const struct op_case *c);
+  void (*ref)(const ref_io *io, const struct op_case *c);
+  int stride, dilation, groups;
+  ef_padding pad;
+  ef_act act;
+  float eps, rate, smoothing;
+  bool flag;       // bn: batch statistics; dropout: per sample; reduce: mean
+  int ndim2;
+  int64_t shape2[4];
+} op_case;
+
+static int64_t spec_numel(const in_spec *s) {
+  int64_t n = 1;
+  for (int i = 0; i < s->ndim; i++) n *= s->shape[i];
+  return n;
+}
+
+// ---- float64 references --------------------------------------------------------------------
+
+static double ref_act(ef_act a, double x) {
+  switch (a) {
+  case EF_ACT_SWISH: return x / (1 + exp(-x));
+  case EF_ACT_SIGMOID: return 1 / (1 + exp(-x));
+  case EF_ACT_RELU: return x > 0 ? x : 0;
+  case EF_ACT_RELU6: return x < 0 ? 0 : x > 6 ? 6 : x;
+  default: return x;
+  }
+}
+
+// Padding of one axis, written from the definitions: PyTorch pads d*(k-1)/2 on both sides;
+// TF "SAME" makes out = ceil(in/s) and puts the extra pixel at the end.
+static void ref_pad(ef_padding mode, int64_t in, int64_t k, int s, int d, int64_t *lo, int64_t *out) {
+  int64_t span = d * (k - 1) + 1, hi;
+  if (mode == EF_PAD_SYMMETRIC) {
+    *lo = hi = (span - 1) / 2;
+  } else {
+    int64_t o = (in + s - 1) / s, total = (o - 1) * s + span - in;
+    if (total < 0) total = 0;
+    *lo = total / 2;
+    hi = total - *lo;
+  }
+  *out = (in + *lo + hi - span) / s + 1;
+}
+
+static void ref_conv(const ref_io *io, const op_case *c) {
+  const int64_t *xs = io->t[0]->shape, *ws = io->t[1]->shape, *ys = io->out->shape;
+  int64_t pt, pl, oh, ow;
+  ref_pad(c->pad, xs[1], ws[1], c->stride, c->dilation, &pt, &oh);
+  ref_pad(c->pad, xs[2], ws[2], c->stride, c->dilation, &pl, &ow);
+  CHECK(ys[0] == xs[0] && ys[1] == oh && ys[2] == ow && ys[3] == ws[0], "%s: output shape", c->name);
+  int64_t cg = ws[3], og = ws[0] / c->groups;
+  const double *x = io->in[0], *w = io->in[1], *b = c->n_in == 3 ? io->in[2] : NULL;
+  for (int64_t n = 0; n < xs[0]; n++)
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++)
+        for (int64_t o = 0; o < ws[0]; o++) {
+          double acc = b ? b[o] : 0;
+          int64_t g = o / og;
+          for (int64_t ki = 0; ki < ws[1]; ki++)
+            for (int64_t kj = 0; kj < ws[2]; kj++) {
+              int64_t hi = i * c->stride - pt + ki * c->dilation, wi = j * c->stride - pl + kj * c->dilation;
+              if (hi < 0 || hi >= xs[1] || wi < 0 || wi >= xs[2]) continue;
+              for (int64_t ci = 0; ci < cg; ci++)
+                acc += x[((n * xs[1] + hi) * xs[2] + wi) * xs[3] + g * cg + ci] * w[((o * ws[1] + ki) * ws[2] + kj) * cg + ci];
+            }
+          io->y[((n * oh + i) * ow + j) * ws[0] + o] = acc;
+        }
+}
+
+// inputs: x, then (training) affine, or (running statistics) stats, affine.
+static void ref_bn(const ref_io *io, const op_case *c) {
+  const ef_tensor *xt = io->t[0];
+  int64_t ch = xt->shape[xt->ndim - 1], rows = ef_numel(xt) / ch;
+  const double *x = io->in[0], *affine = io->in[c->flag ? 1 : 2];
+  for (int64_t k = 0; k < ch; k++) {
+    double mean, var;
+    if (c->flag) {
+      double s = 0, q = 0;
+      for (int64_t r = 0; r < rows; r++) s += x[r * ch + k];
+      mean = s / rows;
+      for (int64_t r = 0; r < rows; r++) q += (x[r * ch + k] - mean) * (x[r * ch + k] - mean);
+      var = q / rows;
+    } else {
+      mean = io->in[1][k], var = io->in[1][ch + k];
+    }
+    for (int64_t r = 0; r < rows; r++)
+      io->y[r * ch + k] = ref_act(c->act, (x[r * ch + k] - mean) / sqrt(var + c->eps) * affine[k] + affine[ch + k]);
+  }
+}
+
+static void ref_act_op(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = ref_act(c->act, io->in[0][i]);
+}
+
+static void ref_add(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i] + io->in[1][i];
+}
+
+static void ref_channel_mul(const ref_io *io, const op_case *c) {
+  const int64_t *s = io->t[0]->shape;
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i] * io->in[1][(i / (s[1] * s[2] * s[3])) * s[3] + i % s[3]];
+}
+
+static void ref_gap(const ref_io *io, const op_case *c) {
+  const int64_t *s = io->t[0]->shape;
+  CHECK(io->out->shape[1] == 1 && io->out->shape[2] == 1 && io->out->shape[3] == s[3], "%s: output shape", c->name);
+  for (int64_t n = 0; n < s[0]; n++)
+    for (int64_t k = 0; k < s[3]; k++) {
+      double acc = 0;
+      for (int64_t p = 0; p < s[1] * s[2]; p++) acc += io->in[0][(n * s[1] * s[2] + p) * s[3] + k];
+      io->y[n * s[3] + k] = acc / (double)(s[1] * s[2]);
+    }
+}
+
+static void ref_linear(const ref_io *io, const op_case *c) {
+  const ef_tensor *x = io->t[0], *w = io->t[1];
+  int64_t in = w->shape[1], out = w->shape[0], rows = ef_numel(x) / in;
+  CHECK(ef_numel(io->out) == rows * out, "%s: output shape", c->name);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t o = 0; o < out; o++) {
+      double acc = c->n_in == 3 ? io->in[2][o] : 0;
+      for (int64_t i = 0; i < in; i++) acc += io->in[0][r * in + i] * io->in[1][o * in + i];
+      io->y[r * out + o] = acc;
+    }
+}
+
+// The mask: element i (or sample n) kept when Philox word i (n) of (SEED, stream 0, STEP) gives
+// a uniform >= rate.
+static void ref_dropout(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->out), per = n / io->out->shape[0];
+  for (int64_t i = 0; i < n; i++) {
+    double u = ef_philox_uniform(SEED, 0, STEP, (uint64_t)(c->flag ? i / per : i));
+    io->y[i] = u >= c->rate ? io->in[0][i] / (1.0 - c->rate) : 0.0;
+  }
+}
+
+static void ref_softmax_ce(const ref_io *io, const op_case *c) {
+  int64_t n = io->t[0]->shape[0], k = io->t[0]->shape[1];
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double *z = io->in[0] + i * k;
+    int y = (int)io->in[1][i];
+    double sum = 0;
+    for (int64_t j = 0; j < k; j++) sum += exp(z[j]);
+    for (int64_t j = 0; j < k; j++) {
+      double t = c->smoothing / k + (j == y ? 1 - c->smoothing : 0);
+      total -= t * (z[j] - log(sum));
+    }
+  }
+  io->y[0] = total / n;
+}
+
+static void ref_reduce(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->t[0]);
+  double acc = 0;
+  for (int64_t i = 0; i < n; i++) acc += io->in[0][i];
+  io->y[0] = c->flag ? acc / n : acc;
+}
+
+static void ref_copy(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i];
+}
+
+// ---- builders --------------------------------------------------------------------------------
+
+static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_conv2d(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL, c->stride, c->dilation, c->groups, c->pad);
+}
+static ef_tensor *build_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
+  if (c->flag) return ef_bn(g, in[0], ef_bn_stats(g, in[0]), in[1], c->eps, c->act, true);
+  return ef_bn(g, in[0], in[1], in[2], c->eps, c->act, false);
+}
+static ef_tensor *build_act(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_activate(g, in[0], c->act); }
+static ef_tensor *build_add(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_add(g, in[0], in[1]); }
+static ef_tensor *build_channel_mul(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_channel_mul(g, in[0], in[1]); }
+static ef_tensor *build_gap(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_gap(g, in[0]); }
+static ef_tensor *build_linear(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_linear(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL);
+}
+static ef_tensor *build_dropout(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_dropout(g, in[0], c->rate, c->flag); }
+static ef_tensor *build_softmax_ce(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_softmax_ce(g, in[0], in[1], c->smoothing);
+}
+static ef_tensor *build_reduce(ef_graph *g, ef_tensor **in, const op_case *c) { return c->flag ? ef_mean(g, in[0]) : ef_sum(g, in[0]); }
+static ef_tensor *build_reshape(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_reshape(g, in[0], c->ndim2, c->shape2); }
+
+// ---- the harness -------------------------------------------------------------------------------
+
+#define X(...) {"x", IN_INPUT, EF_F32, __VA_ARGS__, true, -1, 1, 0}
+#define W(name, ...) {name, IN_PARAM, EF_F32, __VA_ARGS__, true, -1, 1, 0}
+
+typedef struct {
+  const op_case *c;
+  ef_store *store;
+  ef_graph *g;
+  ef_tensor *leaf[5], *out, *dy;
+  int entry[5];
+  ef_plan *plan;
+  float *val[5];          // current input values
+  double *dval[5];        // the same in double
+  float *dyv;
+} fixture;
+
+static void set_input(fixture *f, int i) {
+  const in_spec *s = &f->c->in[i];
+  if (s->kind == IN_INPUT) ef_plan_set(f->plan, f->leaf[i], f->val[i]);
+  else ef_store_write(f->store, f->entry[i], s->kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, f->val[i]);
+}
+
+// sum(dy * out) of one run of our f32 forward, in double.
+static double run_loss(fixture *f) {
+  ef_run_ctx ctx = {.step = STEP};
+  ef_plan_run(f->plan, &ctx);
+  int64_t n = ef_numel(f->out);
+  float *y = malloc(sizeof(float) * (size_t)n);
+  ef_plan_get(f->plan, f->out, y);
+  double l = 0;
+  for (int64_t i = 0; i < n; i++) l += (double)f->dyv[i] * y[i];
+  free(y);
+  return l;
+}
+
+static void reference(fixture *f, double *y) {
+  ref_io io = {.out = f->out, .y = y};
+  for (int i = 0; i < f->c->n_in; i++) io.in[i] = f->dval[i], io.t[i] = f->leaf[i];
+  f->c->ref(&io, f->c);
+}
+
+static void check_case(const op_case *c, ef_backend *be) {
+  fixture f = {.c = c, .store = ef_store_new()};
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *s = &c->in[i];
+    f.entry[i] = s->kind == IN_INPUT ? -1 : ef_store_add(f.store, s->name, s->kind == IN_PARAM, false, s->ndim, s->shape);
+  }
+  CHECK(ef_store_bind(f.store, be) == EF_OK, "%s", ef_last_error());
+  f.g = ef_graph_new(f.store, SEED);
+  bool any_grad = false;
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *s = &c->in[i];
+    if (s->kind == IN_INPUT) {
+      f.leaf[i] = ef_input(f.g, s->name, s->dtype, s->ndim, s->shape);
+      f.leaf[i]->requires_grad = s->grad;
+    } else {
+      f.leaf[i] = ef_param(f.g, f.entry[i], 1, NULL);
+      f.leaf[i]->requires_grad = s->grad;
+    }
+    any_grad |= s->grad;
+  }
+  f.out = c->build(f.g, f.leaf, c);
+  ef_graph_keep(f.g, f.out);
+  int64_t ny = ef_numel(f.out);
+  if (any_grad) {
+    f.dy = ef_input(f.g, "dy", EF_F32, f.out->ndim, f.out->shape);
+    ef_graph_backward_from(f.g, f.out, f.dy);
+  }
+  ef_plan_opts opts = {.poison = true};
+  ef_status st = ef_plan_new(&f.plan, f.g, be, &opts);
+  CHECK(st == EF_OK, "%s: %s", c->name, ef_last_error());
+  if (st != EF_OK) return;
+
+  // Inputs from Philox, one stream per input; labels as integers.
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *s = &c->in[i];
+    int64_t n = spec_numel(s);
+    f.val[i] = malloc(sizeof(float) * (size_t)n);
+    f.dval[i] = malloc(sizeof(double) * (size_t)n);
+    test_fill_uniform(f.val[i], n, 99, (uint32_t)i, s->lo, s->hi);
+    for (int64_t j = 0; j < n; j++) {
+      float v = f.val[i][j];
+      if (s->avoid > 0) // push values out of (k - avoid, k + avoid) for the kinks k = 0 and 6
+        for (float k = 0; k <= 6; k += 6)
+          if (fabsf(v - k) < s->avoid) v = v < k ? k - s->avoid : k + s->avoid;
+      if (s->dtype == EF_I32) {
+        int32_t lab = (int32_t)v;
+        memcpy(&f.val[i][j], &lab, 4);
+        f.dval[i][j] = lab;
+      } else {
+        f.val[i][j] = v;
+        f.dval[i][j] = v;
+      }
+    }
+    set_input(&f, i);
+  }
+  f.dyv = malloc(sizeof(float) * (size_t)ny);
+  test_fill_uniform(f.dyv, ny, 99, 17, -1, 1);
+  if (f.dy) ef_plan_set(f.plan, f.dy, f.dyv);
+
+  // Forward against the reference.
+  double *ref = malloc(sizeof(double) * (size_t)ny), *ref2 = malloc(sizeof(double) * (size_t)ny);
+  float *got = malloc(sizeof(float) * (size_t)ny);
+  run_loss(&f);
+  ef_plan_get(f.plan, f.out, got);
+  reference(&f, ref);
+  double e = test_rel_err(got, ref, ny);
+  CHECK(e <= 1e-5, "%s: forward relative error %.3g", c->name, e);
+
+  // Gradients of that first run (later runs accumulate more into the parameters' gradients).
+  float *grads[5] = {0};
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *s = &c->in[i];
+    if (!s->grad) continue;
+    grads[i] = malloc(sizeof(float) * (size_t)spec_numel(s));
+    if (s->kind == IN_INPUT) ef_plan_get(f.plan, f.leaf[i]->grad, grads[i]);
+    else ef_store_read(f.store, f.entry[i], EF_ARENA_GRAD, grads[i]);
+  }
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *s = &c->in[i];
+    if (!s->grad) continue;
+    int64_t n = spec_numel(s);
+    float *grad = grads[i];
+    // (a) every element against central differences of the float64 reference.
+    double *fd = malloc(sizeof(double) * (size_t)n);
+    for (int64_t j = 0; j < n; j++) {
+      double v = f.dval[i][j], h = 1e-6;
+      f.dval[i][j] = v + h;
+      reference(&f, ref);
+      f.dval[i][j] = v - h;
+      reference(&f, ref2);
+      f.dval[i][j] = v;
+      double d = 0;
+      for (int64_t k = 0; k < ny; k++) d += (double)f.dyv[k] * (ref[k] - ref2[k]);
+      fd[j] = d / (2 * h);
+    }
+    e = test_rel_err(grad, fd, n);
+    CHECK(e <= 1e-4, "%s: gradient of %s, relative error %.3g against the float64 reference", c->name, s->name, e);
+    // (b) sampled elements against central differences of our own f32 forward.
+    double mag = 0, worst = 0;
+    for (int64_t j = 0; j < n; j++) mag = fmax(mag, fabs(grad[j]));
+    for (int k = 0; k < 12; k++) {
+      int64_t j = (int64_t)(ef_philox_u32(5, (uint32_t)i, 0, (uint64_t)k) % (uint64_t)n);
+      float v = f.val[i][j], h = 4e-3f;
+      f.val[i][j] = v + h;
+      set_input(&f, i);
+      double lp = run_loss(&f);
+      f.val[i][j] = v - h;
+      set_input(&f, i);
+      double lm = run_loss(&f);
+      f.val[i][j] = v;
+      set_input(&f, i);
+      worst = fmax(worst, fabs((lp - lm) / (2.0 * h) - grad[j]));
+    }
+    CHECK(worst <= 2e-2 * mag + 1e-4, "%s: gradient of %s off by %.3g (max |grad| %.3g) against f32 central differences",
+          c->name, s->name, worst, mag);
+    free(fd);
+    free(grad);
+  }
+  for (int i = 0; i < c->n_in; i++) free(f.val[i]), free(f.dval[i]);
+  free(f.dyv), free(ref), free(ref2), free(got);
+  ef_plan_free(f.plan);
+  ef_graph_free(f.g);
+  ef_store_free(f.store);
+}
+
+// ---- the cases ---------------------------------------------------------------------------------
+
+// A convolution case; n_in 3 adds a bias of the weights' output size.
+// Shapes are parenthesized lists: (N,H,W,C) and (O,KH,KW,I/groups).
+#define SHAPE(...) {__VA_ARGS__}
+#define FIRST(a, ...) a
+#define CONV(nm, n_in, xs, ws, s, d, gr, pd) \
+  {nm, n_in, {X(4, SHAPE xs), W("w", 4, SHAPE ws), W("b", 1, {FIRST ws})}, build_conv, ref_conv, .stride = s, .dilation = d, .groups = gr, .pad = pd}
+
+static const op_case cases[] = {
+    CONV("conv 3x3 s1 symmetric, 5->6", 2, (2, 7, 7, 5), (6, 3, 3, 5), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("conv 3x3 s2 same, odd asymmetric 8x7", 2, (2, 8, 7, 4), (8, 3, 3, 4), 2, 1, 1, EF_PAD_SAME),
+    CONV("conv 3x3 s2 symmetric, odd 9x9", 2, (2, 9, 9, 4), (5, 3, 3, 4), 2, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("depthwise 5x5 s2 same, 9x10", 2, (2, 9, 10, 6), (6, 5, 5, 1), 2, 1, 6, EF_PAD_SAME),
+    CONV("depthwise 3x3 s2 symmetric, batch 1", 2, (1, 7, 7, 10), (10, 3, 3, 1), 2, 1, 10, EF_PAD_SYMMETRIC),
+    CONV("depthwise 3x3 s1 same, 11 channels", 2, (2, 6, 5, 11), (11, 3, 3, 1), 1, 1, 11, EF_PAD_SAME),
+    CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),
+    CONV("3x3 s2 same on 1x1 spatial", 2, (2, 1, 1, 6), (5, 3, 3, 6), 2, 1, 1, EF_PAD_SAME),
+    CONV("grouped 3x3 dilation 2, 2 groups", 2, (2, 9, 9, 6), (4, 3, 3, 3), 1, 2, 2, EF_PAD_SYMMETRIC),
+    CONV("stem-like 3x3 s2 same, 3->8, 11x11", 3, (2, 11, 11, 3), (8, 3, 3, 3), 2, 1, 1, EF_PAD_SAME),
+
+    {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
+    {"bn train + swish, batch 1", 2, {X(4, {1, 3, 3, 9}), W("affine", 2, {2, 9})}, build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+    {"bn train + sigmoid", 2, {X(4, {3, 2, 2, 5}), W("affine", 2, {2, 5})}, build_bn, ref_bn, .eps = 1e-5f, .act = EF_ACT_SIGMOID, .flag = true},
+    {"bn train on (rows, C)", 2, {X(2, {6, 10}), W("affine", 2, {2, 10})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
+    {"bn running stats + swish", 3, {X(4, {2, 3, 3, 6}), {"running", IN_STATE, EF_F32, 2, {2, 6}, false, 0.5f, 1.5f, 0}, W("affine", 2, {2, 6})},
+     build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH},
+
+    {"swish", 1, {X(4, {2, 3, 3, 5})}, build_act, ref_act_op, .act = EF_ACT_SWISH},
+    {"sigmoid", 1, {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -4, 4, 0}}, build_act, ref_act_op, .act = EF_ACT_SIGMOID},
+    {"relu", 1, {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -1, 1, 0.05f}}, build_act, ref_act_op, .act = EF_ACT_RELU},
+    {"relu6", 1, {{"x", IN_INPUT, EF_F32, 2, {9, 7}, true, -2, 8, 0.05f}}, build_act, ref_act_op, .act = EF_ACT_RELU6},
+    {"add", 2, {X(4, {2, 3, 4, 5}), {"b", IN_INPUT, EF_F32, 4, {2, 3, 4, 5}, true, -1, 1, 0}}, build_add, ref_add},
+    {"channel_mul (squeeze-excite scale)", 2, {X(4, {2, 3, 3, 7}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 7}, true, 0, 1, 0}},
+     build_channel_mul, ref_channel_mul},
+    {"global average pool", 1, {X(4, {2, 3, 5, 7})}, build_gap, ref_gap},
+    {"global average pool of 1x1", 1, {X(4, {1, 1, 1, 9})}, build_gap, ref_gap},
+    {"linear with bias", 3, {X(2, {4, 6}), W("w", 2, {5, 6}), W("b", 1, {5})}, build_linear, ref_linear},
+    {"linear on (N,1,1,C), no bias", 2, {X(4, {2, 1, 1, 7}), W("w", 2, {3, 7})}, build_linear, ref_linear},
+    {"linear batch 1, 10->10", 3, {X(2, {1, 10}), W("w", 2, {10, 10}), W("b", 1, {10})}, build_linear, ref_linear},
+    {"dropout per element, 150 elements", 1, {X(4, {2, 5, 5, 3})}, build_dropout, ref_dropout, .rate = 0.3f},
+    {"drop-path per sample", 1, {X(4, {6, 2, 2, 3})}, build_dropout, ref_dropout, .rate = 0.5f, .flag = true},
+    {"softmax cross-entropy", 2, {{"logits", IN_INPUT, EF_F32, 2, {5, 7}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {5}, false, 0, 7, 0}},
+     build_softmax_ce, ref_softmax_ce},
+    {"softmax cross-entropy, smoothing 0.1", 2,
+     {{"logits", IN_INPUT, EF_F32, 2, {3, 10}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {3}, false, 0, 10, 0}},
+     build_softmax_ce, ref_softmax_ce, .smoothing = 0.1f},
+    {"sum", 1, {X(3, {3, 4, 5})}, build_reduce, ref_reduce},
+    {"mean", 1, {X(4, {2, 3, 3, 2})}, build_reduce, ref_reduce, .flag = true},
+    {"reshape (N,1,1,C) -> (N,C)", 1, {X(4, {2, 1, 1, 6})}, build_reshape, ref_copy, .ndim2 = 2, .shape2 = {2, 6}},
+};
+
+// The running-statistics update: twice on the same batch, against the formula in float64.
+static void test_bn_update(ef_backend *be) {
+  ef_store *store = ef_store_new();
+  int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 5});
+  CHECK(ef_store_bind(store, be) == EF_OK, "%s", ef_last_error());
+  ef_graph *g = ef_graph_new(store, SEED);
+  ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){3, 2, 2, 5});
+  ef_bn_update(g, ef_param(g, run, 1, NULL), ef_bn_stats(g, x), 0.1f);
+  ef_plan *plan;
+  CHECK(ef_plan_new(&plan, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  float xv[60], init[10], got[10];
+  test_fill_uniform(xv, 60, 3, 0, -2, 3);
+  test_fill_uniform(init, 10, 3, 1, 0.5f, 1.5f);
+  ef_store_write(store, run, EF_ARENA_STATE, init);
+  ef_plan_set(plan, x, xv);
+  ef_run_ctx ctx = {0};
+  ef_plan_run(plan, &ctx);
+  ef_plan_run(plan, &ctx);
+  ef_store_read(store, run, EF_ARENA_STATE, got);
+  double want[10];
+  for (int k = 0; k < 5; k++) {
+    double s = 0, q = 0;
+    for (int r = 0; r < 12; r++) s += xv[r * 5 + k];
+    double mean = s / 12;
+    for (int r = 0; r < 12; r++) q += (xv[r * 5 + k] - mean) * (xv[r * 5 + k] - mean);
+    double var = q / 11; // unbiased
+    want[k] = 0.81 * init[k] + (1 - 0.81) * mean;
+    want[5 + k] = 0.81 * init[5 + k] + (1 - 0.81) * var;
+  }
+  double e = test_rel_err(got, want, 10);
+  CHECK(e <= 1e-6, "running statistics relative error %.3g", e);
+  ef_plan_free(plan);
+  ef_graph_free(g);
+  ef_store_free(store);
+}
+
+int main(int argc, char **argv) {
+  ef_backend *be = ef_cpu_backend_new(0);
+  if (!be) {
+    fprintf(stderr, "%s\n", ef_last_error());
+    return 1;
+  }
+  const char *only = argc > 1 ? argv[1] : NULL; // a substring of case names, to run a subset
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (only && !strstr(cases[i].name, only)) continue;
+    int before = test_failures;
+    check_case(&cases[i], be);
+    printf("%-48s %s\n", cases[i].name, test_failures == before ? "ok" : "FAILED");
+  }
+  if (!only || strstr("bn update", only)) {
+    int before = test_failures;
+    test_bn_update(be);
+    printf("%-48s %s\n", "bn running-statistics update", test_failures == before ? "ok" : "FAILED");
+  }
+  ef_backend_free(be);
+  return test_exit_code();
+}

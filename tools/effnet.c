@@ -1,0 +1,30 @@
+// `effnet`: the command-line entry point. Dispatches to a subcommand.
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/effnet.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: effnet <command> [flags]\n"
+          "\n"
+          "commands:\n"
+          "  train    train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
+          "\n"
+          "`effnet <command> --help` describes a command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "train")) return ef_cmd_train(argc - 1, argv + 1);
+  fprintf(stderr, "effnet: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
