@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: missing system packages, a Release build with
+# warnings as errors, ctest; then the same suite built with AddressSanitizer and
+# UndefinedBehaviorSanitizer. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEFFNET_WERROR=ON
+cmake --build build -j "$jobs"
+(cd build && ctest --output-on-failure)
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFNET_SANITIZE=ON -DEFFNET_WERROR=ON
+cmake --build build-asan -j "$jobs"
+(cd build-asan && ctest --output-on-failure)
+echo "test.sh: all tests passed (Release and sanitizer builds)"
