@@ -28,7 +28,9 @@ static void *arena_base(const ef_plan *p, ef_mem mem) {
 
 ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_opts *opts) {
   *out = NULL;
+  EF_ASSERT(!g->plan, "graph already has a plan: free it first (a graph is bound to one plan at a time)");
   ef_plan *p = ef_xcalloc(1, sizeof *p);
+  g->plan = p;
   p->g = g;
   p->be = be;
   if (opts) p->opts = *opts;
@@ -93,6 +95,7 @@ void ef_plan_free(ef_plan *p) {
   free(p->bufs);
   free(p->written);
   free(p->sched);
+  p->g->plan = NULL;
   free(p);
 }
 
@@ -115,6 +118,7 @@ void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx) {
     const ef_op_desc *d = ef_op_get(t->op);
     if (t->op == EF_OP_LEAF || d->storage == EF_STORAGE_VIEW) continue;
     const ef_buffer *own = p->written[i] >= 0 ? &p->bufs[p->written[i]] : NULL;
+    if (p->opts.poison && p->scratch) be->memset(be, p->scratch, POISON, p->scratch_bytes);
     if (p->opts.poison && own) {
       be->memset(be, t->data, POISON, ef_nbytes(t));
       be->memset(be, (char *)t->data + ef_nbytes(t), CANARY, own->bytes - ef_nbytes(t));

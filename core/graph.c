@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/philox.h"
 #include "core/store.h"
 
 ef_graph *ef_graph_new(ef_store *store, uint64_t seed) {
@@ -21,6 +22,7 @@ ef_graph *ef_graph_new(ef_store *store, uint64_t seed) {
 
 void ef_graph_free(ef_graph *g) {
   if (!g) return;
+  EF_ASSERT(!g->plan, "free the graph's plan before the graph");
   for (int i = 0; i < g->n; i++) free(g->nodes[i]);
   free(g->nodes);
   free(g);
@@ -68,14 +70,21 @@ static ef_tensor *graph_push(ef_graph *g) {
   return t;
 }
 
+// Every dimension >= 1, and the size in bytes representable with room to spare.
+static void check_size(const ef_tensor *t) {
+  int64_t bytes = (int64_t)ef_dtype_size(t->dtype);
+  for (int i = 0; i < t->ndim; i++) {
+    EF_ASSERT(t->shape[i] >= 1, "'%s': dimension %d is %lld", t->name, i, (long long)t->shape[i]);
+    EF_ASSERT(!__builtin_mul_overflow(bytes, t->shape[i], &bytes) && bytes < (INT64_C(1) << 60), "'%s' is too large", t->name);
+  }
+}
+
 static void set_leaf_shape(ef_tensor *t, ef_dtype dtype, int ndim, const int64_t *shape) {
   EF_ASSERT(ndim >= 1 && ndim <= EF_MAX_DIMS, "'%s': %d dimensions", t->name, ndim);
   t->dtype = dtype;
   t->ndim = ndim;
-  for (int i = 0; i < ndim; i++) {
-    EF_ASSERT(shape[i] >= 1, "'%s': dimension %d is %lld", t->name, i, (long long)shape[i]);
-    t->shape[i] = shape[i];
-  }
+  memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  check_size(t);
 }
 
 ef_tensor *ef_input(ef_graph *g, const char *name, ef_dtype dtype, int ndim, const int64_t *shape) {
@@ -129,6 +138,7 @@ ef_tensor *ef_node_new(ef_graph *g, ef_op op, int n_src, ef_tensor *const *src,
   }
   t->dtype = EF_F32;
   d->infer(t);
+  check_size(t);
   // Views and in-place results live where src[0] lives (the plan resolves the address).
   t->mem = d->storage == EF_STORAGE_OWN ? EF_MEM_PLANNED : src[0]->mem;
   return t;
@@ -205,7 +215,7 @@ ef_tensor *ef_linear(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b) {
 }
 
 ef_tensor *ef_dropout(ef_graph *g, ef_tensor *x, float rate, bool per_sample) {
-  ef_op_params p = {.dropout = {.rate = rate, .per_sample = per_sample, .stream = g->n_rng_streams++, .seed = g->seed}};
+  ef_op_params p = {.dropout = {.rate = rate, .per_sample = per_sample, .stream = ef_rng_stream(EF_RNG_DROPOUT, g->n_rng_streams++), .seed = g->seed}};
   return ef_node_new(g, EF_OP_DROPOUT, 1, &x, &p, 0, NULL);
 }
 

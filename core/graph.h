@@ -53,6 +53,8 @@ typedef struct ef_graph {
   int n, cap;
   uint32_t n_rng_streams;
   bool differentiated;             // ef_graph_backward has run (it runs once)
+  struct ef_plan *plan;            // the plan bound to the graph (one at a time; the plan
+                                   // writes addresses into the nodes), freed before the graph
 } ef_graph;
 
 // ---- graph lifetime ---------------------------------------------------------------------

@@ -91,27 +91,24 @@ static void infer_conv2d(ef_tensor *n) {
   set_shape(n, x->dtype, 4, s);
 }
 
-static void infer_conv2d_bwd_data(ef_tensor *n) { // node shape preset to x's
-  const ef_tensor *dy = n->src[0], *w = n->src[1];
+// A backward convolution node: dy must be the output of convolving input shape xs by ws.
+static void check_conv_dy(const ef_tensor *n, const ef_tensor *dy, const int64_t *xs, const int64_t *ws) {
   need_ndim(n, 0, 4); need_ndim(n, 1, 4);
-  if (n->ndim != 4) bad_node(n, "needs the 4-D input shape");
-  conv_check(n, n->shape, w->shape);
+  if (n->ndim != 4) bad_node(n, "needs the 4-D shape of what it computes");
+  conv_check(n, xs, ws);
   int64_t oh, ow;
-  conv_out_hw(n, n->shape, w->shape, &oh, &ow);
-  if (dy->shape[0] != n->shape[0] || dy->shape[1] != oh || dy->shape[2] != ow || dy->shape[3] != w->shape[0])
+  conv_out_hw(n, xs, ws, &oh, &ow);
+  if (dy->shape[0] != xs[0] || dy->shape[1] != oh || dy->shape[2] != ow || dy->shape[3] != ws[0])
     bad_node(n, "dy does not match the convolution's output");
-  n->dtype = dy->dtype;
 }
 
-static void infer_conv2d_bwd_weight(ef_tensor *n) { // node shape preset to w's
-  const ef_tensor *dy = n->src[0], *x = n->src[1];
-  need_ndim(n, 0, 4); need_ndim(n, 1, 4);
-  if (n->ndim != 4) bad_node(n, "needs the 4-D weight shape");
-  conv_check(n, x->shape, n->shape);
-  int64_t oh, ow;
-  conv_out_hw(n, x->shape, n->shape, &oh, &ow);
-  if (dy->shape[0] != x->shape[0] || dy->shape[1] != oh || dy->shape[2] != ow || dy->shape[3] != n->shape[0])
-    bad_node(n, "dy does not match the convolution's output");
+static void infer_conv2d_bwd_data(ef_tensor *n) { // {dy, w}, node shape preset to x's
+  check_conv_dy(n, n->src[0], n->shape, n->src[1]->shape);
+  n->dtype = n->src[0]->dtype;
+}
+
+static void infer_conv2d_bwd_weight(ef_tensor *n) { // {dy, x}, node shape preset to w's
+  check_conv_dy(n, n->src[0], n->src[1]->shape, n->shape);
   n->dtype = EF_F32;
 }
 

@@ -11,6 +11,18 @@ typedef struct { uint32_t v[4]; } ef_philox_out;
 // The raw generator: 4 words from a 128-bit counter and a 64-bit key.
 ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]);
 
+// Streams are split by what draws from them, so that no two uses of one seed ever read the same
+// words: the top 8 bits name the domain, the low 24 bits an index within it.
+typedef enum {
+  EF_RNG_INIT = 1,     // parameter initialization; index = store entry
+  EF_RNG_DROPOUT = 2,  // dropout and drop-path masks; index = dropout node of the graph
+  EF_RNG_SHUFFLE = 3,  // the order of samples; index unused (0)
+} ef_rng_domain;
+
+static inline uint32_t ef_rng_stream(ef_rng_domain domain, uint32_t index) {
+  return (uint32_t)domain << 24 | (index & 0xffffffu);
+}
+
 // Word `index` of the stream (seed, stream, step): counter {index/4 (64 bit), stream, step},
 // key = seed. Four consecutive indices share one Philox call.
 uint32_t ef_philox_u32(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);

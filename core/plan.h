@@ -14,8 +14,9 @@
 
 typedef struct {
   bool no_reuse;   // give every buffer its own space (the naive layout, for comparisons)
-  bool poison;     // fill each computed buffer with NaN bytes before it is written and after
-                   // its last reader, and give it a red zone that is checked after its
+  bool poison;     // fill each computed buffer (and the kernels' scratch) with NaN bytes
+                   // before it is written, and each buffer again after
+                   // its last reader; give it a red zone that is checked after its
                    // writer runs: a planner or kernel bug shows up as NaN or an abort naming
                    // the node, never as luck
   bool profile;    // time every node (ef_plan_profile_print)
@@ -49,7 +50,8 @@ typedef struct ef_plan {
 } ef_plan;
 
 // Schedules everything the graph's kept tensors need, plans memory, binds it on the backend and
-// prepares every node. Fails (EF_ERR_NOMEM, EF_ERR_UNSUPPORTED, ...) with a message.
+// prepares every node. Fails (EF_ERR_NOMEM, EF_ERR_UNSUPPORTED, ...) with a message. A graph
+// has one plan at a time, and the plan must be freed before the graph.
 ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_opts *opts);
 void ef_plan_free(ef_plan *p);
 

@@ -10,6 +10,18 @@
 #include <unistd.h>
 #include <zlib.h>
 
+// Reads `len` bytes; on a short read, an error saying whether zlib found corrupt data or the
+// file simply ended (`what` names the part being read).
+static ef_status read_exact(gzFile f, const char *path, void *buf, int64_t len, const char *what) {
+  int got = gzread(f, buf, (unsigned)len);
+  if (got == len) return EF_OK;
+  int err = Z_OK;
+  const char *zmsg = gzerror(f, &err);
+  if (got < 0 || (err != Z_OK && err != Z_BUF_ERROR))
+    return EF_ERROR(EF_ERR_FORMAT, "%s: corrupt gzip data, found while reading the %s (zlib: %s)", path, what, zmsg);
+  return EF_ERROR(EF_ERR_FORMAT, "%s: truncated: %d of %lld bytes of the %s", path, got, (long long)len, what);
+}
+
 // Reads a whole IDX file of unsigned bytes with `ndim` dimensions into *data.
 static ef_status read_idx(const char *path, uint32_t magic, int ndim, int64_t *dims, uint8_t **data) {
   *data = NULL;
@@ -17,11 +29,7 @@ static ef_status read_idx(const char *path, uint32_t magic, int ndim, int64_t *d
   if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno ? errno : ENOENT));
   ef_status st = EF_OK;
   uint8_t head[4 + 4 * 3];
-  int want = 4 + 4 * ndim;
-  if (gzread(f, head, (unsigned)want) != want) {
-    st = EF_ERROR(EF_ERR_FORMAT, "%s: too short for an IDX header (truncated or not IDX)", path);
-    goto done;
-  }
+  if ((st = read_exact(f, path, head, 4 + 4 * ndim, "IDX header")) != EF_OK) goto done;
   uint32_t m = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
   if (m != magic) {
     st = EF_ERROR(EF_ERR_FORMAT, "%s: magic number 0x%08x, expected 0x%08x (is this the right IDX file?)", path, m, magic);
@@ -42,16 +50,15 @@ static ef_status read_idx(const char *path, uint32_t magic, int ndim, int64_t *d
     st = EF_ERROR(EF_ERR_NOMEM, "%s: out of memory for %lld bytes", path, (long long)total);
     goto done;
   }
-  int got = gzread(f, *data, (unsigned)total);
-  if (got != total) {
-    int err;
-    const char *zmsg = gzerror(f, &err);
-    st = EF_ERROR(EF_ERR_FORMAT, "%s: truncated: %d of %lld data bytes%s%s", path, got < 0 ? 0 : got, (long long)total,
-                  err ? ": " : "", err ? zmsg : "");
-    goto done;
-  }
+  if ((st = read_exact(f, path, *data, total, "data")) != EF_OK) goto done;
+  // The end: nothing more, and (for gzip) a trailer whose checksum matches.
   uint8_t extra;
-  if (gzread(f, &extra, 1) != 0) st = EF_ERROR(EF_ERR_FORMAT, "%s: unexpected bytes after the data", path);
+  int more = gzread(f, &extra, 1), err = Z_OK;
+  const char *zmsg = gzerror(f, &err);
+  if (more < 0 || (err != Z_OK && err != Z_BUF_ERROR))
+    st = EF_ERROR(EF_ERR_FORMAT, "%s: corrupt gzip data at the end of the file (zlib: %s)", path, zmsg);
+  else if (more != 0)
+    st = EF_ERROR(EF_ERR_FORMAT, "%s: unexpected bytes after the data", path);
 done:
   gzclose(f);
   if (st != EF_OK) {

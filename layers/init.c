@@ -20,7 +20,7 @@ void ef_init_conv(ef_store *s, int entry, int groups, uint64_t seed) {
   EF_ASSERT(e->ndim == 4 && groups >= 1 && e->shape[0] % groups == 0, "'%s' is not a conv weight of %d groups", e->name, groups);
   double std = sqrt(2.0 / (double)(e->shape[0] / groups * e->shape[1] * e->shape[2]));
   float *v = host_buffer(s, entry);
-  for (size_t i = 0; i < e->numel; i++) v[i] = (float)(std * ef_philox_normal(seed, (uint32_t)entry, 0, i));
+  for (size_t i = 0; i < e->numel; i++) v[i] = (float)(std * ef_philox_normal(seed, ef_rng_stream(EF_RNG_INIT, (uint32_t)entry), 0, i));
   write_values(s, entry, v);
 }
 
@@ -29,7 +29,7 @@ void ef_init_dense(ef_store *s, int entry, uint64_t seed) {
   EF_ASSERT(e->ndim == 2, "'%s' is not a dense weight", e->name);
   double range = 1.0 / sqrt((double)e->shape[0]);
   float *v = host_buffer(s, entry);
-  for (size_t i = 0; i < e->numel; i++) v[i] = (float)(range * (2.0 * ef_philox_uniform(seed, (uint32_t)entry, 0, i) - 1.0));
+  for (size_t i = 0; i < e->numel; i++) v[i] = (float)(range * (2.0 * ef_philox_uniform(seed, ef_rng_stream(EF_RNG_INIT, (uint32_t)entry), 0, i) - 1.0));
   write_values(s, entry, v);
 }
 

@@ -1,7 +1,8 @@
 // Parameter initialization as in the official TensorFlow EfficientNet (design §4): conv kernels
 // normal(0, sqrt(2 / fan_out)) with fan_out = KH*KW*O/groups, dense kernels uniform(+-1/sqrt(O)),
 // biases and BN beta 0, BN gamma 1, running mean 0 and variance 1. Draws come from Philox
-// (seed, stream = the entry's index), so they do not depend on the order of initialization.
+// (seed, stream EF_RNG_INIT + the entry's index), so they do not depend on the order of
+// initialization.
 #ifndef EF_LAYERS_INIT_H
 #define EF_LAYERS_INIT_H
 

@@ -72,7 +72,16 @@ static void test_bad_files(void) {
   im = write_idx("truncated.gz", true, 0x803, 3, (uint32_t[]){3, 4, 5}, pixels, sizeof pixels - 1);
   expect_error("truncated", im, lb, EF_ERR_FORMAT, "truncated");
   im = write_idx("header", false, 0x803, 1, (uint32_t[]){3}, NULL, 0);
-  expect_error("short header", im, lb, EF_ERR_FORMAT, "too short");
+  expect_error("short header", im, lb, EF_ERR_FORMAT, "truncated: 8 of 16 bytes of the IDX header");
+  // A gzip file whose checksum (the trailer's first 4 bytes) does not match its contents.
+  im = write_idx("crc.gz", true, 0x803, 3, (uint32_t[]){3, 4, 5}, pixels, sizeof pixels);
+  FILE *f = fopen(im, "r+b");
+  fseek(f, -8, SEEK_END);
+  int byte = fgetc(f);
+  fseek(f, -8, SEEK_END);
+  fputc(byte ^ 0x55, f);
+  fclose(f);
+  expect_error("bad gzip checksum", im, lb, EF_ERR_FORMAT, "corrupt gzip data");
   im = write_idx("zero", false, 0x803, 3, (uint32_t[]){0, 4, 5}, NULL, 0);
   expect_error("zero dimension", im, lb, EF_ERR_FORMAT, "dimension 0 is 0");
   uint8_t more[sizeof pixels + 1] = {0};

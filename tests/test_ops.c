@@ -164,14 +164,27 @@ static void ref_linear(const ref_io *io, const op_case *c) {
     }
 }
 
-// The mask: element i (or sample n) kept when Philox word i (n) of (SEED, stream 0, STEP) gives
-// a uniform >= rate.
-static void ref_dropout(const ref_io *io, const op_case *c) {
-  int64_t n = ef_numel(io->out), per = n / io->out->shape[0];
+// The mask of the graph's k-th dropout: element i (or sample n) kept when Philox word i (n) of
+// (SEED, dropout stream k, STEP) gives a uniform >= rate.
+static void dropout_mask(const double *x, double *y, int64_t n, int64_t per, const op_case *c, uint32_t k) {
   for (int64_t i = 0; i < n; i++) {
-    double u = ef_philox_uniform(SEED, 0, STEP, (uint64_t)(c->flag ? i / per : i));
-    io->y[i] = u >= c->rate ? io->in[0][i] / (1.0 - c->rate) : 0.0;
+    double u = ef_philox_uniform(SEED, ef_rng_stream(EF_RNG_DROPOUT, k), STEP, (uint64_t)(c->flag ? i / per : i));
+    y[i] = u >= c->rate ? x[i] / (1.0 - c->rate) : 0.0;
   }
+}
+
+static void ref_dropout(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->out);
+  dropout_mask(io->in[0], io->y, n, n / io->out->shape[0], c, 0);
+}
+
+// Two dropouts in a row must draw different masks (streams 0 and 1).
+static void ref_dropout2(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->out);
+  double *mid = malloc(sizeof(double) * (size_t)n);
+  dropout_mask(io->in[0], mid, n, n / io->out->shape[0], c, 0);
+  dropout_mask(mid, io->y, n, n / io->out->shape[0], c, 1);
+  free(mid);
 }
 
 static void ref_softmax_ce(const ref_io *io, const op_case *c) {
@@ -218,6 +231,9 @@ static ef_tensor *build_linear(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_linear(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL);
 }
 static ef_tensor *build_dropout(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_dropout(g, in[0], c->rate, c->flag); }
+static ef_tensor *build_dropout2(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_dropout(g, ef_dropout(g, in[0], c->rate, c->flag), c->rate, c->flag);
+}
 static ef_tensor *build_softmax_ce(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_softmax_ce(g, in[0], in[1], c->smoothing);
 }
@@ -408,6 +424,7 @@ static const op_case cases[] = {
     CONV("depthwise 3x3 s2 symmetric, batch 1", 2, (1, 7, 7, 10), (10, 3, 3, 1), 2, 1, 10, EF_PAD_SYMMETRIC),
     CONV("depthwise 3x3 s1 same, 11 channels", 2, (2, 6, 5, 11), (11, 3, 3, 1), 1, 1, 11, EF_PAD_SAME),
     CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("3x3 s2 same on 1x1 spatial", 2, (2, 1, 1, 6), (5, 3, 3, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("grouped 3x3 dilation 2, 2 groups", 2, (2, 9, 9, 6), (4, 3, 3, 3), 1, 2, 2, EF_PAD_SYMMETRIC),
@@ -417,7 +434,9 @@ static const op_case cases[] = {
     {"bn train + swish, batch 1", 2, {X(4, {1, 3, 3, 9}), W("affine", 2, {2, 9})}, build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
     {"bn train + sigmoid", 2, {X(4, {3, 2, 2, 5}), W("affine", 2, {2, 5})}, build_bn, ref_bn, .eps = 1e-5f, .act = EF_ACT_SIGMOID, .flag = true},
     {"bn train on (rows, C)", 2, {X(2, {6, 10}), W("affine", 2, {2, 10})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
-    {"bn running stats + swish", 3, {X(4, {2, 3, 3, 6}), {"running", IN_STATE, EF_F32, 2, {2, 6}, false, 0.5f, 1.5f, 0}, W("affine", 2, {2, 6})},
+    {"bn train + swish, 250 rows (uneven chunks)", 2, {{"x", IN_INPUT, EF_F32, 4, {2, 5, 25, 13}, true, 2, 4, 0}, W("affine", 2, {2, 13})},
+     build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+    {"bn running stats + swish, 162 rows", 3, {X(4, {2, 9, 9, 6}), {"running", IN_STATE, EF_F32, 2, {2, 6}, false, 0.5f, 1.5f, 0}, W("affine", 2, {2, 6})},
      build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH},
 
     {"swish", 1, {X(4, {2, 3, 3, 5})}, build_act, ref_act_op, .act = EF_ACT_SWISH},
@@ -427,19 +446,25 @@ static const op_case cases[] = {
     {"add", 2, {X(4, {2, 3, 4, 5}), {"b", IN_INPUT, EF_F32, 4, {2, 3, 4, 5}, true, -1, 1, 0}}, build_add, ref_add},
     {"channel_mul (squeeze-excite scale)", 2, {X(4, {2, 3, 3, 7}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 7}, true, 0, 1, 0}},
      build_channel_mul, ref_channel_mul},
+    {"channel_mul, 70 channels", 2, {X(4, {2, 2, 3, 70}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 70}, true, 0, 1, 0}},
+     build_channel_mul, ref_channel_mul},
     {"global average pool", 1, {X(4, {2, 3, 5, 7})}, build_gap, ref_gap},
     {"global average pool of 1x1", 1, {X(4, {1, 1, 1, 9})}, build_gap, ref_gap},
+    {"global average pool, 130 channels", 1, {X(4, {2, 3, 3, 130})}, build_gap, ref_gap},
     {"linear with bias", 3, {X(2, {4, 6}), W("w", 2, {5, 6}), W("b", 1, {5})}, build_linear, ref_linear},
     {"linear on (N,1,1,C), no bias", 2, {X(4, {2, 1, 1, 7}), W("w", 2, {3, 7})}, build_linear, ref_linear},
     {"linear batch 1, 10->10", 3, {X(2, {1, 10}), W("w", 2, {10, 10}), W("b", 1, {10})}, build_linear, ref_linear},
+    {"linear with bias, 150 rows", 3, {X(2, {150, 5}), W("w", 2, {3, 5}), W("b", 1, {3})}, build_linear, ref_linear},
     {"dropout per element, 150 elements", 1, {X(4, {2, 5, 5, 3})}, build_dropout, ref_dropout, .rate = 0.3f},
     {"drop-path per sample", 1, {X(4, {6, 2, 2, 3})}, build_dropout, ref_dropout, .rate = 0.5f, .flag = true},
+    {"two dropouts draw different masks", 1, {X(2, {9, 11})}, build_dropout2, ref_dropout2, .rate = 0.4f},
     {"softmax cross-entropy", 2, {{"logits", IN_INPUT, EF_F32, 2, {5, 7}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {5}, false, 0, 7, 0}},
      build_softmax_ce, ref_softmax_ce},
     {"softmax cross-entropy, smoothing 0.1", 2,
      {{"logits", IN_INPUT, EF_F32, 2, {3, 10}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {3}, false, 0, 10, 0}},
      build_softmax_ce, ref_softmax_ce, .smoothing = 0.1f},
     {"sum", 1, {X(3, {3, 4, 5})}, build_reduce, ref_reduce},
+    {"sum of 5050 (uneven chunks)", 1, {X(2, {50, 101})}, build_reduce, ref_reduce},
     {"mean", 1, {X(4, {2, 3, 3, 2})}, build_reduce, ref_reduce, .flag = true},
     {"reshape (N,1,1,C) -> (N,C)", 1, {X(4, {2, 1, 1, 6})}, build_reshape, ref_copy, .ndim2 = 2, .shape2 = {2, 6}},
 };

@@ -206,7 +206,7 @@ int ef_cmd_train(int argc, char **argv) {
   ef_store *store = ef_store_new();
   ef_tiny net;
   ef_tiny_add_params(&net, store, &(ef_tiny_config){.in_channels = 1, .num_classes = (int)classes, .dropout = (float)o.dropout,
-                                                    .bn_momentum = 0.01f, .bn_eps = 1e-3f});
+                                                    .bn_momentum = 0.1f, .bn_eps = 1e-3f});
   model_graph tr = {0}, ev = {0};
   ef_sgd sgd = {0};
   rc = 1;
@@ -237,7 +237,7 @@ int ef_cmd_train(int argc, char **argv) {
     // The shuffle depends only on (seed, epoch): Fisher-Yates with Philox draws.
     for (int64_t i = 0; i < n_train; i++) order[i] = i;
     for (int64_t i = n_train - 1; i > 0; i--) {
-      int64_t j = (int64_t)(ef_philox_u32(o.seed, 1, (uint32_t)epoch, (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
+      int64_t j = (int64_t)(ef_philox_u32(o.seed, ef_rng_stream(EF_RNG_SHUFFLE, 0), (uint32_t)epoch, (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
       order[i] = order[j], order[j] = t;
     }
     double loss_sum = 0, t_log = now_s();
