@@ -158,3 +158,13 @@ void ef_plan_schedule_and_place(ef_plan *p) {
   free(death);
   free(needed);
 }
+
+void ef_plan_measure(ef_graph *g, size_t *arena_bytes, size_t *naive_bytes) {
+  ef_plan p = {.g = g};
+  ef_plan_schedule_and_place(&p);
+  *arena_bytes = p.arena_bytes;
+  *naive_bytes = p.naive_bytes;
+  free(p.sched);
+  free(p.bufs);
+  free(p.written);
+}

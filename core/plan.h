@@ -66,6 +66,10 @@ void ef_plan_get(const ef_plan *p, const ef_tensor *t, void *host);
 // Time per op kind over all runs so far, largest first, and the memory plan's summary.
 void ef_plan_profile_print(const ef_plan *p, FILE *f);
 
+// The planned peak and the naive sum of a graph's activation memory, without binding a backend
+// (for `effnet info`).
+void ef_plan_measure(ef_graph *g, size_t *arena_bytes, size_t *naive_bytes);
+
 // ---- the planner, used by ef_plan_new (exposed for tests) -------------------------------
 // The tensor whose memory t uses: t itself, or the owner behind views and in-place ops.
 ef_tensor *ef_plan_owner(ef_tensor *t);

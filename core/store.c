@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/philox.h"
 
 ef_store *ef_store_new(void) { return ef_xcalloc(1, sizeof(ef_store)); }
 
@@ -24,7 +25,7 @@ int ef_store_find(const ef_store *s, const char *name) {
   return -1;
 }
 
-int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim, const int64_t *shape) {
+int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim, const int64_t *shape, ef_init init) {
   EF_ASSERT(!s->be, "'%s' added after the store was bound", name);
   EF_ASSERT(strlen(name) < EF_NAME_LEN && ef_store_find(s, name) < 0, "bad or duplicate parameter name '%s'", name);
   EF_ASSERT(ndim >= 1 && ndim <= EF_MAX_DIMS, "'%s': %d dimensions", name, ndim);
@@ -37,6 +38,7 @@ int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int 
   snprintf(e->name, sizeof e->name, "%s", name);
   e->trainable = trainable;
   e->decay = decay;
+  e->init = init;
   e->ndim = ndim;
   e->numel = 1;
   for (int i = 0; i < ndim; i++) {
@@ -84,4 +86,21 @@ void ef_store_read(const ef_store *s, int entry, ef_arena arena, float *host) {
 
 void ef_store_zero_grads(ef_store *s) {
   s->be->memset(s->be, s->mem[EF_ARENA_GRAD], 0, s->numel[0] * sizeof(float));
+}
+
+void ef_store_initialize(ef_store *s, uint64_t seed) {
+  for (int i = 0; i < s->n; i++) {
+    const ef_store_entry *e = &s->entries[i];
+    float *v = ef_xmalloc(e->numel * sizeof(float));
+    uint32_t stream = ef_rng_stream(EF_RNG_INIT, (uint32_t)i);
+    for (size_t j = 0; j < e->numel; j++) {
+      switch (e->init.kind) {
+      case EF_INIT_CONST: v[j] = e->init.scale; break;
+      case EF_INIT_NORMAL: v[j] = e->init.scale * ef_philox_normal(seed, stream, 0, j); break;
+      case EF_INIT_UNIFORM: v[j] = e->init.scale * (2.0f * ef_philox_uniform(seed, stream, 0, j) - 1.0f); break;
+      }
+    }
+    ef_store_write(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, v);
+    free(v);
+  }
 }

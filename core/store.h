@@ -15,6 +15,13 @@ struct ef_backend;
 
 typedef enum { EF_ARENA_PARAM, EF_ARENA_GRAD, EF_ARENA_STATE, EF_ARENA_COUNT } ef_arena;
 
+// How an entry is initialized: every element `scale`, normal(0, scale), or uniform(-scale, scale).
+typedef enum { EF_INIT_CONST, EF_INIT_NORMAL, EF_INIT_UNIFORM } ef_init_kind;
+typedef struct {
+  ef_init_kind kind;
+  float scale;
+} ef_init;
+
 typedef struct {
   char name[EF_NAME_LEN];
   bool trainable;    // params arena (with a gradient) or state arena
@@ -23,6 +30,7 @@ typedef struct {
   size_t numel;
   int ndim;
   int64_t shape[EF_MAX_DIMS]; // conv weights (O,KH,KW,I/groups); dense (O,I); vectors (C)
+  ef_init init;
 } ef_store_entry;
 
 typedef struct ef_store {
@@ -38,7 +46,7 @@ void ef_store_free(ef_store *s);
 
 // Registers a tensor; returns its entry index. Aborts on a duplicate name. Only before binding.
 int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim,
-                 const int64_t *shape);
+                 const int64_t *shape, ef_init init);
 // The entry with this name, or -1.
 int ef_store_find(const ef_store *s, const char *name);
 
@@ -53,5 +61,8 @@ void ef_store_write(ef_store *s, int entry, ef_arena arena, const float *host);
 void ef_store_read(const ef_store *s, int entry, ef_arena arena, float *host);
 // Sets the gradient arena to zero (before accumulating a new step's gradients).
 void ef_store_zero_grads(ef_store *s);
+// Fills every entry by its ef_init. Draws come from Philox (seed, stream EF_RNG_INIT + entry
+// index): they do not depend on the order in which entries are initialized.
+void ef_store_initialize(ef_store *s, uint64_t seed);
 
 #endif

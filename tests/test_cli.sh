@@ -28,6 +28,24 @@ expect 2 "bad value '-1' for --lr" train --lr -1
 expect 2 "--batch needs a value" train --batch
 expect 2 "unknown model 'b9'" train --model b9
 expect 1 "cannot open /nonexistent/train-images-idx3-ubyte" train --data /nonexistent
+expect 0 "parameters         5,288,548" info b0
+expect 0 "parameters         66,347,960" info b7
+expect 0 "    9  Conv1x1 & Pooling & FC           7x7      1280       1" info b0
+expect 0 "blocks.6.0     MBConv6 k3x3 s1" info b0 --layers
+expect 0 "width 1.1, depth 1.2, resolution 258" info --phi 1
+expect 2 "which model?" info
+expect 2 "give a model name or --phi, not both" info b3 --phi 2
+expect 2 "unknown model 'b8'" info b8
+expect 2 "--padding must be symmetric (PyTorch) or same (TF)" info b0 --padding valid
+expect 2 "bad value '-1' for --seed" train --seed -1
+# --json is valid JSON with the exact counts
+json=$("$effnet" info b2 --json 2>&1)
+if /usr/bin/python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["params"] == 9109994 and len(d["stages"]) == 9, d' "$json"; then
+  echo "ok: effnet info b2 --json parses, 9,109,994 parameters"
+else
+  echo "FAILED: effnet info b2 --json: $json" | head -3
+  failures=$((failures + 1))
+fi
 if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   # 100 steps on 6,400 images reach about 67% (chance is 10%); below 50% something is broken.
   out=$("$effnet" train --limit 6400 --epochs 1 --batch 64 --log-every 50 2>&1)

@@ -169,8 +169,8 @@ static int count_op(const ef_graph *g, ef_op op) {
 static void test_autograd_structure(void) {
   ef_backend *be = ef_cpu_backend_new(0);
   ef_store *s = ef_store_new();
-  int w = ef_store_add(s, "w", true, true, 2, (int64_t[]){3, 4});
-  int frozen = ef_store_add(s, "frozen", true, true, 2, (int64_t[]){3, 3});
+  int w = ef_store_add(s, "w", true, true, 2, (int64_t[]){3, 4}, (ef_init){0});
+  int frozen = ef_store_add(s, "frozen", true, true, 2, (int64_t[]){3, 3}, (ef_init){0});
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   ef_graph *g = ef_graph_new(s, 1);
   ef_tensor *x1 = ef_input(g, "x1", EF_F32, 2, (int64_t[]){2, 4}), *x2 = ef_input(g, "x2", EF_F32, 2, (int64_t[]){2, 4});

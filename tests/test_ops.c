@@ -286,7 +286,7 @@ static void check_case(const op_case *c, ef_backend *be) {
   fixture f = {.c = c, .store = ef_store_new()};
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *s = &c->in[i];
-    f.entry[i] = s->kind == IN_INPUT ? -1 : ef_store_add(f.store, s->name, s->kind == IN_PARAM, false, s->ndim, s->shape);
+    f.entry[i] = s->kind == IN_INPUT ? -1 : ef_store_add(f.store, s->name, s->kind == IN_PARAM, false, s->ndim, s->shape, (ef_init){0});
   }
   CHECK(ef_store_bind(f.store, be) == EF_OK, "%s", ef_last_error());
   f.g = ef_graph_new(f.store, SEED);
@@ -472,7 +472,7 @@ static const op_case cases[] = {
 // The running-statistics update: twice on the same batch, against the formula in float64.
 static void test_bn_update(ef_backend *be) {
   ef_store *store = ef_store_new();
-  int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 5});
+  int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 5}, (ef_init){0});
   CHECK(ef_store_bind(store, be) == EF_OK, "%s", ef_last_error());
   ef_graph *g = ef_graph_new(store, SEED);
   ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){3, 2, 2, 5});

@@ -28,7 +28,6 @@ static void make_problem(float *x, int32_t *y) {
 
 typedef struct {
   ef_store *store;
-  ef_tiny net;
   ef_graph *g;
   ef_tensor *images, *labels, *loss;
   ef_plan *plan;
@@ -37,16 +36,15 @@ typedef struct {
 
 static void trainer_init(trainer *t, ef_backend *be, const ef_plan_opts *opts) {
   t->store = ef_store_new();
-  ef_tiny_add_params(&t->net, t->store, &(ef_tiny_config){.in_channels = 3, .num_classes = CLASSES, .dropout = 0.1f,
-                                                          .bn_momentum = 0.1f, .bn_eps = 1e-3f});
-  CHECK(ef_store_bind(t->store, be) == EF_OK, "%s", ef_last_error());
-  ef_tiny_init(&t->net, t->store, 5);
   t->g = ef_graph_new(t->store, 5);
   t->images = ef_input(t->g, "images", EF_F32, 4, (int64_t[]){BATCH, SIDE, SIDE, 3});
   t->labels = ef_input(t->g, "labels", EF_I32, 1, (int64_t[]){BATCH});
-  t->loss = ef_softmax_ce(t->g, ef_tiny_forward(&t->net, t->g, t->images, true), t->labels, 0.0f);
+  ef_layer_ctx c = {.g = t->g, .training = true, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
+  t->loss = ef_softmax_ce(t->g, ef_tiny_forward(&c, t->images, CLASSES, 0.1f), t->labels, 0.0f);
   ef_graph_keep(t->g, t->loss);
   ef_graph_backward(t->g, t->loss);
+  CHECK(ef_store_bind(t->store, be) == EF_OK, "%s", ef_last_error());
+  ef_store_initialize(t->store, 5);
   CHECK(ef_plan_new(&t->plan, t->g, be, opts) == EF_OK, "%s", ef_last_error());
   CHECK(ef_sgd_init(&t->sgd, t->store, &(ef_sgd_config){.momentum = 0.9f, .weight_decay = 1e-4f}) == EF_OK, "%s", ef_last_error());
 }
@@ -126,7 +124,7 @@ static void test_sgd_steps(void) {
   ef_backend *be = ef_cpu_backend_new(1);
   for (int nesterov = 0; nesterov < 2; nesterov++) {
     ef_store *s = ef_store_new();
-    int w = ef_store_add(s, "w", true, true, 1, (int64_t[]){2}), b = ef_store_add(s, "b", true, false, 1, (int64_t[]){1});
+    int w = ef_store_add(s, "w", true, true, 1, (int64_t[]){2}, (ef_init){0}), b = ef_store_add(s, "b", true, false, 1, (int64_t[]){1}, (ef_init){0});
     ef_store_bind(s, be);
     ef_sgd o;
     CHECK(ef_sgd_init(&o, s, &(ef_sgd_config){.momentum = 0.9f, .weight_decay = 0.1f, .nesterov = nesterov}) == EF_OK, "init");
@@ -166,7 +164,7 @@ static void test_onednn_picks_fast_kernels(void) {
   };
   for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
     ef_store *s = ef_store_new();
-    int w = ef_store_add(s, "w", true, true, 4, convs[i].w);
+    int w = ef_store_add(s, "w", true, true, 4, convs[i].w, (ef_init){0});
     ef_store_bind(s, be);
     ef_graph *g = ef_graph_new(s, 1);
     ef_tensor *x = ef_input(g, "x", EF_F32, 4, convs[i].x);

@@ -1,7 +1,7 @@
-// `effnet train`: trains the tiny conv net (models/tiny.h) with SGD on an IDX dataset
-// (Fashion-MNIST by default) on the CPU backend, logs loss, accuracy and throughput, and
-// evaluates on the test split with the running BN statistics.
-#include <errno.h>
+// `effnet train`: trains a model (the tiny conv net of models/tiny.h, or an EfficientNet) with
+// SGD on an IDX dataset (Fashion-MNIST by default) on the CPU backend, at the images' own size,
+// logs loss, accuracy and throughput, and evaluates on the test split with the running BN
+// statistics.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +12,10 @@
 #include "core/philox.h"
 #include "core/plan.h"
 #include "data/idx.h"
+#include "models/efficientnet.h"
 #include "models/tiny.h"
 #include "tools/effnet.h"
+#include "tools/flags.h"
 #include "train/sgd.h"
 
 typedef struct {
@@ -30,7 +32,7 @@ static void train_usage(FILE *f) {
           "\n"
           "Trains a model with SGD + momentum on the CPU and reports test accuracy.\n"
           "\n"
-          "  --model NAME         model to train: tiny (the only one until the EfficientNet zoo)  [tiny]\n"
+          "  --model NAME         tiny, or an EfficientNet b0 ... b7 (at the images' own size)  [tiny]\n"
           "  --data DIR           IDX dataset directory (train-* and t10k-* files)  [" EF_FASHION_MNIST_DIR "]\n"
           "  --epochs N           passes over the training set  [3]\n"
           "  --batch N            images per step  [64]\n"
@@ -46,58 +48,25 @@ static void train_usage(FILE *f) {
           "  --profile            print time per op kind after training\n");
 }
 
-// Parses "--flag value" pairs; returns 0, or 2 after printing what is wrong.
+// Parses the flags; returns 0, or 2 after printing what is wrong.
 static int parse_opts(int argc, char **argv, train_opts *o) {
   *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .epochs = 3, .batch = 64, .lr = 0.1, .momentum = 0.9,
                     .weight_decay = 5e-5, .smoothing = 0.1, .dropout = 0.2, .log_every = 100, .seed = 1};
-  struct { const char *name; char kind; void *dst; double lo, hi; } flags[] = {
-      {"--data", 's', &o->data, 0, 0},          {"--model", 's', &o->model, 0, 0},
-      {"--epochs", 'l', &o->epochs, 1, 1e6},    {"--batch", 'l', &o->batch, 1, 1 << 20},
-      {"--lr", 'd', &o->lr, 0, 100},            {"--momentum", 'd', &o->momentum, 0, 0.999999},
-      {"--weight-decay", 'd', &o->weight_decay, 0, 1}, {"--label-smoothing", 'd', &o->smoothing, 0, 0.999999},
-      {"--dropout", 'd', &o->dropout, 0, 0.999999},    {"--limit", 'l', &o->limit, 0, 1e12},
-      {"--threads", 'l', &o->threads, 0, 4096}, {"--seed", 'u', &o->seed, 0, 0},
-      {"--log-every", 'l', &o->log_every, 1, 1e9},
+  const ef_flag flags[] = {
+      {"--data", EF_FLAG_STR, &o->data},          {"--model", EF_FLAG_STR, &o->model},
+      {"--epochs", EF_FLAG_LONG, &o->epochs, 1, 1e6}, {"--batch", EF_FLAG_LONG, &o->batch, 1, 1 << 20},
+      {"--lr", EF_FLAG_DOUBLE, &o->lr, 0, 100},   {"--momentum", EF_FLAG_DOUBLE, &o->momentum, 0, 0.999999},
+      {"--weight-decay", EF_FLAG_DOUBLE, &o->weight_decay, 0, 1},
+      {"--label-smoothing", EF_FLAG_DOUBLE, &o->smoothing, 0, 0.999999},
+      {"--dropout", EF_FLAG_DOUBLE, &o->dropout, 0, 0.999999}, {"--limit", EF_FLAG_LONG, &o->limit, 0, 1e12},
+      {"--threads", EF_FLAG_LONG, &o->threads, 0, 4096}, {"--seed", EF_FLAG_U64, &o->seed},
+      {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9}, {"--profile", EF_FLAG_BOOL, &o->profile},
   };
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      train_usage(stdout);
-      exit(0);
-    }
-    if (!strcmp(argv[i], "--profile")) {
-      o->profile = 1;
-      continue;
-    }
-    size_t f = 0, nf = sizeof flags / sizeof flags[0];
-    while (f < nf && strcmp(argv[i], flags[f].name)) f++;
-    if (f == nf) {
-      fprintf(stderr, "effnet train: unknown flag '%s' (see effnet train --help)\n", argv[i]);
-      return 2;
-    }
-    if (i + 1 >= argc) {
-      fprintf(stderr, "effnet train: %s needs a value\n", argv[i]);
-      return 2;
-    }
-    const char *v = argv[++i];
-    char *end = NULL;
-    errno = 0;
-    double num = 0;
-    switch (flags[f].kind) {
-    case 's': *(const char **)flags[f].dst = v; continue;
-    case 'u': *(unsigned long long *)flags[f].dst = strtoull(v, &end, 0); break;
-    case 'l': num = (double)(*(long *)flags[f].dst = strtol(v, &end, 10)); break;
-    default: num = *(double *)flags[f].dst = strtod(v, &end); break;
-    }
-    bool in_range = flags[f].kind == 'u' || (num >= flags[f].lo && num <= flags[f].hi);
-    if (errno || !end || *end || !*v || !in_range) {
-      fprintf(stderr, "effnet train: bad value '%s' for %s", v, flags[f].name);
-      if (flags[f].kind != 'u') fprintf(stderr, " (expected a number in [%g, %g])", flags[f].lo, flags[f].hi);
-      fputc('\n', stderr);
-      return 2;
-    }
-  }
-  if (strcmp(o->model, "tiny")) {
-    fprintf(stderr, "effnet train: unknown model '%s'; only 'tiny' exists until the EfficientNet zoo lands\n", o->model);
+  int rc = ef_flags_parse("train", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, train_usage);
+  if (rc) return rc;
+  ef_effnet_config cfg;
+  if (strcmp(o->model, "tiny") && ef_effnet_preset(o->model, &cfg) != EF_OK) {
+    fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->model);
     return 2;
   }
   return 0;
@@ -130,18 +99,31 @@ static int64_t argmax(const float *v, int64_t n) {
   return best;
 }
 
-// The training graph: images and labels in, loss and logits kept, gradients into the store.
+// A training or evaluation graph: images (and labels) in, logits (and the loss) kept; training
+// sends gradients into the store.
 typedef struct {
   ef_graph *g;
   ef_tensor *images, *labels, *logits, *loss;
   ef_plan *plan;
 } model_graph;
 
-static ef_status build(model_graph *m, const ef_tiny *net, ef_store *store, ef_backend *be, const ef_idx_dataset *d,
-                       int64_t batch, bool training, const train_opts *o) {
+// Builds the model's graph; its parameters are registered in the store by the first build.
+static void build(model_graph *m, ef_store *store, const ef_idx_dataset *d, int64_t batch, int classes, bool training,
+                  const train_opts *o) {
   m->g = ef_graph_new(store, o->seed);
   m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){batch, d->rows, d->cols, 1});
-  m->logits = ef_tiny_forward(net, m->g, m->images, training);
+  if (!strcmp(o->model, "tiny")) {
+    ef_layer_ctx c = {.g = m->g, .training = training, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
+    m->logits = ef_tiny_forward(&c, m->images, classes, (float)o->dropout);
+  } else {
+    ef_effnet_config cfg;
+    ef_effnet_preset(o->model, &cfg); // validated by parse_opts
+    cfg.num_classes = classes, cfg.in_channels = 1, cfg.dropout = (float)o->dropout;
+    ef_effnet_arch arch;
+    ef_effnet_arch_init(&arch, &cfg);
+    ef_layer_ctx c = ef_effnet_layer_ctx(&cfg, m->g, training);
+    m->logits = ef_effnet_forward(&arch, &c, m->images, NULL);
+  }
   ef_graph_keep(m->g, m->logits);
   if (training) {
     m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){batch});
@@ -149,7 +131,6 @@ static ef_status build(model_graph *m, const ef_tiny *net, ef_store *store, ef_b
     ef_graph_backward(m->g, m->loss);
     ef_graph_keep(m->g, m->loss);
   }
-  return ef_plan_new(&m->plan, m->g, be, &(ef_plan_opts){.profile = o->profile && training});
 }
 
 static void destroy(model_graph *m) {
@@ -204,19 +185,19 @@ int ef_cmd_train(int argc, char **argv) {
 
   ef_backend *be = ef_cpu_backend_new((int)o.threads);
   ef_store *store = ef_store_new();
-  ef_tiny net;
-  ef_tiny_add_params(&net, store, &(ef_tiny_config){.in_channels = 1, .num_classes = (int)classes, .dropout = (float)o.dropout,
-                                                    .bn_momentum = 0.1f, .bn_eps = 1e-3f});
   model_graph tr = {0}, ev = {0};
+  build(&tr, store, &train, o.batch, (int)classes, true, &o);
+  build(&ev, store, &test, o.batch, (int)classes, false, &o);
   ef_sgd sgd = {0};
   rc = 1;
   if (!be || ef_store_bind(store, be) != EF_OK ||
       ef_sgd_init(&sgd, store, &(ef_sgd_config){.momentum = (float)o.momentum, .weight_decay = (float)o.weight_decay}) != EF_OK ||
-      build(&tr, &net, store, be, &train, o.batch, true, &o) != EF_OK || build(&ev, &net, store, be, &test, o.batch, false, &o) != EF_OK) {
+      ef_plan_new(&tr.plan, tr.g, be, &(ef_plan_opts){.profile = o.profile}) != EF_OK ||
+      ef_plan_new(&ev.plan, ev.g, be, NULL) != EF_OK) {
     fprintf(stderr, "effnet train: %s\n", ef_last_error());
     goto out;
   }
-  ef_tiny_init(&net, store, o.seed);
+  ef_store_initialize(store, o.seed);
   printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %lldx%lld, %lld classes)\n",
          o.model, store->numel[0], o.data, (long long)n_train, (long long)test.n, (long long)train.rows, (long long)train.cols,
          (long long)classes);

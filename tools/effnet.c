@@ -10,6 +10,7 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  train    train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
+          "  info     a model's architecture, parameters, multiply-adds and memory\n"
           "\n"
           "`effnet <command> --help` describes a command's flags.\n");
 }
@@ -24,6 +25,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(argv[1], "train")) return ef_cmd_train(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "info")) return ef_cmd_info(argc - 1, argv + 1);
   fprintf(stderr, "effnet: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

@@ -4,5 +4,6 @@
 #define EF_TOOLS_EFFNET_H
 
 int ef_cmd_train(int argc, char **argv);
+int ef_cmd_info(int argc, char **argv);
 
 #endif

@@ -1,0 +1,140 @@
+// EfficientNet B0-B7 and custom phi (see efficientnet.h): presets, scaling, validation and the
+// graph, block by block as in timm and torchvision.
+#include "models/efficientnet.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+// B0 (paper Table 1): repeats, kernel, stride, expand, in, out. Stem 32, head 1280.
+static const ef_effnet_stage b0_stages[EF_EFFNET_STAGES] = {
+    {1, 3, 1, 1, 32, 16},  {2, 3, 2, 6, 16, 24},   {2, 5, 2, 6, 24, 40},   {3, 3, 2, 6, 40, 80},
+    {3, 5, 1, 6, 80, 112}, {4, 5, 2, 6, 112, 192}, {1, 3, 1, 6, 192, 320},
+};
+#define B0_STEM 32
+#define B0_HEAD 1280
+#define B0_RESOLUTION 224
+
+static const struct {
+  const char *name;
+  double width, depth;
+  int resolution;
+  float dropout;
+} presets[] = {
+    {"b0", 1.0, 1.0, 224, 0.2f}, {"b1", 1.0, 1.1, 240, 0.2f}, {"b2", 1.1, 1.2, 260, 0.3f}, {"b3", 1.2, 1.4, 300, 0.3f},
+    {"b4", 1.4, 1.8, 380, 0.4f}, {"b5", 1.6, 2.2, 456, 0.4f}, {"b6", 1.8, 2.6, 528, 0.5f}, {"b7", 2.0, 3.1, 600, 0.5f},
+};
+
+static void defaults(ef_effnet_config *c) {
+  memset(c, 0, sizeof *c);
+  c->drop_path = 0.2f;
+  c->num_classes = 1000;
+  c->in_channels = 3;
+  c->padding = EF_PAD_SYMMETRIC;
+  c->bn_eps = 1e-5f;
+  c->bn_momentum = 0.1f;
+}
+
+ef_status ef_effnet_preset(const char *name, ef_effnet_config *out) {
+  for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+    if (strcasecmp(name, presets[i].name)) continue;
+    defaults(out);
+    snprintf(out->name, sizeof out->name, "%s", presets[i].name);
+    out->width = presets[i].width;
+    out->depth = presets[i].depth;
+    out->resolution = presets[i].resolution;
+    out->dropout = presets[i].dropout;
+    return EF_OK;
+  }
+  return EF_ERROR(EF_ERR_INVALID, "unknown model '%s': use b0 ... b7 (or --phi for custom compound scaling)", name);
+}
+
+void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out) {
+  defaults(out);
+  snprintf(out->name, sizeof out->name, "custom");
+  out->width = pow(k.beta, phi);
+  out->depth = pow(k.alpha, phi);
+  out->resolution = (int)lround(B0_RESOLUTION * pow(k.gamma, phi));
+  out->dropout = 0.2f;
+}
+
+ef_status ef_effnet_validate(const ef_effnet_config *c) {
+  if (!(c->width > 0 && c->width <= 16) || !(c->depth > 0 && c->depth <= 16))
+    return EF_ERROR(EF_ERR_INVALID, "width %g and depth %g must be in (0, 16]", c->width, c->depth);
+  if (c->resolution < 32 || c->resolution > 4096)
+    return EF_ERROR(EF_ERR_INVALID, "resolution %d must be in [32, 4096] (the network downsamples 32 times)", c->resolution);
+  if (!(c->dropout >= 0 && c->dropout < 1) || !(c->drop_path >= 0 && c->drop_path < 1))
+    return EF_ERROR(EF_ERR_INVALID, "dropout %g and drop-path %g must be in [0, 1)", c->dropout, c->drop_path);
+  if (c->num_classes < 1 || c->in_channels < 1)
+    return EF_ERROR(EF_ERR_INVALID, "%d classes and %d input channels: both must be at least 1", c->num_classes, c->in_channels);
+  if (!(c->bn_eps > 0) || !(c->bn_momentum > 0 && c->bn_momentum <= 1))
+    return EF_ERROR(EF_ERR_INVALID, "BN eps %g must be > 0 and momentum %g in (0, 1] (PyTorch convention)", c->bn_eps,
+                    c->bn_momentum);
+  return EF_OK;
+}
+
+int ef_round_filters(int filters, double width) {
+  double scaled = filters * width;
+  int rounded = (int)(scaled + 4) / 8 * 8;
+  if (rounded < 8) rounded = 8;
+  if (rounded < 0.9 * scaled) rounded += 8;
+  return rounded;
+}
+
+int ef_round_repeats(int repeats, double depth) { return (int)ceil(depth * repeats); }
+
+void ef_effnet_arch_init(ef_effnet_arch *a, const ef_effnet_config *c) {
+  a->cfg = *c;
+  a->stem = ef_round_filters(B0_STEM, c->width);
+  a->head = ef_round_filters(B0_HEAD, c->width);
+  a->blocks = 0;
+  for (int s = 0; s < EF_EFFNET_STAGES; s++) {
+    ef_effnet_stage st = b0_stages[s];
+    st.in = ef_round_filters(st.in, c->width);
+    st.out = ef_round_filters(st.out, c->width);
+    st.repeats = ef_round_repeats(st.repeats, c->depth);
+    a->stage[s] = st;
+    a->blocks += st.repeats;
+  }
+}
+
+ef_layer_ctx ef_effnet_layer_ctx(const ef_effnet_config *cfg, ef_graph *g, bool training) {
+  return (ef_layer_ctx){.g = g, .training = training, .padding = cfg->padding, .bn_eps = cfg->bn_eps,
+                        .bn_momentum = cfg->bn_momentum};
+}
+
+// One summary line: the layer's output shape and what it added to the context's counts.
+static void summary_line(FILE *f, const char *name, const char *op, const ef_tensor *y, const ef_layer_ctx *c,
+                         int64_t params0, int64_t macs0) {
+  if (!f) return;
+  char shape[64];
+  fprintf(f, "  %-14s %-22s %-18s %10lld params %9.2fM MACs\n", name, op, ef_shape_str(y, shape, sizeof shape),
+          (long long)(c->params - params0), (double)(c->macs - macs0) / (double)y->shape[0] / 1e6);
+}
+
+ef_tensor *ef_effnet_forward(const ef_effnet_arch *a, ef_layer_ctx *c, ef_tensor *images, FILE *summary) {
+  const ef_effnet_config *cfg = &a->cfg;
+  EF_ASSERT(images->ndim == 4 && images->shape[3] == cfg->in_channels, "images must be (N,H,W,%d)", cfg->in_channels);
+  int64_t p0 = c->params, m0 = c->macs;
+  ef_tensor *x = ef_layer_conv_bn(c, "conv_stem", "bn1", images, a->stem, 3, 2, 1, EF_ACT_SWISH);
+  summary_line(summary, "stem", "conv3x3 s2, BN, swish", x, c, p0, m0);
+  int block = 0;
+  for (int s = 0; s < EF_EFFNET_STAGES; s++) {
+    const ef_effnet_stage *st = &a->stage[s];
+    for (int i = 0; i < st->repeats; i++, block++) {
+      ef_mbconv_spec spec = {.in = i ? st->out : st->in, .out = st->out, .expand = st->expand, .kernel = st->kernel,
+                             .stride = i ? 1 : st->stride, .drop_path = cfg->drop_path * (float)block / (float)a->blocks};
+      spec.se_reduced = spec.in / 4 > 1 ? spec.in / 4 : 1; // max(1, int(block input * 0.25))
+      char prefix[32], op[32];
+      snprintf(prefix, sizeof prefix, "blocks.%d.%d", s, i);
+      snprintf(op, sizeof op, "MBConv%d k%dx%d s%d", spec.expand, spec.kernel, spec.kernel, spec.stride);
+      p0 = c->params, m0 = c->macs;
+      x = ef_layer_mbconv(c, prefix, x, &spec);
+      summary_line(summary, prefix, op, x, c, p0, m0);
+    }
+  }
+  p0 = c->params, m0 = c->macs;
+  ef_tensor *logits = ef_layer_head(c, x, a->head, cfg->num_classes, cfg->dropout);
+  summary_line(summary, "head", "conv1x1, pool, FC", logits, c, p0, m0);
+  return logits;
+}

@@ -1,0 +1,70 @@
+// The EfficientNet zoo: the B0 block table, compound scaling (round_filters, round_repeats), the
+// presets B0-B7, custom phi, and the graph of a model from its configuration. Parameters carry
+// timm's efficientnet_b* names (conv_stem, bn1, blocks.S.I.*, conv_head, bn2, classifier).
+#ifndef EF_MODELS_EFFICIENTNET_H
+#define EF_MODELS_EFFICIENTNET_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/graph.h"
+#include "core/log.h"
+#include "layers/layers.h"
+
+// A model configuration: a plain struct, saved with weights and checkpoints and read back.
+typedef struct {
+  char name[16];         // "b0".."b7", or "custom"
+  double width, depth;   // channel and repeat multipliers
+  int resolution;        // the input side the model is meant for (any input size builds)
+  float dropout;         // before the classifier, in training
+  float drop_path;       // stochastic depth: block i of N drops its branch with drop_path * i / N
+  int num_classes, in_channels;
+  ef_padding padding;    // symmetric (PyTorch, timm efficientnet_b*) or TF "SAME" (tf_efficientnet_b*)
+  float bn_eps;          // PyTorch 1e-5; TF 1e-3
+  float bn_momentum;     // PyTorch convention: 0.1 PyTorch, 0.01 TF (decay 0.99)
+} ef_effnet_config;
+
+// The compound-scaling coefficients: depth alpha^phi, width beta^phi, resolution gamma^phi.
+typedef struct {
+  double alpha, beta, gamma;
+} ef_compound;
+#define EF_COMPOUND_PAPER ((ef_compound){1.2, 1.1, 1.15})
+
+// A preset "b0".."b7" (the paper's Table 2 / timm): width, depth, resolution, dropout; with
+// drop_path 0.2, 1000 classes, 3 channels, symmetric padding, BN eps 1e-5 and momentum 0.1.
+ef_status ef_effnet_preset(const char *name, ef_effnet_config *out);
+// B0 scaled by phi: width beta^phi, depth alpha^phi, resolution round(224 gamma^phi); the other
+// fields (dropout 0.2 included) as B0's.
+void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out);
+// A user error with a message if the configuration cannot build a model.
+ef_status ef_effnet_validate(const ef_effnet_config *c);
+
+// TF's rounding: channels to a multiple of 8, never more than 10% below the scaled value;
+// repeats rounded up.
+int ef_round_filters(int filters, double width);
+int ef_round_repeats(int repeats, double depth);
+
+// A stage after scaling: `repeats` MBConv blocks, the first with `stride` and `in` channels.
+typedef struct {
+  int repeats, kernel, stride, expand, in, out;
+} ef_effnet_stage;
+
+#define EF_EFFNET_STAGES 7
+typedef struct {
+  ef_effnet_config cfg;
+  int stem, head;                          // channels
+  ef_effnet_stage stage[EF_EFFNET_STAGES];
+  int blocks;                              // total MBConv blocks
+} ef_effnet_arch;
+
+void ef_effnet_arch_init(ef_effnet_arch *a, const ef_effnet_config *c);
+
+// Builds the model into c->g: logits (N, classes) of images (N,H,W,in_channels). Layer settings
+// (training, padding, BN) come from the arch's config into c. When `summary` is set, prints a
+// line per layer: name, operator, output shape, parameters, multiply-adds per image.
+ef_tensor *ef_effnet_forward(const ef_effnet_arch *a, ef_layer_ctx *c, ef_tensor *images, FILE *summary);
+
+// A layer context for a graph, with the config's padding and BN settings.
+ef_layer_ctx ef_effnet_layer_ctx(const ef_effnet_config *cfg, ef_graph *g, bool training);
+
+#endif
