@@ -89,7 +89,7 @@ int ef_cmd_info(int argc, char **argv) {
   ef_model_args_init(&m, flags + 2);
   const char *name;
   ef_effnet_config cfg;
-  int rc = ef_flags_parse("info", argc, argv, flags, EF_MODEL_FLAGS + 2, &name, info_usage);
+  int rc = ef_flags_parse("info", argc, argv, flags, EF_MODEL_FLAGS + 2, &name, 1, info_usage);
   if (rc || (rc = ef_model_args_config("info", name, &m, &cfg))) return rc;
   ef_effnet_arch a;
   ef_effnet_arch_init(&a, &cfg);

@@ -62,7 +62,7 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
       {"--threads", EF_FLAG_LONG, &o->threads, 0, 4096}, {"--seed", EF_FLAG_U64, &o->seed},
       {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9}, {"--profile", EF_FLAG_BOOL, &o->profile},
   };
-  int rc = ef_flags_parse("train", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, train_usage);
+  int rc = ef_flags_parse("train", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, train_usage);
   if (rc) return rc;
   ef_effnet_config cfg;
   if (strcmp(o->model, "tiny") && ef_effnet_preset(o->model, &cfg) != EF_OK) {

@@ -7,8 +7,9 @@
 #include <string.h>
 
 int ef_flags_parse(const char *cmd, int argc, char **argv, const ef_flag *flags, int n_flags, const char **positional,
-                   void (*usage)(FILE *)) {
-  if (positional) *positional = NULL;
+                   int max_positional, void (*usage)(FILE *)) {
+  int n_positional = 0;
+  for (int i = 0; i < max_positional; i++) positional[i] = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -16,11 +17,11 @@ int ef_flags_parse(const char *cmd, int argc, char **argv, const ef_flag *flags,
       exit(0);
     }
     if (strncmp(a, "--", 2)) {
-      if (!positional || *positional) {
+      if (n_positional == max_positional) {
         fprintf(stderr, "effnet %s: unexpected argument '%s' (see effnet %s --help)\n", cmd, a, cmd);
         return 2;
       }
-      *positional = a;
+      positional[n_positional++] = a;
       continue;
     }
     int f = 0;

@@ -14,10 +14,11 @@ typedef struct {
   double lo, hi;        // accepted range of LONG and DOUBLE values
 } ef_flag;
 
-// Parses argv[1..argc). A word not starting with "--" is the positional argument (at most one;
-// NULL when absent). "--help" prints usage to stdout and exits 0. Returns 0, or 2 after printing
+// Parses argv[1..argc). Words not starting with "--" are positional arguments, up to
+// `max_positional` of them, stored in order (the rest of `positional` is set to NULL).
+// "--help" prints usage to stdout and exits 0. Returns 0, or 2 after printing
 // "effnet <cmd>: <what is wrong>" to stderr.
 int ef_flags_parse(const char *cmd, int argc, char **argv, const ef_flag *flags, int n_flags, const char **positional,
-                   void (*usage)(FILE *));
+                   int max_positional, void (*usage)(FILE *));
 
 #endif

@@ -1,0 +1,342 @@
+// HDF5 model weights (see weights.h): layout conversion between our (O,KH,KW,I) conv weights and
+// PyTorch's OIHW, atomic writes, and a loader that checks the whole file before changing the
+// store. HDF5's own error printing is turned off; every failure becomes one message.
+// Written against HDF5 1.10 (Debian 12), whose link iteration is H5Literate / H5L_info_t.
+#include "models/weights.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/backend.h"
+
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+// An entry's shape in PyTorch's order: 4-D conv weights (O,KH,KW,I) become (O,I,KH,KW).
+static int torch_dims(const ef_store_entry *e, hsize_t *dims) {
+  if (e->ndim == 4) {
+    dims[0] = (hsize_t)e->shape[0], dims[1] = (hsize_t)e->shape[3], dims[2] = (hsize_t)e->shape[1], dims[3] = (hsize_t)e->shape[2];
+  } else {
+    for (int i = 0; i < e->ndim; i++) dims[i] = (hsize_t)e->shape[i];
+  }
+  return e->ndim;
+}
+
+// (O,KH,KW,I) <-> (O,I,KH,KW) for 4-D entries; a copy otherwise.
+static void to_torch(const ef_store_entry *e, const float *ours, float *torch) {
+  if (e->ndim != 4) {
+    memcpy(torch, ours, e->numel * sizeof(float));
+    return;
+  }
+  int64_t o = e->shape[0], kh = e->shape[1], kw = e->shape[2], in = e->shape[3];
+  for (int64_t a = 0; a < o; a++)
+    for (int64_t h = 0; h < kh; h++)
+      for (int64_t w = 0; w < kw; w++)
+        for (int64_t i = 0; i < in; i++) torch[((a * in + i) * kh + h) * kw + w] = ours[((a * kh + h) * kw + w) * in + i];
+}
+
+static void from_torch(const ef_store_entry *e, const float *torch, float *ours) {
+  if (e->ndim != 4) {
+    memcpy(ours, torch, e->numel * sizeof(float));
+    return;
+  }
+  int64_t o = e->shape[0], kh = e->shape[1], kw = e->shape[2], in = e->shape[3];
+  for (int64_t a = 0; a < o; a++)
+    for (int64_t h = 0; h < kh; h++)
+      for (int64_t w = 0; w < kw; w++)
+        for (int64_t i = 0; i < in; i++) ours[((a * kh + h) * kw + w) * in + i] = torch[((a * in + i) * kh + h) * kw + w];
+}
+
+static const char *suffix(const char *name, const char *end) {
+  size_t n = strlen(name), m = strlen(end);
+  return n >= m && !strcmp(name + n - m, end) ? name + n - m : NULL;
+}
+
+// ---- writing ---------------------------------------------------------------------------------
+
+static herr_t attr_double(hid_t f, const char *name, double v) {
+  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return st;
+}
+
+static herr_t attr_int(hid_t f, const char *name, int v) {
+  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return st;
+}
+
+// A variable-length UTF-8 string (h5py reads it as str).
+static herr_t attr_string(hid_t f, const char *name, const char *v) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, t, &v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(t);
+  return st;
+}
+
+static herr_t write_config(hid_t f, const ef_effnet_config *c) {
+  herr_t st = attr_string(f, "model", c->name);
+  if (st >= 0) st = attr_double(f, "width", c->width);
+  if (st >= 0) st = attr_double(f, "depth", c->depth);
+  if (st >= 0) st = attr_int(f, "resolution", c->resolution);
+  if (st >= 0) st = attr_double(f, "dropout", c->dropout);
+  if (st >= 0) st = attr_double(f, "drop_path", c->drop_path);
+  if (st >= 0) st = attr_int(f, "num_classes", c->num_classes);
+  if (st >= 0) st = attr_int(f, "in_channels", c->in_channels);
+  if (st >= 0) st = attr_string(f, "padding", c->padding == EF_PAD_SAME ? "same" : "symmetric");
+  if (st >= 0) st = attr_double(f, "bn_eps", c->bn_eps);
+  if (st >= 0) st = attr_double(f, "bn_momentum", c->bn_momentum);
+  return st;
+}
+
+static herr_t write_dataset(hid_t grp, const char *name, hid_t file_type, hid_t mem_type, int ndim, const hsize_t *dims,
+                            const void *data) {
+  hid_t sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+  hid_t d = H5Dcreate2(grp, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = d < 0 ? -1 : H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (d >= 0) H5Dclose(d);
+  H5Sclose(sp);
+  return st;
+}
+
+static herr_t write_model(hid_t f, const ef_store *s) {
+  hid_t grp = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (grp < 0) return -1;
+  herr_t st = 0;
+  for (int i = 0; i < s->n && st >= 0; i++) {
+    const ef_store_entry *e = &s->entries[i];
+    float *ours = ef_xmalloc(e->numel * sizeof(float)), *torch = ef_xmalloc(e->numel * sizeof(float));
+    ef_store_read(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, ours);
+    to_torch(e, ours, torch);
+    hsize_t dims[EF_MAX_DIMS];
+    int nd = torch_dims(e, dims);
+    st = write_dataset(grp, e->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, nd, dims, torch);
+    const char *rm = suffix(e->name, ".running_mean");
+    if (st >= 0 && rm) { // BatchNorm's counter, so that PyTorch's strict loading finds it
+      char nbt[EF_NAME_LEN + 32];
+      snprintf(nbt, sizeof nbt, "%.*s.num_batches_tracked", (int)(rm - e->name), e->name);
+      long long zero = 0;
+      st = write_dataset(grp, nbt, H5T_STD_I64LE, H5T_NATIVE_LLONG, 0, NULL, &zero);
+    }
+    free(ours);
+    free(torch);
+  }
+  H5Gclose(grp);
+  return st;
+}
+
+// fsync a file or folder by path.
+static int sync_path(const char *path, bool dir) {
+  int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_config *cfg) {
+  quiet_hdf5();
+  char tmp[4096], dir[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else snprintf(dir, sizeof dir, ".");
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return EF_ERROR(EF_ERR_IO, "cannot create %s (is the folder %s there and writable?)", tmp, dir);
+  herr_t st = attr_string(f, "format", "effnet");
+  if (st >= 0) st = attr_int(f, "format_version", EF_WEIGHTS_FORMAT_VERSION);
+  if (st >= 0 && cfg) st = write_config(f, cfg);
+  if (st >= 0) st = write_model(f, s);
+  if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL);
+  if (H5Fclose(f) < 0) st = -1;
+  if (st < 0 || sync_path(tmp, false) != 0) {
+    unlink(tmp);
+    return EF_ERROR(EF_ERR_IO, "writing %s failed (disk full?); %s is unchanged", tmp, path);
+  }
+  if (rename(tmp, path) != 0) {
+    int err = errno;
+    unlink(tmp);
+    return EF_ERROR(EF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(err));
+  }
+  sync_path(dir, true);
+  return EF_OK;
+}
+
+// ---- reading ---------------------------------------------------------------------------------
+
+// Opens a weights file and its /model group, or fails saying why.
+static ef_status open_model(const char *path, hid_t *f, hid_t *grp) {
+  quiet_hdf5();
+  if (access(path, R_OK) != 0) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  if (H5Fis_hdf5(path) <= 0) return EF_ERROR(EF_ERR_FORMAT, "%s is not an HDF5 file (or is truncated)", path);
+  *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (*f < 0) return EF_ERROR(EF_ERR_FORMAT, "%s cannot be opened as HDF5 (truncated or corrupt?)", path);
+  *grp = H5Gopen2(*f, "model", H5P_DEFAULT);
+  if (*grp < 0) {
+    H5Fclose(*f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s has no /model group: it is not an effnet weights file", path);
+  }
+  return EF_OK;
+}
+
+static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v) {
+  if (H5Aexists(f, name) <= 0) return -1;
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  herr_t st = H5Aread(a, type, v);
+  H5Aclose(a);
+  return st;
+}
+
+// A string attribute, variable-length (as we write it) or fixed-length, into buf.
+static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len) {
+  buf[0] = 0;
+  hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
+  if (a < 0) return -1;
+  hid_t ft = H5Aget_type(a), t = H5Tcopy(H5T_C_S1);
+  herr_t st = H5Tget_class(ft) == H5T_STRING ? 0 : -1;
+  if (st >= 0) st = H5Tset_cset(t, H5Tget_cset(ft)); // HDF5 does not convert between character sets
+  if (st >= 0 && H5Tis_variable_str(ft) > 0) {
+    char *v = NULL;
+    H5Tset_size(t, H5T_VARIABLE);
+    st = H5Aread(a, t, &v);
+    if (st >= 0 && v) snprintf(buf, len, "%s", v);
+    if (v) H5free_memory(v);
+  } else if (st >= 0) {
+    H5Tset_size(t, len);
+    st = H5Aread(a, t, buf);
+    buf[len - 1] = 0;
+  }
+  H5Tclose(t), H5Tclose(ft), H5Aclose(a);
+  return st;
+}
+
+ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
+  hid_t f, grp;
+  EF_TRY(open_model(path, &f, &grp));
+  H5Gclose(grp);
+  memset(c, 0, sizeof *c);
+  double dropout = 0, drop_path = 0, eps = 0, momentum = 0;
+  char padding[16] = "";
+  herr_t st = read_attr_string(f, "model", c->name, sizeof c->name);
+  if (st >= 0) st = read_attr(f, "width", H5T_NATIVE_DOUBLE, &c->width);
+  if (st >= 0) st = read_attr(f, "depth", H5T_NATIVE_DOUBLE, &c->depth);
+  if (st >= 0) st = read_attr(f, "resolution", H5T_NATIVE_INT, &c->resolution);
+  if (st >= 0) st = read_attr(f, "dropout", H5T_NATIVE_DOUBLE, &dropout);
+  if (st >= 0) st = read_attr(f, "drop_path", H5T_NATIVE_DOUBLE, &drop_path);
+  if (st >= 0) st = read_attr(f, "num_classes", H5T_NATIVE_INT, &c->num_classes);
+  if (st >= 0) st = read_attr(f, "in_channels", H5T_NATIVE_INT, &c->in_channels);
+  if (st >= 0) st = read_attr_string(f, "padding", padding, sizeof padding);
+  if (st >= 0) st = read_attr(f, "bn_eps", H5T_NATIVE_DOUBLE, &eps);
+  if (st >= 0) st = read_attr(f, "bn_momentum", H5T_NATIVE_DOUBLE, &momentum);
+  H5Fclose(f);
+  if (st < 0) return EF_ERROR(EF_ERR_FORMAT, "%s holds no complete model configuration (root attributes)", path);
+  c->dropout = (float)dropout, c->drop_path = (float)drop_path, c->bn_eps = (float)eps, c->bn_momentum = (float)momentum;
+  if (strcmp(padding, "same") && strcmp(padding, "symmetric"))
+    return EF_ERROR(EF_ERR_FORMAT, "%s: unknown padding '%s'", path, padding);
+  c->padding = strcmp(padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
+  if (ef_effnet_validate(c) != EF_OK) return EF_ERROR(EF_ERR_FORMAT, "%s: invalid model configuration: %s", path, ef_last_error());
+  return EF_OK;
+}
+
+// The problems found while checking a file against a store, gathered into one message.
+typedef struct {
+  char text[4096];
+  size_t used;
+  int count;
+} problems;
+
+static void add_problem(problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_problem(problems *p, const char *fmt, ...) {
+  if (p->count++ >= 40) return; // the count says how many more there are
+  va_list ap;
+  va_start(ap, fmt);
+  if (p->used < sizeof p->text) p->used += (size_t)vsnprintf(p->text + p->used, sizeof p->text - p->used, fmt, ap);
+  va_end(ap);
+  if (p->used > sizeof p->text) p->used = sizeof p->text;
+}
+
+typedef struct {
+  const ef_store *s;
+  problems *p;
+} unexpected_ctx;
+
+static herr_t check_unexpected(hid_t grp, const char *name, const H5L_info_t *info, void *data) {
+  (void)grp, (void)info;
+  unexpected_ctx *u = data;
+  if (ef_store_find(u->s, name) < 0 && !suffix(name, ".num_batches_tracked")) add_problem(u->p, "\n  unexpected: %s", name);
+  return 0;
+}
+
+ef_status ef_weights_load(const char *path, ef_store *s) {
+  hid_t f, grp;
+  EF_TRY(open_model(path, &f, &grp));
+  problems p = {.used = 0};
+  // Every entry present with its shape.
+  for (int i = 0; i < s->n; i++) {
+    const ef_store_entry *e = &s->entries[i];
+    if (H5Lexists(grp, e->name, H5P_DEFAULT) <= 0) {
+      add_problem(&p, "\n  missing: %s", e->name);
+      continue;
+    }
+    hid_t d = H5Dopen2(grp, e->name, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    hsize_t want[EF_MAX_DIMS], got[8] = {0};
+    int nd_want = torch_dims(e, want), nd_got = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (nd_got >= 0 && nd_got <= 8) H5Sget_simple_extent_dims(sp, got, NULL);
+    bool ok = nd_got == nd_want;
+    for (int k = 0; ok && k < nd_want; k++) ok = got[k] == want[k];
+    if (!ok) {
+      char a[96] = "", b[96] = "";
+      for (int k = 0; k < nd_want; k++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%llu", k ? "," : "", (unsigned long long)want[k]);
+      for (int k = 0; k < nd_got && k < 8; k++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%llu", k ? "," : "", (unsigned long long)got[k]);
+      add_problem(&p, "\n  mis-shaped: %s is (%s) in the file, the model needs (%s)", e->name, b, a);
+    }
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+  }
+  unexpected_ctx u = {s, &p};
+  H5Literate(grp, H5_INDEX_NAME, H5_ITER_INC, NULL, check_unexpected, &u);
+  if (p.count) {
+    H5Gclose(grp), H5Fclose(f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s does not fit this model (%d problem%s%s):%s", path, p.count, p.count > 1 ? "s" : "",
+                    p.count > 40 ? ", the first 40 listed" : "", p.text);
+  }
+  // Read everything before changing anything.
+  float **vals = ef_xcalloc((size_t)s->n, sizeof(float *));
+  ef_status st = EF_OK;
+  for (int i = 0; i < s->n && st == EF_OK; i++) {
+    const ef_store_entry *e = &s->entries[i];
+    float *torch = ef_xmalloc(e->numel * sizeof(float));
+    vals[i] = ef_xmalloc(e->numel * sizeof(float));
+    hid_t d = H5Dopen2(grp, e->name, H5P_DEFAULT);
+    if (d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, torch) < 0)
+      st = EF_ERROR(EF_ERR_FORMAT, "%s: cannot read %s (truncated or corrupt file?)", path, e->name);
+    if (d >= 0) H5Dclose(d);
+    from_torch(e, torch, vals[i]);
+    free(torch);
+  }
+  H5Gclose(grp);
+  H5Fclose(f);
+  for (int i = 0; i < s->n; i++) {
+    if (st == EF_OK) ef_store_write(s, i, s->entries[i].trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
+    free(vals[i]);
+  }
+  free(vals);
+  return st;
+}

@@ -1,0 +1,186 @@
+// The checking half of the torchvision parity test (tests/parity_torchvision.py writes the
+// reference): loads effnet weights imported from torchvision, runs the same images through our
+// model, and compares inference logits and training-mode logits (batch statistics) within 1e-4
+// relative error (max-abs over max-abs), the loss, the BN running statistics after the training
+// step's update within 1e-4, and every parameter's gradient within 1e-3.
+// In training mode some gradients are zero in exact arithmetic (a BN bias whose every path
+// meets a later batch norm, which removes per-channel shifts): both frameworks return rounding
+// noise there, up to about 1e-7 of the largest gradient. So a gradient's error is measured
+// against the larger of its own magnitude and 1e-3 of the largest gradient of the model.
+//   test_parity WEIGHTS.h5 REFERENCE.h5
+#include <hdf5.h>
+#include <stdlib.h>
+
+#include "core/cpu/cpu.h"
+#include "core/plan.h"
+#include "models/weights.h"
+#include "tests/harness.h"
+
+// A float32 dataset (HDF5 converts other number types) with exactly `numel` elements.
+static float *read_dataset(hid_t f, const char *name, int64_t numel) {
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0) return NULL;
+  hid_t sp = H5Dget_space(d);
+  float *v = NULL;
+  if (H5Sget_simple_extent_npoints(sp) == numel) {
+    v = malloc(sizeof(float) * (size_t)numel);
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) free(v), v = NULL;
+  }
+  H5Sclose(sp);
+  H5Dclose(d);
+  return v;
+}
+
+static int read_int_attr(hid_t f, const char *name, int *v) {
+  hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
+  int rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT, v);
+  if (a >= 0) H5Aclose(a);
+  return rc;
+}
+
+static double rel_err_f32(const float *got, const float *want, int64_t n) {
+  double *w = malloc(sizeof(double) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) w[i] = want[i];
+  double e = test_rel_err(got, w, n);
+  free(w);
+  return e;
+}
+
+typedef struct {
+  ef_tensor *images, *labels, *logits, *loss;
+  ef_graph *g;
+  ef_plan *plan;
+} graph;
+
+static void build(graph *m, ef_store *s, const ef_effnet_arch *a, const int64_t *image_shape, bool training) {
+  m->g = ef_graph_new(s, 0);
+  ef_layer_ctx c = ef_effnet_layer_ctx(&a->cfg, m->g, training);
+  m->images = ef_input(m->g, "images", EF_F32, 4, image_shape);
+  m->logits = ef_effnet_forward(a, &c, m->images, NULL);
+  ef_graph_keep(m->g, m->logits);
+  if (training) {
+    m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){image_shape[0]});
+    m->loss = ef_softmax_ce(m->g, m->logits, m->labels, 0.0f);
+    ef_graph_keep(m->g, m->loss);
+    ef_graph_backward(m->g, m->loss);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: test_parity WEIGHTS.h5 REFERENCE.h5\n");
+    return 2;
+  }
+  ef_effnet_config cfg;
+  if (ef_weights_read_config(argv[1], &cfg) != EF_OK) {
+    fprintf(stderr, "%s\n", ef_last_error());
+    return 1;
+  }
+  cfg.dropout = 0, cfg.drop_path = 0; // the reference turned both off in training mode
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t ref = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
+  int n = 0, res = 0;
+  if (ref < 0 || read_int_attr(ref, "batch", &n) < 0 || read_int_attr(ref, "resolution", &res) < 0) {
+    fprintf(stderr, "%s: not a parity reference file\n", argv[2]);
+    return 1;
+  }
+  int64_t image_shape[4] = {n, res, res, cfg.in_channels}, k = cfg.num_classes;
+  ef_effnet_arch a;
+  ef_effnet_arch_init(&a, &cfg);
+  ef_store *s = ef_store_new();
+  graph ev, tr;
+  build(&ev, s, &a, image_shape, false);
+  build(&tr, s, &a, image_shape, true);
+  ef_backend *be = ef_cpu_backend_new(0);
+  CHECK(ef_store_bind(s, be) == EF_OK && ef_weights_load(argv[1], s) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_plan_new(&ev.plan, ev.g, be, NULL) == EF_OK && ef_plan_new(&tr.plan, tr.g, be, NULL) == EF_OK, "%s", ef_last_error());
+  float *images = read_dataset(ref, "images", n * res * res * cfg.in_channels), *labels = read_dataset(ref, "labels", n);
+  float *want_eval = read_dataset(ref, "logits_eval", n * k), *want_train = read_dataset(ref, "logits_train", n * k);
+  float *want_loss = read_dataset(ref, "loss", 1), *got = malloc(sizeof(float) * (size_t)(n * k)), loss;
+  CHECK(images && labels && want_eval && want_train && want_loss, "reference datasets missing or mis-sized");
+  if (!test_failures) {
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)n);
+    for (int i = 0; i < n; i++) lab[i] = (int32_t)labels[i];
+    ef_plan_set(ev.plan, ev.images, images);
+    ef_plan_run(ev.plan, &(ef_run_ctx){0});
+    ef_plan_get(ev.plan, ev.logits, got);
+    double e = rel_err_f32(got, want_eval, n * k);
+    printf("%s: inference logits relative error %.3g\n", cfg.name, e);
+    CHECK(e <= 1e-4, "inference logits: relative error %.3g", e);
+
+    ef_plan_set(tr.plan, tr.images, images);
+    ef_plan_set(tr.plan, tr.labels, lab);
+    ef_store_zero_grads(s);
+    ef_plan_run(tr.plan, &(ef_run_ctx){0});
+    ef_plan_get(tr.plan, tr.logits, got);
+    ef_plan_get(tr.plan, tr.loss, &loss);
+    e = rel_err_f32(got, want_train, n * k);
+    printf("%s: training-mode logits relative error %.3g, loss %.6f (torchvision %.6f)\n", cfg.name, e, loss, want_loss[0]);
+    CHECK(e <= 1e-4, "training-mode logits: relative error %.3g", e);
+    CHECK(fabs(loss - want_loss[0]) <= 1e-4 * fabs(want_loss[0]), "loss %.7f, torchvision %.7f", loss, want_loss[0]);
+
+    // The running statistics after one update (momentum, unbiased variance).
+    double worst_running = 0;
+    int n_running = 0;
+    for (int i = 0; i < s->n; i++) {
+      const ef_store_entry *en = &s->entries[i];
+      if (en->trainable) continue;
+      char path[EF_NAME_LEN + 8];
+      snprintf(path, sizeof path, "running/%s", en->name);
+      float *w = read_dataset(ref, path, (int64_t)en->numel), *have = malloc(sizeof(float) * en->numel);
+      CHECK(w, "reference running statistic %s missing", en->name);
+      if (w) {
+        ef_store_read(s, i, EF_ARENA_STATE, have);
+        double re = rel_err_f32(have, w, (int64_t)en->numel);
+        CHECK(re <= 1e-4, "%s after one update: relative error %.3g", en->name, re);
+        worst_running = fmax(worst_running, re);
+        n_running++;
+      }
+      free(w), free(have);
+    }
+    printf("%s: %d running statistics after one update, worst relative error %.3g\n", cfg.name, n_running, worst_running);
+
+    // Every trainable parameter's gradient, in our layout (the reference permuted conv weights).
+    float **want = calloc((size_t)s->n, sizeof(float *));
+    double largest = 0, worst = 0;
+    for (int i = 0; i < s->n; i++) {
+      const ef_store_entry *en = &s->entries[i];
+      if (!en->trainable) continue;
+      char path[EF_NAME_LEN + 8];
+      snprintf(path, sizeof path, "grads/%s", en->name);
+      want[i] = read_dataset(ref, path, (int64_t)en->numel);
+      CHECK(want[i], "reference gradient %s missing", en->name);
+      for (size_t j = 0; want[i] && j < en->numel; j++) largest = fmax(largest, fabs(want[i][j]));
+    }
+    const char *worst_name = "";
+    int compared = 0, zero = 0;
+    for (int i = 0; i < s->n; i++) {
+      const ef_store_entry *en = &s->entries[i];
+      if (!want[i]) continue;
+      float *have = malloc(sizeof(float) * en->numel);
+      ef_store_read(s, i, EF_ARENA_GRAD, have);
+      double diff = 0, mag = 0;
+      for (size_t j = 0; j < en->numel; j++) {
+        diff = fmax(diff, fabs((double)have[j] - want[i][j]));
+        mag = fmax(mag, fabs(want[i][j]));
+      }
+      zero += mag < 1e-3 * largest;
+      double ge = diff / fmax(mag, 1e-3 * largest);
+      CHECK(ge <= 1e-3, "gradient of %s: error %.3g (its largest element %.3g, the model's %.3g)", en->name, ge, mag, largest);
+      if (ge > worst) worst = ge, worst_name = en->name;
+      compared++;
+      free(want[i]), free(have);
+    }
+    free(want);
+    printf("%s: %d parameter gradients (%d zero up to rounding), worst relative error %.3g (%s)\n", cfg.name, compared, zero,
+           worst, worst_name);
+    free(lab);
+  }
+  free(images), free(labels), free(want_eval), free(want_train), free(want_loss), free(got);
+  H5Fclose(ref);
+  ef_plan_free(ev.plan), ef_plan_free(tr.plan);
+  ef_graph_free(ev.g), ef_graph_free(tr.g);
+  ef_store_free(s);
+  ef_backend_free(be);
+  return test_exit_code();
+}
