@@ -6,13 +6,24 @@
 
 #define F(t) ((float *)(t)->data)
 
+// Activations run in blocks of BLOCK elements, each block a vectorized copy for its activation.
+#define BLOCK 4096
+
+EF_INLINE void act_block(ef_act a, const float *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = ef_act_fwd(a, x[i]);
+}
+
+EF_INLINE void act_bwd_block(ef_act a, const float *dy, const float *x, float *dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * ef_act_grad(a, x[i]);
+}
+
 void ef_cpu_act(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const float *x = F(node->src[0]);
   float *y = F(node);
   ef_act a = node->p.act.act;
   int64_t n = ef_numel(node);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) y[i] = ef_act_fwd(a, x[i]);
+  for (int64_t b = 0; b < n; b += BLOCK) EF_ACT_SPECIALIZE(a, act_block, x + b, y + b, n - b < BLOCK ? n - b : BLOCK);
 }
 
 void ef_cpu_act_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
@@ -21,7 +32,8 @@ void ef_cpu_act_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void *scrat
   ef_act a = node->p.act.act;
   int64_t n = ef_numel(node);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * ef_act_grad(a, x[i]);
+  for (int64_t b = 0; b < n; b += BLOCK)
+    EF_ACT_SPECIALIZE(a, act_bwd_block, dy + b, x + b, dx + b, n - b < BLOCK ? n - b : BLOCK);
 }
 
 void ef_cpu_add(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {

@@ -70,6 +70,11 @@ static void bn_coeffs(const ef_tensor *node, const float *stats, const float *af
   }
 }
 
+// One row of y = act(x * scale + shift).
+EF_INLINE void bn_row(ef_act a, const float *x, float *y, int64_t c, const float *scale, const float *shift) {
+  for (int64_t k = 0; k < c; k++) y[k] = ef_act_fwd(a, x[k] * scale[k] + shift[k]);
+}
+
 void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *xt = node->src[0];
   const float *x = F(xt);
@@ -79,12 +84,27 @@ void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, c
   bn_coeffs(node, F(node->src[1]), F(node->src[2]), c, invstd, scale, shift);
   ef_act a = node->p.bn.act;
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t k = 0; k < c; k++) y[r * c + k] = ef_act_fwd(a, x[r * c + k] * scale[k] + shift[k]);
+  for (int64_t r = 0; r < rows; r++) EF_ACT_SPECIALIZE(a, bn_row, x + r * c, y + r * c, c, scale, shift);
 }
 
 // The gradient at the normalized, affine-transformed value z (before the fused activation).
-static inline float bn_dz(ef_act a, float dy, float z) { return a == EF_ACT_NONE ? dy : dy * ef_act_grad(a, z); }
+EF_INLINE float bn_dz(ef_act a, float dy, float z) { return a == EF_ACT_NONE ? dy : dy * ef_act_grad(a, z); }
+
+// One row of the two gradient sums (gamma: dz * xhat, beta: dz), in double.
+EF_INLINE void bn_reduce_row(ef_act a, const float *dy, const float *x, int64_t c, const float *scale, const float *shift,
+                             const float *mean, const float *invstd, double *sg, double *sb) {
+  for (int64_t k = 0; k < c; k++) {
+    float dz = bn_dz(a, dy[k], x[k] * scale[k] + shift[k]);
+    sg[k] += (double)dz * ((x[k] - mean[k]) * invstd[k]);
+    sb[k] += dz;
+  }
+}
+
+// One row of dx = scale * dz + k3 * (x - mean) + k2.
+EF_INLINE void bn_data_row(ef_act a, const float *dy, const float *x, float *dx, int64_t c, const float *scale,
+                           const float *shift, const float *mean, const float *k3, const float *k2) {
+  for (int64_t k = 0; k < c; k++) dx[k] = scale[k] * bn_dz(a, dy[k], x[k] * scale[k] + shift[k]) + k3[k] * (x[k] - mean[k]) + k2[k];
+}
 
 // (2,C) [sum dz * xhat; sum dz]: the gradients of gamma and beta.
 void ef_cpu_bn_bwd_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
@@ -103,11 +123,7 @@ void ef_cpu_bn_bwd_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void 
     int64_t r0, r1;
     ef_cpu_chunk_range(rows, ch, &r0, &r1);
     for (int64_t r = r0; r < r1; r++)
-      for (int64_t k = 0; k < c; k++) {
-        float xv = x[r * c + k], dz = bn_dz(a, dy[r * c + k], xv * scale[k] + shift[k]);
-        sg[k] += (double)dz * ((xv - stats[k]) * invstd[k]);
-        sb[k] += dz;
-      }
+      EF_ACT_SPECIALIZE(a, bn_reduce_row, dy + r * c, x + r * c, c, scale, shift, stats, invstd, sg, sb);
   }
   double *sums = totals(scratch, rows, c);
   sum_chunks(part, nch, 2, c, sums);
@@ -134,10 +150,7 @@ void ef_cpu_bn_bwd_data(ef_cpu *cpu, const ef_tensor *node, void *state, void *s
   ef_act a = node->p.bn.act;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t k = 0; k < c; k++) {
-      float xv = x[r * c + k], dz = bn_dz(a, dy[r * c + k], xv * scale[k] + shift[k]);
-      dx[r * c + k] = scale[k] * dz + k3[k] * (xv - stats[k]) + k2[k];
-    }
+    EF_ACT_SPECIALIZE(a, bn_data_row, dy + r * c, x + r * c, dx + r * c, c, scale, shift, stats, k3, k2);
 }
 
 // running = (1 - m) * running + m * batch, with the unbiased variance (PyTorch and TF agree).
