@@ -34,7 +34,7 @@ static void train_usage(FILE *f) {
           "\n"
           "  --model NAME         tiny, or an EfficientNet b0 ... b7 (at the images' own size)  [tiny]\n"
           "  --data DIR           IDX dataset directory (train-* and t10k-* files)  [" EF_FASHION_MNIST_DIR "]\n"
-          "  --epochs N           passes over the training set  [3]\n"
+          "  --epochs N           passes over the training set  [10]\n"
           "  --batch N            images per step  [64]\n"
           "  --lr F               learning rate  [0.1]\n"
           "  --momentum F         SGD momentum  [0.9]\n"
@@ -50,7 +50,7 @@ static void train_usage(FILE *f) {
 
 // Parses the flags; returns 0, or 2 after printing what is wrong.
 static int parse_opts(int argc, char **argv, train_opts *o) {
-  *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .epochs = 3, .batch = 64, .lr = 0.1, .momentum = 0.9,
+  *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .epochs = 10, .batch = 64, .lr = 0.1, .momentum = 0.9,
                     .weight_decay = 5e-5, .smoothing = 0.1, .dropout = 0.2, .log_every = 100, .seed = 1};
   const ef_flag flags[] = {
       {"--data", EF_FLAG_STR, &o->data},          {"--model", EF_FLAG_STR, &o->model},
