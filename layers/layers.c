@@ -97,7 +97,10 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
   h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, expand ? "conv_pwl" : "conv_pw"),
                        cat(bn, sizeof bn, prefix, expand ? "bn3" : "bn2"), h, s->out, 1, 1, 1, EF_ACT_NONE);
   if (s->stride == 1 && s->in == s->out) {
-    if (c->training && s->drop_path > 0) h = ef_dropout(c->g, h, s->drop_path, true);
+    if (c->training && s->drop_path > 0) {
+      h = ef_dropout(c->g, h, s->drop_path, true);
+      ef_tensor_set_name(h, "%s.drop_path", prefix);
+    }
     h = ef_add(c->g, h, x);
   }
   ef_tensor_set_name(h, "%s", prefix);
@@ -107,7 +110,10 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
 ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classes, float dropout) {
   ef_tensor *h = ef_layer_conv_bn(c, "conv_head", "bn2", x, channels, 1, 1, 1, EF_ACT_SWISH);
   ef_tensor *p = ef_reshape(c->g, ef_gap(c->g, h), 2, (int64_t[]){h->shape[0], channels}); // (N, channels)
-  if (c->training && dropout > 0) p = ef_dropout(c->g, p, dropout, false);
+  if (c->training && dropout > 0) {
+    p = ef_dropout(c->g, p, dropout, false);
+    ef_tensor_set_name(p, "head.dropout");
+  }
   int64_t wshape[2] = {classes, channels}, bshape[1] = {classes};
   ef_init uniform = {EF_INIT_UNIFORM, (float)(1.0 / sqrt((double)classes))}; // uniform(+-1/sqrt(out))
   ef_tensor *w = ef_param(c->g, ef_layer_param(c, "classifier.weight", true, true, 2, wshape, uniform), 1, NULL);

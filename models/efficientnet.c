@@ -54,7 +54,8 @@ void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out) {
   snprintf(out->name, sizeof out->name, "custom");
   out->width = pow(k.beta, phi);
   out->depth = pow(k.alpha, phi);
-  out->resolution = (int)lround(B0_RESOLUTION * pow(k.gamma, phi));
+  double r = B0_RESOLUTION * pow(k.gamma, phi); // may be out of range: validate says so
+  out->resolution = r < 1 ? 0 : r > 1e6 ? 1000000 : (int)lround(r);
   out->dropout = 0.2f;
 }
 
@@ -65,8 +66,9 @@ ef_status ef_effnet_validate(const ef_effnet_config *c) {
     return EF_ERROR(EF_ERR_INVALID, "resolution %d must be in [32, 4096] (the network downsamples 32 times)", c->resolution);
   if (!(c->dropout >= 0 && c->dropout < 1) || !(c->drop_path >= 0 && c->drop_path < 1))
     return EF_ERROR(EF_ERR_INVALID, "dropout %g and drop-path %g must be in [0, 1)", c->dropout, c->drop_path);
-  if (c->num_classes < 1 || c->in_channels < 1)
-    return EF_ERROR(EF_ERR_INVALID, "%d classes and %d input channels: both must be at least 1", c->num_classes, c->in_channels);
+  if (c->num_classes < 1 || c->num_classes > (1 << 24) || c->in_channels < 1 || c->in_channels > 1024)
+    return EF_ERROR(EF_ERR_INVALID, "%d classes and %d input channels: need 1 to 16777216 classes and 1 to 1024 channels",
+                    c->num_classes, c->in_channels);
   if (!(c->bn_eps > 0) || !(c->bn_momentum > 0 && c->bn_momentum <= 1))
     return EF_ERROR(EF_ERR_INVALID, "BN eps %g must be > 0 and momentum %g in (0, 1] (PyTorch convention)", c->bn_eps,
                     c->bn_momentum);
@@ -98,11 +100,6 @@ void ef_effnet_arch_init(ef_effnet_arch *a, const ef_effnet_config *c) {
   }
 }
 
-ef_layer_ctx ef_effnet_layer_ctx(const ef_effnet_config *cfg, ef_graph *g, bool training) {
-  return (ef_layer_ctx){.g = g, .training = training, .padding = cfg->padding, .bn_eps = cfg->bn_eps,
-                        .bn_momentum = cfg->bn_momentum};
-}
-
 // One summary line: the layer's output shape and what it added to the context's counts.
 static void summary_line(FILE *f, const char *name, const char *op, const ef_tensor *y, const ef_layer_ctx *c,
                          int64_t params0, int64_t macs0) {
@@ -112,9 +109,16 @@ static void summary_line(FILE *f, const char *name, const char *op, const ef_ten
           (long long)(c->params - params0), (double)(c->macs - macs0) / (double)y->shape[0] / 1e6);
 }
 
-ef_tensor *ef_effnet_forward(const ef_effnet_arch *a, ef_layer_ctx *c, ef_tensor *images, FILE *summary) {
-  const ef_effnet_config *cfg = &a->cfg;
+ef_tensor *ef_effnet_build(const ef_effnet_config *cfg, ef_graph *g, ef_tensor *images, bool training, FILE *summary,
+                           ef_layer_ctx *ctx) {
   EF_ASSERT(images->ndim == 4 && images->shape[3] == cfg->in_channels, "images must be (N,H,W,%d)", cfg->in_channels);
+  ef_effnet_arch arch;
+  ef_effnet_arch_init(&arch, cfg);
+  const ef_effnet_arch *a = &arch;
+  ef_layer_ctx local = {.g = g, .training = training, .padding = cfg->padding, .bn_eps = cfg->bn_eps,
+                        .bn_momentum = cfg->bn_momentum};
+  ef_layer_ctx *c = ctx ? ctx : &local;
+  *c = local;
   int64_t p0 = c->params, m0 = c->macs;
   ef_tensor *x = ef_layer_conv_bn(c, "conv_stem", "bn1", images, a->stem, 3, 2, 1, EF_ACT_SWISH);
   summary_line(summary, "stem", "conv3x3 s2, BN, swish", x, c, p0, m0);

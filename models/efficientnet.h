@@ -59,12 +59,12 @@ typedef struct {
 
 void ef_effnet_arch_init(ef_effnet_arch *a, const ef_effnet_config *c);
 
-// Builds the model into c->g: logits (N, classes) of images (N,H,W,in_channels). Layer settings
-// (training, padding, BN) come from the arch's config into c. When `summary` is set, prints a
-// line per layer: name, operator, output shape, parameters, multiply-adds per image.
-ef_tensor *ef_effnet_forward(const ef_effnet_arch *a, ef_layer_ctx *c, ef_tensor *images, FILE *summary);
-
-// A layer context for a graph, with the config's padding and BN settings.
-ef_layer_ctx ef_effnet_layer_ctx(const ef_effnet_config *cfg, ef_graph *g, bool training);
+// Builds the model of `cfg` into g on images (N,H,W,in_channels) and returns its logits
+// (N, classes); the parameters are registered in g's store the first time. The layer context
+// (the config's padding and BN settings, and the counts of parameters and multiply-adds) is
+// returned through `ctx` when not NULL. When `summary` is set, it receives a line per block:
+// name, operator, output shape, parameters, multiply-adds per image.
+ef_tensor *ef_effnet_build(const ef_effnet_config *cfg, ef_graph *g, ef_tensor *images, bool training, FILE *summary,
+                           ef_layer_ctx *ctx);
 
 #endif

@@ -155,8 +155,8 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else snprintf(dir, sizeof dir, ".");
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else slash[slash == dir ? 1 : 0] = 0; // "/x.h5" lives in "/"
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) return EF_ERROR(EF_ERR_IO, "cannot create %s (is the folder %s there and writable?)", tmp, dir);
   herr_t st = attr_string(f, "format", "effnet");
@@ -174,19 +174,36 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
     unlink(tmp);
     return EF_ERROR(EF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(err));
   }
+  // Makes the rename itself durable. If this fails, a crash can only leave the old or the new
+  // file under `path`, both complete, so the save still stands.
   sync_path(dir, true);
   return EF_OK;
 }
 
 // ---- reading ---------------------------------------------------------------------------------
 
-// Opens a weights file and its /model group, or fails saying why.
+static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v);
+static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len);
+
+// Opens a weights file, checks its format attributes, and opens its /model group.
 static ef_status open_model(const char *path, hid_t *f, hid_t *grp) {
   quiet_hdf5();
   if (access(path, R_OK) != 0) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   if (H5Fis_hdf5(path) <= 0) return EF_ERROR(EF_ERR_FORMAT, "%s is not an HDF5 file (or is truncated)", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (*f < 0) return EF_ERROR(EF_ERR_FORMAT, "%s cannot be opened as HDF5 (truncated or corrupt?)", path);
+  char format[32];
+  int version = 0;
+  if (read_attr_string(*f, "format", format, sizeof format) < 0 || strcmp(format, "effnet") ||
+      read_attr(*f, "format_version", H5T_NATIVE_INT, &version) < 0) {
+    H5Fclose(*f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s is HDF5 but not an effnet weights file (no format = \"effnet\" attribute)", path);
+  }
+  if (version < 1 || version > EF_WEIGHTS_FORMAT_VERSION) {
+    H5Fclose(*f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s has format version %d; this effnet reads up to %d (update effnet)", path, version,
+                    EF_WEIGHTS_FORMAT_VERSION);
+  }
   *grp = H5Gopen2(*f, "model", H5P_DEFAULT);
   if (*grp < 0) {
     H5Fclose(*f);
@@ -195,9 +212,23 @@ static ef_status open_model(const char *path, hid_t *f, hid_t *grp) {
   return EF_OK;
 }
 
+// An attribute with exactly one element (anything larger would not fit the value it is read
+// into), or -1.
+static hid_t open_scalar_attr(hid_t f, const char *name) {
+  hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
+  if (a < 0) return -1;
+  hid_t sp = H5Aget_space(a);
+  hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+  if (sp >= 0) H5Sclose(sp);
+  if (n != 1) {
+    H5Aclose(a);
+    return -1;
+  }
+  return a;
+}
+
 static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v) {
-  if (H5Aexists(f, name) <= 0) return -1;
-  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  hid_t a = open_scalar_attr(f, name);
   if (a < 0) return -1;
   herr_t st = H5Aread(a, type, v);
   H5Aclose(a);
@@ -207,7 +238,7 @@ static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v) {
 // A string attribute, variable-length (as we write it) or fixed-length, into buf.
 static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len) {
   buf[0] = 0;
-  hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
+  hid_t a = open_scalar_attr(f, name);
   if (a < 0) return -1;
   hid_t ft = H5Aget_type(a), t = H5Tcopy(H5T_C_S1);
   herr_t st = H5Tget_class(ft) == H5T_STRING ? 0 : -1;
@@ -219,9 +250,12 @@ static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len)
     if (st >= 0 && v) snprintf(buf, len, "%s", v);
     if (v) H5free_memory(v);
   } else if (st >= 0) {
-    H5Tset_size(t, len);
-    st = H5Aread(a, t, buf);
-    buf[len - 1] = 0;
+    size_t size = H5Tget_size(ft); // read at the file's width, keep what fits
+    char *tmp = ef_xcalloc(size + 1, 1);
+    H5Tset_size(t, size);
+    st = H5Aread(a, t, tmp);
+    snprintf(buf, len, "%s", tmp);
+    free(tmp);
   }
   H5Tclose(t), H5Tclose(ft), H5Aclose(a);
   return st;
@@ -280,7 +314,14 @@ typedef struct {
 static herr_t check_unexpected(hid_t grp, const char *name, const H5L_info_t *info, void *data) {
   (void)grp, (void)info;
   unexpected_ctx *u = data;
-  if (ef_store_find(u->s, name) < 0 && !suffix(name, ".num_batches_tracked")) add_problem(u->p, "\n  unexpected: %s", name);
+  const char *nbt = suffix(name, ".num_batches_tracked");
+  bool known = ef_store_find(u->s, name) >= 0;
+  if (nbt) { // BatchNorm's counter: expected where the model has that batch norm
+    char mean[EF_NAME_LEN + 32];
+    snprintf(mean, sizeof mean, "%.*s.running_mean", (int)(nbt - name), name);
+    known = ef_store_find(u->s, mean) >= 0;
+  }
+  if (!known) add_problem(u->p, "\n  unexpected: %s", name);
   return 0;
 }
 
@@ -311,7 +352,8 @@ ef_status ef_weights_load(const char *path, ef_store *s) {
     if (d >= 0) H5Dclose(d);
   }
   unexpected_ctx u = {s, &p};
-  H5Literate(grp, H5_INDEX_NAME, H5_ITER_INC, NULL, check_unexpected, &u);
+  if (H5Literate(grp, H5_INDEX_NAME, H5_ITER_INC, NULL, check_unexpected, &u) < 0)
+    add_problem(&p, "\n  the list of tensors in /model cannot be read (corrupt file?)");
   if (p.count) {
     H5Gclose(grp), H5Fclose(f);
     return EF_ERROR(EF_ERR_FORMAT, "%s does not fit this model (%d problem%s%s):%s", path, p.count, p.count > 1 ? "s" : "",

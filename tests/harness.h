@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/philox.h"
@@ -51,6 +52,20 @@ static inline double test_rel_err(const float *got, const double *want, int64_t 
     if (fabs(want[i]) > mag) mag = fabs(want[i]);
   }
   return err / (mag > 1e-30 ? mag : 1e-30);
+}
+
+// A fresh folder from a template ending in XXXXXX (exits when that fails), and its removal.
+static inline void test_mkdtemp(char *tmpl) {
+  if (!mkdtemp(tmpl)) {
+    perror("mkdtemp");
+    exit(1);
+  }
+}
+
+static inline void test_rmtree(const char *dir) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 #endif

@@ -81,6 +81,18 @@ def loads_back_into_torchvision(name, folder):
     return same
 
 
+def timm_import_agrees(effnet, name, folder):
+    """The same weights under timm's names, imported with --from timm, give the same file."""
+    torch.save(torchvision_to_timm(torch.load(f"{folder}/weights.pth")), f"{folder}/timm.pth")
+    subprocess.run([effnet, "import", "--from", "timm", "--model", name, f"{folder}/timm.pth", f"{folder}/timm.h5"],
+                   check=True)
+    with h5py.File(f"{folder}/weights.h5", "r") as a, h5py.File(f"{folder}/timm.h5", "r") as b:
+        same = sorted(a["model"]) == sorted(b["model"]) and all(
+            (a["model"][k][()] == b["model"][k][()]).all() for k in a["model"])
+    print(f"{name}: import --from timm gives the same weights as --from torchvision: {'yes' if same else 'NO'}")
+    return same
+
+
 def main():
     effnet, checker = sys.argv[1], sys.argv[2]
     torch.set_num_threads(2)
@@ -91,6 +103,7 @@ def main():
             subprocess.run([effnet, "import", "--from", "torchvision", "--model", name, f"{folder}/weights.pth",
                             f"{folder}/weights.h5"], check=True)
             failed |= not loads_back_into_torchvision(name, folder)
+            failed |= not timm_import_agrees(effnet, name, folder)
             failed |= subprocess.run([checker, f"{folder}/weights.h5", f"{folder}/reference.h5"]).returncode != 0
     print("parity with torchvision:", "FAILED" if failed else "ok")
     sys.exit(1 if failed else 0)

@@ -38,6 +38,14 @@ expect 2 "give a model name or --phi, not both" info b3 --phi 2
 expect 2 "unknown model 'b8'" info b8
 expect 2 "--padding must be symmetric (PyTorch) or same (TF)" info b0 --padding valid
 expect 2 "bad value '-1' for --seed" train --seed -1
+expect 2 "bad value '0x10' for --seed" train --seed 0x10
+expect 2 "--alpha, --beta and --gamma scale --phi; give --phi too" info b0 --alpha 2
+expect 2 "resolution 1000000 must be in [32, 4096]" info --phi 12 --gamma 4
+expect 0 "dropout 0.35" info b1 --dropout 0.35
+expect 2 "needs --from torchvision|timm" import --model b0 a.pth
+expect 1 "converting /nonexistent.pth failed" import --from torchvision --model b0 /nonexistent.pth /tmp/effnet-cli-never.h5
+expect 0 "images/s" bench b0 --resolution 64 --batch 2 --iters 2 --warmup 1
+expect 2 "--mode must be infer or train" bench b0 --mode eval
 # --json is valid JSON with the exact counts
 json=$("$effnet" info b2 --json 2>&1)
 if /usr/bin/python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["params"] == 9109994 and len(d["stages"]) == 9, d' "$json"; then

@@ -110,15 +110,10 @@ static void test_fashion_mnist(void) {
 }
 
 int main(void) {
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return 1;
-  }
+  test_mkdtemp(dir);
   RUN(test_valid_files);
   RUN(test_bad_files);
   RUN(test_fashion_mnist);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  test_rmtree(dir);
   return test_exit_code();
 }

@@ -10,13 +10,11 @@
 
 // Builds the inference graph of a configuration at batch 1 and its own resolution.
 static void count(const ef_effnet_config *cfg, int64_t *params, int64_t *macs, size_t *store_params) {
-  ef_effnet_arch a;
-  ef_effnet_arch_init(&a, cfg);
   ef_store *s = ef_store_new();
   ef_graph *g = ef_graph_new(s, 1);
-  ef_layer_ctx c = ef_effnet_layer_ctx(cfg, g, false);
+  ef_layer_ctx c;
   ef_tensor *x = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg->resolution, cfg->resolution, cfg->in_channels});
-  ef_effnet_forward(&a, &c, x, NULL);
+  ef_effnet_build(cfg, g, x, false, NULL, &c);
   *params = c.params, *macs = c.macs, *store_params = s->numel[0];
   ef_graph_free(g);
   ef_store_free(s);
@@ -81,20 +79,58 @@ static void test_custom_phi(void) {
   CHECK(ef_effnet_preset("b9", &cfg) == EF_ERR_INVALID && strstr(ef_last_error(), "unknown model 'b9'"), "%s", ef_last_error());
 }
 
+// The training graph has one drop-path per residual block, dropping with drop_path * i / N for
+// block i of N, and one dropout before the classifier; the inference graph has none.
+static void test_dropout_schedule(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b2", &cfg);
+  ef_effnet_arch a;
+  ef_effnet_arch_init(&a, &cfg);
+  for (int training = 0; training < 2; training++) {
+    ef_store *s = ef_store_new();
+    ef_graph *g = ef_graph_new(s, 1);
+    ef_effnet_build(&cfg, g, ef_input(g, "x", EF_F32, 4, (int64_t[]){1, 64, 64, 3}), training, NULL, NULL);
+    int drop_paths = 0, heads = 0, residual = 0, others = 0;
+    for (int i = 0; i < g->n; i++) {
+      const ef_tensor *t = g->nodes[i];
+      if (t->op != EF_OP_DROPOUT) continue;
+      int stage, index;
+      if (sscanf(t->name, "blocks.%d.%d.drop_path", &stage, &index) == 2 && t->p.dropout.per_sample) {
+        int block = index; // the block's position in the whole network
+        for (int s2 = 0; s2 < stage; s2++) block += a.stage[s2].repeats;
+        double want = 0.2 * block / a.blocks;
+        CHECK(fabs(t->p.dropout.rate - want) < 1e-6, "%s drops with %g, want 0.2 * %d / %d = %g", t->name,
+              t->p.dropout.rate, block, a.blocks, want);
+        drop_paths++;
+      } else if (!strcmp(t->name, "head.dropout") && !t->p.dropout.per_sample) {
+        CHECK(t->p.dropout.rate == cfg.dropout, "head dropout %g, want %g", t->p.dropout.rate, cfg.dropout);
+        heads++;
+      } else {
+        others++;
+      }
+    }
+    for (int s2 = 0; s2 < EF_EFFNET_STAGES; s2++) // residual: every block of a stage but a first that changes shape
+      residual += a.stage[s2].repeats - (a.stage[s2].stride != 1 || a.stage[s2].in != a.stage[s2].out);
+    int want_paths = training ? residual : 0; // block 0 (rate 0) is never residual: 32w -> 16w channels
+    CHECK(drop_paths == want_paths && heads == training && others == 0,
+          "%s graph: %d drop-paths (want %d), %d head dropouts, %d other dropouts", training ? "training" : "inference",
+          drop_paths, want_paths, heads, others);
+    ef_graph_free(g);
+    ef_store_free(s);
+  }
+}
+
 // B0 at 64x64, batch 2: one planned, poisoned training step and an inference pass on the CPU.
 static void test_b0_step_on_cpu(void) {
   ef_effnet_config cfg;
   ef_effnet_preset("b0", &cfg);
   cfg.num_classes = 10;
-  ef_effnet_arch a;
-  ef_effnet_arch_init(&a, &cfg);
   ef_backend *be = ef_cpu_backend_new(0);
   ef_store *s = ef_store_new();
   ef_graph *g = ef_graph_new(s, 3);
-  ef_layer_ctx c = ef_effnet_layer_ctx(&cfg, g, true);
   ef_tensor *x = ef_input(g, "images", EF_F32, 4, (int64_t[]){2, 64, 64, 3});
   ef_tensor *y = ef_input(g, "labels", EF_I32, 1, (int64_t[]){2});
-  ef_tensor *loss = ef_softmax_ce(g, ef_effnet_forward(&a, &c, x, NULL), y, 0.1f);
+  ef_tensor *loss = ef_softmax_ce(g, ef_effnet_build(&cfg, g, x, true, NULL, NULL), y, 0.1f);
   ef_graph_keep(g, loss);
   ef_graph_backward(g, loss);
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
@@ -123,6 +159,7 @@ int main(void) {
   RUN(test_rounding);
   RUN(test_presets_params_and_macs);
   RUN(test_custom_phi);
+  RUN(test_dropout_schedule);
   RUN(test_b0_step_on_cpu);
   return test_exit_code();
 }

@@ -1,7 +1,9 @@
 // HDF5 weights: a save/load round trip restores every parameter and running statistic and the
-// configuration; loading into another architecture, a truncated file, a file that is not HDF5
-// and a missing file each fail with a message that says which, changing nothing; a save that
-// cannot complete leaves the previous file as it was.
+// configuration; conv weights are stored OIHW; loading into another architecture, a truncated
+// file, a file that is not HDF5, an HDF5 file of another kind or a newer version, and a missing
+// file each fail with a message that says which, changing nothing; a save that cannot complete
+// leaves the previous file as it was.
+#include <hdf5.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,12 +17,9 @@ static ef_backend *be;
 
 // A bound store holding the parameters of `cfg`, initialized from `seed`.
 static ef_store *model_store(const ef_effnet_config *cfg, uint64_t seed) {
-  ef_effnet_arch a;
-  ef_effnet_arch_init(&a, cfg);
   ef_store *s = ef_store_new();
   ef_graph *g = ef_graph_new(s, 0);
-  ef_layer_ctx c = ef_effnet_layer_ctx(cfg, g, false);
-  ef_effnet_forward(&a, &c, ef_input(g, "x", EF_F32, 4, (int64_t[]){1, 32, 32, cfg->in_channels}), NULL);
+  ef_effnet_build(cfg, g, ef_input(g, "x", EF_F32, 4, (int64_t[]){1, 32, 32, cfg->in_channels}), false, NULL, NULL);
   ef_graph_free(g);
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(s, seed);
@@ -110,12 +109,79 @@ static void test_bad_files(void) {
   ef_store_free(s1);
 }
 
-// A save that cannot finish (the target is a folder, so the final rename fails) reports it and
-// leaves no temporary file behind; a save into a missing folder fails before writing anything.
-static void test_failed_save_keeps_previous(void) {
+// A conv weight (O,KH,KW,I) is stored as PyTorch's (O,I,KH,KW): read the dataset raw and check
+// every element, with values that tell every axis apart (no square-kernel symmetry hides a swap).
+static void test_layout_is_oihw(void) {
+  ef_store *s = ef_store_new();
+  int e = ef_store_add(s, "conv.weight", true, true, 4, (int64_t[]){3, 2, 4, 5}, (ef_init){0});
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  float *w = ef_store_data(s, e, EF_ARENA_PARAM), got[120];
+  for (int i = 0; i < 120; i++) w[i] = (float)i; // value = ((o*2 + h)*4 + w)*5 + i
+  CHECK(ef_weights_save(path("layout.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  hid_t f = H5Fopen(path("layout.h5"), H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "model/conv.weight", H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d);
+  hsize_t dims[4] = {0};
+  CHECK(H5Sget_simple_extent_ndims(sp) == 4 && H5Sget_simple_extent_dims(sp, dims, NULL) == 4 && dims[0] == 3 && dims[1] == 5 &&
+            dims[2] == 2 && dims[3] == 4,
+        "stored shape (%llu,%llu,%llu,%llu), want (3,5,2,4)", (unsigned long long)dims[0], (unsigned long long)dims[1],
+        (unsigned long long)dims[2], (unsigned long long)dims[3]);
+  CHECK(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0, "read");
+  int bad = 0;
+  for (int o = 0; o < 3; o++)
+    for (int i = 0; i < 5; i++)
+      for (int h = 0; h < 2; h++)
+        for (int x = 0; x < 4; x++) bad += got[((o * 5 + i) * 2 + h) * 4 + x] != (float)(((o * 2 + h) * 4 + x) * 5 + i);
+  CHECK(bad == 0, "%d elements out of place", bad);
+  H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+  ef_store_free(s);
+}
+
+// An HDF5 file with a /model group but no effnet format attributes, or a newer format version.
+static void test_foreign_and_newer_files(void) {
   ef_effnet_config cfg;
   ef_effnet_preset("b0", &cfg);
   ef_store *s = model_store(&cfg, 1);
+  for (int version = 0; version < 2; version++) {
+    const char *name = version ? path("newer.h5") : path("foreign.h5");
+    hid_t f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    if (version) {
+      hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+      H5Tset_size(t, 7);
+      hid_t a = H5Acreate2(f, "format", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+      H5Awrite(a, t, "effnet");
+      H5Aclose(a);
+      int v = 99;
+      a = H5Acreate2(f, "format_version", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+      H5Awrite(a, H5T_NATIVE_INT, &v);
+      H5Aclose(a), H5Sclose(sp), H5Tclose(t);
+    }
+    H5Fclose(f);
+    expect_load_error(version ? "newer version" : "foreign HDF5", name, s, EF_ERR_FORMAT,
+                      version ? "format version 99" : "not an effnet weights file");
+  }
+  ef_store_free(s);
+}
+
+// A save that cannot finish reports it, leaves no temporary file behind and the previous file
+// as it was: once because its temporary file cannot be created (a folder has that name), once
+// because the final rename fails (the target is a folder); a save into a missing folder fails
+// before writing anything.
+static void test_failed_save_keeps_previous(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b0", &cfg);
+  ef_store *s = model_store(&cfg, 1), *other = model_store(&cfg, 2), *check = model_store(&cfg, 3);
+  CHECK(ef_weights_save(path("keep.h5"), s, &cfg) == EF_OK, "%s", ef_last_error());
+  char blocker[300];
+  snprintf(blocker, sizeof blocker, "%s.tmp.%ld", path("keep.h5"), (long)getpid());
+  CHECK(mkdir(blocker, 0755) == 0, "mkdir %s", blocker);
+  CHECK(ef_weights_save(path("keep.h5"), other, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot create"), "%s",
+        ef_last_error());
+  rmdir(blocker);
+  CHECK(ef_weights_load(path("keep.h5"), check) == EF_OK && same_values(check, s), "the previous file changed: %s",
+        ef_last_error());
+  ef_store_free(other);
+  ef_store_free(check);
   CHECK(mkdir(path("taken"), 0755) == 0, "mkdir");
   CHECK(ef_weights_save(path("taken"), s, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot rename"), "%s", ef_last_error());
   char cmd[512];
@@ -130,17 +196,14 @@ static void test_failed_save_keeps_previous(void) {
 }
 
 int main(void) {
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return 1;
-  }
+  test_mkdtemp(dir);
   be = ef_cpu_backend_new(0);
   RUN(test_round_trip);
+  RUN(test_layout_is_oihw);
+  RUN(test_foreign_and_newer_files);
   RUN(test_bad_files);
   RUN(test_failed_save_keeps_previous);
   ef_backend_free(be);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  test_rmtree(dir);
   return test_exit_code();
 }

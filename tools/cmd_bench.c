@@ -58,14 +58,11 @@ int ef_cmd_bench(int argc, char **argv) {
     fprintf(stderr, "effnet bench: --mode must be infer or train, not '%s'\n", mode);
     return 2;
   }
-  ef_effnet_arch a;
-  ef_effnet_arch_init(&a, &cfg);
   ef_store *s = ef_store_new();
   ef_graph *g = ef_graph_new(s, 1);
-  ef_layer_ctx c = ef_effnet_layer_ctx(&cfg, g, training);
   int64_t r = cfg.resolution, shape[4] = {batch, r, r, cfg.in_channels};
   ef_tensor *images = ef_input(g, "images", EF_F32, 4, shape), *labels = NULL;
-  ef_tensor *out = ef_effnet_forward(&a, &c, images, NULL);
+  ef_tensor *out = ef_effnet_build(&cfg, g, images, training, NULL, NULL);
   if (training) {
     labels = ef_input(g, "labels", EF_I32, 1, (int64_t[]){batch});
     out = ef_softmax_ce(g, out, labels, 0.1f);

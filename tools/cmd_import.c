@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,8 +61,10 @@ int ef_cmd_import(int argc, char **argv) {
     return 2;
   }
   if ((rc = ef_model_args_config("import", model, &m, &cfg))) return rc;
-  // torchvision builds b5-b7 with BatchNorm2d(eps=0.001, momentum=0.01), b0-b4 with the defaults.
-  bool tv_tf_bn = !strcmp(source, "torchvision") && (!strcmp(cfg.name, "b5") || !strcmp(cfg.name, "b6") || !strcmp(cfg.name, "b7"));
+  // torchvision builds b5-b7 with BatchNorm2d(eps=0.001, momentum=0.01), b0-b4 with the defaults
+  // (decided by the preset asked for: overrides rename the configuration "b5-custom").
+  bool tv_tf_bn = !strcmp(source, "torchvision") && model &&
+                  (!strcasecmp(model, "b5") || !strcasecmp(model, "b6") || !strcasecmp(model, "b7"));
   if (tv_tf_bn && isnan(m.bn_eps)) cfg.bn_eps = 1e-3f;
   if (tv_tf_bn && isnan(m.bn_momentum)) cfg.bn_momentum = 0.01f;
 
@@ -72,13 +75,9 @@ int ef_cmd_import(int argc, char **argv) {
     fprintf(stderr, "effnet import: converting %s failed (see above)\n", paths[0]);
     return 1;
   }
-  ef_effnet_arch a;
-  ef_effnet_arch_init(&a, &cfg);
   ef_store *store = ef_store_new();
-  ef_graph *g = ef_graph_new(store, 0);
-  ef_layer_ctx c = ef_effnet_layer_ctx(&cfg, g, false);
-  ef_effnet_forward(&a, &c, ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg.resolution, cfg.resolution, cfg.in_channels}),
-                    NULL);
+  ef_graph *g = ef_graph_new(store, 0); // built only to register the model's parameters
+  ef_effnet_build(&cfg, g, ef_input(g, "images", EF_F32, 4, (int64_t[]){1, 32, 32, cfg.in_channels}), false, NULL, NULL);
   ef_backend *be = ef_cpu_backend_new(1);
   rc = 1;
   if (!be || ef_store_bind(store, be) != EF_OK) {

@@ -31,13 +31,12 @@ typedef struct {
 
 // Builds the graph of one image (training: forward, loss and backward; inference: forward) and
 // plans its memory; counts parameters and multiply-adds from the inference graph.
-static void measure(const ef_effnet_arch *a, bool training, FILE *summary, model_costs *out) {
-  const ef_effnet_config *cfg = &a->cfg;
+static void measure(const ef_effnet_config *cfg, bool training, FILE *summary, model_costs *out) {
   ef_store *s = ef_store_new();
   ef_graph *g = ef_graph_new(s, 1);
-  ef_layer_ctx c = ef_effnet_layer_ctx(cfg, g, training);
+  ef_layer_ctx c;
   ef_tensor *images = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg->resolution, cfg->resolution, cfg->in_channels});
-  ef_tensor *logits = ef_effnet_forward(a, &c, images, summary);
+  ef_tensor *logits = ef_effnet_build(cfg, g, images, training, summary, &c);
   ef_graph_keep(g, logits);
   if (training) {
     ef_tensor *loss = ef_softmax_ce(g, logits, ef_input(g, "labels", EF_I32, 1, (int64_t[]){1}), 0.0f);
@@ -95,8 +94,8 @@ int ef_cmd_info(int argc, char **argv) {
   ef_effnet_arch_init(&a, &cfg);
   model_costs cost;
   if (layers && !json) printf("layers of %s at %dx%d (multiply-adds per image):\n", cfg.name, cfg.resolution, cfg.resolution);
-  measure(&a, false, layers && !json ? stdout : NULL, &cost);
-  measure(&a, true, NULL, &cost);
+  measure(&cfg, false, layers && !json ? stdout : NULL, &cost);
+  measure(&cfg, true, NULL, &cost);
   table_row rows[EF_EFFNET_STAGES + 2];
   int n = table(&a, rows);
   const char *padding = cfg.padding == EF_PAD_SAME ? "same" : "symmetric";

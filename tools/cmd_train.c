@@ -119,10 +119,7 @@ static void build(model_graph *m, ef_store *store, const ef_idx_dataset *d, int6
     ef_effnet_config cfg;
     ef_effnet_preset(o->model, &cfg); // validated by parse_opts
     cfg.num_classes = classes, cfg.in_channels = 1, cfg.dropout = (float)o->dropout;
-    ef_effnet_arch arch;
-    ef_effnet_arch_init(&arch, &cfg);
-    ef_layer_ctx c = ef_effnet_layer_ctx(&cfg, m->g, training);
-    m->logits = ef_effnet_forward(&arch, &c, m->images, NULL);
+    m->logits = ef_effnet_build(&cfg, m->g, m->images, training, NULL, NULL);
   }
   ef_graph_keep(m->g, m->logits);
   if (training) {

@@ -85,7 +85,7 @@ def main():
     args = ap.parse_args()
     import h5py
     import torch
-    state = torch.load(args.input, map_location="cpu")
+    state = torch.load(args.input, map_location="cpu", weights_only=True)  # tensors only, no pickled code
     if isinstance(state, dict) and "state_dict" in state and not torch.is_tensor(state["state_dict"]):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -93,6 +93,8 @@ def main():
     if args.source == "torchvision":
         state = torchvision_to_timm(state)
     with h5py.File(args.output, "w") as f:
+        f.attrs["format"] = "effnet"  # the /model layout of effnet's weights, without a configuration
+        f.attrs["format_version"] = 1
         group = f.create_group("model")
         for name, value in state.items():
             group.create_dataset(name, data=value.detach().cpu().numpy())

@@ -1,6 +1,7 @@
 // The flag parser of flags.h.
 #include "tools/flags.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -41,17 +42,19 @@ int ef_flags_parse(const char *cmd, int argc, char **argv, const ef_flag *flags,
     }
     const char *v = argv[++i];
     char *end = NULL;
+    // Numbers are written plainly: no leading space, and unsigned ones in decimal digits only
+    // (strtoull would accept "-1", octal "010" and hex).
+    bool plain = !isspace((unsigned char)v[0]) && (fl->kind != EF_FLAG_U64 || strspn(v, "0123456789") == strlen(v));
     errno = 0;
     double num = 0;
     bool ranged = true;
     switch (fl->kind) {
     case EF_FLAG_STR: *(const char **)fl->dst = v; continue;
-    case EF_FLAG_U64: *(unsigned long long *)fl->dst = strtoull(v, &end, 0), ranged = false; break;
+    case EF_FLAG_U64: *(unsigned long long *)fl->dst = strtoull(v, &end, 10), ranged = false; break;
     case EF_FLAG_LONG: num = (double)(*(long *)fl->dst = strtol(v, &end, 10)); break;
     default: num = *(double *)fl->dst = strtod(v, &end); break;
     }
-    bool negative_u64 = !ranged && v[0] == '-'; // strtoull would wrap it around
-    if (errno || !end || *end || !*v || negative_u64 || (ranged && !(num >= fl->lo && num <= fl->hi))) {
+    if (errno || !end || *end || !*v || !plain || (ranged && !(num >= fl->lo && num <= fl->hi))) {
       fprintf(stderr, "effnet %s: bad value '%s' for %s", cmd, v, a);
       if (ranged) fprintf(stderr, " (expected a number in [%g, %g])", fl->lo, fl->hi);
       fputc('\n', stderr);

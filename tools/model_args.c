@@ -5,8 +5,8 @@
 #include <string.h>
 
 void ef_model_args_init(ef_model_args *m, ef_flag *out) {
-  *m = (ef_model_args){.phi = NAN, .alpha = 1.2, .beta = 1.1, .gamma = 1.15, .width = NAN, .depth = NAN,
-                       .drop_path = NAN, .bn_eps = NAN, .bn_momentum = NAN};
+  *m = (ef_model_args){.phi = NAN, .alpha = NAN, .beta = NAN, .gamma = NAN, .width = NAN, .depth = NAN,
+                       .dropout = NAN, .drop_path = NAN, .bn_eps = NAN, .bn_momentum = NAN};
   const ef_flag flags[EF_MODEL_FLAGS] = {
       {"--phi", EF_FLAG_DOUBLE, &m->phi, -4, 12},           {"--alpha", EF_FLAG_DOUBLE, &m->alpha, 1, 4},
       {"--beta", EF_FLAG_DOUBLE, &m->beta, 1, 4},           {"--gamma", EF_FLAG_DOUBLE, &m->gamma, 1, 4},
@@ -14,18 +14,26 @@ void ef_model_args_init(ef_model_args *m, ef_flag *out) {
       {"--resolution", EF_FLAG_LONG, &m->resolution, 32, 4096}, {"--classes", EF_FLAG_LONG, &m->classes, 1, 1 << 24},
       {"--in-channels", EF_FLAG_LONG, &m->in_channels, 1, 64},  {"--padding", EF_FLAG_STR, &m->padding, 0, 0},
       {"--bn-eps", EF_FLAG_DOUBLE, &m->bn_eps, 1e-12, 1},   {"--bn-momentum", EF_FLAG_DOUBLE, &m->bn_momentum, 1e-6, 1},
-      {"--drop-path", EF_FLAG_DOUBLE, &m->drop_path, 0, 0.99},
+      {"--drop-path", EF_FLAG_DOUBLE, &m->drop_path, 0, 0.99}, {"--dropout", EF_FLAG_DOUBLE, &m->dropout, 0, 0.99},
   };
   memcpy(out, flags, sizeof flags);
 }
 
 int ef_model_args_config(const char *cmd, const char *name, const ef_model_args *m, ef_effnet_config *out) {
+  bool bases = !isnan(m->alpha) || !isnan(m->beta) || !isnan(m->gamma);
   if (!isnan(m->phi)) {
     if (name) {
       fprintf(stderr, "effnet %s: give a model name or --phi, not both\n", cmd);
       return 2;
     }
-    ef_effnet_from_phi(m->phi, (ef_compound){m->alpha, m->beta, m->gamma}, out);
+    ef_compound k = EF_COMPOUND_PAPER;
+    if (!isnan(m->alpha)) k.alpha = m->alpha;
+    if (!isnan(m->beta)) k.beta = m->beta;
+    if (!isnan(m->gamma)) k.gamma = m->gamma;
+    ef_effnet_from_phi(m->phi, k, out);
+  } else if (bases) {
+    fprintf(stderr, "effnet %s: --alpha, --beta and --gamma scale --phi; give --phi too\n", cmd);
+    return 2;
   } else if (!name) {
     fprintf(stderr, "effnet %s: which model? give b0 ... b7, or --phi F\n", cmd);
     return 2;
@@ -35,6 +43,7 @@ int ef_model_args_config(const char *cmd, const char *name, const ef_model_args 
   }
   if (!isnan(m->width)) out->width = m->width;
   if (!isnan(m->depth)) out->depth = m->depth;
+  if (!isnan(m->dropout)) out->dropout = (float)m->dropout;
   if (!isnan(m->drop_path)) out->drop_path = (float)m->drop_path;
   if (!isnan(m->bn_eps)) out->bn_eps = (float)m->bn_eps;
   if (!isnan(m->bn_momentum)) out->bn_momentum = (float)m->bn_momentum;
@@ -67,5 +76,6 @@ void ef_model_args_usage(FILE *f) {
           "  --in-channels C       image channels  [3]\n"
           "  --padding MODE        symmetric (PyTorch/timm efficientnet_b*) or same (TF)  [symmetric]\n"
           "  --bn-eps F --bn-momentum F   batch norm (PyTorch momentum convention)  [1e-5, 0.1]\n"
+          "  --dropout F           before the classifier, in training  [the preset's]\n"
           "  --drop-path F         stochastic depth rate of the last block  [0.2]\n");
 }

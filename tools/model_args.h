@@ -7,14 +7,14 @@
 #include "tools/flags.h"
 
 typedef struct {
-  double phi, alpha, beta, gamma;            // phi: NAN unless given
-  double width, depth, drop_path;            // overrides: NAN unless given
+  double phi, alpha, beta, gamma;            // NAN unless given (the bases only with --phi)
+  double width, depth, dropout, drop_path;   // overrides: NAN unless given
   double bn_eps, bn_momentum;
   long resolution, classes, in_channels;     // overrides: 0 unless given
   const char *padding;                       // "symmetric" or "same", NULL unless given
 } ef_model_args;
 
-#define EF_MODEL_FLAGS 13
+#define EF_MODEL_FLAGS 14
 // Unset values, and the table entries of the model flags (EF_MODEL_FLAGS of them) at `out`.
 void ef_model_args_init(ef_model_args *m, ef_flag *out);
 // The configuration: the preset `name` (may be NULL with --phi), then the overrides; validated.

@@ -169,7 +169,8 @@ static inline float ef_act_grad(ef_act a, float x) {
     case EF_ACT_SIGMOID: fn(EF_ACT_SIGMOID, __VA_ARGS__); break;                               \
     case EF_ACT_RELU: fn(EF_ACT_RELU, __VA_ARGS__); break;                                     \
     case EF_ACT_RELU6: fn(EF_ACT_RELU6, __VA_ARGS__); break;                                   \
-    default: fn(EF_ACT_NONE, __VA_ARGS__); break;                                              \
+    case EF_ACT_NONE: fn(EF_ACT_NONE, __VA_ARGS__); break;                                     \
+    default: EF_FATAL("activation %d has no specialized loop", (int)(a));                     \
     }                                                                                          \
   } while (0)
 
