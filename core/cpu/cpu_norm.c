@@ -2,6 +2,8 @@
 // sums in double), the affine transform with a fused activation, the two backward kernels, the
 // running-statistics update, and the per-channel row sum used for bias gradients.
 // Row reductions use fixed chunks (core/cpu/cpu_internal.h): results do not depend on threads.
+#include <string.h>
+
 #include "core/cpu/cpu_internal.h"
 
 #define F(t) ((float *)(t)->data)
@@ -30,27 +32,49 @@ static void sum_chunks(const double *part, int64_t nch, int nsum, int64_t c, dou
     }
 }
 
+// Adds row `row`'s contribution to `nsum` per-channel sums s[0..c), s[c..2c).
+typedef void (*row_sums_fn)(const void *args, int64_t row, double *s);
+
+// Per-channel sums over all rows: each chunk of rows accumulates into its own partials, then the
+// chunks are added in order. Returns the totals (nsum rows of c), kept in the scratch.
+static const double *chunked_row_sums(int64_t rows, int64_t c, int nsum, void *scratch, row_sums_fn fn, const void *args) {
+  int64_t nch = ef_cpu_chunks(rows);
+  double *part = scratch, *sums = totals(scratch, rows, c);
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nch; ch++) {
+    double *s = part + ch * nsum * c;
+    memset(s, 0, sizeof(double) * (size_t)(nsum * c));
+    int64_t r0, r1;
+    ef_cpu_chunk_range(rows, ch, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) fn(args, r, s);
+  }
+  sum_chunks(part, nch, nsum, c, sums);
+  return sums;
+}
+
+typedef struct {
+  const float *x;
+  int64_t c;
+} rows_args;
+
+// Shifted sums for the statistics: x - x[0] and its square.
+static void stats_row(const void *args, int64_t r, double *s) {
+  const rows_args *a = args;
+  const float *x = a->x, *xr = a->x + r * a->c;
+  for (int64_t k = 0; k < a->c; k++) {
+    double d = (double)xr[k] - x[k];
+    s[k] += d;
+    s[a->c + k] += d * d;
+  }
+}
+
 // (2,C) [mean; biased variance], from sums of x - x[0] (shifted, so no cancellation).
 void ef_cpu_bn_stats(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *xt = node->src[0];
   const float *x = F(xt);
   float *out = F(node);
-  int64_t rows = ef_rows(xt), c = ef_cols(xt), nch = ef_cpu_chunks(rows);
-  double *part = scratch, *sums = totals(scratch, rows, c);
-#pragma omp parallel for schedule(static)
-  for (int64_t ch = 0; ch < nch; ch++) {
-    double *s1 = part + ch * 2 * c, *s2 = s1 + c;
-    for (int64_t k = 0; k < c; k++) s1[k] = s2[k] = 0;
-    int64_t r0, r1;
-    ef_cpu_chunk_range(rows, ch, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++)
-      for (int64_t k = 0; k < c; k++) {
-        double d = (double)x[r * c + k] - x[k];
-        s1[k] += d;
-        s2[k] += d * d;
-      }
-  }
-  sum_chunks(part, nch, 2, c, sums);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt);
+  const double *sums = chunked_row_sums(rows, c, 2, scratch, stats_row, &(rows_args){x, c});
   for (int64_t k = 0; k < c; k++) {
     double m = sums[k] / (double)rows, var = sums[c + k] / (double)rows - m * m;
     out[k] = (float)(x[k] + m);
@@ -106,27 +130,28 @@ EF_INLINE void bn_data_row(ef_act a, const float *dy, const float *x, float *dx,
   for (int64_t k = 0; k < c; k++) dx[k] = scale[k] * bn_dz(a, dy[k], x[k] * scale[k] + shift[k]) + k3[k] * (x[k] - mean[k]) + k2[k];
 }
 
+typedef struct {
+  const float *dy, *x, *scale, *shift, *mean, *invstd;
+  int64_t c;
+  ef_act act;
+} reduce_args;
+
+static void reduce_row(const void *args, int64_t r, double *s) {
+  const reduce_args *a = args;
+  int64_t c = a->c;
+  EF_ACT_SPECIALIZE(a->act, bn_reduce_row, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean, a->invstd, s, s + c);
+}
+
 // (2,C) [sum dz * xhat; sum dz]: the gradients of gamma and beta.
 void ef_cpu_bn_bwd_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *xt = node->src[1];
-  const float *dy = F(node->src[0]), *x = F(xt), *stats = F(node->src[2]);
+  const float *stats = F(node->src[2]);
   float *out = F(node);
-  int64_t rows = ef_rows(xt), c = ef_cols(xt), nch = ef_cpu_chunks(rows);
+  int64_t rows = ef_rows(xt), c = ef_cols(xt);
   float *invstd = coeff_rows(scratch, rows, c), *scale = invstd + c, *shift = scale + c;
   bn_coeffs(node, stats, F(node->src[3]), c, invstd, scale, shift);
-  ef_act a = node->p.bn.act;
-  double *part = scratch;
-#pragma omp parallel for schedule(static)
-  for (int64_t ch = 0; ch < nch; ch++) {
-    double *sg = part + ch * 2 * c, *sb = sg + c;
-    for (int64_t k = 0; k < c; k++) sg[k] = sb[k] = 0;
-    int64_t r0, r1;
-    ef_cpu_chunk_range(rows, ch, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++)
-      EF_ACT_SPECIALIZE(a, bn_reduce_row, dy + r * c, x + r * c, c, scale, shift, stats, invstd, sg, sb);
-  }
-  double *sums = totals(scratch, rows, c);
-  sum_chunks(part, nch, 2, c, sums);
+  reduce_args args = {F(node->src[0]), F(xt), scale, shift, stats, invstd, c, node->p.bn.act};
+  const double *sums = chunked_row_sums(rows, c, 2, scratch, reduce_row, &args);
   for (int64_t k = 0; k < 2 * c; k++) out[k] = (float)sums[k];
 }
 
@@ -166,22 +191,16 @@ void ef_cpu_bn_update(ef_cpu *cpu, const ef_tensor *node, void *state, void *scr
   }
 }
 
+static void plain_row(const void *args, int64_t r, double *s) {
+  const rows_args *a = args;
+  const float *xr = a->x + r * a->c;
+  for (int64_t k = 0; k < a->c; k++) s[k] += xr[k];
+}
+
 void ef_cpu_sum_rows(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *xt = node->src[0];
-  const float *x = F(xt);
+  int64_t c = ef_cols(xt);
+  const double *sums = chunked_row_sums(ef_rows(xt), c, 1, scratch, plain_row, &(rows_args){F(xt), c});
   float *out = F(node);
-  int64_t rows = ef_rows(xt), c = ef_cols(xt), nch = ef_cpu_chunks(rows);
-  double *part = scratch;
-#pragma omp parallel for schedule(static)
-  for (int64_t ch = 0; ch < nch; ch++) {
-    double *s = part + ch * c;
-    for (int64_t k = 0; k < c; k++) s[k] = 0;
-    int64_t r0, r1;
-    ef_cpu_chunk_range(rows, ch, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++)
-      for (int64_t k = 0; k < c; k++) s[k] += x[r * c + k];
-  }
-  double *sums = totals(scratch, rows, c);
-  sum_chunks(part, nch, 1, c, sums);
   for (int64_t k = 0; k < c; k++) out[k] = (float)sums[k];
 }
