@@ -28,29 +28,20 @@ static int torch_dims(const ef_store_entry *e, hsize_t *dims) {
   return e->ndim;
 }
 
-// (O,KH,KW,I) <-> (O,I,KH,KW) for 4-D entries; a copy otherwise.
-static void to_torch(const ef_store_entry *e, const float *ours, float *torch) {
+// Between our layout and PyTorch's: (O,KH,KW,I) <-> (O,I,KH,KW) for 4-D entries, a copy otherwise.
+static void convert_layout(const ef_store_entry *e, const float *src, float *dst, bool to_torch) {
   if (e->ndim != 4) {
-    memcpy(torch, ours, e->numel * sizeof(float));
+    memcpy(dst, src, e->numel * sizeof(float));
     return;
   }
   int64_t o = e->shape[0], kh = e->shape[1], kw = e->shape[2], in = e->shape[3];
   for (int64_t a = 0; a < o; a++)
     for (int64_t h = 0; h < kh; h++)
       for (int64_t w = 0; w < kw; w++)
-        for (int64_t i = 0; i < in; i++) torch[((a * in + i) * kh + h) * kw + w] = ours[((a * kh + h) * kw + w) * in + i];
-}
-
-static void from_torch(const ef_store_entry *e, const float *torch, float *ours) {
-  if (e->ndim != 4) {
-    memcpy(ours, torch, e->numel * sizeof(float));
-    return;
-  }
-  int64_t o = e->shape[0], kh = e->shape[1], kw = e->shape[2], in = e->shape[3];
-  for (int64_t a = 0; a < o; a++)
-    for (int64_t h = 0; h < kh; h++)
-      for (int64_t w = 0; w < kw; w++)
-        for (int64_t i = 0; i < in; i++) ours[((a * kh + h) * kw + w) * in + i] = torch[((a * in + i) * kh + h) * kw + w];
+        for (int64_t i = 0; i < in; i++) {
+          int64_t ours = ((a * kh + h) * kw + w) * in + i, torch = ((a * in + i) * kh + h) * kw + w;
+          dst[to_torch ? torch : ours] = src[to_torch ? ours : torch];
+        }
 }
 
 static const char *suffix(const char *name, const char *end) {
@@ -122,7 +113,7 @@ static herr_t write_model(hid_t f, const ef_store *s) {
     const ef_store_entry *e = &s->entries[i];
     float *ours = ef_xmalloc(e->numel * sizeof(float)), *torch = ef_xmalloc(e->numel * sizeof(float));
     ef_store_read(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, ours);
-    to_torch(e, ours, torch);
+    convert_layout(e, ours, torch, true);
     hsize_t dims[EF_MAX_DIMS];
     int nd = torch_dims(e, dims);
     st = write_dataset(grp, e->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, nd, dims, torch);
@@ -370,7 +361,7 @@ ef_status ef_weights_load(const char *path, ef_store *s) {
     if (d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, torch) < 0)
       st = EF_ERROR(EF_ERR_FORMAT, "%s: cannot read %s (truncated or corrupt file?)", path, e->name);
     if (d >= 0) H5Dclose(d);
-    from_torch(e, torch, vals[i]);
+    convert_layout(e, torch, vals[i], false);
     free(torch);
   }
   H5Gclose(grp);
