@@ -51,31 +51,27 @@ static const char *suffix(const char *name, const char *end) {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-static herr_t attr_double(hid_t f, const char *name, double v) {
-  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+// A scalar attribute of type file_type, written from `value` of type mem_type.
+static herr_t write_attr(hid_t f, const char *name, hid_t file_type, hid_t mem_type, const void *value) {
+  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, mem_type, value);
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
   return st;
 }
 
-static herr_t attr_int(hid_t f, const char *name, int v) {
-  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return st;
+static herr_t attr_double(hid_t f, const char *name, double v) {
+  return write_attr(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
+
+static herr_t attr_int(hid_t f, const char *name, int v) { return write_attr(f, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v); }
 
 // A variable-length UTF-8 string (h5py reads it as str).
 static herr_t attr_string(hid_t f, const char *name, const char *v) {
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Tset_size(t, H5T_VARIABLE);
   H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t st = a < 0 ? -1 : H5Awrite(a, t, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
+  herr_t st = write_attr(f, name, t, t, &v);
   H5Tclose(t);
   return st;
 }
