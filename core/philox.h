@@ -17,6 +17,7 @@ typedef enum {
   EF_RNG_INIT = 1,     // parameter initialization; index = store entry
   EF_RNG_DROPOUT = 2,  // dropout and drop-path masks; index = dropout node of the graph
   EF_RNG_SHUFFLE = 3,  // the order of samples; index unused (0)
+  EF_RNG_AUGMENT = 4,  // per-sample crops, flips and augmentations; index unused (0)
 } ef_rng_domain;
 
 static inline uint32_t ef_rng_stream(ef_rng_domain domain, uint32_t index) {
@@ -35,5 +36,23 @@ float ef_philox_normal(uint64_t seed, uint32_t stream, uint32_t step, uint64_t i
 
 // The uniform above from a raw 32-bit word (kernels that draw four at a time use this).
 static inline float ef_u32_to_uniform(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
+
+// A sequence of draws for one item (one sample's augmentation): word `next`, `next + 1`, ... of
+// the stream (seed, stream, step). Items give themselves disjoint ranges of `next`.
+typedef struct {
+  uint64_t seed;
+  uint32_t stream, step;
+  uint64_t next;
+} ef_rng_seq;
+
+// The next uniform in [0, 1).
+static inline float ef_rng_seq_uniform(ef_rng_seq *r) { return ef_philox_uniform(r->seed, r->stream, r->step, r->next++); }
+// The next uniform in [lo, hi).
+static inline float ef_rng_seq_range(ef_rng_seq *r, float lo, float hi) { return lo + (hi - lo) * ef_rng_seq_uniform(r); }
+// The next integer in [0, n), n > 0.
+static inline int ef_rng_seq_below(ef_rng_seq *r, int n) {
+  int k = (int)(ef_rng_seq_uniform(r) * (float)n);
+  return k < n ? k : n - 1;
+}
 
 #endif

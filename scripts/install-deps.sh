@@ -6,11 +6,11 @@ set -euo pipefail
 packages=(
   cmake make gcc                         # the build (gcc brings the sanitizer runtimes)
   libdnnl-dev                            # oneDNN: CPU convolutions and matrix products
-  zlib1g-dev libpng-dev libturbojpeg0-dev # decoding (IDX.gz now; PNG and JPEG datasets)
+  zlib1g-dev libpng-dev libjpeg-dev      # decoding: IDX.gz, PNG, JPEG (libjpeg-turbo)
   libhdf5-dev                            # checkpoints
   libopenmpi-dev openmpi-bin             # multi-process training
   dataset-fashion-mnist                  # the built-in default dataset
-  python3-numpy python3-h5py python3-torchvision # reference implementations for parity tests
+  python3-numpy python3-h5py python3-pil python3-torchvision # references for parity tests
 )
 
 missing=()
