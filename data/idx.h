@@ -1,14 +1,11 @@
 // The IDX format of MNIST and Fashion-MNIST (gzip-compressed or not): an images file
 // (magic 0x00000803: N x rows x cols bytes) and a labels file (magic 0x00000801: N bytes).
-// Fashion-MNIST, installed by Debian's dataset-fashion-mnist, is effnet's default dataset.
 #ifndef EF_DATA_IDX_H
 #define EF_DATA_IDX_H
 
 #include <stdint.h>
 
 #include "core/log.h"
-
-#define EF_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 typedef struct {
   int64_t n, rows, cols;

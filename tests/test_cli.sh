@@ -27,7 +27,8 @@ expect 2 "bad value 'abc' for --epochs" train --epochs abc
 expect 2 "bad value '-1' for --lr" train --lr -1
 expect 2 "--batch needs a value" train --batch
 expect 2 "unknown model 'b9'" train --model b9
-expect 1 "cannot open /nonexistent/train-images-idx3-ubyte" train --data /nonexistent
+expect 1 "/nonexistent is neither a directory nor a .csv file list" train --data /nonexistent
+expect 2 "--augment must be none, crop, autoaugment or randaugment" train --augment flip
 expect 0 "parameters         5,288,548" info b0
 expect 0 "parameters         66,347,960" info b7
 expect 0 "    9  Conv1x1 & Pooling & FC           7x7      1280       1" info b0

@@ -1,12 +1,17 @@
-// IDX (Fashion-MNIST) reading: plain and gzip files load with their pixels and labels; a wrong
-// magic number, a truncated file, trailing bytes, mismatched counts and a missing file each give
-// an error naming the file. Then, where Debian's dataset-fashion-mnist is installed, the real
-// files load with the published sizes and a balanced label histogram.
+// Dataset reading. IDX (Fashion-MNIST): plain and gzip files load with their pixels and labels;
+// a wrong magic number, a truncated file, trailing bytes, mismatched counts and a missing file
+// each give an error naming the file; the real files (Debian's dataset-fashion-mnist) load with
+// the published sizes. CIFAR-10/100 binaries, ImageFolder trees and CSV lists the test writes
+// load with the right order, pixels, labels and class names, and each kind of bad input gives
+// its error.
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "data/dataset.h"
+#include "data/encode.h"
 #include "data/idx.h"
 #include "tests/harness.h"
 
@@ -107,6 +112,186 @@ static void test_fashion_mnist(void) {
   for (int c = 0; c < 10; c++) CHECK(count[c] == 6000, "class %d has %lld training images", c, (long long)count[c]);
   ef_idx_free(&train);
   ef_idx_free(&test);
+  ef_dataset d;
+  CHECK(ef_dataset_open(EF_FASHION_MNIST_DIR, 0, &d) == EF_OK, "%s", ef_last_error());
+  CHECK(d.kind == EF_DATASET_IDX && d.n == 10000 && d.c == 1 && !strcmp(d.class_names[9], "Ankle boot"), "as a dataset: %s",
+        d.num_classes ? d.class_names[9] : "");
+  ef_dataset_free(&d);
+}
+
+// ---- CIFAR ----------------------------------------------------------------------------------
+
+// Writes `count` CIFAR records to dir/name: label byte(s) then planar R, G, B with pixel
+// (y, x, c) = first + 3*(32*y + x) + c (mod 256), so the HWC order is checkable.
+static void write_cifar(const char *name, int label_bytes, int count, int first_label, int extra_bytes) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  for (int r = 0; r < count; r++) {
+    uint8_t rec[2 + 3072];
+    if (label_bytes == 2) rec[0] = (uint8_t)((first_label + r) % 20);
+    rec[label_bytes - 1] = (uint8_t)(first_label + r);
+    for (int c = 0; c < 3; c++)
+      for (int i = 0; i < 1024; i++) rec[label_bytes + c * 1024 + i] = (uint8_t)(r + 3 * i + c);
+    fwrite(rec, 1, (size_t)(label_bytes + 3072), f);
+  }
+  for (int i = 0; i < extra_bytes; i++) fputc(0, f);
+  fclose(f);
+}
+
+static char *subdir(const char *name) {
+  static char path[4][512];
+  static int k;
+  char *p = path[k++ % 4];
+  snprintf(p, 512, "%s/%s", dir, name);
+  mkdir(p, 0755);
+  return p;
+}
+
+static void test_cifar(void) {
+  char *c10 = subdir("cifar10");
+  char names[5][512];
+  for (int i = 0; i < 5; i++) snprintf(names[i], sizeof names[i], "cifar10/data_batch_%d.bin", i + 1);
+  for (int i = 0; i < 5; i++) write_cifar(names[i], 1, 2, 2 * i, 0);
+  write_cifar("cifar10/test_batch.bin", 1, 3, 7, 0);
+  ef_dataset d;
+  CHECK(ef_dataset_open(c10, 1, &d) == EF_OK, "%s", ef_last_error());
+  CHECK(d.kind == EF_DATASET_CIFAR10 && d.n == 10 && d.num_classes == 10 && d.h == 32 && d.c == 3, "CIFAR-10 train: %lld samples",
+        (long long)d.n);
+  CHECK(d.labels[0] == 0 && d.labels[9] == 9 && !strcmp(d.class_names[0], "airplane"), "labels %d %d, class 0 '%s'",
+        d.labels[0], d.labels[9], d.class_names[0]);
+  // Sample 3 (second record of batch 2, r = 1): pixel (y=1, x=2) channel 2 = 1 + 3*(32+2) + 2.
+  CHECK(d.pixels[3 * 3072 + (32 + 2) * 3 + 2] == (uint8_t)(1 + 3 * 34 + 2), "planar to HWC");
+  ef_dataset_free(&d);
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_OK && d.n == 3 && d.labels[2] == 9, "CIFAR-10 test: %s", ef_last_error());
+  ef_dataset_free(&d);
+  write_cifar("cifar10/test_batch.bin", 1, 2, 9, 0); // labels 9, 10
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "record 1 has label 10"), "label 10: %s",
+        ef_last_error());
+  write_cifar("cifar10/test_batch.bin", 1, 2, 0, 5);
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "not a whole number of 3073-byte"),
+        "wrong size: %s", ef_last_error());
+  snprintf(names[0], sizeof names[0], "%s/data_batch_4.bin", c10);
+  remove(names[0]);
+  CHECK(ef_dataset_open(c10, 1, &d) == EF_ERR_IO && strstr(ef_last_error(), "data_batch_4.bin"), "missing batch: %s",
+        ef_last_error());
+
+  char *c100 = subdir("cifar100");
+  write_cifar("cifar100/train.bin", 2, 4, 97, 0); // fine labels 97 ... 100
+  CHECK(ef_dataset_open(c100, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "label 100"), "fine label 100: %s",
+        ef_last_error());
+  write_cifar("cifar100/train.bin", 2, 4, 50, 0);
+  FILE *f = fopen(strcat(strcpy(names[1], c100), "/fine_label_names.txt"), "w");
+  for (int i = 0; i < 100; i++) fprintf(f, "class%02d\n", i);
+  fclose(f);
+  CHECK(ef_dataset_open(c100, 1, &d) == EF_OK, "%s", ef_last_error());
+  CHECK(d.kind == EF_DATASET_CIFAR100 && d.n == 4 && d.num_classes == 100 && d.labels[1] == 51 &&
+            !strcmp(d.class_names[51], "class51"),
+        "CIFAR-100: %lld samples, label %d, name %s", (long long)d.n, d.labels[1], d.class_names[51]);
+  CHECK(d.pixels[1 * 3072 + 5] == (uint8_t)(1 + 3 * 1 + 2), "CIFAR-100 pixels after 2 label bytes");
+  ef_dataset_free(&d);
+}
+
+// ---- ImageFolder and lists ----------------------------------------------------------------------
+
+static void write_png(const char *rel, int w, int h) {
+  ef_image im = {0};
+  ef_image_reshape(&im, w, h, 3);
+  for (size_t i = 0; i < (size_t)w * h * 3; i++) im.px[i] = (uint8_t)i;
+  uint8_t *buf;
+  size_t len;
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  CHECK(ef_image_encode_png(&im, &buf, &len) == EF_OK && ef_write_file(path, buf, len) == EF_OK, "%s", ef_last_error());
+  free(buf);
+  ef_image_free(&im);
+}
+
+static void test_folder(void) {
+  char root[512];
+  snprintf(root, sizeof root, "%s", subdir("folder"));
+  subdir("folder/b"), subdir("folder/a"), subdir("folder/a/sub"), subdir("folder/.hidden");
+  write_png("folder/b/x.png", 5, 4);
+  write_png("folder/a/y.JPG", 5, 4); // names only: the folder reader does not decode
+  write_png("folder/a/sub/z.png", 5, 4);
+  write_png("folder/a/notes.txt", 1, 1);
+  ef_dataset d;
+  CHECK(ef_dataset_open(root, 1, &d) == EF_OK, "%s", ef_last_error());
+  CHECK(d.kind == EF_DATASET_FOLDER && d.n == 3 && d.num_classes == 2 && !strcmp(d.class_names[0], "a") &&
+            !strcmp(d.class_names[1], "b"),
+        "classes: %d, n %lld", d.num_classes, (long long)d.n);
+  CHECK(d.n == 3 && strstr(d.paths[0], "a/y.JPG") && strstr(d.paths[1], "a/sub/z.png") && strstr(d.paths[2], "b/x.png") &&
+            d.labels[0] == 0 && d.labels[1] == 0 && d.labels[2] == 1,
+        "order of %lld files", (long long)d.n);
+  uint8_t *buf = NULL;
+  size_t cap = 0, len = 0;
+  CHECK(ef_dataset_read_file(&d, 2, &buf, &cap, &len) == EF_OK && len > 8 && !memcmp(buf, "\x89PNG", 4), "read: %s",
+        ef_last_error());
+  remove(d.paths[2]);
+  CHECK(ef_dataset_read_file(&d, 2, &buf, &cap, &len) == EF_ERR_IO && strstr(ef_last_error(), "b/x.png"), "vanished file: %s",
+        ef_last_error());
+  free(buf);
+  ef_dataset_free(&d);
+  // b/ is now empty: an error naming it.
+  CHECK(ef_dataset_open(root, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "folder/b holds no"), "empty class: %s",
+        ef_last_error());
+  CHECK(ef_dataset_open_folder(subdir("folder/a/sub"), &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "no class directories"),
+        "no classes: %s", ef_last_error());
+  CHECK(ef_dataset_open("/nonexistent/data", 1, &d) == EF_ERR_IO && strstr(ef_last_error(), "/nonexistent/data"),
+        "missing root: %s", ef_last_error());
+  // An ImageNet-style root: train/ and val/ pick the split.
+  subdir("inet"), subdir("inet/train"), subdir("inet/val"), subdir("inet/train/cat"), subdir("inet/val/cat"), subdir("inet/val/dog");
+  write_png("inet/train/cat/1.png", 2, 2);
+  write_png("inet/val/cat/2.png", 2, 2);
+  write_png("inet/val/dog/3.png", 2, 2);
+  CHECK(ef_dataset_open(subdir("inet"), 0, &d) == EF_OK && d.n == 2 && d.num_classes == 2, "val split: %s", ef_last_error());
+  ef_dataset_free(&d);
+  CHECK(ef_dataset_open(subdir("inet"), 1, &d) == EF_OK && d.n == 1 && d.num_classes == 1, "train split: %s", ef_last_error());
+  ef_dataset_free(&d);
+}
+
+static void write_text(const char *rel, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
+static void test_list(void) {
+  subdir("list");
+  write_text("list/l.csv", "path,label\nimgs/a,b.png,2\n/abs/c.jpg,0\r\n\nd.png,1\n");
+  char path[512];
+  snprintf(path, sizeof path, "%s/list/l.csv", dir);
+  ef_dataset d;
+  CHECK(ef_dataset_open(path, 1, &d) == EF_OK, "%s", ef_last_error());
+  CHECK(d.kind == EF_DATASET_LIST && d.n == 3 && d.num_classes == 3 && d.labels[0] == 2 && d.labels[1] == 0 &&
+            strstr(d.paths[0], "/list/imgs/a,b.png") && !strcmp(d.paths[1], "/abs/c.jpg") && !strcmp(d.class_names[2], "2"),
+        "list: n %lld, %s", (long long)d.n, d.n ? d.paths[0] : "");
+  ef_dataset_free(&d);
+  write_text("list/l.csv", "a.png,0\nb.png,cat\n");
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "l.csv:2: label 'cat'"), "bad label: %s",
+        ef_last_error());
+  write_text("list/l.csv", "a.png\n");
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "l.csv:1:"), "no comma: %s", ef_last_error());
+  write_text("list/l.csv", "a.png,0\nb.png,3\n");
+  write_text("list/classes.txt", "zero\none\n");
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "label 3 but"), "label past classes.txt: %s",
+        ef_last_error());
+  write_text("list/l.csv", "a.png,0\nb.png,1\n");
+  CHECK(ef_dataset_open(path, 1, &d) == EF_OK && d.num_classes == 2 && !strcmp(d.class_names[1], "one"), "classes.txt: %s",
+        ef_last_error());
+  // The class list round trip (names with spaces and slashes survive).
+  char out[512];
+  snprintf(out, sizeof out, "%s/list/written.txt", dir);
+  char *names[] = {"T-shirt/top", "Ankle boot"};
+  char **back;
+  int n;
+  CHECK(ef_classes_write(out, names, 2) == EF_OK && ef_classes_read(out, &back, &n) == EF_OK && n == 2 &&
+            !strcmp(back[0], "T-shirt/top") && !strcmp(back[1], "Ankle boot"),
+        "class list round trip: %s", ef_last_error());
+  ef_classes_free(back, n);
+  ef_dataset_free(&d);
 }
 
 int main(void) {
@@ -114,6 +299,9 @@ int main(void) {
   RUN(test_valid_files);
   RUN(test_bad_files);
   RUN(test_fashion_mnist);
+  RUN(test_cifar);
+  RUN(test_folder);
+  RUN(test_list);
   test_rmtree(dir);
   return test_exit_code();
 }

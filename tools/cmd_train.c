@@ -1,7 +1,7 @@
 // `effnet train`: trains a model (the tiny conv net of models/tiny.h, or an EfficientNet) with
-// SGD on an IDX dataset (Fashion-MNIST by default) on the CPU backend, at the images' own size,
-// logs loss, accuracy and throughput, and evaluates on the test split with the running BN
-// statistics.
+// SGD on the CPU backend on any dataset the loader reads (Fashion-MNIST by default), fed by the
+// threaded loader; logs loss, accuracy and throughput, and evaluates on the test split with the
+// running BN statistics.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include "core/cpu/cpu.h"
 #include "core/philox.h"
 #include "core/plan.h"
-#include "data/idx.h"
+#include "data/loader.h"
 #include "models/efficientnet.h"
 #include "models/tiny.h"
 #include "tools/effnet.h"
@@ -19,8 +19,8 @@
 #include "train/sgd.h"
 
 typedef struct {
-  const char *data, *model;
-  long epochs, batch, threads, limit, log_every;
+  const char *data, *model, *augment;
+  long epochs, batch, threads, loader_threads, image_size, limit, log_every;
   double lr, momentum, weight_decay, smoothing, dropout;
   unsigned long long seed;
   int profile;
@@ -33,7 +33,13 @@ static void train_usage(FILE *f) {
           "Trains a model with SGD + momentum on the CPU and reports test accuracy.\n"
           "\n"
           "  --model NAME         tiny, or an EfficientNet b0 ... b7 (at the images' own size)  [tiny]\n"
-          "  --data DIR           IDX dataset directory (train-* and t10k-* files)  [" EF_FASHION_MNIST_DIR "]\n"
+          "  --data PATH          IDX, CIFAR-10/100 or ImageFolder directory, or a path,label .csv\n"
+          "                       [" EF_FASHION_MNIST_DIR "]\n"
+          "  --image-size N       training resolution (0: the images' own size for IDX and CIFAR,\n"
+          "                       the model's for image files)  [0]\n"
+          "  --augment A          none (resize only), crop (random-resized crop + flip), autoaugment\n"
+          "                       or randaugment (crop + flip + policy)  [none]\n"
+          "  --loader-threads N   threads decoding and augmenting ahead of the step  [1]\n"
           "  --epochs N           passes over the training set  [10]\n"
           "  --batch N            images per step  [64]\n"
           "  --lr F               learning rate  [0.1]\n"
@@ -50,8 +56,9 @@ static void train_usage(FILE *f) {
 
 // Parses the flags; returns 0, or 2 after printing what is wrong.
 static int parse_opts(int argc, char **argv, train_opts *o) {
-  *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .epochs = 10, .batch = 64, .lr = 0.1, .momentum = 0.9,
-                    .weight_decay = 5e-5, .smoothing = 0.1, .dropout = 0.2, .log_every = 100, .seed = 1};
+  *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .epochs = 10, .batch = 64,
+                    .loader_threads = 1, .lr = 0.1, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1,
+                    .dropout = 0.2, .log_every = 100, .seed = 1};
   const ef_flag flags[] = {
       {"--data", EF_FLAG_STR, &o->data},          {"--model", EF_FLAG_STR, &o->model},
       {"--epochs", EF_FLAG_LONG, &o->epochs, 1, 1e6}, {"--batch", EF_FLAG_LONG, &o->batch, 1, 1 << 20},
@@ -61,12 +68,19 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
       {"--dropout", EF_FLAG_DOUBLE, &o->dropout, 0, 0.999999}, {"--limit", EF_FLAG_LONG, &o->limit, 0, 1e12},
       {"--threads", EF_FLAG_LONG, &o->threads, 0, 4096}, {"--seed", EF_FLAG_U64, &o->seed},
       {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9}, {"--profile", EF_FLAG_BOOL, &o->profile},
+      {"--augment", EF_FLAG_STR, &o->augment}, {"--image-size", EF_FLAG_LONG, &o->image_size, 0, 4096},
+      {"--loader-threads", EF_FLAG_LONG, &o->loader_threads, 0, 256},
   };
   int rc = ef_flags_parse("train", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, train_usage);
   if (rc) return rc;
   ef_effnet_config cfg;
   if (strcmp(o->model, "tiny") && ef_effnet_preset(o->model, &cfg) != EF_OK) {
     fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->model);
+    return 2;
+  }
+  if (strcmp(o->augment, "none") && strcmp(o->augment, "crop") && strcmp(o->augment, "autoaugment") &&
+      strcmp(o->augment, "randaugment")) {
+    fprintf(stderr, "effnet train: --augment must be none, crop, autoaugment or randaugment, not '%s'\n", o->augment);
     return 2;
   }
   return 0;
@@ -78,17 +92,18 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Fashion-MNIST pixel statistics: normalized = (x / 255 - mean) / std.
-#define PIXEL_MEAN 0.2860f
-#define PIXEL_STD 0.3530f
-
-// Images idx[0..n) of d into (n, rows, cols, 1) normalized floats, and their labels.
-static void gather(const ef_idx_dataset *d, const int64_t *idx, int64_t n, float *images, int32_t *labels) {
-  int64_t px = d->rows * d->cols;
-  for (int64_t b = 0; b < n; b++) {
-    const uint8_t *src = d->pixels + idx[b] * px;
-    for (int64_t i = 0; i < px; i++) images[b * px + i] = ((float)src[i] / 255.0f - PIXEL_MEAN) / PIXEL_STD;
-    labels[b] = d->labels[idx[b]];
+// Per-channel mean and standard deviation of an in-memory dataset's pixels (in [0, 1]), the
+// normalization small datasets are trained with.
+static void pixel_stats(const ef_dataset *d, float mean[3], float std[3]) {
+  double sum[3] = {0}, sq[3] = {0};
+  size_t n = (size_t)d->n * d->h * d->w;
+  for (size_t i = 0; i < n * (size_t)d->c; i++) {
+    double v = d->pixels[i] / 255.0;
+    sum[i % (size_t)d->c] += v, sq[i % (size_t)d->c] += v * v;
+  }
+  for (int c = 0; c < 3; c++) {
+    int k = c < d->c ? c : 0;
+    mean[c] = (float)(sum[k] / (double)n), std[c] = (float)sqrt(sq[k] / (double)n - (sum[k] / (double)n) * (sum[k] / (double)n));
   }
 }
 
@@ -108,17 +123,17 @@ typedef struct {
 } model_graph;
 
 // Builds the model's graph; its parameters are registered in the store by the first build.
-static void build(model_graph *m, ef_store *store, const ef_idx_dataset *d, int64_t batch, int classes, bool training,
+static void build(model_graph *m, ef_store *store, const ef_transform *t, int64_t batch, int classes, bool training,
                   const train_opts *o) {
   m->g = ef_graph_new(store, o->seed);
-  m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){batch, d->rows, d->cols, 1});
+  m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){batch, t->size, t->size, t->channels});
   if (!strcmp(o->model, "tiny")) {
     ef_layer_ctx c = {.g = m->g, .training = training, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
     m->logits = ef_tiny_forward(&c, m->images, classes, (float)o->dropout);
   } else {
     ef_effnet_config cfg;
     ef_effnet_preset(o->model, &cfg); // validated by parse_opts
-    cfg.num_classes = classes, cfg.in_channels = 1, cfg.dropout = (float)o->dropout;
+    cfg.num_classes = classes, cfg.in_channels = t->channels, cfg.dropout = (float)o->dropout;
     m->logits = ef_effnet_build(&cfg, m->g, m->images, training, NULL, NULL);
   }
   ef_graph_keep(m->g, m->logits);
@@ -135,58 +150,86 @@ static void destroy(model_graph *m) {
   ef_graph_free(m->g);
 }
 
-// Top-1 accuracy of the evaluation graph over the whole dataset (the last batch padded).
-static double evaluate(model_graph *m, const ef_idx_dataset *d, int64_t batch, int64_t classes) {
-  float *images = ef_xmalloc(sizeof(float) * (size_t)(batch * d->rows * d->cols));
-  float *logits = ef_xmalloc(sizeof(float) * (size_t)(batch * classes));
-  int32_t *labels = ef_xmalloc(sizeof(int32_t) * (size_t)batch);
-  int64_t *idx = ef_xmalloc(sizeof(int64_t) * (size_t)batch), correct = 0;
-  for (int64_t start = 0; start < d->n; start += batch) {
-    int64_t real = d->n - start < batch ? d->n - start : batch;
-    for (int64_t b = 0; b < batch; b++) idx[b] = start + (b < real ? b : 0);
-    gather(d, idx, batch, images, labels);
+// Top-1 accuracy of the evaluation graph over one pass of the loader (a short last batch is
+// padded with zeros and only its real samples count).
+static ef_status evaluate(model_graph *m, ef_loader *l, const ef_transform *t, int64_t batch, int64_t classes, double *acc) {
+  size_t sample = (size_t)t->size * t->size * t->channels;
+  float *images = ef_xcalloc(sample * (size_t)batch, sizeof(float)), *logits = ef_xmalloc(sizeof(float) * (size_t)(batch * classes));
+  int64_t correct = 0, total = 0;
+  ef_status st = ef_loader_start(l, 0, 0);
+  const ef_batch *b;
+  while (st == EF_OK && (st = ef_loader_next(l, &b)) == EF_OK && b) {
+    memcpy(images, b->images, sizeof(float) * sample * (size_t)b->n);
     ef_plan_set(m->plan, m->images, images);
     ef_plan_run(m->plan, &(ef_run_ctx){0});
     ef_plan_get(m->plan, m->logits, logits);
-    for (int64_t b = 0; b < real; b++) correct += argmax(logits + b * classes, classes) == labels[b];
+    for (int i = 0; i < b->real; i++) correct += argmax(logits + i * classes, classes) == b->labels[i];
+    total += b->real;
   }
-  free(images), free(logits), free(labels), free(idx);
-  return (double)correct / (double)d->n;
+  free(images), free(logits);
+  *acc = total ? (double)correct / (double)total : 0;
+  return st;
+}
+
+// The training and evaluation transforms for the data and the flags.
+static void transforms(const train_opts *o, const ef_dataset *d, ef_transform *train, ef_transform *eval) {
+  int size = (int)o->image_size, channels = d->pixels ? d->c : 3;
+  if (!size) {
+    ef_effnet_config cfg;
+    size = d->pixels || ef_effnet_preset(o->model, &cfg) != EF_OK ? d->h : (int)cfg.resolution;
+  }
+  *train = ef_transform_defaults(strcmp(o->augment, "none") != 0, size, channels);
+  *eval = ef_transform_defaults(false, size, channels);
+  if (d->pixels) { // small in-memory datasets: no centre crop, their own statistics
+    train->crop_pct = eval->crop_pct = 1;
+    pixel_stats(d, eval->mean, eval->std);
+    memcpy(train->mean, eval->mean, sizeof eval->mean), memcpy(train->std, eval->std, sizeof eval->std);
+  }
+  if (!strcmp(o->augment, "autoaugment")) train->augment = EF_AUGMENT_AUTO;
+  if (!strcmp(o->augment, "randaugment")) train->augment = EF_AUGMENT_RAND;
 }
 
 int ef_cmd_train(int argc, char **argv) {
   train_opts o;
   int rc = parse_opts(argc, argv, &o);
   if (rc) return rc;
-  ef_idx_dataset train = {0}, test = {0};
-  if (ef_idx_load_dir(o.data, "train", &train) != EF_OK || ef_idx_load_dir(o.data, "t10k", &test) != EF_OK) {
-    fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data DIR)\n",
+  ef_dataset train = {0}, test = {0};
+  if (ef_dataset_open(o.data, 1, &train) != EF_OK || ef_dataset_open(o.data, 0, &test) != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",
             ef_last_error());
-    ef_idx_free(&train);
+    ef_dataset_free(&train);
     return 1;
   }
-  if (test.rows != train.rows || test.cols != train.cols || test.num_classes > train.num_classes) {
-    fprintf(stderr, "effnet train: the test split (%lldx%lld, %d classes) does not match the training split (%lldx%lld, %d classes)\n",
-            (long long)test.rows, (long long)test.cols, test.num_classes, (long long)train.rows, (long long)train.cols,
+  if (test.num_classes != train.num_classes) {
+    fprintf(stderr, "effnet train: the test split of %s has %d classes but the training split %d\n", o.data, test.num_classes,
             train.num_classes);
-    ef_idx_free(&train), ef_idx_free(&test);
+    ef_dataset_free(&train), ef_dataset_free(&test);
     return 1;
   }
-  int64_t n_train = o.limit && o.limit < train.n ? o.limit : train.n;
-  if (o.batch > n_train) {
-    fprintf(stderr, "effnet train: --batch %ld is larger than the %lld training images\n", o.batch, (long long)n_train);
-    ef_idx_free(&train), ef_idx_free(&test);
-    return 2;
-  }
-  int64_t steps = n_train / o.batch, classes = train.num_classes;
-
-  ef_backend *be = ef_cpu_backend_new((int)o.threads);
-  ef_store *store = ef_store_new();
+  int64_t all_train = train.n;
+  if (o.limit && o.limit < train.n) train.n = o.limit;
+  int64_t classes = train.num_classes;
+  ef_loader_config lc = {.data = &train, .batch = (int)o.batch, .shuffle = true, .drop_last = true, .as_float = true,
+                         .seed = o.seed, .threads = (int)o.loader_threads};
+  transforms(&o, &train, &lc.transform, &(ef_transform){0});
+  ef_loader_config ec = lc;
+  ec.data = &test, ec.shuffle = false, ec.drop_last = false;
+  transforms(&o, &train, &(ef_transform){0}, &ec.transform);
+  ef_loader *train_loader = NULL, *test_loader = NULL;
+  ef_backend *be = NULL;
+  ef_store *store = NULL;
   model_graph tr = {0}, ev = {0};
-  build(&tr, store, &train, o.batch, (int)classes, true, &o);
-  build(&ev, store, &test, o.batch, (int)classes, false, &o);
   ef_sgd sgd = {0};
   rc = 1;
+  if (ef_loader_new(&train_loader, &lc) != EF_OK || ef_loader_new(&test_loader, &ec) != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    goto out;
+  }
+  int64_t steps = ef_loader_batches(train_loader);
+  be = ef_cpu_backend_new((int)o.threads);
+  store = ef_store_new();
+  build(&tr, store, &lc.transform, o.batch, (int)classes, true, &o);
+  build(&ev, store, &ec.transform, o.batch, (int)classes, false, &o);
   if (!be || ef_store_bind(store, be) != EF_OK ||
       ef_sgd_init(&sgd, store, &(ef_sgd_config){.momentum = (float)o.momentum, .weight_decay = (float)o.weight_decay}) != EF_OK ||
       ef_plan_new(&tr.plan, tr.g, be, &(ef_plan_opts){.profile = o.profile}) != EF_OK ||
@@ -195,9 +238,12 @@ int ef_cmd_train(int argc, char **argv) {
     goto out;
   }
   ef_store_initialize(store, o.seed);
-  printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %lldx%lld, %lld classes)\n",
-         o.model, store->numel[0], o.data, (long long)n_train, (long long)test.n, (long long)train.rows, (long long)train.cols,
-         (long long)classes);
+  char tdesc[256], edesc[256];
+  ef_transform_describe(&lc.transform, tdesc, sizeof tdesc);
+  ef_transform_describe(&ec.transform, edesc, sizeof edesc);
+  printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %lld classes)\n", o.model,
+         store->numel[0], o.data, (long long)train.n, (long long)test.n, (long long)classes);
+  printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, o.loader_threads);
   printf("  epochs %ld, batch %ld, %lld steps/epoch, SGD lr %g momentum %g weight decay %g, label smoothing %g, dropout %g,"
          " seed %llu, %d threads\n",
          o.epochs, o.batch, (long long)steps, o.lr, o.momentum, o.weight_decay, o.smoothing, o.dropout, o.seed,
@@ -205,25 +251,17 @@ int ef_cmd_train(int argc, char **argv) {
   printf("  activation memory: %.1f MiB planned for training (%.1f MiB without reuse)\n", (double)tr.plan->arena_bytes / 1048576.0,
          (double)tr.plan->naive_bytes / 1048576.0);
 
-  int64_t px = train.rows * train.cols;
-  float *images = ef_xmalloc(sizeof(float) * (size_t)(o.batch * px)), *logits = ef_xmalloc(sizeof(float) * (size_t)(o.batch * classes));
-  int32_t *labels = ef_xmalloc(sizeof(int32_t) * (size_t)o.batch);
-  int64_t *order = ef_xmalloc(sizeof(int64_t) * (size_t)n_train);
+  float *logits = ef_xmalloc(sizeof(float) * (size_t)(o.batch * classes));
   double t_start = now_s();
   uint32_t step = 0;
   for (long epoch = 0; epoch < o.epochs; epoch++) {
-    // The shuffle depends only on (seed, epoch): Fisher-Yates with Philox draws.
-    for (int64_t i = 0; i < n_train; i++) order[i] = i;
-    for (int64_t i = n_train - 1; i > 0; i--) {
-      int64_t j = (int64_t)(ef_philox_u32(o.seed, ef_rng_stream(EF_RNG_SHUFFLE, 0), (uint32_t)epoch, (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
-      order[i] = order[j], order[j] = t;
-    }
     double loss_sum = 0, t_log = now_s();
-    int64_t correct = 0, seen = 0, since = 0;
-    for (int64_t s = 0; s < steps; s++, step++) {
-      gather(&train, order + s * o.batch, o.batch, images, labels);
-      ef_plan_set(tr.plan, tr.images, images);
-      ef_plan_set(tr.plan, tr.labels, labels);
+    int64_t correct = 0, seen = 0, since = 0, s = 0;
+    const ef_batch *b;
+    ef_status st = ef_loader_start(train_loader, epoch, 0);
+    for (; st == EF_OK && (st = ef_loader_next(train_loader, &b)) == EF_OK && b; s++, step++) {
+      ef_plan_set(tr.plan, tr.images, b->images);
+      ef_plan_set(tr.plan, tr.labels, b->labels);
       ef_store_zero_grads(store);
       ef_plan_run(tr.plan, &(ef_run_ctx){.step = step});
       float loss;
@@ -234,7 +272,7 @@ int ef_cmd_train(int argc, char **argv) {
       }
       ef_sgd_step(&sgd, store, (float)o.lr);
       ef_plan_get(tr.plan, tr.logits, logits);
-      for (int64_t b = 0; b < o.batch; b++) correct += argmax(logits + b * classes, classes) == labels[b];
+      for (int64_t i = 0; i < o.batch; i++) correct += argmax(logits + i * classes, classes) == b->labels[i];
       loss_sum += loss, seen += o.batch, since += o.batch;
       if ((s + 1) % o.log_every == 0 || s + 1 == steps) {
         double t = now_s();
@@ -245,20 +283,27 @@ int ef_cmd_train(int argc, char **argv) {
         t_log = t, since = 0;
       }
     }
-    double acc = evaluate(&ev, &test, o.batch, classes);
+    double acc = 0;
+    if (st == EF_OK) st = evaluate(&ev, test_loader, &ec.transform, o.batch, classes, &acc);
+    if (st != EF_OK) {
+      fprintf(stderr, "effnet train: %s\n", ef_last_error());
+      goto free_buffers;
+    }
     printf("epoch %ld/%ld  test accuracy %.2f%% (%lld images)  %.1f s elapsed\n", epoch + 1, o.epochs, 100.0 * acc,
            (long long)test.n, now_s() - t_start);
   }
   if (o.profile) ef_plan_profile_print(tr.plan, stdout);
   rc = 0;
 free_buffers:
-  free(images), free(logits), free(labels), free(order);
+  free(logits);
 out:
+  ef_loader_free(train_loader), ef_loader_free(test_loader);
   ef_sgd_free(&sgd);
   destroy(&tr);
   destroy(&ev);
   ef_store_free(store);
   ef_backend_free(be);
-  ef_idx_free(&train), ef_idx_free(&test);
+  train.n = all_train;
+  ef_dataset_free(&train), ef_dataset_free(&test);
   return rc;
 }

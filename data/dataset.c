@@ -1,0 +1,407 @@
+// Opening the datasets of data/dataset.h: IDX and CIFAR binaries into memory, ImageFolder trees
+// and CSV lists as sorted paths; class names; and reading one sample's file.
+#include "data/dataset.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/idx.h"
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  return memcpy(ef_xmalloc(n), s, n);
+}
+
+static char *join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = ef_xmalloc(n);
+  snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+static int is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void ef_classes_free(char **names, int n) {
+  for (int i = 0; names && i < n; i++) free(names[i]);
+  free(names);
+}
+
+void ef_dataset_free(ef_dataset *d) {
+  ef_classes_free(d->class_names, d->num_classes);
+  for (int64_t i = 0; d->paths && i < d->n; i++) free(d->paths[i]);
+  free(d->paths), free(d->labels), free(d->pixels), free(d->source);
+  memset(d, 0, sizeof *d);
+}
+
+// Names "0", "1", ... for datasets that carry none.
+static char **numbered_names(int n) {
+  char **names = ef_xmalloc(sizeof(char *) * (size_t)n);
+  for (int i = 0; i < n; i++) {
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", i);
+    names[i] = xstrdup(buf);
+  }
+  return names;
+}
+
+static char **copy_names(const char *const *src, int n) {
+  char **names = ef_xmalloc(sizeof(char *) * (size_t)n);
+  for (int i = 0; i < n; i++) names[i] = xstrdup(src[i]);
+  return names;
+}
+
+// The class names in `dir`/`file` when that file exists and has exactly n lines, else fallback
+// (NULL: numbered).
+static char **names_from(const char *dir, const char *file, int n, const char *const *fallback) {
+  char *path = join(dir, file), **names = NULL;
+  int got = 0;
+  if (is_file(path) && ef_classes_read(path, &names, &got) == EF_OK && got != n) ef_classes_free(names, got), names = NULL;
+  free(path);
+  if (names) return names;
+  return fallback ? copy_names(fallback, n) : numbered_names(n);
+}
+
+// ---- class-index files -----------------------------------------------------------------------
+
+ef_status ef_classes_write(const char *path, char *const *names, int n) {
+  FILE *f = fopen(path, "w");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot write the class list %s: %s", path, strerror(errno));
+  for (int i = 0; i < n; i++) fprintf(f, "%s\n", names[i]);
+  if (fclose(f) != 0) return EF_ERROR(EF_ERR_IO, "writing the class list %s failed: %s", path, strerror(errno));
+  return EF_OK;
+}
+
+ef_status ef_classes_read(const char *path, char ***names, int *n) {
+  *names = NULL, *n = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open the class list %s: %s", path, strerror(errno));
+  char line[4096];
+  int cap = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = 0;
+    if (*n == cap) *names = ef_xrealloc(*names, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 64));
+    (*names)[(*n)++] = xstrdup(line);
+  }
+  fclose(f);
+  if (*n == 0) return EF_ERROR(EF_ERR_FORMAT, "the class list %s is empty: expected one name per line", path);
+  return EF_OK;
+}
+
+// ---- IDX -----------------------------------------------------------------------------------
+
+static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+ef_status ef_dataset_open_idx(const char *dir, int train, ef_dataset *out) {
+  memset(out, 0, sizeof *out);
+  ef_idx_dataset idx;
+  EF_TRY(ef_idx_load_dir(dir, train ? "train" : "t10k", &idx));
+  // Fashion-MNIST is told from MNIST by its directory name; both have 10 classes.
+  int fashion = strstr(dir, "fashion") || strstr(dir, "Fashion");
+  *out = (ef_dataset){.kind = EF_DATASET_IDX, .source = xstrdup(dir), .n = idx.n, .num_classes = idx.num_classes,
+                      .labels = idx.labels, .pixels = idx.pixels, .h = (int)idx.rows, .w = (int)idx.cols, .c = 1};
+  out->class_names = names_from(dir, "classes.txt", idx.num_classes, fashion && idx.num_classes == 10 ? fashion_names : NULL);
+  return EF_OK;
+}
+
+// ---- CIFAR ---------------------------------------------------------------------------------
+
+static const char *const cifar10_names[] = {"airplane", "automobile", "bird", "cat", "deer",
+                                            "dog",      "frog",       "horse", "ship", "truck"};
+
+// Appends the records of one CIFAR file: `label_bytes` (1: the label; 2: coarse then fine) and
+// 3072 bytes of planar 32x32 R, G, B; pixels become (32, 32, 3).
+static ef_status read_cifar_file(const char *path, int label_bytes, int classes, ef_dataset *d, int64_t *cap) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  const int rec = label_bytes + 3072;
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || st.st_size == 0 || st.st_size % rec != 0) {
+    fclose(f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s: %lld bytes is not a whole number of %d-byte CIFAR-%d records", path,
+                    (long long)st.st_size, rec, classes);
+  }
+  int64_t count = st.st_size / rec;
+  if (d->n + count > *cap) {
+    *cap = (d->n + count) * 2;
+    d->pixels = ef_xrealloc(d->pixels, (size_t)*cap * 3072);
+    d->labels = ef_xrealloc(d->labels, sizeof(int32_t) * (size_t)*cap);
+  }
+  uint8_t buf[2 + 3072];
+  for (int64_t r = 0; r < count; r++) {
+    if (fread(buf, 1, (size_t)rec, f) != (size_t)rec) {
+      fclose(f);
+      return EF_ERROR(EF_ERR_IO, "%s: read failed at record %lld", path, (long long)r);
+    }
+    int label = buf[label_bytes - 1];
+    if (label >= classes) {
+      fclose(f);
+      return EF_ERROR(EF_ERR_FORMAT, "%s: record %lld has label %d, expected 0 ... %d (is this CIFAR-%d?)", path, (long long)r,
+                      label, classes - 1, classes);
+    }
+    uint8_t *px = d->pixels + (size_t)d->n * 3072;
+    for (int i = 0; i < 1024; i++)
+      for (int c = 0; c < 3; c++) px[i * 3 + c] = buf[label_bytes + c * 1024 + i];
+    d->labels[d->n++] = label;
+  }
+  fclose(f);
+  return EF_OK;
+}
+
+ef_status ef_dataset_open_cifar(const char *dir, int train, ef_dataset *out) {
+  memset(out, 0, sizeof *out);
+  char *probe1 = join(dir, "data_batch_1.bin"), *probe2 = join(dir, "test_batch.bin");
+  int ten = is_file(probe1) || is_file(probe2);
+  free(probe1), free(probe2);
+  *out = (ef_dataset){.kind = ten ? EF_DATASET_CIFAR10 : EF_DATASET_CIFAR100, .source = xstrdup(dir),
+                      .num_classes = ten ? 10 : 100, .h = 32, .w = 32, .c = 3};
+  const char *files10[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
+  const char *test10[] = {"test_batch.bin"}, *train100[] = {"train.bin"}, *test100[] = {"test.bin"};
+  const char **files = ten ? (train ? files10 : test10) : (train ? train100 : test100);
+  int nfiles = ten && train ? 5 : 1;
+  int64_t cap = 0;
+  for (int i = 0; i < nfiles; i++) {
+    char *path = join(dir, files[i]);
+    ef_status st = read_cifar_file(path, ten ? 1 : 2, out->num_classes, out, &cap);
+    free(path);
+    if (st != EF_OK) {
+      ef_dataset_free(out);
+      return st;
+    }
+  }
+  out->class_names = ten ? names_from(dir, "batches.meta.txt", 10, cifar10_names) : names_from(dir, "fine_label_names.txt", 100, NULL);
+  return EF_OK;
+}
+
+// ---- ImageFolder -----------------------------------------------------------------------------
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int has_image_ext(const char *name) {
+  const char *dot = strrchr(name, '.');
+  if (!dot) return 0;
+  char ext[8] = {0};
+  for (int i = 0; i < 7 && dot[1 + i]; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+  return !strcmp(ext, "jpg") || !strcmp(ext, "jpeg") || !strcmp(ext, "png");
+}
+
+typedef struct {
+  char **items;
+  int64_t n, cap;
+} str_list;
+
+static void push(str_list *l, char *s) {
+  if (l->n == l->cap) l->items = ef_xrealloc(l->items, sizeof(char *) * (size_t)(l->cap = l->cap ? 2 * l->cap : 256));
+  l->items[l->n++] = s;
+}
+
+// The entries of `dir` (not "." or "..", nor hidden), sorted; directories or files only.
+static ef_status list_dir(const char *dir, int want_dirs, str_list *out) {
+  *out = (str_list){0};
+  DIR *d = opendir(dir);
+  if (!d) return EF_ERROR(EF_ERR_IO, "cannot open the directory %s: %s", dir, strerror(errno));
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char *path = join(dir, e->d_name);
+    int keep = want_dirs ? is_dir(path) : is_file(path);
+    free(path);
+    if (keep) push(out, xstrdup(e->d_name));
+  }
+  closedir(d);
+  if (out->n) qsort(out->items, (size_t)out->n, sizeof(char *), cmp_str);
+  return EF_OK;
+}
+
+static void free_list(str_list *l) {
+  for (int64_t i = 0; i < l->n; i++) free(l->items[i]);
+  free(l->items);
+  *l = (str_list){0};
+}
+
+// Appends the image files under dir (recursively, as torchvision's os.walk: a directory's files
+// sorted, then its sub-directories in order) with `label`; counts the other files in *other.
+static ef_status walk_class(const char *dir, int label, ef_dataset *d, str_list *paths, int64_t *label_cap, int64_t *other,
+                            char *first_other, size_t first_len) {
+  str_list files, dirs;
+  EF_TRY(list_dir(dir, 0, &files));
+  ef_status st = list_dir(dir, 1, &dirs);
+  for (int64_t i = 0; st == EF_OK && i < files.n; i++) {
+    char *path = join(dir, files.items[i]);
+    if (!has_image_ext(files.items[i])) {
+      if ((*other)++ == 0) snprintf(first_other, first_len, "%s", path);
+      free(path);
+      continue;
+    }
+    push(paths, path);
+    if (paths->n > *label_cap) d->labels = ef_xrealloc(d->labels, sizeof(int32_t) * (size_t)(*label_cap = paths->cap));
+    d->labels[paths->n - 1] = label;
+  }
+  for (int64_t i = 0; st == EF_OK && i < dirs.n; i++) {
+    char *sub = join(dir, dirs.items[i]);
+    st = walk_class(sub, label, d, paths, label_cap, other, first_other, first_len);
+    free(sub);
+  }
+  free_list(&files), free_list(&dirs);
+  return st;
+}
+
+ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
+  memset(out, 0, sizeof *out);
+  if (!is_dir(root)) return EF_ERROR(EF_ERR_IO, "%s is not a directory: expected an ImageFolder root/<class>/<image>", root);
+  str_list classes, paths = {0};
+  EF_TRY(list_dir(root, 1, &classes));
+  ef_status st = EF_OK;
+  if (classes.n == 0) st = EF_ERROR(EF_ERR_FORMAT, "%s has no class directories: expected root/<class>/<image>.jpg", root);
+  *out = (ef_dataset){.kind = EF_DATASET_FOLDER, .source = xstrdup(root)};
+  int64_t label_cap = 0, other = 0;
+  char first_other[1024] = "";
+  for (int64_t c = 0; st == EF_OK && c < classes.n; c++) {
+    char *dir = join(root, classes.items[c]);
+    int64_t before = paths.n;
+    st = walk_class(dir, (int)c, out, &paths, &label_cap, &other, first_other, sizeof first_other);
+    if (st == EF_OK && paths.n == before)
+      st = EF_ERROR(EF_ERR_FORMAT, "class directory %s holds no .jpg, .jpeg or .png file", dir);
+    free(dir);
+  }
+  out->paths = paths.items, out->n = paths.n;
+  out->num_classes = (int)classes.n, out->class_names = classes.items;
+  if (st != EF_OK) {
+    ef_dataset_free(out);
+    return st;
+  }
+  if (other)
+    fprintf(stderr, "effnet: warning: %s: ignored %lld files that are not .jpg, .jpeg or .png (the first: %s)\n", root,
+            (long long)other, first_other);
+  return EF_OK;
+}
+
+// ---- CSV lists ---------------------------------------------------------------------------------
+
+ef_status ef_dataset_open_list(const char *csv, ef_dataset *out) {
+  memset(out, 0, sizeof *out);
+  FILE *f = fopen(csv, "r");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open the file list %s: %s", csv, strerror(errno));
+  char *dir = xstrdup(csv), *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else strcpy(dir, ".");
+  *out = (ef_dataset){.kind = EF_DATASET_LIST, .source = xstrdup(csv)};
+  str_list paths = {0};
+  int64_t cap = 0, lineno = 0;
+  ef_status st = EF_OK;
+  char line[8192];
+  int max_label = -1;
+  while (st == EF_OK && fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t len = strcspn(line, "\r\n");
+    if (len == sizeof line - 1) {
+      st = EF_ERROR(EF_ERR_FORMAT, "%s:%lld: line longer than %zu bytes", csv, (long long)lineno, sizeof line - 2);
+      break;
+    }
+    line[len] = 0;
+    if (!len) continue;
+    char *comma = strrchr(line, ',');
+    if (!comma || comma == line) {
+      st = EF_ERROR(EF_ERR_FORMAT, "%s:%lld: '%s' is not 'path,label'", csv, (long long)lineno, line);
+      break;
+    }
+    *comma = 0;
+    const char *label_text = comma + 1;
+    char *end;
+    errno = 0;
+    long label = strtol(label_text, &end, 10);
+    if (lineno == 1 && !strcmp(line, "path") && !strcmp(label_text, "label")) continue;
+    if (errno || end == label_text || *end || label < 0 || label > 1000000) {
+      st = EF_ERROR(EF_ERR_FORMAT, "%s:%lld: label '%s' is not a class index (an integer from 0)", csv, (long long)lineno,
+                    label_text);
+      break;
+    }
+    push(&paths, line[0] == '/' ? xstrdup(line) : join(dir, line));
+    if (paths.n > cap) out->labels = ef_xrealloc(out->labels, sizeof(int32_t) * (size_t)(cap = paths.cap));
+    out->labels[paths.n - 1] = (int32_t)label;
+    if (label > max_label) max_label = (int)label;
+  }
+  fclose(f);
+  out->paths = paths.items, out->n = paths.n;
+  if (st == EF_OK && paths.n == 0) st = EF_ERROR(EF_ERR_FORMAT, "the file list %s has no samples", csv);
+  if (st == EF_OK) {
+    char *names_path = join(dir, "classes.txt");
+    if (is_file(names_path)) {
+      st = ef_classes_read(names_path, &out->class_names, &out->num_classes);
+      if (st == EF_OK && max_label >= out->num_classes)
+        st = EF_ERROR(EF_ERR_FORMAT, "%s has label %d but %s names only %d classes", csv, max_label, names_path,
+                      out->num_classes);
+    } else {
+      out->num_classes = max_label + 1;
+      out->class_names = numbered_names(out->num_classes);
+    }
+    free(names_path);
+  }
+  free(dir);
+  if (st != EF_OK) ef_dataset_free(out);
+  return st;
+}
+
+// ---- any of them -----------------------------------------------------------------------------
+
+ef_status ef_dataset_open(const char *path, int train, ef_dataset *out) {
+  memset(out, 0, sizeof *out);
+  size_t len = strlen(path);
+  if (len > 4 && !strcmp(path + len - 4, ".csv")) return ef_dataset_open_list(path, out);
+  if (!is_dir(path))
+    return EF_ERROR(EF_ERR_IO, "%s is neither a directory nor a .csv file list: give an IDX, CIFAR or ImageFolder directory", path);
+  static const char *const markers[][2] = {
+      {"train-images-idx3-ubyte.gz", "idx"}, {"train-images-idx3-ubyte", "idx"}, {"t10k-images-idx3-ubyte.gz", "idx"},
+      {"data_batch_1.bin", "cifar"},         {"train.bin", "cifar"},             {"test_batch.bin", "cifar"},
+  };
+  for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++) {
+    char *p = join(path, markers[i][0]);
+    int found = is_file(p);
+    free(p);
+    if (found) return !strcmp(markers[i][1], "idx") ? ef_dataset_open_idx(path, train, out) : ef_dataset_open_cifar(path, train, out);
+  }
+  // An ImageNet-style root: train/ and val/ (or test/) folders.
+  char *tr = join(path, "train"), *va = join(path, "val"), *te = join(path, "test");
+  const char *split = NULL;
+  if (is_dir(tr) && (is_dir(va) || is_dir(te))) split = train ? tr : is_dir(va) ? va : te;
+  ef_status st = ef_dataset_open_folder(split ? split : path, out);
+  free(tr), free(va), free(te);
+  return st;
+}
+
+ef_status ef_dataset_read_file(const ef_dataset *d, int64_t i, uint8_t **buf, size_t *cap, size_t *len) {
+  const char *path = d->paths[i];
+  FILE *f = fopen(path, "rb");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s (sample %lld of %s): %s", path, (long long)i, d->source, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0) {
+    int e = errno;
+    fclose(f);
+    return EF_ERROR(EF_ERR_IO, "cannot stat %s: %s", path, strerror(e));
+  }
+  size_t size = (size_t)st.st_size;
+  if (size > *cap) {
+    free(*buf);
+    *buf = ef_xmalloc(size ? size : 1);
+    *cap = size;
+  }
+  size_t got = fread(*buf, 1, size, f);
+  int e = ferror(f) ? errno : 0;
+  fclose(f);
+  if (got != size) return EF_ERROR(EF_ERR_IO, "reading %s: %zu of %zu bytes%s%s", path, got, size, e ? ": " : "", e ? strerror(e) : "");
+  *len = size;
+  return EF_OK;
+}

@@ -1,0 +1,338 @@
+// The loader of data/loader.h. Work is handed out in chunks of a few samples; batch b fills slot
+// b % depth of a ring, and a worker may start on batch b only once the consumer has released
+// batch b - depth. Everything a sample looks like is decided by (seed, epoch, dataset index), so
+// which thread builds it, and when, does not matter.
+#include "data/loader.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/philox.h"
+
+enum {
+  CHUNK = 8,             // samples per unit of work
+  DRAWS_PER_SAMPLE = 1024, // Philox words reserved for one sample's augmentation
+  MAX_SKIPS = 16,        // consecutive corrupt samples before giving up
+};
+
+typedef struct {
+  ef_transform_scratch scratch;
+  uint8_t *file;         // the current sample's file
+  size_t file_cap;
+} worker_state;
+
+typedef struct {
+  ef_batch batch;
+  int done;              // samples finished
+  ef_status status;      // the first failure among them
+  char error[1024];
+} slot;
+
+struct ef_loader {
+  ef_loader_config cfg;
+  int64_t per_rank, batches, chunks_per_batch;
+  int64_t *order;        // (per_rank) dataset index of each position of this rank's epoch
+  int64_t *perm;         // (n) the epoch's permutation
+  size_t sample_bytes;   // one transformed sample in a batch
+  float lut[3 * 256];
+  int depth;
+  slot *slots;           // (depth)
+  worker_state *ws;      // (max(threads, 1))
+  pthread_t *threads;
+  int started;           // threads running
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv, ready_cv;
+  int64_t epoch, current, released, next_chunk, end_chunk;
+  int in_flight, stop;
+  atomic_llong skipped;
+  atomic_uchar *warned;  // (n) a corrupt sample has been named once
+};
+
+// ---- epoch order ---------------------------------------------------------------------------
+
+static void make_order(ef_loader *l, int64_t epoch) {
+  const int64_t n = l->cfg.data->n;
+  for (int64_t i = 0; i < n; i++) l->perm[i] = i;
+  if (l->cfg.shuffle) { // Fisher-Yates on the stream (seed, SHUFFLE, epoch)
+    uint32_t stream = ef_rng_stream(EF_RNG_SHUFFLE, 0);
+    for (int64_t i = n - 1; i > 0; i--) {
+      uint64_t r = ef_philox_u32(l->cfg.seed, stream, (uint32_t)epoch, (uint64_t)i);
+      int64_t j = (int64_t)((r * (uint64_t)(i + 1)) >> 32);
+      int64_t t = l->perm[i];
+      l->perm[i] = l->perm[j], l->perm[j] = t;
+    }
+  }
+  // Positions rank, rank + world, ... of the permutation (as PyTorch's DistributedSampler).
+  for (int64_t k = 0; k < l->per_rank; k++) l->order[k] = l->perm[(l->cfg.rank + k * l->cfg.world) % n];
+}
+
+// Samples of batch b, and how many of them are real (not wrap-around padding).
+static int batch_count(const ef_loader *l, int64_t b, int *real) {
+  int64_t first = b * l->cfg.batch, n = l->per_rank - first;
+  if (n > l->cfg.batch) n = l->cfg.batch;
+  if (real) {
+    *real = 0;
+    for (int64_t k = first; k < first + n; k++) *real += l->cfg.rank + k * l->cfg.world < l->cfg.data->n;
+  }
+  return (int)n;
+}
+
+// ---- one chunk -------------------------------------------------------------------------------
+
+// Transforms dataset sample idx into ws->scratch.out.
+static ef_status load_sample(ef_loader *l, worker_state *ws, int64_t idx) {
+  const ef_dataset *d = l->cfg.data;
+  ef_sample_src src = {.name = d->source};
+  if (d->pixels) {
+    size_t px = (size_t)d->h * d->w * d->c;
+    src.pixels = d->pixels + (size_t)idx * px, src.w = d->w, src.h = d->h, src.c = d->c;
+  } else {
+    EF_TRY(ef_dataset_read_file(d, idx, &ws->file, &ws->file_cap, &src.len));
+    src.bytes = ws->file, src.name = d->paths[idx];
+  }
+  uint64_t base = (uint64_t)idx * DRAWS_PER_SAMPLE;
+  ef_rng_seq rng = {.seed = l->cfg.seed, .stream = ef_rng_stream(EF_RNG_AUGMENT, 0), .step = (uint32_t)l->epoch, .next = base};
+  EF_TRY(ef_transform_sample(&l->cfg.transform, &src, &rng, &ws->scratch));
+  EF_ASSERT(rng.next - base <= DRAWS_PER_SAMPLE, "a sample drew %llu random words", (unsigned long long)(rng.next - base));
+  return EF_OK;
+}
+
+// Sample `pos` of batch b into its place: a corrupt image is named once, counted, and replaced
+// by the next sample of the dataset that decodes.
+static ef_status fill_sample(ef_loader *l, worker_state *ws, ef_batch *out, int64_t b, int pos) {
+  const ef_dataset *d = l->cfg.data;
+  int64_t idx = l->order[b * l->cfg.batch + pos];
+  ef_status st;
+  for (int tries = 0;; tries++) {
+    st = load_sample(l, ws, idx);
+    if (st != EF_ERR_FORMAT || l->cfg.strict) break;
+    if (!atomic_exchange(&l->warned[idx], 1))
+      fprintf(stderr, "effnet: warning: skipping a corrupt image: %s\n", ef_last_error());
+    atomic_fetch_add(&l->skipped, 1);
+    if (tries + 1 == MAX_SKIPS)
+      return EF_ERROR(EF_ERR_FORMAT, "%d corrupt images in a row in %s (the last: sample %lld): is the dataset damaged?",
+                      MAX_SKIPS, d->source, (long long)idx);
+    idx = (idx + 1) % d->n;
+  }
+  if (st != EF_OK) return st;
+  out->labels[pos] = d->labels[idx];
+  out->ids[pos] = idx;
+  const ef_image *im = &ws->scratch.out;
+  size_t count = (size_t)im->w * im->h * im->c;
+  if (l->cfg.as_float) {
+    float *dst = (float *)out->images + (size_t)pos * count;
+    const uint8_t *px = im->px;
+    if (im->c == 3)
+      for (size_t i = 0; i < count; i += 3)
+        dst[i] = l->lut[px[i]], dst[i + 1] = l->lut[256 + px[i + 1]], dst[i + 2] = l->lut[512 + px[i + 2]];
+    else
+      for (size_t i = 0; i < count; i++) dst[i] = l->lut[px[i]];
+  } else {
+    memcpy((uint8_t *)out->images + (size_t)pos * count, im->px, count);
+  }
+  return EF_OK;
+}
+
+// Fills chunk c; returns how many samples it covered, with the first failure in *st.
+static int fill_chunk(ef_loader *l, worker_state *ws, int64_t c, ef_status *st, char *error, size_t error_len) {
+  int64_t b = c / l->chunks_per_batch;
+  int n = batch_count(l, b, NULL), lo = (int)(c % l->chunks_per_batch) * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
+  ef_batch *out = &l->slots[b % l->depth].batch;
+  *st = EF_OK;
+  for (int p = lo; p < hi && *st == EF_OK; p++) {
+    *st = fill_sample(l, ws, out, b, p);
+    if (*st != EF_OK) snprintf(error, error_len, "%s", ef_last_error());
+  }
+  return hi > lo ? hi - lo : 0;
+}
+
+// Records a finished chunk in its slot (under the lock).
+static void finish_chunk(ef_loader *l, int64_t c, int count, ef_status st, const char *error) {
+  slot *s = &l->slots[(c / l->chunks_per_batch) % l->depth];
+  if (st != EF_OK && s->status == EF_OK) s->status = st, snprintf(s->error, sizeof s->error, "%s", error);
+  s->done += count;
+}
+
+static void *worker_main(void *arg) {
+  ef_loader *l = ((void **)arg)[0];
+  worker_state *ws = ((void **)arg)[1];
+  free(arg);
+  char error[1024];
+  pthread_mutex_lock(&l->mu);
+  for (;;) {
+    while (!l->stop && !(l->next_chunk < l->end_chunk && l->next_chunk / l->chunks_per_batch < l->released + l->depth))
+      pthread_cond_wait(&l->work_cv, &l->mu);
+    if (l->stop) break;
+    int64_t c = l->next_chunk++;
+    l->in_flight++;
+    pthread_mutex_unlock(&l->mu);
+    ef_status st;
+    int count = fill_chunk(l, ws, c, &st, error, sizeof error);
+    pthread_mutex_lock(&l->mu);
+    finish_chunk(l, c, count, st, error);
+    l->in_flight--;
+    pthread_cond_broadcast(&l->ready_cv);
+  }
+  pthread_mutex_unlock(&l->mu);
+  return NULL;
+}
+
+// ---- the loader ------------------------------------------------------------------------------
+
+static void *aligned_alloc64(size_t bytes) {
+  void *p = NULL;
+  return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
+}
+
+ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
+  *out = NULL;
+  ef_loader_config c = *cfg;
+  if (c.world == 0) c.world = 1;
+  cfg = &c;
+  const ef_dataset *d = cfg->data;
+  EF_TRY(ef_transform_validate(&cfg->transform));
+  if (cfg->batch < 1) return EF_ERROR(EF_ERR_INVALID, "batch size %d: must be at least 1", cfg->batch);
+  if (cfg->world < 1 || cfg->rank < 0 || cfg->rank >= cfg->world)
+    return EF_ERROR(EF_ERR_INVALID, "rank %d of world size %d: need 0 <= rank < world", cfg->rank, cfg->world);
+  if (cfg->threads < 0 || cfg->threads > 256) return EF_ERROR(EF_ERR_INVALID, "%d loader threads: use 0 ... 256", cfg->threads);
+  if (d->n < 1) return EF_ERROR(EF_ERR_INVALID, "the dataset %s is empty", d->source);
+  ef_loader *l = ef_xcalloc(1, sizeof *l);
+  l->cfg = *cfg;
+  if (!l->cfg.alloc) l->cfg.alloc = aligned_alloc64, l->cfg.free = free;
+  l->per_rank = cfg->drop_last ? d->n / cfg->world : (d->n + cfg->world - 1) / cfg->world;
+  l->batches = cfg->drop_last ? l->per_rank / cfg->batch : (l->per_rank + cfg->batch - 1) / cfg->batch;
+  if (l->batches == 0) {
+    free(l);
+    return EF_ERROR(EF_ERR_INVALID, "%s has %lld samples per rank, fewer than one batch of %d: use a smaller batch",
+                    d->source, (long long)(d->n / cfg->world), cfg->batch);
+  }
+  l->chunks_per_batch = (cfg->batch + CHUNK - 1) / CHUNK;
+  const ef_transform *t = &cfg->transform;
+  l->sample_bytes = (size_t)t->size * t->size * t->channels * (cfg->as_float ? sizeof(float) : 1);
+  ef_transform_lut(t, l->lut);
+  l->depth = cfg->threads == 0 ? 1 : cfg->prefetch > 0 ? cfg->prefetch : 2 * cfg->threads < 2 ? 2 : 2 * cfg->threads;
+  l->order = ef_xmalloc(sizeof(int64_t) * (size_t)l->per_rank);
+  l->perm = ef_xmalloc(sizeof(int64_t) * (size_t)d->n);
+  l->warned = ef_xcalloc((size_t)d->n, 1);
+  l->slots = ef_xcalloc((size_t)l->depth, sizeof(slot));
+  l->ws = ef_xcalloc((size_t)(cfg->threads ? cfg->threads : 1), sizeof(worker_state));
+  for (int s = 0; s < l->depth; s++) {
+    ef_batch *b = &l->slots[s].batch;
+    b->images = l->cfg.alloc(l->sample_bytes * (size_t)cfg->batch);
+    b->labels = ef_xmalloc(sizeof(int32_t) * (size_t)cfg->batch);
+    b->ids = ef_xmalloc(sizeof(int64_t) * (size_t)cfg->batch);
+    if (!b->images) {
+      ef_loader_free(l);
+      return EF_ERROR(EF_ERR_NOMEM, "out of memory for %d batches of %zu bytes: lower the batch or prefetch", l->depth,
+                      l->sample_bytes * (size_t)cfg->batch);
+    }
+  }
+  pthread_mutex_init(&l->mu, NULL);
+  pthread_cond_init(&l->work_cv, NULL);
+  pthread_cond_init(&l->ready_cv, NULL);
+  l->threads = ef_xcalloc((size_t)cfg->threads + 1, sizeof(pthread_t));
+  for (int i = 0; i < cfg->threads; i++) {
+    void **arg = ef_xmalloc(2 * sizeof(void *));
+    arg[0] = l, arg[1] = &l->ws[i];
+    int err = pthread_create(&l->threads[i], NULL, worker_main, arg);
+    if (err) {
+      free(arg);
+      ef_loader_free(l);
+      return EF_ERROR(EF_ERR_NOMEM, "cannot start loader thread %d of %d (error %d): use fewer --loader-threads", i + 1,
+                      cfg->threads, err);
+    }
+    l->started++;
+  }
+  *out = l;
+  return ef_loader_start(l, 0, 0);
+}
+
+void ef_loader_free(ef_loader *l) {
+  if (!l) return;
+  if (l->started) {
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->work_cv);
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < l->started; i++) pthread_join(l->threads[i], NULL);
+  }
+  if (l->threads) {
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->work_cv);
+    pthread_cond_destroy(&l->ready_cv);
+  }
+  for (int s = 0; l->slots && s < l->depth; s++) {
+    if (l->slots[s].batch.images) l->cfg.free(l->slots[s].batch.images);
+    free(l->slots[s].batch.labels), free(l->slots[s].batch.ids);
+  }
+  for (int i = 0; l->ws && i < (l->cfg.threads ? l->cfg.threads : 1); i++) {
+    ef_transform_scratch_free(&l->ws[i].scratch);
+    free(l->ws[i].file);
+  }
+  free(l->ws), free(l->slots), free(l->threads), free(l->order), free(l->perm), free((void *)l->warned);
+  free(l);
+}
+
+int64_t ef_loader_samples(const ef_loader *l) { return l->per_rank; }
+int64_t ef_loader_batches(const ef_loader *l) { return l->batches; }
+int64_t ef_loader_skipped(const ef_loader *l) { return atomic_load(&l->skipped); }
+
+ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first) {
+  if (epoch < 0 || epoch > UINT32_MAX || first < 0 || first > l->batches)
+    return EF_ERROR(EF_ERR_INVALID, "loader position epoch %lld batch %lld: an epoch has %lld batches", (long long)epoch,
+                    (long long)first, (long long)l->batches);
+  pthread_mutex_lock(&l->mu);
+  l->end_chunk = l->next_chunk; // no new work; let the chunks in progress finish
+  while (l->in_flight) pthread_cond_wait(&l->ready_cv, &l->mu);
+  make_order(l, epoch);
+  for (int s = 0; s < l->depth; s++) l->slots[s].done = 0, l->slots[s].status = EF_OK;
+  l->epoch = epoch, l->current = l->released = first;
+  l->next_chunk = first * l->chunks_per_batch, l->end_chunk = l->batches * l->chunks_per_batch;
+  atomic_store(&l->skipped, 0);
+  pthread_cond_broadcast(&l->work_cv);
+  pthread_mutex_unlock(&l->mu);
+  return EF_OK;
+}
+
+ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
+  *out = NULL;
+  pthread_mutex_lock(&l->mu);
+  if (l->released < l->current) { // hand the previous batch's slot back to the workers
+    slot *prev = &l->slots[l->released % l->depth];
+    prev->done = 0, prev->status = EF_OK;
+    l->released = l->current;
+    pthread_cond_broadcast(&l->work_cv);
+  }
+  int64_t b = l->current;
+  if (b == l->batches) {
+    pthread_mutex_unlock(&l->mu);
+    int64_t skipped = ef_loader_skipped(l);
+    if (skipped)
+      fprintf(stderr, "effnet: warning: epoch %lld skipped %lld corrupt images of %s (each named above)\n", (long long)l->epoch,
+              (long long)skipped, l->cfg.data->source);
+    return EF_OK;
+  }
+  slot *s = &l->slots[b % l->depth];
+  int real, n = batch_count(l, b, &real);
+  if (!l->cfg.threads) { // no workers: this thread does the work
+    pthread_mutex_unlock(&l->mu);
+    char error[1024];
+    for (int64_t c = b * l->chunks_per_batch; c < (b + 1) * l->chunks_per_batch; c++) {
+      ef_status st;
+      int count = fill_chunk(l, &l->ws[0], c, &st, error, sizeof error);
+      finish_chunk(l, c, count, st, error);
+    }
+    pthread_mutex_lock(&l->mu);
+  }
+  while (s->done < n) pthread_cond_wait(&l->ready_cv, &l->mu);
+  ef_status st = s->status;
+  l->current = b + 1;
+  pthread_mutex_unlock(&l->mu);
+  if (st != EF_OK) return EF_ERROR(st, "%s", s->error);
+  s->batch.epoch = l->epoch, s->batch.index = b, s->batch.n = n, s->batch.real = real;
+  *out = &s->batch;
+  return EF_OK;
+}

@@ -1,0 +1,62 @@
+// The threaded loader: worker threads read, decode and transform samples into a bounded ring of
+// ready batches while the training step runs. The order of an epoch depends only on (seed,
+// epoch), each sample's augmentation only on (seed, epoch, index), so the batches are the same
+// for any number of threads; an epoch is sharded over (rank, world) with equal counts per rank,
+// and can start at any batch, which is how a checkpoint resumes mid-epoch.
+#ifndef EF_DATA_LOADER_H
+#define EF_DATA_LOADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/log.h"
+#include "data/dataset.h"
+#include "data/transform.h"
+
+typedef struct {
+  const ef_dataset *data;    // not owned; must outlive the loader
+  ef_transform transform;
+  int batch;                 // samples per batch on this rank
+  bool shuffle;              // a new permutation each epoch (training)
+  bool drop_last;            // training: drop the samples that do not fill a batch (and the
+                             // permutation's tail that does not divide among ranks); evaluation
+                             // keeps them, padding ranks by wrapping around (marked not real)
+  bool as_float;             // normalized f32 batches (else the uint8 pixels)
+  bool strict;               // a corrupt image is an error instead of a skip
+  uint64_t seed;
+  int rank, world;           // this process's shard  [0, 1]
+  int threads;               // worker threads; 0 transforms on the caller's thread
+  int prefetch;              // batches in flight ahead of the consumer  [2 * threads, at least 2]
+  // Batch memory: pinned host memory under CUDA; NULL means aligned malloc / free.
+  void *(*alloc)(size_t bytes);
+  void (*free)(void *p);
+} ef_loader_config;
+
+typedef struct {
+  int64_t epoch, index;      // batch `index` of epoch `epoch`
+  int n;                     // samples in the batch (batch, or fewer for the last of an eval epoch)
+  int real;                  // the first `real` are this rank's own; the rest pad the shard
+  void *images;              // (n, size, size, channels), f32 or uint8
+  int32_t *labels;           // (n)
+  int64_t *ids;              // (n) dataset indices
+} ef_batch;
+
+typedef struct ef_loader ef_loader;
+
+ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg);
+void ef_loader_free(ef_loader *l);
+
+// Samples of this rank per epoch, and batches per epoch.
+int64_t ef_loader_samples(const ef_loader *l);
+int64_t ef_loader_batches(const ef_loader *l);
+
+// Starts epoch `epoch` at batch `first` (0, or a checkpoint's position); any batches still being
+// prepared for the previous epoch are dropped.
+ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first);
+// The next batch, or *b = NULL at the end of the epoch. The batch stays valid until the next call.
+// A failed read or (with strict) a corrupt image returns its error.
+ef_status ef_loader_next(ef_loader *l, const ef_batch **b);
+// Corrupt images skipped so far in the current epoch (each was warned about once, by name).
+int64_t ef_loader_skipped(const ef_loader *l);
+
+#endif
