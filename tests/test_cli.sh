@@ -47,6 +47,14 @@ expect 2 "needs --from torchvision|timm" import --model b0 a.pth
 expect 1 "converting /nonexistent.pth failed" import --from torchvision --model b0 /nonexistent.pth /tmp/effnet-cli-never.h5
 expect 0 "images/s" bench b0 --resolution 64 --batch 2 --iters 2 --warmup 1
 expect 2 "--mode must be infer or train" bench b0 --mode eval
+expect 2 "--transform must be eval, train, train-aa or all" bench-data --transform flip
+expect 1 "/nonexistent is not a directory" bench-data --data /nonexistent
+tmp=$(mktemp -d /tmp/effnet-cli-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+# The data benchmark on 24 JPEGs it writes itself: three lines with a rate each.
+expect 0 "effnet train-aa 1 threads" bench-data --cache "$tmp/jpegs" --images 24 --batch 4
+# Training from an ImageFolder of those JPEGs (8 classes), at 32x32 with AutoAugment.
+expect 0 "test accuracy" train --data "$tmp/jpegs" --image-size 32 --augment autoaugment --epochs 1 --batch 4 --loader-threads 2
 # --json is valid JSON with the exact counts
 json=$("$effnet" info b2 --json 2>&1)
 if /usr/bin/python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["params"] == 9109994 and len(d["stages"]) == 9, d' "$json"; then

@@ -9,10 +9,11 @@ static void usage(FILE *f) {
           "usage: effnet <command> [flags]\n"
           "\n"
           "commands:\n"
-          "  train    train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
-          "  info     a model's architecture, parameters, multiply-adds and memory\n"
-          "  import   convert torchvision or timm weights (.pth) into effnet's HDF5\n"
-          "  bench    time inference or a training step on synthetic data\n"
+          "  train       train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
+          "  info        a model's architecture, parameters, multiply-adds and memory\n"
+          "  import      convert torchvision or timm weights (.pth) into effnet's HDF5\n"
+          "  bench       time inference or a training step on synthetic data\n"
+          "  bench-data  time the data loader (decode + augment + batch) on JPEGs\n"
           "\n"
           "`effnet <command> --help` describes a command's flags.\n");
 }
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "info")) return ef_cmd_info(argc - 1, argv + 1);
   if (!strcmp(argv[1], "import")) return ef_cmd_import(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench")) return ef_cmd_bench(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "bench-data")) return ef_cmd_bench_data(argc - 1, argv + 1);
   fprintf(stderr, "effnet: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

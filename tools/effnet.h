@@ -7,5 +7,6 @@ int ef_cmd_train(int argc, char **argv);
 int ef_cmd_info(int argc, char **argv);
 int ef_cmd_import(int argc, char **argv);
 int ef_cmd_bench(int argc, char **argv);
+int ef_cmd_bench_data(int argc, char **argv);
 
 #endif
