@@ -26,6 +26,7 @@ typedef struct {
 
 typedef struct {
   ef_batch batch;
+  int64_t filling;       // the batch whose samples it holds, -1 when released
   int done;              // samples finished
   ef_status status;      // the first failure among them
   char error[1024];
@@ -151,7 +152,11 @@ static int fill_chunk(ef_loader *l, worker_state *ws, int64_t c, ef_status *st, 
 
 // Records a finished chunk in its slot (under the lock).
 static void finish_chunk(ef_loader *l, int64_t c, int count, ef_status st, const char *error) {
-  slot *s = &l->slots[(c / l->chunks_per_batch) % l->depth];
+  int64_t b = c / l->chunks_per_batch;
+  slot *s = &l->slots[b % l->depth];
+  EF_ASSERT(s->filling == -1 || s->filling == b, "slot %lld holds batch %lld, not %lld", (long long)(b % l->depth),
+            (long long)s->filling, (long long)b);
+  s->filling = b;
   if (st != EF_OK && s->status == EF_OK) s->status = st, snprintf(s->error, sizeof s->error, "%s", error);
   s->done += count;
 }
@@ -288,7 +293,7 @@ ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first) {
   l->end_chunk = l->next_chunk; // no new work; let the chunks in progress finish
   while (l->in_flight) pthread_cond_wait(&l->ready_cv, &l->mu);
   make_order(l, epoch);
-  for (int s = 0; s < l->depth; s++) l->slots[s].done = 0, l->slots[s].status = EF_OK;
+  for (int s = 0; s < l->depth; s++) l->slots[s].done = 0, l->slots[s].status = EF_OK, l->slots[s].filling = -1;
   l->epoch = epoch, l->current = l->released = first;
   l->next_chunk = first * l->chunks_per_batch, l->end_chunk = l->batches * l->chunks_per_batch;
   atomic_store(&l->skipped, 0);
@@ -302,7 +307,7 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
   pthread_mutex_lock(&l->mu);
   if (l->released < l->current) { // hand the previous batch's slot back to the workers
     slot *prev = &l->slots[l->released % l->depth];
-    prev->done = 0, prev->status = EF_OK;
+    prev->done = 0, prev->status = EF_OK, prev->filling = -1;
     l->released = l->current;
     pthread_cond_broadcast(&l->work_cv);
   }
@@ -328,6 +333,8 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
     pthread_mutex_lock(&l->mu);
   }
   while (s->done < n) pthread_cond_wait(&l->ready_cv, &l->mu);
+  EF_ASSERT(s->filling == b && s->done == n, "slot for batch %lld holds %d samples of batch %lld", (long long)b, s->done,
+            (long long)s->filling);
   ef_status st = s->status;
   l->current = b + 1;
   pthread_mutex_unlock(&l->mu);

@@ -161,12 +161,34 @@ static inline void horizontal_pixel(const uint8_t *p, const int32_t *spread, int
     acc = _mm512_add_epi32(acc, _mm512_alignr_epi32(zero, acc, 4));
     acc = _mm512_add_epi32(acc, _mm512_alignr_epi32(zero, acc, 8));
   }
-  int32_t lanes[16];
-  _mm512_storeu_si512(lanes, acc);
-  for (int ch = 0; ch < c; ch++) out[ch] = clip8(lanes[ch] + (1 << (PRECISION_BITS - 1)));
+  acc = _mm512_srai_epi32(_mm512_add_epi32(acc, _mm512_set1_epi32(1 << (PRECISION_BITS - 1))), PRECISION_BITS);
+  _mm_mask_storeu_epi8(out, (__mmask16)((1u << c) - 1), _mm512_cvtusepi32_epi8(_mm512_max_epi32(acc, zero)));
+}
+
+// One output row of the vertical pass: out[i] = clip8(half + sum_j in[j*stride + i] * k[j]).
+static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
+  const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1)), zero = _mm512_setzero_si512();
+  for (size_t i = 0; i < stride; i += 16) {
+    __mmask16 m = stride - i >= 16 ? 0xffff : (__mmask16)((1u << (stride - i)) - 1);
+    __m512i acc = half;
+    for (int j = 0; j < n; j++) {
+      __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, in + (size_t)j * stride + i));
+      acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, _mm512_set1_epi32(k[j])));
+    }
+    acc = _mm512_max_epi32(_mm512_srai_epi32(acc, PRECISION_BITS), zero);
+    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtusepi32_epi8(acc));
+  }
 }
 #else
 #define EF_RESAMPLE_AVX512 0
+
+static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
+  for (size_t i = 0; i < stride; i++) {
+    int32_t acc = 1 << (PRECISION_BITS - 1);
+    for (int j = 0; j < n; j++) acc += in[(size_t)j * stride + i] * k[j];
+    out[i] = clip8(acc);
+  }
+}
 #endif
 
 void ef_resample(const ef_image *src, const ef_resample_box *b, ef_interp interp, ef_resample_scratch *s, ef_image *out) {
@@ -213,15 +235,10 @@ void ef_resample(const ef_image *src, const ef_resample_box *b, ef_interp interp
     }
   }
   const size_t stride = (size_t)ow * c;
-  int32_t acc[stride];
   for (int y = 0; y < oh; y++) {
     const int32_t *k = wy + (size_t)y * ky;
     const uint8_t *in = s->rows.px + (size_t)(yfirst[y] - row0) * stride;
-    for (size_t i = 0; i < stride; i++) acc[i] = 1 << (PRECISION_BITS - 1);
-    for (int j = 0; j < yn[y]; j++)
-      for (size_t i = 0; i < stride; i++) acc[i] += in[j * stride + i] * k[j];
-    uint8_t *o = out->px + y * stride;
-    for (size_t i = 0; i < stride; i++) o[i] = clip8(acc[i]);
+    vertical_row(in, stride, k, yn[y], out->px + y * stride);
   }
 }
 

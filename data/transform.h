@@ -28,8 +28,9 @@ typedef struct {
   int ra_n, ra_m;           // RandAugment: ops per image and magnitude  [2, 9]
   float crop_pct;           // eval: centre crop over the resized shorter side  [0.875]
   ef_interp interp;         // [bicubic, as the official code and timm]
-  bool dct;                 // JPEG: decode at the smallest DCT scale M/8 that keeps the crop at
-                            // least `size` pixels (faster; changes pixels slightly)  [true]
+  bool dct;                 // JPEG: decode at the smallest DCT scale 1/8, 1/4 or 1/2 that keeps the
+                            // crop at least `size` pixels (faster for images over twice the output;
+                            // changes pixels slightly)  [true]
   float mean[3], std[3];    // normalized = (pixel/255 - mean) / std  [ImageNet's]
 } ef_transform;
 

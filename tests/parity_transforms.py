@@ -2,8 +2,9 @@
 """effnet's transforms against torchvision's on PIL images (an implementation nobody here wrote):
 evaluation (Resize(size/crop_pct) + CenterCrop + ToTensor + Normalize) and training crops (the
 crop and flip effnet drew, replayed with F.resized_crop / hflip) must give the same floats, for
-bilinear and bicubic, RGB and gray sources, up- and downscaling.
-usage: parity_transforms.py TRANSFORM_REF   (exit 77: torchvision or PIL missing)"""
+bilinear and bicubic, RGB and gray sources, up- and downscaling; for each build of the resampler given (the
+AVX-512 one and the portable one).
+usage: parity_transforms.py TRANSFORM_REF...   (exit 77: torchvision or PIL missing)"""
 import os, subprocess, sys, tempfile
 
 try:
@@ -16,7 +17,6 @@ except ImportError as e:
     print(f"skipped: {e}")
     sys.exit(77)
 
-ref = sys.argv[1]
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 rng = np.random.default_rng(7)
@@ -32,7 +32,7 @@ def image(w, h, c):
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
-def run(mode, size, channels, interp, crop_pct, w, h, c, index):
+def run(ref, mode, size, channels, interp, crop_pct, w, h, c, index):
     px = image(w, h, c)
     raw, out = os.path.join(tmp, "in.raw"), os.path.join(tmp, "out.f32")
     px.tofile(raw)
@@ -52,7 +52,7 @@ def run(mode, size, channels, interp, crop_pct, w, h, c, index):
             pil = F.hflip(pil)
     want = F.normalize(F.to_tensor(pil), MEAN[:channels], STD[:channels]).permute(1, 2, 0).numpy()
     err = float(np.abs(ours - want).max())
-    what = f"{mode} {w}x{h}x{c} -> {size}x{size}x{channels} {interp} crop_pct {crop_pct} (crop {cw}x{ch}+{x}+{y} flip {flipped})"
+    what = f"{os.path.basename(ref)}: {mode} {w}x{h}x{c} -> {size}x{size}x{channels} {interp} crop_pct {crop_pct} (crop {cw}x{ch}+{x}+{y} flip {flipped})"
     ok = err <= 1e-6
     print(f"{'ok' if ok else 'FAILED'}  {what}: max |diff| {err:.2e}")
     return 0 if ok else 1
@@ -64,12 +64,15 @@ cases = [
     ("eval", 64, 3, "bicubic", 1.0, 28, 28, 1),     # a Fashion-MNIST image upscaled, gray replicated
     ("eval", 32, 1, "bilinear", 0.9, 57, 41, 3),    # colour to luma
     ("eval", 300, 3, "bicubic", 0.875, 301, 299, 3),
+    ("eval", 224, 3, "bicubic", 1.0, 227, 224, 3),     # a centre offset of round(1.5) = 2
 ]
-for i, case in enumerate(cases):
-    failures += run(*case, index=i)
-for i in range(12):  # training crops: random sizes, positions and flips
-    interp = "bicubic" if i % 2 else "bilinear"
-    failures += run("train", 96 if i % 3 else 224, 3, interp, 0.875, int(rng.integers(40, 400)), int(rng.integers(40, 400)),
-                    3 if i % 4 else 1, index=100 + i)
+for ref in sys.argv[1:]:
+    rng = np.random.default_rng(7)
+    for i, case in enumerate(cases):
+        failures += run(ref, *case, index=i)
+    for i in range(12):  # training crops: random sizes, positions and flips
+        interp = "bicubic" if i % 2 else "bilinear"
+        failures += run(ref, "train", 96 if i % 3 else 224, 3, interp, 0.875, int(rng.integers(40, 400)),
+                        int(rng.integers(40, 400)), 3 if i % 4 else 1, index=100 + i)
 print(f"{failures} failed")
 sys.exit(1 if failures else 0)

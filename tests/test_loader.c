@@ -4,6 +4,7 @@
 // epoch; float batches equal to the normalization table of the uint8 ones; and bad files: a
 // corrupt PNG skipped (named once, counted, replaced) or an error with `strict`, a vanished file
 // an error naming it.
+#include <fcntl.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -174,6 +175,31 @@ static void write_png(const char *path, int value) {
   ef_image_free(&im);
 }
 
+// Sends stderr to `path` (begin) and back (end), to count the loader's warnings.
+static int saved_stderr = -1;
+static void capture_stderr(const char *path) {
+  fflush(stderr);
+  saved_stderr = dup(2);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  dup2(fd, 2);
+  close(fd);
+}
+static void restore_stderr(void) {
+  fflush(stderr);
+  dup2(saved_stderr, 2);
+  close(saved_stderr);
+}
+
+// How many lines of file `path` contain `needle`.
+static int count_lines(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  char line[2048];
+  int n = 0;
+  while (f && fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+  if (f) fclose(f);
+  return n;
+}
+
 static void test_bad_files(void) {
   char path[600];
   snprintf(path, sizeof path, "%s/c", dir);
@@ -191,12 +217,21 @@ static void test_bad_files(void) {
     ef_loader_config c = config(&d, false, 3, threads);
     ef_loader *l;
     CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
+    char log[600];
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    capture_stderr(log);
     for (int epoch = 0; epoch < 2; epoch++) {
       dump_epoch(l, epoch, 0, &ea, 8 * 8 * 3);
       CHECK(ea.n == 6 && ea.ids[2] == 3 && ea.images[2 * 192] == 120 && ef_loader_skipped(l) == 1,
             "threads %d epoch %d: sample 2 -> %lld (pixel %d), %lld skipped", threads, epoch, (long long)ea.ids[2],
             ea.images[2 * 192], (long long)ef_loader_skipped(l));
     }
+    restore_stderr();
+    // Named once over both epochs; counted at the end of each.
+    CHECK(count_lines(log, "skipping a corrupt image") == 1 && count_lines(log, "2.png") == 1 &&
+              count_lines(log, "skipped 1 corrupt images") == 2,
+          "threads %d: %d warnings, %d epoch summaries", threads, count_lines(log, "skipping a corrupt image"),
+          count_lines(log, "skipped 1 corrupt images"));
     ef_loader_free(l);
     c.strict = true;
     CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());

@@ -4,6 +4,8 @@
 // with torchvision is parity_transforms.py's job.
 #include <math.h>
 
+#include "data/augment.h"
+#include "data/encode.h"
 #include "data/transform.h"
 #include "tests/harness.h"
 
@@ -56,6 +58,8 @@ static void test_eval_geometry(void) {
   CHECK(rw == 341 && rh == 256 && ox == 58 && oy == 16, "500x375: %dx%d at %d,%d", rw, rh, ox, oy);
   ef_eval_geometry(375, 500, 224, 0.875f, &rw, &rh, &ox, &oy);
   CHECK(rw == 256 && rh == 341 && ox == 16 && oy == 58, "375x500: %dx%d at %d,%d", rw, rh, ox, oy);
+  ef_eval_geometry(227, 224, 224, 1.0f, &rw, &rh, &ox, &oy); // offset round(1.5) = 2
+  CHECK(rw == 227 && rh == 224 && ox == 2 && oy == 0, "227x224: %dx%d at %d,%d", rw, rh, ox, oy);
   ef_eval_geometry(28, 28, 28, 1.0f, &rw, &rh, &ox, &oy);
   CHECK(rw == 28 && rh == 28 && ox == 0 && oy == 0, "28x28 crop_pct 1: %dx%d at %d,%d", rw, rh, ox, oy);
   ef_eval_geometry(600, 600, 380, 0.922f, &rw, &rh, &ox, &oy); // B4's crop: floor(380/0.922) = 412
@@ -132,6 +136,77 @@ static void test_sample(void) {
   ef_transform_scratch_free(&s);
 }
 
+// With a policy, a training sample is the crop and flip without it, then the policy drawing on
+// the rest of the same sequence.
+static void test_augment_follows_crop(void) {
+  ef_image src = {0}, plain = {0}, tmp = {0};
+  ef_image_reshape(&src, 40, 30, 3);
+  for (size_t i = 0; i < src.cap; i++) src.px[i] = (uint8_t)(i * 37 + i / 120);
+  ef_sample_src in = {.pixels = src.px, .w = 40, .h = 30, .c = 3, .name = "pattern"};
+  ef_transform_scratch s = {0};
+  for (int kind = EF_AUGMENT_AUTO; kind <= EF_AUGMENT_RAND; kind++) {
+    int differ = 0;
+    for (uint64_t i = 0; i < 20; i++) {
+      ef_transform t = ef_transform_defaults(true, 16, 3);
+      ef_rng_seq r = seq(i);
+      CHECK(ef_transform_sample(&t, &in, &r, &s) == EF_OK, "%s", ef_last_error());
+      ef_image_reshape(&plain, 16, 16, 3);
+      memcpy(plain.px, s.out.px, 16 * 16 * 3);
+      if (kind == EF_AUGMENT_AUTO) ef_autoaugment(&plain, &tmp, &r);
+      else ef_randaugment(&plain, &tmp, t.ra_n, t.ra_m, &r);
+      t.augment = (ef_augment_kind)kind;
+      ef_rng_seq r2 = seq(i);
+      CHECK(ef_transform_sample(&t, &in, &r2, &s) == EF_OK && r2.next == r.next && !memcmp(s.out.px, plain.px, 16 * 16 * 3),
+            "policy %d sample %llu: not crop + flip + policy", kind, (unsigned long long)i);
+      ef_rng_seq r3 = seq(i);
+      t.augment = EF_AUGMENT_NONE;
+      ef_transform_sample(&t, &in, &r3, &s);
+      differ += memcmp(s.out.px, plain.px, 16 * 16 * 3) != 0;
+    }
+    CHECK(differ >= 10, "policy %d changed only %d of 20 samples", kind, differ);
+  }
+  ef_transform_scratch_free(&s);
+  ef_image_free(&src), ef_image_free(&plain), ef_image_free(&tmp);
+}
+
+// A JPEG decoded at 1/4 or 1/2 scale (and, for training, only over the crop) must give nearly the
+// pixels of the full decode: a wrong box mapping shifts a gradient by many levels.
+static void test_dct_matches_full_decode(void) {
+  ef_image src = {0};
+  ef_image_reshape(&src, 400, 300, 3);
+  for (int y = 0; y < 300; y++)
+    for (int x = 0; x < 400; x++) {
+      uint8_t *p = src.px + (y * 400 + x) * 3;
+      p[0] = (uint8_t)(x * 255 / 399), p[1] = (uint8_t)(y * 255 / 299), p[2] = (uint8_t)(128 + 100 * sin(x / 17.0 + y / 23.0));
+    }
+  uint8_t *jpg;
+  size_t len;
+  CHECK(ef_image_encode_jpeg(&src, 95, &jpg, &len) == EF_OK, "%s", ef_last_error());
+  ef_sample_src in = {.bytes = jpg, .len = len, .name = "gradient.jpg"};
+  ef_transform_scratch s = {0};
+  ef_image exact = {0};
+  for (int train = 0; train < 2; train++)
+    for (uint64_t i = 0; i < 8; i++) {
+      ef_transform t = ef_transform_defaults(train, 48, 3);
+      t.dct = false;
+      ef_rng_seq r = seq(i);
+      CHECK(ef_transform_sample(&t, &in, &r, &s) == EF_OK, "%s", ef_last_error());
+      ef_image_reshape(&exact, 48, 48, 3);
+      memcpy(exact.px, s.out.px, 48 * 48 * 3);
+      t.dct = true;
+      r = seq(i);
+      CHECK(ef_transform_sample(&t, &in, &r, &s) == EF_OK, "%s", ef_last_error());
+      double diff = 0;
+      for (int k = 0; k < 48 * 48 * 3; k++) diff += abs(s.out.px[k] - exact.px[k]);
+      diff /= 48 * 48 * 3;
+      CHECK(diff < 2.0, "train %d sample %llu (crop %dx%d): mean |dct - exact| %.2f levels", train, (unsigned long long)i, s.crop.w,
+            s.crop.h, diff);
+    }
+  free(jpg);
+  ef_transform_scratch_free(&s);
+  ef_image_free(&src), ef_image_free(&exact);
+}
+
 static void test_lut_and_validation(void) {
   ef_transform t = ef_transform_defaults(true, 224, 3);
   float lut[768];
@@ -155,6 +230,8 @@ int main(void) {
   RUN(test_eval_geometry);
   RUN(test_resample);
   RUN(test_sample);
+  RUN(test_augment_follows_crop);
+  RUN(test_dct_matches_full_decode);
   RUN(test_lut_and_validation);
   return test_exit_code();
 }
