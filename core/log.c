@@ -23,6 +23,11 @@ ef_status ef_error_at(const char *file, int line, ef_status st, const char *fmt,
 
 const char *ef_last_error(void) { return last_error; }
 
+ef_status ef_error_pass(ef_status st, const char *message) {
+  snprintf(last_error, sizeof last_error, "%s", message);
+  return st;
+}
+
 static _Noreturn void fatal(const char *file, int line, const char *cond, const char *fmt, va_list ap) {
   char rank[32] = "";
   if (log_rank >= 0) snprintf(rank, sizeof rank, " [rank %d]", log_rank);
@@ -50,6 +55,11 @@ void *ef_xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) EF_FATAL("out of memory allocating %zu bytes", bytes);
   return p;
+}
+
+void *ef_aligned_alloc(size_t bytes) {
+  void *p = NULL;
+  return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
 }
 
 void *ef_xcalloc(size_t count, size_t size) {

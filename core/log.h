@@ -27,6 +27,10 @@ ef_status ef_error_at(const char *file, int line, ef_status st, const char *fmt,
 // The message recorded by the last EF_ERROR on this thread ("" if none).
 const char *ef_last_error(void);
 
+// Records `message` (an ef_last_error() of another thread) as this thread's last error, as it
+// is, and returns st: how a worker's error reaches the thread that reports it.
+ef_status ef_error_pass(ef_status st, const char *message);
+
 // Prints "effnet: internal error at file:line [rank r]: message" and aborts.
 _Noreturn void ef_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -49,5 +53,8 @@ _Noreturn void ef_assert_fail(const char *file, int line, const char *cond, cons
 void *ef_xmalloc(size_t bytes);
 void *ef_xcalloc(size_t count, size_t size);
 void *ef_xrealloc(void *p, size_t bytes);
+// 64-byte aligned memory for large buffers (arenas, batches): NULL when it runs out, for the
+// caller to report; release with free().
+void *ef_aligned_alloc(size_t bytes);
 
 #endif

@@ -63,15 +63,20 @@ static char **copy_names(const char *const *src, int n) {
   return names;
 }
 
-// The class names in `dir`/`file` when that file exists and has exactly n lines, else fallback
-// (NULL: numbered).
-static char **names_from(const char *dir, const char *file, int n, const char *const *fallback) {
-  char *path = join(dir, file), **names = NULL;
+// The class names in `dir`/`file` when that file exists (it must name exactly n classes), else
+// fallback (NULL: numbered).
+static ef_status names_from(const char *dir, const char *file, int n, const char *const *fallback, char ***names) {
+  char *path = join(dir, file);
   int got = 0;
-  if (is_file(path) && ef_classes_read(path, &names, &got) == EF_OK && got != n) ef_classes_free(names, got), names = NULL;
+  ef_status st = EF_OK;
+  *names = NULL;
+  if (is_file(path) && (st = ef_classes_read(path, names, &got)) == EF_OK && got != n) {
+    ef_classes_free(*names, got), *names = NULL;
+    st = EF_ERROR(EF_ERR_FORMAT, "%s names %d classes but the data has %d: fix or remove it", path, got, n);
+  }
   free(path);
-  if (names) return names;
-  return fallback ? copy_names(fallback, n) : numbered_names(n);
+  if (st == EF_OK && !*names) *names = fallback ? copy_names(fallback, n) : numbered_names(n);
+  return st;
 }
 
 // ---- class-index files -----------------------------------------------------------------------
@@ -80,7 +85,8 @@ ef_status ef_classes_write(const char *path, char *const *names, int n) {
   FILE *f = fopen(path, "w");
   if (!f) return EF_ERROR(EF_ERR_IO, "cannot write the class list %s: %s", path, strerror(errno));
   for (int i = 0; i < n; i++) fprintf(f, "%s\n", names[i]);
-  if (fclose(f) != 0) return EF_ERROR(EF_ERR_IO, "writing the class list %s failed: %s", path, strerror(errno));
+  int failed = ferror(f);
+  if (fclose(f) != 0 || failed) return EF_ERROR(EF_ERR_IO, "writing the class list %s failed: %s", path, strerror(errno));
   return EF_OK;
 }
 
@@ -89,15 +95,28 @@ ef_status ef_classes_read(const char *path, char ***names, int *n) {
   FILE *f = fopen(path, "r");
   if (!f) return EF_ERROR(EF_ERR_IO, "cannot open the class list %s: %s", path, strerror(errno));
   char line[4096];
-  int cap = 0;
-  while (fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\r\n")] = 0;
+  int cap = 0, blank = 0; // blank: empty lines since the last name (allowed only at the end)
+  ef_status st = EF_OK;
+  while (st == EF_OK && fgets(line, sizeof line, f)) {
+    size_t len = strcspn(line, "\r\n");
+    if (line[len] == 0 && !feof(f)) {
+      st = EF_ERROR(EF_ERR_FORMAT, "%s: line %d is longer than %zu bytes", path, *n + blank + 1, sizeof line - 2);
+      break;
+    }
+    line[len] = 0;
+    if (len == 0) {
+      blank++;
+      continue;
+    }
+    if (blank) st = EF_ERROR(EF_ERR_FORMAT, "%s: line %d is empty: every class needs a name", path, *n + 1);
     if (*n == cap) *names = ef_xrealloc(*names, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 64));
     (*names)[(*n)++] = xstrdup(line);
   }
+  if (st == EF_OK && ferror(f)) st = EF_ERROR(EF_ERR_IO, "reading the class list %s failed", path);
   fclose(f);
-  if (*n == 0) return EF_ERROR(EF_ERR_FORMAT, "the class list %s is empty: expected one name per line", path);
-  return EF_OK;
+  if (st == EF_OK && *n == 0) st = EF_ERROR(EF_ERR_FORMAT, "the class list %s is empty: expected one name per line", path);
+  if (st != EF_OK) ef_classes_free(*names, *n), *names = NULL, *n = 0;
+  return st;
 }
 
 // ---- IDX -----------------------------------------------------------------------------------
@@ -113,8 +132,10 @@ ef_status ef_dataset_open_idx(const char *dir, int train, ef_dataset *out) {
   int fashion = strstr(dir, "fashion") || strstr(dir, "Fashion");
   *out = (ef_dataset){.kind = EF_DATASET_IDX, .source = xstrdup(dir), .n = idx.n, .num_classes = idx.num_classes,
                       .labels = idx.labels, .pixels = idx.pixels, .h = (int)idx.rows, .w = (int)idx.cols, .c = 1};
-  out->class_names = names_from(dir, "classes.txt", idx.num_classes, fashion && idx.num_classes == 10 ? fashion_names : NULL);
-  return EF_OK;
+  ef_status st = names_from(dir, "classes.txt", idx.num_classes, fashion && idx.num_classes == 10 ? fashion_names : NULL,
+                            &out->class_names);
+  if (st != EF_OK) ef_dataset_free(out);
+  return st;
 }
 
 // ---- CIFAR ---------------------------------------------------------------------------------
@@ -129,7 +150,12 @@ static ef_status read_cifar_file(const char *path, int label_bytes, int classes,
   if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   const int rec = label_bytes + 3072;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || st.st_size == 0 || st.st_size % rec != 0) {
+  if (fstat(fileno(f), &st) != 0) {
+    int e = errno;
+    fclose(f);
+    return EF_ERROR(EF_ERR_IO, "cannot stat %s: %s", path, strerror(e));
+  }
+  if (st.st_size == 0 || st.st_size % rec != 0) {
     fclose(f);
     return EF_ERROR(EF_ERR_FORMAT, "%s: %lld bytes is not a whole number of %d-byte CIFAR-%d records", path,
                     (long long)st.st_size, rec, classes);
@@ -182,8 +208,10 @@ ef_status ef_dataset_open_cifar(const char *dir, int train, ef_dataset *out) {
       return st;
     }
   }
-  out->class_names = ten ? names_from(dir, "batches.meta.txt", 10, cifar10_names) : names_from(dir, "fine_label_names.txt", 100, NULL);
-  return EF_OK;
+  ef_status st = ten ? names_from(dir, "batches.meta.txt", 10, cifar10_names, &out->class_names)
+                     : names_from(dir, "fine_label_names.txt", 100, NULL, &out->class_names);
+  if (st != EF_OK) ef_dataset_free(out);
+  return st;
 }
 
 // ---- ImageFolder -----------------------------------------------------------------------------
@@ -232,53 +260,79 @@ static void free_list(str_list *l) {
   *l = (str_list){0};
 }
 
-// Appends the image files under dir (recursively, as torchvision's os.walk: a directory's files
-// sorted, then its sub-directories in order) with `label`; counts the other files in *other.
-static ef_status walk_class(const char *dir, int label, ef_dataset *d, str_list *paths, int64_t *label_cap, int64_t *other,
-                            char *first_other, size_t first_len) {
-  str_list files, dirs;
-  EF_TRY(list_dir(dir, 0, &files));
-  ef_status st = list_dir(dir, 1, &dirs);
-  for (int64_t i = 0; st == EF_OK && i < files.n; i++) {
-    char *path = join(dir, files.items[i]);
-    if (!has_image_ext(files.items[i])) {
-      if ((*other)++ == 0) snprintf(first_other, first_len, "%s", path);
-      free(path);
-      continue;
-    }
-    push(paths, path);
-    if (paths->n > *label_cap) d->labels = ef_xrealloc(d->labels, sizeof(int32_t) * (size_t)(*label_cap = paths->cap));
-    d->labels[paths->n - 1] = label;
-  }
-  for (int64_t i = 0; st == EF_OK && i < dirs.n; i++) {
-    char *sub = join(dir, dirs.items[i]);
-    st = walk_class(sub, label, d, paths, label_cap, other, first_other, first_len);
+// Samples being collected: paths and their labels.
+typedef struct {
+  str_list paths;
+  int32_t *labels;
+} sample_list;
+
+static void add_sample(sample_list *s, char *path, int32_t label) {
+  int64_t cap = s->paths.cap;
+  push(&s->paths, path);
+  if (s->paths.cap != cap || !s->labels) s->labels = ef_xrealloc(s->labels, sizeof(int32_t) * (size_t)s->paths.cap);
+  s->labels[s->paths.n - 1] = label;
+}
+
+// dir and every directory below it (full paths, in no particular order).
+static ef_status collect_dirs(const char *dir, str_list *out) {
+  push(out, xstrdup(dir));
+  str_list subs;
+  EF_TRY(list_dir(dir, 1, &subs));
+  ef_status st = EF_OK;
+  for (int64_t i = 0; st == EF_OK && i < subs.n; i++) {
+    char *sub = join(dir, subs.items[i]);
+    st = collect_dirs(sub, out);
     free(sub);
   }
-  free_list(&files), free_list(&dirs);
+  free_list(&subs);
+  return st;
+}
+
+// Appends the image files under a class directory with `label`, in torchvision's order
+// (sorted(os.walk(dir)): directories by path, then each one's files by name); counts the other
+// files in *other and remembers the first.
+static ef_status add_class(const char *dir, int label, sample_list *s, int64_t *other, char *first_other, size_t first_len) {
+  str_list dirs = {0};
+  ef_status st = collect_dirs(dir, &dirs);
+  if (dirs.n) qsort(dirs.items, (size_t)dirs.n, sizeof(char *), cmp_str);
+  for (int64_t d = 0; st == EF_OK && d < dirs.n; d++) {
+    str_list files;
+    if ((st = list_dir(dirs.items[d], 0, &files)) != EF_OK) break;
+    for (int64_t i = 0; i < files.n; i++) {
+      char *path = join(dirs.items[d], files.items[i]);
+      if (has_image_ext(files.items[i])) {
+        add_sample(s, path, label);
+      } else {
+        if ((*other)++ == 0) snprintf(first_other, first_len, "%s", path);
+        free(path);
+      }
+    }
+    free_list(&files);
+  }
+  free_list(&dirs);
   return st;
 }
 
 ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
   memset(out, 0, sizeof *out);
   if (!is_dir(root)) return EF_ERROR(EF_ERR_IO, "%s is not a directory: expected an ImageFolder root/<class>/<image>", root);
-  str_list classes, paths = {0};
+  str_list classes;
+  sample_list samples = {0};
   EF_TRY(list_dir(root, 1, &classes));
   ef_status st = EF_OK;
   if (classes.n == 0) st = EF_ERROR(EF_ERR_FORMAT, "%s has no class directories: expected root/<class>/<image>.jpg", root);
-  *out = (ef_dataset){.kind = EF_DATASET_FOLDER, .source = xstrdup(root)};
-  int64_t label_cap = 0, other = 0;
+  int64_t other = 0;
   char first_other[1024] = "";
   for (int64_t c = 0; st == EF_OK && c < classes.n; c++) {
     char *dir = join(root, classes.items[c]);
-    int64_t before = paths.n;
-    st = walk_class(dir, (int)c, out, &paths, &label_cap, &other, first_other, sizeof first_other);
-    if (st == EF_OK && paths.n == before)
+    int64_t before = samples.paths.n;
+    st = add_class(dir, (int)c, &samples, &other, first_other, sizeof first_other);
+    if (st == EF_OK && samples.paths.n == before)
       st = EF_ERROR(EF_ERR_FORMAT, "class directory %s holds no .jpg, .jpeg or .png file", dir);
     free(dir);
   }
-  out->paths = paths.items, out->n = paths.n;
-  out->num_classes = (int)classes.n, out->class_names = classes.items;
+  *out = (ef_dataset){.kind = EF_DATASET_FOLDER, .source = xstrdup(root), .n = samples.paths.n, .paths = samples.paths.items,
+                      .labels = samples.labels, .num_classes = (int)classes.n, .class_names = classes.items};
   if (st != EF_OK) {
     ef_dataset_free(out);
     return st;
@@ -299,8 +353,8 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out) {
   if (slash) *slash = 0;
   else strcpy(dir, ".");
   *out = (ef_dataset){.kind = EF_DATASET_LIST, .source = xstrdup(csv)};
-  str_list paths = {0};
-  int64_t cap = 0, lineno = 0;
+  sample_list samples = {0};
+  int64_t lineno = 0;
   ef_status st = EF_OK;
   char line[8192];
   int max_label = -1;
@@ -329,14 +383,12 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out) {
                     label_text);
       break;
     }
-    push(&paths, line[0] == '/' ? xstrdup(line) : join(dir, line));
-    if (paths.n > cap) out->labels = ef_xrealloc(out->labels, sizeof(int32_t) * (size_t)(cap = paths.cap));
-    out->labels[paths.n - 1] = (int32_t)label;
+    add_sample(&samples, line[0] == '/' ? xstrdup(line) : join(dir, line), (int32_t)label);
     if (label > max_label) max_label = (int)label;
   }
   fclose(f);
-  out->paths = paths.items, out->n = paths.n;
-  if (st == EF_OK && paths.n == 0) st = EF_ERROR(EF_ERR_FORMAT, "the file list %s has no samples", csv);
+  out->paths = samples.paths.items, out->n = samples.paths.n, out->labels = samples.labels;
+  if (st == EF_OK && out->n == 0) st = EF_ERROR(EF_ERR_FORMAT, "the file list %s has no samples", csv);
   if (st == EF_OK) {
     char *names_path = join(dir, "classes.txt");
     if (is_file(names_path)) {
@@ -395,7 +447,11 @@ ef_status ef_dataset_read_file(const ef_dataset *d, int64_t i, uint8_t **buf, si
   size_t size = (size_t)st.st_size;
   if (size > *cap) {
     free(*buf);
-    *buf = ef_xmalloc(size ? size : 1);
+    *cap = 0;
+    if (!(*buf = malloc(size))) {
+      fclose(f);
+      return EF_ERROR(EF_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, size);
+    }
     *cap = size;
   }
   size_t got = fread(*buf, 1, size, f);

@@ -44,6 +44,9 @@ struct ef_loader {
   worker_state *ws;      // (max(threads, 1))
   pthread_t *threads;
   int started;           // threads running
+  int sync_ready;        // mu and the condition variables exist
+  int order_ready;       // an epoch has been started
+  int epoch_reported;    // the end of the epoch has been reported
   pthread_mutex_t mu;
   pthread_cond_t work_cv, ready_cv;
   int64_t epoch, current, released, next_chunk, end_chunk;
@@ -51,6 +54,11 @@ struct ef_loader {
   atomic_llong skipped;
   atomic_uchar *warned;  // (n) a corrupt sample has been named once
 };
+
+// Empties a slot for its next batch (under the lock).
+static void slot_reset(slot *s) {
+  s->done = 0, s->status = EF_OK, s->filling = -1;
+}
 
 // ---- epoch order ---------------------------------------------------------------------------
 
@@ -187,11 +195,6 @@ static void *worker_main(void *arg) {
 
 // ---- the loader ------------------------------------------------------------------------------
 
-static void *aligned_alloc64(size_t bytes) {
-  void *p = NULL;
-  return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
-}
-
 ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   *out = NULL;
   ef_loader_config c = *cfg;
@@ -203,10 +206,13 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   if (cfg->world < 1 || cfg->rank < 0 || cfg->rank >= cfg->world)
     return EF_ERROR(EF_ERR_INVALID, "rank %d of world size %d: need 0 <= rank < world", cfg->rank, cfg->world);
   if (cfg->threads < 0 || cfg->threads > 256) return EF_ERROR(EF_ERR_INVALID, "%d loader threads: use 0 ... 256", cfg->threads);
+  if (cfg->prefetch < 0 || cfg->prefetch > 1024)
+    return EF_ERROR(EF_ERR_INVALID, "prefetch %d: use 0 (twice the threads) ... 1024 batches", cfg->prefetch);
+  if (!cfg->alloc != !cfg->free) return EF_ERROR(EF_ERR_INVALID, "the loader's batch allocator needs both alloc and free");
   if (d->n < 1) return EF_ERROR(EF_ERR_INVALID, "the dataset %s is empty", d->source);
   ef_loader *l = ef_xcalloc(1, sizeof *l);
   l->cfg = *cfg;
-  if (!l->cfg.alloc) l->cfg.alloc = aligned_alloc64, l->cfg.free = free;
+  if (!l->cfg.alloc) l->cfg.alloc = ef_aligned_alloc, l->cfg.free = free;
   l->per_rank = cfg->drop_last ? d->n / cfg->world : (d->n + cfg->world - 1) / cfg->world;
   l->batches = cfg->drop_last ? l->per_rank / cfg->batch : (l->per_rank + cfg->batch - 1) / cfg->batch;
   if (l->batches == 0) {
@@ -235,19 +241,23 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
                       l->sample_bytes * (size_t)cfg->batch);
     }
   }
-  pthread_mutex_init(&l->mu, NULL);
-  pthread_cond_init(&l->work_cv, NULL);
-  pthread_cond_init(&l->ready_cv, NULL);
+  int err = pthread_mutex_init(&l->mu, NULL);
+  if (!err && (err = pthread_cond_init(&l->work_cv, NULL)) != 0) pthread_mutex_destroy(&l->mu);
+  if (!err && (err = pthread_cond_init(&l->ready_cv, NULL)) != 0) pthread_cond_destroy(&l->work_cv), pthread_mutex_destroy(&l->mu);
+  if (err) {
+    ef_loader_free(l);
+    return EF_ERROR(EF_ERR_NOMEM, "cannot create the loader's lock: %s", strerror(err));
+  }
+  l->sync_ready = 1;
   l->threads = ef_xcalloc((size_t)cfg->threads + 1, sizeof(pthread_t));
   for (int i = 0; i < cfg->threads; i++) {
     void **arg = ef_xmalloc(2 * sizeof(void *));
     arg[0] = l, arg[1] = &l->ws[i];
-    int err = pthread_create(&l->threads[i], NULL, worker_main, arg);
-    if (err) {
+    if ((err = pthread_create(&l->threads[i], NULL, worker_main, arg)) != 0) {
       free(arg);
       ef_loader_free(l);
-      return EF_ERROR(EF_ERR_NOMEM, "cannot start loader thread %d of %d (error %d): use fewer --loader-threads", i + 1,
-                      cfg->threads, err);
+      return EF_ERROR(EF_ERR_NOMEM, "cannot start loader thread %d of %d (%s): use fewer loader threads", i + 1, cfg->threads,
+                      strerror(err));
     }
     l->started++;
   }
@@ -264,7 +274,7 @@ void ef_loader_free(ef_loader *l) {
     pthread_mutex_unlock(&l->mu);
     for (int i = 0; i < l->started; i++) pthread_join(l->threads[i], NULL);
   }
-  if (l->threads) {
+  if (l->sync_ready) {
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->work_cv);
     pthread_cond_destroy(&l->ready_cv);
@@ -290,11 +300,15 @@ ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first) {
     return EF_ERROR(EF_ERR_INVALID, "loader position epoch %lld batch %lld: an epoch has %lld batches", (long long)epoch,
                     (long long)first, (long long)l->batches);
   pthread_mutex_lock(&l->mu);
+  if (l->order_ready && epoch == l->epoch && first == l->released && l->current == first) {
+    pthread_mutex_unlock(&l->mu); // already there: keep what the workers have prepared
+    return EF_OK;
+  }
   l->end_chunk = l->next_chunk; // no new work; let the chunks in progress finish
   while (l->in_flight) pthread_cond_wait(&l->ready_cv, &l->mu);
   make_order(l, epoch);
-  for (int s = 0; s < l->depth; s++) l->slots[s].done = 0, l->slots[s].status = EF_OK, l->slots[s].filling = -1;
-  l->epoch = epoch, l->current = l->released = first;
+  for (int s = 0; s < l->depth; s++) slot_reset(&l->slots[s]);
+  l->epoch = epoch, l->current = l->released = first, l->order_ready = 1, l->epoch_reported = 0;
   l->next_chunk = first * l->chunks_per_batch, l->end_chunk = l->batches * l->chunks_per_batch;
   atomic_store(&l->skipped, 0);
   pthread_cond_broadcast(&l->work_cv);
@@ -306,16 +320,17 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
   *out = NULL;
   pthread_mutex_lock(&l->mu);
   if (l->released < l->current) { // hand the previous batch's slot back to the workers
-    slot *prev = &l->slots[l->released % l->depth];
-    prev->done = 0, prev->status = EF_OK, prev->filling = -1;
+    slot_reset(&l->slots[l->released % l->depth]);
     l->released = l->current;
     pthread_cond_broadcast(&l->work_cv);
   }
   int64_t b = l->current;
   if (b == l->batches) {
+    int report = !l->epoch_reported;
+    l->epoch_reported = 1;
     pthread_mutex_unlock(&l->mu);
     int64_t skipped = ef_loader_skipped(l);
-    if (skipped)
+    if (skipped && report)
       fprintf(stderr, "effnet: warning: epoch %lld skipped %lld corrupt images of %s (each named above)\n", (long long)l->epoch,
               (long long)skipped, l->cfg.data->source);
     return EF_OK;
@@ -338,7 +353,7 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
   ef_status st = s->status;
   l->current = b + 1;
   pthread_mutex_unlock(&l->mu);
-  if (st != EF_OK) return EF_ERROR(st, "%s", s->error);
+  if (st != EF_OK) return ef_error_pass(st, s->error);
   s->batch.epoch = l->epoch, s->batch.index = b, s->batch.n = n, s->batch.real = real;
   *out = &s->batch;
   return EF_OK;

@@ -26,8 +26,8 @@ typedef struct {
   uint64_t seed;
   int rank, world;           // this process's shard  [0, 1]
   int threads;               // worker threads; 0 transforms on the caller's thread
-  int prefetch;              // batches in flight ahead of the consumer  [2 * threads, at least 2]
-  // Batch memory: pinned host memory under CUDA; NULL means aligned malloc / free.
+  int prefetch;              // batches in the ring (1 ... 1024; 0: twice the threads, at least 2)
+  // Batch memory (both or neither): pinned host memory under CUDA; NULL: 64-byte aligned malloc.
   void *(*alloc)(size_t bytes);
   void (*free)(void *p);
 } ef_loader_config;
@@ -51,9 +51,11 @@ int64_t ef_loader_samples(const ef_loader *l);
 int64_t ef_loader_batches(const ef_loader *l);
 
 // Starts epoch `epoch` at batch `first` (0, or a checkpoint's position); any batches still being
-// prepared for the previous epoch are dropped.
+// prepared for another position are dropped. ef_loader_new starts (0, 0) already, so starting
+// there again before taking a batch keeps the work done meanwhile.
 ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first);
-// The next batch, or *b = NULL at the end of the epoch. The batch stays valid until the next call.
+// The next batch, or *b = NULL at the end of the epoch (the epoch's count of skipped images, if
+// any, is printed then). The batch stays valid until the next call of next, start or free.
 // A failed read or (with strict) a corrupt image returns its error.
 ef_status ef_loader_next(ef_loader *l, const ef_batch **b);
 // Corrupt images skipped so far in the current epoch (each was warned about once, by name).

@@ -26,7 +26,8 @@ ef_status ef_transform_validate(const ef_transform *t) {
   if (!(t->ratio[0] > 0 && t->ratio[0] <= t->ratio[1]))
     return EF_ERROR(EF_ERR_INVALID, "crop ratio %g-%g: need 0 < min <= max", t->ratio[0], t->ratio[1]);
   if (!(t->flip >= 0 && t->flip <= 1)) return EF_ERROR(EF_ERR_INVALID, "flip probability %g: use 0 ... 1", t->flip);
-  if (!(t->crop_pct > 0 && t->crop_pct <= 1)) return EF_ERROR(EF_ERR_INVALID, "crop fraction %g: use (0, 1]", t->crop_pct);
+  if (!(t->crop_pct > 0 && t->crop_pct <= 1 && t->size / t->crop_pct < 65536))
+    return EF_ERROR(EF_ERR_INVALID, "crop fraction %g: use (0, 1], with size / fraction below 65536", t->crop_pct);
   if (t->augment == EF_AUGMENT_RAND && (t->ra_n < 1 || t->ra_n > 16 || t->ra_m < 0 || t->ra_m > 30))
     return EF_ERROR(EF_ERR_INVALID, "RandAugment n=%d m=%d: use n in 1 ... 16 and m in 0 ... 30", t->ra_n, t->ra_m);
   for (int c = 0; c < t->channels; c++)
@@ -69,7 +70,7 @@ ef_crop ef_rrc_crop(int w, int h, const float scale[2], const float ratio[2], ef
   return (ef_crop){(w - cw) / 2, (h - ch) / 2, cw, ch};
 }
 
-void ef_eval_geometry(int w, int h, int size, float crop_pct, int *rw, int *rh, int *ox, int *oy) {
+void ef_eval_geometry(int w, int h, int size, double crop_pct, int *rw, int *rh, int *ox, int *oy) {
   int shorter = (int)floor((double)size / crop_pct);
   if (w <= h) *rw = shorter, *rh = (int)((double)shorter * h / w);
   else *rh = shorter, *rw = (int)((double)shorter * w / h);
@@ -114,17 +115,16 @@ static int axis_weights(double in0, double in1, int in_size, int out_size, int o
   double support = filters[interp].support * filterscale, ss = 1 / filterscale;
   int ksize = (int)ceil(support) * 2 + 1;
   coef_reserve(s, at + (size_t)count * (size_t)ksize);
-  double w[ksize];
   for (int i = 0; i < count; i++) {
     double center = in0 + (o0 + i + 0.5) * scale, total = 0;
     int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
     if (lo < 0) lo = 0;
     if (hi > in_size) hi = in_size;
     first[i] = lo, n[i] = hi - lo;
-    for (int x = 0; x < hi - lo; x++) total += w[x] = filters[interp].f((x + lo - center + 0.5) * ss);
+    for (int x = 0; x < hi - lo; x++) total += filters[interp].f((x + lo - center + 0.5) * ss);
     int32_t *k = s->coef + at + (size_t)i * ksize;
     for (int x = 0; x < ksize; x++) {
-      double v = x < hi - lo && total != 0 ? w[x] / total : 0;
+      double v = x < hi - lo && total != 0 ? filters[interp].f((x + lo - center + 0.5) * ss) / total : 0;
       k[x] = (int32_t)(v < 0 ? -0.5 + v * (1 << PRECISION_BITS) : 0.5 + v * (1 << PRECISION_BITS));
     }
   }

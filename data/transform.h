@@ -26,7 +26,7 @@ typedef struct {
   float flip;               // train: probability of a horizontal flip  [0.5]
   ef_augment_kind augment;  // train: after crop and flip  [none]
   int ra_n, ra_m;           // RandAugment: ops per image and magnitude  [2, 9]
-  float crop_pct;           // eval: centre crop over the resized shorter side  [0.875]
+  double crop_pct;          // eval: centre crop over the resized shorter side  [0.875]
   ef_interp interp;         // [bicubic, as the official code and timm]
   bool dct;                 // JPEG: decode at the smallest DCT scale 1/8, 1/4 or 1/2 that keeps the
                             // crop at least `size` pixels (faster for images over twice the output;
@@ -49,7 +49,7 @@ typedef struct { int x, y, w, h; } ef_crop;
 ef_crop ef_rrc_crop(int w, int h, const float scale[2], const float ratio[2], ef_rng_seq *rng);
 // The evaluation geometry as torchvision's Resize(floor(size/crop_pct)) + CenterCrop(size): the
 // size of the resized image (*rw, *rh) and the output window's offset in it (*ox, *oy).
-void ef_eval_geometry(int w, int h, int size, float crop_pct, int *rw, int *rh, int *ox, int *oy);
+void ef_eval_geometry(int w, int h, int size, double crop_pct, int *rw, int *rh, int *ox, int *oy);
 
 // Resamples `src` like PIL's Image.resize: the region (x0, y0, x1, y1) of src (float, in its
 // pixels) is scaled to out_w x out_h, reading only pixels inside the integer window

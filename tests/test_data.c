@@ -121,6 +121,14 @@ static void test_fashion_mnist(void) {
 
 // ---- CIFAR ----------------------------------------------------------------------------------
 
+static void write_text(const char *rel, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
 // Writes `count` CIFAR records to dir/name: label byte(s) then planar R, G, B with pixel
 // (y, x, c) = first + 3*(32*y + x) + c (mod 256), so the HWC order is checkable.
 static void write_cifar(const char *name, int label_bytes, int count, int first_label, int extra_bytes) {
@@ -164,6 +172,12 @@ static void test_cifar(void) {
   CHECK(d.pixels[3 * 3072 + (32 + 2) * 3 + 2] == (uint8_t)(1 + 3 * 34 + 2), "planar to HWC");
   ef_dataset_free(&d);
   CHECK(ef_dataset_open(c10, 0, &d) == EF_OK && d.n == 3 && d.labels[2] == 9, "CIFAR-10 test: %s", ef_last_error());
+  ef_dataset_free(&d);
+  write_text("cifar10/batches.meta.txt", "cat\ndog\n\n");
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "names 2 classes but the data has 10"),
+        "a short batches.meta.txt: %s", ef_last_error());
+  write_text("cifar10/batches.meta.txt", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n\n");
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_OK && !strcmp(d.class_names[9], "j"), "batches.meta.txt: %s", ef_last_error());
   ef_dataset_free(&d);
   write_cifar("cifar10/test_batch.bin", 1, 2, 9, 0); // labels 9, 10
   CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "record 1 has label 10"), "label 10: %s",
@@ -212,30 +226,36 @@ static void test_folder(void) {
   snprintf(root, sizeof root, "%s", subdir("folder"));
   subdir("folder/b"), subdir("folder/a"), subdir("folder/a/sub"), subdir("folder/.hidden");
   write_png("folder/b/x.png", 5, 4);
+  // torchvision's order within a class is sorted(os.walk): by directory path ("a" < "a/sub" <
+  // "a/sub-x" < "a/sub/deep", as '-' < '/'), then by file name.
+  subdir("folder/a/sub-x"), subdir("folder/a/sub/deep");
+  write_png("folder/a/sub-x/w.png", 2, 2);
+  write_png("folder/a/sub/deep/v.png", 2, 2);
   write_png("folder/a/y.JPG", 5, 4); // names only: the folder reader does not decode
   write_png("folder/a/sub/z.png", 5, 4);
   write_png("folder/a/notes.txt", 1, 1);
   ef_dataset d;
   CHECK(ef_dataset_open(root, 1, &d) == EF_OK, "%s", ef_last_error());
-  CHECK(d.kind == EF_DATASET_FOLDER && d.n == 3 && d.num_classes == 2 && !strcmp(d.class_names[0], "a") &&
+  CHECK(d.kind == EF_DATASET_FOLDER && d.n == 5 && d.num_classes == 2 && !strcmp(d.class_names[0], "a") &&
             !strcmp(d.class_names[1], "b"),
         "classes: %d, n %lld", d.num_classes, (long long)d.n);
-  CHECK(d.n == 3 && strstr(d.paths[0], "a/y.JPG") && strstr(d.paths[1], "a/sub/z.png") && strstr(d.paths[2], "b/x.png") &&
-            d.labels[0] == 0 && d.labels[1] == 0 && d.labels[2] == 1,
+  CHECK(d.n == 5 && strstr(d.paths[0], "a/y.JPG") && strstr(d.paths[1], "a/sub/z.png") && strstr(d.paths[2], "a/sub-x/w.png") &&
+            strstr(d.paths[3], "a/sub/deep/v.png") && strstr(d.paths[4], "b/x.png") && d.labels[0] == 0 && d.labels[3] == 0 &&
+            d.labels[4] == 1,
         "order of %lld files", (long long)d.n);
   uint8_t *buf = NULL;
   size_t cap = 0, len = 0;
-  CHECK(ef_dataset_read_file(&d, 2, &buf, &cap, &len) == EF_OK && len > 8 && !memcmp(buf, "\x89PNG", 4), "read: %s",
+  CHECK(ef_dataset_read_file(&d, 4, &buf, &cap, &len) == EF_OK && len > 8 && !memcmp(buf, "\x89PNG", 4), "read: %s",
         ef_last_error());
-  remove(d.paths[2]);
-  CHECK(ef_dataset_read_file(&d, 2, &buf, &cap, &len) == EF_ERR_IO && strstr(ef_last_error(), "b/x.png"), "vanished file: %s",
+  remove(d.paths[4]);
+  CHECK(ef_dataset_read_file(&d, 4, &buf, &cap, &len) == EF_ERR_IO && strstr(ef_last_error(), "b/x.png"), "vanished file: %s",
         ef_last_error());
   free(buf);
   ef_dataset_free(&d);
   // b/ is now empty: an error naming it.
   CHECK(ef_dataset_open(root, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "folder/b holds no"), "empty class: %s",
         ef_last_error());
-  CHECK(ef_dataset_open_folder(subdir("folder/a/sub"), &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "no class directories"),
+  CHECK(ef_dataset_open_folder(subdir("folder/a/sub-x"), &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "no class directories"),
         "no classes: %s", ef_last_error());
   CHECK(ef_dataset_open("/nonexistent/data", 1, &d) == EF_ERR_IO && strstr(ef_last_error(), "/nonexistent/data"),
         "missing root: %s", ef_last_error());
@@ -248,14 +268,6 @@ static void test_folder(void) {
   ef_dataset_free(&d);
   CHECK(ef_dataset_open(subdir("inet"), 1, &d) == EF_OK && d.n == 1 && d.num_classes == 1, "train split: %s", ef_last_error());
   ef_dataset_free(&d);
-}
-
-static void write_text(const char *rel, const char *text) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/%s", dir, rel);
-  FILE *f = fopen(path, "w");
-  fputs(text, f);
-  fclose(f);
 }
 
 static void test_list(void) {
@@ -279,6 +291,10 @@ static void test_list(void) {
   CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "label 3 but"), "label past classes.txt: %s",
         ef_last_error());
   write_text("list/l.csv", "a.png,0\nb.png,1\n");
+  write_text("list/classes.txt", "zero\n\none\n");
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "line 2 is empty"), "a nameless class: %s",
+        ef_last_error());
+  write_text("list/classes.txt", "zero\none\n\n\n"); // trailing blank lines are not classes
   CHECK(ef_dataset_open(path, 1, &d) == EF_OK && d.num_classes == 2 && !strcmp(d.class_names[1], "one"), "classes.txt: %s",
         ef_last_error());
   // The class list round trip (names with spaces and slashes survive).

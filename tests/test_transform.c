@@ -62,7 +62,7 @@ static void test_eval_geometry(void) {
   CHECK(rw == 227 && rh == 224 && ox == 2 && oy == 0, "227x224: %dx%d at %d,%d", rw, rh, ox, oy);
   ef_eval_geometry(28, 28, 28, 1.0f, &rw, &rh, &ox, &oy);
   CHECK(rw == 28 && rh == 28 && ox == 0 && oy == 0, "28x28 crop_pct 1: %dx%d at %d,%d", rw, rh, ox, oy);
-  ef_eval_geometry(600, 600, 380, 0.922f, &rw, &rh, &ox, &oy); // B4's crop: floor(380/0.922) = 412
+  ef_eval_geometry(600, 600, 380, 0.922, &rw, &rh, &ox, &oy); // B4's crop: floor(380/0.922) = 412
   CHECK(rw == 412 && rh == 412 && ox == 16 && oy == 16, "B4: %dx%d at %d,%d", rw, rh, ox, oy);
 }
 

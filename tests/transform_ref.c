@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
   }
   ef_transform t = ef_transform_defaults(!strcmp(argv[1], "train"), atoi(argv[2]), atoi(argv[3]));
   t.interp = !strcmp(argv[4], "bilinear") ? EF_INTERP_BILINEAR : EF_INTERP_BICUBIC;
-  t.crop_pct = (float)atof(argv[5]);
+  t.crop_pct = atof(argv[5]);
   int w = atoi(argv[9]), h = atoi(argv[10]), c = atoi(argv[11]);
   size_t n = (size_t)w * h * c;
   uint8_t *px = malloc(n);

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
@@ -25,12 +24,6 @@ static void bench_usage(FILE *f) {
           "  --threads N           CPU threads (0: one per core)  [0]\n"
           "  --profile             time per op kind over the timed steps\n");
   ef_model_args_usage(f);
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -86,9 +79,9 @@ int ef_cmd_bench(int argc, char **argv) {
   double *ms = ef_xmalloc(sizeof(double) * (size_t)iters);
   for (long i = 0; i < warmup + iters; i++) {
     if (training) ef_store_zero_grads(s);
-    double t0 = now_ms();
+    double t0 = 1e3 * ef_seconds();
     ef_plan_run(p, &(ef_run_ctx){.step = (uint32_t)i});
-    if (i >= warmup) ms[i - warmup] = now_ms() - t0;
+    if (i >= warmup) ms[i - warmup] = 1e3 * ef_seconds() - t0;
   }
   qsort(ms, (size_t)iters, sizeof(double), cmp_double);
   double median = ms[iters / 2], p99 = ms[(long)((double)(iters - 1) * 0.99 + 0.5)];

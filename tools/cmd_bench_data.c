@@ -3,12 +3,12 @@
 // generates itself (500x375, quality 90), for the evaluation transform and the training
 // transform with and without AutoAugment. scripts/bench_data_vs_torch.sh runs torchvision's
 // DataLoader beside it on the same files.
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "core/philox.h"
 #include "data/encode.h"
@@ -30,12 +30,6 @@ static void usage(FILE *f) {
           "  --batch N         images per batch  [32]\n"
           "  --size N          output resolution  [224]\n"
           "  --exact           no DCT-domain downscaling (pixels equal torchvision's)\n");
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // An ImageNet-like picture: smooth colour fields, a few discs and fine texture, so that JPEG
@@ -65,14 +59,16 @@ static ef_status generate(const char *cache, long count) {
   snprintf(path, sizeof path, "%s/.effnet-bench-%ld", cache, count);
   struct stat st;
   if (stat(path, &st) == 0) return EF_OK;
-  mkdir(cache, 0755);
+  if (mkdir(cache, 0755) != 0 && errno != EEXIST)
+    return EF_ERROR(EF_ERR_IO, "cannot create %s: %s (choose another with --cache)", cache, strerror(errno));
   ef_image im = {0};
   ef_image_reshape(&im, 500, 375, 3);
   size_t total = 0;
   ef_status s = EF_OK;
   for (long i = 0; i < count && s == EF_OK; i++) {
     snprintf(path, sizeof path, "%s/class%ld", cache, i % 8);
-    if (mkdir(path, 0755) != 0 && stat(path, &st) != 0) s = EF_ERROR(EF_ERR_IO, "cannot create %s", path);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      s = EF_ERROR(EF_ERR_IO, "cannot create %s: %s (choose another --cache)", path, strerror(errno));
     synthesize(&im, 7, (uint32_t)i);
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -103,11 +99,11 @@ static ef_status time_transform(const ef_dataset *d, const char *name, long thre
   double t0 = 0;
   long images = 0;
   for (long i = 0; st == EF_OK; i++) {
-    if (i == 2) t0 = now_s(), images = 0;
+    if (i == 2) t0 = ef_seconds(), images = 0;
     if ((st = ef_loader_next(l, &b)) != EF_OK || !b) break;
     images += b->n;
   }
-  double secs = now_s() - t0;
+  double secs = ef_seconds() - t0;
   long skipped = (long)ef_loader_skipped(l);
   ef_loader_free(l);
   EF_TRY(st);

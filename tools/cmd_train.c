@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/cpu/cpu.h"
 #include "core/philox.h"
@@ -37,8 +36,9 @@ static void train_usage(FILE *f) {
           "                       [" EF_FASHION_MNIST_DIR "]\n"
           "  --image-size N       training resolution (0: the images' own size for IDX and CIFAR,\n"
           "                       the model's for image files)  [0]\n"
-          "  --augment A          none (resize only), crop (random-resized crop + flip), autoaugment\n"
-          "                       or randaugment (crop + flip + policy)  [none]\n"
+          "  --augment A          none (the evaluation geometry: resize, centre crop), crop\n"
+          "                       (random-resized crop + flip), autoaugment or randaugment\n"
+          "                       (crop + flip + the policy)  [none]\n"
           "  --loader-threads N   threads decoding and augmenting ahead of the step  [1]\n"
           "  --epochs N           passes over the training set  [10]\n"
           "  --batch N            images per step  [64]\n"
@@ -84,12 +84,6 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
     return 2;
   }
   return 0;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // Per-channel mean and standard deviation of an in-memory dataset's pixels (in [0, 1]), the
@@ -150,8 +144,8 @@ static void destroy(model_graph *m) {
   ef_graph_free(m->g);
 }
 
-// Top-1 accuracy of the evaluation graph over one pass of the loader (a short last batch is
-// padded with zeros and only its real samples count).
+// Top-1 accuracy of the evaluation graph over one pass of the loader (the graph's batch is fixed:
+// a short last batch fills its first rows, and only its real samples count).
 static ef_status evaluate(model_graph *m, ef_loader *l, const ef_transform *t, int64_t batch, int64_t classes, double *acc) {
   size_t sample = (size_t)t->size * t->size * t->channels;
   float *images = ef_xcalloc(sample * (size_t)batch, sizeof(float)), *logits = ef_xmalloc(sizeof(float) * (size_t)(batch * classes));
@@ -172,11 +166,16 @@ static ef_status evaluate(model_graph *m, ef_loader *l, const ef_transform *t, i
 }
 
 // The training and evaluation transforms for the data and the flags.
-static void transforms(const train_opts *o, const ef_dataset *d, ef_transform *train, ef_transform *eval) {
+// The training and evaluation transforms for the data and the flags; 2 after a message when the
+// image size cannot be chosen.
+static int transforms(const train_opts *o, const ef_dataset *d, ef_transform *train, ef_transform *eval) {
   int size = (int)o->image_size, channels = d->pixels ? d->c : 3;
+  ef_effnet_config cfg;
+  if (!size && d->pixels) size = d->h;
+  if (!size && ef_effnet_preset(o->model, &cfg) == EF_OK) size = (int)cfg.resolution;
   if (!size) {
-    ef_effnet_config cfg;
-    size = d->pixels || ef_effnet_preset(o->model, &cfg) != EF_OK ? d->h : (int)cfg.resolution;
+    fprintf(stderr, "effnet train: --model %s on image files needs --image-size\n", o->model);
+    return 2;
   }
   *train = ef_transform_defaults(strcmp(o->augment, "none") != 0, size, channels);
   *eval = ef_transform_defaults(false, size, channels);
@@ -187,6 +186,7 @@ static void transforms(const train_opts *o, const ef_dataset *d, ef_transform *t
   }
   if (!strcmp(o->augment, "autoaugment")) train->augment = EF_AUGMENT_AUTO;
   if (!strcmp(o->augment, "randaugment")) train->augment = EF_AUGMENT_RAND;
+  return 0;
 }
 
 int ef_cmd_train(int argc, char **argv) {
@@ -209,12 +209,15 @@ int ef_cmd_train(int argc, char **argv) {
   int64_t all_train = train.n;
   if (o.limit && o.limit < train.n) train.n = o.limit;
   int64_t classes = train.num_classes;
+  // Evaluation is strict: a corrupt test image is an error, not a duplicate in the accuracy.
   ef_loader_config lc = {.data = &train, .batch = (int)o.batch, .shuffle = true, .drop_last = true, .as_float = true,
                          .seed = o.seed, .threads = (int)o.loader_threads};
-  transforms(&o, &train, &lc.transform, &(ef_transform){0});
   ef_loader_config ec = lc;
-  ec.data = &test, ec.shuffle = false, ec.drop_last = false;
-  transforms(&o, &train, &(ef_transform){0}, &ec.transform);
+  ec.data = &test, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
+  if ((rc = transforms(&o, &train, &lc.transform, &ec.transform)) != 0) {
+    ef_dataset_free(&train), ef_dataset_free(&test);
+    return rc;
+  }
   ef_loader *train_loader = NULL, *test_loader = NULL;
   ef_backend *be = NULL;
   ef_store *store = NULL;
@@ -244,6 +247,12 @@ int ef_cmd_train(int argc, char **argv) {
   printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %lld classes)\n", o.model,
          store->numel[0], o.data, (long long)train.n, (long long)test.n, (long long)classes);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, o.loader_threads);
+  if (train.kind == EF_DATASET_FOLDER && !strcmp(train.source, test.source))
+    printf("  note: %s has no separate test split (train/ and val/ folders), so the test accuracy below is measured"
+           " on the training images\n", o.data);
+  if (train.kind == EF_DATASET_LIST)
+    printf("  note: a file list has no separate test split, so the test accuracy below is measured on the training"
+           " images\n");
   printf("  epochs %ld, batch %ld, %lld steps/epoch, SGD lr %g momentum %g weight decay %g, label smoothing %g, dropout %g,"
          " seed %llu, %d threads\n",
          o.epochs, o.batch, (long long)steps, o.lr, o.momentum, o.weight_decay, o.smoothing, o.dropout, o.seed,
@@ -252,10 +261,10 @@ int ef_cmd_train(int argc, char **argv) {
          (double)tr.plan->naive_bytes / 1048576.0);
 
   float *logits = ef_xmalloc(sizeof(float) * (size_t)(o.batch * classes));
-  double t_start = now_s();
+  double t_start = ef_seconds();
   uint32_t step = 0;
   for (long epoch = 0; epoch < o.epochs; epoch++) {
-    double loss_sum = 0, t_log = now_s();
+    double loss_sum = 0, t_log = ef_seconds();
     int64_t correct = 0, seen = 0, since = 0, s = 0;
     const ef_batch *b;
     ef_status st = ef_loader_start(train_loader, epoch, 0);
@@ -275,7 +284,7 @@ int ef_cmd_train(int argc, char **argv) {
       for (int64_t i = 0; i < o.batch; i++) correct += argmax(logits + i * classes, classes) == b->labels[i];
       loss_sum += loss, seen += o.batch, since += o.batch;
       if ((s + 1) % o.log_every == 0 || s + 1 == steps) {
-        double t = now_s();
+        double t = ef_seconds();
         printf("epoch %ld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  %.0f images/s\n", epoch + 1, o.epochs,
                (long long)(s + 1), (long long)steps, loss_sum / (double)(s + 1), 100.0 * (double)correct / (double)seen,
                (double)since / (t - t_log));
@@ -290,7 +299,7 @@ int ef_cmd_train(int argc, char **argv) {
       goto free_buffers;
     }
     printf("epoch %ld/%ld  test accuracy %.2f%% (%lld images)  %.1f s elapsed\n", epoch + 1, o.epochs, 100.0 * acc,
-           (long long)test.n, now_s() - t_start);
+           (long long)test.n, ef_seconds() - t_start);
   }
   if (o.profile) ef_plan_profile_print(tr.plan, stdout);
   rc = 0;

@@ -3,6 +3,15 @@
 #ifndef EF_TOOLS_EFFNET_H
 #define EF_TOOLS_EFFNET_H
 
+#include <time.h>
+
+// Seconds on the monotonic clock, for the commands' timings.
+static inline double ef_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int ef_cmd_train(int argc, char **argv);
 int ef_cmd_info(int argc, char **argv);
 int ef_cmd_import(int argc, char **argv);

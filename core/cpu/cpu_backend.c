@@ -72,8 +72,7 @@ static void cpu_compute(ef_backend *be, const ef_tensor *node, void *state, void
 
 static void *cpu_alloc(ef_backend *be, size_t bytes) {
   (void)be;
-  void *p = NULL;
-  return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
+  return ef_aligned_alloc(bytes);
 }
 
 static void cpu_free(ef_backend *be, void *p) {
