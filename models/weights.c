@@ -101,14 +101,35 @@ static herr_t write_dataset(hid_t grp, const char *name, hid_t file_type, hid_t 
   return st;
 }
 
-static herr_t write_model(hid_t f, const ef_store *s) {
-  hid_t grp = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+// Whether a set holds entry e: the model and sets with a state array hold every entry, the
+// others the trainable ones.
+static bool set_holds(const ef_tensor_set *set, const ef_store_entry *e) { return e->trainable || !set->param || set->state; }
+
+// Entry i's values in the set (our layout) into dst.
+static void set_read(const ef_store *s, const ef_tensor_set *set, int i, float *dst) {
+  const ef_store_entry *e = &s->entries[i];
+  if (!set->param) ef_store_read(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, dst);
+  else memcpy(dst, (e->trainable ? set->param : set->state) + e->offset, e->numel * sizeof(float));
+}
+
+static void set_write(ef_store *s, const ef_tensor_set *set, int i, const float *src) {
+  const ef_store_entry *e = &s->entries[i];
+  if (!set->param) ef_store_write(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, src);
+  else memcpy((e->trainable ? set->param : set->state) + e->offset, src, e->numel * sizeof(float));
+}
+
+static herr_t write_set(hid_t f, const ef_store *s, const ef_tensor_set *set) {
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1); // "optimizer/momentum" creates /optimizer too
+  hid_t grp = H5Gcreate2(f, set->group, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
   if (grp < 0) return -1;
   herr_t st = 0;
   for (int i = 0; i < s->n && st >= 0; i++) {
     const ef_store_entry *e = &s->entries[i];
+    if (!set_holds(set, e)) continue;
     float *ours = ef_xmalloc(e->numel * sizeof(float)), *torch = ef_xmalloc(e->numel * sizeof(float));
-    ef_store_read(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, ours);
+    set_read(s, set, i, ours);
     convert_layout(e, ours, torch, true);
     hsize_t dims[EF_MAX_DIMS];
     int nd = torch_dims(e, dims);
@@ -127,6 +148,17 @@ static herr_t write_model(hid_t f, const ef_store *s) {
   return st;
 }
 
+static herr_t write_attrs(hid_t f, const ef_attr *attrs, int n) {
+  herr_t st = 0;
+  for (int i = 0; i < n && st >= 0; i++) {
+    const ef_attr *a = &attrs[i];
+    if (a->kind == EF_ATTR_INT) st = write_attr(f, a->name, H5T_STD_I64LE, H5T_NATIVE_INT64, &a->i);
+    else if (a->kind == EF_ATTR_DOUBLE) st = attr_double(f, a->name, a->d);
+    else st = attr_string(f, a->name, a->s);
+  }
+  return st;
+}
+
 // fsync a file or folder by path.
 static int sync_path(const char *path, bool dir) {
   int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
@@ -137,6 +169,11 @@ static int sync_path(const char *path, bool dir) {
 }
 
 ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_config *cfg) {
+  return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL}, 1, NULL, 0);
+}
+
+ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
+                               int nsets, const ef_attr *attrs, int nattrs) {
   quiet_hdf5();
   char tmp[4096], dir[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -149,7 +186,8 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
   herr_t st = attr_string(f, "format", "effnet");
   if (st >= 0) st = attr_int(f, "format_version", EF_WEIGHTS_FORMAT_VERSION);
   if (st >= 0 && cfg) st = write_config(f, cfg);
-  if (st >= 0) st = write_model(f, s);
+  if (st >= 0) st = write_attrs(f, attrs, nattrs);
+  for (int i = 0; i < nsets && st >= 0; i++) st = write_set(f, s, &sets[i]);
   if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL);
   if (H5Fclose(f) < 0) st = -1;
   if (st < 0 || sync_path(tmp, false) != 0) {
@@ -172,8 +210,8 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
 static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v);
 static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len);
 
-// Opens a weights file, checks its format attributes, and opens its /model group.
-static ef_status open_model(const char *path, hid_t *f, hid_t *grp) {
+// Opens a weights file and checks its format attributes.
+static ef_status open_weights(const char *path, hid_t *f) {
   quiet_hdf5();
   if (access(path, R_OK) != 0) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   if (H5Fis_hdf5(path) <= 0) return EF_ERROR(EF_ERR_FORMAT, "%s is not an HDF5 file (or is truncated)", path);
@@ -191,8 +229,7 @@ static ef_status open_model(const char *path, hid_t *f, hid_t *grp) {
     return EF_ERROR(EF_ERR_FORMAT, "%s has format version %d; this effnet reads up to %d (update effnet)", path, version,
                     EF_WEIGHTS_FORMAT_VERSION);
   }
-  *grp = H5Gopen2(*f, "model", H5P_DEFAULT);
-  if (*grp < 0) {
+  if (H5Lexists(*f, "model", H5P_DEFAULT) <= 0) {
     H5Fclose(*f);
     return EF_ERROR(EF_ERR_FORMAT, "%s has no /model group: it is not an effnet weights file", path);
   }
@@ -249,9 +286,8 @@ static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len)
 }
 
 ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
-  hid_t f, grp;
-  EF_TRY(open_model(path, &f, &grp));
-  H5Gclose(grp);
+  hid_t f;
+  EF_TRY(open_weights(path, &f));
   memset(c, 0, sizeof *c);
   double dropout = 0, drop_path = 0, eps = 0, momentum = 0;
   char padding[16] = "";
@@ -295,6 +331,7 @@ static void add_problem(problems *p, const char *fmt, ...) {
 
 typedef struct {
   const ef_store *s;
+  const ef_tensor_set *set;
   problems *p;
 } unexpected_ctx;
 
@@ -302,25 +339,26 @@ static herr_t check_unexpected(hid_t grp, const char *name, const H5L_info_t *in
   (void)grp, (void)info;
   unexpected_ctx *u = data;
   const char *nbt = suffix(name, ".num_batches_tracked");
-  bool known = ef_store_find(u->s, name) >= 0;
-  if (nbt) { // BatchNorm's counter: expected where the model has that batch norm
-    char mean[EF_NAME_LEN + 32];
-    snprintf(mean, sizeof mean, "%.*s.running_mean", (int)(nbt - name), name);
-    known = ef_store_find(u->s, mean) >= 0;
-  }
-  if (!known) add_problem(u->p, "\n  unexpected: %s", name);
+  char base[EF_NAME_LEN + 32];
+  // BatchNorm's counter: expected where the set holds that batch norm's running mean.
+  if (nbt) snprintf(base, sizeof base, "%.*s.running_mean", (int)(nbt - name), name);
+  int i = ef_store_find(u->s, nbt ? base : name);
+  if (i < 0 || !set_holds(u->set, &u->s->entries[i])) add_problem(u->p, "\n  unexpected: /%s/%s", u->set->group, name);
   return 0;
 }
 
-ef_status ef_weights_load(const char *path, ef_store *s) {
-  hid_t f, grp;
-  EF_TRY(open_model(path, &f, &grp));
-  problems p = {.used = 0};
-  // Every entry present with its shape.
+// Adds to p every missing, mis-shaped and unexpected tensor of one set in the file.
+static void check_set(hid_t f, const ef_store *s, const ef_tensor_set *set, problems *p) {
+  hid_t grp = H5Lexists(f, set->group, H5P_DEFAULT) > 0 ? H5Gopen2(f, set->group, H5P_DEFAULT) : -1;
+  if (grp < 0) {
+    add_problem(p, "\n  missing: the group /%s", set->group);
+    return;
+  }
   for (int i = 0; i < s->n; i++) {
     const ef_store_entry *e = &s->entries[i];
+    if (!set_holds(set, e)) continue;
     if (H5Lexists(grp, e->name, H5P_DEFAULT) <= 0) {
-      add_problem(&p, "\n  missing: %s", e->name);
+      add_problem(p, "\n  missing: /%s/%s", set->group, e->name);
       continue;
     }
     hid_t d = H5Dopen2(grp, e->name, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
@@ -333,39 +371,77 @@ ef_status ef_weights_load(const char *path, ef_store *s) {
       char a[96] = "", b[96] = "";
       for (int k = 0; k < nd_want; k++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%llu", k ? "," : "", (unsigned long long)want[k]);
       for (int k = 0; k < nd_got && k < 8; k++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%llu", k ? "," : "", (unsigned long long)got[k]);
-      add_problem(&p, "\n  mis-shaped: %s is (%s) in the file, the model needs (%s)", e->name, b, a);
+      add_problem(p, "\n  mis-shaped: /%s/%s is (%s) in the file, the model needs (%s)", set->group, e->name, b, a);
     }
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
   }
-  unexpected_ctx u = {s, &p};
+  unexpected_ctx u = {s, set, p};
   if (H5Literate(grp, H5_INDEX_NAME, H5_ITER_INC, NULL, check_unexpected, &u) < 0)
-    add_problem(&p, "\n  the list of tensors in /model cannot be read (corrupt file?)");
-  if (p.count) {
-    H5Gclose(grp), H5Fclose(f);
-    return EF_ERROR(EF_ERR_FORMAT, "%s does not fit this model (%d problem%s%s):%s", path, p.count, p.count > 1 ? "s" : "",
-                    p.count > 40 ? ", the first 40 listed" : "", p.text);
-  }
-  // Read everything before changing anything.
-  float **vals = ef_xcalloc((size_t)s->n, sizeof(float *));
-  ef_status st = EF_OK;
+    add_problem(p, "\n  the list of tensors in /%s cannot be read (corrupt file?)", set->group);
+  H5Gclose(grp);
+}
+
+// Reads one set's tensors (our layout) into vals[i] for the entries it holds.
+static ef_status read_set(const char *path, hid_t f, const ef_store *s, const ef_tensor_set *set, float **vals) {
+  hid_t grp = H5Gopen2(f, set->group, H5P_DEFAULT);
+  ef_status st = grp < 0 ? EF_ERROR(EF_ERR_FORMAT, "%s: cannot open /%s", path, set->group) : EF_OK;
   for (int i = 0; i < s->n && st == EF_OK; i++) {
     const ef_store_entry *e = &s->entries[i];
+    if (!set_holds(set, e)) continue;
     float *torch = ef_xmalloc(e->numel * sizeof(float));
     vals[i] = ef_xmalloc(e->numel * sizeof(float));
     hid_t d = H5Dopen2(grp, e->name, H5P_DEFAULT);
     if (d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, torch) < 0)
-      st = EF_ERROR(EF_ERR_FORMAT, "%s: cannot read %s (truncated or corrupt file?)", path, e->name);
+      st = EF_ERROR(EF_ERR_FORMAT, "%s: cannot read /%s/%s (truncated or corrupt file?)", path, set->group, e->name);
     if (d >= 0) H5Dclose(d);
     convert_layout(e, torch, vals[i], false);
     free(torch);
   }
-  H5Gclose(grp);
-  H5Fclose(f);
-  for (int i = 0; i < s->n; i++) {
-    if (st == EF_OK) ef_store_write(s, i, s->entries[i].trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
-    free(vals[i]);
+  if (grp >= 0) H5Gclose(grp);
+  return st;
+}
+
+ef_status ef_weights_load(const char *path, ef_store *s) {
+  return ef_weights_load_sets(path, s, &(ef_tensor_set){"model", NULL, NULL}, 1);
+}
+
+ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_set *sets, int nsets) {
+  hid_t f;
+  EF_TRY(open_weights(path, &f));
+  problems p = {.used = 0};
+  for (int k = 0; k < nsets; k++) check_set(f, s, &sets[k], &p);
+  if (p.count) {
+    H5Fclose(f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s does not fit this model (%d problem%s%s):%s", path, p.count, p.count > 1 ? "s" : "",
+                    p.count > 40 ? ", the first 40 listed" : "", p.text);
   }
+  // Read everything before changing anything.
+  float **vals = ef_xcalloc((size_t)s->n * (size_t)nsets, sizeof(float *));
+  ef_status st = EF_OK;
+  for (int k = 0; k < nsets && st == EF_OK; k++) st = read_set(path, f, s, &sets[k], vals + (size_t)k * s->n);
+  H5Fclose(f);
+  for (int k = 0; k < nsets; k++)
+    for (int i = 0; i < s->n; i++) {
+      float *v = vals[(size_t)k * s->n + i];
+      if (st == EF_OK && v) set_write(s, &sets[k], i, v);
+      free(v);
+    }
   free(vals);
+  return st;
+}
+
+ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
+  hid_t f;
+  EF_TRY(open_weights(path, &f));
+  ef_status st = EF_OK;
+  for (int i = 0; i < nattrs && st == EF_OK; i++) {
+    ef_attr *a = &attrs[i];
+    herr_t h = a->kind == EF_ATTR_INT      ? read_attr(f, a->name, H5T_NATIVE_INT64, &a->i)
+               : a->kind == EF_ATTR_DOUBLE ? read_attr(f, a->name, H5T_NATIVE_DOUBLE, &a->d)
+                                           : read_attr_string(f, a->name, a->s, sizeof a->s);
+    if (h < 0) st = EF_ERROR(EF_ERR_FORMAT, "%s has no attribute '%s' of the expected kind: is it a training checkpoint?", path, a->name);
+  }
+  H5Fclose(f);
   return st;
 }

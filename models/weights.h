@@ -6,6 +6,8 @@
 #ifndef EF_MODELS_WEIGHTS_H
 #define EF_MODELS_WEIGHTS_H
 
+#include <stdint.h>
+
 #include "core/store.h"
 #include "models/efficientnet.h"
 
@@ -22,5 +24,33 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *cfg);
 // Loads every entry of the store from `path`. Fails, changing nothing, with one message naming
 // every missing, unexpected and mis-shaped tensor (or why the file cannot be read).
 ef_status ef_weights_load(const char *path, ef_store *s);
+
+// Tensors shaped like the store's entries but held elsewhere in host memory (an EMA's shadow, an
+// optimizer's slot), kept in the group /<group>/<entry name> in /model's layout. `param` holds
+// values at the PARAM arena's offsets; `state` at the STATE arena's, or NULL when the set covers
+// the trainable entries only. The set {"model", NULL, NULL} is the store itself.
+typedef struct {
+  const char *group;
+  float *param, *state;
+} ef_tensor_set;
+
+// A root attribute: an integer, a number or a string.
+typedef enum { EF_ATTR_INT, EF_ATTR_DOUBLE, EF_ATTR_STRING } ef_attr_kind;
+typedef struct {
+  const char *name;
+  ef_attr_kind kind;
+  int64_t i;
+  double d;
+  char s[4096];
+} ef_attr;
+
+// ef_weights_save with more groups (after /model) and more root attributes, in one atomic write.
+ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
+                               int nsets, const ef_attr *attrs, int nattrs);
+// Loads the sets (the model's included, when listed), checking every one before changing any.
+ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_set *sets, int nsets);
+// Reads root attributes by name and kind into attrs[i] (strings into .s); a missing or mistyped
+// one is an error naming it.
+ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs);
 
 #endif

@@ -2,7 +2,8 @@
 // configuration; conv weights are stored OIHW; loading into another architecture, a truncated
 // file, a file that is not HDF5, an HDF5 file of another kind or a newer version, and a missing
 // file each fail with a message that says which, changing nothing; a save that cannot complete
-// leaves the previous file as it was.
+// leaves the previous file as it was. Extra tensor sets (an EMA, optimizer slots) and root
+// attributes round-trip, and a file missing one, or holding it for other entries, fails whole.
 #include <hdf5.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -81,11 +82,11 @@ static void test_bad_files(void) {
   ef_store *s0 = model_store(&b0, 1), *s1 = model_store(&b1, 1);
   CHECK(ef_weights_save(path("b1.h5"), s1, &b1) == EF_OK, "%s", ef_last_error());
   // Another architecture: B1 has more blocks than B0 and, with 10 classes, another classifier.
-  expect_load_error("b1 into b0", path("b1.h5"), s0, EF_ERR_FORMAT, "unexpected: blocks.0.1.conv_dw.weight");
+  expect_load_error("b1 into b0", path("b1.h5"), s0, EF_ERR_FORMAT, "unexpected: /model/blocks.0.1.conv_dw.weight");
   b0.num_classes = 10;
   ef_store *s10 = model_store(&b0, 1);
   expect_load_error("1000 classes into 10", path("b1.h5"), s10, EF_ERR_FORMAT,
-                    "mis-shaped: classifier.weight is (1000,1280) in the file, the model needs (10,1280)");
+                    "mis-shaped: /model/classifier.weight is (1000,1280) in the file, the model needs (10,1280)");
   ef_store_free(s10);
   // Truncated: the first half of a good file.
   CHECK(ef_weights_save(path("b0.h5"), s0, &b0) == EF_OK, "%s", ef_last_error());
@@ -195,6 +196,54 @@ static void test_failed_save_keeps_previous(void) {
   ef_store_free(s);
 }
 
+// Sets beside the model: an EMA (params and state) and an optimizer slot (trainable entries only).
+static void test_sets_and_attrs(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b0", &cfg);
+  cfg.num_classes = 5;
+  ef_store *a = model_store(&cfg, 3), *b = model_store(&cfg, 4);
+  size_t np = a->numel[0], ns = a->numel[1];
+  float *ema_p = malloc(np * sizeof(float)), *ema_s = malloc(ns * sizeof(float)), *mom = malloc(np * sizeof(float));
+  float *ema_p2 = calloc(np, sizeof(float)), *ema_s2 = calloc(ns, sizeof(float)), *mom2 = calloc(np, sizeof(float));
+  for (size_t i = 0; i < np; i++) ema_p[i] = (float)i * 1e-6f, mom[i] = -(float)i * 1e-7f;
+  for (size_t i = 0; i < ns; i++) ema_s[i] = 2.0f + (float)i;
+  ef_tensor_set sets[] = {{"model", NULL, NULL}, {"ema", ema_p, ema_s}, {"optimizer/momentum", mom, NULL}};
+  ef_attr attrs[3] = {{.name = "step", .kind = EF_ATTR_INT, .i = 1234567890123LL},
+                      {.name = "lr", .kind = EF_ATTR_DOUBLE, .d = 0.016},
+                      {.name = "train_config", .kind = EF_ATTR_STRING}};
+  snprintf(attrs[2].s, sizeof attrs[2].s, "{\"optimizer\": \"rmsprop\"}");
+  CHECK(ef_weights_save_sets(path("ckpt.h5"), a, &cfg, sets, 3, attrs, 3) == EF_OK, "%s", ef_last_error());
+  ef_tensor_set back[] = {{"model", NULL, NULL}, {"ema", ema_p2, ema_s2}, {"optimizer/momentum", mom2, NULL}};
+  CHECK(ef_weights_load_sets(path("ckpt.h5"), b, back, 3) == EF_OK, "%s", ef_last_error());
+  CHECK(same_values(a, b) && !memcmp(ema_p, ema_p2, np * 4) && !memcmp(ema_s, ema_s2, ns * 4) && !memcmp(mom, mom2, np * 4),
+        "sets round trip");
+  ef_attr read[3] = {{.name = "step", .kind = EF_ATTR_INT}, {.name = "lr", .kind = EF_ATTR_DOUBLE},
+                     {.name = "train_config", .kind = EF_ATTR_STRING}};
+  CHECK(ef_weights_read_attrs(path("ckpt.h5"), read, 3) == EF_OK && read[0].i == 1234567890123LL && read[1].d == 0.016 &&
+            !strcmp(read[2].s, attrs[2].s),
+        "attributes: %s", ef_last_error());
+  ef_attr missing = {.name = "epoch", .kind = EF_ATTR_INT};
+  CHECK(ef_weights_read_attrs(path("ckpt.h5"), &missing, 1) == EF_ERR_FORMAT && strstr(ef_last_error(), "'epoch'"),
+        "a missing attribute: %s", ef_last_error());
+  // A plain weights file has no EMA: nothing of b changes.
+  ef_store_initialize(b, 9);
+  ef_store *before = model_store(&cfg, 9);
+  memcpy(before->mem[EF_ARENA_STATE], b->mem[EF_ARENA_STATE], ns * sizeof(float));
+  CHECK(same_values(b, before), "the snapshot");
+  CHECK(ef_weights_save(path("plain.h5"), a, &cfg) == EF_OK, "%s", ef_last_error());
+  ef_status st = ef_weights_load_sets(path("plain.h5"), b, back, 3);
+  CHECK(st == EF_ERR_FORMAT && strstr(ef_last_error(), "missing: the group /ema") && strstr(ef_last_error(), "/optimizer/momentum"),
+        "no EMA: status %d, %s", st, ef_last_error());
+  CHECK(same_values(b, before), "a failed load changed the store");
+  // The slot group read as if it held state entries: their absence is reported by name.
+  ef_tensor_set wrong = {"optimizer/momentum", mom2, ema_s2};
+  CHECK(ef_weights_load_sets(path("ckpt.h5"), b, &wrong, 1) == EF_ERR_FORMAT &&
+            strstr(ef_last_error(), "missing: /optimizer/momentum/bn1.running_mean"),
+        "state expected in a slot group: %s", ef_last_error());
+  ef_store_free(a), ef_store_free(b), ef_store_free(before);
+  free(ema_p), free(ema_s), free(mom), free(ema_p2), free(ema_s2), free(mom2);
+}
+
 int main(void) {
   test_mkdtemp(dir);
   be = ef_cpu_backend_new(0);
@@ -203,6 +252,7 @@ int main(void) {
   RUN(test_foreign_and_newer_files);
   RUN(test_bad_files);
   RUN(test_failed_save_keeps_previous);
+  RUN(test_sets_and_attrs);
   ef_backend_free(be);
   test_rmtree(dir);
   return test_exit_code();
