@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `effnet` command line: bad usage exits 2 with a message, bad data exits 1 with a message
-# that names the problem, and a short real training run on Fashion-MNIST reports test accuracy.
+# that names the problem; training from an ImageFolder, then eval and predict on its checkpoint;
+# and a short real training run on Fashion-MNIST reports its validation accuracy.
 set -u
 effnet=$1
 failures=0
@@ -28,7 +29,13 @@ expect 2 "bad value '-1' for --lr" train --lr -1
 expect 2 "--batch needs a value" train --batch
 expect 2 "unknown model 'b9'" train --model b9
 expect 1 "/nonexistent is neither a directory nor a .csv file list" train --data /nonexistent
-expect 2 "--augment must be none, crop, autoaugment or randaugment" train --augment flip
+expect 2 "--augment 'flip' is not one of: none crop autoaugment randaugment" train --augment flip
+expect 2 "--device 'cuda' is not one of: cpu (the CUDA backend is not built yet)" train --device cuda
+expect 2 "--recipe must be default or official" train --recipe fast
+expect 1 "cannot resume from /nonexistent" train --resume /nonexistent
+expect 2 "which checkpoint?" eval
+expect 1 "cannot open /nonexistent.h5" eval /nonexistent.h5
+expect 2 "give a checkpoint and at least one image" predict /nonexistent.h5
 expect 0 "parameters         5,288,548" info b0
 expect 0 "parameters         66,347,960" info b7
 expect 0 "    9  Conv1x1 & Pooling & FC           7x7      1280       1" info b0
@@ -54,7 +61,13 @@ trap 'rm -rf "$tmp"' EXIT
 # The data benchmark on 24 JPEGs it writes itself: three lines with a rate each.
 expect 0 "effnet train-aa 1 threads" bench-data --cache "$tmp/jpegs" --images 24 --batch 4
 # Training from an ImageFolder of those JPEGs (8 classes), at 32x32 with AutoAugment.
-expect 0 "test accuracy" train --data "$tmp/jpegs" --image-size 32 --augment autoaugment --epochs 1 --batch 4 --loader-threads 2
+expect 0 "validation: loss" train --data "$tmp/jpegs" --image-size 32 --augment autoaugment --epochs 1 --batch 4 \
+  --loader-threads 2 --out "$tmp/run-folder"
+expect 2 "already holds checkpoints" train --data "$tmp/jpegs" --image-size 32 --out "$tmp/run-folder"
+expect 0 "top-1" eval "$tmp/run-folder/best.h5"
+expect 0 "%  class" predict "$tmp/run-folder/best.h5" "$tmp/jpegs/class3/00003.jpg" --top-k 3
+echo "not an image" >"$tmp/bad.jpg"
+expect 1 "bad.jpg: not a JPEG or PNG file" predict "$tmp/run-folder/best.h5" "$tmp/bad.jpg"
 # --json is valid JSON with the exact counts
 json=$("$effnet" info b2 --json 2>&1)
 if /usr/bin/python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["params"] == 9109994 and len(d["stages"]) == 9, d' "$json"; then
@@ -65,9 +78,9 @@ else
 fi
 if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   # 100 steps on 6,400 images reach about 67% (chance is 10%); below 50% something is broken.
-  out=$("$effnet" train --limit 6400 --epochs 1 --batch 64 --log-every 50 2>&1)
+  out=$("$effnet" train --limit 6400 --epochs 1 --batch 64 --log-every 50 --out "$tmp/fmnist" 2>&1)
   echo "$out" | tail -2
-  acc=$(sed -n 's/.*test accuracy \([0-9.]*\)%.*/\1/p' <<<"$out")
+  acc=$(sed -n 's/.*validation: .* top-1 \([0-9.]*\)%.*/\1/p' <<<"$out")
   if [ -z "$acc" ] || ! awk -v a="$acc" 'BEGIN { exit !(a >= 50) }'; then
     echo "FAILED: a short training run reached test accuracy '${acc}' (want >= 50%)"
     failures=$((failures + 1))

@@ -1,14 +1,14 @@
 // Training end to end on the CPU: the tiny conv net (conv, BN + swish, squeeze-excite, pooling,
 // dropout, linear, cross-entropy) learns a small fixed problem with SGD; its planned training
-// graph has no overlapping live buffers and trains bit for bit like an unplanned one; SGD
-// matches hand-computed steps; oneDNN picks fast kernels (never `ref`) for EfficientNet's convs.
+// graph has no overlapping live buffers and trains bit for bit like an unplanned one; oneDNN picks
+// fast kernels (never `ref`) for EfficientNet's convs. (The optimizers' steps: test_optim.)
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
 #include "models/tiny.h"
 #include "tests/harness.h"
-#include "train/sgd.h"
+#include "train/optim.h"
 
 #define N_SAMPLES 256
 #define BATCH 32
@@ -31,7 +31,7 @@ typedef struct {
   ef_graph *g;
   ef_tensor *images, *labels, *loss;
   ef_plan *plan;
-  ef_sgd sgd;
+  ef_optim optim;
 } trainer;
 
 static void trainer_init(trainer *t, ef_backend *be, const ef_plan_opts *opts) {
@@ -46,7 +46,9 @@ static void trainer_init(trainer *t, ef_backend *be, const ef_plan_opts *opts) {
   CHECK(ef_store_bind(t->store, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(t->store, 5);
   CHECK(ef_plan_new(&t->plan, t->g, be, opts) == EF_OK, "%s", ef_last_error());
-  CHECK(ef_sgd_init(&t->sgd, t->store, &(ef_sgd_config){.momentum = 0.9f, .weight_decay = 1e-4f}) == EF_OK, "%s", ef_last_error());
+  ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
+  oc.momentum = 0.9, oc.weight_decay = 1e-4;
+  CHECK(ef_optim_init(&t->optim, t->store, &oc) == EF_OK, "%s", ef_last_error());
 }
 
 static float trainer_step(trainer *t, const float *x, const int32_t *y, uint32_t step) {
@@ -57,12 +59,12 @@ static float trainer_step(trainer *t, const float *x, const int32_t *y, uint32_t
   ef_plan_run(t->plan, &(ef_run_ctx){.step = step});
   float loss;
   ef_plan_get(t->plan, t->loss, &loss);
-  ef_sgd_step(&t->sgd, t->store, 0.05f);
+  ef_optim_step(&t->optim, t->store, 0.05);
   return loss;
 }
 
 static void trainer_free(trainer *t) {
-  ef_sgd_free(&t->sgd);
+  ef_optim_free(&t->optim);
   ef_plan_free(t->plan);
   ef_graph_free(t->g);
   ef_store_free(t->store);
@@ -119,38 +121,6 @@ static void test_planned_training_equals_unplanned(void) {
   ef_backend_free(be);
 }
 
-// Two steps by hand: p = 1, g = 0.5, lr 0.1, momentum 0.9, weight decay 0.1 on a decayed entry.
-static void test_sgd_steps(void) {
-  ef_backend *be = ef_cpu_backend_new(1);
-  for (int nesterov = 0; nesterov < 2; nesterov++) {
-    ef_store *s = ef_store_new();
-    int w = ef_store_add(s, "w", true, true, 1, (int64_t[]){2}, (ef_init){0}), b = ef_store_add(s, "b", true, false, 1, (int64_t[]){1}, (ef_init){0});
-    ef_store_bind(s, be);
-    ef_sgd o;
-    CHECK(ef_sgd_init(&o, s, &(ef_sgd_config){.momentum = 0.9f, .weight_decay = 0.1f, .nesterov = nesterov}) == EF_OK, "init");
-    float one[2] = {1, 1}, half[2] = {0.5f, 0.5f}, got_w[2], got_b;
-    ef_store_write(s, w, EF_ARENA_PARAM, one);
-    ef_store_write(s, b, EF_ARENA_PARAM, one);
-    ef_store_write(s, w, EF_ARENA_GRAD, half);
-    ef_store_write(s, b, EF_ARENA_GRAD, half);
-    ef_sgd_step(&o, s, 0.1f);
-    ef_sgd_step(&o, s, 0.1f);
-    ef_store_read(s, w, EF_ARENA_PARAM, got_w);
-    ef_store_read(s, b, EF_ARENA_PARAM, &got_b);
-    // decayed:   g1 = 0.6, v1 = 0.6; p1 = 0.94 (nesterov: 1 - 0.1*(0.6+0.54) = 0.886)
-    //            g2 = 0.5 + 0.1 p1; v2 = 0.9 v1 + g2; p2 = p1 - 0.1 (nesterov ? g2 + 0.9 v2 : v2)
-    // no decay:  g = 0.5, v1 = 0.5, v2 = 0.95; p2 = 1 - 0.05 - 0.095 = 0.855
-    //            (nesterov: p1 = 1 - 0.1 (0.5 + 0.45) = 0.905, p2 = 0.905 - 0.1 (0.5 + 0.855) = 0.7695)
-    double p1 = nesterov ? 0.886 : 0.94, g2 = 0.5 + 0.1 * p1, v2 = 0.9 * 0.6 + g2;
-    double want_w = p1 - 0.1 * (nesterov ? g2 + 0.9 * v2 : v2), want_b = nesterov ? 0.7695 : 0.855;
-    CHECK(fabs(got_w[0] - want_w) < 1e-6 && got_w[1] == got_w[0], "nesterov %d: decayed weight %.7f, want %.7f", nesterov, got_w[0], want_w);
-    CHECK(fabs(got_b - want_b) < 1e-6, "nesterov %d: bias %.7f, want %.7f", nesterov, got_b, want_b);
-    ef_sgd_free(&o);
-    ef_store_free(s);
-  }
-  ef_backend_free(be);
-}
-
 // Given NHWC activations, oneDNN must choose an optimized kernel for every convolution shape
 // EfficientNet uses, forward and both backward passes; `ref` would be tens of times slower.
 static void test_onednn_picks_fast_kernels(void) {
@@ -194,7 +164,6 @@ int main(void) {
   make_problem(xs, ys);
   RUN(test_loss_falls);
   RUN(test_planned_training_equals_unplanned);
-  RUN(test_sgd_steps);
   RUN(test_onednn_picks_fast_kernels);
   free(xs);
   free(ys);

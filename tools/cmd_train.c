@@ -1,89 +1,183 @@
-// `effnet train`: trains a model (the tiny conv net of models/tiny.h, or an EfficientNet) with
-// SGD on the CPU backend on any dataset the loader reads (Fashion-MNIST by default), fed by the
-// threaded loader; logs loss, accuracy and throughput, and evaluates on the test split with the
-// running BN statistics.
+// `effnet train`: trains the tiny net or an EfficientNet on the CPU backend, fed by the threaded
+// loader, with a recipe (optimizer, learning-rate schedule, EMA, clipping, label smoothing);
+// validates every epoch (top-1/top-5, also with the EMA), logs metrics.jsonl and TensorBoard
+// events, and keeps checkpoints from which --resume continues bit for bit. SIGINT and SIGTERM
+// save a checkpoint and stop.
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/cpu/cpu.h"
-#include "core/philox.h"
 #include "core/plan.h"
 #include "data/loader.h"
-#include "models/efficientnet.h"
-#include "models/tiny.h"
 #include "tools/effnet.h"
 #include "tools/flags.h"
-#include "train/sgd.h"
+#include "tools/model_args.h"
+#include "tools/model_graph.h"
+#include "train/metrics.h"
+#include "train/schedule.h"
 
 typedef struct {
-  const char *data, *model, *augment;
-  long epochs, batch, threads, loader_threads, image_size, limit, log_every;
-  double lr, momentum, weight_decay, smoothing, dropout;
+  const char *data, *model, *augment, *out, *resume, *recipe, *optimizer, *schedule, *device;
+  long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after;
+  double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
   unsigned long long seed;
   int profile;
+  ef_model_args m;
+  char strings[8192];      // the string values above, copied out of the argument words
+  size_t used;
 } train_opts;
 
 static void train_usage(FILE *f) {
   fprintf(f,
           "usage: effnet train [flags]\n"
           "\n"
-          "Trains a model with SGD + momentum on the CPU and reports test accuracy.\n"
+          "Trains a model on the CPU: validation every epoch, checkpoints, metrics.jsonl and TensorBoard\n"
+          "events in --out. Ctrl-C saves a checkpoint and stops; --resume goes on from it.\n"
           "\n"
-          "  --model NAME         tiny, or an EfficientNet b0 ... b7 (at the images' own size)  [tiny]\n"
-          "  --data PATH          IDX, CIFAR-10/100 or ImageFolder directory, or a path,label .csv\n"
-          "                       [" EF_FASHION_MNIST_DIR "]\n"
-          "  --image-size N       training resolution (0: the images' own size for IDX and CIFAR,\n"
-          "                       the model's for image files)  [0]\n"
-          "  --augment A          none (the evaluation geometry: resize, centre crop), crop\n"
-          "                       (random-resized crop + flip), autoaugment or randaugment\n"
-          "                       (crop + flip + the policy)  [none]\n"
-          "  --loader-threads N   threads decoding and augmenting ahead of the step  [1]\n"
-          "  --epochs N           passes over the training set  [10]\n"
-          "  --batch N            images per step  [64]\n"
-          "  --lr F               learning rate  [0.1]\n"
-          "  --momentum F         SGD momentum  [0.9]\n"
-          "  --weight-decay F     L2 on conv and dense weights  [5e-5]\n"
-          "  --label-smoothing F  [0.1]\n"
-          "  --dropout F          before the classifier  [0.2]\n"
-          "  --limit N            train on the first N images only (0: all)  [0]\n"
-          "  --threads N          CPU threads (0: one per core)  [0]\n"
-          "  --seed N             initialization, shuffling and dropout  [1]\n"
-          "  --log-every N        steps between progress lines  [100]\n"
-          "  --profile            print time per op kind after training\n");
+          "  --model NAME          tiny, or an EfficientNet b0 ... b7 (or --phi F)  [tiny]\n"
+          "  --data PATH           IDX, CIFAR-10/100 or ImageFolder directory, or a path,label .csv\n"
+          "                        [" EF_FASHION_MNIST_DIR "]\n"
+          "  --out DIR             the run's folder  [runs/<model>-<date>-<time>]\n"
+          "  --resume DIR|FILE     go on from a checkpoint (DIR: its latest); other flags override\n"
+          "  --recipe R            default (SGD, cosine) or official (the EfficientNet TF recipe:\n"
+          "                        RMSProp, 0.016 per 256 images, 5 warm-up epochs, 0.97 every 2.4\n"
+          "                        epochs, EMA 0.9999, AutoAugment, TF padding and BN); flags override\n"
+          "  --epochs N            [default 10, official 350]\n"
+          "  --batch N             images per step  [64]\n"
+          "  --optimizer O         sgd, rmsprop or adamw  [sgd; official rmsprop]\n"
+          "  --lr F                learning rate per 256 images, scaled by the batch  [0.4; 0.016]\n"
+          "  --momentum F          SGD and RMSProp momentum  [0.9]\n"
+          "  --weight-decay F      on conv and dense weights  [5e-5; official 1e-5; adamw 0.05]\n"
+          "  --schedule S          cosine, exponential or constant  [cosine; exponential]\n"
+          "  --warmup F            epochs of linear warm-up  [0; 5]\n"
+          "  --decay-rate F        exponential: factor per --decay-epochs  [0.97]\n"
+          "  --decay-epochs F      [2.4]\n"
+          "  --label-smoothing F   [0.1]\n"
+          "  --ema F               EMA decay of weights and BN statistics (0: none)  [0; 0.9999]\n"
+          "  --clip F              clip gradients to this global norm (0: no)  [0]\n"
+          "  --image-size N        training resolution (0: the images' own size for IDX and CIFAR,\n"
+          "                        the model's for image files)  [0]\n"
+          "  --augment A           none (the evaluation geometry: resize, centre crop), crop\n"
+          "                        (random-resized crop + flip), autoaugment or randaugment\n"
+          "                        (crop + flip + the policy)  [none; official autoaugment]\n"
+          "  --limit N             train on the first N images only (0: all)  [0]\n"
+          "  --val-limit N         validate on the first N test images only (0: all)  [0]\n"
+          "  --stop-after N        save a checkpoint and stop after N steps, as Ctrl-C does  [0]\n"
+          "  --keep N              checkpoints kept besides best.h5  [3]\n"
+          "  --device D            cpu (the CUDA backend is not built yet)  [cpu]\n"
+          "  --threads N           CPU threads (0: one per core)  [0]\n"
+          "  --loader-threads N    threads decoding and augmenting ahead of the step  [1]\n"
+          "  --seed N              initialization, order, augmentation and dropout  [1]\n"
+          "  --log-every N         steps between progress lines when not on a terminal  [100]\n"
+          "  --profile             print time per op kind after training\n");
+  ef_model_args_usage(f);
 }
 
-// Parses the flags; returns 0, or 2 after printing what is wrong.
-static int parse_opts(int argc, char **argv, train_opts *o) {
-  *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .epochs = 10, .batch = 64,
-                    .loader_threads = 1, .lr = 0.1, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1,
-                    .dropout = 0.2, .log_every = 100, .seed = 1};
-  const ef_flag flags[] = {
+// The recipe's defaults, before the flags.
+static void recipe_defaults(train_opts *o, const char *recipe) {
+  ef_model_args m = o->m;
+  *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .recipe = recipe, .optimizer = "sgd",
+                    .schedule = "cosine", .device = "cpu", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
+                    .keep = 3, .lr = 0.4, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97,
+                    .decay_epochs = 2.4, .seed = 1, .m = m};
+  if (!strcmp(recipe, "official"))
+    o->epochs = 350, o->optimizer = "rmsprop", o->lr = 0.016, o->weight_decay = 1e-5, o->schedule = "exponential",
+    o->warmup = 5, o->ema = 0.9999, o->augment = "autoaugment";
+}
+
+// Parses argv over the recipe's defaults; `saved` (a checkpoint's arguments, may be empty) first.
+static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
+  // The arguments: the saved ones, then these.
+  char *copy = strdup(saved ? saved : ""), *words[512];
+  int n = 0;
+  words[n++] = argv[0];
+  for (char *w = strtok(copy, "\n"); w && n < 256; w = strtok(NULL, "\n")) words[n++] = w;
+  for (int i = 1; i < argc && n < 511; i++) words[n++] = argv[i];
+  const char *recipe = "default";
+  for (int i = 1; i + 1 < n; i++)
+    if (!strcmp(words[i], "--recipe")) recipe = words[i + 1];
+  if (strcmp(recipe, "default") && strcmp(recipe, "official")) {
+    fprintf(stderr, "effnet train: --recipe must be default or official, not '%s'\n", recipe);
+    free(copy);
+    return 2;
+  }
+  ef_flag flags[40 + EF_MODEL_FLAGS] = {
       {"--data", EF_FLAG_STR, &o->data},          {"--model", EF_FLAG_STR, &o->model},
-      {"--epochs", EF_FLAG_LONG, &o->epochs, 1, 1e6}, {"--batch", EF_FLAG_LONG, &o->batch, 1, 1 << 20},
-      {"--lr", EF_FLAG_DOUBLE, &o->lr, 0, 100},   {"--momentum", EF_FLAG_DOUBLE, &o->momentum, 0, 0.999999},
-      {"--weight-decay", EF_FLAG_DOUBLE, &o->weight_decay, 0, 1},
-      {"--label-smoothing", EF_FLAG_DOUBLE, &o->smoothing, 0, 0.999999},
-      {"--dropout", EF_FLAG_DOUBLE, &o->dropout, 0, 0.999999}, {"--limit", EF_FLAG_LONG, &o->limit, 0, 1e12},
-      {"--threads", EF_FLAG_LONG, &o->threads, 0, 4096}, {"--seed", EF_FLAG_U64, &o->seed},
-      {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9}, {"--profile", EF_FLAG_BOOL, &o->profile},
-      {"--augment", EF_FLAG_STR, &o->augment}, {"--image-size", EF_FLAG_LONG, &o->image_size, 0, 4096},
-      {"--loader-threads", EF_FLAG_LONG, &o->loader_threads, 0, 256},
+      {"--out", EF_FLAG_STR, &o->out},            {"--resume", EF_FLAG_STR, &o->resume},
+      {"--recipe", EF_FLAG_STR, &o->recipe},      {"--optimizer", EF_FLAG_STR, &o->optimizer},
+      {"--schedule", EF_FLAG_STR, &o->schedule},  {"--device", EF_FLAG_STR, &o->device},
+      {"--augment", EF_FLAG_STR, &o->augment},    {"--epochs", EF_FLAG_LONG, &o->epochs, 1, 1e6},
+      {"--batch", EF_FLAG_LONG, &o->batch, 1, 1 << 20}, {"--lr", EF_FLAG_DOUBLE, &o->lr, 1e-9, 100},
+      {"--momentum", EF_FLAG_DOUBLE, &o->momentum, 0, 0.999999}, {"--weight-decay", EF_FLAG_DOUBLE, &o->weight_decay, 0, 1},
+      {"--label-smoothing", EF_FLAG_DOUBLE, &o->smoothing, 0, 0.999999}, {"--warmup", EF_FLAG_DOUBLE, &o->warmup, 0, 1e6},
+      {"--decay-rate", EF_FLAG_DOUBLE, &o->decay_rate, 1e-6, 1}, {"--decay-epochs", EF_FLAG_DOUBLE, &o->decay_epochs, 1e-3, 1e6},
+      {"--ema", EF_FLAG_DOUBLE, &o->ema, 0, 0.999999999}, {"--clip", EF_FLAG_DOUBLE, &o->clip, 0, 1e9},
+      {"--image-size", EF_FLAG_LONG, &o->image_size, 0, 4096}, {"--limit", EF_FLAG_LONG, &o->limit, 0, 1e12},
+      {"--val-limit", EF_FLAG_LONG, &o->val_limit, 0, 1e12},
+      {"--stop-after", EF_FLAG_LONG, &o->stop_after, 0, 1e12}, {"--keep", EF_FLAG_LONG, &o->keep, 1, 1e6},
+      {"--threads", EF_FLAG_LONG, &o->threads, 0, 4096}, {"--loader-threads", EF_FLAG_LONG, &o->loader_threads, 0, 256},
+      {"--seed", EF_FLAG_U64, &o->seed},          {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9},
+      {"--profile", EF_FLAG_BOOL, &o->profile},
   };
-  int rc = ef_flags_parse("train", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, train_usage);
+  int nflags = 0;
+  while (flags[nflags].name) nflags++;
+  ef_model_args_init(&o->m, flags + nflags);
+  recipe_defaults(o, recipe);
+  int rc = ef_flags_parse("train", n, words, flags, nflags + EF_MODEL_FLAGS, NULL, 0, train_usage);
+  // The words die with `copy`: keep the values in o->strings.
+  const char **strs[] = {&o->data,   &o->model,    &o->augment,  &o->out,    &o->resume,
+                         &o->recipe, &o->optimizer, &o->schedule, &o->device, &o->m.padding};
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+    if (!*strs[i]) continue;
+    size_t len = strlen(*strs[i]) + 1;
+    EF_ASSERT(o->used + len <= sizeof o->strings, "argument strings longer than %zu bytes", sizeof o->strings);
+    *strs[i] = memcpy(o->strings + o->used, *strs[i], len);
+    o->used += len;
+  }
+  free(copy);
   if (rc) return rc;
+  static const char *const choices[][5] = {
+      {"--optimizer", "sgd", "rmsprop", "adamw", NULL},  {"--schedule", "cosine", "exponential", "constant", NULL},
+      {"--augment", "none", "crop", "autoaugment", "randaugment"}, {"--device", "cpu", NULL, NULL, NULL}};
+  const char *values[] = {o->optimizer, o->schedule, o->augment, o->device};
+  for (int c = 0; c < 4; c++) {
+    bool ok = false;
+    for (int k = 1; k < 5 && choices[c][k]; k++) ok |= !strcmp(values[c], choices[c][k]);
+    if (!ok) {
+      fprintf(stderr, "effnet train: %s '%s' is not one of:", choices[c][0], values[c]);
+      for (int k = 1; k < 5 && choices[c][k]; k++) fprintf(stderr, " %s", choices[c][k]);
+      fprintf(stderr, c == 3 ? " (the CUDA backend is not built yet)\n" : "\n");
+      return 2;
+    }
+  }
   ef_effnet_config cfg;
-  if (strcmp(o->model, "tiny") && ef_effnet_preset(o->model, &cfg) != EF_OK) {
+  if (strcmp(o->model, "tiny") && isnan(o->m.phi) && ef_effnet_preset(o->model, &cfg) != EF_OK) {
     fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->model);
     return 2;
   }
-  if (strcmp(o->augment, "none") && strcmp(o->augment, "crop") && strcmp(o->augment, "autoaugment") &&
-      strcmp(o->augment, "randaugment")) {
-    fprintf(stderr, "effnet train: --augment must be none, crop, autoaugment or randaugment, not '%s'\n", o->augment);
-    return 2;
-  }
   return 0;
+}
+
+// This run's arguments, one per line (what a checkpoint keeps and --resume replays), without the
+// ones that concern this session only (--resume, --stop-after).
+static void join_args(int argc, char **argv, const char *saved, char *buf, size_t len) {
+  snprintf(buf, len, "%s", saved ? saved : "");
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--stop-after")) {
+      i++;
+      continue;
+    }
+    size_t used = strlen(buf);
+    snprintf(buf + used, len - used, "%s\n", argv[i]);
+  }
 }
 
 // Per-channel mean and standard deviation of an in-memory dataset's pixels (in [0, 1]), the
@@ -101,218 +195,389 @@ static void pixel_stats(const ef_dataset *d, float mean[3], float std[3]) {
   }
 }
 
-static int64_t argmax(const float *v, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (v[i] > v[best]) best = i;
-  return best;
-}
-
-// A training or evaluation graph: images (and labels) in, logits (and the loss) kept; training
-// sends gradients into the store.
-typedef struct {
-  ef_graph *g;
-  ef_tensor *images, *labels, *logits, *loss;
-  ef_plan *plan;
-} model_graph;
-
-// Builds the model's graph; its parameters are registered in the store by the first build.
-static void build(model_graph *m, ef_store *store, const ef_transform *t, int64_t batch, int classes, bool training,
-                  const train_opts *o) {
-  m->g = ef_graph_new(store, o->seed);
-  m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){batch, t->size, t->size, t->channels});
-  if (!strcmp(o->model, "tiny")) {
-    ef_layer_ctx c = {.g = m->g, .training = training, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
-    m->logits = ef_tiny_forward(&c, m->images, classes, (float)o->dropout);
+// The model, its input and the transforms for the data and the flags; 2 after a message.
+static int describe_run(const train_opts *o, const ef_dataset *d, ef_checkpoint_info *info, ef_transform *train) {
+  memset(info, 0, sizeof *info);
+  int channels = d->pixels ? d->c : 3;
+  bool tiny = !strcmp(o->model, "tiny") && isnan(o->m.phi);
+  snprintf(info->arch, sizeof info->arch, "%s", tiny ? "tiny" : "efficientnet");
+  if (!tiny) {
+    ef_model_args m = o->m;
+    if (!m.classes) m.classes = d->num_classes;
+    if (!m.in_channels) m.in_channels = channels;
+    if (!strcmp(o->recipe, "official")) { // TF's padding and batch norm unless overridden
+      if (!m.padding) m.padding = "same";
+      if (isnan(m.bn_eps)) m.bn_eps = 1e-3;
+      if (isnan(m.bn_momentum)) m.bn_momentum = 0.01;
+    }
+    int rc = ef_model_args_config("train", isnan(m.phi) ? o->model : NULL, &m, &info->cfg);
+    if (rc) return rc;
+    if (info->cfg.num_classes != d->num_classes) {
+      fprintf(stderr, "effnet train: the model has %d classes but %s has %d\n", info->cfg.num_classes, o->data, d->num_classes);
+      return 2;
+    }
   } else {
-    ef_effnet_config cfg;
-    ef_effnet_preset(o->model, &cfg); // validated by parse_opts
-    cfg.num_classes = classes, cfg.in_channels = t->channels, cfg.dropout = (float)o->dropout;
-    m->logits = ef_effnet_build(&cfg, m->g, m->images, training, NULL, NULL);
+    info->cfg.dropout = isnan(o->m.dropout) ? 0.2f : (float)o->m.dropout;
   }
-  ef_graph_keep(m->g, m->logits);
-  if (training) {
-    m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){batch});
-    m->loss = ef_softmax_ce(m->g, m->logits, m->labels, (float)o->smoothing);
-    ef_graph_backward(m->g, m->loss);
-    ef_graph_keep(m->g, m->loss);
-  }
-}
-
-static void destroy(model_graph *m) {
-  ef_plan_free(m->plan);
-  ef_graph_free(m->g);
-}
-
-// Top-1 accuracy of the evaluation graph over one pass of the loader (the graph's batch is fixed:
-// a short last batch fills its first rows, and only its real samples count).
-static ef_status evaluate(model_graph *m, ef_loader *l, const ef_transform *t, int64_t batch, int64_t classes, double *acc) {
-  size_t sample = (size_t)t->size * t->size * t->channels;
-  float *images = ef_xcalloc(sample * (size_t)batch, sizeof(float)), *logits = ef_xmalloc(sizeof(float) * (size_t)(batch * classes));
-  int64_t correct = 0, total = 0;
-  ef_status st = ef_loader_start(l, 0, 0);
-  const ef_batch *b;
-  while (st == EF_OK && (st = ef_loader_next(l, &b)) == EF_OK && b) {
-    memcpy(images, b->images, sizeof(float) * sample * (size_t)b->n);
-    ef_plan_set(m->plan, m->images, images);
-    ef_plan_run(m->plan, &(ef_run_ctx){0});
-    ef_plan_get(m->plan, m->logits, logits);
-    for (int i = 0; i < b->real; i++) correct += argmax(logits + i * classes, classes) == b->labels[i];
-    total += b->real;
-  }
-  free(images), free(logits);
-  *acc = total ? (double)correct / (double)total : 0;
-  return st;
-}
-
-// The training and evaluation transforms for the data and the flags.
-// The training and evaluation transforms for the data and the flags; 2 after a message when the
-// image size cannot be chosen.
-static int transforms(const train_opts *o, const ef_dataset *d, ef_transform *train, ef_transform *eval) {
-  int size = (int)o->image_size, channels = d->pixels ? d->c : 3;
-  ef_effnet_config cfg;
+  info->num_classes = d->num_classes, info->in_channels = channels;
+  int size = (int)o->image_size;
   if (!size && d->pixels) size = d->h;
-  if (!size && ef_effnet_preset(o->model, &cfg) == EF_OK) size = (int)cfg.resolution;
+  if (!size && !tiny) size = info->cfg.resolution;
   if (!size) {
-    fprintf(stderr, "effnet train: --model %s on image files needs --image-size\n", o->model);
+    fprintf(stderr, "effnet train: --model tiny on image files needs --image-size\n");
     return 2;
   }
+  info->cfg.resolution = size;
   *train = ef_transform_defaults(strcmp(o->augment, "none") != 0, size, channels);
-  *eval = ef_transform_defaults(false, size, channels);
+  info->eval = ef_transform_defaults(false, size, channels);
   if (d->pixels) { // small in-memory datasets: no centre crop, their own statistics
-    train->crop_pct = eval->crop_pct = 1;
-    pixel_stats(d, eval->mean, eval->std);
-    memcpy(train->mean, eval->mean, sizeof eval->mean), memcpy(train->std, eval->std, sizeof eval->std);
+    train->crop_pct = info->eval.crop_pct = 1;
+    pixel_stats(d, info->eval.mean, info->eval.std);
+    memcpy(train->mean, info->eval.mean, sizeof train->mean), memcpy(train->std, info->eval.std, sizeof train->std);
   }
   if (!strcmp(o->augment, "autoaugment")) train->augment = EF_AUGMENT_AUTO;
   if (!strcmp(o->augment, "randaugment")) train->augment = EF_AUGMENT_RAND;
+  for (int c = 0; c < d->num_classes; c++) {
+    size_t used = strlen(info->class_names);
+    snprintf(info->class_names + used, sizeof info->class_names - used, "%s\n", d->class_names[c]);
+  }
+  return 0;
+}
+
+// ---- checkpoints in the run folder -------------------------------------------------------------
+
+// The steps of the ckpt-<step>.h5 files in dir, ascending; returns how many (at most max).
+static int list_checkpoints(const char *dir, long long *steps, int max) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    long long s;
+    char tail[8];
+    if (sscanf(e->d_name, "ckpt-%lld%7s", &s, tail) == 2 && !strcmp(tail, ".h5") && n < max) steps[n++] = s;
+  }
+  if (d) closedir(d);
+  for (int i = 1; i < n; i++) // insertion sort: a few files
+    for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+      long long t = steps[j];
+      steps[j] = steps[j - 1], steps[j - 1] = t;
+    }
+  return n;
+}
+
+static void checkpoint_path(char *buf, size_t len, const char *dir, long long step) {
+  snprintf(buf, len, "%s/ckpt-%012lld.h5", dir, step);
+}
+
+// --resume DIR|FILE: the file to resume from.
+static int resolve_resume(const char *resume, char *path, size_t len) {
+  struct stat st;
+  if (stat(resume, &st) != 0) {
+    fprintf(stderr, "effnet train: cannot resume from %s: %s\n", resume, strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(path, len, "%s", resume);
+    return 0;
+  }
+  long long steps[4096];
+  int n = list_checkpoints(resume, steps, 4096);
+  if (!n) {
+    fprintf(stderr, "effnet train: %s holds no checkpoint (ckpt-<step>.h5) to resume from\n", resume);
+    return 1;
+  }
+  checkpoint_path(path, len, resume, steps[n - 1]);
+  return 0;
+}
+
+// ---- the run -----------------------------------------------------------------------------------
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+typedef struct {
+  train_opts o;
+  ef_dataset train, test;
+  int64_t all_train, all_test;
+  ef_transform train_tf;
+  ef_checkpoint_info info;
+  ef_loader *train_loader, *test_loader;
+  ef_backend *be;
+  ef_store *store;
+  ef_model_graph tr, ev;
+  ef_optim optim;
+  ef_ema ema;
+  bool has_ema;
+  ef_schedule sched;
+  ef_metrics *metrics;
+  char out[4096];
+} run;
+
+static void run_free(run *r) {
+  ef_metrics_close(r->metrics);
+  ef_loader_free(r->train_loader), ef_loader_free(r->test_loader);
+  ef_optim_free(&r->optim);
+  if (r->has_ema) ef_ema_free(&r->ema);
+  ef_model_graph_free(&r->tr), ef_model_graph_free(&r->ev);
+  ef_store_free(r->store);
+  ef_backend_free(r->be);
+  r->train.n = r->all_train, r->test.n = r->all_test;
+  ef_dataset_free(&r->train), ef_dataset_free(&r->test);
+}
+
+// Saves a checkpoint at the current position, keeps the newest --keep, and copies it to best.h5
+// when `best`.
+static ef_status save(run *r, bool best) {
+  char path[4200];
+  checkpoint_path(path, sizeof path, r->out, (long long)r->info.step);
+  EF_TRY(ef_checkpoint_save(path, r->store, r->has_ema ? &r->ema : NULL, &r->optim, &r->info));
+  if (best) {
+    char best_path[4200];
+    snprintf(best_path, sizeof best_path, "%s/best.h5", r->out);
+    EF_TRY(ef_checkpoint_save(best_path, r->store, r->has_ema ? &r->ema : NULL, &r->optim, &r->info));
+  }
+  long long steps[4096];
+  int n = list_checkpoints(r->out, steps, 4096);
+  for (int i = 0; i + r->o.keep < n; i++) {
+    checkpoint_path(path, sizeof path, r->out, steps[i]);
+    if (unlink(path) != 0) fprintf(stderr, "effnet: warning: cannot remove the old checkpoint %s: %s\n", path, strerror(errno));
+  }
+  return EF_OK;
+}
+
+// Validation with the live weights and, with an EMA, with the averaged ones: logged and printed.
+static ef_status validate(run *r, double *top1) {
+  ef_eval_result live, avg;
+  EF_TRY(ef_model_evaluate(&r->ev, r->test_loader, &live));
+  *top1 = live.top1;
+  if (r->has_ema) {
+    ef_ema_swap(&r->ema, r->store);
+    ef_status st = ef_model_evaluate(&r->ev, r->test_loader, &avg);
+    ef_ema_swap(&r->ema, r->store);
+    EF_TRY(st);
+    *top1 = avg.top1;
+  }
+  printf("epoch %lld/%ld  validation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", (long long)r->info.epoch, r->o.epochs, live.loss,
+         100 * live.top1, 100 * live.top5);
+  if (r->has_ema) printf("  |  EMA: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", avg.loss, 100 * avg.top1, 100 * avg.top5);
+  printf("  (%lld images)\n", (long long)live.images);
+  const char *tags[] = {"val/loss", "val/top1", "val/top5", "val_ema/loss", "val_ema/top1", "val_ema/top5"};
+  double values[] = {live.loss, live.top1, live.top5, avg.loss, avg.top1, avg.top5};
+  return ef_metrics_log(r->metrics, r->info.step, (int)r->info.epoch, r->has_ema ? 6 : 3, tags, values);
+}
+
+// Progress: a line rewritten in place on a terminal, plain lines every --log-every steps otherwise.
+static void progress(const run *r, int64_t batch, int64_t batches, double loss, double acc, double lr, double rate, double eta,
+                     bool tty) {
+  if (tty) {
+    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f images/s  ETA %02d:%02d:%02d ",
+           (long long)r->info.epoch + 1, r->o.epochs, (long long)batch, (long long)batches, loss, 100 * acc, lr, rate,
+           (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60));
+  } else {
+    printf("epoch %lld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  lr %.4g  %.0f images/s\n", (long long)r->info.epoch + 1,
+           r->o.epochs, (long long)batch, (long long)batches, loss, 100 * acc, lr, rate);
+  }
+  fflush(stdout);
+}
+
+// Builds everything for a fresh run or a resumed one; returns 0, or the exit status after a message.
+static int setup(run *r, int argc, char **argv) {
+  char resume_path[4200] = "", resume_arg[4096] = "", args[4096];
+  int rc = parse_opts(argc, argv, NULL, &r->o);
+  if (rc) return rc;
+  ef_checkpoint_info saved = {0};
+  if (r->o.resume) { // the checkpoint's arguments, then these
+    snprintf(resume_arg, sizeof resume_arg, "%s", r->o.resume);
+    if ((rc = resolve_resume(resume_arg, resume_path, sizeof resume_path)) != 0) return rc;
+    if (ef_checkpoint_read_info(resume_path, &saved) != EF_OK) {
+      fprintf(stderr, "effnet train: %s\n", ef_last_error());
+      return 1;
+    }
+    if ((rc = parse_opts(argc, argv, saved.args, &r->o)) != 0) return rc;
+  }
+  bool resuming = *resume_arg != 0;
+  join_args(argc, argv, resuming ? saved.args : NULL, args, sizeof args);
+  const train_opts *o = &r->o;
+  if (ef_dataset_open(o->data, 1, &r->train) != EF_OK || ef_dataset_open(o->data, 0, &r->test) != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",
+            ef_last_error());
+    return 1;
+  }
+  r->all_train = r->train.n, r->all_test = r->test.n;
+  if (r->test.num_classes != r->train.num_classes) {
+    fprintf(stderr, "effnet train: the test split of %s has %d classes but the training split %d\n", o->data,
+            r->test.num_classes, r->train.num_classes);
+    return 1;
+  }
+  if (o->limit && o->limit < r->train.n) r->train.n = o->limit;
+  if (o->val_limit && o->val_limit < r->test.n) r->test.n = o->val_limit;
+  if ((rc = describe_run(o, &r->train, &r->info, &r->train_tf)) != 0) return rc;
+  snprintf(r->info.args, sizeof r->info.args, "%s", args);
+  r->info.seed = o->seed, r->info.best_top1 = -1;
+  // The run folder: a fresh run refuses one holding checkpoints (they would be mixed up).
+  if (o->out) snprintf(r->out, sizeof r->out, "%s", o->out);
+  else if (resuming) snprintf(r->out, sizeof r->out, "%.*s", (int)(strrchr(resume_path, '/') ? strrchr(resume_path, '/') - resume_path : 1), strrchr(resume_path, '/') ? resume_path : ".");
+  else {
+    char stamp[32];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    snprintf(r->out, sizeof r->out, "runs/%s-%s", o->model, stamp);
+  }
+  long long steps[1];
+  if (!resuming && list_checkpoints(r->out, steps, 1)) {
+    fprintf(stderr, "effnet train: %s already holds checkpoints: --resume %s goes on from them, or choose another --out\n", r->out,
+            r->out);
+    return 2;
+  }
+  // Loaders, graphs, optimizer, EMA, schedule.
+  ef_loader_config lc = {.data = &r->train, .transform = r->train_tf, .batch = (int)o->batch, .shuffle = true,
+                         .drop_last = true, .as_float = true, .seed = o->seed, .threads = (int)o->loader_threads};
+  ef_loader_config ec = lc; // evaluation is strict: a corrupt test image is an error, not a duplicate
+  ec.data = &r->test, ec.transform = r->info.eval, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
+  ef_optim_config oc = ef_optim_defaults(!strcmp(o->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(o->optimizer, "rmsprop") ? EF_OPT_RMSPROP : EF_OPT_ADAMW);
+  oc.momentum = oc.kind == EF_OPT_ADAMW ? oc.momentum : o->momentum, oc.weight_decay = o->weight_decay;
+  r->be = ef_cpu_backend_new((int)o->threads);
+  r->store = ef_store_new();
+  ef_status st = ef_loader_new(&r->train_loader, &lc);
+  if (st == EF_OK) st = ef_loader_new(&r->test_loader, &ec);
+  if (st == EF_OK) st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false);
+  if (st == EF_OK) st = ef_model_graph_new(&r->ev, r->store, NULL, &r->info, o->batch, false, 0, o->seed, false);
+  if (st == EF_OK) st = r->be ? ef_store_bind(r->store, r->be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
+  if (st == EF_OK) st = ef_plan_new(&r->tr.plan, r->tr.g, r->be, &(ef_plan_opts){.profile = o->profile});
+  if (st == EF_OK) st = ef_plan_new(&r->ev.plan, r->ev.g, r->be, NULL);
+  if (st == EF_OK) ef_store_initialize(r->store, o->seed);
+  if (st == EF_OK) st = ef_optim_init(&r->optim, r->store, &oc);
+  if (st == EF_OK && o->ema > 0) st = ef_ema_init(&r->ema, r->store, o->ema), r->has_ema = st == EF_OK;
+  int64_t batches = st == EF_OK ? ef_loader_batches(r->train_loader) : 0;
+  ef_schedule_config sc = {.decay = !strcmp(o->schedule, "cosine") ? EF_LR_COSINE : !strcmp(o->schedule, "exponential") ? EF_LR_EXPONENTIAL : EF_LR_CONSTANT,
+                           .base_lr = o->lr, .batch = o->batch, .steps_per_epoch = (double)batches, .warmup_epochs = o->warmup,
+                           .decay_epochs = o->decay_epochs, .decay_rate = o->decay_rate, .epochs = (double)o->epochs};
+  if (st == EF_OK) st = ef_schedule_init(&r->sched, &sc);
+  if (st == EF_OK && resuming) {
+    st = ef_checkpoint_load(resume_path, r->store, r->has_ema ? &r->ema : NULL, &r->optim);
+    r->info.step = saved.step, r->info.epoch = saved.epoch, r->info.batch = saved.batch, r->info.best_top1 = saved.best_top1;
+    r->info.epoch_loss = saved.epoch_loss, r->info.epoch_correct = saved.epoch_correct, r->info.epoch_seen = saved.epoch_seen;
+  }
+  if (st == EF_OK) st = ef_metrics_open(&r->metrics, r->out, resuming);
+  if (st == EF_OK) {
+    char names[4200];
+    snprintf(names, sizeof names, "%s/classes.txt", r->out);
+    st = ef_classes_write(names, r->train.class_names, r->train.num_classes);
+  }
+  if (st != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    return 1;
+  }
+  // The configuration, echoed.
+  char tdesc[256], edesc[256];
+  ef_transform_describe(&r->train_tf, tdesc, sizeof tdesc);
+  ef_transform_describe(&r->info.eval, edesc, sizeof edesc);
+  printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %d classes)\n",
+         strcmp(r->info.arch, "tiny") ? r->info.cfg.name : "tiny", r->store->numel[0], o->data, (long long)r->train.n,
+         (long long)r->test.n, r->train.num_classes);
+  printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, o->loader_threads);
+  if (r->train.kind == EF_DATASET_FOLDER && !strcmp(r->train.source, r->test.source))
+    printf("  note: %s has no separate test split (train/ and val/ folders), so validation uses the training images\n", o->data);
+  if (r->train.kind == EF_DATASET_LIST) printf("  note: a file list has no separate test split, so validation uses the training images\n");
+  printf("  recipe %s: %ld epochs, batch %ld (%lld steps/epoch), %s lr %g per 256 (%.4g), %s schedule, warm-up %g epochs,\n"
+         "  momentum %g, weight decay %g, label smoothing %g, EMA %g, clip %g, seed %llu, %d threads\n",
+         o->recipe, o->epochs, o->batch, (long long)batches, o->optimizer, o->lr, r->sched.lr, o->schedule, o->warmup, o->momentum,
+         o->weight_decay, o->smoothing, o->ema, o->clip, o->seed, ef_cpu_threads(r->be));
+  printf("  run folder %s; activation memory %.1f MiB planned for training\n", r->out, (double)r->tr.plan->arena_bytes / 1048576.0);
+  if (resuming)
+    printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", resume_path, (long long)r->info.epoch + 1,
+           (long long)r->info.batch, (long long)r->info.step);
   return 0;
 }
 
 int ef_cmd_train(int argc, char **argv) {
-  train_opts o;
-  int rc = parse_opts(argc, argv, &o);
-  if (rc) return rc;
-  ef_dataset train = {0}, test = {0};
-  if (ef_dataset_open(o.data, 1, &train) != EF_OK || ef_dataset_open(o.data, 0, &test) != EF_OK) {
-    fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",
-            ef_last_error());
-    ef_dataset_free(&train);
-    return 1;
-  }
-  if (test.num_classes != train.num_classes) {
-    fprintf(stderr, "effnet train: the test split of %s has %d classes but the training split %d\n", o.data, test.num_classes,
-            train.num_classes);
-    ef_dataset_free(&train), ef_dataset_free(&test);
-    return 1;
-  }
-  int64_t all_train = train.n;
-  if (o.limit && o.limit < train.n) train.n = o.limit;
-  int64_t classes = train.num_classes;
-  // Evaluation is strict: a corrupt test image is an error, not a duplicate in the accuracy.
-  ef_loader_config lc = {.data = &train, .batch = (int)o.batch, .shuffle = true, .drop_last = true, .as_float = true,
-                         .seed = o.seed, .threads = (int)o.loader_threads};
-  ef_loader_config ec = lc;
-  ec.data = &test, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
-  if ((rc = transforms(&o, &train, &lc.transform, &ec.transform)) != 0) {
-    ef_dataset_free(&train), ef_dataset_free(&test);
+  run r;
+  memset(&r, 0, sizeof r);
+  int rc = setup(&r, argc, argv);
+  if (rc) {
+    run_free(&r);
     return rc;
   }
-  ef_loader *train_loader = NULL, *test_loader = NULL;
-  ef_backend *be = NULL;
-  ef_store *store = NULL;
-  model_graph tr = {0}, ev = {0};
-  ef_sgd sgd = {0};
-  rc = 1;
-  if (ef_loader_new(&train_loader, &lc) != EF_OK || ef_loader_new(&test_loader, &ec) != EF_OK) {
-    fprintf(stderr, "effnet train: %s\n", ef_last_error());
-    goto out;
-  }
-  int64_t steps = ef_loader_batches(train_loader);
-  be = ef_cpu_backend_new((int)o.threads);
-  store = ef_store_new();
-  build(&tr, store, &lc.transform, o.batch, (int)classes, true, &o);
-  build(&ev, store, &ec.transform, o.batch, (int)classes, false, &o);
-  if (!be || ef_store_bind(store, be) != EF_OK ||
-      ef_sgd_init(&sgd, store, &(ef_sgd_config){.momentum = (float)o.momentum, .weight_decay = (float)o.weight_decay}) != EF_OK ||
-      ef_plan_new(&tr.plan, tr.g, be, &(ef_plan_opts){.profile = o.profile}) != EF_OK ||
-      ef_plan_new(&ev.plan, ev.g, be, NULL) != EF_OK) {
-    fprintf(stderr, "effnet train: %s\n", ef_last_error());
-    goto out;
-  }
-  ef_store_initialize(store, o.seed);
-  char tdesc[256], edesc[256];
-  ef_transform_describe(&lc.transform, tdesc, sizeof tdesc);
-  ef_transform_describe(&ec.transform, edesc, sizeof edesc);
-  printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %lld classes)\n", o.model,
-         store->numel[0], o.data, (long long)train.n, (long long)test.n, (long long)classes);
-  printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, o.loader_threads);
-  if (train.kind == EF_DATASET_FOLDER && !strcmp(train.source, test.source))
-    printf("  note: %s has no separate test split (train/ and val/ folders), so the test accuracy below is measured"
-           " on the training images\n", o.data);
-  if (train.kind == EF_DATASET_LIST)
-    printf("  note: a file list has no separate test split, so the test accuracy below is measured on the training"
-           " images\n");
-  printf("  epochs %ld, batch %ld, %lld steps/epoch, SGD lr %g momentum %g weight decay %g, label smoothing %g, dropout %g,"
-         " seed %llu, %d threads\n",
-         o.epochs, o.batch, (long long)steps, o.lr, o.momentum, o.weight_decay, o.smoothing, o.dropout, o.seed,
-         ef_cpu_threads(be));
-  printf("  activation memory: %.1f MiB planned for training (%.1f MiB without reuse)\n", (double)tr.plan->arena_bytes / 1048576.0,
-         (double)tr.plan->naive_bytes / 1048576.0);
-
-  float *logits = ef_xmalloc(sizeof(float) * (size_t)(o.batch * classes));
-  double t_start = ef_seconds();
-  uint32_t step = 0;
-  for (long epoch = 0; epoch < o.epochs; epoch++) {
-    double loss_sum = 0, t_log = ef_seconds();
-    int64_t correct = 0, seen = 0, since = 0, s = 0;
+  const train_opts *o = &r.o;
+  ef_checkpoint_info *info = &r.info;
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL), sigaction(SIGTERM, &sa, NULL);
+  bool tty = isatty(STDOUT_FILENO);
+  int64_t batches = ef_loader_batches(r.train_loader), total = batches * o->epochs, session_steps = 0;
+  float *logits = ef_xmalloc(sizeof(float) * (size_t)o->batch * (size_t)info->num_classes);
+  double t_start = ef_seconds(), t_log = t_start;
+  int64_t since = 0;
+  ef_status st = EF_OK;
+  rc = 0;
+  while (info->epoch < o->epochs && st == EF_OK && !rc) {
     const ef_batch *b;
-    ef_status st = ef_loader_start(train_loader, epoch, 0);
-    for (; st == EF_OK && (st = ef_loader_next(train_loader, &b)) == EF_OK && b; s++, step++) {
-      ef_plan_set(tr.plan, tr.images, b->images);
-      ef_plan_set(tr.plan, tr.labels, b->labels);
-      ef_store_zero_grads(store);
-      ef_plan_run(tr.plan, &(ef_run_ctx){.step = step});
+    st = ef_loader_start(r.train_loader, info->epoch, info->batch);
+    while (st == EF_OK && (st = ef_loader_next(r.train_loader, &b)) == EF_OK && b) {
+      double lr = ef_lr_at(&r.sched, info->step);
+      ef_plan_set(r.tr.plan, r.tr.images, b->images);
+      ef_plan_set(r.tr.plan, r.tr.labels, b->labels);
+      ef_store_zero_grads(r.store);
+      ef_plan_run(r.tr.plan, &(ef_run_ctx){.step = (uint32_t)info->step});
       float loss;
-      ef_plan_get(tr.plan, tr.loss, &loss);
-      if (!isfinite(loss)) {
-        fprintf(stderr, "effnet train: the loss is %g at step %u (epoch %ld); stopping. Lower --lr.\n", loss, step, epoch + 1);
-        goto free_buffers;
+      ef_plan_get(r.tr.plan, r.tr.loss, &loss);
+      double norm = o->clip > 0 ? ef_grad_global_norm(r.store) : 0;
+      if (!isfinite(loss) || !isfinite(norm)) {
+        long long steps[4096];
+        int n = list_checkpoints(r.out, steps, 4096);
+        char last[4200] = "none";
+        if (n) checkpoint_path(last, sizeof last, r.out, steps[n - 1]);
+        fprintf(stderr, "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
+                        "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
+                isfinite(loss) ? "gradient norm" : "loss", isfinite(loss) ? norm : loss, (long long)info->step,
+                (long long)info->epoch + 1, (long long)b->index, last);
+        rc = 1;
+        break;
       }
-      ef_sgd_step(&sgd, store, (float)o.lr);
-      ef_plan_get(tr.plan, tr.logits, logits);
-      for (int64_t i = 0; i < o.batch; i++) correct += argmax(logits + i * classes, classes) == b->labels[i];
-      loss_sum += loss, seen += o.batch, since += o.batch;
-      if ((s + 1) % o.log_every == 0 || s + 1 == steps) {
-        double t = ef_seconds();
-        printf("epoch %ld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  %.0f images/s\n", epoch + 1, o.epochs,
-               (long long)(s + 1), (long long)steps, loss_sum / (double)(s + 1), 100.0 * (double)correct / (double)seen,
-               (double)since / (t - t_log));
-        fflush(stdout);
+      if (o->clip > 0) ef_grad_clip(r.store, o->clip, norm);
+      ef_optim_step(&r.optim, r.store, lr);
+      if (r.has_ema) ef_ema_update(&r.ema, r.store);
+      ef_plan_get(r.tr.plan, r.tr.logits, logits);
+      for (int64_t i = 0; i < o->batch; i++) info->epoch_correct += ef_label_rank(logits + i * info->num_classes, info->num_classes, b->labels[i]) == 0;
+      info->epoch_loss += loss, info->epoch_seen += o->batch, since += o->batch;
+      info->step++, info->batch = b->index + 1, session_steps++;
+      double t = ef_seconds();
+      bool last = info->batch == batches;
+      if (last || (tty ? t - t_log > 0.25 : info->batch % o->log_every == 0)) {
+        double rate = since / (t - t_log), eta = (double)(total - info->step) * o->batch / rate;
+        progress(&r, info->batch, batches, info->epoch_loss / info->batch, (double)info->epoch_correct / info->epoch_seen, lr,
+                 rate, eta, tty);
+        const char *tags[] = {"train/loss", "train/acc", "train/lr", "train/images_per_s"};
+        double values[] = {loss, (double)info->epoch_correct / info->epoch_seen, lr, rate};
+        if ((st = ef_metrics_log(r.metrics, info->step, (int)info->epoch, 4, tags, values)) != EF_OK) break;
         t_log = t, since = 0;
       }
+      if (stop_signal || (o->stop_after && session_steps == o->stop_after)) {
+        if ((st = save(&r, false)) == EF_OK)
+          printf("%sstopped at step %lld (%s); resume with: effnet train --resume %s\n", tty ? "\n" : "", (long long)info->step,
+                 stop_signal ? (stop_signal == SIGINT ? "SIGINT" : "SIGTERM") : "--stop-after", r.out);
+        rc = stop_signal ? 128 + stop_signal : 0;
+        break;
+      }
     }
-    double acc = 0;
-    if (st == EF_OK) st = evaluate(&ev, test_loader, &ec.transform, o.batch, classes, &acc);
-    if (st != EF_OK) {
-      fprintf(stderr, "effnet train: %s\n", ef_last_error());
-      goto free_buffers;
-    }
-    printf("epoch %ld/%ld  test accuracy %.2f%% (%lld images)  %.1f s elapsed\n", epoch + 1, o.epochs, 100.0 * acc,
-           (long long)test.n, ef_seconds() - t_start);
+    if (st != EF_OK || rc || (o->stop_after && session_steps == o->stop_after) || info->batch < batches) break;
+    if (tty) printf("\n");
+    info->epoch++, info->batch = 0, info->epoch_loss = 0, info->epoch_correct = info->epoch_seen = 0;
+    double top1 = 0;
+    if ((st = validate(&r, &top1)) != EF_OK) break;
+    t_log = ef_seconds(), since = 0; // the rate counts training only
+    bool best = top1 > info->best_top1;
+    if (best) info->best_top1 = top1;
+    st = save(&r, best);
   }
-  if (o.profile) ef_plan_profile_print(tr.plan, stdout);
-  rc = 0;
-free_buffers:
+  if (st != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    rc = 1;
+  } else if (!rc && info->epoch == o->epochs) {
+    printf("done in %.1f s: best validation top-1 %.2f%%; checkpoints in %s (best.h5, ckpt-*.h5), metrics in %s/metrics.jsonl\n",
+           ef_seconds() - t_start, 100 * info->best_top1, r.out, r.out);
+    if (o->profile) ef_plan_profile_print(r.tr.plan, stdout);
+  }
   free(logits);
-out:
-  ef_loader_free(train_loader), ef_loader_free(test_loader);
-  ef_sgd_free(&sgd);
-  destroy(&tr);
-  destroy(&ev);
-  ef_store_free(store);
-  ef_backend_free(be);
-  train.n = all_train;
-  ef_dataset_free(&train), ef_dataset_free(&test);
+  run_free(&r);
   return rc;
 }

@@ -10,6 +10,8 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  train       train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
+          "  eval        top-1, top-5 and loss of a checkpoint on a dataset\n"
+          "  predict     the likely classes of image files, from a checkpoint\n"
           "  info        a model's architecture, parameters, multiply-adds and memory\n"
           "  import      convert torchvision or timm weights (.pth) into effnet's HDF5\n"
           "  bench       time inference or a training step on synthetic data\n"
@@ -28,6 +30,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(argv[1], "train")) return ef_cmd_train(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "eval")) return ef_cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "predict")) return ef_cmd_predict(argc - 1, argv + 1);
   if (!strcmp(argv[1], "info")) return ef_cmd_info(argc - 1, argv + 1);
   if (!strcmp(argv[1], "import")) return ef_cmd_import(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench")) return ef_cmd_bench(argc - 1, argv + 1);

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Stopping and resuming training changes nothing: runs stopped by --stop-after (twice), by
+# SIGINT and by kill -9, then resumed, end with checkpoints equal bit for bit (model, EMA,
+# optimizer slots, counters) to the run that never stopped, and log the same losses. A
+# truncated file, a text file and a checkpoint of another model each fail to resume with their
+# message, leaving the run folder as it was.
+# usage: test_resume.sh EFFNET   (exit 77 without Fashion-MNIST, h5py or numpy)
+set -u
+effnet=$1
+here=$(dirname "$0")
+fmnist=/usr/share/datasets/fashion-mnist
+[ -r $fmnist/train-images-idx3-ubyte.gz ] || { echo "skipped: no Fashion-MNIST"; exit 77; }
+/usr/bin/python3 -c "import h5py, numpy" 2>/dev/null || { echo "skipped: no h5py/numpy"; exit 77; }
+tmp=$(mktemp -d /tmp/effnet-resume-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAILED: $*"; failures=$((failures + 1)); }
+# Everything that carries state: RMSProp slots, a warm-up and a staircase, EMA, clipping,
+# random crops and flips, dropout, two loader threads.
+recipe=(--limit 1024 --val-limit 500 --epochs 3 --batch 64 --optimizer rmsprop --lr 0.05 --warmup 0.5 --schedule exponential
+        --decay-epochs 0.5 --ema 0.99 --clip 5 --augment crop --seed 7 --loader-threads 2 --log-every 1 --keep 10)
+final=ckpt-000000000048.h5
+
+"$effnet" train "${recipe[@]}" --out "$tmp/a" >"$tmp/a.log" 2>&1 || fail "the reference run: $(tail -2 "$tmp/a.log")"
+
+same() { # same <name> <folder>: the final checkpoint and the logged losses equal the reference's
+  if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/a/$final" "$2/$final" >"$tmp/cmp.log" 2>&1; then
+    echo "ok: $1: $(cat "$tmp/cmp.log")"
+  else
+    fail "$1: $(cat "$tmp/cmp.log")"
+  fi
+  # Every (step, train/loss) logged by the resumed run equals the reference's.
+  if ! /usr/bin/python3 - "$tmp/a/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
+import json, sys
+def losses(p):
+    return {r["step"]: r["train/loss"] for r in map(json.loads, open(p)) if "train/loss" in r}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+sys.exit(0 if a == b and len(a) == 48 else 1)
+PY
+  then fail "$1: the logged losses differ from the reference's"; fi
+}
+
+# Stopped twice (mid-epoch, then across an epoch's end), resumed from the folder.
+"$effnet" train "${recipe[@]}" --out "$tmp/b" --stop-after 11 >"$tmp/b.log" 2>&1 &&
+  "$effnet" train --resume "$tmp/b" --stop-after 9 >>"$tmp/b.log" 2>&1 &&
+  "$effnet" train --resume "$tmp/b" >>"$tmp/b.log" 2>&1 || fail "stop-after and resume: $(tail -2 "$tmp/b.log")"
+same "stopped twice and resumed" "$tmp/b"
+
+# SIGINT mid-run: a checkpoint, exit status 130, and the resume completes the run.
+"$effnet" train "${recipe[@]}" --limit 4096 --out "$tmp/c" >"$tmp/c.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q '"step": 3,' "$tmp/c/metrics.jsonl" 2>/dev/null && break; sleep 0.05; done
+kill -INT $pid
+wait $pid
+status=$?
+if [ $status -eq 130 ] && grep -q "stopped at step" "$tmp/c.log"; then
+  echo "ok: SIGINT saved a checkpoint and exited with 130 ($(grep -o 'stopped at step [0-9]*' "$tmp/c.log"))"
+else
+  fail "SIGINT: status $status, $(tail -1 "$tmp/c.log")"
+fi
+"$effnet" train --resume "$tmp/c" >>"$tmp/c.log" 2>&1 || fail "resume after SIGINT: $(tail -2 "$tmp/c.log")"
+"$effnet" train "${recipe[@]}" --limit 4096 --out "$tmp/c-ref" >/dev/null 2>&1
+if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/c-ref/ckpt-000000000192.h5" "$tmp/c/ckpt-000000000192.h5" >"$tmp/cmp.log"; then
+  echo "ok: SIGINT and resume: $(cat "$tmp/cmp.log")"
+else
+  fail "SIGINT and resume: $(cat "$tmp/cmp.log")"
+fi
+
+# kill -9 once the first epoch's checkpoint is written: every file left is whole, and the run
+# resumes from the latest to the reference's end.
+"$effnet" train "${recipe[@]}" --limit 4096 --out "$tmp/d" >"$tmp/d.log" 2>&1 &
+pid=$!
+for _ in $(seq 400); do ls "$tmp/d"/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.02; done
+kill -9 $pid
+wait $pid 2>/dev/null
+ls "$tmp/d" | grep -q '\.tmp\.' && rm -f "$tmp"/d/*.tmp.* # a save cut short leaves only its temporary
+"$effnet" train --resume "$tmp/d" >>"$tmp/d.log" 2>&1 || fail "resume after kill -9: $(tail -2 "$tmp/d.log")"
+if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/c-ref/ckpt-000000000192.h5" "$tmp/d/ckpt-000000000192.h5" >"$tmp/cmp.log"; then
+  echo "ok: kill -9 and resume: $(cat "$tmp/cmp.log")"
+else
+  fail "kill -9 and resume: $(cat "$tmp/cmp.log")"
+fi
+
+# Bad checkpoints: one message each, and the folder unchanged.
+mkdir "$tmp/e"
+cp "$tmp/a/ckpt-000000000016.h5" "$tmp/e/ckpt-000000000016.h5"
+head -c 20000 "$tmp/a/ckpt-000000000032.h5" >"$tmp/e/ckpt-000000000032.h5"
+before=$(cd "$tmp/e" && md5sum * | md5sum)
+expect_error() { # expect_error <what> <text> <args...>
+  local what=$1 text=$2
+  shift 2
+  local out
+  out=$("$effnet" train "$@" 2>&1)
+  local st=$?
+  if [ $st -ne 0 ] && grep -qF -- "$text" <<<"$out" && [ "$(cd "$tmp/e" && md5sum * | md5sum)" = "$before" ]; then
+    echo "ok: $what -> $st, '$text'"
+  else
+    fail "$what: status $st, folder $( [ "$(cd "$tmp/e" && md5sum * | md5sum)" = "$before" ] && echo unchanged || echo CHANGED): $(tail -2 <<<"$out")"
+  fi
+}
+expect_error "a truncated checkpoint" "cannot be opened as HDF5 (truncated or corrupt?)" --resume "$tmp/e"
+echo "not a checkpoint" >"$tmp/e/text.h5"
+before=$(cd "$tmp/e" && md5sum * | md5sum)
+expect_error "a text file" "text.h5 is not an HDF5 file" --resume "$tmp/e/text.h5"
+expect_error "another model" "does not fit this model" --resume "$tmp/e/ckpt-000000000016.h5" --model b0 --image-size 32
+[ "$failures" -eq 0 ] && echo "all passed" || echo "$failures failed"
+exit $((failures > 0))

@@ -1,0 +1,205 @@
+// SGD, TF-style RMSProp and AdamW over the flat parameter and gradient arenas, and global-norm
+// gradient clipping (see optim.h). Updates are elementwise: one OpenMP loop per large entry.
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+
+// Entries with fewer elements update on one thread: starting a parallel region costs more.
+#define PARALLEL_MIN 65536
+// The gradient norm's partial sums: a fixed count, whatever the number of threads.
+#define NORM_CHUNKS 64
+
+ef_optim_config ef_optim_defaults(ef_optim_kind kind) {
+  switch (kind) {
+  case EF_OPT_SGD: return (ef_optim_config){.kind = kind, .momentum = 0.9, .weight_decay = 1e-4};
+  case EF_OPT_RMSPROP: return (ef_optim_config){.kind = kind, .momentum = 0.9, .rho = 0.9, .eps = 1e-3, .weight_decay = 1e-5};
+  case EF_OPT_ADAMW: return (ef_optim_config){.kind = kind, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2};
+  }
+  EF_FATAL("optimizer kind %d", (int)kind);
+}
+
+ef_status ef_require_host_store(const ef_store *s, const char *who) {
+  if (!s->be || strcmp(s->be->name, "cpu"))
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "%s updates host memory: bind the store to the CPU backend (it is on %s)", who,
+                    s->be ? s->be->name : "no backend");
+  return EF_OK;
+}
+
+// Each kind's slots, by name and initial value (TF starts RMSProp's mean square at 1).
+typedef struct {
+  const char *name;
+  float init;
+} slot_spec;
+static const slot_spec slot_specs[][EF_OPTIM_MAX_SLOTS] = {
+    [EF_OPT_SGD] = {{"momentum", 0}},
+    [EF_OPT_RMSPROP] = {{"rms", 1}, {"momentum", 0}},
+    [EF_OPT_ADAMW] = {{"exp_avg", 0}, {"exp_avg_sq", 0}},
+};
+
+static bool in_unit(double x) { return x >= 0 && x < 1; }
+
+static ef_status check_config(const ef_optim_config *c) {
+  if (!(c->weight_decay >= 0 && isfinite(c->weight_decay)))
+    return EF_ERROR(EF_ERR_INVALID, "weight decay must be finite and >= 0 (got %g)", c->weight_decay);
+  switch (c->kind) {
+  case EF_OPT_SGD:
+    if (!in_unit(c->momentum)) return EF_ERROR(EF_ERR_INVALID, "SGD needs momentum in [0, 1) (got %g)", c->momentum);
+    if (c->nesterov && c->momentum == 0) return EF_ERROR(EF_ERR_INVALID, "Nesterov SGD needs a momentum > 0");
+    return EF_OK;
+  case EF_OPT_RMSPROP:
+    if (!in_unit(c->momentum) || !in_unit(c->rho) || !(c->eps > 0))
+      return EF_ERROR(EF_ERR_INVALID, "RMSProp needs momentum and rho in [0, 1) and eps > 0 (got %g, %g, %g)", c->momentum,
+                      c->rho, c->eps);
+    return EF_OK;
+  case EF_OPT_ADAMW:
+    if (!in_unit(c->beta1) || !in_unit(c->beta2) || !(c->eps > 0))
+      return EF_ERROR(EF_ERR_INVALID, "AdamW needs beta1 and beta2 in [0, 1) and eps > 0 (got %g, %g, %g)", c->beta1, c->beta2,
+                      c->eps);
+    return EF_OK;
+  }
+  return EF_ERROR(EF_ERR_INVALID, "unknown optimizer kind %d: use SGD, RMSProp or AdamW", (int)c->kind);
+}
+
+ef_status ef_optim_init(ef_optim *o, const ef_store *s, const ef_optim_config *cfg) {
+  memset(o, 0, sizeof *o);
+  EF_TRY(ef_require_host_store(s, "the optimizer"));
+  EF_TRY(check_config(cfg));
+  o->cfg = *cfg;
+  o->n = s->numel[0];
+  const slot_spec *slots = slot_specs[cfg->kind];
+  o->n_slots = cfg->kind == EF_OPT_SGD ? cfg->momentum > 0 : 2;
+  for (int k = 0; k < o->n_slots; k++) {
+    size_t bytes = (o->n ? o->n : 1) * sizeof(float);
+    o->slots[k] = ef_aligned_alloc(bytes);
+    if (!o->slots[k]) {
+      ef_optim_free(o);
+      return EF_ERROR(EF_ERR_NOMEM, "out of memory allocating %zu bytes for the optimizer's '%s'; use a smaller model", bytes,
+                      slots[k].name);
+    }
+    o->slot_names[k] = slots[k].name;
+    for (size_t i = 0; i < o->n; i++) o->slots[k][i] = slots[k].init;
+  }
+  return EF_OK;
+}
+
+void ef_optim_free(ef_optim *o) {
+  for (int k = 0; k < EF_OPTIM_MAX_SLOTS; k++) free(o->slots[k]);
+  memset(o, 0, sizeof *o);
+}
+
+int ef_optim_slots(const ef_optim *o) { return o->n_slots; }
+
+const char *ef_optim_slot_name(const ef_optim *o, int slot) {
+  EF_ASSERT(slot >= 0 && slot < o->n_slots, "slot %d of %d", slot, o->n_slots);
+  return o->slot_names[slot];
+}
+
+float *ef_optim_slot(ef_optim *o, int slot) {
+  EF_ASSERT(slot >= 0 && slot < o->n_slots, "slot %d of %d", slot, o->n_slots);
+  return o->slots[slot];
+}
+
+// One entry's update: its parameters p, gradients g and slots s0, s1 (NULL where the optimizer
+// has fewer), n elements, its weight decay wd (0 where none applies) at learning rate lr.
+typedef struct {
+  float *p;
+  const float *g;
+  float *s0, *s1;
+  int64_t n;
+  double wd, lr;
+} entry_update;
+
+static void sgd_update(const ef_optim *o, const entry_update *u) {
+  float *p = u->p, *v = u->s0, m = (float)o->cfg.momentum, wd = (float)u->wd, lr = (float)u->lr;
+  const float *g = u->g;
+  bool nesterov = o->cfg.nesterov;
+#pragma omp parallel for schedule(static) if (u->n > PARALLEL_MIN)
+  for (int64_t i = 0; i < u->n; i++) {
+    float gi = g[i] + wd * p[i];
+    if (!v) {
+      p[i] -= lr * gi;
+      continue;
+    }
+    v[i] = m * v[i] + gi;
+    p[i] -= lr * (nesterov ? gi + m * v[i] : v[i]);
+  }
+}
+
+static void rmsprop_update(const ef_optim *o, const entry_update *u) {
+  float *p = u->p, *ms = u->s0, *mom = u->s1, wd = (float)u->wd, lr = (float)u->lr;
+  float rho = (float)o->cfg.rho, one_rho = (float)(1 - o->cfg.rho), m = (float)o->cfg.momentum, eps = (float)o->cfg.eps;
+  const float *g = u->g;
+#pragma omp parallel for schedule(static) if (u->n > PARALLEL_MIN)
+  for (int64_t i = 0; i < u->n; i++) {
+    float gi = g[i] + wd * p[i];
+    ms[i] = rho * ms[i] + one_rho * gi * gi;
+    mom[i] = m * mom[i] + lr * gi / sqrtf(ms[i] + eps);
+    p[i] -= mom[i];
+  }
+}
+
+static void adamw_update(const ef_optim *o, const entry_update *u) {
+  double t = (double)o->step, b1 = o->cfg.beta1, b2 = o->cfg.beta2;
+  float *p = u->p, *m = u->s0, *v = u->s1, shrink = (float)(1 - u->lr * u->wd);
+  float fb1 = (float)b1, one_b1 = (float)(1 - b1), fb2 = (float)b2, one_b2 = (float)(1 - b2), eps = (float)o->cfg.eps;
+  float step_size = (float)(u->lr / (1 - pow(b1, t))), bc2_sqrt = (float)sqrt(1 - pow(b2, t));
+  const float *g = u->g;
+#pragma omp parallel for schedule(static) if (u->n > PARALLEL_MIN)
+  for (int64_t i = 0; i < u->n; i++) {
+    p[i] *= shrink;
+    m[i] = fb1 * m[i] + one_b1 * g[i];
+    v[i] = fb2 * v[i] + one_b2 * g[i] * g[i];
+    p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+  }
+}
+
+void ef_optim_step(ef_optim *o, ef_store *s, double lr) {
+  EF_ASSERT(s->numel[0] == o->n, "the optimizer was made for %zu parameters, the store has %zu", o->n, s->numel[0]);
+  o->step++;
+  for (int e = 0; e < s->n; e++) {
+    const ef_store_entry *en = &s->entries[e];
+    if (!en->trainable) continue;
+    entry_update u = {.p = s->mem[EF_ARENA_PARAM] + en->offset,
+                      .g = s->mem[EF_ARENA_GRAD] + en->offset,
+                      .s0 = o->n_slots > 0 ? o->slots[0] + en->offset : NULL,
+                      .s1 = o->n_slots > 1 ? o->slots[1] + en->offset : NULL,
+                      .n = (int64_t)en->numel,
+                      .wd = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0,
+                      .lr = lr};
+    switch (o->cfg.kind) {
+    case EF_OPT_SGD: sgd_update(o, &u); break;
+    case EF_OPT_RMSPROP: rmsprop_update(o, &u); break;
+    case EF_OPT_ADAMW: adamw_update(o, &u); break;
+    }
+  }
+}
+
+double ef_grad_global_norm(const ef_store *s) {
+  const float *g = s->mem[EF_ARENA_GRAD];
+  int64_t n = (int64_t)s->numel[0], per = (n + NORM_CHUNKS - 1) / NORM_CHUNKS;
+  double part[NORM_CHUNKS];
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+  for (int ch = 0; ch < NORM_CHUNKS; ch++) {
+    int64_t i0 = ch * per < n ? ch * per : n, i1 = (ch + 1) * per < n ? (ch + 1) * per : n;
+    double acc = 0;
+    for (int64_t i = i0; i < i1; i++) acc += (double)g[i] * g[i];
+    part[ch] = acc;
+  }
+  double total = 0;
+  for (int ch = 0; ch < NORM_CHUNKS; ch++) total += part[ch];
+  return sqrt(total);
+}
+
+void ef_grad_clip(ef_store *s, double max_norm, double norm) {
+  EF_ASSERT(max_norm > 0, "clipping to a norm of %g", max_norm);
+  double coef = max_norm / (norm + 1e-6);
+  if (!(coef < 1)) return;
+  float *g = s->mem[EF_ARENA_GRAD], c = (float)coef;
+  int64_t n = (int64_t)s->numel[0];
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) g[i] *= c;
+}
