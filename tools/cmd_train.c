@@ -29,7 +29,7 @@ typedef struct {
   long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after;
   double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
   unsigned long long seed;
-  int profile;
+  int profile, nesterov, decay_all;
   ef_model_args m;
   char strings[8192];      // the string values above, copied out of the argument words
   size_t used;
@@ -55,7 +55,9 @@ static void train_usage(FILE *f) {
           "  --optimizer O         sgd, rmsprop or adamw  [sgd; official rmsprop]\n"
           "  --lr F                learning rate per 256 images, scaled by the batch  [0.4; 0.016]\n"
           "  --momentum F          SGD and RMSProp momentum  [0.9]\n"
-          "  --weight-decay F      on conv and dense weights  [5e-5; official 1e-5; adamw 0.05]\n"
+          "  --nesterov            Nesterov momentum (SGD)\n"
+          "  --weight-decay F      on conv and dense weights  [5e-5; official 1e-5]\n"
+          "  --decay-all           weight decay on every parameter, BN and biases included\n"
           "  --schedule S          cosine, exponential or constant  [cosine; exponential]\n"
           "  --warmup F            epochs of linear warm-up  [0; 5]\n"
           "  --decay-rate F        exponential: factor per --decay-epochs  [0.97]\n"
@@ -125,7 +127,8 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       {"--stop-after", EF_FLAG_LONG, &o->stop_after, 0, 1e12}, {"--keep", EF_FLAG_LONG, &o->keep, 1, 1e6},
       {"--threads", EF_FLAG_LONG, &o->threads, 0, 4096}, {"--loader-threads", EF_FLAG_LONG, &o->loader_threads, 0, 256},
       {"--seed", EF_FLAG_U64, &o->seed},          {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9},
-      {"--profile", EF_FLAG_BOOL, &o->profile},
+      {"--profile", EF_FLAG_BOOL, &o->profile},  {"--nesterov", EF_FLAG_BOOL, &o->nesterov},
+      {"--decay-all", EF_FLAG_BOOL, &o->decay_all},
   };
   int nflags = 0;
   while (flags[nflags].name) nflags++;
@@ -436,6 +439,7 @@ static int setup(run *r, int argc, char **argv) {
   ec.data = &r->test, ec.transform = r->info.eval, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
   ef_optim_config oc = ef_optim_defaults(!strcmp(o->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(o->optimizer, "rmsprop") ? EF_OPT_RMSPROP : EF_OPT_ADAMW);
   oc.momentum = oc.kind == EF_OPT_ADAMW ? oc.momentum : o->momentum, oc.weight_decay = o->weight_decay;
+  oc.nesterov = o->nesterov, oc.decay_all = o->decay_all;
   r->be = ef_cpu_backend_new((int)o->threads);
   r->store = ef_store_new();
   ef_status st = ef_loader_new(&r->train_loader, &lc);
