@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int log_rank = -1;
 static _Thread_local char last_error[1024];
@@ -54,6 +55,18 @@ _Noreturn void ef_assert_fail(const char *file, int line, const char *cond, cons
 void *ef_xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) EF_FATAL("out of memory allocating %zu bytes", bytes);
+  return p;
+}
+
+char *ef_xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  return memcpy(ef_xmalloc(n), s, n);
+}
+
+char *ef_path_join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = ef_xmalloc(n);
+  snprintf(p, n, "%s/%s", dir, name);
   return p;
 }
 

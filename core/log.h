@@ -53,6 +53,9 @@ _Noreturn void ef_assert_fail(const char *file, int line, const char *cond, cons
 void *ef_xmalloc(size_t bytes);
 void *ef_xcalloc(size_t count, size_t size);
 void *ef_xrealloc(void *p, size_t bytes);
+// A copy of s, and "dir/name", in memory from ef_xmalloc (release with free()).
+char *ef_xstrdup(const char *s);
+char *ef_path_join(const char *dir, const char *name);
 // 64-byte aligned memory for large buffers (arenas, batches): NULL when it runs out, for the
 // caller to report; release with free().
 void *ef_aligned_alloc(size_t bytes);

@@ -12,18 +12,6 @@
 
 #include "data/idx.h"
 
-static char *xstrdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  return memcpy(ef_xmalloc(n), s, n);
-}
-
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = ef_xmalloc(n);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 static int is_dir(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
@@ -52,21 +40,21 @@ static char **numbered_names(int n) {
   for (int i = 0; i < n; i++) {
     char buf[16];
     snprintf(buf, sizeof buf, "%d", i);
-    names[i] = xstrdup(buf);
+    names[i] = ef_xstrdup(buf);
   }
   return names;
 }
 
 static char **copy_names(const char *const *src, int n) {
   char **names = ef_xmalloc(sizeof(char *) * (size_t)n);
-  for (int i = 0; i < n; i++) names[i] = xstrdup(src[i]);
+  for (int i = 0; i < n; i++) names[i] = ef_xstrdup(src[i]);
   return names;
 }
 
 // The class names in `dir`/`file` when that file exists (it must name exactly n classes), else
 // fallback (NULL: numbered).
 static ef_status names_from(const char *dir, const char *file, int n, const char *const *fallback, char ***names) {
-  char *path = join(dir, file);
+  char *path = ef_path_join(dir, file);
   int got = 0;
   ef_status st = EF_OK;
   *names = NULL;
@@ -110,7 +98,7 @@ ef_status ef_classes_read(const char *path, char ***names, int *n) {
     }
     if (blank) st = EF_ERROR(EF_ERR_FORMAT, "%s: line %d is empty: every class needs a name", path, *n + 1);
     if (*n == cap) *names = ef_xrealloc(*names, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 64));
-    (*names)[(*n)++] = xstrdup(line);
+    (*names)[(*n)++] = ef_xstrdup(line);
   }
   if (st == EF_OK && ferror(f)) st = EF_ERROR(EF_ERR_IO, "reading the class list %s failed", path);
   fclose(f);
@@ -130,7 +118,7 @@ ef_status ef_dataset_open_idx(const char *dir, int train, ef_dataset *out) {
   EF_TRY(ef_idx_load_dir(dir, train ? "train" : "t10k", &idx));
   // Fashion-MNIST is told from MNIST by its directory name; both have 10 classes.
   int fashion = strstr(dir, "fashion") || strstr(dir, "Fashion");
-  *out = (ef_dataset){.kind = EF_DATASET_IDX, .source = xstrdup(dir), .n = idx.n, .num_classes = idx.num_classes,
+  *out = (ef_dataset){.kind = EF_DATASET_IDX, .source = ef_xstrdup(dir), .n = idx.n, .num_classes = idx.num_classes,
                       .labels = idx.labels, .pixels = idx.pixels, .h = (int)idx.rows, .w = (int)idx.cols, .c = 1};
   ef_status st = names_from(dir, "classes.txt", idx.num_classes, fashion && idx.num_classes == 10 ? fashion_names : NULL,
                             &out->class_names);
@@ -189,10 +177,10 @@ static ef_status read_cifar_file(const char *path, int label_bytes, int classes,
 
 ef_status ef_dataset_open_cifar(const char *dir, int train, ef_dataset *out) {
   memset(out, 0, sizeof *out);
-  char *probe1 = join(dir, "data_batch_1.bin"), *probe2 = join(dir, "test_batch.bin");
+  char *probe1 = ef_path_join(dir, "data_batch_1.bin"), *probe2 = ef_path_join(dir, "test_batch.bin");
   int ten = is_file(probe1) || is_file(probe2);
   free(probe1), free(probe2);
-  *out = (ef_dataset){.kind = ten ? EF_DATASET_CIFAR10 : EF_DATASET_CIFAR100, .source = xstrdup(dir),
+  *out = (ef_dataset){.kind = ten ? EF_DATASET_CIFAR10 : EF_DATASET_CIFAR100, .source = ef_xstrdup(dir),
                       .num_classes = ten ? 10 : 100, .h = 32, .w = 32, .c = 3};
   const char *files10[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
   const char *test10[] = {"test_batch.bin"}, *train100[] = {"train.bin"}, *test100[] = {"test.bin"};
@@ -200,7 +188,7 @@ ef_status ef_dataset_open_cifar(const char *dir, int train, ef_dataset *out) {
   int nfiles = ten && train ? 5 : 1;
   int64_t cap = 0;
   for (int i = 0; i < nfiles; i++) {
-    char *path = join(dir, files[i]);
+    char *path = ef_path_join(dir, files[i]);
     ef_status st = read_cifar_file(path, ten ? 1 : 2, out->num_classes, out, &cap);
     free(path);
     if (st != EF_OK) {
@@ -244,10 +232,10 @@ static ef_status list_dir(const char *dir, int want_dirs, str_list *out) {
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
-    char *path = join(dir, e->d_name);
+    char *path = ef_path_join(dir, e->d_name);
     int keep = want_dirs ? is_dir(path) : is_file(path);
     free(path);
-    if (keep) push(out, xstrdup(e->d_name));
+    if (keep) push(out, ef_xstrdup(e->d_name));
   }
   closedir(d);
   if (out->n) qsort(out->items, (size_t)out->n, sizeof(char *), cmp_str);
@@ -275,12 +263,12 @@ static void add_sample(sample_list *s, char *path, int32_t label) {
 
 // dir and every directory below it (full paths, in no particular order).
 static ef_status collect_dirs(const char *dir, str_list *out) {
-  push(out, xstrdup(dir));
+  push(out, ef_xstrdup(dir));
   str_list subs;
   EF_TRY(list_dir(dir, 1, &subs));
   ef_status st = EF_OK;
   for (int64_t i = 0; st == EF_OK && i < subs.n; i++) {
-    char *sub = join(dir, subs.items[i]);
+    char *sub = ef_path_join(dir, subs.items[i]);
     st = collect_dirs(sub, out);
     free(sub);
   }
@@ -299,7 +287,7 @@ static ef_status add_class(const char *dir, int label, sample_list *s, int64_t *
     str_list files;
     if ((st = list_dir(dirs.items[d], 0, &files)) != EF_OK) break;
     for (int64_t i = 0; i < files.n; i++) {
-      char *path = join(dirs.items[d], files.items[i]);
+      char *path = ef_path_join(dirs.items[d], files.items[i]);
       if (has_image_ext(files.items[i])) {
         add_sample(s, path, label);
       } else {
@@ -324,14 +312,14 @@ ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
   int64_t other = 0;
   char first_other[1024] = "";
   for (int64_t c = 0; st == EF_OK && c < classes.n; c++) {
-    char *dir = join(root, classes.items[c]);
+    char *dir = ef_path_join(root, classes.items[c]);
     int64_t before = samples.paths.n;
     st = add_class(dir, (int)c, &samples, &other, first_other, sizeof first_other);
     if (st == EF_OK && samples.paths.n == before)
       st = EF_ERROR(EF_ERR_FORMAT, "class directory %s holds no .jpg, .jpeg or .png file", dir);
     free(dir);
   }
-  *out = (ef_dataset){.kind = EF_DATASET_FOLDER, .source = xstrdup(root), .n = samples.paths.n, .paths = samples.paths.items,
+  *out = (ef_dataset){.kind = EF_DATASET_FOLDER, .source = ef_xstrdup(root), .n = samples.paths.n, .paths = samples.paths.items,
                       .labels = samples.labels, .num_classes = (int)classes.n, .class_names = classes.items};
   if (st != EF_OK) {
     ef_dataset_free(out);
@@ -349,10 +337,10 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out) {
   memset(out, 0, sizeof *out);
   FILE *f = fopen(csv, "r");
   if (!f) return EF_ERROR(EF_ERR_IO, "cannot open the file list %s: %s", csv, strerror(errno));
-  char *dir = xstrdup(csv), *slash = strrchr(dir, '/');
+  char *dir = ef_xstrdup(csv), *slash = strrchr(dir, '/');
   if (slash) *slash = 0;
   else strcpy(dir, ".");
-  *out = (ef_dataset){.kind = EF_DATASET_LIST, .source = xstrdup(csv)};
+  *out = (ef_dataset){.kind = EF_DATASET_LIST, .source = ef_xstrdup(csv)};
   sample_list samples = {0};
   int64_t lineno = 0;
   ef_status st = EF_OK;
@@ -383,14 +371,14 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out) {
                     label_text);
       break;
     }
-    add_sample(&samples, line[0] == '/' ? xstrdup(line) : join(dir, line), (int32_t)label);
+    add_sample(&samples, line[0] == '/' ? ef_xstrdup(line) : ef_path_join(dir, line), (int32_t)label);
     if (label > max_label) max_label = (int)label;
   }
   fclose(f);
   out->paths = samples.paths.items, out->n = samples.paths.n, out->labels = samples.labels;
   if (st == EF_OK && out->n == 0) st = EF_ERROR(EF_ERR_FORMAT, "the file list %s has no samples", csv);
   if (st == EF_OK) {
-    char *names_path = join(dir, "classes.txt");
+    char *names_path = ef_path_join(dir, "classes.txt");
     if (is_file(names_path)) {
       st = ef_classes_read(names_path, &out->class_names, &out->num_classes);
       if (st == EF_OK && max_label >= out->num_classes)
@@ -420,13 +408,13 @@ ef_status ef_dataset_open(const char *path, int train, ef_dataset *out) {
       {"data_batch_1.bin", "cifar"},         {"train.bin", "cifar"},             {"test_batch.bin", "cifar"},
   };
   for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++) {
-    char *p = join(path, markers[i][0]);
+    char *p = ef_path_join(path, markers[i][0]);
     int found = is_file(p);
     free(p);
     if (found) return !strcmp(markers[i][1], "idx") ? ef_dataset_open_idx(path, train, out) : ef_dataset_open_cifar(path, train, out);
   }
   // An ImageNet-style root: train/ and val/ (or test/) folders.
-  char *tr = join(path, "train"), *va = join(path, "val"), *te = join(path, "test");
+  char *tr = ef_path_join(path, "train"), *va = ef_path_join(path, "val"), *te = ef_path_join(path, "test");
   const char *split = NULL;
   if (is_dir(tr) && (is_dir(va) || is_dir(te))) split = train ? tr : is_dir(va) ? va : te;
   ef_status st = ef_dataset_open_folder(split ? split : path, out);

@@ -190,13 +190,6 @@ static double wall_time(struct timespec *ts) {
   return (double)ts->tv_sec + 1e-9 * (double)ts->tv_nsec;
 }
 
-static char *path_join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = ef_xmalloc(n);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 // mkdir -p: every missing folder on the way is created.
 static ef_status make_dirs(const char *dir) {
   size_t n = strlen(dir);
@@ -256,7 +249,7 @@ static ef_status open_event_file(ef_metrics *m, const char *dir, time_t secs) {
     char name[320];
     if (k) snprintf(name, sizeof name, "events.out.tfevents.%lld.%s.%d", (long long)secs, host, k);
     else snprintf(name, sizeof name, "events.out.tfevents.%lld.%s", (long long)secs, host);
-    m->event_path = path_join(dir, name);
+    m->event_path = ef_path_join(dir, name);
     m->events = fopen(m->event_path, "wbx");
     if (m->events) return EF_OK;
     if (errno != EEXIST)
@@ -286,7 +279,7 @@ ef_status ef_metrics_open(ef_metrics **out, const char *dir, bool append) {
   *out = NULL;
   EF_TRY(make_dirs(dir));
   ef_metrics *m = ef_xcalloc(1, sizeof *m);
-  m->json_path = path_join(dir, "metrics.jsonl");
+  m->json_path = ef_path_join(dir, "metrics.jsonl");
   ef_status st = append ? drop_torn_line(m->json_path) : EF_OK;
   if (st == EF_OK) {
     m->json = fopen(m->json_path, append ? "ab" : "wb");
