@@ -271,14 +271,16 @@ static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len)
     char *v = NULL;
     H5Tset_size(t, H5T_VARIABLE);
     st = H5Aread(a, t, &v);
+    if (st >= 0 && v && strlen(v) >= len) st = -1; // does not fit: an error, not a cut
     if (st >= 0 && v) snprintf(buf, len, "%s", v);
     if (v) H5free_memory(v);
   } else if (st >= 0) {
-    size_t size = H5Tget_size(ft); // read at the file's width, keep what fits
+    size_t size = H5Tget_size(ft); // read at the file's width
     char *tmp = ef_xcalloc(size + 1, 1);
     H5Tset_size(t, size);
     st = H5Aread(a, t, tmp);
-    snprintf(buf, len, "%s", tmp);
+    if (st >= 0 && strlen(tmp) >= len) st = -1;
+    if (st >= 0) snprintf(buf, len, "%s", tmp);
     free(tmp);
   }
   H5Tclose(t), H5Tclose(ft), H5Aclose(a);
@@ -439,8 +441,10 @@ ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
     ef_attr *a = &attrs[i];
     herr_t h = a->kind == EF_ATTR_INT      ? read_attr(f, a->name, H5T_NATIVE_INT64, &a->i)
                : a->kind == EF_ATTR_DOUBLE ? read_attr(f, a->name, H5T_NATIVE_DOUBLE, &a->d)
-                                           : read_attr_string(f, a->name, a->s, sizeof a->s);
-    if (h < 0) st = EF_ERROR(EF_ERR_FORMAT, "%s has no attribute '%s' of the expected kind: is it a training checkpoint?", path, a->name);
+                                           : read_attr_string(f, a->name, a->s, a->cap);
+    if (h < 0)
+      st = EF_ERROR(EF_ERR_FORMAT, "%s has no attribute '%s' of the expected kind and size: is it a training checkpoint?", path,
+                    a->name);
   }
   H5Fclose(f);
   return st;

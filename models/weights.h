@@ -34,14 +34,16 @@ typedef struct {
   float *param, *state;
 } ef_tensor_set;
 
-// A root attribute: an integer, a number or a string.
+// A root attribute: an integer, a number or a string. Saving reads the string at s; reading
+// writes it there, into cap bytes (a longer one is an error, never cut short).
 typedef enum { EF_ATTR_INT, EF_ATTR_DOUBLE, EF_ATTR_STRING } ef_attr_kind;
 typedef struct {
   const char *name;
   ef_attr_kind kind;
   int64_t i;
   double d;
-  char s[4096];
+  char *s;
+  size_t cap;
 } ef_attr;
 
 // ef_weights_save with more groups (after /model) and more root attributes, in one atomic write.
@@ -49,8 +51,8 @@ ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_eff
                                int nsets, const ef_attr *attrs, int nattrs);
 // Loads the sets (the model's included, when listed), checking every one before changing any.
 ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_set *sets, int nsets);
-// Reads root attributes by name and kind into attrs[i] (strings into .s); a missing or mistyped
-// one is an error naming it.
+// Reads root attributes by name and kind into attrs[i] (strings into .s); a missing, mistyped or
+// too long one is an error naming it.
 ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs);
 
 #endif

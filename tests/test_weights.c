@@ -208,20 +208,23 @@ static void test_sets_and_attrs(void) {
   for (size_t i = 0; i < np; i++) ema_p[i] = (float)i * 1e-6f, mom[i] = -(float)i * 1e-7f;
   for (size_t i = 0; i < ns; i++) ema_s[i] = 2.0f + (float)i;
   ef_tensor_set sets[] = {{"model", NULL, NULL}, {"ema", ema_p, ema_s}, {"optimizer/momentum", mom, NULL}};
+  char config[] = "{\"optimizer\": \"rmsprop\"}", back_config[64], small[8];
   ef_attr attrs[3] = {{.name = "step", .kind = EF_ATTR_INT, .i = 1234567890123LL},
                       {.name = "lr", .kind = EF_ATTR_DOUBLE, .d = 0.016},
-                      {.name = "train_config", .kind = EF_ATTR_STRING}};
-  snprintf(attrs[2].s, sizeof attrs[2].s, "{\"optimizer\": \"rmsprop\"}");
+                      {.name = "train_config", .kind = EF_ATTR_STRING, .s = config}};
   CHECK(ef_weights_save_sets(path("ckpt.h5"), a, &cfg, sets, 3, attrs, 3) == EF_OK, "%s", ef_last_error());
   ef_tensor_set back[] = {{"model", NULL, NULL}, {"ema", ema_p2, ema_s2}, {"optimizer/momentum", mom2, NULL}};
   CHECK(ef_weights_load_sets(path("ckpt.h5"), b, back, 3) == EF_OK, "%s", ef_last_error());
   CHECK(same_values(a, b) && !memcmp(ema_p, ema_p2, np * 4) && !memcmp(ema_s, ema_s2, ns * 4) && !memcmp(mom, mom2, np * 4),
         "sets round trip");
   ef_attr read[3] = {{.name = "step", .kind = EF_ATTR_INT}, {.name = "lr", .kind = EF_ATTR_DOUBLE},
-                     {.name = "train_config", .kind = EF_ATTR_STRING}};
+                     {.name = "train_config", .kind = EF_ATTR_STRING, .s = back_config, .cap = sizeof back_config}};
   CHECK(ef_weights_read_attrs(path("ckpt.h5"), read, 3) == EF_OK && read[0].i == 1234567890123LL && read[1].d == 0.016 &&
-            !strcmp(read[2].s, attrs[2].s),
+            !strcmp(back_config, config),
         "attributes: %s", ef_last_error());
+  ef_attr too_long = {.name = "train_config", .kind = EF_ATTR_STRING, .s = small, .cap = sizeof small};
+  CHECK(ef_weights_read_attrs(path("ckpt.h5"), &too_long, 1) == EF_ERR_FORMAT && strstr(ef_last_error(), "'train_config'"),
+        "a string longer than its buffer: %s", ef_last_error());
   ef_attr missing = {.name = "epoch", .kind = EF_ATTR_INT};
   CHECK(ef_weights_read_attrs(path("ckpt.h5"), &missing, 1) == EF_ERR_FORMAT && strstr(ef_last_error(), "'epoch'"),
         "a missing attribute: %s", ef_last_error());

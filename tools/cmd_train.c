@@ -98,11 +98,16 @@ static void recipe_defaults(train_opts *o, const char *recipe) {
 // Parses argv over the recipe's defaults; `saved` (a checkpoint's arguments, may be empty) first.
 static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   // The arguments: the saved ones, then these.
-  char *copy = strdup(saved ? saved : ""), *words[512];
+  char *copy = ef_xstrdup(saved ? saved : ""), *words[512];
   int n = 0;
   words[n++] = argv[0];
-  for (char *w = strtok(copy, "\n"); w && n < 256; w = strtok(NULL, "\n")) words[n++] = w;
-  for (int i = 1; i < argc && n < 511; i++) words[n++] = argv[i];
+  for (char *w = strtok(copy, "\n"); w && n < 512; w = strtok(NULL, "\n")) words[n++] = w;
+  for (int i = 1; i < argc && n < 512; i++) words[n++] = argv[i];
+  if (n == 512) {
+    fprintf(stderr, "effnet train: more than 510 arguments\n");
+    free(copy);
+    return 2;
+  }
   const char *recipe = "default";
   for (int i = 1; i + 1 < n; i++)
     if (!strcmp(words[i], "--recipe")) recipe = words[i + 1];
@@ -171,16 +176,18 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
 
 // This run's arguments, one per line (what a checkpoint keeps and --resume replays), without the
 // ones that concern this session only (--resume, --stop-after).
-static void join_args(int argc, char **argv, const char *saved, char *buf, size_t len) {
-  snprintf(buf, len, "%s", saved ? saved : "");
-  for (int i = 1; i < argc; i++) {
+static int join_args(int argc, char **argv, const char *saved, char *buf, size_t len) {
+  size_t used = (size_t)snprintf(buf, len, "%s", saved ? saved : "");
+  for (int i = 1; i < argc && used < len; i++) {
     if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--stop-after")) {
       i++;
       continue;
     }
-    size_t used = strlen(buf);
-    snprintf(buf + used, len - used, "%s\n", argv[i]);
+    used += (size_t)snprintf(buf + used, len - used, "%s\n", argv[i]);
   }
+  if (used < len) return 0;
+  fprintf(stderr, "effnet train: the arguments take more than %zu bytes, more than a checkpoint keeps\n", len - 1);
+  return 2;
 }
 
 // Per-channel mean and standard deviation of an in-memory dataset's pixels (in [0, 1]), the
@@ -385,7 +392,7 @@ static void progress(const run *r, int64_t batch, int64_t batches, double loss, 
 
 // Builds everything for a fresh run or a resumed one; returns 0, or the exit status after a message.
 static int setup(run *r, int argc, char **argv) {
-  char resume_path[4200] = "", resume_arg[4096] = "", args[4096];
+  char resume_path[4200] = "", resume_arg[4096] = "", args[8192];
   int rc = parse_opts(argc, argv, NULL, &r->o);
   if (rc) return rc;
   ef_checkpoint_info saved = {0};
@@ -399,7 +406,7 @@ static int setup(run *r, int argc, char **argv) {
     if ((rc = parse_opts(argc, argv, saved.args, &r->o)) != 0) return rc;
   }
   bool resuming = *resume_arg != 0;
-  join_args(argc, argv, resuming ? saved.args : NULL, args, sizeof args);
+  if ((rc = join_args(argc, argv, resuming ? saved.args : NULL, args, sizeof args)) != 0) return rc;
   const train_opts *o = &r->o;
   if (ef_dataset_open(o->data, 1, &r->train) != EF_OK || ef_dataset_open(o->data, 0, &r->test) != EF_OK) {
     fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",

@@ -41,12 +41,14 @@ static const info_field fields[] = {
 };
 enum { NFIELDS = sizeof fields / sizeof fields[0], NEXTRA = 6 };
 
-static void to_attr(const ef_checkpoint_info *info, const info_field *f, ef_attr *a) {
-  const char *p = (const char *)info + f->offset;
-  *a = (ef_attr){.name = f->name, .kind = f->kind};
-  if (f->kind == EF_ATTR_INT) a->i = f->width == 4 ? *(const int *)p : *(const int64_t *)p;
-  else if (f->kind == EF_ATTR_DOUBLE) a->d = *(const double *)p;
-  else snprintf(a->s, sizeof a->s, "%s", p);
+// The attribute of field f, pointing at info's own storage (strings are read and written in place).
+static ef_attr field_attr(const ef_checkpoint_info *info, const info_field *f) {
+  char *p = (char *)info + f->offset;
+  ef_attr a = {.name = f->name, .kind = f->kind};
+  if (f->kind == EF_ATTR_INT) a.i = f->width == 4 ? *(const int *)p : *(const int64_t *)p;
+  else if (f->kind == EF_ATTR_DOUBLE) a.d = *(const double *)p;
+  else a.s = p, a.cap = (size_t)f->width;
+  return a;
 }
 
 static void from_attr(ef_checkpoint_info *info, const info_field *f, const ef_attr *a) {
@@ -54,7 +56,6 @@ static void from_attr(ef_checkpoint_info *info, const info_field *f, const ef_at
   if (f->kind == EF_ATTR_INT && f->width == 4) *(int *)p = (int)a->i;
   else if (f->kind == EF_ATTR_INT) *(int64_t *)p = a->i;
   else if (f->kind == EF_ATTR_DOUBLE) *(double *)p = a->d;
-  else snprintf(p, (size_t)f->width, "%s", a->s);
 }
 
 // The tensor sets of a checkpoint: the model, then the EMA and each optimizer slot when given.
@@ -78,15 +79,15 @@ static void triple(char *buf, size_t len, const float v[3]) { snprintf(buf, len,
 ef_status ef_checkpoint_save(const char *path, const ef_store *s, const ef_ema *ema, const ef_optim *optim,
                              const ef_checkpoint_info *info) {
   EF_ASSERT(!ema || !ema->swapped, "saving a checkpoint while the EMA is swapped into the store");
+  char interp[16], mean[64], std[64];
+  snprintf(interp, sizeof interp, "%s", info->eval.interp == EF_INTERP_BICUBIC ? "bicubic" : "bilinear");
+  triple(mean, sizeof mean, info->eval.mean), triple(std, sizeof std, info->eval.std);
   ef_attr attrs[NFIELDS + NEXTRA];
   int n = 0;
-  for (int i = 0; i < NFIELDS; i++) to_attr(info, &fields[i], &attrs[n++]);
-  attrs[n] = (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING};
-  snprintf(attrs[n++].s, sizeof attrs[0].s, "%s", info->eval.interp == EF_INTERP_BICUBIC ? "bicubic" : "bilinear");
-  attrs[n] = (ef_attr){.name = "mean", .kind = EF_ATTR_STRING};
-  triple(attrs[n++].s, sizeof attrs[0].s, info->eval.mean);
-  attrs[n] = (ef_attr){.name = "std", .kind = EF_ATTR_STRING};
-  triple(attrs[n++].s, sizeof attrs[0].s, info->eval.std);
+  for (int i = 0; i < NFIELDS; i++) attrs[n++] = field_attr(info, &fields[i]);
+  attrs[n++] = (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp};
+  attrs[n++] = (ef_attr){.name = "mean", .kind = EF_ATTR_STRING, .s = mean};
+  attrs[n++] = (ef_attr){.name = "std", .kind = EF_ATTR_STRING, .s = std};
   attrs[n++] = (ef_attr){.name = "ema_updates", .kind = EF_ATTR_INT, .i = ema ? ema->updates : -1};
   attrs[n++] = (ef_attr){.name = "ema_decay", .kind = EF_ATTR_DOUBLE, .d = ema ? ema->decay : 0};
   attrs[n++] = (ef_attr){.name = "optimizer_step", .kind = EF_ATTR_INT, .i = optim ? optim->step : -1};
@@ -103,19 +104,20 @@ static ef_status parse_triple(const char *path, const char *name, const char *te
 
 ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   memset(info, 0, sizeof *info);
+  char interp[16], mean[64], std[64];
   ef_attr attrs[NFIELDS + 3];
-  for (int i = 0; i < NFIELDS; i++) attrs[i] = (ef_attr){.name = fields[i].name, .kind = fields[i].kind};
-  attrs[NFIELDS] = (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING};
-  attrs[NFIELDS + 1] = (ef_attr){.name = "mean", .kind = EF_ATTR_STRING};
-  attrs[NFIELDS + 2] = (ef_attr){.name = "std", .kind = EF_ATTR_STRING};
+  for (int i = 0; i < NFIELDS; i++) attrs[i] = field_attr(info, &fields[i]);
+  attrs[NFIELDS] = (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp};
+  attrs[NFIELDS + 1] = (ef_attr){.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean};
+  attrs[NFIELDS + 2] = (ef_attr){.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std};
   EF_TRY(ef_weights_read_attrs(path, attrs, NFIELDS + 3));
   for (int i = 0; i < NFIELDS; i++) from_attr(info, &fields[i], &attrs[i]);
   double crop_pct = info->eval.crop_pct; // the other transform fields are the defaults
   info->eval = ef_transform_defaults(false, info->eval.size, info->eval.channels);
   info->eval.crop_pct = crop_pct;
-  info->eval.interp = strcmp(attrs[NFIELDS].s, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
-  EF_TRY(parse_triple(path, "mean", attrs[NFIELDS + 1].s, info->eval.mean));
-  EF_TRY(parse_triple(path, "std", attrs[NFIELDS + 2].s, info->eval.std));
+  info->eval.interp = strcmp(interp, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
+  EF_TRY(parse_triple(path, "mean", mean, info->eval.mean));
+  EF_TRY(parse_triple(path, "std", std, info->eval.std));
   if (strcmp(info->arch, "tiny") && strcmp(info->arch, "efficientnet"))
     return EF_ERROR(EF_ERR_FORMAT, "%s: unknown architecture '%s'", path, info->arch);
   if (!strcmp(info->arch, "efficientnet")) EF_TRY(ef_weights_read_config(path, &info->cfg));

@@ -24,8 +24,8 @@ typedef struct {
   double epoch_loss;
   int64_t epoch_correct, epoch_seen;
   double best_top1;        // the best validation top-1 so far (-1: none yet)
-  char args[4096];         // the run's `effnet train` arguments, one per line
-  char class_names[16384]; // one per line
+  char args[8192];         // the run's `effnet train` arguments, one per line
+  char class_names[65536]; // one per line
   ef_transform eval;       // the evaluation preprocessing
 } ef_checkpoint_info;
 
