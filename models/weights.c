@@ -397,7 +397,7 @@ static ef_status read_set(const char *path, hid_t f, const ef_store *s, const ef
     if (d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, torch) < 0)
       st = EF_ERROR(EF_ERR_FORMAT, "%s: cannot read /%s/%s (truncated or corrupt file?)", path, set->group, e->name);
     if (d >= 0) H5Dclose(d);
-    convert_layout(e, torch, vals[i], false);
+    if (st == EF_OK) convert_layout(e, torch, vals[i], false);
     free(torch);
   }
   if (grp >= 0) H5Gclose(grp);

@@ -102,6 +102,34 @@ expect_error "a truncated checkpoint" "cannot be opened as HDF5 (truncated or co
 echo "not a checkpoint" >"$tmp/e/text.h5"
 before=$(cd "$tmp/e" && md5sum * | md5sum)
 expect_error "a text file" "text.h5 is not an HDF5 file" --resume "$tmp/e/text.h5"
-expect_error "another model" "does not fit this model" --resume "$tmp/e/ckpt-000000000016.h5" --model b0 --image-size 32
+expect_error "an older checkpoint into its own folder" "is not the latest checkpoint of" --resume "$tmp/e/ckpt-000000000016.h5"
+expect_error "another model" "does not fit this model" --resume "$tmp/e/ckpt-000000000016.h5" --model b0 --image-size 32 \
+  --out "$tmp/f"
+
+# A copied run folder resumes into the copy; the arguments a checkpoint keeps do not pile up.
+cp -r "$tmp/a" "$tmp/g"
+before=$(cd "$tmp/a" && md5sum * | md5sum)
+if "$effnet" train --resume "$tmp/g" --epochs 4 --threads 2 >"$tmp/g.log" 2>&1 && [ -f "$tmp/g/ckpt-000000000064.h5" ] &&
+  [ "$(cd "$tmp/a" && md5sum * | md5sum)" = "$before" ]; then
+  echo "ok: a copied folder resumes into the copy, the original unchanged"
+else
+  fail "resuming a copy: $(tail -2 "$tmp/g.log")"
+fi
+"$effnet" train --resume "$tmp/g" --epochs 5 --threads 2 >>"$tmp/g.log" 2>&1
+args=$(/usr/bin/python3 -c 'import h5py, sys; print(h5py.File(sys.argv[1])["/"].attrs["train_args"])' "$tmp/g/ckpt-000000000080.h5")
+if [ "$(grep -c -- '^--threads$' <<<"$args")" = 1 ] && [ "$(grep -A1 -- '^--epochs$' <<<"$args" | tail -1)" = 5 ] &&
+  ! grep -q -- '^--out$' <<<"$args"; then
+  echo "ok: the saved arguments hold each flag once, with its last value"
+else
+  fail "saved arguments: $(tr '\n' ' ' <<<"$args")"
+fi
+# A checkpoint whose outputs are NaN scores nothing in eval and is refused by predict.
+cp "$tmp/a/$final" "$tmp/nan.h5"
+/usr/bin/python3 -c 'import h5py, sys, numpy as np; f = h5py.File(sys.argv[1], "r+"); f["model/classifier.bias"][0] = np.nan' "$tmp/nan.h5"
+out=$("$effnet" eval "$tmp/nan.h5" --no-ema 2>&1)
+grep -q "top-1 0.00%  top-5 0.00%  loss nan" <<<"$out" && echo "ok: NaN outputs score 0% in eval" || fail "NaN eval: $out"
+/usr/bin/python3 -c 'import numpy as np; from PIL import Image; Image.fromarray(np.zeros((28, 28), np.uint8)).save("'"$tmp"'/black.png")'
+out=$("$effnet" predict "$tmp/nan.h5" --no-ema "$tmp/black.png" 2>&1)
+[ $? -eq 1 ] && grep -q "not numbers" <<<"$out" && echo "ok: predict refuses NaN outputs" || fail "NaN predict: $out"
 [ "$failures" -eq 0 ] && echo "all passed" || echo "$failures failed"
 exit $((failures > 0))

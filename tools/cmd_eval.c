@@ -22,19 +22,19 @@ static void eval_usage(FILE *f) {
           "  --loader-threads N   [1]\n");
 }
 
-// The value of `flag` in a checkpoint's arguments (one per line), or NULL.
+// The (last) value of `flag` in a checkpoint's arguments (one per line), or NULL.
 static const char *saved_flag(const char *args, const char *flag, char *buf, size_t len) {
-  const char *p = args;
+  const char *p = args, *found = NULL;
   size_t n = strlen(flag);
   while ((p = strstr(p, flag))) {
     if ((p == args || p[-1] == '\n') && p[n] == '\n') {
       const char *v = p + n + 1, *end = strchr(v, '\n');
       snprintf(buf, len, "%.*s", (int)(end ? end - v : (long)strlen(v)), v);
-      return buf;
+      found = buf;
     }
     p += n;
   }
-  return NULL;
+  return found;
 }
 
 int ef_cmd_eval(int argc, char **argv) {

@@ -60,7 +60,7 @@ int ef_cmd_predict(int argc, char **argv) {
   ef_transform_scratch scratch = {0};
   uint8_t *file = NULL;
   size_t cap = 0;
-  for (int i = 1; args[i] && i <= MAX_IMAGES; i++) {
+  for (int i = 1; i <= MAX_IMAGES && args[i]; i++) {
     ef_dataset one = {.n = 1, .paths = (char *[]){(char *)args[i]}, .source = (char *)args[i]};
     size_t len;
     ef_sample_src src = {.name = args[i]};
@@ -81,9 +81,14 @@ int ef_cmd_predict(int argc, char **argv) {
     for (int c = 1; c < info.num_classes; c++) mx = fmax(mx, logits[c]);
     for (int c = 0; c < info.num_classes; c++) sum += exp(logits[c] - mx);
     printf("%s:\n", args[i]);
-    for (int r = 0; r < k; r++) { // the class of rank r
+    for (int r = 0; r < k; r++) { // the class of rank r (none when the logits hold a NaN)
       int c = 0;
-      while (ef_label_rank(logits, info.num_classes, c) != r) c++;
+      while (c < info.num_classes && ef_label_rank(logits, info.num_classes, c) != r) c++;
+      if (c == info.num_classes) {
+        fprintf(stderr, "effnet predict: %s: the model's outputs are not numbers (a broken checkpoint?)\n", args[i]);
+        rc = 1;
+        break;
+      }
       printf("  %6.2f%%  %s\n", 100 * exp(logits[c] - mx) / sum, c < n_names ? names[c] : "?");
     }
   }

@@ -104,7 +104,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   for (char *w = strtok(copy, "\n"); w && n < 512; w = strtok(NULL, "\n")) words[n++] = w;
   for (int i = 1; i < argc && n < 512; i++) words[n++] = argv[i];
   if (n == 512) {
-    fprintf(stderr, "effnet train: more than 510 arguments\n");
+    fprintf(stderr, "effnet train: more than 510 arguments: give fewer\n");
     free(copy);
     return 2;
   }
@@ -143,10 +143,14 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   // The words die with `copy`: keep the values in o->strings.
   const char **strs[] = {&o->data,   &o->model,    &o->augment,  &o->out,    &o->resume,
                          &o->recipe, &o->optimizer, &o->schedule, &o->device, &o->m.padding};
-  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0] && !rc; i++) {
     if (!*strs[i]) continue;
     size_t len = strlen(*strs[i]) + 1;
-    EF_ASSERT(o->used + len <= sizeof o->strings, "argument strings longer than %zu bytes", sizeof o->strings);
+    if (o->used + len > sizeof o->strings) {
+      fprintf(stderr, "effnet train: the paths and names given take more than %zu bytes: use shorter paths\n", sizeof o->strings);
+      rc = 2;
+      break;
+    }
     *strs[i] = memcpy(o->strings + o->used, *strs[i], len);
     o->used += len;
   }
@@ -174,19 +178,32 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   return 0;
 }
 
-// This run's arguments, one per line (what a checkpoint keeps and --resume replays), without the
-// ones that concern this session only (--resume, --stop-after).
+// This run's arguments, one per line (what a checkpoint keeps and --resume replays): the saved
+// ones with these applied, each flag once with its last value, without the ones that concern this
+// session only (--resume, --stop-after, --out).
 static int join_args(int argc, char **argv, const char *saved, char *buf, size_t len) {
-  size_t used = (size_t)snprintf(buf, len, "%s", saved ? saved : "");
-  for (int i = 1; i < argc && used < len; i++) {
-    if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--stop-after")) {
-      i++;
-      continue;
-    }
-    used += (size_t)snprintf(buf + used, len - used, "%s\n", argv[i]);
+  char *copy = ef_xstrdup(saved ? saved : ""), *words[1024];
+  int n = 0;
+  for (char *w = strtok(copy, "\n"); w && n < 1024; w = strtok(NULL, "\n")) words[n++] = w;
+  for (int i = 1; i < argc && n < 1024; i++) words[n++] = argv[i];
+  // Pairs (flag, value or NULL for a boolean flag), the last value of each flag kept in place.
+  const char *flag[512], *value[512];
+  int pairs = 0;
+  for (int i = 0; i < n; i++) {
+    const char *f = words[i], *v = i + 1 < n && strncmp(words[i + 1], "--", 2) ? words[++i] : NULL;
+    if (!strcmp(f, "--resume") || !strcmp(f, "--stop-after") || !strcmp(f, "--out")) continue;
+    int k = 0;
+    while (k < pairs && strcmp(flag[k], f)) k++;
+    if (k == pairs && pairs < 512) flag[pairs++] = f;
+    if (k < pairs) value[k] = v;
   }
-  if (used < len) return 0;
-  fprintf(stderr, "effnet train: the arguments take more than %zu bytes, more than a checkpoint keeps\n", len - 1);
+  size_t used = 0;
+  for (int k = 0; k < pairs && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, value[k] ? "%s\n%s\n" : "%s\n", flag[k], value[k]);
+  if (!pairs) buf[0] = 0;
+  free(copy);
+  if (used < len && n < 1024) return 0;
+  fprintf(stderr, "effnet train: the arguments take more than %zu bytes, more than a checkpoint keeps: use shorter paths\n", len - 1);
   return 2;
 }
 
@@ -247,9 +264,13 @@ static int describe_run(const train_opts *o, const ef_dataset *d, ef_checkpoint_
   }
   if (!strcmp(o->augment, "autoaugment")) train->augment = EF_AUGMENT_AUTO;
   if (!strcmp(o->augment, "randaugment")) train->augment = EF_AUGMENT_RAND;
-  for (int c = 0; c < d->num_classes; c++) {
-    size_t used = strlen(info->class_names);
-    snprintf(info->class_names + used, sizeof info->class_names - used, "%s\n", d->class_names[c]);
+  size_t used = 0;
+  for (int c = 0; c < d->num_classes && used < sizeof info->class_names; c++)
+    used += (size_t)snprintf(info->class_names + used, sizeof info->class_names - used, "%s\n", d->class_names[c]);
+  if (used >= sizeof info->class_names) {
+    fprintf(stderr, "effnet train: the %d class names take more than %zu bytes, more than a checkpoint keeps\n", d->num_classes,
+            sizeof info->class_names - 1);
+    return 2;
   }
   return 0;
 }
@@ -339,13 +360,12 @@ static void run_free(run *r) {
 // when `best`.
 static ef_status save(run *r, bool best) {
   char path[4200];
+  if (best) { // first: a checkpoint recording the new best is never on disk without best.h5
+    snprintf(path, sizeof path, "%s/best.h5", r->out);
+    EF_TRY(ef_checkpoint_save(path, r->store, r->has_ema ? &r->ema : NULL, &r->optim, &r->info));
+  }
   checkpoint_path(path, sizeof path, r->out, (long long)r->info.step);
   EF_TRY(ef_checkpoint_save(path, r->store, r->has_ema ? &r->ema : NULL, &r->optim, &r->info));
-  if (best) {
-    char best_path[4200];
-    snprintf(best_path, sizeof best_path, "%s/best.h5", r->out);
-    EF_TRY(ef_checkpoint_save(best_path, r->store, r->has_ema ? &r->ema : NULL, &r->optim, &r->info));
-  }
   long long steps[4096];
   int n = list_checkpoints(r->out, steps, 4096);
   for (int i = 0; i + r->o.keep < n; i++) {
@@ -357,7 +377,7 @@ static ef_status save(run *r, bool best) {
 
 // Validation with the live weights and, with an EMA, with the averaged ones: logged and printed.
 static ef_status validate(run *r, double *top1) {
-  ef_eval_result live, avg;
+  ef_eval_result live, avg = {0};
   EF_TRY(ef_model_evaluate(&r->ev, r->test_loader, &live));
   *top1 = live.top1;
   if (r->has_ema) {
@@ -373,7 +393,11 @@ static ef_status validate(run *r, double *top1) {
   printf("  (%lld images)\n", (long long)live.images);
   const char *tags[] = {"val/loss", "val/top1", "val/top5", "val_ema/loss", "val_ema/top1", "val_ema/top5"};
   double values[] = {live.loss, live.top1, live.top5, avg.loss, avg.top1, avg.top5};
-  return ef_metrics_log(r->metrics, r->info.step, (int)r->info.epoch, r->has_ema ? 6 : 3, tags, values);
+  EF_TRY(ef_metrics_log(r->metrics, r->info.step, (int)r->info.epoch, r->has_ema ? 6 : 3, tags, values));
+  if (!isfinite(live.loss) || (r->has_ema && !isfinite(avg.loss)))
+    return EF_ERROR(EF_ERR_NUMERIC, "the validation loss after epoch %lld is not finite: the model is broken, nothing is saved. "
+                    "Lower --lr, or add --clip", (long long)r->info.epoch);
+  return EF_OK;
 }
 
 // Progress: a line rewritten in place on a terminal, plain lines every --log-every steps otherwise.
@@ -408,12 +432,15 @@ static int setup(run *r, int argc, char **argv) {
   bool resuming = *resume_arg != 0;
   if ((rc = join_args(argc, argv, resuming ? saved.args : NULL, args, sizeof args)) != 0) return rc;
   const train_opts *o = &r->o;
-  if (ef_dataset_open(o->data, 1, &r->train) != EF_OK || ef_dataset_open(o->data, 0, &r->test) != EF_OK) {
+  ef_status opened = ef_dataset_open(o->data, 1, &r->train);
+  r->all_train = r->train.n;
+  if (opened == EF_OK) opened = ef_dataset_open(o->data, 0, &r->test);
+  r->all_test = r->test.n;
+  if (opened != EF_OK) {
     fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",
             ef_last_error());
     return 1;
   }
-  r->all_train = r->train.n, r->all_test = r->test.n;
   if (r->test.num_classes != r->train.num_classes) {
     fprintf(stderr, "effnet train: the test split of %s has %d classes but the training split %d\n", o->data,
             r->test.num_classes, r->train.num_classes);
@@ -424,19 +451,38 @@ static int setup(run *r, int argc, char **argv) {
   if ((rc = describe_run(o, &r->train, &r->info, &r->train_tf)) != 0) return rc;
   snprintf(r->info.args, sizeof r->info.args, "%s", args);
   r->info.seed = o->seed, r->info.best_top1 = -1;
-  // The run folder: a fresh run refuses one holding checkpoints (they would be mixed up).
-  if (o->out) snprintf(r->out, sizeof r->out, "%s", o->out);
-  else if (resuming) snprintf(r->out, sizeof r->out, "%.*s", (int)(strrchr(resume_path, '/') ? strrchr(resume_path, '/') - resume_path : 1), strrchr(resume_path, '/') ? resume_path : ".");
+  // The run folder: --out given now, else (resuming) the checkpoint's folder, else a new one. A
+  // run never writes into a folder holding checkpoints of another history.
+  const char *out_now = NULL;
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--out")) out_now = argv[i + 1];
+  char resume_dir[sizeof r->out] = ".";
+  const char *slash = strrchr(resume_path, '/');
+  size_t dir_len = slash ? (size_t)(slash - resume_path) : 0;
+  if (dir_len >= sizeof resume_dir) {
+    fprintf(stderr, "effnet train: the path %s is too long\n", resume_path);
+    return 2;
+  }
+  if (slash) memcpy(resume_dir, resume_path, dir_len), resume_dir[dir_len] = 0;
+  if (out_now) snprintf(r->out, sizeof r->out, "%s", out_now);
+  else if (resuming) memcpy(r->out, resume_dir, sizeof r->out);
   else {
     char stamp[32];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
     snprintf(r->out, sizeof r->out, "runs/%s-%s", o->model, stamp);
   }
-  long long steps[1];
-  if (!resuming && list_checkpoints(r->out, steps, 1)) {
-    fprintf(stderr, "effnet train: %s already holds checkpoints: --resume %s goes on from them, or choose another --out\n", r->out,
-            r->out);
+  long long steps[4096];
+  int n_ckpt = list_checkpoints(r->out, steps, 4096);
+  bool same_folder = resuming && !strcmp(r->out, resume_dir);
+  if (n_ckpt && !same_folder) {
+    fprintf(stderr, "effnet train: %s already holds checkpoints of another run: resume them with --resume %s, or choose another --out\n",
+            r->out, r->out);
+    return 2;
+  }
+  if (same_folder && steps[n_ckpt - 1] > saved.step) {
+    fprintf(stderr, "effnet train: %s is not the latest checkpoint of %s (step %lld is): to branch from it, give a new --out\n",
+            resume_path, r->out, steps[n_ckpt - 1]);
     return 2;
   }
   // Loaders, graphs, optimizer, EMA, schedule.
@@ -559,7 +605,7 @@ int ef_cmd_train(int argc, char **argv) {
                  rate, eta, tty);
         const char *tags[] = {"train/loss", "train/acc", "train/lr", "train/images_per_s"};
         double values[] = {loss, (double)info->epoch_correct / info->epoch_seen, lr, rate};
-        if ((st = ef_metrics_log(r.metrics, info->step, (int)info->epoch, 4, tags, values)) != EF_OK) break;
+        if ((st = ef_metrics_log(r.metrics, info->step, (int)info->epoch + 1, 4, tags, values)) != EF_OK) break;
         t_log = t, since = 0;
       }
       if (stop_signal || (o->stop_after && session_steps == o->stop_after)) {
@@ -579,6 +625,11 @@ int ef_cmd_train(int argc, char **argv) {
     bool best = top1 > info->best_top1;
     if (best) info->best_top1 = top1;
     st = save(&r, best);
+    if (st == EF_OK && stop_signal) { // arrived during validation: the epoch's checkpoint stands
+      printf("stopped after epoch %lld (%s); resume with: effnet train --resume %s\n", (long long)info->epoch,
+             stop_signal == SIGINT ? "SIGINT" : "SIGTERM", r.out);
+      rc = 128 + stop_signal;
+    }
   }
   if (st != EF_OK) {
     fprintf(stderr, "effnet train: %s\n", ef_last_error());

@@ -65,7 +65,10 @@ ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef
 
 int ef_label_rank(const float *logits, int classes, int label) {
   int rank = 0;
-  for (int c = 0; c < classes; c++) rank += logits[c] > logits[label] || (logits[c] == logits[label] && c < label);
+  for (int c = 0; c < classes; c++) {
+    if (isnan(logits[c])) return classes; // a NaN anywhere: never counted correct
+    rank += logits[c] > logits[label] || (logits[c] == logits[label] && c < label);
+  }
   return rank;
 }
 

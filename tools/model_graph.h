@@ -40,7 +40,8 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r);
 ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef_backend *be, ef_store **store,
                                    ef_model_graph *m, ef_checkpoint_info *info, bool *used_ema);
 
-// Rank of labels[i] among logits (N, classes) row i: 0 when it is the largest.
+// The rank of `label` in one row of logits: 0 when it is the largest (ties go to the lower
+// class); `classes` when the row holds a NaN, so that a broken model scores nothing.
 int ef_label_rank(const float *logits, int classes, int label);
 
 #endif
