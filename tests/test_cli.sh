@@ -53,6 +53,10 @@ expect 0 "dropout 0.35" info b1 --dropout 0.35
 expect 2 "needs --from torchvision|timm" import --model b0 a.pth
 expect 1 "converting /nonexistent.pth failed" import --from torchvision --model b0 /nonexistent.pth /tmp/effnet-cli-never.h5
 expect 0 "images/s" bench b0 --resolution 64 --batch 2 --iters 2 --warmup 1
+expect 0 '"model": "b1-custom", "resolution": 64, "batch": 3, "mode": "infer"' bench b0 b1 --resolution 64 --batch 2,3 \
+  --iters 1 --warmup 0 --mode infer --json
+expect 2 "bad --batch '8,x'" bench b0 --batch 8,x
+expect 2 "the CPU backend computes in f32" bench b0 --precision bf16
 expect 2 "--mode must be infer or train" bench b0 --mode eval
 expect 2 "--transform must be eval, train, train-aa or all" bench-data --transform flip
 expect 1 "/nonexistent is not a directory" bench-data --data /nonexistent
