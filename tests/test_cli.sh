@@ -56,6 +56,7 @@ expect 0 "images/s" bench b0 --resolution 64 --batch 2 --iters 2 --warmup 1
 expect 0 '"model": "b1-custom", "resolution": 64, "batch": 3, "mode": "infer"' bench b0 b1 --resolution 64 --batch 2,3 \
   --iters 1 --warmup 0 --mode infer --json
 expect 2 "bad --batch '8,x'" bench b0 --batch 8,x
+expect 0 "effnet b2-custom 32x32 batch 1 inference" bench --model b0,b2 --resolution 32 --batch 1 --iters 1 --warmup 0 --mode infer
 expect 2 "the CPU backend computes in f32" bench b0 --precision bf16
 expect 2 "--mode must be infer or train" bench b0 --mode eval
 expect 2 "--transform must be eval, train, train-aa or all" bench-data --transform flip

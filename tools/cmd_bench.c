@@ -16,6 +16,7 @@
 static void bench_usage(FILE *f) {
   fprintf(f,
           "usage: effnet bench MODEL... [flags]     (MODEL: b0 ... b7, or all; or --phi F)\n"
+          "       effnet bench --model b0[,b2...]|all [flags]\n"
           "\n"
           "Times inference or a training step (forward, backward, SGD update) on synthetic data on\n"
           "the CPU, for each model and batch size.\n"
@@ -119,17 +120,18 @@ out:
 int ef_cmd_bench(int argc, char **argv) {
   enum { MAX_MODELS = 16, MAX_BATCHES = 16 };
   ef_model_args m;
-  const char *mode = "train", *names[MAX_MODELS], *batches = "8", *precision = "f32";
+  const char *mode = "train", *names[MAX_MODELS], *batches = "8", *precision = "f32", *model_list = NULL;
   long warmup = 2, iters = 10, threads = 0;
   int profile = 0, json = 0;
-  ef_flag flags[EF_MODEL_FLAGS + 8] = {
+  ef_flag flags[EF_MODEL_FLAGS + 9] = {
+      {"--model", EF_FLAG_STR, &model_list},
       {"--profile", EF_FLAG_BOOL, &profile},     {"--json", EF_FLAG_BOOL, &json},
       {"--mode", EF_FLAG_STR, &mode},            {"--batch", EF_FLAG_STR, &batches},
       {"--warmup", EF_FLAG_LONG, &warmup, 0, 1e6}, {"--iters", EF_FLAG_LONG, &iters, 1, 1e6},
       {"--threads", EF_FLAG_LONG, &threads, 0, 4096}, {"--precision", EF_FLAG_STR, &precision},
   };
-  ef_model_args_init(&m, flags + 8);
-  int rc = ef_flags_parse("bench", argc, argv, flags, EF_MODEL_FLAGS + 8, names, MAX_MODELS, bench_usage);
+  ef_model_args_init(&m, flags + 9);
+  int rc = ef_flags_parse("bench", argc, argv, flags, EF_MODEL_FLAGS + 9, names, MAX_MODELS, bench_usage);
   if (rc) return rc;
   bench_opts o = {.training = !strcmp(mode, "train"), .json = json, .profile = profile, .warmup = warmup, .iters = iters,
                   .threads = threads};
@@ -154,14 +156,21 @@ int ef_cmd_bench(int argc, char **argv) {
     sizes[n_sizes++] = b;
     p = *end ? end + 1 : end;
   }
-  // The models: the names given (all = b0 ... b7), or the one --phi describes.
+  // The models: the names given, as arguments or --model's comma list (all = b0 ... b7), or the
+  // one --phi describes.
   static const char *const all[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"};
   const char *list[MAX_MODELS];
+  char listed[256], *save = NULL;
   int n_models = 0;
-  for (int i = 0; i < MAX_MODELS && names[i]; i++) {
-    if (!strcmp(names[i], "all"))
+  snprintf(listed, sizeof listed, "%s", model_list ? model_list : "");
+  const char *given[2 * MAX_MODELS];
+  int n_given = 0;
+  for (char *w = strtok_r(listed, ",", &save); w && n_given < MAX_MODELS; w = strtok_r(NULL, ",", &save)) given[n_given++] = w;
+  for (int i = 0; i < MAX_MODELS && names[i]; i++) given[n_given++] = names[i];
+  for (int i = 0; i < n_given; i++) {
+    if (!strcmp(given[i], "all"))
       for (int k = 0; k < 8 && n_models < MAX_MODELS; k++) list[n_models++] = all[k];
-    else list[n_models++] = names[i];
+    else if (n_models < MAX_MODELS) list[n_models++] = given[i];
   }
   if (!n_models) list[n_models++] = NULL; // --phi, or the message asking for a model
   for (int i = 0; i < n_models && !rc; i++) {
