@@ -422,10 +422,9 @@ ef_status ef_dataset_open(const char *path, int train, ef_dataset *out) {
   return st;
 }
 
-ef_status ef_dataset_read_file(const ef_dataset *d, int64_t i, uint8_t **buf, size_t *cap, size_t *len) {
-  const char *path = d->paths[i];
+ef_status ef_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len) {
   FILE *f = fopen(path, "rb");
-  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s (sample %lld of %s): %s", path, (long long)i, d->source, strerror(errno));
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fileno(f), &st) != 0) {
     int e = errno;
@@ -448,4 +447,12 @@ ef_status ef_dataset_read_file(const ef_dataset *d, int64_t i, uint8_t **buf, si
   if (got != size) return EF_ERROR(EF_ERR_IO, "reading %s: %zu of %zu bytes%s%s", path, got, size, e ? ": " : "", e ? strerror(e) : "");
   *len = size;
   return EF_OK;
+}
+
+ef_status ef_dataset_read_file(const ef_dataset *d, int64_t i, uint8_t **buf, size_t *cap, size_t *len) {
+  ef_status st = ef_read_file(d->paths[i], buf, cap, len);
+  if (st == EF_OK) return st;
+  char message[1200];
+  snprintf(message, sizeof message, "%s (sample %lld of %s)", ef_last_error(), (long long)i, d->source);
+  return ef_error_pass(st, message);
 }

@@ -48,8 +48,10 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out);
 
 void ef_dataset_free(ef_dataset *d);
 
-// Sample i's file read whole into *buf (grown as needed, capacity *cap); *len is its size. An
-// unreadable file is EF_ERR_IO naming it.
+// A file read whole into *buf (grown as needed, capacity *cap); *len is its size. An unreadable
+// file is EF_ERR_IO naming it, a file too large for memory EF_ERR_NOMEM.
+ef_status ef_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len);
+// Sample i's file, the same way (the message also names the sample and the dataset).
 ef_status ef_dataset_read_file(const ef_dataset *d, int64_t i, uint8_t **buf, size_t *cap, size_t *len);
 
 // The class-index file written next to checkpoints: one class name per line, line k for label k.

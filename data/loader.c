@@ -132,13 +132,7 @@ static ef_status fill_sample(ef_loader *l, worker_state *ws, ef_batch *out, int6
   const ef_image *im = &ws->scratch.out;
   size_t count = (size_t)im->w * im->h * im->c;
   if (l->cfg.as_float) {
-    float *dst = (float *)out->images + (size_t)pos * count;
-    const uint8_t *px = im->px;
-    if (im->c == 3)
-      for (size_t i = 0; i < count; i += 3)
-        dst[i] = l->lut[px[i]], dst[i + 1] = l->lut[256 + px[i + 1]], dst[i + 2] = l->lut[512 + px[i + 2]];
-    else
-      for (size_t i = 0; i < count; i++) dst[i] = l->lut[px[i]];
+    ef_transform_normalize(l->lut, im, (float *)out->images + (size_t)pos * count);
   } else {
     memcpy((uint8_t *)out->images + (size_t)pos * count, im->px, count);
   }

@@ -322,3 +322,13 @@ void ef_transform_lut(const ef_transform *t, float lut[3 * 256]) {
   for (int c = 0; c < 3; c++)
     for (int v = 0; v < 256; v++) lut[c * 256 + v] = ((float)v / 255.0f - t->mean[c]) / t->std[c];
 }
+
+void ef_transform_normalize(const float lut[3 * 256], const ef_image *im, float *dst) {
+  const uint8_t *px = im->px;
+  size_t count = (size_t)im->w * im->h * im->c;
+  if (im->c == 3)
+    for (size_t i = 0; i < count; i += 3)
+      dst[i] = lut[px[i]], dst[i + 1] = lut[256 + px[i + 1]], dst[i + 2] = lut[512 + px[i + 2]];
+  else
+    for (size_t i = 0; i < count; i++) dst[i] = lut[px[i]];
+}

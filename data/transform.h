@@ -94,5 +94,7 @@ ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, e
 // Per-channel lookup: lut[c*256 + v] = (v/255 - mean[c]) / std[c], in float as torchvision's
 // ToTensor + Normalize compute it.
 void ef_transform_lut(const ef_transform *t, float lut[3 * 256]);
+// The pixels of im (h, w, c) through that table into dst (h, w, c) floats.
+void ef_transform_normalize(const float lut[3 * 256], const ef_image *im, float *dst);
 
 #endif

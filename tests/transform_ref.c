@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
   ef_transform_lut(&t, lut);
   size_t m = (size_t)t.size * t.size * t.channels;
   float *out = malloc(m * sizeof(float));
-  for (size_t i = 0; i < m; i++) out[i] = lut[(i % (size_t)t.channels) * 256 + s.out.px[i]];
+  ef_transform_normalize(lut, &s.out, out);
   f = fopen(argv[12], "wb");
   if (!f || fwrite(out, sizeof(float), m, f) != m || fclose(f)) return fprintf(stderr, "cannot write %s\n", argv[12]), 1;
   printf("%d %d %d %d %d\n", s.crop.x, s.crop.y, s.crop.w, s.crop.h, s.flipped);

@@ -61,10 +61,9 @@ int ef_cmd_predict(int argc, char **argv) {
   uint8_t *file = NULL;
   size_t cap = 0;
   for (int i = 1; i <= MAX_IMAGES && args[i]; i++) {
-    ef_dataset one = {.n = 1, .paths = (char *[]){(char *)args[i]}, .source = (char *)args[i]};
     size_t len;
     ef_sample_src src = {.name = args[i]};
-    st = ef_dataset_read_file(&one, 0, &file, &cap, &len);
+    st = ef_read_file(args[i], &file, &cap, &len);
     src.bytes = file, src.len = len;
     if (st == EF_OK) st = ef_transform_sample(&info.eval, &src, &(ef_rng_seq){0}, &scratch);
     if (st != EF_OK) {
@@ -72,8 +71,7 @@ int ef_cmd_predict(int argc, char **argv) {
       rc = 1;
       continue;
     }
-    size_t count = (size_t)scratch.out.w * scratch.out.h * scratch.out.c;
-    for (size_t j = 0; j < count; j++) image[j] = lut[(j % (size_t)scratch.out.c) * 256 + scratch.out.px[j]];
+    ef_transform_normalize(lut, &scratch.out, image);
     ef_plan_set(m.plan, m.images, image);
     ef_plan_run(m.plan, &(ef_run_ctx){0});
     ef_plan_get(m.plan, m.logits, logits);
