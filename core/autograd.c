@@ -34,13 +34,16 @@ void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
     if (!t->grad || !t->requires_grad || t->op == EF_OP_LEAF) continue;
     const ef_op_desc *d = ef_op_get(t->op);
     EF_ASSERT(d->backward, "op %s (node '%s') received a gradient but has no backward rule", d->name, t->name);
+    const char *outer = ef_graph_scope(g, t->scope);
     d->backward(g, t, t->grad);
+    ef_graph_scope(g, outer);
   }
   // Leaves: parameters accumulate into the gradient arena; inputs keep their gradient.
   for (int i = 0; i < n_forward; i++) {
     ef_tensor *t = g->nodes[i];
     if (t->op != EF_OP_LEAF || !t->grad) continue;
     if (t->mem == EF_MEM_PARAM) {
+      const char *outer = ef_graph_scope(g, t->scope);
       ef_tensor *acc = ef_input(g, "", EF_F32, t->ndim, t->shape);
       ef_tensor_set_name(acc, "grad:%.80s", t->name);
       acc->mem = EF_MEM_GRAD;
@@ -48,6 +51,7 @@ void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
       ef_tensor *upd = ef_node_new(g, EF_OP_ACCUM, 2, (ef_tensor *[]){acc, t->grad}, NULL, 0, NULL);
       ef_tensor_set_name(upd, "accum:%.80s", t->name);
       ef_graph_keep(g, upd);
+      ef_graph_scope(g, outer);
       t->grad = acc;
     } else {
       ef_graph_keep(g, t->grad);

@@ -147,6 +147,11 @@ void ef_plan_get(const ef_plan *p, const ef_tensor *t, void *host) {
   p->be->download(p->be, host, t->data, ef_nbytes(t));
 }
 
+void ef_plan_profile_reset(ef_plan *p) {
+  if (p->ms) memset(p->ms, 0, sizeof(double) * (size_t)p->n);
+  p->runs = 0;
+}
+
 void ef_plan_profile_print(const ef_plan *p, FILE *f) {
   double ms[EF_OP_COUNT] = {0}, total = 0;
   int count[EF_OP_COUNT] = {0};

@@ -59,6 +59,12 @@ void ef_tensor_set_name(ef_tensor *t, const char *fmt, ...) {
   va_end(ap);
 }
 
+const char *ef_graph_scope(ef_graph *g, const char *scope) {
+  const char *before = g->scope;
+  g->scope = scope;
+  return before;
+}
+
 static ef_tensor *graph_push(ef_graph *g) {
   if (g->n == g->cap) {
     g->cap = g->cap ? 2 * g->cap : 256;
@@ -66,6 +72,7 @@ static ef_tensor *graph_push(ef_graph *g) {
   }
   ef_tensor *t = ef_xcalloc(1, sizeof *t);
   t->id = g->n;
+  t->scope = g->scope;
   g->nodes[g->n++] = t;
   return t;
 }

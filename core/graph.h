@@ -43,6 +43,10 @@ typedef struct ef_tensor {
   bool keep;                       // an output or side effect: computed and kept to the end
   struct ef_tensor *grad;          // autograd: the gradient of this tensor (for parameters,
                                    // the leaf in the gradient arena)
+  const char *scope;               // the part of the model that built it ("squeeze-excite",
+                                   // "classifier", ...; static text, NULL outside any): the
+                                   // graph's scope at creation; gradient nodes take the scope
+                                   // of the forward node they differentiate
   void *data;                      // address in the backend's memory once a plan is bound
 } ef_tensor;
 
@@ -55,11 +59,15 @@ typedef struct ef_graph {
   bool differentiated;             // ef_graph_backward has run (it runs once)
   struct ef_plan *plan;            // the plan bound to the graph (one at a time; the plan
                                    // writes addresses into the nodes), freed before the graph
+  const char *scope;               // given to the nodes created now (ef_graph_scope)
 } ef_graph;
 
 // ---- graph lifetime ---------------------------------------------------------------------
 ef_graph *ef_graph_new(struct ef_store *store, uint64_t seed);
 void ef_graph_free(ef_graph *g);
+// Sets the scope of the nodes created from now on (a static string, or NULL); returns the
+// previous one, for the caller to restore.
+const char *ef_graph_scope(ef_graph *g, const char *scope);
 
 // ---- shapes -----------------------------------------------------------------------------
 int64_t ef_numel(const ef_tensor *t);

@@ -410,6 +410,30 @@ const ef_op_desc *ef_op_get(ef_op op) {
   return &op_table[op];
 }
 
+int64_t ef_node_macs(const ef_tensor *t) {
+  switch (t->op) {
+  case EF_OP_CONV2D:
+  case EF_OP_CONV2D_BWD_DATA: // per output (or input-gradient) element: KH*KW*C/groups
+    return ef_numel(t->op == EF_OP_CONV2D ? t : t->src[0]) * (ef_numel(t->src[1]) / t->src[1]->shape[0]);
+  case EF_OP_CONV2D_BWD_WEIGHT: // dy (N,OH,OW,O) against the weights (O,KH,KW,C/groups)
+    return ef_numel(t->src[0]) * (ef_numel(t) / t->shape[0]);
+  case EF_OP_LINEAR:          // y (...,O) from x (...,I)
+  case EF_OP_LINEAR_BWD_DATA: // dx (...,I) from dy (...,O)
+    return ef_numel(t) * t->src[0]->shape[t->src[0]->ndim - 1];
+  case EF_OP_LINEAR_BWD_WEIGHT: // dw (O,I), summed over the rows of dy
+    return ef_numel(t) * (ef_numel(t->src[0]) / t->shape[0]);
+  default:
+    return 0;
+  }
+}
+
+int64_t ef_node_bytes(const ef_tensor *t) {
+  if (t->op == EF_OP_LEAF || ef_op_get(t->op)->storage == EF_STORAGE_VIEW) return 0;
+  int64_t bytes = (int64_t)ef_nbytes(t);
+  for (int i = 0; i < t->n_src; i++) bytes += (int64_t)ef_nbytes(t->src[i]);
+  return bytes;
+}
+
 const char *ef_op_name(ef_op op) { return ef_op_get(op)->name; }
 
 const char *ef_act_name(ef_act act) {

@@ -113,6 +113,12 @@ typedef struct {
 const ef_op_desc *ef_op_get(ef_op op);
 const char *ef_op_name(ef_op op);
 const char *ef_act_name(ef_act act);
+// Multiply-adds of a node: its convolution or matrix product (forward or either backward); 0
+// for every other op.
+int64_t ef_node_macs(const struct ef_tensor *t);
+// The least memory traffic of a node: each source read once and its output written once (0 for
+// a view).
+int64_t ef_node_bytes(const struct ef_tensor *t);
 // Aborts at start-up if an entry of the table is missing (called by ef_graph_init).
 void ef_op_table_check(void);
 

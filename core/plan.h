@@ -65,6 +65,8 @@ void ef_plan_get(const ef_plan *p, const ef_tensor *t, void *host);
 
 // Time per op kind over all runs so far, largest first, and the memory plan's summary.
 void ef_plan_profile_print(const ef_plan *p, FILE *f);
+// Forgets the runs so far (the warm-up's), for the profile to cover the steps after.
+void ef_plan_profile_reset(ef_plan *p);
 
 // The planned peak and the naive sum of a graph's activation memory, without binding a backend
 // (for `effnet info`).

@@ -72,6 +72,7 @@ ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, e
 ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced) {
   char buf[EF_NAME_LEN];
   int ch = (int)x->shape[3];
+  const char *outer = ef_graph_scope(c->g, EF_SCOPE_SE);
   ef_tensor *s = ef_gap(c->g, x);                                                       // (N,1,1,C)
   s = ef_activate(c->g, ef_layer_conv(c, cat(buf, sizeof buf, prefix, "conv_reduce"), s, reduced, 1, 1, 1, true),
                   EF_ACT_SWISH);                                                        // (N,1,1,reduced)
@@ -79,6 +80,7 @@ ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int re
                   EF_ACT_SIGMOID);                                                      // (N,1,1,C)
   ef_tensor *y = ef_channel_mul(c->g, x, s);
   ef_tensor_set_name(y, "%s", prefix);
+  ef_graph_scope(c->g, outer);
   return y;
 }
 
@@ -109,6 +111,7 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
 
 ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classes, float dropout) {
   ef_tensor *h = ef_layer_conv_bn(c, "conv_head", "bn2", x, channels, 1, 1, 1, EF_ACT_SWISH);
+  const char *outer = ef_graph_scope(c->g, EF_SCOPE_CLASSIFIER);
   ef_tensor *p = ef_reshape(c->g, ef_gap(c->g, h), 2, (int64_t[]){h->shape[0], channels}); // (N, channels)
   if (c->training && dropout > 0) {
     p = ef_dropout(c->g, p, dropout, false);
@@ -121,5 +124,6 @@ ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classe
   ef_tensor *logits = ef_linear(c->g, p, w, b);
   ef_tensor_set_name(logits, "classifier");
   c->macs += h->shape[0] * (int64_t)classes * channels;
+  ef_graph_scope(c->g, outer);
   return logits;
 }

@@ -1,7 +1,9 @@
 // The EfficientNet zoo: the exact parameter counts of B0-B7 (1000 classes; torchvision and timm
 // agree), multiply-adds equal to torchvision's graph and close to the paper's Table 2, TF's
-// channel rounding, custom phi, and a B0 training step on the CPU that runs and stays finite.
+// channel rounding, custom phi, a B0 training step on the CPU that runs and stays finite, and the
+// per-node costs and scopes the benchmark's profile sums.
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
@@ -155,11 +157,54 @@ static void test_b0_step_on_cpu(void) {
   ef_backend_free(be);
 }
 
+// The per-node costs behind `effnet bench --profile`: the multiply-adds of the nodes add up to the
+// layers' count (forward), and to three passes less the stem's input gradient (training); the
+// squeeze-excite and classifier scopes reach their gradient nodes, and only theirs.
+static void test_node_costs_and_scopes(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b0", &cfg);
+  cfg.num_classes = 10;
+  for (int training = 0; training < 2; training++) {
+    ef_store *s = ef_store_new();
+    ef_graph *g = ef_graph_new(s, 1);
+    ef_layer_ctx c;
+    ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){2, 64, 64, 3});
+    ef_tensor *out = ef_effnet_build(&cfg, g, x, training, NULL, &c);
+    if (training) ef_graph_backward(g, ef_softmax_ce(g, out, ef_input(g, "y", EF_I32, 1, (int64_t[]){2}), 0.1f));
+    int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, bytes = 0;
+    for (int i = 0; i < g->n; i++) {
+      const ef_tensor *t = g->nodes[i];
+      macs += ef_node_macs(t);
+      bytes += ef_node_bytes(t);
+      if (t->op == EF_OP_CONV2D && t->src[0] == x) stem = ef_node_macs(t);
+      bool se = t->scope && !strcmp(t->scope, EF_SCOPE_SE), cls = t->scope && !strcmp(t->scope, EF_SCOPE_CLASSIFIER);
+      if (t->op == EF_OP_CHANNEL_MUL) {
+        channel_mul++;
+        CHECK(se, "channel_mul '%s' outside the squeeze-excite scope", t->name);
+      }
+      if (t->op == EF_OP_CONV2D_BWD_WEIGHT && se) se_grads++;
+      if (t->op == EF_OP_LINEAR_BWD_WEIGHT) cls_grads += cls;
+      if ((t->op == EF_OP_BN || t->op == EF_OP_BN_BWD_DATA) && (se || cls)) CHECK(0, "'%s' is scoped %s", t->name, t->scope);
+    }
+    int64_t want = training ? 3 * c.macs - stem : c.macs;
+    printf("  %s: %lld node MACs (layers: %lld; stem %lld), %lld bytes\n", training ? "training" : "inference",
+           (long long)macs, (long long)c.macs, (long long)stem, (long long)bytes);
+    CHECK(stem == 2LL * 32 * 32 * 32 * 27, "stem %lld MACs", (long long)stem);
+    CHECK(macs == want, "nodes sum to %lld MACs, want %lld", (long long)macs, (long long)want);
+    CHECK(channel_mul == (training ? 32 : 16), "%lld squeeze-excite scales", (long long)channel_mul); // + dy * s
+    CHECK(se_grads == (training ? 32 : 0) && cls_grads == training, "%lld SE weight gradients, %lld classifier",
+          (long long)se_grads, (long long)cls_grads);
+    ef_graph_free(g);
+    ef_store_free(s);
+  }
+}
+
 int main(void) {
   RUN(test_rounding);
   RUN(test_presets_params_and_macs);
   RUN(test_custom_phi);
   RUN(test_dropout_schedule);
   RUN(test_b0_step_on_cpu);
+  RUN(test_node_costs_and_scopes);
   return test_exit_code();
 }
