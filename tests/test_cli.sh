@@ -59,12 +59,32 @@ expect 2 "bad --batch '8,x'" bench b0 --batch 8,x
 expect 0 "effnet b2-custom 32x32 batch 1 inference" bench --model b0,b2 --resolution 32 --batch 1 --iters 1 --warmup 0 --mode infer
 expect 2 "the CPU backend computes in f32" bench b0 --precision bf16
 expect 2 "--mode must be infer or train" bench b0 --mode eval
+expect 2 "--device 'cuda' is not one of: cpu" bench b0 --device cuda
+expect 2 "bad --batch 'maximum'" bench b0 --batch maximum
+expect 1 "not even one image fits 1 MiB" bench b0 --batch max --memory-mib 1
+# --batch max: the largest batch whose plan fits the budget; one more image would not fit.
+max_fits() { # max_fits <batch offset>: prints "batch planned_mib" of b0 at 64x64 inference
+  "$effnet" bench b0 --resolution 64 --mode infer --iters 1 --warmup 0 --json --memory-mib 100 --batch "$1" |
+    python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print(r["batch"], r["max_batch"], r["arena_mib"]+r["params_mib"])'
+}
+read -r b m planned <<<"$(max_fits max)"
+read -r b1 m1 planned1 <<<"$(max_fits $((b + 1)))"
+if [ "$b" = "$m" ] && [ "$b" -gt 1 ] && awk -v p="$planned" -v q="$planned1" 'BEGIN { exit !(p <= 100 && q > 100) }'; then
+  echo "ok: bench --batch max: batch $b plans $planned MiB, batch $b1 $planned1 MiB (budget 100)"
+else
+  echo "FAILED: bench --batch max: batch $b (max $m) plans $planned MiB, batch $b1 $planned1 MiB (budget 100)"
+  failures=$((failures + 1))
+fi
 expect 2 "--transform must be eval, train, train-aa or all" bench-data --transform flip
 expect 1 "/nonexistent is not a directory" bench-data --data /nonexistent
 tmp=$(mktemp -d /tmp/effnet-cli-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # The data benchmark on 24 JPEGs it writes itself: three lines with a rate each.
 expect 0 "effnet train-aa 1 threads" bench-data --cache "$tmp/jpegs" --images 24 --batch 4
+# The end-to-end benchmark through the loader, with the profile by kind.
+expect 0 "data (waiting)" bench b0 --data "$tmp/jpegs" --resolution 32 --batch 4 --iters 2 --warmup 1 --profile
+expect 0 "depthwise conv" bench b0 --data "$tmp/jpegs" --resolution 32 --batch 4 --iters 2 --warmup 1 --profile --mode infer
+expect 1 "has 8 classes but the model 4: give --classes 8" bench b0 --data "$tmp/jpegs" --classes 4 --resolution 32
 # Training from an ImageFolder of those JPEGs (8 classes), at 32x32 with AutoAugment.
 expect 0 "validation: loss" train --data "$tmp/jpegs" --image-size 32 --augment autoaugment --epochs 1 --batch 4 \
   --loader-threads 2 --out "$tmp/run-folder"
