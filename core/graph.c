@@ -109,8 +109,9 @@ ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name) {
   const ef_store_entry *e = &s->entries[entry];
   for (int i = 1; i < count; i++) {
     const ef_store_entry *f = &s->entries[entry + i];
-    EF_ASSERT(f->trainable == e->trainable && f->numel == e->numel && f->offset == e->offset + (size_t)i * e->numel,
-              "'%s' does not follow '%s' in its arena", f->name, e->name);
+    EF_ASSERT(f->trainable == e->trainable && f->frozen == e->frozen && f->numel == e->numel &&
+                  f->offset == e->offset + (size_t)i * e->numel,
+              "'%s' does not follow '%s' in its arena, or is frozen differently", f->name, e->name);
   }
   ef_tensor *t = graph_push(g);
   ef_tensor_set_name(t, "%s", name ? name : e->name);
@@ -119,7 +120,7 @@ ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name) {
   t->op = EF_OP_LEAF;
   t->mem = e->trainable ? EF_MEM_PARAM : EF_MEM_STATE;
   t->offset = e->offset * sizeof(float);
-  t->requires_grad = e->trainable;
+  t->requires_grad = e->trainable && !e->frozen;
   return t;
 }
 

@@ -82,7 +82,7 @@ void ef_tensor_set_name(ef_tensor *t, const char *fmt, ...) __attribute__((forma
 ef_tensor *ef_input(ef_graph *g, const char *name, ef_dtype dtype, int ndim, const int64_t *shape);
 // A view of `count` consecutive store entries of equal size (count 1: the entry's own shape;
 // count > 1: shape (count, numel), e.g. batch norm's [gamma; beta]). Trainable entries
-// require a gradient.
+// require a gradient, unless frozen (then autograd computes nothing for them).
 ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name);
 
 // ---- forward ops (the op table in op.h documents shapes) ----------------------------------

@@ -38,6 +38,7 @@ int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int 
   snprintf(e->name, sizeof e->name, "%s", name);
   e->trainable = trainable;
   e->decay = decay;
+  e->lr_scale = 1;
   e->init = init;
   e->ndim = ndim;
   e->numel = 1;

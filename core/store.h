@@ -26,6 +26,10 @@ typedef struct {
   char name[EF_NAME_LEN];
   bool trainable;    // params arena (with a gradient) or state arena
   bool decay;        // weight decay applies (conv and dense weights, not BN or biases)
+  bool frozen;       // fine-tuning: held fixed. A frozen trainable entry gets no gradient and no
+                     // update; a batch norm whose running mean is frozen normalizes with its
+                     // running statistics in training too, and does not update them
+  float lr_scale;    // the learning rate's multiplier for this entry  [1]
   size_t offset;     // in elements, within its arena
   size_t numel;
   int ndim;

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,61 @@ void ef_dataset_free(ef_dataset *d) {
   for (int64_t i = 0; d->paths && i < d->n; i++) free(d->paths[i]);
   free(d->paths), free(d->labels), free(d->pixels), free(d->source);
   memset(d, 0, sizeof *d);
+}
+
+ef_status ef_dataset_select(ef_dataset *d, const char *classes, int64_t per_class) {
+  int k = 0, *map = ef_xmalloc(sizeof(int) * (size_t)d->num_classes), *order = ef_xmalloc(sizeof(int) * (size_t)d->num_classes);
+  int64_t *count = ef_xcalloc((size_t)d->num_classes, sizeof(int64_t));
+  ef_status st = EF_OK;
+  for (int c = 0; c < d->num_classes; c++) map[c] = classes ? -1 : c, order[c] = c;
+  if (!classes) k = d->num_classes;
+  for (const char *p = classes; p && *p && st == EF_OK;) {
+    char *end;
+    long a = strtol(p, &end, 10), b = a;
+    if (end != p && *end == '-') b = strtol(end + 1, &end, 10);
+    if (end == p || (*end && *end != ',') || a > b) {
+      st = EF_ERROR(EF_ERR_INVALID, "classes '%s': give labels and ranges such as 5-9 or 0,2,4-6", classes);
+      break;
+    }
+    for (long c = a; c <= b && st == EF_OK; c++) {
+      if (c < 0 || c >= d->num_classes) st = EF_ERROR(EF_ERR_INVALID, "class %ld: %s has classes 0 to %d", c, d->source, d->num_classes - 1);
+      else if (map[c] >= 0) st = EF_ERROR(EF_ERR_INVALID, "classes '%s' lists class %ld twice", classes, c);
+      else map[c] = k, order[k++] = (int)c;
+    }
+    p = *end ? end + 1 : end;
+  }
+  // Which samples stay: a first pass counts, so that an empty class fails before anything changes.
+  for (int64_t i = 0; i < d->n && st == EF_OK; i++) {
+    int c = map[d->labels[i]];
+    if (c >= 0 && (!per_class || count[c] < per_class)) count[c]++;
+  }
+  for (int c = 0; c < k && st == EF_OK; c++)
+    if (!count[c]) st = EF_ERROR(EF_ERR_INVALID, "class %d (%s) has no sample in %s", order[c], d->class_names[order[c]], d->source);
+  if (st == EF_OK) {
+    memset(count, 0, sizeof(int64_t) * (size_t)d->num_classes);
+    size_t image = (size_t)d->h * d->w * d->c;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+      int c = map[d->labels[i]];
+      bool keep = c >= 0 && (!per_class || count[c] < per_class);
+      if (!keep) {
+        if (d->paths) free(d->paths[i]);
+        continue;
+      }
+      count[c]++;
+      d->labels[kept] = c;
+      if (d->pixels) memmove(d->pixels + (size_t)kept * image, d->pixels + (size_t)i * image, image);
+      if (d->paths) d->paths[kept] = d->paths[i];
+      kept++;
+    }
+    d->n = kept;
+    char **names = ef_xmalloc(sizeof(char *) * (size_t)k);
+    for (int c = 0; c < k; c++) names[c] = ef_xstrdup(d->class_names[order[c]]);
+    ef_classes_free(d->class_names, d->num_classes);
+    d->class_names = names, d->num_classes = k;
+  }
+  free(map), free(order), free(count);
+  return st;
 }
 
 // Names "0", "1", ... for datasets that carry none.

@@ -48,6 +48,13 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out);
 
 void ef_dataset_free(ef_dataset *d);
 
+// Keeps the samples of some classes, relabelled 0, 1, ... in the order listed (names kept):
+// `classes` lists labels and ranges ("5-9", "0,2,4-6"; NULL keeps every class), and of each class
+// at most the first `per_class` samples in dataset order (0: all of them). Transfer experiments
+// and few-shot fine-tuning on any dataset. A class out of range, listed twice or left with no
+// sample is an error that changes nothing.
+ef_status ef_dataset_select(ef_dataset *d, const char *classes, int64_t per_class);
+
 // A file read whole into *buf (grown as needed, capacity *cap); *len is its size. An unreadable
 // file is EF_ERR_IO naming it, a file too large for memory EF_ERR_NOMEM.
 ef_status ef_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len);

@@ -46,6 +46,7 @@ ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int ou
 
 ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act act) {
   char buf[EF_NAME_LEN];
+  const ef_store *s = c->g->store;
   int64_t ch[1] = {x->shape[x->ndim - 1]};
   int w = ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, false, 1, ch, (ef_init){EF_INIT_CONST, 1});
   ef_layer_param(c, cat(buf, sizeof buf, name, "bias"), true, false, 1, ch, (ef_init){EF_INIT_CONST, 0});
@@ -53,13 +54,14 @@ ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act a
   ef_layer_param(c, cat(buf, sizeof buf, name, "running_var"), false, false, 1, ch, (ef_init){EF_INIT_CONST, 1});
   ef_tensor *affine = ef_param(c->g, w, 2, cat(buf, sizeof buf, name, "affine"));
   ef_tensor *stats = ef_param(c->g, m, 2, cat(buf, sizeof buf, name, "running"));
-  if (c->training) {
+  bool batch_stats = c->training && !s->entries[m].frozen; // frozen statistics: running ones, kept
+  if (batch_stats) {
     ef_tensor *running = stats;
     stats = ef_bn_stats(c->g, x);
     ef_tensor_set_name(stats, "%s.stats", name);
     ef_bn_update(c->g, running, stats, c->bn_momentum);
   }
-  ef_tensor *y = ef_bn(c->g, x, stats, affine, c->bn_eps, act, c->training);
+  ef_tensor *y = ef_bn(c->g, x, stats, affine, c->bn_eps, act, batch_stats);
   ef_tensor_set_name(y, "%s", name);
   return y;
 }

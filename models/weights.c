@@ -102,8 +102,13 @@ static herr_t write_dataset(hid_t grp, const char *name, hid_t file_type, hid_t 
 }
 
 // Whether a set holds entry e: the model and sets with a state array hold every entry, the
-// others the trainable ones.
-static bool set_holds(const ef_tensor_set *set, const ef_store_entry *e) { return e->trainable || !set->param || set->state; }
+// others the trainable ones; none holds the entries it skips.
+static bool skipped(const ef_tensor_set *set, const char *name) {
+  return set->skip && !strncmp(name, set->skip, strlen(set->skip));
+}
+static bool set_holds(const ef_tensor_set *set, const ef_store_entry *e) {
+  return (e->trainable || !set->param || set->state) && !skipped(set, e->name);
+}
 
 // Entry i's values in the set (our layout) into dst.
 static void set_read(const ef_store *s, const ef_tensor_set *set, int i, float *dst) {
@@ -344,6 +349,7 @@ static herr_t check_unexpected(hid_t grp, const char *name, const H5L_info_t *in
   char base[EF_NAME_LEN + 32];
   // BatchNorm's counter: expected where the set holds that batch norm's running mean.
   if (nbt) snprintf(base, sizeof base, "%.*s.running_mean", (int)(nbt - name), name);
+  if (skipped(u->set, name)) return 0;
   int i = ef_store_find(u->s, nbt ? base : name);
   if (i < 0 || !set_holds(u->set, &u->s->entries[i])) add_problem(u->p, "\n  unexpected: /%s/%s", u->set->group, name);
   return 0;
@@ -439,6 +445,8 @@ ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
   ef_status st = EF_OK;
   for (int i = 0; i < nattrs && st == EF_OK; i++) {
     ef_attr *a = &attrs[i];
+    a->found = H5Aexists(f, a->name) > 0;
+    if (!a->found && a->optional) continue;
     herr_t h = a->kind == EF_ATTR_INT      ? read_attr(f, a->name, H5T_NATIVE_INT64, &a->i)
                : a->kind == EF_ATTR_DOUBLE ? read_attr(f, a->name, H5T_NATIVE_DOUBLE, &a->d)
                                            : read_attr_string(f, a->name, a->s, a->cap);

@@ -28,14 +28,18 @@ ef_status ef_weights_load(const char *path, ef_store *s);
 // Tensors shaped like the store's entries but held elsewhere in host memory (an EMA's shadow, an
 // optimizer's slot), kept in the group /<group>/<entry name> in /model's layout. `param` holds
 // values at the PARAM arena's offsets; `state` at the STATE arena's, or NULL when the set covers
-// the trainable entries only. The set {"model", NULL, NULL} is the store itself.
+// the trainable entries only. The set {"model", NULL, NULL} is the store itself. Entries whose
+// names start with `skip` (when not NULL) are left out: neither saved, loaded nor expected (a
+// pretrained model's classifier, when fine-tuning).
 typedef struct {
   const char *group;
   float *param, *state;
+  const char *skip;
 } ef_tensor_set;
 
 // A root attribute: an integer, a number or a string. Saving reads the string at s; reading
-// writes it there, into cap bytes (a longer one is an error, never cut short).
+// writes it there, into cap bytes (a longer one is an error, never cut short). Reading an
+// optional one that is absent is no error: found says whether it was there.
 typedef enum { EF_ATTR_INT, EF_ATTR_DOUBLE, EF_ATTR_STRING } ef_attr_kind;
 typedef struct {
   const char *name;
@@ -44,6 +48,7 @@ typedef struct {
   double d;
   char *s;
   size_t cap;
+  bool optional, found;
 } ef_attr;
 
 // ef_weights_save with more groups (after /model) and more root attributes, in one atomic write.

@@ -102,6 +102,17 @@ static ef_status parse_triple(const char *path, const char *name, const char *te
   return EF_OK;
 }
 
+ef_status ef_checkpoint_read_norm(const char *path, float mean[3], float std[3], bool *found) {
+  char m[64], s[64];
+  ef_attr attrs[2] = {{.name = "mean", .kind = EF_ATTR_STRING, .s = m, .cap = sizeof m, .optional = true},
+                      {.name = "std", .kind = EF_ATTR_STRING, .s = s, .cap = sizeof s, .optional = true}};
+  EF_TRY(ef_weights_read_attrs(path, attrs, 2));
+  *found = attrs[0].found && attrs[1].found;
+  if (!*found) return EF_OK;
+  EF_TRY(parse_triple(path, "mean", m, mean));
+  return parse_triple(path, "std", s, std);
+}
+
 ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   memset(info, 0, sizeof *info);
   char interp[16], mean[64], std[64];

@@ -34,6 +34,9 @@ ef_status ef_checkpoint_save(const char *path, const ef_store *s, const ef_ema *
                              const ef_checkpoint_info *info);
 // Reads the attributes only (to rebuild the model and the run before loading).
 ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info);
+// The normalization a checkpoint or an imported weights file records (root attributes "mean" and
+// "std", three numbers each); *found is false, and mean and std untouched, when it has none.
+ef_status ef_checkpoint_read_norm(const char *path, float mean[3], float std[3], bool *found);
 // Loads the tensors into the store, the EMA and the optimizer (each may be NULL: not loaded), all
 // or nothing: a file of another architecture, a truncated file, a plain weights file when the EMA
 // or the optimizer is asked for, each fail with one message and change nothing.

@@ -162,14 +162,14 @@ void ef_optim_step(ef_optim *o, ef_store *s, double lr) {
   o->step++;
   for (int e = 0; e < s->n; e++) {
     const ef_store_entry *en = &s->entries[e];
-    if (!en->trainable) continue;
+    if (!en->trainable || en->frozen) continue;
     entry_update u = {.p = s->mem[EF_ARENA_PARAM] + en->offset,
                       .g = s->mem[EF_ARENA_GRAD] + en->offset,
                       .s0 = o->n_slots > 0 ? o->slots[0] + en->offset : NULL,
                       .s1 = o->n_slots > 1 ? o->slots[1] + en->offset : NULL,
                       .n = (int64_t)en->numel,
                       .wd = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0,
-                      .lr = lr};
+                      .lr = lr * en->lr_scale};
     switch (o->cfg.kind) {
     case EF_OPT_SGD: sgd_update(o, &u); break;
     case EF_OPT_RMSPROP: rmsprop_update(o, &u); break;

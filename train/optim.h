@@ -43,8 +43,9 @@ ef_optim_config ef_optim_defaults(ef_optim_kind kind);
 ef_status ef_optim_init(ef_optim *o, const ef_store *s, const ef_optim_config *cfg);
 void ef_optim_free(ef_optim *o);
 
-// One update of every trainable entry from the GRAD arena, then step += 1. Elementwise, so the
-// same bits for any thread count. With g = grad + wd * p where L2 applies:
+// One update of every trainable entry that is not frozen, from the GRAD arena, at lr times the
+// entry's lr_scale; then step += 1. Elementwise, so the same bits for any thread count. With
+// g = grad + wd * p where L2 applies:
 //   SGD:     v = momentum * v + g;  p -= lr * (nesterov ? g + momentum * v : v)   (PyTorch)
 //   RMSProp: ms = rho * ms + (1 - rho) * g^2;  mom = momentum * mom + lr * g / sqrt(ms + eps);
 //            p -= mom   (tf.compat.v1.train.RMSPropOptimizer)

@@ -1,0 +1,103 @@
+// Fine-tuning (finetune.h): reading and loading pretrained weights without their classifier, and
+// marking store entries frozen (by module name) or scaled (the backbone's learning rate).
+#include "train/finetune.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/weights.h"
+#include "train/checkpoint.h"
+
+ef_status ef_pretrained_read(const char *path, ef_pretrained *p) {
+  memset(p, 0, sizeof *p);
+  if (ef_weights_read_config(path, &p->cfg) != EF_OK)
+    return EF_ERROR(EF_ERR_FORMAT, "%s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or an "
+                    "EfficientNet training checkpoint)", ef_last_error());
+  EF_TRY(ef_checkpoint_read_norm(path, p->mean, p->std, &p->recorded_norm));
+  ef_attr updates = {.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true};
+  EF_TRY(ef_weights_read_attrs(path, &updates, 1));
+  p->ema = updates.found && updates.i >= 0;
+  return EF_OK;
+}
+
+ef_status ef_pretrained_load(const char *path, const ef_pretrained *p, ef_store *s) {
+  // A checkpoint's EMA read straight into the store's (host) arenas, as its /model would be.
+  ef_tensor_set set = {p->ema ? "ema" : "model", p->ema ? s->mem[EF_ARENA_PARAM] : NULL,
+                       p->ema ? s->mem[EF_ARENA_STATE] : NULL, EF_CLASSIFIER "."};
+  return ef_weights_load_sets(path, s, &set, 1);
+}
+
+// Whether `name` lies under `prefix` at a dot: "blocks.1" holds "blocks.1.0.conv_dw.weight", not
+// "blocks.10...".
+static bool under(const char *name, const char *prefix) {
+  size_t n = strlen(prefix);
+  return !strncmp(name, prefix, n) && (name[n] == 0 || name[n] == '.' || prefix[n - 1] == '.');
+}
+
+// The prefixes one item of a freeze list stands for; returns how many (0 for a malformed range).
+static int item_prefixes(const char *item, char out[][32], int cap) {
+  int a, b, end = 0, n = 0;
+  if (!strcmp(item, "stem")) return snprintf(out[0], 32, "conv_stem"), snprintf(out[1], 32, "bn1"), 2;
+  if (!strcmp(item, "head")) return snprintf(out[0], 32, "conv_head"), snprintf(out[1], 32, "bn2"), 2;
+  if (sscanf(item, "blocks.%d-%d%n", &a, &b, &end) == 2 && !item[end]) {
+    for (int k = a; k <= b && k >= 0 && n < cap; k++) snprintf(out[n++], 32, "blocks.%d", k);
+    return n;
+  }
+  snprintf(out[0], 32, "%s", item);
+  return 1;
+}
+
+ef_status ef_freeze(ef_store *s, const char *spec, size_t *params) {
+  char copy[1024], *save = NULL;
+  if (snprintf(copy, sizeof copy, "%s", spec) >= (int)sizeof copy) return EF_ERROR(EF_ERR_INVALID, "--freeze is too long");
+  bool *mark = calloc((size_t)s->n, sizeof *mark);
+  EF_ASSERT(mark, "out of memory");
+  ef_status st = EF_OK;
+  for (char *item = strtok_r(copy, ",", &save); item && st == EF_OK; item = strtok_r(NULL, ",", &save)) {
+    char prefixes[64][32];
+    int np = item_prefixes(item, prefixes, 64), matched = 0;
+    bool backbone = !strcmp(item, "backbone");
+    for (int i = 0; i < s->n; i++) {
+      bool hit = backbone && !under(s->entries[i].name, EF_CLASSIFIER);
+      for (int k = 0; k < np && !backbone && !hit; k++) hit = under(s->entries[i].name, prefixes[k]);
+      if (hit) mark[i] = true, matched++;
+    }
+    if (!matched)
+      st = EF_ERROR(EF_ERR_INVALID, "--freeze: '%s' matches no parameter. Give stem, head, backbone, blocks.A-B (stages), "
+                    "or a name prefix such as blocks.2 or blocks.2.1.se (`effnet info MODEL` lists the blocks)", item);
+  }
+  for (int i = 0; i < s->n && st == EF_OK; i++) {
+    ef_store_entry *e = &s->entries[i];
+    if (mark[i] && e->trainable && !e->frozen) *params += e->numel;
+    if (mark[i]) e->frozen = true;
+  }
+  free(mark);
+  return st;
+}
+
+ef_status ef_bn_mode(ef_store *s, const char *mode) {
+  bool eval = !strcmp(mode, "eval"), frozen = !strcmp(mode, "frozen");
+  if (!eval && !frozen && strcmp(mode, "train"))
+    return EF_ERROR(EF_ERR_INVALID, "--bn must be train, eval or frozen, not '%s'", mode);
+  for (int i = 0; i < s->n && (eval || frozen); i++) {
+    const char *name = s->entries[i].name, *dot = strrchr(name, '.');
+    if (!dot || strcmp(dot, ".running_mean")) continue;
+    // A batch norm's four entries: <bn>.weight, .bias, .running_mean, .running_var.
+    static const char *const stats[] = {"running_mean", "running_var"}, *const affine[] = {"weight", "bias"};
+    for (int k = 0; k < 2; k++) {
+      char entry[EF_NAME_LEN + 16];
+      snprintf(entry, sizeof entry, "%.*s.%s", (int)(dot - name), name, stats[k]);
+      int e = ef_store_find(s, entry);
+      if (e >= 0) s->entries[e].frozen = true;
+      snprintf(entry, sizeof entry, "%.*s.%s", (int)(dot - name), name, affine[k]);
+      if (frozen && (e = ef_store_find(s, entry)) >= 0) s->entries[e].frozen = true;
+    }
+  }
+  return EF_OK;
+}
+
+void ef_backbone_lr(ef_store *s, float scale) {
+  for (int i = 0; i < s->n; i++)
+    if (!under(s->entries[i].name, EF_CLASSIFIER)) s->entries[i].lr_scale = scale;
+}
