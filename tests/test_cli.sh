@@ -33,6 +33,9 @@ expect 2 "--augment 'flip' is not one of: none crop autoaugment randaugment" tra
 expect 2 "--device 'cuda' is not one of: cpu (the CUDA backend is not built yet)" train --device cuda
 expect 2 "--recipe must be default or official" train --recipe fast
 expect 1 "cannot resume from /nonexistent" train --resume /nonexistent
+expect 1 "--init: " train --init /nonexistent.h5
+expect 2 "--init gives the architecture" train --init /nonexistent.h5 --model b0
+expect 2 "--bn 'running' is not one of: train eval frozen" train --bn running
 expect 2 "which checkpoint?" eval
 expect 1 "cannot open /nonexistent.h5" eval /nonexistent.h5
 expect 2 "give a checkpoint and at least one image" predict /nonexistent.h5
@@ -112,6 +115,17 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   else
     echo "ok: a short training run reached ${acc}% test accuracy"
   fi
+  # Fine-tuning: B0 pre-trained on classes 0-4, then on classes 5-9 (10 images each) from it, with
+  # the stem frozen and running statistics; stopped, then resumed from its checkpoint.
+  f=(--image-size 32 --batch 16 --val-limit 64 --lr 0.05 --clip 1)
+  expect 0 "done in" train --model b0 "${f[@]}" --select-classes 0-4 --limit 64 --epochs 1 --out "$tmp/pre"
+  expect 2 "class 12: /usr/share/datasets/fashion-mnist has classes 0 to 9" train --select-classes 5,12
+  expect 2 "the model has 7 classes but" train --init "$tmp/pre/best.h5" --select-classes 5-9 --num-classes 7
+  expect 1 "'blocks.9' matches no parameter" train --init "$tmp/pre/best.h5" --freeze blocks.9
+  expect 0 "the classifier (5 classes there) re-initialized for 5 classes" train --init "$tmp/pre/best.h5" "${f[@]}" \
+    --select-classes 5-9 --per-class 10 --freeze stem --bn eval --backbone-lr 0.1 --epochs 2 --stop-after 3 --out "$tmp/fine"
+  expect 0 "frozen: stem (" train --resume "$tmp/fine"
+  expect 0 "top-1" eval "$tmp/fine/best.h5" --data /usr/share/datasets/fashion-mnist
 else
   echo "SKIPPED: the training run (Debian package dataset-fashion-mnist is not installed)"
 fi

@@ -16,6 +16,7 @@ static void eval_usage(FILE *f) {
           "\n"
           "  --data PATH          dataset as for effnet train  [the one the checkpoint trained on]\n"
           "  --split S            test or train  [test]\n"
+          "  --select-classes L   these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [the checkpoint's]\n"
           "  --no-ema             the raw weights, not the EMA (when the checkpoint has one)\n"
           "  --batch N            images per step  [100]\n"
           "  --threads N          CPU threads (0: one per core)  [0]\n"
@@ -38,13 +39,13 @@ static const char *saved_flag(const char *args, const char *flag, char *buf, siz
 }
 
 int ef_cmd_eval(int argc, char **argv) {
-  const char *path, *data = NULL, *split = "test";
+  const char *path, *data = NULL, *split = "test", *classes = NULL;
   long batch = 100, threads = 0, loader_threads = 1;
   int no_ema = 0;
   const ef_flag flags[] = {
       {"--data", EF_FLAG_STR, &data},  {"--split", EF_FLAG_STR, &split}, {"--no-ema", EF_FLAG_BOOL, &no_ema},
       {"--batch", EF_FLAG_LONG, &batch, 1, 1 << 16}, {"--threads", EF_FLAG_LONG, &threads, 0, 4096},
-      {"--loader-threads", EF_FLAG_LONG, &loader_threads, 0, 256},
+      {"--loader-threads", EF_FLAG_LONG, &loader_threads, 0, 256}, {"--select-classes", EF_FLAG_STR, &classes},
   };
   int rc = ef_flags_parse("eval", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), &path, 1, eval_usage);
   if (rc) return rc;
@@ -63,12 +64,14 @@ int ef_cmd_eval(int argc, char **argv) {
   ef_dataset d = {0};
   ef_loader *l = NULL;
   bool ema = false;
-  char saved_data[4096];
+  char saved_data[4096], saved_classes[1024];
   ef_eval_result r;
   ef_status st = be ? ef_model_from_checkpoint(path, !no_ema, batch, be, &store, &m, &info, &ema)
                     : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
   if (st == EF_OK && !data) data = saved_flag(info.args, "--data", saved_data, sizeof saved_data);
+  if (st == EF_OK && !classes) classes = saved_flag(info.args, "--select-classes", saved_classes, sizeof saved_classes);
   if (st == EF_OK) st = ef_dataset_open(data ? data : EF_FASHION_MNIST_DIR, !strcmp(split, "train"), &d);
+  if (st == EF_OK && classes) st = ef_dataset_select(&d, classes, 0);
   if (st == EF_OK && d.num_classes != info.num_classes)
     st = EF_ERROR(EF_ERR_INVALID, "%s has %d classes but the checkpoint's model %d", d.source, d.num_classes, info.num_classes);
   ef_loader_config lc = {.data = &d, .transform = info.eval, .batch = (int)batch, .as_float = true, .strict = true,

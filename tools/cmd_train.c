@@ -21,13 +21,15 @@
 #include "tools/flags.h"
 #include "tools/model_args.h"
 #include "tools/model_graph.h"
+#include "train/finetune.h"
 #include "train/metrics.h"
 #include "train/schedule.h"
 
 typedef struct {
   const char *data, *model, *augment, *out, *resume, *recipe, *optimizer, *schedule, *device;
-  long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after;
-  double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
+  const char *init, *freeze, *bn, *select_classes;   // fine-tuning
+  long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after, per_class;
+  double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip, backbone_lr;
   unsigned long long seed;
   int profile, nesterov, decay_all;
   ef_model_args m;
@@ -65,8 +67,8 @@ static void train_usage(FILE *f) {
           "  --label-smoothing F   [0.1]\n"
           "  --ema F               EMA decay of weights and BN statistics (0: none)  [0; 0.9999]\n"
           "  --clip F              clip gradients to this global norm (0: no)  [0]\n"
-          "  --image-size N        training resolution (0: the images' own size for IDX and CIFAR,\n"
-          "                        the model's for image files)  [0]\n"
+          "  --image-size N        training resolution (0: the pretrained model's with --init, else the\n"
+          "                        images' own size for IDX and CIFAR, the model's for image files)  [0]\n"
           "  --augment A           none (the evaluation geometry: resize, centre crop), crop\n"
           "                        (random-resized crop + flip), autoaugment or randaugment\n"
           "                        (crop + flip + the policy)  [none; official autoaugment]\n"
@@ -79,7 +81,22 @@ static void train_usage(FILE *f) {
           "  --loader-threads N    threads decoding and augmenting ahead of the step  [1]\n"
           "  --seed N              initialization, order, augmentation and dropout  [1]\n"
           "  --log-every N         steps between progress lines when not on a terminal  [100]\n"
-          "  --profile             print time per op kind after training\n");
+          "  --profile             print time per op kind after training\n"
+          "\n"
+          "fine-tuning (docs/transfer.md):\n"
+          "  --init FILE           start from pretrained weights (`effnet import`, `effnet export`, or a\n"
+          "                        checkpoint: its EMA when it has one): everything but the classifier\n"
+          "                        loads, the classifier is re-initialized for the data's classes; the\n"
+          "                        model, its input channels and its normalization come from FILE\n"
+          "  --num-classes K       the classifier's outputs; must equal the data's  [the data's]\n"
+          "  --freeze LIST         hold fixed (weights and BN statistics): stem, head, backbone,\n"
+          "                        blocks.A-B (stages A to B), or name prefixes (blocks.2.1.se)\n"
+          "  --bn MODE             other batch norms: train (batch statistics), eval (running\n"
+          "                        statistics, kept) or frozen (also the affine fixed)  [train]\n"
+          "  --backbone-lr F       learning-rate multiplier of all but the classifier  [1]\n"
+          "  --select-classes LIST train and validate on these classes only, relabelled 0, 1, ...\n"
+          "                        in this order (5-9, or 0,2,4-6)\n"
+          "  --per-class N         train on the first N images of each class only (0: all)  [0]\n");
   ef_model_args_usage(f);
 }
 
@@ -89,7 +106,7 @@ static void recipe_defaults(train_opts *o, const char *recipe) {
   *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .recipe = recipe, .optimizer = "sgd",
                     .schedule = "cosine", .device = "cpu", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
                     .keep = 3, .lr = 0.4, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97,
-                    .decay_epochs = 2.4, .seed = 1, .m = m};
+                    .decay_epochs = 2.4, .seed = 1, .bn = "train", .backbone_lr = 1, .m = m};
   if (!strcmp(recipe, "official"))
     o->epochs = 350, o->optimizer = "rmsprop", o->lr = 0.016, o->weight_decay = 1e-5, o->schedule = "exponential",
     o->warmup = 5, o->ema = 0.9999, o->augment = "autoaugment";
@@ -134,6 +151,10 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       {"--seed", EF_FLAG_U64, &o->seed},          {"--log-every", EF_FLAG_LONG, &o->log_every, 1, 1e9},
       {"--profile", EF_FLAG_BOOL, &o->profile},  {"--nesterov", EF_FLAG_BOOL, &o->nesterov},
       {"--decay-all", EF_FLAG_BOOL, &o->decay_all},
+      {"--init", EF_FLAG_STR, &o->init},          {"--num-classes", EF_FLAG_LONG, &o->m.classes, 1, 1 << 24},
+      {"--freeze", EF_FLAG_STR, &o->freeze},      {"--bn", EF_FLAG_STR, &o->bn},
+      {"--backbone-lr", EF_FLAG_DOUBLE, &o->backbone_lr, 0, 1e3}, {"--select-classes", EF_FLAG_STR, &o->select_classes},
+      {"--per-class", EF_FLAG_LONG, &o->per_class, 0, 1e12},
   };
   int nflags = 0;
   while (flags[nflags].name) nflags++;
@@ -141,8 +162,8 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   recipe_defaults(o, recipe);
   int rc = ef_flags_parse("train", n, words, flags, nflags + EF_MODEL_FLAGS, NULL, 0, train_usage);
   // The words die with `copy`: keep the values in o->strings.
-  const char **strs[] = {&o->data,   &o->model,    &o->augment,  &o->out,    &o->resume,
-                         &o->recipe, &o->optimizer, &o->schedule, &o->device, &o->m.padding};
+  const char **strs[] = {&o->data,   &o->model,     &o->augment,  &o->out,    &o->resume,  &o->recipe, &o->optimizer,
+                         &o->schedule, &o->device, &o->m.padding, &o->init, &o->freeze, &o->bn,    &o->select_classes};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0] && !rc; i++) {
     if (!*strs[i]) continue;
     size_t len = strlen(*strs[i]) + 1;
@@ -158,18 +179,27 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   if (rc) return rc;
   static const char *const choices[][5] = {
       {"--optimizer", "sgd", "rmsprop", "adamw", NULL},  {"--schedule", "cosine", "exponential", "constant", NULL},
-      {"--augment", "none", "crop", "autoaugment", "randaugment"}, {"--device", "cpu", NULL, NULL, NULL}};
-  const char *values[] = {o->optimizer, o->schedule, o->augment, o->device};
-  for (int c = 0; c < 4; c++) {
+      {"--augment", "none", "crop", "autoaugment", "randaugment"}, {"--bn", "train", "eval", "frozen", NULL},
+      {"--device", "cpu", NULL, NULL, NULL}};
+  const char *values[] = {o->optimizer, o->schedule, o->augment, o->bn, o->device};
+  for (int c = 0; c < 5; c++) {
     bool ok = false;
     for (int k = 1; k < 5 && choices[c][k]; k++) ok |= !strcmp(values[c], choices[c][k]);
     if (!ok) {
       fprintf(stderr, "effnet train: %s '%s' is not one of:", choices[c][0], values[c]);
       for (int k = 1; k < 5 && choices[c][k]; k++) fprintf(stderr, " %s", choices[c][k]);
-      fprintf(stderr, c == 3 ? " (the CUDA backend is not built yet)\n" : "\n");
+      fprintf(stderr, c == 4 ? " (the CUDA backend is not built yet)\n" : "\n");
       return 2;
     }
   }
+  if (o->init && (strcmp(o->model, "tiny") || !isnan(o->m.phi) || !isnan(o->m.width) || !isnan(o->m.depth) || o->m.padding ||
+                  o->m.in_channels)) {
+    fprintf(stderr, "effnet train: --init gives the architecture (width, depth, padding, input channels): drop --model, "
+                    "--phi, --width, --depth, --padding and --in-channels\n");
+    return 2;
+  }
+  if ((o->freeze || strcmp(o->bn, "train") || o->backbone_lr != 1) && !o->init)
+    fprintf(stderr, "effnet train: warning: --freeze, --bn and --backbone-lr are meant for fine-tuning, and no --init is given\n");
   ef_effnet_config cfg;
   if (strcmp(o->model, "tiny") && isnan(o->m.phi) && ef_effnet_preset(o->model, &cfg) != EF_OK) {
     fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->model);
@@ -222,22 +252,25 @@ static void pixel_stats(const ef_dataset *d, float mean[3], float std[3]) {
   }
 }
 
-// The model, its input and the transforms for the data and the flags; 2 after a message.
-static int describe_run(const train_opts *o, const ef_dataset *d, ef_checkpoint_info *info, ef_transform *train) {
+// The model, its input and the transforms for the data and the flags (and the pretrained model's
+// architecture, channels and normalization when fine-tuning: `pre` not NULL); 2 after a message.
+static int describe_run(const train_opts *o, const ef_dataset *d, const ef_pretrained *pre, ef_checkpoint_info *info,
+                        ef_transform *train) {
   memset(info, 0, sizeof *info);
-  int channels = d->pixels ? d->c : 3;
-  bool tiny = !strcmp(o->model, "tiny") && isnan(o->m.phi);
+  int channels = pre ? pre->cfg.in_channels : d->pixels ? d->c : 3;
+  bool tiny = !pre && !strcmp(o->model, "tiny") && isnan(o->m.phi);
   snprintf(info->arch, sizeof info->arch, "%s", tiny ? "tiny" : "efficientnet");
   if (!tiny) {
     ef_model_args m = o->m;
     if (!m.classes) m.classes = d->num_classes;
     if (!m.in_channels) m.in_channels = channels;
-    if (!strcmp(o->recipe, "official")) { // TF's padding and batch norm unless overridden
+    if (!strcmp(o->recipe, "official") && !pre) { // TF's padding and batch norm unless overridden
       if (!m.padding) m.padding = "same";
       if (isnan(m.bn_eps)) m.bn_eps = 1e-3;
       if (isnan(m.bn_momentum)) m.bn_momentum = 0.01;
     }
-    int rc = ef_model_args_config("train", isnan(m.phi) ? o->model : NULL, &m, &info->cfg);
+    int rc = pre ? (info->cfg = pre->cfg, ef_model_args_apply("train", &m, &info->cfg))
+                 : ef_model_args_config("train", isnan(m.phi) ? o->model : NULL, &m, &info->cfg);
     if (rc) return rc;
     if (info->cfg.num_classes != d->num_classes) {
       fprintf(stderr, "effnet train: the model has %d classes but %s has %d\n", info->cfg.num_classes, o->data, d->num_classes);
@@ -248,6 +281,7 @@ static int describe_run(const train_opts *o, const ef_dataset *d, ef_checkpoint_
   }
   info->num_classes = d->num_classes, info->in_channels = channels;
   int size = (int)o->image_size;
+  if (!size && pre) size = pre->cfg.resolution; // fine-tuning: the pretrained model's resolution
   if (!size && d->pixels) size = d->h;
   if (!size && !tiny) size = info->cfg.resolution;
   if (!size) {
@@ -257,11 +291,12 @@ static int describe_run(const train_opts *o, const ef_dataset *d, ef_checkpoint_
   info->cfg.resolution = size;
   *train = ef_transform_defaults(strcmp(o->augment, "none") != 0, size, channels);
   info->eval = ef_transform_defaults(false, size, channels);
-  if (d->pixels) { // small in-memory datasets: no centre crop, their own statistics
-    train->crop_pct = info->eval.crop_pct = 1;
-    pixel_stats(d, info->eval.mean, info->eval.std);
-    memcpy(train->mean, info->eval.mean, sizeof train->mean), memcpy(train->std, info->eval.std, sizeof train->std);
-  }
+  if (d->pixels) train->crop_pct = info->eval.crop_pct = 1; // small in-memory datasets: no centre crop
+  // The normalization: a pretrained model's own (ImageNet's when its file records none), else
+  // for small in-memory datasets their statistics (else ImageNet's, the transform's default).
+  if (pre && pre->recorded_norm) memcpy(info->eval.mean, pre->mean, sizeof pre->mean), memcpy(info->eval.std, pre->std, sizeof pre->std);
+  else if (!pre && d->pixels) pixel_stats(d, info->eval.mean, info->eval.std);
+  memcpy(train->mean, info->eval.mean, sizeof train->mean), memcpy(train->std, info->eval.std, sizeof train->std);
   if (!strcmp(o->augment, "autoaugment")) train->augment = EF_AUGMENT_AUTO;
   if (!strcmp(o->augment, "randaugment")) train->augment = EF_AUGMENT_RAND;
   size_t used = 0;
@@ -432,15 +467,25 @@ static int setup(run *r, int argc, char **argv) {
   bool resuming = *resume_arg != 0;
   if ((rc = join_args(argc, argv, resuming ? saved.args : NULL, args, sizeof args)) != 0) return rc;
   const train_opts *o = &r->o;
+  // Fine-tuning: the pretrained model (resuming: as the checkpoint records it, classes included).
+  ef_pretrained pre;
+  if (o->init && ef_pretrained_read(resuming ? resume_path : o->init, &pre) != EF_OK) {
+    fprintf(stderr, "effnet train: --init: %s\n", ef_last_error());
+    return 1;
+  }
   ef_status opened = ef_dataset_open(o->data, 1, &r->train);
-  r->all_train = r->train.n;
   if (opened == EF_OK) opened = ef_dataset_open(o->data, 0, &r->test);
-  r->all_test = r->test.n;
   if (opened != EF_OK) {
     fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",
             ef_last_error());
     return 1;
   }
+  if ((o->select_classes || o->per_class) && (ef_dataset_select(&r->train, o->select_classes, o->per_class) != EF_OK ||
+                                              ef_dataset_select(&r->test, o->select_classes, 0) != EF_OK)) {
+    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    return 2;
+  }
+  r->all_train = r->train.n, r->all_test = r->test.n;
   if (r->test.num_classes != r->train.num_classes) {
     fprintf(stderr, "effnet train: the test split of %s has %d classes but the training split %d\n", o->data,
             r->test.num_classes, r->train.num_classes);
@@ -448,7 +493,7 @@ static int setup(run *r, int argc, char **argv) {
   }
   if (o->limit && o->limit < r->train.n) r->train.n = o->limit;
   if (o->val_limit && o->val_limit < r->test.n) r->test.n = o->val_limit;
-  if ((rc = describe_run(o, &r->train, &r->info, &r->train_tf)) != 0) return rc;
+  if ((rc = describe_run(o, &r->train, o->init ? &pre : NULL, &r->info, &r->train_tf)) != 0) return rc;
   snprintf(r->info.args, sizeof r->info.args, "%s", args);
   r->info.seed = o->seed, r->info.best_top1 = -1;
   // The run folder: --out given now, else (resuming) the checkpoint's folder, else a new one. A
@@ -497,12 +542,19 @@ static int setup(run *r, int argc, char **argv) {
   r->store = ef_store_new();
   ef_status st = ef_loader_new(&r->train_loader, &lc);
   if (st == EF_OK) st = ef_loader_new(&r->test_loader, &ec);
-  if (st == EF_OK) st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false);
+  // The evaluation graph registers the parameters; the fine-tuning marks go on them before the
+  // training graph is built (frozen entries get no gradient there).
   if (st == EF_OK) st = ef_model_graph_new(&r->ev, r->store, NULL, &r->info, o->batch, false, 0, o->seed, false);
+  size_t frozen = 0;
+  if (st == EF_OK && o->freeze) st = ef_freeze(r->store, o->freeze, &frozen);
+  if (st == EF_OK) st = ef_bn_mode(r->store, o->bn);
+  if (st == EF_OK) ef_backbone_lr(r->store, (float)o->backbone_lr);
+  if (st == EF_OK) st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false);
   if (st == EF_OK) st = r->be ? ef_store_bind(r->store, r->be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
   if (st == EF_OK) st = ef_plan_new(&r->tr.plan, r->tr.g, r->be, &(ef_plan_opts){.profile = o->profile});
   if (st == EF_OK) st = ef_plan_new(&r->ev.plan, r->ev.g, r->be, NULL);
   if (st == EF_OK) ef_store_initialize(r->store, o->seed);
+  if (st == EF_OK && o->init && !resuming) st = ef_pretrained_load(o->init, &pre, r->store);
   if (st == EF_OK) st = ef_optim_init(&r->optim, r->store, &oc);
   if (st == EF_OK && o->ema > 0) st = ef_ema_init(&r->ema, r->store, o->ema), r->has_ema = st == EF_OK;
   int64_t batches = st == EF_OK ? ef_loader_batches(r->train_loader) : 0;
@@ -540,6 +592,19 @@ static int setup(run *r, int argc, char **argv) {
          "  momentum %g, weight decay %g, label smoothing %g, EMA %g, clip %g, seed %llu, %d threads\n",
          o->recipe, o->epochs, o->batch, (long long)batches, o->optimizer, o->lr, r->sched.lr, o->schedule, o->warmup, o->momentum,
          o->weight_decay, o->smoothing, o->ema, o->clip, o->seed, ef_cpu_threads(r->be));
+  if (o->init) {
+    char norm[128];
+    snprintf(norm, sizeof norm, "mean %.4g,%.4g,%.4g std %.4g,%.4g,%.4g", r->info.eval.mean[0], r->info.eval.mean[1],
+             r->info.eval.mean[2], r->info.eval.std[0], r->info.eval.std[1], r->info.eval.std[2]);
+    printf("  init: %s from %s%s: everything but the classifier loaded; the classifier (%d classes there) re-initialized "
+           "for %d classes\n  normalization %s (%s)\n",
+           pre.cfg.name, o->init, pre.ema ? " (its EMA weights)" : "", pre.cfg.num_classes, r->info.num_classes, norm,
+           pre.recorded_norm ? "the pretrained model's" : "ImageNet's: the weights file records none");
+    if (resuming) printf("  (resuming: the weights come from the checkpoint)\n");
+  }
+  if (o->freeze || strcmp(o->bn, "train") || o->backbone_lr != 1)
+    printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n", o->freeze ? o->freeze : "nothing",
+           frozen, r->store->numel[0], o->bn, o->backbone_lr);
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", r->out, (double)r->tr.plan->arena_bytes / 1048576.0);
   if (resuming)
     printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", resume_path, (long long)r->info.epoch + 1,

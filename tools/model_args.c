@@ -41,6 +41,10 @@ int ef_model_args_config(const char *cmd, const char *name, const ef_model_args 
     fprintf(stderr, "effnet %s: %s\n", cmd, ef_last_error());
     return 2;
   }
+  return ef_model_args_apply(cmd, m, out);
+}
+
+int ef_model_args_apply(const char *cmd, const ef_model_args *m, ef_effnet_config *out) {
   if (!isnan(m->width)) out->width = m->width;
   if (!isnan(m->depth)) out->depth = m->depth;
   if (!isnan(m->dropout)) out->dropout = (float)m->dropout;
@@ -58,7 +62,7 @@ int ef_model_args_config(const char *cmd, const char *name, const ef_model_args 
     out->padding = strcmp(m->padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
   }
   bool custom = !isnan(m->width) || !isnan(m->depth) || m->resolution;
-  if (custom && isnan(m->phi)) snprintf(out->name + strlen(out->name), sizeof out->name - strlen(out->name), "-custom");
+  if (custom && isnan(m->phi) && !strstr(out->name, "-custom")) snprintf(out->name + strlen(out->name), sizeof out->name - strlen(out->name), "-custom");
   if (ef_effnet_validate(out) != EF_OK) {
     fprintf(stderr, "effnet %s: %s\n", cmd, ef_last_error());
     return 2;

@@ -20,6 +20,8 @@ void ef_model_args_init(ef_model_args *m, ef_flag *out);
 // The configuration: the preset `name` (may be NULL with --phi), then the overrides; validated.
 // On a mistake prints "effnet <cmd>: ..." and returns 2.
 int ef_model_args_config(const char *cmd, const char *name, const ef_model_args *m, ef_effnet_config *out);
+// The overrides alone, over an existing configuration (a pretrained model's); validated.
+int ef_model_args_apply(const char *cmd, const ef_model_args *m, ef_effnet_config *out);
 // The lines of --help that describe the model flags.
 void ef_model_args_usage(FILE *f);
 
