@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+export EFFNET_KERAS_PYTHON=${EFFNET_KERAS_VENV:-/opt/effnet-keras}/bin/python # tests/parity_keras.py runs Keras there
 jobs=$(nproc)
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEFFNET_WERROR=ON

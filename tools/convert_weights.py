@@ -1,17 +1,31 @@
 #!/usr/bin/python3
-"""Converts EfficientNet B-series weights from a PyTorch state_dict into effnet's HDF5 layout.
+"""Converts EfficientNet B-series weights between effnet's HDF5 and PyTorch's or Keras's files.
 
-    convert_weights.py --from torchvision|timm IN.pth OUT.h5
+    convert_weights.py --from torchvision|timm IN.pth OUT.h5   (for `effnet import`)
+    convert_weights.py --from keras IN.h5 OUT.h5
+    convert_weights.py --to torchvision|timm IN.h5 OUT.pth|OUT.h5   (for `effnet export`)
 
-Writes /model/<timm name> datasets in PyTorch's layout (conv weights OIHW), the names effnet's
-models use. torchvision's names are mapped by the tables below; timm's are kept. The model's
-configuration is not written here: `effnet import` loads the result into the model it builds
-(checking every tensor) and saves it with the configuration. Run with Debian's /usr/bin/python3
-(python3-torch, python3-h5py).
+Import writes /model/<timm name> datasets in PyTorch's layout (conv weights OIHW), the names
+effnet's models use, and the root attributes source, mean and std (the normalization the weights
+expect of images in [0, 1], "r,g,b" as checkpoints write them) and classifier ("present" or
+"absent"). torchvision's and Keras's names are mapped by the tables below; timm's are kept. The
+model's configuration is not written here: `effnet import` loads the result into the model it
+builds (checking every tensor) and saves it with the configuration.
+Export reads the /model group of an effnet weights file (as `effnet export` wrote it, checked
+against its model) and writes it under torchvision's or timm's names: .pth with torch.save, .h5
+with one dataset per state_dict name at the root.
+Run with Debian's /usr/bin/python3: h5py and numpy (python3-h5py), torch for .pth files
+(python3-torch).
 """
 import argparse
+import os
 import re
 import sys
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what torchvision's and timm's ImageNet weights expect
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # torchvision efficientnet_b*: features.0 is the stem, features.1-7 the stages, features.8 the
 # head; classifier.1 the linear layer.
@@ -29,6 +43,31 @@ EXPANDED = {"0.0": "conv_pw", "0.1": "bn1", "1.0": "conv_dw", "1.1": "bn2",
 DEPTHWISE_SEPARABLE = {"0.0": "conv_dw", "0.1": "bn1", "1.fc1": "se.conv_reduce", "1.fc2": "se.conv_expand",
                        "2.0": "conv_pw", "2.1": "bn2"}
 BLOCK = re.compile(r"features\.([1-7])\.(\d+)\.block\.(\d+\.(?:\d+|fc1|fc2))\.(\w+)")
+
+# keras.applications.EfficientNetB0-B7 (keras/src/applications/efficientnet.py): layer names.
+KERAS_FIXED = {"stem_conv": "conv_stem", "stem_bn": "bn1", "top_conv": "conv_head", "top_bn": "bn2",
+               "predictions": "classifier"}
+# Inside block<stage 1-7><a, b, ...>_<part>: with expansion, and without (stage 1's blocks have
+# no expand_conv; timm's DepthwiseSeparableConv).
+KERAS_EXPANDED = {"expand_conv": "conv_pw", "expand_bn": "bn1", "dwconv": "conv_dw", "bn": "bn2",
+                  "se_reduce": "se.conv_reduce", "se_expand": "se.conv_expand", "project_conv": "conv_pwl",
+                  "project_bn": "bn3"}
+KERAS_DEPTHWISE_SEPARABLE = {"dwconv": "conv_dw", "bn": "bn1", "se_reduce": "se.conv_reduce",
+                             "se_expand": "se.conv_expand", "project_conv": "conv_pw", "project_bn": "bn2"}
+KERAS_BLOCK = re.compile(r"block([1-7])([a-z])_(\w+)")
+KERAS_NORMALIZATION = re.compile(r"normalization(_\d+)?")  # auto-named: normalization, normalization_1, ...
+# Keras variables -> PyTorch's names. Kernels change layout: conv (KH,KW,I,O) -> (O,I,KH,KW),
+# depthwise (KH,KW,C,1) -> (C,1,KH,KW), dense (I,O) -> (O,I).
+KERAS_VARIABLES = {"kernel": "weight", "depthwise_kernel": "weight", "bias": "bias", "gamma": "weight",
+                   "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+# Keras 3's .weights.h5 numbers a layer's variables (trainable ones first): their names by layer.
+KERAS3_BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
+KERAS3_NORMALIZATION_VARIABLES = ("mean", "variance", "count")
+KERAS3_VARIABLES = ("kernel", "bias")
+# Keras's EfficientNet(weights="imagenet") stores ImageNet's standard deviation as the
+# Normalization layer's variance and divides by sqrt(stddev) once more in a Rescaling layer that
+# has no weights (tensorflow/tensorflow#49930): (x - mean) / sqrt(stddev) / sqrt(stddev).
+KERAS_IMAGENET_VARIANCE = IMAGENET_STD
 
 
 def torchvision_to_timm(state):
@@ -77,32 +116,183 @@ def timm_to_torchvision(state):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="source", choices=["torchvision", "timm"], required=True)
-    ap.add_argument("input")
-    ap.add_argument("output")
-    args = ap.parse_args()
+def text(value):
+    """An HDF5 string (h5py gives str or bytes, by how it was written) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def keras_layers(f, path):
+    """{Keras layer name: {variable name: array}} of a Keras weights file: Keras 2's save_weights
+    (and Keras 3's legacy .h5; a whole model's .h5 keeps them under /model_weights): a group per
+    layer whose attribute weight_names lists its datasets, "<layer>/<variable>[:0]"; or Keras 3's
+    .weights.h5: layers/<class name>/vars/<i>, the layer's name in the attribute "name" of vars
+    (written since Keras 3.6)."""
+    layers = {}
+
+    def add(layer, variable, value):
+        if variable in layers.setdefault(layer, {}):
+            raise ValueError(f"{path}: the Keras layer {layer} appears twice")
+        layers[layer][variable] = np.asarray(value)
+
+    root = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" in root.attrs:
+        for group in map(text, root.attrs["layer_names"]):
+            for weight in map(text, root[group].attrs["weight_names"]):
+                layer, variable = weight.split("/")[-2:]  # "stem_conv/kernel:0", nested models add prefixes
+                add(layer, variable.split(":")[0], root[group][weight][()])
+        return layers
+    found = []
+    f.visititems(lambda name, obj: found.append(obj) if name.split("/")[-1] == "vars" else None)
+    if not found:
+        raise ValueError(f"{path} is neither Keras 2's save_weights .h5 (no layer_names attribute) nor Keras 3's "
+                         ".weights.h5 (no layers/*/vars groups)")
+    for group in found:
+        if len(group) == 0:  # a layer without variables (activation, padding, ...)
+            continue
+        if "name" not in group.attrs:
+            raise ValueError(f"{path}: {group.name} does not record its layer's name (a .weights.h5 of Keras < 3.6); "
+                             "load the model in Keras >= 3.6 and save_weights again")
+        layer = text(group.attrs["name"])
+        names = (KERAS3_BN_VARIABLES if layer.endswith("bn") else KERAS3_NORMALIZATION_VARIABLES
+                 if KERAS_NORMALIZATION.fullmatch(layer) else KERAS3_VARIABLES)
+        if len(group) > len(names):
+            raise ValueError(f"{path}: the Keras layer {layer} has {len(group)} variables, more than {names}")
+        for i, variable in enumerate(names[:len(group)]):
+            add(layer, variable, group[str(i)][()])
+    return layers
+
+
+def keras_normalization(layers, path):
+    """The mean and std of keras's Rescaling(1/255) + Normalization (+ the ImageNet correction)
+    as effnet applies them to images in [0, 1]: (x - mean) / std."""
+    names = [name for name in layers if KERAS_NORMALIZATION.fullmatch(name)]
+    if len(names) != 1:
+        raise ValueError(f"{path}: {len(names)} Normalization layers (want 1): is it keras.applications.EfficientNetBx?")
+    variables = layers.pop(names[0])
+    mean, variance = (variables[k].astype(np.float64).reshape(-1) for k in ("mean", "variance"))
+    if mean.size != 3 or variance.size != 3:
+        raise ValueError(f"{path}: the Normalization layer has {mean.size} means and {variance.size} variances, want 3 (RGB)")
+    std = np.maximum(np.sqrt(variance), 1e-7)  # keras: (x - mean) / maximum(sqrt(variance), epsilon)
+    imagenet = np.allclose(variance, KERAS_IMAGENET_VARIANCE, rtol=1e-6, atol=0)
+    if imagenet:
+        std *= np.sqrt(KERAS_IMAGENET_VARIANCE)
+    print(f"convert_weights: keras normalization: mean {triple(mean)}, variance {triple(variance)}"
+          + (" (ImageNet's stddev, which EfficientNet(weights='imagenet') divides by once more)" if imagenet else "")
+          + f": std {triple(std)}")
+    return mean, std
+
+
+def keras_to_timm(layers, path):
+    """{Keras layer: {variable: array}} (Normalization removed) -> {timm name: array}, in
+    PyTorch's layout; raises on a layer or variable no table covers."""
+    expanded = {m.group(1, 2) for m in map(KERAS_BLOCK.fullmatch, layers) if m and m.group(3) == "expand_conv"}
+    out = {}
+    for layer, variables in layers.items():
+        m = KERAS_BLOCK.fullmatch(layer)
+        if m:
+            stage, letter, part = m.groups()
+            table = KERAS_EXPANDED if (stage, letter) in expanded else KERAS_DEPTHWISE_SEPARABLE
+            if part not in table:
+                raise ValueError(f"{path}: no mapping for the Keras layer {layer}")
+            module = f"blocks.{int(stage) - 1}.{ord(letter) - ord('a')}.{table[part]}"
+        elif layer in KERAS_FIXED:
+            module = KERAS_FIXED[layer]
+        else:
+            raise ValueError(f"{path}: no mapping for the Keras layer {layer}: is it keras.applications.EfficientNetBx?")
+        for variable, value in variables.items():
+            if variable not in KERAS_VARIABLES:
+                raise ValueError(f"{path}: no mapping for {layer}/{variable}")
+            if variable.endswith("kernel"):
+                value = (value.T if value.ndim == 2 else value.transpose(2, 3, 0, 1) if layer.endswith("dwconv")
+                         else value.transpose(3, 2, 0, 1))
+            out[f"{module}.{KERAS_VARIABLES[variable]}"] = np.ascontiguousarray(value, dtype=np.float32)
+    return out
+
+
+def triple(values):
+    """Three numbers as "a,b,c", each the shortest text that reads back as the same float32."""
+    return ",".join(str(np.float32(v)) for v in values)
+
+
+def open_h5(path, mode):
+    """h5py.File(path, mode), failing with a message that names the file."""
     import h5py
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        raise ValueError(f"cannot open {path} as HDF5: {e}") from None
+
+
+def read_torch(path, source):
+    """{timm name: array} of a PyTorch state_dict (.pth)."""
     import torch
-    state = torch.load(args.input, map_location="cpu", weights_only=True)  # tensors only, no pickled code
+    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no pickled code
     if isinstance(state, dict) and "state_dict" in state and not torch.is_tensor(state["state_dict"]):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        sys.exit(f"{args.input}: not a state_dict (a dict of tensors)")
-    if args.source == "torchvision":
+        raise ValueError(f"{path}: not a state_dict (a dict of tensors)")
+    if source == "torchvision":
         state = torchvision_to_timm(state)
-    with h5py.File(args.output, "w") as f:
+    return {name: value.detach().cpu().numpy() for name, value in state.items()}
+
+
+def import_weights(source, path, out):
+    if source == "keras":
+        with open_h5(path, "r") as f:
+            layers = keras_layers(f, path)
+        mean, std = keras_normalization(layers, path)
+        state = keras_to_timm(layers, path)
+    else:
+        state, mean, std = read_torch(path, source), IMAGENET_MEAN, IMAGENET_STD
+    classifier = "present" if "classifier.weight" in state else "absent"
+    with open_h5(out, "w") as f:
         f.attrs["format"] = "effnet"  # the /model layout of effnet's weights, without a configuration
         f.attrs["format_version"] = 1
+        f.attrs["source"] = source
+        f.attrs["mean"], f.attrs["std"] = triple(mean), triple(std)
+        f.attrs["classifier"] = classifier
         group = f.create_group("model")
         for name, value in state.items():
-            group.create_dataset(name, data=value.detach().cpu().numpy())
-    print(f"convert_weights: {len(state)} tensors from {args.input} ({args.source}) to {args.output}")
+            group.create_dataset(name, data=value)
+    print(f"convert_weights: {len(state)} tensors from {path} ({source}) to {out}"
+          + ("" if classifier == "present" else "; no classifier in the file"))
+
+
+def export_weights(target, path, out):
+    with open_h5(path, "r") as f:
+        state = {name: value[()] for name, value in f["model"].items()}
+    if target == "torchvision":
+        state = timm_to_torchvision(state)
+    partial = f"{out}.partial.{os.getpid()}"
+    if out.endswith(".pth"):
+        import torch
+        torch.save({name: torch.as_tensor(value) for name, value in state.items()}, partial)
+    else:
+        with open_h5(partial, "w") as f:
+            for name, value in state.items():
+                f.create_dataset(name, data=value)
+    os.replace(partial, out)
+    print(f"convert_weights: {len(state)} tensors from {path} to {out} ({target}'s names)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    direction = ap.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from", dest="source", choices=["torchvision", "timm", "keras"])
+    direction.add_argument("--to", dest="target", choices=["torchvision", "timm"])
+    ap.add_argument("input")
+    ap.add_argument("output")
+    args = ap.parse_args()
+    if args.source:
+        import_weights(args.source, args.input, args.output)
+    elif args.output.endswith((".pth", ".h5")):
+        export_weights(args.target, args.input, args.output)
+    else:
+        sys.exit(f"convert_weights: {args.output}: the output must end in .pth (torch.save) or .h5")
 
 
 if __name__ == "__main__":
     try:
         main()
-    except ValueError as e:
+    except (ValueError, KeyError, OSError) as e:
         sys.exit(f"convert_weights: {e}")
