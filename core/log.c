@@ -13,12 +13,15 @@ static _Thread_local char last_error[1024];
 void ef_log_set_rank(int rank) { log_rank = rank; }
 
 ef_status ef_error_at(const char *file, int line, ef_status st, const char *fmt, ...) {
-  int n = snprintf(last_error, sizeof last_error, "%s:%d: ", file, line);
-  if (n < 0 || (size_t)n >= sizeof last_error) n = 0;
+  // Formatted apart first: the arguments may include the previous message (ef_last_error()).
+  char msg[sizeof last_error];
+  int n = snprintf(msg, sizeof msg, "%s:%d: ", file, line);
+  if (n < 0 || (size_t)n >= sizeof msg) n = 0;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(last_error + n, sizeof last_error - (size_t)n, fmt, ap);
+  vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
   va_end(ap);
+  memcpy(last_error, msg, sizeof msg);
   return st;
 }
 

@@ -115,6 +115,8 @@ ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classe
   ef_tensor *h = ef_layer_conv_bn(c, "conv_head", "bn2", x, channels, 1, 1, 1, EF_ACT_SWISH);
   const char *outer = ef_graph_scope(c->g, EF_SCOPE_CLASSIFIER);
   ef_tensor *p = ef_reshape(c->g, ef_gap(c->g, h), 2, (int64_t[]){h->shape[0], channels}); // (N, channels)
+  ef_tensor_set_name(p, "features");
+  c->features = p;
   if (c->training && dropout > 0) {
     p = ef_dropout(c->g, p, dropout, false);
     ef_tensor_set_name(p, "head.dropout");

@@ -25,6 +25,8 @@ typedef struct {
   float bn_eps, bn_momentum; // momentum in PyTorch's convention (TF 0.99 = 0.01)
   int64_t params;           // trainable parameters the layers built so far use
   int64_t macs;             // multiply-adds of their convolutions and matrix products (whole batch)
+  ef_tensor *features;      // the head's pooled output (N, channels), before dropout and the
+                            // classifier: what linear probes and `effnet features` read
 } ef_layer_ctx;
 
 // The entry `name` of the graph's store: added on first use, checked for the same shape after.

@@ -177,8 +177,9 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
   return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL}, 1, NULL, 0);
 }
 
-ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
-                               int nsets, const ef_attr *attrs, int nattrs) {
+// Writes a new HDF5 file at path atomically: `write` fills a temporary file in the same folder,
+// which is flushed, fsynced and renamed over path. A failure leaves any previous path untouched.
+static ef_status save_atomic(const char *path, herr_t (*write)(hid_t f, const void *ctx), const void *ctx) {
   quiet_hdf5();
   char tmp[4096], dir[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -190,9 +191,7 @@ ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_eff
   if (f < 0) return EF_ERROR(EF_ERR_IO, "cannot create %s (is the folder %s there and writable?)", tmp, dir);
   herr_t st = attr_string(f, "format", "effnet");
   if (st >= 0) st = attr_int(f, "format_version", EF_WEIGHTS_FORMAT_VERSION);
-  if (st >= 0 && cfg) st = write_config(f, cfg);
-  if (st >= 0) st = write_attrs(f, attrs, nattrs);
-  for (int i = 0; i < nsets && st >= 0; i++) st = write_set(f, s, &sets[i]);
+  if (st >= 0) st = write(f, ctx);
   if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL);
   if (H5Fclose(f) < 0) st = -1;
   if (st < 0 || sync_path(tmp, false) != 0) {
@@ -208,6 +207,59 @@ ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_eff
   // file under `path`, both complete, so the save still stands.
   sync_path(dir, true);
   return EF_OK;
+}
+
+typedef struct {
+  const ef_store *s;
+  const ef_effnet_config *cfg;
+  const ef_tensor_set *sets;
+  int nsets, nattrs;
+  const ef_attr *attrs;
+} weights_job;
+
+static herr_t write_weights(hid_t f, const void *ctx) {
+  const weights_job *j = ctx;
+  herr_t st = j->cfg ? write_config(f, j->cfg) : 0;
+  if (st >= 0) st = write_attrs(f, j->attrs, j->nattrs);
+  for (int i = 0; i < j->nsets && st >= 0; i++) st = write_set(f, j->s, &j->sets[i]);
+  return st;
+}
+
+ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
+                               int nsets, const ef_attr *attrs, int nattrs) {
+  weights_job j = {s, cfg, sets, nsets, nattrs, attrs};
+  return save_atomic(path, write_weights, &j);
+}
+
+typedef struct {
+  const ef_h5_array *arrays;
+  int n, nattrs;
+  const ef_attr *attrs;
+} arrays_job;
+
+static herr_t write_arrays(hid_t f, const void *ctx) {
+  const arrays_job *j = ctx;
+  herr_t st = write_attrs(f, j->attrs, j->nattrs);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1); // "train/features" creates /train
+  for (int i = 0; i < j->n && st >= 0; i++) {
+    const ef_h5_array *a = &j->arrays[i];
+    hsize_t dims[2] = {(hsize_t)a->dims[0], (hsize_t)a->dims[1]};
+    hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
+    hid_t d = H5Dcreate2(f, a->name, a->is_int ? H5T_STD_I32LE : H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    st = d < 0 ? -1 : H5Dwrite(d, a->is_int ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+  }
+  H5Pclose(lcpl);
+  return st;
+}
+
+ef_status ef_h5_save_arrays(const char *path, const ef_h5_array *arrays, int n, const ef_attr *attrs, int nattrs) {
+  for (int i = 0; i < n; i++)
+    EF_ASSERT(arrays[i].ndim >= 1 && arrays[i].ndim <= 2, "array %s: %d dimensions", arrays[i].name, arrays[i].ndim);
+  arrays_job j = {arrays, n, nattrs, attrs};
+  return save_atomic(path, write_arrays, &j);
 }
 
 // ---- reading ---------------------------------------------------------------------------------

@@ -54,6 +54,17 @@ typedef struct {
 // ef_weights_save with more groups (after /model) and more root attributes, in one atomic write.
 ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
                                int nsets, const ef_attr *attrs, int nattrs);
+// Plain arrays (f32 or i32, 1 or 2 dimensions) written atomically with root attributes, as the
+// weights are: `effnet features`' output. Names may hold groups ("train/features").
+typedef struct {
+  const char *name;
+  bool is_int;
+  int ndim;
+  int64_t dims[2];
+  const void *data;
+} ef_h5_array;
+ef_status ef_h5_save_arrays(const char *path, const ef_h5_array *arrays, int n, const ef_attr *attrs, int nattrs);
+
 // Loads the sets (the model's included, when listed), checking every one before changing any.
 ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_set *sets, int nsets);
 // Reads root attributes by name and kind into attrs[i] (strings into .s); a missing, mistyped or

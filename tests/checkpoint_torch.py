@@ -4,7 +4,8 @@ comprehension: a B0 trained a few steps on Fashion-MNIST is loaded from /model a
 ({name: torch.as_tensor(v[()]) for name, v in f["model"].items()}, timm's names) into
 torchvision's efficientnet_b0 (through the timm -> torchvision name table of
 tools/convert_weights.py, strict=True), and evaluated there with torchvision's transforms: top-1
-and loss equal `effnet eval`'s on the same test split.
+and loss equal `effnet eval`'s on the same test split, and the pooled features equal `effnet
+features`'.
 usage: checkpoint_torch.py EFFNET   (exit 77: torch, torchvision, h5py or Fashion-MNIST missing)"""
 import os, re, subprocess, sys, tempfile
 
@@ -66,6 +67,22 @@ for group in ("model", "ema"):
     # float error may go either way.
     ok = abs(ours_top1 - 100 * top1) <= 0.025 and abs(ours_loss - loss) <= 1e-4 * max(1, loss)
     print(f"{'ok' if ok else 'FAILED'}  /{group}: torchvision top-1 {100 * top1:.2f}% loss {loss:.4f}; effnet eval: {out.strip()}")
+    failures += not ok
+# `effnet features`: the pooled features (the classifier's input) of the first 500 test images
+# through the checkpoint's EMA weights equal torchvision's avgpool output of the same model.
+feat = os.path.join(tmp, "features.h5")
+run = subprocess.run([effnet, "features", path, "--split", "test", "--limit", "500", "--out", feat], capture_output=True, text=True)
+if run.returncode:
+    print(f"FAILED  effnet features: {run.stderr.strip()}")
+    failures += 1
+else:
+    with torch.no_grad():
+        want = model.avgpool(model.features(x[:500])).flatten(1).numpy()  # model: the /ema one, last in the loop
+    with h5py.File(feat, "r") as h:
+        got, got_labels = h["test/features"][()], h["test/labels"][()]
+    err = float(np.abs(got - want).max() / np.abs(want).max()) if got.shape == want.shape else float("inf")
+    ok = err <= 1e-4 and np.array_equal(got_labels, labels[:500].numpy())
+    print(f"{'ok' if ok else 'FAILED'}  effnet features {got.shape}: max difference from torchvision {err:.2e} of the largest")
     failures += not ok
 subprocess.run(["rm", "-rf", tmp])
 sys.exit(1 if failures else 0)

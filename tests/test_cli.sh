@@ -36,6 +36,8 @@ expect 1 "cannot resume from /nonexistent" train --resume /nonexistent
 expect 1 "--init: " train --init /nonexistent.h5
 expect 2 "--init gives the architecture" train --init /nonexistent.h5 --model b0
 expect 2 "--bn 'running' is not one of: train eval frozen" train --bn running
+expect 2 "needs WEIGHTS, --out FILE.h5" features /nonexistent.h5
+expect 1 "pretrained weights must be an EfficientNet" features /nonexistent.h5 --out /tmp/effnet-cli-never.h5
 expect 2 "which checkpoint?" eval
 expect 1 "cannot open /nonexistent.h5" eval /nonexistent.h5
 expect 2 "give a checkpoint and at least one image" predict /nonexistent.h5
@@ -126,6 +128,9 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     --select-classes 5-9 --per-class 10 --freeze stem --bn eval --backbone-lr 0.1 --epochs 2 --stop-after 3 --out "$tmp/fine"
   expect 0 "frozen: stem (" train --resume "$tmp/fine"
   expect 0 "top-1" eval "$tmp/fine/best.h5" --data /usr/share/datasets/fashion-mnist
+  expect 0 "test 40 x 1280, train 40 x 1280, in $tmp/features.h5" features "$tmp/fine/best.h5" --select-classes 5-9 \
+    --limit 40 --out "$tmp/features.h5"
+  expect 1 "classes '5-x': give labels" features "$tmp/fine/best.h5" --select-classes 5-x --out "$tmp/f.h5"
 else
   echo "SKIPPED: the training run (Debian package dataset-fashion-mnist is not installed)"
 fi

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
           "  info        a model's architecture, parameters, multiply-adds and memory\n"
           "  import      convert torchvision, timm (.pth) or Keras (.h5) weights into effnet's HDF5\n"
           "  export      write a model as a torchvision or timm state_dict (.pth or .h5)\n"
+          "  features    pooled features of a dataset through a model, to HDF5 (linear probes)\n"
           "  bench       time inference or a training step on synthetic data\n"
           "  bench-data  time the data loader (decode + augment + batch) on JPEGs\n"
           "\n"
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "info")) return ef_cmd_info(argc - 1, argv + 1);
   if (!strcmp(argv[1], "import")) return ef_cmd_import(argc - 1, argv + 1);
   if (!strcmp(argv[1], "export")) return ef_cmd_export(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "features")) return ef_cmd_features(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench")) return ef_cmd_bench(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench-data")) return ef_cmd_bench_data(argc - 1, argv + 1);
   fprintf(stderr, "effnet: unknown command '%s'\n\n", argv[1]);

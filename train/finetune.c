@@ -11,9 +11,13 @@
 
 ef_status ef_pretrained_read(const char *path, ef_pretrained *p) {
   memset(p, 0, sizeof *p);
-  if (ef_weights_read_config(path, &p->cfg) != EF_OK)
-    return EF_ERROR(EF_ERR_FORMAT, "%s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or an "
-                    "EfficientNet training checkpoint)", ef_last_error());
+  ef_status st = ef_weights_read_config(path, &p->cfg);
+  if (st != EF_OK) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or an "
+             "EfficientNet training checkpoint)", ef_last_error());
+    return ef_error_pass(st, msg);
+  }
   EF_TRY(ef_checkpoint_read_norm(path, p->mean, p->std, &p->recorded_norm));
   ef_attr updates = {.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true};
   EF_TRY(ef_weights_read_attrs(path, &updates, 1));
