@@ -3,9 +3,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 #include "core/cpu/cpu_internal.h"
 
@@ -105,17 +102,6 @@ static void cpu_destroy(ef_backend *be) {
 
 int ef_cpu_threads(const ef_backend *be) { return ((const ef_cpu *)be->impl)->threads; }
 
-// Denormal floats cost microcode assists, about a hundred times a normal operation: a model whose
-// weights or activations drift that small (a diverging run, long weight decay) can spend most of
-// its step on them (`effnet eval` of such a checkpoint ran 20x slower). As TensorFlow does on
-// CPUs, every thread of the pool flushes results to zero (FTZ) and reads inputs as zero (DAZ).
-static void flush_denormals(void) {
-#if defined(__SSE__)
-#pragma omp parallel
-  _mm_setcsr(_mm_getcsr() | 0x8040); // FTZ is bit 15, DAZ bit 6
-#endif
-}
-
 ef_backend *ef_cpu_backend_new(int threads) {
   for (int op = 0; op < EF_OP_COUNT; op++)
     if (op != EF_OP_LEAF && op != EF_OP_RESHAPE && !kernels[op].run)
@@ -128,7 +114,6 @@ ef_backend *ef_cpu_backend_new(int threads) {
                      .synchronize = cpu_synchronize, .destroy = cpu_destroy, .impl = cpu};
   cpu->threads = threads > 0 ? threads : omp_get_num_procs();
   omp_set_num_threads(cpu->threads);
-  flush_denormals();
   dnnl_status_t st = dnnl_engine_create(&cpu->engine, dnnl_cpu, 0);
   if (st == dnnl_success) st = dnnl_stream_create(&cpu->stream, cpu->engine, dnnl_stream_default_flags);
   if (st != dnnl_success) {
