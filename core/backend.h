@@ -14,6 +14,10 @@
 // What changes from one run of a plan to the next.
 typedef struct {
   uint32_t step;      // the training step: the Philox counter of dropout and drop-path masks
+  // When not NULL, called after each position of the schedule has run (and its result is in
+  // memory): train/grad_sync.c starts the all-reduce of each gradient bucket as it completes.
+  void (*after_node)(void *user, int position);
+  void *user;
 } ef_run_ctx;
 
 typedef struct ef_backend ef_backend;

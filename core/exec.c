@@ -111,28 +111,33 @@ static void check_red_zone(const ef_plan *p, const ef_tensor *t, const ef_buffer
     if (tail[i] != CANARY) EF_FATAL("op %s (node '%s') wrote past the end of its output (byte %zu after it)", ef_op_name(t->op), t->name, i);
 }
 
-void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx) {
+// Runs scheduled position i (a node that computes: not a leaf, not a view).
+static void run_node(ef_plan *p, int i, const ef_run_ctx *ctx) {
   ef_backend *be = p->be;
+  ef_tensor *t = p->sched[i];
+  const ef_buffer *own = p->written[i] >= 0 ? &p->bufs[p->written[i]] : NULL;
+  if (p->opts.poison && p->scratch) be->memset(be, p->scratch, POISON, p->scratch_bytes);
+  if (p->opts.poison && own) {
+    be->memset(be, t->data, POISON, ef_nbytes(t));
+    be->memset(be, (char *)t->data + ef_nbytes(t), CANARY, own->bytes - ef_nbytes(t));
+  }
+  double t0 = p->opts.profile ? now_ms() : 0;
+  be->compute(be, t, p->state[i], p->scratch, ctx);
+  if (p->opts.profile) {
+    be->synchronize(be);
+    p->ms[i] += now_ms() - t0;
+  }
+  if (!p->opts.poison) return;
+  if (own) check_red_zone(p, t, own);
+  for (int k = 0; k < p->n_bufs; k++) // buffers whose last reader was this node
+    if (p->bufs[k].death == i) be->memset(be, (char *)p->arena + p->bufs[k].offset, POISON, p->bufs[k].bytes);
+}
+
+void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx) {
   for (int i = 0; i < p->n; i++) {
-    ef_tensor *t = p->sched[i];
-    const ef_op_desc *d = ef_op_get(t->op);
-    if (t->op == EF_OP_LEAF || d->storage == EF_STORAGE_VIEW) continue;
-    const ef_buffer *own = p->written[i] >= 0 ? &p->bufs[p->written[i]] : NULL;
-    if (p->opts.poison && p->scratch) be->memset(be, p->scratch, POISON, p->scratch_bytes);
-    if (p->opts.poison && own) {
-      be->memset(be, t->data, POISON, ef_nbytes(t));
-      be->memset(be, (char *)t->data + ef_nbytes(t), CANARY, own->bytes - ef_nbytes(t));
-    }
-    double t0 = p->opts.profile ? now_ms() : 0;
-    be->compute(be, t, p->state[i], p->scratch, ctx);
-    if (p->opts.profile) {
-      be->synchronize(be);
-      p->ms[i] += now_ms() - t0;
-    }
-    if (!p->opts.poison) continue;
-    if (own) check_red_zone(p, t, own);
-    for (int k = 0; k < p->n_bufs; k++) // buffers whose last reader was this node
-      if (p->bufs[k].death == i) be->memset(be, (char *)p->arena + p->bufs[k].offset, POISON, p->bufs[k].bytes);
+    const ef_tensor *t = p->sched[i];
+    if (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage != EF_STORAGE_VIEW) run_node(p, i, ctx);
+    if (ctx->after_node) ctx->after_node(ctx->user, i);
   }
   p->runs++;
 }
