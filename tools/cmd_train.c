@@ -2,7 +2,7 @@
 // loader, with a recipe (optimizer, learning-rate schedule, EMA, clipping, label smoothing);
 // validates every epoch (top-1/top-5, also with the EMA), logs metrics.jsonl and TensorBoard
 // events, and keeps checkpoints from which --resume continues bit for bit. SIGINT and SIGTERM
-// save a checkpoint and stop.
+// save a checkpoint and stop. Under mpirun, data-parallel over the ranks (docs/distributed.md).
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -23,13 +23,15 @@
 #include "tools/model_graph.h"
 #include "train/finetune.h"
 #include "train/metrics.h"
+#include "train/comm.h"
+#include "train/grad_sync.h"
 #include "train/schedule.h"
 
 typedef struct {
   const char *data, *model, *augment, *out, *resume, *recipe, *optimizer, *schedule, *device;
   const char *init, *freeze, *bn, *select_classes;   // fine-tuning
   long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after, per_class;
-  double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip, backbone_lr;
+  double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip, backbone_lr, bucket_mb;
   unsigned long long seed;
   int profile, nesterov, decay_all;
   ef_model_args m;
@@ -82,6 +84,8 @@ static void train_usage(FILE *f) {
           "  --seed N              initialization, order, augmentation and dropout  [1]\n"
           "  --log-every N         steps between progress lines when not on a terminal  [100]\n"
           "  --profile             print time per op kind after training\n"
+          "  --bucket-mb F         under mpirun: gradients all-reduced in buckets of F MiB while the\n"
+          "                        backward pass runs (0: one all-reduce after it)  [4]\n"
           "\n"
           "fine-tuning (docs/transfer.md):\n"
           "  --init FILE           start from pretrained weights (`effnet import`, `effnet export`, or a\n"
@@ -106,7 +110,7 @@ static void recipe_defaults(train_opts *o, const char *recipe) {
   *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .recipe = recipe, .optimizer = "sgd",
                     .schedule = "cosine", .device = "cpu", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
                     .keep = 3, .lr = 0.4, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97,
-                    .decay_epochs = 2.4, .seed = 1, .bn = "train", .backbone_lr = 1, .m = m};
+                    .decay_epochs = 2.4, .seed = 1, .bn = "train", .backbone_lr = 1, .bucket_mb = 4, .m = m};
   if (!strcmp(recipe, "official"))
     o->epochs = 350, o->optimizer = "rmsprop", o->lr = 0.016, o->weight_decay = 1e-5, o->schedule = "exponential",
     o->warmup = 5, o->ema = 0.9999, o->augment = "autoaugment";
@@ -133,7 +137,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
     free(copy);
     return 2;
   }
-  ef_flag flags[40 + EF_MODEL_FLAGS] = {
+  ef_flag flags[48 + EF_MODEL_FLAGS] = {
       {"--data", EF_FLAG_STR, &o->data},          {"--model", EF_FLAG_STR, &o->model},
       {"--out", EF_FLAG_STR, &o->out},            {"--resume", EF_FLAG_STR, &o->resume},
       {"--recipe", EF_FLAG_STR, &o->recipe},      {"--optimizer", EF_FLAG_STR, &o->optimizer},
@@ -154,7 +158,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       {"--init", EF_FLAG_STR, &o->init},          {"--num-classes", EF_FLAG_LONG, &o->m.classes, 1, 1 << 24},
       {"--freeze", EF_FLAG_STR, &o->freeze},      {"--bn", EF_FLAG_STR, &o->bn},
       {"--backbone-lr", EF_FLAG_DOUBLE, &o->backbone_lr, 0, 1e3}, {"--select-classes", EF_FLAG_STR, &o->select_classes},
-      {"--per-class", EF_FLAG_LONG, &o->per_class, 0, 1e12},
+      {"--per-class", EF_FLAG_LONG, &o->per_class, 0, 1e12},      {"--bucket-mb", EF_FLAG_DOUBLE, &o->bucket_mb, 0, 1024},
   };
   int nflags = 0;
   while (flags[nflags].name) nflags++;
@@ -375,8 +379,11 @@ typedef struct {
   ef_ema ema;
   bool has_ema;
   ef_schedule sched;
-  ef_metrics *metrics;
+  ef_metrics *metrics;        // rank 0 only
   char out[4096];
+  ef_comm *comm;              // the ranks; rank 0 alone prints, logs and writes files
+  ef_grad_sync sync;          // the gradient buckets (none: one all-reduce after the backward pass)
+  int64_t global_batch;       // --batch (per rank) x ranks: what the learning rate follows
 } run;
 
 static void run_free(run *r) {
@@ -389,6 +396,8 @@ static void run_free(run *r) {
   ef_backend_free(r->be);
   r->train.n = r->all_train, r->test.n = r->all_test;
   ef_dataset_free(&r->train), ef_dataset_free(&r->test);
+  ef_grad_sync_free(&r->sync);
+  ef_comm_free(r->comm);
 }
 
 // Saves a checkpoint at the current position, keeps the newest --keep, and copies it to best.h5
@@ -410,25 +419,49 @@ static ef_status save(run *r, bool best) {
   return EF_OK;
 }
 
-// Validation with the live weights and, with an EMA, with the averaged ones: logged and printed.
+// Every rank evaluated its shard of the test set (each image real on exactly one rank): the
+// results over the whole set, the same on every rank.
+static void combine_eval(ef_comm *c, ef_eval_result *e) {
+  if (c->world == 1) return;
+  double sums[4] = {e->loss * (double)e->images, round(e->top1 * (double)e->images), round(e->top5 * (double)e->images),
+                    (double)e->images};
+  c->allreduce(c, sums, 4, EF_COMM_F64, EF_COMM_SUM);
+  e->images = (int64_t)sums[3];
+  e->loss = sums[0] / sums[3], e->top1 = sums[1] / sums[3], e->top5 = sums[2] / sums[3];
+}
+
+// BN running statistics (and their EMA) are each rank's own, from its own batches: rank 0's, the
+// ones its checkpoints save, go to every rank, so that all evaluate the model that is saved.
+static void share_bn_statistics(run *r) {
+  r->comm->broadcast(r->comm, r->store->mem[EF_ARENA_STATE], sizeof(float) * r->store->numel[1], 0);
+  if (r->has_ema) r->comm->broadcast(r->comm, r->ema.shadow[EF_ARENA_STATE], sizeof(float) * r->ema.numel[EF_ARENA_STATE], 0);
+}
+
+// Validation with the live weights and, with an EMA, with the averaged ones, sharded over the
+// ranks: logged and printed by rank 0.
 static ef_status validate(run *r, double *top1) {
   ef_eval_result live, avg = {0};
+  share_bn_statistics(r);
   EF_TRY(ef_model_evaluate(&r->ev, r->test_loader, &live));
+  combine_eval(r->comm, &live);
   *top1 = live.top1;
   if (r->has_ema) {
     ef_ema_swap(&r->ema, r->store);
     ef_status st = ef_model_evaluate(&r->ev, r->test_loader, &avg);
     ef_ema_swap(&r->ema, r->store);
     EF_TRY(st);
+    combine_eval(r->comm, &avg);
     *top1 = avg.top1;
   }
-  printf("epoch %lld/%ld  validation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", (long long)r->info.epoch, r->o.epochs, live.loss,
-         100 * live.top1, 100 * live.top5);
-  if (r->has_ema) printf("  |  EMA: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", avg.loss, 100 * avg.top1, 100 * avg.top5);
-  printf("  (%lld images)\n", (long long)live.images);
-  const char *tags[] = {"val/loss", "val/top1", "val/top5", "val_ema/loss", "val_ema/top1", "val_ema/top5"};
-  double values[] = {live.loss, live.top1, live.top5, avg.loss, avg.top1, avg.top5};
-  EF_TRY(ef_metrics_log(r->metrics, r->info.step, (int)r->info.epoch, r->has_ema ? 6 : 3, tags, values));
+  if (r->comm->rank == 0) {
+    printf("epoch %lld/%ld  validation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", (long long)r->info.epoch, r->o.epochs, live.loss,
+           100 * live.top1, 100 * live.top5);
+    if (r->has_ema) printf("  |  EMA: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", avg.loss, 100 * avg.top1, 100 * avg.top5);
+    printf("  (%lld images)\n", (long long)live.images);
+    const char *tags[] = {"val/loss", "val/top1", "val/top5", "val_ema/loss", "val_ema/top1", "val_ema/top5"};
+    double values[] = {live.loss, live.top1, live.top5, avg.loss, avg.top1, avg.top5};
+    EF_TRY(ef_metrics_log(r->metrics, r->info.step, (int)r->info.epoch, r->has_ema ? 6 : 3, tags, values));
+  }
   if (!isfinite(live.loss) || (r->has_ema && !isfinite(avg.loss)))
     return EF_ERROR(EF_ERR_NUMERIC, "the validation loss after epoch %lld is not finite: the model is broken, nothing is saved. "
                     "Lower --lr, or add --clip", (long long)r->info.epoch);
@@ -531,8 +564,11 @@ static int setup(run *r, int argc, char **argv) {
     return 2;
   }
   // Loaders, graphs, optimizer, EMA, schedule.
+  // Each rank trains on its shard (positions rank, rank + world, ... of the epoch's permutation)
+  // and validates on its shard of the test set.
   ef_loader_config lc = {.data = &r->train, .transform = r->train_tf, .batch = (int)o->batch, .shuffle = true,
-                         .drop_last = true, .as_float = true, .seed = o->seed, .threads = (int)o->loader_threads};
+                         .drop_last = true, .as_float = true, .seed = o->seed, .threads = (int)o->loader_threads,
+                         .rank = r->comm->rank, .world = r->comm->world};
   ef_loader_config ec = lc; // evaluation is strict: a corrupt test image is an error, not a duplicate
   ec.data = &r->test, ec.transform = r->info.eval, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
   ef_optim_config oc = ef_optim_defaults(!strcmp(o->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(o->optimizer, "rmsprop") ? EF_OPT_RMSPROP : EF_OPT_ADAMW);
@@ -553,22 +589,33 @@ static int setup(run *r, int argc, char **argv) {
   if (st == EF_OK) st = r->be ? ef_store_bind(r->store, r->be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
   if (st == EF_OK) st = ef_plan_new(&r->tr.plan, r->tr.g, r->be, &(ef_plan_opts){.profile = o->profile});
   if (st == EF_OK) st = ef_plan_new(&r->ev.plan, r->ev.g, r->be, NULL);
+  if (st == EF_OK && r->comm->world > 1 && o->bucket_mb > 0)
+    ef_grad_sync_init(&r->sync, r->comm, r->tr.plan, r->store, (size_t)(o->bucket_mb * 1048576));
   if (st == EF_OK) ef_store_initialize(r->store, o->seed);
   if (st == EF_OK && o->init && !resuming) st = ef_pretrained_load(o->init, &pre, r->store);
   if (st == EF_OK) st = ef_optim_init(&r->optim, r->store, &oc);
   if (st == EF_OK && o->ema > 0) st = ef_ema_init(&r->ema, r->store, o->ema), r->has_ema = st == EF_OK;
   int64_t batches = st == EF_OK ? ef_loader_batches(r->train_loader) : 0;
+  r->global_batch = o->batch * r->comm->world;
   ef_schedule_config sc = {.decay = !strcmp(o->schedule, "cosine") ? EF_LR_COSINE : !strcmp(o->schedule, "exponential") ? EF_LR_EXPONENTIAL : EF_LR_CONSTANT,
-                           .base_lr = o->lr, .batch = o->batch, .steps_per_epoch = (double)batches, .warmup_epochs = o->warmup,
+                           .base_lr = o->lr, .batch = r->global_batch, .steps_per_epoch = (double)batches, .warmup_epochs = o->warmup,
                            .decay_epochs = o->decay_epochs, .decay_rate = o->decay_rate, .epochs = (double)o->epochs};
   if (st == EF_OK) st = ef_schedule_init(&r->sched, &sc);
   if (st == EF_OK && resuming) {
     st = ef_checkpoint_load(resume_path, r->store, r->has_ema ? &r->ema : NULL, &r->optim);
-    r->info.step = saved.step, r->info.epoch = saved.epoch, r->info.batch = saved.batch, r->info.best_top1 = saved.best_top1;
+    // The position: epoch_seen images of the epoch, over all ranks, whatever their number then;
+    // in batches of this run's global batch.
+    r->info.step = saved.step, r->info.epoch = saved.epoch, r->info.batch = saved.epoch_seen / r->global_batch;
+    r->info.best_top1 = saved.best_top1;
+    if (st == EF_OK && saved.epoch_seen % r->global_batch)
+      st = EF_ERROR(EF_ERR_INVALID, "%s stopped %lld images into epoch %lld, not a whole number of global batches of %lld "
+                    "(--batch %ld x %d ranks): resume with a --batch and a number of ranks whose product divides %lld, "
+                    "or from a checkpoint saved at an epoch's end", resume_path, (long long)saved.epoch_seen,
+                    (long long)saved.epoch + 1, (long long)r->global_batch, o->batch, r->comm->world, (long long)saved.epoch_seen);
     r->info.epoch_loss = saved.epoch_loss, r->info.epoch_correct = saved.epoch_correct, r->info.epoch_seen = saved.epoch_seen;
   }
-  if (st == EF_OK) st = ef_metrics_open(&r->metrics, r->out, resuming);
-  if (st == EF_OK) {
+  if (st == EF_OK && r->comm->rank == 0) st = ef_metrics_open(&r->metrics, r->out, resuming);
+  if (st == EF_OK && r->comm->rank == 0) {
     char names[4200];
     snprintf(names, sizeof names, "%s/classes.txt", r->out);
     st = ef_classes_write(names, r->train.class_names, r->train.num_classes);
@@ -577,7 +624,8 @@ static int setup(run *r, int argc, char **argv) {
     fprintf(stderr, "effnet train: %s\n", ef_last_error());
     return 1;
   }
-  // The configuration, echoed.
+  if (r->comm->rank) return 0;
+  // The configuration, echoed (by rank 0).
   char tdesc[256], edesc[256];
   ef_transform_describe(&r->train_tf, tdesc, sizeof tdesc);
   ef_transform_describe(&r->info.eval, edesc, sizeof edesc);
@@ -605,6 +653,10 @@ static int setup(run *r, int argc, char **argv) {
   if (o->freeze || strcmp(o->bn, "train") || o->backbone_lr != 1)
     printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n", o->freeze ? o->freeze : "nothing",
            frozen, r->store->numel[0], o->bn, o->backbone_lr);
+  if (r->comm->world > 1)
+    printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s\n",
+           r->comm->world, r->comm->name, (long long)r->global_batch, o->batch, r->sync.n ? r->sync.n : 1,
+           r->sync.n ? " during the backward pass" : " after the backward pass");
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", r->out, (double)r->tr.plan->arena_bytes / 1048576.0);
   if (resuming)
     printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", resume_path, (long long)r->info.epoch + 1,
@@ -612,23 +664,53 @@ static int setup(run *r, int argc, char **argv) {
   return 0;
 }
 
+// Rank 0's model, optimizer slots, EMA and BN statistics go to every rank: all start from the
+// same point (a fresh initialization, --init's weights, or the checkpoint resumed).
+static void share_training_state(run *r) {
+  ef_comm *c = r->comm;
+  c->broadcast(c, r->store->mem[EF_ARENA_PARAM], sizeof(float) * r->store->numel[0], 0);
+  for (int k = 0; k < ef_optim_slots(&r->optim); k++) c->broadcast(c, ef_optim_slot(&r->optim, k), sizeof(float) * r->optim.n, 0);
+  if (r->has_ema) c->broadcast(c, r->ema.shadow[EF_ARENA_PARAM], sizeof(float) * r->ema.numel[EF_ARENA_PARAM], 0);
+  share_bn_statistics(r);
+}
+
+// Whether any rank has been asked to stop (SIGINT, SIGTERM): the signal number, the same on
+// every rank, so that all stop after the same step.
+static int agreed_signal(ef_comm *c) {
+  double sig = stop_signal;
+  c->allreduce(c, &sig, 1, EF_COMM_F64, EF_COMM_MAX);
+  return (int)sig;
+}
+
 int ef_cmd_train(int argc, char **argv) {
   run r;
   memset(&r, 0, sizeof r);
-  int rc = setup(&r, argc, argv);
-  if (rc) {
-    run_free(&r);
-    return rc;
+  if (ef_comm_new(&r.comm) != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    return 1;
   }
+  int rc = setup(&r, argc, argv);
+  // Every rank goes on only if all are ready: one that failed alone would leave the others waiting
+  // in the first collective.
+  double worst = rc;
+  r.comm->allreduce(r.comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
+  if (worst) {
+    if (!rc) fprintf(stderr, "effnet train: rank %d: another rank failed to start (its message says why)\n", r.comm->rank);
+    run_free(&r);
+    return rc ? rc : (int)worst;
+  }
+  share_training_state(&r);
   const train_opts *o = &r.o;
   ef_checkpoint_info *info = &r.info;
+  ef_comm *comm = r.comm;
+  bool lead = comm->rank == 0; // prints, logs, saves
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL), sigaction(SIGTERM, &sa, NULL);
   bool tty = isatty(STDOUT_FILENO);
   int64_t batches = ef_loader_batches(r.train_loader), total = batches * o->epochs, session_steps = 0;
   float *logits = ef_xmalloc(sizeof(float) * (size_t)o->batch * (size_t)info->num_classes);
   double t_start = ef_seconds(), t_log = t_start;
-  int64_t since = 0;
+  int64_t since = 0; // images over all ranks since the last progress line
   ef_status st = EF_OK;
   rc = 0;
   while (info->epoch < o->epochs && st == EF_OK && !rc) {
@@ -639,67 +721,89 @@ int ef_cmd_train(int argc, char **argv) {
       ef_plan_set(r.tr.plan, r.tr.images, b->images);
       ef_plan_set(r.tr.plan, r.tr.labels, b->labels);
       ef_store_zero_grads(r.store);
-      ef_plan_run(r.tr.plan, &(ef_run_ctx){.step = (uint32_t)info->step});
+      bool buckets = r.sync.n > 0;
+      ef_plan_run(r.tr.plan, &(ef_run_ctx){.step = (uint32_t)info->step, .after_node = buckets ? ef_grad_sync_after_node : NULL,
+                                           .user = &r.sync});
+      // The gradient of the global batch: the average of the ranks' (each the mean over its own),
+      // bucket by bucket while the backward pass ran, or in one all-reduce after it.
+      if (buckets) ef_grad_sync_finish(&r.sync);
+      else comm->allreduce(comm, r.store->mem[EF_ARENA_GRAD], r.store->numel[0], EF_COMM_F32, EF_COMM_AVG);
       float loss;
       ef_plan_get(r.tr.plan, r.tr.loss, &loss);
+      ef_plan_get(r.tr.plan, r.tr.logits, logits);
+      int64_t correct = 0;
+      for (int64_t i = 0; i < o->batch; i++) correct += ef_label_rank(logits + i * info->num_classes, info->num_classes, b->labels[i]) == 0;
+      // The step's loss and accuracy over the global batch, and a stop any rank was asked for.
+      double sums[2] = {loss, (double)correct};
+      comm->allreduce(comm, sums, 2, EF_COMM_F64, EF_COMM_SUM);
+      int sig = agreed_signal(comm);
+      double step_loss = sums[0] / comm->world;
       double norm = o->clip > 0 ? ef_grad_global_norm(r.store) : 0;
-      if (!isfinite(loss) || !isfinite(norm)) {
+      if (!isfinite(step_loss) || !isfinite(norm)) { // every rank sees it: all stop
         long long steps[4096];
         int n = list_checkpoints(r.out, steps, 4096);
         char last[4200] = "none";
         if (n) checkpoint_path(last, sizeof last, r.out, steps[n - 1]);
-        fprintf(stderr, "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
-                        "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
-                isfinite(loss) ? "gradient norm" : "loss", isfinite(loss) ? norm : loss, (long long)info->step,
-                (long long)info->epoch + 1, (long long)b->index, last);
+        if (lead)
+          fprintf(stderr, "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
+                          "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
+                  isfinite(step_loss) ? "gradient norm" : "loss", isfinite(step_loss) ? norm : step_loss, (long long)info->step,
+                  (long long)info->epoch + 1, (long long)b->index, last);
         rc = 1;
         break;
       }
       if (o->clip > 0) ef_grad_clip(r.store, o->clip, norm);
       ef_optim_step(&r.optim, r.store, lr);
       if (r.has_ema) ef_ema_update(&r.ema, r.store);
-      ef_plan_get(r.tr.plan, r.tr.logits, logits);
-      for (int64_t i = 0; i < o->batch; i++) info->epoch_correct += ef_label_rank(logits + i * info->num_classes, info->num_classes, b->labels[i]) == 0;
-      info->epoch_loss += loss, info->epoch_seen += o->batch, since += o->batch;
+      info->epoch_correct += (int64_t)sums[1];
+      info->epoch_loss += step_loss, info->epoch_seen += r.global_batch, since += r.global_batch;
       info->step++, info->batch = b->index + 1, session_steps++;
       double t = ef_seconds();
       bool last = info->batch == batches;
-      if (last || (tty ? t - t_log > 0.25 : info->batch % o->log_every == 0)) {
-        double rate = since / (t - t_log), eta = (double)(total - info->step) * o->batch / rate;
+      if (lead && (last || (tty ? t - t_log > 0.25 : info->batch % o->log_every == 0))) {
+        double rate = since / (t - t_log), eta = (double)(total - info->step) * r.global_batch / rate;
         progress(&r, info->batch, batches, info->epoch_loss / info->batch, (double)info->epoch_correct / info->epoch_seen, lr,
                  rate, eta, tty);
         const char *tags[] = {"train/loss", "train/acc", "train/lr", "train/images_per_s"};
-        double values[] = {loss, (double)info->epoch_correct / info->epoch_seen, lr, rate};
+        double values[] = {step_loss, (double)info->epoch_correct / info->epoch_seen, lr, rate};
         if ((st = ef_metrics_log(r.metrics, info->step, (int)info->epoch + 1, 4, tags, values)) != EF_OK) break;
         t_log = t, since = 0;
       }
-      if (stop_signal || (o->stop_after && session_steps == o->stop_after)) {
-        if ((st = save(&r, false)) == EF_OK)
+      if (sig || (o->stop_after && session_steps == o->stop_after)) {
+        if (lead && (st = save(&r, false)) == EF_OK)
           printf("%sstopped at step %lld (%s); resume with: effnet train --resume %s\n", tty ? "\n" : "", (long long)info->step,
-                 stop_signal ? (stop_signal == SIGINT ? "SIGINT" : "SIGTERM") : "--stop-after", r.out);
-        rc = stop_signal ? 128 + stop_signal : 0;
+                 sig ? (sig == SIGINT ? "SIGINT" : "SIGTERM") : "--stop-after", r.out);
+        rc = sig ? 128 + sig : 0;
         break;
       }
     }
     if (st != EF_OK || rc || (o->stop_after && session_steps == o->stop_after) || info->batch < batches) break;
-    if (tty) printf("\n");
+    if (tty && lead) printf("\n");
     info->epoch++, info->batch = 0, info->epoch_loss = 0, info->epoch_correct = info->epoch_seen = 0;
     double top1 = 0;
     if ((st = validate(&r, &top1)) != EF_OK) break;
     t_log = ef_seconds(), since = 0; // the rate counts training only
     bool best = top1 > info->best_top1;
     if (best) info->best_top1 = top1;
-    st = save(&r, best);
-    if (st == EF_OK && stop_signal) { // arrived during validation: the epoch's checkpoint stands
-      printf("stopped after epoch %lld (%s); resume with: effnet train --resume %s\n", (long long)info->epoch,
-             stop_signal == SIGINT ? "SIGINT" : "SIGTERM", r.out);
-      rc = 128 + stop_signal;
+    st = lead ? save(&r, best) : EF_OK;
+    int sig = agreed_signal(comm);
+    if (st == EF_OK && sig) { // arrived during validation: the epoch's checkpoint stands
+      if (lead)
+        printf("stopped after epoch %lld (%s); resume with: effnet train --resume %s\n", (long long)info->epoch,
+               sig == SIGINT ? "SIGINT" : "SIGTERM", r.out);
+      rc = 128 + sig;
     }
   }
   if (st != EF_OK) {
-    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    char who[32] = "";
+    if (comm->world > 1) snprintf(who, sizeof who, " [rank %d]", comm->rank);
+    fprintf(stderr, "effnet train%s: %s\n", who, ef_last_error());
+    // A failure of this rank alone (a file, the disk, a corrupt image): the others would wait for
+    // it in the next collective, so the whole job ends now. A non-finite validation loss is the
+    // result of an all-reduce: every rank stops on its own.
+    if (comm->world > 1 && st != EF_ERR_NUMERIC) ef_comm_abort(comm, 1);
     rc = 1;
-  } else if (!rc && info->epoch == o->epochs) {
+  } else if (!rc && info->epoch == o->epochs && lead) {
     printf("done in %.1f s: best validation top-1 %.2f%%; checkpoints in %s (best.h5, ckpt-*.h5), metrics in %s/metrics.jsonl\n",
            ef_seconds() - t_start, 100 * info->best_top1, r.out, r.out);
     if (o->profile) ef_plan_profile_print(r.tr.plan, stdout);

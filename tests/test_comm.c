@@ -1,0 +1,136 @@
+// The communicator and the bucketed gradient all-reduce, run by ctest under `mpirun -np 2` (and
+// alone as one rank): sums, averages, maxima and broadcasts across ranks; the tiny net's gradient
+// all-reduced (one call, and in small buckets started from the executor's hook during the
+// backward pass) equals, bit for bit, the average of the ranks' own gradients computed apart.
+#include <stdlib.h>
+
+#include "core/cpu/cpu.h"
+#include "core/plan.h"
+#include "models/tiny.h"
+#include "tests/harness.h"
+#include "train/comm.h"
+#include "train/grad_sync.h"
+
+#define BATCH 8
+#define SIDE 12
+#define CLASSES 4
+
+static ef_comm *comm;
+
+static void test_collectives(void) {
+  int r = comm->rank, w = comm->world;
+  double d[3] = {r + 1, r + 1, r + 1};
+  comm->allreduce(comm, d, 1, EF_COMM_F64, EF_COMM_SUM);
+  comm->allreduce(comm, d + 1, 1, EF_COMM_F64, EF_COMM_AVG);
+  comm->allreduce(comm, d + 2, 1, EF_COMM_F64, EF_COMM_MAX);
+  CHECK(d[0] == w * (w + 1) / 2.0, "sum %g, want %g", d[0], w * (w + 1) / 2.0);
+  CHECK(d[1] == (w + 1) / 2.0, "average %g, want %g", d[1], (w + 1) / 2.0);
+  CHECK(d[2] == w, "max %g, want %d", d[2], w);
+  float f[5];
+  for (int i = 0; i < 5; i++) f[i] = (float)(r * 10 + i);
+  comm->allreduce(comm, f, 5, EF_COMM_F32, EF_COMM_SUM);
+  for (int i = 0; i < 5; i++) CHECK(f[i] == (float)(10 * w * (w - 1) / 2 + w * i), "f32 sum [%d] %g", i, f[i]);
+  int root = w - 1, v = r == root ? 1234 : -1;
+  comm->broadcast(comm, &v, sizeof v, root);
+  CHECK(v == 1234, "broadcast from rank %d gave %d", root, v);
+  comm->barrier(comm);
+}
+
+// The tiny net's training graph on BATCH images; each rank feeds its own.
+typedef struct {
+  ef_store *store;
+  ef_graph *g;
+  ef_tensor *images, *labels, *loss;
+  ef_plan *plan;
+} net;
+
+static void net_init(net *n, ef_backend *be) {
+  n->store = ef_store_new();
+  n->g = ef_graph_new(n->store, 5);
+  n->images = ef_input(n->g, "images", EF_F32, 4, (int64_t[]){BATCH, SIDE, SIDE, 3});
+  n->labels = ef_input(n->g, "labels", EF_I32, 1, (int64_t[]){BATCH});
+  ef_layer_ctx c = {.g = n->g, .training = true, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
+  n->loss = ef_softmax_ce(n->g, ef_tiny_forward(&c, n->images, CLASSES, 0.1f), n->labels, 0.0f);
+  ef_graph_keep(n->g, n->loss);
+  ef_graph_backward(n->g, n->loss);
+  CHECK(ef_store_bind(n->store, be) == EF_OK, "%s", ef_last_error());
+  ef_store_initialize(n->store, 5);
+  CHECK(ef_plan_new(&n->plan, n->g, be, NULL) == EF_OK, "%s", ef_last_error());
+  float x[BATCH * SIDE * SIDE * 3];
+  int32_t y[BATCH];
+  test_fill_uniform(x, BATCH * SIDE * SIDE * 3, 17, (uint32_t)comm->rank, -1, 1); // this rank's images
+  for (int i = 0; i < BATCH; i++) y[i] = (i + comm->rank) % CLASSES;
+  ef_plan_set(n->plan, n->images, x);
+  ef_plan_set(n->plan, n->labels, y);
+}
+
+// One step's gradient into the store's arena, all-reduced by `gs` when not NULL.
+static void net_backward(net *n, ef_grad_sync *gs) {
+  ef_store_zero_grads(n->store);
+  ef_plan_run(n->plan, &(ef_run_ctx){.step = 3, .after_node = gs ? ef_grad_sync_after_node : NULL, .user = gs});
+  if (gs) ef_grad_sync_finish(gs);
+}
+
+static void test_gradient_average(void) {
+  ef_backend *be = ef_cpu_backend_new(1);
+  net n;
+  net_init(&n, be);
+  size_t numel = n.store->numel[0];
+  float *grad = n.store->mem[EF_ARENA_GRAD], *own = ef_xmalloc(sizeof(float) * numel), *want = ef_xcalloc(numel, sizeof(float)),
+        *other = ef_xmalloc(sizeof(float) * numel);
+  net_backward(&n, NULL);
+  memcpy(own, grad, sizeof(float) * numel);
+  // The average computed apart: every rank's gradient, broadcast in turn, summed in rank order.
+  for (int root = 0; root < comm->world; root++) {
+    memcpy(other, own, sizeof(float) * numel);
+    comm->broadcast(comm, other, sizeof(float) * numel, root);
+    for (size_t i = 0; i < numel; i++) want[i] += other[i];
+  }
+  for (size_t i = 0; i < numel; i++) want[i] *= 1.0f / (float)comm->world;
+  // Two ranks: a + b is the same bits in either order, so the average is exact. More ranks may
+  // add in another order: within a few ulps.
+  double tol = comm->world <= 2 ? 0 : 1e-6;
+  size_t differs_from_own = 0, bad = 0;
+  comm->allreduce(comm, grad, numel, EF_COMM_F32, EF_COMM_AVG);
+  for (size_t i = 0; i < numel; i++) {
+    bad += fabs(grad[i] - want[i]) > tol * (fabs(want[i]) + 1e-6);
+    differs_from_own += grad[i] != own[i];
+  }
+  CHECK(!bad, "one all-reduce: %zu of %zu elements differ from the average of the ranks' gradients", bad, numel);
+  if (comm->world > 1) CHECK(differs_from_own > numel / 2, "the ranks' data differ, yet only %zu gradients changed", differs_from_own);
+  float *once = ef_xmalloc(sizeof(float) * numel);
+  memcpy(once, grad, sizeof(float) * numel);
+  // Buckets of 4 KiB, started during the backward pass: the same bits as one all-reduce.
+  ef_grad_sync gs;
+  ef_grad_sync_init(&gs, comm, n.plan, n.store, 4096);
+  CHECK(gs.n > 3, "%d buckets of 4 KiB over %zu gradients", gs.n, numel);
+  size_t covered = 0;
+  for (int k = 0; k < gs.n; k++) covered += gs.b[k].hi - gs.b[k].lo;
+  CHECK(covered == numel, "the buckets cover %zu of %zu gradients", covered, numel);
+  CHECK(gs.b[0].ready >= 0 && gs.b[0].ready < n.plan->n - 10, "the first bucket is ready at position %d of %d: no overlap",
+        gs.b[0].ready, n.plan->n);
+  CHECK(gs.b[0].lo > gs.b[gs.n - 1].lo, "the first bucket started holds the arena's start, not its end (backward order)");
+  net_backward(&n, &gs);
+  CHECK(!memcmp(grad, once, sizeof(float) * numel), "the bucketed all-reduce differs from the single one");
+  ef_grad_sync_free(&gs);
+  free(own), free(want), free(other), free(once);
+  ef_plan_free(n.plan);
+  ef_graph_free(n.g);
+  ef_store_free(n.store);
+  ef_backend_free(be);
+}
+
+int main(void) {
+  if (ef_comm_new(&comm) != EF_OK) {
+    fprintf(stderr, "%s\n", ef_last_error());
+    return 1;
+  }
+  if (comm->rank == 0) printf("test_comm: %s communicator, %d rank(s)\n", comm->name, comm->world);
+  RUN(test_collectives);
+  RUN(test_gradient_average);
+  int rc = test_exit_code();
+  double worst = rc; // the job fails when any rank failed
+  comm->allreduce(comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
+  ef_comm_free(comm);
+  return worst != 0;
+}
