@@ -18,6 +18,10 @@ typedef struct {
   // memory): train/grad_sync.c starts the all-reduce of each gradient bucket as it completes.
   void (*after_node)(void *user, int position);
   void *user;
+  // SyncBN (sync_stats, sync_mean): replaces buf's n floats by their average over this rank's
+  // group; NULL where the graph has no such node.
+  void (*group_mean)(void *group, float *buf, size_t n);
+  void *group;
 } ef_run_ctx;
 
 typedef struct ef_backend ef_backend;

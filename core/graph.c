@@ -195,6 +195,11 @@ ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine,
   return ef_node_new(g, EF_OP_BN, 3, (ef_tensor *[]){x, stats, affine}, &p, 0, NULL);
 }
 
+ef_tensor *ef_sync_stats(ef_graph *g, ef_tensor *stats, int group) {
+  ef_op_params p = {.sync = {.group = group}};
+  return ef_node_new(g, EF_OP_SYNC_STATS, 1, &stats, &p, 0, NULL);
+}
+
 ef_tensor *ef_bn_update(ef_graph *g, ef_tensor *running, ef_tensor *stats, float momentum) {
   ef_op_params p = {.bn_update = {.momentum = momentum}};
   ef_tensor *t = ef_node_new(g, EF_OP_BN_UPDATE, 2, (ef_tensor *[]){running, stats}, &p, 0, NULL);

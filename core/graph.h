@@ -60,6 +60,8 @@ typedef struct ef_graph {
   struct ef_plan *plan;            // the plan bound to the graph (one at a time; the plan
                                    // writes addresses into the nodes), freed before the graph
   const char *scope;               // given to the nodes created now (ef_graph_scope)
+  int bn_group;                    // training: batch-norm statistics over groups of this many
+                                   // ranks (SyncBN); 0 or 1: each rank's own batch
 } ef_graph;
 
 // ---- graph lifetime ---------------------------------------------------------------------
@@ -92,6 +94,9 @@ ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps,
                  ef_act act, bool batch_stats);
 ef_tensor *ef_bn_update(ef_graph *g, ef_tensor *running, ef_tensor *stats, float momentum);
+// SyncBN: bn_stats over `group` ranks' equal batches (the run's ef_run_ctx.group_mean does the
+// communication).
+ef_tensor *ef_sync_stats(ef_graph *g, ef_tensor *stats, int group);
 ef_tensor *ef_activate(ef_graph *g, ef_tensor *x, ef_act act);
 ef_tensor *ef_add(ef_graph *g, ef_tensor *a, ef_tensor *b);
 ef_tensor *ef_channel_mul(ef_graph *g, ef_tensor *x, ef_tensor *s);

@@ -134,8 +134,8 @@ static void infer_bn(ef_tensor *n) { // {x, stats, affine}
   need_float(n, 0);
   int64_t c = last_dim(n->src[0]);
   need_pair(n, 1, c); need_pair(n, 2, c);
-  if (n->p.bn.batch_stats && n->src[1]->op != EF_OP_BN_STATS)
-    bad_node(n, "batch statistics must come from bn_stats");
+  if (n->p.bn.batch_stats && n->src[1]->op != EF_OP_BN_STATS && n->src[1]->op != EF_OP_SYNC_STATS)
+    bad_node(n, "batch statistics must come from bn_stats (or sync_stats)");
   set_shape(n, n->src[0]->dtype, n->src[0]->ndim, n->src[0]->shape);
 }
 
@@ -165,7 +165,11 @@ static void backward_bn(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
     if (affine->requires_grad) ef_grad_add(g, affine, red);
   }
   if (x->requires_grad) {
-    ef_tensor *src[5] = {dy, x, stats, affine, red};
+    // Statistics over a group of ranks: the input gradient needs the group's sums (averaged, so
+    // that this rank's row count still divides them); the affine keeps this rank's own, which
+    // the data-parallel all-reduce averages like every other gradient.
+    ef_tensor *sums = batch && stats->op == EF_OP_SYNC_STATS ? ef_node_new(g, EF_OP_SYNC_MEAN, 1, &red, &stats->p, 0, NULL) : red;
+    ef_tensor *src[5] = {dy, x, stats, affine, sums};
     ef_grad_add(g, x, ef_node_new(g, EF_OP_BN_BWD_DATA, batch ? 5 : 4, src, &n->p, 0, NULL));
   }
 }
@@ -174,7 +178,8 @@ static void infer_bn_update(ef_tensor *n) { // {running, stats}
   int64_t c = n->src[1]->shape[1];
   need_pair(n, 0, c); need_pair(n, 1, c);
   if (n->src[0]->mem != EF_MEM_STATE) bad_node(n, "running statistics must be store state");
-  if (n->src[1]->op != EF_OP_BN_STATS) bad_node(n, "needs batch statistics from bn_stats");
+  if (n->src[1]->op != EF_OP_BN_STATS && n->src[1]->op != EF_OP_SYNC_STATS)
+    bad_node(n, "needs batch statistics from bn_stats (or sync_stats)");
   if (!(n->p.bn_update.momentum > 0 && n->p.bn_update.momentum <= 1)) bad_node(n, "momentum must be in (0, 1]");
   set_shape(n, EF_F32, 2, n->src[0]->shape);
 }
@@ -358,6 +363,12 @@ static void backward_reshape(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
   ef_grad_add(g, x, ef_reshape(g, dy, x->ndim, x->shape));
 }
 
+static void infer_sync(ef_tensor *n) {
+  if (n->p.sync.group < 2) bad_node(n, "a group of %d ranks", (int)n->p.sync.group);
+  if (n->op == EF_OP_SYNC_STATS && n->src[0]->op != EF_OP_BN_STATS) bad_node(n, "synchronizes bn_stats only");
+  infer_same_as_src0(n);
+}
+
 static void infer_accum(ef_tensor *n) {
   if (n->src[0]->mem != EF_MEM_GRAD) bad_node(n, "accumulates into the gradient arena only");
   infer_same_as_src0(n);
@@ -375,6 +386,8 @@ static const ef_op_desc op_table[] = {
     [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL},
     [EF_OP_BN_BWD_DATA] = {"bn_bwd_data", 4, 5, EF_STORAGE_OWN, infer_bn_bwd_data, NULL},
     [EF_OP_BN_UPDATE] = {"bn_update", 2, 2, EF_STORAGE_INPLACE, infer_bn_update, NULL},
+    [EF_OP_SYNC_STATS] = {"sync_stats", 1, 1, EF_STORAGE_OWN, infer_sync, NULL},
+    [EF_OP_SYNC_MEAN] = {"sync_mean", 1, 1, EF_STORAGE_OWN, infer_sync, NULL},
     [EF_OP_ACT] = {"act", 1, 1, EF_STORAGE_OWN, infer_act, backward_act},
     [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL},
     [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add},

@@ -19,6 +19,9 @@ typedef enum {
   EF_OP_BN_BWD_REDUCE,       // {dy, x, stats, affine} -> (2,C) [sum dz*xhat; sum dz]
   EF_OP_BN_BWD_DATA,         // {dy, x, stats, affine, [reduce]} -> dx
   EF_OP_BN_UPDATE,           // {running (2,C), stats (2,C)} -> running, updated in place
+  EF_OP_SYNC_STATS,          // {bn_stats (2,C)} -> (2,C) over a group of ranks' equal batches (SyncBN):
+                             //   the mean of the means, and the mean of var_r + (mean_r - mean)^2
+  EF_OP_SYNC_MEAN,           // {x} -> x averaged over the group's ranks (SyncBN's backward sums)
   // elementwise and broadcast
   EF_OP_ACT,                 // {x} -> act(x)
   EF_OP_ACT_BWD,             // {dy, x} -> dy * act'(x)
@@ -79,6 +82,8 @@ typedef struct { float smoothing; } ef_ce_params;
 
 typedef struct { float value; } ef_value_params; // REDUCE, BROADCAST, FILL
 
+typedef struct { int32_t group; } ef_sync_params; // SYNC_STATS, SYNC_MEAN: ranks per group (> 1)
+
 typedef union {
   ef_conv_params conv;
   ef_bn_params bn;
@@ -87,6 +92,7 @@ typedef union {
   ef_dropout_params dropout;
   ef_ce_params ce;
   ef_value_params value;
+  ef_sync_params sync;
 } ef_op_params;
 
 struct ef_tensor;

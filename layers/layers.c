@@ -59,6 +59,7 @@ ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act a
     ef_tensor *running = stats;
     stats = ef_bn_stats(c->g, x);
     ef_tensor_set_name(stats, "%s.stats", name);
+    if (c->g->bn_group > 1) stats = ef_sync_stats(c->g, stats, c->g->bn_group); // SyncBN
     ef_bn_update(c->g, running, stats, c->bn_momentum);
   }
   ef_tensor *y = ef_bn(c->g, x, stats, affine, c->bn_eps, act, batch_stats);

@@ -39,6 +39,7 @@ ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int ou
 // Batch norm over the last axis with a fused activation: "<name>.weight/.bias/.running_mean/.running_var".
 // Training normalizes with the batch's statistics and updates the running ones, unless the
 // running mean's store entry is frozen (fine-tuning): then with the running statistics, kept.
+// With the graph's bn_group > 1 the batch statistics span that many ranks (SyncBN).
 ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act act);
 // Convolution without bias, then batch norm and activation.
 ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_tensor *x, int out, int k, int stride,

@@ -4,6 +4,9 @@
 #  - 2 ranks x batch 16 train the same model as 1 rank x batch 32 (BN on running statistics, no
 #    dropout: nothing else depends on how the global batch is split), and validate on every test
 #    image exactly once;
+#  - with batch statistics, SyncBN (--sync-bn 2) makes 2 ranks x 16 train what 1 rank x 32
+#    trains (running statistics included), and without it they differ; groups of 2 out of 4 ranks
+#    run; a group that does not divide the ranks is refused;
 #  - gradients all-reduced in small buckets during the backward pass give the same checkpoint,
 #    bit for bit, as one all-reduce after it;
 #  - a run stopped on 2 ranks resumes on 1 (and one stopped on 1 resumes on 2) at the same image
@@ -32,10 +35,10 @@ mpi() { # mpi <ranks> <effnet args...>: bounded, so that a hang fails instead of
 common=(--limit 256 --val-limit 101 --epochs 2 --lr 4 --threads 1 --loader-threads 0 --dropout 0 --bn eval --seed 3 --log-every 1)
 
 # close <A> <B>: the /model tensors of two final checkpoints differ by less than 1/1000 of what the
-# reference run's second epoch moved them (its ckpt-8 to ckpt-16): float rounding, not a wrong
+# reference run A's second epoch moved them (its ckpt-8 to ckpt-16): float rounding, not a wrong
 # gradient.
 close() {
-  /usr/bin/python3 - "$@" "$tmp/one/ckpt-000000000008.h5" <<'PY'
+  /usr/bin/python3 - "$@" "$(dirname "$1")/ckpt-000000000008.h5" <<'PY'
 import sys, h5py, numpy as np
 a, b, mid = (h5py.File(p)["model"] for p in sys.argv[1:4])
 diff = max(float(np.abs(a[n][()].astype(np.float64) - b[n][()]).max()) for n in a)
@@ -63,6 +66,25 @@ fi
 top() { grep -o 'top-1 [0-9.]*' "$1" | tail -1; }
 [ "$(top "$tmp/one.log")" = "$(top "$tmp/two.log")" ] && echo "ok: the same validation top-1 ($(top "$tmp/one.log"))" ||
   fail "validation top-1: $(top "$tmp/one.log") on 1 rank, $(top "$tmp/two.log") on 2"
+
+# SyncBN: batch statistics over both ranks' 16 images are the statistics of the 32, so the runs
+# agree; per-rank statistics (the control) do not. The settings of `common` with batch
+# statistics (no --bn eval) and a rate they train stably at.
+sync=(--limit 256 --val-limit 101 --epochs 2 --lr 0.4 --threads 1 --loader-threads 0 --dropout 0 --seed 3 --log-every 1)
+"$effnet" train "${sync[@]}" --batch 32 --out "$tmp/bn-one" >"$tmp/bn-one.log" 2>&1 || fail "1 rank, batch statistics: $(tail -2 "$tmp/bn-one.log")"
+mpi 2 train "${sync[@]}" --batch 16 --sync-bn 2 --out "$tmp/bn-sync" >"$tmp/bn-sync.log" 2>&1 ||
+  fail "2 ranks with --sync-bn 2: $(tail -3 "$tmp/bn-sync.log")"
+mpi 2 train "${sync[@]}" --batch 16 --out "$tmp/bn-local" >"$tmp/bn-local.log" 2>&1 || fail "2 ranks, local BN: $(tail -3 "$tmp/bn-local.log")"
+if out=$(close "$tmp/bn-one/$final" "$tmp/bn-sync/$final"); then echo "ok: --sync-bn 2 on 2 ranks x 16 equals 1 rank x 32 ($out)"
+else fail "--sync-bn 2 differs from 1 rank x 32: $out"; fi
+if out=$(close "$tmp/bn-one/$final" "$tmp/bn-local/$final"); then fail "without SyncBN, 2 ranks x 16 should differ from 1 rank x 32: $out"
+else echo "ok: without SyncBN they differ ($out)"; fi
+mpi 4 train "${sync[@]}" --epochs 1 --batch 8 --sync-bn 2 --out "$tmp/bn-groups" >"$tmp/bn-groups.log" 2>&1 &&
+  grep -q "validation: loss [0-9]" "$tmp/bn-groups.log" && echo "ok: groups of 2 out of 4 ranks train" ||
+  fail "--sync-bn 2 on 4 ranks: $(tail -3 "$tmp/bn-groups.log")"
+out=$("$effnet" train "${sync[@]}" --batch 16 --sync-bn 2 --out "$tmp/bn-bad" 2>&1)
+[ $? -eq 1 ] && grep -q "needs a number of ranks it divides (this run has 1)" <<<"$out" && echo "ok: --sync-bn 2 on 1 rank is refused" ||
+  fail "--sync-bn 2 on 1 rank: $out"
 
 # Buckets of 1 KiB during the backward pass against one all-reduce after it: bit for bit.
 mpi 2 train "${common[@]}" --batch 16 --bucket-mb 0.001 --out "$tmp/buckets" >"$tmp/buckets.log" 2>&1 ||

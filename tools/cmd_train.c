@@ -32,6 +32,7 @@ typedef struct {
   const char *init, *freeze, *bn, *select_classes;   // fine-tuning
   long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after, per_class;
   double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip, backbone_lr, bucket_mb;
+  long sync_bn;
   unsigned long long seed;
   int profile, nesterov, decay_all;
   ef_model_args m;
@@ -86,6 +87,8 @@ static void train_usage(FILE *f) {
           "  --profile             print time per op kind after training\n"
           "  --bucket-mb F         under mpirun: gradients all-reduced in buckets of F MiB while the\n"
           "                        backward pass runs (0: one all-reduce after it)  [4]\n"
+          "  --sync-bn N           under mpirun: batch-norm statistics over groups of N ranks (SyncBN;\n"
+          "                        N divides the ranks; the number of ranks: the global batch; 0: off)  [0]\n"
           "\n"
           "fine-tuning (docs/transfer.md):\n"
           "  --init FILE           start from pretrained weights (`effnet import`, `effnet export`, or a\n"
@@ -159,6 +162,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       {"--freeze", EF_FLAG_STR, &o->freeze},      {"--bn", EF_FLAG_STR, &o->bn},
       {"--backbone-lr", EF_FLAG_DOUBLE, &o->backbone_lr, 0, 1e3}, {"--select-classes", EF_FLAG_STR, &o->select_classes},
       {"--per-class", EF_FLAG_LONG, &o->per_class, 0, 1e12},      {"--bucket-mb", EF_FLAG_DOUBLE, &o->bucket_mb, 0, 1024},
+      {"--sync-bn", EF_FLAG_LONG, &o->sync_bn, 0, 1 << 20},
   };
   int nflags = 0;
   while (flags[nflags].name) nflags++;
@@ -382,6 +386,7 @@ typedef struct {
   ef_metrics *metrics;        // rank 0 only
   char out[4096];
   ef_comm *comm;              // the ranks; rank 0 alone prints, logs and writes files
+  ef_comm *bn_comm;           // --sync-bn: this rank's group, over which batch norms normalize
   ef_grad_sync sync;          // the gradient buckets (none: one all-reduce after the backward pass)
   int64_t global_batch;       // --batch (per rank) x ranks: what the learning rate follows
 } run;
@@ -397,6 +402,7 @@ static void run_free(run *r) {
   r->train.n = r->all_train, r->test.n = r->all_test;
   ef_dataset_free(&r->train), ef_dataset_free(&r->test);
   ef_grad_sync_free(&r->sync);
+  ef_comm_free(r->bn_comm);
   ef_comm_free(r->comm);
 }
 
@@ -580,12 +586,17 @@ static int setup(run *r, int argc, char **argv) {
   if (st == EF_OK) st = ef_loader_new(&r->test_loader, &ec);
   // The evaluation graph registers the parameters; the fine-tuning marks go on them before the
   // training graph is built (frozen entries get no gradient there).
-  if (st == EF_OK) st = ef_model_graph_new(&r->ev, r->store, NULL, &r->info, o->batch, false, 0, o->seed, false);
+  if (st == EF_OK) st = ef_model_graph_new(&r->ev, r->store, NULL, &r->info, o->batch, false, 0, o->seed, false, 1);
   size_t frozen = 0;
   if (st == EF_OK && o->freeze) st = ef_freeze(r->store, o->freeze, &frozen);
   if (st == EF_OK) st = ef_bn_mode(r->store, o->bn);
   if (st == EF_OK) ef_backbone_lr(r->store, (float)o->backbone_lr);
-  if (st == EF_OK) st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false);
+  // SyncBN: the training graph's batch norms over groups of --sync-bn ranks.
+  if (st == EF_OK && o->sync_bn > 1 && r->comm->world % o->sync_bn)
+    st = EF_ERROR(EF_ERR_INVALID, "--sync-bn %ld needs a number of ranks it divides (this run has %d)", o->sync_bn, r->comm->world);
+  if (st == EF_OK && o->sync_bn > 1) r->bn_comm = r->comm->split(r->comm, (int)o->sync_bn);
+  if (st == EF_OK)
+    st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false, (int)o->sync_bn);
   if (st == EF_OK) st = r->be ? ef_store_bind(r->store, r->be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
   if (st == EF_OK) st = ef_plan_new(&r->tr.plan, r->tr.g, r->be, &(ef_plan_opts){.profile = o->profile});
   if (st == EF_OK) st = ef_plan_new(&r->ev.plan, r->ev.g, r->be, NULL);
@@ -654,9 +665,11 @@ static int setup(run *r, int argc, char **argv) {
     printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n", o->freeze ? o->freeze : "nothing",
            frozen, r->store->numel[0], o->bn, o->backbone_lr);
   if (r->comm->world > 1)
-    printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s\n",
+    printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s; "
+           "batch norm %s\n",
            r->comm->world, r->comm->name, (long long)r->global_batch, o->batch, r->sync.n ? r->sync.n : 1,
-           r->sync.n ? " during the backward pass" : " after the backward pass");
+           r->sync.n ? " during the backward pass" : " after the backward pass",
+           r->bn_comm ? "synchronized over groups of --sync-bn ranks" : "per rank");
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", r->out, (double)r->tr.plan->arena_bytes / 1048576.0);
   if (resuming)
     printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", resume_path, (long long)r->info.epoch + 1,
@@ -672,6 +685,12 @@ static void share_training_state(run *r) {
   for (int k = 0; k < ef_optim_slots(&r->optim); k++) c->broadcast(c, ef_optim_slot(&r->optim, k), sizeof(float) * r->optim.n, 0);
   if (r->has_ema) c->broadcast(c, r->ema.shadow[EF_ARENA_PARAM], sizeof(float) * r->ema.numel[EF_ARENA_PARAM], 0);
   share_bn_statistics(r);
+}
+
+// ef_run_ctx.group_mean for SyncBN's nodes: the average over this rank's --sync-bn group.
+static void bn_group_mean(void *group, float *buf, size_t n) {
+  ef_comm *c = group;
+  c->allreduce(c, buf, n, EF_COMM_F32, EF_COMM_AVG);
 }
 
 // Whether any rank has been asked to stop (SIGINT, SIGTERM): the signal number, the same on
@@ -723,7 +742,7 @@ int ef_cmd_train(int argc, char **argv) {
       ef_store_zero_grads(r.store);
       bool buckets = r.sync.n > 0;
       ef_plan_run(r.tr.plan, &(ef_run_ctx){.step = (uint32_t)info->step, .after_node = buckets ? ef_grad_sync_after_node : NULL,
-                                           .user = &r.sync});
+                                           .user = &r.sync, .group_mean = r.bn_comm ? bn_group_mean : NULL, .group = r.bn_comm});
       // The gradient of the global batch: the average of the ranks' (each the mean over its own),
       // bucket by bucket while the backward pass ran, or in one all-reduce after it.
       if (buckets) ef_grad_sync_finish(&r.sync);

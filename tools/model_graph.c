@@ -9,10 +9,11 @@
 #include "models/weights.h"
 
 ef_status ef_model_graph_new(ef_model_graph *m, ef_store *store, ef_backend *be, const ef_checkpoint_info *info, int64_t batch,
-                             bool training, float smoothing, uint64_t seed, bool profile) {
+                             bool training, float smoothing, uint64_t seed, bool profile, int bn_group) {
   memset(m, 0, sizeof *m);
   m->batch = batch, m->classes = info->num_classes;
   m->g = ef_graph_new(store, seed);
+  m->g->bn_group = bn_group;
   const ef_transform *t = &info->eval;
   m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){batch, t->size, t->size, t->channels});
   if (!strcmp(info->arch, "tiny")) {
@@ -49,7 +50,7 @@ ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef
   EF_TRY(ef_weights_read_attrs(path, &updates, 1));
   *used_ema = ema && updates.i >= 0;
   *store = ef_store_new();
-  ef_status st = ef_model_graph_new(m, *store, NULL, info, batch, false, 0, info->seed, false);
+  ef_status st = ef_model_graph_new(m, *store, NULL, info, batch, false, 0, info->seed, false, 1);
   if (st == EF_OK) st = ef_store_bind(*store, be);
   if (st == EF_OK) st = ef_plan_new(&m->plan, m->g, be, NULL);
   // The EMA's group read straight into the store's (host) arenas.

@@ -21,9 +21,9 @@ typedef struct {
 // Builds the model of `info` (arch, cfg, classes, channels; images of info->eval's size) for
 // `batch` images. Training adds labels, label-smoothed cross-entropy and its backward pass into
 // the store's gradients. The first build registers the parameters in the store. The plan is
-// made on `be`.
+// made on `be`. bn_group > 1: the training graph's batch norms span that many ranks (SyncBN).
 ef_status ef_model_graph_new(ef_model_graph *m, ef_store *store, ef_backend *be, const ef_checkpoint_info *info, int64_t batch,
-                             bool training, float smoothing, uint64_t seed, bool profile);
+                             bool training, float smoothing, uint64_t seed, bool profile, int bn_group);
 void ef_model_graph_free(ef_model_graph *m);
 
 typedef struct {

@@ -13,12 +13,16 @@ static void single_broadcast(ef_comm *c, void *buf, size_t bytes, int root) {}
 static void single_barrier(ef_comm *c) {}
 static void single_abort(ef_comm *c, int code) { exit(code); }
 static void single_free(ef_comm *c) { free(c); }
+static ef_comm *single_split(ef_comm *c, int group) {
+  EF_ASSERT(group == 1, "a group of %d ranks in a single process", group);
+  return ef_comm_single();
+}
 
 ef_comm *ef_comm_single(void) {
   ef_comm *c = ef_xcalloc(1, sizeof *c);
   *c = (ef_comm){.name = "single", .rank = 0, .world = 1, .local_rank = 0, .allreduce = single_allreduce,
                  .iallreduce = single_iallreduce, .test = single_test, .wait = single_wait, .broadcast = single_broadcast,
-                 .barrier = single_barrier, .abort = single_abort, .free = single_free};
+                 .barrier = single_barrier, .abort = single_abort, .free = single_free, .split = single_split};
   return c;
 }
 

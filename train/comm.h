@@ -40,6 +40,9 @@ struct ef_comm {
   void (*barrier)(ef_comm *c);
   // Ends every rank of the job with `code` (ef_comm_abort); does not return.
   void (*abort)(ef_comm *c, int code);
+  // The communicator of this rank's group: ranks [k*group, (k+1)*group) (group divides world),
+  // for collectives over part of the job (SyncBN's groups). Freed with ef_comm_free before c.
+  ef_comm *(*split)(ef_comm *c, int group);
   void (*free)(ef_comm *c);
   void *impl;
 };

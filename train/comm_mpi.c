@@ -8,7 +8,8 @@
 #include "train/comm.h"
 
 typedef struct {
-  MPI_Comm comm;        // a duplicate of MPI_COMM_WORLD, errors returned (not fatal inside MPI)
+  MPI_Comm comm;        // a duplicate of MPI_COMM_WORLD (or a group of it), errors returned
+  bool world;           // the job's communicator: freeing it finalizes MPI
 } mpi_impl;
 
 static int mpi_rank = -1, mpi_world = 0;
@@ -105,9 +106,33 @@ static void mpi_abort(ef_comm *c, int code) {
 static void mpi_free(ef_comm *c) {
   mpi_impl *m = c->impl;
   EF_MPI(MPI_Comm_free(&m->comm));
-  EF_MPI(MPI_Finalize());
+  if (m->world) EF_MPI(MPI_Finalize());
   free(m);
   free(c);
+}
+
+static ef_comm *mpi_split(ef_comm *c, int group);
+
+// An ef_comm over `comm` (owned: freed with it).
+static ef_comm *mpi_wrap(MPI_Comm comm, bool world, int local_rank) {
+  mpi_impl *m = ef_xcalloc(1, sizeof *m);
+  *m = (mpi_impl){.comm = comm, .world = world};
+  int rank, size;
+  EF_MPI(MPI_Comm_rank(comm, &rank));
+  EF_MPI(MPI_Comm_size(comm, &size));
+  ef_comm *c = ef_xcalloc(1, sizeof *c);
+  *c = (ef_comm){.name = "mpi", .rank = rank, .world = size, .local_rank = local_rank, .allreduce = mpi_allreduce,
+                 .iallreduce = mpi_iallreduce, .test = mpi_test, .wait = mpi_wait, .broadcast = mpi_broadcast, .barrier = mpi_barrier,
+                 .abort = mpi_abort, .free = mpi_free, .split = mpi_split, .impl = m};
+  return c;
+}
+
+static ef_comm *mpi_split(ef_comm *c, int group) {
+  EF_ASSERT(group >= 1 && c->world % group == 0, "groups of %d ranks out of %d", group, c->world);
+  MPI_Comm sub;
+  EF_MPI(MPI_Comm_split(comm_of(c), c->rank / group, c->rank, &sub));
+  EF_MPI(MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN));
+  return mpi_wrap(sub, false, c->local_rank);
 }
 
 ef_status ef_comm_mpi_new(ef_comm **out) {
@@ -120,20 +145,15 @@ ef_status ef_comm_mpi_new(ef_comm **out) {
     return EF_ERROR(EF_ERR_UNSUPPORTED, "MPI_Init failed: %s (is the launcher's MPI the one effnet was built with?)", text);
   }
   EF_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  mpi_impl *m = ef_xcalloc(1, sizeof *m);
-  EF_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &m->comm));
-  EF_MPI(MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN));
-  EF_MPI(MPI_Comm_rank(m->comm, &mpi_rank));
-  EF_MPI(MPI_Comm_size(m->comm, &mpi_world));
-  MPI_Comm local;
+  MPI_Comm comm, local;
+  EF_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &comm));
+  EF_MPI(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+  EF_MPI(MPI_Comm_rank(comm, &mpi_rank));
+  EF_MPI(MPI_Comm_size(comm, &mpi_world));
   int local_rank;
-  EF_MPI(MPI_Comm_split_type(m->comm, MPI_COMM_TYPE_SHARED, mpi_rank, MPI_INFO_NULL, &local));
+  EF_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, mpi_rank, MPI_INFO_NULL, &local));
   EF_MPI(MPI_Comm_rank(local, &local_rank));
   EF_MPI(MPI_Comm_free(&local));
-  ef_comm *c = ef_xcalloc(1, sizeof *c);
-  *c = (ef_comm){.name = "mpi", .rank = mpi_rank, .world = mpi_world, .local_rank = local_rank, .allreduce = mpi_allreduce,
-                 .iallreduce = mpi_iallreduce, .test = mpi_test, .wait = mpi_wait, .broadcast = mpi_broadcast, .barrier = mpi_barrier,
-                 .abort = mpi_abort, .free = mpi_free, .impl = m};
-  *out = c;
+  *out = mpi_wrap(comm, true, local_rank);
   return EF_OK;
 }

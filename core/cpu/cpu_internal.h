@@ -85,6 +85,8 @@ void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, c
 void ef_cpu_bn_bwd_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 void ef_cpu_bn_bwd_data(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 void ef_cpu_bn_update(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+void ef_cpu_sync_stats(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+void ef_cpu_sync_mean(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 void ef_cpu_sum_rows(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 
 void ef_cpu_act(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
