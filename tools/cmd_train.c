@@ -206,8 +206,6 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
                     "--phi, --width, --depth, --padding and --in-channels\n");
     return 2;
   }
-  if ((o->freeze || strcmp(o->bn, "train") || o->backbone_lr != 1) && !o->init)
-    fprintf(stderr, "effnet train: warning: --freeze, --bn and --backbone-lr are meant for fine-tuning, and no --init is given\n");
   ef_effnet_config cfg;
   if (strcmp(o->model, "tiny") && isnan(o->m.phi) && ef_effnet_preset(o->model, &cfg) != EF_OK) {
     fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->model);
@@ -636,6 +634,8 @@ static int setup(run *r, int argc, char **argv) {
     return 1;
   }
   if (r->comm->rank) return 0;
+  if ((o->freeze || strcmp(o->bn, "train") || o->backbone_lr != 1) && !o->init)
+    fprintf(stderr, "effnet train: warning: --freeze, --bn and --backbone-lr are meant for fine-tuning, and no --init is given\n");
   // The configuration, echoed (by rank 0).
   char tdesc[256], edesc[256];
   ef_transform_describe(&r->train_tf, tdesc, sizeof tdesc);
@@ -827,6 +827,10 @@ int ef_cmd_train(int argc, char **argv) {
            ef_seconds() - t_start, 100 * info->best_top1, r.out, r.out);
     if (o->profile) ef_plan_profile_print(r.tr.plan, stdout);
   }
+  // mpirun ends the whole job at the first rank that exits non-zero (a stop by signal exits 130
+  // or 143): no rank leaves before rank 0 has saved and its lines are out.
+  fflush(stdout);
+  if (comm->world > 1) comm->barrier(comm);
   free(logits);
   run_free(&r);
   return rc;
