@@ -512,17 +512,20 @@ static int setup(run *r, int argc, char **argv) {
   }
   ef_status opened = ef_dataset_open(o->data, 1, &r->train);
   if (opened == EF_OK) opened = ef_dataset_open(o->data, 0, &r->test);
+  r->all_train = r->train.n, r->all_test = r->test.n; // what run_free frees (--limit cuts n below)
   if (opened != EF_OK) {
     fprintf(stderr, "effnet train: %s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)\n",
             ef_last_error());
     return 1;
   }
-  if ((o->select_classes || o->per_class) && (ef_dataset_select(&r->train, o->select_classes, o->per_class) != EF_OK ||
-                                              ef_dataset_select(&r->test, o->select_classes, 0) != EF_OK)) {
+  ef_status selected = EF_OK;
+  if (o->select_classes || o->per_class) selected = ef_dataset_select(&r->train, o->select_classes, o->per_class);
+  if (selected == EF_OK && o->select_classes) selected = ef_dataset_select(&r->test, o->select_classes, 0);
+  r->all_train = r->train.n, r->all_test = r->test.n; // a selection freed the rest (a failed one nothing)
+  if (selected != EF_OK) {
     fprintf(stderr, "effnet train: %s\n", ef_last_error());
     return 2;
   }
-  r->all_train = r->train.n, r->all_test = r->test.n;
   if (r->test.num_classes != r->train.num_classes) {
     fprintf(stderr, "effnet train: the test split of %s has %d classes but the training split %d\n", o->data,
             r->test.num_classes, r->train.num_classes);

@@ -55,8 +55,7 @@ static int item_prefixes(const char *item, char out[][32], int cap) {
 ef_status ef_freeze(ef_store *s, const char *spec, size_t *params) {
   char copy[1024], *save = NULL;
   if (snprintf(copy, sizeof copy, "%s", spec) >= (int)sizeof copy) return EF_ERROR(EF_ERR_INVALID, "--freeze is too long");
-  bool *mark = calloc((size_t)s->n, sizeof *mark);
-  EF_ASSERT(mark, "out of memory");
+  bool *mark = ef_xcalloc((size_t)s->n, sizeof *mark);
   ef_status st = EF_OK;
   for (char *item = strtok_r(copy, ",", &save); item && st == EF_OK; item = strtok_r(NULL, ",", &save)) {
     char prefixes[64][32];
