@@ -1,6 +1,6 @@
 // The backend interface: a table of function pointers that a plan calls to allocate memory,
 // prepare each node once (primitives, reorders, scratch sizes) and run it. core/cpu is the CPU
-// backend; cuda/ will be the CUDA one. Kernels read node->src[i]->data and write node->data.
+// backend; cuda/ is the CUDA one. Kernels read node->src[i]->data and write node->data.
 #ifndef EF_BACKEND_H
 #define EF_BACKEND_H
 
@@ -10,6 +10,7 @@
 
 #include "core/graph.h"
 #include "core/log.h"
+#include "core/update.h"
 
 // What changes from one run of a plan to the next.
 typedef struct {
@@ -25,6 +26,19 @@ typedef struct {
 } ef_run_ctx;
 
 typedef struct ef_backend ef_backend;
+
+// The training step on a device store (train/update.c): see core/update.h.
+typedef struct {
+  ef_step_values *values;
+  // values->norm and ->skip from the n gradients, and the multiplier the update applies to them:
+  // unscale, times clip / (norm + 1e-6) when that is below 1 (torch.nn.utils.clip_grad_norm_).
+  void (*grad_norm)(ef_backend *be, const float *grad, size_t n);
+  void (*update)(ef_backend *be, const ef_update_pass *u);                  // nothing when skip
+  void (*ema)(ef_backend *be, float *shadow, const float *value, size_t n); // nothing when skip
+  void (*swap)(ef_backend *be, float *a, float *b, size_t n);
+  void (*fill)(ef_backend *be, float *dst, float value, size_t n);
+} ef_arena_ops;
+
 struct ef_backend {
   const char *name;
   bool (*supports_op)(const ef_backend *be, const ef_tensor *node);
@@ -44,6 +58,17 @@ struct ef_backend {
   void (*memset)(ef_backend *be, void *dst, int byte, size_t bytes);
   void (*synchronize)(ef_backend *be);
   void (*destroy)(ef_backend *be);
+  // Optional (NULL on the CPU). begin_run: called before every run of a plan, eager or replayed
+  // (CUDA writes ctx->step where its dropout kernels read it). capture_begin / capture_end record
+  // the work issued between them as one graph; replay runs it again; graph_free releases it.
+  void (*begin_run)(ef_backend *be, const ef_run_ctx *ctx);
+  void (*capture_begin)(ef_backend *be);
+  void *(*capture_end)(ef_backend *be);
+  void (*replay)(ef_backend *be, void *graph);
+  void (*graph_free)(ef_backend *be, void *graph);
+  // The training step on a store in this backend's memory; NULL where that memory is the host's
+  // (the CPU: train/ loops over the arenas itself).
+  ef_arena_ops *arena;
   void *impl;
 };
 

@@ -84,6 +84,7 @@ ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_
 
 void ef_plan_free(ef_plan *p) {
   if (!p) return;
+  ef_capture_free(&p->capture, p->be);
   for (int i = 0; i < p->n; i++) {
     if (p->state && p->state[i]) p->be->release(p->be, p->state[i]);
     p->sched[i]->data = NULL;
@@ -133,11 +134,50 @@ static void run_node(ef_plan *p, int i, const ef_run_ctx *ctx) {
     if (p->bufs[k].death == i) be->memset(be, (char *)p->arena + p->bufs[k].offset, POISON, p->bufs[k].bytes);
 }
 
-void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx) {
+static void run_schedule(ef_plan *p, const ef_run_ctx *ctx) {
   for (int i = 0; i < p->n; i++) {
     const ef_tensor *t = p->sched[i];
     if (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage != EF_STORAGE_VIEW) run_node(p, i, ctx);
     if (ctx->after_node) ctx->after_node(ctx->user, i);
+  }
+}
+
+void ef_capture_run(ef_capture *c, ef_backend *be, const ef_run_ctx *ctx, void (*fn)(void *arg), void *arg) {
+  if (be->begin_run) be->begin_run(be, ctx);
+  if (!be->capture_begin || c->runs++ == 0) {
+    fn(arg);
+    return;
+  }
+  if (!c->graph) {
+    be->capture_begin(be);
+    fn(arg);
+    c->graph = be->capture_end(be);
+  }
+  be->replay(be, c->graph);
+}
+
+void ef_capture_free(ef_capture *c, ef_backend *be) {
+  if (c->graph) be->graph_free(be, c->graph);
+  *c = (ef_capture){0};
+}
+
+typedef struct {
+  ef_plan *p;
+  const ef_run_ctx *ctx;
+} schedule_args;
+
+static void schedule_fn(void *arg) {
+  schedule_args *a = arg;
+  run_schedule(a->p, a->ctx);
+}
+
+void ef_plan_run(ef_plan *p, const ef_run_ctx *ctx) {
+  ef_backend *be = p->be;
+  if (p->opts.graph && !p->opts.profile && !p->opts.poison && !ctx->after_node && !ctx->group_mean) {
+    ef_capture_run(&p->capture, be, ctx, schedule_fn, &(schedule_args){p, ctx});
+  } else {
+    if (be->begin_run) be->begin_run(be, ctx);
+    run_schedule(p, ctx);
   }
   p->runs++;
 }

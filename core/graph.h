@@ -109,6 +109,14 @@ ef_tensor *ef_mean(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_reshape(ef_graph *g, ef_tensor *x, int ndim, const int64_t *shape);
 ef_tensor *ef_fill(ef_graph *g, int ndim, const int64_t *shape, float value);
 
+// Mixed precision (backends that compute in 16 bits: CUDA): makes the activations and their
+// gradients `dtype` (EF_BF16, EF_F16; EF_F32 changes nothing) after the graph is built and
+// differentiated, before planning. The outputs of convolutions, batch norms, activations, adds,
+// scales, dropout and pooling gradients with a spatial size above 1x1 change; parameters, their
+// gradients, batch-norm statistics, the squeeze-excite path, the classifier and the loss stay f32.
+// all: every computed output except statistics and in-place updates (the op tests).
+void ef_graph_set_precision(ef_graph *g, ef_dtype dtype, bool all);
+
 // Marks t as an output: it is computed and its memory kept until the end of every run.
 void ef_graph_keep(ef_graph *g, ef_tensor *t);
 

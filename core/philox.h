@@ -6,10 +6,39 @@
 
 #include <stdint.h>
 
+// Compiled for the host and, from CUDA sources, for the device too: one generator for both.
+#ifdef __CUDACC__
+#define EF_HOST_DEVICE __host__ __device__
+#else
+#define EF_HOST_DEVICE
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct { uint32_t v[4]; } ef_philox_out;
 
 // The raw generator: 4 words from a 128-bit counter and a 64-bit key.
-ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]);
+EF_HOST_DEVICE static inline ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]) {
+  uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+  uint32_t k0 = key[0], k1 = key[1];
+  for (int round = 0; round < 10; round++) {
+    uint64_t p0 = (uint64_t)0xD2511F53u * c0;
+    uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    c0 = n0;
+    c1 = (uint32_t)p1;
+    c2 = n2;
+    c3 = (uint32_t)p0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  ef_philox_out out;
+  out.v[0] = c0, out.v[1] = c1, out.v[2] = c2, out.v[3] = c3;
+  return out;
+}
 
 // Streams are split by what draws from them, so that no two uses of one seed ever read the same
 // words: the top 8 bits name the domain, the low 24 bits an index within it.
@@ -35,7 +64,7 @@ float ef_philox_uniform(uint64_t seed, uint32_t stream, uint32_t step, uint64_t 
 float ef_philox_normal(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
 
 // The uniform above from a raw 32-bit word (kernels that draw four at a time use this).
-static inline float ef_u32_to_uniform(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
+EF_HOST_DEVICE static inline float ef_u32_to_uniform(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
 
 // A sequence of draws for one item (one sample's augmentation): word `next`, `next + 1`, ... of
 // the stream (seed, stream, step). Items give themselves disjoint ranges of `next`.
@@ -54,5 +83,9 @@ static inline int ef_rng_seq_below(ef_rng_seq *r, int n) {
   int k = (int)(ef_rng_seq_uniform(r) * (float)n);
   return k < n ? k : n - 1;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

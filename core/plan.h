@@ -20,7 +20,21 @@ typedef struct {
                    // writer runs: a planner or kernel bug shows up as NaN or an abort naming
                    // the node, never as luck
   bool profile;    // time every node (ef_plan_profile_print)
+  bool graph;      // on backends that capture (CUDA): runs go through ef_capture_run; runs
+                   // that profile, poison, or call back (after_node, group_mean) stay eager
 } ef_plan_opts;
+
+// Work recorded once as a device graph and replayed (CUDA graphs): the first ef_capture_run runs
+// fn eagerly (libraries finish their lazy set-up), the second records fn's work and replays it,
+// later ones replay. The run's step is written before each (ef_backend.begin_run). On backends
+// that do not capture, fn runs every time. fn must issue the same work every time.
+typedef struct {
+  void *graph;
+  int runs;
+} ef_capture;
+
+void ef_capture_run(ef_capture *c, ef_backend *be, const ef_run_ctx *ctx, void (*fn)(void *arg), void *arg);
+void ef_capture_free(ef_capture *c, ef_backend *be);
 
 // One planned buffer: live from the step that writes it to the last step that reads it.
 typedef struct {
@@ -47,6 +61,7 @@ typedef struct ef_plan {
   void **state;          // per scheduled node: what the backend prepared
   double *ms;            // per scheduled node: accumulated milliseconds when profiling
   int runs;
+  ef_capture capture;    // the captured schedule (opts.graph)
 } ef_plan;
 
 // Schedules everything the graph's kept tensors need, plans memory, binds it on the backend and

@@ -1,0 +1,46 @@
+// The values and descriptions of a training step's update (norm, clipping, optimizer, EMA) on a
+// device store, shared by the backend interface (core/backend.h) and the CUDA kernels that run it:
+// plain C, also read by C++.
+#ifndef EF_UPDATE_H
+#define EF_UPDATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+// Scalars that change every step live in host memory that the device reads when the kernels run
+// (and writes the norm into), so that a captured step replays with new values: write them before
+// a step is run or replayed, and touch them again only once it has finished (the trainer waits
+// for every step when it reads the loss).
+typedef struct {
+  double lr;          // the learning rate (each segment multiplies it by its lr_scale)
+  double adam_t;      // AdamW: the step count after this update (bias correction)
+  double ema_decay;   // this step's moving-average decay
+  double clip;        // the largest global gradient norm (0: no clipping)
+  double unscale;     // what the gradients are multiplied by first (1 / the f16 loss scale)
+  double norm;        // out: the global norm of the unscaled gradients
+  int32_t skip;       // out: 1 when that norm is NaN or infinite: nothing was updated
+} ef_step_values;
+
+// One store entry the optimizer updates: its elements, learning-rate scale and weight decay.
+typedef struct {
+  int64_t offset, numel;
+  float lr_scale;
+  double weight_decay;
+} ef_update_segment;
+
+// The optimizers, numbered as train/optim.h's ef_optim_kind.
+enum { EF_UPDATE_SGD, EF_UPDATE_RMSPROP, EF_UPDATE_ADAMW };
+
+// One optimizer pass over the flat arenas, as train/optim.h's formulas.
+typedef struct {
+  int kind;                            // EF_UPDATE_*
+  double momentum, rho, eps, beta1, beta2; // rounded to f32 where the CPU's loops round them
+  bool nesterov;
+  float *param, *slot0, *slot1;        // slots NULL where the optimizer has fewer
+  const float *grad;
+  const ef_update_segment *segments;   // device memory
+  int n_segments;
+  int64_t max_numel;                   // the largest segment
+} ef_update_pass;
+
+#endif
