@@ -1,0 +1,508 @@
+// The CUDA backend's interface: device start-up, memory (cudaMalloc only, tracked for the peak),
+// transfers on the backend's stream, per-node preparation and dispatch to cuDNN, cuBLAS or the
+// kernels in kernels.cu, graph capture and replay, and the checks after each node.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/store.h"
+#include "cuda/cuda_internal.h"
+
+#define F(t) ((float *)(t)->data)
+
+cudnnDataType_t ef_cudnn_dtype(ef_dtype dt) {
+  switch (dt) {
+  case EF_BF16: return CUDNN_DATA_BFLOAT16;
+  case EF_F16: return CUDNN_DATA_HALF;
+  case EF_F32: return CUDNN_DATA_FLOAT;
+  default: EF_FATAL("no cuDNN type for %s", ef_dtype_name(dt));
+  }
+}
+
+int ef_cuda_device_count(char *why, size_t len) {
+  int n = 0;
+  cudaError_t st = cudaGetDeviceCount(&n);
+  if (st != cudaSuccess) {
+    snprintf(why, len, "no usable CUDA device: %s (%s)", cudaGetErrorName(st), cudaGetErrorString(st));
+    return 0;
+  }
+  if (n == 0) snprintf(why, len, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+  return n;
+}
+
+// ---- the kernels' dispatch ------------------------------------------------------------------------
+
+// The rows (N*H*W) and channels of a batch-norm node's input.
+static int64_t bn_rows(const ef_tensor *x) { return ef_numel(x) / x->shape[x->ndim - 1]; }
+static int64_t bn_cols(const ef_tensor *x) { return x->shape[x->ndim - 1]; }
+
+static bool is_conv(ef_op op) { return op == EF_OP_CONV2D || op == EF_OP_CONV2D_BWD_DATA || op == EF_OP_CONV2D_BWD_WEIGHT; }
+static bool is_linear(ef_op op) { return op == EF_OP_LINEAR || op == EF_OP_LINEAR_BWD_DATA || op == EF_OP_LINEAR_BWD_WEIGHT; }
+
+static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
+  (void)be;
+  for (int i = 0; i < node->n_src; i++)
+    if (node->src[i]->dtype == EF_I32 && !(node->op == EF_OP_SOFTMAX_CE && i == 1) &&
+        !(node->op == EF_OP_SOFTMAX_CE_BWD && i == 2))
+      return false;
+  if (node->dtype == EF_I32) return false;
+  // Statistics, their updates and the loss stay in f32 (ef_graph_set_precision never changes them).
+  switch (node->op) {
+  case EF_OP_BN_STATS: case EF_OP_BN_BWD_REDUCE: case EF_OP_BN_UPDATE: case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN:
+    return node->dtype == EF_F32;
+  case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32;
+  case EF_OP_BN_BWD_DATA: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
+  default: return node->op != EF_OP_LEAF && node->op < EF_OP_COUNT;
+  }
+}
+
+// The scratch a reduction over x viewed as (groups, rows, c) needs.
+static size_t reduce_scratch(int64_t groups, int64_t rows, int64_t c) { return ef_k_reduce_scratch(groups, rows, c); }
+
+static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **state, size_t *scratch) {
+  ef_cuda *cu = be->impl;
+  ef_cuda_node *s = ef_xcalloc(1, sizeof *s);
+  *state = s; // the plan owns it from here, failures included
+  for (int i = 0; i < 4; i++) s->off[i] = EF_CUDA_NO_SCRATCH;
+  size_t end = 0;
+  const ef_tensor *x = node->n_src ? node->src[0] : NULL;
+  switch (node->op) {
+  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT:
+    EF_TRY(ef_cuda_conv_prepare(cu, node, s));
+    break;
+  case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT:
+    EF_TRY(ef_cuda_linear_prepare(cu, node, s));
+    break;
+  case EF_OP_BN_STATS:
+    s->ws_off = ef_cuda_reserve(&end, reduce_scratch(1, bn_rows(x), bn_cols(x)));
+    break;
+  case EF_OP_BN: case EF_OP_BN_BWD_DATA: // coefficients (5,C)
+    s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)bn_cols(node->src[node->op == EF_OP_BN ? 0 : 1]));
+    break;
+  case EF_OP_BN_BWD_REDUCE: {
+    const ef_tensor *xt = node->src[1];
+    s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)bn_cols(xt));
+    s->ws_off = ef_cuda_reserve(&end, reduce_scratch(1, bn_rows(xt), bn_cols(xt)));
+    break;
+  }
+  case EF_OP_SUM_ROWS: s->ws_off = ef_cuda_reserve(&end, reduce_scratch(1, bn_rows(x), bn_cols(x))); break;
+  case EF_OP_GAP: case EF_OP_CHANNEL_MUL_BWD_S:
+    s->ws_off = ef_cuda_reserve(&end, reduce_scratch(x->shape[0], x->shape[1] * x->shape[2], x->shape[3]));
+    break;
+  case EF_OP_SOFTMAX_CE: s->ws_off = ef_cuda_reserve(&end, sizeof(double) * (size_t)x->shape[0]); break;
+  case EF_OP_REDUCE: s->ws_off = ef_cuda_reserve(&end, ef_k_total_scratch(ef_numel(x))); break;
+  case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: s->host = ef_xmalloc(2 * ef_nbytes(node)); break;
+  default: break;
+  }
+  if (!is_conv(node->op) && !is_linear(node->op)) s->scratch = end;
+  *scratch = s->scratch;
+  if (!s->impl[0]) snprintf(s->impl, sizeof s->impl, "cuda");
+  return EF_OK;
+}
+
+static void cuda_release(ef_backend *be, void *state) {
+  (void)be;
+  ef_cuda_node *s = state;
+  if (!s) return;
+  if (s->xd) cudnnDestroyTensorDescriptor(s->xd);
+  if (s->yd) cudnnDestroyTensorDescriptor(s->yd);
+  if (s->wd) cudnnDestroyFilterDescriptor(s->wd);
+  if (s->cd) cudnnDestroyConvolutionDescriptor(s->cd);
+  free(s->host);
+  free(s);
+}
+
+static const char *cuda_describe_node(const ef_backend *be, const void *state) {
+  (void)be;
+  return state ? ((const ef_cuda_node *)state)->impl : NULL;
+}
+
+// SyncBN on the host: the group's communicator works on host buffers (MPI), so the node's data
+// goes down, through ctx->group_mean, and up again (not capturable: runs with it stay eager).
+static void sync_node(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, const ef_run_ctx *ctx) {
+  EF_ASSERT(ctx->group_mean, "node '%s' needs a communicator (ef_run_ctx.group_mean)", node->name);
+  size_t n = (size_t)ef_numel(node);
+  float *own = s->host, *out = s->host + n;
+  EF_CUDA_CHECK(cudaMemcpyAsync(own, node->src[0]->data, ef_nbytes(node), cudaMemcpyDeviceToHost, cu->stream));
+  EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  memcpy(out, own, ef_nbytes(node));
+  if (node->op == EF_OP_SYNC_MEAN) {
+    ctx->group_mean(ctx->group, out, n);
+  } else { // as ef_cpu_sync_stats
+    size_t c = n / 2;
+    ctx->group_mean(ctx->group, out, c);
+    for (size_t k = 0; k < c; k++) {
+      float d = own[k] - out[k];
+      out[c + k] = own[c + k] + d * d;
+    }
+    ctx->group_mean(ctx->group, out + c, c);
+  }
+  EF_CUDA_CHECK(cudaMemcpyAsync(node->data, out, ef_nbytes(node), cudaMemcpyHostToDevice, cu->stream));
+  EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+}
+
+static void check_error_word(ef_cuda *cu) {
+  int err = 0;
+  EF_CUDA_CHECK(cudaMemcpyAsync(&err, cu->d_error, sizeof err, cudaMemcpyDeviceToHost, cu->stream));
+  EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  if (err == EF_CUDA_ERR_LABEL)
+    EF_FATAL("a label outside [0, classes) reached the loss on the GPU: labels must be class indices below the model's "
+             "class count (validate them when loading the data)");
+  EF_ASSERT(err == EF_CUDA_ERR_NONE, "unknown device error word %d", err);
+}
+
+static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  ef_cuda *cu = be->impl;
+  ef_cuda_node *s = state;
+  cudaStream_t st = cu->stream;
+  char *sc = scratch;
+  const ef_tensor *a = node->n_src > 0 ? node->src[0] : NULL, *b = node->n_src > 1 ? node->src[1] : NULL;
+  ef_dref y = ef_cuda_ref(node);
+  int64_t n = ef_numel(node);
+  switch (node->op) {
+  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT:
+    ef_cuda_conv_run(cu, node, s, sc);
+    break;
+  case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT:
+    ef_cuda_linear_run(cu, node, s, sc);
+    break;
+  case EF_OP_BN_STATS: {
+    ef_red_args r = {.kind = EF_RED_STATS, .groups = 1, .rows = bn_rows(a), .c = bn_cols(a), .x = ef_cuda_ref(a)};
+    ef_k_reduce(y, &r, sc + s->ws_off, st);
+    break;
+  }
+  case EF_OP_BN: {
+    float *coef = (float *)(sc + s->off[0]);
+    ef_k_bn_coeffs(coef, F(node->src[1]), F(node->src[2]), NULL, 0, node->p.bn.eps, bn_cols(a), st);
+    ef_k_bn(y, ef_cuda_ref(a), coef, node->p.bn.act, bn_rows(a), bn_cols(a), st);
+    break;
+  }
+  case EF_OP_BN_BWD_REDUCE: {
+    float *coef = (float *)(sc + s->off[0]);
+    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), NULL, 0, node->p.bn.eps, bn_cols(b), st);
+    ef_red_args r = {.kind = EF_RED_BN_BWD, .groups = 1, .rows = bn_rows(b), .c = bn_cols(b), .x = ef_cuda_ref(b),
+                     .y = ef_cuda_ref(a), .coef = coef, .mean = F(node->src[2]), .act = node->p.bn.act};
+    ef_k_reduce(y, &r, sc + s->ws_off, st);
+    break;
+  }
+  case EF_OP_BN_BWD_DATA: {
+    float *coef = (float *)(sc + s->off[0]);
+    const float *red = node->n_src == 5 ? F(node->src[4]) : NULL;
+    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), red, bn_rows(b), node->p.bn.eps, bn_cols(b), st);
+    ef_k_bn_bwd_data(y, ef_cuda_ref(a), ef_cuda_ref(b), coef, F(node->src[2]), node->p.bn.act, bn_rows(b), bn_cols(b), st);
+    break;
+  }
+  case EF_OP_BN_UPDATE: { // as ef_cpu_bn_update
+    const ef_tensor *stt = b;
+    int64_t group = stt->op == EF_OP_SYNC_STATS ? stt->p.sync.group : 1;
+    const ef_tensor *local = stt->op == EF_OP_SYNC_STATS ? stt->src[0] : stt;
+    int64_t rows = bn_rows(local->src[0]) * group;
+    double bessel = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+    ef_k_bn_update(F(node), F(stt), node->p.bn_update.momentum, bessel, stt->shape[1], st);
+    break;
+  }
+  case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: sync_node(cu, node, s, ctx); break;
+  case EF_OP_ACT: ef_k_act(y, ef_cuda_ref(a), node->p.act.act, n, st); break;
+  case EF_OP_ACT_BWD: ef_k_act_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->p.act.act, n, st); break;
+  case EF_OP_ADD: ef_k_add(y, ef_cuda_ref(a), ef_cuda_ref(b), n, st); break;
+  case EF_OP_CHANNEL_MUL:
+    ef_k_channel_mul(y, ef_cuda_ref(a), ef_cuda_ref(b), node->shape[0], node->shape[1] * node->shape[2], node->shape[3], st);
+    break;
+  case EF_OP_CHANNEL_MUL_BWD_S: {
+    ef_red_args r = {.kind = EF_RED_DOT, .groups = a->shape[0], .rows = a->shape[1] * a->shape[2], .c = a->shape[3],
+                     .x = ef_cuda_ref(a), .y = ef_cuda_ref(b), .scale = 1.0};
+    ef_k_reduce(y, &r, sc + s->ws_off, st);
+    break;
+  }
+  case EF_OP_GAP: {
+    int64_t hw = a->shape[1] * a->shape[2];
+    ef_red_args r = {.kind = EF_RED_SUM, .groups = a->shape[0], .rows = hw, .c = a->shape[3], .x = ef_cuda_ref(a),
+                     .scale = 1.0 / (double)hw};
+    ef_k_reduce(y, &r, sc + s->ws_off, st);
+    break;
+  }
+  case EF_OP_GAP_BWD: {
+    int64_t hw = node->shape[1] * node->shape[2];
+    ef_k_spread(y, ef_cuda_ref(a), (float)(1.0 / (double)hw), node->shape[0], hw, node->shape[3], st);
+    break;
+  }
+  case EF_OP_SUM_ROWS: {
+    ef_red_args r = {.kind = EF_RED_SUM, .groups = 1, .rows = bn_rows(a), .c = bn_cols(a), .x = ef_cuda_ref(a), .scale = 1.0};
+    ef_k_reduce(y, &r, sc + s->ws_off, st);
+    break;
+  }
+  case EF_OP_DROPOUT: {
+    const ef_dropout_params *p = &node->p.dropout;
+    ef_k_dropout(y, ef_cuda_ref(a), p->rate, p->per_sample, n / node->shape[0], p->seed, p->stream, cu->d_step, n, st);
+    break;
+  }
+  case EF_OP_SOFTMAX_CE:
+    ef_k_softmax_ce(y, ef_cuda_ref(a), b->data, node->p.ce.smoothing, a->shape[0], a->shape[1], sc + s->ws_off, cu->d_error, st);
+    break;
+  case EF_OP_SOFTMAX_CE_BWD:
+    ef_k_softmax_ce_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->src[2]->data, node->p.ce.smoothing, b->shape[0], b->shape[1],
+                        cu->d_error, st);
+    break;
+  case EF_OP_REDUCE: ef_k_total(y, ef_cuda_ref(a), node->p.value.value, ef_numel(a), sc + s->ws_off, st); break;
+  case EF_OP_BROADCAST: ef_k_broadcast(y, ef_cuda_ref(a), node->p.value.value, n, st); break;
+  case EF_OP_FILL: ef_k_fill(y, node->p.value.value, n, st); break;
+  case EF_OP_ACCUM: ef_k_accum(y, ef_cuda_ref(b), n, st); break;
+  case EF_OP_LEAF: case EF_OP_RESHAPE: case EF_OP_COUNT: EF_FATAL("op %s is not computed", ef_op_name(node->op));
+  }
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    EF_FATAL("CUDA kernel launch for op %s (node '%s') failed: %s (%s)", ef_op_name(node->op), node->name,
+             cudaGetErrorName(err), cudaGetErrorString(err));
+  if (cu->opts.debug_sync && !cu->capturing) {
+    err = cudaStreamSynchronize(st);
+    if (err != cudaSuccess)
+      EF_FATAL("op %s (node '%s') failed on the GPU: %s (%s)", ef_op_name(node->op), node->name, cudaGetErrorName(err),
+               cudaGetErrorString(err));
+    check_error_word(cu);
+  }
+}
+
+// ---- memory and transfers -------------------------------------------------------------------------
+
+static void track_peak(ef_cuda *cu) {
+  if (cu->live <= cu->peak) return;
+  cu->peak = cu->live;
+  size_t free_b = 0, total = 0;
+  if (cudaMemGetInfo(&free_b, &total) == cudaSuccess) cu->peak_device = total - free_b;
+}
+
+static void *cuda_alloc(ef_backend *be, size_t bytes) {
+  ef_cuda *cu = be->impl;
+  void *p = NULL;
+  cudaError_t st = cudaMalloc(&p, bytes ? bytes : 1);
+  if (st == cudaErrorMemoryAllocation) {
+    cudaGetLastError(); // clear it: running out is the caller's to report
+    return NULL;
+  }
+  EF_CUDA_CHECK(st);
+  if (cu->n_allocs == cu->cap_allocs) {
+    cu->cap_allocs = cu->cap_allocs ? 2 * cu->cap_allocs : 16;
+    cu->allocs = ef_xrealloc(cu->allocs, sizeof *cu->allocs * (size_t)cu->cap_allocs);
+  }
+  cu->allocs[cu->n_allocs++] = (ef_cuda_alloc){p, bytes};
+  cu->live += bytes;
+  track_peak(cu);
+  return p;
+}
+
+static void cuda_free(ef_backend *be, void *p) {
+  ef_cuda *cu = be->impl;
+  for (int i = 0; i < cu->n_allocs; i++)
+    if (cu->allocs[i].p == p) {
+      cu->live -= cu->allocs[i].bytes;
+      cu->allocs[i] = cu->allocs[--cu->n_allocs];
+      EF_CUDA_CHECK(cudaFree(p));
+      return;
+    }
+  EF_FATAL("freeing %p, which the CUDA backend did not allocate", p);
+}
+
+static void cuda_upload(ef_backend *be, void *dst, const void *host, size_t bytes) {
+  ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, cu->stream));
+  EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+}
+
+static void cuda_download(ef_backend *be, void *host, const void *src, size_t bytes) {
+  ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, cu->stream));
+  EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  check_error_word(cu);
+}
+
+static void cuda_memset(ef_backend *be, void *dst, int byte, size_t bytes) {
+  ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaMemsetAsync(dst, byte, bytes, cu->stream));
+}
+
+static void cuda_synchronize(ef_backend *be) {
+  ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  check_error_word(cu);
+}
+
+// ---- runs and graphs ------------------------------------------------------------------------------
+
+// The step reaches the dropout kernels through device memory, written by a kernel launched with
+// the value: ordered on the stream before the run, and never inside a captured graph (where the
+// value would be frozen): ef_capture_run writes it before each replay.
+static void cuda_begin_run(ef_backend *be, const ef_run_ctx *ctx) {
+  ef_cuda *cu = be->impl;
+  if (cu->capturing) return;
+  ef_k_set_u32(cu->d_step, ctx->step, cu->stream);
+  EF_CUDA_CHECK(cudaGetLastError());
+}
+
+static void cuda_capture_begin(ef_backend *be) {
+  ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
+  cu->capturing = true;
+}
+
+static void *cuda_capture_end(ef_backend *be) {
+  ef_cuda *cu = be->impl;
+  cudaGraph_t graph;
+  cu->capturing = false;
+  EF_CUDA_CHECK(cudaStreamEndCapture(cu->stream, &graph));
+  cudaGraphExec_t exec;
+  EF_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  EF_CUDA_CHECK(cudaGraphDestroy(graph));
+  return exec;
+}
+
+static void cuda_replay(ef_backend *be, void *graph) {
+  ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, cu->stream));
+  if (cu->opts.debug_sync) cuda_synchronize(be);
+}
+
+static void cuda_graph_free(ef_backend *be, void *graph) {
+  (void)be;
+  EF_CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
+}
+
+// ---- the training step's update (train/update.c) ----------------------------------------------
+
+static void check_launch(const char *what) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) EF_FATAL("CUDA launch of %s failed: %s (%s)", what, cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+static void cuda_grad_norm(ef_backend *be, const float *grad, size_t n) {
+  ef_cuda *cu = be->impl;
+  ef_k_grad_norm(cu->d_values, cu->d_gmul, grad, (int64_t)n, cu->d_norm_part, cu->stream);
+  check_launch("the gradient norm");
+}
+
+static void cuda_update(ef_backend *be, const ef_update_pass *u) {
+  ef_cuda *cu = be->impl;
+  ef_k_update(u, cu->d_values, cu->d_gmul, cu->stream);
+  check_launch("the optimizer's update");
+}
+
+static void cuda_ema(ef_backend *be, float *shadow, const float *value, size_t n) {
+  ef_cuda *cu = be->impl;
+  ef_k_ema(shadow, value, (int64_t)n, cu->d_values, cu->stream);
+  check_launch("the moving average's update");
+}
+
+static void cuda_swap(ef_backend *be, float *a, float *b, size_t n) {
+  ef_cuda *cu = be->impl;
+  ef_k_swap(a, b, (int64_t)n, cu->stream);
+  check_launch("a swap");
+}
+
+static void cuda_fill(ef_backend *be, float *dst, float value, size_t n) {
+  ef_cuda *cu = be->impl;
+  ef_k_fill((ef_dref){dst, EF_F32}, value, (int64_t)n, cu->stream);
+  check_launch("a fill");
+}
+
+// ---- lifetime -----------------------------------------------------------------------------------
+
+static void cuda_destroy(ef_backend *be) {
+  ef_cuda *cu = be->impl;
+  if (cu->stream) cudaStreamSynchronize(cu->stream);
+  if (cu->cublas) cublasDestroy(cu->cublas);
+  if (cu->cudnn) cudnnDestroy(cu->cudnn);
+  if (cu->cublas_ws) cudaFree(cu->cublas_ws);
+  if (cu->d_step) cudaFree(cu->d_step);
+  if (cu->d_error) cudaFree(cu->d_error);
+  if (cu->d_gmul) cudaFree(cu->d_gmul);
+  if (cu->d_norm_part) cudaFree(cu->d_norm_part);
+  if (cu->values) cudaFreeHost(cu->values);
+  if (cu->stream) cudaStreamDestroy(cu->stream);
+  free(cu->allocs);
+  free(cu->algos);
+  free(cu);
+  free(be);
+}
+
+bool ef_backend_is_cuda(const ef_backend *be) { return be && be->destroy == cuda_destroy; }
+
+const char *ef_cuda_describe(const ef_backend *be) { return ((const ef_cuda *)be->impl)->describe; }
+size_t ef_cuda_peak_bytes(const ef_backend *be) { return ((const ef_cuda *)be->impl)->peak; }
+size_t ef_cuda_peak_device_bytes(const ef_backend *be) { return ((const ef_cuda *)be->impl)->peak_device; }
+
+size_t ef_cuda_free_bytes(const ef_backend *be) {
+  (void)be;
+  size_t free_b = 0, total = 0;
+  EF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+  return free_b;
+}
+
+#define CUBLAS_WORKSPACE (32u << 20)
+
+// Start-up failures are the user's to fix (no device, a driver too old): a message, not an abort.
+#define START(expr, what)                                                                      \
+  do {                                                                                         \
+    if (!(expr)) {                                                                             \
+      cuda_destroy(be);                                                                        \
+      EF_ERROR(EF_ERR_UNSUPPORTED, "%s", what);                                                \
+      return NULL;                                                                             \
+    }                                                                                          \
+  } while (0)
+
+ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
+  ef_backend *be = ef_xcalloc(1, sizeof *be);
+  ef_cuda *cu = ef_xcalloc(1, sizeof *cu);
+  *be = (ef_backend){.name = "cuda", .supports_op = cuda_supports_op, .prepare = cuda_prepare, .release = cuda_release,
+                     .describe = cuda_describe_node, .compute = cuda_compute, .alloc = cuda_alloc, .free = cuda_free,
+                     .upload = cuda_upload, .download = cuda_download, .memset = cuda_memset,
+                     .synchronize = cuda_synchronize, .destroy = cuda_destroy, .begin_run = cuda_begin_run,
+                     .capture_begin = cuda_capture_begin, .capture_end = cuda_capture_end, .replay = cuda_replay,
+                     .graph_free = cuda_graph_free, .arena = &cu->arena, .impl = cu};
+  cu->arena = (ef_arena_ops){.grad_norm = cuda_grad_norm, .update = cuda_update, .ema = cuda_ema, .swap = cuda_swap,
+                             .fill = cuda_fill};
+  if (opts) cu->opts = *opts;
+  if (!cu->opts.workspace_mib) cu->opts.workspace_mib = 512;
+  const char *sync_env = getenv("EFFNET_CUDA_SYNC");
+  if (sync_env && !strcmp(sync_env, "1")) cu->opts.debug_sync = true;
+
+  char why[256];
+  int count = ef_cuda_device_count(why, sizeof why);
+  START(count > 0, why);
+  if (cu->opts.device < 0 || cu->opts.device >= count) {
+    snprintf(why, sizeof why, "CUDA device %d does not exist: %d visible (0..%d)", cu->opts.device, count, count - 1);
+    START(false, why);
+  }
+  cudaError_t st = cudaSetDevice(cu->opts.device);
+  if (st == cudaSuccess) st = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking);
+  if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_step, sizeof(uint32_t));
+  if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_error, sizeof(int));
+  if (st == cudaSuccess) st = cudaMemsetAsync(cu->d_error, 0, sizeof(int), cu->stream);
+  if (st == cudaSuccess) st = cudaMemsetAsync(cu->d_step, 0, sizeof(uint32_t), cu->stream);
+  if (st == cudaSuccess) st = cudaStreamSynchronize(cu->stream);
+  if (st == cudaSuccess) st = cudaMalloc(&cu->cublas_ws, CUBLAS_WORKSPACE);
+  if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_gmul, sizeof(float));
+  if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_norm_part, EF_K_NORM_CHUNKS * sizeof(double));
+  if (st == cudaSuccess) st = cudaHostAlloc((void **)&cu->values, sizeof *cu->values, cudaHostAllocMapped);
+  if (st == cudaSuccess) st = cudaHostGetDevicePointer((void **)&cu->d_values, cu->values, 0);
+  if (st == cudaSuccess) *cu->values = (ef_step_values){.unscale = 1};
+  cu->arena.values = cu->values;
+  if (st != cudaSuccess) snprintf(why, sizeof why, "CUDA device %d could not start: %s", cu->opts.device, cudaGetErrorString(st));
+  START(st == cudaSuccess, why);
+  cudnnStatus_t ds = cudnnCreate(&cu->cudnn);
+  if (ds == CUDNN_STATUS_SUCCESS) ds = cudnnSetStream(cu->cudnn, cu->stream);
+  if (ds != CUDNN_STATUS_SUCCESS)
+    snprintf(why, sizeof why, "cuDNN could not start: %s (is libcudnn.so.9 on LD_LIBRARY_PATH?)", cudnnGetErrorString(ds));
+  START(ds == CUDNN_STATUS_SUCCESS, why);
+  cublasStatus_t bs = cublasCreate(&cu->cublas);
+  if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(cu->cublas, cu->stream);
+  if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetWorkspace(cu->cublas, cu->cublas_ws, CUBLAS_WORKSPACE);
+  if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetPointerMode(cu->cublas, CUBLAS_POINTER_MODE_HOST);
+  if (bs != CUBLAS_STATUS_SUCCESS) snprintf(why, sizeof why, "cuBLAS could not start: %s", cublasGetStatusString(bs));
+  START(bs == CUBLAS_STATUS_SUCCESS, why);
+
+  struct cudaDeviceProp prop;
+  EF_CUDA_CHECK(cudaGetDeviceProperties(&prop, cu->opts.device));
+  snprintf(cu->describe, sizeof cu->describe, "%.200s (sm_%d%d, %d SMs, %.0f GiB, cuDNN %zu%s)", prop.name, prop.major,
+           prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30), cudnnGetVersion(),
+           cu->opts.allow_tf32 ? ", TF32 allowed" : "");
+  return be;
+}

@@ -1,0 +1,214 @@
+// Every op of tests/op_cases.h, forward and backward, on the CUDA backend against the CPU backend
+// with the same random inputs: at f32 with TF32 off (relative error <= 1e-4 of the largest
+// value), and at bf16 and f16 with every computed output but statistics in 16 bits (<= 1e-2).
+// Both plans run poisoned, so an element a kernel forgets to write is NaN. Exits 77 without a GPU.
+#include <stdlib.h>
+
+#include "core/cpu/cpu.h"
+#include "core/plan.h"
+#include "core/store.h"
+#include "cuda/cuda.h"
+#include "tests/harness.h"
+#include "tests/op_cases.h"
+
+// One backend's copy of a case: its store, graph and plan.
+typedef struct {
+  ef_store *store;
+  ef_graph *g;
+  ef_tensor *leaf[5], *out, *dy;
+  int entry[5];
+  ef_plan *plan;
+} side;
+
+static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype precision) {
+  *s = (side){.store = ef_store_new()};
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *in = &c->in[i];
+    s->entry[i] = in->kind == IN_INPUT ? -1 : ef_store_add(s->store, in->name, in->kind == IN_PARAM, false, in->ndim, in->shape, (ef_init){0});
+  }
+  if (ef_store_bind(s->store, be) != EF_OK) {
+    CHECK(false, "%s on %s: %s", c->name, be->name, ef_last_error());
+    return false;
+  }
+  s->g = ef_graph_new(s->store, SEED);
+  bool any_grad = false;
+  for (int i = 0; i < c->n_in; i++) {
+    const in_spec *in = &c->in[i];
+    s->leaf[i] = in->kind == IN_INPUT ? ef_input(s->g, in->name, in->dtype, in->ndim, in->shape) : ef_param(s->g, s->entry[i], 1, NULL);
+    s->leaf[i]->requires_grad = in->grad;
+    any_grad |= in->grad;
+  }
+  s->out = c->build(s->g, s->leaf, c);
+  ef_graph_keep(s->g, s->out);
+  if (any_grad) {
+    s->dy = ef_input(s->g, "dy", EF_F32, s->out->ndim, s->out->shape);
+    ef_graph_backward_from(s->g, s->out, s->dy);
+  }
+  ef_graph_set_precision(s->g, precision, true);
+  ef_status st = ef_plan_new(&s->plan, s->g, be, &(ef_plan_opts){.poison = true});
+  CHECK(st == EF_OK, "%s on %s (%s): %s", c->name, be->name, ef_dtype_name(precision), ef_last_error());
+  return st == EF_OK;
+}
+
+static void free_side(side *s) {
+  ef_plan_free(s->plan);
+  if (s->g) ef_graph_free(s->g);
+  ef_store_free(s->store);
+}
+
+// A computed tensor's values as f32, whatever its type.
+static float *read_f32(const ef_plan *p, const ef_tensor *t) {
+  int64_t n = ef_numel(t);
+  float *out = malloc(sizeof(float) * (size_t)n);
+  if (t->dtype == EF_F32) {
+    ef_plan_get(p, t, out);
+    return out;
+  }
+  uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
+  ef_plan_get(p, t, h);
+  for (int64_t i = 0; i < n; i++) out[i] = t->dtype == EF_BF16 ? ef_bf16_to_f32(h[i]) : ef_f16_to_f32(h[i]);
+  free(h);
+  return out;
+}
+
+// max |got - want| / max |want|; NaN anywhere fails.
+static double rel_err(const float *got, const float *want, int64_t n) {
+  double err = 0, mag = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double e = fabs((double)got[i] - want[i]);
+    if (!(e <= err)) err = e;
+    if (!(fabs(want[i]) <= mag)) mag = fabs(want[i]);
+  }
+  return err / (mag > 1e-30 ? mag : 1e-30);
+}
+
+static void compare(const char *what, const char *name, ef_dtype precision, const float *got, const float *want, int64_t n) {
+  double tol = precision == EF_F32 ? 1e-4 : 1e-2, e = rel_err(got, want, n);
+  CHECK(e <= tol, "%s at %s: %s relative error %.3g (tolerance %.0e)", name, ef_dtype_name(precision), what, e, tol);
+}
+
+static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dtype precision) {
+  side a, b;
+  bool ok = build_side(&a, c, cpu, EF_F32);
+  ok = build_side(&b, c, gpu, precision) && ok;
+  if (ok) {
+    float *vals[5] = {0};
+    for (int i = 0; i < c->n_in; i++) { // the inputs of tests/test_ops.c
+      const in_spec *in = &c->in[i];
+      int64_t n = spec_numel(in);
+      vals[i] = malloc(sizeof(float) * (size_t)n);
+      test_fill_uniform(vals[i], n, 99, (uint32_t)i, in->lo, in->hi);
+      if (in->dtype == EF_I32)
+        for (int64_t j = 0; j < n; j++) {
+          int32_t lab = (int32_t)vals[i][j];
+          memcpy(&vals[i][j], &lab, 4);
+        }
+      side *sides[2] = {&a, &b};
+      for (int k = 0; k < 2; k++) {
+        side *s = sides[k];
+        if (in->kind == IN_INPUT) ef_plan_set(s->plan, s->leaf[i], vals[i]);
+        else ef_store_write(s->store, s->entry[i], in->kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
+      }
+    }
+    int64_t ny = ef_numel(a.out);
+    float *dyv = malloc(sizeof(float) * (size_t)ny);
+    test_fill_uniform(dyv, ny, 99, 17, -1, 1);
+    if (a.dy) ef_plan_set(a.plan, a.dy, dyv), ef_plan_set(b.plan, b.dy, dyv);
+    ef_run_ctx ctx = {.step = STEP};
+    ef_plan_run(a.plan, &ctx);
+    ef_plan_run(b.plan, &ctx);
+    float *want = read_f32(a.plan, a.out), *got = read_f32(b.plan, b.out);
+    compare("forward", c->name, precision, got, want, ny);
+    free(want), free(got);
+    for (int i = 0; i < c->n_in; i++) {
+      const in_spec *in = &c->in[i];
+      if (!in->grad) continue;
+      int64_t n = spec_numel(in);
+      if (in->kind == IN_INPUT) {
+        want = read_f32(a.plan, a.leaf[i]->grad), got = read_f32(b.plan, b.leaf[i]->grad);
+      } else {
+        want = malloc(sizeof(float) * (size_t)n), got = malloc(sizeof(float) * (size_t)n);
+        ef_store_read(a.store, a.entry[i], EF_ARENA_GRAD, want);
+        ef_store_read(b.store, b.entry[i], EF_ARENA_GRAD, got);
+      }
+      char what[64];
+      snprintf(what, sizeof what, "gradient of %s", in->name);
+      compare(what, c->name, precision, got, want, n);
+      free(want), free(got);
+    }
+    for (int i = 0; i < c->n_in; i++) free(vals[i]);
+    free(dyv);
+  }
+  free_side(&a);
+  free_side(&b);
+}
+
+// SyncBN's statistics and means with a group whose other ranks hold the same batch: the average
+// is the rank's own, so the result must equal plain batch statistics, after a trip through the
+// host (the GPU stages these nodes through host memory for the communicator).
+static void same_on_every_rank(void *group, float *buf, size_t n) { (void)group, (void)buf, (void)n; }
+
+static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
+  float xv[3 * 4 * 5 * 6], init[12], want[12], got[12], stats_cpu[12], stats_gpu[12];
+  test_fill_uniform(xv, 360, 3, 0, -2, 3);
+  test_fill_uniform(init, 12, 3, 1, 0.5f, 1.5f);
+  ef_backend *bes[2] = {cpu, gpu};
+  float *outs[2] = {want, got}, *stats[2] = {stats_cpu, stats_gpu};
+  for (int k = 0; k < 2; k++) {
+    ef_store *store = ef_store_new();
+    int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 6}, (ef_init){0});
+    CHECK(ef_store_bind(store, bes[k]) == EF_OK, "%s", ef_last_error());
+    ef_graph *g = ef_graph_new(store, SEED);
+    ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){3, 4, 5, 6});
+    ef_tensor *st = ef_sync_stats(g, ef_bn_stats(g, x), 2);
+    ef_graph_keep(g, st);
+    ef_bn_update(g, ef_param(g, run, 1, NULL), st, 0.1f);
+    ef_plan *plan;
+    CHECK(ef_plan_new(&plan, g, bes[k], &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+    ef_store_write(store, run, EF_ARENA_STATE, init);
+    ef_plan_set(plan, x, xv);
+    ef_run_ctx ctx = {.group_mean = same_on_every_rank};
+    ef_plan_run(plan, &ctx);
+    ef_plan_run(plan, &ctx);
+    ef_store_read(store, run, EF_ARENA_STATE, outs[k]);
+    ef_plan_get(plan, st, stats[k]);
+    ef_plan_free(plan);
+    ef_graph_free(g);
+    ef_store_free(store);
+  }
+  compare("running statistics", "sync_stats + bn_update", EF_F32, got, want, 12);
+  compare("group statistics", "sync_stats + bn_update", EF_F32, stats_gpu, stats_cpu, 12);
+}
+
+int main(int argc, char **argv) {
+  char why[256];
+  if (ef_cuda_device_count(why, sizeof why) == 0) {
+    printf("skipped: %s\n", why);
+    return 77;
+  }
+  ef_backend *cpu = ef_cpu_backend_new(0), *gpu = ef_cuda_backend_new(&(ef_cuda_opts){.device = 0});
+  if (!cpu || !gpu) {
+    fprintf(stderr, "%s\n", ef_last_error());
+    return 1;
+  }
+  printf("CUDA backend on %s\n", ef_cuda_describe(gpu));
+  const char *only = argc > 1 ? argv[1] : NULL; // a substring of case names, to run a subset
+  const ef_dtype precisions[] = {EF_F32, EF_BF16, EF_F16};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (only && !strstr(cases[i].name, only)) continue;
+    for (int p = 0; p < 3; p++) {
+      int before = test_failures;
+      check_case(&cases[i], cpu, gpu, precisions[p]);
+      printf("%-48s %-5s %s\n", cases[i].name, ef_dtype_name(precisions[p]), test_failures == before ? "ok" : "FAILED");
+      fflush(stdout);
+    }
+  }
+  if (!only || strstr("sync_stats + bn_update", only)) {
+    int before = test_failures;
+    check_sync_and_update(cpu, gpu);
+    printf("%-48s %-5s %s\n", "sync_stats + bn_update", "f32", test_failures == before ? "ok" : "FAILED");
+  }
+  ef_backend_free(gpu);
+  ef_backend_free(cpu);
+  return test_exit_code();
+}

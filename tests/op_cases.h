@@ -1,0 +1,309 @@
+// The op cases shared by the op tests: each op on odd shapes (inputs, their ranges, which need a
+// gradient), how to build it, and its naive float64 reference. tests/test_ops.c checks the CPU
+// backend against the references; tests/gpu/test_cuda_ops.c checks the CUDA backend against the CPU.
+#ifndef EF_TESTS_OP_CASES_H
+#define EF_TESTS_OP_CASES_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/graph.h"
+#include "core/philox.h"
+
+#define SEED 1234
+#define STEP 7
+
+typedef enum { IN_INPUT, IN_PARAM, IN_STATE } in_kind;
+
+typedef struct {
+  const char *name;
+  in_kind kind;
+  ef_dtype dtype;
+  int ndim;
+  int64_t shape[4];
+  bool grad;        // differentiate with respect to it
+  float lo, hi;     // value range; labels are integers in [0, hi)
+  float avoid;      // keep values this far from the kinks of ReLU/ReLU6 at 0 and 6
+} in_spec;
+
+struct op_case;
+typedef struct {
+  const double *in[5];
+  ef_tensor *t[5]; // shapes of the inputs
+  const ef_tensor *out;
+  double *y;       // to fill, ef_numel(out) values
+} ref_io;
+
+typedef struct op_case {
+  const char *name;
+  int n_in;
+  in_spec in[5];
+  ef_tensor *(*build)(ef_graph *g, ef_tensor **in, const struct op_case *c);
+  void (*ref)(const ref_io *io, const struct op_case *c);
+  int stride, dilation, groups;
+  ef_padding pad;
+  ef_act act;
+  float eps, rate, smoothing;
+  bool flag;       // bn: batch statistics; dropout: per sample; reduce: mean
+  int ndim2;
+  int64_t shape2[4];
+} op_case;
+
+static int64_t spec_numel(const in_spec *s) {
+  int64_t n = 1;
+  for (int i = 0; i < s->ndim; i++) n *= s->shape[i];
+  return n;
+}
+
+// ---- float64 references --------------------------------------------------------------------
+
+static double ref_act(ef_act a, double x) {
+  switch (a) {
+  case EF_ACT_SWISH: return x / (1 + exp(-x));
+  case EF_ACT_SIGMOID: return 1 / (1 + exp(-x));
+  case EF_ACT_RELU: return x > 0 ? x : 0;
+  case EF_ACT_RELU6: return x < 0 ? 0 : x > 6 ? 6 : x;
+  default: return x;
+  }
+}
+
+// Padding of one axis, written from the definitions: PyTorch pads d*(k-1)/2 on both sides;
+// TF "SAME" makes out = ceil(in/s) and puts the extra pixel at the end.
+static void ref_pad(ef_padding mode, int64_t in, int64_t k, int s, int d, int64_t *lo, int64_t *out) {
+  int64_t span = d * (k - 1) + 1, hi;
+  if (mode == EF_PAD_SYMMETRIC) {
+    *lo = hi = (span - 1) / 2;
+  } else {
+    int64_t o = (in + s - 1) / s, total = (o - 1) * s + span - in;
+    if (total < 0) total = 0;
+    *lo = total / 2;
+    hi = total - *lo;
+  }
+  *out = (in + *lo + hi - span) / s + 1;
+}
+
+static void ref_conv(const ref_io *io, const op_case *c) {
+  const int64_t *xs = io->t[0]->shape, *ws = io->t[1]->shape, *ys = io->out->shape;
+  int64_t pt, pl, oh, ow;
+  ref_pad(c->pad, xs[1], ws[1], c->stride, c->dilation, &pt, &oh);
+  ref_pad(c->pad, xs[2], ws[2], c->stride, c->dilation, &pl, &ow);
+  CHECK(ys[0] == xs[0] && ys[1] == oh && ys[2] == ow && ys[3] == ws[0], "%s: output shape", c->name);
+  int64_t cg = ws[3], og = ws[0] / c->groups;
+  const double *x = io->in[0], *w = io->in[1], *b = c->n_in == 3 ? io->in[2] : NULL;
+  for (int64_t n = 0; n < xs[0]; n++)
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++)
+        for (int64_t o = 0; o < ws[0]; o++) {
+          double acc = b ? b[o] : 0;
+          int64_t g = o / og;
+          for (int64_t ki = 0; ki < ws[1]; ki++)
+            for (int64_t kj = 0; kj < ws[2]; kj++) {
+              int64_t hi = i * c->stride - pt + ki * c->dilation, wi = j * c->stride - pl + kj * c->dilation;
+              if (hi < 0 || hi >= xs[1] || wi < 0 || wi >= xs[2]) continue;
+              for (int64_t ci = 0; ci < cg; ci++)
+                acc += x[((n * xs[1] + hi) * xs[2] + wi) * xs[3] + g * cg + ci] * w[((o * ws[1] + ki) * ws[2] + kj) * cg + ci];
+            }
+          io->y[((n * oh + i) * ow + j) * ws[0] + o] = acc;
+        }
+}
+
+// inputs: x, then (training) affine, or (running statistics) stats, affine.
+static void ref_bn(const ref_io *io, const op_case *c) {
+  const ef_tensor *xt = io->t[0];
+  int64_t ch = xt->shape[xt->ndim - 1], rows = ef_numel(xt) / ch;
+  const double *x = io->in[0], *affine = io->in[c->flag ? 1 : 2];
+  for (int64_t k = 0; k < ch; k++) {
+    double mean, var;
+    if (c->flag) {
+      double s = 0, q = 0;
+      for (int64_t r = 0; r < rows; r++) s += x[r * ch + k];
+      mean = s / rows;
+      for (int64_t r = 0; r < rows; r++) q += (x[r * ch + k] - mean) * (x[r * ch + k] - mean);
+      var = q / rows;
+    } else {
+      mean = io->in[1][k], var = io->in[1][ch + k];
+    }
+    for (int64_t r = 0; r < rows; r++)
+      io->y[r * ch + k] = ref_act(c->act, (x[r * ch + k] - mean) / sqrt(var + c->eps) * affine[k] + affine[ch + k]);
+  }
+}
+
+static void ref_act_op(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = ref_act(c->act, io->in[0][i]);
+}
+
+static void ref_add(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i] + io->in[1][i];
+}
+
+static void ref_channel_mul(const ref_io *io, const op_case *c) {
+  const int64_t *s = io->t[0]->shape;
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i] * io->in[1][(i / (s[1] * s[2] * s[3])) * s[3] + i % s[3]];
+}
+
+static void ref_gap(const ref_io *io, const op_case *c) {
+  const int64_t *s = io->t[0]->shape;
+  CHECK(io->out->shape[1] == 1 && io->out->shape[2] == 1 && io->out->shape[3] == s[3], "%s: output shape", c->name);
+  for (int64_t n = 0; n < s[0]; n++)
+    for (int64_t k = 0; k < s[3]; k++) {
+      double acc = 0;
+      for (int64_t p = 0; p < s[1] * s[2]; p++) acc += io->in[0][(n * s[1] * s[2] + p) * s[3] + k];
+      io->y[n * s[3] + k] = acc / (double)(s[1] * s[2]);
+    }
+}
+
+static void ref_linear(const ref_io *io, const op_case *c) {
+  const ef_tensor *x = io->t[0], *w = io->t[1];
+  int64_t in = w->shape[1], out = w->shape[0], rows = ef_numel(x) / in;
+  CHECK(ef_numel(io->out) == rows * out, "%s: output shape", c->name);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t o = 0; o < out; o++) {
+      double acc = c->n_in == 3 ? io->in[2][o] : 0;
+      for (int64_t i = 0; i < in; i++) acc += io->in[0][r * in + i] * io->in[1][o * in + i];
+      io->y[r * out + o] = acc;
+    }
+}
+
+// The mask of the graph's k-th dropout: element i (or sample n) kept when Philox word i (n) of
+// (SEED, dropout stream k, STEP) gives a uniform >= rate.
+static void dropout_mask(const double *x, double *y, int64_t n, int64_t per, const op_case *c, uint32_t k) {
+  for (int64_t i = 0; i < n; i++) {
+    double u = ef_philox_uniform(SEED, ef_rng_stream(EF_RNG_DROPOUT, k), STEP, (uint64_t)(c->flag ? i / per : i));
+    y[i] = u >= c->rate ? x[i] / (1.0 - c->rate) : 0.0;
+  }
+}
+
+static void ref_dropout(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->out);
+  dropout_mask(io->in[0], io->y, n, n / io->out->shape[0], c, 0);
+}
+
+// Two dropouts in a row must draw different masks (streams 0 and 1).
+static void ref_dropout2(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->out);
+  double *mid = malloc(sizeof(double) * (size_t)n);
+  dropout_mask(io->in[0], mid, n, n / io->out->shape[0], c, 0);
+  dropout_mask(mid, io->y, n, n / io->out->shape[0], c, 1);
+  free(mid);
+}
+
+static void ref_softmax_ce(const ref_io *io, const op_case *c) {
+  int64_t n = io->t[0]->shape[0], k = io->t[0]->shape[1];
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double *z = io->in[0] + i * k;
+    int y = (int)io->in[1][i];
+    double sum = 0;
+    for (int64_t j = 0; j < k; j++) sum += exp(z[j]);
+    for (int64_t j = 0; j < k; j++) {
+      double t = c->smoothing / k + (j == y ? 1 - c->smoothing : 0);
+      total -= t * (z[j] - log(sum));
+    }
+  }
+  io->y[0] = total / n;
+}
+
+static void ref_reduce(const ref_io *io, const op_case *c) {
+  int64_t n = ef_numel(io->t[0]);
+  double acc = 0;
+  for (int64_t i = 0; i < n; i++) acc += io->in[0][i];
+  io->y[0] = c->flag ? acc / n : acc;
+}
+
+static void ref_copy(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i];
+}
+
+// ---- builders --------------------------------------------------------------------------------
+
+static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_conv2d(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL, c->stride, c->dilation, c->groups, c->pad);
+}
+static ef_tensor *build_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
+  if (c->flag) return ef_bn(g, in[0], ef_bn_stats(g, in[0]), in[1], c->eps, c->act, true);
+  return ef_bn(g, in[0], in[1], in[2], c->eps, c->act, false);
+}
+static ef_tensor *build_act(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_activate(g, in[0], c->act); }
+static ef_tensor *build_add(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_add(g, in[0], in[1]); }
+static ef_tensor *build_channel_mul(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_channel_mul(g, in[0], in[1]); }
+static ef_tensor *build_gap(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_gap(g, in[0]); }
+static ef_tensor *build_linear(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_linear(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL);
+}
+static ef_tensor *build_dropout(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_dropout(g, in[0], c->rate, c->flag); }
+static ef_tensor *build_dropout2(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_dropout(g, ef_dropout(g, in[0], c->rate, c->flag), c->rate, c->flag);
+}
+static ef_tensor *build_softmax_ce(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_softmax_ce(g, in[0], in[1], c->smoothing);
+}
+static ef_tensor *build_reduce(ef_graph *g, ef_tensor **in, const op_case *c) { return c->flag ? ef_mean(g, in[0]) : ef_sum(g, in[0]); }
+static ef_tensor *build_reshape(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_reshape(g, in[0], c->ndim2, c->shape2); }
+
+#define X(...) {"x", IN_INPUT, EF_F32, __VA_ARGS__, true, -1, 1, 0}
+#define W(name, ...) {name, IN_PARAM, EF_F32, __VA_ARGS__, true, -1, 1, 0}
+
+// ---- the cases ---------------------------------------------------------------------------------
+
+// A convolution case; n_in 3 adds a bias of the weights' output size.
+// Shapes are parenthesized lists: (N,H,W,C) and (O,KH,KW,I/groups).
+#define SHAPE(...) {__VA_ARGS__}
+#define FIRST(a, ...) a
+#define CONV(nm, n_in, xs, ws, s, d, gr, pd) \
+  {nm, n_in, {X(4, SHAPE xs), W("w", 4, SHAPE ws), W("b", 1, {FIRST ws})}, build_conv, ref_conv, .stride = s, .dilation = d, .groups = gr, .pad = pd}
+
+static const op_case cases[] = {
+    CONV("conv 3x3 s1 symmetric, 5->6", 2, (2, 7, 7, 5), (6, 3, 3, 5), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("conv 3x3 s2 same, odd asymmetric 8x7", 2, (2, 8, 7, 4), (8, 3, 3, 4), 2, 1, 1, EF_PAD_SAME),
+    CONV("conv 3x3 s2 symmetric, odd 9x9", 2, (2, 9, 9, 4), (5, 3, 3, 4), 2, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("depthwise 5x5 s2 same, 9x10", 2, (2, 9, 10, 6), (6, 5, 5, 1), 2, 1, 6, EF_PAD_SAME),
+    CONV("depthwise 3x3 s2 symmetric, batch 1", 2, (1, 7, 7, 10), (10, 3, 3, 1), 2, 1, 10, EF_PAD_SYMMETRIC),
+    CONV("depthwise 3x3 s1 same, 11 channels", 2, (2, 6, 5, 11), (11, 3, 3, 1), 1, 1, 11, EF_PAD_SAME),
+    CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),
+    CONV("3x3 s2 same on 1x1 spatial", 2, (2, 1, 1, 6), (5, 3, 3, 6), 2, 1, 1, EF_PAD_SAME),
+    CONV("grouped 3x3 dilation 2, 2 groups", 2, (2, 9, 9, 6), (4, 3, 3, 3), 1, 2, 2, EF_PAD_SYMMETRIC),
+    CONV("stem-like 3x3 s2 same, 3->8, 11x11", 3, (2, 11, 11, 3), (8, 3, 3, 3), 2, 1, 1, EF_PAD_SAME),
+
+    {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
+    {"bn train + swish, batch 1", 2, {X(4, {1, 3, 3, 9}), W("affine", 2, {2, 9})}, build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+    {"bn train + sigmoid", 2, {X(4, {3, 2, 2, 5}), W("affine", 2, {2, 5})}, build_bn, ref_bn, .eps = 1e-5f, .act = EF_ACT_SIGMOID, .flag = true},
+    {"bn train on (rows, C)", 2, {X(2, {6, 10}), W("affine", 2, {2, 10})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
+    {"bn train + swish, 250 rows (uneven chunks)", 2, {{"x", IN_INPUT, EF_F32, 4, {2, 5, 25, 13}, true, 2, 4, 0}, W("affine", 2, {2, 13})},
+     build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+    {"bn running stats + swish, 162 rows", 3, {X(4, {2, 9, 9, 6}), {"running", IN_STATE, EF_F32, 2, {2, 6}, false, 0.5f, 1.5f, 0}, W("affine", 2, {2, 6})},
+     build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH},
+
+    {"swish", 1, {X(4, {2, 3, 3, 5})}, build_act, ref_act_op, .act = EF_ACT_SWISH},
+    {"sigmoid", 1, {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -4, 4, 0}}, build_act, ref_act_op, .act = EF_ACT_SIGMOID},
+    {"relu", 1, {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -1, 1, 0.05f}}, build_act, ref_act_op, .act = EF_ACT_RELU},
+    {"relu6", 1, {{"x", IN_INPUT, EF_F32, 2, {9, 7}, true, -2, 8, 0.05f}}, build_act, ref_act_op, .act = EF_ACT_RELU6},
+    {"add", 2, {X(4, {2, 3, 4, 5}), {"b", IN_INPUT, EF_F32, 4, {2, 3, 4, 5}, true, -1, 1, 0}}, build_add, ref_add},
+    {"channel_mul (squeeze-excite scale)", 2, {X(4, {2, 3, 3, 7}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 7}, true, 0, 1, 0}},
+     build_channel_mul, ref_channel_mul},
+    {"channel_mul, 70 channels", 2, {X(4, {2, 2, 3, 70}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 70}, true, 0, 1, 0}},
+     build_channel_mul, ref_channel_mul},
+    {"global average pool", 1, {X(4, {2, 3, 5, 7})}, build_gap, ref_gap},
+    {"global average pool of 1x1", 1, {X(4, {1, 1, 1, 9})}, build_gap, ref_gap},
+    {"global average pool, 130 channels", 1, {X(4, {2, 3, 3, 130})}, build_gap, ref_gap},
+    {"linear with bias", 3, {X(2, {4, 6}), W("w", 2, {5, 6}), W("b", 1, {5})}, build_linear, ref_linear},
+    {"linear on (N,1,1,C), no bias", 2, {X(4, {2, 1, 1, 7}), W("w", 2, {3, 7})}, build_linear, ref_linear},
+    {"linear batch 1, 10->10", 3, {X(2, {1, 10}), W("w", 2, {10, 10}), W("b", 1, {10})}, build_linear, ref_linear},
+    {"linear with bias, 150 rows", 3, {X(2, {150, 5}), W("w", 2, {3, 5}), W("b", 1, {3})}, build_linear, ref_linear},
+    {"dropout per element, 150 elements", 1, {X(4, {2, 5, 5, 3})}, build_dropout, ref_dropout, .rate = 0.3f},
+    {"drop-path per sample", 1, {X(4, {6, 2, 2, 3})}, build_dropout, ref_dropout, .rate = 0.5f, .flag = true},
+    {"two dropouts draw different masks", 1, {X(2, {9, 11})}, build_dropout2, ref_dropout2, .rate = 0.4f},
+    {"softmax cross-entropy", 2, {{"logits", IN_INPUT, EF_F32, 2, {5, 7}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {5}, false, 0, 7, 0}},
+     build_softmax_ce, ref_softmax_ce},
+    {"softmax cross-entropy, smoothing 0.1", 2,
+     {{"logits", IN_INPUT, EF_F32, 2, {3, 10}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {3}, false, 0, 10, 0}},
+     build_softmax_ce, ref_softmax_ce, .smoothing = 0.1f},
+    {"sum", 1, {X(3, {3, 4, 5})}, build_reduce, ref_reduce},
+    {"sum of 5050 (uneven chunks)", 1, {X(2, {50, 101})}, build_reduce, ref_reduce},
+    {"mean", 1, {X(4, {2, 3, 3, 2})}, build_reduce, ref_reduce, .flag = true},
+    {"reshape (N,1,1,C) -> (N,C)", 1, {X(4, {2, 1, 1, 6})}, build_reshape, ref_copy, .ndim2 = 2, .shape2 = {2, 6}},
+};
+
+#endif
