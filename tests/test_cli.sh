@@ -62,9 +62,12 @@ expect 0 '"model": "b1-custom", "resolution": 64, "batch": 3, "mode": "infer"' b
   --iters 1 --warmup 0 --mode infer --json
 expect 2 "bad --batch '8,x'" bench b0 --batch 8,x
 expect 0 "effnet b2-custom 32x32 batch 1 inference" bench --model b0,b2 --resolution 32 --batch 1 --iters 1 --warmup 0 --mode infer
-expect 2 "the CPU backend computes in f32" bench b0 --precision bf16
+expect 2 "--precision bf16 needs --device cuda" bench b0 --precision bf16
+expect 2 "--precision must be f32, tf32, bf16 or f16" bench b0 --precision fp8
 expect 2 "--mode must be infer or train" bench b0 --mode eval
-expect 2 "--device 'cuda' is not one of: cpu" bench b0 --device cuda
+expect 1 "cannot start device cuda:99" bench b0 --device cuda:99
+expect 2 "--device must be cpu, cuda or cuda:N, not 'gpu'" bench b0 --device gpu
+expect 2 "--device 'cuda:x': write cuda or cuda:N" bench b0 --device cuda:x
 expect 2 "bad --batch 'maximum'" bench b0 --batch maximum
 expect 1 "not even one image fits 1 MiB" bench b0 --batch max --memory-mib 1
 # --batch max: the largest batch whose plan fits the budget; one more image would not fit.

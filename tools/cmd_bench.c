@@ -12,16 +12,19 @@
 #include "core/plan.h"
 #include "data/loader.h"
 #include "tools/effnet.h"
+#include "cuda/cuda.h"
+#include "tools/device.h"
 #include "tools/model_args.h"
 #include "train/optim.h"
+#include "train/update.h"
 
 static void bench_usage(FILE *f) {
   fprintf(f,
           "usage: effnet bench MODEL... [flags]     (MODEL: b0 ... b7, or all; or --phi F)\n"
           "       effnet bench --model b0[,b2...]|all [flags]\n"
           "\n"
-          "Times inference or a training step (forward, backward, SGD update) on the CPU, for each\n"
-          "model and batch size; synthetic images unless --data gives a dataset.\n"
+          "Times inference or a training step (forward, backward, SGD update) on the CPU or a GPU,\n"
+          "for each model and batch size; synthetic images unless --data gives a dataset.\n"
           "\n"
           "  --mode MODE           infer or train  [train]\n"
           "  --batch N[,N...]|max  images per step; a list sweeps; max: the largest batch whose\n"
@@ -29,15 +32,17 @@ static void bench_usage(FILE *f) {
           "  --warmup N            untimed steps first  [2]\n"
           "  --iters N             timed steps  [10]\n"
           "  --threads N           CPU threads (0: one per core)  [0]\n"
-          "  --precision P         f32 (the CPU backend's only one)  [f32]\n"
-          "  --device D            cpu (the CUDA backend is not built yet)  [cpu]\n"
-          "  --memory-mib N        memory budget for max batch (0: what the system has available)  [0]\n"
+          EF_DEVICE_USAGE
+          "  --eager               CUDA: run each step op by op instead of replaying it as a captured\n"
+          "                        CUDA graph (--profile always runs eagerly)\n"
+          "  --memory-mib N        memory budget for max batch (0: what the system, or the GPU, has free)  [0]\n"
           "  --data PATH           end to end: batches from this dataset through the loader (the train\n"
           "                        transform for --mode train, the eval transform for infer), at\n"
           "                        the model's resolution; the step time includes waiting for it\n"
           "  --loader-threads N    loader threads with --data  [1]\n"
           "  --json                one JSON object per line instead of text (peak_rss_mib: the\n"
-          "                        process's peak so far, over the configurations run before)\n"
+          "                        process's peak so far, over the configurations run before;\n"
+          "                        peak_device_mib: the GPU memory in use at effnet's peak, likewise)\n"
           "  --profile             time by op kind (and by op) over the timed steps\n");
   ef_model_args_usage(f);
 }
@@ -48,8 +53,9 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 typedef struct {
-  bool training, json, profile;
-  long warmup, iters, threads, loader_threads;
+  bool training, json, profile, eager;
+  const ef_device *dev;
+  long warmup, iters, loader_threads;
   double budget;          // bytes the planned memory may use (max batch)
   const ef_dataset *data; // --data, or NULL for synthetic images
 } bench_opts;
@@ -58,7 +64,7 @@ typedef struct {
 typedef struct {
   char model[16];
   long resolution, batch, max_batch;
-  double params, macs, images_s, median_ms, planned_mib, rss_mib;
+  double params, macs, images_s, median_ms, planned_mib, rss_mib; // rss_mib: the GPU's peak on CUDA
 } bench_row;
 
 // ---- profile by op kind ---------------------------------------------------------------------
@@ -149,11 +155,11 @@ static void profile_json(const kind_profile *k, FILE *f) {
 typedef struct {
   ef_store *s;
   ef_graph *g;
-  ef_tensor *images, *labels, *out;
+  ef_tensor *images, *labels, *out, *seed; // seed: the loss's gradient (1)
   ef_layer_ctx ctx;
 } bench_graph;
 
-static void graph_build(bench_graph *b, const ef_effnet_config *cfg, long batch, bool training) {
+static void graph_build(bench_graph *b, const ef_effnet_config *cfg, long batch, bool training, ef_dtype activations) {
   b->s = ef_store_new();
   b->g = ef_graph_new(b->s, 1);
   int64_t r = cfg->resolution, shape[4] = {batch, r, r, cfg->in_channels};
@@ -163,9 +169,11 @@ static void graph_build(bench_graph *b, const ef_effnet_config *cfg, long batch,
   if (training) {
     b->labels = ef_input(b->g, "labels", EF_I32, 1, (int64_t[]){batch});
     b->out = ef_softmax_ce(b->g, b->out, b->labels, 0.1f);
-    ef_graph_backward(b->g, b->out);
+    b->seed = ef_input(b->g, "loss_scale", EF_F32, 1, (int64_t[]){1});
+    ef_graph_backward_from(b->g, b->out, b->seed);
   }
   ef_graph_keep(b->g, b->out);
+  ef_graph_set_precision(b->g, activations, false);
 }
 
 static void graph_free(bench_graph *b) {
@@ -179,9 +187,9 @@ static double store_bytes(const ef_store *s, bool training) {
 }
 
 // The planned memory of a batch: the activation arena plus the store's arenas.
-static double planned_bytes(const ef_effnet_config *cfg, long batch, bool training) {
+static double planned_bytes(const ef_effnet_config *cfg, long batch, bool training, ef_dtype activations) {
   bench_graph b;
-  graph_build(&b, cfg, batch, training);
+  graph_build(&b, cfg, batch, training, activations);
   size_t arena, naive;
   ef_plan_measure(b.g, &arena, &naive);
   double bytes = (double)arena + store_bytes(b.s, training);
@@ -191,12 +199,12 @@ static double planned_bytes(const ef_effnet_config *cfg, long batch, bool traini
 
 // The largest batch whose planned memory fits `budget` (0 when not even one image fits): the
 // arena grows linearly with the batch, so two plans give the estimate and more plans confirm it.
-static long max_batch(const ef_effnet_config *cfg, bool training, double budget) {
-  double one = planned_bytes(cfg, 1, training), per_image = planned_bytes(cfg, 2, training) - one;
+static long max_batch(const ef_effnet_config *cfg, bool training, ef_dtype activations, double budget) {
+  double one = planned_bytes(cfg, 1, training, activations), per_image = planned_bytes(cfg, 2, training, activations) - one;
   if (one > budget) return 0;
   long b = per_image > 0 ? 1 + (long)((budget - one) / per_image) : 1 << 16;
   if (b > 1 << 16) b = 1 << 16;
-  while (b > 1 && planned_bytes(cfg, b, training) > budget) b--;
+  while (b > 1 && planned_bytes(cfg, b, training, activations) > budget) b--;
   return b;
 }
 
@@ -232,13 +240,34 @@ static ef_status loader_feed(ef_loader *l, ef_plan *p, const bench_graph *b, int
   return EF_OK;
 }
 
+// A training step on a device: zero the gradients, forward and backward, the update (captured
+// whole as a CUDA graph unless --eager).
+typedef struct {
+  ef_store *s;
+  ef_plan *p;
+  ef_device_update *u;
+  const ef_run_ctx *ctx;
+} device_step_args;
+
+static void device_step(void *arg) {
+  device_step_args *a = arg;
+  ef_store_zero_grads(a->s);
+  ef_plan_run(a->p, a->ctx);
+  ef_device_update_queue(a->u, a->s, NULL);
+}
+
+static void device_step_infer(void *plan) { ef_plan_run(plan, &(ef_run_ctx){0}); }
+
 // Times one configuration; prints its line and fills row. Returns 0, or 1 after a message.
 static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const bench_opts *o, bench_row *row) {
   bench_graph b;
-  graph_build(&b, cfg, batch, o->training);
-  ef_backend *be = ef_cpu_backend_new((int)o->threads);
+  graph_build(&b, cfg, batch, o->training, o->dev->activations);
+  ef_backend *be = o->dev->be;
+  bool device = o->dev->cuda;
   ef_plan *p = NULL;
   ef_optim optim = {0};
+  ef_device_update upd = {0};
+  ef_capture cap = {0};
   ef_loader *loader = NULL;
   float *x = NULL;
   int32_t *y = NULL;
@@ -247,10 +276,6 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
   int rc = 1;
   ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
   ef_status st = EF_OK;
-  if (!be) {
-    fprintf(stderr, "effnet bench: cannot create the CPU backend: %s\n", ef_last_error());
-    goto out;
-  }
   if (o->data && o->data->num_classes > cfg->num_classes) {
     fprintf(stderr, "effnet bench: %s has %d classes but the model %d: give --classes %d\n", o->data->source,
             o->data->num_classes, cfg->num_classes, o->data->num_classes);
@@ -264,7 +289,8 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
   }
   if (st != EF_OK || ef_store_bind(b.s, be) != EF_OK ||
       ef_plan_new(&p, b.g, be, &(ef_plan_opts){.profile = o->profile}) != EF_OK ||
-      (o->training && ef_optim_init(&optim, b.s, &oc) != EF_OK)) {
+      (o->training && ef_optim_init(&optim, b.s, &oc) != EF_OK) ||
+      (o->training && device && ef_device_update_init(&upd, &optim, b.s) != EF_OK)) {
     fprintf(stderr, "effnet bench: %s\n", ef_last_error());
     goto out;
   }
@@ -276,6 +302,7 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
     ef_plan_set(p, b.images, x);
     if (b.labels) ef_plan_set(p, b.labels, y);
   }
+  if (b.seed) ef_plan_set(p, b.seed, &(float){1.0f});
   ms = ef_xmalloc(sizeof(double) * (size_t)o->iters);
   for (long i = 0; i < o->warmup + o->iters; i++) {
     if (i == o->warmup) ef_plan_profile_reset(p);
@@ -284,12 +311,36 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
       fprintf(stderr, "effnet bench: %s\n", ef_last_error());
       goto out;
     }
-    double t1 = 1e3 * ef_seconds();
-    if (o->training) ef_store_zero_grads(b.s);
-    double t2 = 1e3 * ef_seconds();
-    ef_plan_run(p, &(ef_run_ctx){.step = (uint32_t)i});
-    double t3 = 1e3 * ef_seconds();
-    if (o->training) ef_optim_step(&optim, b.s, 1e-4); // a small rate keeps the weights sane
+    double t1 = 1e3 * ef_seconds(), t2, t3;
+    ef_run_ctx ctx = {.step = (uint32_t)i};
+    if (device && o->training) {
+      ef_device_update_values(&upd, &optim, NULL, 1e-4, 0, 1); // a small rate keeps the weights sane
+      device_step_args a = {b.s, p, &upd, &ctx};
+      if (o->eager || o->profile) { // the update's time apart from the plan's
+        ef_store_zero_grads(b.s);
+        ef_plan_run(p, &ctx);
+        be->synchronize(be);
+        t2 = t1, t3 = 1e3 * ef_seconds();
+        ef_device_update_queue(&upd, b.s, NULL);
+      } else {
+        ef_capture_run(&cap, be, &ctx, device_step, &a);
+        t2 = t1, t3 = t1;
+      }
+      be->synchronize(be);
+      double norm;
+      ef_device_update_finish(&upd, &optim, NULL, &norm);
+    } else if (device) {
+      if (o->eager || o->profile) ef_plan_run(p, &ctx);
+      else ef_capture_run(&cap, be, &ctx, device_step_infer, p);
+      be->synchronize(be);
+      t2 = t1, t3 = 1e3 * ef_seconds();
+    } else {
+      if (o->training) ef_store_zero_grads(b.s);
+      t2 = 1e3 * ef_seconds();
+      ef_plan_run(p, &ctx);
+      t3 = 1e3 * ef_seconds();
+      if (o->training) ef_optim_step(&optim, b.s, 1e-4); // a small rate keeps the weights sane
+    }
     double t4 = 1e3 * ef_seconds();
     if (i >= o->warmup) {
       ms[i - o->warmup] = t4 - t0;
@@ -308,10 +359,13 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
   double params = store_bytes(b.s, o->training) / 1048576.0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
+  double peak_mib = device ? (double)ef_cuda_peak_device_bytes(be) / 1048576.0 : (double)ru.ru_maxrss / 1024.0;
+  char where[512];
+  ef_device_describe(o->dev, where, sizeof where);
   *row = (bench_row){.resolution = cfg->resolution, .batch = batch, .max_batch = fits,
                      .params = (double)b.ctx.params, .macs = (double)b.ctx.macs / (double)batch,
                      .images_s = (double)batch * 1e3 / median, .median_ms = median,
-                     .planned_mib = arena + params, .rss_mib = (double)ru.ru_maxrss / 1024.0};
+                     .planned_mib = arena + params, .rss_mib = peak_mib};
   snprintf(row->model, sizeof row->model, "%s", cfg->name);
   kind_profile kp;
   // Zeroing writes the gradients; the update reads parameters and gradients, reads and writes the
@@ -321,22 +375,24 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
     profile_by_kind(p, o->training ? optim_ms / (double)o->iters : 0, optim_bytes, loader ? data_ms / (double)o->iters : 0, &kp);
   const char *what = o->training ? "train step" : "inference";
   if (o->json) {
-    printf("{\"model\": \"%s\", \"resolution\": %d, \"batch\": %ld, \"mode\": \"%s\", \"data\": \"%s\", \"threads\": %d, "
+    printf("{\"model\": \"%s\", \"resolution\": %d, \"batch\": %ld, \"mode\": \"%s\", \"data\": \"%s\", "
+           "\"device\": \"%s\", \"precision\": \"%s\", \"graph\": %s, "
            "\"median_ms\": %.3f, \"p99_ms\": %.3f, \"images_per_s\": %.2f, \"gflops\": %.2f, \"params\": %.0f, "
            "\"macs_per_image\": %.0f, \"arena_mib\": %.1f, \"arena_naive_mib\": %.1f, \"params_mib\": %.1f, "
-           "\"peak_rss_mib\": %.1f, \"max_batch\": %ld",
-           cfg->name, cfg->resolution, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic",
-           ef_cpu_threads(be), median, p99, row->images_s, gflops, row->params, row->macs, arena, naive, params, row->rss_mib,
-           fits);
+           "\"peak_rss_mib\": %.1f, \"peak_device_mib\": %.1f, \"max_batch\": %ld",
+           cfg->name, cfg->resolution, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic", where,
+           o->dev->precision, device && !o->eager && !o->profile ? "true" : "false", median, p99, row->images_s, gflops,
+           row->params, row->macs, arena, naive, params, (double)ru.ru_maxrss / 1024.0, device ? peak_mib : 0.0, fits);
     if (o->profile) profile_json(&kp, stdout);
     printf("}\n");
   } else {
-    printf("effnet %s %dx%d batch %ld %s%s, %d threads: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n",
-           cfg->name, cfg->resolution, cfg->resolution, batch, what, o->data ? " (data through the loader)" : "",
-           ef_cpu_threads(be), median, p99, row->images_s, gflops);
-    printf("  memory: activation arena %.1f MiB planned (%.1f MiB without reuse), parameters%s %.1f MiB, peak resident %.1f "
+    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n",
+           cfg->name, cfg->resolution, cfg->resolution, batch, what, o->data ? " (data through the loader)" : "", where,
+           device && !o->eager && !o->profile ? ", CUDA graph" : "", median, p99, row->images_s, gflops);
+    printf("  memory: activation arena %.1f MiB planned (%.1f MiB without reuse), parameters%s %.1f MiB, peak %s %.1f "
            "MiB; largest batch that fits %.0f MiB: %ld\n",
-           arena, naive, o->training ? " + gradients + momentum" : "", params, row->rss_mib, o->budget / 1048576.0, fits);
+           arena, naive, o->training ? " + gradients + momentum" : "", params, device ? "GPU memory in use" : "resident",
+           row->rss_mib, o->budget / 1048576.0, fits);
     if (o->profile) {
       profile_print(&kp, stdout);
       ef_plan_profile_print(p, stdout);
@@ -347,10 +403,11 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
 out:
   free(x), free(y), free(ms);
   ef_loader_free(loader);
+  ef_capture_free(&cap, be);
+  ef_device_update_free(&upd);
   ef_optim_free(&optim);
   ef_plan_free(p);
   graph_free(&b);
-  ef_backend_free(be);
   return rc;
 }
 
@@ -391,8 +448,8 @@ int ef_cmd_bench(int argc, char **argv) {
   const char *mode = "train", *names[MAX_MODELS], *batches = "8", *precision = "f32", *model_list = NULL, *data = NULL,
              *device = "cpu";
   long warmup = 2, iters = 10, threads = 0, loader_threads = 1, memory_mib = 0;
-  int profile = 0, json = 0;
-  enum { N_FLAGS = 13 };
+  int profile = 0, json = 0, eager = 0;
+  enum { N_FLAGS = 14 };
   ef_flag flags[EF_MODEL_FLAGS + N_FLAGS] = {
       {"--model", EF_FLAG_STR, &model_list},
       {"--profile", EF_FLAG_BOOL, &profile},     {"--json", EF_FLAG_BOOL, &json},
@@ -401,33 +458,31 @@ int ef_cmd_bench(int argc, char **argv) {
       {"--threads", EF_FLAG_LONG, &threads, 0, 4096}, {"--precision", EF_FLAG_STR, &precision},
       {"--memory-mib", EF_FLAG_LONG, &memory_mib, 0, 1e9}, {"--data", EF_FLAG_STR, &data},
       {"--loader-threads", EF_FLAG_LONG, &loader_threads, 0, 256}, {"--device", EF_FLAG_STR, &device},
+      {"--eager", EF_FLAG_BOOL, &eager},
   };
   ef_model_args_init(&m, flags + N_FLAGS);
   int rc = ef_flags_parse("bench", argc, argv, flags, EF_MODEL_FLAGS + N_FLAGS, names, MAX_MODELS, bench_usage);
   if (rc) return rc;
-  bench_opts o = {.training = !strcmp(mode, "train"), .json = json, .profile = profile, .warmup = warmup, .iters = iters,
-                  .threads = threads, .loader_threads = loader_threads,
-                  .budget = memory_mib ? (double)memory_mib * 1048576.0 : available_bytes()};
+  bench_opts o = {.training = !strcmp(mode, "train"), .json = json, .profile = profile, .eager = eager, .warmup = warmup,
+                  .iters = iters, .loader_threads = loader_threads};
   if (!o.training && strcmp(mode, "infer")) {
     fprintf(stderr, "effnet bench: --mode must be infer or train, not '%s'\n", mode);
-    return 2;
-  }
-  if (strcmp(device, "cpu")) {
-    fprintf(stderr, "effnet bench: --device '%s' is not one of: cpu (the CUDA backend is not built yet)\n", device);
-    return 2;
-  }
-  if (strcmp(precision, "f32")) {
-    fprintf(stderr, "effnet bench: --precision %s: the CPU backend computes in f32 (bf16/f16 come with the CUDA backend)\n",
-            precision);
-    return 2;
-  }
-  if (o.budget <= 0) {
-    fprintf(stderr, "effnet bench: cannot read MemAvailable from /proc/meminfo: give --memory-mib\n");
     return 2;
   }
   long sizes[MAX_BATCHES];
   int n_sizes = parse_batches(batches, sizes, MAX_BATCHES);
   if (n_sizes < 0) return 2;
+  ef_device dev;
+  if ((rc = ef_device_open(&dev, "bench", device, precision, (int)threads)) != 0) return rc;
+  o.dev = &dev;
+  // Less a GiB on a GPU for the libraries' workspaces and the convolutions' scratch.
+  o.budget = memory_mib ? (double)memory_mib * 1048576.0 : dev.cuda ? (double)ef_cuda_free_bytes(dev.be) - 1073741824.0
+                                                                    : available_bytes();
+  if (o.budget <= 0) {
+    fprintf(stderr, "effnet bench: cannot tell how much memory is free: give --memory-mib\n");
+    ef_device_close(&dev);
+    return 2;
+  }
   // The models: the names given, as arguments or --model's comma list (all = b0 ... b7), or the
   // one --phi describes.
   static const char *const all[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"};
@@ -448,6 +503,7 @@ int ef_cmd_bench(int argc, char **argv) {
   ef_dataset ds;
   if (data && ef_dataset_open(data, 1, &ds) != EF_OK) {
     fprintf(stderr, "effnet bench: %s\n", ef_last_error());
+    ef_device_close(&dev);
     return 1;
   }
   o.data = data ? &ds : NULL;
@@ -456,7 +512,7 @@ int ef_cmd_bench(int argc, char **argv) {
   for (int i = 0; i < n_models && !rc; i++) {
     ef_effnet_config cfg;
     if ((rc = ef_model_args_config("bench", list[i], &m, &cfg)) != 0) break;
-    long fits = max_batch(&cfg, o.training, o.budget);
+    long fits = max_batch(&cfg, o.training, dev.activations, o.budget);
     for (int k = 0; k < n_sizes && !rc; k++) {
       long batch = sizes[k] ? sizes[k] : fits;
       if (batch < 1) {
@@ -469,5 +525,6 @@ int ef_cmd_bench(int argc, char **argv) {
   }
   if (!rc && !json && n_rows > 1) table_print(rows, n_rows, &o);
   if (data) ef_dataset_free(&ds);
+  ef_device_close(&dev);
   return rc;
 }

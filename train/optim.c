@@ -22,11 +22,35 @@ ef_optim_config ef_optim_defaults(ef_optim_kind kind) {
   EF_FATAL("optimizer kind %d", (int)kind);
 }
 
-ef_status ef_require_host_store(const ef_store *s, const char *who) {
-  if (!s->be || strcmp(s->be->name, "cpu"))
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "%s updates host memory: bind the store to the CPU backend (it is on %s)", who,
+_Static_assert((int)EF_OPT_SGD == (int)EF_UPDATE_SGD && (int)EF_OPT_RMSPROP == (int)EF_UPDATE_RMSPROP &&
+                   (int)EF_OPT_ADAMW == (int)EF_UPDATE_ADAMW,
+               "core/update.h numbers the optimizers as ef_optim_kind");
+
+ef_status ef_require_updatable_store(const ef_store *s, const char *who) {
+  if (!s->be || (strcmp(s->be->name, "cpu") && !s->be->arena))
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "%s cannot update a store on %s: bind it to the CPU backend or to CUDA", who,
                     s->be ? s->be->name : "no backend");
   return EF_OK;
+}
+
+ef_backend *ef_device_of(const ef_store *s) { return s->be && s->be->arena ? s->be : NULL; }
+
+float *ef_arena_alloc(ef_backend *device, size_t n, float value) {
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  if (device) {
+    float *p = device->alloc(device, bytes);
+    if (p) device->arena->fill(device, p, value, n);
+    return p;
+  }
+  float *p = ef_aligned_alloc(bytes);
+  for (size_t i = 0; p && i < n; i++) p[i] = value;
+  return p;
+}
+
+void ef_arena_free(ef_backend *device, float *p) {
+  if (!p) return;
+  if (device) device->free(device, p);
+  else free(p);
 }
 
 // Each kind's slots, by name and initial value (TF starts RMSProp's mean square at 1).
@@ -66,28 +90,28 @@ static ef_status check_config(const ef_optim_config *c) {
 
 ef_status ef_optim_init(ef_optim *o, const ef_store *s, const ef_optim_config *cfg) {
   memset(o, 0, sizeof *o);
-  EF_TRY(ef_require_host_store(s, "the optimizer"));
+  EF_TRY(ef_require_updatable_store(s, "the optimizer"));
   EF_TRY(check_config(cfg));
   o->cfg = *cfg;
   o->n = s->numel[0];
+  o->device = ef_device_of(s);
   const slot_spec *slots = slot_specs[cfg->kind];
   o->n_slots = cfg->kind == EF_OPT_SGD ? cfg->momentum > 0 : 2;
   for (int k = 0; k < o->n_slots; k++) {
-    size_t bytes = (o->n ? o->n : 1) * sizeof(float);
-    o->slots[k] = ef_aligned_alloc(bytes);
+    o->slots[k] = ef_arena_alloc(o->device, o->n, slots[k].init);
     if (!o->slots[k]) {
+      size_t mib = o->n * sizeof(float) >> 20;
       ef_optim_free(o);
-      return EF_ERROR(EF_ERR_NOMEM, "out of memory allocating %zu bytes for the optimizer's '%s'; use a smaller model", bytes,
-                      slots[k].name);
+      return EF_ERROR(EF_ERR_NOMEM, "out of %s memory allocating %zu MiB for the optimizer's '%s'; use a smaller model",
+                      o->device ? o->device->name : "host", mib, slots[k].name);
     }
     o->slot_names[k] = slots[k].name;
-    for (size_t i = 0; i < o->n; i++) o->slots[k][i] = slots[k].init;
   }
   return EF_OK;
 }
 
 void ef_optim_free(ef_optim *o) {
-  for (int k = 0; k < EF_OPTIM_MAX_SLOTS; k++) free(o->slots[k]);
+  for (int k = 0; k < EF_OPTIM_MAX_SLOTS; k++) ef_arena_free(o->device, o->slots[k]);
   memset(o, 0, sizeof *o);
 }
 
@@ -158,6 +182,7 @@ static void adamw_update(const ef_optim *o, const entry_update *u) {
 }
 
 void ef_optim_step(ef_optim *o, ef_store *s, double lr) {
+  EF_ASSERT(!o->device, "ef_optim_step loops over host memory; a device store steps through train/update.h");
   EF_ASSERT(s->numel[0] == o->n, "the optimizer was made for %zu parameters, the store has %zu", o->n, s->numel[0]);
   o->step++;
   for (int e = 0; e < s->n; e++) {
@@ -179,6 +204,7 @@ void ef_optim_step(ef_optim *o, ef_store *s, double lr) {
 }
 
 double ef_grad_global_norm(const ef_store *s) {
+  EF_ASSERT(!ef_device_of(s), "the global norm of a device store is taken by train/update.h");
   const float *g = s->mem[EF_ARENA_GRAD];
   int64_t n = (int64_t)s->numel[0], per = (n + NORM_CHUNKS - 1) / NORM_CHUNKS;
   double part[NORM_CHUNKS];
@@ -196,6 +222,7 @@ double ef_grad_global_norm(const ef_store *s) {
 
 void ef_grad_clip(ef_store *s, double max_norm, double norm) {
   EF_ASSERT(max_norm > 0, "clipping to a norm of %g", max_norm);
+  EF_ASSERT(!ef_device_of(s), "a device store is clipped by train/update.h");
   double coef = max_norm / (norm + 1e-6);
   if (!(coef < 1)) return;
   float *g = s->mem[EF_ARENA_GRAD], c = (float)coef;

@@ -1,0 +1,72 @@
+// The training step's update on a device store (see update.h): the per-entry segments built from
+// the store (learning-rate scale, weight decay, frozen entries skipped), the step's values, and
+// the queue of kernels through the backend's arena operations.
+#include "train/update.h"
+
+#include <stdlib.h>
+
+ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef_store *s) {
+  *d = (ef_device_update){0};
+  ef_backend *be = ef_device_of(s);
+  if (!be) return EF_ERROR(EF_ERR_UNSUPPORTED, "the device update needs a store on a device (it is on %s)", s->be ? s->be->name : "none");
+  EF_ASSERT(o->device == be, "the optimizer's slots are not on the store's device");
+  ef_update_segment *seg = ef_xcalloc((size_t)(s->n ? s->n : 1), sizeof *seg);
+  int n = 0;
+  int64_t most = 0;
+  for (int e = 0; e < s->n; e++) { // as ef_optim_step
+    const ef_store_entry *en = &s->entries[e];
+    if (!en->trainable || en->frozen) continue;
+    seg[n++] = (ef_update_segment){.offset = (int64_t)en->offset, .numel = (int64_t)en->numel, .lr_scale = en->lr_scale,
+                                   .weight_decay = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0};
+    if ((int64_t)en->numel > most) most = (int64_t)en->numel;
+  }
+  size_t bytes = sizeof *seg * (size_t)(n ? n : 1);
+  d->segments = be->alloc(be, bytes);
+  if (!d->segments) {
+    free(seg);
+    return EF_ERROR(EF_ERR_NOMEM, "out of %s memory for the optimizer's %d segments", be->name, n);
+  }
+  be->upload(be, d->segments, seg, bytes);
+  free(seg);
+  d->be = be;
+  d->pass = (ef_update_pass){.kind = (int)o->cfg.kind, .momentum = o->cfg.momentum, .rho = o->cfg.rho, .eps = o->cfg.eps,
+                             .beta1 = o->cfg.beta1, .beta2 = o->cfg.beta2, .nesterov = o->cfg.nesterov,
+                             .param = s->mem[EF_ARENA_PARAM], .grad = s->mem[EF_ARENA_GRAD],
+                             .slot0 = o->n_slots > 0 ? o->slots[0] : NULL, .slot1 = o->n_slots > 1 ? o->slots[1] : NULL,
+                             .segments = d->segments, .n_segments = n, .max_numel = most};
+  return EF_OK;
+}
+
+void ef_device_update_free(ef_device_update *d) {
+  if (d->segments) d->be->free(d->be, d->segments);
+  *d = (ef_device_update){0};
+}
+
+void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
+                             double unscale) {
+  ef_step_values *v = d->be->arena->values;
+  v->lr = lr;
+  v->adam_t = (double)(o->step + 1);
+  v->ema_decay = ema ? ef_ema_decay_now(ema) : 0;
+  v->clip = clip;
+  v->unscale = unscale;
+}
+
+void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema) {
+  ef_arena_ops *a = d->be->arena;
+  a->grad_norm(d->be, s->mem[EF_ARENA_GRAD], s->numel[0]);
+  a->update(d->be, &d->pass);
+  if (!ema) return;
+  EF_ASSERT(!ema->swapped, "moving average updated while its shadow is in the store");
+  a->ema(d->be, ema->shadow[EF_ARENA_PARAM], s->mem[EF_ARENA_PARAM], s->numel[0]);
+  a->ema(d->be, ema->shadow[EF_ARENA_STATE], s->mem[EF_ARENA_STATE], s->numel[1]);
+}
+
+bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm) {
+  const ef_step_values *v = d->be->arena->values;
+  *norm = v->norm;
+  if (v->skip) return false;
+  o->step++;
+  if (ema) ema->updates++;
+  return true;
+}

@@ -1,0 +1,35 @@
+// The update after a backward pass on a store in device memory: the global gradient norm,
+// clipping (and f16 unscaling), the optimizer and the EMA, queued as kernels that read this
+// step's values from ef_step_values (core/update.h), so that a captured training step replays
+// with new ones. The same formulas as the host loops of optim.c and ema.c.
+#ifndef EF_TRAIN_UPDATE_H
+#define EF_TRAIN_UPDATE_H
+
+#include <stdbool.h>
+
+#include "core/backend.h"
+#include "train/ema.h"
+#include "train/optim.h"
+
+typedef struct {
+  ef_backend *be;
+  ef_update_pass pass;
+  ef_update_segment *segments; // device memory: the trainable entries that are not frozen
+} ef_device_update;
+
+// The optimizer's segments for the store (frozen entries left out), uploaded once.
+// EF_ERR_UNSUPPORTED unless the store is on a device (ef_device_of), EF_ERR_NOMEM.
+ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef_store *s);
+void ef_device_update_free(ef_device_update *d);
+
+// This step's values: the learning rate, the optimizer's and EMA's next counters (ema NULL:
+// none), the clipping norm (0: none) and the gradients' multiplier (1 / the loss scale).
+void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
+                             double unscale);
+// Queues the norm, the optimizer pass and the EMA's update (capturable; no synchronization).
+void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema);
+// Once the step has finished (the caller synchronized): the norm of the unscaled gradients; true
+// when it was finite and the update applied, and then the optimizer's and EMA's counters advance.
+bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm);
+
+#endif
