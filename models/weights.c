@@ -110,17 +110,18 @@ static bool set_holds(const ef_tensor_set *set, const ef_store_entry *e) {
   return (e->trainable || !set->param || set->state) && !skipped(set, e->name);
 }
 
-// Entry i's values in the set (our layout) into dst.
+// Entry i's values in the set (our layout) into dst. A set's arrays live where the store does
+// (an optimizer slot, the EMA on the GPU): copies go through the store's backend.
 static void set_read(const ef_store *s, const ef_tensor_set *set, int i, float *dst) {
   const ef_store_entry *e = &s->entries[i];
   if (!set->param) ef_store_read(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, dst);
-  else memcpy(dst, (e->trainable ? set->param : set->state) + e->offset, e->numel * sizeof(float));
+  else s->be->download(s->be, dst, (e->trainable ? set->param : set->state) + e->offset, e->numel * sizeof(float));
 }
 
 static void set_write(ef_store *s, const ef_tensor_set *set, int i, const float *src) {
   const ef_store_entry *e = &s->entries[i];
   if (!set->param) ef_store_write(s, i, e->trainable ? EF_ARENA_PARAM : EF_ARENA_STATE, src);
-  else memcpy((e->trainable ? set->param : set->state) + e->offset, src, e->numel * sizeof(float));
+  else s->be->upload(s->be, (e->trainable ? set->param : set->state) + e->offset, src, e->numel * sizeof(float));
 }
 
 static herr_t write_set(hid_t f, const ef_store *s, const ef_tensor_set *set) {

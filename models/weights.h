@@ -25,8 +25,8 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *cfg);
 // every missing, unexpected and mis-shaped tensor (or why the file cannot be read).
 ef_status ef_weights_load(const char *path, ef_store *s);
 
-// Tensors shaped like the store's entries but held elsewhere in host memory (an EMA's shadow, an
-// optimizer's slot), kept in the group /<group>/<entry name> in /model's layout. `param` holds
+// Tensors shaped like the store's entries but held elsewhere in the store's backend memory (an
+// EMA's shadow, an optimizer's slot: host memory, or the GPU's), kept in the group /<group>/<entry name> in /model's layout. `param` holds
 // values at the PARAM arena's offsets; `state` at the STATE arena's, or NULL when the set covers
 // the trainable entries only. The set {"model", NULL, NULL} is the store itself. Entries whose
 // names start with `skip` (when not NULL) are left out: neither saved, loaded nor expected (a

@@ -30,7 +30,9 @@ expect 2 "--batch needs a value" train --batch
 expect 2 "unknown model 'b9'" train --model b9
 expect 1 "/nonexistent is neither a directory nor a .csv file list" train --data /nonexistent
 expect 2 "--augment 'flip' is not one of: none crop autoaugment randaugment" train --augment flip
-expect 2 "--device 'cuda' is not one of: cpu (the CUDA backend is not built yet)" train --device cuda
+expect 1 "cannot start device cuda:99" train --device cuda:99
+expect 2 "--precision f16 needs --device cuda" train --precision f16
+expect 1 "cannot start device cuda:99" eval /nonexistent.h5 --device cuda:99
 expect 2 "--recipe must be default or official" train --recipe fast
 expect 1 "cannot resume from /nonexistent" train --resume /nonexistent
 expect 1 "--init: " train --init /nonexistent.h5

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cpu/cpu.h"
+#include "tools/device.h"
 #include "tools/effnet.h"
 #include "tools/flags.h"
 #include "tools/model_graph.h"
@@ -20,7 +20,8 @@ static void eval_usage(FILE *f) {
           "  --no-ema             the raw weights, not the EMA (when the checkpoint has one)\n"
           "  --batch N            images per step  [100]\n"
           "  --threads N          CPU threads (0: one per core)  [0]\n"
-          "  --loader-threads N   [1]\n");
+          "  --loader-threads N   [1]\n"
+          EF_DEVICE_USAGE);
 }
 
 // The (last) value of `flag` in a checkpoint's arguments (one per line), or NULL.
@@ -39,13 +40,14 @@ static const char *saved_flag(const char *args, const char *flag, char *buf, siz
 }
 
 int ef_cmd_eval(int argc, char **argv) {
-  const char *path, *data = NULL, *split = "test", *classes = NULL;
+  const char *path, *data = NULL, *split = "test", *classes = NULL, *device = "cpu", *precision = "f32";
   long batch = 100, threads = 0, loader_threads = 1;
   int no_ema = 0;
   const ef_flag flags[] = {
       {"--data", EF_FLAG_STR, &data},  {"--split", EF_FLAG_STR, &split}, {"--no-ema", EF_FLAG_BOOL, &no_ema},
       {"--batch", EF_FLAG_LONG, &batch, 1, 1 << 16}, {"--threads", EF_FLAG_LONG, &threads, 0, 4096},
       {"--loader-threads", EF_FLAG_LONG, &loader_threads, 0, 256}, {"--select-classes", EF_FLAG_STR, &classes},
+      {"--device", EF_FLAG_STR, &device}, {"--precision", EF_FLAG_STR, &precision},
   };
   int rc = ef_flags_parse("eval", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), &path, 1, eval_usage);
   if (rc) return rc;
@@ -57,7 +59,8 @@ int ef_cmd_eval(int argc, char **argv) {
     fprintf(stderr, "effnet eval: --split must be test or train, not '%s'\n", split);
     return 2;
   }
-  ef_backend *be = ef_cpu_backend_new((int)threads);
+  ef_device dev;
+  if ((rc = ef_device_open(&dev, "eval", device, precision, (int)threads)) != 0) return rc;
   ef_store *store = NULL;
   ef_model_graph m = {0};
   ef_checkpoint_info info;
@@ -66,8 +69,7 @@ int ef_cmd_eval(int argc, char **argv) {
   bool ema = false;
   char saved_data[4096], saved_classes[1024];
   ef_eval_result r;
-  ef_status st = be ? ef_model_from_checkpoint(path, !no_ema, batch, be, &store, &m, &info, &ema)
-                    : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
+  ef_status st = ef_model_from_checkpoint(path, !no_ema, batch, dev.be, dev.activations, &store, &m, &info, &ema);
   if (st == EF_OK && !data) data = saved_flag(info.args, "--data", saved_data, sizeof saved_data);
   if (st == EF_OK && !classes) classes = saved_flag(info.args, "--select-classes", saved_classes, sizeof saved_classes);
   if (st == EF_OK) st = ef_dataset_open(data ? data : EF_FASHION_MNIST_DIR, !strcmp(split, "train"), &d);
@@ -80,9 +82,10 @@ int ef_cmd_eval(int argc, char **argv) {
   double t0 = ef_seconds();
   if (st == EF_OK) st = ef_model_evaluate(&m, l, &r);
   if (st == EF_OK) {
-    printf("%s (%s weights, step %lld) on %s [%s], %lld images: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%.1f s)\n", path,
+    char where[512];
+    printf("%s (%s weights, step %lld) on %s [%s], %lld images: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%.1f s, %s)\n", path,
            ema ? "EMA" : "raw", (long long)info.step, d.source, split, (long long)r.images, 100 * r.top1, 100 * r.top5, r.loss,
-           ef_seconds() - t0);
+           ef_seconds() - t0, ef_device_describe(&dev, where, sizeof where));
   } else {
     fprintf(stderr, "effnet eval: %s\n", ef_last_error());
     rc = 1;
@@ -91,6 +94,6 @@ int ef_cmd_eval(int argc, char **argv) {
   ef_dataset_free(&d);
   ef_model_graph_free(&m);
   ef_store_free(store);
-  ef_backend_free(be);
+  ef_device_close(&dev);
   return rc;
 }

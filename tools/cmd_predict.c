@@ -40,7 +40,7 @@ int ef_cmd_predict(int argc, char **argv) {
   ef_model_graph m = {0};
   ef_checkpoint_info info;
   bool ema = false;
-  ef_status st = be ? ef_model_from_checkpoint(args[0], !no_ema, 1, be, &store, &m, &info, &ema)
+  ef_status st = be ? ef_model_from_checkpoint(args[0], !no_ema, 1, be, EF_F32, &store, &m, &info, &ema)
                     : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
   if (st != EF_OK) {
     fprintf(stderr, "effnet predict: %s\n", ef_last_error());

@@ -1,4 +1,4 @@
-// `effnet train`: trains the tiny net or an EfficientNet on the CPU backend, fed by the threaded
+// `effnet train`: trains the tiny net or an EfficientNet on the CPU or a GPU, fed by the threaded
 // loader, with a recipe (optimizer, learning-rate schedule, EMA, clipping, label smoothing);
 // validates every epoch (top-1/top-5, also with the EMA), logs metrics.jsonl and TensorBoard
 // events, and keeps checkpoints from which --resume continues bit for bit. SIGINT and SIGTERM
@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cpu/cpu.h"
 #include "core/plan.h"
 #include "data/loader.h"
+#include "tools/device.h"
 #include "tools/effnet.h"
 #include "tools/flags.h"
 #include "tools/model_args.h"
@@ -26,9 +26,10 @@
 #include "train/comm.h"
 #include "train/grad_sync.h"
 #include "train/schedule.h"
+#include "train/update.h"
 
 typedef struct {
-  const char *data, *model, *augment, *out, *resume, *recipe, *optimizer, *schedule, *device;
+  const char *data, *model, *augment, *out, *resume, *recipe, *optimizer, *schedule, *device, *precision;
   const char *init, *freeze, *bn, *select_classes;   // fine-tuning
   long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after, per_class;
   double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip, backbone_lr, bucket_mb;
@@ -44,7 +45,7 @@ static void train_usage(FILE *f) {
   fprintf(f,
           "usage: effnet train [flags]\n"
           "\n"
-          "Trains a model on the CPU: validation every epoch, checkpoints, metrics.jsonl and TensorBoard\n"
+          "Trains a model on the CPU or a GPU: validation every epoch, checkpoints, metrics.jsonl and TensorBoard\n"
           "events in --out. Ctrl-C saves a checkpoint and stops; --resume goes on from it.\n"
           "\n"
           "  --model NAME          tiny, or an EfficientNet b0 ... b7 (or --phi F)  [tiny]\n"
@@ -79,7 +80,7 @@ static void train_usage(FILE *f) {
           "  --val-limit N         validate on the first N test images only (0: all)  [0]\n"
           "  --stop-after N        save a checkpoint and stop after N steps, as Ctrl-C does  [0]\n"
           "  --keep N              checkpoints kept besides best.h5  [3]\n"
-          "  --device D            cpu (the CUDA backend is not built yet)  [cpu]\n"
+          EF_DEVICE_USAGE
           "  --threads N           CPU threads (0: one per core)  [0]\n"
           "  --loader-threads N    threads decoding and augmenting ahead of the step  [1]\n"
           "  --seed N              initialization, order, augmentation and dropout  [1]\n"
@@ -111,7 +112,7 @@ static void train_usage(FILE *f) {
 static void recipe_defaults(train_opts *o, const char *recipe) {
   ef_model_args m = o->m;
   *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .recipe = recipe, .optimizer = "sgd",
-                    .schedule = "cosine", .device = "cpu", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
+                    .schedule = "cosine", .device = "cpu", .precision = "f32", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
                     .keep = 3, .lr = 0.4, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97,
                     .decay_epochs = 2.4, .seed = 1, .bn = "train", .backbone_lr = 1, .bucket_mb = 4, .m = m};
   if (!strcmp(recipe, "official"))
@@ -145,6 +146,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       {"--out", EF_FLAG_STR, &o->out},            {"--resume", EF_FLAG_STR, &o->resume},
       {"--recipe", EF_FLAG_STR, &o->recipe},      {"--optimizer", EF_FLAG_STR, &o->optimizer},
       {"--schedule", EF_FLAG_STR, &o->schedule},  {"--device", EF_FLAG_STR, &o->device},
+      {"--precision", EF_FLAG_STR, &o->precision},
       {"--augment", EF_FLAG_STR, &o->augment},    {"--epochs", EF_FLAG_LONG, &o->epochs, 1, 1e6},
       {"--batch", EF_FLAG_LONG, &o->batch, 1, 1 << 20}, {"--lr", EF_FLAG_DOUBLE, &o->lr, 1e-9, 100},
       {"--momentum", EF_FLAG_DOUBLE, &o->momentum, 0, 0.999999}, {"--weight-decay", EF_FLAG_DOUBLE, &o->weight_decay, 0, 1},
@@ -171,7 +173,8 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   int rc = ef_flags_parse("train", n, words, flags, nflags + EF_MODEL_FLAGS, NULL, 0, train_usage);
   // The words die with `copy`: keep the values in o->strings.
   const char **strs[] = {&o->data,   &o->model,     &o->augment,  &o->out,    &o->resume,  &o->recipe, &o->optimizer,
-                         &o->schedule, &o->device, &o->m.padding, &o->init, &o->freeze, &o->bn,    &o->select_classes};
+                         &o->schedule, &o->device, &o->m.padding, &o->init, &o->freeze, &o->bn,    &o->select_classes,
+                         &o->precision};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0] && !rc; i++) {
     if (!*strs[i]) continue;
     size_t len = strlen(*strs[i]) + 1;
@@ -187,19 +190,20 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
   if (rc) return rc;
   static const char *const choices[][5] = {
       {"--optimizer", "sgd", "rmsprop", "adamw", NULL},  {"--schedule", "cosine", "exponential", "constant", NULL},
-      {"--augment", "none", "crop", "autoaugment", "randaugment"}, {"--bn", "train", "eval", "frozen", NULL},
-      {"--device", "cpu", NULL, NULL, NULL}};
-  const char *values[] = {o->optimizer, o->schedule, o->augment, o->bn, o->device};
-  for (int c = 0; c < 5; c++) {
+      {"--augment", "none", "crop", "autoaugment", "randaugment"}, {"--bn", "train", "eval", "frozen", NULL}};
+  const char *values[] = {o->optimizer, o->schedule, o->augment, o->bn};
+  for (int c = 0; c < 4; c++) {
     bool ok = false;
     for (int k = 1; k < 5 && choices[c][k]; k++) ok |= !strcmp(values[c], choices[c][k]);
     if (!ok) {
       fprintf(stderr, "effnet train: %s '%s' is not one of:", choices[c][0], values[c]);
       for (int k = 1; k < 5 && choices[c][k]; k++) fprintf(stderr, " %s", choices[c][k]);
-      fprintf(stderr, c == 4 ? " (the CUDA backend is not built yet)\n" : "\n");
+      fprintf(stderr, "\n");
       return 2;
     }
   }
+  ef_device d;
+  if (ef_device_parse(&d, "train", o->device, o->precision)) return 2;
   if (o->init && (strcmp(o->model, "tiny") || !isnan(o->m.phi) || !isnan(o->m.width) || !isnan(o->m.depth) || o->m.padding ||
                   o->m.in_channels)) {
     fprintf(stderr, "effnet train: --init gives the architecture (width, depth, padding, input channels): drop --model, "
@@ -374,7 +378,8 @@ typedef struct {
   ef_transform train_tf;
   ef_checkpoint_info info;
   ef_loader *train_loader, *test_loader;
-  ef_backend *be;
+  ef_device dev;              // --device, --precision
+  ef_backend *be;             // dev.be
   ef_store *store;
   ef_model_graph tr, ev;
   ef_optim optim;
@@ -387,16 +392,21 @@ typedef struct {
   ef_comm *bn_comm;           // --sync-bn: this rank's group, over which batch norms normalize
   ef_grad_sync sync;          // the gradient buckets (none: one all-reduce after the backward pass)
   int64_t global_batch;       // --batch (per rank) x ranks: what the learning rate follows
+  ef_device_update upd;       // on a GPU: the update as kernels, and the whole step ...
+  ef_capture step_graph;      // ... captured once as a CUDA graph and replayed
+  int64_t good_steps;         // f16: steps since the loss scale last changed
 } run;
 
 static void run_free(run *r) {
   ef_metrics_close(r->metrics);
   ef_loader_free(r->train_loader), ef_loader_free(r->test_loader);
+  if (r->be) ef_capture_free(&r->step_graph, r->be);
+  if (r->upd.be) ef_device_update_free(&r->upd);
   ef_optim_free(&r->optim);
   if (r->has_ema) ef_ema_free(&r->ema);
   ef_model_graph_free(&r->tr), ef_model_graph_free(&r->ev);
   ef_store_free(r->store);
-  ef_backend_free(r->be);
+  ef_device_close(&r->dev);
   r->train.n = r->all_train, r->test.n = r->all_test;
   ef_dataset_free(&r->train), ef_dataset_free(&r->test);
   ef_grad_sync_free(&r->sync);
@@ -581,13 +591,21 @@ static int setup(run *r, int argc, char **argv) {
   ef_optim_config oc = ef_optim_defaults(!strcmp(o->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(o->optimizer, "rmsprop") ? EF_OPT_RMSPROP : EF_OPT_ADAMW);
   oc.momentum = oc.kind == EF_OPT_ADAMW ? oc.momentum : o->momentum, oc.weight_decay = o->weight_decay;
   oc.nesterov = o->nesterov, oc.decay_all = o->decay_all;
-  r->be = ef_cpu_backend_new((int)o->threads);
+  int drc = ef_device_open(&r->dev, "train", o->device, o->precision, (int)o->threads);
+  if (drc) return drc;
+  r->be = r->dev.be;
+  if (r->dev.cuda && r->comm->world > 1) {
+    fprintf(stderr, "effnet train: data-parallel training on GPUs needs the NCCL communicator, which is not written yet: "
+                    "train on one GPU, or on CPU ranks under mpirun\n");
+    return 2;
+  }
   r->store = ef_store_new();
   ef_status st = ef_loader_new(&r->train_loader, &lc);
   if (st == EF_OK) st = ef_loader_new(&r->test_loader, &ec);
   // The evaluation graph registers the parameters; the fine-tuning marks go on them before the
   // training graph is built (frozen entries get no gradient there).
-  if (st == EF_OK) st = ef_model_graph_new(&r->ev, r->store, NULL, &r->info, o->batch, false, 0, o->seed, false, 1);
+  if (st == EF_OK)
+    st = ef_model_graph_new(&r->ev, r->store, NULL, &r->info, o->batch, false, 0, o->seed, false, 1, r->dev.activations);
   size_t frozen = 0;
   if (st == EF_OK && o->freeze) st = ef_freeze(r->store, o->freeze, &frozen);
   if (st == EF_OK) st = ef_bn_mode(r->store, o->bn);
@@ -597,8 +615,9 @@ static int setup(run *r, int argc, char **argv) {
     st = EF_ERROR(EF_ERR_INVALID, "--sync-bn %ld needs a number of ranks it divides (this run has %d)", o->sync_bn, r->comm->world);
   if (st == EF_OK && o->sync_bn > 1) r->bn_comm = r->comm->split(r->comm, (int)o->sync_bn);
   if (st == EF_OK)
-    st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false, (int)o->sync_bn);
-  if (st == EF_OK) st = r->be ? ef_store_bind(r->store, r->be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
+    st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false, (int)o->sync_bn,
+                            r->dev.activations);
+  if (st == EF_OK) st = ef_store_bind(r->store, r->be);
   if (st == EF_OK) st = ef_plan_new(&r->tr.plan, r->tr.g, r->be, &(ef_plan_opts){.profile = o->profile});
   if (st == EF_OK) st = ef_plan_new(&r->ev.plan, r->ev.g, r->be, NULL);
   if (st == EF_OK && r->comm->world > 1 && o->bucket_mb > 0)
@@ -607,6 +626,7 @@ static int setup(run *r, int argc, char **argv) {
   if (st == EF_OK && o->init && !resuming) st = ef_pretrained_load(o->init, &pre, r->store);
   if (st == EF_OK) st = ef_optim_init(&r->optim, r->store, &oc);
   if (st == EF_OK && o->ema > 0) st = ef_ema_init(&r->ema, r->store, o->ema), r->has_ema = st == EF_OK;
+  if (st == EF_OK && r->dev.cuda) st = ef_device_update_init(&r->upd, &r->optim, r->store);
   int64_t batches = st == EF_OK ? ef_loader_batches(r->train_loader) : 0;
   r->global_batch = o->batch * r->comm->world;
   ef_schedule_config sc = {.decay = !strcmp(o->schedule, "cosine") ? EF_LR_COSINE : !strcmp(o->schedule, "exponential") ? EF_LR_EXPONENTIAL : EF_LR_CONSTANT,
@@ -625,7 +645,13 @@ static int setup(run *r, int argc, char **argv) {
                     "or from a checkpoint saved at an epoch's end", resume_path, (long long)saved.epoch_seen,
                     (long long)saved.epoch + 1, (long long)r->global_batch, o->batch, r->comm->world, (long long)saved.epoch_seen);
     r->info.epoch_loss = saved.epoch_loss, r->info.epoch_correct = saved.epoch_correct, r->info.epoch_seen = saved.epoch_seen;
+    r->info.loss_scale = saved.loss_scale;
   }
+  // f16: the loss scaled up (from 2^16, halved on overflow, doubled after 2000 good steps) so that
+  // small gradients survive in 16 bits; the update divides it out.
+  if (r->dev.activations != EF_F16) r->info.loss_scale = 1;
+  else if (!(r->info.loss_scale > 0)) r->info.loss_scale = 65536;
+  if (st == EF_OK) ef_model_graph_loss_scale(&r->tr, (float)r->info.loss_scale);
   if (st == EF_OK && r->comm->rank == 0) st = ef_metrics_open(&r->metrics, r->out, resuming);
   if (st == EF_OK && r->comm->rank == 0) {
     char names[4200];
@@ -650,10 +676,11 @@ static int setup(run *r, int argc, char **argv) {
   if (r->train.kind == EF_DATASET_FOLDER && !strcmp(r->train.source, r->test.source))
     printf("  note: %s has no separate test split (train/ and val/ folders), so validation uses the training images\n", o->data);
   if (r->train.kind == EF_DATASET_LIST) printf("  note: a file list has no separate test split, so validation uses the training images\n");
+  char where[512];
   printf("  recipe %s: %ld epochs, batch %ld (%lld steps/epoch), %s lr %g per 256 (%.4g), %s schedule, warm-up %g epochs,\n"
-         "  momentum %g, weight decay %g, label smoothing %g, EMA %g, clip %g, seed %llu, %d threads\n",
+         "  momentum %g, weight decay %g, label smoothing %g, EMA %g, clip %g, seed %llu; on %s\n",
          o->recipe, o->epochs, o->batch, (long long)batches, o->optimizer, o->lr, r->sched.lr, o->schedule, o->warmup, o->momentum,
-         o->weight_decay, o->smoothing, o->ema, o->clip, o->seed, ef_cpu_threads(r->be));
+         o->weight_decay, o->smoothing, o->ema, o->clip, o->seed, ef_device_describe(&r->dev, where, sizeof where));
   if (o->init) {
     char norm[128];
     snprintf(norm, sizeof norm, "mean %.4g,%.4g,%.4g std %.4g,%.4g,%.4g", r->info.eval.mean[0], r->info.eval.mean[1],
@@ -694,6 +721,31 @@ static void share_training_state(run *r) {
 static void bn_group_mean(void *group, float *buf, size_t n) {
   ef_comm *c = group;
   c->allreduce(c, buf, n, EF_COMM_F32, EF_COMM_AVG);
+}
+
+// A training step on the GPU: zero the gradients, forward and backward, the update; recorded
+// once as a CUDA graph and replayed (eager with --profile, which times every node).
+typedef struct {
+  run *r;
+  const ef_run_ctx *ctx;
+} gpu_step_args;
+
+static void gpu_step(void *arg) {
+  gpu_step_args *a = arg;
+  run *r = a->r;
+  ef_store_zero_grads(r->store);
+  ef_plan_run(r->tr.plan, a->ctx);
+  ef_device_update_queue(&r->upd, r->store, r->has_ema ? &r->ema : NULL);
+}
+
+// f16's loss scale after a step: halved when the gradients overflowed (the step was skipped),
+// doubled after 2000 steps without overflow (torch.cuda.amp.GradScaler's defaults).
+static void adjust_loss_scale(run *r, bool overflow) {
+  double *s = &r->info.loss_scale;
+  if (overflow) *s /= 2, r->good_steps = 0;
+  else if (++r->good_steps == 2000) *s *= 2, r->good_steps = 0;
+  else return;
+  ef_model_graph_loss_scale(&r->tr, (float)*s);
 }
 
 // Whether any rank has been asked to stop (SIGINT, SIGTERM): the signal number, the same on
@@ -742,14 +794,22 @@ int ef_cmd_train(int argc, char **argv) {
       double lr = ef_lr_at(&r.sched, info->step);
       ef_plan_set(r.tr.plan, r.tr.images, b->images);
       ef_plan_set(r.tr.plan, r.tr.labels, b->labels);
-      ef_store_zero_grads(r.store);
       bool buckets = r.sync.n > 0;
-      ef_plan_run(r.tr.plan, &(ef_run_ctx){.step = (uint32_t)info->step, .after_node = buckets ? ef_grad_sync_after_node : NULL,
-                                           .user = &r.sync, .group_mean = r.bn_comm ? bn_group_mean : NULL, .group = r.bn_comm});
-      // The gradient of the global batch: the average of the ranks' (each the mean over its own),
-      // bucket by bucket while the backward pass ran, or in one all-reduce after it.
-      if (buckets) ef_grad_sync_finish(&r.sync);
-      else comm->allreduce(comm, r.store->mem[EF_ARENA_GRAD], r.store->numel[0], EF_COMM_F32, EF_COMM_AVG);
+      ef_run_ctx ctx = {.step = (uint32_t)info->step, .after_node = buckets ? ef_grad_sync_after_node : NULL,
+                        .user = &r.sync, .group_mean = r.bn_comm ? bn_group_mean : NULL, .group = r.bn_comm};
+      if (r.dev.cuda) { // one rank: the whole step, update included, on the GPU
+        ef_device_update_values(&r.upd, &r.optim, r.has_ema ? &r.ema : NULL, lr, o->clip, 1.0 / info->loss_scale);
+        gpu_step_args a = {&r, &ctx};
+        if (o->profile) gpu_step(&a);
+        else ef_capture_run(&r.step_graph, r.be, &ctx, gpu_step, &a);
+      } else {
+        ef_store_zero_grads(r.store);
+        ef_plan_run(r.tr.plan, &ctx);
+        // The gradient of the global batch: the average of the ranks' (each the mean over its own),
+        // bucket by bucket while the backward pass ran, or in one all-reduce after it.
+        if (buckets) ef_grad_sync_finish(&r.sync);
+        else comm->allreduce(comm, r.store->mem[EF_ARENA_GRAD], r.store->numel[0], EF_COMM_F32, EF_COMM_AVG);
+      }
       float loss;
       ef_plan_get(r.tr.plan, r.tr.loss, &loss);
       ef_plan_get(r.tr.plan, r.tr.logits, logits);
@@ -759,9 +819,13 @@ int ef_cmd_train(int argc, char **argv) {
       double sums[2] = {loss, (double)correct};
       comm->allreduce(comm, sums, 2, EF_COMM_F64, EF_COMM_SUM);
       int sig = agreed_signal(comm);
-      double step_loss = sums[0] / comm->world;
-      double norm = o->clip > 0 ? ef_grad_global_norm(r.store) : 0;
-      if (!isfinite(step_loss) || !isfinite(norm)) { // every rank sees it: all stop
+      double step_loss = sums[0] / comm->world, norm = 0;
+      bool applied = true; // on the GPU, the update already ran unless the gradients were not finite
+      if (r.dev.cuda) applied = ef_device_update_finish(&r.upd, &r.optim, r.has_ema ? &r.ema : NULL, &norm);
+      else if (o->clip > 0) norm = ef_grad_global_norm(r.store);
+      bool overflow = r.dev.activations == EF_F16 && !applied && isfinite(step_loss) && info->loss_scale > 1;
+      if (r.dev.activations == EF_F16) adjust_loss_scale(&r, overflow);
+      if (!overflow && (!isfinite(step_loss) || !isfinite(norm))) { // every rank sees it: all stop
         long long steps[4096];
         int n = list_checkpoints(r.out, steps, 4096);
         char last[4200] = "none";
@@ -774,9 +838,11 @@ int ef_cmd_train(int argc, char **argv) {
         rc = 1;
         break;
       }
-      if (o->clip > 0) ef_grad_clip(r.store, o->clip, norm);
-      ef_optim_step(&r.optim, r.store, lr);
-      if (r.has_ema) ef_ema_update(&r.ema, r.store);
+      if (!r.dev.cuda) {
+        if (o->clip > 0) ef_grad_clip(r.store, o->clip, norm);
+        ef_optim_step(&r.optim, r.store, lr);
+        if (r.has_ema) ef_ema_update(&r.ema, r.store);
+      }
       info->epoch_correct += (int64_t)sums[1];
       info->epoch_loss += step_loss, info->epoch_seen += r.global_batch, since += r.global_batch;
       info->step++, info->batch = b->index + 1, session_steps++;

@@ -9,12 +9,11 @@
 #include "core/cpu/cpu.h"
 #include "cuda/cuda.h"
 
-int ef_device_open(ef_device *d, const char *cmd, const char *device, const char *precision, int threads) {
+int ef_device_parse(ef_device *d, const char *cmd, const char *device, const char *precision) {
   *d = (ef_device){.activations = EF_F32, .precision = precision};
-  bool tf32 = !strcmp(precision, "tf32");
   if (!strcmp(precision, "bf16")) d->activations = EF_BF16;
   else if (!strcmp(precision, "f16")) d->activations = EF_F16;
-  else if (strcmp(precision, "f32") && !tf32) {
+  else if (strcmp(precision, "f32") && strcmp(precision, "tf32")) {
     fprintf(stderr, "effnet %s: --precision must be f32, tf32, bf16 or f16, not '%s'\n", cmd, precision);
     return 2;
   }
@@ -23,20 +22,27 @@ int ef_device_open(ef_device *d, const char *cmd, const char *device, const char
       fprintf(stderr, "effnet %s: --precision %s needs --device cuda: the CPU backend computes in f32\n", cmd, precision);
       return 2;
     }
-    d->be = ef_cpu_backend_new(threads);
-  } else if (!strncmp(device, "cuda", 4) && (device[4] == 0 || device[4] == ':')) {
+    return 0;
+  }
+  if (!strncmp(device, "cuda", 4) && (device[4] == 0 || device[4] == ':')) {
     char *end = NULL;
     long index = device[4] ? strtol(device + 5, &end, 10) : 0;
     if (device[4] && (end == device + 5 || *end || index < 0 || index > 1024)) {
       fprintf(stderr, "effnet %s: --device '%s': write cuda or cuda:N with N a GPU index\n", cmd, device);
       return 2;
     }
-    d->cuda = true;
-    d->be = ef_cuda_backend_new(&(ef_cuda_opts){.device = (int)index, .allow_tf32 = tf32});
-  } else {
-    fprintf(stderr, "effnet %s: --device must be cpu, cuda or cuda:N, not '%s'\n", cmd, device);
-    return 2;
+    d->cuda = true, d->index = (int)index;
+    return 0;
   }
+  fprintf(stderr, "effnet %s: --device must be cpu, cuda or cuda:N, not '%s'\n", cmd, device);
+  return 2;
+}
+
+int ef_device_open(ef_device *d, const char *cmd, const char *device, const char *precision, int threads) {
+  int rc = ef_device_parse(d, cmd, device, precision);
+  if (rc) return rc;
+  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index, .allow_tf32 = !strcmp(precision, "tf32")})
+                  : ef_cpu_backend_new(threads);
   if (!d->be) {
     fprintf(stderr, "effnet %s: cannot start device %s: %s\n", cmd, device, ef_last_error());
     return 1;

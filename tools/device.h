@@ -11,6 +11,7 @@ typedef struct {
   ef_backend *be;
   ef_dtype activations;  // EF_F32, EF_BF16 or EF_F16
   bool cuda;
+  int index;             // the CUDA device
   const char *precision; // as given: f32, tf32, bf16, f16
 } ef_device;
 
@@ -21,8 +22,10 @@ typedef struct {
   "                        (16-bit activations, f32 weights, statistics and loss; f16 scales\n" \
   "                        the loss dynamically)  [f32]\n"
 
-// Opens the device for command `cmd`; on a mistake or a failure prints "effnet <cmd>: ..." and
-// returns 2 (bad flags) or 1 (no such device).
+// Checks the flags of command `cmd` (no backend yet); on a mistake prints "effnet <cmd>: ..." and
+// returns 2.
+int ef_device_parse(ef_device *d, const char *cmd, const char *device, const char *precision);
+// The same, then the backend; returns 2 (bad flags) or 1 (the device cannot start) after a message.
 int ef_device_open(ef_device *d, const char *cmd, const char *device, const char *precision, int threads);
 void ef_device_close(ef_device *d);
 // "cpu, 2 threads" or "NVIDIA H100 80GB HBM3 (sm_90, ...), bf16"

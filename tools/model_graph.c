@@ -9,7 +9,7 @@
 #include "models/weights.h"
 
 ef_status ef_model_graph_new(ef_model_graph *m, ef_store *store, ef_backend *be, const ef_checkpoint_info *info, int64_t batch,
-                             bool training, float smoothing, uint64_t seed, bool profile, int bn_group) {
+                             bool training, float smoothing, uint64_t seed, bool profile, int bn_group, ef_dtype activations) {
   memset(m, 0, sizeof *m);
   m->batch = batch, m->classes = info->num_classes;
   m->g = ef_graph_new(store, seed);
@@ -26,14 +26,18 @@ ef_status ef_model_graph_new(ef_model_graph *m, ef_store *store, ef_backend *be,
   if (training) {
     m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){batch});
     m->loss = ef_softmax_ce(m->g, m->logits, m->labels, smoothing);
-    ef_graph_backward(m->g, m->loss);
+    m->loss_scale = ef_input(m->g, "loss_scale", EF_F32, 1, (int64_t[]){1});
+    ef_graph_backward_from(m->g, m->loss, m->loss_scale);
     ef_graph_keep(m->g, m->loss);
   }
+  ef_graph_set_precision(m->g, activations, false);
   if (!be) return EF_OK; // registering the parameters only
   ef_status st = ef_plan_new(&m->plan, m->g, be, &(ef_plan_opts){.profile = profile});
   if (st != EF_OK) ef_model_graph_free(m);
   return st;
 }
+
+void ef_model_graph_loss_scale(ef_model_graph *m, float scale) { ef_plan_set(m->plan, m->loss_scale, &scale); }
 
 void ef_model_graph_free(ef_model_graph *m) {
   ef_plan_free(m->plan);
@@ -41,8 +45,8 @@ void ef_model_graph_free(ef_model_graph *m) {
   memset(m, 0, sizeof *m);
 }
 
-ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef_backend *be, ef_store **store,
-                                   ef_model_graph *m, ef_checkpoint_info *info, bool *used_ema) {
+ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef_backend *be, ef_dtype activations,
+                                   ef_store **store, ef_model_graph *m, ef_checkpoint_info *info, bool *used_ema) {
   memset(m, 0, sizeof *m);
   *store = NULL;
   EF_TRY(ef_checkpoint_read_info(path, info));
@@ -50,10 +54,10 @@ ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef
   EF_TRY(ef_weights_read_attrs(path, &updates, 1));
   *used_ema = ema && updates.i >= 0;
   *store = ef_store_new();
-  ef_status st = ef_model_graph_new(m, *store, NULL, info, batch, false, 0, info->seed, false, 1);
+  ef_status st = ef_model_graph_new(m, *store, NULL, info, batch, false, 0, info->seed, false, 1, activations);
   if (st == EF_OK) st = ef_store_bind(*store, be);
   if (st == EF_OK) st = ef_plan_new(&m->plan, m->g, be, NULL);
-  // The EMA's group read straight into the store's (host) arenas.
+  // The EMA's group read straight into the store's arenas.
   ef_tensor_set set = {"ema", (*store)->mem[EF_ARENA_PARAM], (*store)->mem[EF_ARENA_STATE]};
   if (st == EF_OK) st = *used_ema ? ef_weights_load_sets(path, *store, &set, 1) : ef_weights_load(path, *store);
   if (st != EF_OK) {

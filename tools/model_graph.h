@@ -13,6 +13,7 @@
 typedef struct {
   ef_graph *g;
   ef_tensor *images, *labels, *logits, *loss;  // (N,H,W,C), (N), (N,classes), scalar
+  ef_tensor *loss_scale;                       // training: the loss's gradient (1), f16's loss scale
   ef_plan *plan;
   int64_t batch;
   int classes;
@@ -20,10 +21,14 @@ typedef struct {
 
 // Builds the model of `info` (arch, cfg, classes, channels; images of info->eval's size) for
 // `batch` images. Training adds labels, label-smoothed cross-entropy and its backward pass into
-// the store's gradients. The first build registers the parameters in the store. The plan is
-// made on `be`. bn_group > 1: the training graph's batch norms span that many ranks (SyncBN).
+// the store's gradients, from the input loss_scale (set it: ef_model_graph_loss_scale). The first
+// build registers the parameters in the store. `activations`: EF_F32, or the 16-bit type of mixed
+// precision (ef_graph_set_precision). The plan is made on `be` (NULL: none yet). bn_group > 1:
+// the training graph's batch norms span that many ranks (SyncBN).
 ef_status ef_model_graph_new(ef_model_graph *m, ef_store *store, ef_backend *be, const ef_checkpoint_info *info, int64_t batch,
-                             bool training, float smoothing, uint64_t seed, bool profile, int bn_group);
+                             bool training, float smoothing, uint64_t seed, bool profile, int bn_group, ef_dtype activations);
+// Sets the training graph's loss scale (the gradients are that many times the loss's).
+void ef_model_graph_loss_scale(ef_model_graph *m, float scale);
 void ef_model_graph_free(ef_model_graph *m);
 
 typedef struct {
@@ -36,9 +41,10 @@ typedef struct {
 ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r);
 
 // The evaluation graph of a checkpoint for `batch` images, in a new store on `be`, with its
-// weights (the EMA's when `ema` and the checkpoint has one; *used_ema says which).
-ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef_backend *be, ef_store **store,
-                                   ef_model_graph *m, ef_checkpoint_info *info, bool *used_ema);
+// weights (the EMA's when `ema` and the checkpoint has one; *used_ema says which), activations
+// in `activations`.
+ef_status ef_model_from_checkpoint(const char *path, bool ema, int64_t batch, ef_backend *be, ef_dtype activations,
+                                   ef_store **store, ef_model_graph *m, ef_checkpoint_info *info, bool *used_ema);
 
 // The rank of `label` in one row of logits: 0 when it is the largest (ties go to the lower
 // class); `classes` when the row holds a NaN, so that a broken model scores nothing.

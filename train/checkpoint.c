@@ -39,7 +39,7 @@ static const info_field fields[] = {
     INT_FIELD("image_channels", eval.channels),
     DBL_FIELD("crop_pct", eval.crop_pct),
 };
-enum { NFIELDS = sizeof fields / sizeof fields[0], NEXTRA = 6 };
+enum { NFIELDS = sizeof fields / sizeof fields[0], NEXTRA = 7 };
 
 // The attribute of field f, pointing at info's own storage (strings are read and written in place).
 static ef_attr field_attr(const ef_checkpoint_info *info, const info_field *f) {
@@ -91,6 +91,7 @@ ef_status ef_checkpoint_save(const char *path, const ef_store *s, const ef_ema *
   attrs[n++] = (ef_attr){.name = "ema_updates", .kind = EF_ATTR_INT, .i = ema ? ema->updates : -1};
   attrs[n++] = (ef_attr){.name = "ema_decay", .kind = EF_ATTR_DOUBLE, .d = ema ? ema->decay : 0};
   attrs[n++] = (ef_attr){.name = "optimizer_step", .kind = EF_ATTR_INT, .i = optim ? optim->step : -1};
+  attrs[n++] = (ef_attr){.name = "loss_scale", .kind = EF_ATTR_DOUBLE, .d = info->loss_scale};
   set_list l;
   list_sets(&l, ema, (ef_optim *)optim); // only read from
   return ef_weights_save_sets(path, s, strcmp(info->arch, "tiny") ? &info->cfg : NULL, l.sets, l.n, attrs, n);
@@ -116,13 +117,16 @@ ef_status ef_checkpoint_read_norm(const char *path, float mean[3], float std[3],
 ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   memset(info, 0, sizeof *info);
   char interp[16], mean[64], std[64];
-  ef_attr attrs[NFIELDS + 3];
+  ef_attr attrs[NFIELDS + 4];
   for (int i = 0; i < NFIELDS; i++) attrs[i] = field_attr(info, &fields[i]);
   attrs[NFIELDS] = (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp};
   attrs[NFIELDS + 1] = (ef_attr){.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean};
   attrs[NFIELDS + 2] = (ef_attr){.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std};
-  EF_TRY(ef_weights_read_attrs(path, attrs, NFIELDS + 3));
+  // Written since mixed precision: files from before have none (0).
+  attrs[NFIELDS + 3] = (ef_attr){.name = "loss_scale", .kind = EF_ATTR_DOUBLE, .optional = true};
+  EF_TRY(ef_weights_read_attrs(path, attrs, NFIELDS + 4));
   for (int i = 0; i < NFIELDS; i++) from_attr(info, &fields[i], &attrs[i]);
+  info->loss_scale = attrs[NFIELDS + 3].found ? attrs[NFIELDS + 3].d : 0;
   double crop_pct = info->eval.crop_pct; // the other transform fields are the defaults
   info->eval = ef_transform_defaults(false, info->eval.size, info->eval.channels);
   info->eval.crop_pct = crop_pct;

@@ -24,6 +24,7 @@ typedef struct {
   double epoch_loss;
   int64_t epoch_correct, epoch_seen;
   double best_top1;        // the best validation top-1 so far (-1: none yet)
+  double loss_scale;       // f16 training's loss scale (1 otherwise; 0 read from a file without one)
   char args[8192];         // the run's `effnet train` arguments, one per line
   char class_names[65536]; // one per line
   ef_transform eval;       // the evaluation preprocessing
