@@ -7,10 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-// Scalars that change every step live in host memory that the device reads when the kernels run
-// (and writes the norm into), so that a captured step replays with new values: write them before
-// a step is run or replayed, and touch them again only once it has finished (the trainer waits
-// for every step when it reads the loss).
+// Scalars that change every step live in pinned host memory. The step copies them to the device
+// as it starts and the norm back as it has it (copies that a captured graph repeats on every
+// replay), so a replayed step uses new values: write them before a step is run or replayed, and
+// touch them again only once it has finished (the trainer waits for every step: it reads the loss).
 typedef struct {
   double lr;          // the learning rate (each segment multiplies it by its lr_scale)
   double adam_t;      // AdamW: the step count after this update (bias correction)
@@ -21,11 +21,15 @@ typedef struct {
   int32_t skip;       // out: 1 when that norm is NaN or infinite: nothing was updated
 } ef_step_values;
 
-// One store entry the optimizer updates: its elements, learning-rate scale and weight decay.
+// One store entry the optimizer updates: its elements, learning-rate scale and weight decay, and
+// the first block of the update's grid that works on it (each block takes EF_UPDATE_CHUNK
+// elements of one segment).
+#define EF_UPDATE_CHUNK 2048
 typedef struct {
   int64_t offset, numel;
   float lr_scale;
   double weight_decay;
+  int64_t first_block;
 } ef_update_segment;
 
 // The optimizers, numbered as train/optim.h's ef_optim_kind.
@@ -40,7 +44,7 @@ typedef struct {
   const float *grad;
   const ef_update_segment *segments;   // device memory
   int n_segments;
-  int64_t max_numel;                   // the largest segment
+  int64_t blocks;                      // the grid: the segments' chunks, in order
 } ef_update_pass;
 
 #endif

@@ -340,6 +340,7 @@ static void cuda_begin_run(ef_backend *be, const ef_run_ctx *ctx) {
 
 static void cuda_capture_begin(ef_backend *be) {
   ef_cuda *cu = be->impl;
+  EF_ASSERT(!cu->capturing, "a capture inside a capture");
   EF_CUDA_CHECK(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
   cu->capturing = true;
 }
@@ -373,10 +374,14 @@ static void check_launch(const char *what) {
   if (err != cudaSuccess) EF_FATAL("CUDA launch of %s failed: %s (%s)", what, cudaGetErrorName(err), cudaGetErrorString(err));
 }
 
+// The first of a step's update: this step's values to the device, the norm, and the values (now
+// with the norm) back; copies from pinned memory that a captured graph repeats on every replay.
 static void cuda_grad_norm(ef_backend *be, const float *grad, size_t n) {
   ef_cuda *cu = be->impl;
+  EF_CUDA_CHECK(cudaMemcpyAsync(cu->d_values, cu->values, sizeof *cu->values, cudaMemcpyHostToDevice, cu->stream));
   ef_k_grad_norm(cu->d_values, cu->d_gmul, grad, (int64_t)n, cu->d_norm_part, cu->stream);
   check_launch("the gradient norm");
+  EF_CUDA_CHECK(cudaMemcpyAsync(cu->values, cu->d_values, sizeof *cu->values, cudaMemcpyDeviceToHost, cu->stream));
 }
 
 static void cuda_update(ef_backend *be, const ef_update_pass *u) {
@@ -416,6 +421,7 @@ static void cuda_destroy(ef_backend *be) {
   if (cu->d_gmul) cudaFree(cu->d_gmul);
   if (cu->d_norm_part) cudaFree(cu->d_norm_part);
   if (cu->values) cudaFreeHost(cu->values);
+  if (cu->d_values) cudaFree(cu->d_values);
   if (cu->stream) cudaStreamDestroy(cu->stream);
   free(cu->allocs);
   free(cu->algos);
@@ -481,8 +487,8 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
   if (st == cudaSuccess) st = cudaMalloc(&cu->cublas_ws, CUBLAS_WORKSPACE);
   if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_gmul, sizeof(float));
   if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_norm_part, EF_K_NORM_CHUNKS * sizeof(double));
-  if (st == cudaSuccess) st = cudaHostAlloc((void **)&cu->values, sizeof *cu->values, cudaHostAllocMapped);
-  if (st == cudaSuccess) st = cudaHostGetDevicePointer((void **)&cu->d_values, cu->values, 0);
+  if (st == cudaSuccess) st = cudaHostAlloc((void **)&cu->values, sizeof *cu->values, cudaHostAllocDefault);
+  if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_values, sizeof *cu->d_values);
   if (st == cudaSuccess) *cu->values = (ef_step_values){.unscale = 1};
   cu->arena.values = cu->values;
   if (st != cudaSuccess) snprintf(why, sizeof why, "CUDA device %d could not start: %s", cu->opts.device, cudaGetErrorString(st));

@@ -106,7 +106,7 @@ void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, float e
 void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_t *labels, float eps, int64_t n,
                          int64_t k, int *err, cudaStream_t s);
 
-// ---- the training step's update (update.cu): values `v` in mapped host memory ----------------
+// ---- the training step's update (update.cu): values `v` in device memory ------------------------
 // v->norm and v->skip from the gradients, and *gmul, the multiplier the update applies to them;
 // partial sums in `part` (EF_K_NORM_CHUNKS doubles), added in a fixed order.
 #define EF_K_NORM_CHUNKS 1024

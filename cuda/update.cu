@@ -1,7 +1,7 @@
 // The training step's update on the GPU, the twin of train/optim.c and train/ema.c: the global
 // gradient norm (fixed chunks in double, added in order), clipping and f16 unscaling folded into
 // one multiplier, the optimizer over every segment of the flat arenas in one launch, and the EMA.
-// Per-step scalars are read from mapped host memory when the kernels run (core/update.h).
+// Per-step scalars are read from the device's copy of ef_step_values (core/update.h).
 #include "cuda/kernels.h"
 
 namespace {
@@ -34,10 +34,19 @@ __global__ void k_norm_final(ef_step_values *v, float *gmul, const double *part)
   *gmul = coef < 1 ? (float)(v->unscale * coef) : (float)v->unscale;
 }
 
-// blockIdx.y: the segment; x: its elements, grid-stride.
+// Block b works on EF_UPDATE_CHUNK elements of the segment whose blocks hold b (a binary search
+// of first_block).
 __global__ void k_update(ef_update_pass u, const ef_step_values *v, const float *gmul) {
   if (v->skip) return;
-  const ef_update_segment sg = u.segments[blockIdx.y];
+  int64_t b = blockIdx.x;
+  int lo = 0, hi = u.n_segments - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (u.segments[mid].first_block <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  const ef_update_segment sg = u.segments[lo];
+  int64_t start = (b - sg.first_block) * EF_UPDATE_CHUNK, end = start + EF_UPDATE_CHUNK < sg.numel ? start + EF_UPDATE_CHUNK : sg.numel;
   double lr = v->lr * (double)sg.lr_scale;
   float flr = (float)lr, wd = (float)sg.weight_decay, gm = *gmul;
   float *p = u.param + sg.offset, *s0 = u.slot0 ? u.slot0 + sg.offset : nullptr, *s1 = u.slot1 ? u.slot1 + sg.offset : nullptr;
@@ -48,7 +57,7 @@ __global__ void k_update(ef_update_pass u, const ef_step_values *v, const float 
   float bc2_sqrt = (float)sqrt(1 - pow(u.beta2, t)), one_b1 = (float)(1 - u.beta1), one_b2 = (float)(1 - u.beta2);
   float m = (float)u.momentum, rho = (float)u.rho, one_rho = (float)(1 - u.rho), eps = (float)u.eps;
   float b1 = (float)u.beta1, b2 = (float)u.beta2;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < sg.numel; i += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
     float gi = g[i] * gm;
     switch (u.kind) {
     case EF_UPDATE_SGD:
@@ -105,7 +114,7 @@ void ef_k_grad_norm(ef_step_values *v, float *gmul, const float *grad, int64_t n
 
 void ef_k_update(const ef_update_pass *u, const ef_step_values *v, const float *gmul, cudaStream_t s) {
   if (u->n_segments == 0) return;
-  k_update<<<dim3(blocks_for(u->max_numel), (unsigned)u->n_segments), THREADS, 0, s>>>(*u, v, gmul);
+  k_update<<<(unsigned)u->blocks, THREADS, 0, s>>>(*u, v, gmul);
 }
 
 void ef_k_ema(float *shadow, const float *value, int64_t n, const ef_step_values *v, cudaStream_t s) {

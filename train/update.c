@@ -12,13 +12,14 @@ ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef
   EF_ASSERT(o->device == be, "the optimizer's slots are not on the store's device");
   ef_update_segment *seg = ef_xcalloc((size_t)(s->n ? s->n : 1), sizeof *seg);
   int n = 0;
-  int64_t most = 0;
+  int64_t blocks = 0;
   for (int e = 0; e < s->n; e++) { // as ef_optim_step
     const ef_store_entry *en = &s->entries[e];
     if (!en->trainable || en->frozen) continue;
     seg[n++] = (ef_update_segment){.offset = (int64_t)en->offset, .numel = (int64_t)en->numel, .lr_scale = en->lr_scale,
-                                   .weight_decay = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0};
-    if ((int64_t)en->numel > most) most = (int64_t)en->numel;
+                                   .weight_decay = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0,
+                                   .first_block = blocks};
+    blocks += ((int64_t)en->numel + EF_UPDATE_CHUNK - 1) / EF_UPDATE_CHUNK;
   }
   size_t bytes = sizeof *seg * (size_t)(n ? n : 1);
   d->segments = be->alloc(be, bytes);
@@ -33,7 +34,7 @@ ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef
                              .beta1 = o->cfg.beta1, .beta2 = o->cfg.beta2, .nesterov = o->cfg.nesterov,
                              .param = s->mem[EF_ARENA_PARAM], .grad = s->mem[EF_ARENA_GRAD],
                              .slot0 = o->n_slots > 0 ? o->slots[0] : NULL, .slot1 = o->n_slots > 1 ? o->slots[1] : NULL,
-                             .segments = d->segments, .n_segments = n, .max_numel = most};
+                             .segments = d->segments, .n_segments = n, .blocks = blocks};
   return EF_OK;
 }
 

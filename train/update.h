@@ -27,6 +27,8 @@ void ef_device_update_free(ef_device_update *d);
 void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
                              double unscale);
 // Queues the norm, the optimizer pass and the EMA's update (capturable; no synchronization).
+// Unlike ef_grad_clip on the host, clipping scales the gradients inside the update: the gradient
+// arena keeps the unclipped values.
 void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema);
 // Once the step has finished (the caller synchronized): the norm of the unscaled gradients; true
 // when it was finite and the update applied, and then the optimizer's and EMA's counters advance.

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.." || exit 1
 out=${OUT:-/tmp/effnet-gpu}
 budget=${EFFNET_CHECK_BUDGET_S:-345}
 torch_f32=${EFFNET_CHECK_TORCH_F32:-1}
-programs=(effnet test_cuda_ops test_cuda_train)
+programs=(effnet test_cuda_ops test_cuda_update test_cuda_train)
 SECONDS=0
 
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
@@ -155,9 +155,9 @@ run_program() {
   timed "$t" "$log" env LD_LIBRARY_PATH="$effnet_ld" "${bin[$p]}" "$@"
 }
 
-# ---- 1, 2. ops and training against the CPU backend ------------------------------------------
+# ---- 1, 2. ops, the update and training against the CPU backend ------------------------------
 declare -A status=() detail=()
-for step in ops train; do
+for step in ops update train; do
   log=$out/$step.log
   : >"$log"
   prog=test_cuda_$step
@@ -235,7 +235,7 @@ status[torch]=${status[torch]:-PASS}
 
 # ---- 5. summary -----------------------------------------------------------------------------
 failed=0
-for step in ops train bench torch; do
+for step in ops update train bench torch; do
   [ "${status[$step]}" = PASS ] || failed=1
 done
 {
@@ -247,6 +247,7 @@ done
   echo "| step | result | last line |"
   echo "|---|---|---|"
   echo "| ops (test_cuda_ops) | ${status[ops]} | ${detail[ops]} |"
+  echo "| update (test_cuda_update) | ${status[update]} | ${detail[update]} |"
   echo "| train (test_cuda_train) | ${status[train]} | ${detail[train]} |"
   echo "| effnet bench | ${status[bench]} | |"
   echo "| torchvision bench | ${status[torch]}$torch_note | |"

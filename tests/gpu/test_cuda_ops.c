@@ -1,7 +1,9 @@
 // Every op of tests/op_cases.h, forward and backward, on the CUDA backend against the CPU backend
 // with the same random inputs: at f32 with TF32 off (relative error <= 1e-4 of the largest
 // value), and at bf16 and f16 with every computed output but statistics in 16 bits (<= 1e-2).
-// Both plans run poisoned, so an element a kernel forgets to write is NaN. Exits 77 without a GPU.
+// Inputs and the upstream gradient pass through an identity node first, which the 16-bit runs
+// make 16-bit: every kernel, backward ones included, also reads 16-bit data. Both plans run
+// poisoned, so an element a kernel forgets to write is NaN. Exits 77 without a GPU.
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
@@ -32,17 +34,20 @@ static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype preci
   }
   s->g = ef_graph_new(s->store, SEED);
   bool any_grad = false;
+  ef_tensor *x[5];
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *in = &c->in[i];
     s->leaf[i] = in->kind == IN_INPUT ? ef_input(s->g, in->name, in->dtype, in->ndim, in->shape) : ef_param(s->g, s->entry[i], 1, NULL);
     s->leaf[i]->requires_grad = in->grad;
     any_grad |= in->grad;
+    bool data = in->kind == IN_INPUT && in->dtype == EF_F32;
+    x[i] = data ? ef_activate(s->g, s->leaf[i], EF_ACT_NONE) : s->leaf[i];
   }
-  s->out = c->build(s->g, s->leaf, c);
+  s->out = c->build(s->g, x, c);
   ef_graph_keep(s->g, s->out);
   if (any_grad) {
     s->dy = ef_input(s->g, "dy", EF_F32, s->out->ndim, s->out->shape);
-    ef_graph_backward_from(s->g, s->out, s->dy);
+    ef_graph_backward_from(s->g, s->out, ef_activate(s->g, s->dy, EF_ACT_NONE));
   }
   ef_graph_set_precision(s->g, precision, true);
   ef_status st = ef_plan_new(&s->plan, s->g, be, &(ef_plan_opts){.poison = true});

@@ -1,8 +1,8 @@
 // EfficientNet-B0 training on the GPU against the CPU: 128x128 images, batch 16, SGD with
 // momentum, dropout and drop-path on, the same initialization, batch and seeds. 20 steps at f32
-// (TF32 off) give losses within 1e-3 relative of the CPU's; bf16 and f16 (loss scale 1024) train
-// and their loss falls; a captured step replayed as a CUDA graph gives exactly what eager steps
-// give. Exits 77 without a GPU.
+// (TF32 off) give losses within 1e-3 relative of the CPU's; bf16 and f16 (loss scale 1024) follow
+// the f32 losses within 10% step by step, and fall; a captured step replayed as a CUDA graph
+// gives exactly what eager steps give. Exits 77 without a GPU.
 #include <math.h>
 #include <stdlib.h>
 
@@ -130,13 +130,13 @@ int main(void) {
   trainer a, b;
   trainer_new(&a, cpu, EF_F32, 1, x, y);
   trainer_new(&b, gpu, EF_F32, 1, x, y);
-  double worst = 0, first = 0, last = 0;
+  double worst = 0, first = 0, last = 0, f32[STEPS];
   for (int i = 0; i < STEPS; i++) {
     double lc = step(&a, i, false, 1), lg = step(&b, i, false, 1), e = fabs(lg - lc) / fabs(lc);
     printf("f32 step %2d: loss cpu %.6f gpu %.6f (relative difference %.2e)\n", i, lc, lg, e);
     worst = e > worst || isnan(e) ? e : worst;
     if (i == 0) first = lc;
-    last = lc;
+    last = lc, f32[i] = lg;
   }
   CHECK(worst <= 1e-3, "f32: GPU losses differ from the CPU's by %.3g relative", worst);
   CHECK(last < first, "f32: the loss did not fall (%.4f -> %.4f)", first, last);
@@ -148,14 +148,17 @@ int main(void) {
   for (int h = 0; h < 2; h++) {
     float scale = halves[h] == EF_F16 ? 1024.0f : 1.0f;
     trainer_new(&b, gpu, halves[h], scale, x, y);
+    double off = 0;
     for (int i = 0; i < STEPS; i++) {
-      double l = step(&b, i, false, 1.0 / scale);
+      double l = step(&b, i, false, 1.0 / scale), e = fabs(l - f32[i]) / f32[i];
+      off = e > off || isnan(e) ? e : off;
       if (i == 0) first = l;
       last = l;
     }
-    printf("%s: loss %.4f -> %.4f in %d steps\n", ef_dtype_name(halves[h]), first, last, STEPS);
-    CHECK(isfinite(last) && last < 0.8 * first, "%s: the loss did not fall (%.4f -> %.4f)", ef_dtype_name(halves[h]), first,
-          last);
+    printf("%s: loss %.4f -> %.4f in %d steps (f32: %.4f -> %.4f; largest difference %.2f%%)\n", ef_dtype_name(halves[h]),
+           first, last, STEPS, f32[0], f32[STEPS - 1], 100 * off);
+    CHECK(off <= 0.1 && last < first, "%s: losses %.4f -> %.4f, up to %.1f%% off the f32 run's", ef_dtype_name(halves[h]), first,
+          last, 100 * off);
     trainer_free(&b);
   }
 
@@ -173,6 +176,10 @@ int main(void) {
   for (size_t i = 0; i < a.s->numel[0]; i++) diff = fmax(diff, fabs((double)pe[i] - pr[i]));
   CHECK(same_loss && diff == 0, "CUDA graph replay differs from eager steps: losses %s, largest parameter difference %.3g",
         same_loss ? "equal" : "differ", diff);
+  for (int i = 0; i < b.plan->n && (!same_loss || diff != 0); i++) { // nondeterministic algorithms explain a difference
+    const char *impl = b.plan->state[i] ? gpu->describe(gpu, b.plan->state[i]) : NULL;
+    if (impl && strstr(impl, "nondeterministic")) printf("  %s: %s\n", b.plan->sched[i]->name, impl);
+  }
   free(pe), free(pr);
   trainer_free(&a);
   trainer_free(&b);
