@@ -1,7 +1,8 @@
 // The EfficientNet zoo: the exact parameter counts of B0-B7 (1000 classes; torchvision and timm
 // agree), multiply-adds equal to torchvision's graph and close to the paper's Table 2, TF's
-// channel rounding, custom phi, a B0 training step on the CPU that runs and stays finite, and the
-// per-node costs and scopes the benchmark's profile sums.
+// channel rounding, custom phi, a B0 training step on the CPU that runs and stays finite, the
+// per-node costs and scopes the benchmark's profile sums, and which tensors mixed precision
+// makes 16-bit.
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +200,65 @@ static void test_node_costs_and_scopes(void) {
   }
 }
 
+// ef_graph_set_precision on a B0 training graph: activations and their gradients with a spatial
+// size above 1x1 become bf16; statistics, the squeeze-excite path, the classifier, the loss and
+// every parameter gradient stay f32; views follow their source; the plan shrinks; and the CPU
+// backend refuses the graph with a message naming the op and the type.
+static void test_mixed_precision_types(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b0", &cfg);
+  cfg.num_classes = 10;
+  size_t arena[2];
+  for (int half = 0; half < 2; half++) {
+    ef_store *s = ef_store_new();
+    ef_graph *g = ef_graph_new(s, 1);
+    ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){2, 64, 64, 3});
+    ef_tensor *out = ef_effnet_build(&cfg, g, x, true, NULL, NULL);
+    ef_tensor *loss = ef_softmax_ce(g, out, ef_input(g, "y", EF_I32, 1, (int64_t[]){2}), 0.1f);
+    ef_graph_backward(g, loss);
+    ef_graph_keep(g, loss);
+    if (half) ef_graph_set_precision(g, EF_BF16, false);
+    int wrong = 0, halved = 0;
+    for (int i = 0; i < g->n && half; i++) {
+      const ef_tensor *t = g->nodes[i];
+      bool spatial = t->ndim == 4 && t->shape[1] * t->shape[2] > 1;
+      bool activation = t->op == EF_OP_CONV2D || t->op == EF_OP_CONV2D_BWD_DATA || t->op == EF_OP_BN ||
+                        t->op == EF_OP_BN_BWD_DATA || t->op == EF_OP_ACT || t->op == EF_OP_ACT_BWD || t->op == EF_OP_ADD ||
+                        t->op == EF_OP_CHANNEL_MUL || t->op == EF_OP_GAP_BWD || t->op == EF_OP_DROPOUT;
+      ef_dtype want = t->op == EF_OP_RESHAPE ? t->src[0]->dtype
+                      : t->op == EF_OP_LEAF   ? (t->dtype == EF_I32 ? EF_I32 : EF_F32)
+                      : activation && spatial ? EF_BF16
+                                              : EF_F32;
+      if (t->dtype != want && wrong++ < 5)
+        CHECK(0, "'%s' (%s, %s) is %s, want %s", t->name, ef_op_name(t->op), t->scope ? t->scope : "-", ef_dtype_name(t->dtype),
+              ef_dtype_name(want));
+      halved += t->dtype == EF_BF16;
+      if (t->scope && (!strcmp(t->scope, EF_SCOPE_SE) || !strcmp(t->scope, EF_SCOPE_CLASSIFIER)) && t->op != EF_OP_CHANNEL_MUL &&
+          t->op != EF_OP_GAP_BWD && t->op != EF_OP_ADD)
+        CHECK(t->dtype != EF_BF16, "'%s' in %s is bf16", t->name, t->scope);
+    }
+    CHECK(!half || (wrong == 0 && halved > 200), "%d nodes of the wrong type, %d bf16", wrong, halved);
+    CHECK(loss->dtype == EF_F32 && out->dtype == EF_F32, "loss %s, logits %s", ef_dtype_name(loss->dtype), ef_dtype_name(out->dtype));
+    size_t naive;
+    ef_plan_measure(g, &arena[half], &naive);
+    if (half) {
+      ef_backend *cpu = ef_cpu_backend_new(1);
+      ef_plan *p = NULL;
+      CHECK(ef_store_bind(s, cpu) == EF_OK, "%s", ef_last_error());
+      ef_status st = ef_plan_new(&p, g, cpu, NULL);
+      CHECK(st == EF_ERR_UNSUPPORTED && !p && strstr(ef_last_error(), "bf16"), "the CPU with bf16: %d %s", st, ef_last_error());
+      ef_graph_free(g);
+      ef_store_free(s);
+      ef_backend_free(cpu);
+    } else {
+      ef_graph_free(g);
+      ef_store_free(s);
+    }
+  }
+  printf("  activation arena at batch 2, 64x64: f32 %.1f MiB, bf16 %.1f MiB\n", arena[0] / 1048576.0, arena[1] / 1048576.0);
+  CHECK(arena[1] < 0.6 * arena[0], "bf16 plans %zu bytes, f32 %zu", arena[1], arena[0]);
+}
+
 int main(void) {
   RUN(test_rounding);
   RUN(test_presets_params_and_macs);
@@ -206,5 +266,6 @@ int main(void) {
   RUN(test_dropout_schedule);
   RUN(test_b0_step_on_cpu);
   RUN(test_node_costs_and_scopes);
+  RUN(test_mixed_precision_types);
   return test_exit_code();
 }
