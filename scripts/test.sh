@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: missing system packages, a Release build with
-# warnings as errors, ctest; then the same suite built with AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero on the first failure.
+# warnings as errors (and the CUDA backend, wherever the toolkit is, so that GPU code always
+# compiles; its tests skip without a GPU), ctest; then the same suite built with AddressSanitizer
+# and UndefinedBehaviorSanitizer (CPU only). Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export EFFNET_KERAS_PYTHON=${EFFNET_KERAS_VENV:-/opt/effnet-keras}/bin/python # tests/parity_keras.py runs Keras there
 jobs=$(nproc)
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEFFNET_WERROR=ON
+cuda=()
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  cuda=(-DEFFNET_CUDA=ON -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEFFNET_WERROR=ON "${cuda[@]}"
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure)
 
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFNET_SANITIZE=ON -DEFFNET_WERROR=ON
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFNET_SANITIZE=ON -DEFFNET_WERROR=ON -DEFFNET_CUDA=OFF
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ctest --output-on-failure)
 echo "test.sh: all tests passed (Release and sanitizer builds)"
