@@ -1,10 +1,13 @@
 // The checking half of the torchvision parity test (tests/parity_torchvision.py writes the
 // reference): loads effnet weights imported from torchvision, runs the same images through our
-// model, and compares inference logits and training-mode logits (batch statistics) within 2e-5
-// relative error (max-abs over max-abs; measured: 3e-6), the loss within 1e-5, the BN running
+// model, and compares inference logits and training-mode logits (batch statistics) within 1e-4
+// relative error (max-abs over max-abs; the design's bound), the loss within 1e-5, the BN running
 // statistics after the training step's update within 2e-5 (measured: 5e-7), and every
 // parameter's gradient within 1e-3 (measured: 1.3e-4). A reference without logits_train (Keras's,
 // tests/keras_import.py) holds inference logits only, and only those are compared.
+// Measured logits errors depend on the kernels oneDNN picks for the machine: about 3e-6 with
+// AVX-512; with AVX2 alone, 3.65e-5 for export_torch's briefly trained 8-class B0 (whose logits
+// are small), the same at commits fbd975f and after. 2e-5 held on the first kind only.
 // In training mode some gradients are zero in exact arithmetic (a BN bias whose every path
 // meets a later batch norm, which removes per-channel shifts): both frameworks return rounding
 // noise there, up to about 1e-7 of the largest gradient. So a gradient's error is measured
@@ -104,7 +107,7 @@ int main(int argc, char **argv) {
     ef_plan_get(ev.plan, ev.logits, got);
     double e = rel_err_f32(got, want_eval, n * k);
     printf("%s: inference logits relative error %.3g\n", cfg.name, e);
-    CHECK(e <= 2e-5, "inference logits: relative error %.3g", e);
+    CHECK(e <= 1e-4, "inference logits: relative error %.3g", e);
   }
   float *labels = training ? read_dataset(ref, "labels", n) : NULL, loss;
   float *want_train = training ? read_dataset(ref, "logits_train", n * k) : NULL;
@@ -122,7 +125,7 @@ int main(int argc, char **argv) {
     ef_plan_get(tr.plan, tr.loss, &loss);
     double e = rel_err_f32(got, want_train, n * k);
     printf("%s: training-mode logits relative error %.3g, loss %.6f (torchvision %.6f)\n", cfg.name, e, loss, want_loss[0]);
-    CHECK(e <= 2e-5, "training-mode logits: relative error %.3g", e);
+    CHECK(e <= 1e-4, "training-mode logits: relative error %.3g", e);
     CHECK(fabs(loss - want_loss[0]) <= 1e-5 * fabs(want_loss[0]), "loss %.7f, torchvision %.7f", loss, want_loss[0]);
 
     // The running statistics after one update (momentum, unbiased variance).

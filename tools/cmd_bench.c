@@ -1,19 +1,20 @@
-// `effnet bench MODEL...`: times models on the CPU backend: inference (forward) or a training step
+// `effnet bench MODEL...`: times models on the CPU or a GPU: inference (forward) or a training step
 // (forward, backward, and an SGD-momentum update of every parameter), for each model and batch
 // size asked, on synthetic data or through the real loader (--data). Reports the median and p99
 // step time, images/s, achieved GFLOP/s, the planned memory, the process's peak resident memory
-// and the largest batch whose plan fits the memory budget; --profile splits the step by op kind.
+// (on a GPU: the GPU memory in use at the peak) and the largest batch whose plan fits the memory
+// budget; --profile splits the step by op kind.
 // Several configurations end with a table. scripts/bench_vs_torch.sh runs it beside torchvision.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
-#include "core/cpu/cpu.h"
 #include "core/plan.h"
-#include "data/loader.h"
-#include "tools/effnet.h"
 #include "cuda/cuda.h"
+#include "data/loader.h"
 #include "tools/device.h"
+#include "tools/effnet.h"
 #include "tools/model_args.h"
 #include "train/optim.h"
 #include "train/update.h"
@@ -197,13 +198,25 @@ static double planned_bytes(const ef_effnet_config *cfg, long batch, bool traini
   return bytes;
 }
 
+// The most elements any tensor of the graph holds per image.
+static double largest_tensor(const ef_effnet_config *cfg, bool training, ef_dtype activations) {
+  bench_graph b;
+  graph_build(&b, cfg, 1, training, activations);
+  double most = 0;
+  for (int i = 0; i < b.g->n; i++) most = fmax(most, (double)ef_numel(b.g->nodes[i]));
+  graph_free(&b);
+  return most;
+}
+
 // The largest batch whose planned memory fits `budget` (0 when not even one image fits): the
 // arena grows linearly with the batch, so two plans give the estimate and more plans confirm it.
-static long max_batch(const ef_effnet_config *cfg, bool training, ef_dtype activations, double budget) {
+// On a GPU also no tensor above 2^31 elements (cuDNN's convolution descriptors take int sizes).
+static long max_batch(const ef_effnet_config *cfg, bool training, ef_dtype activations, double budget, bool gpu) {
   double one = planned_bytes(cfg, 1, training, activations), per_image = planned_bytes(cfg, 2, training, activations) - one;
   if (one > budget) return 0;
   long b = per_image > 0 ? 1 + (long)((budget - one) / per_image) : 1 << 16;
   if (b > 1 << 16) b = 1 << 16;
+  if (gpu) b = (long)fmin((double)b, floor(2147483647.0 / largest_tensor(cfg, training, activations)));
   while (b > 1 && planned_bytes(cfg, b, training, activations) > budget) b--;
   return b;
 }
@@ -475,8 +488,9 @@ int ef_cmd_bench(int argc, char **argv) {
   ef_device dev;
   if ((rc = ef_device_open(&dev, "bench", device, precision, (int)threads)) != 0) return rc;
   o.dev = &dev;
-  // Less a GiB on a GPU for the libraries' workspaces and the convolutions' scratch.
-  o.budget = memory_mib ? (double)memory_mib * 1048576.0 : dev.cuda ? (double)ef_cuda_free_bytes(dev.be) - 1073741824.0
+  // On a GPU, less 1.5 GiB for the libraries, cuDNN's workspace (512 MiB at most) and the largest
+  // convolution's converted or padded operands in the scratch.
+  o.budget = memory_mib ? (double)memory_mib * 1048576.0 : dev.cuda ? (double)ef_cuda_free_bytes(dev.be) - 1610612736.0
                                                                     : available_bytes();
   if (o.budget <= 0) {
     fprintf(stderr, "effnet bench: cannot tell how much memory is free: give --memory-mib\n");
@@ -512,7 +526,7 @@ int ef_cmd_bench(int argc, char **argv) {
   for (int i = 0; i < n_models && !rc; i++) {
     ef_effnet_config cfg;
     if ((rc = ef_model_args_config("bench", list[i], &m, &cfg)) != 0) break;
-    long fits = max_batch(&cfg, o.training, dev.activations, o.budget);
+    long fits = max_batch(&cfg, o.training, dev.activations, o.budget, dev.cuda);
     for (int k = 0; k < n_sizes && !rc; k++) {
       long batch = sizes[k] ? sizes[k] : fits;
       if (batch < 1) {
