@@ -67,6 +67,9 @@ if too_large; then
   rm -rf "${bundle:?}/lib"
 fi
 
+# What it was built from, for check.sh to compare with the tree it runs in.
+git describe --always --dirty >"$bundle/commit"
+
 echo "gpu_bundle: contents of $bundle:"
 (cd "$bundle" && find . -type f -printf '%s %p\n' | sort -k2 | awk '{ printf "  %8.1f KiB  %s\n", $1 / 1024, $2 }')
 [ -f "$bundle/lib.tar.xz" ] && tar -tJf "$bundle/lib.tar.xz" | sed 's/^/    in lib.tar.xz: /'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU proof in one call on the lent machine, under six minutes: the environment, every op
-# against the CPU backend, training steps, effnet's benchmark beside torchvision's, and a summary.
+# against the CPU backend, the update kernels, training steps, effnet's benchmark beside
+# torchvision's, memcheck on two op subsets with the time left, and a summary.
 # Run from the repo root as tests/gpu/check.sh; logs go to ${OUT:-/tmp/effnet-gpu}. Exit 77: no GPU.
 #
 # Binaries come from .gpu-bundle/ (scripts/gpu_bundle.sh, carried there), with the shared
@@ -97,6 +98,13 @@ effnet_ld=$PWD/.gpu-bundle/lib${wheel_libs:+:$wheel_libs}
     -o -name 'libcublas*.so*' -o -name 'libcudnn.so*' -o -name 'libnccl.so*' \) -printf '%f ' 2>/dev/null)"
 } | tee -a "$envlog"
 
+if [ -f .gpu-bundle/commit ]; then
+  built=$(cat .gpu-bundle/commit) here=$(git describe --always --dirty 2>/dev/null)
+  echo "bundle built from $built; this tree is ${here:-unknown (no git here)}" | tee -a "$envlog"
+  if [ -n "$here" ] && [ "$built" != "$here" ]; then
+    echo "check: WARNING: the bundle is not this tree's build (run scripts/gpu_bundle.sh)" | tee -a "$envlog"
+  fi
+fi
 if [ -f .gpu-bundle/lib.tar.xz ] && [ ! -d .gpu-bundle/lib ]; then
   tar -C .gpu-bundle -xJf .gpu-bundle/lib.tar.xz 2>&1 | tee -a "$envlog"
 fi
@@ -162,6 +170,8 @@ for step in ops update train; do
   : >"$log"
   prog=test_cuda_$step
   echo "== $step: $prog (log: $step.log; its last lines:)"
+  # The op checks synchronize after every node, so that a fault names its node.
+  if [ "$step" = ops ]; then export EFFNET_CUDA_SYNC=1; else unset EFFNET_CUDA_SYNC; fi
   run_program "$prog" 120 "$log" >/dev/null
   rc=$?
   grep -v '^\$ ' "$log" | tail -n 3
@@ -233,11 +243,41 @@ for precision in bf16 f32; do
 done
 status[torch]=${status[torch]:-PASS}
 
-# ---- 5. summary -----------------------------------------------------------------------------
+unset EFFNET_CUDA_SYNC
+
+# ---- 5. with time left: our kernels under compute-sanitizer's memcheck ----------------------
+# Two subsets of the op checks (padding, cropping and convolutions; batch norm's reductions) for
+# out-of-bounds and misaligned accesses. Skipped, not failed, when the budget is spent.
+sanlog=$out/sanitizer.log
+: >"$sanlog"
+status[sanitizer]=""
+if ! command -v compute-sanitizer >/dev/null; then
+  status[sanitizer]="SKIPPED (no compute-sanitizer)"
+elif [ -z "${bin[test_cuda_ops]:-}" ]; then
+  status[sanitizer]="SKIPPED (no test_cuda_ops)"
+else
+  ran=0
+  for subset in "s2 same" "bn train"; do
+    ((budget - SECONDS >= 40)) || continue
+    ran=$((ran + 1))
+    echo "== sanitizer: test_cuda_ops '$subset' under memcheck"
+    timed 60 "$sanlog" compute-sanitizer --tool memcheck --error-exitcode 9 --target-processes all \
+      env LD_LIBRARY_PATH="$effnet_ld" "${bin[test_cuda_ops]}" "$subset" >/dev/null
+    rc=$?
+    grep -E 'ERROR SUMMARY|Invalid|out of bounds' "$sanlog" | tail -3
+    [ $rc -eq 0 ] || note sanitizer "'$subset': $(verdict $rc)"
+  done
+  if ((ran == 0)); then status[sanitizer]="SKIPPED (out of time)"; fi
+  status[sanitizer]=${status[sanitizer]:-PASS}
+  ((ran == 0 || ran == 2)) || status[sanitizer]+=" ($ran of 2 subsets; no time for the rest)"
+fi
+
+# ---- 6. summary -----------------------------------------------------------------------------
 failed=0
 for step in ops update train bench torch; do
   [ "${status[$step]}" = PASS ] || failed=1
 done
+case ${status[sanitizer]} in PASS* | SKIPPED*) ;; *) failed=1 ;; esac
 {
   echo "## effnet GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
@@ -251,6 +291,7 @@ done
   echo "| train (test_cuda_train) | ${status[train]} | ${detail[train]} |"
   echo "| effnet bench | ${status[bench]} | |"
   echo "| torchvision bench | ${status[torch]}$torch_note | |"
+  echo "| memcheck (2 op subsets) | ${status[sanitizer]} | |"
   echo
   echo "B0 at 224, batch 256, images/s and peak GPU memory:"
   echo
