@@ -7,6 +7,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __CUDACC__
+#define EF_UPDATE_HD __host__ __device__
+#else
+#define EF_UPDATE_HD
+#endif
+
 // Scalars that change every step live in pinned host memory. The step copies them to the device
 // as it starts and the norm back as it has it (copies that a captured graph repeats on every
 // replay), so a replayed step uses new values: write them before a step is run or replayed, and
@@ -46,5 +52,17 @@ typedef struct {
   int n_segments;
   int64_t blocks;                      // the grid: the segments' chunks, in order
 } ef_update_pass;
+
+// The segment whose blocks hold block b of the update's grid: the last with first_block <= b
+// (segments in the order of their blocks; n >= 1). The kernel's search, tested on the host.
+EF_UPDATE_HD static inline int ef_update_segment_of(const ef_update_segment *seg, int n, int64_t b) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (seg[mid].first_block <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
 
 #endif

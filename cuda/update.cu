@@ -39,13 +39,7 @@ __global__ void k_norm_final(ef_step_values *v, float *gmul, const double *part)
 __global__ void k_update(ef_update_pass u, const ef_step_values *v, const float *gmul) {
   if (v->skip) return;
   int64_t b = blockIdx.x;
-  int lo = 0, hi = u.n_segments - 1;
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (u.segments[mid].first_block <= b) lo = mid;
-    else hi = mid - 1;
-  }
-  const ef_update_segment sg = u.segments[lo];
+  const ef_update_segment sg = u.segments[ef_update_segment_of(u.segments, u.n_segments, b)];
   int64_t start = (b - sg.first_block) * EF_UPDATE_CHUNK, end = start + EF_UPDATE_CHUNK < sg.numel ? start + EF_UPDATE_CHUNK : sg.numel;
   double lr = v->lr * (double)sg.lr_scale;
   float flr = (float)lr, wd = (float)sg.weight_decay, gm = *gmul;

@@ -1,6 +1,7 @@
 // Core tests: Philox against the Random123 known answers, bf16/f16 conversions, the memory
 // planner on random graphs (no live overlap, peak below the naive sum, poisoned planned runs
-// equal to unplanned ones bit for bit), autograd's structure, and plan errors.
+// equal to unplanned ones bit for bit), autograd's structure, plan errors, and graph capture and
+// replay (ef_capture_run) on a CPU backend that records as CUDA does.
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
@@ -254,6 +255,96 @@ static void test_plan_errors(void) {
   ef_backend_free(be);
 }
 
+// A backend that captures as CUDA does, on the CPU: while capturing, computations are recorded
+// instead of run, and a replay runs the record with the step begin_run last wrote (a device reads
+// it from memory). ef_plan_run with opts.graph must then give what eager runs give, step by step.
+typedef struct {
+  const ef_tensor *node;
+  void *state, *scratch;
+} recorded_node;
+
+typedef struct {
+  ef_backend *cpu;
+  bool capturing;
+  uint32_t step;
+  recorded_node rec[16];
+  int n, begins, captures, replays;
+} fake_backend;
+static fake_backend fake;
+
+static void fake_compute(ef_backend *be, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  if (!fake.capturing) {
+    fake.cpu->compute(be, node, state, scratch, ctx);
+    return;
+  }
+  EF_ASSERT(fake.n < 16, "record full");
+  fake.rec[fake.n++] = (recorded_node){node, state, scratch};
+}
+
+static void fake_begin_run(ef_backend *be, const ef_run_ctx *ctx) {
+  fake.begins++;
+  if (!fake.capturing) fake.step = ctx->step;
+}
+
+static void fake_capture_begin(ef_backend *be) { fake.capturing = true, fake.n = 0, fake.captures++; }
+
+static void *fake_capture_end(ef_backend *be) {
+  fake.capturing = false;
+  return &fake;
+}
+
+static void fake_replay(ef_backend *be, void *graph) {
+  fake.replays++;
+  ef_run_ctx ctx = {.step = fake.step};
+  for (int i = 0; i < fake.n; i++) fake.cpu->compute(be, fake.rec[i].node, fake.rec[i].state, fake.rec[i].scratch, &ctx);
+}
+
+static void fake_graph_free(ef_backend *be, void *graph) {}
+
+// Dropout then swish: the output changes with the step, so a step frozen into the graph shows.
+static ef_graph *dropout_graph(ef_tensor **x, ef_tensor **y) {
+  ef_graph *g = ef_graph_new(NULL, 5);
+  *x = ef_input(g, "x", EF_F32, 2, (int64_t[]){7, 9});
+  *y = ef_activate(g, ef_dropout(g, *x, 0.5f, false), EF_ACT_SWISH);
+  ef_graph_keep(g, *y);
+  return g;
+}
+
+static void test_graph_capture_and_replay(void) {
+  ef_backend *cpu = ef_cpu_backend_new(1), be = *cpu;
+  fake = (fake_backend){.cpu = cpu};
+  be.compute = fake_compute, be.begin_run = fake_begin_run, be.capture_begin = fake_capture_begin;
+  be.capture_end = fake_capture_end, be.replay = fake_replay, be.graph_free = fake_graph_free;
+  for (int profile = 0; profile < 2; profile++) {
+    ef_tensor *xa, *ya, *xb, *yb;
+    ef_graph *ga = dropout_graph(&xa, &ya), *gb = dropout_graph(&xb, &yb);
+    ef_plan *pa, *pb;
+    CHECK(ef_plan_new(&pa, ga, cpu, NULL) == EF_OK, "%s", ef_last_error());
+    CHECK(ef_plan_new(&pb, gb, &be, &(ef_plan_opts){.graph = true, .profile = profile}) == EF_OK, "%s", ef_last_error());
+    float x[63], want[63], got[63], first[63];
+    test_fill_uniform(x, 63, 4, 0, -2, 2);
+    ef_plan_set(pa, xa, x), ef_plan_set(pb, xb, x);
+    fake.begins = fake.captures = fake.replays = 0;
+    bool same = true, changes = false;
+    for (uint32_t step = 0; step < 5; step++) {
+      ef_run_ctx ctx = {.step = 10 + step};
+      ef_plan_run(pa, &ctx), ef_plan_run(pb, &ctx);
+      ef_plan_get(pa, ya, want), ef_plan_get(pb, yb, got);
+      same &= !memcmp(want, got, sizeof want);
+      if (step == 0) memcpy(first, got, sizeof first);
+      else changes |= memcmp(first, got, sizeof first) != 0;
+    }
+    CHECK(same && changes, "%s: replays equal eager runs (%d), the masks change with the step (%d)", profile ? "profiled" : "graph",
+          same, changes);
+    int want_captures = profile ? 0 : 1, want_replays = profile ? 0 : 4; // run 1 eager, run 2 captures and replays
+    CHECK(fake.begins == 5 && fake.captures == want_captures && fake.replays == want_replays,
+          "%s: %d begin_run, %d captures, %d replays", profile ? "profiled" : "graph", fake.begins, fake.captures, fake.replays);
+    ef_plan_free(pa), ef_plan_free(pb);
+    ef_graph_free(ga), ef_graph_free(gb);
+  }
+  ef_backend_free(cpu);
+}
+
 int main(void) {
   RUN(test_philox_known_answers);
   RUN(test_philox_distributions);
@@ -263,5 +354,6 @@ int main(void) {
   RUN(test_planner_random_graphs);
   RUN(test_autograd_structure);
   RUN(test_plan_errors);
+  RUN(test_graph_capture_and_replay);
   return test_exit_code();
 }

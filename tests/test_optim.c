@@ -9,6 +9,7 @@
 #include "train/ema.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "train/update.h"
 
 // A small store: a decayed conv weight (6), BN running means (state, 3), an undecayed BN weight
 // (3). In the PARAM arena elements 0-5 are the conv weight, 6-8 the BN weight.
@@ -461,6 +462,53 @@ static void test_clip_by_global_norm(void) {
   ef_backend_free(be);
 }
 
+// The device update's segments: the trainable entries that are not frozen, with their learning-
+// rate scale and decay; every element of each in exactly one block of the grid, and the kernel's
+// search (ef_update_segment_of) finding each block's segment.
+static void test_update_segments(void) {
+  ef_backend *be = ef_cpu_backend_new(1);
+  ef_store *s = ef_store_new();
+  const int64_t sizes[] = {1, 2048, 2049, 100, 4096 * 3 + 5, 7};
+  for (int i = 0; i < 6; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "e%d.weight", i);
+    ef_store_add(s, name, i != 5, i % 2 == 0, 1, &sizes[i], (ef_init){0});
+  }
+  s->entries[3].frozen = true;
+  s->entries[4].lr_scale = 0.25f;
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  ef_optim o;
+  ef_optim_config cfg = ef_optim_defaults(EF_OPT_SGD);
+  CHECK(ef_optim_init(&o, s, &cfg) == EF_OK, "%s", ef_last_error());
+  ef_update_segment seg[6];
+  int64_t blocks;
+  int n = ef_update_segments(&o, s, seg, &blocks);
+  CHECK(n == 4, "%d segments (want the 4 trainable, unfrozen entries)", n);
+  const int want_entry[] = {0, 1, 2, 4};
+  int64_t want_blocks = 0;
+  for (int k = 0; k < n && k < 4; k++) {
+    const ef_store_entry *e = &s->entries[want_entry[k]];
+    CHECK(seg[k].offset == (int64_t)e->offset && seg[k].numel == (int64_t)e->numel && seg[k].lr_scale == e->lr_scale &&
+              seg[k].weight_decay == (e->decay ? cfg.weight_decay : 0) && seg[k].first_block == want_blocks,
+          "segment %d is not entry %s", k, e->name);
+    want_blocks += (seg[k].numel + EF_UPDATE_CHUNK - 1) / EF_UPDATE_CHUNK;
+  }
+  CHECK(blocks == want_blocks, "%lld blocks, want %lld", (long long)blocks, (long long)want_blocks);
+  int64_t covered[4] = {0};
+  bool ok = true;
+  for (int64_t b = 0; b < blocks; b++) {
+    int k = ef_update_segment_of(seg, n, b);
+    int64_t start = (b - seg[k].first_block) * EF_UPDATE_CHUNK;
+    ok &= k >= 0 && k < n && start >= 0 && start < seg[k].numel && start == covered[k];
+    covered[k] = start + EF_UPDATE_CHUNK < seg[k].numel ? start + EF_UPDATE_CHUNK : seg[k].numel;
+  }
+  for (int k = 0; k < n && k < 4; k++) ok &= covered[k] == seg[k].numel;
+  CHECK(ok, "the blocks do not cover each segment's elements once, in order");
+  ef_optim_free(&o);
+  ef_store_free(s);
+  ef_backend_free(be);
+}
+
 int main(void) {
   RUN(test_three_steps_by_hand);
   RUN(test_defaults_and_slots);
@@ -474,5 +522,6 @@ int main(void) {
   RUN(test_ema_warmup_decay);
   RUN(test_ema_averages_weights_and_bn_state);
   RUN(test_clip_by_global_norm);
+  RUN(test_update_segments);
   return test_exit_code();
 }

@@ -70,7 +70,7 @@ fi
 # resumes from the latest to the reference's end.
 "$effnet" train "${recipe[@]}" --limit 4096 --out "$tmp/d" >"$tmp/d.log" 2>&1 &
 pid=$!
-for _ in $(seq 400); do ls "$tmp/d"/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.02; done
+for _ in $(seq 6000); do ls "$tmp/d"/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.02; done # up to 2 min on a busy machine
 kill -9 $pid
 wait $pid 2>/dev/null
 ls "$tmp/d" | grep -q '\.tmp\.' && rm -f "$tmp"/d/*.tmp.* # a save cut short leaves only its temporary

@@ -5,22 +5,28 @@
 
 #include <stdlib.h>
 
+int ef_update_segments(const ef_optim *o, const ef_store *s, ef_update_segment *seg, int64_t *blocks) {
+  int n = 0;
+  *blocks = 0;
+  for (int e = 0; e < s->n; e++) { // as ef_optim_step
+    const ef_store_entry *en = &s->entries[e];
+    if (!en->trainable || en->frozen) continue;
+    seg[n++] = (ef_update_segment){.offset = (int64_t)en->offset, .numel = (int64_t)en->numel, .lr_scale = en->lr_scale,
+                                   .weight_decay = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0,
+                                   .first_block = *blocks};
+    *blocks += ((int64_t)en->numel + EF_UPDATE_CHUNK - 1) / EF_UPDATE_CHUNK;
+  }
+  return n;
+}
+
 ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef_store *s) {
   *d = (ef_device_update){0};
   ef_backend *be = ef_device_of(s);
   if (!be) return EF_ERROR(EF_ERR_UNSUPPORTED, "the device update needs a store on a device (it is on %s)", s->be ? s->be->name : "none");
   EF_ASSERT(o->device == be, "the optimizer's slots are not on the store's device");
   ef_update_segment *seg = ef_xcalloc((size_t)(s->n ? s->n : 1), sizeof *seg);
-  int n = 0;
-  int64_t blocks = 0;
-  for (int e = 0; e < s->n; e++) { // as ef_optim_step
-    const ef_store_entry *en = &s->entries[e];
-    if (!en->trainable || en->frozen) continue;
-    seg[n++] = (ef_update_segment){.offset = (int64_t)en->offset, .numel = (int64_t)en->numel, .lr_scale = en->lr_scale,
-                                   .weight_decay = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0,
-                                   .first_block = blocks};
-    blocks += ((int64_t)en->numel + EF_UPDATE_CHUNK - 1) / EF_UPDATE_CHUNK;
-  }
+  int64_t blocks;
+  int n = ef_update_segments(o, s, seg, &blocks);
   size_t bytes = sizeof *seg * (size_t)(n ? n : 1);
   d->segments = be->alloc(be, bytes);
   if (!d->segments) {

@@ -17,7 +17,10 @@ typedef struct {
   ef_update_segment *segments; // device memory: the trainable entries that are not frozen
 } ef_device_update;
 
-// The optimizer's segments for the store (frozen entries left out), uploaded once.
+// The optimizer's segments of the store into seg (s->n at most): its trainable entries that are
+// not frozen, in order, with their blocks; returns their count and the grid's blocks.
+int ef_update_segments(const ef_optim *o, const ef_store *s, ef_update_segment *seg, int64_t *blocks);
+// Those segments, uploaded once.
 // EF_ERR_UNSUPPORTED unless the store is on a device (ef_device_of), EF_ERR_NOMEM.
 ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef_store *s);
 void ef_device_update_free(ef_device_update *d);
