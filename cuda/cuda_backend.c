@@ -56,9 +56,6 @@ static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
   }
 }
 
-// The scratch a reduction over x viewed as (groups, rows, c) needs.
-static size_t reduce_scratch(int64_t groups, int64_t rows, int64_t c) { return ef_k_reduce_scratch(groups, rows, c); }
-
 static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **state, size_t *scratch) {
   ef_cuda *cu = be->impl;
   ef_cuda_node *s = ef_xcalloc(1, sizeof *s);
@@ -74,7 +71,7 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
     EF_TRY(ef_cuda_linear_prepare(cu, node, s));
     break;
   case EF_OP_BN_STATS:
-    s->ws_off = ef_cuda_reserve(&end, reduce_scratch(1, bn_rows(x), bn_cols(x)));
+    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, bn_rows(x), bn_cols(x)));
     break;
   case EF_OP_BN: case EF_OP_BN_BWD_DATA: // coefficients (5,C)
     s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)bn_cols(node->src[node->op == EF_OP_BN ? 0 : 1]));
@@ -82,12 +79,12 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
   case EF_OP_BN_BWD_REDUCE: {
     const ef_tensor *xt = node->src[1];
     s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)bn_cols(xt));
-    s->ws_off = ef_cuda_reserve(&end, reduce_scratch(1, bn_rows(xt), bn_cols(xt)));
+    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, bn_rows(xt), bn_cols(xt)));
     break;
   }
-  case EF_OP_SUM_ROWS: s->ws_off = ef_cuda_reserve(&end, reduce_scratch(1, bn_rows(x), bn_cols(x))); break;
+  case EF_OP_SUM_ROWS: s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, bn_rows(x), bn_cols(x))); break;
   case EF_OP_GAP: case EF_OP_CHANNEL_MUL_BWD_S:
-    s->ws_off = ef_cuda_reserve(&end, reduce_scratch(x->shape[0], x->shape[1] * x->shape[2], x->shape[3]));
+    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(x->shape[0], x->shape[1] * x->shape[2], x->shape[3]));
     break;
   case EF_OP_SOFTMAX_CE: s->ws_off = ef_cuda_reserve(&end, sizeof(double) * (size_t)x->shape[0]); break;
   case EF_OP_REDUCE: s->ws_off = ef_cuda_reserve(&end, ef_k_total_scratch(ef_numel(x))); break;

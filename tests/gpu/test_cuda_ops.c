@@ -6,10 +6,9 @@
 // poisoned, so an element a kernel forgets to write is NaN. Exits 77 without a GPU.
 #include <stdlib.h>
 
-#include "core/cpu/cpu.h"
 #include "core/plan.h"
 #include "core/store.h"
-#include "cuda/cuda.h"
+#include "tests/gpu/gpu_harness.h"
 #include "tests/harness.h"
 #include "tests/op_cases.h"
 
@@ -76,19 +75,8 @@ static float *read_f32(const ef_plan *p, const ef_tensor *t) {
   return out;
 }
 
-// max |got - want| / max |want|; NaN anywhere fails.
-static double rel_err(const float *got, const float *want, int64_t n) {
-  double err = 0, mag = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double e = fabs((double)got[i] - want[i]);
-    if (!(e <= err)) err = e;
-    if (!(fabs(want[i]) <= mag)) mag = fabs(want[i]);
-  }
-  return err / (mag > 1e-30 ? mag : 1e-30);
-}
-
 static void compare(const char *what, const char *name, ef_dtype precision, const float *got, const float *want, int64_t n) {
-  double tol = precision == EF_F32 ? 1e-4 : 1e-2, e = rel_err(got, want, n);
+  double tol = precision == EF_F32 ? 1e-4 : 1e-2, e = test_rel_err_f32(got, want, n);
   CHECK(e <= tol, "%s at %s: %s relative error %.3g (tolerance %.0e)", name, ef_dtype_name(precision), what, e, tol);
 }
 
@@ -186,17 +174,8 @@ static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
 }
 
 int main(int argc, char **argv) {
-  char why[256];
-  if (ef_cuda_device_count(why, sizeof why) == 0) {
-    printf("skipped: %s\n", why);
-    return 77;
-  }
-  ef_backend *cpu = ef_cpu_backend_new(0), *gpu = ef_cuda_backend_new(&(ef_cuda_opts){.device = 0});
-  if (!cpu || !gpu) {
-    fprintf(stderr, "%s\n", ef_last_error());
-    return 1;
-  }
-  printf("CUDA backend on %s\n", ef_cuda_describe(gpu));
+  ef_backend *cpu, *gpu;
+  test_gpu_backends(0, &cpu, &gpu);
   const char *only = argc > 1 ? argv[1] : NULL; // a substring of case names, to run a subset
   const ef_dtype precisions[] = {EF_F32, EF_BF16, EF_F16};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

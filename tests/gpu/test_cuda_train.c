@@ -6,10 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "core/cpu/cpu.h"
 #include "core/plan.h"
-#include "cuda/cuda.h"
 #include "models/efficientnet.h"
+#include "tests/gpu/gpu_harness.h"
 #include "tests/harness.h"
 #include "train/optim.h"
 #include "train/update.h"
@@ -109,17 +108,8 @@ static float *params(const trainer *t) {
 }
 
 int main(void) {
-  char why[256];
-  if (ef_cuda_device_count(why, sizeof why) == 0) {
-    printf("skipped: %s\n", why);
-    return 77;
-  }
-  ef_backend *cpu = ef_cpu_backend_new(0), *gpu = ef_cuda_backend_new(&(ef_cuda_opts){.device = 0});
-  if (!cpu || !gpu) {
-    fprintf(stderr, "%s\n", ef_last_error());
-    return 1;
-  }
-  printf("CUDA backend on %s\n", ef_cuda_describe(gpu));
+  ef_backend *cpu, *gpu;
+  test_gpu_backends(0, &cpu, &gpu);
   int64_t nx = (int64_t)BATCH * RES * RES * 3;
   float *x = malloc(sizeof(float) * (size_t)nx);
   int32_t y[BATCH];

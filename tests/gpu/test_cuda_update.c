@@ -6,8 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "core/cpu/cpu.h"
-#include "cuda/cuda.h"
+#include "tests/gpu/gpu_harness.h"
 #include "tests/harness.h"
 #include "train/ema.h"
 #include "train/optim.h"
@@ -39,20 +38,9 @@ static float *download(ef_backend *be, const float *p, size_t n) {
   return h;
 }
 
-// max |got - want| / max |want|
-static double rel(const float *got, const float *want, size_t n) {
-  double err = 0, mag = 0;
-  for (size_t i = 0; i < n; i++) {
-    double e = fabs((double)got[i] - want[i]);
-    if (!(e <= err)) err = e;
-    if (fabs(want[i]) > mag) mag = fabs(want[i]);
-  }
-  return err / (mag > 1e-30 ? mag : 1e-30);
-}
-
 static void compare(const char *what, const char *kind, ef_backend *gpu, const float *g, const float *c, size_t n) {
   float *h = download(gpu, g, n);
-  double e = rel(h, c, n);
+  double e = test_rel_err_f32(h, c, (int64_t)n);
   CHECK(e <= 1e-6, "%s, %s: relative error %.3g", kind, what, e);
   free(h);
 }
@@ -131,16 +119,8 @@ static void check_kind(ef_optim_kind kind, ef_backend *cpu, ef_backend *gpu) {
 }
 
 int main(void) {
-  char why[256];
-  if (ef_cuda_device_count(why, sizeof why) == 0) {
-    printf("skipped: %s\n", why);
-    return 77;
-  }
-  ef_backend *cpu = ef_cpu_backend_new(1), *gpu = ef_cuda_backend_new(&(ef_cuda_opts){.device = 0});
-  if (!cpu || !gpu) {
-    fprintf(stderr, "%s\n", ef_last_error());
-    return 1;
-  }
+  ef_backend *cpu, *gpu;
+  test_gpu_backends(1, &cpu, &gpu);
   const ef_optim_kind kinds[] = {EF_OPT_SGD, EF_OPT_RMSPROP, EF_OPT_ADAMW};
   for (int k = 0; k < 3; k++) {
     int before = test_failures;
