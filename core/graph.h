@@ -73,6 +73,9 @@ const char *ef_graph_scope(ef_graph *g, const char *scope);
 
 // ---- shapes -----------------------------------------------------------------------------
 int64_t ef_numel(const ef_tensor *t);
+// A tensor as rows of its last axis (NHWC: N*H*W rows of C), for kernels that work per channel.
+static inline int64_t ef_rows(const ef_tensor *t) { return ef_numel(t) / t->shape[t->ndim - 1]; }
+static inline int64_t ef_cols(const ef_tensor *t) { return t->shape[t->ndim - 1]; }
 size_t ef_nbytes(const ef_tensor *t);
 bool ef_same_shape(const ef_tensor *a, const ef_tensor *b);
 // "(2,7,7,16)" into buf; returns buf.

@@ -410,6 +410,25 @@ static const ef_op_desc op_table[] = {
 };
 _Static_assert(sizeof op_table / sizeof op_table[0] == EF_OP_COUNT, "op_table must list every op");
 
+double ef_bn_update_bessel(const ef_tensor *update) {
+  const ef_tensor *st = update->src[1];
+  int64_t group = st->op == EF_OP_SYNC_STATS ? st->p.sync.group : 1;
+  const ef_tensor *local = st->op == EF_OP_SYNC_STATS ? st->src[0] : st;
+  int64_t rows = ef_rows(local->src[0]) * group;
+  return rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+}
+
+void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own, float *out,
+                           size_t c) {
+  memcpy(out, own, sizeof(float) * c);
+  group_mean(group, out, c);
+  for (size_t k = 0; k < c; k++) {
+    float d = own[k] - out[k];
+    out[c + k] = own[c + k] + d * d;
+  }
+  group_mean(group, out + c, c);
+}
+
 void ef_op_table_check(void) {
   for (int i = 0; i < EF_OP_COUNT; i++) {
     const ef_op_desc *d = &op_table[i];

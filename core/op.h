@@ -5,6 +5,7 @@
 #define EF_OP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -125,6 +126,14 @@ int64_t ef_node_macs(const struct ef_tensor *t);
 // The least memory traffic of a node: each source read once and its output written once (0 for
 // a view).
 int64_t ef_node_bytes(const struct ef_tensor *t);
+// Two rules of the batch-norm ops that every backend applies the same way. BN_UPDATE's Bessel
+// factor rows / (rows - 1), over the rows its statistics came from (this batch's, times the group's
+// ranks under SyncBN). SYNC_STATS from a rank's own (2,C) [mean; var] into out: the group's mean
+// of the means, then its mean of var_r + (mean_r - mean)^2 (no cancellation), through the run's
+// group_mean; host memory.
+double ef_bn_update_bessel(const struct ef_tensor *update);
+void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own, float *out,
+                           size_t c);
 // Aborts at start-up if an entry of the table is missing (called by ef_graph_init).
 void ef_op_table_check(void);
 

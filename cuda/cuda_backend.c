@@ -32,13 +32,6 @@ int ef_cuda_device_count(char *why, size_t len) {
 
 // ---- the kernels' dispatch ------------------------------------------------------------------------
 
-// The rows (N*H*W) and channels of a batch-norm node's input.
-static int64_t bn_rows(const ef_tensor *x) { return ef_numel(x) / x->shape[x->ndim - 1]; }
-static int64_t bn_cols(const ef_tensor *x) { return x->shape[x->ndim - 1]; }
-
-static bool is_conv(ef_op op) { return op == EF_OP_CONV2D || op == EF_OP_CONV2D_BWD_DATA || op == EF_OP_CONV2D_BWD_WEIGHT; }
-static bool is_linear(ef_op op) { return op == EF_OP_LINEAR || op == EF_OP_LINEAR_BWD_DATA || op == EF_OP_LINEAR_BWD_WEIGHT; }
-
 static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
   (void)be;
   for (int i = 0; i < node->n_src; i++)
@@ -64,25 +57,27 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
   size_t end = 0;
   const ef_tensor *x = node->n_src ? node->src[0] : NULL;
   switch (node->op) {
-  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT:
+  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT: // these lay out their own scratch
     EF_TRY(ef_cuda_conv_prepare(cu, node, s));
-    break;
+    *scratch = s->scratch;
+    return EF_OK;
   case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT:
     EF_TRY(ef_cuda_linear_prepare(cu, node, s));
-    break;
+    *scratch = s->scratch;
+    return EF_OK;
   case EF_OP_BN_STATS:
-    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, bn_rows(x), bn_cols(x)));
+    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, ef_rows(x), ef_cols(x)));
     break;
   case EF_OP_BN: case EF_OP_BN_BWD_DATA: // coefficients (5,C)
-    s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)bn_cols(node->src[node->op == EF_OP_BN ? 0 : 1]));
+    s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)ef_cols(node->src[node->op == EF_OP_BN ? 0 : 1]));
     break;
   case EF_OP_BN_BWD_REDUCE: {
     const ef_tensor *xt = node->src[1];
-    s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)bn_cols(xt));
-    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, bn_rows(xt), bn_cols(xt)));
+    s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)ef_cols(xt));
+    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, ef_rows(xt), ef_cols(xt)));
     break;
   }
-  case EF_OP_SUM_ROWS: s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, bn_rows(x), bn_cols(x))); break;
+  case EF_OP_SUM_ROWS: s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, ef_rows(x), ef_cols(x))); break;
   case EF_OP_GAP: case EF_OP_CHANNEL_MUL_BWD_S:
     s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(x->shape[0], x->shape[1] * x->shape[2], x->shape[3]));
     break;
@@ -91,9 +86,8 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
   case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: s->host = ef_xmalloc(2 * ef_nbytes(node)); break;
   default: break;
   }
-  if (!is_conv(node->op) && !is_linear(node->op)) s->scratch = end;
-  *scratch = s->scratch;
-  if (!s->impl[0]) snprintf(s->impl, sizeof s->impl, "cuda");
+  *scratch = s->scratch = end;
+  snprintf(s->impl, sizeof s->impl, "cuda");
   return EF_OK;
 }
 
@@ -122,17 +116,11 @@ static void sync_node(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, const
   float *own = s->host, *out = s->host + n;
   EF_CUDA_CHECK(cudaMemcpyAsync(own, node->src[0]->data, ef_nbytes(node), cudaMemcpyDeviceToHost, cu->stream));
   EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
-  memcpy(out, own, ef_nbytes(node));
   if (node->op == EF_OP_SYNC_MEAN) {
+    memcpy(out, own, ef_nbytes(node));
     ctx->group_mean(ctx->group, out, n);
-  } else { // as ef_cpu_sync_stats
-    size_t c = n / 2;
-    ctx->group_mean(ctx->group, out, c);
-    for (size_t k = 0; k < c; k++) {
-      float d = own[k] - out[k];
-      out[c + k] = own[c + k] + d * d;
-    }
-    ctx->group_mean(ctx->group, out + c, c);
+  } else {
+    ef_sync_stats_combine(ctx->group_mean, ctx->group, own, out, (size_t)node->shape[1]);
   }
   EF_CUDA_CHECK(cudaMemcpyAsync(node->data, out, ef_nbytes(node), cudaMemcpyHostToDevice, cu->stream));
   EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
@@ -164,20 +152,20 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
     ef_cuda_linear_run(cu, node, s, sc);
     break;
   case EF_OP_BN_STATS: {
-    ef_red_args r = {.kind = EF_RED_STATS, .groups = 1, .rows = bn_rows(a), .c = bn_cols(a), .x = ef_cuda_ref(a)};
+    ef_red_args r = {.kind = EF_RED_STATS, .groups = 1, .rows = ef_rows(a), .c = ef_cols(a), .x = ef_cuda_ref(a)};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
   }
   case EF_OP_BN: {
     float *coef = (float *)(sc + s->off[0]);
-    ef_k_bn_coeffs(coef, F(node->src[1]), F(node->src[2]), NULL, 0, node->p.bn.eps, bn_cols(a), st);
-    ef_k_bn(y, ef_cuda_ref(a), coef, node->p.bn.act, bn_rows(a), bn_cols(a), st);
+    ef_k_bn_coeffs(coef, F(node->src[1]), F(node->src[2]), NULL, 0, node->p.bn.eps, ef_cols(a), st);
+    ef_k_bn(y, ef_cuda_ref(a), coef, node->p.bn.act, ef_rows(a), ef_cols(a), st);
     break;
   }
   case EF_OP_BN_BWD_REDUCE: {
     float *coef = (float *)(sc + s->off[0]);
-    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), NULL, 0, node->p.bn.eps, bn_cols(b), st);
-    ef_red_args r = {.kind = EF_RED_BN_BWD, .groups = 1, .rows = bn_rows(b), .c = bn_cols(b), .x = ef_cuda_ref(b),
+    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), NULL, 0, node->p.bn.eps, ef_cols(b), st);
+    ef_red_args r = {.kind = EF_RED_BN_BWD, .groups = 1, .rows = ef_rows(b), .c = ef_cols(b), .x = ef_cuda_ref(b),
                      .y = ef_cuda_ref(a), .coef = coef, .mean = F(node->src[2]), .act = node->p.bn.act};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
@@ -185,19 +173,13 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_BN_BWD_DATA: {
     float *coef = (float *)(sc + s->off[0]);
     const float *red = node->n_src == 5 ? F(node->src[4]) : NULL;
-    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), red, bn_rows(b), node->p.bn.eps, bn_cols(b), st);
-    ef_k_bn_bwd_data(y, ef_cuda_ref(a), ef_cuda_ref(b), coef, F(node->src[2]), node->p.bn.act, bn_rows(b), bn_cols(b), st);
+    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), red, ef_rows(b), node->p.bn.eps, ef_cols(b), st);
+    ef_k_bn_bwd_data(y, ef_cuda_ref(a), ef_cuda_ref(b), coef, F(node->src[2]), node->p.bn.act, ef_rows(b), ef_cols(b), st);
     break;
   }
-  case EF_OP_BN_UPDATE: { // as ef_cpu_bn_update
-    const ef_tensor *stt = b;
-    int64_t group = stt->op == EF_OP_SYNC_STATS ? stt->p.sync.group : 1;
-    const ef_tensor *local = stt->op == EF_OP_SYNC_STATS ? stt->src[0] : stt;
-    int64_t rows = bn_rows(local->src[0]) * group;
-    double bessel = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
-    ef_k_bn_update(F(node), F(stt), node->p.bn_update.momentum, bessel, stt->shape[1], st);
+  case EF_OP_BN_UPDATE:
+    ef_k_bn_update(F(node), F(b), node->p.bn_update.momentum, ef_bn_update_bessel(node), b->shape[1], st);
     break;
-  }
   case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: sync_node(cu, node, s, ctx); break;
   case EF_OP_ACT: ef_k_act(y, ef_cuda_ref(a), node->p.act.act, n, st); break;
   case EF_OP_ACT_BWD: ef_k_act_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->p.act.act, n, st); break;
@@ -224,7 +206,7 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
     break;
   }
   case EF_OP_SUM_ROWS: {
-    ef_red_args r = {.kind = EF_RED_SUM, .groups = 1, .rows = bn_rows(a), .c = bn_cols(a), .x = ef_cuda_ref(a), .scale = 1.0};
+    ef_red_args r = {.kind = EF_RED_SUM, .groups = 1, .rows = ef_rows(a), .c = ef_cols(a), .x = ef_cuda_ref(a), .scale = 1.0};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
   }

@@ -7,9 +7,6 @@
 
 enum { OP_A, OP_B, OP_C };
 
-static int64_t rows_of(const ef_tensor *t) { return ef_numel(t) / t->shape[t->ndim - 1]; }
-static int64_t cols_of(const ef_tensor *t) { return t->shape[t->ndim - 1]; }
-
 ef_status ef_cuda_linear_prepare(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s) {
   size_t end = 0;
   s->cdt = EF_F32;
@@ -36,21 +33,21 @@ void ef_cuda_linear_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, cha
   const float *A, *B;
   switch (node->op) {
   case EF_OP_LINEAR: // y (M,O) = x (M,I) w (O,I)^T;  y^T (O,M) = w_cm^T x_cm
-    m = (int)b->shape[0], n = (int)rows_of(a), k = (int)cols_of(a);
+    m = (int)b->shape[0], n = (int)ef_rows(a), k = (int)ef_cols(a);
     ta = CUBLAS_OP_T, tb = CUBLAS_OP_N, A = f[OP_B], lda = k, B = f[OP_A], ldb = k, ldc = m;
     break;
   case EF_OP_LINEAR_BWD_DATA: // dx (M,I) = dy (M,O) w (O,I);  dx^T (I,M) = w_cm dy_cm
-    m = (int)b->shape[1], n = (int)rows_of(a), k = (int)cols_of(a);
+    m = (int)b->shape[1], n = (int)ef_rows(a), k = (int)ef_cols(a);
     ta = CUBLAS_OP_N, tb = CUBLAS_OP_N, A = f[OP_B], lda = m, B = f[OP_A], ldb = k, ldc = m;
     break;
   default: // dw (O,I) = dy (M,O)^T x (M,I);  dw^T (I,O) = x_cm dy_cm^T
-    m = (int)cols_of(b), n = (int)cols_of(a), k = (int)rows_of(a);
+    m = (int)ef_cols(b), n = (int)ef_cols(a), k = (int)ef_rows(a);
     ta = CUBLAS_OP_N, tb = CUBLAS_OP_T, A = f[OP_B], lda = m, B = f[OP_A], ldb = n, ldc = m;
     break;
   }
   EF_CUBLAS_CHECK(cublasGemmEx(cu->cublas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &zero, f[OP_C],
                                CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
   if (node->op == EF_OP_LINEAR && node->n_src == 3)
-    ef_k_add_bias((ef_dref){f[OP_C], EF_F32}, ef_cuda_ref(node->src[2]), rows_of(node), cols_of(node), cu->stream);
+    ef_k_add_bias((ef_dref){f[OP_C], EF_F32}, ef_cuda_ref(node->src[2]), ef_rows(node), ef_cols(node), cu->stream);
   if (s->off[OP_C] != EF_CUDA_NO_SCRATCH) ef_k_cast(ef_cuda_ref(node), (ef_dref){f[OP_C], EF_F32}, ef_numel(node), cu->stream);
 }

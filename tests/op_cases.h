@@ -10,6 +10,7 @@
 
 #include "core/graph.h"
 #include "core/philox.h"
+#include "tests/harness.h"
 
 #define SEED 1234
 #define STEP 7
@@ -54,6 +55,28 @@ static int64_t spec_numel(const in_spec *s) {
   int64_t n = 1;
   for (int i = 0; i < s->ndim; i++) n *= s->shape[i];
   return n;
+}
+
+// The values of a case's input i: Philox (99, stream i) uniforms in [lo, hi), pushed out of
+// (k - avoid, k + avoid) for the kinks k = 0 and 6 of ReLU/ReLU6; labels as int32 bits. dval
+// (may be NULL) gets the same values in double.
+static void op_case_input(const in_spec *s, int i, float *val, double *dval) {
+  int64_t n = spec_numel(s);
+  test_fill_uniform(val, n, 99, (uint32_t)i, s->lo, s->hi);
+  for (int64_t j = 0; j < n; j++) {
+    float v = val[j];
+    if (s->avoid > 0)
+      for (float k = 0; k <= 6; k += 6)
+        if (fabsf(v - k) < s->avoid) v = v < k ? k - s->avoid : k + s->avoid;
+    if (s->dtype == EF_I32) {
+      int32_t lab = (int32_t)v;
+      memcpy(&val[j], &lab, 4);
+      if (dval) dval[j] = lab;
+    } else {
+      val[j] = v;
+      if (dval) dval[j] = v;
+    }
+  }
 }
 
 // ---- float64 references --------------------------------------------------------------------

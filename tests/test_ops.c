@@ -88,21 +88,7 @@ static void check_case(const op_case *c, ef_backend *be) {
     int64_t n = spec_numel(s);
     f.val[i] = malloc(sizeof(float) * (size_t)n);
     f.dval[i] = malloc(sizeof(double) * (size_t)n);
-    test_fill_uniform(f.val[i], n, 99, (uint32_t)i, s->lo, s->hi);
-    for (int64_t j = 0; j < n; j++) {
-      float v = f.val[i][j];
-      if (s->avoid > 0) // push values out of (k - avoid, k + avoid) for the kinks k = 0 and 6
-        for (float k = 0; k <= 6; k += 6)
-          if (fabsf(v - k) < s->avoid) v = v < k ? k - s->avoid : k + s->avoid;
-      if (s->dtype == EF_I32) {
-        int32_t lab = (int32_t)v;
-        memcpy(&f.val[i][j], &lab, 4);
-        f.dval[i][j] = lab;
-      } else {
-        f.val[i][j] = v;
-        f.dval[i][j] = v;
-      }
-    }
+    op_case_input(s, i, f.val[i], f.dval[i]);
     set_input(&f, i);
   }
   f.dyv = malloc(sizeof(float) * (size_t)ny);

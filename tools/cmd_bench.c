@@ -253,24 +253,6 @@ static ef_status loader_feed(ef_loader *l, ef_plan *p, const bench_graph *b, int
   return EF_OK;
 }
 
-// A training step on a device: zero the gradients, forward and backward, the update (captured
-// whole as a CUDA graph unless --eager).
-typedef struct {
-  ef_store *s;
-  ef_plan *p;
-  ef_device_update *u;
-  const ef_run_ctx *ctx;
-} device_step_args;
-
-static void device_step(void *arg) {
-  device_step_args *a = arg;
-  ef_store_zero_grads(a->s);
-  ef_plan_run(a->p, a->ctx);
-  ef_device_update_queue(a->u, a->s, NULL);
-}
-
-static void device_step_infer(void *plan) { ef_plan_run(plan, &(ef_run_ctx){0}); }
-
 // Times one configuration; prints its line and fills row. Returns 0, or 1 after a message.
 static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const bench_opts *o, bench_row *row) {
   bench_graph b;
@@ -300,8 +282,9 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
                            .threads = (int)o->loader_threads};
     st = ef_loader_new(&loader, &lc);
   }
-  if (st != EF_OK || ef_store_bind(b.s, be) != EF_OK ||
-      ef_plan_new(&p, b.g, be, &(ef_plan_opts){.profile = o->profile}) != EF_OK ||
+  // On a GPU, inference replays the plan as a CUDA graph; a training step is captured whole below.
+  ef_plan_opts po = {.profile = o->profile, .graph = device && !o->training && !o->eager};
+  if (st != EF_OK || ef_store_bind(b.s, be) != EF_OK || ef_plan_new(&p, b.g, be, &po) != EF_OK ||
       (o->training && ef_optim_init(&optim, b.s, &oc) != EF_OK) ||
       (o->training && device && ef_device_update_init(&upd, &optim, b.s) != EF_OK)) {
     fprintf(stderr, "effnet bench: %s\n", ef_last_error());
@@ -328,7 +311,6 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
     ef_run_ctx ctx = {.step = (uint32_t)i};
     if (device && o->training) {
       ef_device_update_values(&upd, &optim, NULL, 1e-4, 0, 1); // a small rate keeps the weights sane
-      device_step_args a = {b.s, p, &upd, &ctx};
       if (o->eager || o->profile) { // the update's time apart from the plan's
         ef_store_zero_grads(b.s);
         ef_plan_run(p, &ctx);
@@ -336,15 +318,14 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
         t2 = t1, t3 = 1e3 * ef_seconds();
         ef_device_update_queue(&upd, b.s, NULL);
       } else {
-        ef_capture_run(&cap, be, &ctx, device_step, &a);
+        ef_device_train_step(&cap, b.s, p, &upd, NULL, &ctx);
         t2 = t1, t3 = t1;
       }
       be->synchronize(be);
       double norm;
       ef_device_update_finish(&upd, &optim, NULL, &norm);
     } else if (device) {
-      if (o->eager || o->profile) ef_plan_run(p, &ctx);
-      else ef_capture_run(&cap, be, &ctx, device_step_infer, p);
+      ef_plan_run(p, &ctx);
       be->synchronize(be);
       t2 = t1, t3 = 1e3 * ef_seconds();
     } else {

@@ -723,21 +723,6 @@ static void bn_group_mean(void *group, float *buf, size_t n) {
   c->allreduce(c, buf, n, EF_COMM_F32, EF_COMM_AVG);
 }
 
-// A training step on the GPU: zero the gradients, forward and backward, the update; recorded
-// once as a CUDA graph and replayed (eager with --profile, which times every node).
-typedef struct {
-  run *r;
-  const ef_run_ctx *ctx;
-} gpu_step_args;
-
-static void gpu_step(void *arg) {
-  gpu_step_args *a = arg;
-  run *r = a->r;
-  ef_store_zero_grads(r->store);
-  ef_plan_run(r->tr.plan, a->ctx);
-  ef_device_update_queue(&r->upd, r->store, r->has_ema ? &r->ema : NULL);
-}
-
 // f16's loss scale after a step: halved when the gradients overflowed (the step was skipped),
 // doubled after 2000 steps without overflow (torch.cuda.amp.GradScaler's defaults).
 static void adjust_loss_scale(run *r, bool overflow) {
@@ -797,11 +782,10 @@ int ef_cmd_train(int argc, char **argv) {
       bool buckets = r.sync.n > 0;
       ef_run_ctx ctx = {.step = (uint32_t)info->step, .after_node = buckets ? ef_grad_sync_after_node : NULL,
                         .user = &r.sync, .group_mean = r.bn_comm ? bn_group_mean : NULL, .group = r.bn_comm};
-      if (r.dev.cuda) { // one rank: the whole step, update included, on the GPU
+      if (r.dev.cuda) { // one rank: the whole step, update included, on the GPU; replayed as a CUDA graph
+                        // (op by op with --profile, which times every node)
         ef_device_update_values(&r.upd, &r.optim, r.has_ema ? &r.ema : NULL, lr, o->clip, 1.0 / info->loss_scale);
-        gpu_step_args a = {&r, &ctx};
-        if (o->profile) gpu_step(&a);
-        else ef_capture_run(&r.step_graph, r.be, &ctx, gpu_step, &a);
+        ef_device_train_step(o->profile ? NULL : &r.step_graph, r.store, r.tr.plan, &r.upd, r.has_ema ? &r.ema : NULL, &ctx);
       } else {
         ef_store_zero_grads(r.store);
         ef_plan_run(r.tr.plan, &ctx);

@@ -69,6 +69,28 @@ void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema
   a->ema(d->be, ema->shadow[EF_ARENA_STATE], s->mem[EF_ARENA_STATE], s->numel[1]);
 }
 
+typedef struct {
+  ef_store *s;
+  ef_plan *p;
+  ef_device_update *u;
+  const ef_ema *ema;
+  const ef_run_ctx *ctx;
+} step_args;
+
+static void step(void *arg) {
+  const step_args *a = arg;
+  ef_store_zero_grads(a->s);
+  ef_plan_run(a->p, a->ctx);
+  ef_device_update_queue(a->u, a->s, a->ema);
+}
+
+void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_device_update *u, const ef_ema *ema,
+                          const ef_run_ctx *ctx) {
+  step_args a = {s, p, u, ema, ctx};
+  if (cap) ef_capture_run(cap, u->be, ctx, step, &a);
+  else step(&a);
+}
+
 bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm) {
   const ef_step_values *v = d->be->arena->values;
   *norm = v->norm;

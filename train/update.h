@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "core/backend.h"
+#include "core/plan.h"
 #include "train/ema.h"
 #include "train/optim.h"
 
@@ -33,6 +34,11 @@ void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_em
 // Unlike ef_grad_clip on the host, clipping scales the gradients inside the update: the gradient
 // arena keeps the unclipped values.
 void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema);
+// A whole training step on the device: zero the gradients, run the plan (forward and backward),
+// queue the update (ema NULL: none). With `cap`, recorded once as a device graph and replayed
+// (ef_capture_run); with NULL, op by op. Set the step's values first (ef_device_update_values).
+void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_device_update *u, const ef_ema *ema,
+                          const ef_run_ctx *ctx);
 // Once the step has finished (the caller synchronized): the norm of the unscaled gradients; true
 // when it was finite and the update applied, and then the optimizer's and EMA's counters advance.
 bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm);

@@ -187,7 +187,5 @@ static inline void ef_cpu_chunk_range(int64_t rows, int64_t ch, int64_t *begin, 
   *end = (ch + 1) * per < rows ? (ch + 1) * per : rows;
 }
 
-static inline int64_t ef_rows(const ef_tensor *t) { return ef_numel(t) / t->shape[t->ndim - 1]; }
-static inline int64_t ef_cols(const ef_tensor *t) { return t->shape[t->ndim - 1]; }
 
 #endif

@@ -183,31 +183,18 @@ void ef_cpu_bn_update(ef_cpu *cpu, const ef_tensor *node, void *state, void *scr
   const ef_tensor *st = node->src[1];
   const float *batch = F(st);
   float *run = F(node); // == node->src[0]->data: in place
-  // The rows the statistics came from: this batch's, times the group's ranks under SyncBN.
-  int64_t group = st->op == EF_OP_SYNC_STATS ? st->p.sync.group : 1;
-  const ef_tensor *local = st->op == EF_OP_SYNC_STATS ? st->src[0] : st;
-  int64_t c = st->shape[1], rows = ef_rows(local->src[0]) * group;
-  double m = node->p.bn_update.momentum, bessel = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+  int64_t c = st->shape[1];
+  double m = node->p.bn_update.momentum, bessel = ef_bn_update_bessel(node);
   for (int64_t k = 0; k < c; k++) {
     run[k] = (float)((1 - m) * run[k] + m * batch[k]);
     run[c + k] = (float)((1 - m) * run[c + k] + m * batch[c + k] * bessel);
   }
 }
 
-// SyncBN over a group of ranks with equal row counts: the group's mean is the mean of the means,
-// its (biased) variance the mean of var_r + (mean_r - mean)^2, which has no cancellation.
+// SyncBN over a group of ranks with equal row counts (ef_sync_stats_combine).
 void ef_cpu_sync_stats(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   EF_ASSERT(ctx->group_mean, "node '%s' needs a communicator (ef_run_ctx.group_mean)", node->name);
-  const float *own = F(node->src[0]);
-  float *out = F(node);
-  int64_t c = node->shape[1];
-  memcpy(out, own, sizeof(float) * (size_t)c);
-  ctx->group_mean(ctx->group, out, (size_t)c);
-  for (int64_t k = 0; k < c; k++) {
-    float d = own[k] - out[k];
-    out[c + k] = own[c + k] + d * d;
-  }
-  ctx->group_mean(ctx->group, out + c, (size_t)c);
+  ef_sync_stats_combine(ctx->group_mean, ctx->group, F(node->src[0]), F(node), (size_t)node->shape[1]);
 }
 
 void ef_cpu_sync_mean(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {

@@ -90,12 +90,7 @@ static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dt
       const in_spec *in = &c->in[i];
       int64_t n = spec_numel(in);
       vals[i] = malloc(sizeof(float) * (size_t)n);
-      test_fill_uniform(vals[i], n, 99, (uint32_t)i, in->lo, in->hi);
-      if (in->dtype == EF_I32)
-        for (int64_t j = 0; j < n; j++) {
-          int32_t lab = (int32_t)vals[i][j];
-          memcpy(&vals[i][j], &lab, 4);
-        }
+      op_case_input(in, i, vals[i], NULL);
       side *sides[2] = {&a, &b};
       for (int k = 0; k < 2; k++) {
         side *s = sides[k];

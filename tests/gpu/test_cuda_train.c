@@ -67,18 +67,6 @@ static void trainer_free(trainer *t) {
   ef_store_free(t->s);
 }
 
-typedef struct {
-  trainer *t;
-  const ef_run_ctx *ctx;
-} step_args;
-
-static void gpu_step(void *arg) {
-  step_args *a = arg;
-  ef_store_zero_grads(a->t->s);
-  ef_plan_run(a->t->plan, a->ctx);
-  ef_device_update_queue(&a->t->upd, a->t->s, NULL);
-}
-
 // One step; returns the loss. On the GPU: eager, or through the captured graph.
 static double step(trainer *t, int i, bool graph, double unscale) {
   ef_run_ctx ctx = {.step = (uint32_t)i};
@@ -88,9 +76,7 @@ static double step(trainer *t, int i, bool graph, double unscale) {
     ef_optim_step(&t->optim, t->s, LR);
   } else {
     ef_device_update_values(&t->upd, &t->optim, NULL, LR, 0, unscale);
-    step_args a = {t, &ctx};
-    if (graph) ef_capture_run(&t->cap, t->be, &ctx, gpu_step, &a);
-    else gpu_step(&a);
+    ef_device_train_step(graph ? &t->cap : NULL, t->s, t->plan, &t->upd, NULL, &ctx);
     t->be->synchronize(t->be);
     double norm;
     CHECK(ef_device_update_finish(&t->upd, &t->optim, NULL, &norm), "step %d: gradient norm %g, the update was skipped", i, norm);
