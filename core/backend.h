@@ -20,9 +20,11 @@ typedef struct {
   void (*after_node)(void *user, int position);
   void *user;
   // SyncBN (sync_stats, sync_mean): replaces buf's n floats by their average over this rank's
-  // group; NULL where the graph has no such node.
+  // group; NULL where the graph has no such node. buf is in the backend's memory when
+  // group_device (NCCL's groups on a GPU: queued in order, capturable), else in host memory.
   void (*group_mean)(void *group, float *buf, size_t n);
   void *group;
+  bool group_device;
 } ef_run_ctx;
 
 typedef struct ef_backend ef_backend;

@@ -32,5 +32,8 @@ size_t ef_cuda_peak_bytes(const ef_backend *be);
 size_t ef_cuda_peak_device_bytes(const ef_backend *be);
 // The device memory free now.
 size_t ef_cuda_free_bytes(const ef_backend *be);
+// The backend's stream (a cudaStream_t), which every node's work is queued on: what the NCCL
+// communicator orders its collectives after (train/comm_nccl.c).
+void *ef_cuda_stream(const ef_backend *be);
 
 #endif

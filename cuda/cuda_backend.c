@@ -108,21 +108,36 @@ static const char *cuda_describe_node(const ef_backend *be, const void *state) {
   return state ? ((const ef_cuda_node *)state)->impl : NULL;
 }
 
-// SyncBN on the host: the group's communicator works on host buffers (MPI), so the node's data
-// goes down, through ctx->group_mean, and up again (not capturable: runs with it stay eager).
+// SyncBN: the node's (C) or (2,C) floats averaged over the group through ctx->group_mean. NCCL's
+// groups work on device buffers, in stream order (capturable); MPI's on host buffers, so the data
+// goes down and up again (not capturable: runs with it stay eager).
 static void sync_node(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, const ef_run_ctx *ctx) {
   EF_ASSERT(ctx->group_mean, "node '%s' needs a communicator (ef_run_ctx.group_mean)", node->name);
-  size_t n = (size_t)ef_numel(node);
-  float *own = s->host, *out = s->host + n;
-  EF_CUDA_CHECK(cudaMemcpyAsync(own, node->src[0]->data, ef_nbytes(node), cudaMemcpyDeviceToHost, cu->stream));
+  size_t n = (size_t)ef_numel(node), c = (size_t)node->shape[node->ndim - 1];
+  const float *own = node->src[0]->data;
+  float *out = node->data;
+  if (ctx->group_device) {
+    EF_CUDA_CHECK(cudaMemcpyAsync(out, own, sizeof(float) * (node->op == EF_OP_SYNC_MEAN ? n : c), cudaMemcpyDeviceToDevice,
+                                  cu->stream));
+    if (node->op == EF_OP_SYNC_MEAN) {
+      ctx->group_mean(ctx->group, out, n);
+      return;
+    }
+    ctx->group_mean(ctx->group, out, c); // as ef_sync_stats_combine
+    ef_k_sync_var_term(out + c, own, out, (int64_t)c, cu->stream);
+    ctx->group_mean(ctx->group, out + c, c);
+    return;
+  }
+  float *h_own = s->host, *h_out = s->host + n;
+  EF_CUDA_CHECK(cudaMemcpyAsync(h_own, own, ef_nbytes(node), cudaMemcpyDeviceToHost, cu->stream));
   EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
   if (node->op == EF_OP_SYNC_MEAN) {
-    memcpy(out, own, ef_nbytes(node));
-    ctx->group_mean(ctx->group, out, n);
+    memcpy(h_out, h_own, ef_nbytes(node));
+    ctx->group_mean(ctx->group, h_out, n);
   } else {
-    ef_sync_stats_combine(ctx->group_mean, ctx->group, own, out, (size_t)node->shape[1]);
+    ef_sync_stats_combine(ctx->group_mean, ctx->group, h_own, h_out, c);
   }
-  EF_CUDA_CHECK(cudaMemcpyAsync(node->data, out, ef_nbytes(node), cudaMemcpyHostToDevice, cu->stream));
+  EF_CUDA_CHECK(cudaMemcpyAsync(out, h_out, ef_nbytes(node), cudaMemcpyHostToDevice, cu->stream));
   EF_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
 }
 
@@ -413,6 +428,7 @@ bool ef_backend_is_cuda(const ef_backend *be) { return be && be->destroy == cuda
 const char *ef_cuda_describe(const ef_backend *be) { return ((const ef_cuda *)be->impl)->describe; }
 size_t ef_cuda_peak_bytes(const ef_backend *be) { return ((const ef_cuda *)be->impl)->peak; }
 size_t ef_cuda_peak_device_bytes(const ef_backend *be) { return ((const ef_cuda *)be->impl)->peak_device; }
+void *ef_cuda_stream(const ef_backend *be) { return ((const ef_cuda *)be->impl)->stream; }
 
 size_t ef_cuda_free_bytes(const ef_backend *be) {
   (void)be;

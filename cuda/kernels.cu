@@ -344,6 +344,13 @@ void ef_k_bn_bwd_data(ef_dref dx, ef_dref dy, ef_dref x, const float *coef, cons
   });
 }
 
+void ef_k_sync_var_term(float *term, const float *own, const float *group_mean, int64_t c, cudaStream_t s) {
+  map(c, s, [=] __device__(int64_t k) {
+    float d = own[k] - group_mean[k];
+    term[k] = own[c + k] + d * d;
+  });
+}
+
 void ef_k_bn_update(float *running, const float *batch, float momentum, double bessel, int64_t c, cudaStream_t s) {
   double m = momentum;
   map(c, s, [=] __device__(int64_t k) {

@@ -94,6 +94,10 @@ void ef_k_bn(ef_dref y, ef_dref x, const float *coef, ef_act act, int64_t rows, 
 // dx = scale * dz + k3 * (x - mean) + k2 (k3 = k2 = 0 with fixed statistics)
 void ef_k_bn_bwd_data(ef_dref dx, ef_dref dy, ef_dref x, const float *coef, const float *mean, ef_act act, int64_t rows,
                       int64_t c, cudaStream_t s);
+// SyncBN's variance term on the device, as ef_sync_stats_combine (core/op.c) on the host: with own
+// this rank's (mean, var) rows (2,C) and group_mean the group's mean of means,
+// term[k] = var[k] + (mean[k] - group_mean[k])^2, whose group mean is the group's variance.
+void ef_k_sync_var_term(float *term, const float *own, const float *group_mean, int64_t c, cudaStream_t s);
 // running = (1 - m) * running + m * batch, the variance times rows / (rows - 1)
 void ef_k_bn_update(float *running, const float *batch, float momentum, double bessel, int64_t c, cudaStream_t s);
 

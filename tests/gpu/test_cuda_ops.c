@@ -131,18 +131,28 @@ static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dt
   free_side(&b);
 }
 
-// SyncBN's statistics and means with a group whose other ranks hold the same batch: the average
-// is the rank's own, so the result must equal plain batch statistics, after a trip through the
-// host (the GPU stages these nodes through host memory for the communicator).
-static void same_on_every_rank(void *group, float *buf, size_t n) { (void)group, (void)buf, (void)n; }
+// SyncBN's statistics with a group of two whose other rank holds 0.25 + 0.01 i at element i of
+// every buffer it averages: the CPU, then the GPU with the group on host buffers (MPI's way: the
+// node's data goes down and up) and on device buffers (NCCL's way: ef_k_sync_var_term on the GPU).
+static void pair_mean(float *buf, size_t n) {
+  for (size_t i = 0; i < n; i++) buf[i] = (buf[i] + 0.25f + 0.01f * (float)i) * 0.5f;
+}
+static void host_pair_mean(void *group, float *buf, size_t n) { (void)group, pair_mean(buf, n); }
+static void device_pair_mean(void *group, float *buf, size_t n) { // eager runs: a trip through the host will do
+  ef_backend *gpu = group;
+  float h[64];
+  EF_ASSERT(n <= 64, "%zu floats", n);
+  gpu->download(gpu, h, buf, sizeof(float) * n);
+  pair_mean(h, n);
+  gpu->upload(gpu, buf, h, sizeof(float) * n);
+}
 
 static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
-  float xv[3 * 4 * 5 * 6], init[12], want[12], got[12], stats_cpu[12], stats_gpu[12];
+  float xv[3 * 4 * 5 * 6], init[12], running[3][12], stats[3][12];
   test_fill_uniform(xv, 360, 3, 0, -2, 3);
   test_fill_uniform(init, 12, 3, 1, 0.5f, 1.5f);
-  ef_backend *bes[2] = {cpu, gpu};
-  float *outs[2] = {want, got}, *stats[2] = {stats_cpu, stats_gpu};
-  for (int k = 0; k < 2; k++) {
+  ef_backend *bes[3] = {cpu, gpu, gpu};
+  for (int k = 0; k < 3; k++) {
     ef_store *store = ef_store_new();
     int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 6}, (ef_init){0});
     CHECK(ef_store_bind(store, bes[k]) == EF_OK, "%s", ef_last_error());
@@ -155,17 +165,19 @@ static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
     CHECK(ef_plan_new(&plan, g, bes[k], &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
     ef_store_write(store, run, EF_ARENA_STATE, init);
     ef_plan_set(plan, x, xv);
-    ef_run_ctx ctx = {.group_mean = same_on_every_rank};
+    ef_run_ctx ctx = {.group_mean = k == 2 ? device_pair_mean : host_pair_mean, .group = gpu, .group_device = k == 2};
     ef_plan_run(plan, &ctx);
     ef_plan_run(plan, &ctx);
-    ef_store_read(store, run, EF_ARENA_STATE, outs[k]);
+    ef_store_read(store, run, EF_ARENA_STATE, running[k]);
     ef_plan_get(plan, st, stats[k]);
     ef_plan_free(plan);
     ef_graph_free(g);
     ef_store_free(store);
   }
-  compare("running statistics", "sync_stats + bn_update", EF_F32, got, want, 12);
-  compare("group statistics", "sync_stats + bn_update", EF_F32, stats_gpu, stats_cpu, 12);
+  compare("running statistics, group on the host", "sync_stats + bn_update", EF_F32, running[1], running[0], 12);
+  compare("group statistics, group on the host", "sync_stats + bn_update", EF_F32, stats[1], stats[0], 12);
+  compare("running statistics, group on the GPU", "sync_stats + bn_update", EF_F32, running[2], running[0], 12);
+  compare("group statistics, group on the GPU", "sync_stats + bn_update", EF_F32, stats[2], stats[0], 12);
 }
 
 int main(int argc, char **argv) {
