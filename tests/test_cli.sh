@@ -32,6 +32,11 @@ expect 1 "/nonexistent is neither a directory nor a .csv file list" train --data
 expect 2 "--augment 'flip' is not one of: none crop autoaugment randaugment" train --augment flip
 expect 1 "cannot start device cuda:99" train --device cuda:99
 expect 2 "--precision f16 needs --device cuda" train --precision f16
+expect 1 "--gpus 1024, but" train --gpus 1024
+expect 2 "drop --device cpu" train --gpus 2 --device cpu
+expect 2 "drop --device cuda:1" train --gpus 2 --device cuda:1
+EFFNET_RANK=0 EFFNET_WORLD_SIZE=1 expect 2 "but --gpus is 0: unset EFFNET_RANK" train --epochs 1
+EFFNET_RANK=2 EFFNET_WORLD_SIZE=2 expect 1 "EFFNET_RANK is '2', not a number in [0, 1]" train
 expect 1 "cannot start device cuda:99" eval /nonexistent.h5 --device cuda:99
 expect 2 "--recipe must be default or official" train --recipe fast
 expect 1 "cannot resume from /nonexistent" train --resume /nonexistent

@@ -318,7 +318,7 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
         t2 = t1, t3 = 1e3 * ef_seconds();
         ef_device_update_queue(&upd, b.s, NULL);
       } else {
-        ef_device_train_step(&cap, b.s, p, &upd, NULL, &ctx);
+        ef_device_train_step(&cap, b.s, p, NULL, &upd, NULL, &ctx);
         t2 = t1, t3 = t1;
       }
       be->synchronize(be);

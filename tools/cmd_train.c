@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "core/plan.h"
+#include "cuda/cuda.h"
 #include "data/loader.h"
 #include "tools/device.h"
+#include "tools/launch.h"
 #include "tools/effnet.h"
 #include "tools/flags.h"
 #include "tools/model_args.h"
@@ -33,7 +35,8 @@ typedef struct {
   const char *init, *freeze, *bn, *select_classes;   // fine-tuning
   long epochs, batch, threads, loader_threads, image_size, limit, val_limit, log_every, keep, stop_after, per_class;
   double lr, momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip, backbone_lr, bucket_mb;
-  long sync_bn;
+  double comm_timeout;
+  long sync_bn, gpus;
   unsigned long long seed;
   int profile, nesterov, decay_all;
   ef_model_args m;
@@ -81,15 +84,19 @@ static void train_usage(FILE *f) {
           "  --stop-after N        save a checkpoint and stop after N steps, as Ctrl-C does  [0]\n"
           "  --keep N              checkpoints kept besides best.h5  [3]\n"
           EF_DEVICE_USAGE
+          "  --gpus N              data-parallel training on GPUs 0 ... N-1 of this host, one worker\n"
+          "                        process each, started here (NCCL; no MPI needed)  [0: off]\n"
           "  --threads N           CPU threads (0: one per core)  [0]\n"
           "  --loader-threads N    threads decoding and augmenting ahead of the step  [1]\n"
           "  --seed N              initialization, order, augmentation and dropout  [1]\n"
           "  --log-every N         steps between progress lines when not on a terminal  [100]\n"
           "  --profile             print time per op kind after training\n"
-          "  --bucket-mb F         under mpirun: gradients all-reduced in buckets of F MiB while the\n"
+          "  --bucket-mb F         several ranks: gradients all-reduced in buckets of F MiB while the\n"
           "                        backward pass runs (0: one all-reduce after it)  [4]\n"
-          "  --sync-bn N           under mpirun: batch-norm statistics over groups of N ranks (SyncBN;\n"
+          "  --sync-bn N           several ranks: batch-norm statistics over groups of N ranks (SyncBN;\n"
           "                        N divides the ranks; the number of ranks: the global batch; 0: off)  [0]\n"
+          "  --comm-timeout S      GPU ranks: a collective waiting longer than S seconds (a rank died\n"
+          "                        or hangs) ends the job  [600]\n"
           "\n"
           "fine-tuning (docs/transfer.md):\n"
           "  --init FILE           start from pretrained weights (`effnet import`, `effnet export`, or a\n"
@@ -112,9 +119,9 @@ static void train_usage(FILE *f) {
 static void recipe_defaults(train_opts *o, const char *recipe) {
   ef_model_args m = o->m;
   *o = (train_opts){.data = EF_FASHION_MNIST_DIR, .model = "tiny", .augment = "none", .recipe = recipe, .optimizer = "sgd",
-                    .schedule = "cosine", .device = "cpu", .precision = "f32", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
+                    .schedule = "cosine", .precision = "f32", .epochs = 10, .batch = 64, .loader_threads = 1, .log_every = 100,
                     .keep = 3, .lr = 0.4, .momentum = 0.9, .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97,
-                    .decay_epochs = 2.4, .seed = 1, .bn = "train", .backbone_lr = 1, .bucket_mb = 4, .m = m};
+                    .decay_epochs = 2.4, .seed = 1, .bn = "train", .backbone_lr = 1, .bucket_mb = 4, .comm_timeout = 600, .m = m};
   if (!strcmp(recipe, "official"))
     o->epochs = 350, o->optimizer = "rmsprop", o->lr = 0.016, o->weight_decay = 1e-5, o->schedule = "exponential",
     o->warmup = 5, o->ema = 0.9999, o->augment = "autoaugment";
@@ -164,7 +171,8 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       {"--freeze", EF_FLAG_STR, &o->freeze},      {"--bn", EF_FLAG_STR, &o->bn},
       {"--backbone-lr", EF_FLAG_DOUBLE, &o->backbone_lr, 0, 1e3}, {"--select-classes", EF_FLAG_STR, &o->select_classes},
       {"--per-class", EF_FLAG_LONG, &o->per_class, 0, 1e12},      {"--bucket-mb", EF_FLAG_DOUBLE, &o->bucket_mb, 0, 1024},
-      {"--sync-bn", EF_FLAG_LONG, &o->sync_bn, 0, 1 << 20},
+      {"--sync-bn", EF_FLAG_LONG, &o->sync_bn, 0, 1 << 20},    {"--gpus", EF_FLAG_LONG, &o->gpus, 0, 1024},
+      {"--comm-timeout", EF_FLAG_DOUBLE, &o->comm_timeout, 1, 1e7},
   };
   int nflags = 0;
   while (flags[nflags].name) nflags++;
@@ -202,6 +210,13 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
       return 2;
     }
   }
+  // --gpus: each worker on the GPU of its rank (--device, unset, means cuda then).
+  if (o->gpus && o->device && strcmp(o->device, "cuda")) {
+    fprintf(stderr, "effnet train: --gpus %ld runs one worker on each of GPUs 0 ... %ld: drop --device %s "
+                    "(CUDA_VISIBLE_DEVICES chooses which GPUs those are)\n", o->gpus, o->gpus - 1, o->device);
+    return 2;
+  }
+  if (!o->device) o->device = o->gpus ? "cuda" : "cpu";
   ef_device d;
   if (ef_device_parse(&d, "train", o->device, o->precision)) return 2;
   if (o->init && (strcmp(o->model, "tiny") || !isnan(o->m.phi) || !isnan(o->m.width) || !isnan(o->m.depth) || o->m.padding ||
@@ -220,7 +235,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
 
 // This run's arguments, one per line (what a checkpoint keeps and --resume replays): the saved
 // ones with these applied, each flag once with its last value, without the ones that concern this
-// session only (--resume, --stop-after, --out).
+// session only (--resume, --stop-after, --out, --gpus).
 static int join_args(int argc, char **argv, const char *saved, char *buf, size_t len) {
   char *copy = ef_xstrdup(saved ? saved : ""), *words[1024];
   int n = 0;
@@ -231,7 +246,7 @@ static int join_args(int argc, char **argv, const char *saved, char *buf, size_t
   int pairs = 0;
   for (int i = 0; i < n; i++) {
     const char *f = words[i], *v = i + 1 < n && strncmp(words[i + 1], "--", 2) ? words[++i] : NULL;
-    if (!strcmp(f, "--resume") || !strcmp(f, "--stop-after") || !strcmp(f, "--out")) continue;
+    if (!strcmp(f, "--resume") || !strcmp(f, "--stop-after") || !strcmp(f, "--out") || !strcmp(f, "--gpus")) continue;
     int k = 0;
     while (k < pairs && strcmp(flag[k], f)) k++;
     if (k == pairs && pairs < 512) flag[pairs++] = f;
@@ -406,12 +421,12 @@ static void run_free(run *r) {
   if (r->has_ema) ef_ema_free(&r->ema);
   ef_model_graph_free(&r->tr), ef_model_graph_free(&r->ev);
   ef_store_free(r->store);
+  ef_grad_sync_free(&r->sync);
+  ef_comm_free(r->bn_comm);
+  ef_comm_free(r->comm); // NCCL's before its GPU's backend
   ef_device_close(&r->dev);
   r->train.n = r->all_train, r->test.n = r->all_test;
   ef_dataset_free(&r->train), ef_dataset_free(&r->test);
-  ef_grad_sync_free(&r->sync);
-  ef_comm_free(r->bn_comm);
-  ef_comm_free(r->comm);
 }
 
 // Saves a checkpoint at the current position, keeps the newest --keep, and copies it to best.h5
@@ -591,14 +606,32 @@ static int setup(run *r, int argc, char **argv) {
   ef_optim_config oc = ef_optim_defaults(!strcmp(o->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(o->optimizer, "rmsprop") ? EF_OPT_RMSPROP : EF_OPT_ADAMW);
   oc.momentum = oc.kind == EF_OPT_ADAMW ? oc.momentum : o->momentum, oc.weight_decay = o->weight_decay;
   oc.nesterov = o->nesterov, oc.decay_all = o->decay_all;
-  int drc = ef_device_open(&r->dev, "train", o->device, o->precision, (int)o->threads);
-  if (drc) return drc;
-  r->be = r->dev.be;
-  if (r->dev.cuda && r->comm->world > 1) {
-    fprintf(stderr, "effnet train: data-parallel training on GPUs needs the NCCL communicator, which is not written yet: "
-                    "train on one GPU, or on CPU ranks under mpirun\n");
+  if (!strcmp(r->comm->name, "launched") && o->gpus != r->comm->world) {
+    fprintf(stderr, "effnet train: %s is set, as for a worker of `effnet train --gpus %d`, but --gpus is %ld: unset "
+                    "%s and %s to run effnet yourself\n", EF_LAUNCH_RANK, r->comm->world, o->gpus, EF_LAUNCH_RANK, EF_LAUNCH_WORLD);
     return 2;
   }
+#ifndef EFFNET_NCCL
+  if (!strncmp(o->device, "cuda", 4) && r->comm->world > 1) {
+    fprintf(stderr, "effnet train: data-parallel training on GPUs goes through NCCL, and this effnet was built without it: "
+                    "install NCCL (or set NCCL_ROOT) and rebuild, or train on CPU ranks\n");
+    return 2;
+  }
+#endif
+  // Several ranks on GPUs: each on the GPU of its local rank.
+  char device[32];
+  snprintf(device, sizeof device, "%s", o->device);
+  if (!strncmp(o->device, "cuda", 4) && r->comm->world > 1) {
+    if (strcmp(o->device, "cuda")) {
+      fprintf(stderr, "effnet train: with %d ranks each uses the GPU of its local rank: write --device cuda, not %s\n",
+              r->comm->world, o->device);
+      return 2;
+    }
+    snprintf(device, sizeof device, "cuda:%d", r->comm->local_rank);
+  }
+  int drc = ef_device_open(&r->dev, "train", device, o->precision, (int)o->threads);
+  if (drc) return drc;
+  r->be = r->dev.be;
   r->store = ef_store_new();
   ef_status st = ef_loader_new(&r->train_loader, &lc);
   if (st == EF_OK) st = ef_loader_new(&r->test_loader, &ec);
@@ -613,15 +646,12 @@ static int setup(run *r, int argc, char **argv) {
   // SyncBN: the training graph's batch norms over groups of --sync-bn ranks.
   if (st == EF_OK && o->sync_bn > 1 && r->comm->world % o->sync_bn)
     st = EF_ERROR(EF_ERR_INVALID, "--sync-bn %ld needs a number of ranks it divides (this run has %d)", o->sync_bn, r->comm->world);
-  if (st == EF_OK && o->sync_bn > 1) r->bn_comm = r->comm->split(r->comm, (int)o->sync_bn);
   if (st == EF_OK)
     st = ef_model_graph_new(&r->tr, r->store, NULL, &r->info, o->batch, true, (float)o->smoothing, o->seed, false, (int)o->sync_bn,
                             r->dev.activations);
   if (st == EF_OK) st = ef_store_bind(r->store, r->be);
   if (st == EF_OK) st = ef_plan_new(&r->tr.plan, r->tr.g, r->be, &(ef_plan_opts){.profile = o->profile});
   if (st == EF_OK) st = ef_plan_new(&r->ev.plan, r->ev.g, r->be, NULL);
-  if (st == EF_OK && r->comm->world > 1 && o->bucket_mb > 0)
-    ef_grad_sync_init(&r->sync, r->comm, r->tr.plan, r->store, (size_t)(o->bucket_mb * 1048576));
   if (st == EF_OK) ef_store_initialize(r->store, o->seed);
   if (st == EF_OK && o->init && !resuming) st = ef_pretrained_load(o->init, &pre, r->store);
   if (st == EF_OK) st = ef_optim_init(&r->optim, r->store, &oc);
@@ -694,12 +724,6 @@ static int setup(run *r, int argc, char **argv) {
   if (o->freeze || strcmp(o->bn, "train") || o->backbone_lr != 1)
     printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n", o->freeze ? o->freeze : "nothing",
            frozen, r->store->numel[0], o->bn, o->backbone_lr);
-  if (r->comm->world > 1)
-    printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s; "
-           "batch norm %s\n",
-           r->comm->world, r->comm->name, (long long)r->global_batch, o->batch, r->sync.n ? r->sync.n : 1,
-           r->sync.n ? " during the backward pass" : " after the backward pass",
-           r->bn_comm ? "synchronized over groups of --sync-bn ranks" : "per rank");
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", r->out, (double)r->tr.plan->arena_bytes / 1048576.0);
   if (resuming)
     printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", resume_path, (long long)r->info.epoch + 1,
@@ -715,6 +739,55 @@ static void share_training_state(run *r) {
   for (int k = 0; k < ef_optim_slots(&r->optim); k++) c->broadcast(c, ef_optim_slot(&r->optim, k), sizeof(float) * r->optim.n, 0);
   if (r->has_ema) c->broadcast(c, r->ema.shadow[EF_ARENA_PARAM], sizeof(float) * r->ema.numel[EF_ARENA_PARAM], 0);
   share_bn_statistics(r);
+}
+
+// The collectives of several ranks: NCCL on GPUs (in place of the launch's communicator), SyncBN's
+// groups, and the gradient buckets (one, after the backward pass, with --bucket-mb 0). Rank 0
+// prints how the ranks work together. `--gpus 1` goes through NCCL too, as one rank of one.
+static ef_status connect_ranks(run *r) {
+  const train_opts *o = &r->o;
+  if (r->comm->world == 1 && strcmp(r->comm->name, "launched")) return EF_OK;
+#ifdef EFFNET_NCCL
+  if (r->dev.cuda) EF_TRY(ef_comm_nccl_new(&r->comm, r->be, o->comm_timeout));
+#endif
+  if (o->sync_bn > 1) r->bn_comm = r->comm->split(r->comm, (int)o->sync_bn);
+  ef_grad_sync_init(&r->sync, r->comm, r->tr.plan, r->store, (size_t)(o->bucket_mb * 1048576));
+  if (r->comm->rank == 0)
+    printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s; "
+           "batch norm %s\n",
+           r->comm->world, r->comm->name, (long long)r->global_batch, o->batch, r->sync.n,
+           o->bucket_mb > 0 ? " during the backward pass" : " after the backward pass",
+           r->bn_comm ? "synchronized over groups of --sync-bn ranks" : "per rank");
+  return EF_OK;
+}
+
+// `effnet train --gpus N` itself: checks that the GPUs are there, makes NCCL's id, and runs the N
+// workers (this command again, each told its rank) to their end.
+static int launch_gpus(int argc, char **argv, const train_opts *o) {
+  char why[256] = "";
+  int visible = ef_cuda_device_count(why, sizeof why);
+  if (visible < o->gpus) {
+    fprintf(stderr, "effnet train: --gpus %ld, but %s\n", o->gpus, visible ? "fewer GPUs are visible" : why);
+    if (visible) fprintf(stderr, "  (%d visible: check nvidia-smi and CUDA_VISIBLE_DEVICES)\n", visible);
+    return 1;
+  }
+#ifdef EFFNET_NCCL
+  char id[300];
+  if (ef_nccl_unique_id(id, sizeof id) != EF_OK) {
+    fprintf(stderr, "effnet train: %s\n", ef_last_error());
+    return 1;
+  }
+  char **args = ef_xcalloc((size_t)argc + 2, sizeof *args);
+  args[0] = "effnet";
+  for (int i = 0; i < argc; i++) args[i + 1] = argv[i]; // argv[0] is "train"
+  int rc = ef_launch(&(ef_launch_config){.workers = (int)o->gpus, .program = "/proc/self/exe", .argv = args, .nccl_id = id});
+  free(args);
+  return rc;
+#else
+  fprintf(stderr, "effnet train: --gpus goes through NCCL, and this effnet was built without it: install NCCL (or set "
+                  "NCCL_ROOT) and rebuild\n");
+  return 1;
+#endif
 }
 
 // ef_run_ctx.group_mean for SyncBN's nodes: the average over this rank's --sync-bn group.
@@ -742,6 +815,11 @@ static int agreed_signal(ef_comm *c) {
 }
 
 int ef_cmd_train(int argc, char **argv) {
+  if (!getenv(EF_LAUNCH_RANK)) { // --gpus N: this process starts the workers and waits for them
+    train_opts o;
+    int rc = parse_opts(argc, argv, NULL, &o);
+    if (rc || o.gpus) return rc ? rc : launch_gpus(argc, argv, &o);
+  }
   run r;
   memset(&r, 0, sizeof r);
   if (ef_comm_new(&r.comm) != EF_OK) {
@@ -750,13 +828,18 @@ int ef_cmd_train(int argc, char **argv) {
   }
   int rc = setup(&r, argc, argv);
   // Every rank goes on only if all are ready: one that failed alone would leave the others waiting
-  // in the first collective.
+  // in the first collective. Workers of --gpus cannot agree before NCCL connects them: one that
+  // failed exits, and the launcher ends the others.
   double worst = rc;
-  r.comm->allreduce(r.comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
+  if (r.comm->allreduce) r.comm->allreduce(r.comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
   if (worst) {
     if (!rc) fprintf(stderr, "effnet train: rank %d: another rank failed to start (its message says why)\n", r.comm->rank);
     run_free(&r);
     return rc ? rc : (int)worst;
+  }
+  if (connect_ranks(&r) != EF_OK) { // on one rank alone, or on all: the job ends either way
+    fprintf(stderr, "effnet train [rank %d]: %s\n", r.comm->rank, ef_last_error());
+    ef_comm_abort(r.comm, 1);
   }
   share_training_state(&r);
   const train_opts *o = &r.o;
@@ -779,20 +862,22 @@ int ef_cmd_train(int argc, char **argv) {
       double lr = ef_lr_at(&r.sched, info->step);
       ef_plan_set(r.tr.plan, r.tr.images, b->images);
       ef_plan_set(r.tr.plan, r.tr.labels, b->labels);
-      bool buckets = r.sync.n > 0;
-      ef_run_ctx ctx = {.step = (uint32_t)info->step, .after_node = buckets ? ef_grad_sync_after_node : NULL,
-                        .user = &r.sync, .group_mean = r.bn_comm ? bn_group_mean : NULL, .group = r.bn_comm};
-      if (r.dev.cuda) { // one rank: the whole step, update included, on the GPU; replayed as a CUDA graph
-                        // (op by op with --profile, which times every node)
+      // The gradient of the global batch: the average of the ranks' (each the mean over its own),
+      // bucket by bucket while the backward pass runs, or in one all-reduce after it.
+      ef_grad_sync *gs = r.sync.n ? &r.sync : NULL;
+      ef_run_ctx ctx = {.step = (uint32_t)info->step, .after_node = gs && o->bucket_mb > 0 ? ef_grad_sync_after_node : NULL,
+                        .user = gs, .group_mean = r.bn_comm ? bn_group_mean : NULL, .group = r.bn_comm,
+                        .group_device = r.dev.cuda};
+      if (r.dev.cuda) { // the whole step, all-reduces and update included, on the GPU; replayed as a CUDA
+                        // graph (op by op with --profile, which times every node)
         ef_device_update_values(&r.upd, &r.optim, r.has_ema ? &r.ema : NULL, lr, o->clip, 1.0 / info->loss_scale);
-        ef_device_train_step(o->profile ? NULL : &r.step_graph, r.store, r.tr.plan, &r.upd, r.has_ema ? &r.ema : NULL, &ctx);
+        ef_device_train_step(o->profile ? NULL : &r.step_graph, r.store, r.tr.plan, gs, &r.upd, r.has_ema ? &r.ema : NULL,
+                             &ctx);
+        comm->sync(comm); // within --comm-timeout, or the job ends
       } else {
         ef_store_zero_grads(r.store);
         ef_plan_run(r.tr.plan, &ctx);
-        // The gradient of the global batch: the average of the ranks' (each the mean over its own),
-        // bucket by bucket while the backward pass ran, or in one all-reduce after it.
-        if (buckets) ef_grad_sync_finish(&r.sync);
-        else comm->allreduce(comm, r.store->mem[EF_ARENA_GRAD], r.store->numel[0], EF_COMM_F32, EF_COMM_AVG);
+        if (gs) ef_grad_sync_finish(gs);
       }
       float loss;
       ef_plan_get(r.tr.plan, r.tr.loss, &loss);

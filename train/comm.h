@@ -1,12 +1,14 @@
 // The data-parallel communicator: rank, world size and local rank, plus the collectives training
-// needs (all-reduce of a buffer, broadcast, barrier), behind one interface with two builds: a
-// single process (always), and MPI on host buffers (EFFNET_MPI; the CPU backend's path).
+// needs (all-reduce of a buffer, broadcast, barrier), behind one interface with three builds: a
+// single process (always), MPI on host buffers (EFFNET_MPI; the CPU backend's path), and NCCL on
+// GPU buffers (EFFNET_NCCL, train/comm_nccl.c; host buffers go through the GPU there).
 #ifndef EF_TRAIN_COMM_H
 #define EF_TRAIN_COMM_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/backend.h"
 #include "core/log.h"
 
 typedef enum { EF_COMM_F32, EF_COMM_F64 } ef_comm_dtype;
@@ -23,7 +25,8 @@ typedef struct {
 
 typedef struct ef_comm ef_comm;
 struct ef_comm {
-  const char *name;     // "single" or "mpi"
+  const char *name;     // "single", "mpi", "nccl", or "launched" (ranks of `effnet train --gpus`
+                        // before NCCL connects them: no collectives, the members below are NULL)
   int rank, world;      // this process, and how many take part
   int local_rank;       // this process's index among those on its host (the GPU it would use)
   // In place over `count` elements of every rank's buf: the sum, the average (the sum times
@@ -38,6 +41,10 @@ struct ef_comm {
   // root's `bytes` bytes into every rank's buf.
   void (*broadcast)(ef_comm *c, void *buf, size_t bytes, int root);
   void (*barrier)(ef_comm *c);
+  // Returns once every collective issued so far has finished, those queued on a GPU included. One
+  // that failed, or that waited longer than the communicator's timeout (a rank died or hangs), ends
+  // the job with a message naming this rank. Nothing to wait for on MPI, whose calls finish inside.
+  void (*sync)(ef_comm *c);
   // Ends every rank of the job with `code` (ef_comm_abort); does not return.
   void (*abort)(ef_comm *c, int code);
   // The communicator of this rank's group: ranks [k*group, (k+1)*group) (group divides world),
@@ -51,9 +58,17 @@ struct ef_comm {
 // holds OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_SIZE. A plain `effnet train` never starts MPI.
 bool ef_comm_launched(void);
 
-// The communicator for this process: MPI when launched by an MPI launcher, else a single
-// process. Fails (EF_ERR_UNSUPPORTED) when launched by one but built without EFFNET_MPI, or when
-// MPI cannot start. Sets the rank that error messages print (ef_log_set_rank).
+// What `effnet train --gpus N` (tools/launch.c) gives each worker it starts, in its environment:
+// the rank, the world size (the local rank is the rank: one host), and NCCL's unique id in hex.
+#define EF_LAUNCH_RANK "EFFNET_RANK"
+#define EF_LAUNCH_WORLD "EFFNET_WORLD_SIZE"
+#define EF_LAUNCH_NCCL_ID "EFFNET_NCCL_ID"
+
+// The communicator for this process: MPI when launched by an MPI launcher; "launched" (rank and
+// world only, until ef_comm_nccl_new connects it) when started by `effnet train --gpus`; else a
+// single process. Fails (EF_ERR_UNSUPPORTED) when launched by MPI but built without EFFNET_MPI,
+// when MPI cannot start, or (EF_ERR_INVALID) on a malformed EFFNET_RANK / EFFNET_WORLD_SIZE.
+// Sets the rank that error messages print (ef_log_set_rank).
 ef_status ef_comm_new(ef_comm **out);
 // The single-process communicator: rank 0 of 1, collectives that change nothing.
 ef_comm *ef_comm_single(void);
@@ -62,8 +77,29 @@ void ef_comm_free(ef_comm *c);   // NULL is fine; finalizes MPI
 // which would otherwise leave them waiting in a collective.
 _Noreturn void ef_comm_abort(ef_comm *c, int code);
 
+// Polls `done` (1: finished, 0: not yet, -1: failed, with the reason in why) until it finishes,
+// sleeping a little longer each time (up to about 0.1 ms). EF_OK when it finished; EF_ERR_IO with a message
+// naming `what` and the reason when it failed, or when timeout_s seconds passed first. The
+// NCCL communicator's waits (a rank that died leaves the others' GPUs waiting for ever).
+ef_status ef_comm_poll(int (*done)(void *user, char *why, size_t len), void *user, double timeout_s, const char *what);
+
 #ifdef EFFNET_MPI
 ef_status ef_comm_mpi_new(ef_comm **out);
+#endif
+
+#ifdef EFFNET_NCCL
+// NCCL on the GPU of `be` (a CUDA backend), for the ranks of *c (MPI with world > 1, or
+// "launched", one rank included), which it takes over: *c becomes the NCCL communicator and the old one is freed with it. The
+// unique id comes from EFFNET_NCCL_ID when launched, else rank 0 makes it and broadcasts it
+// through *c. Collectives run on a stream of their own, ordered after the work queued on the
+// backend's stream and before the work queued after them, so that they overlap only with what
+// does not depend on them; their waits end the job after timeout_s (ef_comm.sync). Host buffers
+// are copied through the GPU. Fails (EF_ERR_UNSUPPORTED) when NCCL cannot start; *c is then
+// unchanged.
+ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s);
+// A new NCCL unique id, in hex (EFFNET_NCCL_ID), into hex[2 * 128 + 1]: for the launcher. This
+// process hosts NCCL's bootstrap for it and must outlive the ranks' start.
+ef_status ef_nccl_unique_id(char *hex, size_t len);
 #endif
 
 #endif

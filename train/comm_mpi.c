@@ -97,6 +97,7 @@ static void mpi_broadcast(ef_comm *c, void *buf, size_t bytes, int root) {
 }
 
 static void mpi_barrier(ef_comm *c) { EF_MPI(MPI_Barrier(comm_of(c))); }
+static void mpi_sync(ef_comm *c) {} // blocking calls finish inside; requests finish in test or wait
 
 static void mpi_abort(ef_comm *c, int code) {
   fflush(stdout), fflush(stderr);
@@ -123,7 +124,7 @@ static ef_comm *mpi_wrap(MPI_Comm comm, bool world, int local_rank) {
   ef_comm *c = ef_xcalloc(1, sizeof *c);
   *c = (ef_comm){.name = "mpi", .rank = rank, .world = size, .local_rank = local_rank, .allreduce = mpi_allreduce,
                  .iallreduce = mpi_iallreduce, .test = mpi_test, .wait = mpi_wait, .broadcast = mpi_broadcast, .barrier = mpi_barrier,
-                 .abort = mpi_abort, .free = mpi_free, .split = mpi_split, .impl = m};
+                 .sync = mpi_sync, .abort = mpi_abort, .free = mpi_free, .split = mpi_split, .impl = m};
   return c;
 }
 

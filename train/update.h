@@ -10,6 +10,7 @@
 #include "core/backend.h"
 #include "core/plan.h"
 #include "train/ema.h"
+#include "train/grad_sync.h"
 #include "train/optim.h"
 
 typedef struct {
@@ -35,10 +36,12 @@ void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_em
 // arena keeps the unclipped values.
 void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema);
 // A whole training step on the device: zero the gradients, run the plan (forward and backward),
-// queue the update (ema NULL: none). With `cap`, recorded once as a device graph and replayed
-// (ef_capture_run); with NULL, op by op. Set the step's values first (ef_device_update_values).
-void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_device_update *u, const ef_ema *ema,
-                          const ef_run_ctx *ctx);
+// average the gradients over the ranks (gs: its buckets, started by ctx->after_node when that is
+// ef_grad_sync_after_node; NULL: one rank), queue the update (ema NULL: none). With `cap`,
+// recorded once as a device graph and replayed (ef_capture_run), collectives included; with NULL,
+// op by op. Set the step's values first (ef_device_update_values).
+void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_grad_sync *gs, ef_device_update *u,
+                          const ef_ema *ema, const ef_run_ctx *ctx);
 // Once the step has finished (the caller synchronized): the norm of the unscaled gradients; true
 // when it was finite and the update applied, and then the optimizer's and EMA's counters advance.
 bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm);

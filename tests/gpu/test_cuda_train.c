@@ -76,7 +76,7 @@ static double step(trainer *t, int i, bool graph, double unscale) {
     ef_optim_step(&t->optim, t->s, LR);
   } else {
     ef_device_update_values(&t->upd, &t->optim, NULL, LR, 0, unscale);
-    ef_device_train_step(graph ? &t->cap : NULL, t->s, t->plan, &t->upd, NULL, &ctx);
+    ef_device_train_step(graph ? &t->cap : NULL, t->s, t->plan, NULL, &t->upd, NULL, &ctx);
     t->be->synchronize(t->be);
     double norm;
     CHECK(ef_device_update_finish(&t->upd, &t->optim, NULL, &norm), "step %d: gradient norm %g, the update was skipped", i, norm);

@@ -1,0 +1,22 @@
+// `effnet train --gpus N` on one host without MPI: N worker processes running this same command,
+// each told its rank, the world size and NCCL's unique id in its environment (train/comm.h's
+// EFFNET_*); signals passed on to them; the first to fail ends the others, naming it.
+#ifndef EF_TOOLS_LAUNCH_H
+#define EF_TOOLS_LAUNCH_H
+
+typedef struct {
+  int workers;
+  const char *program;     // the executable each worker runs (execv's path)
+  char *const *argv;       // its arguments, argv[0] included, NULL-terminated
+  const char *nccl_id;     // hex, into EFFNET_NCCL_ID
+  double grace_s;          // after a failure: SIGTERM to the others, SIGKILL this much later  [5]
+} ef_launch_config;
+
+// Starts the workers and waits for all of them. SIGINT or SIGTERM reaching the launcher goes to
+// every worker (they save and stop); a second one kills them. When a worker exits non-zero or is
+// killed (and no signal asked them to stop), a line names its rank and the others are ended.
+// Returns the command's exit status: 0 when every worker succeeded, else the first failure's (its
+// exit code, or 128 + its signal); 1 with a message when a worker cannot be started.
+int ef_launch(const ef_launch_config *cfg);
+
+#endif
