@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds effnet for the lent GPU machine on this one (no GPU needed) into build-gpu/, then gathers
 # the binaries and every shared library they need that that machine lacks into .gpu-bundle/
-# (ignored), to travel there: the device tool's run with carry [".gpu-bundle"] and tests/gpu/check.sh.
+# (ignored), with a small Fashion-MNIST, to travel there: the device tool's run with carry
+# [".gpu-bundle"] and tests/gpu/check.sh.
 #
 # Left out of the bundle, because they must come from the GPU machine (its driver, its CUDA,
 # NVIDIA's Python wheels) or its C library: libcuda*, libcudart*, libcudnn*, libcublas*,
@@ -66,6 +67,21 @@ if too_large; then
   tar -C "$bundle" -cJf "$bundle/lib.tar.xz" lib
   rm -rf "${bundle:?}/lib"
 fi
+
+# A small Fashion-MNIST (the first 1024 training and 256 test images, as IDX files) for check.sh's
+# training runs: the lent machine need not have the dataset.
+python3 - "$bundle/data/fashion-mnist-small" <<'PY'
+import gzip, os, struct, sys
+src, dst = "/usr/share/datasets/fashion-mnist", sys.argv[1]
+os.makedirs(dst, exist_ok=True)
+for split, n in (("train", 1024), ("t10k", 256)):
+    for kind, item in (("images-idx3", 28 * 28), ("labels-idx1", 1)):
+        data = gzip.open(f"{src}/{split}-{kind}-ubyte.gz").read()
+        dims = data[3]
+        header = bytearray(data[:4 + 4 * dims])
+        header[4:8] = struct.pack(">I", n)
+        open(f"{dst}/{split}-{kind}-ubyte", "wb").write(bytes(header) + data[len(header):len(header) + n * item])
+PY
 
 # What it was built from, for check.sh to compare with the tree it runs in.
 git describe --always --dirty >"$bundle/commit"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU proof in one call on the lent machine, under six minutes: the environment, every op
-# against the CPU backend, the update kernels, training steps, effnet's benchmark beside
+# against the CPU backend, the update kernels, training steps, NCCL with one rank against no NCCL,
+# effnet's benchmark beside
 # torchvision's, memcheck on two op subsets with the time left, and a summary.
 # Run from the repo root as tests/gpu/check.sh; logs go to ${OUT:-/tmp/effnet-gpu}. Exit 77: no GPU.
 #
@@ -179,6 +180,42 @@ for step in ops update train; do
   detail[$step]=$(grep -v '^\$ ' "$log" | grep . | tail -1 | tr '|' '/')
 done
 
+# ---- 2b. NCCL with one rank: `effnet train --gpus 1` (the launcher, NCCL's start, broadcasts,
+# staged host all-reduces, gradient buckets recorded in the step's CUDA graph, the timed waits)
+# against `effnet train --device cuda` without NCCL, B0 at 32x32 on 1024 Fashion-MNIST images:
+# every step's loss (metrics.jsonl) and the final checkpoint must be the same bits.
+nccllog=$out/nccl.log
+: >"$nccllog"
+status[nccl]="" detail[nccl]=""
+data=.gpu-bundle/data/fashion-mnist-small
+[ -d "$data" ] || data=/usr/share/datasets/fashion-mnist
+for run in plain gpus1; do
+  extra=()
+  [ "$run" = gpus1 ] && extra=(--gpus 1)
+  echo "== nccl: effnet train ${extra[*]:-(no NCCL)}"
+  run_program effnet 75 "$nccllog" train --model b0 --image-size 32 --data "$data" --limit 1024 --val-limit 256 \
+    --epochs 1 --batch 64 --lr 0.05 --log-every 1 --device cuda --seed 5 --out "$scratch/$run" "${extra[@]}" | tail -3
+  rc=${PIPESTATUS[0]}
+  [ $rc -eq 0 ] || status[nccl]+="${status[nccl]:+; }$run: $(verdict $rc)"
+done
+if [ -z "${status[nccl]}" ]; then
+  losses() { grep -o '"train/loss": [^,]*' "$1/metrics.jsonl"; }
+  if ! cmp -s <(losses "$scratch/plain") <(losses "$scratch/gpus1"); then
+    status[nccl]="FAIL (the losses differ)"
+    diff <(losses "$scratch/plain") <(losses "$scratch/gpus1") | head -6 | tee -a "$nccllog"
+  fi
+  detail[nccl]="$(losses "$scratch/plain" | wc -l) step losses equal"
+  ckpt=$(cd "$scratch/plain" && ls ckpt-*.h5 | tail -1)
+  python3 tests/compare_checkpoints.py "$scratch/plain/$ckpt" "$scratch/gpus1/$ckpt" 2>&1 | tee -a "$nccllog" >"$scratch/cmp"
+  case ${PIPESTATUS[0]} in
+    0) detail[nccl]+="; checkpoint: $(cat "$scratch/cmp")" ;;
+    77) detail[nccl]+="; checkpoint not compared (no h5py)" ;;
+    *) status[nccl]="FAIL (the checkpoints differ)" detail[nccl]+="; $(tail -1 "$scratch/cmp")" ;;
+  esac
+fi
+status[nccl]=${status[nccl]:-PASS}
+echo "nccl: ${status[nccl]} (${detail[nccl]})"
+
 # ---- 3, 4. effnet's benchmark, then torchvision's -------------------------------------------
 # Results by "<precision> <mode>": images/s and peak device MiB for each side.
 declare -A ours_ips=() ours_mib=() theirs_ips=() theirs_mib=()
@@ -274,7 +311,7 @@ fi
 
 # ---- 6. summary -----------------------------------------------------------------------------
 failed=0
-for step in ops update train bench torch; do
+for step in ops update train nccl bench torch; do
   [ "${status[$step]}" = PASS ] || failed=1
 done
 case ${status[sanitizer]} in PASS* | SKIPPED*) ;; *) failed=1 ;; esac
@@ -289,6 +326,7 @@ case ${status[sanitizer]} in PASS* | SKIPPED*) ;; *) failed=1 ;; esac
   echo "| ops (test_cuda_ops) | ${status[ops]} | ${detail[ops]} |"
   echo "| update (test_cuda_update) | ${status[update]} | ${detail[update]} |"
   echo "| train (test_cuda_train) | ${status[train]} | ${detail[train]} |"
+  echo "| NCCL, one rank (effnet train --gpus 1 against no NCCL) | ${status[nccl]} | ${detail[nccl]} |"
   echo "| effnet bench | ${status[bench]} | |"
   echo "| torchvision bench | ${status[torch]}$torch_note | |"
   echo "| memcheck (2 op subsets) | ${status[sanitizer]} | |"
