@@ -35,6 +35,7 @@ expect 2 "--precision f16 needs --device cuda" train --precision f16
 expect 1 "--gpus 1024, but" train --gpus 1024
 expect 2 "drop --device cpu" train --gpus 2 --device cpu
 expect 2 "drop --device cuda:1" train --gpus 2 --device cuda:1
+OMPI_COMM_WORLD_SIZE=1 expect 2 "--gpus starts its own workers: under mpirun or srun" train --gpus 2
 EFFNET_RANK=0 EFFNET_WORLD_SIZE=1 expect 2 "but --gpus is 0: unset EFFNET_RANK" train --epochs 1
 EFFNET_RANK=2 EFFNET_WORLD_SIZE=2 expect 1 "EFFNET_RANK is '2', not a number in [0, 1]" train
 expect 1 "cannot start device cuda:99" eval /nonexistent.h5 --device cuda:99

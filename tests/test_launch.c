@@ -1,11 +1,14 @@
 // The launcher of `effnet train --gpus` with shell workers, and the communicator's pieces around it
 // that need no GPU: each worker sees its rank, the world size and the id; a worker that fails or
-// is killed ends the others within the grace period, stuck ones included; a signal to the launcher
-// reaches every worker; the workers' "launched" communicator; and the timed poll behind NCCL's waits.
+// is killed ends the others within the grace period, stuck ones included, also during a stop; a
+// signal to the launcher reaches every worker; the launcher's death kills the workers; the
+// workers' "launched" communicator; and the timed poll behind NCCL's waits.
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +61,13 @@ static void test_failed_workers(void) {
   // Workers that ignore SIGTERM (stuck in a collective) are killed after the grace period.
   rc = launch_sh(3, "trap '' TERM; if [ $EFFNET_RANK = 2 ]; then sleep 0.2; exit 2; fi; exec sleep 30", &t);
   CHECK(rc == 2 && t > 0.9 && t < 5, "stuck workers killed after the 1 s grace: status %d after %.1f s", rc, t);
+  // Ignored SIGCHLD (inherited) must not hide the workers' ends from the launcher.
+  struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+  sigemptyset(&ign.sa_mask);
+  sigaction(SIGCHLD, &ign, &old);
+  rc = launch_sh(2, "exit 0", &t);
+  sigaction(SIGCHLD, &old, NULL);
+  CHECK(rc == 0 && t < 5, "with SIGCHLD ignored: status %d after %.1f s (want 0)", rc, t);
   char *argv[] = {"nothing", NULL};
   rc = ef_launch(&(ef_launch_config){.workers = 2, .program = "/nonexistent/effnet", .argv = argv, .nccl_id = "00"});
   CHECK(rc == 1, "a worker that cannot start: status %d, want 1", rc);
@@ -66,9 +76,74 @@ static void test_failed_workers(void) {
 static void test_signal(void) {
   // Rank 0 sends SIGTERM to the launcher (its parent): every worker must get it and exit 143.
   double t;
-  int rc = launch_sh(3, "trap 'kill $!; exit 143' TERM; if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; "
-                        "sleep 30 & wait", &t);
+  int rc = launch_sh(3, "trap 'exit 143' TERM; if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; "
+                        "while :; do sleep 0.05; done", &t);
   CHECK(rc == 143 && t < 5, "SIGTERM passed on to every worker: status %d after %.1f s (want 143, under 5 s)", rc, t);
+}
+
+// During a stop a signal asked for, a worker that fails (exits 1 on SIGTERM) still ends the
+// others: the one that ignores SIGTERM is killed after the grace period.
+static void test_failure_during_stop(void) {
+  double t;
+  int rc = launch_sh(3, "if [ $EFFNET_RANK = 1 ]; then trap '' TERM; exec sleep 30; fi; trap 'exit 1' TERM; "
+                        "if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; while :; do sleep 0.05; done", &t);
+  CHECK(rc == 1 && t > 0.9 && t < 5, "a failure during a stop: status %d after %.1f s (want 1, 1 to 5 s)", rc, t);
+}
+
+// The launcher killed (SIGKILL: it cannot pass anything on) while its workers run: they die too.
+// This process is their subreaper, so it can see them end.
+static void test_launcher_death(void) {
+  char dir[] = "/tmp/effnet-launch-XXXXXX", path[600];
+  CHECK(mkdtemp(dir), "mkdtemp");
+  CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+  pid_t launcher = fork();
+  if (launcher == 0) {
+    char *argv[] = {"test_launch", "--worker", dir, NULL};
+    _exit(ef_launch(&(ef_launch_config){.workers = 2, .program = "/proc/self/exe", .argv = argv, .nccl_id = "00"}));
+  }
+  pid_t worker[2] = {0, 0};
+  for (int i = 0; i < 250 && !(worker[0] && worker[1]); i++) { // each writes its pid when it follows its parent
+    for (int r = 0; r < 2; r++) {
+      snprintf(path, sizeof path, "%s/w%d", dir, r);
+      FILE *f = fopen(path, "r");
+      long p = 0;
+      if (f && fscanf(f, "%ld", &p) == 1) worker[r] = (pid_t)p;
+      if (f) fclose(f);
+    }
+    nanosleep(&(struct timespec){0, 20000000}, NULL);
+  }
+  CHECK(worker[0] && worker[1], "both workers started");
+  kill(launcher, SIGKILL);
+  waitpid(launcher, NULL, 0);
+  for (int r = 0; r < 2; r++) {
+    int st = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 150 && worker[r] && got == 0; i++) {
+      got = waitpid(worker[r], &st, WNOHANG);
+      if (got == 0) nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    if (worker[r] && got == 0) kill(worker[r], SIGKILL), waitpid(worker[r], NULL, 0);
+    CHECK(got == worker[r] && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "worker %d died with its launcher (got %d)", r,
+          (int)got);
+    snprintf(path, sizeof path, "%s/w%d", dir, r);
+    unlink(path);
+  }
+  rmdir(dir);
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+// test_launcher_death's workers: follow the launcher, say so with the pid, wait.
+static int worker_main(const char *dir) {
+  ef_launch_follow_parent();
+  char path[600], tmp[620];
+  snprintf(path, sizeof path, "%s/w%s", dir, getenv(EF_LAUNCH_RANK));
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return 1;
+  fprintf(f, "%ld\n", (long)getpid());
+  fclose(f);
+  rename(tmp, path);
+  for (;;) pause();
 }
 
 static void test_launched_comm(void) {
@@ -110,10 +185,13 @@ static void test_poll(void) {
         "a timeout after %.2f s (want 0.3 to 1.5): %s", t, ef_last_error());
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--worker")) return worker_main(argv[2]);
   RUN(test_environment);
   RUN(test_failed_workers);
   RUN(test_signal);
+  RUN(test_failure_during_stop);
+  RUN(test_launcher_death);
   RUN(test_launched_comm);
   RUN(test_poll);
   return test_exit_code();

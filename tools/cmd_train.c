@@ -235,7 +235,7 @@ static int parse_opts(int argc, char **argv, const char *saved, train_opts *o) {
 
 // This run's arguments, one per line (what a checkpoint keeps and --resume replays): the saved
 // ones with these applied, each flag once with its last value, without the ones that concern this
-// session only (--resume, --stop-after, --out, --gpus).
+// session only (--resume, --stop-after, --out, --gpus; --gpus leaves --device cuda behind).
 static int join_args(int argc, char **argv, const char *saved, char *buf, size_t len) {
   char *copy = ef_xstrdup(saved ? saved : ""), *words[1024];
   int n = 0;
@@ -244,14 +244,19 @@ static int join_args(int argc, char **argv, const char *saved, char *buf, size_t
   // Pairs (flag, value or NULL for a boolean flag), the last value of each flag kept in place.
   const char *flag[512], *value[512];
   int pairs = 0;
+  bool gpus = false; // --gpus implies --device cuda: a resume without --gpus stays on a GPU
   for (int i = 0; i < n; i++) {
     const char *f = words[i], *v = i + 1 < n && strncmp(words[i + 1], "--", 2) ? words[++i] : NULL;
+    gpus |= !strcmp(f, "--gpus") && v && strcmp(v, "0");
     if (!strcmp(f, "--resume") || !strcmp(f, "--stop-after") || !strcmp(f, "--out") || !strcmp(f, "--gpus")) continue;
     int k = 0;
     while (k < pairs && strcmp(flag[k], f)) k++;
     if (k == pairs && pairs < 512) flag[pairs++] = f;
     if (k < pairs) value[k] = v;
   }
+  int dev = 0;
+  while (dev < pairs && strcmp(flag[dev], "--device")) dev++;
+  if (gpus && dev == pairs && pairs < 512) flag[pairs] = "--device", value[pairs++] = "cuda";
   size_t used = 0;
   for (int k = 0; k < pairs && used < len; k++)
     used += (size_t)snprintf(buf + used, len - used, value[k] ? "%s\n%s\n" : "%s\n", flag[k], value[k]);
@@ -415,15 +420,17 @@ typedef struct {
 static void run_free(run *r) {
   ef_metrics_close(r->metrics);
   ef_loader_free(r->train_loader), ef_loader_free(r->test_loader);
+  // The step's graph before NCCL's communicators (they wait for the graphs that use them), and
+  // those before the memory their collectives used.
   if (r->be) ef_capture_free(&r->step_graph, r->be);
+  ef_grad_sync_free(&r->sync);
+  ef_comm_free(r->bn_comm);
+  ef_comm_free(r->comm);
   if (r->upd.be) ef_device_update_free(&r->upd);
   ef_optim_free(&r->optim);
   if (r->has_ema) ef_ema_free(&r->ema);
   ef_model_graph_free(&r->tr), ef_model_graph_free(&r->ev);
   ef_store_free(r->store);
-  ef_grad_sync_free(&r->sync);
-  ef_comm_free(r->bn_comm);
-  ef_comm_free(r->comm); // NCCL's before its GPU's backend
   ef_device_close(&r->dev);
   r->train.n = r->all_train, r->test.n = r->all_test;
   ef_dataset_free(&r->train), ef_dataset_free(&r->test);
@@ -464,6 +471,7 @@ static void combine_eval(ef_comm *c, ef_eval_result *e) {
 static void share_bn_statistics(run *r) {
   r->comm->broadcast(r->comm, r->store->mem[EF_ARENA_STATE], sizeof(float) * r->store->numel[1], 0);
   if (r->has_ema) r->comm->broadcast(r->comm, r->ema.shadow[EF_ARENA_STATE], sizeof(float) * r->ema.numel[EF_ARENA_STATE], 0);
+  r->comm->sync(r->comm); // on GPUs, within --comm-timeout
 }
 
 // Validation with the live weights and, with an EMA, with the averaged ones, sharded over the
@@ -618,7 +626,8 @@ static int setup(run *r, int argc, char **argv) {
     return 2;
   }
 #endif
-  // Several ranks on GPUs: each on the GPU of its local rank.
+  // Several ranks on GPUs: each on the GPU of its local rank (modulo the GPUs it sees: 0 where a
+  // scheduler shows each rank one GPU).
   char device[32];
   snprintf(device, sizeof device, "%s", o->device);
   if (!strncmp(o->device, "cuda", 4) && r->comm->world > 1) {
@@ -627,7 +636,9 @@ static int setup(run *r, int argc, char **argv) {
               r->comm->world, o->device);
       return 2;
     }
-    snprintf(device, sizeof device, "cuda:%d", r->comm->local_rank);
+    char why[256];
+    int visible = ef_cuda_device_count(why, sizeof why);
+    snprintf(device, sizeof device, "cuda:%d", visible > 0 ? r->comm->local_rank % visible : 0);
   }
   int drc = ef_device_open(&r->dev, "train", device, o->precision, (int)o->threads);
   if (drc) return drc;
@@ -750,6 +761,9 @@ static ef_status connect_ranks(run *r) {
 #ifdef EFFNET_NCCL
   if (r->dev.cuda) EF_TRY(ef_comm_nccl_new(&r->comm, r->be, o->comm_timeout));
 #endif
+  if (!strcmp(r->comm->name, "launched")) // set by hand, in a build without NCCL
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "the workers of `effnet train --gpus` work together through NCCL, which this "
+                    "effnet was built without");
   if (o->sync_bn > 1) r->bn_comm = r->comm->split(r->comm, (int)o->sync_bn);
   ef_grad_sync_init(&r->sync, r->comm, r->tr.plan, r->store, (size_t)(o->bucket_mb * 1048576));
   if (r->comm->rank == 0)
@@ -815,9 +829,16 @@ static int agreed_signal(ef_comm *c) {
 }
 
 int ef_cmd_train(int argc, char **argv) {
-  if (!getenv(EF_LAUNCH_RANK)) { // --gpus N: this process starts the workers and waits for them
+  if (getenv(EF_LAUNCH_RANK)) {
+    ef_launch_follow_parent(); // a worker of --gpus: it ends with its launcher
+  } else { // --gpus N: this process starts the workers and waits for them
     train_opts o;
     int rc = parse_opts(argc, argv, NULL, &o);
+    if (!rc && o.gpus && ef_comm_launched()) {
+      fprintf(stderr, "effnet train: --gpus starts its own workers: under mpirun or srun, start one rank per GPU and give "
+                      "--device cuda instead\n");
+      rc = 2;
+    }
     if (rc || o.gpus) return rc ? rc : launch_gpus(argc, argv, &o);
   }
   run r;

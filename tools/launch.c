@@ -1,6 +1,6 @@
 // The launcher of `effnet train --gpus N` (see launch.h): posix_spawn of every worker with its
 // environment, then a loop that passes signals on, reaps the workers, and ends them all at the
-// first failure.
+// first failure; and the workers' side, which dies with the launcher.
 #include "tools/launch.h"
 
 #include <errno.h>
@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "train/comm.h"
@@ -26,28 +28,35 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-// This process's environment without our variables, then rank's: (n + 4) entries, the strings in
-// own[3] (freed by the caller).
-static char **worker_env(const ef_launch_config *cfg, int rank, char *own[3]) {
+#define OWN 4 // the variables a worker is given
+
+// This process's environment without our variables, then rank's: (n + OWN + 1) entries, the
+// strings in own (freed by the caller).
+static char **worker_env(const ef_launch_config *cfg, int rank, char *own[OWN]) {
   size_t n = 0;
   while (environ[n]) n++;
-  char **env = ef_xcalloc(n + 4, sizeof *env);
+  char **env = ef_xcalloc(n + OWN + 1, sizeof *env);
+  const char *ours[OWN] = {EF_LAUNCH_RANK, EF_LAUNCH_WORLD, EF_LAUNCH_NCCL_ID, EF_LAUNCH_PARENT};
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
-    const char *ours[] = {EF_LAUNCH_RANK "=", EF_LAUNCH_WORLD "=", EF_LAUNCH_NCCL_ID "="};
     bool skip = false;
-    for (int j = 0; j < 3; j++) skip |= !strncmp(environ[i], ours[j], strlen(ours[j]));
+    for (int j = 0; j < OWN; j++) {
+      size_t len = strlen(ours[j]);
+      skip |= !strncmp(environ[i], ours[j], len) && environ[i][len] == '=';
+    }
     if (!skip) env[k++] = environ[i];
   }
-  char buf[64];
-  snprintf(buf, sizeof buf, "%s=%d", EF_LAUNCH_RANK, rank);
-  own[0] = ef_xstrdup(buf);
-  snprintf(buf, sizeof buf, "%s=%d", EF_LAUNCH_WORLD, cfg->workers);
-  own[1] = ef_xstrdup(buf);
-  size_t len = strlen(EF_LAUNCH_NCCL_ID) + strlen(cfg->nccl_id) + 2;
-  own[2] = ef_xmalloc(len);
-  snprintf(own[2], len, "%s=%s", EF_LAUNCH_NCCL_ID, cfg->nccl_id);
-  for (int j = 0; j < 3; j++) env[k++] = own[j];
+  char value[4][64];
+  snprintf(value[0], 64, "%d", rank);
+  snprintf(value[1], 64, "%d", cfg->workers);
+  snprintf(value[3], 64, "%ld", (long)getpid());
+  for (int j = 0; j < OWN; j++) {
+    const char *v = j == 2 ? cfg->nccl_id : value[j];
+    size_t len = strlen(ours[j]) + strlen(v) + 2;
+    own[j] = ef_xmalloc(len);
+    snprintf(own[j], len, "%s=%s", ours[j], v);
+    env[k++] = own[j];
+  }
   env[k] = NULL;
   return env;
 }
@@ -64,17 +73,18 @@ int ef_launch(const ef_launch_config *cfg) {
   int n = cfg->workers;
   double grace = cfg->grace_s > 0 ? cfg->grace_s : 5;
   pid_t *pid = ef_xcalloc((size_t)n, sizeof *pid); // 0 once reaped
-  struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
-  sigemptyset(&sa.sa_mask);
+  struct sigaction sa = {.sa_handler = on_signal}, dfl = {.sa_handler = SIG_DFL}, old_int, old_term, old_chld;
+  sigemptyset(&sa.sa_mask), sigemptyset(&dfl.sa_mask);
   pending = 0;
   sigaction(SIGINT, &sa, &old_int), sigaction(SIGTERM, &sa, &old_term);
-  int rc = 0, alive = 0;
+  sigaction(SIGCHLD, &dfl, &old_chld); // an inherited SIG_IGN would reap the workers behind waitpid's back
+  int rc = 0, stop_rc = 0, alive = 0; // the first failure's status; the stop's (130, 143)
   for (int r = 0; r < n; r++) {
-    char *own[3];
+    char *own[OWN];
     char **env = worker_env(cfg, r, own);
     int err = posix_spawn(&pid[r], cfg->program, NULL, NULL, cfg->argv, env);
     free(env);
-    for (int j = 0; j < 3; j++) free(own[j]);
+    for (int j = 0; j < OWN; j++) free(own[j]);
     if (err) {
       fprintf(stderr, "effnet train --gpus: cannot start worker %d (%s): %s\n", r, cfg->program, strerror(err));
       pid[r] = 0;
@@ -85,18 +95,19 @@ int ef_launch(const ef_launch_config *cfg) {
     alive++;
   }
   // Until every worker has been reaped: signals passed on, failures end the others.
-  bool stopping = false;   // a signal asked them to stop, or one failed
-  double kill_at = 0;      // after a failure: when the ones left are killed
+  int asked = 0;           // the signal passed on to the workers (they save and stop)
+  bool failed = false;     // one failed: the others got SIGTERM ...
+  double kill_at = 0;      // ... and get SIGKILL at this time
   while (alive > 0) {
     int sig = pending;
     if (sig) {
       pending = 0;
-      if (stopping) { // the second: they did not stop
+      if (asked || failed) { // the second: they did not stop
         fprintf(stderr, "effnet train --gpus: %s again: killing the workers\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         signal_all(pid, n, SIGKILL);
       } else {
         signal_all(pid, n, sig);
-        stopping = true;
+        asked = sig;
       }
     }
     if (kill_at > 0 && now_s() > kill_at) {
@@ -106,8 +117,14 @@ int ef_launch(const ef_launch_config *cfg) {
     }
     int st;
     pid_t done = waitpid(-1, &st, WNOHANG);
-    if (done < 0 && errno != EINTR && errno != ECHILD) EF_FATAL("waitpid: %s", strerror(errno));
-    if (done <= 0) {
+    if (done < 0 && errno == EINTR) continue;
+    if (done < 0) { // ECHILD: none left to wait for (not ours to reap any more)
+      if (errno != ECHILD) fprintf(stderr, "effnet train --gpus: waitpid failed: %s: killing the workers\n", strerror(errno));
+      signal_all(pid, n, SIGKILL);
+      if (!rc) rc = 1;
+      break;
+    }
+    if (done == 0) {
       nanosleep(&(struct timespec){0, 20000000}, NULL);
       continue;
     }
@@ -116,19 +133,34 @@ int ef_launch(const ef_launch_config *cfg) {
     if (r == n) continue; // not a worker
     pid[r] = 0, alive--;
     int code = status_code(st);
-    if (code && !rc) rc = code;
-    if (code && !stopping) {
-      if (WIFEXITED(st))
-        fprintf(stderr, "effnet train --gpus: worker %d (rank %d of %d) exited with status %d: ending the other %d\n",
-                (int)done, r, n, code, alive);
-      else
-        fprintf(stderr, "effnet train --gpus: worker %d (rank %d of %d) was killed by signal %d (%s): ending the other %d\n",
-                (int)done, r, n, WTERMSIG(st), strsignal(WTERMSIG(st)), alive);
-      signal_all(pid, n, SIGTERM);
-      stopping = true, kill_at = now_s() + grace;
-    }
+    // The end a signal asked for (the worker saved and stopped) is not a failure.
+    bool stopped = asked && (code == 128 + SIGINT || code == 128 + SIGTERM);
+    if (stopped && !stop_rc) stop_rc = code;
+    if (!code || stopped) continue;
+    if (!rc) rc = code; // the first failure's status
+    if (failed) continue;
+    if (WIFEXITED(st))
+      fprintf(stderr, "effnet train --gpus: worker %d (rank %d of %d) exited with status %d: ending the other %d\n",
+              (int)done, r, n, code, alive);
+    else
+      fprintf(stderr, "effnet train --gpus: worker %d (rank %d of %d) was killed by signal %d (%s): ending the other %d\n",
+              (int)done, r, n, WTERMSIG(st), strsignal(WTERMSIG(st)), alive);
+    signal_all(pid, n, SIGTERM);
+    failed = true, kill_at = now_s() + grace;
   }
-  sigaction(SIGINT, &old_int, NULL), sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGINT, &old_int, NULL), sigaction(SIGTERM, &old_term, NULL), sigaction(SIGCHLD, &old_chld, NULL);
   free(pid);
-  return rc;
+  return rc ? rc : stop_rc;
+}
+
+void ef_launch_follow_parent(void) {
+  const char *v = getenv(EF_LAUNCH_PARENT);
+  if (!v) return;
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    fprintf(stderr, "effnet: warning: prctl(PR_SET_PDEATHSIG) failed (%s): this worker would outlive its launcher\n",
+            strerror(errno));
+  if (getppid() != (pid_t)atol(v)) { // the launcher died before the line above
+    fprintf(stderr, "effnet: the launcher (pid %s) of this worker is gone: stopping\n", v);
+    _exit(1);
+  }
 }

@@ -1,8 +1,12 @@
 // `effnet train --gpus N` on one host without MPI: N worker processes running this same command,
 // each told its rank, the world size and NCCL's unique id in its environment (train/comm.h's
-// EFFNET_*); signals passed on to them; the first to fail ends the others, naming it.
+// EFFNET_*); signals passed on to them; the first to fail ends the others, naming it; and the
+// launcher's death ends them.
 #ifndef EF_TOOLS_LAUNCH_H
 #define EF_TOOLS_LAUNCH_H
+
+// The launcher's pid, in each worker's environment (ef_launch_follow_parent).
+#define EF_LAUNCH_PARENT "EFFNET_LAUNCHER_PID"
 
 typedef struct {
   int workers;
@@ -14,9 +18,15 @@ typedef struct {
 
 // Starts the workers and waits for all of them. SIGINT or SIGTERM reaching the launcher goes to
 // every worker (they save and stop); a second one kills them. When a worker exits non-zero or is
-// killed (and no signal asked them to stop), a line names its rank and the others are ended.
+// killed (other than by the stop a signal asked for), a line names its rank, and the others get
+// SIGTERM, then SIGKILL after grace_s (they may be stuck in a collective).
 // Returns the command's exit status: 0 when every worker succeeded, else the first failure's (its
 // exit code, or 128 + its signal); 1 with a message when a worker cannot be started.
 int ef_launch(const ef_launch_config *cfg);
+
+// In a worker (EFFNET_LAUNCHER_PID set): this process gets SIGKILL when its launcher dies
+// (PR_SET_PDEATHSIG), and ends at once if the launcher is already gone; a worker that outlived it
+// would hold its GPU and wait on NCCL's start for ever. Nothing when not a worker.
+void ef_launch_follow_parent(void);
 
 #endif

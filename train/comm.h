@@ -29,8 +29,10 @@ struct ef_comm {
                         // before NCCL connects them: no collectives, the members below are NULL)
   int rank, world;      // this process, and how many take part
   int local_rank;       // this process's index among those on its host (the GPU it would use)
-  // In place over `count` elements of every rank's buf: the sum, the average (the sum times
-  // 1/world, the same bits on every rank) or the maximum. Blocking.
+  // In place over `count` elements of every rank's buf: the sum, the average (the same bits on
+  // every rank: MPI's is the sum times 1/world, NCCL's each term times 1/world, summed) or the
+  // maximum. Blocking; on NCCL, device buffers are queued on the GPU instead, before the
+  // backend's later work (sync waits for them), and host buffers go through the GPU.
   void (*allreduce)(ef_comm *c, void *buf, size_t count, ef_comm_dtype dtype, ef_comm_op op);
   // The same, started now (r's buf, count, dtype and op filled in by the caller); the buffer is
   // not to be touched until `test` says it is done or `wait` returns. `test` also lets MPI make
@@ -38,7 +40,7 @@ struct ef_comm {
   void (*iallreduce)(ef_comm *c, ef_comm_request *r);
   bool (*test)(ef_comm *c, ef_comm_request *r);
   void (*wait)(ef_comm *c, ef_comm_request *r);
-  // root's `bytes` bytes into every rank's buf.
+  // root's `bytes` bytes into every rank's buf (blocking as allreduce is).
   void (*broadcast)(ef_comm *c, void *buf, size_t bytes, int root);
   void (*barrier)(ef_comm *c);
   // Returns once every collective issued so far has finished, those queued on a GPU included. One

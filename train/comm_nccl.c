@@ -44,8 +44,8 @@ static _Noreturn void nccl_fail(nccl_shared *sh, const char *what) {
 
 static _Noreturn void call_failed(nccl_shared *sh, const char *call, const char *file, int line, const char *text) {
   char what[1024];
-  snprintf(what, sizeof what, "%s failed at %s:%d: %s (a rank that died or a broken link between GPUs is the usual cause; "
-           "NCCL_DEBUG=WARN says more)", call, file, line, text);
+  snprintf(what, sizeof what, "%s failed at %s:%d: %s (in a collective, a rank that died or a broken link between GPUs is "
+           "the usual cause; NCCL_DEBUG=WARN says more)", call, file, line, text);
   nccl_fail(sh, what);
 }
 
@@ -142,14 +142,14 @@ static void *stage_in(nccl_shared *sh, void *buf, size_t bytes, bool device) {
   return sh->dev_stage;
 }
 
-// After the collective: waits for it unless a graph is being recorded (a blocking call), and
-// copies host buffers back down.
+// After the collective: the backend's later work ordered after it; host buffers waited for and
+// copied back (device ones are waited for by ef_comm.sync, and can be recorded in a graph).
 static void finish(nccl_shared *sh, void *buf, size_t bytes, bool device, const char *what) {
   if (!device) EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->host_stage, sh->dev_stage, bytes, cudaMemcpyDeviceToHost, sh->stream));
   end(sh);
-  if (device && capturing(sh)) return;
+  if (device) return;
   wait_event(sh, sh->done, what);
-  if (!device) memcpy(buf, sh->host_stage, bytes);
+  memcpy(buf, sh->host_stage, bytes);
 }
 
 static void nccl_allreduce(ef_comm *c, void *buf, size_t count, ef_comm_dtype dtype, ef_comm_op op) {
@@ -311,6 +311,7 @@ ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
   }
   ef_comm *n = wrap(sh, comm, true, host->rank, host->world);
   n->split = nccl_split;
+  stage_reserve(sh, 64 << 10); // growing it later would synchronize the device (cudaFree)
   *c = n;
   return EF_OK;
 }

@@ -31,8 +31,10 @@ void ef_grad_sync_free(ef_grad_sync *gs);
 // ef_run_ctx.after_node (user: the ef_grad_sync): starts the buckets complete at `position` and
 // lets the ones in flight progress.
 void ef_grad_sync_after_node(void *user, int position);
-// After the plan ran: starts what is left, waits for every bucket. The arena then holds the
-// average of the ranks' gradients, the same bits as one all-reduce of the whole arena.
+// After the plan ran: starts what is left, waits for every bucket (on NCCL: orders the backend's
+// later work after them). The arena then holds the average of the ranks' gradients; with 2 ranks
+// the same bits as one all-reduce of the whole arena (a + b is one addition), with more the
+// library may add in another order for another size.
 void ef_grad_sync_finish(ef_grad_sync *gs);
 
 #endif
