@@ -200,8 +200,13 @@ for run in plain gpus1; do
 done
 if [ -z "${status[nccl]}" ]; then
   losses() { grep -o '"train/loss": [^,]*' "$1/metrics.jsonl"; }
+  # The median rate of the last 8 steps: what NCCL with one rank costs a small step.
+  rate() { grep -o '"train/images_per_s": [0-9.]*' "$1/metrics.jsonl" | tail -8 | awk '{ print $2 }' | sort -n |
+    awk '{ r[NR] = $1 } END { printf "%.0f", r[int((NR + 1) / 2)] }'; }
+  nccl_rates="images/s $(rate "$scratch/plain") without NCCL, $(rate "$scratch/gpus1") with"
+  echo "nccl: $nccl_rates (median of the last 8 steps)" | tee -a "$nccllog"
   if cmp -s <(losses "$scratch/plain") <(losses "$scratch/gpus1"); then
-    detail[nccl]="$(losses "$scratch/plain" | wc -l) step losses equal"
+    detail[nccl]="$(losses "$scratch/plain" | wc -l) step losses equal; $nccl_rates"
   else
     status[nccl]="FAIL (the losses differ)" detail[nccl]="losses differ (nccl.log has the diff)"
     diff <(losses "$scratch/plain") <(losses "$scratch/gpus1") | head -6 | tee -a "$nccllog"
