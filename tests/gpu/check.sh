@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.." || exit 1
 out=${OUT:-/tmp/effnet-gpu}
 budget=${EFFNET_CHECK_BUDGET_S:-345}
 torch_f32=${EFFNET_CHECK_TORCH_F32:-1}
-programs=(effnet test_cuda_ops test_cuda_update test_cuda_train)
+programs=(effnet test_cuda_ops test_cuda_update test_cuda_train test_nccl)
 SECONDS=0
 
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
@@ -180,7 +180,8 @@ for step in ops update train; do
   detail[$step]=$(grep -v '^\$ ' "$log" | grep . | tail -1 | tr '|' '/')
 done
 
-# ---- 2b. NCCL with one rank: `effnet train --gpus 1` (the launcher, NCCL's start, broadcasts,
+# ---- 2b. NCCL with one rank: test_nccl (each call of the communicator, a bucket in a recorded
+# graph), then `effnet train --gpus 1` (the launcher, NCCL's start, broadcasts,
 # staged host all-reduces, gradient buckets recorded in the step's CUDA graph, the timed waits)
 # against `effnet train --device cuda` without NCCL, B0 at 32x32 on 1024 Fashion-MNIST images:
 # every step's loss (metrics.jsonl) and the final checkpoint must be the same bits.
@@ -189,6 +190,10 @@ nccllog=$out/nccl.log
 status[nccl]="" detail[nccl]=""
 data=.gpu-bundle/data/fashion-mnist-small
 [ -d "$data" ] || data=/usr/share/datasets/fashion-mnist
+echo "== nccl: test_nccl (the communicator call by call, one rank)"
+run_program test_nccl 60 "$nccllog" | tail -4
+rc=${PIPESTATUS[0]}
+[ $rc -eq 0 ] || status[nccl]+="test_nccl: $(verdict $rc)"
 for run in plain gpus1; do
   extra=()
   [ "$run" = gpus1 ] && extra=(--gpus 1)
