@@ -620,7 +620,7 @@ static int setup(run *r, int argc, char **argv) {
     return 2;
   }
 #ifndef EFFNET_NCCL
-  if (!strncmp(o->device, "cuda", 4) && r->comm->world > 1) {
+  if (!strncmp(o->device, "cuda", 4) && (r->comm->world > 1 || !strcmp(r->comm->name, "launched"))) {
     fprintf(stderr, "effnet train: data-parallel training on GPUs goes through NCCL, and this effnet was built without it: "
                     "install NCCL (or set NCCL_ROOT) and rebuild, or train on CPU ranks\n");
     return 2;
@@ -759,11 +759,8 @@ static ef_status connect_ranks(run *r) {
   const train_opts *o = &r->o;
   if (r->comm->world == 1 && strcmp(r->comm->name, "launched")) return EF_OK;
 #ifdef EFFNET_NCCL
-  if (r->dev.cuda) EF_TRY(ef_comm_nccl_new(&r->comm, r->be, o->comm_timeout));
+  if (r->dev.cuda) EF_TRY(ef_comm_nccl_new(&r->comm, r->be, o->comm_timeout)); // setup refused GPUs without NCCL
 #endif
-  if (!strcmp(r->comm->name, "launched")) // set by hand, in a build without NCCL
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "the workers of `effnet train --gpus` work together through NCCL, which this "
-                    "effnet was built without");
   if (o->sync_bn > 1) r->bn_comm = r->comm->split(r->comm, (int)o->sync_bn);
   ef_grad_sync_init(&r->sync, r->comm, r->tr.plan, r->store, (size_t)(o->bucket_mb * 1048576));
   if (r->comm->rank == 0)

@@ -46,15 +46,15 @@ static char **worker_env(const ef_launch_config *cfg, int rank, char *own[OWN]) 
     }
     if (!skip) env[k++] = environ[i];
   }
-  char value[4][64];
-  snprintf(value[0], 64, "%d", rank);
-  snprintf(value[1], 64, "%d", cfg->workers);
-  snprintf(value[3], 64, "%ld", (long)getpid());
+  char rank_s[16], world_s[16], pid_s[24];
+  snprintf(rank_s, sizeof rank_s, "%d", rank);
+  snprintf(world_s, sizeof world_s, "%d", cfg->workers);
+  snprintf(pid_s, sizeof pid_s, "%ld", (long)getpid());
+  const char *values[OWN] = {rank_s, world_s, cfg->nccl_id, pid_s};
   for (int j = 0; j < OWN; j++) {
-    const char *v = j == 2 ? cfg->nccl_id : value[j];
-    size_t len = strlen(ours[j]) + strlen(v) + 2;
+    size_t len = strlen(ours[j]) + strlen(values[j]) + 2;
     own[j] = ef_xmalloc(len);
-    snprintf(own[j], len, "%s=%s", ours[j], v);
+    snprintf(own[j], len, "%s=%s", ours[j], values[j]);
     env[k++] = own[j];
   }
   env[k] = NULL;

@@ -23,7 +23,6 @@ typedef struct { // shared by the job's communicator and its groups (split)
   ef_comm *host;                 // what the job was launched with (MPI, or "launched"): its abort
   ncclComm_t comms[MAX_GROUPS];  // the job's, then its groups': polled for asynchronous errors
   int n_comms;
-  int rank, world;
 } nccl_shared;
 
 typedef struct {
@@ -35,7 +34,7 @@ typedef struct {
 // Ends the job after a failure here: every communicator aborted (kernels waiting on a dead peer
 // return), then the launcher's or MPI's abort ends the other ranks.
 static _Noreturn void nccl_fail(nccl_shared *sh, const char *what) {
-  fprintf(stderr, "effnet: rank %d of %d: %s. Every rank stops now.\n", sh->rank, sh->world, what);
+  fprintf(stderr, "effnet: rank %d of %d: %s. Every rank stops now.\n", sh->host->rank, sh->host->world, what);
   fflush(stdout), fflush(stderr);
   for (int i = 0; i < sh->n_comms; i++) ncclCommAbort(sh->comms[i]);
   ef_comm_abort(sh->host, 1);
@@ -291,7 +290,7 @@ ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
     host->broadcast(host, &id, sizeof id, 0);
   }
   nccl_shared *sh = ef_xcalloc(1, sizeof *sh);
-  *sh = (nccl_shared){.compute = ef_cuda_stream(be), .timeout = timeout_s, .host = host, .rank = host->rank, .world = host->world};
+  *sh = (nccl_shared){.compute = ef_cuda_stream(be), .timeout = timeout_s, .host = host};
   cudaError_t ce = cudaStreamCreateWithFlags(&sh->stream, cudaStreamNonBlocking);
   if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&sh->ready, cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&sh->done, cudaEventDisableTiming);
