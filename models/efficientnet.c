@@ -75,6 +75,55 @@ ef_status ef_effnet_validate(const ef_effnet_config *c) {
   return EF_OK;
 }
 
+ef_effnet_spec ef_effnet_spec_none(void) {
+  return (ef_effnet_spec){.phi = NAN, .alpha = NAN, .beta = NAN, .gamma = NAN, .width = NAN, .depth = NAN,
+                          .dropout = NAN, .drop_path = NAN, .bn_eps = NAN, .bn_momentum = NAN};
+}
+
+ef_status ef_effnet_spec_config(const ef_effnet_spec *s, ef_effnet_config *out) {
+  bool bases = !isnan(s->alpha) || !isnan(s->beta) || !isnan(s->gamma);
+  if (!isnan(s->phi)) {
+    if (s->name) return EF_ERROR(EF_ERR_INVALID, "give a model name or --phi, not both");
+    ef_compound k = EF_COMPOUND_PAPER;
+    if (!isnan(s->alpha)) k.alpha = s->alpha;
+    if (!isnan(s->beta)) k.beta = s->beta;
+    if (!isnan(s->gamma)) k.gamma = s->gamma;
+    ef_effnet_from_phi(s->phi, k, out);
+  } else if (bases) {
+    return EF_ERROR(EF_ERR_INVALID, "--alpha, --beta and --gamma scale --phi; give --phi too");
+  } else if (!s->name) {
+    return EF_ERROR(EF_ERR_INVALID, "which model? give b0 ... b7, or --phi F");
+  } else {
+    EF_TRY(ef_effnet_preset(s->name, out));
+  }
+  return ef_effnet_spec_apply(s, out);
+}
+
+ef_status ef_effnet_spec_apply(const ef_effnet_spec *s, ef_effnet_config *out) {
+  if (!isnan(s->width)) out->width = s->width;
+  if (!isnan(s->depth)) out->depth = s->depth;
+  if (!isnan(s->dropout)) out->dropout = (float)s->dropout;
+  if (!isnan(s->drop_path)) out->drop_path = (float)s->drop_path;
+  if (!isnan(s->bn_eps)) out->bn_eps = (float)s->bn_eps;
+  if (!isnan(s->bn_momentum)) out->bn_momentum = (float)s->bn_momentum;
+  if (s->resolution) out->resolution = (int)s->resolution;
+  if (s->classes) out->num_classes = (int)s->classes;
+  if (s->in_channels) out->in_channels = (int)s->in_channels;
+  if (s->padding) {
+    if (strcmp(s->padding, "symmetric") && strcmp(s->padding, "same"))
+      return EF_ERROR(EF_ERR_INVALID, "--padding must be symmetric or same, not '%s'", s->padding);
+    out->padding = strcmp(s->padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
+  }
+  bool custom = !isnan(s->width) || !isnan(s->depth) || s->resolution;
+  size_t len = strlen(out->name);
+  if (custom && isnan(s->phi) && !strstr(out->name, "-custom")) snprintf(out->name + len, sizeof out->name - len, "-custom");
+  return ef_effnet_validate(out);
+}
+
+bool ef_effnet_spec_shapes(const ef_effnet_spec *s) {
+  return !isnan(s->phi) || !isnan(s->width) || !isnan(s->depth) || s->padding || s->in_channels;
+}
+
 int ef_round_filters(int filters, double width) {
   double scaled = filters * width;
   int rounded = (int)(scaled + 4) / 8 * 8;

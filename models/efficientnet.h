@@ -39,6 +39,25 @@ void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out);
 // A user error with a message if the configuration cannot build a model.
 ef_status ef_effnet_validate(const ef_effnet_config *c);
 
+// A model as a user asks for it: a preset, or B0 scaled by phi (with its bases), then overrides
+// of any configuration field. What the commands' model flags fill in.
+typedef struct {
+  const char *name;                      // "b0" ... "b7"; NULL with phi
+  double phi, alpha, beta, gamma;        // NAN unless given (the bases only with phi)
+  double width, depth, dropout, drop_path, bn_eps, bn_momentum; // overrides: NAN unless given
+  long resolution, classes, in_channels; // overrides: 0 unless given
+  const char *padding;                   // "symmetric" or "same"; NULL unless given
+} ef_effnet_spec;
+
+// An empty spec: nothing given.
+ef_effnet_spec ef_effnet_spec_none(void);
+// The configuration the spec asks for (the preset or phi, then the overrides), validated.
+ef_status ef_effnet_spec_config(const ef_effnet_spec *s, ef_effnet_config *out);
+// The spec's overrides alone, over an existing configuration (a pretrained model's), validated.
+ef_status ef_effnet_spec_apply(const ef_effnet_spec *s, ef_effnet_config *out);
+// Whether the spec overrides the architecture (phi, width, depth, padding, input channels).
+bool ef_effnet_spec_shapes(const ef_effnet_spec *s);
+
 // TF's rounding: channels to a multiple of 8, never more than 10% below the scaled value;
 // repeats rounded up.
 int ef_round_filters(int filters, double width);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,6 +491,32 @@ ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_se
     }
   free(vals);
   return st;
+}
+
+void ef_attr_fields_bind(const ef_attr_field *fields, int n, const void *base, ef_attr *out) {
+  for (int i = 0; i < n; i++) {
+    const ef_attr_field *f = &fields[i];
+    char *p = (char *)base + f->offset;
+    out[i] = (ef_attr){.name = f->name, .kind = f->kind, .optional = f->optional};
+    if (f->kind == EF_ATTR_INT) out[i].i = f->width == 4 ? *(const int *)p : *(const int64_t *)p;
+    else if (f->kind == EF_ATTR_DOUBLE) out[i].d = *(const double *)p;
+    else out[i].s = p, out[i].cap = (size_t)f->width;
+  }
+}
+
+ef_status ef_attr_fields_store(const ef_attr_field *fields, int n, void *base, const ef_attr *in, const char *path) {
+  for (int i = 0; i < n; i++) {
+    const ef_attr_field *f = &fields[i];
+    char *p = (char *)base + f->offset;
+    if (!in[i].found) continue;
+    if (f->kind == EF_ATTR_INT && f->width == 4 && (in[i].i < INT_MIN || in[i].i > INT_MAX))
+      return EF_ERROR(EF_ERR_FORMAT, "%s: attribute %s is %lld, out of range (a corrupt file?)", path, f->name,
+                      (long long)in[i].i);
+    if (f->kind == EF_ATTR_INT && f->width == 4) *(int *)p = (int)in[i].i;
+    else if (f->kind == EF_ATTR_INT) *(int64_t *)p = in[i].i;
+    else if (f->kind == EF_ATTR_DOUBLE) *(double *)p = in[i].d;
+  }
+  return EF_OK;
 }
 
 ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {

@@ -6,6 +6,7 @@
 #ifndef EF_MODELS_WEIGHTS_H
 #define EF_MODELS_WEIGHTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/store.h"
@@ -50,6 +51,25 @@ typedef struct {
   size_t cap;
   bool optional, found;
 } ef_attr;
+
+// A root attribute bound to a field of a struct (an int, int64_t, double or char array), so that
+// one table serves both writing and reading a struct's attributes.
+typedef struct {
+  const char *name;
+  ef_attr_kind kind;
+  size_t offset;      // of the field
+  int width;          // INT: 4 (int) or 8 (int64_t); STRING: the array's size
+  bool optional;      // reading: absent is no error (the field keeps its value)
+} ef_attr_field;
+#define EF_ATTR_INT_FIELD(T, n, f) {n, EF_ATTR_INT, offsetof(T, f), (int)sizeof(((T *)0)->f), false}
+#define EF_ATTR_DBL_FIELD(T, n, f) {n, EF_ATTR_DOUBLE, offsetof(T, f), 8, false}
+#define EF_ATTR_STR_FIELD(T, n, f) {n, EF_ATTR_STRING, offsetof(T, f), (int)sizeof(((T *)0)->f), false}
+// The attributes of fields[0..n) of the struct at base into out: to save them, or to read them
+// (strings are read in place into the struct's arrays).
+void ef_attr_fields_bind(const ef_attr_field *fields, int n, const void *base, ef_attr *out);
+// What was read into the attributes, back into the struct's numeric fields; EF_ERR_FORMAT naming
+// path and the attribute when an integer does not fit its field.
+ef_status ef_attr_fields_store(const ef_attr_field *fields, int n, void *base, const ef_attr *in, const char *path);
 
 // ef_weights_save with more groups (after /model) and more root attributes, in one atomic write.
 ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,

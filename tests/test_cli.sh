@@ -29,7 +29,7 @@ expect 2 "bad value '-1' for --lr" train --lr -1
 expect 2 "--batch needs a value" train --batch
 expect 2 "unknown model 'b9'" train --model b9
 expect 1 "/nonexistent is neither a directory nor a .csv file list" train --data /nonexistent
-expect 2 "--augment 'flip' is not one of: none crop autoaugment randaugment" train --augment flip
+expect 2 "--augment must be none, crop, autoaugment or randaugment, not 'flip'" train --augment flip
 expect 1 "cannot start device cuda:99" train --device cuda:99
 expect 2 "--precision f16 needs --device cuda" train --precision f16
 expect 1 "--gpus 1024, but" train --gpus 1024
@@ -43,9 +43,9 @@ expect 2 "--recipe must be default or official" train --recipe fast
 expect 1 "cannot resume from /nonexistent" train --resume /nonexistent
 expect 1 "--init: " train --init /nonexistent.h5
 expect 2 "--init gives the architecture" train --init /nonexistent.h5 --model b0
-expect 2 "--bn 'running' is not one of: train eval frozen" train --bn running
+expect 2 "--bn must be train, eval or frozen, not 'running'" train --bn running
 expect 2 "needs WEIGHTS, --out FILE.h5" features /nonexistent.h5
-expect 1 "pretrained weights must be an EfficientNet" features /nonexistent.h5 --out /tmp/effnet-cli-never.h5
+expect 1 "cannot open /nonexistent.h5" features /nonexistent.h5 --out /tmp/effnet-cli-never.h5
 expect 2 "which checkpoint?" eval
 expect 1 "cannot open /nonexistent.h5" eval /nonexistent.h5
 expect 2 "give a checkpoint and at least one image" predict /nonexistent.h5
@@ -57,7 +57,7 @@ expect 0 "width 1.1, depth 1.2, resolution 258" info --phi 1
 expect 2 "which model?" info
 expect 2 "give a model name or --phi, not both" info b3 --phi 2
 expect 2 "unknown model 'b8'" info b8
-expect 2 "--padding must be symmetric (PyTorch) or same (TF)" info b0 --padding valid
+expect 2 "--padding must be symmetric or same, not 'valid'" info b0 --padding valid
 expect 2 "bad value '-1' for --seed" train --seed -1
 expect 2 "bad value '0x10' for --seed" train --seed 0x10
 expect 2 "--alpha, --beta and --gamma scale --phi; give --phi too" info b0 --alpha 2

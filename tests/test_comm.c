@@ -6,10 +6,9 @@
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
-#include "models/tiny.h"
 #include "tests/harness.h"
 #include "train/comm.h"
-#include "train/grad_sync.h"
+#include "train/step.h"
 
 #define BATCH 8
 #define SIDE 12
@@ -36,39 +35,35 @@ static void test_collectives(void) {
   comm->barrier(comm);
 }
 
-// The tiny net's training graph on BATCH images; each rank feeds its own.
+// The tiny net's training graph on BATCH images and its training step, as the trainer builds them;
+// each rank feeds its own images. The rate is 0, so that steps leave the weights as they are and
+// the gradient arena holds the step's (all-reduced, once connected) gradients.
 typedef struct {
   ef_store *store;
-  ef_graph *g;
-  ef_tensor *images, *labels, *loss;
-  ef_plan *plan;
+  ef_model_graph graph;
+  ef_step step;
+  float x[BATCH * SIDE * SIDE * 3];
+  int32_t y[BATCH];
 } net;
 
 static void net_init(net *n, ef_backend *be) {
+  ef_model_desc d;
+  ef_model_desc_tiny(&d, CLASSES, 3, SIDE, 0.1f);
   n->store = ef_store_new();
-  n->g = ef_graph_new(n->store, 5);
-  n->images = ef_input(n->g, "images", EF_F32, 4, (int64_t[]){BATCH, SIDE, SIDE, 3});
-  n->labels = ef_input(n->g, "labels", EF_I32, 1, (int64_t[]){BATCH});
-  ef_layer_ctx c = {.g = n->g, .training = true, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
-  n->loss = ef_softmax_ce(n->g, ef_tiny_forward(&c, n->images, CLASSES, 0.1f), n->labels, 0.0f);
-  ef_graph_keep(n->g, n->loss);
-  ef_graph_backward(n->g, n->loss);
+  ef_model_graph_new(&n->graph, n->store, &d, &(ef_graph_opts){.batch = BATCH, .training = true, .seed = 5});
   CHECK(ef_store_bind(n->store, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(n->store, 5);
-  CHECK(ef_plan_new(&n->plan, n->g, be, NULL) == EF_OK, "%s", ef_last_error());
-  float x[BATCH * SIDE * SIDE * 3];
-  int32_t y[BATCH];
-  test_fill_uniform(x, BATCH * SIDE * SIDE * 3, 17, (uint32_t)comm->rank, -1, 1); // this rank's images
-  for (int i = 0; i < BATCH; i++) y[i] = (i + comm->rank) % CLASSES;
-  ef_plan_set(n->plan, n->images, x);
-  ef_plan_set(n->plan, n->labels, y);
+  CHECK(ef_model_graph_plan(&n->graph, be, NULL) == EF_OK, "%s", ef_last_error());
+  ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD)};
+  CHECK(ef_step_init(&n->step, &n->graph, &sc) == EF_OK, "%s", ef_last_error());
+  test_fill_uniform(n->x, BATCH * SIDE * SIDE * 3, 17, (uint32_t)comm->rank, -1, 1); // this rank's images
+  for (int i = 0; i < BATCH; i++) n->y[i] = (i + comm->rank) % CLASSES;
 }
 
-// One step's gradient into the store's arena, all-reduced by `gs` when not NULL.
-static void net_backward(net *n, ef_grad_sync *gs) {
-  ef_store_zero_grads(n->store);
-  ef_plan_run(n->plan, &(ef_run_ctx){.step = 3, .after_node = gs ? ef_grad_sync_after_node : NULL, .user = gs});
-  if (gs) ef_grad_sync_finish(gs);
+// One step's gradient into the store's arena (all-reduced once the step is connected).
+static void net_backward(net *n) {
+  ef_step_result r;
+  ef_step_run(&n->step, n->x, n->y, 0, 3, &r);
 }
 
 static void test_gradient_average(void) {
@@ -78,7 +73,7 @@ static void test_gradient_average(void) {
   size_t numel = n.store->numel[0];
   float *grad = n.store->mem[EF_ARENA_GRAD], *own = ef_xmalloc(sizeof(float) * numel), *want = ef_xcalloc(numel, sizeof(float)),
         *other = ef_xmalloc(sizeof(float) * numel);
-  net_backward(&n, NULL);
+  net_backward(&n);
   memcpy(own, grad, sizeof(float) * numel);
   // The average computed apart: every rank's gradient, broadcast in turn, summed in rank order.
   for (int root = 0; root < comm->world; root++) {
@@ -101,21 +96,21 @@ static void test_gradient_average(void) {
   float *once = ef_xmalloc(sizeof(float) * numel);
   memcpy(once, grad, sizeof(float) * numel);
   // Buckets of 4 KiB, started during the backward pass: the same bits as one all-reduce.
-  ef_grad_sync gs;
-  ef_grad_sync_init(&gs, comm, n.plan, n.store, 4096);
-  CHECK(gs.n > 3, "%d buckets of 4 KiB over %zu gradients", gs.n, numel);
+  ef_step_connect(&n.step, comm, NULL, 4096);
+  const ef_grad_sync *gs = &n.step.sync;
+  const ef_plan *p = n.graph.plan;
+  CHECK(gs->n > 3, "%d buckets of 4 KiB over %zu gradients", gs->n, numel);
   size_t covered = 0;
-  for (int k = 0; k < gs.n; k++) covered += gs.b[k].hi - gs.b[k].lo;
+  for (int k = 0; k < gs->n; k++) covered += gs->b[k].hi - gs->b[k].lo;
   CHECK(covered == numel, "the buckets cover %zu of %zu gradients", covered, numel);
-  CHECK(gs.b[0].ready >= 0 && gs.b[0].ready < n.plan->n - 10, "the first bucket is ready at position %d of %d: no overlap",
-        gs.b[0].ready, n.plan->n);
-  CHECK(gs.b[0].lo > gs.b[gs.n - 1].lo, "the first bucket started holds the arena's start, not its end (backward order)");
-  net_backward(&n, &gs);
+  CHECK(gs->b[0].ready >= 0 && gs->b[0].ready < p->n - 10, "the first bucket is ready at position %d of %d: no overlap",
+        gs->b[0].ready, p->n);
+  CHECK(gs->b[0].lo > gs->b[gs->n - 1].lo, "the first bucket started holds the arena's start, not its end (backward order)");
+  net_backward(&n);
   CHECK(!memcmp(grad, once, sizeof(float) * numel), "the bucketed all-reduce differs from the single one");
-  ef_grad_sync_free(&gs);
   free(own), free(want), free(other), free(once);
-  ef_plan_free(n.plan);
-  ef_graph_free(n.g);
+  ef_step_free(&n.step);
+  ef_model_graph_free(&n.graph);
   ef_store_free(n.store);
   ef_backend_free(be);
 }

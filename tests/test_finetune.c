@@ -12,39 +12,32 @@
 #include "models/weights.h"
 #include "tests/harness.h"
 #include "train/finetune.h"
-#include "train/optim.h"
+#include "train/step.h"
 
 typedef struct {
   ef_store *s;
-  ef_graph *ev, *tr;         // evaluation graph (registers the parameters), training graph
-  ef_tensor *x, *tr_x, *y, *logits, *tr_logits, *loss;
+  ef_model_graph ev, tr;     // evaluation graph (registers the parameters), training graph
 } model;
 
 // B0 with 10 classes on (4,32,32,3): the evaluation graph, then `mark` (freezing) on the
-// registered parameters, then the training graph; no dropout or drop-path, so that training
-// computes the evaluation function when the batch norms use running statistics.
+// registered parameters, then the training graph, as the trainer builds them; no dropout or
+// drop-path, so that training computes the evaluation function when the batch norms use running
+// statistics.
 static void model_build(model *m, const char *model_name, void (*mark)(ef_store *)) {
   ef_effnet_config cfg;
   ef_effnet_preset(model_name, &cfg);
-  cfg.num_classes = 10, cfg.dropout = 0, cfg.drop_path = 0;
-  int64_t shape[4] = {4, 32, 32, 3};
+  cfg.num_classes = 10, cfg.dropout = 0, cfg.drop_path = 0, cfg.resolution = 32;
+  ef_model_desc *d = malloc(sizeof *d);
+  ef_model_desc_effnet(d, &cfg);
   m->s = ef_store_new();
-  m->ev = ef_graph_new(m->s, 1);
-  m->x = ef_input(m->ev, "x", EF_F32, 4, shape);
-  m->logits = ef_effnet_build(&cfg, m->ev, m->x, false, NULL, NULL);
-  ef_graph_keep(m->ev, m->logits);
+  ef_model_graph_new(&m->ev, m->s, d, &(ef_graph_opts){.batch = 4, .seed = 1});
   if (mark) mark(m->s);
-  m->tr = ef_graph_new(m->s, 1);
-  m->tr_x = ef_input(m->tr, "x", EF_F32, 4, shape);
-  m->tr_logits = ef_effnet_build(&cfg, m->tr, m->tr_x, true, NULL, NULL);
-  m->y = ef_input(m->tr, "y", EF_I32, 1, (int64_t[]){4});
-  m->loss = ef_softmax_ce(m->tr, m->tr_logits, m->y, 0.1f);
-  ef_graph_keep(m->tr, m->tr_logits);
-  ef_graph_backward(m->tr, m->loss);
+  ef_model_graph_new(&m->tr, m->s, d, &(ef_graph_opts){.batch = 4, .training = true, .smoothing = 0.1f, .seed = 1});
+  free(d);
 }
 
 static void model_free(model *m) {
-  ef_graph_free(m->ev), ef_graph_free(m->tr);
+  ef_model_graph_free(&m->ev), ef_model_graph_free(&m->tr);
   ef_store_free(m->s);
 }
 
@@ -93,24 +86,21 @@ static void test_frozen_step(void) {
   model m;
   model_build(&m, "b0", freeze_stem_and_two_stages);
   ef_backend *be = ef_cpu_backend_new(2);
-  ef_plan *p;
-  CHECK(ef_store_bind(m.s, be) == EF_OK && ef_plan_new(&p, m.tr, be, NULL) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_store_bind(m.s, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(m.s, 5);
   // Running statistics away from (0, 1), as a pretrained model's are.
   test_fill_uniform(m.s->mem[EF_ARENA_STATE], (int64_t)m.s->numel[1], 9, 0, 0.2f, 1.5f);
+  CHECK(ef_model_graph_plan(&m.tr, be, NULL) == EF_OK, "%s", ef_last_error());
   size_t np = m.s->numel[0], ns = m.s->numel[1];
   float *p0 = malloc(np * sizeof(float)), *s0 = malloc(ns * sizeof(float)), *xv = malloc(4 * 32 * 32 * 3 * sizeof(float));
   memcpy(p0, m.s->mem[EF_ARENA_PARAM], np * sizeof(float)), memcpy(s0, m.s->mem[EF_ARENA_STATE], ns * sizeof(float));
   test_fill_uniform(xv, 4 * 32 * 32 * 3, 3, 0, -1, 1);
-  ef_plan_set(p, m.tr_x, xv);
-  ef_plan_set(p, m.y, (int32_t[]){1, 3, 5, 7});
-  ef_optim o;
-  ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
-  CHECK(ef_optim_init(&o, m.s, &oc) == EF_OK, "%s", ef_last_error());
-  for (int step = 0; step < 2; step++) {
-    ef_store_zero_grads(m.s);
-    ef_plan_run(p, &(ef_run_ctx){.step = (uint32_t)step});
-    ef_optim_step(&o, m.s, 0.1);
+  ef_step step;
+  CHECK(ef_step_init(&step, &m.tr, &(ef_step_config){.optim = ef_optim_defaults(EF_OPT_SGD)}) == EF_OK, "%s",
+        ef_last_error());
+  for (int i = 0; i < 2; i++) {
+    ef_step_result r;
+    ef_step_run(&step, xv, (int32_t[]){1, 3, 5, 7}, 0.1, i, &r);
   }
   int moved = 0, kept = 0;
   for (int i = 0; i < m.s->n; i++) {
@@ -128,9 +118,9 @@ static void test_frozen_step(void) {
       moved++;
     }
   }
-  printf("  b0, stem + stages 0-1 frozen, batch norms eval: %d entries kept, %d moved; %d training nodes\n", kept, moved, p->n);
-  ef_optim_free(&o);
-  ef_plan_free(p);
+  printf("  b0, stem + stages 0-1 frozen, batch norms eval: %d entries kept, %d moved; %d training nodes\n", kept, moved,
+         m.tr.plan->n);
+  ef_step_free(&step);
   free(p0), free(s0), free(xv);
   model_free(&m);
   ef_backend_free(be);
@@ -142,22 +132,21 @@ static void test_bn_eval_is_eval_function(void) {
   model m;
   model_build(&m, "b0", bn_eval);
   ef_backend *be = ef_cpu_backend_new(2);
-  ef_plan *pe, *pt;
-  CHECK(ef_store_bind(m.s, be) == EF_OK && ef_plan_new(&pe, m.ev, be, NULL) == EF_OK, "%s", ef_last_error());
-  CHECK(ef_plan_new(&pt, m.tr, be, NULL) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_model_graph_plan(&m.ev, be, NULL) == EF_OK && ef_model_graph_plan(&m.tr, be, NULL) == EF_OK, "%s",
+        ef_last_error());
+  ef_plan *pe = m.ev.plan, *pt = m.tr.plan;
   ef_store_initialize(m.s, 5);
   test_fill_uniform(m.s->mem[EF_ARENA_STATE], (int64_t)m.s->numel[1], 9, 0, 0.2f, 1.5f);
   float xv[4 * 32 * 32 * 3], le[40], lt[40];
   test_fill_uniform(xv, 4 * 32 * 32 * 3, 3, 0, -1, 1);
-  ef_plan_set(pe, m.x, xv), ef_plan_set(pt, m.tr_x, xv);
-  ef_plan_set(pt, m.y, (int32_t[]){1, 3, 5, 7});
+  ef_plan_set(pe, m.ev.images, xv), ef_plan_set(pt, m.tr.images, xv);
+  ef_plan_set(pt, m.tr.labels, (int32_t[]){1, 3, 5, 7});
   ef_plan_run(pe, &(ef_run_ctx){0}), ef_plan_run(pt, &(ef_run_ctx){0});
-  ef_plan_get(pe, m.logits, le), ef_plan_get(pt, m.tr_logits, lt);
+  ef_plan_get(pe, m.ev.logits, le), ef_plan_get(pt, m.tr.logits, lt);
   double worst = 0;
   for (int i = 0; i < 40; i++) worst = fmax(worst, fabs((double)le[i] - lt[i]) / (fabs((double)le[i]) + 1e-3));
   printf("  b0, batch norms eval: training logits vs evaluation logits, max relative difference %.3g\n", worst);
   CHECK(worst <= 1e-6, "training with running statistics differs from evaluation by %.3g", worst);
-  ef_plan_free(pe), ef_plan_free(pt);
   model_free(&m);
   ef_backend_free(be);
 }
@@ -202,17 +191,20 @@ static void test_pretrained_load(void) {
     ef_effnet_preset(names[k], &cfg);
     cfg.num_classes = classes[k];
     stores[k] = ef_store_new();
-    ef_graph *g = ef_graph_new(stores[k], 1);
-    ef_effnet_build(&cfg, g, ef_input(g, "x", EF_F32, 4, (int64_t[]){1, 32, 32, 3}), false, NULL, NULL);
-    ef_graph_free(g);
+    ef_model_desc *d = malloc(sizeof *d);
+    ef_model_desc_effnet(d, &cfg);
+    ef_model_graph g;
+    ef_model_graph_new(&g, stores[k], d, &(ef_graph_opts){.batch = 1, .image_size = 32, .seed = 1});
+    ef_model_graph_free(&g);
+    free(d);
     CHECK(ef_store_bind(stores[k], be) == EF_OK, "%s", ef_last_error());
     ef_store_initialize(stores[k], (uint64_t)k + 1);
     if (k != 1) CHECK(ef_weights_save(k ? other : path, stores[k], &cfg) == EF_OK, "%s", ef_last_error());
   }
-  ef_pretrained pre;
-  CHECK(ef_pretrained_read(path, &pre) == EF_OK, "%s", ef_last_error());
-  CHECK(pre.cfg.num_classes == 10 && !pre.ema && !pre.recorded_norm, "classes %d ema %d norm %d", pre.cfg.num_classes, pre.ema,
-        pre.recorded_norm);
+  ef_weights_info pre;
+  CHECK(ef_weights_info_read(path, &pre) == EF_OK, "%s", ef_last_error());
+  CHECK(pre.desc.cfg.num_classes == 10 && !pre.has_ema && !pre.recorded_norm, "classes %d ema %d norm %d",
+        pre.desc.cfg.num_classes, pre.has_ema, pre.recorded_norm);
   ef_store *dst = stores[1];
   float *cls = malloc(sizeof(float) * 5 * 1280);
   ef_store_read(dst, ef_store_find(dst, "classifier.weight"), EF_ARENA_PARAM, cls);
@@ -230,7 +222,7 @@ static void test_pretrained_load(void) {
     CHECK(!memcmp(got, want, e->numel * sizeof(float)), "%s not loaded", e->name);
   }
   CHECK(ef_pretrained_load(other, &pre, dst) != EF_OK && strstr(ef_last_error(), "does not fit this model"), "%s", ef_last_error());
-  CHECK(ef_pretrained_read("/nonexistent.h5", &pre) != EF_OK, "a missing file read");
+  CHECK(ef_weights_info_read("/nonexistent.h5", &pre) != EF_OK, "a missing file read");
   free(cls);
   for (int k = 0; k < 3; k++) ef_store_free(stores[k]);
   ef_backend_free(be);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "tests/harness.h"
-#include "tools/launch.h"
+#include "train/launch.h"
 #include "train/comm.h"
 
 static double now_s(void) {

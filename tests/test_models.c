@@ -2,25 +2,39 @@
 // agree), multiply-adds equal to torchvision's graph and close to the paper's Table 2, TF's
 // channel rounding, custom phi, a B0 training step on the CPU that runs and stays finite, the
 // per-node costs and scopes the benchmark's profile sums, and which tensors mixed precision
-// makes 16-bit.
+// makes 16-bit. Graphs come from the builder every command uses (train/model.h).
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
-#include "models/efficientnet.h"
 #include "tests/harness.h"
+#include "train/step.h"
+
+// The graph of a configuration as every command builds it (train/model.h), at `batch` images of
+// `size` pixels (0: its resolution): the caller frees m and its store.
+static ef_store *build(ef_model_graph *m, const ef_effnet_config *cfg, int64_t batch, int size, bool training,
+                       ef_dtype activations) {
+  ef_model_desc *d = malloc(sizeof *d);
+  ef_model_desc_effnet(d, cfg);
+  ef_store *s = ef_store_new();
+  ef_model_graph_new(m, s, d, &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1,
+                                               .image_size = size, .activations = activations});
+  free(d);
+  return s;
+}
+
+static void release(ef_model_graph *m, ef_store *s) {
+  ef_model_graph_free(m);
+  ef_store_free(s);
+}
 
 // Builds the inference graph of a configuration at batch 1 and its own resolution.
 static void count(const ef_effnet_config *cfg, int64_t *params, int64_t *macs, size_t *store_params) {
-  ef_store *s = ef_store_new();
-  ef_graph *g = ef_graph_new(s, 1);
-  ef_layer_ctx c;
-  ef_tensor *x = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg->resolution, cfg->resolution, cfg->in_channels});
-  ef_effnet_build(cfg, g, x, false, NULL, &c);
-  *params = c.params, *macs = c.macs, *store_params = s->numel[0];
-  ef_graph_free(g);
-  ef_store_free(s);
+  ef_model_graph m;
+  ef_store *s = build(&m, cfg, 1, 0, false, EF_F32);
+  *params = m.params, *macs = m.macs, *store_params = s->numel[0];
+  release(&m, s);
 }
 
 // Multiply-adds of every Conv2d and Linear of torchvision 0.14's efficientnet_b* at batch 1 and
@@ -90,11 +104,11 @@ static void test_dropout_schedule(void) {
   ef_effnet_arch a;
   ef_effnet_arch_init(&a, &cfg);
   for (int training = 0; training < 2; training++) {
-    ef_store *s = ef_store_new();
-    ef_graph *g = ef_graph_new(s, 1);
-    ef_effnet_build(&cfg, g, ef_input(g, "x", EF_F32, 4, (int64_t[]){1, 64, 64, 3}), training, NULL, NULL);
+    ef_model_graph m;
+    ef_store *s = build(&m, &cfg, 1, 64, training, EF_F32);
+    const ef_graph *g = m.g;
     int drop_paths = 0, heads = 0, residual = 0, others = 0;
-    for (int i = 0; i < g->n; i++) {
+    for (int i = 0; i < g->n && g->nodes[i] != m.loss; i++) { // the forward pass (the backward's dropouts follow the loss)
       const ef_tensor *t = g->nodes[i];
       if (t->op != EF_OP_DROPOUT) continue;
       int stage, index;
@@ -118,43 +132,37 @@ static void test_dropout_schedule(void) {
     CHECK(drop_paths == want_paths && heads == training && others == 0,
           "%s graph: %d drop-paths (want %d), %d head dropouts, %d other dropouts", training ? "training" : "inference",
           drop_paths, want_paths, heads, others);
-    ef_graph_free(g);
-    ef_store_free(s);
+    release(&m, s);
   }
 }
 
-// B0 at 64x64, batch 2: one planned, poisoned training step and an inference pass on the CPU.
+// B0 at 64x64, batch 2: one planned, poisoned training step on the CPU (the trainer's step).
 static void test_b0_step_on_cpu(void) {
   ef_effnet_config cfg;
   ef_effnet_preset("b0", &cfg);
   cfg.num_classes = 10;
   ef_backend *be = ef_cpu_backend_new(0);
-  ef_store *s = ef_store_new();
-  ef_graph *g = ef_graph_new(s, 3);
-  ef_tensor *x = ef_input(g, "images", EF_F32, 4, (int64_t[]){2, 64, 64, 3});
-  ef_tensor *y = ef_input(g, "labels", EF_I32, 1, (int64_t[]){2});
-  ef_tensor *loss = ef_softmax_ce(g, ef_effnet_build(&cfg, g, x, true, NULL, NULL), y, 0.1f);
-  ef_graph_keep(g, loss);
-  ef_graph_backward(g, loss);
+  ef_model_graph m;
+  ef_store *s = build(&m, &cfg, 2, 64, true, EF_F32);
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(s, 3);
-  ef_plan *p;
-  CHECK(ef_plan_new(&p, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
-  float *xv = malloc(sizeof(float) * 2 * 64 * 64 * 3), lv;
+  CHECK(ef_model_graph_plan(&m, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  ef_step step;
+  CHECK(ef_step_init(&step, &m, &(ef_step_config){.optim = ef_optim_defaults(EF_OPT_SGD)}) == EF_OK, "%s", ef_last_error());
+  float *xv = malloc(sizeof(float) * 2 * 64 * 64 * 3);
   test_fill_uniform(xv, 2 * 64 * 64 * 3, 1, 0, -1, 1);
-  ef_plan_set(p, x, xv);
-  ef_plan_set(p, y, (int32_t[]){3, 7});
-  ef_plan_run(p, &(ef_run_ctx){.step = 0});
-  ef_plan_get(p, loss, &lv);
+  ef_step_result r;
+  ef_step_run(&step, xv, (int32_t[]){3, 7}, 0.1, 0, &r);
   double gnorm = 0;
   for (size_t i = 0; i < s->numel[0]; i++) gnorm += (double)s->mem[EF_ARENA_GRAD][i] * s->mem[EF_ARENA_GRAD][i];
-  printf("  B0 64x64 batch 2: loss %.4f, gradient norm %.4g, %d nodes, arena %.1f MiB (naive %.1f MiB)\n", lv, sqrt(gnorm), p->n,
-         p->arena_bytes / 1048576.0, p->naive_bytes / 1048576.0);
-  CHECK(isfinite(lv) && lv > 0 && isfinite(gnorm) && gnorm > 0, "loss %g, gradient norm %g", lv, gnorm);
+  const ef_plan *p = m.plan;
+  printf("  B0 64x64 batch 2: loss %.4f, gradient norm %.4g, %d nodes, arena %.1f MiB (naive %.1f MiB)\n", r.loss,
+         sqrt(gnorm), p->n, p->arena_bytes / 1048576.0, p->naive_bytes / 1048576.0);
+  CHECK(isfinite(r.loss) && r.loss > 0 && isfinite(gnorm) && gnorm > 0 && r.applied, "loss %g, gradient norm %g", r.loss,
+        gnorm);
   free(xv);
-  ef_plan_free(p);
-  ef_graph_free(g);
-  ef_store_free(s);
+  ef_step_free(&step);
+  release(&m, s);
   ef_backend_free(be);
 }
 
@@ -166,12 +174,11 @@ static void test_node_costs_and_scopes(void) {
   ef_effnet_preset("b0", &cfg);
   cfg.num_classes = 10;
   for (int training = 0; training < 2; training++) {
-    ef_store *s = ef_store_new();
-    ef_graph *g = ef_graph_new(s, 1);
-    ef_layer_ctx c;
-    ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){2, 64, 64, 3});
-    ef_tensor *out = ef_effnet_build(&cfg, g, x, training, NULL, &c);
-    if (training) ef_graph_backward(g, ef_softmax_ce(g, out, ef_input(g, "y", EF_I32, 1, (int64_t[]){2}), 0.1f));
+    ef_model_graph m;
+    ef_store *s = build(&m, &cfg, 2, 64, training, EF_F32);
+    const ef_graph *g = m.g;
+    const ef_tensor *x = m.images;
+    int64_t layer_macs = m.macs * 2; // the whole batch's
     int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, bytes = 0;
     for (int i = 0; i < g->n; i++) {
       const ef_tensor *t = g->nodes[i];
@@ -187,16 +194,15 @@ static void test_node_costs_and_scopes(void) {
       if (t->op == EF_OP_LINEAR_BWD_WEIGHT) cls_grads += cls;
       if ((t->op == EF_OP_BN || t->op == EF_OP_BN_BWD_DATA) && (se || cls)) CHECK(0, "'%s' is scoped %s", t->name, t->scope);
     }
-    int64_t want = training ? 3 * c.macs - stem : c.macs;
+    int64_t want = training ? 3 * layer_macs - stem : layer_macs;
     printf("  %s: %lld node MACs (layers: %lld; stem %lld), %lld bytes\n", training ? "training" : "inference",
-           (long long)macs, (long long)c.macs, (long long)stem, (long long)bytes);
+           (long long)macs, (long long)layer_macs, (long long)stem, (long long)bytes);
     CHECK(stem == 2LL * 32 * 32 * 32 * 27, "stem %lld MACs", (long long)stem);
     CHECK(macs == want, "nodes sum to %lld MACs, want %lld", (long long)macs, (long long)want);
     CHECK(channel_mul == (training ? 32 : 16), "%lld squeeze-excite scales", (long long)channel_mul); // + dy * s
     CHECK(se_grads == (training ? 32 : 0) && cls_grads == training, "%lld SE weight gradients, %lld classifier",
           (long long)se_grads, (long long)cls_grads);
-    ef_graph_free(g);
-    ef_store_free(s);
+    release(&m, s);
   }
 }
 
@@ -210,14 +216,10 @@ static void test_mixed_precision_types(void) {
   cfg.num_classes = 10;
   size_t arena[2];
   for (int half = 0; half < 2; half++) {
-    ef_store *s = ef_store_new();
-    ef_graph *g = ef_graph_new(s, 1);
-    ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){2, 64, 64, 3});
-    ef_tensor *out = ef_effnet_build(&cfg, g, x, true, NULL, NULL);
-    ef_tensor *loss = ef_softmax_ce(g, out, ef_input(g, "y", EF_I32, 1, (int64_t[]){2}), 0.1f);
-    ef_graph_backward(g, loss);
-    ef_graph_keep(g, loss);
-    if (half) ef_graph_set_precision(g, EF_BF16, false);
+    ef_model_graph m;
+    ef_store *s = build(&m, &cfg, 2, 64, true, half ? EF_BF16 : EF_F32);
+    ef_graph *g = m.g;
+    const ef_tensor *out = m.logits, *loss = m.loss;
     int wrong = 0, halved = 0;
     for (int i = 0; i < g->n && half; i++) {
       const ef_tensor *t = g->nodes[i];
@@ -241,19 +243,16 @@ static void test_mixed_precision_types(void) {
     CHECK(loss->dtype == EF_F32 && out->dtype == EF_F32, "loss %s, logits %s", ef_dtype_name(loss->dtype), ef_dtype_name(out->dtype));
     size_t naive;
     ef_plan_measure(g, &arena[half], &naive);
+    ef_backend *cpu = NULL;
     if (half) {
-      ef_backend *cpu = ef_cpu_backend_new(1);
+      cpu = ef_cpu_backend_new(1);
       ef_plan *p = NULL;
       CHECK(ef_store_bind(s, cpu) == EF_OK, "%s", ef_last_error());
       ef_status st = ef_plan_new(&p, g, cpu, NULL);
       CHECK(st == EF_ERR_UNSUPPORTED && !p && strstr(ef_last_error(), "bf16"), "the CPU with bf16: %d %s", st, ef_last_error());
-      ef_graph_free(g);
-      ef_store_free(s);
-      ef_backend_free(cpu);
-    } else {
-      ef_graph_free(g);
-      ef_store_free(s);
     }
+    release(&m, s);
+    ef_backend_free(cpu);
   }
   printf("  activation arena at batch 2, 64x64: f32 %.1f MiB, bf16 %.1f MiB\n", arena[0] / 1048576.0, arena[1] / 1048576.0);
   CHECK(arena[1] < 0.6 * arena[0], "bf16 plans %zu bytes, f32 %zu", arena[1], arena[0]);

@@ -18,8 +18,8 @@
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
-#include "models/weights.h"
 #include "tests/harness.h"
+#include "train/model.h"
 
 // A float32 dataset (HDF5 converts other number types) with exactly `numel` elements.
 static float *read_dataset(hid_t f, const char *name, int64_t numel) {
@@ -51,36 +51,19 @@ static double rel_err_f32(const float *got, const float *want, int64_t n) {
   return e;
 }
 
-typedef struct {
-  ef_tensor *images, *labels, *logits, *loss;
-  ef_graph *g;
-  ef_plan *plan;
-} graph;
-
-static void build(graph *m, ef_store *s, const ef_effnet_config *cfg, const int64_t *image_shape, bool training) {
-  m->g = ef_graph_new(s, 0);
-  m->images = ef_input(m->g, "images", EF_F32, 4, image_shape);
-  m->logits = ef_effnet_build(cfg, m->g, m->images, training, NULL, NULL);
-  ef_graph_keep(m->g, m->logits);
-  if (training) {
-    m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){image_shape[0]});
-    m->loss = ef_softmax_ce(m->g, m->logits, m->labels, 0.0f);
-    ef_graph_keep(m->g, m->loss);
-    ef_graph_backward(m->g, m->loss);
-  }
-}
-
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: test_parity WEIGHTS.h5 REFERENCE.h5\n");
     return 2;
   }
-  ef_effnet_config cfg;
-  if (ef_weights_read_config(argv[1], &cfg) != EF_OK) {
+  ef_weights_info *info = malloc(sizeof *info);
+  if (ef_weights_info_read(argv[1], info) != EF_OK) {
     fprintf(stderr, "%s\n", ef_last_error());
     return 1;
   }
-  cfg.dropout = 0, cfg.drop_path = 0; // the reference turned both off in training mode
+  ef_model_desc *d = &info->desc;
+  ef_effnet_config cfg = d->cfg;
+  d->cfg.dropout = 0, d->cfg.drop_path = 0; // the reference turned both off in training mode
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   hid_t ref = H5Fopen(argv[2], H5F_ACC_RDONLY, H5P_DEFAULT);
   int n = 0, res = 0;
@@ -88,17 +71,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: not a parity reference file\n", argv[2]);
     return 1;
   }
-  int64_t image_shape[4] = {n, res, res, cfg.in_channels}, k = cfg.num_classes;
+  int64_t k = cfg.num_classes;
   bool training = H5Lexists(ref, "logits_train", H5P_DEFAULT) > 0;
+  // The model's evaluation and training graphs as every command builds them.
   ef_store *s = ef_store_new();
-  graph ev, tr = {0};
-  build(&ev, s, &cfg, image_shape, false);
-  if (training) build(&tr, s, &cfg, image_shape, true);
+  ef_model_graph ev, tr = {0};
+  ef_graph_opts go = {.batch = n, .image_size = res};
+  ef_model_graph_new(&ev, s, d, &go);
+  go.training = true;
+  if (training) ef_model_graph_new(&tr, s, d, &go);
   ef_backend *be = ef_cpu_backend_new(0);
-  CHECK(ef_store_bind(s, be) == EF_OK && ef_weights_load(argv[1], s) == EF_OK, "%s", ef_last_error());
-  CHECK(ef_plan_new(&ev.plan, ev.g, be, NULL) == EF_OK && (!training || ef_plan_new(&tr.plan, tr.g, be, NULL) == EF_OK), "%s",
+  CHECK(ef_store_bind(s, be) == EF_OK && ef_model_load_weights(argv[1], info, false, NULL, s) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_model_graph_plan(&ev, be, NULL) == EF_OK && (!training || ef_model_graph_plan(&tr, be, NULL) == EF_OK), "%s",
         ef_last_error());
-  float *images = read_dataset(ref, "images", n * res * res * cfg.in_channels), *want_eval = read_dataset(ref, "logits_eval", n * k);
+  float *images = read_dataset(ref, "images", (int64_t)n * res * res * cfg.in_channels), *want_eval = read_dataset(ref, "logits_eval", n * k);
   float *got = malloc(sizeof(float) * (size_t)(n * k));
   CHECK(images && want_eval, "reference images or logits_eval missing or mis-sized");
   if (!test_failures) {
@@ -187,9 +173,9 @@ int main(int argc, char **argv) {
   }
   free(images), free(labels), free(want_eval), free(want_train), free(want_loss), free(got);
   H5Fclose(ref);
-  ef_plan_free(ev.plan), ef_plan_free(tr.plan);
-  ef_graph_free(ev.g), ef_graph_free(tr.g);
+  ef_model_graph_free(&ev), ef_model_graph_free(&tr);
   ef_store_free(s);
+  free(info);
   ef_backend_free(be);
   return test_exit_code();
 }

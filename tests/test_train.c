@@ -6,9 +6,8 @@
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
-#include "models/tiny.h"
 #include "tests/harness.h"
-#include "train/optim.h"
+#include "train/step.h"
 
 #define N_SAMPLES 256
 #define BATCH 32
@@ -26,47 +25,37 @@ static void make_problem(float *x, int32_t *y) {
   }
 }
 
+// The tiny net and its training step as the trainer builds them (train/model.h, train/step.h):
+// SGD with momentum and weight decay, no EMA, no clipping.
 typedef struct {
   ef_store *store;
-  ef_graph *g;
-  ef_tensor *images, *labels, *loss;
-  ef_plan *plan;
-  ef_optim optim;
+  ef_model_graph graph;
+  ef_step step;
 } trainer;
 
 static void trainer_init(trainer *t, ef_backend *be, const ef_plan_opts *opts) {
+  ef_model_desc d;
+  ef_model_desc_tiny(&d, CLASSES, 3, SIDE, 0.1f);
   t->store = ef_store_new();
-  t->g = ef_graph_new(t->store, 5);
-  t->images = ef_input(t->g, "images", EF_F32, 4, (int64_t[]){BATCH, SIDE, SIDE, 3});
-  t->labels = ef_input(t->g, "labels", EF_I32, 1, (int64_t[]){BATCH});
-  ef_layer_ctx c = {.g = t->g, .training = true, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
-  t->loss = ef_softmax_ce(t->g, ef_tiny_forward(&c, t->images, CLASSES, 0.1f), t->labels, 0.0f);
-  ef_graph_keep(t->g, t->loss);
-  ef_graph_backward(t->g, t->loss);
+  ef_model_graph_new(&t->graph, t->store, &d, &(ef_graph_opts){.batch = BATCH, .training = true, .seed = 5});
   CHECK(ef_store_bind(t->store, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(t->store, 5);
-  CHECK(ef_plan_new(&t->plan, t->g, be, opts) == EF_OK, "%s", ef_last_error());
-  ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
-  oc.momentum = 0.9, oc.weight_decay = 1e-4;
-  CHECK(ef_optim_init(&t->optim, t->store, &oc) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_model_graph_plan(&t->graph, be, opts) == EF_OK, "%s", ef_last_error());
+  ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD)};
+  sc.optim.momentum = 0.9, sc.optim.weight_decay = 1e-4;
+  CHECK(ef_step_init(&t->step, &t->graph, &sc) == EF_OK, "%s", ef_last_error());
 }
 
 static float trainer_step(trainer *t, const float *x, const int32_t *y, uint32_t step) {
   int64_t first = (int64_t)(step * BATCH) % N_SAMPLES, px = SIDE * SIDE * 3;
-  ef_plan_set(t->plan, t->images, x + first * px);
-  ef_plan_set(t->plan, t->labels, y + first);
-  ef_store_zero_grads(t->store);
-  ef_plan_run(t->plan, &(ef_run_ctx){.step = step});
-  float loss;
-  ef_plan_get(t->plan, t->loss, &loss);
-  ef_optim_step(&t->optim, t->store, 0.05);
-  return loss;
+  ef_step_result r;
+  ef_step_run(&t->step, x + first * px, y + first, 0.05, step, &r);
+  return (float)r.loss;
 }
 
 static void trainer_free(trainer *t) {
-  ef_optim_free(&t->optim);
-  ef_plan_free(t->plan);
-  ef_graph_free(t->g);
+  ef_step_free(&t->step);
+  ef_model_graph_free(&t->graph);
   ef_store_free(t->store);
 }
 
@@ -99,16 +88,17 @@ static void test_planned_training_equals_unplanned(void) {
   trainer_init(&a, be, &(ef_plan_opts){.poison = true});
   trainer_init(&b, be, &(ef_plan_opts){.no_reuse = true});
   int overlaps = 0;
-  for (int i = 0; i < a.plan->n_bufs; i++)
-    for (int j = i + 1; j < a.plan->n_bufs; j++) {
-      const ef_buffer *x = &a.plan->bufs[i], *y = &a.plan->bufs[j];
+  const ef_plan *pa = a.graph.plan;
+  for (int i = 0; i < pa->n_bufs; i++)
+    for (int j = i + 1; j < pa->n_bufs; j++) {
+      const ef_buffer *x = &pa->bufs[i], *y = &pa->bufs[j];
       overlaps += x->birth <= y->death && y->birth <= x->death && x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
     }
   CHECK(overlaps == 0, "%d live buffers overlap", overlaps);
-  printf("  training graph: %d nodes, %d buffers, arena %.2f MiB planned vs %.2f MiB naive\n", a.plan->n, a.plan->n_bufs,
-         a.plan->arena_bytes / 1048576.0, a.plan->naive_bytes / 1048576.0);
-  CHECK(a.plan->arena_bytes * 3 < a.plan->naive_bytes * 2, "reuse saves less than a third: %zu of %zu", a.plan->arena_bytes,
-        a.plan->naive_bytes);
+  printf("  training graph: %d nodes, %d buffers, arena %.2f MiB planned vs %.2f MiB naive\n", pa->n, pa->n_bufs,
+         pa->arena_bytes / 1048576.0, pa->naive_bytes / 1048576.0);
+  CHECK(pa->arena_bytes * 3 < pa->naive_bytes * 2, "reuse saves less than a third: %zu of %zu", pa->arena_bytes,
+        pa->naive_bytes);
   for (uint32_t s = 0; s < 3; s++) {
     float la = trainer_step(&a, xs, ys, s), lb = trainer_step(&b, xs, ys, s);
     CHECK(la == lb, "step %u: loss %.9g planned, %.9g unplanned", s, la, lb);

@@ -13,40 +13,53 @@
 #include "core/plan.h"
 #include "cuda/cuda.h"
 #include "data/loader.h"
-#include "tools/device.h"
 #include "tools/effnet.h"
-#include "tools/model_args.h"
-#include "train/optim.h"
-#include "train/update.h"
+#include "tools/shared_flags.h"
+#include "train/step.h"
 
-static void bench_usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet bench MODEL... [flags]     (MODEL: b0 ... b7, or all; or --phi F)\n"
-          "       effnet bench --model b0[,b2...]|all [flags]\n"
-          "\n"
-          "Times inference or a training step (forward, backward, SGD update) on the CPU or a GPU,\n"
-          "for each model and batch size; synthetic images unless --data gives a dataset.\n"
-          "\n"
-          "  --mode MODE           infer or train  [train]\n"
-          "  --batch N[,N...]|max  images per step; a list sweeps; max: the largest batch whose\n"
-          "                        planned memory fits --memory-mib  [8]\n"
-          "  --warmup N            untimed steps first  [2]\n"
-          "  --iters N             timed steps  [10]\n"
-          "  --threads N           CPU threads (0: one per core)  [0]\n"
-          EF_DEVICE_USAGE
-          "  --eager               CUDA: run each step op by op instead of replaying it as a captured\n"
-          "                        CUDA graph (--profile always runs eagerly)\n"
-          "  --memory-mib N        memory budget for max batch (0: what the system, or the GPU, has free)  [0]\n"
-          "  --data PATH           end to end: batches from this dataset through the loader (the train\n"
-          "                        transform for --mode train, the eval transform for infer), at\n"
-          "                        the model's resolution; the step time includes waiting for it\n"
-          "  --loader-threads N    loader threads with --data  [1]\n"
-          "  --json                one JSON object per line instead of text (peak_rss_mib: the\n"
-          "                        process's peak so far, over the configurations run before;\n"
-          "                        peak_device_mib: the GPU memory in use at effnet's peak, likewise)\n"
-          "  --profile             time by op kind (and by op) over the timed steps\n");
-  ef_model_args_usage(f);
-}
+typedef struct {
+  const char *mode, *batches, *models, *data, *weights;
+  long warmup, iters, loader_threads, memory_mib;
+  bool profile, json, eager;
+  ef_device_spec dev;
+  ef_effnet_spec spec;
+} bench_flags_t;
+
+#define ROW(kind, name, field) name, kind, offsetof(bench_flags_t, field)
+static const ef_flag bench_flags[] = {
+    {ROW(EF_FLAG_STR, "--model", models), NULL, 0, 0, NULL, "LIST", "b0[,b2...] or all, as the arguments", false},
+    {ROW(EF_FLAG_STR, "--weights", weights), NULL, 0, 0, NULL, "FILE",
+     "the model of a weights file (an import or a checkpoint), with its weights", false},
+    {ROW(EF_FLAG_STR, "--mode", mode), "train", 0, 0, "infer|train", "MODE", "infer, or train (a whole training step)", false},
+    {ROW(EF_FLAG_STR, "--batch", batches), "8", 0, 0, NULL, "N[,N...]|max",
+     "images per step; a list sweeps; max: the largest batch whose\nplanned memory fits --memory-mib", false},
+    {ROW(EF_FLAG_LONG, "--warmup", warmup), "2", 0, 1e6, NULL, "N", "untimed steps first", false},
+    {ROW(EF_FLAG_LONG, "--iters", iters), "10", 1, 1e6, NULL, "N", "timed steps", false},
+    {ROW(EF_FLAG_BOOL, "--eager", eager), NULL, 0, 0, NULL, NULL,
+     "CUDA: run each step op by op instead of replaying it as a captured\nCUDA graph (--profile always runs eagerly)",
+     false},
+    {ROW(EF_FLAG_LONG, "--memory-mib", memory_mib), "0", 0, 1e9, NULL, "N",
+     "memory budget for max batch (0: what the system, or the GPU, has free)", false},
+    {ROW(EF_FLAG_STR, "--data", data), NULL, 0, 0, NULL, "PATH",
+     "end to end: batches from this dataset through the loader (the train\ntransform for --mode train, the eval "
+     "transform for infer), at\nthe model's resolution; the step time includes waiting for it", false},
+    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), "1", 0, 256, NULL, "N", "loader threads with --data", false},
+    {ROW(EF_FLAG_BOOL, "--json", json), NULL, 0, 0, NULL, NULL,
+     "one JSON object per line instead of text (peak_rss_mib: the\nprocess's peak so far, over the configurations run "
+     "before;\npeak_device_mib: the GPU memory in use at effnet's peak, likewise)", false},
+    {ROW(EF_FLAG_BOOL, "--profile", profile), NULL, 0, 0, NULL, NULL, "time by op kind (and by op) over the timed steps",
+     false},
+};
+#undef ROW
+
+static const char *const usage_head =
+    "usage: effnet bench MODEL... [flags]     (MODEL: b0 ... b7, or all; or --phi F)\n"
+    "       effnet bench --model b0[,b2...]|all [flags]\n"
+    "       effnet bench --weights FILE [flags]\n"
+    "\n"
+    "Times inference or a training step (forward, backward, SGD update) on the CPU or a GPU,\n"
+    "for each model and batch size; synthetic images unless --data gives a dataset.\n"
+    "\n";
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -59,6 +72,7 @@ typedef struct {
   long warmup, iters, loader_threads;
   double budget;          // bytes the planned memory may use (max batch)
   const ef_dataset *data; // --data, or NULL for synthetic images
+  const char *weights;    // --weights: loaded into the store
 } bench_opts;
 
 // One configuration's figures, for the closing table.
@@ -153,71 +167,39 @@ static void profile_json(const kind_profile *k, FILE *f) {
 }
 
 // ---- graphs, memory and the largest batch -------------------------------------------------------
-typedef struct {
-  ef_store *s;
-  ef_graph *g;
-  ef_tensor *images, *labels, *out, *seed; // seed: the loss's gradient (1)
-  ef_layer_ctx ctx;
-} bench_graph;
-
-static void graph_build(bench_graph *b, const ef_effnet_config *cfg, long batch, bool training, ef_dtype activations) {
-  b->s = ef_store_new();
-  b->g = ef_graph_new(b->s, 1);
-  int64_t r = cfg->resolution, shape[4] = {batch, r, r, cfg->in_channels};
-  b->images = ef_input(b->g, "images", EF_F32, 4, shape);
-  b->labels = NULL;
-  b->out = ef_effnet_build(cfg, b->g, b->images, training, NULL, &b->ctx);
-  if (training) {
-    b->labels = ef_input(b->g, "labels", EF_I32, 1, (int64_t[]){batch});
-    b->out = ef_softmax_ce(b->g, b->out, b->labels, 0.1f);
-    b->seed = ef_input(b->g, "loss_scale", EF_F32, 1, (int64_t[]){1});
-    ef_graph_backward_from(b->g, b->out, b->seed);
-  }
-  ef_graph_keep(b->g, b->out);
-  ef_graph_set_precision(b->g, activations, false);
-}
-
-static void graph_free(bench_graph *b) {
-  ef_graph_free(b->g);
-  ef_store_free(b->s);
-}
 
 // Bytes of the parameters (training: + gradients + SGD momentum) and state arenas.
 static double store_bytes(const ef_store *s, bool training) {
   return (double)(s->numel[0] * (training ? 3 : 1) + s->numel[1]) * 4;
 }
 
-// The planned memory of a batch: the activation arena plus the store's arenas.
-static double planned_bytes(const ef_effnet_config *cfg, long batch, bool training, ef_dtype activations) {
-  bench_graph b;
-  graph_build(&b, cfg, batch, training, activations);
+// The planned memory of a batch: the activation arena plus the store's arenas; with `largest`,
+// also the most elements any tensor holds.
+static double planned_bytes(const ef_model_desc *d, long batch, bool training, ef_dtype activations, double *largest) {
+  ef_store *s = ef_store_new();
+  ef_model_graph m;
+  ef_model_graph_new(&m, s, d, &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1,
+                                                .activations = activations});
   size_t arena, naive;
-  ef_plan_measure(b.g, &arena, &naive);
-  double bytes = (double)arena + store_bytes(b.s, training);
-  graph_free(&b);
+  ef_plan_measure(m.g, &arena, &naive);
+  double bytes = (double)arena + store_bytes(s, training);
+  for (int i = 0; largest && i < m.g->n; i++) *largest = fmax(*largest, (double)ef_numel(m.g->nodes[i]));
+  ef_model_graph_free(&m);
+  ef_store_free(s);
   return bytes;
-}
-
-// The most elements any tensor of the graph holds per image.
-static double largest_tensor(const ef_effnet_config *cfg, bool training, ef_dtype activations) {
-  bench_graph b;
-  graph_build(&b, cfg, 1, training, activations);
-  double most = 0;
-  for (int i = 0; i < b.g->n; i++) most = fmax(most, (double)ef_numel(b.g->nodes[i]));
-  graph_free(&b);
-  return most;
 }
 
 // The largest batch whose planned memory fits `budget` (0 when not even one image fits): the
 // arena grows linearly with the batch, so two plans give the estimate and more plans confirm it.
 // On a GPU also no tensor above 2^31 elements (cuDNN's convolution descriptors take int sizes).
-static long max_batch(const ef_effnet_config *cfg, bool training, ef_dtype activations, double budget, bool gpu) {
-  double one = planned_bytes(cfg, 1, training, activations), per_image = planned_bytes(cfg, 2, training, activations) - one;
+static long max_batch(const ef_model_desc *d, bool training, ef_dtype activations, double budget, bool gpu) {
+  double largest = 0, one = planned_bytes(d, 1, training, activations, &largest);
+  double per_image = planned_bytes(d, 2, training, activations, NULL) - one;
   if (one > budget) return 0;
   long b = per_image > 0 ? 1 + (long)((budget - one) / per_image) : 1 << 16;
   if (b > 1 << 16) b = 1 << 16;
-  if (gpu) b = (long)fmin((double)b, floor(2147483647.0 / largest_tensor(cfg, training, activations)));
-  while (b > 1 && planned_bytes(cfg, b, training, activations) > budget) b--;
+  if (gpu) b = (long)fmin((double)b, floor(2147483647.0 / largest));
+  while (b > 1 && planned_bytes(d, b, training, activations, NULL) > budget) b--;
   return b;
 }
 
@@ -239,108 +221,96 @@ static void synthetic_data(float *x, int64_t n, int32_t *y, long batch, int clas
   for (long i = 0; i < batch; i++) y[i] = (int32_t)(i % classes);
 }
 
-// The next batch of the loader into the plan, starting a new epoch when one ends.
-static ef_status loader_feed(ef_loader *l, ef_plan *p, const bench_graph *b, int64_t *epoch) {
-  const ef_batch *batch;
-  EF_TRY(ef_loader_next(l, &batch));
-  if (!batch) {
-    EF_TRY(ef_loader_start(l, ++*epoch, 0));
-    EF_TRY(ef_loader_next(l, &batch));
-    if (!batch) return EF_ERROR(EF_ERR_INVALID, "the dataset gives no full batch");
-  }
-  ef_plan_set(p, b->images, batch->images);
-  if (b->labels) ef_plan_set(p, b->labels, batch->labels);
-  return EF_OK;
+// The next batch of the loader, starting a new epoch when one ends.
+static ef_status loader_next(ef_loader *l, int64_t *epoch, const ef_batch **batch) {
+  EF_TRY(ef_loader_next(l, batch));
+  if (*batch) return EF_OK;
+  EF_TRY(ef_loader_start(l, ++*epoch, 0));
+  EF_TRY(ef_loader_next(l, batch));
+  return *batch ? EF_OK : EF_ERROR(EF_ERR_INVALID, "the dataset gives no full batch");
 }
 
-// Times one configuration; prints its line and fills row. Returns 0, or 1 after a message.
-static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const bench_opts *o, bench_row *row) {
-  bench_graph b;
-  graph_build(&b, cfg, batch, o->training, o->dev->activations);
+// Times one configuration; prints its line and fills row. Returns 0, or 1 after a message. A
+// training step is the trainer's (train/step.h): SGD with momentum at a small rate, which keeps
+// the weights sane.
+static int bench_one(const ef_model_desc *d, long batch, long fits, const bench_opts *o, bench_row *row) {
+  const ef_effnet_config *cfg = &d->cfg;
   ef_backend *be = o->dev->be;
   bool device = o->dev->cuda;
-  ef_plan *p = NULL;
-  ef_optim optim = {0};
-  ef_device_update upd = {0};
-  ef_capture cap = {0};
+  ef_store *store = ef_store_new();
+  ef_model_graph m;
+  ef_model_graph_new(&m, store, d, &(ef_graph_opts){.batch = batch, .training = o->training, .smoothing = 0.1f,
+                                                    .seed = 1, .activations = o->dev->activations});
+  ef_step step = {0};
   ef_loader *loader = NULL;
   float *x = NULL;
   int32_t *y = NULL;
   double *ms = NULL, optim_ms = 0, data_ms = 0;
   int64_t epoch = 0;
   int rc = 1;
-  ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
   ef_status st = EF_OK;
-  if (o->data && o->data->num_classes > cfg->num_classes) {
+  if (o->data && o->data->num_classes > d->num_classes) {
     fprintf(stderr, "effnet bench: %s has %d classes but the model %d: give --classes %d\n", o->data->source,
-            o->data->num_classes, cfg->num_classes, o->data->num_classes);
+            o->data->num_classes, d->num_classes, o->data->num_classes);
     goto out;
   }
   if (o->data) {
-    ef_loader_config lc = {.data = o->data, .transform = ef_transform_defaults(o->training, cfg->resolution, cfg->in_channels),
+    ef_loader_config lc = {.data = o->data, .transform = ef_transform_defaults(o->training, d->eval.size, d->in_channels),
                            .batch = (int)batch, .shuffle = o->training, .drop_last = true, .as_float = true, .seed = 1,
                            .threads = (int)o->loader_threads};
     st = ef_loader_new(&loader, &lc);
   }
-  // On a GPU, inference replays the plan as a CUDA graph; a training step is captured whole below.
+  // Weights before the plan (cuDNN times its algorithms on them); on a GPU, inference replays the
+  // plan as a CUDA graph, and a training step is captured whole by the step.
   ef_plan_opts po = {.profile = o->profile, .graph = device && !o->training && !o->eager};
-  if (st != EF_OK || ef_store_bind(b.s, be) != EF_OK || ef_plan_new(&p, b.g, be, &po) != EF_OK ||
-      (o->training && ef_optim_init(&optim, b.s, &oc) != EF_OK) ||
-      (o->training && device && ef_device_update_init(&upd, &optim, b.s) != EF_OK)) {
+  ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD), .eager = o->eager || o->profile};
+  if (st == EF_OK) st = ef_store_bind(store, be);
+  if (st == EF_OK) ef_store_initialize(store, 1);
+  if (st == EF_OK && o->weights) {
+    ef_weights_info w;
+    st = ef_weights_info_read(o->weights, &w);
+    if (st == EF_OK) st = ef_model_load_weights(o->weights, &w, false, NULL, store);
+  }
+  if (st == EF_OK) st = ef_model_graph_plan(&m, be, &po);
+  if (st == EF_OK && o->training) st = ef_step_init(&step, &m, &sc);
+  if (st != EF_OK) {
     fprintf(stderr, "effnet bench: %s\n", ef_last_error());
     goto out;
   }
-  ef_store_initialize(b.s, 1);
+  ef_plan *p = m.plan;
   if (!o->data) {
-    x = ef_xmalloc(sizeof(float) * (size_t)ef_numel(b.images));
+    x = ef_xmalloc(sizeof(float) * (size_t)ef_numel(m.images));
     y = ef_xmalloc(sizeof(int32_t) * (size_t)batch);
-    synthetic_data(x, ef_numel(b.images), y, batch, cfg->num_classes);
-    ef_plan_set(p, b.images, x);
-    if (b.labels) ef_plan_set(p, b.labels, y);
+    synthetic_data(x, ef_numel(m.images), y, batch, d->num_classes);
   }
-  if (b.seed) ef_plan_set(p, b.seed, &(float){1.0f});
   ms = ef_xmalloc(sizeof(double) * (size_t)o->iters);
   for (long i = 0; i < o->warmup + o->iters; i++) {
     if (i == o->warmup) ef_plan_profile_reset(p);
     double t0 = 1e3 * ef_seconds();
-    if (loader && (st = loader_feed(loader, p, &b, &epoch)) != EF_OK) {
+    const ef_batch *b = NULL;
+    if (loader && (st = loader_next(loader, &epoch, &b)) != EF_OK) {
       fprintf(stderr, "effnet bench: %s\n", ef_last_error());
       goto out;
     }
-    double t1 = 1e3 * ef_seconds(), t2, t3;
-    ef_run_ctx ctx = {.step = (uint32_t)i};
-    if (device && o->training) {
-      ef_device_update_values(&upd, &optim, NULL, 1e-4, 0, 1); // a small rate keeps the weights sane
-      if (o->eager || o->profile) { // the update's time apart from the plan's
-        ef_store_zero_grads(b.s);
-        ef_plan_run(p, &ctx);
-        be->synchronize(be);
-        t2 = t1, t3 = 1e3 * ef_seconds();
-        ef_device_update_queue(&upd, b.s, NULL);
-      } else {
-        ef_device_train_step(&cap, b.s, p, NULL, &upd, NULL, &ctx);
-        t2 = t1, t3 = t1;
-      }
-      be->synchronize(be);
-      double norm;
-      ef_device_update_finish(&upd, &optim, NULL, &norm);
-    } else if (device) {
-      ef_plan_run(p, &ctx);
-      be->synchronize(be);
-      t2 = t1, t3 = 1e3 * ef_seconds();
+    const float *images = b ? b->images : x;
+    const int32_t *labels = b ? b->labels : y;
+    double t1 = 1e3 * ef_seconds();
+    if (o->training) {
+      ef_step_result r;
+      ef_step_run(&step, images, labels, 1e-4, i, &r);
     } else {
-      if (o->training) ef_store_zero_grads(b.s);
-      t2 = 1e3 * ef_seconds();
-      ef_plan_run(p, &ctx);
-      t3 = 1e3 * ef_seconds();
-      if (o->training) ef_optim_step(&optim, b.s, 1e-4); // a small rate keeps the weights sane
+      ef_plan_set(p, m.images, images);
+      ef_plan_run(p, &(ef_run_ctx){.step = (uint32_t)i});
+      if (device) be->synchronize(be);
     }
-    double t4 = 1e3 * ef_seconds();
-    if (i >= o->warmup) {
-      ms[i - o->warmup] = t4 - t0;
-      data_ms += t1 - t0;
-      optim_ms += (t2 - t1) + (t4 - t3);
-    }
+    double t2 = 1e3 * ef_seconds();
+    if (i >= o->warmup) ms[i - o->warmup] = t2 - t0, data_ms += t1 - t0;
+  }
+  if (o->profile && o->training) { // the step's time outside the graph's nodes: zeroing, the update
+    double nodes = 0, step_ms = 0;
+    for (int i = 0; i < p->n; i++) nodes += p->ms[i] / (p->runs ? p->runs : 1);
+    for (long i = 0; i < o->iters; i++) step_ms += ms[i];
+    optim_ms = fmax(0, (step_ms - data_ms) / (double)o->iters - nodes);
   }
   qsort(ms, (size_t)o->iters, sizeof(double), cmp_double);
   double median = ms[o->iters / 2], p99 = ms[(long)((double)(o->iters - 1) * 0.99 + 0.5)];
@@ -350,23 +320,22 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
   for (int i = 0; i < p->n; i++) macs += (double)ef_node_macs(p->sched[i]);
   double gflops = 2.0 * macs / (median * 1e6);
   double arena = (double)p->arena_bytes / 1048576.0, naive = (double)p->naive_bytes / 1048576.0;
-  double params = store_bytes(b.s, o->training) / 1048576.0;
+  double params = store_bytes(store, o->training) / 1048576.0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double peak_mib = device ? (double)ef_cuda_peak_device_bytes(be) / 1048576.0 : (double)ru.ru_maxrss / 1024.0;
-  char where[512];
+  char where[512], name[16];
   ef_device_describe(o->dev, where, sizeof where);
-  *row = (bench_row){.resolution = cfg->resolution, .batch = batch, .max_batch = fits,
-                     .params = (double)b.ctx.params, .macs = (double)b.ctx.macs / (double)batch,
-                     .images_s = (double)batch * 1e3 / median, .median_ms = median,
+  snprintf(name, sizeof name, "%s", strcmp(d->arch, "tiny") ? cfg->name : "tiny");
+  *row = (bench_row){.resolution = d->eval.size, .batch = batch, .max_batch = fits, .params = (double)m.params,
+                     .macs = (double)m.macs, .images_s = (double)batch * 1e3 / median, .median_ms = median,
                      .planned_mib = arena + params, .rss_mib = peak_mib};
-  snprintf(row->model, sizeof row->model, "%s", cfg->name);
+  snprintf(row->model, sizeof row->model, "%s", name);
   kind_profile kp;
   // Zeroing writes the gradients; the update reads parameters and gradients, reads and writes the
   // slots, writes the parameters.
-  double optim_bytes = o->training ? (double)b.s->numel[0] * 4 * (4 + 2 * ef_optim_slots(&optim)) : 0;
-  if (o->profile)
-    profile_by_kind(p, o->training ? optim_ms / (double)o->iters : 0, optim_bytes, loader ? data_ms / (double)o->iters : 0, &kp);
+  double optim_bytes = o->training ? (double)store->numel[0] * 4 * (4 + 2 * ef_optim_slots(&step.optim)) : 0;
+  if (o->profile) profile_by_kind(p, optim_ms, optim_bytes, loader ? data_ms / (double)o->iters : 0, &kp);
   const char *what = o->training ? "train step" : "inference";
   if (o->json) {
     printf("{\"model\": \"%s\", \"resolution\": %d, \"batch\": %ld, \"mode\": \"%s\", \"data\": \"%s\", "
@@ -374,14 +343,14 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
            "\"median_ms\": %.3f, \"p99_ms\": %.3f, \"images_per_s\": %.2f, \"gflops\": %.2f, \"params\": %.0f, "
            "\"macs_per_image\": %.0f, \"arena_mib\": %.1f, \"arena_naive_mib\": %.1f, \"params_mib\": %.1f, "
            "\"peak_rss_mib\": %.1f, \"peak_device_mib\": %.1f, \"max_batch\": %ld",
-           cfg->name, cfg->resolution, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic", where,
+           name, d->eval.size, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic", where,
            o->dev->precision, device && !o->eager && !o->profile ? "true" : "false", median, p99, row->images_s, gflops,
            row->params, row->macs, arena, naive, params, (double)ru.ru_maxrss / 1024.0, device ? peak_mib : 0.0, fits);
     if (o->profile) profile_json(&kp, stdout);
     printf("}\n");
   } else {
-    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n",
-           cfg->name, cfg->resolution, cfg->resolution, batch, what, o->data ? " (data through the loader)" : "", where,
+    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n", name,
+           d->eval.size, d->eval.size, batch, what, o->data ? " (data through the loader)" : "", where,
            device && !o->eager && !o->profile ? ", CUDA graph" : "", median, p99, row->images_s, gflops);
     printf("  memory: activation arena %.1f MiB planned (%.1f MiB without reuse), parameters%s %.1f MiB, peak %s %.1f "
            "MiB; largest batch that fits %.0f MiB: %ld\n",
@@ -397,11 +366,9 @@ static int bench_one(const ef_effnet_config *cfg, long batch, long fits, const b
 out:
   free(x), free(y), free(ms);
   ef_loader_free(loader);
-  ef_capture_free(&cap, be);
-  ef_device_update_free(&upd);
-  ef_optim_free(&optim);
-  ef_plan_free(p);
-  graph_free(&b);
+  ef_step_free(&step);
+  ef_model_graph_free(&m);
+  ef_store_free(store);
   return rc;
 }
 
@@ -438,36 +405,24 @@ static int parse_batches(const char *text, long *sizes, int cap) {
 
 int ef_cmd_bench(int argc, char **argv) {
   enum { MAX_MODELS = 16, MAX_BATCHES = 16 };
-  ef_model_args m;
-  const char *mode = "train", *names[MAX_MODELS], *batches = "8", *precision = "f32", *model_list = NULL, *data = NULL,
-             *device = "cpu";
-  long warmup = 2, iters = 10, threads = 0, loader_threads = 1, memory_mib = 0;
-  int profile = 0, json = 0, eager = 0;
-  enum { N_FLAGS = 14 };
-  ef_flag flags[EF_MODEL_FLAGS + N_FLAGS] = {
-      {"--model", EF_FLAG_STR, &model_list},
-      {"--profile", EF_FLAG_BOOL, &profile},     {"--json", EF_FLAG_BOOL, &json},
-      {"--mode", EF_FLAG_STR, &mode},            {"--batch", EF_FLAG_STR, &batches},
-      {"--warmup", EF_FLAG_LONG, &warmup, 0, 1e6}, {"--iters", EF_FLAG_LONG, &iters, 1, 1e6},
-      {"--threads", EF_FLAG_LONG, &threads, 0, 4096}, {"--precision", EF_FLAG_STR, &precision},
-      {"--memory-mib", EF_FLAG_LONG, &memory_mib, 0, 1e9}, {"--data", EF_FLAG_STR, &data},
-      {"--loader-threads", EF_FLAG_LONG, &loader_threads, 0, 256}, {"--device", EF_FLAG_STR, &device},
-      {"--eager", EF_FLAG_BOOL, &eager},
-  };
-  ef_model_args_init(&m, flags + N_FLAGS);
-  int rc = ef_flags_parse("bench", argc, argv, flags, EF_MODEL_FLAGS + N_FLAGS, names, MAX_MODELS, bench_usage);
+  bench_flags_t fl;
+  ef_flags f;
+  ef_flags_init(&f, "bench", usage_head, NULL);
+  ef_flags_add(&f, bench_flags, (int)(sizeof bench_flags / sizeof bench_flags[0]), &fl);
+  ef_flags_add(&f, ef_device_flags, EF_DEVICE_FLAGS, &fl.dev);
+  ef_flags_add(&f, ef_model_flags, EF_MODEL_FLAGS, &fl.spec);
+  const char *names[MAX_MODELS];
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, names, MAX_MODELS);
   if (rc) return rc;
-  bench_opts o = {.training = !strcmp(mode, "train"), .json = json, .profile = profile, .eager = eager, .warmup = warmup,
-                  .iters = iters, .loader_threads = loader_threads};
-  if (!o.training && strcmp(mode, "infer")) {
-    fprintf(stderr, "effnet bench: --mode must be infer or train, not '%s'\n", mode);
-    return 2;
-  }
+  bench_opts o = {.training = !strcmp(fl.mode, "train"), .json = fl.json, .profile = fl.profile, .eager = fl.eager,
+                  .warmup = fl.warmup, .iters = fl.iters, .loader_threads = fl.loader_threads, .weights = fl.weights};
+  const char *batches = fl.batches, *model_list = fl.models, *data = fl.data;
+  long memory_mib = fl.memory_mib;
   long sizes[MAX_BATCHES];
   int n_sizes = parse_batches(batches, sizes, MAX_BATCHES);
   if (n_sizes < 0) return 2;
   ef_device dev;
-  if ((rc = ef_device_open(&dev, "bench", device, precision, (int)threads)) != 0) return rc;
+  if ((rc = ef_device_args_open(&dev, "bench", &fl.dev)) != 0) return rc;
   o.dev = &dev;
   // On a GPU, less 1.5 GiB for the libraries, cuDNN's workspace (512 MiB at most) and the largest
   // convolution's converted or padded operands in the scratch.
@@ -494,7 +449,7 @@ int ef_cmd_bench(int argc, char **argv) {
       for (int k = 0; k < 8 && n_models < MAX_MODELS; k++) list[n_models++] = all[k];
     else if (n_models < MAX_MODELS) list[n_models++] = given[i];
   }
-  if (!n_models) list[n_models++] = NULL; // --phi, or the message asking for a model
+  if (!n_models) list[n_models++] = NULL; // --phi or --weights, or the message asking for a model
   ef_dataset ds;
   if (data && ef_dataset_open(data, 1, &ds) != EF_OK) {
     fprintf(stderr, "effnet bench: %s\n", ef_last_error());
@@ -504,21 +459,35 @@ int ef_cmd_bench(int argc, char **argv) {
   o.data = data ? &ds : NULL;
   bench_row rows[MAX_MODELS * MAX_BATCHES];
   int n_rows = 0;
+  ef_model_desc *d = ef_xmalloc(sizeof *d);
   for (int i = 0; i < n_models && !rc; i++) {
+    ef_weights_info *w = ef_xmalloc(sizeof *w);
     ef_effnet_config cfg;
-    if ((rc = ef_model_args_config("bench", list[i], &m, &cfg)) != 0) break;
-    long fits = max_batch(&cfg, o.training, dev.activations, o.budget, dev.cuda);
+    fl.spec.name = list[i];
+    if (o.weights && (list[i] || ef_effnet_spec_shapes(&fl.spec))) {
+      fprintf(stderr, "effnet bench: --weights gives the model: drop the model names and --phi, --width, ...\n");
+      rc = 2;
+    } else if (o.weights && ef_weights_info_read(o.weights, w) != EF_OK) {
+      rc = ef_report("bench", 1);
+    } else if (o.weights) {
+      *d = w->desc;
+    } else if ((rc = ef_model_args_config("bench", &fl.spec, &cfg)) == 0) {
+      ef_model_desc_effnet(d, &cfg);
+    }
+    free(w);
+    long fits = rc ? 0 : max_batch(d, o.training, dev.activations, o.budget, dev.cuda);
     for (int k = 0; k < n_sizes && !rc; k++) {
       long batch = sizes[k] ? sizes[k] : fits;
       if (batch < 1) {
-        fprintf(stderr, "effnet bench: %s: not even one image fits %.0f MiB\n", cfg.name, o.budget / 1048576.0);
+        fprintf(stderr, "effnet bench: %s: not even one image fits %.0f MiB\n", d->cfg.name, o.budget / 1048576.0);
         rc = 1;
       } else {
-        rc = bench_one(&cfg, batch, fits, &o, &rows[n_rows++]);
+        rc = bench_one(d, batch, fits, &o, &rows[n_rows++]);
       }
     }
   }
-  if (!rc && !json && n_rows > 1) table_print(rows, n_rows, &o);
+  free(d);
+  if (!rc && !o.json && n_rows > 1) table_print(rows, n_rows, &o);
   if (data) ef_dataset_free(&ds);
   ef_device_close(&dev);
   return rc;

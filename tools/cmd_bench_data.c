@@ -16,21 +16,29 @@
 #include "tools/effnet.h"
 #include "tools/flags.h"
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet bench-data [flags]\n"
-          "\n"
-          "Times the data loader: images/s of read + decode + transform + batching.\n"
-          "\n"
-          "  --data DIR        an ImageFolder to read  [generated JPEGs in --cache]\n"
-          "  --cache DIR       where the generated JPEGs live  [/tmp/effnet-bench-jpegs]\n"
-          "  --images N        JPEGs to generate (500x375, quality 90, 8 classes)  [512]\n"
-          "  --transform T     eval, train, train-aa (AutoAugment), or all  [all]\n"
-          "  --threads N       loader threads  [1]\n"
-          "  --batch N         images per batch  [32]\n"
-          "  --size N          output resolution  [224]\n"
-          "  --exact           no DCT-domain downscaling (pixels equal torchvision's)\n");
-}
+typedef struct {
+  const char *data, *cache, *transform;
+  long images, threads, batch, size;
+  bool exact;
+} bench_data_opts;
+
+#define ROW(kind, name, field) name, kind, offsetof(bench_data_opts, field)
+static const ef_flag bench_data_flags[] = {
+    {ROW(EF_FLAG_STR, "--data", data), NULL, 0, 0, NULL, "DIR", "an ImageFolder to read  [generated JPEGs in --cache]",
+     false},
+    {ROW(EF_FLAG_STR, "--cache", cache), "/tmp/effnet-bench-jpegs", 0, 0, NULL, "DIR", "where the generated JPEGs live",
+     false},
+    {ROW(EF_FLAG_LONG, "--images", images), "512", 8, 1e7, NULL, "N", "JPEGs to generate (500x375, quality 90, 8 classes)",
+     false},
+    {ROW(EF_FLAG_STR, "--transform", transform), "all", 0, 0, "eval|train|train-aa|all", "T",
+     "eval, train, train-aa (AutoAugment), or all", false},
+    {ROW(EF_FLAG_LONG, "--threads", threads), "1", 0, 256, NULL, "N", "loader threads", false},
+    {ROW(EF_FLAG_LONG, "--batch", batch), "32", 1, 4096, NULL, "N", "images per batch", false},
+    {ROW(EF_FLAG_LONG, "--size", size), "224", 8, 2048, NULL, "N", "output resolution", false},
+    {ROW(EF_FLAG_BOOL, "--exact", exact), NULL, 0, 0, NULL, NULL, "no DCT-domain downscaling (pixels equal torchvision's)",
+     false},
+};
+#undef ROW
 
 // An ImageNet-like picture: smooth colour fields, a few discs and fine texture, so that JPEG
 // files have realistic sizes (tens of KB) and decoding does realistic work.
@@ -115,25 +123,20 @@ static ef_status time_transform(const ef_dataset *d, const char *name, long thre
 }
 
 int ef_cmd_bench_data(int argc, char **argv) {
-  const char *data = NULL, *cache = "/tmp/effnet-bench-jpegs", *transform = "all";
-  long images = 512, threads = 1, batch = 32, size = 224;
-  int exact = 0;
-  const ef_flag flags[] = {
-      {"--data", EF_FLAG_STR, &data},           {"--cache", EF_FLAG_STR, &cache},
-      {"--images", EF_FLAG_LONG, &images, 8, 1e7}, {"--transform", EF_FLAG_STR, &transform},
-      {"--threads", EF_FLAG_LONG, &threads, 0, 256}, {"--batch", EF_FLAG_LONG, &batch, 1, 4096},
-      {"--size", EF_FLAG_LONG, &size, 8, 2048}, {"--exact", EF_FLAG_BOOL, &exact},
-  };
-  int rc = ef_flags_parse("bench-data", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), NULL, 0, usage);
+  bench_data_opts o;
+  ef_flags f;
+  ef_flags_init(&f, "bench-data", "usage: effnet bench-data [flags]\n\nTimes the data loader: images/s of read + decode "
+                "+ transform + batching.\n\n", NULL);
+  ef_flags_add(&f, bench_data_flags, (int)(sizeof bench_data_flags / sizeof bench_data_flags[0]), &o);
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, NULL, 0);
   if (rc) return rc;
+  const char *data = o.data, *cache = o.cache, *transform = o.transform;
+  long images = o.images, threads = o.threads, batch = o.batch, size = o.size;
+  bool exact = o.exact;
   static const char *const all[] = {"eval", "train", "train-aa"};
   int first = 0, last = 2;
   if (strcmp(transform, "all")) {
-    for (first = 0; first < 3 && strcmp(transform, all[first]); first++) {}
-    if (first == 3) {
-      fprintf(stderr, "effnet bench-data: --transform must be eval, train, train-aa or all, not '%s'\n", transform);
-      return 2;
-    }
+    while (strcmp(transform, all[first])) first++; // the flag's choices: one of them
     last = first;
   }
   if (!data) {

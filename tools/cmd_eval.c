@@ -1,28 +1,39 @@
-// `effnet eval CHECKPOINT`: top-1, top-5 and loss of a checkpoint on a dataset's test (or train)
-// split, with the checkpoint's preprocessing and, by default, its EMA weights.
+// `effnet eval WEIGHTS`: top-1, top-5 and loss of any effnet weights file (an import or a training
+// checkpoint, by default its EMA weights) on a dataset's test (or train) split, through the
+// model's evaluation transform or the size, crop and interpolation given.
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/device.h"
 #include "tools/effnet.h"
-#include "tools/flags.h"
-#include "tools/model_graph.h"
+#include "tools/shared_flags.h"
+#include "train/checkpoint.h"
 
-static void eval_usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet eval CHECKPOINT [flags]\n"
-          "\n"
-          "Evaluates a checkpoint (a .h5 of effnet train) on a dataset: top-1, top-5, loss.\n"
-          "\n"
-          "  --data PATH          dataset as for effnet train  [the one the checkpoint trained on]\n"
-          "  --split S            test or train  [test]\n"
-          "  --select-classes L   these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [the checkpoint's]\n"
-          "  --no-ema             the raw weights, not the EMA (when the checkpoint has one)\n"
-          "  --batch N            images per step  [100]\n"
-          "  --threads N          CPU threads (0: one per core)  [0]\n"
-          "  --loader-threads N   [1]\n"
-          EF_DEVICE_USAGE);
-}
+typedef struct {
+  const char *data, *split, *classes, *interpolation;
+  bool ema;
+  long batch, loader_threads, image_size;
+  double crop_pct;
+  ef_device_spec dev;
+} eval_opts;
+
+#define ROW(kind, name, field) name, kind, offsetof(eval_opts, field)
+static const ef_flag eval_flags[] = {
+    {ROW(EF_FLAG_STR, "--data", data), NULL, 0, 0, NULL, "PATH",
+     "dataset as for effnet train; an ImageFolder's class folders in the\nmodel's class order  [a checkpoint's own, else "
+     "Fashion-MNIST]", false},
+    {ROW(EF_FLAG_STR, "--split", split), "test", 0, 0, "test|train", "S", "the dataset's split", false},
+    {ROW(EF_FLAG_STR, "--select-classes", classes), NULL, 0, 0, NULL, "L",
+     "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [a checkpoint's]", false},
+    {ROW(EF_FLAG_BOOL, "--ema", ema), "on", 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), "0", 0, 4096, NULL, "N", "input side (0: the model's)", false},
+    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), "0", 0, 1, NULL, "F",
+     "centre crop over the resized shorter side (0: the model's)", false},
+    {ROW(EF_FLAG_STR, "--interpolation", interpolation), NULL, 0, 0, "bilinear|bicubic", "I",
+     "resampling  [the model's]", false},
+    {ROW(EF_FLAG_LONG, "--batch", batch), "100", 1, 1 << 16, NULL, "N", "images per step", false},
+    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), "1", 0, 256, NULL, "N", "threads decoding ahead", false},
+};
+#undef ROW
 
 // The (last) value of `flag` in a checkpoint's arguments (one per line), or NULL.
 static const char *saved_flag(const char *args, const char *flag, char *buf, size_t len) {
@@ -40,60 +51,67 @@ static const char *saved_flag(const char *args, const char *flag, char *buf, siz
 }
 
 int ef_cmd_eval(int argc, char **argv) {
-  const char *path, *data = NULL, *split = "test", *classes = NULL, *device = "cpu", *precision = "f32";
-  long batch = 100, threads = 0, loader_threads = 1;
-  int no_ema = 0;
-  const ef_flag flags[] = {
-      {"--data", EF_FLAG_STR, &data},  {"--split", EF_FLAG_STR, &split}, {"--no-ema", EF_FLAG_BOOL, &no_ema},
-      {"--batch", EF_FLAG_LONG, &batch, 1, 1 << 16}, {"--threads", EF_FLAG_LONG, &threads, 0, 4096},
-      {"--loader-threads", EF_FLAG_LONG, &loader_threads, 0, 256}, {"--select-classes", EF_FLAG_STR, &classes},
-      {"--device", EF_FLAG_STR, &device}, {"--precision", EF_FLAG_STR, &precision},
-  };
-  int rc = ef_flags_parse("eval", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), &path, 1, eval_usage);
+  eval_opts o;
+  ef_flags f;
+  ef_flags_init(&f, "eval",
+                "usage: effnet eval WEIGHTS [flags]\n\nEvaluates a model on a dataset: top-1, top-5 and loss (mean "
+                "cross-entropy). WEIGHTS: any effnet\nweights file, from `effnet import` or a training checkpoint.\n\n",
+                NULL);
+  ef_flags_add(&f, eval_flags, (int)(sizeof eval_flags / sizeof eval_flags[0]), &o);
+  ef_flags_add(&f, ef_device_flags, EF_DEVICE_FLAGS, &o.dev);
+  const char *path;
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, &path, 1);
   if (rc) return rc;
   if (!path) {
-    fprintf(stderr, "effnet eval: which checkpoint? (effnet eval --help)\n");
-    return 2;
-  }
-  if (strcmp(split, "test") && strcmp(split, "train")) {
-    fprintf(stderr, "effnet eval: --split must be test or train, not '%s'\n", split);
+    fprintf(stderr, "effnet eval: which checkpoint? (or any effnet weights file: effnet eval --help)\n");
     return 2;
   }
   ef_device dev;
-  if ((rc = ef_device_open(&dev, "eval", device, precision, (int)threads)) != 0) return rc;
-  ef_store *store = NULL;
-  ef_model_graph m = {0};
-  ef_checkpoint_info info;
+  if ((rc = ef_device_args_open(&dev, "eval", &o.dev)) != 0) return rc;
+  ef_checkpoint_info *saved = ef_xcalloc(1, sizeof *saved);
+  ef_model m = {0};
   ef_dataset d = {0};
   ef_loader *l = NULL;
-  bool ema = false;
   char saved_data[4096], saved_classes[1024];
   ef_eval_result r;
-  ef_status st = ef_model_from_checkpoint(path, !no_ema, batch, dev.be, dev.activations, &store, &m, &info, &ema);
-  if (st == EF_OK && !data) data = saved_flag(info.args, "--data", saved_data, sizeof saved_data);
-  if (st == EF_OK && !classes) classes = saved_flag(info.args, "--select-classes", saved_classes, sizeof saved_classes);
-  if (st == EF_OK) st = ef_dataset_open(data ? data : EF_FASHION_MNIST_DIR, !strcmp(split, "train"), &d);
-  if (st == EF_OK && classes) st = ef_dataset_select(&d, classes, 0);
-  if (st == EF_OK && d.num_classes != info.num_classes)
-    st = EF_ERROR(EF_ERR_INVALID, "%s has %d classes but the checkpoint's model %d", d.source, d.num_classes, info.num_classes);
-  ef_loader_config lc = {.data = &d, .transform = info.eval, .batch = (int)batch, .as_float = true, .strict = true,
-                         .threads = (int)loader_threads};
+  ef_graph_opts go = {.batch = o.batch, .activations = dev.activations, .image_size = (int)o.image_size};
+  ef_status st = ef_model_open(&m, path, o.ema, &go, dev.be);
+  ef_transform tf = m.info.desc.eval;
+  if (st == EF_OK && m.info.checkpoint) { // a checkpoint's data and classes, unless given
+    st = ef_checkpoint_read_info(path, saved);
+    if (st == EF_OK && !o.data) o.data = saved_flag(saved->args, "--data", saved_data, sizeof saved_data);
+    if (st == EF_OK && !o.classes) o.classes = saved_flag(saved->args, "--select-classes", saved_classes, sizeof saved_classes);
+  }
+  if (o.image_size) tf.size = (int)o.image_size;
+  if (o.crop_pct > 0) tf.crop_pct = o.crop_pct;
+  if (o.interpolation) tf.interp = strcmp(o.interpolation, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
+  if (st == EF_OK) st = ef_transform_validate(&tf);
+  if (st == EF_OK) st = ef_dataset_open(o.data ? o.data : EF_FASHION_MNIST_DIR, !strcmp(o.split, "train"), &d);
+  if (st == EF_OK && o.classes) st = ef_dataset_select(&d, o.classes, 0);
+  if (st == EF_OK && d.num_classes != m.info.desc.num_classes)
+    st = EF_ERROR(EF_ERR_INVALID, "%s has %d classes but the model %d%s", d.source, d.num_classes, m.info.desc.num_classes,
+                  o.data ? "" : ": give --data");
+  if (st == EF_OK && d.pixels) tf.crop_pct = o.crop_pct > 0 ? o.crop_pct : 1; // small in-memory images: no centre crop
+  ef_loader_config lc = {.data = &d, .transform = tf, .batch = (int)o.batch, .as_float = true, .strict = true,
+                         .threads = (int)o.loader_threads};
   if (st == EF_OK) st = ef_loader_new(&l, &lc);
   double t0 = ef_seconds();
-  if (st == EF_OK) st = ef_model_evaluate(&m, l, &r);
+  if (st == EF_OK) st = ef_model_evaluate(&m.graph, l, &r);
   if (st == EF_OK) {
-    char where[512];
-    printf("%s (%s weights, step %lld) on %s [%s], %lld images: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%.1f s, %s)\n", path,
-           ema ? "EMA" : "raw", (long long)info.step, d.source, split, (long long)r.images, 100 * r.top1, 100 * r.top5, r.loss,
-           ef_seconds() - t0, ef_device_describe(&dev, where, sizeof where));
+    char where[512], tdesc[256];
+    ef_transform_describe(&tf, tdesc, sizeof tdesc);
+    printf("%s (%s weights", path, m.used_ema ? "EMA" : m.info.checkpoint ? "raw" : "imported");
+    if (m.info.checkpoint) printf(", step %lld", (long long)saved->step);
+    printf(") on %s [%s], %lld images: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%.1f s, %s)\n  input: %s\n", d.source,
+           o.split, (long long)r.images, 100 * r.top1, 100 * r.top5, r.loss, ef_seconds() - t0,
+           ef_device_describe(&dev, where, sizeof where), tdesc);
   } else {
-    fprintf(stderr, "effnet eval: %s\n", ef_last_error());
-    rc = 1;
+    rc = ef_report("eval", 1);
   }
   ef_loader_free(l);
   ef_dataset_free(&d);
-  ef_model_graph_free(&m);
-  ef_store_free(store);
+  ef_model_close(&m);
+  free(saved);
   ef_device_close(&dev);
   return rc;
 }

@@ -8,22 +8,21 @@
 #include <unistd.h>
 
 #include "core/cpu/cpu.h"
-#include "models/weights.h"
 #include "tools/effnet.h"
 #include "tools/flags.h"
+#include "train/model.h"
 
-static void export_usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n"
-          "\n"
-          "Writes an effnet weights file or training checkpoint as a state_dict of torchvision's or timm's\n"
-          "efficientnet_bX (strict=True loads it): OUT.pth with torch.save, or OUT.h5 with one dataset per\n"
-          "name ({k: torch.as_tensor(v[()]) for k, v in h5py.File(OUT).items()}). Prints how to load it.\n"
-          "Needs /usr/bin/python3 with h5py, and torch for .pth (Debian: python3-h5py python3-torch).\n"
-          "\n"
-          "  --to NAMES            torchvision (features.*, classifier.1.*) or timm (as effnet stores them)\n"
-          "  --ema                 the checkpoint's EMA weights instead of its raw ones\n");
-}
+typedef struct {
+  const char *to;
+  bool ema;
+} export_opts;
+
+static const ef_flag export_flags[] = {
+    {"--to", EF_FLAG_STR, offsetof(export_opts, to), NULL, 0, 0, NULL, "NAMES",
+     "torchvision (features.*, classifier.1.*) or timm (as effnet stores them)", false},
+    {"--ema", EF_FLAG_BOOL, offsetof(export_opts, ema), NULL, 0, 0, NULL, NULL,
+     "a checkpoint's EMA weights instead of its raw ones", false},
+};
 
 static bool ends_with(const char *s, const char *end) {
   size_t n = strlen(s), m = strlen(end);
@@ -40,40 +39,25 @@ static const char *preset_of(const ef_effnet_config *cfg) {
   return NULL;
 }
 
-// Checks what IN is against what was asked; fills cfg, and headless when IN was imported without
-// a classifier. Prints the problem and returns 1, or 0.
-static int check_input(const char *in, bool ema, ef_effnet_config *cfg, bool *headless) {
-  char arch[16] = "", classifier[16] = "";
-  ef_attr attrs[3] = {{.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true}, // checkpoints only
-                      {.name = "arch", .kind = EF_ATTR_STRING, .s = arch, .cap = sizeof arch, .optional = true},
-                      {.name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier, .optional = true}};
-  if (ef_weights_read_attrs(in, attrs, 3) != EF_OK) {
-    fprintf(stderr, "effnet export: %s\n", ef_last_error());
-    return 1;
-  }
-  bool checkpoint = attrs[0].found;
-  *headless = !strcmp(classifier, "absent");
-  if (!strcmp(arch, "tiny")) {
+// Checks what IN is against what was asked. Prints the problem and returns 1, or 0.
+static int check_input(const char *in, bool ema, const ef_weights_info *w) {
+  if (!strcmp(w->desc.arch, "tiny")) {
     fprintf(stderr, "effnet export: %s is a checkpoint of the tiny net; torchvision and timm build EfficientNets only\n", in);
     return 1;
   }
-  if (ef_weights_read_config(in, cfg) != EF_OK) {
-    fprintf(stderr, "effnet export: %s\n", ef_last_error());
-    return 1;
-  }
-  if (ema && !checkpoint) {
+  if (ema && !w->checkpoint) {
     fprintf(stderr, "effnet export: %s is a weights file, not a training checkpoint: it holds no EMA (drop --ema)\n", in);
     return 1;
   }
-  if (ema && attrs[0].i < 0) {
+  if (ema && !w->has_ema) {
     fprintf(stderr, "effnet export: %s was trained without an EMA (--ema 0): drop --ema\n", in);
     return 1;
   }
-  if (!preset_of(cfg)) {
+  if (!preset_of(&w->desc.cfg)) {
     fprintf(stderr,
             "effnet export: %s holds a custom EfficientNet (width %g, depth %g) that torchvision's and timm's\n"
             "efficientnet_b0 ... b7 do not build; its /model group already holds timm's names in PyTorch's layout\n",
-            in, cfg->width, cfg->depth);
+            in, w->desc.cfg.width, w->desc.cfg.depth);
     return 1;
   }
   return 0;
@@ -104,12 +88,20 @@ static void print_loading(const char *to, const char *in, const char *out, const
 }
 
 int ef_cmd_export(int argc, char **argv) {
-  const char *to = NULL, *paths[2];
-  int ema = 0;
-  const ef_flag flags[] = {{"--to", EF_FLAG_STR, &to}, {"--ema", EF_FLAG_BOOL, &ema}};
-  int rc = ef_flags_parse("export", argc, argv, flags, 2, paths, 2, export_usage);
+  export_opts o;
+  ef_flags f;
+  ef_flags_init(&f, "export",
+                "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n\nWrites an effnet weights file "
+                "or training checkpoint as a state_dict of torchvision's or timm's\nefficientnet_bX (strict=True loads "
+                "it): OUT.pth with torch.save, or OUT.h5 with one dataset per\nname ({k: torch.as_tensor(v[()]) for k, v "
+                "in h5py.File(OUT).items()}). Prints how to load it.\nNeeds /usr/bin/python3 with h5py, and torch for "
+                ".pth (Debian: python3-h5py python3-torch).\n\n",
+                NULL);
+  ef_flags_add(&f, export_flags, (int)(sizeof export_flags / sizeof export_flags[0]), &o);
+  const char *paths[2];
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, paths, 2);
   if (rc) return rc;
-  if (!to || (strcmp(to, "torchvision") && strcmp(to, "timm")) || !paths[1]) {
+  if (!o.to || (strcmp(o.to, "torchvision") && strcmp(o.to, "timm")) || !paths[1]) {
     fprintf(stderr, "effnet export: needs --to torchvision|timm, an input .h5 and an output .pth or .h5 (see --help)\n");
     return 2;
   }
@@ -117,31 +109,34 @@ int ef_cmd_export(int argc, char **argv) {
     fprintf(stderr, "effnet export: %s: the output must end in .pth (torch.save) or .h5 (one dataset per name)\n", paths[1]);
     return 2;
   }
-  ef_effnet_config cfg;
-  bool headless;
-  if (check_input(paths[0], ema, &cfg, &headless)) return 1;
-
+  ef_weights_info w;
+  if (ef_weights_info_read(paths[0], &w) != EF_OK) {
+    fprintf(stderr, "effnet export: %s\n", ef_last_error());
+    return 1;
+  }
+  if (check_input(paths[0], o.ema, &w)) return 1;
+  // The model's store, filled from the file (every tensor checked), written as plain weights.
   ef_store *store = ef_store_new();
-  ef_graph *g = ef_graph_new(store, 0); // built only to register the model's parameters
-  ef_effnet_build(&cfg, g, ef_input(g, "images", EF_F32, 4, (int64_t[]){1, 32, 32, cfg.in_channels}), false, NULL, NULL);
+  ef_model_graph g;
+  ef_model_graph_new(&g, store, &w.desc, &(ef_graph_opts){.batch = 1, .image_size = 32});
   ef_backend *be = ef_cpu_backend_new(1);
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.export.%ld.h5", paths[1], (long)getpid());
+  const ef_effnet_config *cfg = &w.desc.cfg;
   rc = 1;
-  if (!be || ef_store_bind(store, be) != EF_OK ||
-      ef_weights_load_sets(paths[0], store, &(ef_tensor_set){ema ? "ema" : "model", NULL, NULL, NULL}, 1) != EF_OK ||
-      ef_weights_save(tmp, store, &cfg) != EF_OK) {
+  if (!be || ef_store_bind(store, be) != EF_OK || ef_model_load_weights(paths[0], &w, o.ema, NULL, store) != EF_OK ||
+      ef_weights_save(tmp, store, cfg) != EF_OK) {
     fprintf(stderr, "effnet export: %s\n", ef_last_error());
-  } else if (ef_run_converter("--to", to, tmp, paths[1]) != 0) {
+  } else if (ef_run_converter("--to", o.to, tmp, paths[1], NULL) != 0) {
     fprintf(stderr, "effnet export: writing %s failed (see above)\n", paths[1]);
   } else {
-    printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg.name, ema ? "ema" : "model",
-           store->numel[0], paths[0], paths[1], to);
-    print_loading(to, paths[0], paths[1], &cfg, headless);
+    printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg->name, o.ema ? "ema" : "model",
+           store->numel[0], paths[0], paths[1], o.to);
+    print_loading(o.to, paths[0], paths[1], cfg, w.headless);
     rc = 0;
   }
   unlink(tmp);
-  ef_graph_free(g);
+  ef_model_graph_free(&g);
   ef_store_free(store);
   ef_backend_free(be);
   return rc;

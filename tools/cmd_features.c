@@ -4,38 +4,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cpu/cpu.h"
-#include "core/plan.h"
-#include "data/loader.h"
 #include "models/weights.h"
 #include "tools/effnet.h"
-#include "tools/flags.h"
-#include "train/finetune.h"
-
-static void features_usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet features WEIGHTS --out FILE.h5 [flags]\n"
-          "\n"
-          "Writes the pooled features (the input of the classifier) of a dataset's images through a\n"
-          "model: a weights file (effnet import) or a checkpoint (its EMA when it has one). HDF5:\n"
-          "/<split>/features (N, C) and /<split>/labels (N), for linear probes.\n"
-          "\n"
-          "  --out FILE            the HDF5 file to write (atomically)\n"
-          "  --data PATH           dataset as for effnet train  [" EF_FASHION_MNIST_DIR "]\n"
-          "  --split S             train, test or both  [both]\n"
-          "  --select-classes L    these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)\n"
-          "  --limit N             the first N images of each split (0: all)  [0]\n"
-          "  --image-size N        input side (0: the model's resolution)  [0]\n"
-          "  --batch N             images per step  [100]\n"
-          "  --threads N           CPU threads (0: one per core)  [0]\n"
-          "  --loader-threads N    [1]\n");
-}
+#include "tools/shared_flags.h"
+#include "train/model.h"
 
 typedef struct {
-  const char *data, *classes;
-  long limit, batch, loader_threads;
+  const char *out, *data, *split, *classes;
+  long limit, batch, loader_threads, image_size;
+  ef_device_spec dev;
   ef_transform tf;
 } features_opts;
+
+#define ROW(kind, name, field) name, kind, offsetof(features_opts, field)
+static const ef_flag features_flags[] = {
+    {ROW(EF_FLAG_STR, "--out", out), NULL, 0, 0, NULL, "FILE", "the HDF5 file to write (atomically)", false},
+    {ROW(EF_FLAG_STR, "--data", data), EF_FASHION_MNIST_DIR, 0, 0, NULL, "PATH", "dataset as for effnet train", false},
+    {ROW(EF_FLAG_STR, "--split", split), "both", 0, 0, "train|test|both", "S", "the splits to write", false},
+    {ROW(EF_FLAG_STR, "--select-classes", classes), NULL, 0, 0, NULL, "L",
+     "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)", false},
+    {ROW(EF_FLAG_LONG, "--limit", limit), "0", 0, 1e12, NULL, "N", "the first N images of each split (0: all)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), "0", 0, 4096, NULL, "N", "input side (0: the model's)", false},
+    {ROW(EF_FLAG_LONG, "--batch", batch), "100", 1, 1 << 16, NULL, "N", "images per step", false},
+    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), "1", 0, 256, NULL, "N", "threads decoding ahead", false},
+};
+#undef ROW
 
 // The features and labels of one split, through the plan: *x (n, C) and *y (n), malloc'ed.
 static ef_status split_features(const features_opts *o, bool train, ef_plan *p, const ef_tensor *images,
@@ -75,51 +68,44 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
 }
 
 int ef_cmd_features(int argc, char **argv) {
-  const char *path = NULL, *out = NULL, *split = "both";
-  features_opts o = {.data = EF_FASHION_MNIST_DIR, .batch = 100, .loader_threads = 1};
-  long size = 0, threads = 0;
-  const ef_flag flags[] = {
-      {"--out", EF_FLAG_STR, &out},         {"--data", EF_FLAG_STR, &o.data},
-      {"--split", EF_FLAG_STR, &split},     {"--select-classes", EF_FLAG_STR, &o.classes},
-      {"--limit", EF_FLAG_LONG, &o.limit, 0, 1e12}, {"--image-size", EF_FLAG_LONG, &size, 0, 4096},
-      {"--batch", EF_FLAG_LONG, &o.batch, 1, 1 << 16}, {"--threads", EF_FLAG_LONG, &threads, 0, 4096},
-      {"--loader-threads", EF_FLAG_LONG, &o.loader_threads, 0, 256},
-  };
-  int rc = ef_flags_parse("features", argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), &path, 1, features_usage);
+  features_opts o;
+  ef_flags f;
+  ef_flags_init(&f, "features",
+                "usage: effnet features WEIGHTS --out FILE.h5 [flags]\n\nWrites the pooled features (the input of the "
+                "classifier) of a dataset's images through a\nmodel: any effnet weights file (effnet import) or a "
+                "checkpoint (its EMA when it has one). HDF5:\n/<split>/features (N, C) and /<split>/labels (N), for "
+                "linear probes.\n\n",
+                NULL);
+  ef_flags_add(&f, features_flags, (int)(sizeof features_flags / sizeof features_flags[0]), &o);
+  ef_flags_add(&f, ef_device_flags, EF_DEVICE_FLAGS, &o.dev);
+  const char *path;
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, &path, 1);
   if (rc) return rc;
-  bool splits[2] = {!strcmp(split, "test") || !strcmp(split, "both"), !strcmp(split, "train") || !strcmp(split, "both")};
-  if (!path || !out || !(splits[0] || splits[1])) {
+  bool splits[2] = {strcmp(o.split, "train") != 0, strcmp(o.split, "test") != 0};
+  if (!path || !o.out) {
     fprintf(stderr, "effnet features: needs WEIGHTS, --out FILE.h5 and --split train|test|both (see --help)\n");
     return 2;
   }
-  ef_pretrained pre;
-  if (ef_pretrained_read(path, &pre) != EF_OK) {
-    fprintf(stderr, "effnet features: %s\n", ef_last_error());
-    return 1;
-  }
-  ef_effnet_config cfg = pre.cfg;
-  if (size) cfg.resolution = (int)size;
-  o.tf = ef_transform_defaults(false, cfg.resolution, cfg.in_channels);
-  if (pre.recorded_norm) memcpy(o.tf.mean, pre.mean, sizeof pre.mean), memcpy(o.tf.std, pre.std, sizeof pre.std);
-  // The model for a batch: the features kept, the classifier never computed.
-  ef_store *s = ef_store_new();
-  ef_graph *g = ef_graph_new(s, 1);
-  ef_tensor *images = ef_input(g, "images", EF_F32, 4, (int64_t[]){o.batch, cfg.resolution, cfg.resolution, cfg.in_channels});
-  ef_layer_ctx ctx;
-  ef_effnet_build(&cfg, g, images, false, NULL, &ctx);
-  ef_graph_keep(g, ctx.features);
-  ef_backend *be = ef_cpu_backend_new((int)threads);
-  ef_plan *p = NULL;
-  ef_status st = be ? ef_store_bind(s, be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
-  if (st == EF_OK) st = ef_plan_new(&p, g, be, NULL);
-  if (st == EF_OK) ef_store_initialize(s, 1), st = ef_pretrained_load(path, &pre, s);
+  ef_device dev;
+  if ((rc = ef_device_args_open(&dev, "features", &o.dev)) != 0) return rc;
+  // The model for a batch: the features kept beside the logits.
+  ef_model m;
+  ef_graph_opts go = {.batch = o.batch, .activations = dev.activations, .image_size = (int)o.image_size, .features = true};
+  ef_status st = ef_model_open(&m, path, true, &go, dev.be);
+  const ef_model_desc *d = &m.info.desc;
+  o.tf = d->eval;
+  if (o.image_size) o.tf.size = (int)o.image_size;
+  ef_plan *p = m.graph.plan;
+  ef_tensor *images = m.graph.images, *feats = m.graph.features;
   static const char *const names[2] = {"test", "train"};
   float *x[2] = {NULL, NULL};
   int32_t *y[2] = {NULL, NULL};
-  int64_t n[2] = {0, 0}, c = ctx.features->shape[1];
+  int64_t n[2] = {0, 0}, c = st == EF_OK ? feats->shape[1] : 0;
+  char model[16];
+  snprintf(model, sizeof model, "%s", strcmp(d->arch, "tiny") ? d->cfg.name : "tiny");
   double t0 = ef_seconds();
   for (int k = 0; k < 2 && st == EF_OK; k++)
-    if (splits[k]) st = split_features(&o, k == 1, p, images, ctx.features, &x[k], &y[k], &n[k]);
+    if (splits[k]) st = split_features(&o, k == 1, p, images, feats, &x[k], &y[k], &n[k]);
   if (st == EF_OK) {
     char feat_name[2][32], label_name[2][32], mean[64], std[64];
     ef_h5_array arrays[4];
@@ -133,29 +119,26 @@ int ef_cmd_features(int argc, char **argv) {
     }
     snprintf(mean, sizeof mean, "%.9g,%.9g,%.9g", o.tf.mean[0], o.tf.mean[1], o.tf.mean[2]);
     snprintf(std, sizeof std, "%.9g,%.9g,%.9g", o.tf.std[0], o.tf.std[1], o.tf.std[2]);
-    ef_attr attrs[] = {{.name = "model", .kind = EF_ATTR_STRING, .s = cfg.name},
+    ef_attr attrs[] = {{.name = "model", .kind = EF_ATTR_STRING, .s = model},
                        {.name = "weights", .kind = EF_ATTR_STRING, .s = (char *)path},
                        {.name = "data", .kind = EF_ATTR_STRING, .s = (char *)o.data},
-                       {.name = "image_size", .kind = EF_ATTR_INT, .i = cfg.resolution},
+                       {.name = "image_size", .kind = EF_ATTR_INT, .i = o.tf.size},
                        {.name = "mean", .kind = EF_ATTR_STRING, .s = mean},
                        {.name = "std", .kind = EF_ATTR_STRING, .s = std}};
-    st = ef_h5_save_arrays(out, arrays, na, attrs, (int)(sizeof attrs / sizeof attrs[0]));
+    st = ef_h5_save_arrays(o.out, arrays, na, attrs, (int)(sizeof attrs / sizeof attrs[0]));
   }
   if (st == EF_OK) {
-    printf("effnet features: %s from %s%s at %dx%d: ", cfg.name, path, pre.ema ? " (EMA weights)" : "", cfg.resolution,
-           cfg.resolution);
+    printf("effnet features: %s from %s%s at %dx%d: ", model, path, m.used_ema ? " (EMA weights)" : "", o.tf.size,
+           o.tf.size);
     for (int k = 0; k < 2; k++)
       if (splits[k]) printf("%s %lld x %lld, ", names[k], (long long)n[k], (long long)c);
-    printf("in %s (%.1f s)\n", out, ef_seconds() - t0);
-    if (!pre.recorded_norm) printf("  note: %s records no normalization; ImageNet's mean and std were used\n", path);
+    printf("in %s (%.1f s)\n", o.out, ef_seconds() - t0);
+    if (!m.info.recorded_norm) printf("  note: %s records no normalization; ImageNet's mean and std were used\n", path);
   } else {
-    fprintf(stderr, "effnet features: %s\n", ef_last_error());
-    rc = 1;
+    rc = ef_report("features", 1);
   }
   for (int k = 0; k < 2; k++) free(x[k]), free(y[k]);
-  ef_plan_free(p);
-  ef_graph_free(g);
-  ef_store_free(s);
-  ef_backend_free(be);
+  ef_model_close(&m);
+  ef_device_close(&dev);
   return rc;
 }

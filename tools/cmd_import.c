@@ -13,40 +13,51 @@
 #include "core/cpu/cpu.h"
 #include "models/weights.h"
 #include "tools/effnet.h"
-#include "tools/model_args.h"
+#include "tools/shared_flags.h"
+#include "train/model.h"
 
 #ifndef EFFNET_TOOLS_DIR
 #define EFFNET_TOOLS_DIR "tools"
 #endif
 
-static void import_usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet import --from torchvision|timm|keras --model MODEL [flags] IN OUT.h5\n"
-          "\n"
-          "Converts an EfficientNet's weights into effnet's HDF5, checking every tensor against the model:\n"
-          "a PyTorch state_dict (.pth) of torchvision or timm, or a Keras EfficientNetBx weights file (.h5 of\n"
-          "Keras 2's save_weights or Keras 3's legacy format, or Keras 3's .weights.h5). torchvision's b5-b7\n"
-          "record BN eps 1e-3 and momentum 0.01 (as torchvision builds them); timm's tf_efficientnet_b*\n"
-          "need --padding same --bn-eps 1e-3; Keras's models record padding same, BN eps 1e-3 and momentum\n"
-          "0.01 unless the flags say otherwise. The file records the normalization the weights expect\n"
-          "(attributes mean and std: ImageNet's for PyTorch, Keras's Normalization layer for Keras).\n"
-          "Needs /usr/bin/python3 with h5py and numpy, and torch for .pth (Debian: python3-h5py python3-torch).\n"
-          "\n"
-          "  --from SOURCE         torchvision, timm or keras\n"
-          "  --model MODEL         b0 ... b7 (or --phi F)\n"
-          "  --no-classifier       accept a file without the classifier (Keras's _notop files): it keeps\n"
-          "                        its initialization (seed 0) and the file records classifier = absent\n"
-          "                        (a file with a classifier imports it as usual)\n");
-  ef_model_args_usage(f);
-}
+typedef struct {
+  const char *source, *model;
+  bool no_classifier;
+  ef_effnet_spec spec;
+} import_opts;
 
-int ef_run_converter(const char *direction, const char *value, const char *in, const char *out) {
+static const ef_flag import_flags[] = {
+    {"--from", EF_FLAG_STR, offsetof(import_opts, source), NULL, 0, 0, "torchvision|timm|keras", "SOURCE",
+     "whose file: a torchvision or timm state_dict, or Keras's weights", false},
+    {"--model", EF_FLAG_STR, offsetof(import_opts, model), NULL, 0, 0, NULL, "MODEL", "b0 ... b7 (or --phi F)", false},
+    {"--no-classifier", EF_FLAG_BOOL, offsetof(import_opts, no_classifier), NULL, 0, 0, NULL, NULL,
+     "accept a file without the classifier (Keras's _notop files): it keeps\nits initialization (seed 0) and the file "
+     "records classifier = absent\n(a file with a classifier imports it as usual)", false},
+};
+
+static const char *const usage_head =
+    "usage: effnet import --from torchvision|timm|keras --model MODEL [flags] IN OUT.h5\n"
+    "\n"
+    "Converts an EfficientNet's weights into effnet's HDF5, checking every tensor against the model:\n"
+    "a PyTorch state_dict (.pth) of torchvision or timm, or a Keras EfficientNetBx weights file (.h5 of\n"
+    "Keras 2's save_weights or Keras 3's legacy format, or Keras 3's .weights.h5). torchvision's b5-b7\n"
+    "record BN eps 1e-3 and momentum 0.01 (as torchvision builds them); timm's tf_efficientnet_b*\n"
+    "need --padding same --bn-eps 1e-3; Keras's models record padding same, BN eps 1e-3 and momentum\n"
+    "0.01 unless the flags say otherwise. The file is a model like any other effnet weights file: it\n"
+    "records the normalization the weights expect (ImageNet's for PyTorch, Keras's Normalization layer\n"
+    "for Keras), the evaluation transform (torchvision's own for its presets) and, for 1000 classes, the\n"
+    "ImageNet class names, so that predict, eval and features take it as it is.\n"
+    "Needs /usr/bin/python3 with h5py and numpy, and torch for .pth (Debian: python3-h5py python3-torch).\n"
+    "\n";
+
+int ef_run_converter(const char *direction, const char *value, const char *in, const char *out, const char *model) {
   const char *dir = getenv("EFFNET_TOOLS_DIR") ? getenv("EFFNET_TOOLS_DIR") : EFFNET_TOOLS_DIR;
   char script[4096];
   snprintf(script, sizeof script, "%s/convert_weights.py", dir);
   pid_t pid = fork();
   if (pid == 0) {
-    execl("/usr/bin/python3", "python3", script, direction, value, in, out, (char *)NULL);
+    if (model) execl("/usr/bin/python3", "python3", script, direction, value, in, out, "--model", model, (char *)NULL);
+    else execl("/usr/bin/python3", "python3", script, direction, value, in, out, (char *)NULL);
     perror("effnet: cannot run /usr/bin/python3 (install python3-h5py, and python3-torch for .pth files)");
     _exit(127);
   }
@@ -56,52 +67,72 @@ int ef_run_converter(const char *direction, const char *value, const char *in, c
 }
 
 int ef_cmd_import(int argc, char **argv) {
-  ef_model_args m;
-  const char *source = NULL, *model = NULL, *paths[2];
-  int no_classifier = 0;
-  ef_flag flags[EF_MODEL_FLAGS + 3] = {{"--from", EF_FLAG_STR, &source}, {"--model", EF_FLAG_STR, &model},
-                                       {"--no-classifier", EF_FLAG_BOOL, &no_classifier}};
-  ef_model_args_init(&m, flags + 3);
+  import_opts o = {.spec = ef_effnet_spec_none()};
+  ef_flags f;
+  ef_flags_init(&f, "import", usage_head, NULL);
+  ef_flags_add(&f, import_flags, (int)(sizeof import_flags / sizeof import_flags[0]), &o);
+  ef_flags_add(&f, ef_model_flags, EF_MODEL_FLAGS, &o.spec);
+  const char *paths[2];
   ef_effnet_config cfg;
-  int rc = ef_flags_parse("import", argc, argv, flags, EF_MODEL_FLAGS + 3, paths, 2, import_usage);
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, paths, 2);
   if (rc) return rc;
-  if (!source || (strcmp(source, "torchvision") && strcmp(source, "timm") && strcmp(source, "keras")) || !paths[1]) {
+  if (!o.source || !paths[1]) {
     fprintf(stderr, "effnet import: needs --from torchvision|timm|keras, an input file and an output .h5 (see --help)\n");
     return 2;
   }
-  if ((rc = ef_model_args_config("import", model, &m, &cfg))) return rc;
+  o.spec.name = o.model;
+  if ((rc = ef_model_args_config("import", &o.spec, &cfg))) return rc;
   // torchvision builds b5-b7 with BatchNorm2d(eps=0.001, momentum=0.01), b0-b4 with the defaults
   // (decided by the preset asked for: overrides rename the configuration "b5-custom"). Keras
   // builds every model TF's way: "same" padding, BatchNormalization(epsilon=1e-3, momentum=0.99).
+  const char *source = o.source, *model = o.model;
   bool keras = !strcmp(source, "keras");
   bool tf_bn = keras || (!strcmp(source, "torchvision") && model &&
                          (!strcasecmp(model, "b5") || !strcasecmp(model, "b6") || !strcasecmp(model, "b7")));
-  if (tf_bn && isnan(m.bn_eps)) cfg.bn_eps = 1e-3f;
-  if (tf_bn && isnan(m.bn_momentum)) cfg.bn_momentum = 0.01f;
-  if (keras && !m.padding) cfg.padding = EF_PAD_SAME;
+  if (tf_bn && isnan(o.spec.bn_eps)) cfg.bn_eps = 1e-3f;
+  if (tf_bn && isnan(o.spec.bn_momentum)) cfg.bn_momentum = 0.01f;
+  if (keras && !o.spec.padding) cfg.padding = EF_PAD_SAME;
 
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.convert.%ld.h5", paths[1], (long)getpid());
-  if (ef_run_converter("--from", source, paths[0], tmp) != 0) {
+  if (ef_run_converter("--from", source, paths[0], tmp, model) != 0) {
     unlink(tmp);
     fprintf(stderr, "effnet import: converting %s failed (see above)\n", paths[0]);
     return 1;
   }
-  // What the converter found: its root attributes, passed on to the saved file.
-  char mean[64], std[64], src[16], classifier[16];
-  ef_attr attrs[4] = {{.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean},
+  // What the converter found: the normalization, the source, whether the classifier came, and
+  // where it knows them, the class names and the evaluation transform.
+  ef_model_desc *d = ef_xmalloc(sizeof *d);
+  ef_model_desc_effnet(d, &cfg);
+  char mean[64], std[64], src[16], classifier[16], interp[16] = "";
+  ef_attr attrs[8] = {{.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean},
                       {.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std},
                       {.name = "source", .kind = EF_ATTR_STRING, .s = src, .cap = sizeof src},
-                      {.name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier}};
+                      {.name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier},
+                      {.name = "class_names", .kind = EF_ATTR_STRING, .s = d->class_names, .cap = sizeof d->class_names,
+                       .optional = true},
+                      {.name = "crop_pct", .kind = EF_ATTR_DOUBLE, .optional = true},
+                      {.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp, .optional = true},
+                      {.name = "image_size", .kind = EF_ATTR_INT, .optional = true}};
   ef_store *store = ef_store_new();
-  ef_graph *g = ef_graph_new(store, 0); // built only to register the model's parameters
-  ef_effnet_build(&cfg, g, ef_input(g, "images", EF_F32, 4, (int64_t[]){1, 32, 32, cfg.in_channels}), false, NULL, NULL);
+  ef_model_graph g;
+  ef_model_graph_new(&g, store, d, &(ef_graph_opts){.batch = 1, .image_size = 32}); // registers the parameters
   ef_backend *be = ef_cpu_backend_new(1);
   rc = 1;
-  bool found = ef_weights_read_attrs(tmp, attrs, 4) == EF_OK, headless = found && !strcmp(classifier, "absent");
-  if (!found) {
+  ef_status st = ef_weights_read_attrs(tmp, attrs, 8);
+  if (st == EF_OK && attrs[7].found && (attrs[7].i < 1 || attrs[7].i > 8192))
+    st = EF_ERROR(EF_ERR_FORMAT, "%s: image_size %lld", tmp, (long long)attrs[7].i);
+  if (st == EF_OK) {
+    if (attrs[7].found) d->eval.size = (int)attrs[7].i;
+    if (attrs[5].found) d->eval.crop_pct = attrs[5].d;
+    if (attrs[6].found) d->eval.interp = strcmp(interp, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
+    st = ef_model_desc_set_norm(d, mean, std, tmp);
+  }
+  if (st == EF_OK) st = ef_model_desc_validate(d, tmp);
+  bool headless = st == EF_OK && !strcmp(classifier, "absent");
+  if (st != EF_OK) {
     fprintf(stderr, "effnet import: %s (is tools/convert_weights.py from this effnet?)\n", ef_last_error());
-  } else if (headless && !no_classifier) {
+  } else if (headless && !o.no_classifier) {
     fprintf(stderr,
             "effnet import: %s has no classifier (a Keras _notop file, or a state_dict without classifier.*); give\n"
             "--no-classifier to import the rest and leave the classifier at its initialization\n",
@@ -114,18 +145,22 @@ int ef_cmd_import(int argc, char **argv) {
     if (ef_weights_load_sets(tmp, store, &set, 1) != EF_OK) {
       fprintf(stderr, "effnet import: %s\n(that file was converted from %s: is it a %s %s%s?)\n", ef_last_error(), paths[0],
               source, cfg.name, keras ? " weights file" : " state_dict");
-    } else if (ef_weights_save_sets(paths[1], store, &cfg, &(ef_tensor_set){"model", NULL, NULL, NULL}, 1, attrs, 4) != EF_OK) {
+    } else if (ef_model_save(paths[1], store, d, attrs + 2, 2) != EF_OK) {
       fprintf(stderr, "effnet import: %s\n", ef_last_error());
     } else {
+      char tdesc[256];
+      ef_transform_describe(&d->eval, tdesc, sizeof tdesc);
       printf("effnet import: %s %s (%zu parameters, %d tensors) from %s to %s; padding %s, BN eps %g momentum %g; "
-             "mean %s, std %s%s\n",
+             "mean %s, std %s%s\n  evaluation: %s; %s\n",
              source, cfg.name, store->numel[0], store->n, paths[0], paths[1], cfg.padding == EF_PAD_SAME ? "same" : "symmetric",
-             cfg.bn_eps, cfg.bn_momentum, mean, std, headless ? "; no classifier: initialized (seed 0)" : "");
+             cfg.bn_eps, cfg.bn_momentum, mean, std, headless ? "; no classifier: initialized (seed 0)" : "", tdesc,
+             d->class_names[0] ? "class names recorded" : "no class names (predict prints class numbers)");
       rc = 0;
     }
   }
+  free(d);
   unlink(tmp);
-  ef_graph_free(g);
+  ef_model_graph_free(&g);
   ef_store_free(store);
   ef_backend_free(be);
   return rc;

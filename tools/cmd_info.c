@@ -7,22 +7,20 @@
 #include <string.h>
 
 #include "core/plan.h"
-#include "core/store.h"
-#include "models/efficientnet.h"
 #include "tools/effnet.h"
-#include "tools/model_args.h"
+#include "tools/shared_flags.h"
+#include "train/model.h"
 
-static void info_usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet info MODEL [flags]     (MODEL: b0 ... b7; or --phi F without MODEL)\n"
-          "\n"
-          "Prints a model's architecture (the paper's Table 1), parameters, multiply-adds and planned\n"
-          "activation memory per image.\n"
-          "\n"
-          "  --layers              one line per block: output shape, parameters, multiply-adds\n"
-          "  --json                machine-readable output\n");
-  ef_model_args_usage(f);
-}
+typedef struct {
+  bool layers, json;
+  ef_effnet_spec spec;
+} info_opts;
+
+static const ef_flag info_flags[] = {
+    {"--layers", EF_FLAG_BOOL, offsetof(info_opts, layers), NULL, 0, 0, NULL, NULL,
+     "one line per block: output shape, parameters, multiply-adds", false},
+    {"--json", EF_FLAG_BOOL, offsetof(info_opts, json), NULL, 0, 0, NULL, NULL, "machine-readable output", false},
+};
 
 typedef struct {
   int64_t params, macs;
@@ -31,22 +29,15 @@ typedef struct {
 
 // Builds the graph of one image (training: forward, loss and backward; inference: forward) and
 // plans its memory; counts parameters and multiply-adds from the inference graph.
-static void measure(const ef_effnet_config *cfg, bool training, FILE *summary, model_costs *out) {
+static void measure(const ef_model_desc *d, bool training, FILE *summary, model_costs *out) {
   ef_store *s = ef_store_new();
-  ef_graph *g = ef_graph_new(s, 1);
-  ef_layer_ctx c;
-  ef_tensor *images = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg->resolution, cfg->resolution, cfg->in_channels});
-  ef_tensor *logits = ef_effnet_build(cfg, g, images, training, summary, &c);
-  ef_graph_keep(g, logits);
-  if (training) {
-    ef_tensor *loss = ef_softmax_ce(g, logits, ef_input(g, "labels", EF_I32, 1, (int64_t[]){1}), 0.0f);
-    ef_graph_backward(g, loss);
-  }
+  ef_model_graph m;
+  ef_model_graph_new(&m, s, d, &(ef_graph_opts){.batch = 1, .training = training, .summary = summary});
   size_t arena, naive;
-  ef_plan_measure(g, &arena, &naive);
+  ef_plan_measure(m.g, &arena, &naive);
   *(training ? &out->train_bytes : &out->infer_bytes) = arena;
-  if (!training) out->params = c.params, out->macs = c.macs;
-  ef_graph_free(g);
+  if (!training) out->params = m.params, out->macs = m.macs;
+  ef_model_graph_free(&m);
   ef_store_free(s);
 }
 
@@ -82,20 +73,27 @@ static void with_commas(char *buf, size_t len, int64_t v) {
 }
 
 int ef_cmd_info(int argc, char **argv) {
-  ef_model_args m;
-  int layers = 0, json = 0;
-  ef_flag flags[EF_MODEL_FLAGS + 2] = {{"--layers", EF_FLAG_BOOL, &layers}, {"--json", EF_FLAG_BOOL, &json}};
-  ef_model_args_init(&m, flags + 2);
-  const char *name;
+  info_opts o = {0};
+  ef_flags f;
+  ef_flags_init(&f, "info",
+                "usage: effnet info MODEL [flags]     (MODEL: b0 ... b7; or --phi F without MODEL)\n\nPrints a model's "
+                "architecture (the paper's Table 1), parameters, multiply-adds and planned\nactivation memory per image.\n\n",
+                NULL);
+  ef_flags_add(&f, info_flags, (int)(sizeof info_flags / sizeof info_flags[0]), &o);
+  ef_flags_add(&f, ef_model_flags, EF_MODEL_FLAGS, &o.spec);
   ef_effnet_config cfg;
-  int rc = ef_flags_parse("info", argc, argv, flags, EF_MODEL_FLAGS + 2, &name, 1, info_usage);
-  if (rc || (rc = ef_model_args_config("info", name, &m, &cfg))) return rc;
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, &o.spec.name, 1);
+  if (rc || (rc = ef_model_args_config("info", &o.spec, &cfg))) return rc;
+  bool layers = o.layers, json = o.json;
+  ef_model_desc *d = ef_xmalloc(sizeof *d);
+  ef_model_desc_effnet(d, &cfg);
   ef_effnet_arch a;
   ef_effnet_arch_init(&a, &cfg);
   model_costs cost;
   if (layers && !json) printf("layers of %s at %dx%d (multiply-adds per image):\n", cfg.name, cfg.resolution, cfg.resolution);
-  measure(&cfg, false, layers && !json ? stdout : NULL, &cost);
-  measure(&cfg, true, NULL, &cost);
+  measure(d, false, layers && !json ? stdout : NULL, &cost);
+  measure(d, true, NULL, &cost);
+  free(d);
   table_row rows[EF_EFFNET_STAGES + 2];
   int n = table(&a, rows);
   const char *padding = cfg.padding == EF_PAD_SAME ? "same" : "symmetric";

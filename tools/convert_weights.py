@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Converts EfficientNet B-series weights between effnet's HDF5 and PyTorch's or Keras's files.
 
-    convert_weights.py --from torchvision|timm IN.pth OUT.h5   (for `effnet import`)
-    convert_weights.py --from keras IN.h5 OUT.h5
+    convert_weights.py --from torchvision|timm IN.pth OUT.h5 [--model b0]   (for `effnet import`)
+    convert_weights.py --from keras IN.h5 OUT.h5 [--model b0]
     convert_weights.py --to torchvision|timm IN.h5 OUT.pth|OUT.h5   (for `effnet export`)
 
 Import writes /model/<timm name> datasets in PyTorch's layout (conv weights OIHW), the names
 effnet's models use, and the root attributes source, mean and std (the normalization the weights
 expect of images in [0, 1], "r,g,b" as checkpoints write them) and classifier ("present" or
-"absent"). torchvision's and Keras's names are mapped by the tables below; timm's are kept. The
+"absent"); with a 1000-class classifier, class_names (ImageNet's, in the standard order, from
+torchvision's metadata: no download); for torchvision's presets (--model b0 ... b7), the
+evaluation transform of their IMAGENET1K_V1 weights (image_size, crop_pct, interpolation). torchvision's and Keras's names are mapped by the tables below; timm's are kept. The
 model's configuration is not written here: `effnet import` loads the result into the model it
 builds (checking every tensor) and saves it with the configuration.
 Export reads the /model group of an effnet weights file (as `effnet export` wrote it, checked
@@ -236,7 +238,34 @@ def read_torch(path, source):
     return {name: value.detach().cpu().numpy() for name, value in state.items()}
 
 
-def import_weights(source, path, out):
+def imagenet_names():
+    """ImageNet-1k's class names in the standard (WordNet id) order, from torchvision's metadata,
+    or None where torchvision is not installed."""
+    try:
+        import torchvision
+    except ImportError:
+        return None
+    return torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"]
+
+
+def torchvision_eval(model):
+    """(image_size, crop_pct, interpolation) of torchvision's IMAGENET1K_V1 weights for efficientnet_<model>,
+    crop_pct such that floor(image_size / crop_pct) is the resize torchvision uses; None when unknown."""
+    import math
+    try:
+        import torchvision
+        weights = getattr(torchvision.models, f"EfficientNet_{model.upper()}_Weights").IMAGENET1K_V1
+    except (ImportError, AttributeError):
+        return None
+    t = weights.transforms()
+    crop, resize = t.crop_size[0], t.resize_size[0]
+    pct = crop / resize
+    while math.floor(crop / pct) < resize:  # crop / (crop / resize) may round below resize
+        pct = np.nextafter(pct, 0)
+    return crop, float(pct), "bilinear" if "BILINEAR" in str(t.interpolation) else "bicubic"
+
+
+def import_weights(source, path, out, model):
     if source == "keras":
         with open_h5(path, "r") as f:
             layers = keras_layers(f, path)
@@ -245,12 +274,18 @@ def import_weights(source, path, out):
     else:
         state, mean, std = read_torch(path, source), IMAGENET_MEAN, IMAGENET_STD
     classifier = "present" if "classifier.weight" in state else "absent"
+    names = imagenet_names() if classifier == "present" and state["classifier.weight"].shape[0] == 1000 else None
+    evaluation = torchvision_eval(model) if source == "torchvision" and model else None
     with open_h5(out, "w") as f:
         f.attrs["format"] = "effnet"  # the /model layout of effnet's weights, without a configuration
         f.attrs["format_version"] = 1
         f.attrs["source"] = source
         f.attrs["mean"], f.attrs["std"] = triple(mean), triple(std)
         f.attrs["classifier"] = classifier
+        if names:
+            f.attrs["class_names"] = "".join(name + "\n" for name in names)
+        if evaluation:
+            f.attrs["image_size"], f.attrs["crop_pct"], f.attrs["interpolation"] = evaluation
         group = f.create_group("model")
         for name, value in state.items():
             group.create_dataset(name, data=value)
@@ -282,9 +317,10 @@ def main():
     direction.add_argument("--to", dest="target", choices=["torchvision", "timm"])
     ap.add_argument("input")
     ap.add_argument("output")
+    ap.add_argument("--model", help="import: the preset asked for (b0 ... b7), for its evaluation transform")
     args = ap.parse_args()
     if args.source:
-        import_weights(args.source, args.input, args.output)
+        import_weights(args.source, args.input, args.output, args.model)
     elif args.output.endswith((".pth", ".h5")):
         export_weights(args.target, args.input, args.output)
     else:

@@ -1,22 +1,19 @@
 // Training checkpoints (design §5): one HDF5 file with the model (/model, timm's names, PyTorch's
 // layout), the EMA (/ema), the optimizer's slots (/optimizer/<slot>), and as root attributes
-// everything else a bit-exact resume needs (position, counters, the run's arguments) plus what
-// `eval` and `predict` need (preprocessing, class names). Writes are atomic.
+// everything else a bit-exact resume needs (position, counters, the run's arguments) plus the
+// model's description (train/model.h), as every weights file has it. Writes are atomic.
 #ifndef EF_TRAIN_CHECKPOINT_H
 #define EF_TRAIN_CHECKPOINT_H
 
 #include <stdint.h>
 
 #include "core/store.h"
-#include "data/transform.h"
-#include "models/efficientnet.h"
 #include "train/ema.h"
+#include "train/model.h"
 #include "train/optim.h"
 
 typedef struct {
-  char arch[16];           // "efficientnet" (cfg below) or "tiny"
-  ef_effnet_config cfg;    // efficientnet only
-  int num_classes, in_channels;
+  ef_model_desc model;     // what was trained: architecture, classes and names, evaluation transform
   // Where training goes on: the next optimizer step, and the epoch and batch it takes.
   int64_t step, epoch, batch;
   uint64_t seed;
@@ -26,18 +23,14 @@ typedef struct {
   double best_top1;        // the best validation top-1 so far (-1: none yet)
   double loss_scale;       // f16 training's loss scale (1 otherwise; 0 read from a file without one)
   char args[8192];         // the run's `effnet train` arguments, one per line
-  char class_names[65536]; // one per line
-  ef_transform eval;       // the evaluation preprocessing
 } ef_checkpoint_info;
 
 // Writes path atomically. ema and optim may be NULL (then there is no /ema or /optimizer).
 ef_status ef_checkpoint_save(const char *path, const ef_store *s, const ef_ema *ema, const ef_optim *optim,
                              const ef_checkpoint_info *info);
-// Reads the attributes only (to rebuild the model and the run before loading).
+// Reads the attributes only (to rebuild the model and the run before loading), each checked: a
+// file that is not a checkpoint (weights alone) is an error saying so.
 ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info);
-// The normalization a checkpoint or an imported weights file records (root attributes "mean" and
-// "std", three numbers each); *found is false, and mean and std untouched, when it has none.
-ef_status ef_checkpoint_read_norm(const char *path, float mean[3], float std[3], bool *found);
 // Loads the tensors into the store, the EMA and the optimizer (each may be NULL: not loaded), all
 // or nothing: a file of another architecture, a truncated file, a plain weights file when the EMA
 // or the optimizer is asked for, each fail with one message and change nothing.

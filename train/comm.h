@@ -60,7 +60,7 @@ struct ef_comm {
 // holds OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_SIZE. A plain `effnet train` never starts MPI.
 bool ef_comm_launched(void);
 
-// What `effnet train --gpus N` (tools/launch.c) gives each worker it starts, in its environment:
+// What `effnet train --gpus N` (train/launch.c) gives each worker it starts, in its environment:
 // the rank, the world size (the local rank is the rank: one host), and NCCL's unique id in hex.
 #define EF_LAUNCH_RANK "EFFNET_RANK"
 #define EF_LAUNCH_WORLD "EFFNET_WORLD_SIZE"

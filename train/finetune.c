@@ -1,4 +1,4 @@
-// Fine-tuning (finetune.h): reading and loading pretrained weights without their classifier, and
+// Fine-tuning (finetune.h): loading pretrained weights without their classifier, and
 // marking store entries frozen (by module name) or scaled (the backbone's learning rate).
 #include "train/finetune.h"
 
@@ -6,30 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/weights.h"
-#include "train/checkpoint.h"
-
-ef_status ef_pretrained_read(const char *path, ef_pretrained *p) {
-  memset(p, 0, sizeof *p);
-  ef_status st = ef_weights_read_config(path, &p->cfg);
-  if (st != EF_OK) {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or an "
-             "EfficientNet training checkpoint)", ef_last_error());
-    return ef_error_pass(st, msg);
-  }
-  EF_TRY(ef_checkpoint_read_norm(path, p->mean, p->std, &p->recorded_norm));
-  ef_attr updates = {.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true};
-  EF_TRY(ef_weights_read_attrs(path, &updates, 1));
-  p->ema = updates.found && updates.i >= 0;
-  return EF_OK;
-}
-
-ef_status ef_pretrained_load(const char *path, const ef_pretrained *p, ef_store *s) {
-  // A checkpoint's EMA read straight into the store's (host) arenas, as its /model would be.
-  ef_tensor_set set = {p->ema ? "ema" : "model", p->ema ? s->mem[EF_ARENA_PARAM] : NULL,
-                       p->ema ? s->mem[EF_ARENA_STATE] : NULL, EF_CLASSIFIER "."};
-  return ef_weights_load_sets(path, s, &set, 1);
+ef_status ef_pretrained_load(const char *path, const ef_weights_info *w, ef_store *s) {
+  return ef_model_load_weights(path, w, w->has_ema, EF_CLASSIFIER ".", s);
 }
 
 // Whether `name` lies under `prefix` at a dot: "blocks.1" holds "blocks.1.0.conv_dw.weight", not

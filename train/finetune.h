@@ -8,25 +8,16 @@
 #include <stdbool.h>
 
 #include "core/store.h"
-#include "models/efficientnet.h"
+#include "train/model.h"
 
 // The classifier's entries ("classifier.weight", "classifier.bias"): the head that fine-tuning
 // replaces; everything else is the backbone.
 #define EF_CLASSIFIER "classifier"
 
-typedef struct {
-  ef_effnet_config cfg;   // the pretrained model's configuration (its classes included)
-  float mean[3], std[3];  // the normalization it was trained with, when recorded
-  bool recorded_norm;     // the file records mean and std (else ImageNet's are the guess)
-  bool ema;               // a checkpoint with an EMA: its averaged weights are the ones loaded
-} ef_pretrained;
-
-// What fine-tuning needs from a weights file or an EfficientNet checkpoint; a clear error for
-// anything else (a tiny-net checkpoint, a missing or foreign file).
-ef_status ef_pretrained_read(const char *path, ef_pretrained *p);
-// Loads every entry but the classifier's into the store (which keeps its own initialization),
-// all or nothing, naming every missing, unexpected and mis-shaped tensor.
-ef_status ef_pretrained_load(const char *path, const ef_pretrained *p, ef_store *s);
+// Loads every entry but the classifier's from a weights file into the store (which keeps its
+// own initialization there), all or nothing, naming every missing, unexpected and mis-shaped
+// tensor: a checkpoint's EMA weights when it has them, else its /model.
+ef_status ef_pretrained_load(const char *path, const ef_weights_info *w, ef_store *s);
 
 // Freezes entries by a comma list of: "stem" (conv_stem, bn1), "head" (conv_head, bn2),
 // "backbone" (all but the classifier), "blocks.A-B" (stages A to B), or any name prefix at a dot

@@ -7,83 +7,61 @@
 #include <stdlib.h>
 
 #include "core/plan.h"
-#include "models/efficientnet.h"
 #include "tests/gpu/gpu_harness.h"
 #include "tests/harness.h"
-#include "train/optim.h"
-#include "train/update.h"
+#include "train/step.h"
 
 #define BATCH 16
 #define RES 128
 #define STEPS 20
 #define LR 0.02
 
+// B0 and its training step as the trainer builds them (train/model.h, train/step.h): SGD with
+// momentum, no EMA, no clipping; on the GPU eager or replayed as a captured graph.
 typedef struct {
   ef_backend *be;
   ef_store *s;
-  ef_graph *g;
-  ef_tensor *images, *labels, *loss, *seed;
-  ef_plan *plan;
-  ef_optim optim;
-  ef_device_update upd; // on the GPU
-  ef_capture cap;
+  ef_model_graph graph;
+  ef_step step;
+  const float *x;
+  const int32_t *y;
 } trainer;
 
-static void trainer_new(trainer *t, ef_backend *be, ef_dtype precision, float loss_scale, const float *x, const int32_t *y) {
-  *t = (trainer){.be = be, .s = ef_store_new()};
+static void trainer_new(trainer *t, ef_backend *be, ef_dtype precision, float loss_scale, bool graph, const float *x,
+                        const int32_t *y) {
+  *t = (trainer){.be = be, .s = ef_store_new(), .x = x, .y = y};
   ef_effnet_config cfg;
   CHECK(ef_effnet_preset("b0", &cfg) == EF_OK, "%s", ef_last_error());
   cfg.resolution = RES;
-  t->g = ef_graph_new(t->s, 7);
-  t->images = ef_input(t->g, "images", EF_F32, 4, (int64_t[]){BATCH, RES, RES, 3});
-  ef_tensor *logits = ef_effnet_build(&cfg, t->g, t->images, true, NULL, NULL);
-  t->labels = ef_input(t->g, "labels", EF_I32, 1, (int64_t[]){BATCH});
-  t->loss = ef_softmax_ce(t->g, logits, t->labels, 0.1f);
-  t->seed = ef_input(t->g, "loss_scale", EF_F32, 1, (int64_t[]){1});
-  ef_graph_backward_from(t->g, t->loss, t->seed);
-  ef_graph_keep(t->g, t->loss);
-  ef_graph_set_precision(t->g, precision, false);
-  ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
+  ef_model_desc *d = malloc(sizeof *d);
+  ef_model_desc_effnet(d, &cfg);
+  ef_model_graph_new(&t->graph, t->s, d, &(ef_graph_opts){.batch = BATCH, .training = true, .smoothing = 0.1f, .seed = 7,
+                                                         .activations = precision});
+  free(d);
+  ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD), .eager = !graph};
   ef_status st = ef_store_bind(t->s, be);
-  if (st == EF_OK) st = ef_plan_new(&t->plan, t->g, be, NULL);
-  if (st == EF_OK) st = ef_optim_init(&t->optim, t->s, &oc);
-  if (st == EF_OK && ef_device_of(t->s)) st = ef_device_update_init(&t->upd, &t->optim, t->s);
+  if (st == EF_OK) ef_store_initialize(t->s, 42); // before the plan: cuDNN's algorithm search runs on real weights
+  if (st == EF_OK) st = ef_model_graph_plan(&t->graph, be, NULL);
+  if (st == EF_OK) st = ef_step_init(&t->step, &t->graph, &sc);
   if (st != EF_OK) {
     fprintf(stderr, "%s\n", ef_last_error());
     exit(1);
   }
-  ef_store_initialize(t->s, 42);
-  ef_plan_set(t->plan, t->images, x);
-  ef_plan_set(t->plan, t->labels, y);
-  ef_plan_set(t->plan, t->seed, &loss_scale);
+  ef_step_set_loss_scale(&t->step, loss_scale);
 }
 
 static void trainer_free(trainer *t) {
-  ef_capture_free(&t->cap, t->be);
-  if (t->upd.be) ef_device_update_free(&t->upd);
-  ef_optim_free(&t->optim);
-  ef_plan_free(t->plan);
-  ef_graph_free(t->g);
+  ef_step_free(&t->step);
+  ef_model_graph_free(&t->graph);
   ef_store_free(t->s);
 }
 
-// One step; returns the loss. On the GPU: eager, or through the captured graph.
-static double step(trainer *t, int i, bool graph, double unscale) {
-  ef_run_ctx ctx = {.step = (uint32_t)i};
-  if (!t->upd.be) {
-    ef_store_zero_grads(t->s);
-    ef_plan_run(t->plan, &ctx);
-    ef_optim_step(&t->optim, t->s, LR);
-  } else {
-    ef_device_update_values(&t->upd, &t->optim, NULL, LR, 0, unscale);
-    ef_device_train_step(graph ? &t->cap : NULL, t->s, t->plan, NULL, &t->upd, NULL, &ctx);
-    t->be->synchronize(t->be);
-    double norm;
-    CHECK(ef_device_update_finish(&t->upd, &t->optim, NULL, &norm), "step %d: gradient norm %g, the update was skipped", i, norm);
-  }
-  float loss;
-  ef_plan_get(t->plan, t->loss, &loss);
-  return loss;
+// One step; returns the loss.
+static double step(trainer *t, int i) {
+  ef_step_result r;
+  ef_step_run(&t->step, t->x, t->y, LR, i, &r);
+  CHECK(r.applied, "step %d: loss %g, gradient norm %g: the update was skipped", i, r.loss, r.norm);
+  return r.loss;
 }
 
 static float *params(const trainer *t) {
@@ -104,11 +82,11 @@ int main(void) {
 
   // f32: the GPU's losses follow the CPU's.
   trainer a, b;
-  trainer_new(&a, cpu, EF_F32, 1, x, y);
-  trainer_new(&b, gpu, EF_F32, 1, x, y);
+  trainer_new(&a, cpu, EF_F32, 1, false, x, y);
+  trainer_new(&b, gpu, EF_F32, 1, false, x, y);
   double worst = 0, first = 0, last = 0, f32[STEPS];
   for (int i = 0; i < STEPS; i++) {
-    double lc = step(&a, i, false, 1), lg = step(&b, i, false, 1), e = fabs(lg - lc) / fabs(lc);
+    double lc = step(&a, i), lg = step(&b, i), e = fabs(lg - lc) / fabs(lc);
     printf("f32 step %2d: loss cpu %.6f gpu %.6f (relative difference %.2e)\n", i, lc, lg, e);
     worst = e > worst || isnan(e) ? e : worst;
     if (i == 0) first = lc;
@@ -123,10 +101,10 @@ int main(void) {
   const ef_dtype halves[] = {EF_BF16, EF_F16};
   for (int h = 0; h < 2; h++) {
     float scale = halves[h] == EF_F16 ? 1024.0f : 1.0f;
-    trainer_new(&b, gpu, halves[h], scale, x, y);
+    trainer_new(&b, gpu, halves[h], scale, false, x, y);
     double off = 0;
     for (int i = 0; i < STEPS; i++) {
-      double l = step(&b, i, false, 1.0 / scale), e = fabs(l - f32[i]) / f32[i];
+      double l = step(&b, i), e = fabs(l - f32[i]) / f32[i];
       off = e > off || isnan(e) ? e : off;
       if (i == 0) first = l;
       last = l;
@@ -139,11 +117,11 @@ int main(void) {
   }
 
   // A captured step, replayed, against eager steps from the same start.
-  trainer_new(&a, gpu, EF_F32, 1, x, y);
-  trainer_new(&b, gpu, EF_F32, 1, x, y);
+  trainer_new(&a, gpu, EF_F32, 1, false, x, y);
+  trainer_new(&b, gpu, EF_F32, 1, true, x, y);
   bool same_loss = true;
   for (int i = 0; i < 5; i++) {
-    double le = step(&a, i, false, 1), lr = step(&b, i, true, 1);
+    double le = step(&a, i), lr = step(&b, i);
     printf("graph step %d: loss eager %.7f replayed %.7f\n", i, le, lr);
     same_loss &= le == lr;
   }
@@ -152,9 +130,10 @@ int main(void) {
   for (size_t i = 0; i < a.s->numel[0]; i++) diff = fmax(diff, fabs((double)pe[i] - pr[i]));
   CHECK(same_loss && diff == 0, "CUDA graph replay differs from eager steps: losses %s, largest parameter difference %.3g",
         same_loss ? "equal" : "differ", diff);
-  for (int i = 0; i < b.plan->n && (!same_loss || diff != 0); i++) { // nondeterministic algorithms explain a difference
-    const char *impl = b.plan->state[i] ? gpu->describe(gpu, b.plan->state[i]) : NULL;
-    if (impl && strstr(impl, "nondeterministic")) printf("  %s: %s\n", b.plan->sched[i]->name, impl);
+  const ef_plan *bp = b.graph.plan;
+  for (int i = 0; i < bp->n && (!same_loss || diff != 0); i++) { // nondeterministic algorithms explain a difference
+    const char *impl = bp->state[i] ? gpu->describe(gpu, bp->state[i]) : NULL;
+    if (impl && strstr(impl, "nondeterministic")) printf("  %s: %s\n", bp->sched[i]->name, impl);
   }
   free(pe), free(pr);
   trainer_free(&a);

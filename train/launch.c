@@ -1,7 +1,7 @@
 // The launcher of `effnet train --gpus N` (see launch.h): posix_spawn of every worker with its
 // environment, then a loop that passes signals on, reaps the workers, and ends them all at the
 // first failure; and the workers' side, which dies with the launcher.
-#include "tools/launch.h"
+#include "train/launch.h"
 
 #include <errno.h>
 #include <signal.h>

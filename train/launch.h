@@ -2,8 +2,8 @@
 // each told its rank, the world size and NCCL's unique id in its environment (train/comm.h's
 // EFFNET_*); signals passed on to them; the first to fail ends the others, naming it; and the
 // launcher's death ends them.
-#ifndef EF_TOOLS_LAUNCH_H
-#define EF_TOOLS_LAUNCH_H
+#ifndef EF_TRAIN_LAUNCH_H
+#define EF_TRAIN_LAUNCH_H
 
 // The launcher's pid, in each worker's environment (ef_launch_follow_parent).
 #define EF_LAUNCH_PARENT "EFFNET_LAUNCHER_PID"

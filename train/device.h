@@ -1,0 +1,35 @@
+// The device a model runs on: the backend (the CPU's OpenMP threads, or a CUDA device with TF32
+// allowed or not) and the type of the activations (ef_graph_set_precision), from the names users
+// give ("cpu", "cuda:1"; "f32", "tf32", "bf16", "f16").
+#ifndef EF_TRAIN_DEVICE_H
+#define EF_TRAIN_DEVICE_H
+
+#include <stdbool.h>
+
+#include "core/backend.h"
+
+// What a user asks for: "cpu", "cuda" or "cuda:N"; "f32", "tf32", "bf16" or "f16"; CPU threads
+// (0: one per core).
+typedef struct {
+  const char *device, *precision;
+  long threads;
+} ef_device_spec;
+
+typedef struct {
+  ef_backend *be;
+  ef_dtype activations;  // EF_F32, EF_BF16 or EF_F16
+  bool cuda;
+  int index;             // the CUDA device
+  char precision[8];     // as given: f32, tf32, bf16, f16
+} ef_device;
+
+// Checks the names (no backend yet): EF_ERR_INVALID with a message on a mistake.
+ef_status ef_device_parse(ef_device *d, const ef_device_spec *s);
+// The same, then the backend: EF_ERR_INVALID (bad names) or EF_ERR_UNSUPPORTED (the device
+// cannot start), with a message.
+ef_status ef_device_open(ef_device *d, const ef_device_spec *s);
+void ef_device_close(ef_device *d);
+// "cpu, 2 threads" or "NVIDIA H100 80GB HBM3 (sm_90, ...), bf16"
+const char *ef_device_describe(const ef_device *d, char *buf, size_t len);
+
+#endif

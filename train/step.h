@@ -1,0 +1,75 @@
+// The training step, the one place a batch trains a model: the training graph forward and
+// backward, the gradients averaged over the ranks (in buckets while the backward pass runs),
+// clipped, and applied by the optimizer with the EMA; on the CPU, or on a GPU where the whole step
+// is replayed as one CUDA graph; plus f16's dynamic loss scale. The trainer, bench and every test
+// that trains call it.
+#ifndef EF_TRAIN_STEP_H
+#define EF_TRAIN_STEP_H
+
+#include <stdbool.h>
+
+#include "train/comm.h"
+#include "train/ema.h"
+#include "train/grad_sync.h"
+#include "train/model.h"
+#include "train/optim.h"
+#include "train/update.h"
+
+typedef struct {
+  ef_optim_config optim;
+  double ema;           // decay of the EMA of weights and BN statistics (0: none)
+  double clip;          // global gradient norm to clip to (0: none)
+  bool eager;           // on a GPU: op by op, not a captured graph (profiles time every node)
+} ef_step_config;
+
+typedef struct {
+  ef_step_config cfg;
+  ef_model_graph *graph;      // the training graph, planned (not owned)
+  ef_store *store;            // its store (not owned)
+  ef_optim optim;
+  ef_ema ema;
+  bool has_ema;
+  bool device;                // the store lives on a GPU: the update runs there too
+  ef_device_update upd;       // ... as kernels, and the whole step ...
+  ef_capture cap;             // ... recorded once as a CUDA graph and replayed
+  ef_comm *comm;              // the ranks (not owned; NULL: one process)
+  ef_comm *bn_comm;           // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
+  ef_grad_sync sync;          // the gradient buckets (n 0: one process)
+  bool overlap;               // buckets start during the backward pass
+  double loss_scale;          // f16: the loss is scaled up by this (1 otherwise)
+  int64_t good_steps;         // f16: steps since the loss scale last changed
+  float *logits;              // (batch, classes) on the host
+} ef_step;
+
+typedef struct {
+  double loss;                // the batch's mean loss (label smoothing included), over all ranks
+  int64_t correct;            // top-1 hits, over all ranks
+  double norm;                // the global norm of the (unscaled) gradients; 0 when not computed
+                              // (the CPU computes it only to clip)
+  bool finite;                // the loss and the norm are finite (else nothing was applied: stop)
+  bool applied;               // the optimizer and the EMA took the step
+  bool overflow;              // f16: the gradients overflowed; the step was skipped and the loss
+                              // scale halved (not a failure)
+} ef_step_result;
+
+// The optimizer's slots and the EMA (from the store's current values: load or initialize the
+// weights first), where the store lives; on a GPU the device update too. The graph must be
+// planned. EF_ERR_INVALID, EF_ERR_UNSUPPORTED or EF_ERR_NOMEM with a message.
+ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *c);
+// Data parallelism over `comm` (its rank count > 1, or NCCL's with one rank): the gradients
+// averaged in buckets of bucket_bytes started during the backward pass (0: one all-reduce after
+// it); bn_comm: SyncBN's group (NULL: none).
+void ef_step_connect(ef_step *s, ef_comm *comm, ef_comm *bn_comm, size_t bucket_bytes);
+// The loss scale (f16's: from 65536, or a checkpoint's); 1 for other precisions.
+void ef_step_set_loss_scale(ef_step *s, double scale);
+// One step on a batch (the graph's batch of images and labels) at learning rate lr; `step`
+// numbers it (dropout and drop-path masks depend on it).
+void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step, ef_step_result *r);
+// Freeing, in two parts around the communicators: ef_step_disconnect frees the captured graph
+// and the buckets (NCCL's communicators wait for the graphs that use them); then the caller
+// frees its communicators; then ef_step_free the optimizer, the EMA and the device update (the
+// memory the collectives used). The graph and the store are the caller's.
+void ef_step_disconnect(ef_step *s);
+void ef_step_free(ef_step *s);
+
+#endif

@@ -1,0 +1,384 @@
+// The trainer (see trainer.h): the phases that open a run, the step and the end of an epoch over
+// the ranks, checkpoints in the run folder, and closing in the order the communicators need.
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda.h"
+#include "train/finetune.h"
+#include "train/run_dir.h"
+
+// A failure of the configuration (the command exits 2 for it), with its message.
+static ef_status usage_error(ef_trainer *t, ef_status st) {
+  t->usage_error = st != EF_OK;
+  return st;
+}
+
+// ---- the data -----------------------------------------------------------------------------------
+
+static ef_status open_data(ef_trainer *t) {
+  const ef_train_config *c = &t->cfg;
+  ef_status st = ef_dataset_open(c->data, 1, &t->train);
+  if (st == EF_OK) st = ef_dataset_open(c->data, 0, &t->test);
+  t->all_train = t->train.n, t->all_test = t->test.n; // what close frees (--limit cuts n below)
+  if (st != EF_OK) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "%s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)", ef_last_error());
+    return ef_error_pass(st, msg);
+  }
+  if (c->select_classes || c->per_class) st = ef_dataset_select(&t->train, c->select_classes, c->per_class);
+  if (st == EF_OK && c->select_classes) st = ef_dataset_select(&t->test, c->select_classes, 0);
+  t->all_train = t->train.n, t->all_test = t->test.n; // a selection freed the rest (a failed one nothing)
+  if (st != EF_OK) return usage_error(t, st);
+  if (t->test.num_classes != t->train.num_classes)
+    return EF_ERROR(EF_ERR_FORMAT, "the test split of %s has %d classes but the training split %d", c->data,
+                    t->test.num_classes, t->train.num_classes);
+  if (c->limit && c->limit < t->train.n) t->train.n = c->limit;
+  if (c->val_limit && c->val_limit < t->test.n) t->test.n = c->val_limit;
+  return EF_OK;
+}
+
+// Per-channel mean and standard deviation of an in-memory dataset's pixels (in [0, 1]), the
+// normalization small datasets are trained with.
+static void pixel_stats(const ef_dataset *d, float mean[3], float std[3]) {
+  double sum[3] = {0}, sq[3] = {0};
+  size_t n = (size_t)d->n * d->h * d->w;
+  for (size_t i = 0; i < n * (size_t)d->c; i++) {
+    double v = d->pixels[i] / 255.0;
+    sum[i % (size_t)d->c] += v, sq[i % (size_t)d->c] += v * v;
+  }
+  for (int c = 0; c < 3; c++) {
+    int k = c < d->c ? c : 0;
+    mean[c] = (float)(sum[k] / (double)n), std[c] = (float)sqrt(sq[k] / (double)n - (sum[k] / (double)n) * (sum[k] / (double)n));
+  }
+}
+
+// ---- the model ----------------------------------------------------------------------------------
+
+// The model, its input and the transforms for the data and the configuration (and the pretrained
+// model's architecture, channels and normalization when fine-tuning: `pre` not NULL).
+static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
+  const ef_train_config *c = &t->cfg;
+  const ef_dataset *d = &t->train;
+  ef_model_desc *m = &t->info.model;
+  memset(m, 0, sizeof *m);
+  int channels = pre ? pre->desc.in_channels : d->pixels ? d->c : 3;
+  bool tiny = !pre && !strcmp(c->model, "tiny") && isnan(c->spec.phi);
+  snprintf(m->arch, sizeof m->arch, "%s", tiny ? "tiny" : "efficientnet");
+  if (!tiny) {
+    ef_effnet_spec s = c->spec;
+    if (!s.classes) s.classes = d->num_classes;
+    if (!s.in_channels) s.in_channels = channels;
+    s.name = isnan(s.phi) ? c->model : NULL;
+    if (pre) m->cfg = pre->desc.cfg;
+    EF_TRY(usage_error(t, pre ? ef_effnet_spec_apply(&s, &m->cfg) : ef_effnet_spec_config(&s, &m->cfg)));
+    if (m->cfg.num_classes != d->num_classes)
+      return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %d classes but %s has %d", m->cfg.num_classes, c->data,
+                                     d->num_classes));
+  } else {
+    m->cfg.dropout = isnan(c->spec.dropout) ? 0.2f : (float)c->spec.dropout;
+  }
+  m->num_classes = d->num_classes, m->in_channels = channels;
+  int size = (int)c->image_size;
+  if (!size && pre) size = pre->desc.cfg.resolution; // fine-tuning: the pretrained model's resolution
+  if (!size && d->pixels) size = d->h;
+  if (!size && !tiny) size = m->cfg.resolution;
+  if (!size) return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--model tiny on image files needs --image-size"));
+  m->cfg.resolution = size;
+  t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
+  m->eval = ef_transform_defaults(false, size, channels);
+  if (d->pixels) t->train_tf.crop_pct = m->eval.crop_pct = 1; // small in-memory datasets: no centre crop
+  // The normalization: a pretrained model's own (ImageNet's when its file records none), else
+  // for small in-memory datasets their statistics (else ImageNet's, the transform's default).
+  if (pre && pre->recorded_norm) {
+    memcpy(m->eval.mean, pre->desc.eval.mean, sizeof m->eval.mean), memcpy(m->eval.std, pre->desc.eval.std, sizeof m->eval.std);
+  } else if (!pre && d->pixels) {
+    pixel_stats(d, m->eval.mean, m->eval.std);
+  }
+  memcpy(t->train_tf.mean, m->eval.mean, sizeof m->eval.mean), memcpy(t->train_tf.std, m->eval.std, sizeof m->eval.std);
+  if (!strcmp(c->augment, "autoaugment")) t->train_tf.augment = EF_AUGMENT_AUTO;
+  if (!strcmp(c->augment, "randaugment")) t->train_tf.augment = EF_AUGMENT_RAND;
+  return usage_error(t, ef_model_desc_set_names(m, d->class_names, d->num_classes));
+}
+
+// The device, with several ranks on GPUs each on the GPU of its local rank (modulo the GPUs it
+// sees: 0 where a scheduler shows each rank one GPU).
+static ef_status open_device(ef_trainer *t) {
+  const ef_train_config *c = &t->cfg;
+  ef_comm *comm = t->comm;
+  bool launched = !strcmp(comm->name, "launched");
+  if (launched && c->gpus != comm->world)
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "%s is set, as for a worker of `effnet train --gpus %d`, but --gpus is "
+                                   "%ld: unset %s and %s to run effnet yourself", EF_LAUNCH_RANK, comm->world, c->gpus,
+                                   EF_LAUNCH_RANK, EF_LAUNCH_WORLD));
+  bool gpu = !strncmp(c->dev.device, "cuda", 4);
+#ifndef EFFNET_NCCL
+  if (gpu && (comm->world > 1 || launched))
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "data-parallel training on GPUs goes through NCCL, and this effnet was "
+                                   "built without it: install NCCL (or set NCCL_ROOT) and rebuild, or train on CPU ranks"));
+#endif
+  char device[32];
+  snprintf(device, sizeof device, "%s", c->dev.device);
+  if (gpu && comm->world > 1) {
+    if (strcmp(c->dev.device, "cuda"))
+      return usage_error(t, EF_ERROR(EF_ERR_INVALID, "with %d ranks each uses the GPU of its local rank: write --device "
+                                     "cuda, not %s", comm->world, c->dev.device));
+    char why[256];
+    int visible = ef_cuda_device_count(why, sizeof why);
+    snprintf(device, sizeof device, "cuda:%d", visible > 0 ? comm->local_rank % visible : 0);
+  }
+  ef_device_spec spec = {device, c->dev.precision, c->dev.threads};
+  ef_status st = ef_device_open(&t->dev, &spec);
+  return st == EF_ERR_INVALID ? usage_error(t, st) : st;
+}
+
+// The loaders; the graphs (the evaluation graph registers the parameters, the fine-tuning marks
+// go on them, then the training graph reads the marks); the store on the device with its weights
+// (initialized, then --init's) before the plans; the step; the schedule.
+static ef_status open_model(ef_trainer *t) {
+  const ef_train_config *c = &t->cfg;
+  ef_comm *comm = t->comm;
+  // Each rank trains on its shard (positions rank, rank + world, ... of the epoch's permutation)
+  // and validates on its shard of the test set.
+  ef_loader_config lc = {.data = &t->train, .transform = t->train_tf, .batch = (int)c->batch, .shuffle = true,
+                         .drop_last = true, .as_float = true, .seed = c->seed, .threads = (int)c->loader_threads,
+                         .rank = comm->rank, .world = comm->world};
+  ef_loader_config ec = lc; // evaluation is strict: a corrupt test image is an error, not a duplicate
+  ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
+  EF_TRY(ef_loader_new(&t->train_loader, &lc));
+  EF_TRY(ef_loader_new(&t->test_loader, &ec));
+  t->store = ef_store_new();
+  ef_graph_opts go = {.batch = c->batch, .seed = c->seed, .activations = t->dev.activations};
+  ef_model_graph_new(&t->ev, t->store, &t->info.model, &go);
+  if (c->freeze) EF_TRY(ef_freeze(t->store, c->freeze, &t->frozen));
+  EF_TRY(ef_bn_mode(t->store, c->bn));
+  ef_backbone_lr(t->store, (float)c->backbone_lr);
+  if (c->sync_bn > 1 && comm->world % c->sync_bn)
+    return EF_ERROR(EF_ERR_INVALID, "--sync-bn %ld needs a number of ranks it divides (this run has %d)", c->sync_bn,
+                    comm->world);
+  go.training = true, go.smoothing = (float)c->smoothing, go.bn_group = (int)c->sync_bn;
+  ef_model_graph_new(&t->tr, t->store, &t->info.model, &go);
+  EF_TRY(ef_store_bind(t->store, t->dev.be));
+  ef_store_initialize(t->store, c->seed);
+  if (c->init && !t->resuming) EF_TRY(ef_pretrained_load(c->init, &t->pre, t->store));
+  EF_TRY(ef_model_graph_plan(&t->tr, t->dev.be, &(ef_plan_opts){.profile = c->profile}));
+  EF_TRY(ef_model_graph_plan(&t->ev, t->dev.be, NULL));
+  ef_optim_kind kind = !strcmp(c->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(c->optimizer, "rmsprop") ? EF_OPT_RMSPROP
+                                                                                                       : EF_OPT_ADAMW;
+  ef_step_config sc = {.optim = ef_optim_defaults(kind), .ema = c->ema, .clip = c->clip, .eager = c->profile};
+  if (kind != EF_OPT_ADAMW) sc.optim.momentum = c->momentum;
+  sc.optim.weight_decay = c->weight_decay, sc.optim.nesterov = c->nesterov, sc.optim.decay_all = c->decay_all;
+  EF_TRY(ef_step_init(&t->step, &t->tr, &sc));
+  t->global_batch = c->batch * comm->world;
+  ef_lr_decay decay = !strcmp(c->schedule, "cosine") ? EF_LR_COSINE : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
+                                                                                                          : EF_LR_CONSTANT;
+  ef_schedule_config sched = {.decay = decay, .base_lr = c->lr, .batch = t->global_batch,
+                              .steps_per_epoch = (double)ef_loader_batches(t->train_loader), .warmup_epochs = c->warmup,
+                              .decay_epochs = c->decay_epochs, .decay_rate = c->decay_rate, .epochs = (double)c->epochs};
+  return ef_schedule_init(&t->sched, &sched);
+}
+
+// Resuming: the model, EMA and optimizer, the position (epoch_seen images of the epoch, over all
+// ranks, whatever their number then: in batches of this run's global batch) and the loss scale.
+// f16 scales the loss (from 2^16, halved on overflow, doubled after 2000 good steps) so that small
+// gradients survive in 16 bits; the update divides it out.
+static ef_status restore(ef_trainer *t) {
+  ef_checkpoint_info *info = &t->info, *saved = &t->saved;
+  info->seed = t->cfg.seed, info->best_top1 = -1, info->loss_scale = 0;
+  snprintf(info->args, sizeof info->args, "%s", t->cfg.args ? t->cfg.args : "");
+  if (t->resuming) {
+    EF_TRY(ef_checkpoint_load(t->cfg.resume, t->store, t->step.has_ema ? &t->step.ema : NULL, &t->step.optim));
+    info->step = saved->step, info->epoch = saved->epoch, info->batch = saved->epoch_seen / t->global_batch;
+    info->best_top1 = saved->best_top1;
+    info->epoch_loss = saved->epoch_loss, info->epoch_correct = saved->epoch_correct, info->epoch_seen = saved->epoch_seen;
+    info->loss_scale = saved->loss_scale;
+    if (saved->epoch_seen % t->global_batch)
+      return EF_ERROR(EF_ERR_INVALID, "%s stopped %lld images into epoch %lld, not a whole number of global batches of %lld "
+                      "(--batch %ld x %d ranks): resume with a --batch and a number of ranks whose product divides %lld, "
+                      "or from a checkpoint saved at an epoch's end", t->cfg.resume, (long long)saved->epoch_seen,
+                      (long long)saved->epoch + 1, (long long)t->global_batch, t->cfg.batch, t->comm->world,
+                      (long long)saved->epoch_seen);
+  }
+  if (t->dev.activations != EF_F16) info->loss_scale = 1;
+  else if (!(info->loss_scale > 0)) info->loss_scale = 65536;
+  ef_step_set_loss_scale(&t->step, info->loss_scale);
+  return EF_OK;
+}
+
+// Rank 0's files besides checkpoints: metrics.jsonl and TensorBoard events, classes.txt.
+static ef_status open_outputs(ef_trainer *t) {
+  if (t->comm->rank) return EF_OK;
+  EF_TRY(ef_metrics_open(&t->metrics, t->out, t->resuming));
+  char names[4200];
+  snprintf(names, sizeof names, "%s/classes.txt", t->out);
+  return ef_classes_write(names, t->train.class_names, t->train.num_classes);
+}
+
+static ef_status open_phases(ef_trainer *t) {
+  const ef_train_config *c = &t->cfg;
+  t->resuming = c->resume != NULL;
+  if (t->resuming) EF_TRY(ef_checkpoint_read_info(c->resume, &t->saved));
+  // Fine-tuning: the pretrained model (resuming: as the checkpoint records it, classes included).
+  if (c->init) {
+    ef_status st = ef_weights_info_read(t->resuming ? c->resume : c->init, &t->pre);
+    if (st == EF_OK && strcmp(t->pre.desc.arch, "efficientnet"))
+      st = EF_ERROR(EF_ERR_INVALID, "%s is a checkpoint of the tiny net", c->init);
+    if (st != EF_OK) {
+      char msg[1200];
+      snprintf(msg, sizeof msg, "--init: %s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or "
+               "an EfficientNet training checkpoint)", ef_last_error());
+      return ef_error_pass(st, msg);
+    }
+  }
+  EF_TRY(open_data(t));
+  EF_TRY(describe(t, c->init ? &t->pre : NULL));
+  EF_TRY(usage_error(t, ef_run_dir_choose(t->out, sizeof t->out, c->out, c->resume, t->saved.step,
+                                          strcmp(t->info.model.arch, "tiny") ? c->model : "tiny")));
+  EF_TRY(open_device(t));
+  EF_TRY(open_model(t));
+  EF_TRY(restore(t));
+  return open_outputs(t);
+}
+
+ef_status ef_trainer_open(ef_trainer *t, const ef_train_config *cfg, ef_comm *comm) {
+  memset(t, 0, sizeof *t);
+  t->cfg = *cfg, t->comm = comm;
+  ef_status st = open_phases(t);
+  // Every rank goes on only if all are ready: one that failed alone would leave the others
+  // waiting in the first collective. Workers of --gpus cannot agree before NCCL connects them:
+  // one that failed exits, and the launcher ends the others.
+  double worst = st != EF_OK;
+  if (comm->allreduce) comm->allreduce(comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
+  if (st == EF_OK && worst) st = EF_ERROR(EF_ERR_IO, "rank %d: another rank failed to start (its message says why)", comm->rank);
+  return st;
+}
+
+ef_status ef_trainer_connect(ef_trainer *t) {
+  ef_comm *c = t->comm;
+  if (c->world > 1 || !strcmp(c->name, "launched")) {
+#ifdef EFFNET_NCCL
+    if (t->dev.cuda) EF_TRY(ef_comm_nccl_new(&t->comm, t->dev.be, t->cfg.comm_timeout)); // open_device refused GPUs without NCCL
+    c = t->comm;
+#endif
+    if (t->cfg.sync_bn > 1) t->bn_comm = c->split(c, (int)t->cfg.sync_bn);
+    ef_step_connect(&t->step, c, t->bn_comm, (size_t)(t->cfg.bucket_mb * 1048576));
+  }
+  // Rank 0's model, optimizer slots, EMA and BN statistics: all start from the same point (a fresh
+  // initialization, --init's weights, or the checkpoint resumed).
+  ef_step *s = &t->step;
+  c->broadcast(c, t->store->mem[EF_ARENA_PARAM], sizeof(float) * t->store->numel[0], 0);
+  for (int k = 0; k < ef_optim_slots(&s->optim); k++) c->broadcast(c, ef_optim_slot(&s->optim, k), sizeof(float) * s->optim.n, 0);
+  if (s->has_ema) c->broadcast(c, s->ema.shadow[EF_ARENA_PARAM], sizeof(float) * s->ema.numel[EF_ARENA_PARAM], 0);
+  c->broadcast(c, t->store->mem[EF_ARENA_STATE], sizeof(float) * t->store->numel[1], 0);
+  if (s->has_ema) c->broadcast(c, s->ema.shadow[EF_ARENA_STATE], sizeof(float) * s->ema.numel[EF_ARENA_STATE], 0);
+  c->sync(c); // on GPUs, within --comm-timeout
+  return EF_OK;
+}
+
+// ---- the loop's parts ---------------------------------------------------------------------------
+
+int64_t ef_trainer_batches(const ef_trainer *t) { return ef_loader_batches(t->train_loader); }
+
+void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr) {
+  ef_checkpoint_info *info = &t->info;
+  *lr = ef_lr_at(&t->sched, info->step);
+  ef_step_run(&t->step, b->images, b->labels, *lr, info->step, r);
+  info->loss_scale = t->step.loss_scale;
+  if (!r->finite) return;
+  info->epoch_correct += r->correct;
+  info->epoch_loss += r->loss, info->epoch_seen += t->global_batch;
+  info->step++, info->batch = b->index + 1;
+}
+
+int ef_trainer_agree_stop(ef_trainer *t, int local_signal) {
+  double sig = local_signal;
+  t->comm->allreduce(t->comm, &sig, 1, EF_COMM_F64, EF_COMM_MAX);
+  return (int)sig;
+}
+
+ef_status ef_trainer_log_progress(ef_trainer *t, double loss, double acc, double lr, double images_per_s) {
+  const char *tags[] = {"train/loss", "train/acc", "train/lr", "train/images_per_s"};
+  double values[] = {loss, acc, lr, images_per_s};
+  return t->metrics ? ef_metrics_log(t->metrics, t->info.step, (int)t->info.epoch + 1, 4, tags, values) : EF_OK;
+}
+
+ef_status ef_trainer_save(ef_trainer *t, bool best) {
+  if (t->comm->rank) return EF_OK;
+  const ef_step *s = &t->step;
+  const ef_ema *ema = s->has_ema ? &s->ema : NULL;
+  char path[4200];
+  if (best) { // first: a checkpoint recording the new best is never on disk without best.h5
+    ef_run_dir_best(path, sizeof path, t->out);
+    EF_TRY(ef_checkpoint_save(path, t->store, ema, &s->optim, &t->info));
+  }
+  ef_run_dir_checkpoint(path, sizeof path, t->out, (long long)t->info.step);
+  EF_TRY(ef_checkpoint_save(path, t->store, ema, &s->optim, &t->info));
+  ef_run_dir_prune(t->out, (int)t->cfg.keep);
+  return EF_OK;
+}
+
+// Every rank evaluated its shard of the test set (each image real on exactly one rank): the
+// results over the whole set, the same on every rank.
+static void combine_eval(ef_comm *c, ef_eval_result *e) {
+  if (c->world == 1) return;
+  double sums[4] = {e->loss * (double)e->images, round(e->top1 * (double)e->images), round(e->top5 * (double)e->images),
+                    (double)e->images};
+  c->allreduce(c, sums, 4, EF_COMM_F64, EF_COMM_SUM);
+  e->images = (int64_t)sums[3];
+  e->loss = sums[0] / sums[3], e->top1 = sums[1] / sums[3], e->top5 = sums[2] / sums[3];
+}
+
+ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
+  ef_checkpoint_info *info = &t->info;
+  ef_comm *c = t->comm;
+  ef_step *s = &t->step;
+  info->epoch++, info->batch = 0, info->epoch_loss = 0, info->epoch_correct = info->epoch_seen = 0;
+  *e = (ef_epoch_result){0};
+  // BN running statistics (and their EMA) are each rank's own, from its own batches: rank 0's, the
+  // ones its checkpoints save, go to every rank, so that all evaluate the model that is saved.
+  c->broadcast(c, t->store->mem[EF_ARENA_STATE], sizeof(float) * t->store->numel[1], 0);
+  if (s->has_ema) c->broadcast(c, s->ema.shadow[EF_ARENA_STATE], sizeof(float) * s->ema.numel[EF_ARENA_STATE], 0);
+  c->sync(c); // on GPUs, within --comm-timeout
+  EF_TRY(ef_model_evaluate(&t->ev, t->test_loader, &e->live));
+  combine_eval(c, &e->live);
+  double top1 = e->live.top1;
+  if (s->has_ema) {
+    ef_ema_swap(&s->ema, t->store);
+    ef_status st = ef_model_evaluate(&t->ev, t->test_loader, &e->ema);
+    ef_ema_swap(&s->ema, t->store);
+    EF_TRY(st);
+    combine_eval(c, &e->ema);
+    top1 = e->ema.top1;
+  }
+  if (t->metrics) {
+    const char *tags[] = {"val/loss", "val/top1", "val/top5", "val_ema/loss", "val_ema/top1", "val_ema/top5"};
+    double values[] = {e->live.loss, e->live.top1, e->live.top5, e->ema.loss, e->ema.top1, e->ema.top5};
+    EF_TRY(ef_metrics_log(t->metrics, info->step, (int)info->epoch, s->has_ema ? 6 : 3, tags, values));
+  }
+  if (!isfinite(e->live.loss) || (s->has_ema && !isfinite(e->ema.loss)))
+    return EF_ERROR(EF_ERR_NUMERIC, "the validation loss after epoch %lld is not finite: the model is broken, nothing is saved. "
+                    "Lower --lr, or add --clip", (long long)info->epoch);
+  e->best = top1 > info->best_top1;
+  if (e->best) info->best_top1 = top1;
+  return ef_trainer_save(t, e->best);
+}
+
+void ef_trainer_close(ef_trainer *t) {
+  ef_metrics_close(t->metrics);
+  ef_loader_free(t->train_loader), ef_loader_free(t->test_loader);
+  // The step's graph before NCCL's communicators (they wait for the graphs that use them), and
+  // those before the memory their collectives used.
+  ef_step_disconnect(&t->step);
+  ef_comm_free(t->bn_comm);
+  ef_comm_free(t->comm);
+  ef_step_free(&t->step);
+  ef_model_graph_free(&t->tr), ef_model_graph_free(&t->ev);
+  ef_store_free(t->store);
+  ef_device_close(&t->dev);
+  t->train.n = t->all_train, t->test.n = t->all_test;
+  ef_dataset_free(&t->train), ef_dataset_free(&t->test);
+  memset(t, 0, sizeof *t);
+}

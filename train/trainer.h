@@ -1,0 +1,119 @@
+// The trainer: a whole training run as a library, configured by a plain struct. Opening goes in
+// phases (data, the model and its store, the device, the restore of a checkpoint, the run folder,
+// the ranks); then the caller's loop feeds it batches (ef_trainer_step), ends epochs (validation
+// with the raw and the EMA weights, checkpoints) and closes it. `effnet train` is a flag table
+// and a short loop over these calls; other programs (a scaling search) train in-process the same
+// way. Under mpirun or `effnet train --gpus`, every rank runs the same calls (docs/distributed.md).
+#ifndef EF_TRAIN_TRAINER_H
+#define EF_TRAIN_TRAINER_H
+
+#include <stdbool.h>
+
+#include "data/loader.h"
+#include "train/checkpoint.h"
+#include "train/comm.h"
+#include "train/device.h"
+#include "train/metrics.h"
+#include "train/model.h"
+#include "train/schedule.h"
+#include "train/step.h"
+
+typedef struct {
+  // data
+  const char *data;           // IDX, CIFAR or ImageFolder directory, or a path,label .csv
+  const char *select_classes; // "5-9", "0,2,4-6": these classes only, relabelled 0, 1, ... (NULL: all)
+  long per_class;             // the first N images of each class (0: all)
+  long limit, val_limit;      // the first N training / test images (0: all)
+  const char *augment;        // none, crop, autoaugment or randaugment
+  long image_size;            // 0: the pretrained model's, else the images' own (IDX, CIFAR), else the model's
+  long loader_threads;
+  // model
+  const char *model;          // "tiny" or a preset b0 ... b7 (ignored with spec.phi)
+  ef_effnet_spec spec;        // --phi and the configuration's overrides (spec.name unused)
+  const char *init;           // fine-tuning: start from these weights (they give the architecture)
+  const char *freeze;         // fine-tuning: modules held fixed (train/finetune.h), NULL: none
+  const char *bn;             // train, eval or frozen: the other batch norms
+  double backbone_lr;         // learning-rate multiplier of all but the classifier
+  // optimization
+  const char *optimizer;      // sgd, rmsprop or adamw
+  const char *schedule;       // cosine, exponential or constant
+  long epochs, batch;         // batch: per rank
+  double lr;                  // per 256 images of the global batch
+  double momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
+  bool nesterov, decay_all;
+  unsigned long long seed;
+  // device and ranks
+  ef_device_spec dev;         // --device, --precision, --threads
+  long sync_bn;               // batch-norm statistics over groups of this many ranks (0: off)
+  long gpus;                  // the run's ranks were started by `effnet train --gpus N` (N), else 0
+  double bucket_mb;           // gradient buckets (0: one all-reduce after the backward pass)
+  double comm_timeout;        // GPU ranks: a collective waiting longer ends the job (seconds)
+  // the run
+  const char *out;            // its folder (NULL: the resumed checkpoint's, or runs/<model>-<date>-<time>)
+  const char *resume;         // a checkpoint to go on from (the file)
+  long keep;                  // checkpoints kept besides best.h5
+  bool profile;               // time every node (on a GPU: no captured graph)
+  const char *args;           // what checkpoints keep for --resume: the arguments, "--flag\nvalue\n..."
+} ef_train_config;
+
+typedef struct {
+  ef_train_config cfg;
+  ef_comm *comm;              // the ranks (owned); rank 0 alone writes files
+  ef_comm *bn_comm;           // --sync-bn: this rank's group
+  ef_dataset train, test;
+  int64_t all_train, all_test; // what the datasets hold (--limit cuts their n below)
+  ef_transform train_tf;
+  ef_checkpoint_info info;    // the model (description) and the position
+  ef_weights_info pre;        // --init's weights (resuming: the checkpoint's)
+  bool resuming;
+  ef_checkpoint_info saved;   // resuming: what the checkpoint recorded
+  ef_loader *train_loader, *test_loader;
+  ef_device dev;
+  ef_store *store;
+  ef_model_graph tr, ev;
+  ef_step step;
+  ef_schedule sched;
+  ef_metrics *metrics;        // rank 0 only
+  char out[4096];
+  int64_t global_batch;       // the batch over all ranks: what the learning rate follows
+  size_t frozen;              // parameters held fixed (--freeze)
+  bool usage_error;           // the last failure was the configuration's (a command exits 2 for it)
+} ef_trainer;
+
+// Opens the run in phases, each with a clear error: the data, the model and its store, the
+// device, the restore of cfg->resume (the model, EMA, optimizer and position), the run folder
+// (metrics, classes.txt); then, under several ranks, waits until every rank got this far (one
+// that failed makes all fail). Takes over `comm` (the job's communicator) whatever happens; free
+// with ef_trainer_close even after a failure.
+ef_status ef_trainer_open(ef_trainer *t, const ef_train_config *cfg, ef_comm *comm);
+// Several ranks: NCCL on GPUs in place of the launch's communicator, SyncBN's groups, the
+// gradient buckets; then rank 0's state (model, EMA, optimizer slots, BN statistics) goes to every
+// rank, so that all start from the same point.
+ef_status ef_trainer_connect(ef_trainer *t);
+
+// One training step on a batch of the training loader; the position advances when it applied (or
+// f16 skipped it for an overflow). r->finite false: the run is broken (the caller stops).
+void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr);
+// A stop any rank was asked for (a signal number, 0: none), the same on every rank.
+int ef_trainer_agree_stop(ef_trainer *t, int local_signal);
+// Logs one progress point (rank 0): the step's loss, the epoch's accuracy so far, the rate.
+ef_status ef_trainer_log_progress(ef_trainer *t, double loss, double acc, double lr, double images_per_s);
+
+typedef struct {
+  ef_eval_result live, ema;   // ema: when the run keeps one
+  bool best;                  // the best top-1 so far (the EMA's when there is one)
+} ef_epoch_result;
+// The end of an epoch: the position moves to the next one, the BN statistics go from rank 0 to
+// every rank, validation with the live weights and the EMA's (sharded, summed over ranks), the
+// metrics logged, and (rank 0) a checkpoint saved (best.h5 too when it is the best). A non-finite
+// validation loss is EF_ERR_NUMERIC, with nothing saved.
+ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e);
+// Saves a checkpoint at the current position (rank 0), keeps the newest cfg.keep, and copies it
+// to best.h5 when `best`.
+ef_status ef_trainer_save(ef_trainer *t, bool best);
+// The batches of an epoch (per rank).
+int64_t ef_trainer_batches(const ef_trainer *t);
+
+void ef_trainer_close(ef_trainer *t);
+
+#endif
