@@ -1,7 +1,25 @@
 // The op table: every computation effnet can run, its typed parameters, and one row of facts per
-// op in core/op.c (arity, storage, shape inference, backward rule, precision under mixed precision,
-// multiply-adds, profile kind). Adding an op touches this enum, the table in op.c, its backend
-// kernels and its test -- nowhere else. Backends keep their kernels in their own tables indexed by ef_op.
+// op in core/op.c (arity, storage, shape inference, backward rule, precision class, multiply-adds,
+// profile class). Backends keep their kernels in their own tables and switches indexed by ef_op.
+//
+// Adding an op, step by step (where a step is missing, the build or a test says so):
+//  1. ef_op below: the value, with its sources and result (and their shapes) in a comment; its
+//     parameters, if any, as a struct in ef_op_params.
+//  2. core/op.c: its shape inference; its backward rule (NULL when it is not differentiated), which
+//     builds gradient nodes from other ops (a new backward-only op takes these same steps); its
+//     multiply-adds (NULL for none); and its row in op_table with these, its name, arity, storage,
+//     precision class (ef_precision) and profile class (ef_profile). A missing row fails the
+//     _Static_assert or, for a gap, ef_op_table_check at start-up.
+//  3. core/graph.h, core/graph.c: a builder (ef_conv2d, ef_bn, ...) for a forward op.
+//  4. core/cpu: its kernel, in the cpu_*.c of its family (declared in cpu_internal.h), in
+//     cpu_backend.c's table: ef_cpu_backend_new aborts naming an op without one.
+//  5. cuda: its kernel in kernels.cu (declared in kernels.h; cuDNN's and cuBLAS's calls live in
+//     cuda_conv.c and cuda_matmul.c), and its case in cuda_backend.c's cuda_supports_op,
+//     cuda_prepare and cuda_compute: switches without a default, where -Wswitch (an error under
+//     EFFNET_WERROR) stops the build until each names the op.
+//  6. tests/op_cases.h: a case on odd shapes with its float64 reference, forward and backward;
+//     test_ops fails naming an op that no case runs, and test_cuda_ops runs the same cases on a GPU.
+//  7. docs/ARCHITECTURE.md, where the op changes the design.
 #ifndef EF_OP_H
 #define EF_OP_H
 
