@@ -114,8 +114,7 @@ static void check_case(const op_case *c, ef_backend *be) {
   run_loss(&f);
   ef_plan_get(f.plan, f.out, got);
   reference(&f, ref);
-  double e = test_rel_err(got, ref, ny);
-  CHECK(e <= 1e-5, "%s: forward relative error %.3g", c->name, e);
+  CHECK_REL(got, ref, ny, 1e-5, "%s: forward", c->name);
 
   // Gradients of that first run (later runs accumulate more into the parameters' gradients).
   float *grads[5] = {0};
@@ -144,11 +143,11 @@ static void check_case(const op_case *c, ef_backend *be) {
       for (int64_t k = 0; k < ny; k++) d += (double)f.dyv[k] * (ref[k] - ref2[k]);
       fd[j] = d / (2 * h);
     }
-    e = test_rel_err(grad, fd, n);
-    CHECK(e <= 1e-4, "%s: gradient of %s, relative error %.3g against the float64 reference", c->name, s->name, e);
-    // (b) sampled elements against central differences of our own f32 forward.
-    double mag = 0, worst = 0;
-    for (int64_t j = 0; j < n; j++) mag = fmax(mag, fabs(grad[j]));
+    CHECK_REL(grad, fd, n, 1e-4, "%s: gradient of %s against the float64 reference", c->name, s->name);
+    // (b) sampled elements against central differences of our own f32 forward (fd: our gradient
+    // elsewhere).
+    double mag = 0;
+    for (int64_t j = 0; j < n; j++) mag = fmax(mag, fabs(grad[j])), fd[j] = grad[j];
     for (int k = 0; k < 12; k++) {
       int64_t j = (int64_t)(ef_philox_u32(5, (uint32_t)i, 0, (uint64_t)k) % (uint64_t)n);
       float v = f.val[i][j], h = 4e-3f;
@@ -160,10 +159,10 @@ static void check_case(const op_case *c, ef_backend *be) {
       double lm = run_loss(&f);
       f.val[i][j] = v;
       set_input(&f, i);
-      worst = fmax(worst, fabs((lp - lm) / (2.0 * h) - grad[j]));
+      fd[j] = (lp - lm) / (2.0 * h);
     }
-    CHECK(worst <= 2e-2 * mag + 1e-4, "%s: gradient of %s off by %.3g (max |grad| %.3g) against f32 central differences",
-          c->name, s->name, worst, mag);
+    CHECK_CLOSE(grad, fd, n, TEST_ABS, 0, 2e-2 * mag + 1e-4,
+                "%s: gradient of %s against f32 central differences (max |grad| %.3g)", c->name, s->name, mag);
     free(fd);
     free(grad);
   }
@@ -181,8 +180,8 @@ static ef_tensor *build_sync_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
 }
 
 static const op_case group_cases[] = {
-    {"SyncBN train + swish, a pair of equal batches", 2, {X(4, {2, 3, 5, 6}), W("affine", 2, {2, 6})}, build_sync_bn, ref_bn,
-     .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+    {"SyncBN train + swish, a pair of equal batches", 2, {X(4, {2, 3, 5, 6}), W("affine", 2, {2, 6})}, build_sync_bn,
+     ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
 };
 
 // The running-statistics update: twice on the same batch, against the formula in float64; with a
@@ -217,8 +216,7 @@ static void test_bn_update(ef_backend *be, int group) {
     want[k] = 0.81 * init[k] + (1 - 0.81) * mean;
     want[5 + k] = 0.81 * init[5 + k] + (1 - 0.81) * var;
   }
-  double e = test_rel_err(got, want, 10);
-  CHECK(e <= 1e-6, "running statistics relative error %.3g", e);
+  CHECK_REL(got, want, 10, 1e-6, "running statistics");
   ef_plan_free(plan);
   ef_graph_free(g);
   ef_store_free(store);
