@@ -258,39 +258,18 @@ ef_tensor *ef_fill(ef_graph *g, int ndim, const int64_t *shape, float value) {
 
 // ---- mixed precision ------------------------------------------------------------------------------
 
-// Ops whose output is an activation or an activation's gradient.
-static bool activation_op(ef_op op) {
-  switch (op) {
-  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_BN: case EF_OP_BN_BWD_DATA: case EF_OP_ACT:
-  case EF_OP_ACT_BWD: case EF_OP_ADD: case EF_OP_CHANNEL_MUL: case EF_OP_GAP_BWD: case EF_OP_DROPOUT:
-    return true;
-  default: return false;
-  }
-}
-
-// What stays f32 even with `all`: statistics, their updates and group means, and in-place updates
-// of the store's arenas.
-static bool f32_op(ef_op op) {
-  switch (op) {
-  case EF_OP_LEAF: case EF_OP_BN_STATS: case EF_OP_BN_BWD_REDUCE: case EF_OP_BN_UPDATE: case EF_OP_SYNC_STATS:
-  case EF_OP_SYNC_MEAN: case EF_OP_ACCUM:
-    return true;
-  default: return false;
-  }
-}
-
 void ef_graph_set_precision(ef_graph *g, ef_dtype dtype, bool all) {
   EF_ASSERT(dtype == EF_F32 || dtype == EF_BF16 || dtype == EF_F16, "precision %s", ef_dtype_name(dtype));
   EF_ASSERT(!g->plan, "set the precision before planning");
   if (dtype == EF_F32) return;
   for (int i = 0; i < g->n; i++) { // creation order is topological: views see their source's new type
     ef_tensor *t = g->nodes[i];
-    if (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage == EF_STORAGE_VIEW) {
-      t->dtype = t->src[0]->dtype;
-      continue;
-    }
-    if (t->dtype != EF_F32 || f32_op(t->op)) continue;
     bool spatial = t->ndim == 4 && t->shape[1] * t->shape[2] > 1;
-    if (all || (activation_op(t->op) && spatial)) t->dtype = dtype;
+    switch (ef_op_get(t->op)->precision) {
+    case EF_PREC_SOURCE: t->dtype = t->src[0]->dtype; break;
+    case EF_PREC_ACTIVATION: if (t->dtype == EF_F32 && (all || spatial)) t->dtype = dtype; break;
+    case EF_PREC_WITH_ALL: if (t->dtype == EF_F32 && all) t->dtype = dtype; break;
+    case EF_PREC_F32: break;
+    }
   }
 }

@@ -70,6 +70,9 @@ void ef_graph_free(ef_graph *g);
 // Sets the scope of the nodes created from now on (a static string, or NULL); returns the
 // previous one, for the caller to restore.
 const char *ef_graph_scope(ef_graph *g, const char *scope);
+// The scopes the layers give their nodes and profiles count apart (ef_node_kind).
+#define EF_SCOPE_SE "squeeze-excite"      // pool, reduce, expand, gate and scale
+#define EF_SCOPE_CLASSIFIER "classifier"  // the pooling after the head, dropout, the linear layer
 
 // ---- shapes -----------------------------------------------------------------------------
 int64_t ef_numel(const ef_tensor *t);
@@ -114,10 +117,11 @@ ef_tensor *ef_fill(ef_graph *g, int ndim, const int64_t *shape, float value);
 
 // Mixed precision (backends that compute in 16 bits: CUDA): makes the activations and their
 // gradients `dtype` (EF_BF16, EF_F16; EF_F32 changes nothing) after the graph is built and
-// differentiated, before planning. The outputs of convolutions, batch norms, activations, adds,
-// scales, dropout and pooling gradients with a spatial size above 1x1 change; parameters, their
-// gradients, batch-norm statistics, the squeeze-excite path, the classifier and the loss stay f32.
-// all: every computed output except statistics and in-place updates (the op tests).
+// differentiated, before planning, by each op's precision class (core/op.h): the outputs of
+// convolutions, batch norms, activations, adds, scales, dropout and pooling gradients with a spatial
+// size above 1x1 change; parameters, their gradients, batch-norm statistics, the squeeze-excite
+// path, the classifier and the loss stay f32. all: every computed output except statistics and
+// in-place updates (the op tests).
 void ef_graph_set_precision(ef_graph *g, ef_dtype dtype, bool all);
 
 // Marks t as an output: it is computed and its memory kept until the end of every run.

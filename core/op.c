@@ -1,6 +1,6 @@
-// The op table: for each op its name, arity, storage kind, shape inference and backward rule.
-// Backward rules build gradient nodes with ef_node_new and hand them to ef_grad_add; they never
-// compute. Checked for completeness by ef_op_table_check at start-up.
+// The op table: for each op its name, arity, storage kind, shape inference, backward rule,
+// precision class, multiply-adds and profile class. Backward rules build gradient nodes with
+// ef_node_new and hand them to ef_grad_add; they never compute. Checked by ef_op_table_check.
 #include "core/op.h"
 
 #include <stdarg.h>
@@ -111,6 +111,13 @@ static void infer_conv2d_bwd_weight(ef_tensor *n) { // {dy, x}, node shape prese
   check_conv_dy(n, n->src[0], n->src[1]->shape, n->shape);
   n->dtype = EF_F32;
 }
+
+// Multiply-adds per output (or input-gradient) element: KH*KW*C/groups of the weights w (O,KH,KW,C/groups).
+static int64_t conv_macs_each(const ef_tensor *w) { return ef_numel(w) / w->shape[0]; }
+static int64_t macs_conv2d(const ef_tensor *n) { return ef_numel(n) * conv_macs_each(n->src[1]); }
+static int64_t macs_conv2d_bwd_data(const ef_tensor *n) { return ef_numel(n->src[0]) * conv_macs_each(n->src[1]); }
+// dy (N,OH,OW,O) against the weights' gradient (O,KH,KW,C/groups).
+static int64_t macs_conv2d_bwd_weight(const ef_tensor *n) { return ef_numel(n->src[0]) * conv_macs_each(n); }
 
 static void backward_conv2d(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
   ef_tensor *x = n->src[0], *w = n->src[1];
@@ -284,6 +291,11 @@ static void backward_linear(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
     ef_grad_add(g, n->src[2], ef_node_new(g, EF_OP_SUM_ROWS, 1, &dy, NULL, 0, NULL));
 }
 
+// y (...,O) from x (...,I), or dx (...,I) from dy (...,O): each output element sums src[0]'s width.
+static int64_t macs_linear(const ef_tensor *n) { return ef_numel(n) * last_dim(n->src[0]); }
+// dw (O,I), summed over the rows of dy (...,O).
+static int64_t macs_linear_bwd_weight(const ef_tensor *n) { return ef_numel(n) * (ef_numel(n->src[0]) / n->shape[0]); }
+
 static void infer_sum_rows(ef_tensor *n) {
   need_float(n, 0);
   set_shape(n, EF_F32, 1, (int64_t[]){last_dim(n->src[0])});
@@ -376,37 +388,69 @@ static void infer_accum(ef_tensor *n) {
 
 // ---- the table -----------------------------------------------------------------------------
 
+// Each row: name, sources (least, most), storage, shape inference, backward rule; then precision class,
+// multiply-adds and profile class.
 static const ef_op_desc op_table[] = {
-    [EF_OP_LEAF] = {"leaf", 0, 0, EF_STORAGE_OWN, NULL, NULL},
-    [EF_OP_CONV2D] = {"conv2d", 2, 3, EF_STORAGE_OWN, infer_conv2d, backward_conv2d},
-    [EF_OP_CONV2D_BWD_DATA] = {"conv2d_bwd_data", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_data, NULL},
-    [EF_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_weight, NULL},
-    [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL},
-    [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_OWN, infer_bn, backward_bn},
-    [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL},
-    [EF_OP_BN_BWD_DATA] = {"bn_bwd_data", 4, 5, EF_STORAGE_OWN, infer_bn_bwd_data, NULL},
-    [EF_OP_BN_UPDATE] = {"bn_update", 2, 2, EF_STORAGE_INPLACE, infer_bn_update, NULL},
-    [EF_OP_SYNC_STATS] = {"sync_stats", 1, 1, EF_STORAGE_OWN, infer_sync, NULL},
-    [EF_OP_SYNC_MEAN] = {"sync_mean", 1, 1, EF_STORAGE_OWN, infer_sync, NULL},
-    [EF_OP_ACT] = {"act", 1, 1, EF_STORAGE_OWN, infer_act, backward_act},
-    [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL},
-    [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add},
-    [EF_OP_CHANNEL_MUL] = {"channel_mul", 2, 2, EF_STORAGE_OWN, infer_channel_mul, backward_channel_mul},
-    [EF_OP_CHANNEL_MUL_BWD_S] = {"channel_mul_bwd_s", 2, 2, EF_STORAGE_OWN, infer_channel_mul_bwd_s, NULL},
-    [EF_OP_GAP] = {"gap", 1, 1, EF_STORAGE_OWN, infer_gap, backward_gap},
-    [EF_OP_GAP_BWD] = {"gap_bwd", 1, 1, EF_STORAGE_OWN, infer_gap_bwd, NULL},
-    [EF_OP_LINEAR] = {"linear", 2, 3, EF_STORAGE_OWN, infer_linear, backward_linear},
-    [EF_OP_LINEAR_BWD_DATA] = {"linear_bwd_data", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_data, NULL},
-    [EF_OP_LINEAR_BWD_WEIGHT] = {"linear_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_weight, NULL},
-    [EF_OP_SUM_ROWS] = {"sum_rows", 1, 1, EF_STORAGE_OWN, infer_sum_rows, NULL},
-    [EF_OP_DROPOUT] = {"dropout", 1, 1, EF_STORAGE_OWN, infer_dropout, backward_dropout},
-    [EF_OP_SOFTMAX_CE] = {"softmax_ce", 2, 2, EF_STORAGE_OWN, infer_softmax_ce, backward_softmax_ce},
-    [EF_OP_SOFTMAX_CE_BWD] = {"softmax_ce_bwd", 3, 3, EF_STORAGE_OWN, infer_softmax_ce_bwd, NULL},
-    [EF_OP_REDUCE] = {"reduce", 1, 1, EF_STORAGE_OWN, infer_reduce, backward_reduce},
-    [EF_OP_BROADCAST] = {"broadcast", 1, 1, EF_STORAGE_OWN, infer_broadcast, NULL},
-    [EF_OP_FILL] = {"fill", 0, 0, EF_STORAGE_OWN, infer_fill, NULL},
-    [EF_OP_RESHAPE] = {"reshape", 1, 1, EF_STORAGE_VIEW, infer_reshape, backward_reshape},
-    [EF_OP_ACCUM] = {"accum", 2, 2, EF_STORAGE_INPLACE, infer_accum, NULL},
+    [EF_OP_LEAF] = {"leaf", 0, 0, EF_STORAGE_OWN, NULL, NULL,
+                    EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_CONV2D] = {"conv2d", 2, 3, EF_STORAGE_OWN, infer_conv2d, backward_conv2d,
+                      EF_PREC_ACTIVATION, macs_conv2d, EF_PROFILE_CONV},
+    [EF_OP_CONV2D_BWD_DATA] = {"conv2d_bwd_data", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_data, NULL,
+                               EF_PREC_ACTIVATION, macs_conv2d_bwd_data, EF_PROFILE_CONV},
+    [EF_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_weight, NULL,
+                                 EF_PREC_WITH_ALL, macs_conv2d_bwd_weight, EF_PROFILE_CONV},
+    [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL,
+                        EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_OWN, infer_bn, backward_bn,
+                  EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL,
+                             EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_BN_BWD_DATA] = {"bn_bwd_data", 4, 5, EF_STORAGE_OWN, infer_bn_bwd_data, NULL,
+                           EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_BN_UPDATE] = {"bn_update", 2, 2, EF_STORAGE_INPLACE, infer_bn_update, NULL,
+                         EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_SYNC_STATS] = {"sync_stats", 1, 1, EF_STORAGE_OWN, infer_sync, NULL,
+                          EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_SYNC_MEAN] = {"sync_mean", 1, 1, EF_STORAGE_OWN, infer_sync, NULL,
+                         EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_ACT] = {"act", 1, 1, EF_STORAGE_OWN, infer_act, backward_act,
+                   EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL,
+                       EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add,
+                   EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
+    [EF_OP_CHANNEL_MUL] = {"channel_mul", 2, 2, EF_STORAGE_OWN, infer_channel_mul, backward_channel_mul,
+                           EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
+    [EF_OP_CHANNEL_MUL_BWD_S] = {"channel_mul_bwd_s", 2, 2, EF_STORAGE_OWN, infer_channel_mul_bwd_s, NULL,
+                                 EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_GAP] = {"gap", 1, 1, EF_STORAGE_OWN, infer_gap, backward_gap,
+                   EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_GAP_BWD] = {"gap_bwd", 1, 1, EF_STORAGE_OWN, infer_gap_bwd, NULL,
+                       EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
+    [EF_OP_LINEAR] = {"linear", 2, 3, EF_STORAGE_OWN, infer_linear, backward_linear,
+                      EF_PREC_WITH_ALL, macs_linear, EF_PROFILE_OTHER},
+    [EF_OP_LINEAR_BWD_DATA] = {"linear_bwd_data", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_data, NULL,
+                               EF_PREC_WITH_ALL, macs_linear, EF_PROFILE_OTHER},
+    [EF_OP_LINEAR_BWD_WEIGHT] = {"linear_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_weight, NULL,
+                                 EF_PREC_WITH_ALL, macs_linear_bwd_weight, EF_PROFILE_OTHER},
+    [EF_OP_SUM_ROWS] = {"sum_rows", 1, 1, EF_STORAGE_OWN, infer_sum_rows, NULL,
+                        EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_DROPOUT] = {"dropout", 1, 1, EF_STORAGE_OWN, infer_dropout, backward_dropout,
+                       EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
+    [EF_OP_SOFTMAX_CE] = {"softmax_ce", 2, 2, EF_STORAGE_OWN, infer_softmax_ce, backward_softmax_ce,
+                          EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_SOFTMAX_CE_BWD] = {"softmax_ce_bwd", 3, 3, EF_STORAGE_OWN, infer_softmax_ce_bwd, NULL,
+                              EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_REDUCE] = {"reduce", 1, 1, EF_STORAGE_OWN, infer_reduce, backward_reduce,
+                      EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_BROADCAST] = {"broadcast", 1, 1, EF_STORAGE_OWN, infer_broadcast, NULL,
+                         EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_FILL] = {"fill", 0, 0, EF_STORAGE_OWN, infer_fill, NULL,
+                    EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_RESHAPE] = {"reshape", 1, 1, EF_STORAGE_VIEW, infer_reshape, backward_reshape,
+                       EF_PREC_SOURCE, NULL, EF_PROFILE_OTHER},
+    [EF_OP_ACCUM] = {"accum", 2, 2, EF_STORAGE_INPLACE, infer_accum, NULL,
+                     EF_PREC_F32, NULL, EF_PROFILE_OTHER},
 };
 _Static_assert(sizeof op_table / sizeof op_table[0] == EF_OP_COUNT, "op_table must list every op");
 
@@ -434,6 +478,8 @@ void ef_op_table_check(void) {
     const ef_op_desc *d = &op_table[i];
     if (!d->name || (i != EF_OP_LEAF && !d->infer) || d->min_src > d->max_src || d->max_src > 5)
       EF_FATAL("op table entry %d is incomplete", i);
+    if (d->storage == EF_STORAGE_VIEW && d->precision != EF_PREC_SOURCE)
+      EF_FATAL("op %s: a view must take its source's type (EF_PREC_SOURCE)", d->name);
   }
 }
 
@@ -443,20 +489,31 @@ const ef_op_desc *ef_op_get(ef_op op) {
 }
 
 int64_t ef_node_macs(const ef_tensor *t) {
-  switch (t->op) {
-  case EF_OP_CONV2D:
-  case EF_OP_CONV2D_BWD_DATA: // per output (or input-gradient) element: KH*KW*C/groups
-    return ef_numel(t->op == EF_OP_CONV2D ? t : t->src[0]) * (ef_numel(t->src[1]) / t->src[1]->shape[0]);
-  case EF_OP_CONV2D_BWD_WEIGHT: // dy (N,OH,OW,O) against the weights (O,KH,KW,C/groups)
-    return ef_numel(t->src[0]) * (ef_numel(t) / t->shape[0]);
-  case EF_OP_LINEAR:          // y (...,O) from x (...,I)
-  case EF_OP_LINEAR_BWD_DATA: // dx (...,I) from dy (...,O)
-    return ef_numel(t) * t->src[0]->shape[t->src[0]->ndim - 1];
-  case EF_OP_LINEAR_BWD_WEIGHT: // dw (O,I), summed over the rows of dy
-    return ef_numel(t) * (ef_numel(t->src[0]) / t->shape[0]);
-  default:
-    return 0;
+  const ef_op_desc *d = ef_op_get(t->op);
+  return d->macs ? d->macs(t) : 0;
+}
+
+ef_kind ef_node_kind(const ef_tensor *t) {
+  if (t->scope && !strcmp(t->scope, EF_SCOPE_SE)) return EF_KIND_SE;
+  if (t->scope && !strcmp(t->scope, EF_SCOPE_CLASSIFIER)) return EF_KIND_CLASSIFIER;
+  switch (ef_op_get(t->op)->profile) {
+  case EF_PROFILE_BN_ACT: return EF_KIND_BN_ACT;
+  case EF_PROFILE_OTHER: return EF_KIND_OTHER;
+  case EF_PROFILE_CONV: break;
   }
+  const ef_tensor *w = t->op == EF_OP_CONV2D_BWD_WEIGHT ? t : t->src[1]; // (O,KH,KW,C/groups)
+  if (t->p.conv.groups > 1) return EF_KIND_DEPTHWISE;
+  return w->shape[1] * w->shape[2] == 1 ? EF_KIND_CONV1X1 : EF_KIND_OTHER;
+}
+
+const char *ef_kind_name(ef_kind kind) {
+  static const char *const names[EF_KIND_COUNT] = {
+      [EF_KIND_CONV1X1] = "1x1 conv",     [EF_KIND_DEPTHWISE] = "depthwise conv", [EF_KIND_BN_ACT] = "BN+activation",
+      [EF_KIND_SE] = "squeeze-excite",    [EF_KIND_CLASSIFIER] = "classifier",    [EF_KIND_OPTIMIZER] = "optimizer",
+      [EF_KIND_OTHER] = "other",          [EF_KIND_DATA] = "data (waiting)",
+  };
+  EF_ASSERT(kind >= 0 && kind < EF_KIND_COUNT && names[kind], "profile kind %d", (int)kind);
+  return names[kind];
 }
 
 int64_t ef_node_bytes(const ef_tensor *t) {

@@ -1,6 +1,25 @@
-// The op table: every computation effnet can run, its typed parameters, shape inference and
-// backward rule. Adding an op touches this enum, the table in op.c, its backend kernels and
-// its test -- nowhere else. Backends keep their kernels in their own tables indexed by ef_op.
+// The op table: every computation effnet can run, its typed parameters, and one row of facts per
+// op in core/op.c (arity, storage, shape inference, backward rule, precision class, multiply-adds,
+// profile class). Backends keep their kernels in their own tables and switches indexed by ef_op.
+//
+// Adding an op, step by step (where a step is missing, the build or a test says so):
+//  1. ef_op below: the value, with its sources and result (and their shapes) in a comment; its
+//     parameters, if any, as a struct in ef_op_params.
+//  2. core/op.c: its shape inference; its backward rule (NULL when it is not differentiated), which
+//     builds gradient nodes from other ops (a new backward-only op takes these same steps); its
+//     multiply-adds (NULL for none); and its row in op_table with these, its name, arity, storage,
+//     precision class (ef_precision) and profile class (ef_profile). A missing row fails the
+//     _Static_assert or, for a gap, ef_op_table_check at start-up.
+//  3. core/graph.h, core/graph.c: a builder (ef_conv2d, ef_bn, ...) for a forward op.
+//  4. core/cpu: its kernel, in the cpu_*.c of its family (declared in cpu_internal.h), in
+//     cpu_backend.c's table: ef_cpu_backend_new aborts naming an op without one.
+//  5. cuda: its kernel in kernels.cu (declared in kernels.h; cuDNN's and cuBLAS's calls live in
+//     cuda_conv.c and cuda_matmul.c), and its case in cuda_backend.c's cuda_supports_op,
+//     cuda_prepare and cuda_compute: switches without a default, where -Wswitch (an error under
+//     EFFNET_WERROR) stops the build until each names the op.
+//  6. tests/op_cases.h: a case on odd shapes with its float64 reference, forward and backward;
+//     test_ops fails naming an op that no case runs, and test_cuda_ops runs the same cases on a GPU.
+//  7. docs/ARCHITECTURE.md, where the op changes the design.
 #ifndef EF_OP_H
 #define EF_OP_H
 
@@ -105,6 +124,35 @@ typedef enum {
   EF_STORAGE_INPLACE, // the output is src[0]'s memory, updated by the kernel
 } ef_storage;
 
+// What mixed precision (ef_graph_set_precision with a 16-bit type) does with an op's output.
+typedef enum {
+  EF_PREC_F32,        // stays f32: leaves, statistics, their updates and group means, the store's updates
+  EF_PREC_ACTIVATION, // an activation or its gradient: 16-bit where spatial (above 1x1), or with `all`
+  EF_PREC_WITH_ALL,   // 16-bit only with `all`: weight gradients, pooled values, products of rows, losses
+  EF_PREC_SOURCE,     // src[0]'s type (views)
+} ef_precision;
+
+// How a profile counts an op's nodes: its row's class, refined per node by ef_node_kind.
+typedef enum {
+  EF_PROFILE_CONV,   // a convolution: 1x1, depthwise or other by its weights' shape
+  EF_PROFILE_BN_ACT, // batch norm (its fused activation included) and bare activations
+  EF_PROFILE_OTHER,
+} ef_profile;
+
+// What `effnet bench --profile` splits a step into, in the order it prints them: the kinds of
+// nodes (ef_node_kind), and the optimizer's update and the wait for data, timed around the plan.
+typedef enum {
+  EF_KIND_CONV1X1,
+  EF_KIND_DEPTHWISE,
+  EF_KIND_BN_ACT,
+  EF_KIND_SE,         // the squeeze-excite scope (EF_SCOPE_SE), gradients included
+  EF_KIND_CLASSIFIER, // the classifier scope (EF_SCOPE_CLASSIFIER), gradients included
+  EF_KIND_OPTIMIZER,
+  EF_KIND_OTHER,      // the stem's convolution, adds, drop-path, the loss, gradient accumulation, ...
+  EF_KIND_DATA,
+  EF_KIND_COUNT
+} ef_kind;
+
 typedef struct {
   const char *name;
   int min_src, max_src;
@@ -115,14 +163,22 @@ typedef struct {
   // Adds to the graph the gradient of every source that requires one, given the gradient dy
   // of this node. NULL for ops that are not differentiated (backward ops, statistics, ...).
   void (*backward)(struct ef_graph *g, struct ef_tensor *node, struct ef_tensor *dy);
+  ef_precision precision;
+  // Multiply-adds of a node (its convolution or matrix product, forward or either backward);
+  // NULL for ops without products.
+  int64_t (*macs)(const struct ef_tensor *node);
+  ef_profile profile;
 } ef_op_desc;
 
 const ef_op_desc *ef_op_get(ef_op op);
 const char *ef_op_name(ef_op op);
 const char *ef_act_name(ef_act act);
-// Multiply-adds of a node: its convolution or matrix product (forward or either backward); 0
-// for every other op.
+// Multiply-adds of a node, from its op's row (0 where the row has none).
 int64_t ef_node_macs(const struct ef_tensor *t);
+// A node's kind in a profile: its scope first (squeeze-excite, classifier), then its op's row,
+// convolutions by their weights' shape (1x1, depthwise, or other: the stem's 3x3). And its name.
+ef_kind ef_node_kind(const struct ef_tensor *t);
+const char *ef_kind_name(ef_kind kind);
 // The least memory traffic of a node: each source read once and its output written once (0 for
 // a view).
 int64_t ef_node_bytes(const struct ef_tensor *t);
@@ -134,7 +190,7 @@ int64_t ef_node_bytes(const struct ef_tensor *t);
 double ef_bn_update_bessel(const struct ef_tensor *update);
 void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own, float *out,
                            size_t c);
-// Aborts at start-up if an entry of the table is missing (called by ef_graph_init).
+// Aborts at start-up if an entry of the table is incomplete (called by ef_graph_new).
 void ef_op_table_check(void);
 
 #endif

@@ -39,14 +39,21 @@ static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
         !(node->op == EF_OP_SOFTMAX_CE_BWD && i == 2))
       return false;
   if (node->dtype == EF_I32) return false;
-  // Statistics, their updates and the loss stay in f32 (ef_graph_set_precision never changes them).
+  // Statistics, their updates and group means stay f32 (their precision class in the op table).
+  if (ef_op_get(node->op)->precision == EF_PREC_F32 && node->dtype != EF_F32) return false;
   switch (node->op) {
-  case EF_OP_BN_STATS: case EF_OP_BN_BWD_REDUCE: case EF_OP_BN_UPDATE: case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN:
-    return node->dtype == EF_F32;
-  case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32;
+  case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32; // stats, affine
   case EF_OP_BN_BWD_DATA: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
-  default: return node->op != EF_OP_LEAF && node->op < EF_OP_COUNT;
+  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT: case EF_OP_BN_STATS:
+  case EF_OP_BN_BWD_REDUCE: case EF_OP_BN_UPDATE: case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: case EF_OP_ACT:
+  case EF_OP_ACT_BWD: case EF_OP_ADD: case EF_OP_CHANNEL_MUL: case EF_OP_CHANNEL_MUL_BWD_S: case EF_OP_GAP:
+  case EF_OP_GAP_BWD: case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT: case EF_OP_SUM_ROWS:
+  case EF_OP_DROPOUT: case EF_OP_SOFTMAX_CE: case EF_OP_SOFTMAX_CE_BWD: case EF_OP_REDUCE: case EF_OP_BROADCAST:
+  case EF_OP_FILL: case EF_OP_RESHAPE: case EF_OP_ACCUM:
+    return true;
+  case EF_OP_LEAF: case EF_OP_COUNT: break;
   }
+  return false;
 }
 
 static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **state, size_t *scratch) {
@@ -84,7 +91,10 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
   case EF_OP_SOFTMAX_CE: s->ws_off = ef_cuda_reserve(&end, sizeof(double) * (size_t)x->shape[0]); break;
   case EF_OP_REDUCE: s->ws_off = ef_cuda_reserve(&end, ef_k_total_scratch(ef_numel(x))); break;
   case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: s->host = ef_xmalloc(2 * ef_nbytes(node)); break;
-  default: break;
+  case EF_OP_BN_UPDATE: case EF_OP_ACT: case EF_OP_ACT_BWD: case EF_OP_ADD: case EF_OP_CHANNEL_MUL: case EF_OP_GAP_BWD:
+  case EF_OP_DROPOUT: case EF_OP_SOFTMAX_CE_BWD: case EF_OP_BROADCAST: case EF_OP_FILL: case EF_OP_RESHAPE:
+  case EF_OP_ACCUM: case EF_OP_LEAF: case EF_OP_COUNT: // no scratch
+    break;
   }
   *scratch = s->scratch = end;
   snprintf(s->impl, sizeof s->impl, "cuda");

@@ -14,10 +14,6 @@
 #include "core/graph.h"
 #include "core/store.h"
 
-// The graph scopes (ef_graph_scope) the layers give their nodes, for profiles.
-#define EF_SCOPE_SE "squeeze-excite"      // pool, reduce, expand, gate and scale
-#define EF_SCOPE_CLASSIFIER "classifier"  // the pooling after the head, dropout, the linear layer
-
 typedef struct {
   ef_graph *g;              // its store receives the parameters
   bool training;            // batch statistics (updating the running ones), dropout, drop-path

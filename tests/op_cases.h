@@ -45,9 +45,9 @@ typedef struct op_case {
   int stride, dilation, groups;
   ef_padding pad;
   ef_act act;
-  float eps, rate, smoothing;
+  float eps, rate, smoothing, value; // value: fill's
   bool flag;       // bn: batch statistics; dropout: per sample; reduce: mean
-  int ndim2;
+  int ndim2;       // reshape's and fill's shape
   int64_t shape2[4];
 } op_case;
 
@@ -238,6 +238,10 @@ static void ref_copy(const ref_io *io, const op_case *c) {
   for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i];
 }
 
+static void ref_fill(const ref_io *io, const op_case *c) {
+  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = c->value;
+}
+
 // ---- builders --------------------------------------------------------------------------------
 
 static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
@@ -263,6 +267,9 @@ static ef_tensor *build_softmax_ce(ef_graph *g, ef_tensor **in, const op_case *c
 }
 static ef_tensor *build_reduce(ef_graph *g, ef_tensor **in, const op_case *c) { return c->flag ? ef_mean(g, in[0]) : ef_sum(g, in[0]); }
 static ef_tensor *build_reshape(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_reshape(g, in[0], c->ndim2, c->shape2); }
+static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_fill(g, c->ndim2, c->shape2, c->value);
+}
 
 #define X(...) {"x", IN_INPUT, EF_F32, __VA_ARGS__, true, -1, 1, 0}
 #define W(name, ...) {name, IN_PARAM, EF_F32, __VA_ARGS__, true, -1, 1, 0}
@@ -327,6 +334,7 @@ static const op_case cases[] = {
     {"sum of 5050 (uneven chunks)", 1, {X(2, {50, 101})}, build_reduce, ref_reduce},
     {"mean", 1, {X(4, {2, 3, 3, 2})}, build_reduce, ref_reduce, .flag = true},
     {"reshape (N,1,1,C) -> (N,C)", 1, {X(4, {2, 1, 1, 6})}, build_reshape, ref_copy, .ndim2 = 2, .shape2 = {2, 6}},
+    {"fill (3,5,7)", 0, .build = build_fill, .ref = ref_fill, .value = -1.25f, .ndim2 = 3, .shape2 = {3, 5, 7}},
 };
 
 #endif

@@ -2,7 +2,8 @@
 // tests/op_cases.h, on odd shapes. For each case: the forward output against the reference; every gradient
 // against central differences of the float64 reference (all elements, tight); and sampled
 // central differences of our own f32 forward against our backward (loose). Plans run with
-// poisoned memory, so an element a kernel forgets to write shows up as NaN.
+// poisoned memory, so an element a kernel forgets to write shows up as NaN. Every op must run in
+// some case's plan (forward or backward): the test fails naming one that none runs.
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
@@ -12,6 +13,18 @@
 #include "tests/op_cases.h"
 
 // ---- the harness -------------------------------------------------------------------------------
+
+static bool op_run[EF_OP_COUNT]; // ops some case's plan has run
+
+static void note_ops(const ef_plan *p) {
+  for (int i = 0; i < p->n; i++) op_run[p->sched[i]->op] = true;
+}
+
+// SyncBN's group in these tests: two ranks holding the same batch, so the group's mean of any
+// value is this rank's own, and SyncBN must equal batch norm over the batch (its running variance
+// divides by the group's rows less one).
+static void same_batch_mean(void *group, float *buf, size_t n) { (void)group, (void)buf, (void)n; }
+static const ef_run_ctx run_ctx = {.step = STEP, .group_mean = same_batch_mean};
 
 typedef struct {
   const op_case *c;
@@ -33,8 +46,7 @@ static void set_input(fixture *f, int i) {
 
 // sum(dy * out) of one run of our f32 forward, in double.
 static double run_loss(fixture *f) {
-  ef_run_ctx ctx = {.step = STEP};
-  ef_plan_run(f->plan, &ctx);
+  ef_plan_run(f->plan, &run_ctx);
   int64_t n = ef_numel(f->out);
   float *y = malloc(sizeof(float) * (size_t)n);
   ef_plan_get(f->plan, f->out, y);
@@ -81,6 +93,7 @@ static void check_case(const op_case *c, ef_backend *be) {
   ef_status st = ef_plan_new(&f.plan, f.g, be, &opts);
   CHECK(st == EF_OK, "%s: %s", c->name, ef_last_error());
   if (st != EF_OK) return;
+  note_ops(f.plan);
 
   // Inputs from Philox, one stream per input; labels as integers.
   for (int i = 0; i < c->n_in; i++) {
@@ -101,8 +114,7 @@ static void check_case(const op_case *c, ef_backend *be) {
   run_loss(&f);
   ef_plan_get(f.plan, f.out, got);
   reference(&f, ref);
-  double e = test_rel_err(got, ref, ny);
-  CHECK(e <= 1e-5, "%s: forward relative error %.3g", c->name, e);
+  CHECK_REL(got, ref, ny, 1e-5, "%s: forward", c->name);
 
   // Gradients of that first run (later runs accumulate more into the parameters' gradients).
   float *grads[5] = {0};
@@ -131,11 +143,11 @@ static void check_case(const op_case *c, ef_backend *be) {
       for (int64_t k = 0; k < ny; k++) d += (double)f.dyv[k] * (ref[k] - ref2[k]);
       fd[j] = d / (2 * h);
     }
-    e = test_rel_err(grad, fd, n);
-    CHECK(e <= 1e-4, "%s: gradient of %s, relative error %.3g against the float64 reference", c->name, s->name, e);
-    // (b) sampled elements against central differences of our own f32 forward.
-    double mag = 0, worst = 0;
-    for (int64_t j = 0; j < n; j++) mag = fmax(mag, fabs(grad[j]));
+    CHECK_REL(grad, fd, n, 1e-4, "%s: gradient of %s against the float64 reference", c->name, s->name);
+    // (b) sampled elements against central differences of our own f32 forward (fd: our gradient
+    // elsewhere).
+    double mag = 0;
+    for (int64_t j = 0; j < n; j++) mag = fmax(mag, fabs(grad[j])), fd[j] = grad[j];
     for (int k = 0; k < 12; k++) {
       int64_t j = (int64_t)(ef_philox_u32(5, (uint32_t)i, 0, (uint64_t)k) % (uint64_t)n);
       float v = f.val[i][j], h = 4e-3f;
@@ -147,10 +159,10 @@ static void check_case(const op_case *c, ef_backend *be) {
       double lm = run_loss(&f);
       f.val[i][j] = v;
       set_input(&f, i);
-      worst = fmax(worst, fabs((lp - lm) / (2.0 * h) - grad[j]));
+      fd[j] = (lp - lm) / (2.0 * h);
     }
-    CHECK(worst <= 2e-2 * mag + 1e-4, "%s: gradient of %s off by %.3g (max |grad| %.3g) against f32 central differences",
-          c->name, s->name, worst, mag);
+    CHECK_CLOSE(grad, fd, n, TEST_ABS, 0, 2e-2 * mag + 1e-4,
+                "%s: gradient of %s against f32 central differences (max |grad| %.3g)", c->name, s->name, mag);
     free(fd);
     free(grad);
   }
@@ -161,25 +173,38 @@ static void check_case(const op_case *c, ef_backend *be) {
   ef_store_free(f.store);
 }
 
+// Cases with batch norm synchronized over a group (SyncBN, the same-batch pair of run_ctx): the
+// CPU's alone, as test_cuda_ops runs the cases of tests/op_cases.h without a group.
+static ef_tensor *build_sync_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_bn(g, in[0], ef_sync_stats(g, ef_bn_stats(g, in[0]), 2), in[1], c->eps, c->act, true);
+}
 
-// The running-statistics update: twice on the same batch, against the formula in float64.
-static void test_bn_update(ef_backend *be) {
+static const op_case group_cases[] = {
+    {"SyncBN train + swish, a pair of equal batches", 2, {X(4, {2, 3, 5, 6}), W("affine", 2, {2, 6})}, build_sync_bn,
+     ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+};
+
+// The running-statistics update: twice on the same batch, against the formula in float64; with a
+// group of 2, from SyncBN's statistics of the pair (unbiased over its 24 rows).
+static void test_bn_update(ef_backend *be, int group) {
   ef_store *store = ef_store_new();
   int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 5}, (ef_init){0});
   CHECK(ef_store_bind(store, be) == EF_OK, "%s", ef_last_error());
   ef_graph *g = ef_graph_new(store, SEED);
   ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){3, 2, 2, 5});
-  ef_bn_update(g, ef_param(g, run, 1, NULL), ef_bn_stats(g, x), 0.1f);
+  ef_tensor *stats = ef_bn_stats(g, x);
+  if (group > 1) stats = ef_sync_stats(g, stats, group);
+  ef_bn_update(g, ef_param(g, run, 1, NULL), stats, 0.1f);
   ef_plan *plan;
   CHECK(ef_plan_new(&plan, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  note_ops(plan);
   float xv[60], init[10], got[10];
   test_fill_uniform(xv, 60, 3, 0, -2, 3);
   test_fill_uniform(init, 10, 3, 1, 0.5f, 1.5f);
   ef_store_write(store, run, EF_ARENA_STATE, init);
   ef_plan_set(plan, x, xv);
-  ef_run_ctx ctx = {0};
-  ef_plan_run(plan, &ctx);
-  ef_plan_run(plan, &ctx);
+  ef_plan_run(plan, &run_ctx);
+  ef_plan_run(plan, &run_ctx);
   ef_store_read(store, run, EF_ARENA_STATE, got);
   double want[10];
   for (int k = 0; k < 5; k++) {
@@ -187,15 +212,24 @@ static void test_bn_update(ef_backend *be) {
     for (int r = 0; r < 12; r++) s += xv[r * 5 + k];
     double mean = s / 12;
     for (int r = 0; r < 12; r++) q += (xv[r * 5 + k] - mean) * (xv[r * 5 + k] - mean);
-    double var = q / 11; // unbiased
+    double var = group * q / (12 * group - 1); // unbiased over the group's rows
     want[k] = 0.81 * init[k] + (1 - 0.81) * mean;
     want[5 + k] = 0.81 * init[5 + k] + (1 - 0.81) * var;
   }
-  double e = test_rel_err(got, want, 10);
-  CHECK(e <= 1e-6, "running statistics relative error %.3g", e);
+  CHECK_REL(got, want, 10, 1e-6, "running statistics");
   ef_plan_free(plan);
   ef_graph_free(g);
   ef_store_free(store);
+}
+
+// Runs the cases whose names contain `only` (all when NULL).
+static void run_cases(const op_case *list, size_t n, ef_backend *be, const char *only) {
+  for (size_t i = 0; i < n; i++) {
+    if (only && !strstr(list[i].name, only)) continue;
+    int before = test_failures;
+    check_case(&list[i], be);
+    printf("%-48s %s\n", list[i].name, test_failures == before ? "ok" : "FAILED");
+  }
 }
 
 int main(int argc, char **argv) {
@@ -205,16 +239,20 @@ int main(int argc, char **argv) {
     return 1;
   }
   const char *only = argc > 1 ? argv[1] : NULL; // a substring of case names, to run a subset
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    if (only && !strstr(cases[i].name, only)) continue;
+  run_cases(cases, sizeof cases / sizeof cases[0], be, only);
+  run_cases(group_cases, sizeof group_cases / sizeof group_cases[0], be, only);
+  const char *updates[2] = {"bn running-statistics update", "bn running-statistics update, SyncBN pair"};
+  for (int group = 1; group <= 2; group++) {
+    if (only && !strstr(updates[group - 1], only)) continue;
     int before = test_failures;
-    check_case(&cases[i], be);
-    printf("%-48s %s\n", cases[i].name, test_failures == before ? "ok" : "FAILED");
+    test_bn_update(be, group);
+    printf("%-48s %s\n", updates[group - 1], test_failures == before ? "ok" : "FAILED");
   }
-  if (!only || strstr("bn update", only)) {
+  if (!only) { // a new op needs a case in tests/op_cases.h
     int before = test_failures;
-    test_bn_update(be);
-    printf("%-48s %s\n", "bn running-statistics update", test_failures == before ? "ok" : "FAILED");
+    for (int op = EF_OP_LEAF + 1; op < EF_OP_COUNT; op++)
+      CHECK(op_run[op], "no case runs op %s: add one to tests/op_cases.h", ef_op_name(op));
+    printf("%-48s %s\n", "every op run by some case", test_failures == before ? "ok" : "FAILED");
   }
   ef_backend_free(be);
   return test_exit_code();

@@ -43,14 +43,6 @@ static int read_int_attr(hid_t f, const char *name, int *v) {
   return rc;
 }
 
-static double rel_err_f32(const float *got, const float *want, int64_t n) {
-  double *w = malloc(sizeof(double) * (size_t)n);
-  for (int64_t i = 0; i < n; i++) w[i] = want[i];
-  double e = test_rel_err(got, w, n);
-  free(w);
-  return e;
-}
-
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: test_parity WEIGHTS.h5 REFERENCE.h5\n");
@@ -91,9 +83,8 @@ int main(int argc, char **argv) {
     ef_plan_set(ev.plan, ev.images, images);
     ef_plan_run(ev.plan, &(ef_run_ctx){0});
     ef_plan_get(ev.plan, ev.logits, got);
-    double e = rel_err_f32(got, want_eval, n * k);
+    double e = CHECK_REL(got, want_eval, n * k, 1e-4, "inference logits");
     printf("%s: inference logits relative error %.3g\n", cfg.name, e);
-    CHECK(e <= 1e-4, "inference logits: relative error %.3g", e);
   }
   float *labels = training ? read_dataset(ref, "labels", n) : NULL, loss;
   float *want_train = training ? read_dataset(ref, "logits_train", n * k) : NULL;
@@ -109,9 +100,8 @@ int main(int argc, char **argv) {
     ef_plan_run(tr.plan, &(ef_run_ctx){0});
     ef_plan_get(tr.plan, tr.logits, got);
     ef_plan_get(tr.plan, tr.loss, &loss);
-    double e = rel_err_f32(got, want_train, n * k);
+    double e = CHECK_REL(got, want_train, n * k, 1e-4, "training-mode logits");
     printf("%s: training-mode logits relative error %.3g, loss %.6f (torchvision %.6f)\n", cfg.name, e, loss, want_loss[0]);
-    CHECK(e <= 1e-4, "training-mode logits: relative error %.3g", e);
     CHECK(fabs(loss - want_loss[0]) <= 1e-5 * fabs(want_loss[0]), "loss %.7f, torchvision %.7f", loss, want_loss[0]);
 
     // The running statistics after one update (momentum, unbiased variance).
@@ -126,8 +116,7 @@ int main(int argc, char **argv) {
       CHECK(w, "reference running statistic %s missing", en->name);
       if (w) {
         ef_store_read(s, i, EF_ARENA_STATE, have);
-        double re = rel_err_f32(have, w, (int64_t)en->numel);
-        CHECK(re <= 2e-5, "%s after one update: relative error %.3g", en->name, re);
+        double re = CHECK_REL(have, w, (int64_t)en->numel, 2e-5, "%s after one update", en->name);
         worst_running = fmax(worst_running, re);
         n_running++;
       }
@@ -154,14 +143,12 @@ int main(int argc, char **argv) {
       if (!want[i]) continue;
       float *have = malloc(sizeof(float) * en->numel);
       ef_store_read(s, i, EF_ARENA_GRAD, have);
-      double diff = 0, mag = 0;
-      for (size_t j = 0; j < en->numel; j++) {
-        diff = fmax(diff, fabs((double)have[j] - want[i][j]));
-        mag = fmax(mag, fabs(want[i][j]));
-      }
+      double mag = 0;
+      for (size_t j = 0; j < en->numel; j++) mag = fmax(mag, fabs(want[i][j]));
       zero += mag < 1e-3 * largest;
-      double ge = diff / fmax(mag, 1e-3 * largest);
-      CHECK(ge <= 1e-3, "gradient of %s: error %.3g (its largest element %.3g, the model's %.3g)", en->name, ge, mag, largest);
+      // relative to its largest element, or to a thousandth of the model's largest
+      double ge = CHECK_CLOSE(have, want[i], (int64_t)en->numel, TEST_REL, 1e-3 * largest, 1e-3,
+                              "gradient of %s (its largest element %.3g, the model's %.3g)", en->name, mag, largest);
       if (ge > worst) worst = ge, worst_name = en->name;
       compared++;
       free(want[i]), free(have);

@@ -196,11 +196,8 @@ static void test_dct_matches_full_decode(void) {
       t.dct = true;
       r = seq(i);
       CHECK(ef_transform_sample(&t, &in, &r, &s) == EF_OK, "%s", ef_last_error());
-      double diff = 0;
-      for (int k = 0; k < 48 * 48 * 3; k++) diff += abs(s.out.px[k] - exact.px[k]);
-      diff /= 48 * 48 * 3;
-      CHECK(diff < 2.0, "train %d sample %llu (crop %dx%d): mean |dct - exact| %.2f levels", train, (unsigned long long)i, s.crop.w,
-            s.crop.h, diff);
+      CHECK_CLOSE(s.out.px, exact.px, 48 * 48 * 3, TEST_MEAN, 0, 2.0, "train %d sample %llu (crop %dx%d): DCT decode",
+                  train, (unsigned long long)i, s.crop.w, s.crop.h);
     }
   free(jpg);
   ef_transform_scratch_free(&s);

@@ -82,42 +82,10 @@ typedef struct {
   double params, macs, images_s, median_ms, planned_mib, rss_mib; // rss_mib: the GPU's peak on CUDA
 } bench_row;
 
-// ---- profile by op kind ---------------------------------------------------------------------
-enum { KIND_CONV1X1, KIND_DEPTHWISE, KIND_BN_ACT, KIND_SE, KIND_CLASSIFIER, KIND_OPTIMIZER, KIND_OTHER, KIND_DATA, KIND_COUNT };
-static const char *const kind_names[KIND_COUNT] = {"1x1 conv",  "depthwise conv", "BN+activation", "squeeze-excite",
-                                                   "classifier", "optimizer",     "other",         "data (waiting)"};
-
-// The layers tag the squeeze-excite and classifier nodes (gradients included) with their scope;
-// the rest go by op: convolutions by their weights' shape (the stem's 3x3 is "other"), batch norm
-// with its fused activation and the bare activations, and everything else (adds, drop-path, the
-// loss, gradient accumulation).
-static int node_kind(const ef_tensor *t) {
-  if (t->scope && !strcmp(t->scope, EF_SCOPE_SE)) return KIND_SE;
-  if (t->scope && !strcmp(t->scope, EF_SCOPE_CLASSIFIER)) return KIND_CLASSIFIER;
-  switch (t->op) {
-  case EF_OP_CONV2D:
-  case EF_OP_CONV2D_BWD_DATA:
-  case EF_OP_CONV2D_BWD_WEIGHT: {
-    const ef_tensor *w = t->op == EF_OP_CONV2D_BWD_WEIGHT ? t : t->src[1]; // (O,KH,KW,C/groups)
-    if (t->p.conv.groups > 1) return KIND_DEPTHWISE;
-    return w->shape[1] * w->shape[2] == 1 ? KIND_CONV1X1 : KIND_OTHER;
-  }
-  case EF_OP_BN_STATS:
-  case EF_OP_BN:
-  case EF_OP_BN_BWD_REDUCE:
-  case EF_OP_BN_BWD_DATA:
-  case EF_OP_BN_UPDATE:
-  case EF_OP_ACT:
-  case EF_OP_ACT_BWD:
-    return KIND_BN_ACT;
-  default:
-    return KIND_OTHER;
-  }
-}
-
+// ---- profile by op kind (ef_node_kind) --------------------------------------------------------
 typedef struct {
-  int nodes[KIND_COUNT];
-  double ms[KIND_COUNT], macs[KIND_COUNT], bytes[KIND_COUNT], total_ms;
+  int nodes[EF_KIND_COUNT];
+  double ms[EF_KIND_COUNT], macs[EF_KIND_COUNT], bytes[EF_KIND_COUNT], total_ms;
 } kind_profile;
 
 // Sums the plan's node times per kind (per step), with the optimizer's own time and traffic
@@ -129,37 +97,37 @@ static void profile_by_kind(const ef_plan *p, double optim_ms, double optim_byte
   for (int i = 0; i < p->n; i++) {
     const ef_tensor *t = p->sched[i];
     if (t->op == EF_OP_LEAF) continue;
-    int kind = node_kind(t);
+    ef_kind kind = ef_node_kind(t);
     k->nodes[kind]++;
     k->ms[kind] += p->ms[i] / runs;
     k->macs[kind] += (double)ef_node_macs(t);
     k->bytes[kind] += (double)ef_node_bytes(t);
   }
-  k->ms[KIND_OPTIMIZER] = optim_ms, k->bytes[KIND_OPTIMIZER] = optim_bytes, k->ms[KIND_DATA] = data_ms;
-  for (int i = 0; i < KIND_COUNT; i++) k->total_ms += k->ms[i];
+  k->ms[EF_KIND_OPTIMIZER] = optim_ms, k->bytes[EF_KIND_OPTIMIZER] = optim_bytes, k->ms[EF_KIND_DATA] = data_ms;
+  for (int i = 0; i < EF_KIND_COUNT; i++) k->total_ms += k->ms[i];
 }
 
 static void profile_print(const kind_profile *k, FILE *f) {
   fprintf(f, "  by kind (GB/s: each operand read once and each result written once)\n");
   fprintf(f, "  %-16s %6s %9s %6s %9s %8s\n", "kind", "nodes", "ms/step", "%", "GFLOP/s", "GB/s");
-  for (int i = 0; i < KIND_COUNT; i++) {
+  for (int i = 0; i < EF_KIND_COUNT; i++) {
     if (k->ms[i] <= 0) continue;
     char gflops[16] = "-";
     if (k->macs[i] > 0) snprintf(gflops, sizeof gflops, "%.1f", 2 * k->macs[i] / (k->ms[i] * 1e6));
     char nodes[16] = "-", gbs[16] = "-";
     if (k->nodes[i]) snprintf(nodes, sizeof nodes, "%d", k->nodes[i]);
     if (k->bytes[i] > 0) snprintf(gbs, sizeof gbs, "%.1f", k->bytes[i] / (k->ms[i] * 1e6));
-    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", kind_names[i], nodes, k->ms[i], 100 * k->ms[i] / k->total_ms, gflops, gbs);
+    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", ef_kind_name(i), nodes, k->ms[i], 100 * k->ms[i] / k->total_ms, gflops, gbs);
   }
   fprintf(f, "  %-16s %6s %9.2f\n", "total", "", k->total_ms);
 }
 
 static void profile_json(const kind_profile *k, FILE *f) {
   fprintf(f, ", \"profile\": {");
-  for (int i = 0, first = 1; i < KIND_COUNT; i++) {
+  for (int i = 0, first = 1; i < EF_KIND_COUNT; i++) {
     if (k->ms[i] <= 0) continue;
     fprintf(f, "%s\"%s\": {\"nodes\": %d, \"ms\": %.3f, \"percent\": %.2f, \"gflops\": %.2f, \"gbytes_per_s\": %.2f}",
-            first ? "" : ", ", kind_names[i], k->nodes[i], k->ms[i], 100 * k->ms[i] / k->total_ms,
+            first ? "" : ", ", ef_kind_name(i), k->nodes[i], k->ms[i], 100 * k->ms[i] / k->total_ms,
             2 * k->macs[i] / (k->ms[i] * 1e6), k->bytes[i] / (k->ms[i] * 1e6));
     first = 0;
   }
