@@ -221,3 +221,49 @@ void ef_plan_profile_print(const ef_plan *p, FILE *f) {
   }
   fprintf(f, "%-20s %6d %10.3f\n", "total", p->n, total / runs);
 }
+
+void ef_plan_profile_kinds(const ef_plan *p, ef_kind_profile *k) {
+  memset(k, 0, sizeof *k);
+  int runs = p->runs ? p->runs : 1;
+  for (int i = 0; i < p->n; i++) {
+    const ef_tensor *t = p->sched[i];
+    if (t->op == EF_OP_LEAF) continue;
+    ef_kind kind = ef_node_kind(t);
+    k->nodes[kind]++;
+    k->ms[kind] += p->ms ? p->ms[i] / runs : 0;
+    k->macs[kind] += (double)ef_node_macs(t);
+    k->bytes[kind] += (double)ef_node_bytes(t);
+  }
+}
+
+void ef_kind_profile_finish(ef_kind_profile *k) {
+  k->total_ms = 0;
+  for (int i = 0; i < EF_KIND_COUNT; i++) k->total_ms += k->ms[i];
+}
+
+void ef_kind_profile_print(const ef_kind_profile *k, FILE *f) {
+  fprintf(f, "  by kind (GB/s: each operand read once and each result written once)\n");
+  fprintf(f, "  %-16s %6s %9s %6s %9s %8s\n", "kind", "nodes", "ms/step", "%", "GFLOP/s", "GB/s");
+  for (int i = 0; i < EF_KIND_COUNT; i++) {
+    if (k->ms[i] <= 0) continue;
+    char gflops[16] = "-", nodes[16] = "-", gbs[16] = "-";
+    if (k->macs[i] > 0) snprintf(gflops, sizeof gflops, "%.1f", 2 * k->macs[i] / (k->ms[i] * 1e6));
+    if (k->nodes[i]) snprintf(nodes, sizeof nodes, "%d", k->nodes[i]);
+    if (k->bytes[i] > 0) snprintf(gbs, sizeof gbs, "%.1f", k->bytes[i] / (k->ms[i] * 1e6));
+    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", ef_kind_name((ef_kind)i), nodes, k->ms[i], 100 * k->ms[i] / k->total_ms,
+            gflops, gbs);
+  }
+  fprintf(f, "  %-16s %6s %9.2f\n", "total", "", k->total_ms);
+}
+
+void ef_kind_profile_json(const ef_kind_profile *k, FILE *f) {
+  fprintf(f, "{");
+  for (int i = 0, first = 1; i < EF_KIND_COUNT; i++) {
+    if (k->ms[i] <= 0) continue;
+    fprintf(f, "%s\"%s\": {\"nodes\": %d, \"ms\": %.3f, \"percent\": %.2f, \"gflops\": %.2f, \"gbytes_per_s\": %.2f}",
+            first ? "" : ", ", ef_kind_name((ef_kind)i), k->nodes[i], k->ms[i], 100 * k->ms[i] / k->total_ms,
+            2 * k->macs[i] / (k->ms[i] * 1e6), k->bytes[i] / (k->ms[i] * 1e6));
+    first = 0;
+  }
+  fprintf(f, "}");
+}

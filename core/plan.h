@@ -83,6 +83,19 @@ void ef_plan_profile_print(const ef_plan *p, FILE *f);
 // Forgets the runs so far (the warm-up's), for the profile to cover the steps after.
 void ef_plan_profile_reset(ef_plan *p);
 
+// The profiled time per run summed by kind (ef_node_kind), with each kind's nodes, multiply-adds
+// and least traffic (ef_node_bytes); the caller adds what it timed around the plan (the
+// optimizer's update, the wait for data) before ef_kind_profile_finish totals it.
+typedef struct {
+  int nodes[EF_KIND_COUNT];
+  double ms[EF_KIND_COUNT], macs[EF_KIND_COUNT], bytes[EF_KIND_COUNT], total_ms;
+} ef_kind_profile;
+void ef_plan_profile_kinds(const ef_plan *p, ef_kind_profile *k);
+void ef_kind_profile_finish(ef_kind_profile *k);
+// The table (kind, nodes, ms per run, share, GFLOP/s, GB/s), or the same as a JSON object.
+void ef_kind_profile_print(const ef_kind_profile *k, FILE *f);
+void ef_kind_profile_json(const ef_kind_profile *k, FILE *f);
+
 // The planned peak and the naive sum of a graph's activation memory, without binding a backend
 // (for `effnet info`).
 void ef_plan_measure(ef_graph *g, size_t *arena_bytes, size_t *naive_bytes);

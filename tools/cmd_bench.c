@@ -15,7 +15,7 @@
 #include "data/loader.h"
 #include "tools/effnet.h"
 #include "tools/shared_flags.h"
-#include "train/step.h"
+#include "train/bench.h"
 
 typedef struct {
   const char *mode, *batches, *models, *data, *weights;
@@ -61,11 +61,6 @@ static const char *const usage_head =
     "for each model and batch size; synthetic images unless --data gives a dataset.\n"
     "\n";
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 typedef struct {
   bool training, json, profile, eager;
   const ef_device *dev;
@@ -82,95 +77,6 @@ typedef struct {
   double params, macs, images_s, median_ms, planned_mib, rss_mib; // rss_mib: the GPU's peak on CUDA
 } bench_row;
 
-// ---- profile by op kind (ef_node_kind) --------------------------------------------------------
-typedef struct {
-  int nodes[EF_KIND_COUNT];
-  double ms[EF_KIND_COUNT], macs[EF_KIND_COUNT], bytes[EF_KIND_COUNT], total_ms;
-} kind_profile;
-
-// Sums the plan's node times per kind (per step), with the optimizer's own time and traffic
-// (zeroing the gradients, then reading parameters, gradients and slots and writing parameters
-// and slots) and the time spent waiting for the loader's batches.
-static void profile_by_kind(const ef_plan *p, double optim_ms, double optim_bytes, double data_ms, kind_profile *k) {
-  memset(k, 0, sizeof *k);
-  int runs = p->runs ? p->runs : 1;
-  for (int i = 0; i < p->n; i++) {
-    const ef_tensor *t = p->sched[i];
-    if (t->op == EF_OP_LEAF) continue;
-    ef_kind kind = ef_node_kind(t);
-    k->nodes[kind]++;
-    k->ms[kind] += p->ms[i] / runs;
-    k->macs[kind] += (double)ef_node_macs(t);
-    k->bytes[kind] += (double)ef_node_bytes(t);
-  }
-  k->ms[EF_KIND_OPTIMIZER] = optim_ms, k->bytes[EF_KIND_OPTIMIZER] = optim_bytes, k->ms[EF_KIND_DATA] = data_ms;
-  for (int i = 0; i < EF_KIND_COUNT; i++) k->total_ms += k->ms[i];
-}
-
-static void profile_print(const kind_profile *k, FILE *f) {
-  fprintf(f, "  by kind (GB/s: each operand read once and each result written once)\n");
-  fprintf(f, "  %-16s %6s %9s %6s %9s %8s\n", "kind", "nodes", "ms/step", "%", "GFLOP/s", "GB/s");
-  for (int i = 0; i < EF_KIND_COUNT; i++) {
-    if (k->ms[i] <= 0) continue;
-    char gflops[16] = "-";
-    if (k->macs[i] > 0) snprintf(gflops, sizeof gflops, "%.1f", 2 * k->macs[i] / (k->ms[i] * 1e6));
-    char nodes[16] = "-", gbs[16] = "-";
-    if (k->nodes[i]) snprintf(nodes, sizeof nodes, "%d", k->nodes[i]);
-    if (k->bytes[i] > 0) snprintf(gbs, sizeof gbs, "%.1f", k->bytes[i] / (k->ms[i] * 1e6));
-    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", ef_kind_name(i), nodes, k->ms[i], 100 * k->ms[i] / k->total_ms, gflops, gbs);
-  }
-  fprintf(f, "  %-16s %6s %9.2f\n", "total", "", k->total_ms);
-}
-
-static void profile_json(const kind_profile *k, FILE *f) {
-  fprintf(f, ", \"profile\": {");
-  for (int i = 0, first = 1; i < EF_KIND_COUNT; i++) {
-    if (k->ms[i] <= 0) continue;
-    fprintf(f, "%s\"%s\": {\"nodes\": %d, \"ms\": %.3f, \"percent\": %.2f, \"gflops\": %.2f, \"gbytes_per_s\": %.2f}",
-            first ? "" : ", ", ef_kind_name(i), k->nodes[i], k->ms[i], 100 * k->ms[i] / k->total_ms,
-            2 * k->macs[i] / (k->ms[i] * 1e6), k->bytes[i] / (k->ms[i] * 1e6));
-    first = 0;
-  }
-  fprintf(f, "}");
-}
-
-// ---- graphs, memory and the largest batch -------------------------------------------------------
-
-// Bytes of the parameters (training: + gradients + SGD momentum) and state arenas.
-static double store_bytes(const ef_store *s, bool training) {
-  return (double)(s->numel[0] * (training ? 3 : 1) + s->numel[1]) * 4;
-}
-
-// The planned memory of a batch: the activation arena plus the store's arenas; with `largest`,
-// also the most elements any tensor holds.
-static double planned_bytes(const ef_model_desc *d, long batch, bool training, ef_dtype activations, double *largest) {
-  ef_store *s = ef_store_new();
-  ef_model_graph m;
-  ef_model_graph_new(&m, s, d, &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1,
-                                                .activations = activations});
-  size_t arena, naive;
-  ef_plan_measure(m.g, &arena, &naive);
-  double bytes = (double)arena + store_bytes(s, training);
-  for (int i = 0; largest && i < m.g->n; i++) *largest = fmax(*largest, (double)ef_numel(m.g->nodes[i]));
-  ef_model_graph_free(&m);
-  ef_store_free(s);
-  return bytes;
-}
-
-// The largest batch whose planned memory fits `budget` (0 when not even one image fits): the
-// arena grows linearly with the batch, so two plans give the estimate and more plans confirm it.
-// On a GPU also no tensor above 2^31 elements (cuDNN's convolution descriptors take int sizes).
-static long max_batch(const ef_model_desc *d, bool training, ef_dtype activations, double budget, bool gpu) {
-  double largest = 0, one = planned_bytes(d, 1, training, activations, &largest);
-  double per_image = planned_bytes(d, 2, training, activations, NULL) - one;
-  if (one > budget) return 0;
-  long b = per_image > 0 ? 1 + (long)((budget - one) / per_image) : 1 << 16;
-  if (b > 1 << 16) b = 1 << 16;
-  if (gpu) b = (long)fmin((double)b, floor(2147483647.0 / largest));
-  while (b > 1 && planned_bytes(d, b, training, activations, NULL) > budget) b--;
-  return b;
-}
-
 // What the system can give (MemAvailable), in bytes; 0 when unknown.
 static double available_bytes(void) {
   FILE *f = fopen("/proc/meminfo", "r");
@@ -183,161 +89,53 @@ static double available_bytes(void) {
   return kib * 1024;
 }
 
-// ---- one configuration ------------------------------------------------------------------------
-static void synthetic_data(float *x, int64_t n, int32_t *y, long batch, int classes) {
-  for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  for (long i = 0; i < batch; i++) y[i] = (int32_t)(i % classes);
-}
-
-// The next batch of the loader, starting a new epoch when one ends.
-static ef_status loader_next(ef_loader *l, int64_t *epoch, const ef_batch **batch) {
-  EF_TRY(ef_loader_next(l, batch));
-  if (*batch) return EF_OK;
-  EF_TRY(ef_loader_start(l, ++*epoch, 0));
-  EF_TRY(ef_loader_next(l, batch));
-  return *batch ? EF_OK : EF_ERROR(EF_ERR_INVALID, "the dataset gives no full batch");
-}
-
-// Times one configuration; prints its line and fills row. Returns 0, or 1 after a message. A
-// training step is the trainer's (train/step.h): SGD with momentum at a small rate, which keeps
-// the weights sane.
+// Times one configuration; prints its line and fills row. Returns 0, or 1 after a message.
 static int bench_one(const ef_model_desc *d, long batch, long fits, const bench_opts *o, bench_row *row) {
-  const ef_effnet_config *cfg = &d->cfg;
-  ef_backend *be = o->dev->be;
-  bool device = o->dev->cuda;
-  ef_store *store = ef_store_new();
-  ef_model_graph m;
-  ef_model_graph_new(&m, store, d, &(ef_graph_opts){.batch = batch, .training = o->training, .smoothing = 0.1f,
-                                                    .seed = 1, .activations = o->dev->activations});
-  ef_step step = {0};
-  ef_loader *loader = NULL;
-  float *x = NULL;
-  int32_t *y = NULL;
-  double *ms = NULL, optim_ms = 0, data_ms = 0;
-  int64_t epoch = 0;
-  int rc = 1;
-  ef_status st = EF_OK;
-  if (o->data && o->data->num_classes > d->num_classes) {
-    fprintf(stderr, "effnet bench: %s has %d classes but the model %d: give --classes %d\n", o->data->source,
-            o->data->num_classes, d->num_classes, o->data->num_classes);
-    goto out;
-  }
-  if (o->data) {
-    ef_loader_config lc = {.data = o->data, .transform = ef_transform_defaults(o->training, d->eval.size, d->in_channels),
-                           .batch = (int)batch, .shuffle = o->training, .drop_last = true, .as_float = true, .seed = 1,
-                           .threads = (int)o->loader_threads};
-    st = ef_loader_new(&loader, &lc);
-  }
-  // Weights before the plan (cuDNN times its algorithms on them); on a GPU, inference replays the
-  // plan as a CUDA graph, and a training step is captured whole by the step.
-  ef_plan_opts po = {.profile = o->profile, .graph = device && !o->training && !o->eager};
-  ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD), .eager = o->eager || o->profile};
-  if (st == EF_OK) st = ef_store_bind(store, be);
-  if (st == EF_OK) ef_store_initialize(store, 1);
-  if (st == EF_OK && o->weights) {
-    ef_weights_info w;
-    st = ef_weights_info_read(o->weights, &w);
-    if (st == EF_OK) st = ef_model_load_weights(o->weights, &w, false, NULL, store);
-  }
-  if (st == EF_OK) st = ef_model_graph_plan(&m, be, &po);
-  if (st == EF_OK && o->training) st = ef_step_init(&step, &m, &sc);
+  ef_bench_config c = {.dev = o->dev, .training = o->training, .profile = o->profile, .eager = o->eager,
+                       .warmup = o->warmup, .iters = o->iters, .data = o->data, .loader_threads = o->loader_threads,
+                       .weights = o->weights};
+  ef_bench_result r;
+  bool graph = o->dev->cuda && !o->eager && !o->profile;
+  char *by_op = NULL; // the profile by op, printed after the figures
+  size_t by_op_len = 0;
+  FILE *ops = o->profile && !o->json ? open_memstream(&by_op, &by_op_len) : NULL;
+  ef_status st = ef_bench_run(d, batch, &c, &r, ops);
+  if (ops) fclose(ops);
   if (st != EF_OK) {
-    fprintf(stderr, "effnet bench: %s\n", ef_last_error());
-    goto out;
+    free(by_op);
+    return ef_report("bench", 1);
   }
-  ef_plan *p = m.plan;
-  if (!o->data) {
-    x = ef_xmalloc(sizeof(float) * (size_t)ef_numel(m.images));
-    y = ef_xmalloc(sizeof(int32_t) * (size_t)batch);
-    synthetic_data(x, ef_numel(m.images), y, batch, d->num_classes);
-  }
-  ms = ef_xmalloc(sizeof(double) * (size_t)o->iters);
-  for (long i = 0; i < o->warmup + o->iters; i++) {
-    if (i == o->warmup) ef_plan_profile_reset(p);
-    double t0 = 1e3 * ef_seconds();
-    const ef_batch *b = NULL;
-    if (loader && (st = loader_next(loader, &epoch, &b)) != EF_OK) {
-      fprintf(stderr, "effnet bench: %s\n", ef_last_error());
-      goto out;
-    }
-    const float *images = b ? b->images : x;
-    const int32_t *labels = b ? b->labels : y;
-    double t1 = 1e3 * ef_seconds();
-    if (o->training) {
-      ef_step_result r;
-      ef_step_run(&step, images, labels, 1e-4, i, &r);
-    } else {
-      ef_plan_set(p, m.images, images);
-      ef_plan_run(p, &(ef_run_ctx){.step = (uint32_t)i});
-      if (device) be->synchronize(be);
-    }
-    double t2 = 1e3 * ef_seconds();
-    if (i >= o->warmup) ms[i - o->warmup] = t2 - t0, data_ms += t1 - t0;
-  }
-  if (o->profile && o->training) { // the step's time outside the graph's nodes: zeroing, the update
-    double nodes = 0, step_ms = 0;
-    for (int i = 0; i < p->n; i++) nodes += p->ms[i] / (p->runs ? p->runs : 1);
-    for (long i = 0; i < o->iters; i++) step_ms += ms[i];
-    optim_ms = fmax(0, (step_ms - data_ms) / (double)o->iters - nodes);
-  }
-  qsort(ms, (size_t)o->iters, sizeof(double), cmp_double);
-  double median = ms[o->iters / 2], p99 = ms[(long)((double)(o->iters - 1) * 0.99 + 0.5)];
-  // Multiply-adds x 2 flops, over every node of the plan (a training step: the forward products
-  // and the two of each backward, data and weights; the stem's input needs no gradient).
-  double macs = 0;
-  for (int i = 0; i < p->n; i++) macs += (double)ef_node_macs(p->sched[i]);
-  double gflops = 2.0 * macs / (median * 1e6);
-  double arena = (double)p->arena_bytes / 1048576.0, naive = (double)p->naive_bytes / 1048576.0;
-  double params = store_bytes(store, o->training) / 1048576.0;
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  double peak_mib = device ? (double)ef_cuda_peak_device_bytes(be) / 1048576.0 : (double)ru.ru_maxrss / 1024.0;
-  char where[512], name[16];
+  char where[512];
   ef_device_describe(o->dev, where, sizeof where);
-  snprintf(name, sizeof name, "%s", strcmp(d->arch, "tiny") ? cfg->name : "tiny");
-  *row = (bench_row){.resolution = d->eval.size, .batch = batch, .max_batch = fits, .params = (double)m.params,
-                     .macs = (double)m.macs, .images_s = (double)batch * 1e3 / median, .median_ms = median,
-                     .planned_mib = arena + params, .rss_mib = peak_mib};
-  snprintf(row->model, sizeof row->model, "%s", name);
-  kind_profile kp;
-  // Zeroing writes the gradients; the update reads parameters and gradients, reads and writes the
-  // slots, writes the parameters.
-  double optim_bytes = o->training ? (double)store->numel[0] * 4 * (4 + 2 * ef_optim_slots(&step.optim)) : 0;
-  if (o->profile) profile_by_kind(p, optim_ms, optim_bytes, loader ? data_ms / (double)o->iters : 0, &kp);
-  const char *what = o->training ? "train step" : "inference";
+  *row = (bench_row){.resolution = d->eval.size, .batch = batch, .max_batch = fits, .params = (double)r.params,
+                     .macs = (double)r.macs, .images_s = r.images_s, .median_ms = r.median_ms,
+                     .planned_mib = r.arena_mib + r.store_mib, .rss_mib = r.peak_mib};
+  snprintf(row->model, sizeof row->model, "%s", strcmp(d->arch, "tiny") ? d->cfg.name : "tiny");
   if (o->json) {
     printf("{\"model\": \"%s\", \"resolution\": %d, \"batch\": %ld, \"mode\": \"%s\", \"data\": \"%s\", "
-           "\"device\": \"%s\", \"precision\": \"%s\", \"graph\": %s, "
-           "\"median_ms\": %.3f, \"p99_ms\": %.3f, \"images_per_s\": %.2f, \"gflops\": %.2f, \"params\": %.0f, "
-           "\"macs_per_image\": %.0f, \"arena_mib\": %.1f, \"arena_naive_mib\": %.1f, \"params_mib\": %.1f, "
-           "\"peak_rss_mib\": %.1f, \"peak_device_mib\": %.1f, \"max_batch\": %ld",
-           name, d->eval.size, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic", where,
-           o->dev->precision, device && !o->eager && !o->profile ? "true" : "false", median, p99, row->images_s, gflops,
-           row->params, row->macs, arena, naive, params, (double)ru.ru_maxrss / 1024.0, device ? peak_mib : 0.0, fits);
-    if (o->profile) profile_json(&kp, stdout);
+           "\"device\": \"%s\", \"precision\": \"%s\", \"graph\": %s, \"median_ms\": %.3f, \"p99_ms\": %.3f, "
+           "\"images_per_s\": %.2f, \"gflops\": %.2f, \"params\": %.0f, \"macs_per_image\": %.0f, \"arena_mib\": %.1f, "
+           "\"arena_naive_mib\": %.1f, \"params_mib\": %.1f, \"peak_rss_mib\": %.1f, \"peak_device_mib\": %.1f, "
+           "\"max_batch\": %ld",
+           row->model, d->eval.size, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic", where,
+           o->dev->precision, graph ? "true" : "false", r.median_ms, r.p99_ms, r.images_s, r.gflops, row->params, row->macs,
+           r.arena_mib, r.naive_mib, r.store_mib, r.rss_mib, o->dev->cuda ? r.peak_mib : 0.0, fits);
+    if (o->profile) printf(", \"profile\": "), ef_kind_profile_json(&r.kinds, stdout);
     printf("}\n");
   } else {
-    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n", name,
-           d->eval.size, d->eval.size, batch, what, o->data ? " (data through the loader)" : "", where,
-           device && !o->eager && !o->profile ? ", CUDA graph" : "", median, p99, row->images_s, gflops);
+    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n", row->model,
+           d->eval.size, d->eval.size, batch, o->training ? "train step" : "inference",
+           o->data ? " (data through the loader)" : "", where, graph ? ", CUDA graph" : "", r.median_ms, r.p99_ms, r.images_s,
+           r.gflops);
     printf("  memory: activation arena %.1f MiB planned (%.1f MiB without reuse), parameters%s %.1f MiB, peak %s %.1f "
            "MiB; largest batch that fits %.0f MiB: %ld\n",
-           arena, naive, o->training ? " + gradients + momentum" : "", params, device ? "GPU memory in use" : "resident",
-           row->rss_mib, o->budget / 1048576.0, fits);
-    if (o->profile) {
-      profile_print(&kp, stdout);
-      ef_plan_profile_print(p, stdout);
-    }
+           r.arena_mib, r.naive_mib, o->training ? " + gradients + momentum" : "", r.store_mib,
+           o->dev->cuda ? "GPU memory in use" : "resident", r.peak_mib, o->budget / 1048576.0, fits);
+    if (o->profile) ef_kind_profile_print(&r.kinds, stdout), fputs(by_op ? by_op : "", stdout);
   }
+  free(by_op);
   fflush(stdout);
-  rc = 0;
-out:
-  free(x), free(y), free(ms);
-  ef_loader_free(loader);
-  ef_step_free(&step);
-  ef_model_graph_free(&m);
-  ef_store_free(store);
-  return rc;
+  return 0;
 }
 
 // The table after several configurations: how cost grows with the model and the batch.
@@ -443,7 +241,7 @@ int ef_cmd_bench(int argc, char **argv) {
       ef_model_desc_effnet(d, &cfg);
     }
     free(w);
-    long fits = rc ? 0 : max_batch(d, o.training, dev.activations, o.budget, dev.cuda);
+    long fits = rc ? 0 : (long)ef_model_max_batch(d, o.training, dev.activations, o.budget, dev.cuda);
     for (int k = 0; k < n_sizes && !rc; k++) {
       long batch = sizes[k] ? sizes[k] : fits;
       if (batch < 1) {

@@ -12,180 +12,10 @@
 #include "cuda/cuda.h"
 #include "tools/effnet.h"
 #include "tools/shared_flags.h"
+#include "tools/train_flags.h"
 #include "train/launch.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
-
-// The command's own values beside the trainer's configuration.
-typedef struct {
-  ef_train_config t;
-  const char *recipe, *resume;
-  long stop_after, log_every;
-} train_opts;
-
-#define ROW(kind, name, field) name, kind, offsetof(train_opts, field)
-static const ef_flag train_flags[] = {
-    {ROW(EF_FLAG_STR, "--model", t.model), "tiny", 0, 0, NULL, "NAME", "tiny, or an EfficientNet b0 ... b7 (or --phi F)",
-     true},
-    {ROW(EF_FLAG_STR, "--data", t.data), EF_FASHION_MNIST_DIR, 0, 0, NULL, "PATH",
-     "IDX, CIFAR-10/100 or ImageFolder directory, or a path,label .csv", true},
-    {ROW(EF_FLAG_STR, "--out", t.out), NULL, 0, 0, NULL, "DIR", "the run's folder  [runs/<model>-<date>-<time>]", false},
-    {ROW(EF_FLAG_STR, "--resume", resume), NULL, 0, 0, NULL, "DIR|FILE",
-     "go on from a checkpoint (DIR: its latest); other flags override its own", false},
-    {ROW(EF_FLAG_STR, "--recipe", recipe), "default", 0, 0, "default|official", "R",
-     "default (SGD, cosine) or official (the EfficientNet TF recipe: RMSProp,\n0.016 per 256 images, 5 warm-up epochs, "
-     "0.97 every 2.4 epochs, EMA 0.9999,\nAutoAugment, TF padding and BN); flags override", true},
-    {ROW(EF_FLAG_LONG, "--epochs", t.epochs), "10", 1, 1e6, NULL, "N", "passes over the training images", true},
-    {ROW(EF_FLAG_LONG, "--batch", t.batch), "64", 1, 1 << 20, NULL, "N", "images per step (per rank)", true},
-    {ROW(EF_FLAG_STR, "--optimizer", t.optimizer), "sgd", 0, 0, "sgd|rmsprop|adamw", "O", "sgd, rmsprop (TF's) or adamw", true},
-    {ROW(EF_FLAG_DOUBLE, "--lr", t.lr), "0.4", 1e-9, 100, NULL, "F", "learning rate per 256 images, scaled by the batch",
-     true},
-    {ROW(EF_FLAG_DOUBLE, "--momentum", t.momentum), "0.9", 0, 0.999999, NULL, "F", "SGD and RMSProp momentum", true},
-    {ROW(EF_FLAG_BOOL, "--nesterov", t.nesterov), NULL, 0, 0, NULL, NULL, "Nesterov momentum (SGD)", true},
-    {ROW(EF_FLAG_DOUBLE, "--weight-decay", t.weight_decay), "5e-5", 0, 1, NULL, "F", "on conv and dense weights", true},
-    {ROW(EF_FLAG_BOOL, "--decay-all", t.decay_all), NULL, 0, 0, NULL, NULL,
-     "weight decay on every parameter, BN and biases included", true},
-    {ROW(EF_FLAG_STR, "--schedule", t.schedule), "cosine", 0, 0, "cosine|exponential|constant", "S",
-     "the learning rate after warm-up: cosine, exponential or constant", true},
-    {ROW(EF_FLAG_DOUBLE, "--warmup", t.warmup), "0", 0, 1e6, NULL, "F", "epochs of linear warm-up", true},
-    {ROW(EF_FLAG_DOUBLE, "--decay-rate", t.decay_rate), "0.97", 1e-6, 1, NULL, "F",
-     "exponential: factor per --decay-epochs", true},
-    {ROW(EF_FLAG_DOUBLE, "--decay-epochs", t.decay_epochs), "2.4", 1e-3, 1e6, NULL, "F", "exponential: epochs between decays", true},
-    {ROW(EF_FLAG_DOUBLE, "--label-smoothing", t.smoothing), "0.1", 0, 0.999999, NULL, "F", "of the training loss's targets", true},
-    {ROW(EF_FLAG_DOUBLE, "--ema", t.ema), "0", 0, 0.999999999, NULL, "F", "EMA decay of weights and BN statistics (0: none)",
-     true},
-    {ROW(EF_FLAG_DOUBLE, "--clip", t.clip), "0", 0, 1e9, NULL, "F", "clip gradients to this global norm (0: no)", true},
-    {ROW(EF_FLAG_LONG, "--image-size", t.image_size), "0", 0, 4096, NULL, "N",
-     "training resolution (0: the pretrained model's with --init, else the\nimages' own size for IDX and CIFAR, the "
-     "model's for image files)", true},
-    {ROW(EF_FLAG_STR, "--augment", t.augment), "none", 0, 0, "none|crop|autoaugment|randaugment", "A",
-     "none (the evaluation geometry: resize, centre crop), crop\n(random-resized crop + flip), autoaugment or randaugment\n"
-     "(crop + flip + the policy)", true},
-    {ROW(EF_FLAG_LONG, "--limit", t.limit), "0", 0, 1e12, NULL, "N", "train on the first N images only (0: all)", true},
-    {ROW(EF_FLAG_LONG, "--val-limit", t.val_limit), "0", 0, 1e12, NULL, "N",
-     "validate on the first N test images only (0: all)", true},
-    {ROW(EF_FLAG_LONG, "--stop-after", stop_after), "0", 0, 1e12, NULL, "N",
-     "save a checkpoint and stop after N steps, as Ctrl-C does", false},
-    {ROW(EF_FLAG_LONG, "--keep", t.keep), "3", 1, 1e6, NULL, "N", "checkpoints kept besides best.h5", true},
-    {ROW(EF_FLAG_LONG, "--gpus", t.gpus), "0", 0, 1024, NULL, "N",
-     "data-parallel training on GPUs 0 ... N-1 of this host, one worker\nprocess each, started here (NCCL; no MPI "
-     "needed; 0: off)", false},
-    {ROW(EF_FLAG_LONG, "--loader-threads", t.loader_threads), "1", 0, 256, NULL, "N",
-     "threads decoding and augmenting ahead of the step", true},
-    {ROW(EF_FLAG_U64, "--seed", t.seed), "1", 0, 0, NULL, "N", "initialization, order, augmentation and dropout", true},
-    {ROW(EF_FLAG_LONG, "--log-every", log_every), "100", 1, 1e9, NULL, "N",
-     "steps between progress lines when not on a terminal", true},
-    {ROW(EF_FLAG_BOOL, "--profile", t.profile), NULL, 0, 0, NULL, NULL, "print time per op kind after training", true},
-    {ROW(EF_FLAG_DOUBLE, "--bucket-mb", t.bucket_mb), "4", 0, 1024, NULL, "F",
-     "several ranks: gradients all-reduced in buckets of F MiB while the\nbackward pass runs (0: one all-reduce after it)",
-     true},
-    {ROW(EF_FLAG_LONG, "--sync-bn", t.sync_bn), "0", 0, 1 << 20, NULL, "N",
-     "several ranks: batch-norm statistics over groups of N ranks (SyncBN;\nN divides the ranks; the number of ranks: "
-     "the global batch; 0: off)", true},
-    {ROW(EF_FLAG_DOUBLE, "--comm-timeout", t.comm_timeout), "600", 1, 1e7, NULL, "S",
-     "GPU ranks: a collective waiting longer than S seconds (a rank died\nor hangs) ends the job", true},
-    EF_SECTION("fine-tuning (docs/transfer.md):"),
-    {ROW(EF_FLAG_STR, "--init", t.init), NULL, 0, 0, NULL, "FILE",
-     "start from pretrained weights (`effnet import`, `effnet export`, or a\ncheckpoint: its EMA when it has one): "
-     "everything but the classifier\nloads, the classifier is re-initialized for the data's classes; the\nmodel, its "
-     "input channels and its normalization come from FILE", true},
-    {ROW(EF_FLAG_LONG, "--num-classes", t.spec.classes), NULL, 1, 1 << 24, NULL, "K",
-     "the classifier's outputs; must equal the data's  [the data's]", true},
-    {ROW(EF_FLAG_STR, "--freeze", t.freeze), NULL, 0, 0, NULL, "LIST",
-     "hold fixed (weights and BN statistics): stem, head, backbone,\nblocks.A-B (stages A to B), or name prefixes "
-     "(blocks.2.1.se)", true},
-    {ROW(EF_FLAG_STR, "--bn", t.bn), "train", 0, 0, "train|eval|frozen", "MODE",
-     "other batch norms: train (batch statistics), eval (running\nstatistics, kept) or frozen (also the affine fixed)",
-     true},
-    {ROW(EF_FLAG_DOUBLE, "--backbone-lr", t.backbone_lr), "1", 0, 1e3, NULL, "F",
-     "learning-rate multiplier of all but the classifier", true},
-    {ROW(EF_FLAG_STR, "--select-classes", t.select_classes), NULL, 0, 0, NULL, "LIST",
-     "train and validate on these classes only, relabelled 0, 1, ...\nin this order (5-9, or 0,2,4-6)", true},
-    {ROW(EF_FLAG_LONG, "--per-class", t.per_class), "0", 0, 1e12, NULL, "N",
-     "train on the first N images of each class only (0: all)", true},
-};
-#undef ROW
-
-static const char *const official[] = {
-    "--epochs", "350", "--optimizer", "rmsprop", "--lr", "0.016", "--weight-decay", "1e-5", "--schedule", "exponential",
-    "--warmup", "5", "--ema", "0.9999", "--augment", "autoaugment", "--padding", "same", "--bn-eps", "1e-3",
-    "--bn-momentum", "0.01", NULL};
-static const char *const no_values[] = {NULL};
-static const ef_recipe recipes[] = {{"default", no_values}, {"official", official}};
-
-// The model flags the official recipe sets: with --init the pretrained model's own apply instead.
-static const char *const recipe_model_flags[] = {"--padding", "--bn-eps", "--bn-momentum"};
-
-static const char *const usage_head =
-    "usage: effnet train [flags]\n"
-    "\n"
-    "Trains a model on the CPU or a GPU: validation every epoch, checkpoints, metrics.jsonl and TensorBoard\n"
-    "events in --out. Ctrl-C saves a checkpoint and stops; --resume goes on from it. Every run prints its\n"
-    "configuration, each value with where it came from (default, recipe, resumed or flag).\n"
-    "\n";
-
-static void flags_init(ef_flags *f, train_opts *o) {
-  memset(o, 0, sizeof *o);
-  ef_flags_init(f, "train", usage_head, NULL);
-  ef_flags_add(f, train_flags, (int)(sizeof train_flags / sizeof train_flags[0]), o);
-  ef_flags_add(f, ef_device_flags, EF_DEVICE_FLAGS, &o->t.dev);
-  ef_flags_add(f, ef_model_flags, EF_MODEL_FLAGS, &o->t.spec);
-  ef_flags_recipes(f, recipes, (int)(sizeof recipes / sizeof recipes[0]));
-}
-
-// The options: the recipe's values, then (resuming) the checkpoint's saved arguments, then the
-// command line; the resumed checkpoint's file into resume_path. Returns 0, or the exit status
-// after a message.
-static int parse(int argc, char **argv, ef_flags *f, train_opts *o, char *resume_path, size_t len) {
-  flags_init(f, o);
-  int rc = ef_flags_apply(f, argc, argv, EF_FROM_FLAG, NULL, 0); // first: --resume and --recipe
-  if (rc) return rc;
-  char saved_args[8192] = "";
-  const char *recipe = ef_flags_given(f, "--recipe") ? o->recipe : NULL;
-  if (o->resume) {
-    ef_checkpoint_info *saved = ef_xmalloc(sizeof *saved);
-    ef_status st = ef_run_dir_resume_path(o->resume, resume_path, len);
-    if (st == EF_OK) st = ef_checkpoint_read_info(resume_path, saved);
-    if (st == EF_OK) snprintf(saved_args, sizeof saved_args, "%s", saved->args);
-    free(saved);
-    if (st != EF_OK) return ef_report("train", 1);
-  }
-  flags_init(f, o);
-  if (!recipe) { // the saved --recipe, if any
-    ef_flags_apply_saved(f, saved_args);
-    recipe = o->recipe;
-    flags_init(f, o);
-  }
-  if ((rc = ef_flags_apply_recipe(f, recipe)) || (rc = ef_flags_apply_saved(f, saved_args)) ||
-      (rc = ef_flags_apply(f, argc, argv, EF_FROM_FLAG, NULL, 0)))
-    return rc;
-  o->t.resume = o->resume ? resume_path : NULL;
-  // --gpus: each worker on the GPU of its rank (--device, unset, means cuda then).
-  if (o->t.gpus && ef_flags_given(f, "--device") && strcmp(o->t.dev.device, "cuda")) {
-    fprintf(stderr, "effnet train: --gpus %ld runs one worker on each of GPUs 0 ... %ld: drop --device %s "
-                    "(CUDA_VISIBLE_DEVICES chooses which GPUs those are)\n", o->t.gpus, o->t.gpus - 1, o->t.dev.device);
-    return 2;
-  }
-  if (o->t.gpus && !ef_flags_given(f, "--device") && (rc = ef_flags_set(f, "--device", "cuda", EF_FROM_FLAG))) return rc;
-  ef_device d;
-  if (ef_device_parse(&d, &o->t.dev) != EF_OK) return ef_report("train", 2);
-  if (o->t.init) {
-    bool model = ef_flags_given(f, "--model") && strcmp(o->t.model, "tiny");
-    if (model || ef_effnet_spec_shapes(&o->t.spec)) {
-      fprintf(stderr, "effnet train: --init gives the architecture (width, depth, padding, input channels): drop --model, "
-                      "--phi, --width, --depth, --padding and --in-channels\n");
-      return 2;
-    }
-    for (size_t i = 0; i < sizeof recipe_model_flags / sizeof recipe_model_flags[0]; i++)
-      if (ef_flags_origin(f, recipe_model_flags[i]) == EF_FROM_RECIPE) ef_flags_reset(f, recipe_model_flags[i]);
-  }
-  ef_effnet_config cfg;
-  if (strcmp(o->t.model, "tiny") && isnan(o->t.spec.phi) && ef_effnet_preset(o->t.model, &cfg) != EF_OK) {
-    fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->t.model);
-    return 2;
-  }
-  return 0;
-}
 
 // `effnet train --gpus N` itself: checks that the GPUs are there, makes NCCL's id, and runs the N
 // workers (this command again, each told its rank) to their end.
@@ -363,32 +193,29 @@ static int train_loop(ef_trainer *t, long stop_after, long log_every) {
 
 int ef_cmd_train(int argc, char **argv) {
   ef_flags *f = ef_xmalloc(sizeof *f);
-  train_opts o;
-  char resume_path[4200], args[8192];
-  int rc = parse(argc, argv, f, &o, resume_path, sizeof resume_path);
-  if (!rc) rc = ef_flags_saved(f, args, sizeof args);
-  o.t.args = args;
+  ef_train_args *a = ef_xcalloc(1, sizeof *a); // its values point into f, and its config into it
+  int rc = ef_train_args_parse(argc, argv, a, f);
   if (!rc && getenv(EF_LAUNCH_RANK)) {
     ef_launch_follow_parent(); // a worker of --gpus: it ends with its launcher
-  } else if (!rc && o.t.gpus) { // --gpus N: this process starts the workers and waits for them
+  } else if (!rc && a->t.gpus) { // --gpus N: this process starts the workers and waits for them
     if (ef_comm_launched()) {
       fprintf(stderr, "effnet train: --gpus starts its own workers: under mpirun or srun, start one rank per GPU and give "
                       "--device cuda instead\n");
       rc = 2;
     } else {
-      rc = launch_gpus(argc, argv, o.t.gpus);
+      rc = launch_gpus(argc, argv, a->t.gpus);
     }
-    free(f);
+    free(f), free(a);
     return rc;
   }
   ef_comm *comm = NULL;
   if (!rc && ef_comm_new(&comm) != EF_OK) rc = ef_report("train", 1);
   if (rc) {
-    free(f);
+    free(f), free(a);
     return rc;
   }
   ef_trainer *t = ef_xmalloc(sizeof *t);
-  ef_status st = ef_trainer_open(t, &o.t, comm);
+  ef_status st = ef_trainer_open(t, &a->t, comm);
   if (st == EF_OK && (st = ef_trainer_connect(t)) != EF_OK) { // on one rank alone, or on all: the job ends either way
     fprintf(stderr, "effnet train [rank %d]: %s\n", t->comm->rank, ef_last_error());
     ef_comm_abort(t->comm, 1);
@@ -397,20 +224,20 @@ int ef_cmd_train(int argc, char **argv) {
     rc = ef_report("train", t->usage_error ? 2 : 1);
   } else {
     if (t->comm->rank == 0) {
-      if ((o.t.freeze || strcmp(o.t.bn, "train") || o.t.backbone_lr != 1) && !o.t.init)
+      if ((a->t.freeze || strcmp(a->t.bn, "train") || a->t.backbone_lr != 1) && !a->t.init)
         fprintf(stderr, "effnet train: warning: --freeze, --bn and --backbone-lr are meant for fine-tuning, and no --init "
                         "is given\n");
       print_setup(t, f);
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL), sigaction(SIGTERM, &sa, NULL);
-    rc = train_loop(t, o.stop_after, o.log_every);
+    rc = train_loop(t, a->stop_after, a->log_every);
     // mpirun ends the whole job at the first rank that exits non-zero (a stop by signal exits 130
     // or 143): no rank leaves before rank 0 has saved and its lines are out.
     fflush(stdout);
     if (t->comm->world > 1) t->comm->barrier(t->comm);
   }
   ef_trainer_close(t);
-  free(t), free(f);
+  free(t), free(f), free(a);
   return rc;
 }

@@ -271,16 +271,24 @@ void ef_flags_usage(const ef_flags *f, FILE *out) {
   if (f->usage_tail) fputs(f->usage_tail, out);
 }
 
+// A row's value as the echo shows it.
+static const char *shown(const ef_flags *f, int t, int r) {
+  if (f->rows[t][r].kind == EF_FLAG_BOOL) return *(const bool *)slot(f, t, r) ? "on" : "off";
+  return f->text[t][r] ? f->text[t][r] : "-";
+}
+
 void ef_flags_echo(const ef_flags *f, FILE *out) {
   static const char *const from[] = {"default", "recipe", "resumed", "flag"};
-  int col = 0;
+  int width = 8, col = 0;
+  for (int t = 0; t < f->n_tables; t++)
+    for (int r = 0; r < f->n[t]; r++)
+      if (f->rows[t][r].kind != EF_FLAG_SECTION && (int)strlen(shown(f, t, r)) > width) width = (int)strlen(shown(f, t, r));
+  if (width > 22) width = 22; // longer values push their line out
   for (int t = 0; t < f->n_tables; t++)
     for (int r = 0; r < f->n[t]; r++) {
-      const ef_flag *fl = &f->rows[t][r];
-      if (fl->kind == EF_FLAG_SECTION) continue;
-      const char *text = f->text[t][r];
-      if (fl->kind == EF_FLAG_BOOL) text = *(const bool *)slot(f, t, r) ? "on" : "off";
-      fprintf(out, "%s%-18s %-22.22s %-8s", col ? "  |  " : "  ", fl->name, text ? text : "-", from[f->origin[t][r]]);
+      if (f->rows[t][r].kind == EF_FLAG_SECTION) continue;
+      fprintf(out, "%s%-17s %-*s %-7s", col ? "  |  " : "  ", f->rows[t][r].name, width, shown(f, t, r),
+              from[f->origin[t][r]]);
       if ((col = !col) == 0) fputc('\n', out);
     }
   if (col) fputc('\n', out);

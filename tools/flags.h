@@ -82,8 +82,7 @@ int ef_flags_set(ef_flags *f, const char *name, const char *text, ef_flag_origin
 void ef_flags_reset(ef_flags *f, const char *name);
 
 void ef_flags_usage(const ef_flags *f, FILE *out);
-// The values as a table, two flags a line: name, value and origin. Sections and unset values
-// without a default are left out.
+// The values as a table, two flags a line: name, value ("-" when unset) and origin.
 void ef_flags_echo(const ef_flags *f, FILE *out);
 // The saved rows that were given on the command line or resumed, "--name\nvalue\n" (a BOOL:
 // "--name\n" or "--no-name\n"), into buf; 0, or 2 after a message when they take len bytes or more.

@@ -244,6 +244,36 @@ void ef_model_close(ef_model *m) {
   m->store = NULL;
 }
 
+// ---- memory -------------------------------------------------------------------------------------
+
+double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations, double *largest) {
+  ef_store *s = ef_store_new();
+  ef_model_graph m;
+  ef_model_graph_new(&m, s, d, &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1,
+                                                .activations = activations});
+  size_t arena, naive;
+  ef_plan_measure(m.g, &arena, &naive);
+  // Parameters (training: + gradients + SGD momentum) and state.
+  double bytes = (double)arena + (double)(s->numel[0] * (training ? 3 : 1) + s->numel[1]) * sizeof(float);
+  for (int i = 0; largest && i < m.g->n; i++) *largest = fmax(*largest, (double)ef_numel(m.g->nodes[i]));
+  ef_model_graph_free(&m);
+  ef_store_free(s);
+  return bytes;
+}
+
+// The arena grows linearly with the batch, so two plans give the estimate and more plans
+// confirm it.
+int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, double budget, bool gpu) {
+  double largest = 0, one = ef_model_planned_bytes(d, 1, training, activations, &largest);
+  double per_image = ef_model_planned_bytes(d, 2, training, activations, NULL) - one;
+  if (one > budget) return 0;
+  int64_t b = per_image > 0 ? 1 + (int64_t)((budget - one) / per_image) : 1 << 16;
+  if (b > 1 << 16) b = 1 << 16;
+  if (gpu) b = (int64_t)fmin((double)b, floor(2147483647.0 / largest));
+  while (b > 1 && ef_model_planned_bytes(d, b, training, activations, NULL) > budget) b--;
+  return b;
+}
+
 // ---- evaluation ---------------------------------------------------------------------------------
 
 int ef_label_rank(const float *logits, int classes, int label) {

@@ -120,6 +120,17 @@ void ef_model_close(ef_model *m);
 // they are (fine-tuning).
 ef_status ef_model_load_weights(const char *path, const ef_weights_info *w, bool ema, const char *skip, ef_store *s);
 
+// ---- memory -------------------------------------------------------------------------------------
+
+// The memory a batch plans (train/update's weight, gradient and momentum arenas for training,
+// the weights and state alone for inference), in bytes: the activation arena and the store's
+// arenas; with `largest`, also the most elements any one tensor holds (not NULL).
+double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations, double *largest);
+// The largest batch whose planned memory fits `budget` bytes (0 when not even one image fits),
+// at most 65536; on a GPU (`gpu`) also no tensor above 2^31 elements (cuDNN's descriptors take
+// int sizes).
+int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, double budget, bool gpu);
+
 // ---- evaluation ---------------------------------------------------------------------------------
 
 typedef struct {

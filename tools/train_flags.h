@@ -1,0 +1,24 @@
+// The flags of a training run (`effnet train`, and every command that trains with the same
+// recipe): the table of rows that fills a trainer's configuration (train/trainer.h), the recipes,
+// and the parse that applies a recipe, a resumed checkpoint's saved arguments and the command line
+// in that order, each value remembering where it came from.
+#ifndef EF_TOOLS_TRAIN_FLAGS_H
+#define EF_TOOLS_TRAIN_FLAGS_H
+
+#include "tools/flags.h"
+#include "train/trainer.h"
+
+// The trainer's configuration and the command's own values beside it.
+typedef struct {
+  ef_train_config t;
+  const char *recipe, *resume;
+  long stop_after, log_every;
+  char resume_path[4200];   // the checkpoint --resume names (a folder's newest)
+  char saved[8192];         // what checkpoints keep for --resume (t.args points here)
+} ef_train_args;
+
+// Parses `effnet train`'s arguments into a, with f holding the table and each value's origin
+// (for the echo). Returns 0, or the exit status after a message (2: bad flags).
+int ef_train_args_parse(int argc, char **argv, ef_train_args *a, ef_flags *f);
+
+#endif
