@@ -27,27 +27,27 @@ typedef struct {
 
 #define ROW(kind, name, field) name, kind, offsetof(bench_flags_t, field)
 static const ef_flag bench_flags[] = {
-    {ROW(EF_FLAG_STR, "--model", models), NULL, 0, 0, NULL, "LIST", "b0[,b2...] or all, as the arguments", false},
-    {ROW(EF_FLAG_STR, "--weights", weights), NULL, 0, 0, NULL, "FILE",
+    {ROW(EF_FLAG_STR, "--model", models), 0, 0, NULL, "LIST", "b0[,b2...] or all, as the arguments", false},
+    {ROW(EF_FLAG_STR, "--weights", weights), 0, 0, NULL, "FILE",
      "the model of a weights file (an import or a checkpoint), with its weights", false},
-    {ROW(EF_FLAG_STR, "--mode", mode), "train", 0, 0, "infer|train", "MODE", "infer, or train (a whole training step)", false},
-    {ROW(EF_FLAG_STR, "--batch", batches), "8", 0, 0, NULL, "N[,N...]|max",
+    {ROW(EF_FLAG_STR, "--mode", mode), 0, 0, "infer|train", "MODE", "infer, or train (a whole training step)", false},
+    {ROW(EF_FLAG_STR, "--batch", batches), 0, 0, NULL, "N[,N...]|max",
      "images per step; a list sweeps; max: the largest batch whose\nplanned memory fits --memory-mib", false},
-    {ROW(EF_FLAG_LONG, "--warmup", warmup), "2", 0, 1e6, NULL, "N", "untimed steps first", false},
-    {ROW(EF_FLAG_LONG, "--iters", iters), "10", 1, 1e6, NULL, "N", "timed steps", false},
-    {ROW(EF_FLAG_BOOL, "--eager", eager), NULL, 0, 0, NULL, NULL,
+    {ROW(EF_FLAG_LONG, "--warmup", warmup), 0, 1e6, NULL, "N", "untimed steps first", false},
+    {ROW(EF_FLAG_LONG, "--iters", iters), 1, 1e6, NULL, "N", "timed steps", false},
+    {ROW(EF_FLAG_BOOL, "--eager", eager), 0, 0, NULL, NULL,
      "CUDA: run each step op by op instead of replaying it as a captured\nCUDA graph (--profile always runs eagerly)",
      false},
-    {ROW(EF_FLAG_LONG, "--memory-mib", memory_mib), "0", 0, 1e9, NULL, "N",
+    {ROW(EF_FLAG_LONG, "--memory-mib", memory_mib), 0, 1e9, NULL, "N",
      "memory budget for max batch (0: what the system, or the GPU, has free)", false},
-    {ROW(EF_FLAG_STR, "--data", data), NULL, 0, 0, NULL, "PATH",
+    {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH",
      "end to end: batches from this dataset through the loader (the train\ntransform for --mode train, the eval "
      "transform for infer), at\nthe model's resolution; the step time includes waiting for it", false},
-    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), "1", 0, 256, NULL, "N", "loader threads with --data", false},
-    {ROW(EF_FLAG_BOOL, "--json", json), NULL, 0, 0, NULL, NULL,
+    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "loader threads with --data", false},
+    {ROW(EF_FLAG_BOOL, "--json", json), 0, 0, NULL, NULL,
      "one JSON object per line instead of text (peak_rss_mib: the\nprocess's peak so far, over the configurations run "
      "before;\npeak_device_mib: the GPU memory in use at effnet's peak, likewise)", false},
-    {ROW(EF_FLAG_BOOL, "--profile", profile), NULL, 0, 0, NULL, NULL, "time by op kind (and by op) over the timed steps",
+    {ROW(EF_FLAG_BOOL, "--profile", profile), 0, 0, NULL, NULL, "time by op kind (and by op) over the timed steps",
      false},
 };
 #undef ROW
@@ -171,7 +171,8 @@ static int parse_batches(const char *text, long *sizes, int cap) {
 
 int ef_cmd_bench(int argc, char **argv) {
   enum { MAX_MODELS = 16, MAX_BATCHES = 16 };
-  bench_flags_t fl;
+  bench_flags_t fl = {.mode = "train", .batches = "8", .warmup = 2, .iters = 10, .loader_threads = 1,
+                      .dev = EF_DEVICE_SPEC_DEFAULT, .spec = ef_effnet_spec_none()};
   ef_flags f;
   ef_flags_init(&f, "bench", usage_head, NULL);
   ef_flags_add(&f, bench_flags, (int)(sizeof bench_flags / sizeof bench_flags[0]), &fl);

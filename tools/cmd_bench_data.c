@@ -24,18 +24,18 @@ typedef struct {
 
 #define ROW(kind, name, field) name, kind, offsetof(bench_data_opts, field)
 static const ef_flag bench_data_flags[] = {
-    {ROW(EF_FLAG_STR, "--data", data), NULL, 0, 0, NULL, "DIR", "an ImageFolder to read  [generated JPEGs in --cache]",
+    {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "DIR", "an ImageFolder to read  [generated JPEGs in --cache]",
      false},
-    {ROW(EF_FLAG_STR, "--cache", cache), "/tmp/effnet-bench-jpegs", 0, 0, NULL, "DIR", "where the generated JPEGs live",
+    {ROW(EF_FLAG_STR, "--cache", cache), 0, 0, NULL, "DIR", "where the generated JPEGs live",
      false},
-    {ROW(EF_FLAG_LONG, "--images", images), "512", 8, 1e7, NULL, "N", "JPEGs to generate (500x375, quality 90, 8 classes)",
+    {ROW(EF_FLAG_LONG, "--images", images), 8, 1e7, NULL, "N", "JPEGs to generate (500x375, quality 90, 8 classes)",
      false},
-    {ROW(EF_FLAG_STR, "--transform", transform), "all", 0, 0, "eval|train|train-aa|all", "T",
+    {ROW(EF_FLAG_STR, "--transform", transform), 0, 0, "eval|train|train-aa|all", "T",
      "eval, train, train-aa (AutoAugment), or all", false},
-    {ROW(EF_FLAG_LONG, "--threads", threads), "1", 0, 256, NULL, "N", "loader threads", false},
-    {ROW(EF_FLAG_LONG, "--batch", batch), "32", 1, 4096, NULL, "N", "images per batch", false},
-    {ROW(EF_FLAG_LONG, "--size", size), "224", 8, 2048, NULL, "N", "output resolution", false},
-    {ROW(EF_FLAG_BOOL, "--exact", exact), NULL, 0, 0, NULL, NULL, "no DCT-domain downscaling (pixels equal torchvision's)",
+    {ROW(EF_FLAG_LONG, "--threads", threads), 0, 256, NULL, "N", "loader threads", false},
+    {ROW(EF_FLAG_LONG, "--batch", batch), 1, 4096, NULL, "N", "images per batch", false},
+    {ROW(EF_FLAG_LONG, "--size", size), 8, 2048, NULL, "N", "output resolution", false},
+    {ROW(EF_FLAG_BOOL, "--exact", exact), 0, 0, NULL, NULL, "no DCT-domain downscaling (pixels equal torchvision's)",
      false},
 };
 #undef ROW
@@ -123,7 +123,8 @@ static ef_status time_transform(const ef_dataset *d, const char *name, long thre
 }
 
 int ef_cmd_bench_data(int argc, char **argv) {
-  bench_data_opts o;
+  bench_data_opts o = {.cache = "/tmp/effnet-bench-jpegs", .transform = "all", .images = 512, .threads = 1, .batch = 32,
+                       .size = 224};
   ef_flags f;
   ef_flags_init(&f, "bench-data", "usage: effnet bench-data [flags]\n\nTimes the data loader: images/s of read + decode "
                 "+ transform + batching.\n\n", NULL);

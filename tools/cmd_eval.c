@@ -18,20 +18,20 @@ typedef struct {
 
 #define ROW(kind, name, field) name, kind, offsetof(eval_opts, field)
 static const ef_flag eval_flags[] = {
-    {ROW(EF_FLAG_STR, "--data", data), NULL, 0, 0, NULL, "PATH",
+    {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH",
      "dataset as for effnet train; an ImageFolder's class folders in the\nmodel's class order  [a checkpoint's own, else "
      "Fashion-MNIST]", false},
-    {ROW(EF_FLAG_STR, "--split", split), "test", 0, 0, "test|train", "S", "the dataset's split", false},
-    {ROW(EF_FLAG_STR, "--select-classes", classes), NULL, 0, 0, NULL, "L",
+    {ROW(EF_FLAG_STR, "--split", split), 0, 0, "test|train", "S", "the dataset's split", false},
+    {ROW(EF_FLAG_STR, "--select-classes", classes), 0, 0, NULL, "L",
      "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [a checkpoint's]", false},
-    {ROW(EF_FLAG_BOOL, "--ema", ema), "on", 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
-    {ROW(EF_FLAG_LONG, "--image-size", image_size), "0", 0, 4096, NULL, "N", "input side (0: the model's)", false},
-    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), "0", 0, 1, NULL, "F",
+    {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
+    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), 0, 1, NULL, "F",
      "centre crop over the resized shorter side (0: the model's)", false},
-    {ROW(EF_FLAG_STR, "--interpolation", interpolation), NULL, 0, 0, "bilinear|bicubic", "I",
+    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I",
      "resampling  [the model's]", false},
-    {ROW(EF_FLAG_LONG, "--batch", batch), "100", 1, 1 << 16, NULL, "N", "images per step", false},
-    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), "1", 0, 256, NULL, "N", "threads decoding ahead", false},
+    {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
+    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
 };
 #undef ROW
 
@@ -51,7 +51,7 @@ static const char *saved_flag(const char *args, const char *flag, char *buf, siz
 }
 
 int ef_cmd_eval(int argc, char **argv) {
-  eval_opts o;
+  eval_opts o = {.split = "test", .ema = true, .batch = 100, .loader_threads = 1, .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "eval",
                 "usage: effnet eval WEIGHTS [flags]\n\nEvaluates a model on a dataset: top-1, top-5 and loss (mean "

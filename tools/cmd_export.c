@@ -18,9 +18,9 @@ typedef struct {
 } export_opts;
 
 static const ef_flag export_flags[] = {
-    {"--to", EF_FLAG_STR, offsetof(export_opts, to), NULL, 0, 0, NULL, "NAMES",
+    {"--to", EF_FLAG_STR, offsetof(export_opts, to), 0, 0, NULL, "NAMES",
      "torchvision (features.*, classifier.1.*) or timm (as effnet stores them)", false},
-    {"--ema", EF_FLAG_BOOL, offsetof(export_opts, ema), NULL, 0, 0, NULL, NULL,
+    {"--ema", EF_FLAG_BOOL, offsetof(export_opts, ema), 0, 0, NULL, NULL,
      "a checkpoint's EMA weights instead of its raw ones", false},
 };
 
@@ -88,7 +88,7 @@ static void print_loading(const char *to, const char *in, const char *out, const
 }
 
 int ef_cmd_export(int argc, char **argv) {
-  export_opts o;
+  export_opts o = {0};
   ef_flags f;
   ef_flags_init(&f, "export",
                 "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n\nWrites an effnet weights file "

@@ -18,15 +18,15 @@ typedef struct {
 
 #define ROW(kind, name, field) name, kind, offsetof(features_opts, field)
 static const ef_flag features_flags[] = {
-    {ROW(EF_FLAG_STR, "--out", out), NULL, 0, 0, NULL, "FILE", "the HDF5 file to write (atomically)", false},
-    {ROW(EF_FLAG_STR, "--data", data), EF_FASHION_MNIST_DIR, 0, 0, NULL, "PATH", "dataset as for effnet train", false},
-    {ROW(EF_FLAG_STR, "--split", split), "both", 0, 0, "train|test|both", "S", "the splits to write", false},
-    {ROW(EF_FLAG_STR, "--select-classes", classes), NULL, 0, 0, NULL, "L",
+    {ROW(EF_FLAG_STR, "--out", out), 0, 0, NULL, "FILE", "the HDF5 file to write (atomically)", false},
+    {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH", "dataset as for effnet train", false},
+    {ROW(EF_FLAG_STR, "--split", split), 0, 0, "train|test|both", "S", "the splits to write", false},
+    {ROW(EF_FLAG_STR, "--select-classes", classes), 0, 0, NULL, "L",
      "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)", false},
-    {ROW(EF_FLAG_LONG, "--limit", limit), "0", 0, 1e12, NULL, "N", "the first N images of each split (0: all)", false},
-    {ROW(EF_FLAG_LONG, "--image-size", image_size), "0", 0, 4096, NULL, "N", "input side (0: the model's)", false},
-    {ROW(EF_FLAG_LONG, "--batch", batch), "100", 1, 1 << 16, NULL, "N", "images per step", false},
-    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), "1", 0, 256, NULL, "N", "threads decoding ahead", false},
+    {ROW(EF_FLAG_LONG, "--limit", limit), 0, 1e12, NULL, "N", "the first N images of each split (0: all)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
+    {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
+    {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
 };
 #undef ROW
 
@@ -68,7 +68,8 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
 }
 
 int ef_cmd_features(int argc, char **argv) {
-  features_opts o;
+  features_opts o = {.data = EF_FASHION_MNIST_DIR, .split = "both", .batch = 100, .loader_threads = 1,
+                     .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "features",
                 "usage: effnet features WEIGHTS --out FILE.h5 [flags]\n\nWrites the pooled features (the input of the "

@@ -27,10 +27,10 @@ typedef struct {
 } import_opts;
 
 static const ef_flag import_flags[] = {
-    {"--from", EF_FLAG_STR, offsetof(import_opts, source), NULL, 0, 0, "torchvision|timm|keras", "SOURCE",
+    {"--from", EF_FLAG_STR, offsetof(import_opts, source), 0, 0, "torchvision|timm|keras", "SOURCE",
      "whose file: a torchvision or timm state_dict, or Keras's weights", false},
-    {"--model", EF_FLAG_STR, offsetof(import_opts, model), NULL, 0, 0, NULL, "MODEL", "b0 ... b7 (or --phi F)", false},
-    {"--no-classifier", EF_FLAG_BOOL, offsetof(import_opts, no_classifier), NULL, 0, 0, NULL, NULL,
+    {"--model", EF_FLAG_STR, offsetof(import_opts, model), 0, 0, NULL, "MODEL", "b0 ... b7 (or --phi F)", false},
+    {"--no-classifier", EF_FLAG_BOOL, offsetof(import_opts, no_classifier), 0, 0, NULL, NULL,
      "accept a file without the classifier (Keras's _notop files): it keeps\nits initialization (seed 0) and the file "
      "records classifier = absent\n(a file with a classifier imports it as usual)", false},
 };

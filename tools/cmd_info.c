@@ -17,9 +17,9 @@ typedef struct {
 } info_opts;
 
 static const ef_flag info_flags[] = {
-    {"--layers", EF_FLAG_BOOL, offsetof(info_opts, layers), NULL, 0, 0, NULL, NULL,
+    {"--layers", EF_FLAG_BOOL, offsetof(info_opts, layers), 0, 0, NULL, NULL,
      "one line per block: output shape, parameters, multiply-adds", false},
-    {"--json", EF_FLAG_BOOL, offsetof(info_opts, json), NULL, 0, 0, NULL, NULL, "machine-readable output", false},
+    {"--json", EF_FLAG_BOOL, offsetof(info_opts, json), 0, 0, NULL, NULL, "machine-readable output", false},
 };
 
 typedef struct {
@@ -73,7 +73,7 @@ static void with_commas(char *buf, size_t len, int64_t v) {
 }
 
 int ef_cmd_info(int argc, char **argv) {
-  info_opts o = {0};
+  info_opts o = {.spec = ef_effnet_spec_none()};
   ef_flags f;
   ef_flags_init(&f, "info",
                 "usage: effnet info MODEL [flags]     (MODEL: b0 ... b7; or --phi F without MODEL)\n\nPrints a model's "

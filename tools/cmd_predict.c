@@ -19,19 +19,19 @@ typedef struct {
 
 #define ROW(kind, name, field) name, kind, offsetof(predict_opts, field)
 static const ef_flag predict_flags[] = {
-    {ROW(EF_FLAG_LONG, "--top-k", top_k), "5", 1, 1 << 20, NULL, "N", "classes per image", false},
-    {ROW(EF_FLAG_BOOL, "--ema", ema), "on", 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
-    {ROW(EF_FLAG_LONG, "--image-size", image_size), "0", 0, 4096, NULL, "N", "input side (0: the model's)", false},
-    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), "0", 0, 1, NULL, "F",
+    {ROW(EF_FLAG_LONG, "--top-k", top_k), 1, 1 << 20, NULL, "N", "classes per image", false},
+    {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
+    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), 0, 1, NULL, "F",
      "centre crop over the resized shorter side (0: the model's)", false},
-    {ROW(EF_FLAG_STR, "--interpolation", interpolation), NULL, 0, 0, "bilinear|bicubic", "I",
+    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I",
      "resampling  [the model's]", false},
 };
 #undef ROW
 
 int ef_cmd_predict(int argc, char **argv) {
   enum { MAX_IMAGES = 4096, MAX_NAMES = 1 << 16 };
-  predict_opts o;
+  predict_opts o = {.top_k = 5, .ema = true, .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "predict",
                 "usage: effnet predict WEIGHTS IMAGE... [flags]\n\nPrints the most likely classes of each image (JPEG "

@@ -87,106 +87,90 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
   fflush(stdout);
 }
 
-// Progress: a line rewritten in place on a terminal, plain lines every --log-every steps otherwise.
-static void progress(const ef_trainer *t, double loss, double acc, double lr, double rate, double eta, bool tty) {
-  long long epoch = (long long)t->info.epoch + 1, batch = (long long)t->info.batch, batches = ef_trainer_batches(t);
-  if (tty)
-    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f images/s  ETA %02d:%02d:%02d ", epoch,
-           t->cfg.epochs, batch, batches, loss, 100 * acc, lr, rate, (int)(eta / 3600), (int)fmod(eta / 60, 60),
-           (int)fmod(eta, 60));
+// ---- the loop's lines ---------------------------------------------------------------------------
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+static int stop_requested(void *user) { return stop_signal; }
+
+static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+// What the lines need between steps (rank 0 prints).
+typedef struct {
+  bool lead, tty;
+  long log_every;
+  double t_start, t_log;
+  int64_t since;  // images over all ranks since the last progress line
+} lines;
+
+// Progress: a line rewritten in place on a terminal, plain lines every --log-every steps
+// otherwise (and at an epoch's end), each logged to the metrics.
+static ef_status after_step(void *user, ef_trainer *t, const ef_step_result *r, double lr) {
+  lines *l = user;
+  const ef_checkpoint_info *info = &t->info;
+  int64_t batches = ef_trainer_batches(t);
+  double now = ef_seconds();
+  l->since += t->global_batch;
+  bool last = info->batch == batches;
+  if (!l->lead || !(last || (l->tty ? now - l->t_log > 0.25 : info->batch % l->log_every == 0))) return EF_OK;
+  double rate = (double)l->since / (now - l->t_log);
+  double eta = (double)(batches * t->cfg.epochs - info->step) * (double)t->global_batch / rate;
+  double acc = (double)info->epoch_correct / (double)info->epoch_seen, loss = info->epoch_loss / (double)info->batch;
+  long long epoch = (long long)info->epoch + 1, batch = (long long)info->batch;
+  if (l->tty)
+    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f images/s  ETA %02d:%02d:%02d %s", epoch,
+           t->cfg.epochs, batch, (long long)batches, loss, 100 * acc, lr, rate, (int)(eta / 3600), (int)fmod(eta / 60, 60),
+           (int)fmod(eta, 60), last ? "\n" : "");
   else
     printf("epoch %lld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  lr %.4g  %.0f images/s\n", epoch, t->cfg.epochs,
-           batch, batches, loss, 100 * acc, lr, rate);
+           batch, (long long)batches, loss, 100 * acc, lr, rate);
   fflush(stdout);
+  l->t_log = now, l->since = 0;
+  return ef_trainer_log_progress(t, r->loss, acc, lr, rate);
 }
 
-static void print_validation(const ef_trainer *t, const ef_epoch_result *e) {
+static void after_epoch(void *user, ef_trainer *t, const ef_epoch_result *e) {
+  lines *l = user;
+  l->t_log = ef_seconds(), l->since = 0; // the rate counts training only
+  if (!l->lead) return;
   printf("epoch %lld/%ld  validation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", (long long)t->info.epoch, t->cfg.epochs,
          e->live.loss, 100 * e->live.top1, 100 * e->live.top5);
   if (t->step.has_ema) printf("  |  EMA: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", e->ema.loss, 100 * e->ema.top1, 100 * e->ema.top5);
   printf("  (%lld images)\n", (long long)e->live.images);
+  fflush(stdout);
 }
 
-// ---- the loop -----------------------------------------------------------------------------------
-
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
-
-static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : "SIGTERM"; }
-
-// The epochs from the trainer's position to the last: 0, 128 + a signal when stopped by one, or 1
-// after a message.
-static int train_loop(ef_trainer *t, long stop_after, long log_every) {
-  const ef_train_config *c = &t->cfg;
-  ef_checkpoint_info *info = &t->info;
-  bool lead = t->comm->rank == 0, tty = isatty(STDOUT_FILENO); // rank 0 prints
-  int64_t batches = ef_trainer_batches(t), total = batches * c->epochs, session_steps = 0;
-  double t_start = ef_seconds(), t_log = t_start;
-  int64_t since = 0; // images over all ranks since the last progress line
-  ef_status st = EF_OK;
-  while (info->epoch < c->epochs && st == EF_OK) {
-    const ef_batch *b;
-    st = ef_loader_start(t->train_loader, info->epoch, info->batch);
-    while (st == EF_OK && (st = ef_loader_next(t->train_loader, &b)) == EF_OK && b) {
-      ef_step_result r;
-      double lr;
-      ef_trainer_step(t, b, &r, &lr);
-      int sig = ef_trainer_agree_stop(t, stop_signal);
-      if (!r.finite) { // every rank sees it: all stop
-        char last[4200];
-        ef_run_dir_latest(last, sizeof last, t->out);
-        if (lead)
-          fprintf(stderr, "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
-                          "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
-                  isfinite(r.loss) ? "gradient norm" : "loss", isfinite(r.loss) ? r.norm : r.loss, (long long)info->step,
-                  (long long)info->epoch + 1, (long long)b->index, last);
-        return 1;
-      }
-      session_steps++, since += t->global_batch;
-      double now = ef_seconds();
-      bool last = info->batch == batches;
-      if (lead && (last || (tty ? now - t_log > 0.25 : info->batch % log_every == 0))) {
-        double rate = (double)since / (now - t_log), eta = (double)(total - info->step) * (double)t->global_batch / rate;
-        double acc = (double)info->epoch_correct / (double)info->epoch_seen;
-        progress(t, info->epoch_loss / (double)info->batch, acc, lr, rate, eta, tty);
-        if ((st = ef_trainer_log_progress(t, r.loss, acc, lr, rate)) != EF_OK) break;
-        t_log = now, since = 0;
-      }
-      if (sig || (stop_after && session_steps == stop_after)) {
-        if ((st = ef_trainer_save(t, false)) != EF_OK) break;
-        if (lead)
-          printf("%sstopped at step %lld (%s); resume with: effnet train --resume %s\n", tty ? "\n" : "", (long long)info->step,
-                 sig ? signal_name(sig) : "--stop-after", t->out);
-        return sig ? 128 + sig : 0;
-      }
-    }
-    if (st != EF_OK || info->batch < batches) break;
-    if (tty && lead) printf("\n");
-    ef_epoch_result e;
-    st = ef_trainer_end_epoch(t, &e);
-    if (lead && (st == EF_OK || st == EF_ERR_NUMERIC)) print_validation(t, &e);
-    t_log = ef_seconds(), since = 0; // the rate counts training only
-    int sig = st == EF_OK ? ef_trainer_agree_stop(t, stop_signal) : 0;
-    if (sig) { // arrived during validation: the epoch's checkpoint stands
-      if (lead) printf("stopped after epoch %lld (%s); resume with: effnet train --resume %s\n", (long long)info->epoch,
-                       signal_name(sig), t->out);
-      return 128 + sig;
-    }
-  }
-  if (st != EF_OK) {
-    char who[32] = "";
-    if (t->comm->world > 1) snprintf(who, sizeof who, " [rank %d]", t->comm->rank);
-    fprintf(stderr, "effnet train%s: %s\n", who, ef_last_error());
-    // A failure of this rank alone (a file, the disk, a corrupt image): the others would wait for
-    // it in the next collective, so the whole job ends now. A non-finite validation loss is the
-    // result of an all-reduce: every rank stops on its own.
-    if (t->comm->world > 1 && st != EF_ERR_NUMERIC) ef_comm_abort(t->comm, 1);
+// The run from the trainer's position: 0, 128 + a signal when stopped by one, or 1 after a message.
+static int train(ef_trainer *t, long stop_after, long log_every) {
+  lines l = {.lead = t->comm->rank == 0, .tty = isatty(STDOUT_FILENO), .log_every = log_every, .t_start = ef_seconds()};
+  l.t_log = l.t_start;
+  ef_fit_hooks h = {.user = &l, .after_step = after_step, .after_epoch = after_epoch, .stop_requested = stop_requested,
+                    .stop_after = stop_after};
+  ef_fit_result r;
+  ef_status st = ef_trainer_fit(t, &h, &r);
+  const ef_checkpoint_info *info = &t->info;
+  if (st != EF_OK) return ef_report("train", 1);
+  if (r.broken) {
+    char last[4200];
+    ef_run_dir_latest(last, sizeof last, t->out);
+    if (l.lead)
+      fprintf(stderr, "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
+                      "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
+              isfinite(r.last.loss) ? "gradient norm" : "loss", isfinite(r.last.loss) ? r.last.norm : r.last.loss,
+              (long long)info->step, (long long)info->epoch + 1, (long long)r.last_batch, last);
     return 1;
   }
-  if (info->epoch == c->epochs && lead) {
+  if (l.lead && r.after_epoch)
+    printf("stopped after epoch %lld (%s); resume with: effnet train --resume %s\n", (long long)info->epoch,
+           signal_name(r.signal), t->out);
+  else if (l.lead && (r.signal || r.stopped))
+    printf("%sstopped at step %lld (%s); resume with: effnet train --resume %s\n", l.tty ? "\n" : "", (long long)info->step,
+           r.signal ? signal_name(r.signal) : "--stop-after", t->out);
+  if (r.signal || r.stopped) return r.signal ? 128 + r.signal : 0;
+  if (info->epoch == t->cfg.epochs && l.lead) {
     printf("done in %.1f s: best validation top-1 %.2f%%; checkpoints in %s (best.h5, ckpt-*.h5), metrics in %s/metrics.jsonl\n",
-           ef_seconds() - t_start, 100 * info->best_top1, t->out, t->out);
-    if (c->profile) ef_plan_profile_print(t->tr.plan, stdout);
+           ef_seconds() - l.t_start, 100 * info->best_top1, t->out, t->out);
+    if (t->cfg.profile) ef_plan_profile_print(t->tr.plan, stdout);
   }
   return 0;
 }
@@ -231,7 +215,7 @@ int ef_cmd_train(int argc, char **argv) {
     }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL), sigaction(SIGTERM, &sa, NULL);
-    rc = train_loop(t, a->stop_after, a->log_every);
+    rc = train(t, a->stop_after, a->log_every);
     // mpirun ends the whole job at the first rank that exits non-zero (a stop by signal exits 130
     // or 143): no rank leaves before rank 0 has saved and its lines are out.
     fflush(stdout);

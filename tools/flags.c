@@ -20,18 +20,6 @@ void ef_flags_recipes(ef_flags *f, const ef_recipe *recipes, int n) { f->recipes
 // Row r of table t: where its value lives.
 static void *slot(const ef_flags *f, int t, int r) { return (char *)f->base[t] + f->rows[t][r].offset; }
 
-// Sets the row's value to "unset": NULL, 0, NAN or false.
-static void clear(const ef_flags *f, int t, int r) {
-  void *p = slot(f, t, r);
-  switch (f->rows[t][r].kind) {
-  case EF_FLAG_STR: *(const char **)p = NULL; break;
-  case EF_FLAG_LONG: *(long *)p = 0; break;
-  case EF_FLAG_DOUBLE: *(double *)p = NAN; break;
-  case EF_FLAG_U64: *(unsigned long long *)p = 0; break;
-  case EF_FLAG_BOOL: *(bool *)p = false; break;
-  case EF_FLAG_SECTION: break;
-  }
-}
 
 // The text's value into the row's slot; 2 after a message when it is not one the row accepts.
 // `text` must outlive the parse (a copy in f->strings, a row's default, a recipe's word).
@@ -79,14 +67,41 @@ static int assign(ef_flags *f, int t, int r, const char *text, ef_flag_origin or
   return 0;
 }
 
+// The size of a row's value in its struct.
+static size_t value_size(ef_flag_kind kind) {
+  switch (kind) {
+  case EF_FLAG_STR: return sizeof(const char *);
+  case EF_FLAG_LONG: return sizeof(long);
+  case EF_FLAG_DOUBLE: return sizeof(double);
+  case EF_FLAG_U64: return sizeof(unsigned long long);
+  case EF_FLAG_BOOL: return sizeof(bool);
+  case EF_FLAG_SECTION: return 0;
+  }
+  return 0;
+}
+
 void ef_flags_add(ef_flags *f, const ef_flag *rows, int n, void *base) {
   int t = f->n_tables++;
   EF_ASSERT(t < EF_FLAGS_MAX_TABLES && n <= EF_FLAGS_MAX_ROWS, "more than %d flag tables or %d rows", EF_FLAGS_MAX_TABLES,
             EF_FLAGS_MAX_ROWS);
   f->rows[t] = rows, f->n[t] = n, f->base[t] = base;
-  for (int r = 0; r < n; r++) {
-    clear(f, t, r);
-    EF_ASSERT(!rows[r].def || !assign(f, t, r, rows[r].def, EF_FROM_DEFAULT), "%s's default", rows[r].name);
+  for (int r = 0; r < n; r++) { // the defaults: the values the struct holds now
+    const void *p = slot(f, t, r);
+    char *text = f->def_text[t][r];
+    _Static_assert(sizeof f->def_value[0][0] >= sizeof(double) && sizeof f->def_value[0][0] >= sizeof(void *), "room");
+    memcpy(f->def_value[t][r], p, value_size(rows[r].kind));
+    switch (rows[r].kind) {
+    case EF_FLAG_STR: snprintf(text, sizeof f->def_text[0][0], "%s", *(const char *const *)p ? *(const char *const *)p : ""); break;
+    case EF_FLAG_LONG: snprintf(text, sizeof f->def_text[0][0], "%ld", *(const long *)p); break;
+    case EF_FLAG_DOUBLE: snprintf(text, sizeof f->def_text[0][0], isnan(*(const double *)p) ? "" : "%g", *(const double *)p); break;
+    case EF_FLAG_U64: snprintf(text, sizeof f->def_text[0][0], "%llu", *(const unsigned long long *)p); break;
+    case EF_FLAG_BOOL: snprintf(text, sizeof f->def_text[0][0], "%s", *(const bool *)p ? "on" : "off"); break;
+    case EF_FLAG_SECTION: text[0] = 0; break;
+    }
+    EF_ASSERT(rows[r].kind != EF_FLAG_STR || !*(const char *const *)p ||
+                  strlen(*(const char *const *)p) < sizeof f->def_text[0][0],
+              "%s's default is longer than the usage shows", rows[r].name);
+    f->text[t][r] = text[0] ? text : NULL;
     f->origin[t][r] = EF_FROM_DEFAULT;
   }
 }
@@ -227,9 +242,8 @@ bool ef_flags_given(const ef_flags *f, const char *name) {
 void ef_flags_reset(ef_flags *f, const char *name) {
   int t, r;
   if (!find(f, name, &t, &r, NULL)) return;
-  clear(f, t, r);
-  f->text[t][r] = NULL;
-  if (f->rows[t][r].def) assign(f, t, r, f->rows[t][r].def, EF_FROM_DEFAULT);
+  memcpy(slot(f, t, r), f->def_value[t][r], value_size(f->rows[t][r].kind));
+  f->text[t][r] = f->def_text[t][r][0] ? f->def_text[t][r] : NULL;
   f->origin[t][r] = EF_FROM_DEFAULT;
 }
 
@@ -256,8 +270,9 @@ void ef_flags_usage(const ef_flags *f, FILE *out) {
       char head[64], recipes[256], def[320] = "";
       snprintf(head, sizeof head, "%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
       recipe_values(f, fl->name, recipes, sizeof recipes);
-      if (fl->def || recipes[0])
-        snprintf(def, sizeof def, "%s[%s%s]", fl->help && *fl->help ? "  " : "", fl->def ? fl->def : "none", recipes);
+      const char *dt = f->def_text[t][r];
+      if (fl->kind != EF_FLAG_BOOL ? dt[0] || recipes[0] : !strcmp(dt, "on") || recipes[0])
+        snprintf(def, sizeof def, "%s[%s%s]", fl->help && *fl->help ? "  " : "", dt[0] ? dt : "none", recipes);
       // The help's lines: the first beside the flag, the others under it; the default last.
       const char *h = fl->help ? fl->help : "";
       fprintf(out, "  %-21s %.*s", head, (int)strcspn(h, "\n"), h);

@@ -1,7 +1,8 @@
 // Command-line flags as tables: a flag is one row (name, type, where its value goes in a plain
-// config struct, default, range or choices, help text, whether a run saves it for --resume).
-// The parser, the usage text, the echo of a configuration with each value's origin (default,
-// recipe, resumed, flag) and the saved arguments are all generated from the rows.
+// config struct, range or choices, help text, whether a run saves it for --resume). A value's
+// default is what the struct holds when its table is added (the library's defaults, e.g.
+// ef_train_config_defaults). The parser, the usage text, the echo of a configuration with each
+// value's origin (default, recipe, resumed, flag) and the saved arguments come from the rows.
 #ifndef EF_TOOLS_FLAGS_H
 #define EF_TOOLS_FLAGS_H
 
@@ -18,7 +19,6 @@ typedef struct {
   const char *name;     // "--epochs" (a SECTION's heading)
   ef_flag_kind kind;
   size_t offset;        // of the value in the struct its table is bound to
-  const char *def;      // the default as text ("64"); NULL: unset (NULL, 0, NAN or false)
   double lo, hi;        // accepted range of LONG and DOUBLE values
   const char *choices;  // STR: the accepted values, "sgd|rmsprop|adamw"; NULL: any text
   const char *arg;      // the value's placeholder in the usage ("N", "PATH")
@@ -26,7 +26,7 @@ typedef struct {
   bool saved;           // a training run keeps it in its checkpoints, and --resume replays it
 } ef_flag;
 
-#define EF_SECTION(title) {title, EF_FLAG_SECTION, 0, NULL, 0, 0, NULL, NULL, NULL, false}
+#define EF_SECTION(title) {title, EF_FLAG_SECTION, 0, 0, 0, NULL, NULL, NULL, false}
 
 // Values for some flags applied before the command line (their origin: recipe).
 typedef struct {
@@ -49,13 +49,15 @@ typedef struct {
   int n_recipes;
   ef_flag_origin origin[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS];
   const char *text[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS]; // each value as given (NULL: unset)
+  char def_text[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS][64];  // the defaults, as text ("" unset)
+  unsigned char def_value[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS][8]; // and as the struct held them
   char strings[32768];             // copies of the texts given
   size_t used;
 } ef_flags;
 
 // Starts a parse of command `cmd`; tables are added next.
 void ef_flags_init(ef_flags *f, const char *cmd, const char *usage_head, const char *usage_tail);
-// Binds a table of rows to the struct at base; its rows take their defaults now.
+// Binds a table of rows to the struct at base, whose values now are the defaults.
 void ef_flags_add(ef_flags *f, const ef_flag *rows, int n, void *base);
 // The recipes that ef_flags_apply_recipe may name.
 void ef_flags_recipes(ef_flags *f, const ef_recipe *recipes, int n);

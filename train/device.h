@@ -14,6 +14,7 @@ typedef struct {
   const char *device, *precision;
   long threads;
 } ef_device_spec;
+#define EF_DEVICE_SPEC_DEFAULT ((ef_device_spec){"cpu", "f32", 0})
 
 typedef struct {
   ef_backend *be;

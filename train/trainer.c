@@ -17,6 +17,14 @@ static ef_status usage_error(ef_trainer *t, ef_status st) {
   return st;
 }
 
+ef_train_config ef_train_config_defaults(void) {
+  return (ef_train_config){.data = EF_FASHION_MNIST_DIR, .augment = "none", .loader_threads = 1, .model = "tiny",
+                           .spec = ef_effnet_spec_none(), .bn = "train", .backbone_lr = 1, .optimizer = "sgd",
+                           .schedule = "cosine", .epochs = 10, .batch = 64, .lr = 0.4, .momentum = 0.9,
+                           .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97, .decay_epochs = 2.4, .seed = 1,
+                           .dev = EF_DEVICE_SPEC_DEFAULT, .bucket_mb = 4, .comm_timeout = 600, .keep = 3};
+}
+
 // ---- the data -----------------------------------------------------------------------------------
 
 static ef_status open_data(ef_trainer *t) {
@@ -364,6 +372,50 @@ ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
   e->best = top1 > info->best_top1;
   if (e->best) info->best_top1 = top1;
   return ef_trainer_save(t, e->best);
+}
+
+static int stop_requested(const ef_fit_hooks *h) { return h->stop_requested ? h->stop_requested(h->user) : 0; }
+
+// One epoch's steps from the position; false when the run stops (r says why, or *st).
+static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, int64_t *steps, ef_status *st) {
+  const ef_batch *b;
+  *st = ef_loader_start(t->train_loader, t->info.epoch, t->info.batch);
+  while (*st == EF_OK && (*st = ef_loader_next(t->train_loader, &b)) == EF_OK && b) {
+    double lr;
+    ef_trainer_step(t, b, &r->last, &lr);
+    r->last_batch = b->index;
+    int sig = ef_trainer_agree_stop(t, stop_requested(h));
+    if (!r->last.finite) return !(r->broken = true); // every rank sees it: all stop
+    ++*steps;
+    if (h->after_step && (*st = h->after_step(h->user, t, &r->last, lr)) != EF_OK) return false;
+    if (sig || (h->stop_after && *steps == h->stop_after)) {
+      if ((*st = ef_trainer_save(t, false)) != EF_OK) return false;
+      r->signal = sig, r->stopped = !sig;
+      return false;
+    }
+  }
+  return *st == EF_OK && t->info.batch == ef_trainer_batches(t);
+}
+
+ef_status ef_trainer_fit(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r) {
+  *r = (ef_fit_result){0};
+  int64_t steps = 0;
+  ef_status st = EF_OK;
+  while (t->info.epoch < t->cfg.epochs && fit_epoch(t, h, r, &steps, &st)) {
+    ef_epoch_result e;
+    st = ef_trainer_end_epoch(t, &e);
+    if (h->after_epoch && (st == EF_OK || st == EF_ERR_NUMERIC)) h->after_epoch(h->user, t, &e);
+    if (st != EF_OK) break;
+    if ((r->signal = ef_trainer_agree_stop(t, stop_requested(h))) != 0) {
+      r->after_epoch = true;
+      break;
+    }
+  }
+  if (st != EF_OK && st != EF_ERR_NUMERIC && t->comm->world > 1) {
+    fprintf(stderr, "effnet train [rank %d]: %s\n", t->comm->rank, ef_last_error());
+    ef_comm_abort(t->comm, 1);
+  }
+  return st;
 }
 
 void ef_trainer_close(ef_trainer *t) {

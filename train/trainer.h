@@ -80,6 +80,10 @@ typedef struct {
   bool usage_error;           // the last failure was the configuration's (a command exits 2 for it)
 } ef_trainer;
 
+// The defaults of every field: the tiny net on Fashion-MNIST, SGD with momentum 0.9 at 0.4 per
+// 256 images, cosine decay, 10 epochs of batch 64, label smoothing 0.1, on the CPU.
+ef_train_config ef_train_config_defaults(void);
+
 // Opens the run in phases, each with a clear error: the data, the model and its store, the
 // device, the restore of cfg->resume (the model, EMA, optimizer and position), the run folder
 // (metrics, classes.txt); then, under several ranks, waits until every rank got this far (one
@@ -108,6 +112,34 @@ typedef struct {
 // metrics logged, and (rank 0) a checkpoint saved (best.h5 too when it is the best). A non-finite
 // validation loss is EF_ERR_NUMERIC, with nothing saved.
 ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e);
+// What a caller hears of a run while ef_trainer_fit trains.
+typedef struct {
+  void *user;
+  // After every step that trained (on every rank): its result and learning rate. A failure
+  // (e.g. writing the metrics) stops the run with that error.
+  ef_status (*after_step)(void *user, ef_trainer *t, const ef_step_result *r, double lr);
+  // After every epoch's validation (and, when it succeeded, its checkpoint).
+  void (*after_epoch)(void *user, ef_trainer *t, const ef_epoch_result *e);
+  // This rank's stop request: a signal number, 0 for none; asked after every step and epoch.
+  int (*stop_requested)(void *user);
+  long stop_after;            // save and stop after this many steps of this call (0: never)
+} ef_fit_hooks;
+
+typedef struct {
+  int signal;                 // stopped by this signal, the same on every rank (a checkpoint was saved)
+  bool after_epoch;           // ... which arrived during an epoch's end (its checkpoint stands)
+  bool stopped;               // stopped after hooks->stop_after steps (a checkpoint was saved)
+  bool broken;                // a non-finite loss or gradient norm: stopped without saving
+  ef_step_result last;        // the last step's result
+  int64_t last_batch;         // and its batch's index in the epoch
+} ef_fit_result;
+
+// Trains from the position to the last epoch (or a stop): steps, then each epoch's end. A
+// failure of this rank alone (a file, the disk, a corrupt image) ends the whole job under several
+// ranks, as the others would wait for it in the next collective; a non-finite validation loss
+// (EF_ERR_NUMERIC) is the same on every rank, and returns.
+ef_status ef_trainer_fit(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r);
+
 // Saves a checkpoint at the current position (rank 0), keeps the newest cfg.keep, and copies it
 // to best.h5 when `best`.
 ef_status ef_trainer_save(ef_trainer *t, bool best);
