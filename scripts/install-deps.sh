@@ -2,7 +2,9 @@
 # Installs the Debian packages effnet builds, tests and trains with -- only the missing ones, so
 # a second run takes a second -- and Keras with a CPU backend (JAX) from PyPI in a virtual
 # environment ($EFFNET_KERAS_VENV, default /opt/effnet-keras: about 150 MB to download), the
-# reference tests/parity_keras.py checks `effnet import --from keras` against. Runs apt-get
+# reference tests/parity_keras.py checks `effnet import --from keras` against; and real photos,
+# scikit-image's samples from Debian's python3-skimage ($EFFNET_PHOTOS, default /opt/effnet-photos:
+# the package's six photographs taken out of its .deb, without its 40 dependencies). Runs apt-get
 # through sudo when not root.
 set -euo pipefail
 
@@ -20,6 +22,23 @@ keras_venv=${EFFNET_KERAS_VENV:-/opt/effnet-keras}
 keras_pins=(keras==3.15.1 "jax[cpu]==0.10.2")
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
+
+photos_dir=${EFFNET_PHOTOS:-/opt/effnet-photos}
+photos=(chelsea.png coffee.png rocket.jpg astronaut.png motorcycle_left.png hubble_deep_field.jpg)
+
+install_photos() {
+  local missing_photo=0
+  for p in "${photos[@]}"; do [ -r "$photos_dir/$p" ] || missing_photo=1; done
+  [ $missing_photo -eq 0 ] && return
+  echo "install-deps: taking scikit-image's sample photos out of python3-skimage into $photos_dir"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq python3-skimage >/dev/null)
+  dpkg-deb --fsys-tarfile "$tmp"/python3-skimage_*.deb | tar -x -C "$tmp" --wildcards './usr/lib/python3/dist-packages/skimage/data/*'
+  $sudo mkdir -p "$photos_dir"
+  for p in "${photos[@]}"; do $sudo cp "$tmp/usr/lib/python3/dist-packages/skimage/data/$p" "$photos_dir/"; done
+  rm -rf "$tmp"
+}
 
 install_keras() {
   if KERAS_BACKEND=jax "$keras_venv/bin/python" -c "import keras, jax" 2>/dev/null; then return; fi
@@ -40,4 +59,5 @@ else
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 install_keras
+install_photos
 echo "install-deps: done"

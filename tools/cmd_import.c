@@ -19,6 +19,9 @@
 #ifndef EFFNET_TOOLS_DIR
 #define EFFNET_TOOLS_DIR "tools"
 #endif
+#ifndef EFFNET_INSTALLED_TOOLS_DIR
+#define EFFNET_INSTALLED_TOOLS_DIR "/usr/local/share/effnet"
+#endif
 
 typedef struct {
   const char *source, *model;
@@ -51,9 +54,12 @@ static const char *const usage_head =
     "\n";
 
 int ef_run_converter(const char *direction, const char *value, const char *in, const char *out, const char *model) {
+  // EFFNET_TOOLS_DIR, else the source tree this effnet was built from, else its installed copy.
   const char *dir = getenv("EFFNET_TOOLS_DIR") ? getenv("EFFNET_TOOLS_DIR") : EFFNET_TOOLS_DIR;
   char script[4096];
   snprintf(script, sizeof script, "%s/convert_weights.py", dir);
+  if (!getenv("EFFNET_TOOLS_DIR") && access(script, R_OK) != 0)
+    snprintf(script, sizeof script, "%s/convert_weights.py", EFFNET_INSTALLED_TOOLS_DIR);
   pid_t pid = fork();
   if (pid == 0) {
     if (model) execl("/usr/bin/python3", "python3", script, direction, value, in, out, "--model", model, (char *)NULL);
