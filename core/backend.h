@@ -53,7 +53,7 @@ struct ef_backend {
   const char *(*describe)(const ef_backend *be, const void *state);
   void (*compute)(ef_backend *be, const ef_tensor *node, void *state, void *scratch,
                   const ef_run_ctx *ctx);
-  void *(*alloc)(ef_backend *be, size_t bytes); // 64-byte aligned; NULL when out of memory
+  void *(*alloc)(ef_backend *be, size_t bytes); // 256-byte aligned; NULL when out of memory
   void (*free)(ef_backend *be, void *p);
   void (*upload)(ef_backend *be, void *dst, const void *host, size_t bytes);
   void (*download)(ef_backend *be, void *host, const void *src, size_t bytes);

@@ -56,7 +56,7 @@ void *ef_xrealloc(void *p, size_t bytes);
 // A copy of s, and "dir/name", in memory from ef_xmalloc (release with free()).
 char *ef_xstrdup(const char *s);
 char *ef_path_join(const char *dir, const char *name);
-// 64-byte aligned memory for large buffers (arenas, batches): NULL when it runs out, for the
+// 256-byte aligned memory for large buffers (arenas, batches): NULL when it runs out, for the
 // caller to report; release with free().
 void *ef_aligned_alloc(size_t bytes);
 

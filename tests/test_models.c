@@ -18,7 +18,7 @@ static void count(const ef_effnet_config *cfg, int64_t *params, int64_t *macs, s
   ef_layer_ctx c;
   ef_tensor *x = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg->resolution, cfg->resolution, cfg->in_channels});
   ef_effnet_build(cfg, g, x, false, NULL, &c);
-  *params = c.params, *macs = c.macs, *store_params = s->numel[0];
+  *params = c.params, *macs = c.macs, *store_params = ef_store_count(s, true);
   ef_graph_free(g);
   ef_store_free(s);
 }
