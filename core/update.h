@@ -7,11 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define EF_UPDATE_HD __host__ __device__
-#else
-#define EF_UPDATE_HD
-#endif
+#include "core/hd.h"
 
 // Scalars that change every step live in pinned host memory. The step copies them to the device
 // as it starts and the norm back as it has it (copies that a captured graph repeats on every
@@ -55,7 +51,7 @@ typedef struct {
 
 // The segment whose blocks hold block b of the update's grid: the last with first_block <= b
 // (segments in the order of their blocks; n >= 1). The kernel's search, tested on the host.
-EF_UPDATE_HD static inline int ef_update_segment_of(const ef_update_segment *seg, int n, int64_t b) {
+EF_HD int ef_update_segment_of(const ef_update_segment *seg, int n, int64_t b) {
   int lo = 0, hi = n - 1;
   while (lo < hi) {
     int mid = (lo + hi + 1) / 2;

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include "core/dtype.h"
+#include "core/dwconv.h"
 #include "core/op.h"
 #include "core/update.h"
 
@@ -54,6 +55,16 @@ void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, 
               cudaStream_t s);
 void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
                cudaStream_t s);
+
+// ---- depthwise convolutions (dwconv.cu), the twins of core/dwconv.c ----------------------------
+// wt (KH*KW, C) f32 from the weights (C,KH,KW,1) of any type; then the forward (bias f32 or NULL),
+// the data gradient and the filter gradient, whose activations (y and x; dx and dy; dy and x) are
+// all of one type. part: the filter gradient's partial sums, ef_dw_wgrad_splits(s) * KH*KW * C
+// floats of scratch.
+void ef_k_dw_weights(float *wt, ef_dref w, const ef_dw_shape *s, cudaStream_t st);
+void ef_k_dw_forward(ef_dref y, ef_dref x, const float *wt, const float *bias, const ef_dw_shape *s, cudaStream_t st);
+void ef_k_dw_bwd_data(ef_dref dx, ef_dref dy, const float *wt, const ef_dw_shape *s, cudaStream_t st);
+void ef_k_dw_bwd_filter(ef_dref dw, ef_dref dy, ef_dref x, float *part, const ef_dw_shape *s, cudaStream_t st);
 
 // ---- per-channel reductions over rows --------------------------------------------------------
 // x is viewed as (G, R, C): groups of R rows. Each (group, channel) gets one or two sums over its
