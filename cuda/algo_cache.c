@@ -18,15 +18,15 @@ static void warn_once(ef_algo_cache *c, const char *what) {
   fprintf(stderr, "effnet: warning: the algorithm cache %s: %s\n", c->path, what);
 }
 
-static const ef_algo_entry *lookup(const ef_algo_cache *c, const char *key) {
+static ef_algo_entry *lookup(const ef_algo_cache *c, const char *key) {
   for (int i = 0; i < c->n; i++)
     if (!strcmp(c->e[i].key, key)) return &c->e[i];
   return NULL;
 }
 
 // Adds e unless its key is there already (the first wins); returns the entry kept.
-static const ef_algo_entry *add(ef_algo_cache *c, const ef_algo_entry *e) {
-  const ef_algo_entry *had = lookup(c, e->key);
+static ef_algo_entry *add(ef_algo_cache *c, const ef_algo_entry *e) {
+  ef_algo_entry *had = lookup(c, e->key);
   if (had) return had;
   if (c->n == c->cap) {
     c->cap = c->cap ? 2 * c->cap : 64;
@@ -131,8 +131,8 @@ void ef_algo_cache_close(ef_algo_cache *c) {
   *c = (ef_algo_cache){0};
 }
 
-const ef_algo_entry *ef_algo_cache_find(ef_algo_cache *c, const char *key) {
-  const ef_algo_entry *e = lookup(c, key);
+ef_algo_entry *ef_algo_cache_find(ef_algo_cache *c, const char *key) {
+  ef_algo_entry *e = lookup(c, key);
   if (e || !c->path) return e;
   int fd = open(c->path, O_RDONLY);
   if (fd < 0) return NULL;
@@ -141,7 +141,7 @@ const ef_algo_entry *ef_algo_cache_find(ef_algo_cache *c, const char *key) {
   return lookup(c, key);
 }
 
-const ef_algo_entry *ef_algo_cache_put(ef_algo_cache *c, const ef_algo_entry *e) {
+ef_algo_entry *ef_algo_cache_put(ef_algo_cache *c, const ef_algo_entry *e) {
   if (!c->path) return add(c, e);
   int fd = open(c->path, O_RDWR | O_CREAT | O_APPEND, 0666);
   if (fd < 0 || !lock(fd, F_WRLCK)) {
@@ -154,7 +154,7 @@ const ef_algo_entry *ef_algo_cache_put(ef_algo_cache *c, const ef_algo_entry *e)
   }
   // Another process may have recorded this key since this one looked: its line wins.
   if (read_new(c, fd) != EF_OK) warn_once(c, ef_last_error());
-  const ef_algo_entry *had = lookup(c, e->key);
+  ef_algo_entry *had = lookup(c, e->key);
   if (had) {
     close(fd);
     return had;

@@ -9,7 +9,7 @@
 
 #include "core/log.h"
 
-#define EF_ALGO_KEY_LEN 320
+#define EF_ALGO_KEY_LEN 400
 #define EF_ALGO_EFFNET (-1) // the algorithm "effnet's own kernel" (the depthwise kernels)
 
 // One choice: for a key naming the card, cuDNN's version, the direction, types, shapes, layout,
@@ -21,6 +21,7 @@ typedef struct {
   size_t workspace;   // bytes
   bool deterministic;
   double ms;          // the time it was chosen with
+  bool logged;        // this process has reported it (not in the file)
 } ef_algo_entry;
 
 // The file holds a header line, then one line per choice: key, algorithm, math, workspace,
@@ -41,11 +42,11 @@ typedef struct {
 ef_status ef_algo_cache_open(ef_algo_cache *c, const char *path);
 void ef_algo_cache_close(ef_algo_cache *c);
 // The choice for a key, or NULL: what this process recorded, else what the file holds now.
-const ef_algo_entry *ef_algo_cache_find(ef_algo_cache *c, const char *key);
+ef_algo_entry *ef_algo_cache_find(ef_algo_cache *c, const char *key);
 // Records a choice and returns the one to use: e itself, or the line another process appended
 // for the same key first. A file that cannot be written is warned about once; the cache then
 // goes on in memory.
-const ef_algo_entry *ef_algo_cache_put(ef_algo_cache *c, const ef_algo_entry *e);
+ef_algo_entry *ef_algo_cache_put(ef_algo_cache *c, const ef_algo_entry *e);
 
 // The file to use when none is given: $EFFNET_ALGO_CACHE ("off": none, returns NULL), else
 // $XDG_CACHE_HOME/effnet/cuda-algos.tsv, else $HOME/.cache/effnet/cuda-algos.tsv (its folder

@@ -14,6 +14,11 @@ typedef struct {
   bool allow_tf32;      // f32 convolutions and products may round their inputs to TF32
   bool debug_sync;      // synchronize and check after every node, naming it (also EFFNET_CUDA_SYNC=1)
   size_t workspace_mib; // the most cuDNN workspace one convolution may use  [0: 512]
+  // The file of convolution algorithms chosen (cuda/algo_cache.h), read at start and appended to,
+  // so that every process on the card makes the same choices: "off" keeps them in memory; NULL:
+  // $EFFNET_ALGO_CACHE, else the user's cache folder (~/.cache/effnet/cuda-algos.tsv). The
+  // trainer gives its run folder's; processes that compare results must share one file.
+  const char *algo_cache;
 } ef_cuda_opts;
 
 // The number of usable CUDA devices; 0 with the reason in why (no driver, no device, ...).

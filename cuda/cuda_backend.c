@@ -332,9 +332,29 @@ static void cuda_begin_run(ef_backend *be, const ef_run_ctx *ctx) {
   EF_CUDA_CHECK(cudaGetLastError());
 }
 
+// Planning is over once a run is captured: the search space goes (a free synchronizes, which a
+// capture must not contain).
+static void release_search_space(ef_cuda *cu) {
+  if (cu->search) EF_CUDA_CHECK(cudaFree(cu->search));
+  cu->search = NULL, cu->search_bytes = 0;
+}
+
+char *ef_cuda_search_space(ef_cuda *cu, size_t bytes) {
+  if (bytes <= cu->search_bytes) return cu->search;
+  release_search_space(cu);
+  if (cudaMalloc((void **)&cu->search, bytes) != cudaSuccess) {
+    cudaGetLastError(); // clear it: the caller asks for less or reports
+    cu->search = NULL;
+    return NULL;
+  }
+  cu->search_bytes = bytes;
+  return cu->search;
+}
+
 static void cuda_capture_begin(ef_backend *be) {
   ef_cuda *cu = be->impl;
   EF_ASSERT(!cu->capturing, "a capture inside a capture");
+  release_search_space(cu);
   EF_CUDA_CHECK(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
   cu->capturing = true;
 }
@@ -418,7 +438,8 @@ static void cuda_destroy(ef_backend *be) {
   if (cu->d_values) cudaFree(cu->d_values);
   if (cu->stream) cudaStreamDestroy(cu->stream);
   free(cu->allocs);
-  free(cu->algos);
+  if (cu->search) cudaFree(cu->search);
+  ef_algo_cache_close(&cu->algos);
   free(cu);
   free(be);
 }
@@ -502,6 +523,14 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
 
   struct cudaDeviceProp prop;
   EF_CUDA_CHECK(cudaGetDeviceProperties(&prop, cu->opts.device));
+  snprintf(cu->card, sizeof cu->card, "%.120s sm_%d%d %d SMs", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  char default_cache[4096];
+  const char *cache = cu->opts.algo_cache ? (strcmp(cu->opts.algo_cache, "off") ? cu->opts.algo_cache : NULL)
+                                          : ef_algo_cache_default(default_cache, sizeof default_cache);
+  if (ef_algo_cache_open(&cu->algos, cache) != EF_OK) {
+    snprintf(why, sizeof why, "%s", ef_last_error());
+    START(false, why);
+  }
   snprintf(cu->describe, sizeof cu->describe, "%.200s (sm_%d%d, %d SMs, %.0f GiB, cuDNN %zu%s)", prop.name, prop.major,
            prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30), cudnnGetVersion(),
            cu->opts.allow_tf32 ? ", TF32 allowed" : "");

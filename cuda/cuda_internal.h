@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "cuda/algo_cache.h"
 #include "cuda/cuda.h"
 #include "cuda/kernels.h"
 
@@ -41,15 +42,6 @@
                       cudnnGetErrorString(ef_dnn_st_));                                        \
   } while (0)
 
-// One cached convolution algorithm: chosen once per shape, precision and direction.
-typedef struct {
-  char key[192];
-  int algo;
-  cudnnMathType_t math;
-  size_t workspace;
-  bool deterministic;
-} ef_cuda_algo;
-
 typedef struct {
   void *p;
   size_t bytes;
@@ -72,8 +64,10 @@ typedef struct {
   ef_cuda_alloc *allocs;        // effnet's live allocations, for the peak
   int n_allocs, cap_allocs;
   size_t live, peak, peak_device;
-  ef_cuda_algo *algos;          // the convolution algorithm cache
-  int n_algos, cap_algos;
+  ef_algo_cache algos;          // the convolution algorithms chosen (cuda/algo_cache.h)
+  char card[160];               // the card as the algorithm cache keys it: name, sm, SMs
+  char *search;                 // device memory for the algorithm searches (cuDNN's workspace, converted
+  size_t search_bytes;          // operands), kept from one search to the next, freed before a capture
   char describe[384];
 } ef_cuda;
 
@@ -89,6 +83,7 @@ typedef struct {
   cudnnFilterDescriptor_t wd;
   cudnnConvolutionDescriptor_t cd;
   int algo;
+  bool own;                     // effnet's depthwise kernels instead of cuDNN
   bool pad;                     // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
   int64_t ph, pw;               // the padded input's height and width
   float *host;                  // SyncBN: host staging for the group's communication
@@ -104,6 +99,10 @@ static inline size_t ef_cuda_reserve(size_t *end, size_t bytes) {
   return at;
 }
 static inline ef_dref ef_cuda_ref(const ef_tensor *t) { return (ef_dref){t->data, t->dtype}; }
+
+// The search space with at least `bytes` (grown, never shrunk, while searches go on); NULL when the
+// device is out of memory.
+char *ef_cuda_search_space(ef_cuda *cu, size_t bytes);
 
 ef_status ef_cuda_conv_prepare(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s);
 void ef_cuda_conv_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, char *scratch);

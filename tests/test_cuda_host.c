@@ -9,7 +9,9 @@
 #include "core/store.h"
 #include "cuda/algo_cache.h"
 #include "cuda/launch.h"
+#include "tests/gpu/tolerance.h"
 #include "tests/harness.h"
+#include "tools/device.h"
 
 // ---- depthwise convolutions: the twin against oneDNN --------------------------------------------
 
@@ -84,10 +86,6 @@ static void from_dtype(float *v, const void *p, int64_t n, ef_dtype dt) {
   for (int64_t i = 0; i < n; i++) ef_lanes_load(p, dt, i, 1, &v[i]);
 }
 
-// The unit roundoff of a type (24, 8 and 11 significant bits): rounding to it moves a value by at
-// most this much of itself.
-static double unit_roundoff(ef_dtype dt) { return dt == EF_F32 ? 0x1p-24 : dt == EF_BF16 ? 0x1p-8 : 0x1p-11; }
-
 // The worst |got - want| over max |want|, with the index and both values of the worst element.
 static double worst_err(const float *got, const float *want, int64_t n, int64_t *at) {
   double err = 0, mag = 0;
@@ -149,6 +147,95 @@ static void test_dw_twin(void) {
       free(ty), free(tdx), free(tdw);
     }
   }
+  ef_backend_free(be);
+}
+
+// ---- the GPU op checks' tolerances --------------------------------------------------------------
+
+// One forward run of an op case on the CPU backend from the inputs vals; with dt 16-bit, as a
+// 16-bit GPU run computes it: inputs rounded to dt, computed in f32, the result rounded to dt.
+static float *case_forward(ef_backend *be, const op_case *c, float *const *vals, ef_dtype dt, int64_t *size) {
+  ef_store *s = ef_store_new();
+  int entry[5];
+  for (int i = 0; i < c->n_in; i++)
+    entry[i] = c->in[i].kind == IN_INPUT ? -1 : ef_store_add(s, c->in[i].name, c->in[i].kind == IN_PARAM, false, c->in[i].ndim,
+                                                              c->in[i].shape, (ef_init){0});
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  ef_graph *g = ef_graph_new(s, SEED);
+  ef_tensor *leaf[5];
+  for (int i = 0; i < c->n_in; i++)
+    leaf[i] = c->in[i].kind == IN_INPUT ? ef_input(g, c->in[i].name, c->in[i].dtype, c->in[i].ndim, c->in[i].shape)
+                                         : ef_param(g, entry[i], 1, NULL);
+  ef_tensor *out = c->build(g, leaf, c);
+  ef_graph_keep(g, out);
+  ef_plan *p;
+  CHECK(ef_plan_new(&p, g, be, NULL) == EF_OK, "%s: %s", c->name, ef_last_error());
+  for (int i = 0; i < c->n_in; i++) {
+    int64_t n = spec_numel(&c->in[i]);
+    float *v = malloc(sizeof(float) * (size_t)n);
+    memcpy(v, vals[i], sizeof(float) * (size_t)n);
+    if (dt != EF_F32 && c->in[i].dtype == EF_F32) { // activations and parameters alike: `all` makes both 16-bit
+      void *q = to_dtype(v, n, dt);
+      from_dtype(v, q, n, dt);
+      free(q);
+    }
+    if (c->in[i].kind == IN_INPUT) ef_plan_set(p, leaf[i], v);
+    else ef_store_write(s, entry[i], c->in[i].kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, v);
+    free(v);
+  }
+  ef_plan_run(p, &(ef_run_ctx){.step = STEP});
+  int64_t ny = *size = ef_numel(out);
+  float *y = malloc(sizeof(float) * (size_t)ny);
+  ef_plan_get(p, out, y);
+  if (dt != EF_F32) {
+    void *q = to_dtype(y, ny, dt);
+    from_dtype(y, q, ny, dt);
+    free(q);
+  }
+  ef_plan_free(p);
+  ef_graph_free(g);
+  ef_store_free(s);
+  return y;
+}
+
+// Every op case's forward result, rounded as a 16-bit GPU run rounds it (inputs and result), stays
+// within op_tolerance of the f32 result over 25 draws of its inputs, for bf16 and f16; and the old
+// fixed 1e-2 fails correct code: batch norm with batch statistics on inputs in [2, 4) in bf16.
+static void test_op_tolerances(void) {
+  ef_backend *be = ef_cpu_backend_new(1);
+  const int draws = 25;
+  double closest = 0; // the largest error / tolerance
+  const char *closest_case = "";
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const op_case *c = &cases[k];
+    for (ef_dtype dt = EF_BF16; dt <= EF_F16; dt++) {
+      double worst = 0, tol_bn = 0;
+      int over_old = 0;
+      for (int d = 0; d < draws; d++) {
+        float *vals[5];
+        for (int i = 0; i < c->n_in; i++) {
+          vals[i] = malloc(sizeof(float) * (size_t)spec_numel(&c->in[i]));
+          op_case_input_seeded(&c->in[i], i, 1000 + (uint64_t)d, vals[i], NULL);
+        }
+        int64_t n, at;
+        float *want = case_forward(be, c, vals, EF_F32, &n), *got = case_forward(be, c, vals, dt, &n);
+        double e = worst_err(got, want, n, &at), tol = tol_bn = op_tolerance(c, dt, vals[0]);
+        CHECK(e <= tol, "%s in %s, draw %d: relative error %.3g > %.3g; [%lld] got %.9g want %.9g", c->name, ef_dtype_name(dt),
+              d, e, tol, (long long)at, got[at], want[at]);
+        worst = fmax(worst, e);
+        if (e / tol > closest) closest = e / tol, closest_case = c->name;
+        over_old += e > 1e-2;
+        for (int i = 0; i < c->n_in; i++) free(vals[i]);
+        free(want), free(got);
+      }
+      if (c->build == build_bn && c->flag && c->in[0].lo == 2 && dt == EF_BF16) {
+        printf("  %s in bf16: worst %.4f (tolerance %.4f); over the old 1e-2 in %d of %d draws\n", c->name, worst, tol_bn,
+               over_old, draws);
+        CHECK(over_old > 0, "%s: the old tolerance was never exceeded", c->name);
+      }
+    }
+  }
+  printf("  the closest to its tolerance: %s, at %.2f of it\n", closest_case, closest);
   ef_backend_free(be);
 }
 
@@ -268,12 +355,21 @@ static void test_algo_cache(void) {
   setenv("XDG_CACHE_HOME", dir, 1);
   snprintf(path, sizeof path, "%s/effnet/cuda-algos.tsv", dir);
   CHECK(!strcmp(ef_algo_cache_default(buf, sizeof buf), path), "XDG_CACHE_HOME: %s", buf);
+  // The commands' choice: --algo-cache, then the environment, then the run folder's, then the default.
+  CHECK(!strcmp(ef_device_algo_cache("flag.tsv", "run.tsv"), "flag.tsv") && !strcmp(ef_device_algo_cache(NULL, "run.tsv"), "run.tsv") &&
+            ef_device_algo_cache(NULL, NULL) == NULL,
+        "without EFFNET_ALGO_CACHE");
+  setenv("EFFNET_ALGO_CACHE", "env.tsv", 1);
+  CHECK(!strcmp(ef_device_algo_cache("flag.tsv", "run.tsv"), "flag.tsv") && !strcmp(ef_device_algo_cache(NULL, "run.tsv"), "env.tsv"),
+        "with EFFNET_ALGO_CACHE");
+  unsetenv("EFFNET_ALGO_CACHE");
   test_rmtree(dir);
 }
 
 int main(void) {
   RUN(test_dw_twin);
   RUN(test_algo_cache);
+  RUN(test_op_tolerances);
   RUN(test_reduce_launch);
   RUN(test_rows_launch);
   return test_exit_code();

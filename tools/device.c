@@ -39,9 +39,20 @@ int ef_device_parse(ef_device *d, const char *cmd, const char *device, const cha
 }
 
 int ef_device_open(ef_device *d, const char *cmd, const char *device, const char *precision, int threads) {
+  return ef_device_open_algos(d, cmd, device, precision, threads, NULL, NULL);
+}
+
+const char *ef_device_algo_cache(const char *flag, const char *run_file) {
+  const char *env = getenv("EFFNET_ALGO_CACHE");
+  return flag ? flag : env && *env ? env : run_file;
+}
+
+int ef_device_open_algos(ef_device *d, const char *cmd, const char *device, const char *precision, int threads,
+                         const char *flag, const char *run_file) {
   int rc = ef_device_parse(d, cmd, device, precision);
   if (rc) return rc;
-  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index, .allow_tf32 = !strcmp(precision, "tf32")})
+  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index, .allow_tf32 = !strcmp(precision, "tf32"),
+                                                        .algo_cache = ef_device_algo_cache(flag, run_file)})
                   : ef_cpu_backend_new(threads);
   if (!d->be) {
     fprintf(stderr, "effnet %s: cannot start device %s: %s\n", cmd, device, ef_last_error());

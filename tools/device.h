@@ -27,6 +27,14 @@ typedef struct {
 int ef_device_parse(ef_device *d, const char *cmd, const char *device, const char *precision);
 // The same, then the backend; returns 2 (bad flags) or 1 (the device cannot start) after a message.
 int ef_device_open(ef_device *d, const char *cmd, const char *device, const char *precision, int threads);
+// The CUDA backend's algorithm cache file (ef_cuda_opts.algo_cache): `flag` (--algo-cache FILE,
+// "off" for none) if given, else $EFFNET_ALGO_CACHE if set, else `run_file` (the trainer's: a file
+// in its run folder, shared by its ranks and its resumes) if given, else NULL: the user's cache
+// folder. Processes that must compute the same bits need the same file.
+const char *ef_device_algo_cache(const char *flag, const char *run_file);
+// ef_device_open with that choice.
+int ef_device_open_algos(ef_device *d, const char *cmd, const char *device, const char *precision, int threads,
+                         const char *flag, const char *run_file);
 void ef_device_close(ef_device *d);
 // "cpu, 2 threads" or "NVIDIA H100 80GB HBM3 (sm_90, ...), bf16"
 const char *ef_device_describe(const ef_device *d, char *buf, size_t len);

@@ -1,14 +1,17 @@
 // Every op of tests/op_cases.h, forward and backward, on the CUDA backend against the CPU backend
 // with the same random inputs: at f32 with TF32 off (relative error <= 1e-4 of the largest
-// value), and at bf16 and f16 with every computed output but statistics in 16 bits (<= 1e-2).
-// Inputs and the upstream gradient pass through an identity node first, which the 16-bit runs
-// make 16-bit: every kernel, backward ones included, also reads 16-bit data. Both plans run
-// poisoned, so an element a kernel forgets to write is NaN. Exits 77 without a GPU.
+// value), and at bf16 and f16 with every computed output but statistics in 16 bits, within a
+// tolerance derived from the type's spacing and the case's scale (tests/gpu/tolerance.h). Inputs
+// and the upstream gradient pass through an identity node first, which the 16-bit runs make
+// 16-bit: every kernel, backward ones included, also reads 16-bit data. Both plans run poisoned,
+// so an element a kernel forgets to write is NaN; parameters are written before planning, so
+// that the algorithm search times real weights. Exits 77 without a GPU.
 #include <stdlib.h>
 
 #include "core/plan.h"
 #include "core/store.h"
 #include "tests/gpu/gpu_harness.h"
+#include "tests/gpu/tolerance.h"
 #include "tests/harness.h"
 #include "tests/op_cases.h"
 
@@ -21,7 +24,8 @@ typedef struct {
   ef_plan *plan;
 } side;
 
-static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype precision) {
+// vals: the inputs' values; parameters and state are written before planning, inputs after.
+static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype precision, float *const *vals) {
   *s = (side){.store = ef_store_new()};
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *in = &c->in[i];
@@ -31,6 +35,8 @@ static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype preci
     CHECK(false, "%s on %s: %s", c->name, be->name, ef_last_error());
     return false;
   }
+  for (int i = 0; i < c->n_in; i++)
+    if (c->in[i].kind != IN_INPUT) ef_store_write(s->store, s->entry[i], c->in[i].kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
   s->g = ef_graph_new(s->store, SEED);
   bool any_grad = false;
   ef_tensor *x[5];
@@ -51,7 +57,10 @@ static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype preci
   ef_graph_set_precision(s->g, precision, true);
   ef_status st = ef_plan_new(&s->plan, s->g, be, &(ef_plan_opts){.poison = true});
   CHECK(st == EF_OK, "%s on %s (%s): %s", c->name, be->name, ef_dtype_name(precision), ef_last_error());
-  return st == EF_OK;
+  if (st != EF_OK) return false;
+  for (int i = 0; i < c->n_in; i++)
+    if (c->in[i].kind == IN_INPUT) ef_plan_set(s->plan, s->leaf[i], vals[i]);
+  return true;
 }
 
 static void free_side(side *s) {
@@ -75,29 +84,24 @@ static float *read_f32(const ef_plan *p, const ef_tensor *t) {
   return out;
 }
 
-static void compare(const char *what, const char *name, ef_dtype precision, const float *got, const float *want, int64_t n) {
-  double tol = precision == EF_F32 ? 1e-4 : 1e-2, e = test_rel_err_f32(got, want, n);
-  CHECK(e <= tol, "%s at %s: %s relative error %.3g (tolerance %.0e)", name, ef_dtype_name(precision), what, e, tol);
+// x: the case's first input's values (the tolerance's scale, tests/gpu/tolerance.h).
+static void compare(const char *what, const op_case *c, ef_dtype precision, const float *x, const float *got,
+                    const float *want, int64_t n) {
+  char why[192];
+  CHECK(test_close(got, want, n, op_tolerance(c, precision, x), why, sizeof why), "%s at %s: %s: %s", c->name,
+        ef_dtype_name(precision), what, why);
 }
 
 static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dtype precision) {
+  float *vals[5] = {0};
+  for (int i = 0; i < c->n_in; i++) { // the inputs of tests/test_ops.c
+    vals[i] = malloc(sizeof(float) * (size_t)spec_numel(&c->in[i]));
+    op_case_input(&c->in[i], i, vals[i], NULL);
+  }
   side a, b;
-  bool ok = build_side(&a, c, cpu, EF_F32);
-  ok = build_side(&b, c, gpu, precision) && ok;
+  bool ok = build_side(&a, c, cpu, EF_F32, vals);
+  ok = build_side(&b, c, gpu, precision, vals) && ok;
   if (ok) {
-    float *vals[5] = {0};
-    for (int i = 0; i < c->n_in; i++) { // the inputs of tests/test_ops.c
-      const in_spec *in = &c->in[i];
-      int64_t n = spec_numel(in);
-      vals[i] = malloc(sizeof(float) * (size_t)n);
-      op_case_input(in, i, vals[i], NULL);
-      side *sides[2] = {&a, &b};
-      for (int k = 0; k < 2; k++) {
-        side *s = sides[k];
-        if (in->kind == IN_INPUT) ef_plan_set(s->plan, s->leaf[i], vals[i]);
-        else ef_store_write(s->store, s->entry[i], in->kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
-      }
-    }
     int64_t ny = ef_numel(a.out);
     float *dyv = malloc(sizeof(float) * (size_t)ny);
     test_fill_uniform(dyv, ny, 99, 17, -1, 1);
@@ -106,7 +110,7 @@ static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dt
     ef_plan_run(a.plan, &ctx);
     ef_plan_run(b.plan, &ctx);
     float *want = read_f32(a.plan, a.out), *got = read_f32(b.plan, b.out);
-    compare("forward", c->name, precision, got, want, ny);
+    compare("forward", c, precision, vals[0], got, want, ny);
     free(want), free(got);
     for (int i = 0; i < c->n_in; i++) {
       const in_spec *in = &c->in[i];
@@ -121,12 +125,12 @@ static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dt
       }
       char what[64];
       snprintf(what, sizeof what, "gradient of %s", in->name);
-      compare(what, c->name, precision, got, want, n);
+      compare(what, c, precision, vals[0], got, want, n);
       free(want), free(got);
     }
-    for (int i = 0; i < c->n_in; i++) free(vals[i]);
     free(dyv);
   }
+  for (int i = 0; i < c->n_in; i++) free(vals[i]);
   free_side(&a);
   free_side(&b);
 }
@@ -156,6 +160,7 @@ static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
     ef_store *store = ef_store_new();
     int run = ef_store_add(store, "running", false, false, 2, (int64_t[]){2, 6}, (ef_init){0});
     CHECK(ef_store_bind(store, bes[k]) == EF_OK, "%s", ef_last_error());
+    ef_store_write(store, run, EF_ARENA_STATE, init);
     ef_graph *g = ef_graph_new(store, SEED);
     ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){3, 4, 5, 6});
     ef_tensor *st = ef_sync_stats(g, ef_bn_stats(g, x), 2);
@@ -163,7 +168,6 @@ static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
     ef_bn_update(g, ef_param(g, run, 1, NULL), st, 0.1f);
     ef_plan *plan;
     CHECK(ef_plan_new(&plan, g, bes[k], &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
-    ef_store_write(store, run, EF_ARENA_STATE, init);
     ef_plan_set(plan, x, xv);
     ef_run_ctx ctx = {.group_mean = k == 2 ? device_pair_mean : host_pair_mean, .group = gpu, .group_device = k == 2};
     ef_plan_run(plan, &ctx);
@@ -174,10 +178,14 @@ static void check_sync_and_update(ef_backend *cpu, ef_backend *gpu) {
     ef_graph_free(g);
     ef_store_free(store);
   }
-  compare("running statistics, group on the host", "sync_stats + bn_update", EF_F32, running[1], running[0], 12);
-  compare("group statistics, group on the host", "sync_stats + bn_update", EF_F32, stats[1], stats[0], 12);
-  compare("running statistics, group on the GPU", "sync_stats + bn_update", EF_F32, running[2], running[0], 12);
-  compare("group statistics, group on the GPU", "sync_stats + bn_update", EF_F32, stats[2], stats[0], 12);
+  char why[192];
+  for (int k = 1; k < 3; k++) {
+    const char *where = k == 1 ? "on the host" : "on the GPU";
+    CHECK(test_close(running[k], running[0], 12, 1e-4, why, sizeof why), "sync_stats + bn_update, group %s: running: %s",
+          where, why);
+    CHECK(test_close(stats[k], stats[0], 12, 1e-4, why, sizeof why), "sync_stats + bn_update, group %s: statistics: %s",
+          where, why);
+  }
 }
 
 int main(int argc, char **argv) {

@@ -45,6 +45,7 @@ static void trainer_new(trainer *t, ef_backend *be, ef_dtype precision, float lo
   ef_graph_set_precision(t->g, precision, false);
   ef_optim_config oc = ef_optim_defaults(EF_OPT_SGD);
   ef_status st = ef_store_bind(t->s, be);
+  if (st == EF_OK) ef_store_initialize(t->s, 42); // before the plan: its algorithm search runs on real weights
   if (st == EF_OK) st = ef_plan_new(&t->plan, t->g, be, NULL);
   if (st == EF_OK) st = ef_optim_init(&t->optim, t->s, &oc);
   if (st == EF_OK && ef_device_of(t->s)) st = ef_device_update_init(&t->upd, &t->optim, t->s);
@@ -52,7 +53,6 @@ static void trainer_new(trainer *t, ef_backend *be, ef_dtype precision, float lo
     fprintf(stderr, "%s\n", ef_last_error());
     exit(1);
   }
-  ef_store_initialize(t->s, 42);
   ef_plan_set(t->plan, t->images, x);
   ef_plan_set(t->plan, t->labels, y);
   ef_plan_set(t->plan, t->seed, &loss_scale);
