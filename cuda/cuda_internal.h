@@ -56,8 +56,9 @@ typedef struct {
   uint32_t *d_step;             // the run's step (dropout's Philox counter), written before each run
   int *d_error;                 // set by kernels that find bad data (ef_k_* EF_CUDA_ERR_*)
   ef_arena_ops arena;           // the training step's update (ef_backend.arena)
-  ef_step_values *values;       // its per-step values: pinned host memory ...
-  ef_step_values *d_values;     // ... and their copy on the device, which the kernels read
+  ef_step_values *d_values;     // its per-step values on the device, which the kernels read
+  ef_step_values *results;      // two result slots in mapped host memory, which the steps write
+  ef_step_values *d_results;    // (ef_step_values.slot), seen from the device
   float *d_gmul;                // the gradients' multiplier (unscale and clipping)
   double *d_norm_part;          // the norm's partial sums (EF_K_NORM_CHUNKS)
   bool capturing;

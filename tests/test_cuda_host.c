@@ -1,14 +1,17 @@
 // The CUDA backend's arithmetic and host logic, tested on the CPU (no GPU needed): the depthwise
 // kernels' CPU twin against the CPU backend's oneDNN convolution, at f32 and in 16 bits; the
-// kernels' launch geometry against the hardware's limits for any batch; the algorithm cache's file.
+// kernels' launch geometry against the hardware's limits for any batch; the algorithm cache's file;
+// the 16-bit tolerances of the GPU op checks; the feed's normalization of uint8 batches.
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
 #include "core/dwconv.h"
+#include "core/pixels.h"
 #include "core/plan.h"
 #include "core/store.h"
 #include "cuda/algo_cache.h"
 #include "cuda/launch.h"
+#include "data/transform.h"
 #include "tests/gpu/tolerance.h"
 #include "tests/harness.h"
 #include "tools/device.h"
@@ -366,10 +369,38 @@ static void test_algo_cache(void) {
   test_rmtree(dir);
 }
 
+// ---- the feed's normalization -----------------------------------------------------------------------
+
+// The feed's per-element rule gives the loader's f32 batches bit for bit (3 channels and 1, every
+// byte value), and in 16 bits those values rounded to nearest even.
+static void test_pixels_twin(void) {
+  for (int channels = 1; channels <= 3; channels += 2) {
+    ef_transform t = ef_transform_defaults(false, 16, channels);
+    t.mean[1] = 0.3f, t.std[2] = 0.7f; // channels that differ
+    float lut[3 * 256];
+    ef_transform_lut(&t, lut);
+    ef_image im = {0};
+    ef_image_reshape(&im, 16, 16, channels);
+    for (int i = 0; i < 16 * 16 * channels; i++) im.px[i] = (uint8_t)(i * 37 + i / 7);
+    int64_t n = 16 * 16 * channels;
+    float want[16 * 16 * 3], got[16 * 16 * 3];
+    uint16_t half[16 * 16 * 3];
+    ef_transform_normalize(lut, &im, want);
+    ef_pixels_normalize_twin(got, EF_F32, im.px, lut, channels, n);
+    CHECK(!memcmp(got, want, sizeof(float) * (size_t)n), "%d channels: the twin differs from the loader", channels);
+    ef_pixels_normalize_twin(half, EF_BF16, im.px, lut, channels, n);
+    bool same = true;
+    for (int64_t i = 0; i < n; i++) same &= half[i] == ef_f32_to_bf16(want[i]);
+    CHECK(same, "%d channels: bf16 values are not the loader's rounded", channels);
+    free(im.px);
+  }
+}
+
 int main(void) {
   RUN(test_dw_twin);
   RUN(test_algo_cache);
   RUN(test_op_tolerances);
+  RUN(test_pixels_twin);
   RUN(test_reduce_launch);
   RUN(test_rows_launch);
   return test_exit_code();
