@@ -9,6 +9,9 @@
 
 #include "core/backend.h"
 
+// Depthwise convolutions: the faster of cuDNN and effnet's kernels (timed once, cached), or one.
+typedef enum { EF_CUDA_DW_AUTO, EF_CUDA_DW_CUDNN, EF_CUDA_DW_EFFNET } ef_cuda_dw;
+
 typedef struct {
   int device;           // CUDA device index  [0]
   bool allow_tf32;      // f32 convolutions and products may round their inputs to TF32
@@ -19,6 +22,7 @@ typedef struct {
   // $EFFNET_ALGO_CACHE, else the user's cache folder (~/.cache/effnet/cuda-algos.tsv). The
   // trainer gives its run folder's; processes that compare results must share one file.
   const char *algo_cache;
+  ef_cuda_dw depthwise; // [auto]; the tests run both paths
 } ef_cuda_opts;
 
 // The number of usable CUDA devices; 0 with the reason in why (no driver, no device, ...).

@@ -276,9 +276,10 @@ ef_status ef_cuda_conv_prepare(ef_cuda *cu, const ef_tensor *node, ef_cuda_node 
   if (io.w->dtype != s->cdt) s->off[OP_W] = ef_cuda_reserve(&end, wbytes);
   EF_TRY(describe_to_cudnn(cu, node, s));
 
-  ef_algo_entry *a;
-  EF_TRY(choose_algo(cu, node, s, own_eligible(node), xbytes, wbytes, &a));
-  if (a->algo == EF_ALGO_EFFNET) {
+  bool own = own_eligible(node) && cu->opts.depthwise != EF_CUDA_DW_CUDNN;
+  ef_algo_entry *a = NULL;
+  if (!own || cu->opts.depthwise != EF_CUDA_DW_EFFNET) EF_TRY(choose_algo(cu, node, s, own, xbytes, wbytes, &a));
+  if (!a || a->algo == EF_ALGO_EFFNET) {
     s->own = true;
     s->off[OP_X] = s->off[OP_W] = EF_CUDA_NO_SCRATCH;
     s->ws_off = 0;
