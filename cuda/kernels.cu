@@ -113,7 +113,9 @@ void ef_k_normalize_u8(ef_dref y, const uint8_t *px, const float *lut, int chann
 
 namespace {
 
-// Operands of the row kernels over (rows, C) with per-channel (or per-sample) values.
+// Operands of the row kernels over (rows, C) with per-channel (or per-sample) values. Activations
+// and the coefficients (in the scratch) are read as 16-byte vectors; per-channel values from the
+// store (biases, statistics) lane by lane, since the store packs vectors on 4 bytes (core/store.h).
 struct row_args {
   ef_dref y, x, z;      // the result, the input and a second input
   ef_dref per;          // per-channel or per-(sample, channel) values (channel_mul's scale, spread's dy, a bias)
@@ -195,7 +197,7 @@ template <ef_dtype DT, int L> struct k_bn_bwd_data {
       ef_lanes_load(coef + 2 * c, EF_F32, v * L, L, sh);
       ef_lanes_load(coef + 3 * c, EF_F32, v * L, L, k3);
       ef_lanes_load(coef + 4 * c, EF_F32, v * L, L, k2);
-      ef_lanes_load(mean, EF_F32, v * L, L, m);
+      for (int l = 0; l < L; l++) m[l] = mean[v * L + l]; // store vectors may be packed: 4-byte aligned
       for (int l = 0; l < L; l++) {
         float dz = act == EF_ACT_NONE ? g[l] : g[l] * act_grad(act, xv[l] * sc[l] + sh[l]);
         g[l] = sc[l] * dz + k3[l] * (xv[l] - m[l]) + k2[l];
