@@ -1,11 +1,12 @@
 // What the CUDA kernels share: the choice of a kernel's instantiation by dtype (16-byte vectors of
 // one type, or scalars of any types read at run time), launches over (rows, vectors) checked against
-// the GPU's limits, fast activations, and a block sum in a fixed order.
+// the GPU's limits, and a block sum in a fixed order. Activations come from core/act.h.
 #ifndef EF_CUDA_KERNEL_UTIL_CUH
 #define EF_CUDA_KERNEL_UTIL_CUH
 
 #include <initializer_list>
 
+#include "core/act.h"
 #include "core/lanes.h"
 #include "core/log.h"
 #include "cuda/kernels.h"
@@ -66,36 +67,6 @@ template <class F> void for_each(int64_t n, cudaStream_t s, F f) {
   if (n <= 0) return;
   int64_t blocks = (n + THREADS - 1) / THREADS;
   k_flat<<<(unsigned)(blocks < (1 << 20) ? blocks : (1 << 20)), THREADS, 0, s>>>(n, f);
-}
-
-// Activations and derivatives, as core/cpu/cpu_internal.h's ef_act_fwd / ef_act_grad, with the
-// GPU's fast exp (__expf, 2 ulp) and division.
-__device__ __forceinline__ float sigmoid(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
-
-__device__ __forceinline__ float act_fwd(ef_act a, float x) {
-  switch (a) {
-  case EF_ACT_SWISH: return x * sigmoid(x);
-  case EF_ACT_SIGMOID: return sigmoid(x);
-  case EF_ACT_RELU: return x > 0.0f ? x : 0.0f;
-  case EF_ACT_RELU6: return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f;
-  default: return x;
-  }
-}
-
-__device__ __forceinline__ float act_grad(ef_act a, float x) {
-  switch (a) {
-  case EF_ACT_SWISH: {
-    float s = sigmoid(x);
-    return s * (1.0f + x * (1.0f - s));
-  }
-  case EF_ACT_SIGMOID: {
-    float s = sigmoid(x);
-    return s * (1.0f - s);
-  }
-  case EF_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
-  case EF_ACT_RELU6: return x > 0.0f && x < 6.0f ? 1.0f : 0.0f;
-  default: return 1.0f;
-  }
 }
 
 // The sum of every thread's v over a block of THREADS, by the same tree every time; valid in every

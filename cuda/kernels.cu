@@ -43,10 +43,10 @@ struct op_fill {
   __device__ float operator()(float, float, float value, ef_act) const { return value; }
 };
 struct op_act {
-  __device__ float operator()(float a, float, float, ef_act act) const { return act_fwd(act, a); }
+  __device__ float operator()(float a, float, float, ef_act act) const { return ef_act_fwd(act, a); }
 };
 struct op_act_bwd {
-  __device__ float operator()(float dy, float x, float, ef_act act) const { return dy * act_grad(act, x); }
+  __device__ float operator()(float dy, float x, float, ef_act act) const { return dy * ef_act_grad(act, x); }
 };
 struct op_add {
   __device__ float operator()(float a, float b, float, ef_act) const { return a + b; }
@@ -176,7 +176,7 @@ template <ef_dtype DT, int L> struct k_bn {
       ef_lanes_load(x.p, type_in(DT, x.dt), row * c + v * L, L, r);
       ef_lanes_load(scale, EF_F32, v * L, L, sc);
       ef_lanes_load(shift, EF_F32, v * L, L, sh);
-      for (int l = 0; l < L; l++) r[l] = act_fwd(act, fmaf(r[l], sc[l], sh[l]));
+      for (int l = 0; l < L; l++) r[l] = ef_act_fwd(act, fmaf(r[l], sc[l], sh[l]));
       ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
     });
   }
@@ -199,7 +199,7 @@ template <ef_dtype DT, int L> struct k_bn_bwd_data {
       ef_lanes_load(coef + 4 * c, EF_F32, v * L, L, k2);
       for (int l = 0; l < L; l++) m[l] = mean[v * L + l]; // store vectors may be packed: 4-byte aligned
       for (int l = 0; l < L; l++) {
-        float dz = act == EF_ACT_NONE ? g[l] : g[l] * act_grad(act, xv[l] * sc[l] + sh[l]);
+        float dz = act == EF_ACT_NONE ? g[l] : g[l] * ef_act_grad(act, xv[l] * sc[l] + sh[l]);
         g[l] = sc[l] * dz + k3[l] * (xv[l] - m[l]) + k2[l];
       }
       ef_lanes_store(dx.p, type_in(DT, dx.dt), row * c + v * L, L, g);
@@ -351,7 +351,7 @@ __device__ __forceinline__ void red_values(const ef_red_args &a, int64_t idx, in
   }
   case EF_RED_BN_BWD: {
     const float *invstd = a.coef, *scale = a.coef + a.c, *shift = a.coef + 2 * a.c;
-    float z = xv * scale[c] + shift[c], dz = a.act == EF_ACT_NONE ? yv : yv * act_grad(a.act, z);
+    float z = xv * scale[c] + shift[c], dz = a.act == EF_ACT_NONE ? yv : yv * ef_act_grad(a.act, z);
     *v0 = (double)dz * ((xv - a.mean[c]) * invstd[c]);
     *v1 = dz;
     break;
