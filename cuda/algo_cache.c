@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HEADER "# effnet convolution algorithms v1: key, algorithm (-1: effnet's own), math, workspace, deterministic, ms\n"
+#define HEADER                                                                                                         \
+  "# effnet convolution algorithms v1: key, algorithm (-1: effnet's own), math, workspace, deterministic, ms\n"
 
 static void warn_once(ef_algo_cache *c, const char *what) {
   if (c->warned) return;
@@ -54,7 +55,8 @@ static bool parse_line(char *line, ef_algo_entry *e) {
   double ms = strtod(f[5], &end[4]);
   for (int i = 0; i < 5; i++)
     if (end[i] == f[i + 1] || *end[i]) return false;
-  if (algo < EF_ALGO_EFFNET || algo > 1000 || math < 0 || math > 16 || (det != 0 && det != 1) || !(ms >= 0)) return false;
+  if (algo < EF_ALGO_EFFNET || algo > 1000 || math < 0 || math > 16 || (det != 0 && det != 1) || !(ms >= 0))
+    return false;
   *e = (ef_algo_entry){.algo = (int)algo, .math = (int)math, .workspace = (size_t)ws, .deterministic = det, .ms = ms};
   snprintf(e->key, sizeof e->key, "%s", f[0]);
   return true;

@@ -537,7 +537,8 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
 
   struct cudaDeviceProp prop;
   EF_CUDA_CHECK(cudaGetDeviceProperties(&prop, cu->opts.device));
-  snprintf(cu->card, sizeof cu->card, "%.120s sm_%d%d %d SMs", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  snprintf(cu->card, sizeof cu->card, "%.120s sm_%d%d %d SMs", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount);
   char default_cache[4096];
   const char *cache = cu->opts.algo_cache ? (strcmp(cu->opts.algo_cache, "off") ? cu->opts.algo_cache : NULL)
                                           : ef_algo_cache_default(default_cache, sizeof default_cache);

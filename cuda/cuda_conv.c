@@ -58,7 +58,8 @@ static void own_run(ef_cuda *cu, const ef_tensor *node, void *scratch) {
   switch (node->op) {
   case EF_OP_CONV2D:
     ef_k_dw_weights(scratch, ef_cuda_ref(io.w), &sh, st);
-    ef_k_dw_forward(ef_cuda_ref(node), ef_cuda_ref(io.x), scratch, node->n_src == 3 ? node->src[2]->data : NULL, &sh, st);
+    ef_k_dw_forward(ef_cuda_ref(node), ef_cuda_ref(io.x), scratch, node->n_src == 3 ? node->src[2]->data : NULL, &sh,
+                    st);
     break;
   case EF_OP_CONV2D_BWD_DATA:
     ef_k_dw_weights(scratch, ef_cuda_ref(io.w), &sh, st);
@@ -104,8 +105,8 @@ typedef struct {
                            (perf)[i_].determinism, (perf)[i_].mathType}
 
 // cuDNN's timed search for the node's direction on real buffers: its results, fastest first.
-static cudnnStatus_t find_algos(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, void *x, void *w, void *y, void *ws,
-                                size_t ws_bytes, found_algo *out, int *n) {
+static cudnnStatus_t find_algos(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, void *x, void *w, void *y,
+                                void *ws, size_t ws_bytes, found_algo *out, int *n) {
   cudnnStatus_t st;
   *n = 0;
   if (node->op == EF_OP_CONV2D) {
@@ -115,13 +116,13 @@ static cudnnStatus_t find_algos(ef_cuda *cu, const ef_tensor *node, ef_cuda_node
     COPY_PERF(perf, *n, out);
   } else if (node->op == EF_OP_CONV2D_BWD_DATA) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
-    st = cudnnFindConvolutionBackwardDataAlgorithmEx(cu->cudnn, s->wd, w, s->yd, y, s->cd, s->xd, x, MAX_ALGOS, n, perf, ws,
-                                                     ws_bytes);
+    st = cudnnFindConvolutionBackwardDataAlgorithmEx(cu->cudnn, s->wd, w, s->yd, y, s->cd, s->xd, x, MAX_ALGOS, n, perf,
+                                                     ws, ws_bytes);
     COPY_PERF(perf, *n, out);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_ALGOS];
-    st = cudnnFindConvolutionBackwardFilterAlgorithmEx(cu->cudnn, s->xd, x, s->yd, y, s->cd, s->wd, w, MAX_ALGOS, n, perf,
-                                                       ws, ws_bytes);
+    st = cudnnFindConvolutionBackwardFilterAlgorithmEx(cu->cudnn, s->xd, x, s->yd, y, s->cd, s->wd, w, MAX_ALGOS, n,
+                                                       perf, ws, ws_bytes);
     COPY_PERF(perf, *n, out);
   }
   return st;
@@ -131,8 +132,8 @@ static cudnnStatus_t find_algos(ef_cuda *cu, const ef_tensor *node, ef_cuda_node
 // `deterministic`; -1 if none.
 static int fastest(const found_algo *f, int n, size_t ws_bytes, cudnnMathType_t want, bool deterministic) {
   for (int i = 0; i < n; i++)
-    if (f[i].status == CUDNN_STATUS_SUCCESS && f[i].memory <= ws_bytes && (want != CUDNN_FMA_MATH || f[i].math == want) &&
-        (!deterministic || f[i].determinism == CUDNN_DETERMINISTIC))
+    if (f[i].status == CUDNN_STATUS_SUCCESS && f[i].memory <= ws_bytes &&
+        (want != CUDNN_FMA_MATH || f[i].math == want) && (!deterministic || f[i].determinism == CUDNN_DETERMINISTIC))
       return i;
   return -1;
 }
@@ -148,14 +149,14 @@ static void problem(const ef_cuda *cu, const ef_tensor *node, const ef_cuda_node
   a = aw < a ? aw : a, a = ay < a ? ay : a;
   int pad[4];
   for (int i = 0; i < 4; i++) pad[i] = s->pad ? 0 : p->pad[i];
-  snprintf(desc, len,
-           "%s %s x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld,%lld) y(%lld,%lld,%lld,%lld) s%d,%d d%d,%d p%d,%d,%d,%d g%d m%d "
-           "nhwc a%u%s",
-           dir_name(node->op), ef_dtype_name(s->cdt), (long long)xs[0], (long long)s->ph,
-           (long long)s->pw, (long long)xs[3], (long long)ws[0], (long long)ws[1], (long long)ws[2], (long long)ws[3],
-           (long long)ys[0], (long long)ys[1], (long long)ys[2], (long long)ys[3], p->stride[0], p->stride[1],
-           p->dilation[0], p->dilation[1], pad[0], pad[1], pad[2], pad[3], p->groups, (int)wanted_math(cu, s->cdt), a,
-           own ? " own" : "");
+  snprintf(
+      desc, len,
+      "%s %s x(%lld,%lld,%lld,%lld) w(%lld,%lld,%lld,%lld) y(%lld,%lld,%lld,%lld) s%d,%d d%d,%d p%d,%d,%d,%d g%d m%d "
+      "nhwc a%u%s",
+      dir_name(node->op), ef_dtype_name(s->cdt), (long long)xs[0], (long long)s->ph, (long long)s->pw, (long long)xs[3],
+      (long long)ws[0], (long long)ws[1], (long long)ws[2], (long long)ws[3], (long long)ys[0], (long long)ys[1],
+      (long long)ys[2], (long long)ys[3], p->stride[0], p->stride[1], p->dilation[0], p->dilation[1], pad[0], pad[1],
+      pad[2], pad[3], p->groups, (int)wanted_math(cu, s->cdt), a, own ? " own" : "");
 }
 
 // Times the candidates (cuDNN's, and effnet's kernels where eligible) on the node's buffers, in the
@@ -170,7 +171,8 @@ static ef_status search(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, boo
   char *space = NULL;
   while (!(space = ef_cuda_search_space(cu, front + ws_bytes)) && ws_bytes) ws_bytes /= 2;
   if (!space)
-    return EF_ERROR(EF_ERR_NOMEM, "out of GPU memory while choosing the algorithm of convolution '%s'; reduce the batch size",
+    return EF_ERROR(EF_ERR_NOMEM,
+                    "out of GPU memory while choosing the algorithm of convolution '%s'; reduce the batch size",
                     node->name);
   void *x = tx ? space : io.x->data, *w = tw ? space + ef_cuda_align(tx ? xbytes : 0) : io.w->data;
   found_algo found[MAX_ALGOS];
@@ -206,8 +208,8 @@ static ef_status search(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, boo
 
 // The node's algorithm: from the cache (this process's, or the file's), or searched now and
 // recorded. Each choice is logged once per process.
-static ef_status choose_algo(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, bool own, size_t xbytes, size_t wbytes,
-                             ef_algo_entry **chosen) {
+static ef_status choose_algo(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, bool own, size_t xbytes,
+                             size_t wbytes, ef_algo_entry **chosen) {
   char desc[200], key[EF_ALGO_KEY_LEN], log[128] = "";
   problem(cu, node, s, own, desc, sizeof desc);
   snprintf(key, sizeof key, "%s|cudnn %zu|%s", cu->card, cudnnGetVersion(), desc);
@@ -224,8 +226,8 @@ static ef_status choose_algo(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s
     char what[96];
     if (e->algo == EF_ALGO_EFFNET) snprintf(what, sizeof what, "effnet depthwise");
     else snprintf(what, sizeof what, "cuDNN algo %d%s", e->algo, e->math == CUDNN_FMA_MATH ? "" : " (tensor ops)");
-    fprintf(stderr, "effnet: conv %s: %s, %.3f ms (%s%s%s)\n", desc, what, e->ms, how, e->deterministic ? "" : ", nondeterministic",
-            log);
+    fprintf(stderr, "effnet: conv %s: %s, %.3f ms (%s%s%s)\n", desc, what, e->ms, how,
+            e->deterministic ? "" : ", nondeterministic", log);
     e->logged = true;
   }
   *chosen = e;

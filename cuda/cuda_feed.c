@@ -41,14 +41,15 @@ void ef_cuda_feed_free(ef_cuda_feed *f) {
 ef_status ef_cuda_feed_new(ef_cuda_feed **out, ef_backend *be, int64_t pixels, int channels, int64_t batch,
                            const float lut[3 * 256]) {
   EF_ASSERT(ef_backend_is_cuda(be) && (channels == 1 || channels == 3) && pixels > 0 && batch > 0,
-            "a feed of %lld pixel values, %d channels, %lld labels on %s", (long long)pixels, channels, (long long)batch,
-            be->name);
+            "a feed of %lld pixel values, %d channels, %lld labels on %s", (long long)pixels, channels,
+            (long long)batch, be->name);
   ef_cuda_feed *f = ef_xcalloc(1, sizeof *f);
   *f = (ef_cuda_feed){.cu = be->impl, .pixels = pixels, .batch = batch, .channels = channels};
   cudaError_t st = cudaStreamCreateWithFlags(&f->copy, cudaStreamNonBlocking);
   for (int k = 0; k < 2 && st == cudaSuccess; k++) {
     st = cudaHostAlloc((void **)&f->host_px[k], (size_t)pixels, cudaHostAllocDefault);
-    if (st == cudaSuccess) st = cudaHostAlloc((void **)&f->host_lab[k], sizeof(int32_t) * (size_t)batch, cudaHostAllocDefault);
+    if (st == cudaSuccess)
+      st = cudaHostAlloc((void **)&f->host_lab[k], sizeof(int32_t) * (size_t)batch, cudaHostAllocDefault);
     if (st == cudaSuccess) st = cudaMalloc((void **)&f->dev_px[k], (size_t)pixels);
     if (st == cudaSuccess) st = cudaMalloc((void **)&f->dev_lab[k], sizeof(int32_t) * (size_t)batch);
     if (st == cudaSuccess) st = cudaEventCreateWithFlags(&f->uploaded[k], cudaEventDisableTiming);
@@ -60,7 +61,8 @@ ef_status ef_cuda_feed_new(ef_cuda_feed **out, ef_backend *be, int64_t pixels, i
     cudaGetLastError(); // clear it: the caller reports
     ef_cuda_feed_free(f);
     return EF_ERROR(st == cudaErrorMemoryAllocation ? EF_ERR_NOMEM : EF_ERR_UNSUPPORTED,
-                    "cannot set up the GPU feed for batches of %lld bytes: %s", (long long)pixels, cudaGetErrorString(st));
+                    "cannot set up the GPU feed for batches of %lld bytes: %s", (long long)pixels,
+                    cudaGetErrorString(st));
   }
   *out = f;
   return EF_OK;
@@ -74,8 +76,8 @@ void ef_cuda_feed_put(ef_cuda_feed *f, const uint8_t *pixels, const int32_t *lab
   memcpy(f->host_lab[k], labels, sizeof(int32_t) * (size_t)f->batch);
   EF_CUDA_CHECK(cudaStreamWaitEvent(f->copy, f->taken[k], 0)); // and its device copy was normalized
   EF_CUDA_CHECK(cudaMemcpyAsync(f->dev_px[k], f->host_px[k], (size_t)f->pixels, cudaMemcpyHostToDevice, f->copy));
-  EF_CUDA_CHECK(cudaMemcpyAsync(f->dev_lab[k], f->host_lab[k], sizeof(int32_t) * (size_t)f->batch, cudaMemcpyHostToDevice,
-                                f->copy));
+  EF_CUDA_CHECK(cudaMemcpyAsync(f->dev_lab[k], f->host_lab[k], sizeof(int32_t) * (size_t)f->batch,
+                                cudaMemcpyHostToDevice, f->copy));
   EF_CUDA_CHECK(cudaEventRecord(f->uploaded[k], f->copy));
   f->puts++;
 }
@@ -90,7 +92,8 @@ void ef_cuda_feed_take(ef_cuda_feed *f, const ef_tensor *images, const ef_tensor
   EF_CUDA_CHECK(cudaStreamWaitEvent(st, f->uploaded[k], 0));
   ef_k_normalize_u8(ef_cuda_ref(images), f->dev_px[k], f->lut, f->channels, f->pixels, st);
   EF_CUDA_CHECK(cudaGetLastError());
-  EF_CUDA_CHECK(cudaMemcpyAsync(labels->data, f->dev_lab[k], sizeof(int32_t) * (size_t)f->batch, cudaMemcpyDeviceToDevice, st));
+  EF_CUDA_CHECK(
+      cudaMemcpyAsync(labels->data, f->dev_lab[k], sizeof(int32_t) * (size_t)f->batch, cudaMemcpyDeviceToDevice, st));
   EF_CUDA_CHECK(cudaEventRecord(f->taken[k], st));
   f->takes++;
 }
@@ -150,7 +153,8 @@ void ef_cuda_readback_queue(ef_cuda_readback *r, uint32_t seq, const void *const
 }
 
 int ef_cuda_readback_ready(ef_cuda_readback *r, uint32_t seq, char *why, size_t len) {
-  EF_ASSERT(seq < r->queued && r->queued - seq <= 2, "step %u's results are not in the readback (queued: %u)", seq, r->queued);
+  EF_ASSERT(seq < r->queued && r->queued - seq <= 2, "step %u's results are not in the readback (queued: %u)", seq,
+            r->queued);
   cudaError_t e = cudaEventQuery(r->done[seq & 1]);
   if (e == cudaSuccess) return 1;
   if (e == cudaErrorNotReady) return 0;

@@ -27,7 +27,8 @@ template <ef_dtype DT, int L> struct dw_forward {
     for_rows((int64_t)s.n * s.oh * s.ow, s.c / L, a.st, "depthwise forward", [=] __device__(int64_t p, int64_t v) {
       uint32_t q = (uint32_t)p, ox = q % (uint32_t)s.ow, t = q / (uint32_t)s.ow;
       float acc[L];
-      ef_dw_forward_point(&s, x.p, type_in(DT, x.dt), wt, bias, (int)(t / s.oh), (int)(t % s.oh), (int)ox, (int)v * L, L, acc);
+      ef_dw_forward_point(&s, x.p, type_in(DT, x.dt), wt, bias, (int)(t / s.oh), (int)(t % s.oh), (int)ox, (int)v * L,
+                          L, acc);
       ef_lanes_store(y.p, type_in(DT, y.dt), p * s.c + v * L, L, acc);
     });
   }
@@ -41,7 +42,8 @@ template <ef_dtype DT, int L> struct dw_bwd_data {
     for_rows((int64_t)s.n * s.h * s.w, s.c / L, a.st, "depthwise data gradient", [=] __device__(int64_t p, int64_t v) {
       uint32_t q = (uint32_t)p, ix = q % (uint32_t)s.w, t = q / (uint32_t)s.w;
       float acc[L];
-      ef_dw_bwd_data_point(&s, dy.p, type_in(DT, dy.dt), wt, (int)(t / s.h), (int)(t % s.h), (int)ix, (int)v * L, L, acc);
+      ef_dw_bwd_data_point(&s, dy.p, type_in(DT, dy.dt), wt, (int)(t / s.h), (int)(t % s.h), (int)ix, (int)v * L, L,
+                           acc);
       ef_lanes_store(dx.p, type_in(DT, dx.dt), p * s.c + v * L, L, acc);
     });
   }

@@ -39,8 +39,8 @@ void by_dtype(std::initializer_list<ef_dref> ops, int64_t cols, const Args &args
 // 2^31 elements or more; plans refuse those).
 inline void check_launch(const ef_launch &l, const char *what) {
   if (!ef_launch_ok(&l))
-    EF_FATAL("%s: a launch of (%u,%u,%u) blocks of (%u,%u,%u) threads is past the GPU's limits", what, l.grid.x, l.grid.y,
-             l.grid.z, l.block.x, l.block.y, l.block.z);
+    EF_FATAL("%s: a launch of (%u,%u,%u) blocks of (%u,%u,%u) threads is past the GPU's limits", what, l.grid.x,
+             l.grid.y, l.grid.z, l.block.x, l.block.y, l.block.z);
 }
 inline dim3 grid_of(const ef_launch &l) { return dim3(l.grid.x, l.grid.y, l.grid.z); }
 inline dim3 block_of(const ef_launch &l) { return dim3(l.block.x, l.block.y, l.block.z); }

@@ -257,13 +257,13 @@ void ef_k_add_bias(ef_dref y, ef_dref bias, int64_t rows, int64_t c, cudaStream_
   by_dtype<k_add_bias>({y}, c, row_args{.y = y, .per = bias, .rows = rows, .c = c, .st = s});
 }
 
-void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
-              cudaStream_t s) {
+void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph,
+              int64_t pw, cudaStream_t s) {
   by_dtype<k_pad>({y, x}, c, pad_args{y, x, n, h, w, c, ph, pw, top, left, false, s});
 }
 
-void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
-               cudaStream_t s) {
+void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph,
+               int64_t pw, cudaStream_t s) {
   by_dtype<k_pad>({y, x}, c, pad_args{y, x, n, h, w, c, ph, pw, top, left, true, s});
 }
 
@@ -310,7 +310,8 @@ template <ef_dtype DT, int L> struct k_dropout {
     for_each(a.n / L, a.st, [=] __device__(int64_t v) {
       float r[L];
       ef_lanes_load(x.p, type_in(DT, x.dt), v * L, L, r);
-      for (int l = 0; l < L; l++) r[l] = philox_uniform(seed, stream, *step, (uint64_t)(v * L + l)) >= rate ? r[l] * scale : 0.0f;
+      for (int l = 0; l < L; l++)
+        r[l] = philox_uniform(seed, stream, *step, (uint64_t)(v * L + l)) >= rate ? r[l] * scale : 0.0f;
       ef_lanes_store(y.p, type_in(DT, y.dt), v * L, L, r);
     });
   }

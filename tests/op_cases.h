@@ -80,7 +80,9 @@ static inline void op_case_input_seeded(const in_spec *s, int i, uint64_t seed, 
 }
 
 // The inputs every op test uses: seed 99.
-static inline void op_case_input(const in_spec *s, int i, float *val, double *dval) { op_case_input_seeded(s, i, 99, val, dval); }
+static inline void op_case_input(const in_spec *s, int i, float *val, double *dval) {
+  op_case_input_seeded(s, i, 99, val, dval);
+}
 
 // ---- float64 references --------------------------------------------------------------------
 

@@ -255,7 +255,8 @@ static void test_alignment(void) {
         "trainable offsets %zu %zu %zu %zu %zu", e[conv].offset, e[gamma].offset, e[beta].offset, e[conv2].offset,
         e[bias].offset);
   CHECK(e[mean].offset == 0 && e[var].offset == 5, "state offsets %zu %zu", e[mean].offset, e[var].offset);
-  CHECK(s->numel[0] == 3 * EF_STORE_ALIGN + 7 && ef_store_count(s, true) == 45 + 10 + 45 + 7 && ef_store_count(s, false) == 10,
+  CHECK(s->numel[0] == 3 * EF_STORE_ALIGN + 7 && ef_store_count(s, true) == 45 + 10 + 45 + 7 &&
+            ef_store_count(s, false) == 10,
         "arena %zu, %zu parameters, %zu state", s->numel[0], ef_store_count(s, true), ef_store_count(s, false));
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   for (int poison = 0; poison < 2; poison++) {
@@ -269,11 +270,13 @@ static void test_alignment(void) {
     CHECK(ef_plan_new(&p, g, be, &(ef_plan_opts){.poison = poison}) == EF_OK, "%s", ef_last_error());
     CHECK((uintptr_t)p->arena % EF_PLAN_ALIGN == 0, "arena at %p", p->arena);
     for (int i = 0; i < p->n; i++) // activations and parameters alike
-      CHECK((uintptr_t)p->sched[i]->data % 256 == 0, "poison %d: '%s' at %p", poison, p->sched[i]->name, p->sched[i]->data);
+      CHECK((uintptr_t)p->sched[i]->data % 256 == 0, "poison %d: '%s' at %p", poison, p->sched[i]->name,
+            p->sched[i]->data);
     for (int k = 0; k < p->n_bufs; k++)
       CHECK(p->bufs[k].offset % EF_PLAN_ALIGN == 0 && p->bufs[k].bytes % EF_PLAN_ALIGN == 0 &&
                 p->bufs[k].bytes >= ef_nbytes(p->bufs[k].t) + (poison ? EF_PLAN_RED_ZONE : 0),
-            "poison %d: buffer of '%s' at %zu, %zu bytes", poison, p->bufs[k].t->name, p->bufs[k].offset, p->bufs[k].bytes);
+            "poison %d: buffer of '%s' at %zu, %zu bytes", poison, p->bufs[k].t->name, p->bufs[k].offset,
+            p->bufs[k].bytes);
     ef_plan_free(p);
     ef_graph_free(g);
   }

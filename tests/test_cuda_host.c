@@ -54,8 +54,8 @@ static ef_dw_shape dw_shape(const dw_case *c) {
 }
 
 // The CPU backend's convolution of x by w, with dy's gradients: y, dx and dw.
-static void dw_onednn(ef_backend *be, const dw_case *c, const float *x, const float *w, const float *dy, float *y, float *dx,
-                      float *dw) {
+static void dw_onednn(ef_backend *be, const dw_case *c, const float *x, const float *w, const float *dy, float *y,
+                      float *dx, float *dw) {
   ef_store *s = ef_store_new();
   ef_graph *g;
   ef_tensor *yt = dw_node(c, s, &g), *xt = yt->src[0];
@@ -101,12 +101,12 @@ static double worst_err(const float *got, const float *want, int64_t n, int64_t 
   return err / (mag > 1e-30 ? mag : 1e-30);
 }
 
-static void expect_close(const char *what, const dw_case *c, ef_dtype dt, const float *got, const float *want, int64_t n,
-                         double tol) {
+static void expect_close(const char *what, const dw_case *c, ef_dtype dt, const float *got, const float *want,
+                         int64_t n, double tol) {
   int64_t at;
   double e = worst_err(got, want, n, &at);
-  CHECK(e <= tol, "%s, %s at %s: relative error %.3g > %.3g; [%lld] got %.9g want %.9g", c->name, what, ef_dtype_name(dt), e,
-        tol, (long long)at, got[at], want[at]);
+  CHECK(e <= tol, "%s, %s at %s: relative error %.3g > %.3g; [%lld] got %.9g want %.9g", c->name, what,
+        ef_dtype_name(dt), e, tol, (long long)at, got[at], want[at]);
 }
 
 // The twin at f32 against oneDNN (1e-5 of the largest value: both sum a few dozen f32 products);
@@ -129,7 +129,8 @@ static void test_dw_twin(void) {
       // Round the activations to the type; the weights stay f32 (as the store's).
       void *xq = to_dtype(x, nx, dt), *dyq = to_dtype(dy, ny, dt);
       from_dtype(x, xq, nx, dt), from_dtype(dy, dyq, ny, dt);
-      float *y = malloc(sizeof(float) * (size_t)ny), *dx = malloc(sizeof(float) * (size_t)nx), *dw = malloc(sizeof(float) * (size_t)nw);
+      float *y = malloc(sizeof(float) * (size_t)ny), *dx = malloc(sizeof(float) * (size_t)nx),
+            *dw = malloc(sizeof(float) * (size_t)nw);
       dw_onednn(be, c, x, w, dy, y, dx, dw);
 
       float *wt = malloc(sizeof(float) * (size_t)nw);
@@ -161,8 +162,9 @@ static float *case_forward(ef_backend *be, const op_case *c, float *const *vals,
   ef_store *s = ef_store_new();
   int entry[5];
   for (int i = 0; i < c->n_in; i++)
-    entry[i] = c->in[i].kind == IN_INPUT ? -1 : ef_store_add(s, c->in[i].name, c->in[i].kind == IN_PARAM, false, c->in[i].ndim,
-                                                              c->in[i].shape, (ef_init){0});
+    entry[i] = c->in[i].kind == IN_INPUT ? -1
+                                         : ef_store_add(s, c->in[i].name, c->in[i].kind == IN_PARAM, false,
+                                                        c->in[i].ndim, c->in[i].shape, (ef_init){0});
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   ef_graph *g = ef_graph_new(s, SEED);
   ef_tensor *leaf[5];
@@ -223,8 +225,8 @@ static void test_op_tolerances(void) {
         int64_t n, at;
         float *want = case_forward(be, c, vals, EF_F32, &n), *got = case_forward(be, c, vals, dt, &n);
         double e = worst_err(got, want, n, &at), tol = tol_bn = op_tolerance(c, dt, vals[0]);
-        CHECK(e <= tol, "%s in %s, draw %d: relative error %.3g > %.3g; [%lld] got %.9g want %.9g", c->name, ef_dtype_name(dt),
-              d, e, tol, (long long)at, got[at], want[at]);
+        CHECK(e <= tol, "%s in %s, draw %d: relative error %.3g > %.3g; [%lld] got %.9g want %.9g", c->name,
+              ef_dtype_name(dt), d, e, tol, (long long)at, got[at], want[at]);
         worst = fmax(worst, e);
         if (e / tol > closest) closest = e / tol, closest_case = c->name;
         over_old += e > 1e-2;
@@ -232,8 +234,8 @@ static void test_op_tolerances(void) {
         free(want), free(got);
       }
       if (c->build == build_bn && c->flag && c->in[0].lo == 2 && dt == EF_BF16) {
-        printf("  %s in bf16: worst %.4f (tolerance %.4f); over the old 1e-2 in %d of %d draws\n", c->name, worst, tol_bn,
-               over_old, draws);
+        printf("  %s in bf16: worst %.4f (tolerance %.4f); over the old 1e-2 in %d of %d draws\n", c->name, worst,
+               tol_bn, over_old, draws);
         CHECK(over_old > 0, "%s: the old tolerance was never exceeded", c->name);
       }
     }
@@ -252,10 +254,10 @@ static void test_reduce_launch(void) {
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t groups = shapes[k][0], rows = shapes[k][1], c = shapes[k][2];
     ef_launch l = ef_launch_reduce(groups, rows, c);
-    CHECK(ef_launch_ok(&l), "(%lld, %lld, %lld): grid (%u, %u, %u)", (long long)groups, (long long)rows, (long long)c, l.grid.x,
-          l.grid.y, l.grid.z);
-    CHECK((int64_t)l.grid.y * 64 <= rows + 63 || l.grid.y == 1, "(%lld, %lld, %lld): %u splits for %lld rows", (long long)groups,
-          (long long)rows, (long long)c, l.grid.y, (long long)rows);
+    CHECK(ef_launch_ok(&l), "(%lld, %lld, %lld): grid (%u, %u, %u)", (long long)groups, (long long)rows, (long long)c,
+          l.grid.x, l.grid.y, l.grid.z);
+    CHECK((int64_t)l.grid.y * 64 <= rows + 63 || l.grid.y == 1, "(%lld, %lld, %lld): %u splits for %lld rows",
+          (long long)groups, (long long)rows, (long long)c, l.grid.y, (long long)rows);
     if (groups * c > (1 << 22)) continue;
     unsigned char *seen = calloc((size_t)(groups * c), 1);
     bool ok = true;
@@ -266,8 +268,8 @@ static void test_reduce_launch(void) {
         if (c0 + tx < c) ok &= g < groups && seen[g * c + c0 + tx]++ == 0;
     }
     for (int64_t i = 0; i < groups * c; i++) ok &= seen[i] == 1;
-    CHECK(ok, "(%lld, %lld, %lld): the blocks do not cover each (group, channel) once", (long long)groups, (long long)rows,
-          (long long)c);
+    CHECK(ok, "(%lld, %lld, %lld): the blocks do not cover each (group, channel) once", (long long)groups,
+          (long long)rows, (long long)c);
     free(seen);
   }
 }
@@ -275,14 +277,15 @@ static void test_reduce_launch(void) {
 // (rows, vectors) launches: within the limits for the largest activations a plan allows (under
 // 2^31 elements), and every (row, vector) met exactly once.
 static void test_rows_launch(void) {
-  const int64_t shapes[][2] = {{1, 1}, {7, 3}, {1000, 64}, {1000, 65}, {65536, 160}, {(1LL << 31) / 8, 8}, {1, 1 << 20}};
+  const int64_t shapes[][2] = {{1, 1},      {7, 3}, {1000, 64}, {1000, 65}, {65536, 160}, {(1LL << 31) / 8, 8},
+                               {1, 1 << 20}};
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t rows = shapes[k][0], vecs = shapes[k][1];
     ef_launch l = ef_launch_rows(rows, vecs);
     CHECK(ef_launch_ok(&l) && (int64_t)l.grid.x * l.block.y >= rows && (int64_t)l.grid.y * l.block.x >= vecs &&
               ((int64_t)l.grid.x - 1) * l.block.y < rows && ((int64_t)l.grid.y - 1) * l.block.x < vecs,
-          "(%lld, %lld): grid (%u, %u) of blocks (%u, %u)", (long long)rows, (long long)vecs, l.grid.x, l.grid.y, l.block.x,
-          l.block.y);
+          "(%lld, %lld): grid (%u, %u) of blocks (%u, %u)", (long long)rows, (long long)vecs, l.grid.x, l.grid.y,
+          l.block.x, l.block.y);
   }
   ef_launch past = ef_launch_rows(1, 1LL << 30);
   CHECK(!ef_launch_ok(&past), "2^30 vectors a row: grid.y %u accepted", past.grid.y);
@@ -291,8 +294,8 @@ static void test_rows_launch(void) {
 // ---- the algorithm cache ----------------------------------------------------------------------
 
 static bool same_entry(const ef_algo_entry *a, const ef_algo_entry *b) {
-  return a && b && !strcmp(a->key, b->key) && a->algo == b->algo && a->math == b->math && a->workspace == b->workspace &&
-         a->deterministic == b->deterministic && fabs(a->ms - b->ms) < 1e-6;
+  return a && b && !strcmp(a->key, b->key) && a->algo == b->algo && a->math == b->math &&
+         a->workspace == b->workspace && a->deterministic == b->deterministic && fabs(a->ms - b->ms) < 1e-6;
 }
 
 // A file written by one cache and read by another gives the same choices; two processes that time
@@ -343,7 +346,8 @@ static void test_algo_cache(void) {
         ef_last_error());
   snprintf(path, sizeof path, "%s/missing/algos.tsv", dir);
   CHECK(ef_algo_cache_open(&a, path) == EF_OK, "%s", ef_last_error());
-  CHECK(same_entry(ef_algo_cache_put(&a, &e[0]), &e[0]) && same_entry(ef_algo_cache_find(&a, e[0].key), &e[0]) && a.warned,
+  CHECK(same_entry(ef_algo_cache_put(&a, &e[0]), &e[0]) && same_entry(ef_algo_cache_find(&a, e[0].key), &e[0]) &&
+            a.warned,
         "an unwritable file: kept in memory, warned");
   ef_algo_cache_close(&a);
   CHECK(ef_algo_cache_open(&a, NULL) == EF_OK && same_entry(ef_algo_cache_put(&a, &e[2]), &e[2]), "in memory");
@@ -359,11 +363,12 @@ static void test_algo_cache(void) {
   snprintf(path, sizeof path, "%s/effnet/cuda-algos.tsv", dir);
   CHECK(!strcmp(ef_algo_cache_default(buf, sizeof buf), path), "XDG_CACHE_HOME: %s", buf);
   // The commands' choice: --algo-cache, then the environment, then the run folder's, then the default.
-  CHECK(!strcmp(ef_device_algo_cache("flag.tsv", "run.tsv"), "flag.tsv") && !strcmp(ef_device_algo_cache(NULL, "run.tsv"), "run.tsv") &&
-            ef_device_algo_cache(NULL, NULL) == NULL,
+  CHECK(!strcmp(ef_device_algo_cache("flag.tsv", "run.tsv"), "flag.tsv") &&
+            !strcmp(ef_device_algo_cache(NULL, "run.tsv"), "run.tsv") && ef_device_algo_cache(NULL, NULL) == NULL,
         "without EFFNET_ALGO_CACHE");
   setenv("EFFNET_ALGO_CACHE", "env.tsv", 1);
-  CHECK(!strcmp(ef_device_algo_cache("flag.tsv", "run.tsv"), "flag.tsv") && !strcmp(ef_device_algo_cache(NULL, "run.tsv"), "env.tsv"),
+  CHECK(!strcmp(ef_device_algo_cache("flag.tsv", "run.tsv"), "flag.tsv") &&
+            !strcmp(ef_device_algo_cache(NULL, "run.tsv"), "env.tsv"),
         "with EFFNET_ALGO_CACHE");
   unsetenv("EFFNET_ALGO_CACHE");
   test_rmtree(dir);

@@ -165,7 +165,8 @@ static void host_collective(nccl_shared *sh, const host_call *h, const char *wha
   cudaStream_t s = sh->scalar_stream;
   EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->dev_stage, sh->host_stage, bytes, cudaMemcpyHostToDevice, s));
   if (h->root >= 0) EF_NCCL(sh, ncclBroadcast(sh->dev_stage, sh->dev_stage, bytes, ncclUint8, h->root, sh->scalars, s));
-  else EF_NCCL(sh, ncclAllReduce(sh->dev_stage, sh->dev_stage, h->count, type_of(h->dtype), op_of(h->op), sh->scalars, s));
+  else
+    EF_NCCL(sh, ncclAllReduce(sh->dev_stage, sh->dev_stage, h->count, type_of(h->dtype), op_of(h->op), sh->scalars, s));
   EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->host_stage, sh->dev_stage, bytes, cudaMemcpyDeviceToHost, s));
   EF_NCCL_CUDA(sh, cudaEventRecord(sh->scalar_done, s));
   wait_event(sh, sh->scalar_done, what);
@@ -344,7 +345,8 @@ ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
   if (ce != cudaSuccess) {
     release_cuda(sh);
     free(sh);
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "cannot create the NCCL communicator's streams and events: %s", cudaGetErrorString(ce));
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "cannot create the NCCL communicator's streams and events: %s",
+                    cudaGetErrorString(ce));
   }
   // The job's communicator, and the scalars' (the same ranks, resources of its own).
   ncclComm_t comm = NULL;
@@ -353,8 +355,8 @@ ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
   if (rc == ncclSuccess) rc = ncclCommSplit(comm, 0, host->rank, &sh->scalars, NULL), call = "ncclCommSplit";
   if (rc != ncclSuccess) {
     char what[512];
-    snprintf(what, sizeof what, "%s (rank %d of %d) failed: %s (%s); NCCL_DEBUG=INFO shows how far it got", call, host->rank,
-             host->world, ncclGetErrorString(rc), ncclGetLastError(comm));
+    snprintf(what, sizeof what, "%s (rank %d of %d) failed: %s (%s); NCCL_DEBUG=INFO shows how far it got", call,
+             host->rank, host->world, ncclGetErrorString(rc), ncclGetLastError(comm));
     if (comm) EF_NCCL(sh, ncclCommDestroy(comm));
     release_cuda(sh);
     free(sh);

@@ -55,8 +55,12 @@ uint32_t ef_device_update_values(ef_device_update *d, const ef_optim *o, const e
   EF_ASSERT(pending < 2, "a third step queued before the first one's results were read");
   ef_ema ahead;
   if (ema) ahead = *ema, ahead.updates += pending;
-  d->values = (ef_step_values){.lr = lr, .adam_t = (double)(o->step + 1 + pending), .ema_decay = ema ? ef_ema_decay_now(&ahead) : 0,
-                               .clip = clip, .unscale = unscale, .slot = (int32_t)(d->queued & 1)};
+  d->values = (ef_step_values){.lr = lr,
+                               .adam_t = (double)(o->step + 1 + pending),
+                               .ema_decay = ema ? ef_ema_decay_now(&ahead) : 0,
+                               .clip = clip,
+                               .unscale = unscale,
+                               .slot = (int32_t)(d->queued & 1)};
   d->be->arena->set_values(d->be, &d->values);
   return d->queued++;
 }
@@ -100,8 +104,8 @@ bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, doub
 }
 
 bool ef_device_update_finish_at(ef_device_update *d, ef_optim *o, ef_ema *ema, uint32_t seq, double *norm) {
-  EF_ASSERT(seq == d->finished && seq != d->queued, "step %u finished out of order (next: %u, queued: %u)", seq, d->finished,
-            d->queued);
+  EF_ASSERT(seq == d->finished && seq != d->queued, "step %u finished out of order (next: %u, queued: %u)", seq,
+            d->finished, d->queued);
   d->finished++;
   const ef_step_values *v = d->be->arena->result(d->be, (int)(seq & 1));
   *norm = v->norm;

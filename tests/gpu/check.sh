@@ -110,7 +110,9 @@ if [ -f "$bundle/commit" ]; then
   [ -z "$here" ] || [ "$built" = "$here" ] ||
     echo "check: WARNING: the bundle is not this tree's build (run scripts/gpu_bundle.sh)" | tee -a "$envlog"
 fi
-[ ! -f "$bundle/lib.tar.xz" ] || [ -d "$bundle/lib" ] || tar -C "$bundle" -xJf "$bundle/lib.tar.xz" 2>&1 | tee -a "$envlog"
+if [ -f "$bundle/lib.tar.xz" ] && [ ! -d "$bundle/lib" ]; then
+  tar -C "$bundle" -xJf "$bundle/lib.tar.xz" 2>&1 | tee -a "$envlog"
+fi
 # Nothing is built here: a missing binary or library stops the check, naming it.
 missing=()
 for p in "${programs[@]}"; do
@@ -125,7 +127,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'check: STOP: the bundle cannot run here:\n' | tee -a "$envlog"
   printf '  %s\n' "${missing[@]}" | tee -a "$envlog"
-  echo "check: rebuild the bundle (scripts/gpu_bundle.sh) with the library, or add its wheel; nothing ran" | tee -a "$envlog"
+  echo "check: rebuild the bundle (scripts/gpu_bundle.sh) with the library, or add its wheel; nothing ran" |
+    tee -a "$envlog"
   exit 3
 fi
 echo "check: bundle and libraries resolve (${SECONDS} s)" | tee -a "$envlog"
@@ -209,10 +212,11 @@ rc=$?
 while read -r mode precision ips mib; do
   theirs_ips["$precision $mode"]=$ips theirs_mib["$precision $mode"]=$mib
 done < <(awk '/^torchvision / {
-    mode = /train step/ ? "train" : "infer"; precision = $0; sub(/: median.*/, "", precision); sub(/.*, /, "", precision)
+    mode = /train step/ ? "train" : "infer"
+    precision = $0; sub(/: median.*/, "", precision); sub(/.*, /, "", precision)
     ips = $0; sub(/ images\/s.*/, "", ips); sub(/.* /, "", ips) }
-  /peak GPU memory/ { mib = $0; sub(/.*peak GPU memory /, "", mib); sub(/ MiB.*/, "", mib); print mode, precision, ips, mib }' \
-  "$torchlog")
+  /peak GPU memory/ {
+    mib = $0; sub(/.*peak GPU memory /, "", mib); sub(/ MiB.*/, "", mib); print mode, precision, ips, mib }' "$torchlog")
 grep -E '^torchvision|Error|error' "$torchlog" | tail -5
 record torch "$rc" "$t0" "${#theirs_ips[@]} of 4 configurations"
 

@@ -18,7 +18,8 @@ cat >"$dry/fake/nvidia-smi" <<'EOF'
 # A fake nvidia-smi for dry runs: what an H100 answers to the questions check.sh asks.
 case "$*" in
   -L) echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-00000000-dry-run)" ;;
-  *--query-gpu=name,memory.total,driver_version*) printf 'name, memory.total [MiB], driver_version\nNVIDIA H100 80GB HBM3, 81559 MiB, 580.00\n' ;;
+  *--query-gpu=name,memory.total,driver_version*)
+    printf 'name, memory.total [MiB], driver_version\nNVIDIA H100 80GB HBM3, 81559 MiB, 580.00\n' ;;
   *--query-gpu=name*) echo "NVIDIA H100 80GB HBM3" ;;
   *--query-gpu=driver_version*) echo "580.00" ;;
   *--query-gpu=compute_cap*) echo "9.0" ;;

@@ -27,20 +27,24 @@ static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype preci
   *s = (side){.store = ef_store_new()};
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *in = &c->in[i];
-    s->entry[i] = in->kind == IN_INPUT ? -1 : ef_store_add(s->store, in->name, in->kind == IN_PARAM, false, in->ndim, in->shape, (ef_init){0});
+    s->entry[i] = in->kind == IN_INPUT ? -1
+                                       : ef_store_add(s->store, in->name, in->kind == IN_PARAM, false, in->ndim,
+                                                      in->shape, (ef_init){0});
   }
   if (ef_store_bind(s->store, be) != EF_OK) {
     CHECK(false, "%s on %s: %s", c->name, be->name, ef_last_error());
     return false;
   }
   for (int i = 0; i < c->n_in; i++)
-    if (c->in[i].kind != IN_INPUT) ef_store_write(s->store, s->entry[i], c->in[i].kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
+    if (c->in[i].kind != IN_INPUT)
+      ef_store_write(s->store, s->entry[i], c->in[i].kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
   s->g = ef_graph_new(s->store, SEED);
   bool any_grad = false;
   ef_tensor *x[5];
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *in = &c->in[i];
-    s->leaf[i] = in->kind == IN_INPUT ? ef_input(s->g, in->name, in->dtype, in->ndim, in->shape) : ef_param(s->g, s->entry[i], 1, NULL);
+    s->leaf[i] = in->kind == IN_INPUT ? ef_input(s->g, in->name, in->dtype, in->ndim, in->shape)
+                                      : ef_param(s->g, s->entry[i], 1, NULL);
     s->leaf[i]->requires_grad = in->grad;
     any_grad |= in->grad;
     bool data = in->kind == IN_INPUT && in->dtype == EF_F32;

@@ -95,7 +95,8 @@ int main(void) {
   ef_backend *cpu, *gpu;
   test_gpu_backends(0, &cpu, &gpu);
   ef_backend *dw_cudnn = gpu_forced(EF_CUDA_DW_CUDNN), *dw_effnet = gpu_forced(EF_CUDA_DW_EFFNET);
-  const op_case *dw = find_case("depthwise 3x3 s2 symmetric, batch 1"), *pw = find_case("pointwise 1x1 with bias, 7->9");
+  const op_case *dw = find_case("depthwise 3x3 s2 symmetric, batch 1"),
+                *pw = find_case("pointwise 1x1 with bias, 7->9");
   for (ef_dtype dt = EF_F32; dt <= EF_F16; dt++) {
     run_case(dw, cpu, dw_cudnn, dt, "cudnn");
     run_case(dw, cpu, dw_effnet, dt, "effnet");
