@@ -31,8 +31,11 @@ typedef struct ef_backend ef_backend;
 
 // The training step on a device store (train/update.c): see core/update.h.
 typedef struct {
-  ef_step_values *values;
-  // values->norm and ->skip from the n gradients, and the multiplier the update applies to them:
+  // Queues a step's values for the operations below (a copy taken now, outside any capture).
+  void (*set_values)(ef_backend *be, const ef_step_values *v);
+  // Result slot k (0, 1): what the step that wrote it found (norm, skip), once it has finished.
+  const ef_step_values *(*result)(ef_backend *be, int k);
+  // The norm and skip from the n gradients, and the multiplier the update applies to them:
   // unscale, times clip / (norm + 1e-6) when that is below 1 (torch.nn.utils.clip_grad_norm_).
   void (*grad_norm)(ef_backend *be, const float *grad, size_t n);
   void (*update)(ef_backend *be, const ef_update_pass *u);                  // nothing when skip
@@ -53,7 +56,7 @@ struct ef_backend {
   const char *(*describe)(const ef_backend *be, const void *state);
   void (*compute)(ef_backend *be, const ef_tensor *node, void *state, void *scratch,
                   const ef_run_ctx *ctx);
-  void *(*alloc)(ef_backend *be, size_t bytes); // 64-byte aligned; NULL when out of memory
+  void *(*alloc)(ef_backend *be, size_t bytes); // 256-byte aligned; NULL when out of memory
   void (*free)(ef_backend *be, void *p);
   void (*upload)(ef_backend *be, void *dst, const void *host, size_t bytes);
   void (*download)(ef_backend *be, void *host, const void *src, size_t bytes);

@@ -104,7 +104,7 @@ void ef_plan_free(ef_plan *p) {
 // canary unlike the NaN poison (which arithmetic on poison reproduces); after the buffer's
 // writer ran they must still hold it.
 static void check_red_zone(const ef_plan *p, const ef_tensor *t, const ef_buffer *b) {
-  unsigned char tail[256];
+  unsigned char tail[EF_PLAN_ALIGN + EF_PLAN_RED_ZONE];
   size_t used = ef_nbytes(t), n = b->bytes - used;
   EF_ASSERT(n <= sizeof tail, "red zone of %zu bytes", n);
   p->be->download(p->be, tail, (const char *)t->data + used, n);

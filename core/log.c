@@ -75,7 +75,7 @@ char *ef_path_join(const char *dir, const char *name) {
 
 void *ef_aligned_alloc(size_t bytes) {
   void *p = NULL;
-  return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
+  return posix_memalign(&p, 256, bytes ? bytes : 256) == 0 ? p : NULL;
 }
 
 void *ef_xcalloc(size_t count, size_t size) {

@@ -6,6 +6,11 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus // the CUDA kernels' launchers report through it too
+#define _Noreturn [[noreturn]]
+extern "C" {
+#endif
+
 typedef enum {
   EF_OK = 0,
   EF_ERR_INVALID,     // a bad argument, flag or configuration
@@ -56,8 +61,12 @@ void *ef_xrealloc(void *p, size_t bytes);
 // A copy of s, and "dir/name", in memory from ef_xmalloc (release with free()).
 char *ef_xstrdup(const char *s);
 char *ef_path_join(const char *dir, const char *name);
-// 64-byte aligned memory for large buffers (arenas, batches): NULL when it runs out, for the
+// 256-byte aligned memory for large buffers (arenas, batches): NULL when it runs out, for the
 // caller to report; release with free().
 void *ef_aligned_alloc(size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

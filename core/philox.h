@@ -6,12 +6,7 @@
 
 #include <stdint.h>
 
-// Compiled for the host and, from CUDA sources, for the device too: one generator for both.
-#ifdef __CUDACC__
-#define EF_HOST_DEVICE __host__ __device__
-#else
-#define EF_HOST_DEVICE
-#endif
+#include "core/hd.h" // compiled for the host and, from CUDA sources, for the device too: one generator
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,7 +15,7 @@ extern "C" {
 typedef struct { uint32_t v[4]; } ef_philox_out;
 
 // The raw generator: 4 words from a 128-bit counter and a 64-bit key.
-EF_HOST_DEVICE static inline ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]) {
+EF_HD ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]) {
   uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
   uint32_t k0 = key[0], k1 = key[1];
   for (int round = 0; round < 10; round++) {
@@ -64,7 +59,7 @@ float ef_philox_uniform(uint64_t seed, uint32_t stream, uint32_t step, uint64_t 
 float ef_philox_normal(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
 
 // The uniform above from a raw 32-bit word (kernels that draw four at a time use this).
-EF_HOST_DEVICE static inline float ef_u32_to_uniform(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
+EF_HD float ef_u32_to_uniform(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
 
 // A sequence of draws for one item (one sample's augmentation): word `next`, `next + 1`, ... of
 // the stream (seed, stream, step). Items give themselves disjoint ranges of `next`.

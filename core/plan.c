@@ -6,8 +6,6 @@
 
 #include "core/plan.h"
 
-#define ALIGN 64
-#define RED_ZONE 64
 
 ef_tensor *ef_plan_owner(ef_tensor *t) {
   while (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage != EF_STORAGE_OWN) t = t->src[0];
@@ -124,7 +122,8 @@ void ef_plan_schedule_and_place(ef_plan *p) {
   for (int i = 0; i < p->n; i++) {
     ef_tensor *t = p->sched[i];
     if (t->mem != EF_MEM_PLANNED || ef_plan_owner(t) != t) continue;
-    size_t bytes = (ef_nbytes(t) + ALIGN - 1) / ALIGN * ALIGN + (p->opts.poison ? RED_ZONE : 0);
+    size_t used = ef_nbytes(t) + (p->opts.poison ? EF_PLAN_RED_ZONE : 0);
+    size_t bytes = (used + EF_PLAN_ALIGN - 1) / EF_PLAN_ALIGN * EF_PLAN_ALIGN;
     p->bufs[p->n_bufs++] = (ef_buffer){t, birth[t->id], death[t->id], 0, bytes};
     p->naive_bytes += bytes;
   }

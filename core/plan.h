@@ -36,12 +36,19 @@ typedef struct {
 void ef_capture_run(ef_capture *c, ef_backend *be, const ef_run_ctx *ctx, void (*fn)(void *arg), void *arg);
 void ef_capture_free(ef_capture *c, ef_backend *be);
 
+// Planned buffers start on 256-byte boundaries of the arena (whose base the backend aligns as
+// much): kernels may use 16-byte vector accesses anywhere, and a convolution's algorithm, chosen
+// for one alignment, holds for every buffer. In poison mode each buffer has at least a 64-byte red
+// zone after its data.
+#define EF_PLAN_ALIGN 256
+#define EF_PLAN_RED_ZONE 64
+
 // One planned buffer: live from the step that writes it to the last step that reads it.
 typedef struct {
   ef_tensor *t;          // the tensor that owns the memory (views resolve to it)
   int birth, death;      // schedule positions; inputs live from -1 to n, kept outputs die at n
-  size_t offset, bytes;  // in the activation arena; bytes: the data rounded up to 64, plus a
-                         // 64-byte red zone in poison mode
+  size_t offset, bytes;  // in the activation arena; bytes: the data (and the red zone in poison
+                         // mode) rounded up to EF_PLAN_ALIGN
 } ef_buffer;
 
 typedef struct ef_plan {

@@ -9,7 +9,11 @@
 #include "core/backend.h"
 #include "core/philox.h"
 
-ef_store *ef_store_new(void) { return ef_xcalloc(1, sizeof(ef_store)); }
+ef_store *ef_store_new(void) {
+  ef_store *s = ef_xcalloc(1, sizeof(ef_store));
+  s->last[0] = s->last[1] = -1;
+  return s;
+}
 
 void ef_store_free(ef_store *s) {
   if (!s) return;
@@ -23,6 +27,13 @@ int ef_store_find(const ef_store *s, const char *name) {
   for (int i = 0; i < s->n; i++)
     if (!strcmp(s->entries[i].name, name)) return i;
   return -1;
+}
+
+size_t ef_store_count(const ef_store *s, bool trainable) {
+  size_t n = 0;
+  for (int i = 0; i < s->n; i++)
+    if (s->entries[i].trainable == trainable) n += s->entries[i].numel;
+  return n;
 }
 
 int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim, const int64_t *shape, ef_init init) {
@@ -47,8 +58,12 @@ int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int 
     e->shape[i] = shape[i];
     e->numel *= (size_t)shape[i];
   }
-  e->offset = s->numel[trainable ? 0 : 1];
-  s->numel[trainable ? 0 : 1] += e->numel;
+  int a = trainable ? 0 : 1;
+  const ef_store_entry *prev = s->last[a] >= 0 ? &s->entries[s->last[a]] : NULL;
+  bool packed = prev && ndim == 1 && prev->ndim == 1;
+  e->offset = packed ? s->numel[a] : (s->numel[a] + EF_STORE_ALIGN - 1) / EF_STORE_ALIGN * EF_STORE_ALIGN;
+  s->numel[a] = e->offset + e->numel;
+  s->last[a] = s->n;
   return s->n++;
 }
 

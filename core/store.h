@@ -37,10 +37,19 @@ typedef struct {
   ef_init init;
 } ef_store_entry;
 
+// Entries start on EF_STORE_ALIGN-float (256-byte) boundaries, so that kernels and cuDNN see the
+// same alignment for every tensor of a shape (an algorithm chosen on one stays valid for the
+// others); a vector (a 1-D entry) that follows another vector in its arena is packed right after
+// it instead (batch norm's weight and bias, running mean and variance), so that such runs stay
+// one (count, C) leaf (ef_param). Checkpoints hold entries, not arenas: they do not change.
+#define EF_STORE_ALIGN 64
+
 typedef struct ef_store {
   ef_store_entry *entries;
   int n, cap;
-  size_t numel[2];               // elements in the params (and grads) arena, in the state arena
+  size_t numel[2];               // elements of the params (and grads) arena and of the state arena,
+                                 // alignment padding included (ef_store_count: the entries' own)
+  int last[2];                   // the latest entry added to each arena, or -1
   struct ef_backend *be;         // where the arenas live once bound
   float *mem[EF_ARENA_COUNT];    // backend addresses
 } ef_store;
@@ -53,6 +62,9 @@ int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int 
                  const int64_t *shape, ef_init init);
 // The entry with this name, or -1.
 int ef_store_find(const ef_store *s, const char *name);
+// The elements of the trainable entries (or of the state entries), without alignment padding: the
+// model's parameter count.
+size_t ef_store_count(const ef_store *s, bool trainable);
 
 // Allocates the three arenas on the backend, zero-filled. Fails with EF_ERR_NOMEM and a
 // message naming the sizes if the backend is out of memory.

@@ -7,16 +7,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define EF_UPDATE_HD __host__ __device__
-#else
-#define EF_UPDATE_HD
-#endif
+#include "core/hd.h"
 
-// Scalars that change every step live in pinned host memory. The step copies them to the device
-// as it starts and the norm back as it has it (copies that a captured graph repeats on every
-// replay), so a replayed step uses new values: write them before a step is run or replayed, and
-// touch them again only once it has finished (the trainer waits for every step: it reads the loss).
+// Scalars that change every step. The host queues them to the device before the step (a copy
+// taken at the call, outside any captured graph: ef_arena_ops.set_values), and the step writes its
+// norm and skip to result slot `slot` of two in host memory, so that the host may queue the next
+// step's values at once and read a step's results while the next one runs.
 typedef struct {
   double lr;          // the learning rate (each segment multiplies it by its lr_scale)
   double adam_t;      // AdamW: the step count after this update (bias correction)
@@ -25,6 +21,7 @@ typedef struct {
   double unscale;     // what the gradients are multiplied by first (1 / the f16 loss scale)
   double norm;        // out: the global norm of the unscaled gradients
   int32_t skip;       // out: 1 when that norm is NaN or infinite: nothing was updated
+  int32_t slot;       // the result slot (0 or 1) the step writes norm and skip to
 } ef_step_values;
 
 // One store entry the optimizer updates: its elements, learning-rate scale and weight decay, and
@@ -55,7 +52,7 @@ typedef struct {
 
 // The segment whose blocks hold block b of the update's grid: the last with first_block <= b
 // (segments in the order of their blocks; n >= 1). The kernel's search, tested on the host.
-EF_UPDATE_HD static inline int ef_update_segment_of(const ef_update_segment *seg, int n, int64_t b) {
+EF_HD int ef_update_segment_of(const ef_update_segment *seg, int n, int64_t b) {
   int lo = 0, hi = n - 1;
   while (lo < hi) {
     int mid = (lo + hi + 1) / 2;

@@ -342,9 +342,29 @@ static void cuda_begin_run(ef_backend *be, const ef_run_ctx *ctx) {
   EF_CUDA_CHECK(cudaGetLastError());
 }
 
+// Planning is over once a run is captured: the search space goes (a free synchronizes, which a
+// capture must not contain).
+static void release_search_space(ef_cuda *cu) {
+  if (cu->search) EF_CUDA_CHECK(cudaFree(cu->search));
+  cu->search = NULL, cu->search_bytes = 0;
+}
+
+char *ef_cuda_search_space(ef_cuda *cu, size_t bytes) {
+  if (bytes <= cu->search_bytes) return cu->search;
+  release_search_space(cu);
+  if (cudaMalloc((void **)&cu->search, bytes) != cudaSuccess) {
+    cudaGetLastError(); // clear it: the caller asks for less or reports
+    cu->search = NULL;
+    return NULL;
+  }
+  cu->search_bytes = bytes;
+  return cu->search;
+}
+
 static void cuda_capture_begin(ef_backend *be) {
   ef_cuda *cu = be->impl;
   EF_ASSERT(!cu->capturing, "a capture inside a capture");
+  release_search_space(cu);
   EF_CUDA_CHECK(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal));
   cu->capturing = true;
 }
@@ -378,14 +398,28 @@ static void check_launch(const char *what) {
   if (err != cudaSuccess) EF_FATAL("CUDA launch of %s failed: %s (%s)", what, cudaGetErrorName(err), cudaGetErrorString(err));
 }
 
-// The first of a step's update: this step's values to the device, the norm, and the values (now
-// with the norm) back; copies from pinned memory that a captured graph repeats on every replay.
+// A step's values reach the device as a kernel's argument, copied at the launch: the caller may
+// write the next step's at once, and a captured step (which does not contain this) reads the
+// values of the latest launch before its replay.
+static void cuda_set_values(ef_backend *be, const ef_step_values *v) {
+  ef_cuda *cu = be->impl;
+  EF_ASSERT(!cu->capturing, "step values queued inside a capture would be frozen into it");
+  EF_ASSERT(v->slot == 0 || v->slot == 1, "result slot %d", v->slot);
+  ef_k_set_values(cu->d_values, *v, cu->stream);
+  check_launch("the step's values");
+}
+
+static const ef_step_values *cuda_result(ef_backend *be, int k) {
+  ef_cuda *cu = be->impl;
+  EF_ASSERT(k == 0 || k == 1, "result slot %d", k);
+  return &cu->results[k];
+}
+
+// The first of a step's update: the norm, written with skip to the step's result slot.
 static void cuda_grad_norm(ef_backend *be, const float *grad, size_t n) {
   ef_cuda *cu = be->impl;
-  EF_CUDA_CHECK(cudaMemcpyAsync(cu->d_values, cu->values, sizeof *cu->values, cudaMemcpyHostToDevice, cu->stream));
-  ef_k_grad_norm(cu->d_values, cu->d_gmul, grad, (int64_t)n, cu->d_norm_part, cu->stream);
+  ef_k_grad_norm(cu->d_values, cu->d_gmul, grad, (int64_t)n, cu->d_norm_part, cu->d_results, cu->stream);
   check_launch("the gradient norm");
-  EF_CUDA_CHECK(cudaMemcpyAsync(cu->values, cu->d_values, sizeof *cu->values, cudaMemcpyDeviceToHost, cu->stream));
 }
 
 static void cuda_update(ef_backend *be, const ef_update_pass *u) {
@@ -424,11 +458,12 @@ static void cuda_destroy(ef_backend *be) {
   if (cu->d_error) cudaFree(cu->d_error);
   if (cu->d_gmul) cudaFree(cu->d_gmul);
   if (cu->d_norm_part) cudaFree(cu->d_norm_part);
-  if (cu->values) cudaFreeHost(cu->values);
+  if (cu->results) cudaFreeHost(cu->results);
   if (cu->d_values) cudaFree(cu->d_values);
   if (cu->stream) cudaStreamDestroy(cu->stream);
   free(cu->allocs);
-  free(cu->algos);
+  if (cu->search) cudaFree(cu->search);
+  ef_algo_cache_close(&cu->algos);
   free(cu);
   free(be);
 }
@@ -468,8 +503,8 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
                      .synchronize = cuda_synchronize, .destroy = cuda_destroy, .begin_run = cuda_begin_run,
                      .capture_begin = cuda_capture_begin, .capture_end = cuda_capture_end, .replay = cuda_replay,
                      .graph_free = cuda_graph_free, .arena = &cu->arena, .impl = cu};
-  cu->arena = (ef_arena_ops){.grad_norm = cuda_grad_norm, .update = cuda_update, .ema = cuda_ema, .swap = cuda_swap,
-                             .fill = cuda_fill};
+  cu->arena = (ef_arena_ops){.set_values = cuda_set_values, .result = cuda_result, .grad_norm = cuda_grad_norm,
+                             .update = cuda_update, .ema = cuda_ema, .swap = cuda_swap, .fill = cuda_fill};
   if (opts) cu->opts = *opts;
   if (!cu->opts.workspace_mib) cu->opts.workspace_mib = 512;
   const char *sync_env = getenv("EFFNET_CUDA_SYNC");
@@ -492,10 +527,10 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
   if (st == cudaSuccess) st = cudaMalloc(&cu->cublas_ws, CUBLAS_WORKSPACE);
   if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_gmul, sizeof(float));
   if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_norm_part, EF_K_NORM_CHUNKS * sizeof(double));
-  if (st == cudaSuccess) st = cudaHostAlloc((void **)&cu->values, sizeof *cu->values, cudaHostAllocDefault);
+  if (st == cudaSuccess) st = cudaHostAlloc((void **)&cu->results, 2 * sizeof *cu->results, cudaHostAllocMapped);
+  if (st == cudaSuccess) st = cudaHostGetDevicePointer((void **)&cu->d_results, cu->results, 0);
   if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_values, sizeof *cu->d_values);
-  if (st == cudaSuccess) *cu->values = (ef_step_values){.unscale = 1};
-  cu->arena.values = cu->values;
+  if (st == cudaSuccess) memset(cu->results, 0, 2 * sizeof *cu->results);
   if (st != cudaSuccess) snprintf(why, sizeof why, "CUDA device %d could not start: %s", cu->opts.device, cudaGetErrorString(st));
   START(st == cudaSuccess, why);
   cudnnStatus_t ds = cudnnCreate(&cu->cudnn);
@@ -512,6 +547,15 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
 
   struct cudaDeviceProp prop;
   EF_CUDA_CHECK(cudaGetDeviceProperties(&prop, cu->opts.device));
+  snprintf(cu->card, sizeof cu->card, "%.120s sm_%d%d %d SMs", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount);
+  char default_cache[4096];
+  const char *cache = cu->opts.algo_cache ? (strcmp(cu->opts.algo_cache, "off") ? cu->opts.algo_cache : NULL)
+                                          : ef_algo_cache_default(default_cache, sizeof default_cache);
+  if (ef_algo_cache_open(&cu->algos, cache) != EF_OK) {
+    snprintf(why, sizeof why, "%s", ef_last_error());
+    START(false, why);
+  }
   snprintf(cu->describe, sizeof cu->describe, "%.200s (sm_%d%d, %d SMs, %.0f GiB, cuDNN %zu%s)", prop.name, prop.major,
            prop.minor, prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30), cudnnGetVersion(),
            cu->opts.allow_tf32 ? ", TF32 allowed" : "");

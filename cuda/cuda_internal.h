@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "cuda/algo_cache.h"
 #include "cuda/cuda.h"
 #include "cuda/kernels.h"
 
@@ -41,15 +42,6 @@
                       cudnnGetErrorString(ef_dnn_st_));                                        \
   } while (0)
 
-// One cached convolution algorithm: chosen once per shape, precision and direction.
-typedef struct {
-  char key[192];
-  int algo;
-  cudnnMathType_t math;
-  size_t workspace;
-  bool deterministic;
-} ef_cuda_algo;
-
 typedef struct {
   void *p;
   size_t bytes;
@@ -64,16 +56,19 @@ typedef struct {
   uint32_t *d_step;             // the run's step (dropout's Philox counter), written before each run
   int *d_error;                 // set by kernels that find bad data (ef_k_* EF_CUDA_ERR_*)
   ef_arena_ops arena;           // the training step's update (ef_backend.arena)
-  ef_step_values *values;       // its per-step values: pinned host memory ...
-  ef_step_values *d_values;     // ... and their copy on the device, which the kernels read
+  ef_step_values *d_values;     // its per-step values on the device, which the kernels read
+  ef_step_values *results;      // two result slots in mapped host memory, which the steps write
+  ef_step_values *d_results;    // (ef_step_values.slot), seen from the device
   float *d_gmul;                // the gradients' multiplier (unscale and clipping)
   double *d_norm_part;          // the norm's partial sums (EF_K_NORM_CHUNKS)
   bool capturing;
   ef_cuda_alloc *allocs;        // effnet's live allocations, for the peak
   int n_allocs, cap_allocs;
   size_t live, peak, peak_device;
-  ef_cuda_algo *algos;          // the convolution algorithm cache
-  int n_algos, cap_algos;
+  ef_algo_cache algos;          // the convolution algorithms chosen (cuda/algo_cache.h)
+  char card[160];               // the card as the algorithm cache keys it: name, sm, SMs
+  char *search;                 // device memory for the algorithm searches (cuDNN's workspace, converted
+  size_t search_bytes;          // operands), kept from one search to the next, freed before a capture
   char describe[384];
 } ef_cuda;
 
@@ -89,6 +84,7 @@ typedef struct {
   cudnnFilterDescriptor_t wd;
   cudnnConvolutionDescriptor_t cd;
   int algo;
+  bool own;                     // effnet's depthwise kernels instead of cuDNN
   bool pad;                     // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
   int64_t ph, pw;               // the padded input's height and width
   float *host;                  // SyncBN: host staging for the group's communication
@@ -104,6 +100,10 @@ static inline size_t ef_cuda_reserve(size_t *end, size_t bytes) {
   return at;
 }
 static inline ef_dref ef_cuda_ref(const ef_tensor *t) { return (ef_dref){t->data, t->dtype}; }
+
+// The search space with at least `bytes` (grown, never shrunk, while searches go on); NULL when the
+// device is out of memory.
+char *ef_cuda_search_space(ef_cuda *cu, size_t bytes);
 
 ef_status ef_cuda_conv_prepare(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s);
 void ef_cuda_conv_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, char *scratch);

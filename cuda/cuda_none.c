@@ -47,3 +47,45 @@ void *ef_cuda_stream(const ef_backend *be) {
   (void)be;
   return NULL;
 }
+
+ef_status ef_cuda_feed_new(ef_cuda_feed **out, ef_backend *be, int64_t pixels, int channels, int64_t batch,
+                           const float lut[3 * 256]) {
+  (void)be, (void)pixels, (void)channels, (void)batch, (void)lut;
+  *out = NULL;
+  return EF_ERROR(EF_ERR_UNSUPPORTED, "%s", NO_CUDA);
+}
+
+void ef_cuda_feed_free(ef_cuda_feed *f) { EF_ASSERT(!f, "a feed without CUDA"); }
+
+void ef_cuda_feed_put(ef_cuda_feed *f, const uint8_t *pixels, const int32_t *labels) {
+  (void)pixels, (void)labels;
+  EF_FATAL("a feed (%p) without CUDA", (void *)f);
+}
+
+void ef_cuda_feed_take(ef_cuda_feed *f, const ef_tensor *images, const ef_tensor *labels) {
+  (void)images, (void)labels;
+  EF_FATAL("a feed (%p) without CUDA", (void *)f);
+}
+
+ef_status ef_cuda_readback_new(ef_cuda_readback **out, ef_backend *be, size_t bytes) {
+  (void)be, (void)bytes;
+  *out = NULL;
+  return EF_ERROR(EF_ERR_UNSUPPORTED, "%s", NO_CUDA);
+}
+
+void ef_cuda_readback_free(ef_cuda_readback *r) { EF_ASSERT(!r, "a readback without CUDA"); }
+
+void ef_cuda_readback_queue(ef_cuda_readback *r, uint32_t seq, const void *const *src, const size_t *bytes, int n) {
+  (void)seq, (void)src, (void)bytes, (void)n;
+  EF_FATAL("a readback (%p) without CUDA", (void *)r);
+}
+
+int ef_cuda_readback_ready(ef_cuda_readback *r, uint32_t seq, char *why, size_t len) {
+  (void)seq, (void)why, (void)len;
+  EF_FATAL("a readback (%p) without CUDA", (void *)r);
+}
+
+const void *ef_cuda_readback_wait(ef_cuda_readback *r, uint32_t seq) {
+  (void)seq;
+  EF_FATAL("a readback (%p) without CUDA", (void *)r);
+}

@@ -1,142 +1,275 @@
 // The CUDA backend's own kernels: elementwise ops, padding, per-channel reductions, batch norm and
-// the loss, each the twin of a CPU kernel in core/cpu (same formulas, sums in double in a fixed
-// order so that every run gives the same bits). Tensors are read and written in their own dtype.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+// the loss, each the twin of a CPU kernel in core/cpu (same formulas; sums in double in a fixed
+// order, so every run gives the same bits). Each is instantiated per dtype with 16-byte accesses
+// (kernel_util.cuh's by_dtype), tensors of mixed types going through a scalar instantiation;
+// per-channel work is laid out as (row, channel vector), so no thread divides 64-bit indices.
 #include "core/philox.h"
-#include "cuda/kernels.h"
+#include "core/pixels.h"
+#include "cuda/kernel_util.cuh"
+
+using namespace ef;
 
 namespace {
 
-constexpr int THREADS = 256;
-constexpr int64_t MAX_BLOCKS = 1 << 20; // grid-stride beyond this
+// ---- elementwise over n elements --------------------------------------------------------------
 
-__device__ __forceinline__ float ld(const ef_dref &r, int64_t i) {
-  switch (r.dt) {
-  case EF_BF16: return __bfloat162float(static_cast<const __nv_bfloat16 *>(r.p)[i]);
-  case EF_F16: return __half2float(static_cast<const __half *>(r.p)[i]);
-  default: return static_cast<const float *>(r.p)[i];
-  }
+// Operands of the flat kernels: the result y, up to two inputs, a scalar, and an activation.
+struct flat_args {
+  ef_dref y, a, b;
+  int64_t n;
+  float value;
+  ef_act act;
+  cudaStream_t st;
+};
+
+// y = f(a, b) lane by lane, L lanes a thread; F a stateless function object.
+template <ef_dtype DT, int L, class F> void flat(const flat_args &a, F f) {
+  ef_dref y = a.y, x = a.a, z = a.b;
+  float value = a.value;
+  ef_act act = a.act;
+  for_each(a.n / L, a.st, [=] __device__(int64_t v) {
+    float p[L], q[L] = {0}, r[L];
+    if (x.p) ef_lanes_load(x.p, type_in(DT, x.dt), v * L, L, p);
+    if (z.p) ef_lanes_load(z.p, type_in(DT, z.dt), v * L, L, q);
+    for (int l = 0; l < L; l++) r[l] = f(x.p ? p[l] : 0.0f, q[l], value, act);
+    ef_lanes_store(y.p, type_in(DT, y.dt), v * L, L, r);
+  });
 }
 
-__device__ __forceinline__ void st(const ef_dref &r, int64_t i, float v) {
-  switch (r.dt) {
-  case EF_BF16: static_cast<__nv_bfloat16 *>(r.p)[i] = __float2bfloat16_rn(v); break;
-  case EF_F16: static_cast<__half *>(r.p)[i] = __float2half_rn(v); break;
-  default: static_cast<float *>(r.p)[i] = v; break;
-  }
-}
+struct op_copy {
+  __device__ float operator()(float a, float, float, ef_act) const { return a; }
+};
+struct op_fill {
+  __device__ float operator()(float, float, float value, ef_act) const { return value; }
+};
+struct op_act {
+  __device__ float operator()(float a, float, float, ef_act act) const { return ef_act_fwd(act, a); }
+};
+struct op_act_bwd {
+  __device__ float operator()(float dy, float x, float, ef_act act) const { return dy * ef_act_grad(act, x); }
+};
+struct op_add {
+  __device__ float operator()(float a, float b, float, ef_act) const { return a + b; }
+};
 
-// Activations and derivatives: core/cpu/cpu_internal.h's ef_act_fwd / ef_act_grad.
-__device__ __forceinline__ float act_fwd(ef_act a, float x) {
-  switch (a) {
-  case EF_ACT_SWISH: return x / (1.0f + expf(-x));
-  case EF_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
-  case EF_ACT_RELU: return x > 0.0f ? x : 0.0f;
-  case EF_ACT_RELU6: return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f;
-  default: return x;
-  }
-}
+template <class F> struct flat_kernel {
+  template <ef_dtype DT, int L> struct k {
+    static void run(const flat_args &a) { flat<DT, L>(a, F{}); }
+  };
+};
 
-__device__ __forceinline__ float act_grad(ef_act a, float x) {
-  switch (a) {
-  case EF_ACT_SWISH: {
-    float s = 1.0f / (1.0f + expf(-x));
-    return s * (1.0f + x * (1.0f - s));
-  }
-  case EF_ACT_SIGMOID: {
-    float s = 1.0f / (1.0f + expf(-x));
-    return s * (1.0f - s);
-  }
-  case EF_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
-  case EF_ACT_RELU6: return x > 0.0f && x < 6.0f ? 1.0f : 0.0f;
-  default: return 1.0f;
-  }
-}
-
-template <typename F> __global__ void k_map(int64_t n, F f) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) f(i);
-}
-
-// Runs f(i) for i in [0, n) on the stream.
-template <typename F> void map(int64_t n, cudaStream_t s, F f) {
-  if (n <= 0) return;
-  int64_t blocks = (n + THREADS - 1) / THREADS;
-  k_map<<<(unsigned)(blocks < MAX_BLOCKS ? blocks : MAX_BLOCKS), THREADS, 0, s>>>(n, f);
-}
-
-// The sum of every thread's v over the block (blockDim.x == THREADS), the same tree every time;
-// valid in thread 0.
-__device__ double block_sum(double v, double *sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int half = THREADS / 2; half > 0; half /= 2) {
-    if ((int)threadIdx.x < half) sh[threadIdx.x] += sh[threadIdx.x + half];
-    __syncthreads();
-  }
-  double r = sh[0];
-  __syncthreads();
-  return r;
-}
-
-__device__ float block_max(float v, float *sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int half = THREADS / 2; half > 0; half /= 2) {
-    if ((int)threadIdx.x < half) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + half]);
-    __syncthreads();
-  }
-  float r = sh[0];
-  __syncthreads();
-  return r;
+template <class F> void run_flat(const flat_args &a) {
+  if (a.n <= 0) return;
+  if (a.b.p) by_dtype<flat_kernel<F>::template k>({a.y, a.a, a.b}, a.n, a);
+  else if (a.a.p) by_dtype<flat_kernel<F>::template k>({a.y, a.a}, a.n, a);
+  else by_dtype<flat_kernel<F>::template k>({a.y}, a.n, a);
 }
 
 } // namespace
 
-// ---- elementwise ---------------------------------------------------------------------------------
-
 void ef_k_cast(ef_dref y, ef_dref x, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(y, i, ld(x, i)); });
+  run_flat<op_copy>(flat_args{y, x, {nullptr, EF_F32}, n, 0, EF_ACT_NONE, s});
 }
 
 void ef_k_fill(ef_dref y, float value, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(y, i, value); });
+  run_flat<op_fill>(flat_args{y, {nullptr, EF_F32}, {nullptr, EF_F32}, n, value, EF_ACT_NONE, s});
 }
 
 void ef_k_broadcast(ef_dref y, ef_dref d, float value, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(y, i, ld(d, 0) * value); });
+  // y = d[0] * value: the scalar read once a thread, as a second operand of stride 0 would be
+  for_each(n, s, [=] __device__(int64_t i) {
+    float v;
+    ef_lanes_load(d.p, d.dt, 0, 1, &v);
+    v *= value;
+    ef_lanes_store(y.p, y.dt, i, 1, &v);
+  });
 }
 
 void ef_k_act(ef_dref y, ef_dref x, ef_act act, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(y, i, act_fwd(act, ld(x, i))); });
+  run_flat<op_act>(flat_args{y, x, {nullptr, EF_F32}, n, 0, act, s});
 }
 
 void ef_k_act_bwd(ef_dref dx, ef_dref dy, ef_dref x, ef_act act, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(dx, i, ld(dy, i) * act_grad(act, ld(x, i))); });
+  run_flat<op_act_bwd>(flat_args{dx, dy, x, n, 0, act, s});
 }
 
 void ef_k_add(ef_dref y, ef_dref a, ef_dref b, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(y, i, ld(a, i) + ld(b, i)); });
+  run_flat<op_add>(flat_args{y, a, b, n, 0, EF_ACT_NONE, s});
 }
 
 void ef_k_accum(ef_dref y, ef_dref x, int64_t n, cudaStream_t s) {
-  map(n, s, [=] __device__(int64_t i) { st(y, i, ld(y, i) + ld(x, i)); });
+  run_flat<op_add>(flat_args{y, y, x, n, 0, EF_ACT_NONE, s});
 }
 
+void ef_k_normalize_u8(ef_dref y, const uint8_t *px, const float *lut, int channels, int64_t n, cudaStream_t s) {
+  EF_ASSERT(n < (1LL << 32), "a batch of %lld pixel values", (long long)n);
+  for_each(n, s, [=] __device__(int64_t i) {
+    float v = ef_pixel_value(lut, channels, (uint32_t)i, px[i]);
+    ef_lanes_store(y.p, y.dt, i, 1, &v);
+  });
+}
+
+// ---- per (row, channel) -------------------------------------------------------------------------
+
+namespace {
+
+// Operands of the row kernels over (rows, C) with per-channel (or per-sample) values. Activations
+// and the coefficients (in the scratch) are read as 16-byte vectors; per-channel values from the
+// store (biases, statistics) lane by lane, since the store packs vectors on 4 bytes (core/store.h).
+struct row_args {
+  ef_dref y, x, z;      // the result, the input and a second input
+  ef_dref per;          // per-channel or per-(sample, channel) values (channel_mul's scale, spread's dy, a bias)
+  const float *coef;    // batch norm's coefficients (5,C)
+  const float *mean;
+  int64_t rows, c, hw;  // hw: rows a sample, for per-(sample, channel) values
+  float value;
+  ef_act act;
+  cudaStream_t st;
+};
+
+// y = x * per[n, c] (channel_mul), or y = per[n, c] * value (spread: x absent), over (N*HW, C).
+template <ef_dtype DT, int L> struct k_sample_channel {
+  static void run(const row_args &a) {
+    ef_dref y = a.y, x = a.x, per = a.per;
+    int64_t c = a.c;
+    uint32_t hw = (uint32_t)a.hw;
+    float value = a.value;
+    for_rows(a.rows, c / L, a.st, "per-sample channel scale", [=] __device__(int64_t row, int64_t v) {
+      int64_t n = (uint32_t)row / hw;
+      float s[L], r[L];
+      for (int l = 0; l < L; l++) ef_lanes_load(per.p, per.dt, n * c + v * L + l, 1, &s[l]); // per's own type
+      if (x.p) {
+        ef_lanes_load(x.p, type_in(DT, x.dt), row * c + v * L, L, r);
+        for (int l = 0; l < L; l++) r[l] *= s[l];
+      } else {
+        for (int l = 0; l < L; l++) r[l] = s[l] * value;
+      }
+      ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
+    });
+  }
+};
+
+// y += bias[c] over (rows, C).
+template <ef_dtype DT, int L> struct k_add_bias {
+  static void run(const row_args &a) {
+    ef_dref y = a.y, bias = a.per;
+    int64_t c = a.c;
+    for_rows(a.rows, c / L, a.st, "bias", [=] __device__(int64_t row, int64_t v) {
+      float r[L], b[L];
+      ef_lanes_load(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
+      for (int l = 0; l < L; l++) ef_lanes_load(bias.p, bias.dt, v * L + l, 1, &b[l]);
+      for (int l = 0; l < L; l++) r[l] += b[l];
+      ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
+    });
+  }
+};
+
+// Batch norm: y = act(x * scale + shift) (coef rows 1 and 2).
+template <ef_dtype DT, int L> struct k_bn {
+  static void run(const row_args &a) {
+    ef_dref y = a.y, x = a.x;
+    int64_t c = a.c;
+    const float *scale = a.coef + c, *shift = a.coef + 2 * c;
+    ef_act act = a.act;
+    for_rows(a.rows, c / L, a.st, "batch norm", [=] __device__(int64_t row, int64_t v) {
+      float r[L], sc[L], sh[L];
+      ef_lanes_load(x.p, type_in(DT, x.dt), row * c + v * L, L, r);
+      ef_lanes_load(scale, EF_F32, v * L, L, sc);
+      ef_lanes_load(shift, EF_F32, v * L, L, sh);
+      for (int l = 0; l < L; l++) r[l] = ef_act_fwd(act, fmaf(r[l], sc[l], sh[l]));
+      ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
+    });
+  }
+};
+
+// Batch norm's data gradient: dx = scale * dz + k3 * (x - mean) + k2.
+template <ef_dtype DT, int L> struct k_bn_bwd_data {
+  static void run(const row_args &a) {
+    ef_dref dx = a.y, dy = a.z, x = a.x;
+    int64_t c = a.c;
+    const float *coef = a.coef, *mean = a.mean;
+    ef_act act = a.act;
+    for_rows(a.rows, c / L, a.st, "batch norm's data gradient", [=] __device__(int64_t row, int64_t v) {
+      float xv[L], g[L], sc[L], sh[L], k3[L], k2[L], m[L];
+      ef_lanes_load(x.p, type_in(DT, x.dt), row * c + v * L, L, xv);
+      ef_lanes_load(dy.p, type_in(DT, dy.dt), row * c + v * L, L, g);
+      ef_lanes_load(coef + c, EF_F32, v * L, L, sc);
+      ef_lanes_load(coef + 2 * c, EF_F32, v * L, L, sh);
+      ef_lanes_load(coef + 3 * c, EF_F32, v * L, L, k3);
+      ef_lanes_load(coef + 4 * c, EF_F32, v * L, L, k2);
+      for (int l = 0; l < L; l++) m[l] = mean[v * L + l]; // store vectors may be packed: 4-byte aligned
+      for (int l = 0; l < L; l++) {
+        float dz = act == EF_ACT_NONE ? g[l] : g[l] * ef_act_grad(act, xv[l] * sc[l] + sh[l]);
+        g[l] = sc[l] * dz + k3[l] * (xv[l] - m[l]) + k2[l];
+      }
+      ef_lanes_store(dx.p, type_in(DT, dx.dt), row * c + v * L, L, g);
+    });
+  }
+};
+
+// Zero padding and its crop for cuDNN's asymmetric ("SAME") convolutions: a pixel's channels a row.
+struct pad_args {
+  ef_dref y, x;
+  int64_t n, h, w, c, ph, pw;
+  int top, left;
+  bool crop;
+  cudaStream_t st;
+};
+
+template <ef_dtype DT, int L> struct k_pad {
+  static void run(const pad_args &a) {
+    ef_dref y = a.y, x = a.x;
+    uint32_t h = (uint32_t)a.h, w = (uint32_t)a.w, ph = (uint32_t)a.ph, pw = (uint32_t)a.pw;
+    int64_t c = a.c;
+    int top = a.top, left = a.left;
+    bool crop = a.crop;
+    // pad: rows of y's (N,PH,PW) pixels, reading x where inside; crop: rows of y's (N,H,W) pixels.
+    for_rows(a.n * (crop ? a.h * a.w : a.ph * a.pw), c / L, a.st, crop ? "crop" : "pad", [=] __device__(int64_t row,
+                                                                                                         int64_t v) {
+      uint32_t q = (uint32_t)row, ow = crop ? w : pw, oh = crop ? h : ph;
+      uint32_t px = q % ow, py = q / ow % oh, b = q / ow / oh;
+      float r[L] = {0};
+      int64_t src;
+      if (crop) src = ((int64_t)(b * ph + py + top) * pw + px + left) * c;
+      else {
+        int yy = (int)py - top, xx = (int)px - left;
+        src = yy >= 0 && yy < (int)h && xx >= 0 && xx < (int)w ? ((int64_t)(b * h + yy) * w + xx) * c : -1;
+      }
+      if (src >= 0) ef_lanes_load(x.p, type_in(DT, x.dt), src + v * L, L, r);
+      ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
+    });
+  }
+};
+
+} // namespace
+
 void ef_k_channel_mul(ef_dref y, ef_dref x, ef_dref sc, int64_t n, int64_t hw, int64_t c, cudaStream_t s) {
-  map(n * hw * c, s, [=] __device__(int64_t i) { st(y, i, ld(x, i) * ld(sc, i / (hw * c) * c + i % c)); });
+  row_args a = {.y = y, .x = x, .per = sc, .rows = n * hw, .c = c, .hw = hw, .st = s};
+  by_dtype<k_sample_channel>({y, x}, c, a);
 }
 
 void ef_k_spread(ef_dref dx, ef_dref dy, float scale, int64_t n, int64_t hw, int64_t c, cudaStream_t s) {
-  map(n * hw * c, s, [=] __device__(int64_t i) { st(dx, i, ld(dy, i / (hw * c) * c + i % c) * scale); });
+  row_args a = {.y = dx, .x = {nullptr, dx.dt}, .per = dy, .rows = n * hw, .c = c, .hw = hw, .value = scale, .st = s};
+  by_dtype<k_sample_channel>({dx}, c, a);
 }
 
 void ef_k_add_bias(ef_dref y, ef_dref bias, int64_t rows, int64_t c, cudaStream_t s) {
-  map(rows * c, s, [=] __device__(int64_t i) { st(y, i, ld(y, i) + ld(bias, i % c)); });
+  by_dtype<k_add_bias>({y}, c, row_args{.y = y, .per = bias, .rows = rows, .c = c, .st = s});
 }
 
-// Word `index` of the Philox stream (seed, stream, step), as uniform: ef_philox_uniform.
+void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph,
+              int64_t pw, cudaStream_t s) {
+  by_dtype<k_pad>({y, x}, c, pad_args{y, x, n, h, w, c, ph, pw, top, left, false, s});
+}
+
+void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph,
+               int64_t pw, cudaStream_t s) {
+  by_dtype<k_pad>({y, x}, c, pad_args{y, x, n, h, w, c, ph, pw, top, left, true, s});
+}
+
+// ---- dropout --------------------------------------------------------------------------------------
+
+// Word `index` of the Philox stream (seed, stream, step) as a uniform, as ef_philox_uniform.
 __device__ __forceinline__ float philox_uniform(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index) {
   uint64_t block = index >> 2;
   uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), stream, step};
@@ -144,80 +277,102 @@ __device__ __forceinline__ float philox_uniform(uint64_t seed, uint32_t stream, 
   return ef_u32_to_uniform(ef_philox4x32(ctr, key).v[index & 3]);
 }
 
+namespace {
+
+struct dropout_args {
+  ef_dref y, x;
+  float rate;
+  int64_t n, per; // per: elements a sample (drop-path), 0 per element
+  uint64_t seed;
+  uint32_t stream;
+  const uint32_t *step;
+  cudaStream_t st;
+};
+
+// Per element: lane l of vector v keeps word v*L + l; per sample: row n keeps word n.
+template <ef_dtype DT, int L> struct k_dropout {
+  static void run(const dropout_args &a) {
+    ef_dref y = a.y, x = a.x;
+    float rate = a.rate, scale = 1.0f / (1.0f - a.rate);
+    uint64_t seed = a.seed;
+    uint32_t stream = a.stream;
+    const uint32_t *step = a.step;
+    if (a.per) {
+      int64_t per = a.per;
+      for_rows(a.n / per, per / L, a.st, "drop-path", [=] __device__(int64_t n, int64_t v) {
+        float k = philox_uniform(seed, stream, *step, (uint64_t)n) >= rate ? scale : 0.0f, r[L];
+        ef_lanes_load(x.p, type_in(DT, x.dt), n * per + v * L, L, r);
+        for (int l = 0; l < L; l++) r[l] *= k;
+        ef_lanes_store(y.p, type_in(DT, y.dt), n * per + v * L, L, r);
+      });
+      return;
+    }
+    for_each(a.n / L, a.st, [=] __device__(int64_t v) {
+      float r[L];
+      ef_lanes_load(x.p, type_in(DT, x.dt), v * L, L, r);
+      for (int l = 0; l < L; l++)
+        r[l] = philox_uniform(seed, stream, *step, (uint64_t)(v * L + l)) >= rate ? r[l] * scale : 0.0f;
+      ef_lanes_store(y.p, type_in(DT, y.dt), v * L, L, r);
+    });
+  }
+};
+
+} // namespace
+
 void ef_k_dropout(ef_dref y, ef_dref x, float rate, bool per_sample, int64_t per, uint64_t seed, uint32_t stream,
                   const uint32_t *step, int64_t n, cudaStream_t s) {
-  float scale = 1.0f / (1.0f - rate);
-  if (per_sample)
-    map(n, s, [=] __device__(int64_t i) {
-      float k = philox_uniform(seed, stream, *step, (uint64_t)(i / per)) >= rate ? scale : 0.0f;
-      st(y, i, ld(x, i) * k);
-    });
-  else
-    map(n, s, [=] __device__(int64_t i) {
-      st(y, i, philox_uniform(seed, stream, *step, (uint64_t)i) >= rate ? ld(x, i) * scale : 0.0f);
-    });
+  dropout_args a = {y, x, rate, n, per_sample ? per : 0, seed, stream, step, s};
+  by_dtype<k_dropout>({y, x}, per_sample ? per : n, a);
 }
 
 void ef_k_set_u32(uint32_t *dst, uint32_t value, cudaStream_t s) {
-  map(1, s, [=] __device__(int64_t) { *dst = value; });
-}
-
-void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
-              cudaStream_t s) {
-  map(n * ph * pw * c, s, [=] __device__(int64_t i) {
-    int64_t k = i % c, px = i / c % pw, py = i / (c * pw) % ph, b = i / (c * pw * ph);
-    int64_t yy = py - top, xx = px - left;
-    st(y, i, yy >= 0 && yy < h && xx >= 0 && xx < w ? ld(x, ((b * h + yy) * w + xx) * c + k) : 0.0f);
-  });
-}
-
-void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
-               cudaStream_t s) {
-  map(n * h * w * c, s, [=] __device__(int64_t i) {
-    int64_t k = i % c, xx = i / c % w, yy = i / (c * w) % h, b = i / (c * w * h);
-    st(y, i, ld(x, ((b * ph + yy + top) * pw + xx + left) * c + k));
-  });
+  for_each(1, s, [=] __device__(int64_t) { *dst = value; });
 }
 
 // ---- per-channel reductions ------------------------------------------------------------------------
-// Stage 1: block (32, 8) over a tile of 32 channels and one split of a group's rows; thread (tx, ty)
-// sums rows ty, ty + 8, ... of its channel; the 8 sums are added in order into the partials
-// part[group][split][2][C]. Stage 2: one thread per (group, channel) adds the splits in order and
-// writes the result.
+// Stage 1: blocks of (EF_RED_TX channels, EF_RED_TY rows) over one (group, channel tile) (block x,
+// cuda/launch.h) and one split of the group's rows (block y); thread (tx, ty) sums rows ty,
+// ty + EF_RED_TY, ... of its channel, and the EF_RED_TY sums are added in order into the partials
+// part[group][split][2][C]. Stage 2: a thread per (group, channel) adds the splits in order.
 
 namespace {
 
-constexpr int RED_TX = 32, RED_TY = 8;
-
+template <ef_dtype DT>
 __device__ __forceinline__ void red_values(const ef_red_args &a, int64_t idx, int64_t c, double *v0, double *v1) {
+  float xv, yv = 0;
+  ef_lanes_load(a.x.p, type_in(DT, a.x.dt), idx, 1, &xv);
+  if (a.kind == EF_RED_BN_BWD || a.kind == EF_RED_DOT) ef_lanes_load(a.y.p, type_in(DT, a.y.dt), idx, 1, &yv);
   switch (a.kind) {
   case EF_RED_STATS: {
-    double d = (double)ld(a.x, idx) - (double)ld(a.x, c);
+    float x0;
+    ef_lanes_load(a.x.p, type_in(DT, a.x.dt), c, 1, &x0);
+    double d = (double)xv - (double)x0;
     *v0 = d, *v1 = d * d;
     break;
   }
   case EF_RED_BN_BWD: {
     const float *invstd = a.coef, *scale = a.coef + a.c, *shift = a.coef + 2 * a.c;
-    float xv = ld(a.x, idx), dyv = ld(a.y, idx), z = xv * scale[c] + shift[c];
-    float dz = a.act == EF_ACT_NONE ? dyv : dyv * act_grad(a.act, z);
+    float z = xv * scale[c] + shift[c], dz = a.act == EF_ACT_NONE ? yv : yv * ef_act_grad(a.act, z);
     *v0 = (double)dz * ((xv - a.mean[c]) * invstd[c]);
     *v1 = dz;
     break;
   }
-  case EF_RED_SUM: *v0 = ld(a.x, idx), *v1 = 0; break;
-  case EF_RED_DOT: *v0 = (double)ld(a.x, idx) * ld(a.y, idx), *v1 = 0; break;
+  case EF_RED_SUM: *v0 = xv, *v1 = 0; break;
+  case EF_RED_DOT: *v0 = (double)xv * yv, *v1 = 0; break;
   }
 }
 
-__global__ void k_reduce_partial(ef_red_args a, int splits, double *part) {
-  __shared__ double sh[2][RED_TY][RED_TX];
-  int64_t c = (int64_t)blockIdx.x * RED_TX + threadIdx.x, g = blockIdx.z;
+template <ef_dtype DT> __global__ void k_reduce_partial(ef_red_args a, int splits, double *part) {
+  __shared__ double sh[2][EF_RED_TY][EF_RED_TX];
+  int64_t g, c0;
+  ef_reduce_block(blockIdx.x, a.c, &g, &c0);
+  int64_t c = c0 + threadIdx.x;
   int64_t per = (a.rows + splits - 1) / splits, r0 = blockIdx.y * per, r1 = r0 + per < a.rows ? r0 + per : a.rows;
   double s0 = 0, s1 = 0;
   if (c < a.c)
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += RED_TY) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += EF_RED_TY) {
       double v0, v1;
-      red_values(a, (g * a.rows + r) * a.c + c, c, &v0, &v1);
+      red_values<DT>(a, (g * a.rows + r) * a.c + c, c, &v0, &v1);
       s0 += v0, s1 += v1;
     }
   sh[0][threadIdx.y][threadIdx.x] = s0;
@@ -225,58 +380,72 @@ __global__ void k_reduce_partial(ef_red_args a, int splits, double *part) {
   __syncthreads();
   if (threadIdx.y == 0 && c < a.c) {
     double t0 = 0, t1 = 0;
-    for (int j = 0; j < RED_TY; j++) t0 += sh[0][j][threadIdx.x], t1 += sh[1][j][threadIdx.x];
+    for (int j = 0; j < EF_RED_TY; j++) t0 += sh[0][j][threadIdx.x], t1 += sh[1][j][threadIdx.x];
     double *p = part + ((g * splits + blockIdx.y) * 2) * a.c;
     p[c] = t0, p[a.c + c] = t1;
   }
 }
 
-__global__ void k_reduce_final(ef_dref out, ef_red_args a, int splits, const double *part) {
-  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= a.groups * a.c) return;
-  int64_t g = i / a.c, c = i % a.c;
-  double s0 = 0, s1 = 0;
-  for (int k = 0; k < splits; k++) {
-    const double *p = part + ((g * splits + k) * 2) * a.c;
-    s0 += p[c], s1 += p[a.c + c];
+struct reduce_args {
+  ef_red_args r;
+  void *scratch;
+  cudaStream_t st;
+};
+
+template <ef_dtype DT, int L> struct k_reduce {
+  static void run(const reduce_args &a) {
+    ef_launch l = ef_launch_reduce(a.r.groups, a.r.rows, a.r.c);
+    check_launch(l, "a per-channel reduction");
+    k_reduce_partial<DT><<<grid_of(l), block_of(l), 0, a.st>>>(a.r, (int)l.grid.y, (double *)a.scratch);
   }
-  switch (a.kind) {
-  case EF_RED_STATS: { // as ef_cpu_bn_stats
-    double m = s0 / (double)a.rows, var = s1 / (double)a.rows - m * m;
-    st(out, c, (float)((double)ld(a.x, c) + m));
-    st(out, a.c + c, (float)(var > 0 ? var : 0));
-    break;
-  }
-  case EF_RED_BN_BWD:
-    st(out, c, (float)s0);
-    st(out, a.c + c, (float)s1);
-    break;
-  default: st(out, g * a.c + c, (float)(s0 * a.scale)); break;
-  }
-}
+};
 
 } // namespace
 
-int ef_k_reduce_splits(int64_t groups, int64_t rows, int64_t c) {
-  int64_t tiles = (c + RED_TX - 1) / RED_TX, blocks = groups * tiles;
-  int64_t want = (2048 + blocks - 1) / blocks, most = (rows + 63) / 64; // about 2048 blocks, 64+ rows each
-  int64_t s = want < most ? want : most;
-  return (int)(s < 1 ? 1 : s > 1024 ? 1024 : s);
-}
-
 size_t ef_k_reduce_scratch(int64_t groups, int64_t rows, int64_t c) {
-  return (size_t)(groups * ef_k_reduce_splits(groups, rows, c) * 2 * c) * sizeof(double);
+  return (size_t)(groups * ef_reduce_splits(groups, rows, c) * 2 * c) * sizeof(double);
 }
 
 void ef_k_reduce(ef_dref out, const ef_red_args *a, void *scratch, cudaStream_t s) {
-  int splits = ef_k_reduce_splits(a->groups, a->rows, a->c);
-  dim3 grid((unsigned)((a->c + RED_TX - 1) / RED_TX), (unsigned)splits, (unsigned)a->groups);
-  k_reduce_partial<<<grid, dim3(RED_TX, RED_TY), 0, s>>>(*a, splits, (double *)scratch);
-  int64_t n = a->groups * a->c;
-  k_reduce_final<<<(unsigned)((n + THREADS - 1) / THREADS), THREADS, 0, s>>>(out, *a, splits, (const double *)scratch);
+  // Stage 1, per dtype; its lanes go unused (a thread walks one channel down the rows).
+  ef_dref in2 = a->kind == EF_RED_BN_BWD || a->kind == EF_RED_DOT ? a->y : a->x;
+  by_dtype<k_reduce>({a->x, in2}, 8, reduce_args{*a, scratch, s});
+  // Stage 2: the splits in order.
+  ef_red_args r = *a;
+  int splits = ef_reduce_splits(r.groups, r.rows, r.c);
+  const double *part = (const double *)scratch;
+  for_rows(r.groups, r.c, s, "a reduction's sum", [=] __device__(int64_t g, int64_t c) {
+    double s0 = 0, s1 = 0;
+    for (int k = 0; k < splits; k++) {
+      const double *p = part + ((g * splits + k) * 2) * r.c;
+      s0 += p[c], s1 += p[r.c + c];
+    }
+    float v0, v1;
+    switch (r.kind) {
+    case EF_RED_STATS: { // as ef_cpu_bn_stats
+      float x0;
+      ef_lanes_load(r.x.p, r.x.dt, c, 1, &x0);
+      double m = s0 / (double)r.rows, var = s1 / (double)r.rows - m * m;
+      v0 = (float)((double)x0 + m), v1 = (float)(var > 0 ? var : 0);
+      ef_lanes_store(out.p, out.dt, c, 1, &v0);
+      ef_lanes_store(out.p, out.dt, r.c + c, 1, &v1);
+      break;
+    }
+    case EF_RED_BN_BWD:
+      v0 = (float)s0, v1 = (float)s1;
+      ef_lanes_store(out.p, out.dt, c, 1, &v0);
+      ef_lanes_store(out.p, out.dt, r.c + c, 1, &v1);
+      break;
+    default:
+      v0 = (float)(s0 * r.scale);
+      ef_lanes_store(out.p, out.dt, g * r.c + c, 1, &v0);
+      break;
+    }
+  });
 }
 
-// Whole-tensor sums: `chunks` blocks each sum a contiguous range (block tree), one thread adds them.
+// Whole-tensor sums: `chunks` blocks each sum a contiguous range (block tree), then one block adds
+// the chunks (each thread its stride in order, then the tree).
 namespace {
 
 int64_t total_chunks(int64_t n) {
@@ -288,15 +457,22 @@ __global__ void k_total_partial(ef_dref x, int64_t n, double *part) {
   __shared__ double sh[THREADS];
   int64_t per = (n + gridDim.x - 1) / gridDim.x, i0 = blockIdx.x * per, i1 = i0 + per < n ? i0 + per : n;
   double acc = 0;
-  for (int64_t i = i0 + threadIdx.x; i < i1; i += THREADS) acc += ld(x, i);
+  for (int64_t i = i0 + threadIdx.x; i < i1; i += THREADS) {
+    float v;
+    ef_lanes_load(x.p, x.dt, i, 1, &v);
+    acc += v;
+  }
   double t = block_sum(acc, sh);
   if (threadIdx.x == 0) part[blockIdx.x] = t;
 }
 
-__global__ void k_total_final(ef_dref out, const double *part, int64_t chunks, double scale) {
-  double t = 0;
-  for (int64_t k = 0; k < chunks; k++) t += part[k];
-  st(out, 0, (float)(t * scale));
+__global__ void k_sum_parts(ef_dref out, const double *part, int64_t n, double scale) {
+  __shared__ double sh[THREADS];
+  double t = block_sum_of(part, n, sh);
+  if (threadIdx.x == 0) {
+    float v = (float)(t * scale);
+    ef_lanes_store(out.p, out.dt, 0, 1, &v);
+  }
 }
 
 } // namespace
@@ -306,14 +482,14 @@ size_t ef_k_total_scratch(int64_t n) { return (size_t)total_chunks(n) * sizeof(d
 void ef_k_total(ef_dref out, ef_dref x, double scale, int64_t n, void *scratch, cudaStream_t s) {
   int64_t chunks = total_chunks(n);
   k_total_partial<<<(unsigned)chunks, THREADS, 0, s>>>(x, n, (double *)scratch);
-  k_total_final<<<1, 1, 0, s>>>(out, (const double *)scratch, chunks, scale);
+  k_sum_parts<<<1, THREADS, 0, s>>>(out, (const double *)scratch, chunks, scale);
 }
 
 // ---- batch norm ------------------------------------------------------------------------------------
 
 void ef_k_bn_coeffs(float *coef, const float *stats, const float *affine, const float *red, int64_t rows, float eps,
                     int64_t c, cudaStream_t s) {
-  map(c, s, [=] __device__(int64_t k) {
+  for_each(c, s, [=] __device__(int64_t k) {
     double is = 1.0 / sqrt((double)stats[c + k] + (double)eps), sc = affine[k] * is;
     float fis = (float)is, fsc = (float)sc;
     coef[k] = fis;
@@ -326,26 +502,17 @@ void ef_k_bn_coeffs(float *coef, const float *stats, const float *affine, const 
 }
 
 void ef_k_bn(ef_dref y, ef_dref x, const float *coef, ef_act act, int64_t rows, int64_t c, cudaStream_t s) {
-  const float *scale = coef + c, *shift = coef + 2 * c;
-  map(rows * c, s, [=] __device__(int64_t i) {
-    int64_t k = i % c;
-    st(y, i, act_fwd(act, ld(x, i) * scale[k] + shift[k]));
-  });
+  by_dtype<k_bn>({y, x}, c, row_args{.y = y, .x = x, .coef = coef, .rows = rows, .c = c, .act = act, .st = s});
 }
 
 void ef_k_bn_bwd_data(ef_dref dx, ef_dref dy, ef_dref x, const float *coef, const float *mean, ef_act act, int64_t rows,
                       int64_t c, cudaStream_t s) {
-  const float *scale = coef + c, *shift = coef + 2 * c, *k3 = coef + 3 * c, *k2 = coef + 4 * c;
-  map(rows * c, s, [=] __device__(int64_t i) {
-    int64_t k = i % c;
-    float xv = ld(x, i), dyv = ld(dy, i);
-    float dz = act == EF_ACT_NONE ? dyv : dyv * act_grad(act, xv * scale[k] + shift[k]);
-    st(dx, i, scale[k] * dz + k3[k] * (xv - mean[k]) + k2[k]);
-  });
+  row_args a = {.y = dx, .x = x, .z = dy, .coef = coef, .mean = mean, .rows = rows, .c = c, .act = act, .st = s};
+  by_dtype<k_bn_bwd_data>({dx, dy, x}, c, a);
 }
 
 void ef_k_sync_var_term(float *term, const float *own, const float *group_mean, int64_t c, cudaStream_t s) {
-  map(c, s, [=] __device__(int64_t k) {
+  for_each(c, s, [=] __device__(int64_t k) {
     float d = own[k] - group_mean[k];
     term[k] = own[c + k] + d * d;
   });
@@ -353,7 +520,7 @@ void ef_k_sync_var_term(float *term, const float *own, const float *group_mean, 
 
 void ef_k_bn_update(float *running, const float *batch, float momentum, double bessel, int64_t c, cudaStream_t s) {
   double m = momentum;
-  map(c, s, [=] __device__(int64_t k) {
+  for_each(c, s, [=] __device__(int64_t k) {
     running[k] = (float)((1 - m) * running[k] + m * batch[k]);
     running[c + k] = (float)((1 - m) * running[c + k] + m * batch[c + k] * bessel);
   });
@@ -369,15 +536,33 @@ struct row_stats {
   double sum, zsum;
 };
 
+__device__ float block_max(float v, float *sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = THREADS / 2; half > 0; half /= 2) {
+    if ((int)threadIdx.x < half) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + half]);
+    __syncthreads();
+  }
+  float r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+__device__ float logit(const ef_dref &z, int64_t i) {
+  float v;
+  ef_lanes_load(z.p, z.dt, i, 1, &v);
+  return v;
+}
+
 __device__ row_stats softmax_row(const ef_dref &z, int64_t row, int64_t k) {
   __shared__ double shd[THREADS];
   __shared__ float shf[THREADS];
   float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < k; j += THREADS) mx = fmaxf(mx, ld(z, row * k + j));
+  for (int64_t j = threadIdx.x; j < k; j += THREADS) mx = fmaxf(mx, logit(z, row * k + j));
   mx = block_max(mx, shf);
   double sum = 0, zsum = 0;
   for (int64_t j = threadIdx.x; j < k; j += THREADS) {
-    float v = ld(z, row * k + j);
+    float v = logit(z, row * k + j);
     sum += exp((double)v - mx);
     zsum += v;
   }
@@ -403,14 +588,8 @@ __global__ void k_softmax_ce_rows(double *row_loss, ef_dref z, const int32_t *la
   if (threadIdx.x == 0) {
     int32_t y = checked_label(labels, i, k, err);
     double lse = r.mx + log(r.sum), e = eps;
-    row_loss[i] = y < 0 ? NAN : lse - (1 - e) * ld(z, i * k + y) - e / (double)k * r.zsum;
+    row_loss[i] = y < 0 ? NAN : lse - (1 - e) * logit(z, i * k + y) - e / (double)k * r.zsum;
   }
-}
-
-__global__ void k_mean_rows(ef_dref out, const double *row_loss, int64_t n) {
-  double t = 0;
-  for (int64_t i = 0; i < n; i++) t += row_loss[i];
-  st(out, 0, (float)(t / (double)n));
 }
 
 __global__ void k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref z, const int32_t *labels, float eps, int64_t n,
@@ -420,10 +599,11 @@ __global__ void k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref z, const int
   __shared__ int32_t label;
   if (threadIdx.x == 0) label = checked_label(labels, i, k, err);
   __syncthreads();
-  double e = eps, g = ld(dloss, 0) / (double)n;
+  double e = eps, g = logit(dloss, 0) / (double)n;
   for (int64_t j = threadIdx.x; j < k; j += THREADS) {
     double t = e / (double)k + (j == label ? 1 - e : 0);
-    st(dz, i * k + j, (float)(g * (exp((double)ld(z, i * k + j) - r.mx) / r.sum - t)));
+    float v = (float)(g * (exp((double)logit(z, i * k + j) - r.mx) / r.sum - t));
+    ef_lanes_store(dz.p, dz.dt, i * k + j, 1, &v);
   }
 }
 
@@ -432,7 +612,7 @@ __global__ void k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref z, const int
 void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, float eps, int64_t n, int64_t k, void *scratch,
                      int *err, cudaStream_t s) {
   k_softmax_ce_rows<<<(unsigned)n, THREADS, 0, s>>>((double *)scratch, logits, labels, eps, k, err);
-  k_mean_rows<<<1, 1, 0, s>>>(out, (const double *)scratch, n);
+  k_sum_parts<<<1, THREADS, 0, s>>>(out, (const double *)scratch, n, 1.0 / (double)n);
 }
 
 void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_t *labels, float eps, int64_t n,

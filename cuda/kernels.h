@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include "core/dtype.h"
+#include "core/dwconv.h"
 #include "core/op.h"
 #include "core/update.h"
 
@@ -55,6 +56,21 @@ void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, 
 void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
                cudaStream_t s);
 
+// ---- the feed (cuda/cuda_feed.c) ------------------------------------------------------------
+// y (n elements, f32 or 16-bit) = lut[c * 256 + px] for uint8 pixels px of `channels` channels a
+// pixel (core/pixels.h, the twin of the loader's ef_transform_normalize); n < 2^32.
+void ef_k_normalize_u8(ef_dref y, const uint8_t *px, const float *lut, int channels, int64_t n, cudaStream_t s);
+
+// ---- depthwise convolutions (dwconv.cu), the twins of core/dwconv.c ----------------------------
+// wt (KH*KW, C) f32 from the weights (C,KH,KW,1) of any type; then the forward (bias f32 or NULL),
+// the data gradient and the filter gradient, whose activations (y and x; dx and dy; dy and x) are
+// all of one type. part: the filter gradient's partial sums, ef_dw_wgrad_splits(s) * KH*KW * C
+// floats of scratch.
+void ef_k_dw_weights(float *wt, ef_dref w, const ef_dw_shape *s, cudaStream_t st);
+void ef_k_dw_forward(ef_dref y, ef_dref x, const float *wt, const float *bias, const ef_dw_shape *s, cudaStream_t st);
+void ef_k_dw_bwd_data(ef_dref dx, ef_dref dy, const float *wt, const ef_dw_shape *s, cudaStream_t st);
+void ef_k_dw_bwd_filter(ef_dref dw, ef_dref dy, ef_dref x, float *part, const ef_dw_shape *s, cudaStream_t st);
+
 // ---- per-channel reductions over rows --------------------------------------------------------
 // x is viewed as (G, R, C): groups of R rows. Each (group, channel) gets one or two sums over its
 // rows, taken in double in a fixed order (deterministic: the same bits on every run).
@@ -75,8 +91,7 @@ typedef struct {
   double scale;
 } ef_red_args;
 
-// Splits of the rows per (group, channel tile) and the scratch bytes for their partial sums.
-int ef_k_reduce_splits(int64_t groups, int64_t rows, int64_t c);
+// The scratch bytes for the partial sums of the splits of the rows (cuda/launch.h).
 size_t ef_k_reduce_scratch(int64_t groups, int64_t rows, int64_t c);
 void ef_k_reduce(ef_dref out, const ef_red_args *a, void *scratch, cudaStream_t s);
 // out[0] = scale * sum of x's n elements, in double, in a fixed order; scratch: ef_k_total_scratch.
@@ -111,10 +126,14 @@ void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_
                          int64_t k, int *err, cudaStream_t s);
 
 // ---- the training step's update (update.cu): values `v` in device memory ------------------------
+// *v = value (an argument, copied at the launch).
+void ef_k_set_values(ef_step_values *v, ef_step_values value, cudaStream_t s);
 // v->norm and v->skip from the gradients, and *gmul, the multiplier the update applies to them;
-// partial sums in `part` (EF_K_NORM_CHUNKS doubles), added in a fixed order.
+// partial sums in `part` (EF_K_NORM_CHUNKS doubles), added in a fixed order; then v's copy in
+// results[v->slot] (mapped host memory).
 #define EF_K_NORM_CHUNKS 1024
-void ef_k_grad_norm(ef_step_values *v, float *gmul, const float *grad, int64_t n, double *part, cudaStream_t s);
+void ef_k_grad_norm(ef_step_values *v, float *gmul, const float *grad, int64_t n, double *part, ef_step_values *results,
+                    cudaStream_t s);
 void ef_k_update(const ef_update_pass *u, const ef_step_values *v, const float *gmul, cudaStream_t s);
 void ef_k_ema(float *shadow, const float *value, int64_t n, const ef_step_values *v, cudaStream_t s);
 void ef_k_swap(float *a, float *b, int64_t n, cudaStream_t s);

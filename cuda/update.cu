@@ -2,36 +2,33 @@
 // gradient norm (fixed chunks in double, added in order), clipping and f16 unscaling folded into
 // one multiplier, the optimizer over every segment of the flat arenas in one launch, and the EMA.
 // Per-step scalars are read from the device's copy of ef_step_values (core/update.h).
-#include "cuda/kernels.h"
+#include "cuda/kernel_util.cuh"
+
+using namespace ef;
 
 namespace {
-
-constexpr int THREADS = 256;
 
 __global__ void k_sumsq_partial(const float *g, int64_t n, double *part) {
   __shared__ double sh[THREADS];
   int64_t per = (n + gridDim.x - 1) / gridDim.x, i0 = blockIdx.x * per, i1 = i0 + per < n ? i0 + per : n;
   double acc = 0;
   for (int64_t i = i0 + threadIdx.x; i < i1; i += THREADS) acc += (double)g[i] * g[i];
-  sh[threadIdx.x] = acc;
-  __syncthreads();
-  for (int half = THREADS / 2; half > 0; half /= 2) {
-    if ((int)threadIdx.x < half) sh[threadIdx.x] += sh[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+  double t = block_sum(acc, sh);
+  if (threadIdx.x == 0) part[blockIdx.x] = t;
 }
 
 // As ef_grad_global_norm and ef_grad_clip: the multiplier is clip / (norm + 1e-6) in f32 when
-// that is below 1, else 1; times unscale.
-__global__ void k_norm_final(ef_step_values *v, float *gmul, const double *part) {
-  double total = 0;
-  for (int k = 0; k < EF_K_NORM_CHUNKS; k++) total += part[k];
+// that is below 1, else 1; times unscale. One block adds the chunks in a fixed order.
+__global__ void k_norm_final(ef_step_values *v, float *gmul, const double *part, ef_step_values *results) {
+  __shared__ double sh[THREADS];
+  double total = block_sum_of(part, EF_K_NORM_CHUNKS, sh);
+  if (threadIdx.x) return;
   double norm = sqrt(total) * v->unscale;
   v->norm = norm;
   v->skip = isfinite(norm) ? 0 : 1;
   double coef = v->clip > 0 ? v->clip / (norm + 1e-6) : 1.0;
   *gmul = coef < 1 ? (float)(v->unscale * coef) : (float)v->unscale;
+  results[v->slot] = *v;
 }
 
 // Block b works on EF_UPDATE_CHUNK elements of the segment whose blocks hold b (a binary search
@@ -101,9 +98,14 @@ unsigned blocks_for(int64_t n) {
 
 } // namespace
 
-void ef_k_grad_norm(ef_step_values *v, float *gmul, const float *grad, int64_t n, double *part, cudaStream_t s) {
+void ef_k_set_values(ef_step_values *v, ef_step_values value, cudaStream_t s) {
+  for_each(1, s, [=] __device__(int64_t) { *v = value; });
+}
+
+void ef_k_grad_norm(ef_step_values *v, float *gmul, const float *grad, int64_t n, double *part, ef_step_values *results,
+                    cudaStream_t s) {
   k_sumsq_partial<<<EF_K_NORM_CHUNKS, THREADS, 0, s>>>(grad, n, part);
-  k_norm_final<<<1, 1, 0, s>>>(v, gmul, part);
+  k_norm_final<<<1, THREADS, 0, s>>>(v, gmul, part, results);
 }
 
 void ef_k_update(const ef_update_pass *u, const ef_step_values *v, const float *gmul, cudaStream_t s) {

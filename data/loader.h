@@ -27,7 +27,7 @@ typedef struct {
   int rank, world;           // this process's shard  [0, 1]
   int threads;               // worker threads; 0 transforms on the caller's thread
   int prefetch;              // batches in the ring (1 ... 1024; 0: twice the threads, at least 2)
-  // Batch memory (both or neither): pinned host memory under CUDA; NULL: 64-byte aligned malloc.
+  // Batch memory (both or neither): pinned host memory under CUDA; NULL: 256-byte aligned malloc.
   void *(*alloc)(size_t bytes);
   void (*free)(void *p);
 } ef_loader_config;

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 build="build-gpu"
 bundle=".gpu-bundle"
 limit_mib=60
-wanted=(effnet test_cuda_ops test_cuda_update test_cuda_train test_nccl)
+wanted=(effnet test_cuda_smoke test_cuda_ops test_cuda_update test_cuda_train test_nccl)
 from_gpu_machine='^(libcuda|libcudart|libcudnn|libcublas|libnccl|libnvidia|libnvrtc|libnvJitLink)'
 glibc='^(ld-linux|libc|libm|libmvec|libdl|librt|libpthread|libresolv|libutil)\.so'
 

@@ -57,12 +57,12 @@ static int64_t spec_numel(const in_spec *s) {
   return n;
 }
 
-// The values of a case's input i: Philox (99, stream i) uniforms in [lo, hi), pushed out of
+// The values of a case's input i: Philox (seed, stream i) uniforms in [lo, hi), pushed out of
 // (k - avoid, k + avoid) for the kinks k = 0 and 6 of ReLU/ReLU6; labels as int32 bits. dval
 // (may be NULL) gets the same values in double.
-static void op_case_input(const in_spec *s, int i, float *val, double *dval) {
+static inline void op_case_input_seeded(const in_spec *s, int i, uint64_t seed, float *val, double *dval) {
   int64_t n = spec_numel(s);
-  test_fill_uniform(val, n, 99, (uint32_t)i, s->lo, s->hi);
+  test_fill_uniform(val, n, seed, (uint32_t)i, s->lo, s->hi);
   for (int64_t j = 0; j < n; j++) {
     float v = val[j];
     if (s->avoid > 0)
@@ -77,6 +77,11 @@ static void op_case_input(const in_spec *s, int i, float *val, double *dval) {
       if (dval) dval[j] = v;
     }
   }
+}
+
+// The inputs every op test uses: seed 99.
+static inline void op_case_input(const in_spec *s, int i, float *val, double *dval) {
+  op_case_input_seeded(s, i, 99, val, dval);
 }
 
 // ---- float64 references --------------------------------------------------------------------

@@ -235,6 +235,60 @@ static void test_autograd_structure(void) {
   ef_backend_free(be);
 }
 
+// ---- alignment ----------------------------------------------------------------------------------
+
+// Every store entry starts on 256 bytes except a 1-D entry packed after an equal one (a batch
+// norm's pair, which stays one (2,C) leaf); every planned buffer starts on 256 bytes too, with and
+// without poison's red zones, and so do the backend's addresses.
+static void test_alignment(void) {
+  ef_backend *be = ef_cpu_backend_new(1);
+  ef_store *s = ef_store_new();
+  int conv = ef_store_add(s, "conv", true, true, 4, (int64_t[]){5, 3, 3, 1}, (ef_init){0});
+  int gamma = ef_store_add(s, "bn.weight", true, false, 1, (int64_t[]){5}, (ef_init){0});
+  int beta = ef_store_add(s, "bn.bias", true, false, 1, (int64_t[]){5}, (ef_init){0});
+  int mean = ef_store_add(s, "bn.running_mean", false, false, 1, (int64_t[]){5}, (ef_init){0});
+  int var = ef_store_add(s, "bn.running_var", false, false, 1, (int64_t[]){5}, (ef_init){0});
+  int conv2 = ef_store_add(s, "conv2", true, true, 4, (int64_t[]){5, 3, 3, 1}, (ef_init){0});
+  int bias = ef_store_add(s, "other.bias", true, false, 1, (int64_t[]){7}, (ef_init){0});
+  const ef_store_entry *e = s->entries;
+  CHECK(e[conv].offset == 0 && e[gamma].offset == EF_STORE_ALIGN && e[beta].offset == EF_STORE_ALIGN + 5 &&
+            e[conv2].offset == 2 * EF_STORE_ALIGN && e[bias].offset == 3 * EF_STORE_ALIGN,
+        "trainable offsets %zu %zu %zu %zu %zu", e[conv].offset, e[gamma].offset, e[beta].offset, e[conv2].offset,
+        e[bias].offset);
+  CHECK(e[mean].offset == 0 && e[var].offset == 5, "state offsets %zu %zu", e[mean].offset, e[var].offset);
+  CHECK(s->numel[0] == 3 * EF_STORE_ALIGN + 7 && ef_store_count(s, true) == 45 + 10 + 45 + 7 &&
+            ef_store_count(s, false) == 10,
+        "arena %zu, %zu parameters, %zu state", s->numel[0], ef_store_count(s, true), ef_store_count(s, false));
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  for (int poison = 0; poison < 2; poison++) {
+    ef_graph *g = ef_graph_new(s, 1);
+    ef_tensor *x = ef_input(g, "x", EF_F32, 4, (int64_t[]){2, 5, 3, 5});
+    ef_tensor *y = ef_conv2d(g, x, ef_param(g, conv, 1, NULL), NULL, 1, 1, 5, EF_PAD_SYMMETRIC);
+    y = ef_bn(g, y, ef_bn_stats(g, y), ef_param(g, gamma, 2, NULL), 1e-3f, EF_ACT_SWISH, true);
+    y = ef_conv2d(g, y, ef_param(g, conv2, 1, NULL), NULL, 2, 1, 5, EF_PAD_SAME);
+    ef_graph_keep(g, ef_add(g, y, y));
+    ef_plan *p;
+    CHECK(ef_plan_new(&p, g, be, &(ef_plan_opts){.poison = poison}) == EF_OK, "%s", ef_last_error());
+    CHECK((uintptr_t)p->arena % EF_PLAN_ALIGN == 0, "arena at %p", p->arena);
+    for (int i = 0; i < p->n; i++) // activations and parameters alike
+      CHECK((uintptr_t)p->sched[i]->data % 256 == 0, "poison %d: '%s' at %p", poison, p->sched[i]->name,
+            p->sched[i]->data);
+    for (int k = 0; k < p->n_bufs; k++)
+      CHECK(p->bufs[k].offset % EF_PLAN_ALIGN == 0 && p->bufs[k].bytes % EF_PLAN_ALIGN == 0 &&
+                p->bufs[k].bytes >= ef_nbytes(p->bufs[k].t) + (poison ? EF_PLAN_RED_ZONE : 0),
+            "poison %d: buffer of '%s' at %zu, %zu bytes", poison, p->bufs[k].t->name, p->bufs[k].offset,
+            p->bufs[k].bytes);
+    ef_plan_free(p);
+    ef_graph_free(g);
+  }
+  for (int i = 0; i < s->n; i++)
+    CHECK((uintptr_t)ef_store_data(s, i, s->entries[i].trainable ? EF_ARENA_PARAM : EF_ARENA_STATE) % 256 == 0 ||
+              i == beta || i == var,
+          "'%s' is not on 256 bytes", s->entries[i].name);
+  ef_store_free(s);
+  ef_backend_free(be);
+}
+
 // ---- errors -------------------------------------------------------------------------------------
 
 static void test_plan_errors(void) {
@@ -354,6 +408,7 @@ int main(void) {
   RUN(test_expf);
   RUN(test_planner_random_graphs);
   RUN(test_autograd_structure);
+  RUN(test_alignment);
   RUN(test_plan_errors);
   RUN(test_graph_capture_and_replay);
   return test_exit_code();

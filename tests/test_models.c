@@ -33,7 +33,7 @@ static void release(ef_model_graph *m, ef_store *s) {
 static void count(const ef_effnet_config *cfg, int64_t *params, int64_t *macs, size_t *store_params) {
   ef_model_graph m;
   ef_store *s = build(&m, cfg, 1, 0, false, EF_F32);
-  *params = m.params, *macs = m.macs, *store_params = s->numel[0];
+  *params = m.params, *macs = m.macs, *store_params = ef_store_count(s, true);
   release(&m, s);
 }
 

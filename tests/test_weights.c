@@ -205,8 +205,12 @@ static void test_sets_and_attrs(void) {
   size_t np = a->numel[0], ns = a->numel[1];
   float *ema_p = malloc(np * sizeof(float)), *ema_s = malloc(ns * sizeof(float)), *mom = malloc(np * sizeof(float));
   float *ema_p2 = calloc(np, sizeof(float)), *ema_s2 = calloc(ns, sizeof(float)), *mom2 = calloc(np, sizeof(float));
-  for (size_t i = 0; i < np; i++) ema_p[i] = (float)i * 1e-6f, mom[i] = -(float)i * 1e-7f;
-  for (size_t i = 0; i < ns; i++) ema_s[i] = 2.0f + (float)i;
+  memset(ema_p, 0, np * sizeof(float)), memset(mom, 0, np * sizeof(float)), memset(ema_s, 0, ns * sizeof(float));
+  for (int e = 0; e < a->n; e++) // the entries' elements; the alignment padding between them is no one's
+    for (size_t j = 0, i = a->entries[e].offset; j < a->entries[e].numel; j++, i++) {
+      if (a->entries[e].trainable) ema_p[i] = (float)i * 1e-6f, mom[i] = -(float)i * 1e-7f;
+      else ema_s[i] = 2.0f + (float)i;
+    }
   ef_tensor_set sets[] = {{"model", NULL, NULL}, {"ema", ema_p, ema_s}, {"optimizer/momentum", mom, NULL}};
   char config[] = "{\"optimizer\": \"rmsprop\"}", back_config[64], small[8];
   ef_attr attrs[3] = {{.name = "step", .kind = EF_ATTR_INT, .i = 1234567890123LL},

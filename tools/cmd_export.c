@@ -131,7 +131,7 @@ int ef_cmd_export(int argc, char **argv) {
     fprintf(stderr, "effnet export: writing %s failed (see above)\n", paths[1]);
   } else {
     printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg->name, o.ema ? "ema" : "model",
-           store->numel[0], paths[0], paths[1], o.to);
+           ef_store_count(store, true), paths[0], paths[1], o.to);
     print_loading(o.to, paths[0], paths[1], cfg, w.headless);
     rc = 0;
   }

@@ -158,7 +158,7 @@ int ef_cmd_import(int argc, char **argv) {
       ef_transform_describe(&d->eval, tdesc, sizeof tdesc);
       printf("effnet import: %s %s (%zu parameters, %d tensors) from %s to %s; padding %s, BN eps %g momentum %g; "
              "mean %s, std %s%s\n  evaluation: %s; %s\n",
-             source, cfg.name, store->numel[0], store->n, paths[0], paths[1], cfg.padding == EF_PAD_SAME ? "same" : "symmetric",
+             source, cfg.name, ef_store_count(store, true), store->n, paths[0], paths[1], cfg.padding == EF_PAD_SAME ? "same" : "symmetric",
              cfg.bn_eps, cfg.bn_momentum, mean, std, headless ? "; no classifier: initialized (seed 0)" : "", tdesc,
              d->class_names[0] ? "class names recorded" : "no class names (predict prints class numbers)");
       rc = 0;

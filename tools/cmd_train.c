@@ -53,7 +53,7 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
   ef_transform_describe(&t->train_tf, tdesc, sizeof tdesc);
   ef_transform_describe(&m->eval, edesc, sizeof edesc);
   printf("effnet train: model %s (%zu parameters), data %s (%lld train / %lld test images, %d classes)\n",
-         strcmp(m->arch, "tiny") ? m->cfg.name : "tiny", t->store->numel[0], c->data, (long long)t->train.n,
+         strcmp(m->arch, "tiny") ? m->cfg.name : "tiny", ef_store_count(t->store, true), c->data, (long long)t->train.n,
          (long long)t->test.n, t->train.num_classes);
   ef_flags_echo(f, stdout);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, c->loader_threads);
@@ -74,7 +74,7 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
   }
   if (c->freeze || strcmp(c->bn, "train") || c->backbone_lr != 1)
     printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n", c->freeze ? c->freeze : "nothing",
-           t->frozen, t->store->numel[0], c->bn, c->backbone_lr);
+           t->frozen, ef_store_count(t->store, true), c->bn, c->backbone_lr);
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", t->out, (double)t->tr.plan->arena_bytes / 1048576.0);
   if (t->resuming)
     printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", c->resume, (long long)t->info.epoch + 1,

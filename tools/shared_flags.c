@@ -40,10 +40,13 @@ const ef_flag ef_device_flags[EF_DEVICE_FLAGS] = {
      "f32; on CUDA also tf32 (f32 through tensor cores), bf16 or f16\n(16-bit activations, f32 weights, statistics and "
      "loss; f16 scales\nthe loss dynamically)", true},
     {ROW(EF_FLAG_LONG, "--threads", threads), 0, 4096, NULL, "N", "CPU threads (0: one per core)", true},
+    {ROW(EF_FLAG_STR, "--algo-cache", algo_cache), 0, 0, NULL, "FILE",
+     "CUDA: the file of cuDNN's (and effnet's) algorithm choices, timed once\nper shape and read by later processes; off: "
+     "none  [$EFFNET_ALGO_CACHE, else\na training run's <out>/cuda-algos.tsv, else ~/.cache/effnet]", true},
 };
 
 int ef_device_args_open(ef_device *d, const char *cmd, const ef_device_spec *s) {
-  ef_status st = ef_device_open(d, s);
+  ef_status st = ef_device_open(d, s, NULL);
   return st == EF_OK ? 0 : ef_report(cmd, st == EF_ERR_INVALID ? 2 : 1);
 }
 

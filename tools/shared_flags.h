@@ -17,7 +17,7 @@ extern const ef_flag ef_model_flags[EF_MODEL_FLAGS];
 // printing "effnet <cmd>: ...".
 int ef_model_args_config(const char *cmd, const ef_effnet_spec *s, ef_effnet_config *out);
 
-enum { EF_DEVICE_FLAGS = 4 };
+enum { EF_DEVICE_FLAGS = 5 };
 // Bind with ef_flags_add(f, ef_device_flags, EF_DEVICE_FLAGS, &device_spec); its first row is a section.
 extern const ef_flag ef_device_flags[EF_DEVICE_FLAGS];
 // The device: 0, or 2 (bad flags) or 1 (it cannot start) after printing "effnet <cmd>: ...".

@@ -28,7 +28,7 @@ struct ef_net {
 
 ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
   ef_net_options o = options ? *options : (ef_net_options){0};
-  ef_device_spec spec = {o.device ? o.device : "cpu", o.precision ? o.precision : "f32", o.threads};
+  ef_device_spec spec = {o.device ? o.device : "cpu", o.precision ? o.precision : "f32", o.threads, NULL};
   if (o.batch < 0 || o.image_size < 0 || o.image_size > 4096 || !(o.crop_pct >= 0 && o.crop_pct <= 1) ||
       (o.interpolation && strcmp(o.interpolation, "bilinear") && strcmp(o.interpolation, "bicubic"))) {
     EF_ERROR(EF_ERR_INVALID, "ef_net_open: batch %d, image size %d, crop %g, interpolation %s: give a batch >= 1 (0: 1), "
@@ -37,7 +37,7 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
     return NULL;
   }
   ef_net *n = ef_xcalloc(1, sizeof *n);
-  if (ef_device_open(&n->dev, &spec) != EF_OK) {
+  if (ef_device_open(&n->dev, &spec, NULL) != EF_OK) {
     free(n);
     return NULL;
   }

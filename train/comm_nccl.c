@@ -1,7 +1,8 @@
-// The NCCL communicator on a GPU (see comm.h): every collective on one stream of its own, in the
+// The NCCL communicator on a GPU (see comm.h): device collectives on one stream of its own, in the
 // order the host issues them (the same on every rank), ordered after the backend's stream by an
-// event and before what is queued there after it by another; host buffers copied through pinned
-// and device staging; every wait polled against NCCL's asynchronous errors and a timeout.
+// event and before what is queued there after it by another; host buffers (the per-step scalars)
+// on a communicator and stream of their own, never in a captured graph (docs/distributed.md has
+// the rule); every wait polled against NCCL's asynchronous errors and a timeout.
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdio.h>
@@ -15,9 +16,12 @@
 
 typedef struct { // shared by the job's communicator and its groups (split)
   cudaStream_t compute;          // the backend's stream
-  cudaStream_t stream;           // every collective's
+  cudaStream_t stream;           // every device collective's
   cudaEvent_t ready, done, fence;
-  void *host_stage, *dev_stage;  // host buffers go through these (pinned, device)
+  ncclComm_t scalars;            // host buffers' collectives: the job's ranks, never captured ...
+  cudaStream_t scalar_stream;    // ... on a stream not ordered after the backend's,
+  cudaEvent_t scalar_done;
+  void *host_stage, *dev_stage;  // through these (pinned, device)
   size_t stage_bytes;
   double timeout;
   ef_comm *host;                 // what the job was launched with (MPI, or "launched"): its abort
@@ -130,35 +134,57 @@ static void stage_reserve(nccl_shared *sh, size_t bytes) {
   sh->stage_bytes = bytes;
 }
 
-// The device buffer a collective works on: buf itself, or buf's bytes copied up to the stage.
-static void *stage_in(nccl_shared *sh, void *buf, size_t bytes, bool device) {
-  if (device) return buf;
-  EF_ASSERT(!capturing(sh), "a collective on host memory while a device graph is being recorded");
-  stage_reserve(sh, bytes);
-  memcpy(sh->host_stage, buf, bytes);
-  EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->dev_stage, sh->host_stage, bytes, cudaMemcpyHostToDevice, sh->stream));
-  return sh->dev_stage;
+// Collectives outside a captured graph on a communicator the graph uses wait until the GPU has
+// done what was queued (the graph included): NCCL's graph mixing support is off (see
+// ef_comm_nccl_new), and without it such a collective must not start while a graph using the same
+// communicator is outstanding.
+static void wait_gpu(nccl_shared *sh, const char *what) {
+  EF_NCCL_CUDA(sh, cudaEventRecord(sh->fence, sh->compute));
+  wait_event(sh, sh->fence, what);
 }
 
-// After the collective: the backend's later work ordered after it; host buffers waited for and
-// copied back (device ones are waited for by ef_comm.sync, and can be recorded in a graph).
-static void finish(nccl_shared *sh, void *buf, size_t bytes, bool device, const char *what) {
-  if (!device) EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->host_stage, sh->dev_stage, bytes, cudaMemcpyDeviceToHost, sh->stream));
-  end(sh);
-  if (device) return;
-  wait_event(sh, sh->done, what);
-  memcpy(buf, sh->host_stage, bytes);
+static void settle(nccl_shared *sh) {
+  if (!capturing(sh)) wait_gpu(sh, "the GPU's work before a collective outside the step's graph");
+}
+
+// A host buffer's collective (fn on the scalars communicator, in place on the staged copy),
+// waited for and copied back: the per-step scalars, which depend on nothing the GPU computes.
+typedef struct {
+  void *buf;
+  size_t count;
+  ef_comm_dtype dtype;
+  ef_comm_op op;
+  int root;         // broadcast: the root; all-reduce: -1
+} host_call;
+
+static void host_collective(nccl_shared *sh, const host_call *h, const char *what) {
+  EF_ASSERT(!capturing(sh), "a collective on host memory while a device graph is being recorded");
+  size_t bytes = h->root >= 0 ? h->count : h->count * size_of(h->dtype);
+  stage_reserve(sh, bytes);
+  memcpy(sh->host_stage, h->buf, bytes);
+  cudaStream_t s = sh->scalar_stream;
+  EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->dev_stage, sh->host_stage, bytes, cudaMemcpyHostToDevice, s));
+  if (h->root >= 0) EF_NCCL(sh, ncclBroadcast(sh->dev_stage, sh->dev_stage, bytes, ncclUint8, h->root, sh->scalars, s));
+  else
+    EF_NCCL(sh, ncclAllReduce(sh->dev_stage, sh->dev_stage, h->count, type_of(h->dtype), op_of(h->op), sh->scalars, s));
+  EF_NCCL_CUDA(sh, cudaMemcpyAsync(sh->host_stage, sh->dev_stage, bytes, cudaMemcpyDeviceToHost, s));
+  EF_NCCL_CUDA(sh, cudaEventRecord(sh->scalar_done, s));
+  wait_event(sh, sh->scalar_done, what);
+  memcpy(h->buf, sh->host_stage, bytes);
 }
 
 static void nccl_allreduce(ef_comm *c, void *buf, size_t count, ef_comm_dtype dtype, ef_comm_op op) {
   nccl_impl *m = impl_of(c);
   nccl_shared *sh = m->sh;
-  size_t bytes = count * size_of(dtype);
-  bool device = on_device(sh, buf);
+  if (!on_device(sh, buf)) {
+    EF_ASSERT(m->job, "a host all-reduce on a group of ranks: groups take device buffers");
+    host_collective(sh, &(host_call){buf, count, dtype, op, -1}, "an all-reduce");
+    return;
+  }
+  settle(sh);
   begin(sh);
-  void *d = stage_in(sh, buf, bytes, device);
-  EF_NCCL(sh, ncclAllReduce(d, d, count, type_of(dtype), op_of(op), m->comm, sh->stream));
-  finish(sh, buf, bytes, device, "an all-reduce");
+  EF_NCCL(sh, ncclAllReduce(buf, buf, count, type_of(dtype), op_of(op), m->comm, sh->stream));
+  end(sh);
 }
 
 // Device buffers only (the gradient buckets): queued; wait orders the backend's stream after it.
@@ -181,11 +207,15 @@ static void nccl_wait(ef_comm *c, ef_comm_request *r) {
 static void nccl_broadcast(ef_comm *c, void *buf, size_t bytes, int root) {
   nccl_impl *m = impl_of(c);
   nccl_shared *sh = m->sh;
-  bool device = on_device(sh, buf);
+  if (!on_device(sh, buf)) {
+    EF_ASSERT(m->job, "a host broadcast on a group of ranks: groups take device buffers");
+    host_collective(sh, &(host_call){buf, bytes, EF_COMM_F32, EF_COMM_SUM, root}, "a broadcast");
+    return;
+  }
+  settle(sh);
   begin(sh);
-  void *d = stage_in(sh, buf, bytes, device);
-  EF_NCCL(sh, ncclBroadcast(d, d, bytes, ncclUint8, root, m->comm, sh->stream));
-  finish(sh, buf, bytes, device, "a broadcast");
+  EF_NCCL(sh, ncclBroadcast(buf, buf, bytes, ncclUint8, root, m->comm, sh->stream));
+  end(sh);
 }
 
 static void nccl_barrier(ef_comm *c) {
@@ -193,11 +223,7 @@ static void nccl_barrier(ef_comm *c) {
   nccl_allreduce(c, &one, 1, EF_COMM_F32, EF_COMM_SUM);
 }
 
-static void nccl_sync(ef_comm *c) {
-  nccl_shared *sh = impl_of(c)->sh;
-  EF_NCCL_CUDA(sh, cudaEventRecord(sh->fence, sh->compute));
-  wait_event(sh, sh->fence, "the GPU's work (a training step with its all-reduces)");
-}
+static void nccl_sync(ef_comm *c) { wait_gpu(impl_of(c)->sh, "the GPU's work (a training step with its all-reduces)"); }
 
 static void nccl_abort(ef_comm *c, int code) {
   nccl_shared *sh = impl_of(c)->sh;
@@ -205,20 +231,32 @@ static void nccl_abort(ef_comm *c, int code) {
   ef_comm_abort(sh->host, code);
 }
 
+// Destroys one of the shared part's communicators and stops polling it.
+static void drop(nccl_shared *sh, ncclComm_t comm) {
+  EF_NCCL(sh, ncclCommDestroy(comm));
+  for (int i = 0; i < sh->n_comms; i++)
+    if (sh->comms[i] == comm) sh->comms[i] = sh->comms[--sh->n_comms];
+}
+
+// The shared part's streams, events and staging (those made so far).
+static void release_cuda(nccl_shared *sh) {
+  cudaEvent_t *events[] = {&sh->ready, &sh->done, &sh->fence, &sh->scalar_done};
+  for (int i = 0; i < 4; i++)
+    if (*events[i]) EF_NCCL_CUDA(sh, cudaEventDestroy(*events[i]));
+  if (sh->stream) EF_NCCL_CUDA(sh, cudaStreamDestroy(sh->stream));
+  if (sh->scalar_stream) EF_NCCL_CUDA(sh, cudaStreamDestroy(sh->scalar_stream));
+  if (sh->host_stage) EF_NCCL_CUDA(sh, cudaFreeHost(sh->host_stage));
+  if (sh->dev_stage) EF_NCCL_CUDA(sh, cudaFree(sh->dev_stage));
+}
+
 static void nccl_free(ef_comm *c) {
   nccl_impl *m = impl_of(c);
   nccl_shared *sh = m->sh;
-  EF_NCCL(sh, ncclCommDestroy(m->comm));
-  for (int i = 0; i < sh->n_comms; i++)
-    if (sh->comms[i] == m->comm) sh->comms[i] = sh->comms[--sh->n_comms];
+  drop(sh, m->comm);
   if (m->job) {
+    drop(sh, sh->scalars);
     EF_ASSERT(sh->n_comms == 0, "the NCCL communicator freed before its groups");
-    EF_NCCL_CUDA(sh, cudaEventDestroy(sh->ready));
-    EF_NCCL_CUDA(sh, cudaEventDestroy(sh->done));
-    EF_NCCL_CUDA(sh, cudaEventDestroy(sh->fence));
-    EF_NCCL_CUDA(sh, cudaStreamDestroy(sh->stream));
-    if (sh->host_stage) EF_NCCL_CUDA(sh, cudaFreeHost(sh->host_stage));
-    if (sh->dev_stage) EF_NCCL_CUDA(sh, cudaFree(sh->dev_stage));
+    release_cuda(sh);
     ef_comm_free(sh->host);
     free(sh);
   }
@@ -263,7 +301,15 @@ static bool from_hex(const char *hex, unsigned char *b, size_t n) {
   return true;
 }
 
+// NCCL's graph mixing support lets a communicator's captured and uncaptured collectives be
+// outstanding together; NCCL documents that its mechanism has hung CUDA launches when graphs of
+// several communicators are launched from one thread, and the step's graph holds the gradient
+// buckets' and SyncBN's. effnet never needs it (docs/distributed.md): it is off unless the user
+// set it. Read by NCCL when it starts, so set before any NCCL call.
+static void nccl_environment(void) { setenv("NCCL_GRAPH_MIXING_SUPPORT", "0", 0); }
+
 ef_status ef_nccl_unique_id(char *hex, size_t len) {
+  nccl_environment();
   ncclUniqueId id;
   EF_ASSERT(len >= 2 * sizeof id.internal + 1, "room for %zu hex digits", 2 * sizeof id.internal);
   ncclResult_t rc = ncclGetUniqueId(&id);
@@ -275,6 +321,7 @@ ef_status ef_nccl_unique_id(char *hex, size_t len) {
 }
 
 ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
+  nccl_environment();
   ef_comm *host = *c;
   bool launched = !strcmp(host->name, "launched");
   EF_ASSERT(launched || (host->world > 1 && host->broadcast), "NCCL over a '%s' communicator of %d", host->name, host->world);
@@ -292,21 +339,30 @@ ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
   nccl_shared *sh = ef_xcalloc(1, sizeof *sh);
   *sh = (nccl_shared){.compute = ef_cuda_stream(be), .timeout = timeout_s, .host = host};
   cudaError_t ce = cudaStreamCreateWithFlags(&sh->stream, cudaStreamNonBlocking);
-  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&sh->ready, cudaEventDisableTiming);
-  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&sh->done, cudaEventDisableTiming);
-  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&sh->fence, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&sh->scalar_stream, cudaStreamNonBlocking);
+  cudaEvent_t *events[] = {&sh->ready, &sh->done, &sh->fence, &sh->scalar_done};
+  for (int i = 0; i < 4 && ce == cudaSuccess; i++) ce = cudaEventCreateWithFlags(events[i], cudaEventDisableTiming);
   if (ce != cudaSuccess) {
+    release_cuda(sh);
     free(sh);
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "cannot create the NCCL communicator's stream and events: %s", cudaGetErrorString(ce));
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "cannot create the NCCL communicator's streams and events: %s",
+                    cudaGetErrorString(ce));
   }
-  ncclComm_t comm;
+  // The job's communicator, and the scalars' (the same ranks, resources of its own).
+  ncclComm_t comm = NULL;
   ncclResult_t rc = ncclCommInitRank(&comm, host->world, id, host->rank);
+  const char *call = "ncclCommInitRank";
+  if (rc == ncclSuccess) rc = ncclCommSplit(comm, 0, host->rank, &sh->scalars, NULL), call = "ncclCommSplit";
   if (rc != ncclSuccess) {
-    cudaEventDestroy(sh->ready), cudaEventDestroy(sh->done), cudaEventDestroy(sh->fence), cudaStreamDestroy(sh->stream);
+    char what[512];
+    snprintf(what, sizeof what, "%s (rank %d of %d) failed: %s (%s); NCCL_DEBUG=INFO shows how far it got", call,
+             host->rank, host->world, ncclGetErrorString(rc), ncclGetLastError(comm));
+    if (comm) EF_NCCL(sh, ncclCommDestroy(comm));
+    release_cuda(sh);
     free(sh);
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "ncclCommInitRank (rank %d of %d) failed: %s (%s); NCCL_DEBUG=INFO shows how far it "
-                    "got", host->rank, host->world, ncclGetErrorString(rc), ncclGetLastError(NULL));
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "%s", what);
   }
+  sh->comms[sh->n_comms++] = sh->scalars; // polled for asynchronous errors with the others
   ef_comm *n = wrap(sh, comm, true, host->rank, host->world);
   n->split = nccl_split;
   stage_reserve(sh, 64 << 10); // growing it later would synchronize the device (cudaFree)

@@ -33,9 +33,15 @@ ef_status ef_device_parse(ef_device *d, const ef_device_spec *s) {
   return EF_ERROR(EF_ERR_INVALID, "--device must be cpu, cuda or cuda:N, not '%s'", device);
 }
 
-ef_status ef_device_open(ef_device *d, const ef_device_spec *s) {
+const char *ef_device_algo_cache(const char *flag, const char *run_file) {
+  const char *env = getenv("EFFNET_ALGO_CACHE");
+  return flag ? flag : env && *env ? env : run_file;
+}
+
+ef_status ef_device_open(ef_device *d, const ef_device_spec *s, const char *run_file) {
   EF_TRY(ef_device_parse(d, s));
-  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index, .allow_tf32 = !strcmp(s->precision, "tf32")})
+  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index, .allow_tf32 = !strcmp(s->precision, "tf32"),
+                                                        .algo_cache = ef_device_algo_cache(s->algo_cache, run_file)})
                   : ef_cpu_backend_new((int)s->threads);
   if (!d->be) return EF_ERROR(EF_ERR_UNSUPPORTED, "cannot start device %s: %s", s->device, ef_last_error());
   return EF_OK;

@@ -138,8 +138,10 @@ static ef_status open_device(ef_trainer *t) {
     int visible = ef_cuda_device_count(why, sizeof why);
     snprintf(device, sizeof device, "cuda:%d", visible > 0 ? comm->local_rank % visible : 0);
   }
-  ef_device_spec spec = {device, c->dev.precision, c->dev.threads};
-  ef_status st = ef_device_open(&t->dev, &spec);
+  ef_device_spec spec = {device, c->dev.precision, c->dev.threads, c->dev.algo_cache};
+  char algos[4200]; // the run's own algorithm choices, shared by its ranks and its resumes
+  snprintf(algos, sizeof algos, "%s/cuda-algos.tsv", t->out);
+  ef_status st = ef_device_open(&t->dev, &spec, algos);
   return st == EF_ERR_INVALID ? usage_error(t, st) : st;
 }
 

@@ -49,14 +49,20 @@ void ef_device_update_free(ef_device_update *d) {
   *d = (ef_device_update){0};
 }
 
-void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
-                             double unscale) {
-  ef_step_values *v = d->be->arena->values;
-  v->lr = lr;
-  v->adam_t = (double)(o->step + 1);
-  v->ema_decay = ema ? ef_ema_decay_now(ema) : 0;
-  v->clip = clip;
-  v->unscale = unscale;
+uint32_t ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
+                                 double unscale) {
+  uint32_t pending = d->queued - d->finished;
+  EF_ASSERT(pending < 2, "a third step queued before the first one's results were read");
+  ef_ema ahead;
+  if (ema) ahead = *ema, ahead.updates += pending;
+  d->values = (ef_step_values){.lr = lr,
+                               .adam_t = (double)(o->step + 1 + pending),
+                               .ema_decay = ema ? ef_ema_decay_now(&ahead) : 0,
+                               .clip = clip,
+                               .unscale = unscale,
+                               .slot = (int32_t)(d->queued & 1)};
+  d->be->arena->set_values(d->be, &d->values);
+  return d->queued++;
 }
 
 void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema) {
@@ -94,7 +100,14 @@ void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_grad_sync
 }
 
 bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm) {
-  const ef_step_values *v = d->be->arena->values;
+  return ef_device_update_finish_at(d, o, ema, d->queued - 1, norm);
+}
+
+bool ef_device_update_finish_at(ef_device_update *d, ef_optim *o, ef_ema *ema, uint32_t seq, double *norm) {
+  EF_ASSERT(seq == d->finished && seq != d->queued, "step %u finished out of order (next: %u, queued: %u)", seq,
+            d->finished, d->queued);
+  d->finished++;
+  const ef_step_values *v = d->be->arena->result(d->be, (int)(seq & 1));
   *norm = v->norm;
   if (v->skip) return false;
   o->step++;

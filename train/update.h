@@ -17,6 +17,8 @@ typedef struct {
   ef_backend *be;
   ef_update_pass pass;
   ef_update_segment *segments; // device memory: the trainable entries that are not frozen
+  ef_step_values values;       // the latest step's, as queued
+  uint32_t queued, finished;   // steps whose values were queued, and whose results were read
 } ef_device_update;
 
 // The optimizer's segments of the store into seg (s->n at most): its trainable entries that are
@@ -27,10 +29,13 @@ int ef_update_segments(const ef_optim *o, const ef_store *s, ef_update_segment *
 ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef_store *s);
 void ef_device_update_free(ef_device_update *d);
 
-// This step's values: the learning rate, the optimizer's and EMA's next counters (ema NULL:
-// none), the clipping norm (0: none) and the gradients' multiplier (1 / the loss scale).
-void ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
-                             double unscale);
+// Queues the next step's values: the learning rate, the optimizer's and EMA's next counters (ema
+// NULL: none), the clipping norm (0: none) and the gradients' multiplier (1 / the loss scale).
+// Returns the step's number for ef_device_update_finish_at. At most two steps may be queued and not
+// finished (their results take turns in two slots); the counters count those two as applied (a step
+// skipped for a non-finite norm is known one step late).
+uint32_t ef_device_update_values(ef_device_update *d, const ef_optim *o, const ef_ema *ema, double lr, double clip,
+                                 double unscale);
 // Queues the norm, the optimizer pass and the EMA's update (capturable; no synchronization).
 // Unlike ef_grad_clip on the host, clipping scales the gradients inside the update: the gradient
 // arena keeps the unclipped values.
@@ -42,8 +47,10 @@ void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema
 // op by op. Set the step's values first (ef_device_update_values).
 void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_grad_sync *gs, ef_device_update *u,
                           const ef_ema *ema, const ef_run_ctx *ctx);
-// Once the step has finished (the caller synchronized): the norm of the unscaled gradients; true
-// when it was finite and the update applied, and then the optimizer's and EMA's counters advance.
+// Once step `seq` has finished (the caller waited for it), in order: the norm of its unscaled
+// gradients; true when it was finite and the update applied, and then the optimizer's and EMA's
+// counters advance. ef_device_update_finish: the same for the latest step queued.
+bool ef_device_update_finish_at(ef_device_update *d, ef_optim *o, ef_ema *ema, uint32_t seq, double *norm);
 bool ef_device_update_finish(ef_device_update *d, ef_optim *o, ef_ema *ema, double *norm);
 
 #endif

@@ -2,7 +2,8 @@
 // whole path; this names the call that fails): host and device all-reduces (sum, average,
 // maximum; f32 and f64), broadcasts, a group from split, the barrier and sync, and a bucket
 // all-reduced between two kernels while the backend records a CUDA graph, replayed with the
-// kernels' results intact. With one rank every collective must leave the values as they are.
+// kernels' results intact, a host all-reduce (the per-step scalars' communicator) issued while
+// the replay is outstanding. With one rank every collective must leave the values as they are.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,9 @@ static void test_captured_bucket(void) {
   for (int run = 0; run < 4; run++) { // eager, recorded and replayed, replayed twice
     ef_run_ctx ctx = {.step = (uint32_t)run};
     ef_capture_run(&cap, gpu, &ctx, bucket_step, &a);
+    double loss = 2.5 + run; // the previous step's loss, agreed while this one runs
+    comm->allreduce(comm, &loss, 1, EF_COMM_F64, EF_COMM_SUM);
+    CHECK(loss == 2.5 + run, "run %d: a host all-reduce during the step gave %g", run, loss);
     comm->sync(comm);
     gpu->download(gpu, hx, a.x, sizeof hx);
     gpu->download(gpu, hy, a.y, sizeof hy);
