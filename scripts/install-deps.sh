@@ -11,6 +11,7 @@ packages=(
   libdnnl-dev                            # oneDNN: CPU convolutions and matrix products
   zlib1g-dev libpng-dev libjpeg-dev      # decoding: IDX.gz, PNG, JPEG (libjpeg-turbo)
   libhdf5-dev                            # checkpoints
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev # ONNX export: protoc-c, protobuf-c, onnx.proto
   libopenmpi-dev openmpi-bin             # multi-process training
   dataset-fashion-mnist                  # the built-in default dataset
   python3-numpy python3-h5py python3-pil python3-torchvision # references for parity tests
