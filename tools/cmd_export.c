@@ -2,19 +2,23 @@
 // or with --ema its /ema) as a state_dict that torchvision's or timm's efficientnet_bX loads with
 // strict=True: a .pth (torch.save) or a plain .h5, one dataset per name. The model built from the
 // file's configuration loads the tensors first, checking every one; tools/convert_weights.py
-// renames them (torchvision) and writes the result.
+// renames them (torchvision) and writes the result. `--to onnx` writes the model's inference graph
+// as an ONNX model instead (models/onnx.h).
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/cpu/cpu.h"
+#include "models/onnx.h"
 #include "models/weights.h"
+#include "train/checkpoint.h"
 #include "tools/effnet.h"
 #include "tools/flags.h"
 
 static void export_usage(FILE *f) {
   fprintf(f,
           "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n"
+          "       effnet export --to onnx [flags] IN.h5 OUT.onnx   (see effnet export --to onnx --help)\n"
           "\n"
           "Writes an effnet weights file or training checkpoint as a state_dict of torchvision's or timm's\n"
           "efficientnet_bX (strict=True loads it): OUT.pth with torch.save, or OUT.h5 with one dataset per\n"
@@ -103,14 +107,147 @@ static void print_loading(const char *to, const char *in, const char *out, const
            cfg->bn_eps, eps, cfg->bn_eps);
 }
 
+// ---- --to onnx -------------------------------------------------------------------------------
+
+static void onnx_usage(FILE *f) {
+  fprintf(f, "usage: effnet export --to onnx [flags] IN.h5 OUT.onnx\n"
+             "\n"
+             "Writes the inference graph of an effnet weights file or training checkpoint as an ONNX model (opset 17)\n"
+             "for ONNX Runtime, OpenVINO and other runtimes: input \"images\" (any batch size), output \"logits\";\n"
+             "the configuration, class names and normalization in its metadata.\n"
+             "\n"
+             "  --no-ema              a checkpoint's raw weights (default: its EMA, where it has one)\n"
+             "  --layout L            the input's layout, nchw or nhwc  [nchw]\n"
+             "  --keep-bn             BatchNormalization nodes (default: folded into the convolutions)\n"
+             "  --include-normalization R   the model takes pixels in [0, 1] (R = 0-1) or [0, 255] (R = 0-255)\n"
+             "                        and normalizes them with the file's mean and std (default: it takes\n"
+             "                        normalized images, (pixels / 255 - mean) / std)\n"
+             "  --image-size N        the input's side  [the model's: a checkpoint's training size]\n");
+}
+
+static bool wants_onnx(int argc, char **argv) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--to") && !strcmp(argv[i + 1], "onnx")) return true;
+  return false;
+}
+
+// What `in` holds: its configuration, class names (one per line, or ""), normalization, and the
+// tensor group to export (a checkpoint's /ema unless no_ema or it has none). Prints the problem and
+// returns 1, or 0.
+static int onnx_input(const char *in, bool no_ema, ef_effnet_config *cfg, char *class_names, size_t cap, float *mean,
+                      float *std, bool *norm, const char **group) {
+  char arch[16] = "";
+  ef_attr attrs[3] = {{.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true}, // checkpoints only
+                      {.name = "arch", .kind = EF_ATTR_STRING, .s = arch, .cap = sizeof arch, .optional = true},
+                      {.name = "class_names", .kind = EF_ATTR_STRING, .s = class_names, .cap = cap, .optional = true}};
+  if (ef_weights_read_attrs(in, attrs, 3) != EF_OK ||
+      (strcmp(arch, "tiny") && ef_weights_read_config(in, cfg) != EF_OK) ||
+      ef_checkpoint_read_norm(in, mean, std, norm) != EF_OK) {
+    fprintf(stderr, "effnet export: %s\n", ef_last_error());
+    return 1;
+  }
+  if (!strcmp(arch, "tiny")) {
+    fprintf(stderr, "effnet export: %s is a checkpoint of the tiny net; --to onnx exports EfficientNets\n", in);
+    return 1;
+  }
+  *group = attrs[0].found && attrs[0].i >= 0 && !no_ema ? "ema" : "model";
+  return 0;
+}
+
+static int export_onnx(int argc, char **argv) {
+  const char *to = NULL, *layout = "nchw", *normalization = NULL, *paths[2], *group;
+  int no_ema = 0, keep_bn = 0;
+  long image_size = 0;
+  const ef_flag flags[] = {{"--to", EF_FLAG_STR, &to},
+                           {"--no-ema", EF_FLAG_BOOL, &no_ema},
+                           {"--keep-bn", EF_FLAG_BOOL, &keep_bn},
+                           {"--layout", EF_FLAG_STR, &layout},
+                           {"--include-normalization", EF_FLAG_STR, &normalization},
+                           {"--image-size", EF_FLAG_LONG, &image_size, 1, 4096}};
+  int rc = ef_flags_parse("export", argc, argv, flags, 6, paths, 2, onnx_usage);
+  if (rc) return rc;
+  if (!paths[1] || !ends_with(paths[1], ".onnx")) {
+    fprintf(stderr,
+            "effnet export: --to onnx needs an input .h5 and an output .onnx (see effnet export --to onnx --help)\n");
+    return 2;
+  }
+  if (strcmp(layout, "nchw") && strcmp(layout, "nhwc")) {
+    fprintf(stderr, "effnet export: --layout must be nchw or nhwc, not '%s'\n", layout);
+    return 2;
+  }
+  if (normalization && strcmp(normalization, "0-1") && strcmp(normalization, "0-255")) {
+    fprintf(stderr, "effnet export: --include-normalization takes the pixels' range, 0-1 or 0-255, not '%s'\n",
+            normalization);
+    return 2;
+  }
+  ef_effnet_config cfg;
+  float mean[3], std[3];
+  bool norm;
+  char *class_names = ef_xcalloc(1, 65536);
+  if (onnx_input(paths[0], no_ema, &cfg, class_names, 65536, mean, std, &norm, &group)) {
+    free(class_names);
+    return 1;
+  }
+  if (normalization && !norm) {
+    fprintf(stderr, "effnet export: %s records no normalization (mean, std) to include; drop --include-normalization\n",
+            paths[0]);
+    free(class_names);
+    return 1;
+  }
+  if (image_size) cfg.resolution = (int)image_size;
+  ef_store *store = ef_store_new();
+  ef_graph *g = ef_graph_new(store, 0);
+  ef_tensor *images = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg.resolution, cfg.resolution, cfg.in_channels});
+  ef_tensor *logits = ef_effnet_build(&cfg, g, images, false, NULL, NULL);
+  ef_backend *be = ef_cpu_backend_new(1);
+  char source[4200];
+  snprintf(source, sizeof source, "%s (/%s)", paths[0], group);
+  ef_onnx_opts o = {.layout = strcmp(layout, "nhwc") ? EF_ONNX_NCHW : EF_ONNX_NHWC,
+                    .keep_bn = keep_bn,
+                    .pixel_max = !normalization                  ? 0
+                                 : !strcmp(normalization, "0-1") ? 1
+                                                                 : 255,
+                    .mean = norm ? mean : NULL,
+                    .std = norm ? std : NULL,
+                    .cfg = &cfg,
+                    .class_names = class_names[0] ? class_names : NULL,
+                    .source = source};
+  rc = 1;
+  if (!be || ef_store_bind(store, be) != EF_OK ||
+      ef_weights_load_sets(paths[0], store, &(ef_tensor_set){group, NULL, NULL, NULL}, 1) != EF_OK ||
+      ef_onnx_export(g, images, logits, store, &o, paths[1]) != EF_OK) {
+    fprintf(stderr, "effnet export: %s\n", ef_last_error());
+  } else {
+    int c = cfg.in_channels, r = cfg.resolution;
+    printf(
+        "effnet export: %s (/%s, %zu parameters) from %s to %s: ONNX opset %d, images (N,%d,%d,%d) %s, logits (N,%d); "
+        "batch norm %s\n",
+        cfg.name, group, store->numel[0], paths[0], paths[1], EF_ONNX_OPSET, o.layout ? r : c, r, o.layout ? c : r,
+        o.layout ? "NHWC" : "NCHW", cfg.num_classes, keep_bn ? "kept" : "folded into the convolutions");
+    if (o.pixel_max)
+      printf("  images: pixels in [0, %g]; the model normalizes them\n", o.pixel_max);
+    else if (norm)
+      printf("  images: (pixels / 255 - mean) / std, mean %g,%g,%g, std %g,%g,%g (or --include-normalization)\n",
+             mean[0], mean[1], mean[2], std[0], std[1], std[2]);
+    printf("  onnxruntime.InferenceSession(\"%s\").run([\"logits\"], {\"images\": images})\n", paths[1]);
+    rc = 0;
+  }
+  free(class_names);
+  ef_graph_free(g);
+  ef_store_free(store);
+  ef_backend_free(be);
+  return rc;
+}
+
 int ef_cmd_export(int argc, char **argv) {
+  if (wants_onnx(argc, argv)) return export_onnx(argc, argv);
   const char *to = NULL, *paths[2];
   int ema = 0;
   const ef_flag flags[] = {{"--to", EF_FLAG_STR, &to}, {"--ema", EF_FLAG_BOOL, &ema}};
   int rc = ef_flags_parse("export", argc, argv, flags, 2, paths, 2, export_usage);
   if (rc) return rc;
   if (!to || (strcmp(to, "torchvision") && strcmp(to, "timm")) || !paths[1]) {
-    fprintf(stderr, "effnet export: needs --to torchvision|timm, an input .h5 and an output .pth or .h5 (see --help)\n");
+    fprintf(stderr, "effnet export: needs --to torchvision|timm|onnx, an input .h5 and an output file (see --help)\n");
     return 2;
   }
   if (!ends_with(paths[1], ".pth") && !ends_with(paths[1], ".h5")) {
