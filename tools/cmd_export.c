@@ -131,11 +131,11 @@ static bool wants_onnx(int argc, char **argv) {
   return false;
 }
 
-// What `in` holds: its configuration, class names (one per line, or ""), normalization, and the
-// tensor group to export (a checkpoint's /ema unless no_ema or it has none). Prints the problem and
-// returns 1, or 0.
-static int onnx_input(const char *in, bool no_ema, ef_effnet_config *cfg, char *class_names, size_t cap, float *mean,
-                      float *std, bool *norm, const char **group) {
+// What `in` holds: its configuration, class names (one per line, or ""), normalization (which
+// need_norm requires), and the tensor group to export (a checkpoint's /ema unless no_ema or it has
+// none). Prints the problem and returns 1, or 0.
+static int onnx_input(const char *in, bool no_ema, bool need_norm, ef_effnet_config *cfg, char *class_names, size_t cap,
+                      float *mean, float *std, bool *norm, const char **group) {
   char arch[16] = "";
   ef_attr attrs[3] = {{.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true}, // checkpoints only
                       {.name = "arch", .kind = EF_ATTR_STRING, .s = arch, .cap = sizeof arch, .optional = true},
@@ -150,8 +150,51 @@ static int onnx_input(const char *in, bool no_ema, ef_effnet_config *cfg, char *
     fprintf(stderr, "effnet export: %s is a checkpoint of the tiny net; --to onnx exports EfficientNets\n", in);
     return 1;
   }
+  if (need_norm && !*norm) {
+    fprintf(stderr, "effnet export: %s records no normalization (mean, std) to include; drop --include-normalization\n",
+            in);
+    return 1;
+  }
   *group = attrs[0].found && attrs[0].i >= 0 && !no_ema ? "ema" : "model";
   return 0;
+}
+
+// Builds cfg's inference graph, loads the tensors of /group of `in` into its store (every one
+// checked) and exports it to `out`. Prints the problem and returns 1, or 0 and the parameter count.
+static int write_onnx(const ef_effnet_config *cfg, const char *in, const char *group, const ef_onnx_opts *o,
+                      const char *out, size_t *params) {
+  ef_store *store = ef_store_new();
+  ef_graph *g = ef_graph_new(store, 0);
+  int64_t shape[4] = {1, cfg->resolution, cfg->resolution, cfg->in_channels}; // (N,H,W,C); N is free in the file
+  ef_tensor *images = ef_input(g, "images", EF_F32, 4, shape);
+  ef_tensor *logits = ef_effnet_build(cfg, g, images, false, NULL, NULL);
+  ef_backend *be = ef_cpu_backend_new(1);
+  ef_status st = be ? ef_store_bind(store, be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
+  if (st == EF_OK) st = ef_weights_load_sets(in, store, &(ef_tensor_set){group, NULL, NULL, NULL}, 1);
+  if (st == EF_OK) st = ef_onnx_export(g, images, logits, store, o, out);
+  if (st != EF_OK) fprintf(stderr, "effnet export: %s\n", ef_last_error());
+  *params = store->numel[0];
+  ef_graph_free(g);
+  ef_store_free(store);
+  ef_backend_free(be);
+  return st != EF_OK;
+}
+
+// What was written and how to feed it.
+static void print_onnx(const ef_effnet_config *cfg, const char *group, size_t params, const char *in, const char *out,
+                       const ef_onnx_opts *o) {
+  int c = cfg->in_channels, r = cfg->resolution;
+  bool nhwc = o->layout == EF_ONNX_NHWC;
+  printf("effnet export: %s (/%s, %zu parameters) from %s to %s: ONNX opset %d, images (N,%d,%d,%d) %s, logits (N,%d); "
+         "batch norm %s\n",
+         cfg->name, group, params, in, out, EF_ONNX_OPSET, nhwc ? r : c, r, nhwc ? c : r, nhwc ? "NHWC" : "NCHW",
+         cfg->num_classes, o->keep_bn ? "kept" : "folded into the convolutions");
+  if (o->pixel_max)
+    printf("  images: pixels in [0, %g]; the model normalizes them\n", o->pixel_max);
+  else if (o->mean)
+    printf("  images: (pixels / 255 - mean) / std, mean %g,%g,%g, std %g,%g,%g (or --include-normalization)\n",
+           o->mean[0], o->mean[1], o->mean[2], o->std[0], o->std[1], o->std[2]);
+  printf("  onnxruntime.InferenceSession(\"%s\").run([\"logits\"], {\"images\": images})\n", out);
 }
 
 static int export_onnx(int argc, char **argv) {
@@ -184,58 +227,25 @@ static int export_onnx(int argc, char **argv) {
   float mean[3], std[3];
   bool norm;
   char *class_names = ef_xcalloc(1, 65536);
-  if (onnx_input(paths[0], no_ema, &cfg, class_names, 65536, mean, std, &norm, &group)) {
-    free(class_names);
-    return 1;
-  }
-  if (normalization && !norm) {
-    fprintf(stderr, "effnet export: %s records no normalization (mean, std) to include; drop --include-normalization\n",
-            paths[0]);
+  if (onnx_input(paths[0], no_ema, normalization, &cfg, class_names, 65536, mean, std, &norm, &group)) {
     free(class_names);
     return 1;
   }
   if (image_size) cfg.resolution = (int)image_size;
-  ef_store *store = ef_store_new();
-  ef_graph *g = ef_graph_new(store, 0);
-  ef_tensor *images = ef_input(g, "images", EF_F32, 4, (int64_t[]){1, cfg.resolution, cfg.resolution, cfg.in_channels});
-  ef_tensor *logits = ef_effnet_build(&cfg, g, images, false, NULL, NULL);
-  ef_backend *be = ef_cpu_backend_new(1);
   char source[4200];
   snprintf(source, sizeof source, "%s (/%s)", paths[0], group);
   ef_onnx_opts o = {.layout = strcmp(layout, "nhwc") ? EF_ONNX_NCHW : EF_ONNX_NHWC,
                     .keep_bn = keep_bn,
-                    .pixel_max = !normalization                  ? 0
-                                 : !strcmp(normalization, "0-1") ? 1
-                                                                 : 255,
+                    .pixel_max = !normalization ? 0 : !strcmp(normalization, "0-1") ? 1 : 255,
                     .mean = norm ? mean : NULL,
                     .std = norm ? std : NULL,
                     .cfg = &cfg,
                     .class_names = class_names[0] ? class_names : NULL,
                     .source = source};
-  rc = 1;
-  if (!be || ef_store_bind(store, be) != EF_OK ||
-      ef_weights_load_sets(paths[0], store, &(ef_tensor_set){group, NULL, NULL, NULL}, 1) != EF_OK ||
-      ef_onnx_export(g, images, logits, store, &o, paths[1]) != EF_OK) {
-    fprintf(stderr, "effnet export: %s\n", ef_last_error());
-  } else {
-    int c = cfg.in_channels, r = cfg.resolution;
-    printf(
-        "effnet export: %s (/%s, %zu parameters) from %s to %s: ONNX opset %d, images (N,%d,%d,%d) %s, logits (N,%d); "
-        "batch norm %s\n",
-        cfg.name, group, store->numel[0], paths[0], paths[1], EF_ONNX_OPSET, o.layout ? r : c, r, o.layout ? c : r,
-        o.layout ? "NHWC" : "NCHW", cfg.num_classes, keep_bn ? "kept" : "folded into the convolutions");
-    if (o.pixel_max)
-      printf("  images: pixels in [0, %g]; the model normalizes them\n", o.pixel_max);
-    else if (norm)
-      printf("  images: (pixels / 255 - mean) / std, mean %g,%g,%g, std %g,%g,%g (or --include-normalization)\n",
-             mean[0], mean[1], mean[2], std[0], std[1], std[2]);
-    printf("  onnxruntime.InferenceSession(\"%s\").run([\"logits\"], {\"images\": images})\n", paths[1]);
-    rc = 0;
-  }
+  size_t params;
+  rc = write_onnx(&cfg, paths[0], group, &o, paths[1], &params);
+  if (!rc) print_onnx(&cfg, group, params, paths[0], paths[1], &o);
   free(class_names);
-  ef_graph_free(g);
-  ef_store_free(store);
-  ef_backend_free(be);
   return rc;
 }
 
