@@ -11,9 +11,10 @@ folded, the checkpoint's EMA), --layout nhwc, --keep-bn, --include-normalization
 
     export_onnx.py EFFNET TEST_PARITY
 
-The runtimes run in the Python named by EFFNET_ONNX_PYTHON (default /opt/effnet-onnx/bin/python,
-which scripts/install-deps.sh makes). Exits 77 (ctest: skipped) when that Python has no onnx and
-onnxruntime, or this one no numpy or h5py; without openvino there, OpenVINO alone is skipped.
+The runtimes run through tests/onnx_runtimes.py in the Python named by EFFNET_ONNX_PYTHON (default
+/opt/effnet-onnx/bin/python, which scripts/install-deps.sh makes). Exits 77 (ctest: skipped) when
+that Python has no onnx and onnxruntime, or this one no numpy or h5py; without openvino there,
+OpenVINO alone is skipped.
 """
 import json
 import os
@@ -23,6 +24,14 @@ import subprocess
 import sys
 import tempfile
 
+try:
+    import h5py
+    import numpy as np
+except ImportError as e:
+    print(f"SKIPPED: {e}; install Debian's python3-h5py (scripts/install-deps.sh)")
+    sys.exit(77)
+
+RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx_runtimes.py")
 BATCH = 5  # the batch of 5; the batch of 1 is its first image
 # name, resolution, model flags of `effnet train`
 MODELS = (("b0", 40, ["--model", "b0"]),
@@ -34,31 +43,6 @@ EXPORTS = (("b0", []), ("b0", ["--layout", "nhwc"]), ("b0", ["--keep-bn"]),
            ("b0", ["--include-normalization", "0-255"]), ("b0", ["--no-ema"]),
            ("b2-same", []), ("b2-same", ["--keep-bn", "--layout", "nhwc", "--include-normalization", "0-1"]),
            ("phi0.5", []), ("b0-7-classes", []))
-
-
-def run_model(path, images_path, out_prefix):
-    """Runs in the runtimes' Python: onnx.checker, then each runtime on batch 1 and batch 5; writes
-    <out_prefix>.<runtime>.npy (the 1 + 5 rows of logits) and prints a JSON line of what it did."""
-    import numpy as np
-    import onnx
-    import onnxruntime
-    model = onnx.load(path)
-    onnx.checker.check_model(model, full_check=True)
-    images = np.load(images_path)
-    runs = {"onnxruntime": lambda x: onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"images": x})[0]}
-    try:
-        import openvino
-        # f32 as effnet computes: OpenVINO's CPU default is bf16 where the CPU has it (AVX512_BF16, AMX).
-        compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        runs["openvino"] = lambda x: compiled(x)[compiled.output(0)]
-    except ImportError:
-        pass
-    for name, run in runs.items():
-        np.save(f"{out_prefix}.{name}.npy", np.concatenate([run(images[:1]), run(images)]))
-    print(json.dumps({"runtimes": sorted(runs), "metadata": {p.key: p.value for p in model.metadata_props},
-                      "ops": [n.op_type for n in model.graph.node], "opset": model.opset_import[0].version,
-                      "input": [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]}))
 
 
 class Checks:
@@ -89,8 +73,6 @@ class Checks:
 def randomize(checkpoint):
     """Random BN statistics, BN affine parameters and biases in the checkpoint's /model and /ema
     (different draws): folding then changes every convolution, and the EMA differs from /model."""
-    import h5py
-    import numpy as np
     rng = np.random.default_rng(7)
     with h5py.File(checkpoint, "r+") as f:
         for group in ("model", "ema"):
@@ -103,7 +85,6 @@ def randomize(checkpoint):
 
 def as_model(checkpoint, group, out):
     """A copy of the checkpoint whose /model holds its `group`: what test_parity loads."""
-    import h5py
     shutil.copy(checkpoint, out)
     with h5py.File(out, "r+") as f:
         for name, d in f[group].items():
@@ -122,8 +103,6 @@ def train(c, data, name, resolution, flags):
 
 
 def check_export(c, python, model, checkpoint, classes, resolution, flags):
-    import h5py
-    import numpy as np
     label = " ".join([model, *flags]) or model
     out = c.path(re.sub(r"[^\w.-]", "_", label) + ".onnx")
     print(c.effnet_run("export", "--to", "onnx", *flags, checkpoint, out).strip())
@@ -137,7 +116,7 @@ def check_export(c, python, model, checkpoint, classes, resolution, flags):
         if "--include-normalization" in flags else None
     fed = pixels * scale if scale else normalized
     np.save(c.path("images.npy"), fed if "nhwc" in flags else fed.transpose(0, 3, 1, 2))
-    r = subprocess.run([python, os.path.abspath(__file__), "--run", out, c.path("images.npy"), out],
+    r = subprocess.run([python, RUNNER, out, c.path("images.npy"), out],
                        capture_output=True, text=True)
     if not c.check(r.returncode == 0, f"{label}: onnx.checker accepts the file and the runtimes run it"):
         print(r.stdout, r.stderr)
@@ -173,7 +152,6 @@ def check_export(c, python, model, checkpoint, classes, resolution, flags):
 
 def refusals(c, checkpoint, tiny):
     """What cannot be exported, or is asked wrongly, is refused with a message and writes nothing."""
-    import h5py
     out = c.path("refused.onnx")
     c.refused(2, "needs an input .h5 and an output .onnx", "export", "--to", "onnx", checkpoint, c.path("x.pth"))
     c.refused(2, "--layout must be nchw or nhwc", "export", "--to", "onnx", "--layout", "nhcw", checkpoint, out)
@@ -194,15 +172,6 @@ def refusals(c, checkpoint, tiny):
 
 
 def main():
-    if sys.argv[1] == "--run":
-        run_model(*sys.argv[2:5])
-        return
-    try:
-        import h5py  # noqa: F401
-        import numpy as np
-    except ImportError as e:
-        print(f"SKIPPED: {e}; install Debian's python3-h5py (scripts/install-deps.sh)")
-        sys.exit(77)
     effnet, checker = sys.argv[1], sys.argv[2]
     python = os.environ.get("EFFNET_ONNX_PYTHON", "/opt/effnet-onnx/bin/python")
     with tempfile.TemporaryDirectory() as folder:
