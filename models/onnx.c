@@ -59,7 +59,12 @@ static void *alloc(onnx_ctx *c, size_t bytes) {
   return p;
 }
 
-static char *text(onnx_ctx *c, const char *s) { return strcpy(alloc(c, strlen(s) + 1), s); }
+// A copy of `bytes` at src in the context's memory.
+static void *copy(onnx_ctx *c, const void *src, size_t bytes) {
+  return bytes ? memcpy(alloc(c, bytes), src, bytes) : NULL;
+}
+
+static char *text(onnx_ctx *c, const char *s) { return copy(c, s, strlen(s) + 1); }
 
 static bool taken(const onnx_ctx *c, const char *name) {
   for (size_t i = 0; i < c->n_names; i++)
@@ -113,7 +118,7 @@ static Onnx__AttributeProto *attr_float(onnx_ctx *c, const char *name, float v) 
 
 static Onnx__AttributeProto *attr_ints(onnx_ctx *c, const char *name, int n, const int64_t *v) {
   Onnx__AttributeProto *a = attr_new(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-  a->n_ints = (size_t)n, a->ints = memcpy(alloc(c, sizeof(int64_t) * (size_t)n), v, sizeof(int64_t) * (size_t)n);
+  a->n_ints = (size_t)n, a->ints = copy(c, v, sizeof(int64_t) * (size_t)n);
   return a;
 }
 
@@ -126,11 +131,10 @@ static char *node(onnx_ctx *c, const char *op, char *out, int n_in, char *const 
   n->name = out;
   n->n_output = 1, n->output = alloc(c, sizeof(char *));
   n->output[0] = out;
-  n->n_input = (size_t)n_in,
-  n->input = memcpy(alloc(c, sizeof(char *) * (size_t)n_in), in, sizeof(char *) * (size_t)n_in);
+  n->n_input = (size_t)n_in;
+  n->input = copy(c, in, sizeof(char *) * (size_t)n_in);
   n->n_attribute = (size_t)n_attr;
-  if (n_attr)
-    n->attribute = memcpy(alloc(c, sizeof *n->attribute * (size_t)n_attr), attr, sizeof *n->attribute * (size_t)n_attr);
+  n->attribute = copy(c, attr, sizeof *n->attribute * (size_t)n_attr);
   PUSH(c->nodes, c->n_nodes, c->cap_nodes, n);
   return out;
 }
@@ -145,9 +149,9 @@ static char *constant(onnx_ctx *c, const char *name, int32_t type, int ndim, con
   onnx__tensor_proto__init(t);
   t->name = unique(c, name);
   t->has_data_type = 1, t->data_type = type;
-  t->n_dims = (size_t)ndim,
-  t->dims = memcpy(alloc(c, sizeof(int64_t) * (size_t)(ndim ? ndim : 1)), dims, sizeof(int64_t) * (size_t)ndim);
-  t->has_raw_data = 1, t->raw_data.len = bytes, t->raw_data.data = memcpy(alloc(c, bytes), data, bytes);
+  t->n_dims = (size_t)ndim;
+  t->dims = copy(c, dims, sizeof(int64_t) * (size_t)ndim);
+  t->has_raw_data = 1, t->raw_data.len = bytes, t->raw_data.data = copy(c, data, bytes);
   PUSH(c->inits, c->n_inits, c->cap_inits, t);
   return t->name;
 }
