@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <hdf5.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/file.h"
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -166,15 +166,6 @@ static herr_t write_attrs(hid_t f, const ef_attr *attrs, int n) {
   return st;
 }
 
-// fsync a file or folder by path.
-static int sync_path(const char *path, bool dir) {
-  int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
 ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_config *cfg) {
   return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL}, 1, NULL, 0);
 }
@@ -183,32 +174,20 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
 // which is flushed, fsynced and renamed over path. A failure leaves any previous path untouched.
 static ef_status save_atomic(const char *path, herr_t (*write)(hid_t f, const void *ctx), const void *ctx) {
   quiet_hdf5();
-  char tmp[4096], dir[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else slash[slash == dir ? 1 : 0] = 0; // "/x.h5" lives in "/"
+  char tmp[4096];
+  ef_file_tmp_name(tmp, sizeof tmp, path);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return EF_ERROR(EF_ERR_IO, "cannot create %s (is the folder %s there and writable?)", tmp, dir);
+  if (f < 0) return EF_ERROR(EF_ERR_IO, "cannot create %s (is its folder there and writable?)", tmp);
   herr_t st = attr_string(f, "format", "effnet");
   if (st >= 0) st = attr_int(f, "format_version", EF_WEIGHTS_FORMAT_VERSION);
   if (st >= 0) st = write(f, ctx);
   if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL);
   if (H5Fclose(f) < 0) st = -1;
-  if (st < 0 || sync_path(tmp, false) != 0) {
+  if (st < 0) {
     unlink(tmp);
     return EF_ERROR(EF_ERR_IO, "writing %s failed (disk full?); %s is unchanged", tmp, path);
   }
-  if (rename(tmp, path) != 0) {
-    int err = errno;
-    unlink(tmp);
-    return EF_ERROR(EF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(err));
-  }
-  // Makes the rename itself durable. If this fails, a crash can only leave the old or the new
-  // file under `path`, both complete, so the save still stands.
-  sync_path(dir, true);
-  return EF_OK;
+  return ef_file_replace(tmp, path);
 }
 
 typedef struct {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages effnet builds, tests and trains with -- only the missing ones, so
-# a second run takes a second -- and Keras with a CPU backend (JAX) from PyPI in a virtual
-# environment ($EFFNET_KERAS_VENV, default /opt/effnet-keras: about 150 MB to download), the
-# reference tests/parity_keras.py checks `effnet import --from keras` against; and real photos,
-# scikit-image's samples from Debian's python3-skimage ($EFFNET_PHOTOS, default /opt/effnet-photos:
-# the package's six photographs taken out of its .deb, without its 40 dependencies). Runs apt-get
-# through sudo when not root.
+# a second run takes a second -- and from PyPI, each in a virtual environment: Keras with a CPU
+# backend (JAX) ($EFFNET_KERAS_VENV, default /opt/effnet-keras: about 150 MB to download), the
+# reference tests/parity_keras.py checks `effnet import --from keras` against; and the ONNX
+# runtimes tests/export_onnx.py runs `effnet export --to onnx`'s models in ($EFFNET_ONNX_VENV,
+# default /opt/effnet-onnx: onnx, ONNX Runtime and OpenVINO, about 115 MB to download, 400 MB
+# installed; OpenVINO where it installs); and real photos, scikit-image's samples from Debian's
+# python3-skimage ($EFFNET_PHOTOS, default /opt/effnet-photos: the package's six photographs taken
+# out of its .deb, without its 40 dependencies). Runs apt-get through sudo when not root.
 set -euo pipefail
 
 packages=(
@@ -13,13 +15,17 @@ packages=(
   libdnnl-dev                            # oneDNN: CPU convolutions and matrix products
   zlib1g-dev libpng-dev libjpeg-dev      # decoding: IDX.gz, PNG, JPEG (libjpeg-turbo)
   libhdf5-dev                            # checkpoints
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev # ONNX export: protoc-c, protobuf-c, onnx.proto
   libopenmpi-dev openmpi-bin             # multi-process training
   dataset-fashion-mnist                  # the built-in default dataset
   python3-numpy python3-h5py python3-pil python3-torchvision # references for parity tests
-  python3-venv                           # the Keras environment below
+  python3-venv                           # the Keras and ONNX environments below
 )
 keras_venv=${EFFNET_KERAS_VENV:-/opt/effnet-keras}
 keras_pins=(keras==3.15.1 "jax[cpu]==0.10.2")
+onnx_venv=${EFFNET_ONNX_VENV:-/opt/effnet-onnx}
+onnx_pins=(onnx==1.23.2 onnxruntime==1.32.0 numpy==2.4.6)
+openvino_pin=openvino==2026.4.1
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
@@ -40,11 +46,15 @@ install_photos() {
   rm -rf "$tmp"
 }
 
-install_keras() {
-  if KERAS_BACKEND=jax "$keras_venv/bin/python" -c "import keras, jax" 2>/dev/null; then return; fi
-  echo "install-deps: installing ${keras_pins[*]} into $keras_venv"
-  $sudo /usr/bin/python3 -m venv "$keras_venv"
-  $sudo "$keras_venv/bin/pip" install -q "${keras_pins[@]}"
+# install_venv DIR IMPORTS PIN...: a virtual environment with the pinned packages, unless its
+# Python already imports IMPORTS.
+install_venv() {
+  local venv=$1 imports=$2
+  shift 2
+  if "$venv/bin/python" -c "import $imports" 2>/dev/null; then return; fi
+  echo "install-deps: installing $* into $venv"
+  $sudo /usr/bin/python3 -m venv "$venv"
+  $sudo "$venv/bin/pip" install -q "$@"
 }
 
 missing=()
@@ -58,6 +68,10 @@ else
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-install_keras
+KERAS_BACKEND=jax install_venv "$keras_venv" "keras, jax" "${keras_pins[@]}"
+install_venv "$onnx_venv" "onnx, onnxruntime" "${onnx_pins[@]}"
+# OpenVINO's wheels cover fewer platforms than ONNX Runtime's; without it the test checks ONNX Runtime alone.
+install_venv "$onnx_venv" openvino "$openvino_pin" ||
+  echo "install-deps: $openvino_pin does not install here; tests/export_onnx.py will check ONNX Runtime only"
 install_photos
 echo "install-deps: done"

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export EFFNET_KERAS_PYTHON=${EFFNET_KERAS_VENV:-/opt/effnet-keras}/bin/python # tests/parity_keras.py runs Keras there
+export EFFNET_ONNX_PYTHON=${EFFNET_ONNX_VENV:-/opt/effnet-onnx}/bin/python # tests/export_onnx.py runs the runtimes there
 jobs=$(nproc)
 
 cuda=()

@@ -1,28 +1,51 @@
-// `effnet export`: writes the EfficientNet of a weights file or a training checkpoint (its /model,
-// or with --ema its /ema) as a state_dict that torchvision's or timm's efficientnet_bX loads with
-// strict=True: a .pth (torch.save) or a plain .h5, one dataset per name. The model built from the
-// file's configuration loads the tensors first, checking every one; tools/convert_weights.py
-// renames them (torchvision) and writes the result.
+// `effnet export`: writes the model of any effnet weights file (an import or a training checkpoint)
+// for other frameworks: a state_dict that torchvision's or timm's efficientnet_bX loads with
+// strict=True (a .pth, or a plain .h5 of one dataset per name; tools/convert_weights.py renames the
+// tensors and writes it), or an ONNX model of its inference graph (models/onnx.h). The model built
+// from the file's description loads the tensors first, checking every one.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/cpu/cpu.h"
+#include "models/onnx.h"
 #include "tools/effnet.h"
-#include "tools/flags.h"
+#include "tools/shared_flags.h"
 #include "train/model.h"
 
 typedef struct {
-  const char *to;
-  bool ema;
+  const char *to, *layout, *normalization;
+  bool ema, keep_bn;
+  long image_size;
 } export_opts;
 
+#define ROW(kind, name, field) name, kind, offsetof(export_opts, field)
 static const ef_flag export_flags[] = {
-    {"--to", EF_FLAG_STR, offsetof(export_opts, to), 0, 0, NULL, "NAMES",
-     "torchvision (features.*, classifier.1.*) or timm (as effnet stores them)", false},
-    {"--ema", EF_FLAG_BOOL, offsetof(export_opts, ema), 0, 0, NULL, NULL,
-     "a checkpoint's EMA weights instead of its raw ones", false},
+    {ROW(EF_FLAG_STR, "--to", to), 0, 0, NULL, "FORMAT",
+     "torchvision (features.*, classifier.1.*), timm (as effnet stores them) or onnx", false},
+    {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL,
+     "a checkpoint's EMA weights  [torchvision, timm: off; onnx: on, where\nthe checkpoint has them]", false},
+    EF_SECTION("onnx:"),
+    {ROW(EF_FLAG_STR, "--layout", layout), 0, 0, "nchw|nhwc", "L", "the input's layout", false},
+    {ROW(EF_FLAG_BOOL, "--keep-bn", keep_bn), 0, 0, NULL, NULL,
+     "BatchNormalization nodes (default: folded into the convolutions)", false},
+    {ROW(EF_FLAG_STR, "--include-normalization", normalization), 0, 0, "0-1|0-255", "R",
+     "the model takes pixels in [0, 1] (0-1) or [0, 255] (0-255) and\nnormalizes them with the file's mean and std "
+     "(default: it takes\nnormalized images, (pixels / 255 - mean) / std)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "the input's side (0: the model's)", false},
 };
+#undef ROW
+
+static const char *const usage_head =
+    "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n"
+    "       effnet export --to onnx [flags] IN.h5 OUT.onnx\n"
+    "\n"
+    "Writes an effnet weights file or training checkpoint for other frameworks: a state_dict of\n"
+    "torchvision's or timm's efficientnet_bX (strict=True loads it; OUT.pth with torch.save, or OUT.h5 with\n"
+    "one dataset per name), printing how to load it (needs /usr/bin/python3 with h5py, and torch for\n"
+    ".pth); or an ONNX model (opset 17) of the inference graph for ONNX Runtime, OpenVINO and other\n"
+    "runtimes: input \"images\" (any batch size), output \"logits\"; the configuration, class names and\n"
+    "normalization in its metadata.\n\n";
 
 static bool ends_with(const char *s, const char *end) {
   size_t n = strlen(s), m = strlen(end);
@@ -39,7 +62,7 @@ static const char *preset_of(const ef_effnet_config *cfg) {
   return NULL;
 }
 
-// Checks what IN is against what was asked. Prints the problem and returns 1, or 0.
+// Checks what IN is against a torchvision or timm export. Prints the problem and returns 1, or 0.
 static int check_input(const char *in, bool ema, const ef_weights_info *w) {
   if (!strcmp(w->desc.arch, "tiny")) {
     fprintf(stderr, "effnet export: %s is a checkpoint of the tiny net; torchvision and timm build EfficientNets only\n", in);
@@ -87,57 +110,125 @@ static void print_loading(const char *to, const char *in, const char *out, const
            cfg->bn_eps, eps, cfg->bn_eps);
 }
 
-int ef_cmd_export(int argc, char **argv) {
-  export_opts o = {0};
-  ef_flags f;
-  ef_flags_init(&f, "export",
-                "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n\nWrites an effnet weights file "
-                "or training checkpoint as a state_dict of torchvision's or timm's\nefficientnet_bX (strict=True loads "
-                "it): OUT.pth with torch.save, or OUT.h5 with one dataset per\nname ({k: torch.as_tensor(v[()]) for k, v "
-                "in h5py.File(OUT).items()}). Prints how to load it.\nNeeds /usr/bin/python3 with h5py, and torch for "
-                ".pth (Debian: python3-h5py python3-torch).\n\n",
-                NULL);
-  ef_flags_add(&f, export_flags, (int)(sizeof export_flags / sizeof export_flags[0]), &o);
-  const char *paths[2];
-  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, paths, 2);
-  if (rc) return rc;
-  if (!o.to || (strcmp(o.to, "torchvision") && strcmp(o.to, "timm")) || !paths[1]) {
-    fprintf(stderr, "effnet export: needs --to torchvision|timm, an input .h5 and an output .pth or .h5 (see --help)\n");
+// The model of `in` (its description, at `image_size` when given) with the tensors of /model or
+// /ema into a store on the CPU: *m's graph is the inference graph. Prints the problem and
+// returns 1, or 0.
+static int load(const char *in, const ef_weights_info *w, bool ema, long image_size, ef_store **s, ef_model_graph *m,
+                ef_backend **be) {
+  *s = ef_store_new();
+  ef_model_graph_new(m, *s, &w->desc, &(ef_graph_opts){.batch = 1, .image_size = (int)image_size});
+  *be = ef_cpu_backend_new(1);
+  ef_status st = *be ? ef_store_bind(*s, *be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
+  if (st == EF_OK) st = ef_model_load_weights(in, w, ema, NULL, *s);
+  return st == EF_OK ? 0 : ef_report("export", 1);
+}
+
+static int export_torch(const export_opts *o, const char *in, const char *out, const ef_weights_info *w) {
+  if (!ends_with(out, ".pth") && !ends_with(out, ".h5")) {
+    fprintf(stderr, "effnet export: %s: the output must end in .pth (torch.save) or .h5 (one dataset per name)\n", out);
     return 2;
   }
-  if (!ends_with(paths[1], ".pth") && !ends_with(paths[1], ".h5")) {
-    fprintf(stderr, "effnet export: %s: the output must end in .pth (torch.save) or .h5 (one dataset per name)\n", paths[1]);
-    return 2;
-  }
-  ef_weights_info w;
-  if (ef_weights_info_read(paths[0], &w) != EF_OK) {
-    fprintf(stderr, "effnet export: %s\n", ef_last_error());
-    return 1;
-  }
-  if (check_input(paths[0], o.ema, &w)) return 1;
-  // The model's store, filled from the file (every tensor checked), written as plain weights.
-  ef_store *store = ef_store_new();
+  if (check_input(in, o->ema, w)) return 1;
+  ef_store *store;
   ef_model_graph g;
-  ef_model_graph_new(&g, store, &w.desc, &(ef_graph_opts){.batch = 1, .image_size = 32});
-  ef_backend *be = ef_cpu_backend_new(1);
+  ef_backend *be;
+  int rc = load(in, w, o->ema, 32, &store, &g, &be); // any size registers the parameters
   char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.export.%ld.h5", paths[1], (long)getpid());
-  const ef_effnet_config *cfg = &w.desc.cfg;
-  rc = 1;
-  if (!be || ef_store_bind(store, be) != EF_OK || ef_model_load_weights(paths[0], &w, o.ema, NULL, store) != EF_OK ||
-      ef_weights_save(tmp, store, cfg) != EF_OK) {
-    fprintf(stderr, "effnet export: %s\n", ef_last_error());
-  } else if (ef_run_converter("--to", o.to, tmp, paths[1], NULL) != 0) {
-    fprintf(stderr, "effnet export: writing %s failed (see above)\n", paths[1]);
-  } else {
-    printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg->name, o.ema ? "ema" : "model",
-           ef_store_count(store, true), paths[0], paths[1], o.to);
-    print_loading(o.to, paths[0], paths[1], cfg, w.headless);
-    rc = 0;
+  snprintf(tmp, sizeof tmp, "%s.export.%ld.h5", out, (long)getpid());
+  const ef_effnet_config *cfg = &w->desc.cfg;
+  if (!rc && ef_weights_save(tmp, store, cfg) != EF_OK) {
+    rc = ef_report("export", 1);
+  } else if (!rc && ef_run_converter("--to", o->to, tmp, out, NULL) != 0) {
+    fprintf(stderr, "effnet export: writing %s failed (see above)\n", out);
+    rc = 1;
+  } else if (!rc) {
+    printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg->name, o->ema ? "ema" : "model",
+           ef_store_count(store, true), in, out, o->to);
+    print_loading(o->to, in, out, cfg, w->headless);
   }
   unlink(tmp);
   ef_model_graph_free(&g);
   ef_store_free(store);
   ef_backend_free(be);
+  return rc;
+}
+
+static int export_onnx(const export_opts *o, bool ema, const char *in, const char *out, const ef_weights_info *w) {
+  if (!ends_with(out, ".onnx")) {
+    fprintf(stderr, "effnet export: --to onnx writes an .onnx file, not %s\n", out);
+    return 2;
+  }
+  const ef_model_desc *d = &w->desc;
+  if (o->normalization && !w->recorded_norm) {
+    fprintf(stderr, "effnet export: %s records no normalization (mean, std) to include; drop --include-normalization\n",
+            in);
+    return 1;
+  }
+  ef_store *store;
+  ef_model_graph g;
+  ef_backend *be;
+  int rc = load(in, w, ema, o->image_size, &store, &g, &be);
+  const char *group = ema ? "ema" : "model";
+  char source[4200];
+  snprintf(source, sizeof source, "%s (/%s)", in, group);
+  bool tiny = !strcmp(d->arch, "tiny");
+  ef_onnx_opts oo = {.layout = strcmp(o->layout, "nhwc") ? EF_ONNX_NCHW : EF_ONNX_NHWC, .keep_bn = o->keep_bn,
+                     .pixel_max = !o->normalization ? 0 : !strcmp(o->normalization, "0-1") ? 1 : 255,
+                     .mean = w->recorded_norm ? d->eval.mean : NULL, .std = w->recorded_norm ? d->eval.std : NULL,
+                     .cfg = tiny ? NULL : &d->cfg, .class_names = d->class_names[0] ? d->class_names : NULL,
+                     .source = source};
+  if (!rc && ef_onnx_export(g.g, g.images, g.logits, store, &oo, out) != EF_OK) rc = ef_report("export", 1);
+  if (!rc) {
+    int c = d->in_channels, r = (int)g.images->shape[1];
+    bool nhwc = oo.layout == EF_ONNX_NHWC;
+    printf("effnet export: %s (/%s, %zu parameters) from %s to %s: ONNX opset %d, images (N,%d,%d,%d) %s, logits (N,%d); "
+           "batch norm %s\n", tiny ? "tiny" : d->cfg.name, group, ef_store_count(store, true), in, out, EF_ONNX_OPSET,
+           nhwc ? r : c, r, nhwc ? c : r, nhwc ? "NHWC" : "NCHW", d->num_classes,
+           oo.keep_bn ? "kept" : "folded into the convolutions");
+    if (oo.pixel_max) printf("  images: pixels in [0, %g]; the model normalizes them\n", oo.pixel_max);
+    else if (oo.mean)
+      printf("  images: (pixels / 255 - mean) / std, mean %g,%g,%g, std %g,%g,%g (or --include-normalization)\n",
+             oo.mean[0], oo.mean[1], oo.mean[2], oo.std[0], oo.std[1], oo.std[2]);
+    printf("  onnxruntime.InferenceSession(\"%s\").run([\"logits\"], {\"images\": images})\n", out);
+  }
+  ef_model_graph_free(&g);
+  ef_store_free(store);
+  ef_backend_free(be);
+  return rc;
+}
+
+int ef_cmd_export(int argc, char **argv) {
+  export_opts o = {.layout = "nchw"};
+  ef_flags f;
+  ef_flags_init(&f, "export", usage_head, NULL);
+  ef_flags_add(&f, export_flags, (int)(sizeof export_flags / sizeof export_flags[0]), &o);
+  const char *paths[2];
+  int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, paths, 2);
+  if (rc) return rc;
+  bool onnx = o.to && !strcmp(o.to, "onnx");
+  if (!o.to || (!onnx && strcmp(o.to, "torchvision") && strcmp(o.to, "timm")) || !paths[1]) {
+    fprintf(stderr, "effnet export: needs --to torchvision|timm|onnx, an input .h5 and an output file (see --help)\n");
+    return 2;
+  }
+  bool onnx_flags = ef_flags_given(&f, "--layout") || o.keep_bn || o.normalization || o.image_size;
+  if (!onnx && onnx_flags) {
+    fprintf(stderr, "effnet export: --layout, --keep-bn, --include-normalization and --image-size are for --to onnx\n");
+    return 2;
+  }
+  ef_weights_info *w = ef_xmalloc(sizeof *w);
+  if (ef_weights_info_read(paths[0], w) != EF_OK) {
+    free(w);
+    return ef_report("export", 1);
+  }
+  // ONNX takes a checkpoint's EMA unless told otherwise; torchvision and timm its raw weights.
+  bool ema = ef_flags_given(&f, "--ema") ? o.ema : onnx && w->has_ema;
+  if (onnx && ema && !w->has_ema) {
+    fprintf(stderr, "effnet export: %s holds no EMA weights: drop --ema\n", paths[0]);
+    rc = 1;
+  } else {
+    o.ema = ema;
+    rc = onnx ? export_onnx(&o, ema, paths[0], paths[1], w) : export_torch(&o, paths[0], paths[1], w);
+  }
+  free(w);
   return rc;
 }
