@@ -155,7 +155,7 @@ static int export_torch(const export_opts *o, const char *in, const char *out, c
 
 static int export_onnx(const export_opts *o, bool ema, const char *in, const char *out, const ef_weights_info *w) {
   if (!ends_with(out, ".onnx")) {
-    fprintf(stderr, "effnet export: --to onnx writes an .onnx file, not %s\n", out);
+    fprintf(stderr, "effnet export: --to onnx needs an input .h5 and an output .onnx, not %s\n", out);
     return 2;
   }
   const ef_model_desc *d = &w->desc;
