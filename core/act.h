@@ -18,7 +18,7 @@ static inline float ef_expf(float x) {
   x = x < -87.3f ? -87.3f : x > 88.0f ? 88.0f : x;
   // Adding 1.5 * 2^23 rounds x / ln2 to the integer n, which then sits in t's low mantissa bits.
   float t = x * 1.44269504f + 12582912.0f, n = t - 12582912.0f;
-  float r = x - n * 0.693359375f - n * -2.12194440e-4f;    // ln2 split in two for exactness
+  float r = x - n * 0.693359375f - n * -2.12194440e-4f; // ln2 split in two for exactness
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;

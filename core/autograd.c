@@ -42,7 +42,8 @@ static void accumulate(ef_graph *g, ef_tensor *t) {
 
 void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
   EF_ASSERT(!g->differentiated, "a graph is differentiated once");
-  EF_ASSERT(ef_same_shape(y, dy) && dy->dtype == EF_F32 && !dy->requires_grad, "dy must be a constant f32 like '%s'", y->name);
+  EF_ASSERT(ef_same_shape(y, dy) && dy->dtype == EF_F32 && !dy->requires_grad, "dy must be a constant f32 like '%s'",
+            y->name);
   g->differentiated = true;
   int n_forward = g->n;
   // (n_forward) per parameter leaf: the first node that reads it. Once the walk has passed that
@@ -64,7 +65,8 @@ void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
     }
     for (int k = 0; k < t->n_src; k++) {
       ef_tensor *p = t->src[k];
-      if (p->op == EF_OP_LEAF && p->mem == EF_MEM_PARAM && p->grad && p->grad->mem != EF_MEM_GRAD && first_reader[p->id] == i)
+      if (p->op == EF_OP_LEAF && p->mem == EF_MEM_PARAM && p->grad && p->grad->mem != EF_MEM_GRAD &&
+          first_reader[p->id] == i)
         accumulate(g, p);
     }
   }

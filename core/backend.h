@@ -14,7 +14,7 @@
 
 // What changes from one run of a plan to the next.
 typedef struct {
-  uint32_t step;      // the training step: the Philox counter of dropout and drop-path masks
+  uint32_t step; // the training step: the Philox counter of dropout and drop-path masks
   // When not NULL, called after each position of the schedule has run (and its result is in
   // memory): train/grad_sync.c starts the all-reduce of each gradient bucket as it completes.
   void (*after_node)(void *user, int position);
@@ -54,8 +54,7 @@ struct ef_backend {
   void (*release)(ef_backend *be, void *state);
   // The implementation chosen for a prepared node ("brgconv_1x1:avx512_core"), or NULL.
   const char *(*describe)(const ef_backend *be, const void *state);
-  void (*compute)(ef_backend *be, const ef_tensor *node, void *state, void *scratch,
-                  const ef_run_ctx *ctx);
+  void (*compute)(ef_backend *be, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
   void *(*alloc)(ef_backend *be, size_t bytes); // 256-byte aligned; NULL when out of memory
   void (*free)(ef_backend *be, void *p);
   void (*upload)(ef_backend *be, void *dst, const void *host, size_t bytes);

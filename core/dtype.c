@@ -47,23 +47,23 @@ uint16_t ef_f32_to_f16(float x) {
   uint32_t u = f32_bits(x);
   uint32_t sign = (u >> 16) & 0x8000u;
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);       // NaN
-  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);      // rounds to >= 65520: inf
-  if (a < 0x38800000u) {                                        // below 2^-14: subnormal or 0
+  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  // NaN
+  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); // rounds to >= 65520: inf
+  if (a < 0x38800000u) {                                   // below 2^-14: subnormal or 0
     // Scale so that the f16 subnormal unit (2^-24) becomes 1.0, then round to an integer
     // with the FPU (round to nearest even): the result is the subnormal mantissa.
     float m = bits_f32(a) * 16777216.0f;
     return (uint16_t)(sign | (uint32_t)(int32_t)__builtin_roundevenf(m));
   }
-  uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);             // round mantissa to 10 bits
-  return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));    // rebias exponent 127 -> 15
+  uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);          // round mantissa to 10 bits
+  return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13)); // rebias exponent 127 -> 15
 }
 
 float ef_f16_to_f32(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
   if (exp == 0) {
-    float v = (float)man * (1.0f / 16777216.0f);                // subnormal: man * 2^-24
+    float v = (float)man * (1.0f / 16777216.0f); // subnormal: man * 2^-24
     return sign ? -v : v;
   }
   if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13));

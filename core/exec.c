@@ -41,11 +41,12 @@ ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_
   for (int i = 0; i < p->n; i++) {
     const ef_tensor *t = p->sched[i];
     if (t->mem != EF_MEM_PLANNED)
-      EF_ASSERT(g->store && g->store->be == be, "'%s' lives in a store that is not bound to backend %s", t->name, be->name);
+      EF_ASSERT(g->store && g->store->be == be, "'%s' lives in a store that is not bound to backend %s", t->name,
+                be->name);
     if (t->op != EF_OP_LEAF && !be->supports_op(be, t)) {
       ef_plan_free(p);
-      return EF_ERROR(EF_ERR_UNSUPPORTED, "backend %s cannot run op %s (node '%s', %s)", be->name,
-                      ef_op_name(t->op), t->name, ef_dtype_name(t->dtype));
+      return EF_ERROR(EF_ERR_UNSUPPORTED, "backend %s cannot run op %s (node '%s', %s)", be->name, ef_op_name(t->op),
+                      t->name, ef_dtype_name(t->dtype));
     }
   }
   p->arena = be->alloc(be, p->arena_bytes ? p->arena_bytes : 64);
@@ -75,7 +76,8 @@ ef_status ef_plan_new(ef_plan **out, ef_graph *g, ef_backend *be, const ef_plan_
   p->scratch_bytes = scratch;
   if (scratch && !(p->scratch = be->alloc(be, scratch))) {
     ef_plan_free(p);
-    return EF_ERROR(EF_ERR_NOMEM, "%s: out of memory for %zu bytes of kernel scratch; reduce the batch size", be->name, scratch);
+    return EF_ERROR(EF_ERR_NOMEM, "%s: out of memory for %zu bytes of kernel scratch; reduce the batch size", be->name,
+                    scratch);
   }
   if (p->opts.poison) be->memset(be, p->arena, POISON, p->arena_bytes);
   *out = p;
@@ -109,7 +111,8 @@ static void check_red_zone(const ef_plan *p, const ef_tensor *t, const ef_buffer
   EF_ASSERT(n <= sizeof tail, "red zone of %zu bytes", n);
   p->be->download(p->be, tail, (const char *)t->data + used, n);
   for (size_t i = 0; i < n; i++)
-    if (tail[i] != CANARY) EF_FATAL("op %s (node '%s') wrote past the end of its output (byte %zu after it)", ef_op_name(t->op), t->name, i);
+    if (tail[i] != CANARY)
+      EF_FATAL("op %s (node '%s') wrote past the end of its output (byte %zu after it)", ef_op_name(t->op), t->name, i);
 }
 
 // Runs scheduled position i (a node that computes: not a leaf, not a view).
@@ -250,8 +253,8 @@ void ef_kind_profile_print(const ef_kind_profile *k, FILE *f) {
     if (k->macs[i] > 0) snprintf(gflops, sizeof gflops, "%.1f", 2 * k->macs[i] / (k->ms[i] * 1e6));
     if (k->nodes[i]) snprintf(nodes, sizeof nodes, "%d", k->nodes[i]);
     if (k->bytes[i] > 0) snprintf(gbs, sizeof gbs, "%.1f", k->bytes[i] / (k->ms[i] * 1e6));
-    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", ef_kind_name((ef_kind)i), nodes, k->ms[i], 100 * k->ms[i] / k->total_ms,
-            gflops, gbs);
+    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", ef_kind_name((ef_kind)i), nodes, k->ms[i],
+            100 * k->ms[i] / k->total_ms, gflops, gbs);
   }
   fprintf(f, "  %-16s %6s %9.2f\n", "total", "", k->total_ms);
 }

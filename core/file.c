@@ -38,10 +38,8 @@ ef_status ef_file_replace(const char *tmp, const char *path) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
-  if (!slash)
-    snprintf(dir, sizeof dir, ".");
-  else
-    slash[slash == dir ? 1 : 0] = 0; // "/x.h5" lives in "/"
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else slash[slash == dir ? 1 : 0] = 0; // "/x.h5" lives in "/"
   sync_path(dir, true);
   return EF_OK;
 }

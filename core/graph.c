@@ -82,7 +82,8 @@ static void check_size(const ef_tensor *t) {
   int64_t bytes = (int64_t)ef_dtype_size(t->dtype);
   for (int i = 0; i < t->ndim; i++) {
     EF_ASSERT(t->shape[i] >= 1, "'%s': dimension %d is %lld", t->name, i, (long long)t->shape[i]);
-    EF_ASSERT(!__builtin_mul_overflow(bytes, t->shape[i], &bytes) && bytes < (INT64_C(1) << 60), "'%s' is too large", t->name);
+    EF_ASSERT(!__builtin_mul_overflow(bytes, t->shape[i], &bytes) && bytes < (INT64_C(1) << 60), "'%s' is too large",
+              t->name);
   }
 }
 
@@ -105,7 +106,8 @@ ef_tensor *ef_input(ef_graph *g, const char *name, ef_dtype dtype, int ndim, con
 
 ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name) {
   const ef_store *s = g->store;
-  EF_ASSERT(s && entry >= 0 && count >= 1 && entry + count <= s->n, "entries %d..%d of %d", entry, entry + count, s ? s->n : 0);
+  EF_ASSERT(s && entry >= 0 && count >= 1 && entry + count <= s->n, "entries %d..%d of %d", entry, entry + count,
+            s ? s->n : 0);
   const ef_store_entry *e = &s->entries[entry];
   for (int i = 1; i < count; i++) {
     const ef_store_entry *f = &s->entries[entry + i];
@@ -124,8 +126,8 @@ ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name) {
   return t;
 }
 
-ef_tensor *ef_node_new(ef_graph *g, ef_op op, int n_src, ef_tensor *const *src,
-                       const ef_op_params *p, int ndim, const int64_t *shape) {
+ef_tensor *ef_node_new(ef_graph *g, ef_op op, int n_src, ef_tensor *const *src, const ef_op_params *p, int ndim,
+                       const int64_t *shape) {
   const ef_op_desc *d = ef_op_get(op);
   EF_ASSERT(op != EF_OP_LEAF && n_src >= d->min_src && n_src <= d->max_src, "op %s with %d sources", d->name, n_src);
   ef_tensor *t = graph_push(g);
@@ -174,8 +176,8 @@ static void conv_padding(ef_padding mode, int64_t in, int64_t k, int stride, int
   *hi = (int32_t)(total - total / 2);
 }
 
-ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride,
-                     int dilation, int groups, ef_padding padding) {
+ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride, int dilation, int groups,
+                     ef_padding padding) {
   EF_ASSERT(x->ndim == 4 && w->ndim == 4, "conv2d of '%s' by '%s': needs 4-D tensors", x->name, w->name);
   ef_op_params p = {.conv = {.stride = {stride, stride}, .dilation = {dilation, dilation}, .groups = groups}};
   conv_padding(padding, x->shape[1], w->shape[1], stride, dilation, &p.conv.pad[0], &p.conv.pad[1]);
@@ -184,12 +186,10 @@ ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int 
   return ef_node_new(g, EF_OP_CONV2D, b ? 3 : 2, src, &p, 0, NULL);
 }
 
-ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x) {
-  return ef_node_new(g, EF_OP_BN_STATS, 1, &x, NULL, 0, NULL);
-}
+ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x) { return ef_node_new(g, EF_OP_BN_STATS, 1, &x, NULL, 0, NULL); }
 
-ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps,
-                 ef_act act, bool batch_stats) {
+ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,
+                 bool batch_stats) {
   ef_op_params p = {.bn = {.eps = eps, .act = act, .batch_stats = batch_stats}};
   EF_ASSERT(eps > 0 && act >= 0 && act < EF_ACT_COUNT, "bn of '%s': eps %g, activation %d", x->name, eps, (int)act);
   return ef_node_new(g, EF_OP_BN, 3, (ef_tensor *[]){x, stats, affine}, &p, 0, NULL);
@@ -228,7 +228,10 @@ ef_tensor *ef_linear(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b) {
 }
 
 ef_tensor *ef_dropout(ef_graph *g, ef_tensor *x, float rate, bool per_sample) {
-  ef_op_params p = {.dropout = {.rate = rate, .per_sample = per_sample, .stream = ef_rng_stream(EF_RNG_DROPOUT, g->n_rng_streams++), .seed = g->seed}};
+  ef_op_params p = {.dropout = {.rate = rate,
+                                .per_sample = per_sample,
+                                .stream = ef_rng_stream(EF_RNG_DROPOUT, g->n_rng_streams++),
+                                .seed = g->seed}};
   return ef_node_new(g, EF_OP_DROPOUT, 1, &x, &p, 0, NULL);
 }
 
@@ -267,8 +270,12 @@ void ef_graph_set_precision(ef_graph *g, ef_dtype dtype, bool all) {
     bool spatial = t->ndim == 4 && t->shape[1] * t->shape[2] > 1;
     switch (ef_op_get(t->op)->precision) {
     case EF_PREC_SOURCE: t->dtype = t->src[0]->dtype; break;
-    case EF_PREC_ACTIVATION: if (t->dtype == EF_F32 && (all || spatial)) t->dtype = dtype; break;
-    case EF_PREC_WITH_ALL: if (t->dtype == EF_F32 && all) t->dtype = dtype; break;
+    case EF_PREC_ACTIVATION:
+      if (t->dtype == EF_F32 && (all || spatial)) t->dtype = dtype;
+      break;
+    case EF_PREC_WITH_ALL:
+      if (t->dtype == EF_F32 && all) t->dtype = dtype;
+      break;
     case EF_PREC_F32: break;
     }
   }

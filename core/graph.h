@@ -27,41 +27,41 @@ typedef enum {
 } ef_mem;
 
 typedef struct ef_tensor {
-  int id;                          // position in the graph (creation order is topological)
+  int id; // position in the graph (creation order is topological)
   ef_op op;
   ef_dtype dtype;
   int ndim;
-  int64_t shape[EF_MAX_DIMS];      // activations (N,H,W,C); row-major, last axis contiguous
+  int64_t shape[EF_MAX_DIMS]; // activations (N,H,W,C); row-major, last axis contiguous
   struct ef_tensor *src[EF_MAX_SRC];
   int n_src;
   ef_op_params p;
   char name[EF_NAME_LEN];
   ef_mem mem;
-  size_t offset;                   // bytes into the arena of `mem`, for leaves and planned
-                                   // owners (views and in-place nodes use their owner's)
+  size_t offset; // bytes into the arena of `mem`, for leaves and planned
+                 // owners (views and in-place nodes use their owner's)
   bool requires_grad;
-  bool keep;                       // an output or side effect: computed and kept to the end
-  struct ef_tensor *grad;          // autograd: the gradient of this tensor (for parameters,
-                                   // the leaf in the gradient arena)
-  const char *scope;               // the part of the model that built it ("squeeze-excite",
-                                   // "classifier", ...; static text, NULL outside any): the
-                                   // graph's scope at creation; gradient nodes take the scope
-                                   // of the forward node they differentiate
-  void *data;                      // address in the backend's memory once a plan is bound
+  bool keep;              // an output or side effect: computed and kept to the end
+  struct ef_tensor *grad; // autograd: the gradient of this tensor (for parameters,
+                          // the leaf in the gradient arena)
+  const char *scope;      // the part of the model that built it ("squeeze-excite",
+                          // "classifier", ...; static text, NULL outside any): the
+                          // graph's scope at creation; gradient nodes take the scope
+                          // of the forward node they differentiate
+  void *data;             // address in the backend's memory once a plan is bound
 } ef_tensor;
 
 typedef struct ef_graph {
-  struct ef_store *store;          // parameters and state the graph's leaves point into
-  uint64_t seed;                   // seed of the graph's random ops (dropout, drop-path)
+  struct ef_store *store; // parameters and state the graph's leaves point into
+  uint64_t seed;          // seed of the graph's random ops (dropout, drop-path)
   ef_tensor **nodes;
   int n, cap;
   uint32_t n_rng_streams;
-  bool differentiated;             // ef_graph_backward has run (it runs once)
-  struct ef_plan *plan;            // the plan bound to the graph (one at a time; the plan
-                                   // writes addresses into the nodes), freed before the graph
-  const char *scope;               // given to the nodes created now (ef_graph_scope)
-  int bn_group;                    // training: batch-norm statistics over groups of this many
-                                   // ranks (SyncBN); 0 or 1: each rank's own batch
+  bool differentiated;  // ef_graph_backward has run (it runs once)
+  struct ef_plan *plan; // the plan bound to the graph (one at a time; the plan
+                        // writes addresses into the nodes), freed before the graph
+  const char *scope;    // given to the nodes created now (ef_graph_scope)
+  int bn_group;         // training: batch-norm statistics over groups of this many
+                        // ranks (SyncBN); 0 or 1: each rank's own batch
 } ef_graph;
 
 // ---- graph lifetime ---------------------------------------------------------------------
@@ -71,8 +71,8 @@ void ef_graph_free(ef_graph *g);
 // previous one, for the caller to restore.
 const char *ef_graph_scope(ef_graph *g, const char *scope);
 // The scopes the layers give their nodes and profiles count apart (ef_node_kind).
-#define EF_SCOPE_SE "squeeze-excite"      // pool, reduce, expand, gate and scale
-#define EF_SCOPE_CLASSIFIER "classifier"  // the pooling after the head, dropout, the linear layer
+#define EF_SCOPE_SE "squeeze-excite"     // pool, reduce, expand, gate and scale
+#define EF_SCOPE_CLASSIFIER "classifier" // the pooling after the head, dropout, the linear layer
 
 // ---- shapes -----------------------------------------------------------------------------
 int64_t ef_numel(const ef_tensor *t);
@@ -94,11 +94,11 @@ ef_tensor *ef_input(ef_graph *g, const char *name, ef_dtype dtype, int ndim, con
 ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name);
 
 // ---- forward ops (the op table in op.h documents shapes) ----------------------------------
-ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride,
-                     int dilation, int groups, ef_padding padding);
+ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride, int dilation, int groups,
+                     ef_padding padding);
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x);
-ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps,
-                 ef_act act, bool batch_stats);
+ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,
+                 bool batch_stats);
 ef_tensor *ef_bn_update(ef_graph *g, ef_tensor *running, ef_tensor *stats, float momentum);
 // SyncBN: bn_stats over `group` ranks' equal batches (the run's ef_run_ctx.group_mean does the
 // communication).
@@ -129,8 +129,8 @@ void ef_graph_keep(ef_graph *g, ef_tensor *t);
 
 // The generic node constructor behind every builder (and every backward rule): copies the
 // sources and parameters, takes the shape (ndim > 0) or leaves it to the op's inference.
-ef_tensor *ef_node_new(ef_graph *g, ef_op op, int n_src, ef_tensor *const *src,
-                       const ef_op_params *p, int ndim, const int64_t *shape);
+ef_tensor *ef_node_new(ef_graph *g, ef_op op, int n_src, ef_tensor *const *src, const ef_op_params *p, int ndim,
+                       const int64_t *shape);
 
 // ---- autograd (core/autograd.c) -------------------------------------------------------
 // Builds, once, the backward graph of a scalar loss (shape (1)): gradients of every trainable

@@ -86,12 +86,9 @@ EF_HD void ef_lanes_store(void *p, ef_dtype dt, int64_t i, int lanes, const floa
   if (lanes == 8 || lanes == 4 || lanes == 2) {
     uint32_t w[4] = {0, 0, 0, 0};
     for (int l = 0; l < lanes; l++) w[l / 2] |= (uint32_t)ef_to16(v[l], dt) << (16 * (l % 2));
-    if (lanes == 8)
-      *(uint4 *)h = make_uint4(w[0], w[1], w[2], w[3]);
-    else if (lanes == 4)
-      *(uint2 *)h = make_uint2(w[0], w[1]);
-    else
-      *(uint32_t *)h = w[0];
+    if (lanes == 8) *(uint4 *)h = make_uint4(w[0], w[1], w[2], w[3]);
+    else if (lanes == 4) *(uint2 *)h = make_uint2(w[0], w[1]);
+    else *(uint32_t *)h = w[0];
     return;
   }
 #endif

@@ -37,21 +37,20 @@ const char *ef_last_error(void);
 ef_status ef_error_pass(ef_status st, const char *message);
 
 // Prints "effnet: internal error at file:line [rank r]: message" and aborts.
-_Noreturn void ef_fatal_at(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+_Noreturn void ef_fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define EF_FATAL(...) ef_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 _Noreturn void ef_assert_fail(const char *file, int line, const char *cond, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#define EF_ASSERT(cond, ...)                                                                   \
-  do {                                                                                         \
-    if (!(cond)) ef_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                       \
+#define EF_ASSERT(cond, ...)                                                                                           \
+  do {                                                                                                                 \
+    if (!(cond)) ef_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                               \
   } while (0)
 
 // Propagates a non-OK status to the caller.
-#define EF_TRY(expr)                                                                           \
-  do {                                                                                         \
-    ef_status ef_try_st_ = (expr);                                                             \
-    if (ef_try_st_ != EF_OK) return ef_try_st_;                                                \
+#define EF_TRY(expr)                                                                                                   \
+  do {                                                                                                                 \
+    ef_status ef_try_st_ = (expr);                                                                                     \
+    if (ef_try_st_ != EF_OK) return ef_try_st_;                                                                        \
   } while (0)
 
 // Small allocations that the program cannot continue without: abort with the size on failure.

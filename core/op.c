@@ -59,8 +59,7 @@ static void need_pair(const ef_tensor *n, int i, int64_t c) {
 // ---- convolution -----------------------------------------------------------------------
 
 // Output height and width of a convolution of x (N,H,W,C) by w (O,KH,KW,C/g).
-static void conv_out_hw(const ef_tensor *n, const int64_t *xs, const int64_t *ws, int64_t *oh,
-                        int64_t *ow) {
+static void conv_out_hw(const ef_tensor *n, const int64_t *xs, const int64_t *ws, int64_t *oh, int64_t *ow) {
   const ef_conv_params *p = &n->p.conv;
   int64_t ekh = (int64_t)p->dilation[0] * (ws[1] - 1) + 1, ekw = (int64_t)p->dilation[1] * (ws[2] - 1) + 1;
   int64_t ph = xs[1] + p->pad[0] + p->pad[1], pw = xs[2] + p->pad[2] + p->pad[3];
@@ -72,8 +71,8 @@ static void conv_out_hw(const ef_tensor *n, const int64_t *xs, const int64_t *ws
 static void conv_check(const ef_tensor *n, const int64_t *xs, const int64_t *ws) {
   const ef_conv_params *p = &n->p.conv;
   if (p->groups < 1 || xs[3] % p->groups || ws[0] % p->groups || ws[3] * p->groups != xs[3])
-    bad_node(n, "channels (in %lld, out %lld, weight in %lld) do not fit %d groups",
-             (long long)xs[3], (long long)ws[0], (long long)ws[3], p->groups);
+    bad_node(n, "channels (in %lld, out %lld, weight in %lld) do not fit %d groups", (long long)xs[3], (long long)ws[0],
+             (long long)ws[3], p->groups);
   if (p->stride[0] < 1 || p->stride[1] < 1 || p->dilation[0] < 1 || p->dilation[1] < 1)
     bad_node(n, "stride and dilation must be >= 1");
   for (int i = 0; i < 4; i++)
@@ -81,7 +80,10 @@ static void conv_check(const ef_tensor *n, const int64_t *xs, const int64_t *ws)
 }
 
 static void infer_conv2d(ef_tensor *n) {
-  need_ndim(n, 0, 4); need_ndim(n, 1, 4); need_float(n, 0); need_float(n, 1);
+  need_ndim(n, 0, 4);
+  need_ndim(n, 1, 4);
+  need_float(n, 0);
+  need_float(n, 1);
   const ef_tensor *x = n->src[0], *w = n->src[1];
   conv_check(n, x->shape, w->shape);
   if (n->n_src == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != w->shape[0]))
@@ -93,7 +95,8 @@ static void infer_conv2d(ef_tensor *n) {
 
 // A backward convolution node: dy must be the output of convolving input shape xs by ws.
 static void check_conv_dy(const ef_tensor *n, const ef_tensor *dy, const int64_t *xs, const int64_t *ws) {
-  need_ndim(n, 0, 4); need_ndim(n, 1, 4);
+  need_ndim(n, 0, 4);
+  need_ndim(n, 1, 4);
   if (n->ndim != 4) bad_node(n, "needs the 4-D shape of what it computes");
   conv_check(n, xs, ws);
   int64_t oh, ow;
@@ -140,7 +143,8 @@ static void infer_bn_stats(ef_tensor *n) {
 static void infer_bn(ef_tensor *n) { // {x, stats, affine}
   need_float(n, 0);
   int64_t c = last_dim(n->src[0]);
-  need_pair(n, 1, c); need_pair(n, 2, c);
+  need_pair(n, 1, c);
+  need_pair(n, 2, c);
   if (n->p.bn.batch_stats && n->src[1]->op != EF_OP_BN_STATS && n->src[1]->op != EF_OP_SYNC_STATS)
     bad_node(n, "batch statistics must come from bn_stats (or sync_stats)");
   set_shape(n, n->src[0]->dtype, n->src[0]->ndim, n->src[0]->shape);
@@ -149,14 +153,16 @@ static void infer_bn(ef_tensor *n) { // {x, stats, affine}
 static void infer_bn_bwd_reduce(ef_tensor *n) { // {dy, x, stats, affine}
   need_same(n, 0, 1);
   int64_t c = last_dim(n->src[1]);
-  need_pair(n, 2, c); need_pair(n, 3, c);
+  need_pair(n, 2, c);
+  need_pair(n, 3, c);
   set_shape(n, EF_F32, 2, (int64_t[]){2, c});
 }
 
 static void infer_bn_bwd_data(ef_tensor *n) { // {dy, x, stats, affine, [reduce]}
   need_same(n, 0, 1);
   int64_t c = last_dim(n->src[1]);
-  need_pair(n, 2, c); need_pair(n, 3, c);
+  need_pair(n, 2, c);
+  need_pair(n, 3, c);
   if (n->p.bn.batch_stats && n->n_src != 5) bad_node(n, "batch statistics need the reduction");
   if (n->n_src == 5) need_pair(n, 4, c);
   set_shape(n, n->src[0]->dtype, n->src[1]->ndim, n->src[1]->shape);
@@ -175,7 +181,8 @@ static void backward_bn(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
     // Statistics over a group of ranks: the input gradient needs the group's sums (averaged, so
     // that this rank's row count still divides them); the affine keeps this rank's own, which
     // the data-parallel all-reduce averages like every other gradient.
-    ef_tensor *sums = batch && stats->op == EF_OP_SYNC_STATS ? ef_node_new(g, EF_OP_SYNC_MEAN, 1, &red, &stats->p, 0, NULL) : red;
+    ef_tensor *sums =
+        batch && stats->op == EF_OP_SYNC_STATS ? ef_node_new(g, EF_OP_SYNC_MEAN, 1, &red, &stats->p, 0, NULL) : red;
     ef_tensor *src[5] = {dy, x, stats, affine, sums};
     ef_grad_add(g, x, ef_node_new(g, EF_OP_BN_BWD_DATA, batch ? 5 : 4, src, &n->p, 0, NULL));
   }
@@ -183,7 +190,8 @@ static void backward_bn(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
 
 static void infer_bn_update(ef_tensor *n) { // {running, stats}
   int64_t c = n->src[1]->shape[1];
-  need_pair(n, 0, c); need_pair(n, 1, c);
+  need_pair(n, 0, c);
+  need_pair(n, 1, c);
   if (n->src[0]->mem != EF_MEM_STATE) bad_node(n, "running statistics must be store state");
   if (n->src[1]->op != EF_OP_BN_STATS && n->src[1]->op != EF_OP_SYNC_STATS)
     bad_node(n, "needs batch statistics from bn_stats (or sync_stats)");
@@ -218,7 +226,10 @@ static void backward_add(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
 }
 
 static void infer_channel_mul(ef_tensor *n) { // {x (N,H,W,C), s (N,1,1,C)}
-  need_ndim(n, 0, 4); need_ndim(n, 1, 4); need_float(n, 0); need_float(n, 1);
+  need_ndim(n, 0, 4);
+  need_ndim(n, 1, 4);
+  need_float(n, 0);
+  need_float(n, 1);
   const int64_t *x = n->src[0]->shape, *s = n->src[1]->shape;
   if (s[0] != x[0] || s[1] != 1 || s[2] != 1 || s[3] != x[3]) bad_node(n, "scale must be (N,1,1,C)");
   set_shape(n, n->src[0]->dtype, 4, x);
@@ -226,20 +237,21 @@ static void infer_channel_mul(ef_tensor *n) { // {x (N,H,W,C), s (N,1,1,C)}
 
 static void backward_channel_mul(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
   ef_tensor *x = n->src[0], *s = n->src[1];
-  if (x->requires_grad)
-    ef_grad_add(g, x, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+  if (x->requires_grad) ef_grad_add(g, x, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
   if (s->requires_grad)
     ef_grad_add(g, s, ef_node_new(g, EF_OP_CHANNEL_MUL_BWD_S, 2, (ef_tensor *[]){dy, x}, NULL, 0, NULL));
 }
 
 static void infer_channel_mul_bwd_s(ef_tensor *n) {
-  need_ndim(n, 0, 4); need_same(n, 0, 1);
+  need_ndim(n, 0, 4);
+  need_same(n, 0, 1);
   const int64_t *x = n->src[1]->shape;
   set_shape(n, n->src[0]->dtype, 4, (int64_t[]){x[0], 1, 1, x[3]});
 }
 
 static void infer_gap(ef_tensor *n) {
-  need_ndim(n, 0, 4); need_float(n, 0);
+  need_ndim(n, 0, 4);
+  need_float(n, 0);
   const int64_t *x = n->src[0]->shape;
   set_shape(n, n->src[0]->dtype, 4, (int64_t[]){x[0], 1, 1, x[3]});
 }
@@ -259,9 +271,12 @@ static void infer_gap_bwd(ef_tensor *n) { // node shape preset to x's
 // ---- matrix products ---------------------------------------------------------------------
 
 static void infer_linear(ef_tensor *n) { // {x (...,I), w (O,I), [b (O)]}
-  need_float(n, 0); need_ndim(n, 1, 2); need_float(n, 1);
+  need_float(n, 0);
+  need_ndim(n, 1, 2);
+  need_float(n, 1);
   const ef_tensor *x = n->src[0], *w = n->src[1];
-  if (x->ndim < 2 || last_dim(x) != w->shape[1]) bad_node(n, "x (...,%lld) must end in the weight's input size", (long long)w->shape[1]);
+  if (x->ndim < 2 || last_dim(x) != w->shape[1])
+    bad_node(n, "x (...,%lld) must end in the weight's input size", (long long)w->shape[1]);
   if (n->n_src == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != w->shape[0])) bad_node(n, "bias must be (O)");
   set_shape(n, x->dtype, x->ndim, x->shape);
   n->shape[n->ndim - 1] = w->shape[0];
@@ -391,66 +406,56 @@ static void infer_accum(ef_tensor *n) {
 // Each row: name, sources (least, most), storage, shape inference, backward rule; then precision class,
 // multiply-adds and profile class.
 static const ef_op_desc op_table[] = {
-    [EF_OP_LEAF] = {"leaf", 0, 0, EF_STORAGE_OWN, NULL, NULL,
-                    EF_PREC_F32, NULL, EF_PROFILE_OTHER},
-    [EF_OP_CONV2D] = {"conv2d", 2, 3, EF_STORAGE_OWN, infer_conv2d, backward_conv2d,
-                      EF_PREC_ACTIVATION, macs_conv2d, EF_PROFILE_CONV},
-    [EF_OP_CONV2D_BWD_DATA] = {"conv2d_bwd_data", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_data, NULL,
-                               EF_PREC_ACTIVATION, macs_conv2d_bwd_data, EF_PROFILE_CONV},
+    [EF_OP_LEAF] = {"leaf", 0, 0, EF_STORAGE_OWN, NULL, NULL, EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_CONV2D] = {"conv2d", 2, 3, EF_STORAGE_OWN, infer_conv2d, backward_conv2d, EF_PREC_ACTIVATION, macs_conv2d,
+                      EF_PROFILE_CONV},
+    [EF_OP_CONV2D_BWD_DATA] = {"conv2d_bwd_data", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_data, NULL, EF_PREC_ACTIVATION,
+                               macs_conv2d_bwd_data, EF_PROFILE_CONV},
     [EF_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_weight, NULL,
                                  EF_PREC_WITH_ALL, macs_conv2d_bwd_weight, EF_PROFILE_CONV},
-    [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL,
-                        EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_OWN, infer_bn, backward_bn,
-                  EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL,
-                             EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_BN_BWD_DATA] = {"bn_bwd_data", 4, 5, EF_STORAGE_OWN, infer_bn_bwd_data, NULL,
-                           EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_BN_UPDATE] = {"bn_update", 2, 2, EF_STORAGE_INPLACE, infer_bn_update, NULL,
-                         EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_SYNC_STATS] = {"sync_stats", 1, 1, EF_STORAGE_OWN, infer_sync, NULL,
-                          EF_PREC_F32, NULL, EF_PROFILE_OTHER},
-    [EF_OP_SYNC_MEAN] = {"sync_mean", 1, 1, EF_STORAGE_OWN, infer_sync, NULL,
-                         EF_PREC_F32, NULL, EF_PROFILE_OTHER},
-    [EF_OP_ACT] = {"act", 1, 1, EF_STORAGE_OWN, infer_act, backward_act,
-                   EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL,
-                       EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
-    [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add,
-                   EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
+    [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL, EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_OWN, infer_bn, backward_bn, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL, EF_PREC_F32, NULL,
+                             EF_PROFILE_BN_ACT},
+    [EF_OP_BN_BWD_DATA] = {"bn_bwd_data", 4, 5, EF_STORAGE_OWN, infer_bn_bwd_data, NULL, EF_PREC_ACTIVATION, NULL,
+                           EF_PROFILE_BN_ACT},
+    [EF_OP_BN_UPDATE] = {"bn_update", 2, 2, EF_STORAGE_INPLACE, infer_bn_update, NULL, EF_PREC_F32, NULL,
+                         EF_PROFILE_BN_ACT},
+    [EF_OP_SYNC_STATS] = {"sync_stats", 1, 1, EF_STORAGE_OWN, infer_sync, NULL, EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_SYNC_MEAN] = {"sync_mean", 1, 1, EF_STORAGE_OWN, infer_sync, NULL, EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_ACT] = {"act", 1, 1, EF_STORAGE_OWN, infer_act, backward_act, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
+    [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add, EF_PREC_ACTIVATION, NULL,
+                   EF_PROFILE_OTHER},
     [EF_OP_CHANNEL_MUL] = {"channel_mul", 2, 2, EF_STORAGE_OWN, infer_channel_mul, backward_channel_mul,
                            EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
     [EF_OP_CHANNEL_MUL_BWD_S] = {"channel_mul_bwd_s", 2, 2, EF_STORAGE_OWN, infer_channel_mul_bwd_s, NULL,
                                  EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_GAP] = {"gap", 1, 1, EF_STORAGE_OWN, infer_gap, backward_gap,
-                   EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_GAP_BWD] = {"gap_bwd", 1, 1, EF_STORAGE_OWN, infer_gap_bwd, NULL,
-                       EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
-    [EF_OP_LINEAR] = {"linear", 2, 3, EF_STORAGE_OWN, infer_linear, backward_linear,
-                      EF_PREC_WITH_ALL, macs_linear, EF_PROFILE_OTHER},
-    [EF_OP_LINEAR_BWD_DATA] = {"linear_bwd_data", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_data, NULL,
-                               EF_PREC_WITH_ALL, macs_linear, EF_PROFILE_OTHER},
+    [EF_OP_GAP] = {"gap", 1, 1, EF_STORAGE_OWN, infer_gap, backward_gap, EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_GAP_BWD] = {"gap_bwd", 1, 1, EF_STORAGE_OWN, infer_gap_bwd, NULL, EF_PREC_ACTIVATION, NULL,
+                       EF_PROFILE_OTHER},
+    [EF_OP_LINEAR] = {"linear", 2, 3, EF_STORAGE_OWN, infer_linear, backward_linear, EF_PREC_WITH_ALL, macs_linear,
+                      EF_PROFILE_OTHER},
+    [EF_OP_LINEAR_BWD_DATA] = {"linear_bwd_data", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_data, NULL, EF_PREC_WITH_ALL,
+                               macs_linear, EF_PROFILE_OTHER},
     [EF_OP_LINEAR_BWD_WEIGHT] = {"linear_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_linear_bwd_weight, NULL,
                                  EF_PREC_WITH_ALL, macs_linear_bwd_weight, EF_PROFILE_OTHER},
-    [EF_OP_SUM_ROWS] = {"sum_rows", 1, 1, EF_STORAGE_OWN, infer_sum_rows, NULL,
-                        EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_DROPOUT] = {"dropout", 1, 1, EF_STORAGE_OWN, infer_dropout, backward_dropout,
-                       EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
-    [EF_OP_SOFTMAX_CE] = {"softmax_ce", 2, 2, EF_STORAGE_OWN, infer_softmax_ce, backward_softmax_ce,
-                          EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_SOFTMAX_CE_BWD] = {"softmax_ce_bwd", 3, 3, EF_STORAGE_OWN, infer_softmax_ce_bwd, NULL,
-                              EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_REDUCE] = {"reduce", 1, 1, EF_STORAGE_OWN, infer_reduce, backward_reduce,
-                      EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_BROADCAST] = {"broadcast", 1, 1, EF_STORAGE_OWN, infer_broadcast, NULL,
-                         EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_FILL] = {"fill", 0, 0, EF_STORAGE_OWN, infer_fill, NULL,
-                    EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
-    [EF_OP_RESHAPE] = {"reshape", 1, 1, EF_STORAGE_VIEW, infer_reshape, backward_reshape,
-                       EF_PREC_SOURCE, NULL, EF_PROFILE_OTHER},
-    [EF_OP_ACCUM] = {"accum", 2, 2, EF_STORAGE_INPLACE, infer_accum, NULL,
-                     EF_PREC_F32, NULL, EF_PROFILE_OTHER},
+    [EF_OP_SUM_ROWS] = {"sum_rows", 1, 1, EF_STORAGE_OWN, infer_sum_rows, NULL, EF_PREC_WITH_ALL, NULL,
+                        EF_PROFILE_OTHER},
+    [EF_OP_DROPOUT] = {"dropout", 1, 1, EF_STORAGE_OWN, infer_dropout, backward_dropout, EF_PREC_ACTIVATION, NULL,
+                       EF_PROFILE_OTHER},
+    [EF_OP_SOFTMAX_CE] = {"softmax_ce", 2, 2, EF_STORAGE_OWN, infer_softmax_ce, backward_softmax_ce, EF_PREC_WITH_ALL,
+                          NULL, EF_PROFILE_OTHER},
+    [EF_OP_SOFTMAX_CE_BWD] = {"softmax_ce_bwd", 3, 3, EF_STORAGE_OWN, infer_softmax_ce_bwd, NULL, EF_PREC_WITH_ALL,
+                              NULL, EF_PROFILE_OTHER},
+    [EF_OP_REDUCE] = {"reduce", 1, 1, EF_STORAGE_OWN, infer_reduce, backward_reduce, EF_PREC_WITH_ALL, NULL,
+                      EF_PROFILE_OTHER},
+    [EF_OP_BROADCAST] = {"broadcast", 1, 1, EF_STORAGE_OWN, infer_broadcast, NULL, EF_PREC_WITH_ALL, NULL,
+                         EF_PROFILE_OTHER},
+    [EF_OP_FILL] = {"fill", 0, 0, EF_STORAGE_OWN, infer_fill, NULL, EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},
+    [EF_OP_RESHAPE] = {"reshape", 1, 1, EF_STORAGE_VIEW, infer_reshape, backward_reshape, EF_PREC_SOURCE, NULL,
+                       EF_PROFILE_OTHER},
+    [EF_OP_ACCUM] = {"accum", 2, 2, EF_STORAGE_INPLACE, infer_accum, NULL, EF_PREC_F32, NULL, EF_PROFILE_OTHER},
 };
 _Static_assert(sizeof op_table / sizeof op_table[0] == EF_OP_COUNT, "op_table must list every op");
 
@@ -462,8 +467,8 @@ double ef_bn_update_bessel(const ef_tensor *update) {
   return rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
 }
 
-void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own, float *out,
-                           size_t c) {
+void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own,
+                           float *out, size_t c) {
   memcpy(out, own, sizeof(float) * c);
   group_mean(group, out, c);
   for (size_t k = 0; k < c; k++) {
@@ -508,9 +513,9 @@ ef_kind ef_node_kind(const ef_tensor *t) {
 
 const char *ef_kind_name(ef_kind kind) {
   static const char *const names[EF_KIND_COUNT] = {
-      [EF_KIND_CONV1X1] = "1x1 conv",     [EF_KIND_DEPTHWISE] = "depthwise conv", [EF_KIND_BN_ACT] = "BN+activation",
-      [EF_KIND_SE] = "squeeze-excite",    [EF_KIND_CLASSIFIER] = "classifier",    [EF_KIND_OPTIMIZER] = "optimizer",
-      [EF_KIND_OTHER] = "other",          [EF_KIND_DATA] = "data (waiting)",
+      [EF_KIND_CONV1X1] = "1x1 conv",  [EF_KIND_DEPTHWISE] = "depthwise conv", [EF_KIND_BN_ACT] = "BN+activation",
+      [EF_KIND_SE] = "squeeze-excite", [EF_KIND_CLASSIFIER] = "classifier",    [EF_KIND_OPTIMIZER] = "optimizer",
+      [EF_KIND_OTHER] = "other",       [EF_KIND_DATA] = "data (waiting)",
   };
   EF_ASSERT(kind >= 0 && kind < EF_KIND_COUNT && names[kind], "profile kind %d", (int)kind);
   return names[kind];

@@ -28,44 +28,44 @@
 #include <stdint.h>
 
 typedef enum {
-  EF_OP_LEAF,                // no computation: an input, parameter, gradient or state tensor
+  EF_OP_LEAF, // no computation: an input, parameter, gradient or state tensor
   // convolution, NHWC activations, weights (O, KH, KW, I/groups), optional bias (O)
-  EF_OP_CONV2D,              // {x (N,H,W,C), w, [b]} -> (N,OH,OW,O)
-  EF_OP_CONV2D_BWD_DATA,     // {dy, w} -> dx (N,H,W,C)
-  EF_OP_CONV2D_BWD_WEIGHT,   // {dy, x} -> dw (O,KH,KW,C/groups)
+  EF_OP_CONV2D,            // {x (N,H,W,C), w, [b]} -> (N,OH,OW,O)
+  EF_OP_CONV2D_BWD_DATA,   // {dy, w} -> dx (N,H,W,C)
+  EF_OP_CONV2D_BWD_WEIGHT, // {dy, x} -> dw (O,KH,KW,C/groups)
   // batch norm; per-channel pairs are stored as (2,C): stats [mean; var], affine [gamma; beta]
-  EF_OP_BN_STATS,            // {x (N,H,W,C)} -> (2,C) batch mean and biased variance
-  EF_OP_BN,                  // {x, stats (2,C), affine (2,C)} -> act(gamma * xhat + beta)
-  EF_OP_BN_BWD_REDUCE,       // {dy, x, stats, affine} -> (2,C) [sum dz*xhat; sum dz]
-  EF_OP_BN_BWD_DATA,         // {dy, x, stats, affine, [reduce]} -> dx
-  EF_OP_BN_UPDATE,           // {running (2,C), stats (2,C)} -> running, updated in place
-  EF_OP_SYNC_STATS,          // {bn_stats (2,C)} -> (2,C) over a group of ranks' equal batches (SyncBN):
-                             //   the mean of the means, and the mean of var_r + (mean_r - mean)^2
-  EF_OP_SYNC_MEAN,           // {x} -> x averaged over the group's ranks (SyncBN's backward sums)
+  EF_OP_BN_STATS,      // {x (N,H,W,C)} -> (2,C) batch mean and biased variance
+  EF_OP_BN,            // {x, stats (2,C), affine (2,C)} -> act(gamma * xhat + beta)
+  EF_OP_BN_BWD_REDUCE, // {dy, x, stats, affine} -> (2,C) [sum dz*xhat; sum dz]
+  EF_OP_BN_BWD_DATA,   // {dy, x, stats, affine, [reduce]} -> dx
+  EF_OP_BN_UPDATE,     // {running (2,C), stats (2,C)} -> running, updated in place
+  EF_OP_SYNC_STATS,    // {bn_stats (2,C)} -> (2,C) over a group of ranks' equal batches (SyncBN):
+                       //   the mean of the means, and the mean of var_r + (mean_r - mean)^2
+  EF_OP_SYNC_MEAN,     // {x} -> x averaged over the group's ranks (SyncBN's backward sums)
   // elementwise and broadcast
-  EF_OP_ACT,                 // {x} -> act(x)
-  EF_OP_ACT_BWD,             // {dy, x} -> dy * act'(x)
-  EF_OP_ADD,                 // {a, b} -> a + b (same shapes)
-  EF_OP_CHANNEL_MUL,         // {x (N,H,W,C), s (N,1,1,C)} -> x * s (the squeeze-excite scale)
-  EF_OP_CHANNEL_MUL_BWD_S,   // {dy, x} -> (N,1,1,C) sum over H,W of dy * x
-  EF_OP_GAP,                 // {x (N,H,W,C)} -> (N,1,1,C) mean over H,W
-  EF_OP_GAP_BWD,             // {dy (N,1,1,C)} -> (N,H,W,C) dy / (H*W)
+  EF_OP_ACT,               // {x} -> act(x)
+  EF_OP_ACT_BWD,           // {dy, x} -> dy * act'(x)
+  EF_OP_ADD,               // {a, b} -> a + b (same shapes)
+  EF_OP_CHANNEL_MUL,       // {x (N,H,W,C), s (N,1,1,C)} -> x * s (the squeeze-excite scale)
+  EF_OP_CHANNEL_MUL_BWD_S, // {dy, x} -> (N,1,1,C) sum over H,W of dy * x
+  EF_OP_GAP,               // {x (N,H,W,C)} -> (N,1,1,C) mean over H,W
+  EF_OP_GAP_BWD,           // {dy (N,1,1,C)} -> (N,H,W,C) dy / (H*W)
   // matrix products: x (...,I) as rows, w (O,I), optional b (O)
-  EF_OP_LINEAR,              // {x, w, [b]} -> (...,O)
-  EF_OP_LINEAR_BWD_DATA,     // {dy, w} -> dx (...,I)
-  EF_OP_LINEAR_BWD_WEIGHT,   // {dy, x} -> dw (O,I)
-  EF_OP_SUM_ROWS,            // {x (...,C)} -> (C) sum over all but the last axis (bias grads)
+  EF_OP_LINEAR,            // {x, w, [b]} -> (...,O)
+  EF_OP_LINEAR_BWD_DATA,   // {dy, w} -> dx (...,I)
+  EF_OP_LINEAR_BWD_WEIGHT, // {dy, x} -> dw (O,I)
+  EF_OP_SUM_ROWS,          // {x (...,C)} -> (C) sum over all but the last axis (bias grads)
   // regularization
-  EF_OP_DROPOUT,             // {x} -> x * mask / (1 - rate), mask per element or per sample
+  EF_OP_DROPOUT, // {x} -> x * mask / (1 - rate), mask per element or per sample
   // losses and reductions
-  EF_OP_SOFTMAX_CE,          // {logits (N,K), labels (N) i32} -> (1) mean label-smoothed CE
-  EF_OP_SOFTMAX_CE_BWD,      // {dloss (1), logits, labels} -> dlogits (N,K)
-  EF_OP_REDUCE,              // {x} -> (1) value * sum(x)   (sum: value 1, mean: value 1/n)
-  EF_OP_BROADCAST,           // {d (1)} -> d * value in every element of the node's shape
-  EF_OP_FILL,                // {} -> value in every element
+  EF_OP_SOFTMAX_CE,     // {logits (N,K), labels (N) i32} -> (1) mean label-smoothed CE
+  EF_OP_SOFTMAX_CE_BWD, // {dloss (1), logits, labels} -> dlogits (N,K)
+  EF_OP_REDUCE,         // {x} -> (1) value * sum(x)   (sum: value 1, mean: value 1/n)
+  EF_OP_BROADCAST,      // {d (1)} -> d * value in every element of the node's shape
+  EF_OP_FILL,           // {} -> value in every element
   // storage
-  EF_OP_RESHAPE,             // {x} -> the same memory with another shape (a view)
-  EF_OP_ACCUM,               // {dst, src} -> dst += src, in place (parameter gradients)
+  EF_OP_RESHAPE, // {x} -> the same memory with another shape (a view)
+  EF_OP_ACCUM,   // {dst, src} -> dst += src, in place (parameter gradients)
   EF_OP_COUNT
 } ef_op;
 
@@ -86,23 +86,31 @@ typedef struct {
 } ef_bn_params;
 
 typedef struct {
-  float momentum;   // PyTorch convention: running = (1 - m) * running + m * batch
+  float momentum; // PyTorch convention: running = (1 - m) * running + m * batch
 } ef_bn_update_params;
 
-typedef struct { ef_act act; } ef_act_params;
+typedef struct {
+  ef_act act;
+} ef_act_params;
 
 typedef struct {
-  float rate;       // probability of dropping
-  bool per_sample;  // one draw per sample (drop-path / stochastic depth) or per element
-  uint32_t stream;  // Philox stream, unique per dropout node in a graph
+  float rate;      // probability of dropping
+  bool per_sample; // one draw per sample (drop-path / stochastic depth) or per element
+  uint32_t stream; // Philox stream, unique per dropout node in a graph
   uint64_t seed;
 } ef_dropout_params;
 
-typedef struct { float smoothing; } ef_ce_params;
+typedef struct {
+  float smoothing;
+} ef_ce_params;
 
-typedef struct { float value; } ef_value_params; // REDUCE, BROADCAST, FILL
+typedef struct {
+  float value;
+} ef_value_params; // REDUCE, BROADCAST, FILL
 
-typedef struct { int32_t group; } ef_sync_params; // SYNC_STATS, SYNC_MEAN: ranks per group (> 1)
+typedef struct {
+  int32_t group;
+} ef_sync_params; // SYNC_STATS, SYNC_MEAN: ranks per group (> 1)
 
 typedef union {
   ef_conv_params conv;
@@ -119,8 +127,8 @@ struct ef_tensor;
 struct ef_graph;
 
 typedef enum {
-  EF_STORAGE_OWN,   // the node has its own output buffer
-  EF_STORAGE_VIEW,  // the output is src[0]'s memory; nothing is computed
+  EF_STORAGE_OWN,     // the node has its own output buffer
+  EF_STORAGE_VIEW,    // the output is src[0]'s memory; nothing is computed
   EF_STORAGE_INPLACE, // the output is src[0]'s memory, updated by the kernel
 } ef_storage;
 
@@ -148,7 +156,7 @@ typedef enum {
   EF_KIND_SE,         // the squeeze-excite scope (EF_SCOPE_SE), gradients included
   EF_KIND_CLASSIFIER, // the classifier scope (EF_SCOPE_CLASSIFIER), gradients included
   EF_KIND_OPTIMIZER,
-  EF_KIND_OTHER,      // the stem's convolution, adds, drop-path, the loss, gradient accumulation, ...
+  EF_KIND_OTHER, // the stem's convolution, adds, drop-path, the loss, gradient accumulation, ...
   EF_KIND_DATA,
   EF_KIND_COUNT
 } ef_kind;
@@ -188,8 +196,8 @@ int64_t ef_node_bytes(const struct ef_tensor *t);
 // of the means, then its mean of var_r + (mean_r - mean)^2 (no cancellation), through the run's
 // group_mean; host memory.
 double ef_bn_update_bessel(const struct ef_tensor *update);
-void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own, float *out,
-                           size_t c);
+void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n), void *group, const float *own,
+                           float *out, size_t c);
 // Aborts at start-up if an entry of the table is incomplete (called by ef_graph_new).
 void ef_op_table_check(void);
 

@@ -12,7 +12,9 @@
 extern "C" {
 #endif
 
-typedef struct { uint32_t v[4]; } ef_philox_out;
+typedef struct {
+  uint32_t v[4];
+} ef_philox_out;
 
 // The raw generator: 4 words from a 128-bit counter and a 64-bit key.
 EF_HD ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]) {
@@ -38,10 +40,10 @@ EF_HD ef_philox_out ef_philox4x32(const uint32_t ctr[4], const uint32_t key[2]) 
 // Streams are split by what draws from them, so that no two uses of one seed ever read the same
 // words: the top 8 bits name the domain, the low 24 bits an index within it.
 typedef enum {
-  EF_RNG_INIT = 1,     // parameter initialization; index = store entry
-  EF_RNG_DROPOUT = 2,  // dropout and drop-path masks; index = dropout node of the graph
-  EF_RNG_SHUFFLE = 3,  // the order of samples; index unused (0)
-  EF_RNG_AUGMENT = 4,  // per-sample crops, flips and augmentations; index unused (0)
+  EF_RNG_INIT = 1,    // parameter initialization; index = store entry
+  EF_RNG_DROPOUT = 2, // dropout and drop-path masks; index = dropout node of the graph
+  EF_RNG_SHUFFLE = 3, // the order of samples; index unused (0)
+  EF_RNG_AUGMENT = 4, // per-sample crops, flips and augmentations; index unused (0)
 } ef_rng_domain;
 
 static inline uint32_t ef_rng_stream(ef_rng_domain domain, uint32_t index) {
@@ -70,9 +72,13 @@ typedef struct {
 } ef_rng_seq;
 
 // The next uniform in [0, 1).
-static inline float ef_rng_seq_uniform(ef_rng_seq *r) { return ef_philox_uniform(r->seed, r->stream, r->step, r->next++); }
+static inline float ef_rng_seq_uniform(ef_rng_seq *r) {
+  return ef_philox_uniform(r->seed, r->stream, r->step, r->next++);
+}
 // The next uniform in [lo, hi).
-static inline float ef_rng_seq_range(ef_rng_seq *r, float lo, float hi) { return lo + (hi - lo) * ef_rng_seq_uniform(r); }
+static inline float ef_rng_seq_range(ef_rng_seq *r, float lo, float hi) {
+  return lo + (hi - lo) * ef_rng_seq_uniform(r);
+}
 // The next integer in [0, n), n > 0.
 static inline int ef_rng_seq_below(ef_rng_seq *r, int n) {
   int k = (int)(ef_rng_seq_uniform(r) * (float)n);

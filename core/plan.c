@@ -6,7 +6,6 @@
 
 #include "core/plan.h"
 
-
 ef_tensor *ef_plan_owner(ef_tensor *t) {
   while (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage != EF_STORAGE_OWN) t = t->src[0];
   return t;
@@ -19,9 +18,9 @@ typedef struct {
 } block;
 
 typedef struct {
-  block *b;       // free blocks sorted by offset, never adjacent (merged)
+  block *b; // free blocks sorted by offset, never adjacent (merged)
   int n;
-  size_t top;     // the arena's high-water mark
+  size_t top; // the arena's high-water mark
 } free_list;
 
 static void fl_remove(free_list *fl, int i) {

@@ -13,15 +13,15 @@
 #include "core/log.h"
 
 typedef struct {
-  bool no_reuse;   // give every buffer its own space (the naive layout, for comparisons)
-  bool poison;     // fill each computed buffer (and the kernels' scratch) with NaN bytes
-                   // before it is written, and each buffer again after
-                   // its last reader; give it a red zone that is checked after its
-                   // writer runs: a planner or kernel bug shows up as NaN or an abort naming
-                   // the node, never as luck
-  bool profile;    // time every node (ef_plan_profile_print)
-  bool graph;      // on backends that capture (CUDA): runs go through ef_capture_run; runs
-                   // that profile, poison, or call back (after_node, group_mean) stay eager
+  bool no_reuse; // give every buffer its own space (the naive layout, for comparisons)
+  bool poison;   // fill each computed buffer (and the kernels' scratch) with NaN bytes
+                 // before it is written, and each buffer again after
+                 // its last reader; give it a red zone that is checked after its
+                 // writer runs: a planner or kernel bug shows up as NaN or an abort naming
+                 // the node, never as luck
+  bool profile;  // time every node (ef_plan_profile_print)
+  bool graph;    // on backends that capture (CUDA): runs go through ef_capture_run; runs
+                 // that profile, poison, or call back (after_node, group_mean) stay eager
 } ef_plan_opts;
 
 // Work recorded once as a device graph and replayed (CUDA graphs): the first ef_capture_run runs
@@ -45,30 +45,30 @@ void ef_capture_free(ef_capture *c, ef_backend *be);
 
 // One planned buffer: live from the step that writes it to the last step that reads it.
 typedef struct {
-  ef_tensor *t;          // the tensor that owns the memory (views resolve to it)
-  int birth, death;      // schedule positions; inputs live from -1 to n, kept outputs die at n
-  size_t offset, bytes;  // in the activation arena; bytes: the data (and the red zone in poison
-                         // mode) rounded up to EF_PLAN_ALIGN
+  ef_tensor *t;         // the tensor that owns the memory (views resolve to it)
+  int birth, death;     // schedule positions; inputs live from -1 to n, kept outputs die at n
+  size_t offset, bytes; // in the activation arena; bytes: the data (and the red zone in poison
+                        // mode) rounded up to EF_PLAN_ALIGN
 } ef_buffer;
 
 typedef struct ef_plan {
   ef_graph *g;
   ef_backend *be;
   ef_plan_opts opts;
-  ef_tensor **sched;     // the nodes that run, in a topological order
+  ef_tensor **sched; // the nodes that run, in a topological order
   int n;
-  ef_buffer *bufs;       // every planned buffer, in order of birth
+  ef_buffer *bufs; // every planned buffer, in order of birth
   int n_bufs;
-  int *written;          // per scheduled node: the index in bufs of the buffer it writes, or -1
-  size_t arena_bytes;    // the planned peak: the size of the activation arena
-  size_t naive_bytes;    // the sum of all planned buffers (no reuse)
-  void *arena;           // backend memory
-  void *scratch;         // shared scratch for kernels, the largest any node asked for
+  int *written;       // per scheduled node: the index in bufs of the buffer it writes, or -1
+  size_t arena_bytes; // the planned peak: the size of the activation arena
+  size_t naive_bytes; // the sum of all planned buffers (no reuse)
+  void *arena;        // backend memory
+  void *scratch;      // shared scratch for kernels, the largest any node asked for
   size_t scratch_bytes;
-  void **state;          // per scheduled node: what the backend prepared
-  double *ms;            // per scheduled node: accumulated milliseconds when profiling
+  void **state; // per scheduled node: what the backend prepared
+  double *ms;   // per scheduled node: accumulated milliseconds when profiling
   int runs;
-  ef_capture capture;    // the captured schedule (opts.graph)
+  ef_capture capture; // the captured schedule (opts.graph)
 } ef_plan;
 
 // Schedules everything the graph's kept tensors need, plans memory, binds it on the backend and

@@ -36,7 +36,8 @@ size_t ef_store_count(const ef_store *s, bool trainable) {
   return n;
 }
 
-int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim, const int64_t *shape, ef_init init) {
+int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim, const int64_t *shape,
+                 ef_init init) {
   EF_ASSERT(!s->be, "'%s' added after the store was bound", name);
   EF_ASSERT(strlen(name) < EF_NAME_LEN && ef_store_find(s, name) < 0, "bad or duplicate parameter name '%s'", name);
   EF_ASSERT(ndim >= 1 && ndim <= EF_MAX_DIMS, "'%s': %d dimensions", name, ndim);
@@ -69,7 +70,8 @@ int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int 
 
 ef_status ef_store_bind(ef_store *s, ef_backend *be) {
   EF_ASSERT(!s->be, "store bound twice");
-  size_t bytes[EF_ARENA_COUNT] = {s->numel[0] * sizeof(float), s->numel[0] * sizeof(float), s->numel[1] * sizeof(float)};
+  size_t bytes[EF_ARENA_COUNT] = {s->numel[0] * sizeof(float), s->numel[0] * sizeof(float),
+                                  s->numel[1] * sizeof(float)};
   static const char *what[EF_ARENA_COUNT] = {"parameters", "gradients", "state"};
   for (int a = 0; a < EF_ARENA_COUNT; a++) {
     s->mem[a] = be->alloc(be, bytes[a] ? bytes[a] : sizeof(float));
@@ -100,9 +102,7 @@ void ef_store_read(const ef_store *s, int entry, ef_arena arena, float *host) {
   s->be->download(s->be, host, ef_store_data(s, entry, arena), s->entries[entry].numel * sizeof(float));
 }
 
-void ef_store_zero_grads(ef_store *s) {
-  s->be->memset(s->be, s->mem[EF_ARENA_GRAD], 0, s->numel[0] * sizeof(float));
-}
+void ef_store_zero_grads(ef_store *s) { s->be->memset(s->be, s->mem[EF_ARENA_GRAD], 0, s->numel[0] * sizeof(float)); }
 
 void ef_store_initialize(ef_store *s, uint64_t seed) {
   for (int i = 0; i < s->n; i++) {

@@ -24,13 +24,13 @@ typedef struct {
 
 typedef struct {
   char name[EF_NAME_LEN];
-  bool trainable;    // params arena (with a gradient) or state arena
-  bool decay;        // weight decay applies (conv and dense weights, not BN or biases)
-  bool frozen;       // fine-tuning: held fixed. A frozen trainable entry gets no gradient and no
-                     // update; a batch norm whose running mean is frozen normalizes with its
-                     // running statistics in training too, and does not update them
-  float lr_scale;    // the learning rate's multiplier for this entry  [1]
-  size_t offset;     // in elements, within its arena
+  bool trainable; // params arena (with a gradient) or state arena
+  bool decay;     // weight decay applies (conv and dense weights, not BN or biases)
+  bool frozen;    // fine-tuning: held fixed. A frozen trainable entry gets no gradient and no
+                  // update; a batch norm whose running mean is frozen normalizes with its
+                  // running statistics in training too, and does not update them
+  float lr_scale; // the learning rate's multiplier for this entry  [1]
+  size_t offset;  // in elements, within its arena
   size_t numel;
   int ndim;
   int64_t shape[EF_MAX_DIMS]; // conv weights (O,KH,KW,I/groups); dense (O,I); vectors (C)
@@ -47,19 +47,19 @@ typedef struct {
 typedef struct ef_store {
   ef_store_entry *entries;
   int n, cap;
-  size_t numel[2];               // elements of the params (and grads) arena and of the state arena,
-                                 // alignment padding included (ef_store_count: the entries' own)
-  int last[2];                   // the latest entry added to each arena, or -1
-  struct ef_backend *be;         // where the arenas live once bound
-  float *mem[EF_ARENA_COUNT];    // backend addresses
+  size_t numel[2];            // elements of the params (and grads) arena and of the state arena,
+                              // alignment padding included (ef_store_count: the entries' own)
+  int last[2];                // the latest entry added to each arena, or -1
+  struct ef_backend *be;      // where the arenas live once bound
+  float *mem[EF_ARENA_COUNT]; // backend addresses
 } ef_store;
 
 ef_store *ef_store_new(void);
 void ef_store_free(ef_store *s);
 
 // Registers a tensor; returns its entry index. Aborts on a duplicate name. Only before binding.
-int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim,
-                 const int64_t *shape, ef_init init);
+int ef_store_add(ef_store *s, const char *name, bool trainable, bool decay, int ndim, const int64_t *shape,
+                 ef_init init);
 // The entry with this name, or -1.
 int ef_store_find(const ef_store *s, const char *name);
 // The elements of the trainable entries (or of the state entries), without alignment padding: the

@@ -14,14 +14,14 @@
 // norm and skip to result slot `slot` of two in host memory, so that the host may queue the next
 // step's values at once and read a step's results while the next one runs.
 typedef struct {
-  double lr;          // the learning rate (each segment multiplies it by its lr_scale)
-  double adam_t;      // AdamW: the step count after this update (bias correction)
-  double ema_decay;   // this step's moving-average decay
-  double clip;        // the largest global gradient norm (0: no clipping)
-  double unscale;     // what the gradients are multiplied by first (1 / the f16 loss scale)
-  double norm;        // out: the global norm of the unscaled gradients
-  int32_t skip;       // out: 1 when that norm is NaN or infinite: nothing was updated
-  int32_t slot;       // the result slot (0 or 1) the step writes norm and skip to
+  double lr;        // the learning rate (each segment multiplies it by its lr_scale)
+  double adam_t;    // AdamW: the step count after this update (bias correction)
+  double ema_decay; // this step's moving-average decay
+  double clip;      // the largest global gradient norm (0: no clipping)
+  double unscale;   // what the gradients are multiplied by first (1 / the f16 loss scale)
+  double norm;      // out: the global norm of the unscaled gradients
+  int32_t skip;     // out: 1 when that norm is NaN or infinite: nothing was updated
+  int32_t slot;     // the result slot (0 or 1) the step writes norm and skip to
 } ef_step_values;
 
 // One store entry the optimizer updates: its elements, learning-rate scale and weight decay, and
@@ -40,14 +40,14 @@ enum { EF_UPDATE_SGD, EF_UPDATE_RMSPROP, EF_UPDATE_ADAMW };
 
 // One optimizer pass over the flat arenas, as train/optim.h's formulas.
 typedef struct {
-  int kind;                            // EF_UPDATE_*
+  int kind;                                // EF_UPDATE_*
   double momentum, rho, eps, beta1, beta2; // rounded to f32 where the CPU's loops round them
   bool nesterov;
-  float *param, *slot0, *slot1;        // slots NULL where the optimizer has fewer
+  float *param, *slot0, *slot1; // slots NULL where the optimizer has fewer
   const float *grad;
-  const ef_update_segment *segments;   // device memory
+  const ef_update_segment *segments; // device memory
   int n_segments;
-  int64_t blocks;                      // the grid: the segments' chunks, in order
+  int64_t blocks; // the grid: the segments' chunks, in order
 } ef_update_pass;
 
 // The segment whose blocks hold block b of the update's grid: the last with first_block <= b

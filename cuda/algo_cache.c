@@ -80,8 +80,10 @@ static ef_status read_new(ef_algo_cache *c, int fd) {
   if (c->read_to == 0) {
     if (n < strlen(HEADER) || memcmp(buf, HEADER, strlen(HEADER))) {
       free(buf);
-      return EF_ERROR(EF_ERR_IO, "%s is not an effnet algorithm cache (its first line differs): remove it, or give "
-                      "another file", c->path);
+      return EF_ERROR(EF_ERR_IO,
+                      "%s is not an effnet algorithm cache (its first line differs): remove it, or give "
+                      "another file",
+                      c->path);
     }
     at = strlen(HEADER);
   }
@@ -148,8 +150,10 @@ ef_algo_entry *ef_algo_cache_put(ef_algo_cache *c, const ef_algo_entry *e) {
   int fd = open(c->path, O_RDWR | O_CREAT | O_APPEND, 0666);
   if (fd < 0 || !lock(fd, F_WRLCK)) {
     char what[160];
-    snprintf(what, sizeof what, "cannot be written (%s): new choices stay in this process, and another may time and "
-             "choose differently", strerror(errno));
+    snprintf(what, sizeof what,
+             "cannot be written (%s): new choices stay in this process, and another may time and "
+             "choose differently",
+             strerror(errno));
     if (fd >= 0) close(fd);
     warn_once(c, what);
     return add(c, e);

@@ -16,12 +16,12 @@
 // parameters and the operands' alignment (built by cuda/cuda_conv.c).
 typedef struct {
   char key[EF_ALGO_KEY_LEN];
-  int algo;           // cuDNN's algorithm number, or EF_ALGO_EFFNET
-  int math;           // cudnnMathType_t
-  size_t workspace;   // bytes
+  int algo;         // cuDNN's algorithm number, or EF_ALGO_EFFNET
+  int math;         // cudnnMathType_t
+  size_t workspace; // bytes
   bool deterministic;
-  double ms;          // the time it was chosen with
-  bool logged;        // this process has reported it (not in the file)
+  double ms;   // the time it was chosen with
+  bool logged; // this process has reported it (not in the file)
 } ef_algo_entry;
 
 // The file holds a header line, then one line per choice: key, algorithm, math, workspace,
@@ -29,11 +29,11 @@ typedef struct {
 // exclusive lock (flock); the first line of a key wins, so processes that found a shape at the
 // same time still end up with one choice.
 typedef struct {
-  char *path;         // NULL: choices kept in memory only
+  char *path; // NULL: choices kept in memory only
   ef_algo_entry *e;
   int n, cap;
-  long read_to;       // the bytes of the file read so far
-  bool warned;        // a problem with the file was reported once
+  long read_to; // the bytes of the file read so far
+  bool warned;  // a problem with the file was reported once
 } ef_algo_cache;
 
 // Opens the cache on `path` (NULL: in memory only), reading the choices it holds; a missing file

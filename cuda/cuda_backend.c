@@ -44,14 +44,35 @@ static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
   switch (node->op) {
   case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32; // stats, affine
   case EF_OP_BN_BWD_DATA: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
-  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT: case EF_OP_BN_STATS:
-  case EF_OP_BN_BWD_REDUCE: case EF_OP_BN_UPDATE: case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: case EF_OP_ACT:
-  case EF_OP_ACT_BWD: case EF_OP_ADD: case EF_OP_CHANNEL_MUL: case EF_OP_CHANNEL_MUL_BWD_S: case EF_OP_GAP:
-  case EF_OP_GAP_BWD: case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT: case EF_OP_SUM_ROWS:
-  case EF_OP_DROPOUT: case EF_OP_SOFTMAX_CE: case EF_OP_SOFTMAX_CE_BWD: case EF_OP_REDUCE: case EF_OP_BROADCAST:
-  case EF_OP_FILL: case EF_OP_RESHAPE: case EF_OP_ACCUM:
-    return true;
-  case EF_OP_LEAF: case EF_OP_COUNT: break;
+  case EF_OP_CONV2D:
+  case EF_OP_CONV2D_BWD_DATA:
+  case EF_OP_CONV2D_BWD_WEIGHT:
+  case EF_OP_BN_STATS:
+  case EF_OP_BN_BWD_REDUCE:
+  case EF_OP_BN_UPDATE:
+  case EF_OP_SYNC_STATS:
+  case EF_OP_SYNC_MEAN:
+  case EF_OP_ACT:
+  case EF_OP_ACT_BWD:
+  case EF_OP_ADD:
+  case EF_OP_CHANNEL_MUL:
+  case EF_OP_CHANNEL_MUL_BWD_S:
+  case EF_OP_GAP:
+  case EF_OP_GAP_BWD:
+  case EF_OP_LINEAR:
+  case EF_OP_LINEAR_BWD_DATA:
+  case EF_OP_LINEAR_BWD_WEIGHT:
+  case EF_OP_SUM_ROWS:
+  case EF_OP_DROPOUT:
+  case EF_OP_SOFTMAX_CE:
+  case EF_OP_SOFTMAX_CE_BWD:
+  case EF_OP_REDUCE:
+  case EF_OP_BROADCAST:
+  case EF_OP_FILL:
+  case EF_OP_RESHAPE:
+  case EF_OP_ACCUM: return true;
+  case EF_OP_LEAF:
+  case EF_OP_COUNT: break;
   }
   return false;
 }
@@ -64,18 +85,21 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
   size_t end = 0;
   const ef_tensor *x = node->n_src ? node->src[0] : NULL;
   switch (node->op) {
-  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT: // these lay out their own scratch
+  case EF_OP_CONV2D:
+  case EF_OP_CONV2D_BWD_DATA:
+  case EF_OP_CONV2D_BWD_WEIGHT: // these lay out their own scratch
     EF_TRY(ef_cuda_conv_prepare(cu, node, s));
     *scratch = s->scratch;
     return EF_OK;
-  case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT:
+  case EF_OP_LINEAR:
+  case EF_OP_LINEAR_BWD_DATA:
+  case EF_OP_LINEAR_BWD_WEIGHT:
     EF_TRY(ef_cuda_linear_prepare(cu, node, s));
     *scratch = s->scratch;
     return EF_OK;
-  case EF_OP_BN_STATS:
-    s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, ef_rows(x), ef_cols(x)));
-    break;
-  case EF_OP_BN: case EF_OP_BN_BWD_DATA: // coefficients (5,C)
+  case EF_OP_BN_STATS: s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, ef_rows(x), ef_cols(x))); break;
+  case EF_OP_BN:
+  case EF_OP_BN_BWD_DATA: // coefficients (5,C)
     s->off[0] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)ef_cols(node->src[node->op == EF_OP_BN ? 0 : 1]));
     break;
   case EF_OP_BN_BWD_REDUCE: {
@@ -85,15 +109,28 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
     break;
   }
   case EF_OP_SUM_ROWS: s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(1, ef_rows(x), ef_cols(x))); break;
-  case EF_OP_GAP: case EF_OP_CHANNEL_MUL_BWD_S:
+  case EF_OP_GAP:
+  case EF_OP_CHANNEL_MUL_BWD_S:
     s->ws_off = ef_cuda_reserve(&end, ef_k_reduce_scratch(x->shape[0], x->shape[1] * x->shape[2], x->shape[3]));
     break;
   case EF_OP_SOFTMAX_CE: s->ws_off = ef_cuda_reserve(&end, sizeof(double) * (size_t)x->shape[0]); break;
   case EF_OP_REDUCE: s->ws_off = ef_cuda_reserve(&end, ef_k_total_scratch(ef_numel(x))); break;
-  case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: s->host = ef_xmalloc(2 * ef_nbytes(node)); break;
-  case EF_OP_BN_UPDATE: case EF_OP_ACT: case EF_OP_ACT_BWD: case EF_OP_ADD: case EF_OP_CHANNEL_MUL: case EF_OP_GAP_BWD:
-  case EF_OP_DROPOUT: case EF_OP_SOFTMAX_CE_BWD: case EF_OP_BROADCAST: case EF_OP_FILL: case EF_OP_RESHAPE:
-  case EF_OP_ACCUM: case EF_OP_LEAF: case EF_OP_COUNT: // no scratch
+  case EF_OP_SYNC_STATS:
+  case EF_OP_SYNC_MEAN: s->host = ef_xmalloc(2 * ef_nbytes(node)); break;
+  case EF_OP_BN_UPDATE:
+  case EF_OP_ACT:
+  case EF_OP_ACT_BWD:
+  case EF_OP_ADD:
+  case EF_OP_CHANNEL_MUL:
+  case EF_OP_GAP_BWD:
+  case EF_OP_DROPOUT:
+  case EF_OP_SOFTMAX_CE_BWD:
+  case EF_OP_BROADCAST:
+  case EF_OP_FILL:
+  case EF_OP_RESHAPE:
+  case EF_OP_ACCUM:
+  case EF_OP_LEAF:
+  case EF_OP_COUNT: // no scratch
     break;
   }
   *scratch = s->scratch = end;
@@ -127,8 +164,8 @@ static void sync_node(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, const
   const float *own = node->src[0]->data;
   float *out = node->data;
   if (ctx->group_device) {
-    EF_CUDA_CHECK(cudaMemcpyAsync(out, own, sizeof(float) * (node->op == EF_OP_SYNC_MEAN ? n : c), cudaMemcpyDeviceToDevice,
-                                  cu->stream));
+    EF_CUDA_CHECK(cudaMemcpyAsync(out, own, sizeof(float) * (node->op == EF_OP_SYNC_MEAN ? n : c),
+                                  cudaMemcpyDeviceToDevice, cu->stream));
     if (node->op == EF_OP_SYNC_MEAN) {
       ctx->group_mean(ctx->group, out, n);
       return;
@@ -170,12 +207,12 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   ef_dref y = ef_cuda_ref(node);
   int64_t n = ef_numel(node);
   switch (node->op) {
-  case EF_OP_CONV2D: case EF_OP_CONV2D_BWD_DATA: case EF_OP_CONV2D_BWD_WEIGHT:
-    ef_cuda_conv_run(cu, node, s, sc);
-    break;
-  case EF_OP_LINEAR: case EF_OP_LINEAR_BWD_DATA: case EF_OP_LINEAR_BWD_WEIGHT:
-    ef_cuda_linear_run(cu, node, s, sc);
-    break;
+  case EF_OP_CONV2D:
+  case EF_OP_CONV2D_BWD_DATA:
+  case EF_OP_CONV2D_BWD_WEIGHT: ef_cuda_conv_run(cu, node, s, sc); break;
+  case EF_OP_LINEAR:
+  case EF_OP_LINEAR_BWD_DATA:
+  case EF_OP_LINEAR_BWD_WEIGHT: ef_cuda_linear_run(cu, node, s, sc); break;
   case EF_OP_BN_STATS: {
     ef_red_args r = {.kind = EF_RED_STATS, .groups = 1, .rows = ef_rows(a), .c = ef_cols(a), .x = ef_cuda_ref(a)};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
@@ -190,8 +227,15 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_BN_BWD_REDUCE: {
     float *coef = (float *)(sc + s->off[0]);
     ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), NULL, 0, node->p.bn.eps, ef_cols(b), st);
-    ef_red_args r = {.kind = EF_RED_BN_BWD, .groups = 1, .rows = ef_rows(b), .c = ef_cols(b), .x = ef_cuda_ref(b),
-                     .y = ef_cuda_ref(a), .coef = coef, .mean = F(node->src[2]), .act = node->p.bn.act};
+    ef_red_args r = {.kind = EF_RED_BN_BWD,
+                     .groups = 1,
+                     .rows = ef_rows(b),
+                     .c = ef_cols(b),
+                     .x = ef_cuda_ref(b),
+                     .y = ef_cuda_ref(a),
+                     .coef = coef,
+                     .mean = F(node->src[2]),
+                     .act = node->p.bn.act};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
   }
@@ -199,28 +243,40 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
     float *coef = (float *)(sc + s->off[0]);
     const float *red = node->n_src == 5 ? F(node->src[4]) : NULL;
     ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), red, ef_rows(b), node->p.bn.eps, ef_cols(b), st);
-    ef_k_bn_bwd_data(y, ef_cuda_ref(a), ef_cuda_ref(b), coef, F(node->src[2]), node->p.bn.act, ef_rows(b), ef_cols(b), st);
+    ef_k_bn_bwd_data(y, ef_cuda_ref(a), ef_cuda_ref(b), coef, F(node->src[2]), node->p.bn.act, ef_rows(b), ef_cols(b),
+                     st);
     break;
   }
   case EF_OP_BN_UPDATE:
     ef_k_bn_update(F(node), F(b), node->p.bn_update.momentum, ef_bn_update_bessel(node), b->shape[1], st);
     break;
-  case EF_OP_SYNC_STATS: case EF_OP_SYNC_MEAN: sync_node(cu, node, s, ctx); break;
+  case EF_OP_SYNC_STATS:
+  case EF_OP_SYNC_MEAN: sync_node(cu, node, s, ctx); break;
   case EF_OP_ACT: ef_k_act(y, ef_cuda_ref(a), node->p.act.act, n, st); break;
   case EF_OP_ACT_BWD: ef_k_act_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->p.act.act, n, st); break;
   case EF_OP_ADD: ef_k_add(y, ef_cuda_ref(a), ef_cuda_ref(b), n, st); break;
   case EF_OP_CHANNEL_MUL:
-    ef_k_channel_mul(y, ef_cuda_ref(a), ef_cuda_ref(b), node->shape[0], node->shape[1] * node->shape[2], node->shape[3], st);
+    ef_k_channel_mul(y, ef_cuda_ref(a), ef_cuda_ref(b), node->shape[0], node->shape[1] * node->shape[2], node->shape[3],
+                     st);
     break;
   case EF_OP_CHANNEL_MUL_BWD_S: {
-    ef_red_args r = {.kind = EF_RED_DOT, .groups = a->shape[0], .rows = a->shape[1] * a->shape[2], .c = a->shape[3],
-                     .x = ef_cuda_ref(a), .y = ef_cuda_ref(b), .scale = 1.0};
+    ef_red_args r = {.kind = EF_RED_DOT,
+                     .groups = a->shape[0],
+                     .rows = a->shape[1] * a->shape[2],
+                     .c = a->shape[3],
+                     .x = ef_cuda_ref(a),
+                     .y = ef_cuda_ref(b),
+                     .scale = 1.0};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
   }
   case EF_OP_GAP: {
     int64_t hw = a->shape[1] * a->shape[2];
-    ef_red_args r = {.kind = EF_RED_SUM, .groups = a->shape[0], .rows = hw, .c = a->shape[3], .x = ef_cuda_ref(a),
+    ef_red_args r = {.kind = EF_RED_SUM,
+                     .groups = a->shape[0],
+                     .rows = hw,
+                     .c = a->shape[3],
+                     .x = ef_cuda_ref(a),
                      .scale = 1.0 / (double)hw};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
@@ -231,7 +287,8 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
     break;
   }
   case EF_OP_SUM_ROWS: {
-    ef_red_args r = {.kind = EF_RED_SUM, .groups = 1, .rows = ef_rows(a), .c = ef_cols(a), .x = ef_cuda_ref(a), .scale = 1.0};
+    ef_red_args r = {
+        .kind = EF_RED_SUM, .groups = 1, .rows = ef_rows(a), .c = ef_cols(a), .x = ef_cuda_ref(a), .scale = 1.0};
     ef_k_reduce(y, &r, sc + s->ws_off, st);
     break;
   }
@@ -241,17 +298,20 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
     break;
   }
   case EF_OP_SOFTMAX_CE:
-    ef_k_softmax_ce(y, ef_cuda_ref(a), b->data, node->p.ce.smoothing, a->shape[0], a->shape[1], sc + s->ws_off, cu->d_error, st);
+    ef_k_softmax_ce(y, ef_cuda_ref(a), b->data, node->p.ce.smoothing, a->shape[0], a->shape[1], sc + s->ws_off,
+                    cu->d_error, st);
     break;
   case EF_OP_SOFTMAX_CE_BWD:
-    ef_k_softmax_ce_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->src[2]->data, node->p.ce.smoothing, b->shape[0], b->shape[1],
-                        cu->d_error, st);
+    ef_k_softmax_ce_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->src[2]->data, node->p.ce.smoothing, b->shape[0],
+                        b->shape[1], cu->d_error, st);
     break;
   case EF_OP_REDUCE: ef_k_total(y, ef_cuda_ref(a), node->p.value.value, ef_numel(a), sc + s->ws_off, st); break;
   case EF_OP_BROADCAST: ef_k_broadcast(y, ef_cuda_ref(a), node->p.value.value, n, st); break;
   case EF_OP_FILL: ef_k_fill(y, node->p.value.value, n, st); break;
   case EF_OP_ACCUM: ef_k_accum(y, ef_cuda_ref(b), n, st); break;
-  case EF_OP_LEAF: case EF_OP_RESHAPE: case EF_OP_COUNT: EF_FATAL("op %s is not computed", ef_op_name(node->op));
+  case EF_OP_LEAF:
+  case EF_OP_RESHAPE:
+  case EF_OP_COUNT: EF_FATAL("op %s is not computed", ef_op_name(node->op));
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
@@ -395,7 +455,8 @@ static void cuda_graph_free(ef_backend *be, void *graph) {
 
 static void check_launch(const char *what) {
   cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) EF_FATAL("CUDA launch of %s failed: %s (%s)", what, cudaGetErrorName(err), cudaGetErrorString(err));
+  if (err != cudaSuccess)
+    EF_FATAL("CUDA launch of %s failed: %s (%s)", what, cudaGetErrorName(err), cudaGetErrorString(err));
 }
 
 // A step's values reach the device as a kernel's argument, copied at the launch: the caller may
@@ -485,26 +546,45 @@ size_t ef_cuda_free_bytes(const ef_backend *be) {
 #define CUBLAS_WORKSPACE (32u << 20)
 
 // Start-up failures are the user's to fix (no device, a driver too old): a message, not an abort.
-#define START(expr, what)                                                                      \
-  do {                                                                                         \
-    if (!(expr)) {                                                                             \
-      cuda_destroy(be);                                                                        \
-      EF_ERROR(EF_ERR_UNSUPPORTED, "%s", what);                                                \
-      return NULL;                                                                             \
-    }                                                                                          \
+#define START(expr, what)                                                                                              \
+  do {                                                                                                                 \
+    if (!(expr)) {                                                                                                     \
+      cuda_destroy(be);                                                                                                \
+      EF_ERROR(EF_ERR_UNSUPPORTED, "%s", what);                                                                        \
+      return NULL;                                                                                                     \
+    }                                                                                                                  \
   } while (0)
 
 ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
   ef_backend *be = ef_xcalloc(1, sizeof *be);
   ef_cuda *cu = ef_xcalloc(1, sizeof *cu);
-  *be = (ef_backend){.name = "cuda", .supports_op = cuda_supports_op, .prepare = cuda_prepare, .release = cuda_release,
-                     .describe = cuda_describe_node, .compute = cuda_compute, .alloc = cuda_alloc, .free = cuda_free,
-                     .upload = cuda_upload, .download = cuda_download, .memset = cuda_memset,
-                     .synchronize = cuda_synchronize, .destroy = cuda_destroy, .begin_run = cuda_begin_run,
-                     .capture_begin = cuda_capture_begin, .capture_end = cuda_capture_end, .replay = cuda_replay,
-                     .graph_free = cuda_graph_free, .arena = &cu->arena, .impl = cu};
-  cu->arena = (ef_arena_ops){.set_values = cuda_set_values, .result = cuda_result, .grad_norm = cuda_grad_norm,
-                             .update = cuda_update, .ema = cuda_ema, .swap = cuda_swap, .fill = cuda_fill};
+  *be = (ef_backend){.name = "cuda",
+                     .supports_op = cuda_supports_op,
+                     .prepare = cuda_prepare,
+                     .release = cuda_release,
+                     .describe = cuda_describe_node,
+                     .compute = cuda_compute,
+                     .alloc = cuda_alloc,
+                     .free = cuda_free,
+                     .upload = cuda_upload,
+                     .download = cuda_download,
+                     .memset = cuda_memset,
+                     .synchronize = cuda_synchronize,
+                     .destroy = cuda_destroy,
+                     .begin_run = cuda_begin_run,
+                     .capture_begin = cuda_capture_begin,
+                     .capture_end = cuda_capture_end,
+                     .replay = cuda_replay,
+                     .graph_free = cuda_graph_free,
+                     .arena = &cu->arena,
+                     .impl = cu};
+  cu->arena = (ef_arena_ops){.set_values = cuda_set_values,
+                             .result = cuda_result,
+                             .grad_norm = cuda_grad_norm,
+                             .update = cuda_update,
+                             .ema = cuda_ema,
+                             .swap = cuda_swap,
+                             .fill = cuda_fill};
   if (opts) cu->opts = *opts;
   if (!cu->opts.workspace_mib) cu->opts.workspace_mib = 512;
   const char *sync_env = getenv("EFFNET_CUDA_SYNC");
@@ -531,12 +611,14 @@ ef_backend *ef_cuda_backend_new(const ef_cuda_opts *opts) {
   if (st == cudaSuccess) st = cudaHostGetDevicePointer((void **)&cu->d_results, cu->results, 0);
   if (st == cudaSuccess) st = cudaMalloc((void **)&cu->d_values, sizeof *cu->d_values);
   if (st == cudaSuccess) memset(cu->results, 0, 2 * sizeof *cu->results);
-  if (st != cudaSuccess) snprintf(why, sizeof why, "CUDA device %d could not start: %s", cu->opts.device, cudaGetErrorString(st));
+  if (st != cudaSuccess)
+    snprintf(why, sizeof why, "CUDA device %d could not start: %s", cu->opts.device, cudaGetErrorString(st));
   START(st == cudaSuccess, why);
   cudnnStatus_t ds = cudnnCreate(&cu->cudnn);
   if (ds == CUDNN_STATUS_SUCCESS) ds = cudnnSetStream(cu->cudnn, cu->stream);
   if (ds != CUDNN_STATUS_SUCCESS)
-    snprintf(why, sizeof why, "cuDNN could not start: %s (is libcudnn.so.9 on LD_LIBRARY_PATH?)", cudnnGetErrorString(ds));
+    snprintf(why, sizeof why, "cuDNN could not start: %s (is libcudnn.so.9 on LD_LIBRARY_PATH?)",
+             cudnnGetErrorString(ds));
   START(ds == CUDNN_STATUS_SUCCESS, why);
   cublasStatus_t bs = cublasCreate(&cu->cublas);
   if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(cu->cublas, cu->stream);

@@ -11,7 +11,9 @@
 
 // The type the convolution computes in: its activation output's (forward) or the incoming
 // gradient's (backward).
-static ef_dtype conv_dtype(const ef_tensor *node) { return node->op == EF_OP_CONV2D ? node->dtype : node->src[0]->dtype; }
+static ef_dtype conv_dtype(const ef_tensor *node) {
+  return node->op == EF_OP_CONV2D ? node->dtype : node->src[0]->dtype;
+}
 
 static cudnnMathType_t wanted_math(const ef_cuda *cu, ef_dtype cdt) {
   if (cdt != EF_F32) return CUDNN_TENSOR_OP_MATH;
@@ -100,9 +102,10 @@ typedef struct {
 
 #define MAX_ALGOS 16
 #define COPY_PERF(perf, n, out)                                                                                        \
-  for (int i_ = 0; i_ < (n); i_++)                                                                                     \
-  (out)[i_] = (found_algo){(int)(perf)[i_].algo, (perf)[i_].status, (perf)[i_].time, (perf)[i_].memory,                \
-                           (perf)[i_].determinism, (perf)[i_].mathType}
+  for (int i_ = 0; i_ < (n); i_++) (out)[i_] = (found_algo) {                                                          \
+      (int)(perf)[i_].algo, (perf)[i_].status, (perf)[i_].time, (perf)[i_].memory, (perf)[i_].determinism,             \
+          (perf)[i_].mathType                                                                                          \
+    }
 
 // cuDNN's timed search for the node's direction on real buffers: its results, fastest first.
 static cudnnStatus_t find_algos(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, void *x, void *w, void *y,
@@ -187,17 +190,24 @@ static ef_status search(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, boo
   float own_ms = own ? own_time(cu, node, ef_cuda_search_space(cu, own_scratch(node))) : -1;
   int pick = det >= 0 ? det : any;
   if (own && (pick < 0 || det < 0 || own_ms < found[det].time)) {
-    *best = (ef_algo_entry){.algo = EF_ALGO_EFFNET, .math = CUDNN_FMA_MATH, .workspace = own_scratch(node),
-                            .deterministic = true, .ms = own_ms};
+    *best = (ef_algo_entry){.algo = EF_ALGO_EFFNET,
+                            .math = CUDNN_FMA_MATH,
+                            .workspace = own_scratch(node),
+                            .deterministic = true,
+                            .ms = own_ms};
     if (pick >= 0) snprintf(log, len, "; cuDNN algo %d: %.3f ms", found[pick].algo, found[pick].time);
     else snprintf(log, len, "; cuDNN: %s", st == CUDNN_STATUS_SUCCESS ? "no algorithm" : cudnnGetErrorString(st));
     return EF_OK;
   }
   if (pick < 0)
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "cuDNN has no %s algorithm for convolution '%s' (%s) within %zu MiB of workspace",
+    return EF_ERROR(EF_ERR_UNSUPPORTED,
+                    "cuDNN has no %s algorithm for convolution '%s' (%s) within %zu MiB of workspace",
                     dir_name(node->op), node->name, ef_dtype_name(s->cdt), ws_bytes >> 20);
-  *best = (ef_algo_entry){.algo = found[pick].algo, .math = found[pick].math, .workspace = found[pick].memory,
-                          .deterministic = found[pick].determinism == CUDNN_DETERMINISTIC, .ms = found[pick].time};
+  *best = (ef_algo_entry){.algo = found[pick].algo,
+                          .math = found[pick].math,
+                          .workspace = found[pick].memory,
+                          .deterministic = found[pick].determinism == CUDNN_DETERMINISTIC,
+                          .ms = found[pick].time};
   int next = -1;
   for (int i = 0; i < n && next < 0; i++)
     if (i != pick && found[i].status == CUDNN_STATUS_SUCCESS) next = i;
@@ -245,9 +255,12 @@ static ef_status describe_to_cudnn(ef_cuda *cu, const ef_tensor *node, ef_cuda_n
   EF_CUDNN_TRY(cudnnCreateTensorDescriptor(&s->yd), node);
   EF_CUDNN_TRY(cudnnCreateFilterDescriptor(&s->wd), node);
   EF_CUDNN_TRY(cudnnCreateConvolutionDescriptor(&s->cd), node);
-  EF_CUDNN_TRY(cudnnSetTensor4dDescriptor(s->xd, CUDNN_TENSOR_NHWC, dt, (int)xs[0], (int)xs[3], (int)s->ph, (int)s->pw), node);
-  EF_CUDNN_TRY(cudnnSetTensor4dDescriptor(s->yd, CUDNN_TENSOR_NHWC, dt, (int)ys[0], (int)ys[3], (int)ys[1], (int)ys[2]), node);
-  EF_CUDNN_TRY(cudnnSetFilter4dDescriptor(s->wd, dt, CUDNN_TENSOR_NHWC, (int)ws[0], (int)ws[3], (int)ws[1], (int)ws[2]), node);
+  EF_CUDNN_TRY(cudnnSetTensor4dDescriptor(s->xd, CUDNN_TENSOR_NHWC, dt, (int)xs[0], (int)xs[3], (int)s->ph, (int)s->pw),
+               node);
+  EF_CUDNN_TRY(cudnnSetTensor4dDescriptor(s->yd, CUDNN_TENSOR_NHWC, dt, (int)ys[0], (int)ys[3], (int)ys[1], (int)ys[2]),
+               node);
+  EF_CUDNN_TRY(cudnnSetFilter4dDescriptor(s->wd, dt, CUDNN_TENSOR_NHWC, (int)ws[0], (int)ws[3], (int)ws[1], (int)ws[2]),
+               node);
   EF_CUDNN_TRY(cudnnSetConvolution2dDescriptor(s->cd, s->pad ? 0 : p->pad[0], s->pad ? 0 : p->pad[2], p->stride[0],
                                                p->stride[1], p->dilation[0], p->dilation[1], CUDNN_CROSS_CORRELATION,
                                                CUDNN_DATA_FLOAT),
@@ -257,8 +270,8 @@ static ef_status describe_to_cudnn(ef_cuda *cu, const ef_tensor *node, ef_cuda_n
   int on, oc, oh, ow;
   EF_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(s->cd, s->xd, s->wd, &on, &oc, &oh, &ow), node);
   EF_ASSERT(on == ys[0] && oc == ys[3] && oh == ys[1] && ow == ys[2],
-            "convolution '%s': cuDNN computes an output of (%d,%d,%d,%d), the graph has (%lld,%lld,%lld,%lld)", node->name,
-            on, oh, ow, oc, (long long)ys[0], (long long)ys[1], (long long)ys[2], (long long)ys[3]);
+            "convolution '%s': cuDNN computes an output of (%d,%d,%d,%d), the graph has (%lld,%lld,%lld,%lld)",
+            node->name, on, oh, ow, oc, (long long)ys[0], (long long)ys[1], (long long)ys[2], (long long)ys[3]);
   return EF_OK;
 }
 
@@ -322,8 +335,8 @@ void ef_cuda_conv_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, char 
   if (node->op != EF_OP_CONV2D_BWD_WEIGHT && w != io.w->data) ef_k_cast(wc, ef_cuda_ref(io.w), ef_numel(io.w), st);
   switch (node->op) {
   case EF_OP_CONV2D:
-    EF_CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, s->xd, x, s->wd, w, s->cd, (cudnnConvolutionFwdAlgo_t)s->algo,
-                                           ws, ws_bytes, &zero, s->yd, node->data));
+    EF_CUDNN_CHECK(cudnnConvolutionForward(cu->cudnn, &one, s->xd, x, s->wd, w, s->cd,
+                                           (cudnnConvolutionFwdAlgo_t)s->algo, ws, ws_bytes, &zero, s->yd, node->data));
     if (node->n_src == 3)
       ef_k_add_bias(ef_cuda_ref(node), ef_cuda_ref(node->src[2]), ef_numel(node) / node->shape[3], node->shape[3], st);
     break;
@@ -337,7 +350,8 @@ void ef_cuda_conv_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, char 
     break;
   default:
     EF_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cu->cudnn, &one, s->xd, x, s->yd, io.y->data, s->cd,
-                                                  (cudnnConvolutionBwdFilterAlgo_t)s->algo, ws, ws_bytes, &zero, s->wd, w));
+                                                  (cudnnConvolutionBwdFilterAlgo_t)s->algo, ws, ws_bytes, &zero, s->wd,
+                                                  w));
     if (w != node->data) ef_k_cast(ef_cuda_ref(node), wc, ef_numel(node), st);
     break;
   }

@@ -11,14 +11,14 @@
 
 struct ef_cuda_feed {
   ef_cuda *cu;
-  cudaStream_t copy;               // the uploads'
+  cudaStream_t copy; // the uploads'
   int64_t pixels, batch;
   int channels;
-  uint8_t *host_px[2], *dev_px[2]; // slot k: pinned and device copies of a batch's pixels ...
+  uint8_t *host_px[2], *dev_px[2];   // slot k: pinned and device copies of a batch's pixels ...
   int32_t *host_lab[2], *dev_lab[2]; // ... and labels
-  cudaEvent_t uploaded[2];         // on the copy stream, after slot k's upload
-  cudaEvent_t taken[2];            // on the backend's stream, after slot k's normalization
-  float *lut;                      // (3, 256) on the device
+  cudaEvent_t uploaded[2];           // on the copy stream, after slot k's upload
+  cudaEvent_t taken[2];              // on the backend's stream, after slot k's normalization
+  float *lut;                        // (3, 256) on the device
   uint32_t puts, takes;
 };
 
@@ -103,9 +103,9 @@ void ef_cuda_feed_take(ef_cuda_feed *f, const ef_tensor *images, const ef_tensor
 struct ef_cuda_readback {
   ef_cuda *cu;
   size_t bytes;
-  char *slot[2];        // pinned
-  cudaEvent_t done[2];  // after slot k's copies
-  uint32_t queued;      // the next step number to queue
+  char *slot[2];       // pinned
+  cudaEvent_t done[2]; // after slot k's copies
+  uint32_t queued;     // the next step number to queue
 };
 
 void ef_cuda_readback_free(ef_cuda_readback *r) {

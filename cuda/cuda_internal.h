@@ -13,33 +13,31 @@
 #include "cuda/kernels.h"
 
 // Calls that cannot fail once the backend runs: a failure is a bug or a dead device; abort naming it.
-#define EF_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                         \
-    cudaError_t ef_cu_st_ = (expr);                                                            \
-    if (ef_cu_st_ != cudaSuccess)                                                              \
-      EF_FATAL("CUDA call %s failed: %s (%s)", #expr, cudaGetErrorName(ef_cu_st_),             \
-               cudaGetErrorString(ef_cu_st_));                                                 \
+#define EF_CUDA_CHECK(expr)                                                                                            \
+  do {                                                                                                                 \
+    cudaError_t ef_cu_st_ = (expr);                                                                                    \
+    if (ef_cu_st_ != cudaSuccess)                                                                                      \
+      EF_FATAL("CUDA call %s failed: %s (%s)", #expr, cudaGetErrorName(ef_cu_st_), cudaGetErrorString(ef_cu_st_));     \
   } while (0)
-#define EF_CUDNN_CHECK(expr)                                                                   \
-  do {                                                                                         \
-    cudnnStatus_t ef_dnn_st_ = (expr);                                                         \
-    if (ef_dnn_st_ != CUDNN_STATUS_SUCCESS)                                                    \
-      EF_FATAL("cuDNN call %s failed: %s", #expr, cudnnGetErrorString(ef_dnn_st_));            \
+#define EF_CUDNN_CHECK(expr)                                                                                           \
+  do {                                                                                                                 \
+    cudnnStatus_t ef_dnn_st_ = (expr);                                                                                 \
+    if (ef_dnn_st_ != CUDNN_STATUS_SUCCESS)                                                                            \
+      EF_FATAL("cuDNN call %s failed: %s", #expr, cudnnGetErrorString(ef_dnn_st_));                                    \
   } while (0)
-#define EF_CUBLAS_CHECK(expr)                                                                  \
-  do {                                                                                         \
-    cublasStatus_t ef_blas_st_ = (expr);                                                       \
-    if (ef_blas_st_ != CUBLAS_STATUS_SUCCESS)                                                  \
-      EF_FATAL("cuBLAS call %s failed: %s", #expr, cublasGetStatusString(ef_blas_st_));        \
+#define EF_CUBLAS_CHECK(expr)                                                                                          \
+  do {                                                                                                                 \
+    cublasStatus_t ef_blas_st_ = (expr);                                                                               \
+    if (ef_blas_st_ != CUBLAS_STATUS_SUCCESS)                                                                          \
+      EF_FATAL("cuBLAS call %s failed: %s", #expr, cublasGetStatusString(ef_blas_st_));                                \
   } while (0)
 // While preparing a node: return an error naming the call and the node.
-#define EF_CUDNN_TRY(expr, node)                                                               \
-  do {                                                                                         \
-    cudnnStatus_t ef_dnn_st_ = (expr);                                                         \
-    if (ef_dnn_st_ != CUDNN_STATUS_SUCCESS)                                                    \
-      return EF_ERROR(ef_dnn_st_ == CUDNN_STATUS_ALLOC_FAILED ? EF_ERR_NOMEM : EF_ERR_UNSUPPORTED, \
-                      "cuDNN call %s failed for node '%s': %s", #expr, (node)->name,           \
-                      cudnnGetErrorString(ef_dnn_st_));                                        \
+#define EF_CUDNN_TRY(expr, node)                                                                                       \
+  do {                                                                                                                 \
+    cudnnStatus_t ef_dnn_st_ = (expr);                                                                                 \
+    if (ef_dnn_st_ != CUDNN_STATUS_SUCCESS)                                                                            \
+      return EF_ERROR(ef_dnn_st_ == CUDNN_STATUS_ALLOC_FAILED ? EF_ERR_NOMEM : EF_ERR_UNSUPPORTED,                     \
+                      "cuDNN call %s failed for node '%s': %s", #expr, (node)->name, cudnnGetErrorString(ef_dnn_st_)); \
   } while (0)
 
 typedef struct {
@@ -52,23 +50,23 @@ typedef struct {
   cudaStream_t stream;
   cudnnHandle_t cudnn;
   cublasHandle_t cublas;
-  void *cublas_ws;              // cuBLAS's workspace, set once so that captured products allocate nothing
-  uint32_t *d_step;             // the run's step (dropout's Philox counter), written before each run
-  int *d_error;                 // set by kernels that find bad data (ef_k_* EF_CUDA_ERR_*)
-  ef_arena_ops arena;           // the training step's update (ef_backend.arena)
-  ef_step_values *d_values;     // its per-step values on the device, which the kernels read
-  ef_step_values *results;      // two result slots in mapped host memory, which the steps write
-  ef_step_values *d_results;    // (ef_step_values.slot), seen from the device
-  float *d_gmul;                // the gradients' multiplier (unscale and clipping)
-  double *d_norm_part;          // the norm's partial sums (EF_K_NORM_CHUNKS)
+  void *cublas_ws;           // cuBLAS's workspace, set once so that captured products allocate nothing
+  uint32_t *d_step;          // the run's step (dropout's Philox counter), written before each run
+  int *d_error;              // set by kernels that find bad data (ef_k_* EF_CUDA_ERR_*)
+  ef_arena_ops arena;        // the training step's update (ef_backend.arena)
+  ef_step_values *d_values;  // its per-step values on the device, which the kernels read
+  ef_step_values *results;   // two result slots in mapped host memory, which the steps write
+  ef_step_values *d_results; // (ef_step_values.slot), seen from the device
+  float *d_gmul;             // the gradients' multiplier (unscale and clipping)
+  double *d_norm_part;       // the norm's partial sums (EF_K_NORM_CHUNKS)
   bool capturing;
-  ef_cuda_alloc *allocs;        // effnet's live allocations, for the peak
+  ef_cuda_alloc *allocs; // effnet's live allocations, for the peak
   int n_allocs, cap_allocs;
   size_t live, peak, peak_device;
-  ef_algo_cache algos;          // the convolution algorithms chosen (cuda/algo_cache.h)
-  char card[160];               // the card as the algorithm cache keys it: name, sm, SMs
-  char *search;                 // device memory for the algorithm searches (cuDNN's workspace, converted
-  size_t search_bytes;          // operands), kept from one search to the next, freed before a capture
+  ef_algo_cache algos; // the convolution algorithms chosen (cuda/algo_cache.h)
+  char card[160];      // the card as the algorithm cache keys it: name, sm, SMs
+  char *search;        // device memory for the algorithm searches (cuDNN's workspace, converted
+  size_t search_bytes; // operands), kept from one search to the next, freed before a capture
   char describe[384];
 } ef_cuda;
 
@@ -76,19 +74,19 @@ typedef struct {
 // scratch, and, for convolutions, cuDNN's descriptors and algorithm.
 #define EF_CUDA_NO_SCRATCH ((size_t)-1)
 typedef struct {
-  size_t off[4];                // per operand (conv: x, w, y; linear: a, b, c), or EF_CUDA_NO_SCRATCH
-  size_t ws_off;                // the library's workspace, or a kernel's own scratch
-  size_t scratch;               // the node's scratch bytes in all
-  ef_dtype cdt;                 // the type the library computes in
+  size_t off[4];  // per operand (conv: x, w, y; linear: a, b, c), or EF_CUDA_NO_SCRATCH
+  size_t ws_off;  // the library's workspace, or a kernel's own scratch
+  size_t scratch; // the node's scratch bytes in all
+  ef_dtype cdt;   // the type the library computes in
   cudnnTensorDescriptor_t xd, yd;
   cudnnFilterDescriptor_t wd;
   cudnnConvolutionDescriptor_t cd;
   int algo;
-  bool own;                     // effnet's depthwise kernels instead of cuDNN
-  bool pad;                     // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
-  int64_t ph, pw;               // the padded input's height and width
-  float *host;                  // SyncBN: host staging for the group's communication
-  char impl[96];                // "cudnn fwd algo 1 (tensor ops)"
+  bool own;       // effnet's depthwise kernels instead of cuDNN
+  bool pad;       // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
+  int64_t ph, pw; // the padded input's height and width
+  float *host;    // SyncBN: host staging for the group's communication
+  char impl[96];  // "cudnn fwd algo 1 (tensor ops)"
 } ef_cuda_node;
 
 // Scratch layout: each piece starts on a 256-byte boundary.

@@ -23,7 +23,8 @@ void ef_cuda_linear_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, cha
   float *f[3];
   for (int i = 0; i < 3; i++) {
     f[i] = s->off[i] != EF_CUDA_NO_SCRATCH ? (float *)(scratch + s->off[i]) : ops[i]->data;
-    if (i < 2 && s->off[i] != EF_CUDA_NO_SCRATCH) ef_k_cast((ef_dref){f[i], EF_F32}, ef_cuda_ref(ops[i]), ef_numel(ops[i]), cu->stream);
+    if (i < 2 && s->off[i] != EF_CUDA_NO_SCRATCH)
+      ef_k_cast((ef_dref){f[i], EF_F32}, ef_cuda_ref(ops[i]), ef_numel(ops[i]), cu->stream);
   }
   const float one = 1.0f, zero = 0.0f;
   cublasComputeType_t ct = cu->opts.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -45,9 +46,10 @@ void ef_cuda_linear_run(ef_cuda *cu, const ef_tensor *node, ef_cuda_node *s, cha
     ta = CUBLAS_OP_N, tb = CUBLAS_OP_T, A = f[OP_B], lda = m, B = f[OP_A], ldb = n, ldc = m;
     break;
   }
-  EF_CUBLAS_CHECK(cublasGemmEx(cu->cublas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &zero, f[OP_C],
-                               CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
+  EF_CUBLAS_CHECK(cublasGemmEx(cu->cublas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &zero,
+                               f[OP_C], CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
   if (node->op == EF_OP_LINEAR && node->n_src == 3)
     ef_k_add_bias((ef_dref){f[OP_C], EF_F32}, ef_cuda_ref(node->src[2]), ef_rows(node), ef_cols(node), cu->stream);
-  if (s->off[OP_C] != EF_CUDA_NO_SCRATCH) ef_k_cast(ef_cuda_ref(node), (ef_dref){f[OP_C], EF_F32}, ef_numel(node), cu->stream);
+  if (s->off[OP_C] != EF_CUDA_NO_SCRATCH)
+    ef_k_cast(ef_cuda_ref(node), (ef_dref){f[OP_C], EF_F32}, ef_numel(node), cu->stream);
 }

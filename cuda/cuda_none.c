@@ -4,8 +4,9 @@
 
 #include "cuda/cuda.h"
 
-#define NO_CUDA "this effnet was built without CUDA (EFFNET_CUDA=OFF or no nvcc/cuDNN found at configure time); " \
-                "rebuild with the CUDA toolkit and cuDNN installed"
+#define NO_CUDA                                                                                                        \
+  "this effnet was built without CUDA (EFFNET_CUDA=OFF or no nvcc/cuDNN found at configure time); "                    \
+  "rebuild with the CUDA toolkit and cuDNN installed"
 
 int ef_cuda_device_count(char *why, size_t len) {
   snprintf(why, len, "%s", NO_CUDA);

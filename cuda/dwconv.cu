@@ -70,9 +70,8 @@ template <ef_dtype DT, int L> struct dw_bwd_filter {
 
 void ef_k_dw_weights(float *wt, ef_dref w, const ef_dw_shape *s, cudaStream_t st) {
   int64_t taps = (int64_t)s->kh * s->kw, c = s->c;
-  for_rows(taps, c, st, "depthwise weights", [=] __device__(int64_t t, int64_t k) {
-    ef_lanes_load(w.p, w.dt, k * taps + t, 1, &wt[t * c + k]);
-  });
+  for_rows(taps, c, st, "depthwise weights",
+           [=] __device__(int64_t t, int64_t k) { ef_lanes_load(w.p, w.dt, k * taps + t, 1, &wt[t * c + k]); });
 }
 
 void ef_k_dw_forward(ef_dref y, ef_dref x, const float *wt, const float *bias, const ef_dw_shape *s, cudaStream_t st) {

@@ -117,11 +117,11 @@ namespace {
 // and the coefficients (in the scratch) are read as 16-byte vectors; per-channel values from the
 // store (biases, statistics) lane by lane, since the store packs vectors on 4 bytes (core/store.h).
 struct row_args {
-  ef_dref y, x, z;      // the result, the input and a second input
-  ef_dref per;          // per-channel or per-(sample, channel) values (channel_mul's scale, spread's dy, a bias)
-  const float *coef;    // batch norm's coefficients (5,C)
+  ef_dref y, x, z;   // the result, the input and a second input
+  ef_dref per;       // per-channel or per-(sample, channel) values (channel_mul's scale, spread's dy, a bias)
+  const float *coef; // batch norm's coefficients (5,C)
   const float *mean;
-  int64_t rows, c, hw;  // hw: rows a sample, for per-(sample, channel) values
+  int64_t rows, c, hw; // hw: rows a sample, for per-(sample, channel) values
   float value;
   ef_act act;
   cudaStream_t st;
@@ -224,20 +224,20 @@ template <ef_dtype DT, int L> struct k_pad {
     int top = a.top, left = a.left;
     bool crop = a.crop;
     // pad: rows of y's (N,PH,PW) pixels, reading x where inside; crop: rows of y's (N,H,W) pixels.
-    for_rows(a.n * (crop ? a.h * a.w : a.ph * a.pw), c / L, a.st, crop ? "crop" : "pad", [=] __device__(int64_t row,
-                                                                                                         int64_t v) {
-      uint32_t q = (uint32_t)row, ow = crop ? w : pw, oh = crop ? h : ph;
-      uint32_t px = q % ow, py = q / ow % oh, b = q / ow / oh;
-      float r[L] = {0};
-      int64_t src;
-      if (crop) src = ((int64_t)(b * ph + py + top) * pw + px + left) * c;
-      else {
-        int yy = (int)py - top, xx = (int)px - left;
-        src = yy >= 0 && yy < (int)h && xx >= 0 && xx < (int)w ? ((int64_t)(b * h + yy) * w + xx) * c : -1;
-      }
-      if (src >= 0) ef_lanes_load(x.p, type_in(DT, x.dt), src + v * L, L, r);
-      ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
-    });
+    for_rows(a.n * (crop ? a.h * a.w : a.ph * a.pw), c / L, a.st, crop ? "crop" : "pad",
+             [=] __device__(int64_t row, int64_t v) {
+               uint32_t q = (uint32_t)row, ow = crop ? w : pw, oh = crop ? h : ph;
+               uint32_t px = q % ow, py = q / ow % oh, b = q / ow / oh;
+               float r[L] = {0};
+               int64_t src;
+               if (crop) src = ((int64_t)(b * ph + py + top) * pw + px + left) * c;
+               else {
+                 int yy = (int)py - top, xx = (int)px - left;
+                 src = yy >= 0 && yy < (int)h && xx >= 0 && xx < (int)w ? ((int64_t)(b * h + yy) * w + xx) * c : -1;
+               }
+               if (src >= 0) ef_lanes_load(x.p, type_in(DT, x.dt), src + v * L, L, r);
+               ef_lanes_store(y.p, type_in(DT, y.dt), row * c + v * L, L, r);
+             });
   }
 };
 

@@ -30,13 +30,13 @@ typedef struct {
 enum { EF_CUDA_ERR_NONE = 0, EF_CUDA_ERR_LABEL = 1 };
 
 // ---- elementwise ---------------------------------------------------------------------------
-void ef_k_cast(ef_dref y, ef_dref x, int64_t n, cudaStream_t s);               // y = x
-void ef_k_fill(ef_dref y, float value, int64_t n, cudaStream_t s);              // y = value
+void ef_k_cast(ef_dref y, ef_dref x, int64_t n, cudaStream_t s);                   // y = x
+void ef_k_fill(ef_dref y, float value, int64_t n, cudaStream_t s);                 // y = value
 void ef_k_broadcast(ef_dref y, ef_dref d, float value, int64_t n, cudaStream_t s); // y = d[0] * value
-void ef_k_act(ef_dref y, ef_dref x, ef_act act, int64_t n, cudaStream_t s);    // y = act(x)
+void ef_k_act(ef_dref y, ef_dref x, ef_act act, int64_t n, cudaStream_t s);        // y = act(x)
 void ef_k_act_bwd(ef_dref dx, ef_dref dy, ef_dref x, ef_act act, int64_t n, cudaStream_t s);
-void ef_k_add(ef_dref y, ef_dref a, ef_dref b, int64_t n, cudaStream_t s);      // y = a + b
-void ef_k_accum(ef_dref y, ef_dref x, int64_t n, cudaStream_t s);               // y += x
+void ef_k_add(ef_dref y, ef_dref a, ef_dref b, int64_t n, cudaStream_t s); // y = a + b
+void ef_k_accum(ef_dref y, ef_dref x, int64_t n, cudaStream_t s);          // y += x
 // y (N,HW,C) = x (N,HW,C) * s (N,C)
 void ef_k_channel_mul(ef_dref y, ef_dref x, ef_dref sc, int64_t n, int64_t hw, int64_t c, cudaStream_t s);
 // dx (N,HW,C) = dy (N,C) * scale
@@ -51,10 +51,10 @@ void ef_k_set_u32(uint32_t *dst, uint32_t value, cudaStream_t s);
 
 // Zero padding for convolutions with asymmetric ("SAME") padding: y (N,H+top+bottom,W+left+right,C)
 // holds x (N,H,W,C) at (top, left), zeros around; crop is the reverse (y (N,H,W,C) from x).
-void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
-              cudaStream_t s);
-void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph, int64_t pw,
-               cudaStream_t s);
+void ef_k_pad(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph,
+              int64_t pw, cudaStream_t s);
+void ef_k_crop(ef_dref y, ef_dref x, int64_t n, int64_t h, int64_t w, int64_t c, int top, int left, int64_t ph,
+               int64_t pw, cudaStream_t s);
 
 // ---- the feed (cuda/cuda_feed.c) ------------------------------------------------------------
 // y (n elements, f32 or 16-bit) = lut[c * 256 + px] for uint8 pixels px of `channels` channels a
@@ -75,17 +75,17 @@ void ef_k_dw_bwd_filter(ef_dref dw, ef_dref dy, ef_dref x, float *part, const ef
 // x is viewed as (G, R, C): groups of R rows. Each (group, channel) gets one or two sums over its
 // rows, taken in double in a fixed order (deterministic: the same bits on every run).
 typedef enum {
-  EF_RED_STATS,    // BN_STATS: out (2,C) [mean; biased var] from sums of x - x[0] (G = 1)
-  EF_RED_BN_BWD,   // BN_BWD_REDUCE: out (2,C) [sum dz * xhat; sum dz], dz = dy * act'(x*scale+shift)
-  EF_RED_SUM,      // out (G,C) = scale * sum over rows of x          (SUM_ROWS, GAP)
-  EF_RED_DOT,      // out (G,C) = scale * sum over rows of x * y      (CHANNEL_MUL_BWD_S)
+  EF_RED_STATS,  // BN_STATS: out (2,C) [mean; biased var] from sums of x - x[0] (G = 1)
+  EF_RED_BN_BWD, // BN_BWD_REDUCE: out (2,C) [sum dz * xhat; sum dz], dz = dy * act'(x*scale+shift)
+  EF_RED_SUM,    // out (G,C) = scale * sum over rows of x          (SUM_ROWS, GAP)
+  EF_RED_DOT,    // out (G,C) = scale * sum over rows of x * y      (CHANNEL_MUL_BWD_S)
 } ef_red_kind;
 
 typedef struct {
   ef_red_kind kind;
   int64_t groups, rows, c;
-  ef_dref x, y;          // y: DOT's second factor, BN_BWD's dy
-  const float *coef;     // BN_BWD: ef_k_bn_coeffs' rows, and the batch mean
+  ef_dref x, y;      // y: DOT's second factor, BN_BWD's dy
+  const float *coef; // BN_BWD: ef_k_bn_coeffs' rows, and the batch mean
   const float *mean;
   ef_act act;
   double scale;

@@ -37,10 +37,12 @@ __global__ void k_update(ef_update_pass u, const ef_step_values *v, const float 
   if (v->skip) return;
   int64_t b = blockIdx.x;
   const ef_update_segment sg = u.segments[ef_update_segment_of(u.segments, u.n_segments, b)];
-  int64_t start = (b - sg.first_block) * EF_UPDATE_CHUNK, end = start + EF_UPDATE_CHUNK < sg.numel ? start + EF_UPDATE_CHUNK : sg.numel;
+  int64_t start = (b - sg.first_block) * EF_UPDATE_CHUNK,
+          end = start + EF_UPDATE_CHUNK < sg.numel ? start + EF_UPDATE_CHUNK : sg.numel;
   double lr = v->lr * (double)sg.lr_scale;
   float flr = (float)lr, wd = (float)sg.weight_decay, gm = *gmul;
-  float *p = u.param + sg.offset, *s0 = u.slot0 ? u.slot0 + sg.offset : nullptr, *s1 = u.slot1 ? u.slot1 + sg.offset : nullptr;
+  float *p = u.param + sg.offset, *s0 = u.slot0 ? u.slot0 + sg.offset : nullptr,
+        *s1 = u.slot1 ? u.slot1 + sg.offset : nullptr;
   const float *g = u.grad + sg.offset;
   // AdamW's per-step factors, as adamw_update.
   double t = v->adam_t;

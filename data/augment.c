@@ -16,7 +16,7 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-enum { FILL = 128 };  // what geometric ops and cutout leave where no source pixel lands
+enum { FILL = 128 }; // what geometric ops and cutout leave where no source pixel lands
 
 // ---- point ops: a lookup table per channel ------------------------------------------------
 
@@ -26,7 +26,7 @@ typedef int lut_fn(const ef_image *im, double arg, uint8_t lut[3][256]);
 static void histogram(const ef_image *im, uint32_t hist[3][256]) {
   memset(hist, 0, sizeof(uint32_t[3][256]));
   size_t n = (size_t)im->w * (size_t)im->h, c = (size_t)im->c;
-  const uint8_t *px = im->px;  // in a local: the counts could alias the ef_image
+  const uint8_t *px = im->px; // in a local: the counts could alias the ef_image
   for (size_t p = 0; p < n; p++)
     for (size_t ch = 0; ch < c; ch++) hist[ch][px[p * c + ch]]++;
 }
@@ -157,7 +157,8 @@ static void degenerate_smooth(const ef_image *im, ef_image *out) {
     const uint8_t *up = im->px + (size_t)(y - 1) * row, *mid = up + row, *down = mid + row;
     uint8_t *o = out->px + (size_t)y * row;
     for (size_t i = c; i + c < row; i++) {
-      unsigned s = up[i - c] + up[i] + up[i + c] + mid[i - c] + 5u * mid[i] + mid[i + c] + down[i - c] + down[i] + down[i + c];
+      unsigned s =
+          up[i - c] + up[i] + up[i + c] + mid[i - c] + 5u * mid[i] + mid[i + c] + down[i - c] + down[i] + down[i + c];
       o[i] = (uint8_t)((s + 6) / 13);
     }
   }
@@ -250,7 +251,8 @@ static void cutout(ef_image *im, double half_size, ef_rng_seq *rng) {
   int y0 = cy > half ? cy - half : 0, y1 = cy + half < im->h ? cy + half : im->h;
   int x0 = cx > half ? cx - half : 0, x1 = cx + half < im->w ? cx + half : im->w;
   size_t c = (size_t)im->c;
-  for (int y = y0; y < y1; y++) memset(im->px + ((size_t)y * (size_t)im->w + (size_t)x0) * c, FILL, (size_t)(x1 - x0) * c);
+  for (int y = y0; y < y1; y++)
+    memset(im->px + ((size_t)y * (size_t)im->w + (size_t)x0) * c, FILL, (size_t)(x1 - x0) * c);
 }
 
 // ---- the op table -------------------------------------------------------------------------
@@ -261,13 +263,13 @@ typedef enum { KIND_LUT, KIND_BLEND, KIND_AFFINE, KIND_ROTATE, KIND_CUTOUT } op_
 static const struct {
   const char *name;
   op_kind kind;
-  lut_fn *lut;                // KIND_LUT
-  degenerate_fn *degenerate;  // KIND_BLEND
-  int coef;                   // KIND_AFFINE: the entry of the identity matrix that takes the argument
-  double at_10[2];            // the argument at level 10 under AutoAugment, RandAugment
-  double base;                // added to it (enhancement factors start at 0.1)
-  bool integer;               // the argument is truncated to an integer
-  bool sign;                  // the policies negate the argument half the time
+  lut_fn *lut;               // KIND_LUT
+  degenerate_fn *degenerate; // KIND_BLEND
+  int coef;                  // KIND_AFFINE: the entry of the identity matrix that takes the argument
+  double at_10[2];           // the argument at level 10 under AutoAugment, RandAugment
+  double base;               // added to it (enhancement factors start at 0.1)
+  bool integer;              // the argument is truncated to an integer
+  bool sign;                 // the policies negate the argument half the time
 } ops[EF_AUG_NUM_OPS] = {
     [EF_AUG_AUTOCONTRAST] = {"AutoContrast", KIND_LUT, .lut = lut_autocontrast},
     [EF_AUG_EQUALIZE] = {"Equalize", KIND_LUT, .lut = lut_equalize},
@@ -280,8 +282,8 @@ static const struct {
     [EF_AUG_CONTRAST] = {"Contrast", KIND_LUT, .lut = lut_contrast, ENHANCE},
     [EF_AUG_BRIGHTNESS] = {"Brightness", KIND_LUT, .lut = lut_brightness, ENHANCE},
     [EF_AUG_SHARPNESS] = {"Sharpness", KIND_BLEND, .degenerate = degenerate_smooth, ENHANCE},
-    [EF_AUG_SHEAR_X] = {"ShearX", KIND_AFFINE, .coef = 1, .at_10 = {0.3, 0.3}, .sign = true},  // (1, s, 0, 0, 1, 0)
-    [EF_AUG_SHEAR_Y] = {"ShearY", KIND_AFFINE, .coef = 3, .at_10 = {0.3, 0.3}, .sign = true},  // (1, 0, 0, s, 1, 0)
+    [EF_AUG_SHEAR_X] = {"ShearX", KIND_AFFINE, .coef = 1, .at_10 = {0.3, 0.3}, .sign = true}, // (1, s, 0, 0, 1, 0)
+    [EF_AUG_SHEAR_Y] = {"ShearY", KIND_AFFINE, .coef = 3, .at_10 = {0.3, 0.3}, .sign = true}, // (1, 0, 0, s, 1, 0)
     [EF_AUG_TRANSLATE_X] = {"TranslateX", KIND_AFFINE, .coef = 2, .at_10 = {250, 100}, .sign = true},
     [EF_AUG_TRANSLATE_Y] = {"TranslateY", KIND_AFFINE, .coef = 5, .at_10 = {250, 100}, .sign = true},
     [EF_AUG_CUTOUT] = {"Cutout", KIND_CUTOUT, .at_10 = {100, 40}, .integer = true},
@@ -302,7 +304,7 @@ void ef_aug_apply(ef_image *im, ef_image *tmp, ef_aug_op op, float arg, ef_rng_s
   case KIND_LUT: {
     uint8_t lut[3][256];
     int filled = ops[op].lut(im, arg, lut);
-    for (int ch = filled; ch < im->c; ch++) memcpy(lut[ch], lut[0], 256);  // a shared table, per channel
+    for (int ch = filled; ch < im->c; ch++) memcpy(lut[ch], lut[0], 256); // a shared table, per channel
     apply_lut(im, lut);
     break;
   }
@@ -323,9 +325,7 @@ void ef_aug_apply(ef_image *im, ef_image *tmp, ef_aug_op op, float arg, ef_rng_s
     affine(im, tmp, a);
     break;
   }
-  case KIND_CUTOUT:
-    cutout(im, arg, rng);
-    break;
+  case KIND_CUTOUT: cutout(im, arg, rng); break;
   }
 }
 
@@ -380,9 +380,9 @@ enum { NUM_SUB_POLICIES = sizeof policy_v0 / sizeof policy_v0[0] };
 
 // available_ops of the official distort_image_with_randaugment, in its order.
 static const ef_aug_op randaugment_ops[] = {
-    EF_AUG_AUTOCONTRAST, EF_AUG_EQUALIZE,   EF_AUG_INVERT,  EF_AUG_ROTATE,      EF_AUG_POSTERIZE,   EF_AUG_SOLARIZE,
-    EF_AUG_COLOR,        EF_AUG_CONTRAST,   EF_AUG_BRIGHTNESS, EF_AUG_SHARPNESS, EF_AUG_SHEAR_X,     EF_AUG_SHEAR_Y,
-    EF_AUG_TRANSLATE_X,  EF_AUG_TRANSLATE_Y, EF_AUG_CUTOUT,  EF_AUG_SOLARIZE_ADD,
+    EF_AUG_AUTOCONTRAST, EF_AUG_EQUALIZE,    EF_AUG_INVERT,     EF_AUG_ROTATE,       EF_AUG_POSTERIZE, EF_AUG_SOLARIZE,
+    EF_AUG_COLOR,        EF_AUG_CONTRAST,    EF_AUG_BRIGHTNESS, EF_AUG_SHARPNESS,    EF_AUG_SHEAR_X,   EF_AUG_SHEAR_Y,
+    EF_AUG_TRANSLATE_X,  EF_AUG_TRANSLATE_Y, EF_AUG_CUTOUT,     EF_AUG_SOLARIZE_ADD,
 };
 enum { NUM_RANDAUGMENT_OPS = sizeof randaugment_ops / sizeof randaugment_ops[0] };
 

@@ -36,7 +36,8 @@ void ef_dataset_free(ef_dataset *d) {
 }
 
 ef_status ef_dataset_select(ef_dataset *d, const char *classes, int64_t per_class) {
-  int k = 0, *map = ef_xmalloc(sizeof(int) * (size_t)d->num_classes), *order = ef_xmalloc(sizeof(int) * (size_t)d->num_classes);
+  int k = 0, *map = ef_xmalloc(sizeof(int) * (size_t)d->num_classes),
+      *order = ef_xmalloc(sizeof(int) * (size_t)d->num_classes);
   int64_t *count = ef_xcalloc((size_t)d->num_classes, sizeof(int64_t));
   ef_status st = EF_OK;
   for (int c = 0; c < d->num_classes; c++) map[c] = classes ? -1 : c, order[c] = c;
@@ -50,7 +51,8 @@ ef_status ef_dataset_select(ef_dataset *d, const char *classes, int64_t per_clas
       break;
     }
     for (long c = a; c <= b && st == EF_OK; c++) {
-      if (c < 0 || c >= d->num_classes) st = EF_ERROR(EF_ERR_INVALID, "class %ld: %s has classes 0 to %d", c, d->source, d->num_classes - 1);
+      if (c < 0 || c >= d->num_classes)
+        st = EF_ERROR(EF_ERR_INVALID, "class %ld: %s has classes 0 to %d", c, d->source, d->num_classes - 1);
       else if (map[c] >= 0) st = EF_ERROR(EF_ERR_INVALID, "classes '%s' lists class %ld twice", classes, c);
       else map[c] = k, order[k++] = (int)c;
     }
@@ -62,7 +64,8 @@ ef_status ef_dataset_select(ef_dataset *d, const char *classes, int64_t per_clas
     if (c >= 0 && (!per_class || count[c] < per_class)) count[c]++;
   }
   for (int c = 0; c < k && st == EF_OK; c++)
-    if (!count[c]) st = EF_ERROR(EF_ERR_INVALID, "class %d (%s) has no sample in %s", order[c], d->class_names[order[c]], d->source);
+    if (!count[c])
+      st = EF_ERROR(EF_ERR_INVALID, "class %d (%s) has no sample in %s", order[c], d->class_names[order[c]], d->source);
   if (st == EF_OK) {
     memset(count, 0, sizeof(int64_t) * (size_t)d->num_classes);
     size_t image = (size_t)d->h * d->w * d->c;
@@ -130,7 +133,8 @@ ef_status ef_classes_write(const char *path, char *const *names, int n) {
   if (!f) return EF_ERROR(EF_ERR_IO, "cannot write the class list %s: %s", path, strerror(errno));
   for (int i = 0; i < n; i++) fprintf(f, "%s\n", names[i]);
   int failed = ferror(f);
-  if (fclose(f) != 0 || failed) return EF_ERROR(EF_ERR_IO, "writing the class list %s failed: %s", path, strerror(errno));
+  if (fclose(f) != 0 || failed)
+    return EF_ERROR(EF_ERR_IO, "writing the class list %s failed: %s", path, strerror(errno));
   return EF_OK;
 }
 
@@ -158,7 +162,8 @@ ef_status ef_classes_read(const char *path, char ***names, int *n) {
   }
   if (st == EF_OK && ferror(f)) st = EF_ERROR(EF_ERR_IO, "reading the class list %s failed", path);
   fclose(f);
-  if (st == EF_OK && *n == 0) st = EF_ERROR(EF_ERR_FORMAT, "the class list %s is empty: expected one name per line", path);
+  if (st == EF_OK && *n == 0)
+    st = EF_ERROR(EF_ERR_FORMAT, "the class list %s is empty: expected one name per line", path);
   if (st != EF_OK) ef_classes_free(*names, *n), *names = NULL, *n = 0;
   return st;
 }
@@ -174,17 +179,24 @@ ef_status ef_dataset_open_idx(const char *dir, int train, ef_dataset *out) {
   EF_TRY(ef_idx_load_dir(dir, train ? "train" : "t10k", &idx));
   // Fashion-MNIST is told from MNIST by its directory name; both have 10 classes.
   int fashion = strstr(dir, "fashion") || strstr(dir, "Fashion");
-  *out = (ef_dataset){.kind = EF_DATASET_IDX, .source = ef_xstrdup(dir), .n = idx.n, .num_classes = idx.num_classes,
-                      .labels = idx.labels, .pixels = idx.pixels, .h = (int)idx.rows, .w = (int)idx.cols, .c = 1};
-  ef_status st = names_from(dir, "classes.txt", idx.num_classes, fashion && idx.num_classes == 10 ? fashion_names : NULL,
-                            &out->class_names);
+  *out = (ef_dataset){.kind = EF_DATASET_IDX,
+                      .source = ef_xstrdup(dir),
+                      .n = idx.n,
+                      .num_classes = idx.num_classes,
+                      .labels = idx.labels,
+                      .pixels = idx.pixels,
+                      .h = (int)idx.rows,
+                      .w = (int)idx.cols,
+                      .c = 1};
+  ef_status st = names_from(dir, "classes.txt", idx.num_classes,
+                            fashion && idx.num_classes == 10 ? fashion_names : NULL, &out->class_names);
   if (st != EF_OK) ef_dataset_free(out);
   return st;
 }
 
 // ---- CIFAR ---------------------------------------------------------------------------------
 
-static const char *const cifar10_names[] = {"airplane", "automobile", "bird", "cat", "deer",
+static const char *const cifar10_names[] = {"airplane", "automobile", "bird",  "cat",  "deer",
                                             "dog",      "frog",       "horse", "ship", "truck"};
 
 // Appends the records of one CIFAR file: `label_bytes` (1: the label; 2: coarse then fine) and
@@ -219,8 +231,8 @@ static ef_status read_cifar_file(const char *path, int label_bytes, int classes,
     int label = buf[label_bytes - 1];
     if (label >= classes) {
       fclose(f);
-      return EF_ERROR(EF_ERR_FORMAT, "%s: record %lld has label %d, expected 0 ... %d (is this CIFAR-%d?)", path, (long long)r,
-                      label, classes - 1, classes);
+      return EF_ERROR(EF_ERR_FORMAT, "%s: record %lld has label %d, expected 0 ... %d (is this CIFAR-%d?)", path,
+                      (long long)r, label, classes - 1, classes);
     }
     uint8_t *px = d->pixels + (size_t)d->n * 3072;
     for (int i = 0; i < 1024; i++)
@@ -236,9 +248,14 @@ ef_status ef_dataset_open_cifar(const char *dir, int train, ef_dataset *out) {
   char *probe1 = ef_path_join(dir, "data_batch_1.bin"), *probe2 = ef_path_join(dir, "test_batch.bin");
   int ten = is_file(probe1) || is_file(probe2);
   free(probe1), free(probe2);
-  *out = (ef_dataset){.kind = ten ? EF_DATASET_CIFAR10 : EF_DATASET_CIFAR100, .source = ef_xstrdup(dir),
-                      .num_classes = ten ? 10 : 100, .h = 32, .w = 32, .c = 3};
-  const char *files10[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
+  *out = (ef_dataset){.kind = ten ? EF_DATASET_CIFAR10 : EF_DATASET_CIFAR100,
+                      .source = ef_xstrdup(dir),
+                      .num_classes = ten ? 10 : 100,
+                      .h = 32,
+                      .w = 32,
+                      .c = 3};
+  const char *files10[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                           "data_batch_5.bin"};
   const char *test10[] = {"test_batch.bin"}, *train100[] = {"train.bin"}, *test100[] = {"test.bin"};
   const char **files = ten ? (train ? files10 : test10) : (train ? train100 : test100);
   int nfiles = ten && train ? 5 : 1;
@@ -335,7 +352,8 @@ static ef_status collect_dirs(const char *dir, str_list *out) {
 // Appends the image files under a class directory with `label`, in torchvision's order
 // (sorted(os.walk(dir)): directories by path, then each one's files by name); counts the other
 // files in *other and remembers the first.
-static ef_status add_class(const char *dir, int label, sample_list *s, int64_t *other, char *first_other, size_t first_len) {
+static ef_status add_class(const char *dir, int label, sample_list *s, int64_t *other, char *first_other,
+                           size_t first_len) {
   str_list dirs = {0};
   ef_status st = collect_dirs(dir, &dirs);
   if (dirs.n) qsort(dirs.items, (size_t)dirs.n, sizeof(char *), cmp_str);
@@ -359,12 +377,14 @@ static ef_status add_class(const char *dir, int label, sample_list *s, int64_t *
 
 ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
   memset(out, 0, sizeof *out);
-  if (!is_dir(root)) return EF_ERROR(EF_ERR_IO, "%s is not a directory: expected an ImageFolder root/<class>/<image>", root);
+  if (!is_dir(root))
+    return EF_ERROR(EF_ERR_IO, "%s is not a directory: expected an ImageFolder root/<class>/<image>", root);
   str_list classes;
   sample_list samples = {0};
   EF_TRY(list_dir(root, 1, &classes));
   ef_status st = EF_OK;
-  if (classes.n == 0) st = EF_ERROR(EF_ERR_FORMAT, "%s has no class directories: expected root/<class>/<image>.jpg", root);
+  if (classes.n == 0)
+    st = EF_ERROR(EF_ERR_FORMAT, "%s has no class directories: expected root/<class>/<image>.jpg", root);
   int64_t other = 0;
   char first_other[1024] = "";
   for (int64_t c = 0; st == EF_OK && c < classes.n; c++) {
@@ -375,8 +395,13 @@ ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
       st = EF_ERROR(EF_ERR_FORMAT, "class directory %s holds no .jpg, .jpeg or .png file", dir);
     free(dir);
   }
-  *out = (ef_dataset){.kind = EF_DATASET_FOLDER, .source = ef_xstrdup(root), .n = samples.paths.n, .paths = samples.paths.items,
-                      .labels = samples.labels, .num_classes = (int)classes.n, .class_names = classes.items};
+  *out = (ef_dataset){.kind = EF_DATASET_FOLDER,
+                      .source = ef_xstrdup(root),
+                      .n = samples.paths.n,
+                      .paths = samples.paths.items,
+                      .labels = samples.labels,
+                      .num_classes = (int)classes.n,
+                      .class_names = classes.items};
   if (st != EF_OK) {
     ef_dataset_free(out);
     return st;
@@ -423,8 +448,8 @@ ef_status ef_dataset_open_list(const char *csv, ef_dataset *out) {
     long label = strtol(label_text, &end, 10);
     if (lineno == 1 && !strcmp(line, "path") && !strcmp(label_text, "label")) continue;
     if (errno || end == label_text || *end || label < 0 || label > 1000000) {
-      st = EF_ERROR(EF_ERR_FORMAT, "%s:%lld: label '%s' is not a class index (an integer from 0)", csv, (long long)lineno,
-                    label_text);
+      st = EF_ERROR(EF_ERR_FORMAT, "%s:%lld: label '%s' is not a class index (an integer from 0)", csv,
+                    (long long)lineno, label_text);
       break;
     }
     add_sample(&samples, line[0] == '/' ? ef_xstrdup(line) : ef_path_join(dir, line), (int32_t)label);
@@ -458,16 +483,23 @@ ef_status ef_dataset_open(const char *path, int train, ef_dataset *out) {
   size_t len = strlen(path);
   if (len > 4 && !strcmp(path + len - 4, ".csv")) return ef_dataset_open_list(path, out);
   if (!is_dir(path))
-    return EF_ERROR(EF_ERR_IO, "%s is neither a directory nor a .csv file list: give an IDX, CIFAR or ImageFolder directory", path);
+    return EF_ERROR(
+        EF_ERR_IO, "%s is neither a directory nor a .csv file list: give an IDX, CIFAR or ImageFolder directory", path);
   static const char *const markers[][2] = {
-      {"train-images-idx3-ubyte.gz", "idx"}, {"train-images-idx3-ubyte", "idx"}, {"t10k-images-idx3-ubyte.gz", "idx"},
-      {"data_batch_1.bin", "cifar"},         {"train.bin", "cifar"},             {"test_batch.bin", "cifar"},
+      {"train-images-idx3-ubyte.gz", "idx"},
+      {"train-images-idx3-ubyte", "idx"},
+      {"t10k-images-idx3-ubyte.gz", "idx"},
+      {"data_batch_1.bin", "cifar"},
+      {"train.bin", "cifar"},
+      {"test_batch.bin", "cifar"},
   };
   for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++) {
     char *p = ef_path_join(path, markers[i][0]);
     int found = is_file(p);
     free(p);
-    if (found) return !strcmp(markers[i][1], "idx") ? ef_dataset_open_idx(path, train, out) : ef_dataset_open_cifar(path, train, out);
+    if (found)
+      return !strcmp(markers[i][1], "idx") ? ef_dataset_open_idx(path, train, out)
+                                           : ef_dataset_open_cifar(path, train, out);
   }
   // An ImageNet-style root: train/ and val/ (or test/) folders.
   char *tr = ef_path_join(path, "train"), *va = ef_path_join(path, "val"), *te = ef_path_join(path, "test");
@@ -500,7 +532,9 @@ ef_status ef_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len
   size_t got = fread(*buf, 1, size, f);
   int e = ferror(f) ? errno : 0;
   fclose(f);
-  if (got != size) return EF_ERROR(EF_ERR_IO, "reading %s: %zu of %zu bytes%s%s", path, got, size, e ? ": " : "", e ? strerror(e) : "");
+  if (got != size)
+    return EF_ERROR(EF_ERR_IO, "reading %s: %zu of %zu bytes%s%s", path, got, size, e ? ": " : "",
+                    e ? strerror(e) : "");
   *len = size;
   return EF_OK;
 }

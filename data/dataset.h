@@ -13,15 +13,21 @@
 // Fashion-MNIST, installed by Debian's dataset-fashion-mnist: effnet's built-in default dataset.
 #define EF_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-typedef enum { EF_DATASET_IDX = 1, EF_DATASET_CIFAR10, EF_DATASET_CIFAR100, EF_DATASET_FOLDER, EF_DATASET_LIST } ef_dataset_kind;
+typedef enum {
+  EF_DATASET_IDX = 1,
+  EF_DATASET_CIFAR10,
+  EF_DATASET_CIFAR100,
+  EF_DATASET_FOLDER,
+  EF_DATASET_LIST
+} ef_dataset_kind;
 
 typedef struct {
   ef_dataset_kind kind;
-  char *source;        // the directory or file opened, for messages
+  char *source; // the directory or file opened, for messages
   int64_t n;
   int num_classes;
-  char **class_names;  // (num_classes)
-  int32_t *labels;     // (n), each in [0, num_classes)
+  char **class_names; // (num_classes)
+  int32_t *labels;    // (n), each in [0, num_classes)
   // In memory (IDX, CIFAR): decoded pixels (n, h, w, c); NULL for file datasets.
   uint8_t *pixels;
   int h, w, c;

@@ -174,8 +174,10 @@ static ef_status jpeg_decode(j_decompress_ptr ci, void *arg) {
     EF_ASSERT(got == 1, "%s: row %d did not come (a memory source never suspends)", call->name, y0 + i);
     if (cmyk) cmyk_row_to_rgb(dst, cmyk_row, (int)w);
   }
-  *call->info = (ef_decode_info){
-      .scale_x = (double)sw / ci->image_width, .scale_y = (double)sh / ci->image_height, .off_x = (int)off_x, .off_y = y0};
+  *call->info = (ef_decode_info){.scale_x = (double)sw / ci->image_width,
+                                 .scale_y = (double)sh / ci->image_height,
+                                 .off_x = (int)off_x,
+                                 .off_y = y0};
   return EF_OK;
 }
 
@@ -252,8 +254,8 @@ static ef_status png_decode(png_structp png, png_infop info, void *arg) {
   png_read_update_info(png, info);
   int c = png_get_channels(png, info);
   size_t stride = (size_t)w * (size_t)c;
-  EF_ASSERT((c == 1 || c == 3) && png_get_rowbytes(png, info) == stride, "%s: %d channels, %zu bytes a row", call->name, c,
-            (size_t)png_get_rowbytes(png, info));
+  EF_ASSERT((c == 1 || c == 3) && png_get_rowbytes(png, info) == stride, "%s: %d channels, %zu bytes a row", call->name,
+            c, (size_t)png_get_rowbytes(png, info));
   ef_image_reshape(call->out, w, h, c);
   for (int pass = 0; pass < passes; pass++) // interlaced images fill the rows in passes
     for (int i = 0; i < h; i++) png_read_row(png, call->out->px + (size_t)i * stride, NULL);

@@ -18,11 +18,11 @@ typedef enum { EF_IMAGE_JPEG = 1, EF_IMAGE_PNG = 2 } ef_image_kind;
 ef_status ef_image_probe(const uint8_t *buf, size_t len, const char *name, ef_image_kind *kind, int *w, int *h);
 
 typedef struct {
-  int x, y, w, h;     // region of interest in source pixels; w == 0 means the whole image
-  int min_w, min_h;   // JPEG: shrink by the smallest factor M/8 (M = 1, 2 or 4) that keeps the
-                      // region, as scaled (w*scale_x by h*scale_y below), at least min_w x min_h
-                      // pixels (M = 8 when none does); both 0 (or PNG): full resolution
-  int channels;       // 1: gray (PIL's luma for colour sources), 3: RGB (gray replicated)
+  int x, y, w, h;   // region of interest in source pixels; w == 0 means the whole image
+  int min_w, min_h; // JPEG: shrink by the smallest factor M/8 (M = 1, 2 or 4) that keeps the
+                    // region, as scaled (w*scale_x by h*scale_y below), at least min_w x min_h
+                    // pixels (M = 8 when none does); both 0 (or PNG): full resolution
+  int channels;     // 1: gray (PIL's luma for colour sources), 3: RGB (gray replicated)
 } ef_decode_request;
 
 // Where the decoded pixels sit: decoded pixel (col j, row i) is pixel (off_x + j, off_y + i) of

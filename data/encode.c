@@ -70,7 +70,9 @@ ef_status ef_image_encode_jpeg(const ef_image *im, int quality, uint8_t **buf, s
 }
 
 ef_status ef_image_encode_png(const ef_image *im, uint8_t **buf, size_t *len) {
-  png_image p = {.version = PNG_IMAGE_VERSION, .width = (png_uint_32)im->w, .height = (png_uint_32)im->h,
+  png_image p = {.version = PNG_IMAGE_VERSION,
+                 .width = (png_uint_32)im->w,
+                 .height = (png_uint_32)im->h,
                  .format = im->c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY};
   png_alloc_size_t size = 0;
   if (!png_image_write_to_memory(&p, NULL, &size, 0, im->px, 0, NULL))

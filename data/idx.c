@@ -32,7 +32,8 @@ static ef_status read_idx(const char *path, uint32_t magic, int ndim, int64_t *d
   if ((st = read_exact(f, path, head, 4 + 4 * ndim, "IDX header")) != EF_OK) goto done;
   uint32_t m = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
   if (m != magic) {
-    st = EF_ERROR(EF_ERR_FORMAT, "%s: magic number 0x%08x, expected 0x%08x (is this the right IDX file?)", path, m, magic);
+    st = EF_ERROR(EF_ERR_FORMAT, "%s: magic number 0x%08x, expected 0x%08x (is this the right IDX file?)", path, m,
+                  magic);
     goto done;
   }
   int64_t total = 1;
@@ -57,8 +58,7 @@ static ef_status read_idx(const char *path, uint32_t magic, int ndim, int64_t *d
   const char *zmsg = gzerror(f, &err);
   if (more < 0 || (err != Z_OK && err != Z_BUF_ERROR))
     st = EF_ERROR(EF_ERR_FORMAT, "%s: corrupt gzip data at the end of the file (zlib: %s)", path, zmsg);
-  else if (more != 0)
-    st = EF_ERROR(EF_ERR_FORMAT, "%s: unexpected bytes after the data", path);
+  else if (more != 0) st = EF_ERROR(EF_ERR_FORMAT, "%s: unexpected bytes after the data", path);
 done:
   gzclose(f);
   if (st != EF_OK) {
@@ -80,8 +80,8 @@ ef_status ef_idx_load(const char *images_path, const char *labels_path, ef_idx_d
   }
   if (ldims[0] != idims[0]) {
     free(pixels), free(labels);
-    return EF_ERROR(EF_ERR_FORMAT, "%s has %lld images but %s has %lld labels", images_path, (long long)idims[0], labels_path,
-                    (long long)ldims[0]);
+    return EF_ERROR(EF_ERR_FORMAT, "%s has %lld images but %s has %lld labels", images_path, (long long)idims[0],
+                    labels_path, (long long)ldims[0]);
   }
   *out = (ef_idx_dataset){.n = idims[0], .rows = idims[1], .cols = idims[2], .pixels = pixels};
   out->labels = ef_xmalloc(sizeof(int32_t) * (size_t)out->n);

@@ -9,9 +9,9 @@
 
 typedef struct {
   int64_t n, rows, cols;
-  uint8_t *pixels;   // (n, rows, cols), row-major
-  int32_t *labels;   // (n)
-  int num_classes;   // largest label + 1
+  uint8_t *pixels; // (n, rows, cols), row-major
+  int32_t *labels; // (n)
+  int num_classes; // largest label + 1
 } ef_idx_dataset;
 
 // Loads a pair of files; on failure (missing, not IDX, truncated, mismatched counts) returns an

@@ -8,8 +8,8 @@
 
 typedef struct {
   int w, h, c;
-  uint8_t *px;   // (h, w, c), rows w*c bytes apart
-  size_t cap;    // bytes allocated at px
+  uint8_t *px; // (h, w, c), rows w*c bytes apart
+  size_t cap;  // bytes allocated at px
 } ef_image;
 
 // Makes im w x h x c, growing its buffer when needed (the contents are then undefined). Aborts

@@ -13,52 +13,50 @@
 #include "core/philox.h"
 
 enum {
-  CHUNK = 8,             // samples per unit of work
+  CHUNK = 8,               // samples per unit of work
   DRAWS_PER_SAMPLE = 1024, // Philox words reserved for one sample's augmentation
-  MAX_SKIPS = 16,        // consecutive corrupt samples before giving up
+  MAX_SKIPS = 16,          // consecutive corrupt samples before giving up
 };
 
 typedef struct {
   ef_transform_scratch scratch;
-  uint8_t *file;         // the current sample's file
+  uint8_t *file; // the current sample's file
   size_t file_cap;
 } worker_state;
 
 typedef struct {
   ef_batch batch;
-  int64_t filling;       // the batch whose samples it holds, -1 when released
-  int done;              // samples finished
-  ef_status status;      // the first failure among them
+  int64_t filling;  // the batch whose samples it holds, -1 when released
+  int done;         // samples finished
+  ef_status status; // the first failure among them
   char error[1024];
 } slot;
 
 struct ef_loader {
   ef_loader_config cfg;
   int64_t per_rank, batches, chunks_per_batch;
-  int64_t *order;        // (per_rank) dataset index of each position of this rank's epoch
-  int64_t *perm;         // (n) the epoch's permutation
-  size_t sample_bytes;   // one transformed sample in a batch
+  int64_t *order;      // (per_rank) dataset index of each position of this rank's epoch
+  int64_t *perm;       // (n) the epoch's permutation
+  size_t sample_bytes; // one transformed sample in a batch
   float lut[3 * 256];
   int depth;
-  slot *slots;           // (depth)
-  worker_state *ws;      // (max(threads, 1))
+  slot *slots;      // (depth)
+  worker_state *ws; // (max(threads, 1))
   pthread_t *threads;
-  int started;           // threads running
-  int sync_ready;        // mu and the condition variables exist
-  int order_ready;       // an epoch has been started
-  int epoch_reported;    // the end of the epoch has been reported
+  int started;        // threads running
+  int sync_ready;     // mu and the condition variables exist
+  int order_ready;    // an epoch has been started
+  int epoch_reported; // the end of the epoch has been reported
   pthread_mutex_t mu;
   pthread_cond_t work_cv, ready_cv;
   int64_t epoch, current, released, next_chunk, end_chunk;
   int in_flight, stop;
   atomic_llong skipped;
-  atomic_uchar *warned;  // (n) a corrupt sample has been named once
+  atomic_uchar *warned; // (n) a corrupt sample has been named once
 };
 
 // Empties a slot for its next batch (under the lock).
-static void slot_reset(slot *s) {
-  s->done = 0, s->status = EF_OK, s->filling = -1;
-}
+static void slot_reset(slot *s) { s->done = 0, s->status = EF_OK, s->filling = -1; }
 
 // ---- epoch order ---------------------------------------------------------------------------
 
@@ -103,9 +101,11 @@ static ef_status load_sample(ef_loader *l, worker_state *ws, int64_t idx) {
     src.bytes = ws->file, src.name = d->paths[idx];
   }
   uint64_t base = (uint64_t)idx * DRAWS_PER_SAMPLE;
-  ef_rng_seq rng = {.seed = l->cfg.seed, .stream = ef_rng_stream(EF_RNG_AUGMENT, 0), .step = (uint32_t)l->epoch, .next = base};
+  ef_rng_seq rng = {
+      .seed = l->cfg.seed, .stream = ef_rng_stream(EF_RNG_AUGMENT, 0), .step = (uint32_t)l->epoch, .next = base};
   EF_TRY(ef_transform_sample(&l->cfg.transform, &src, &rng, &ws->scratch));
-  EF_ASSERT(rng.next - base <= DRAWS_PER_SAMPLE, "a sample drew %llu random words", (unsigned long long)(rng.next - base));
+  EF_ASSERT(rng.next - base <= DRAWS_PER_SAMPLE, "a sample drew %llu random words",
+            (unsigned long long)(rng.next - base));
   return EF_OK;
 }
 
@@ -122,8 +122,9 @@ static ef_status fill_sample(ef_loader *l, worker_state *ws, ef_batch *out, int6
       fprintf(stderr, "effnet: warning: skipping a corrupt image: %s\n", ef_last_error());
     atomic_fetch_add(&l->skipped, 1);
     if (tries + 1 == MAX_SKIPS)
-      return EF_ERROR(EF_ERR_FORMAT, "%d corrupt images in a row in %s (the last: sample %lld): is the dataset damaged?",
-                      MAX_SKIPS, d->source, (long long)idx);
+      return EF_ERROR(EF_ERR_FORMAT,
+                      "%d corrupt images in a row in %s (the last: sample %lld): is the dataset damaged?", MAX_SKIPS,
+                      d->source, (long long)idx);
     idx = (idx + 1) % d->n;
   }
   if (st != EF_OK) return st;
@@ -199,10 +200,12 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   if (cfg->batch < 1) return EF_ERROR(EF_ERR_INVALID, "batch size %d: must be at least 1", cfg->batch);
   if (cfg->world < 1 || cfg->rank < 0 || cfg->rank >= cfg->world)
     return EF_ERROR(EF_ERR_INVALID, "rank %d of world size %d: need 0 <= rank < world", cfg->rank, cfg->world);
-  if (cfg->threads < 0 || cfg->threads > 256) return EF_ERROR(EF_ERR_INVALID, "%d loader threads: use 0 ... 256", cfg->threads);
+  if (cfg->threads < 0 || cfg->threads > 256)
+    return EF_ERROR(EF_ERR_INVALID, "%d loader threads: use 0 ... 256", cfg->threads);
   if (cfg->prefetch < 0 || cfg->prefetch > 1024)
     return EF_ERROR(EF_ERR_INVALID, "prefetch %d: use 0 (twice the threads) ... 1024 batches", cfg->prefetch);
-  if (!cfg->alloc != !cfg->free) return EF_ERROR(EF_ERR_INVALID, "the loader's batch allocator needs both alloc and free");
+  if (!cfg->alloc != !cfg->free)
+    return EF_ERROR(EF_ERR_INVALID, "the loader's batch allocator needs both alloc and free");
   if (d->n < 1) return EF_ERROR(EF_ERR_INVALID, "the dataset %s is empty", d->source);
   ef_loader *l = ef_xcalloc(1, sizeof *l);
   l->cfg = *cfg;
@@ -237,7 +240,8 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   }
   int err = pthread_mutex_init(&l->mu, NULL);
   if (!err && (err = pthread_cond_init(&l->work_cv, NULL)) != 0) pthread_mutex_destroy(&l->mu);
-  if (!err && (err = pthread_cond_init(&l->ready_cv, NULL)) != 0) pthread_cond_destroy(&l->work_cv), pthread_mutex_destroy(&l->mu);
+  if (!err && (err = pthread_cond_init(&l->ready_cv, NULL)) != 0)
+    pthread_cond_destroy(&l->work_cv), pthread_mutex_destroy(&l->mu);
   if (err) {
     ef_loader_free(l);
     return EF_ERROR(EF_ERR_NOMEM, "cannot create the loader's lock: %s", strerror(err));
@@ -250,8 +254,8 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
     if ((err = pthread_create(&l->threads[i], NULL, worker_main, arg)) != 0) {
       free(arg);
       ef_loader_free(l);
-      return EF_ERROR(EF_ERR_NOMEM, "cannot start loader thread %d of %d (%s): use fewer loader threads", i + 1, cfg->threads,
-                      strerror(err));
+      return EF_ERROR(EF_ERR_NOMEM, "cannot start loader thread %d of %d (%s): use fewer loader threads", i + 1,
+                      cfg->threads, strerror(err));
     }
     l->started++;
   }
@@ -291,8 +295,8 @@ int64_t ef_loader_skipped(const ef_loader *l) { return atomic_load(&l->skipped);
 
 ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first) {
   if (epoch < 0 || epoch > UINT32_MAX || first < 0 || first > l->batches)
-    return EF_ERROR(EF_ERR_INVALID, "loader position epoch %lld batch %lld: an epoch has %lld batches", (long long)epoch,
-                    (long long)first, (long long)l->batches);
+    return EF_ERROR(EF_ERR_INVALID, "loader position epoch %lld batch %lld: an epoch has %lld batches",
+                    (long long)epoch, (long long)first, (long long)l->batches);
   pthread_mutex_lock(&l->mu);
   if (l->order_ready && epoch == l->epoch && first == l->released && l->current == first) {
     pthread_mutex_unlock(&l->mu); // already there: keep what the workers have prepared
@@ -325,8 +329,8 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
     pthread_mutex_unlock(&l->mu);
     int64_t skipped = ef_loader_skipped(l);
     if (skipped && report)
-      fprintf(stderr, "effnet: warning: epoch %lld skipped %lld corrupt images of %s (each named above)\n", (long long)l->epoch,
-              (long long)skipped, l->cfg.data->source);
+      fprintf(stderr, "effnet: warning: epoch %lld skipped %lld corrupt images of %s (each named above)\n",
+              (long long)l->epoch, (long long)skipped, l->cfg.data->source);
     return EF_OK;
   }
   slot *s = &l->slots[b % l->depth];
@@ -342,8 +346,8 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
     pthread_mutex_lock(&l->mu);
   }
   while (s->done < n) pthread_cond_wait(&l->ready_cv, &l->mu);
-  EF_ASSERT(s->filling == b && s->done == n, "slot for batch %lld holds %d samples of batch %lld", (long long)b, s->done,
-            (long long)s->filling);
+  EF_ASSERT(s->filling == b && s->done == n, "slot for batch %lld holds %d samples of batch %lld", (long long)b,
+            s->done, (long long)s->filling);
   ef_status st = s->status;
   l->current = b + 1;
   pthread_mutex_unlock(&l->mu);

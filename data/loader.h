@@ -14,31 +14,31 @@
 #include "data/transform.h"
 
 typedef struct {
-  const ef_dataset *data;    // not owned; must outlive the loader
+  const ef_dataset *data; // not owned; must outlive the loader
   ef_transform transform;
-  int batch;                 // samples per batch on this rank
-  bool shuffle;              // a new permutation each epoch (training)
-  bool drop_last;            // training: drop the samples that do not fill a batch (and the
-                             // permutation's tail that does not divide among ranks); evaluation
-                             // keeps them, padding ranks by wrapping around (marked not real)
-  bool as_float;             // normalized f32 batches (else the uint8 pixels)
-  bool strict;               // a corrupt image is an error instead of a skip
+  int batch;      // samples per batch on this rank
+  bool shuffle;   // a new permutation each epoch (training)
+  bool drop_last; // training: drop the samples that do not fill a batch (and the
+                  // permutation's tail that does not divide among ranks); evaluation
+                  // keeps them, padding ranks by wrapping around (marked not real)
+  bool as_float;  // normalized f32 batches (else the uint8 pixels)
+  bool strict;    // a corrupt image is an error instead of a skip
   uint64_t seed;
-  int rank, world;           // this process's shard  [0, 1]
-  int threads;               // worker threads; 0 transforms on the caller's thread
-  int prefetch;              // batches in the ring (1 ... 1024; 0: twice the threads, at least 2)
+  int rank, world; // this process's shard  [0, 1]
+  int threads;     // worker threads; 0 transforms on the caller's thread
+  int prefetch;    // batches in the ring (1 ... 1024; 0: twice the threads, at least 2)
   // Batch memory (both or neither): pinned host memory under CUDA; NULL: 256-byte aligned malloc.
   void *(*alloc)(size_t bytes);
   void (*free)(void *p);
 } ef_loader_config;
 
 typedef struct {
-  int64_t epoch, index;      // batch `index` of epoch `epoch`
-  int n;                     // samples in the batch (batch, or fewer for the last of an eval epoch)
-  int real;                  // the first `real` are this rank's own; the rest pad the shard
-  void *images;              // (n, size, size, channels), f32 or uint8
-  int32_t *labels;           // (n)
-  int64_t *ids;              // (n) dataset indices
+  int64_t epoch, index; // batch `index` of epoch `epoch`
+  int n;                // samples in the batch (batch, or fewer for the last of an eval epoch)
+  int real;             // the first `real` are this rank's own; the rest pad the shard
+  void *images;         // (n, size, size, channels), f32 or uint8
+  int32_t *labels;      // (n)
+  int64_t *ids;         // (n) dataset indices
 } ef_batch;
 
 typedef struct ef_loader ef_loader;

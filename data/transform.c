@@ -12,10 +12,20 @@
 #include "data/decode.h"
 
 ef_transform ef_transform_defaults(bool train, int size, int channels) {
-  return (ef_transform){.size = size, .channels = channels, .train = train, .scale = {0.08f, 1.0f},
-                        .ratio = {3.0f / 4.0f, 4.0f / 3.0f}, .flip = train ? 0.5f : 0.0f, .augment = EF_AUGMENT_NONE,
-                        .ra_n = 2, .ra_m = 9, .crop_pct = 0.875f, .interp = EF_INTERP_BICUBIC, .dct = true,
-                        .mean = {0.485f, 0.456f, 0.406f}, .std = {0.229f, 0.224f, 0.225f}};
+  return (ef_transform){.size = size,
+                        .channels = channels,
+                        .train = train,
+                        .scale = {0.08f, 1.0f},
+                        .ratio = {3.0f / 4.0f, 4.0f / 3.0f},
+                        .flip = train ? 0.5f : 0.0f,
+                        .augment = EF_AUGMENT_NONE,
+                        .ra_n = 2,
+                        .ra_m = 9,
+                        .crop_pct = 0.875f,
+                        .interp = EF_INTERP_BICUBIC,
+                        .dct = true,
+                        .mean = {0.485f, 0.456f, 0.406f},
+                        .std = {0.229f, 0.224f, 0.225f}};
 }
 
 ef_status ef_transform_validate(const ef_transform *t) {
@@ -45,8 +55,8 @@ void ef_transform_describe(const ef_transform *t, char *buf, size_t len) {
   char aug[32] = "";
   if (t->augment == EF_AUGMENT_AUTO) snprintf(aug, sizeof aug, " autoaugment");
   if (t->augment == EF_AUGMENT_RAND) snprintf(aug, sizeof aug, " randaugment(%d,%d)", t->ra_n, t->ra_m);
-  snprintf(buf, len, "train %dx%dx%d rrc(%.2g-%.2g, %.2f-%.2f) flip %.2g%s %s%s", t->size, t->size, t->channels, t->scale[0],
-           t->scale[1], t->ratio[0], t->ratio[1], t->flip, aug, interp, t->dct ? " dct" : "");
+  snprintf(buf, len, "train %dx%dx%d rrc(%.2g-%.2g, %.2f-%.2f) flip %.2g%s %s%s", t->size, t->size, t->channels,
+           t->scale[0], t->scale[1], t->ratio[0], t->ratio[1], t->flip, aug, interp, t->dct ? " dct" : "");
 }
 
 // ---- geometry ------------------------------------------------------------------------------
@@ -191,15 +201,18 @@ static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int
 }
 #endif
 
-void ef_resample(const ef_image *src, const ef_resample_box *b, ef_interp interp, ef_resample_scratch *s, ef_image *out) {
+void ef_resample(const ef_image *src, const ef_resample_box *b, ef_interp interp, ef_resample_scratch *s,
+                 ef_image *out) {
   EF_ASSERT(out->c == src->c && b->lo_x >= 0 && b->hi_x <= src->w && b->lo_y >= 0 && b->hi_y <= src->h &&
                 b->lo_x < b->hi_x && b->lo_y < b->hi_y && b->ox + out->w <= b->out_w && b->oy + out->h <= b->out_h,
             "resample window");
   const int c = src->c, ow = out->w, oh = out->h;
   int xfirst[ow], xn[ow], yfirst[oh], yn[oh];
-  int kx = axis_weights(b->x0 - b->lo_x, b->x1 - b->lo_x, b->hi_x - b->lo_x, b->out_w, b->ox, ow, interp, s, 0, xfirst, xn);
+  int kx =
+      axis_weights(b->x0 - b->lo_x, b->x1 - b->lo_x, b->hi_x - b->lo_x, b->out_w, b->ox, ow, interp, s, 0, xfirst, xn);
   size_t yat = (size_t)ow * (size_t)kx;
-  int ky = axis_weights(b->y0 - b->lo_y, b->y1 - b->lo_y, b->hi_y - b->lo_y, b->out_h, b->oy, oh, interp, s, yat, yfirst, yn);
+  int ky = axis_weights(b->y0 - b->lo_y, b->y1 - b->lo_y, b->hi_y - b->lo_y, b->out_h, b->oy, oh, interp, s, yat,
+                        yfirst, yn);
   const int32_t *wx = s->coef, *wy = s->coef + yat;
   // The rows the vertical pass reads, resampled horizontally: (rows, ow, c).
   int row0 = yfirst[0], row1 = yfirst[oh - 1] + yn[oh - 1];
@@ -271,7 +284,8 @@ static void flip_horizontal(ef_image *im) {
   }
 }
 
-ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, ef_rng_seq *rng, ef_transform_scratch *s) {
+ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, ef_rng_seq *rng,
+                              ef_transform_scratch *s) {
   int w = src->w, h = src->h;
   ef_image_kind kind;
   if (!src->pixels) EF_TRY(ef_image_probe(src->bytes, src->len, src->name, &kind, &w, &h));
@@ -298,9 +312,16 @@ ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, e
     convert_channels(&view, t->channels, &s->decoded);
     im = &s->decoded;
   }
-  ef_resample_box box = {.x0 = x0 * info.scale_x - info.off_x, .y0 = y0 * info.scale_y - info.off_y,
-                         .x1 = x1 * info.scale_x - info.off_x, .y1 = y1 * info.scale_y - info.off_y,
-                         .out_w = out_w, .out_h = out_h, .ox = ox, .oy = oy, .hi_x = im->w, .hi_y = im->h};
+  ef_resample_box box = {.x0 = x0 * info.scale_x - info.off_x,
+                         .y0 = y0 * info.scale_y - info.off_y,
+                         .x1 = x1 * info.scale_x - info.off_x,
+                         .y1 = y1 * info.scale_y - info.off_y,
+                         .out_w = out_w,
+                         .out_h = out_h,
+                         .ox = ox,
+                         .oy = oy,
+                         .hi_x = im->w,
+                         .hi_y = im->h};
   if (t->train) { // torchvision crops, then resizes: only the crop's pixels are read
     box.lo_x = (int)floor(box.x0 + 1e-9), box.lo_y = (int)floor(box.y0 + 1e-9);
     box.hi_x = (int)ceil(box.x1 - 1e-9), box.hi_y = (int)ceil(box.y1 - 1e-9);

@@ -18,20 +18,20 @@ typedef enum { EF_INTERP_BILINEAR, EF_INTERP_BICUBIC } ef_interp;
 typedef enum { EF_AUGMENT_NONE, EF_AUGMENT_AUTO, EF_AUGMENT_RAND } ef_augment_kind;
 
 typedef struct {
-  int size;                 // output height and width
-  int channels;             // output channels: 3 (gray sources replicated) or 1 (luma of colour)
-  bool train;               // training geometry and augmentation, or evaluation geometry
-  float scale[2];           // train: crop area as a fraction of the image  [0.08, 1]
-  float ratio[2];           // train: crop aspect ratio w/h  [3/4, 4/3]
-  float flip;               // train: probability of a horizontal flip  [0.5]
-  ef_augment_kind augment;  // train: after crop and flip  [none]
-  int ra_n, ra_m;           // RandAugment: ops per image and magnitude  [2, 9]
-  double crop_pct;          // eval: centre crop over the resized shorter side  [0.875]
-  ef_interp interp;         // [bicubic, as the official code and timm]
-  bool dct;                 // JPEG: decode at the smallest DCT scale 1/8, 1/4 or 1/2 that keeps the
-                            // crop at least `size` pixels (faster for images over twice the output;
-                            // changes pixels slightly)  [true]
-  float mean[3], std[3];    // normalized = (pixel/255 - mean) / std  [ImageNet's]
+  int size;                // output height and width
+  int channels;            // output channels: 3 (gray sources replicated) or 1 (luma of colour)
+  bool train;              // training geometry and augmentation, or evaluation geometry
+  float scale[2];          // train: crop area as a fraction of the image  [0.08, 1]
+  float ratio[2];          // train: crop aspect ratio w/h  [3/4, 4/3]
+  float flip;              // train: probability of a horizontal flip  [0.5]
+  ef_augment_kind augment; // train: after crop and flip  [none]
+  int ra_n, ra_m;          // RandAugment: ops per image and magnitude  [2, 9]
+  double crop_pct;         // eval: centre crop over the resized shorter side  [0.875]
+  ef_interp interp;        // [bicubic, as the official code and timm]
+  bool dct;                // JPEG: decode at the smallest DCT scale 1/8, 1/4 or 1/2 that keeps the
+                           // crop at least `size` pixels (faster for images over twice the output;
+                           // changes pixels slightly)  [true]
+  float mean[3], std[3];   // normalized = (pixel/255 - mean) / std  [ImageNet's]
 } ef_transform;
 
 // The defaults above for a `size` x `size` x `channels` output.
@@ -42,7 +42,9 @@ ef_status ef_transform_validate(const ef_transform *t);
 void ef_transform_describe(const ef_transform *t, char *buf, size_t len);
 
 // A crop in source pixels.
-typedef struct { int x, y, w, h; } ef_crop;
+typedef struct {
+  int x, y, w, h;
+} ef_crop;
 // torchvision's RandomResizedCrop.get_params: 10 tries of area ~ U(scale), log-ratio ~ U(log ratio),
 // w = round(sqrt(area*ratio)), h = round(sqrt(area/ratio)) that fit, at a uniform position; then
 // the whole image clamped to the ratio range, centred.
@@ -67,29 +69,31 @@ typedef struct {
   int32_t *coef;
   size_t coef_cap;
 } ef_resample_scratch;
-void ef_resample(const ef_image *src, const ef_resample_box *box, ef_interp interp, ef_resample_scratch *s, ef_image *out);
+void ef_resample(const ef_image *src, const ef_resample_box *box, ef_interp interp, ef_resample_scratch *s,
+                 ef_image *out);
 
 // Scratch reused from sample to sample by one thread, and what the last sample drew.
 typedef struct {
   ef_image decoded, out, aug;
   ef_resample_scratch resample;
-  ef_crop crop;   // the training crop, in source pixels
+  ef_crop crop; // the training crop, in source pixels
   int flipped;
 } ef_transform_scratch;
 void ef_transform_scratch_free(ef_transform_scratch *s);
 
 // One sample as it comes from a dataset: decoded pixels, or the bytes of a JPEG/PNG file.
 typedef struct {
-  const uint8_t *pixels;  // (h, w, c), or NULL
+  const uint8_t *pixels; // (h, w, c), or NULL
   int w, h, c;
-  const uint8_t *bytes;   // the encoded file, when pixels is NULL
+  const uint8_t *bytes; // the encoded file, when pixels is NULL
   size_t len;
-  const char *name;       // for messages
+  const char *name; // for messages
 } ef_sample_src;
 
 // Transforms one sample into s->out (size x size x channels, uint8), recording the crop and flip
 // it drew. Decoding errors return EF_ERR_FORMAT with the decoder's message.
-ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, ef_rng_seq *rng, ef_transform_scratch *s);
+ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, ef_rng_seq *rng,
+                              ef_transform_scratch *s);
 
 // Per-channel lookup: lut[c*256 + v] = (v/255 - mean[c]) / std[c], in float as torchvision's
 // ToTensor + Normalize compute it.

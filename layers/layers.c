@@ -31,12 +31,15 @@ ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int ou
   char buf[EF_NAME_LEN];
   int64_t in = x->shape[3], shape[4] = {out, k, k, in / groups};
   ef_init init = {EF_INIT_NORMAL, (float)sqrt(2.0 / ((double)k * k * out / groups))}; // fan_out = KH*KW*O/groups
-  ef_tensor *w = ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, true, 4, shape, init), 1, NULL);
+  ef_tensor *w =
+      ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, true, 4, shape, init), 1, NULL);
   ef_tensor *b = NULL;
   if (bias) {
     int64_t bshape[1] = {out};
-    b = ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "bias"), true, false, 1, bshape, (ef_init){EF_INIT_CONST, 0}),
-                 1, NULL);
+    b = ef_param(
+        c->g,
+        ef_layer_param(c, cat(buf, sizeof buf, name, "bias"), true, false, 1, bshape, (ef_init){EF_INIT_CONST, 0}), 1,
+        NULL);
   }
   ef_tensor *y = ef_conv2d(c->g, x, w, b, stride, 1, groups, c->padding);
   ef_tensor_set_name(y, "%s", name);
@@ -50,7 +53,8 @@ ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act a
   int64_t ch[1] = {x->shape[x->ndim - 1]};
   int w = ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, false, 1, ch, (ef_init){EF_INIT_CONST, 1});
   ef_layer_param(c, cat(buf, sizeof buf, name, "bias"), true, false, 1, ch, (ef_init){EF_INIT_CONST, 0});
-  int m = ef_layer_param(c, cat(buf, sizeof buf, name, "running_mean"), false, false, 1, ch, (ef_init){EF_INIT_CONST, 0});
+  int m =
+      ef_layer_param(c, cat(buf, sizeof buf, name, "running_mean"), false, false, 1, ch, (ef_init){EF_INIT_CONST, 0});
   ef_layer_param(c, cat(buf, sizeof buf, name, "running_var"), false, false, 1, ch, (ef_init){EF_INIT_CONST, 1});
   ef_tensor *affine = ef_param(c->g, w, 2, cat(buf, sizeof buf, name, "affine"));
   ef_tensor *stats = ef_param(c->g, m, 2, cat(buf, sizeof buf, name, "running"));
@@ -76,11 +80,11 @@ ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int re
   char buf[EF_NAME_LEN];
   int ch = (int)x->shape[3];
   const char *outer = ef_graph_scope(c->g, EF_SCOPE_SE);
-  ef_tensor *s = ef_gap(c->g, x);                                                       // (N,1,1,C)
+  ef_tensor *s = ef_gap(c->g, x); // (N,1,1,C)
   s = ef_activate(c->g, ef_layer_conv(c, cat(buf, sizeof buf, prefix, "conv_reduce"), s, reduced, 1, 1, 1, true),
-                  EF_ACT_SWISH);                                                        // (N,1,1,reduced)
+                  EF_ACT_SWISH); // (N,1,1,reduced)
   s = ef_activate(c->g, ef_layer_conv(c, cat(buf, sizeof buf, prefix, "conv_expand"), s, ch, 1, 1, 1, true),
-                  EF_ACT_SIGMOID);                                                      // (N,1,1,C)
+                  EF_ACT_SIGMOID); // (N,1,1,C)
   ef_tensor *y = ef_channel_mul(c->g, x, s);
   ef_tensor_set_name(y, "%s", prefix);
   ef_graph_scope(c->g, outer);
@@ -88,16 +92,17 @@ ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int re
 }
 
 ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, const ef_mbconv_spec *s) {
-  EF_ASSERT(x->shape[3] == s->in, "%s: input has %lld channels, block expects %d", prefix, (long long)x->shape[3], s->in);
+  EF_ASSERT(x->shape[3] == s->in, "%s: input has %lld channels, block expects %d", prefix, (long long)x->shape[3],
+            s->in);
   char conv[EF_NAME_LEN], bn[EF_NAME_LEN];
   bool expand = s->expand != 1;
   int mid = s->in * s->expand;
   ef_tensor *h = x;
   if (expand)
-    h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_pw"), cat(bn, sizeof bn, prefix, "bn1"), h, mid, 1, 1, 1,
-                         EF_ACT_SWISH);
-  h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_dw"), cat(bn, sizeof bn, prefix, expand ? "bn2" : "bn1"), h,
-                       mid, s->kernel, s->stride, mid, EF_ACT_SWISH);
+    h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_pw"), cat(bn, sizeof bn, prefix, "bn1"), h, mid, 1, 1,
+                         1, EF_ACT_SWISH);
+  h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_dw"), cat(bn, sizeof bn, prefix, expand ? "bn2" : "bn1"),
+                       h, mid, s->kernel, s->stride, mid, EF_ACT_SWISH);
   h = ef_layer_se(c, cat(conv, sizeof conv, prefix, "se"), h, s->se_reduced);
   h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, expand ? "conv_pwl" : "conv_pw"),
                        cat(bn, sizeof bn, prefix, expand ? "bn3" : "bn2"), h, s->out, 1, 1, 1, EF_ACT_NONE);
@@ -125,7 +130,8 @@ ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classe
   int64_t wshape[2] = {classes, channels}, bshape[1] = {classes};
   ef_init uniform = {EF_INIT_UNIFORM, (float)(1.0 / sqrt((double)classes))}; // uniform(+-1/sqrt(out))
   ef_tensor *w = ef_param(c->g, ef_layer_param(c, "classifier.weight", true, true, 2, wshape, uniform), 1, NULL);
-  ef_tensor *b = ef_param(c->g, ef_layer_param(c, "classifier.bias", true, false, 1, bshape, (ef_init){EF_INIT_CONST, 0}), 1, NULL);
+  ef_tensor *b = ef_param(
+      c->g, ef_layer_param(c, "classifier.bias", true, false, 1, bshape, (ef_init){EF_INIT_CONST, 0}), 1, NULL);
   ef_tensor *logits = ef_linear(c->g, p, w, b);
   ef_tensor_set_name(logits, "classifier");
   c->macs += h->shape[0] * (int64_t)classes * channels;

@@ -15,14 +15,14 @@
 #include "core/store.h"
 
 typedef struct {
-  ef_graph *g;              // its store receives the parameters
-  bool training;            // batch statistics (updating the running ones), dropout, drop-path
-  ef_padding padding;       // symmetric (PyTorch) or TF "SAME"
+  ef_graph *g;               // its store receives the parameters
+  bool training;             // batch statistics (updating the running ones), dropout, drop-path
+  ef_padding padding;        // symmetric (PyTorch) or TF "SAME"
   float bn_eps, bn_momentum; // momentum in PyTorch's convention (TF 0.99 = 0.01)
-  int64_t params;           // trainable parameters the layers built so far use
-  int64_t macs;             // multiply-adds of their convolutions and matrix products (whole batch)
-  ef_tensor *features;      // the head's pooled output (N, channels), before dropout and the
-                            // classifier: what linear probes and `effnet features` read
+  int64_t params;            // trainable parameters the layers built so far use
+  int64_t macs;              // multiply-adds of their convolutions and matrix products (whole batch)
+  ef_tensor *features;       // the head's pooled output (N, channels), before dropout and the
+                             // classifier: what linear probes and `effnet features` read
 } ef_layer_ctx;
 
 // The entry `name` of the graph's store: added on first use, checked for the same shape after.
@@ -45,11 +45,11 @@ ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, e
 ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced);
 
 typedef struct {
-  int in, out;          // channels
-  int expand;           // expansion ratio: 1 is timm's DepthwiseSeparableConv, else InvertedResidual
-  int kernel, stride;   // of the depthwise convolution
-  int se_reduced;       // squeeze-excite width
-  float drop_path;      // drop probability of the residual branch in training
+  int in, out;        // channels
+  int expand;         // expansion ratio: 1 is timm's DepthwiseSeparableConv, else InvertedResidual
+  int kernel, stride; // of the depthwise convolution
+  int se_reduced;     // squeeze-excite width
+  float drop_path;    // drop probability of the residual branch in training
 } ef_mbconv_spec;
 
 // The MBConv block: [1x1 expand, BN, swish], k x k depthwise (stride), BN, swish, squeeze-excite,

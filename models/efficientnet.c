@@ -63,11 +63,13 @@ ef_status ef_effnet_validate(const ef_effnet_config *c) {
   if (!(c->width > 0 && c->width <= 16) || !(c->depth > 0 && c->depth <= 16))
     return EF_ERROR(EF_ERR_INVALID, "width %g and depth %g must be in (0, 16]", c->width, c->depth);
   if (c->resolution < 32 || c->resolution > 4096)
-    return EF_ERROR(EF_ERR_INVALID, "resolution %d must be in [32, 4096] (the network downsamples 32 times)", c->resolution);
+    return EF_ERROR(EF_ERR_INVALID, "resolution %d must be in [32, 4096] (the network downsamples 32 times)",
+                    c->resolution);
   if (!(c->dropout >= 0 && c->dropout < 1) || !(c->drop_path >= 0 && c->drop_path < 1))
     return EF_ERROR(EF_ERR_INVALID, "dropout %g and drop-path %g must be in [0, 1)", c->dropout, c->drop_path);
   if (c->num_classes < 1 || c->num_classes > (1 << 24) || c->in_channels < 1 || c->in_channels > 1024)
-    return EF_ERROR(EF_ERR_INVALID, "%d classes and %d input channels: need 1 to 16777216 classes and 1 to 1024 channels",
+    return EF_ERROR(EF_ERR_INVALID,
+                    "%d classes and %d input channels: need 1 to 16777216 classes and 1 to 1024 channels",
                     c->num_classes, c->in_channels);
   if (!(c->bn_eps > 0) || !(c->bn_momentum > 0 && c->bn_momentum <= 1))
     return EF_ERROR(EF_ERR_INVALID, "BN eps %g must be > 0 and momentum %g in (0, 1] (PyTorch convention)", c->bn_eps,
@@ -76,8 +78,16 @@ ef_status ef_effnet_validate(const ef_effnet_config *c) {
 }
 
 ef_effnet_spec ef_effnet_spec_none(void) {
-  return (ef_effnet_spec){.phi = NAN, .alpha = NAN, .beta = NAN, .gamma = NAN, .width = NAN, .depth = NAN,
-                          .dropout = NAN, .drop_path = NAN, .bn_eps = NAN, .bn_momentum = NAN};
+  return (ef_effnet_spec){.phi = NAN,
+                          .alpha = NAN,
+                          .beta = NAN,
+                          .gamma = NAN,
+                          .width = NAN,
+                          .depth = NAN,
+                          .dropout = NAN,
+                          .drop_path = NAN,
+                          .bn_eps = NAN,
+                          .bn_momentum = NAN};
 }
 
 ef_status ef_effnet_spec_config(const ef_effnet_spec *s, ef_effnet_config *out) {
@@ -116,7 +126,8 @@ ef_status ef_effnet_spec_apply(const ef_effnet_spec *s, ef_effnet_config *out) {
   }
   bool custom = !isnan(s->width) || !isnan(s->depth) || s->resolution;
   size_t len = strlen(out->name);
-  if (custom && isnan(s->phi) && !strstr(out->name, "-custom")) snprintf(out->name + len, sizeof out->name - len, "-custom");
+  if (custom && isnan(s->phi) && !strstr(out->name, "-custom"))
+    snprintf(out->name + len, sizeof out->name - len, "-custom");
   return ef_effnet_validate(out);
 }
 
@@ -164,8 +175,8 @@ ef_tensor *ef_effnet_build(const ef_effnet_config *cfg, ef_graph *g, ef_tensor *
   ef_effnet_arch arch;
   ef_effnet_arch_init(&arch, cfg);
   const ef_effnet_arch *a = &arch;
-  ef_layer_ctx local = {.g = g, .training = training, .padding = cfg->padding, .bn_eps = cfg->bn_eps,
-                        .bn_momentum = cfg->bn_momentum};
+  ef_layer_ctx local = {
+      .g = g, .training = training, .padding = cfg->padding, .bn_eps = cfg->bn_eps, .bn_momentum = cfg->bn_momentum};
   ef_layer_ctx *c = ctx ? ctx : &local;
   *c = local;
   int64_t p0 = c->params, m0 = c->macs;
@@ -175,8 +186,12 @@ ef_tensor *ef_effnet_build(const ef_effnet_config *cfg, ef_graph *g, ef_tensor *
   for (int s = 0; s < EF_EFFNET_STAGES; s++) {
     const ef_effnet_stage *st = &a->stage[s];
     for (int i = 0; i < st->repeats; i++, block++) {
-      ef_mbconv_spec spec = {.in = i ? st->out : st->in, .out = st->out, .expand = st->expand, .kernel = st->kernel,
-                             .stride = i ? 1 : st->stride, .drop_path = cfg->drop_path * (float)block / (float)a->blocks};
+      ef_mbconv_spec spec = {.in = i ? st->out : st->in,
+                             .out = st->out,
+                             .expand = st->expand,
+                             .kernel = st->kernel,
+                             .stride = i ? 1 : st->stride,
+                             .drop_path = cfg->drop_path * (float)block / (float)a->blocks};
       spec.se_reduced = spec.in / 4 > 1 ? spec.in / 4 : 1; // max(1, int(block input * 0.25))
       char prefix[32], op[32];
       snprintf(prefix, sizeof prefix, "blocks.%d.%d", s, i);

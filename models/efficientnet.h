@@ -13,15 +13,15 @@
 
 // A model configuration: a plain struct, saved with weights and checkpoints and read back.
 typedef struct {
-  char name[16];         // "b0".."b7", or "custom"
-  double width, depth;   // channel and repeat multipliers
-  int resolution;        // the input side the model is meant for (any input size builds)
-  float dropout;         // before the classifier, in training
-  float drop_path;       // stochastic depth: block i of N drops its branch with drop_path * i / N
+  char name[16];       // "b0".."b7", or "custom"
+  double width, depth; // channel and repeat multipliers
+  int resolution;      // the input side the model is meant for (any input size builds)
+  float dropout;       // before the classifier, in training
+  float drop_path;     // stochastic depth: block i of N drops its branch with drop_path * i / N
   int num_classes, in_channels;
-  ef_padding padding;    // symmetric (PyTorch, timm efficientnet_b*) or TF "SAME" (tf_efficientnet_b*)
-  float bn_eps;          // PyTorch 1e-5; TF 1e-3
-  float bn_momentum;     // PyTorch convention: 0.1 PyTorch, 0.01 TF (decay 0.99)
+  ef_padding padding; // symmetric (PyTorch, timm efficientnet_b*) or TF "SAME" (tf_efficientnet_b*)
+  float bn_eps;       // PyTorch 1e-5; TF 1e-3
+  float bn_momentum;  // PyTorch convention: 0.1 PyTorch, 0.01 TF (decay 0.99)
 } ef_effnet_config;
 
 // The compound-scaling coefficients: depth alpha^phi, width beta^phi, resolution gamma^phi.
@@ -42,11 +42,11 @@ ef_status ef_effnet_validate(const ef_effnet_config *c);
 // A model as a user asks for it: a preset, or B0 scaled by phi (with its bases), then overrides
 // of any configuration field. What the commands' model flags fill in.
 typedef struct {
-  const char *name;                      // "b0" ... "b7"; NULL with phi
-  double phi, alpha, beta, gamma;        // NAN unless given (the bases only with phi)
+  const char *name;                                             // "b0" ... "b7"; NULL with phi
+  double phi, alpha, beta, gamma;                               // NAN unless given (the bases only with phi)
   double width, depth, dropout, drop_path, bn_eps, bn_momentum; // overrides: NAN unless given
-  long resolution, classes, in_channels; // overrides: 0 unless given
-  const char *padding;                   // "symmetric" or "same"; NULL unless given
+  long resolution, classes, in_channels;                        // overrides: 0 unless given
+  const char *padding;                                          // "symmetric" or "same"; NULL unless given
 } ef_effnet_spec;
 
 // An empty spec: nothing given.
@@ -71,9 +71,9 @@ typedef struct {
 #define EF_EFFNET_STAGES 7
 typedef struct {
   ef_effnet_config cfg;
-  int stem, head;                          // channels
+  int stem, head; // channels
   ef_effnet_stage stage[EF_EFFNET_STAGES];
-  int blocks;                              // total MBConv blocks
+  int blocks; // total MBConv blocks
 } ef_effnet_arch;
 
 void ef_effnet_arch_init(ef_effnet_arch *a, const ef_effnet_config *c);

@@ -87,10 +87,8 @@ static char *unique(onnx_ctx *c, const char *name) {
 static char *name_of(onnx_ctx *c, const ef_tensor *t, const char *suffix) {
   if (t == c->logits && !suffix) return c->names[1]; // reserved by ef_onnx_export
   char buf[EF_NAME_LEN + 32];
-  if (t->name[0])
-    snprintf(buf, sizeof buf, "%s%s", t->name, suffix ? suffix : "");
-  else
-    snprintf(buf, sizeof buf, "%s.%d%s", ef_op_name(t->op), t->id, suffix ? suffix : "");
+  if (t->name[0]) snprintf(buf, sizeof buf, "%s%s", t->name, suffix ? suffix : "");
+  else snprintf(buf, sizeof buf, "%s.%d%s", ef_op_name(t->op), t->id, suffix ? suffix : "");
   return unique(c, buf);
 }
 
@@ -168,10 +166,8 @@ static Onnx__ValueInfoProto *value_info(onnx_ctx *c, char *name, int ndim, const
   for (int i = 0; i < ndim; i++) {
     Onnx__TensorShapeProto__Dimension *d = alloc(c, sizeof *d);
     onnx__tensor_shape_proto__dimension__init(d);
-    if (i == 0)
-      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM, d->dim_param = text(c, "N");
-    else
-      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE, d->dim_value = dims[i];
+    if (i == 0) d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM, d->dim_param = text(c, "N");
+    else d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE, d->dim_value = dims[i];
     shape->dim[i] = d;
   }
   Onnx__TypeProto__Tensor *tensor = alloc(c, sizeof *tensor);
@@ -225,12 +221,9 @@ static const char *entry_name(const onnx_ctx *c, const ef_tensor *t, int row) {
 // x * Sigmoid(x): opset 17 has no Swish), the last one named for t.
 static char *activation(onnx_ctx *c, char *x, ef_act act, const ef_tensor *t) {
   switch (act) {
-  case EF_ACT_NONE:
-    return x;
-  case EF_ACT_SIGMOID:
-    return node(c, "Sigmoid", name_of(c, t, NULL), 1, &x, 0, NULL);
-  case EF_ACT_RELU:
-    return node(c, "Relu", name_of(c, t, NULL), 1, &x, 0, NULL);
+  case EF_ACT_NONE: return x;
+  case EF_ACT_SIGMOID: return node(c, "Sigmoid", name_of(c, t, NULL), 1, &x, 0, NULL);
+  case EF_ACT_RELU: return node(c, "Relu", name_of(c, t, NULL), 1, &x, 0, NULL);
   case EF_ACT_SWISH: {
     char *s = node(c, "Sigmoid", name_of(c, t, ".sigmoid"), 1, &x, 0, NULL);
     return node(c, "Mul", name_of(c, t, NULL), 2, (char *[]){x, s}, 0, NULL);
@@ -240,8 +233,7 @@ static char *activation(onnx_ctx *c, char *x, ef_act act, const ef_tensor *t) {
     char *in[3] = {x, constant_f32(c, "relu6.min", 0, NULL, &lo), constant_f32(c, "relu6.max", 0, NULL, &hi)};
     return node(c, "Clip", name_of(c, t, NULL), 3, in, 0, NULL);
   }
-  case EF_ACT_COUNT:
-    break;
+  case EF_ACT_COUNT: break;
   }
   EF_FATAL("activation %d", (int)act);
 }
@@ -331,10 +323,8 @@ static ef_status emit_reshape(onnx_ctx *c, const ef_tensor *t, char *v, char *un
              (Onnx__AttributeProto *[]){attr_ints(c, "perm", 4, (int64_t[]){0, 2, 3, 1})});
   bool to_nhwc = t->ndim == 4 && (t->shape[1] != 1 || t->shape[2] != 1);
   int64_t dims[EF_MAX_DIMS], n = t->ndim;
-  if (to_nhwc)
-    memcpy(dims, t->shape, sizeof(int64_t) * 4);
-  else
-    onnx_dims(t, dims);
+  if (to_nhwc) memcpy(dims, t->shape, sizeof(int64_t) * 4);
+  else onnx_dims(t, dims);
   dims[0] = 0;
   char *in[2] = {v, constant(c, name_of(c, t, ".shape"), ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, &n, dims)};
   v = node(c, "Reshape", name_of(c, t, to_nhwc ? ".nhwc" : NULL), 2, in, 0, NULL);
@@ -367,10 +357,8 @@ static ef_status emit_images(onnx_ctx *c, Onnx__ValueInfoProto **input) {
   const ef_onnx_opts *o = c->o;
   int64_t dims[4], ch = t->shape[3];
   bool nhwc = o->layout == EF_ONNX_NHWC;
-  if (nhwc)
-    memcpy(dims, t->shape, sizeof dims);
-  else
-    onnx_dims(t, dims);
+  if (nhwc) memcpy(dims, t->shape, sizeof dims);
+  else onnx_dims(t, dims);
   char *x = c->names[0]; // "images", reserved by ef_onnx_export
   *input = value_info(c, x, 4, dims);
   if (nhwc)
@@ -459,12 +447,9 @@ static void json_string(FILE *f, const char *s, size_t n) {
   fputc('"', f);
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
-    if (ch == '"' || ch == '\\')
-      fprintf(f, "\\%c", ch);
-    else if (ch < 0x20)
-      fprintf(f, "\\u%04x", ch);
-    else
-      fputc(ch, f);
+    if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+    else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+    else fputc(ch, f);
   }
   fputc('"', f);
 }
@@ -548,17 +533,13 @@ static ef_status metadata(onnx_ctx *c, Onnx__ModelProto *m) {
     mem_take(c, m, k ? "std" : "mean", &t);
   }
   int64_t d[4];
-  if (o->layout == EF_ONNX_NHWC)
-    memcpy(d, c->images->shape, sizeof d);
-  else
-    onnx_dims(c->images, d);
+  if (o->layout == EF_ONNX_NHWC) memcpy(d, c->images->shape, sizeof d);
+  else onnx_dims(c->images, d);
   EF_TRY(mem_open(&t));
   fprintf(t.f, "images: float32 (N,%lld,%lld,%lld) %s, any batch N; ", (long long)d[1], (long long)d[2],
           (long long)d[3], o->layout == EF_ONNX_NHWC ? "NHWC" : "NCHW");
-  if (o->pixel_max > 0)
-    fprintf(t.f, "pixels in [0, %g], normalized inside the model by mean and std", o->pixel_max);
-  else
-    fprintf(t.f, "normalized pixels, (x - mean) / std for x in [0, 1]");
+  if (o->pixel_max > 0) fprintf(t.f, "pixels in [0, %g], normalized inside the model by mean and std", o->pixel_max);
+  else fprintf(t.f, "normalized pixels, (x - mean) / std for x in [0, 1]");
   fprintf(t.f, "; logits: float32 (N,%lld)", (long long)c->logits->shape[c->logits->ndim - 1]);
   mem_take(c, m, "input", &t);
   if (o->source) meta(c, m, "source", o->source);

@@ -15,15 +15,15 @@
 typedef enum { EF_ONNX_NCHW, EF_ONNX_NHWC } ef_onnx_layout;
 
 typedef struct {
-  ef_onnx_layout layout;        // of the input "images"; inside the model, activations are NCHW
-  bool keep_bn;                 // BatchNormalization nodes (false: folded into the convolutions before them)
-  float pixel_max;              // > 0: the model takes pixels in [0, pixel_max] (1 or 255) and normalizes them
-                                // itself, (x / pixel_max - mean) / std; 0: it takes normalized images
-  const float *mean, *std;      // per input channel (3 values, a gray image takes the first): the normalization
-                                // the weights expect, for pixel_max and the metadata; NULL when unknown
-  const ef_effnet_config *cfg;  // the model's configuration, for the metadata (NULL: none)
-  const char *class_names;      // one per line, for the metadata (NULL: none)
-  const char *source;           // where the weights came from, for the metadata ("run/best.h5 (/ema)")
+  ef_onnx_layout layout;       // of the input "images"; inside the model, activations are NCHW
+  bool keep_bn;                // BatchNormalization nodes (false: folded into the convolutions before them)
+  float pixel_max;             // > 0: the model takes pixels in [0, pixel_max] (1 or 255) and normalizes them
+                               // itself, (x / pixel_max - mean) / std; 0: it takes normalized images
+  const float *mean, *std;     // per input channel (3 values, a gray image takes the first): the normalization
+                               // the weights expect, for pixel_max and the metadata; NULL when unknown
+  const ef_effnet_config *cfg; // the model's configuration, for the metadata (NULL: none)
+  const char *class_names;     // one per line, for the metadata (NULL: none)
+  const char *source;          // where the weights came from, for the metadata ("run/best.h5 (/ema)")
 } ef_onnx_opts;
 
 // Writes the inference graph g, from `images` (N,H,W,C) to `logits` (N,K), with the store's values

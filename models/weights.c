@@ -22,7 +22,8 @@ static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 // An entry's shape in PyTorch's order: 4-D conv weights (O,KH,KW,I) become (O,I,KH,KW).
 static int torch_dims(const ef_store_entry *e, hsize_t *dims) {
   if (e->ndim == 4) {
-    dims[0] = (hsize_t)e->shape[0], dims[1] = (hsize_t)e->shape[3], dims[2] = (hsize_t)e->shape[1], dims[3] = (hsize_t)e->shape[2];
+    dims[0] = (hsize_t)e->shape[0], dims[1] = (hsize_t)e->shape[3], dims[2] = (hsize_t)e->shape[1],
+    dims[3] = (hsize_t)e->shape[2];
   } else {
     for (int i = 0; i < e->ndim; i++) dims[i] = (hsize_t)e->shape[i];
   }
@@ -65,7 +66,9 @@ static herr_t attr_double(hid_t f, const char *name, double v) {
   return write_attr(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
 
-static herr_t attr_int(hid_t f, const char *name, int v) { return write_attr(f, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v); }
+static herr_t attr_int(hid_t f, const char *name, int v) {
+  return write_attr(f, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v);
+}
 
 // A variable-length UTF-8 string (h5py reads it as str).
 static herr_t attr_string(hid_t f, const char *name, const char *v) {
@@ -206,8 +209,8 @@ static herr_t write_weights(hid_t f, const void *ctx) {
   return st;
 }
 
-ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
-                               int nsets, const ef_attr *attrs, int nattrs) {
+ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg,
+                               const ef_tensor_set *sets, int nsets, const ef_attr *attrs, int nattrs) {
   weights_job j = {s, cfg, sets, nsets, nattrs, attrs};
   return save_atomic(path, write_weights, &j);
 }
@@ -228,7 +231,8 @@ static herr_t write_arrays(hid_t f, const void *ctx) {
     hsize_t dims[2] = {(hsize_t)a->dims[0], (hsize_t)a->dims[1]};
     hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
     hid_t d = H5Dcreate2(f, a->name, a->is_int ? H5T_STD_I32LE : H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    st = d < 0 ? -1 : H5Dwrite(d, a->is_int ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data);
+    st = d < 0 ? -1
+               : H5Dwrite(d, a->is_int ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data);
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
   }
@@ -260,12 +264,13 @@ static ef_status open_weights(const char *path, hid_t *f) {
   if (read_attr_string(*f, "format", format, sizeof format) < 0 || strcmp(format, "effnet") ||
       read_attr(*f, "format_version", H5T_NATIVE_INT, &version) < 0) {
     H5Fclose(*f);
-    return EF_ERROR(EF_ERR_FORMAT, "%s is HDF5 but not an effnet weights file (no format = \"effnet\" attribute)", path);
+    return EF_ERROR(EF_ERR_FORMAT, "%s is HDF5 but not an effnet weights file (no format = \"effnet\" attribute)",
+                    path);
   }
   if (version < 1 || version > EF_WEIGHTS_FORMAT_VERSION) {
     H5Fclose(*f);
-    return EF_ERROR(EF_ERR_FORMAT, "%s has format version %d; this effnet reads up to %d (update effnet)", path, version,
-                    EF_WEIGHTS_FORMAT_VERSION);
+    return EF_ERROR(EF_ERR_FORMAT, "%s has format version %d; this effnet reads up to %d (update effnet)", path,
+                    version, EF_WEIGHTS_FORMAT_VERSION);
   }
   if (H5Lexists(*f, "model", H5P_DEFAULT) <= 0) {
     H5Fclose(*f);
@@ -344,11 +349,13 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
   if (st >= 0) st = read_attr(f, "bn_momentum", H5T_NATIVE_DOUBLE, &momentum);
   H5Fclose(f);
   if (st < 0) return EF_ERROR(EF_ERR_FORMAT, "%s holds no complete model configuration (root attributes)", path);
-  c->dropout = (float)dropout, c->drop_path = (float)drop_path, c->bn_eps = (float)eps, c->bn_momentum = (float)momentum;
+  c->dropout = (float)dropout, c->drop_path = (float)drop_path, c->bn_eps = (float)eps,
+  c->bn_momentum = (float)momentum;
   if (strcmp(padding, "same") && strcmp(padding, "symmetric"))
     return EF_ERROR(EF_ERR_FORMAT, "%s: unknown padding '%s'", path, padding);
   c->padding = strcmp(padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
-  if (ef_effnet_validate(c) != EF_OK) return EF_ERROR(EF_ERR_FORMAT, "%s: invalid model configuration: %s", path, ef_last_error());
+  if (ef_effnet_validate(c) != EF_OK)
+    return EF_ERROR(EF_ERR_FORMAT, "%s: invalid model configuration: %s", path, ef_last_error());
   return EF_OK;
 }
 
@@ -410,8 +417,10 @@ static void check_set(hid_t f, const ef_store *s, const ef_tensor_set *set, prob
     for (int k = 0; ok && k < nd_want; k++) ok = got[k] == want[k];
     if (!ok) {
       char a[96] = "", b[96] = "";
-      for (int k = 0; k < nd_want; k++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%llu", k ? "," : "", (unsigned long long)want[k]);
-      for (int k = 0; k < nd_got && k < 8; k++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%llu", k ? "," : "", (unsigned long long)got[k]);
+      for (int k = 0; k < nd_want; k++)
+        snprintf(a + strlen(a), sizeof a - strlen(a), "%s%llu", k ? "," : "", (unsigned long long)want[k]);
+      for (int k = 0; k < nd_got && k < 8; k++)
+        snprintf(b + strlen(b), sizeof b - strlen(b), "%s%llu", k ? "," : "", (unsigned long long)got[k]);
       add_problem(p, "\n  mis-shaped: /%s/%s is (%s) in the file, the model needs (%s)", set->group, e->name, b, a);
     }
     if (sp >= 0) H5Sclose(sp);
@@ -454,8 +463,8 @@ ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_se
   for (int k = 0; k < nsets; k++) check_set(f, s, &sets[k], &p);
   if (p.count) {
     H5Fclose(f);
-    return EF_ERROR(EF_ERR_FORMAT, "%s does not fit this model (%d problem%s%s):%s", path, p.count, p.count > 1 ? "s" : "",
-                    p.count > 40 ? ", the first 40 listed" : "", p.text);
+    return EF_ERROR(EF_ERR_FORMAT, "%s does not fit this model (%d problem%s%s):%s", path, p.count,
+                    p.count > 1 ? "s" : "", p.count > 40 ? ", the first 40 listed" : "", p.text);
   }
   // Read everything before changing anything.
   float **vals = ef_xcalloc((size_t)s->n * (size_t)nsets, sizeof(float *));
@@ -510,7 +519,8 @@ ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
                : a->kind == EF_ATTR_DOUBLE ? read_attr(f, a->name, H5T_NATIVE_DOUBLE, &a->d)
                                            : read_attr_string(f, a->name, a->s, a->cap);
     if (h < 0)
-      st = EF_ERROR(EF_ERR_FORMAT, "%s has no attribute '%s' of the expected kind and size: is it a training checkpoint?", path,
+      st = EF_ERROR(EF_ERR_FORMAT,
+                    "%s has no attribute '%s' of the expected kind and size: is it a training checkpoint?", path,
                     a->name);
   }
   H5Fclose(f);

@@ -27,8 +27,8 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *cfg);
 ef_status ef_weights_load(const char *path, ef_store *s);
 
 // Tensors shaped like the store's entries but held elsewhere in the store's backend memory (an
-// EMA's shadow, an optimizer's slot: host memory, or the GPU's), kept in the group /<group>/<entry name> in /model's layout. `param` holds
-// values at the PARAM arena's offsets; `state` at the STATE arena's, or NULL when the set covers
+// EMA's shadow, an optimizer's slot: host memory, or the GPU's), kept in the group
+// /<group>/<entry name> in /model's layout. `param` holds values at the PARAM arena's offsets; `state` at the STATE arena's, or NULL when the set covers
 // the trainable entries only. The set {"model", NULL, NULL} is the store itself. Entries whose
 // names start with `skip` (when not NULL) are left out: neither saved, loaded nor expected (a
 // pretrained model's classifier, when fine-tuning).
@@ -57,13 +57,16 @@ typedef struct {
 typedef struct {
   const char *name;
   ef_attr_kind kind;
-  size_t offset;      // of the field
-  int width;          // INT: 4 (int) or 8 (int64_t); STRING: the array's size
-  bool optional;      // reading: absent is no error (the field keeps its value)
+  size_t offset; // of the field
+  int width;     // INT: 4 (int) or 8 (int64_t); STRING: the array's size
+  bool optional; // reading: absent is no error (the field keeps its value)
 } ef_attr_field;
-#define EF_ATTR_INT_FIELD(T, n, f) {n, EF_ATTR_INT, offsetof(T, f), (int)sizeof(((T *)0)->f), false}
-#define EF_ATTR_DBL_FIELD(T, n, f) {n, EF_ATTR_DOUBLE, offsetof(T, f), 8, false}
-#define EF_ATTR_STR_FIELD(T, n, f) {n, EF_ATTR_STRING, offsetof(T, f), (int)sizeof(((T *)0)->f), false}
+#define EF_ATTR_INT_FIELD(T, n, f)                                                                                     \
+  { n, EF_ATTR_INT, offsetof(T, f), (int)sizeof(((T *)0)->f), false }
+#define EF_ATTR_DBL_FIELD(T, n, f)                                                                                     \
+  { n, EF_ATTR_DOUBLE, offsetof(T, f), 8, false }
+#define EF_ATTR_STR_FIELD(T, n, f)                                                                                     \
+  { n, EF_ATTR_STRING, offsetof(T, f), (int)sizeof(((T *)0)->f), false }
 // The attributes of fields[0..n) of the struct at base into out: to save them, or to read them
 // (strings are read in place into the struct's arrays).
 void ef_attr_fields_bind(const ef_attr_field *fields, int n, const void *base, ef_attr *out);
@@ -72,8 +75,8 @@ void ef_attr_fields_bind(const ef_attr_field *fields, int n, const void *base, e
 ef_status ef_attr_fields_store(const ef_attr_field *fields, int n, void *base, const ef_attr *in, const char *path);
 
 // ef_weights_save with more groups (after /model) and more root attributes, in one atomic write.
-ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg, const ef_tensor_set *sets,
-                               int nsets, const ef_attr *attrs, int nattrs);
+ef_status ef_weights_save_sets(const char *path, const ef_store *s, const ef_effnet_config *cfg,
+                               const ef_tensor_set *sets, int nsets, const ef_attr *attrs, int nattrs);
 // Plain arrays (f32 or i32, 1 or 2 dimensions) written atomically with root attributes, as the
 // weights are: `effnet features`' output. Names may hold groups ("train/features").
 typedef struct {

@@ -2,13 +2,17 @@
 # The whole test suite from a fresh machine: missing system packages, a Release build with
 # warnings as errors (and the CUDA backend, wherever the toolkit is, so that GPU code always
 # compiles; its tests skip without a GPU), ctest; then the same suite built with AddressSanitizer
-# and UndefinedBehaviorSanitizer (CPU only). Exits non-zero on the first failure.
+# and UndefinedBehaviorSanitizer (CPU only); before both, the code's layout (clang-format). Exits
+# non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export EFFNET_KERAS_PYTHON=${EFFNET_KERAS_VENV:-/opt/effnet-keras}/bin/python # tests/parity_keras.py runs Keras there
 export EFFNET_ONNX_PYTHON=${EFFNET_ONNX_VENV:-/opt/effnet-onnx}/bin/python # tests/export_onnx.py runs the runtimes there
 jobs=$(nproc)
+
+# The layout: every C and CUDA file as clang-format writes it with .clang-format (column 120).
+git ls-files '*.c' '*.h' '*.cu' '*.cuh' | xargs clang-format --style=file --dry-run --Werror
 
 cuda=()
 if [ -x /usr/local/cuda/bin/nvcc ]; then

@@ -16,23 +16,23 @@
 
 static int test_failures, test_checks;
 
-#define CHECK(cond, ...)                                                                       \
-  do {                                                                                         \
-    test_checks++;                                                                             \
-    if (!(cond)) {                                                                             \
-      test_failures++;                                                                         \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                 \
-      fprintf(stderr, __VA_ARGS__);                                                            \
-      fputc('\n', stderr);                                                                     \
-    }                                                                                          \
+#define CHECK(cond, ...)                                                                                               \
+  do {                                                                                                                 \
+    test_checks++;                                                                                                     \
+    if (!(cond)) {                                                                                                     \
+      test_failures++;                                                                                                 \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                                         \
+      fprintf(stderr, __VA_ARGS__);                                                                                    \
+      fputc('\n', stderr);                                                                                             \
+    }                                                                                                                  \
   } while (0)
 
-#define RUN(fn)                                                                                \
-  do {                                                                                         \
-    int before_ = test_failures;                                                               \
-    fn();                                                                                      \
-    printf("%-48s %s\n", #fn, test_failures == before_ ? "ok" : "FAILED");                    \
-    fflush(stdout);                                                                            \
+#define RUN(fn)                                                                                                        \
+  do {                                                                                                                 \
+    int before_ = test_failures;                                                                                       \
+    fn();                                                                                                              \
+    printf("%-48s %s\n", #fn, test_failures == before_ ? "ok" : "FAILED");                                             \
+    fflush(stdout);                                                                                                    \
   } while (0)
 
 static inline int test_exit_code(void) {
@@ -53,7 +53,7 @@ typedef struct {
   enum { TEST_F32, TEST_F64, TEST_U8 } type;
 } test_array;
 
-#define TEST_ARRAY(x)                                                                          \
+#define TEST_ARRAY(x)                                                                                                  \
   _Generic((x), float *: (test_array){(x), TEST_F32}, const float *: (test_array){(x), TEST_F32}, \
            double *: (test_array){(x), TEST_F64}, const double *: (test_array){(x), TEST_F64},  \
            uint8_t *: (test_array){(x), TEST_U8}, const uint8_t *: (test_array){(x), TEST_U8})
@@ -76,14 +76,14 @@ typedef enum {
 // are within tol of want's by the measure, and returns the error. A NaN anywhere fails. On failure
 // it prints file:line, the message, the error, the tolerance and the worst element (the largest
 // d_i, or the largest relative one for TEST_EACH; the first NaN): "[i] got x want y".
-#define CHECK_CLOSE(got, want, n, measure, floor, tol, ...)                                    \
+#define CHECK_CLOSE(got, want, n, measure, floor, tol, ...)                                                            \
   test_close(__FILE__, __LINE__, TEST_ARRAY(got), TEST_ARRAY(want), (n), (measure), (floor), (tol), __VA_ARGS__)
 // The relative error of the whole array, max |got - want| / max |want|, at most tol.
 #define CHECK_REL(got, want, n, tol, ...) CHECK_CLOSE(got, want, n, TEST_REL, 1e-30, tol, __VA_ARGS__)
 
-__attribute__((format(printf, 9, 10)))
-static inline double test_close(const char *file, int line, test_array got, test_array want, int64_t n, test_measure m,
-                                double floor, double tol, const char *fmt, ...) {
+__attribute__((format(printf, 9, 10))) static inline double test_close(const char *file, int line, test_array got,
+                                                                       test_array want, int64_t n, test_measure m,
+                                                                       double floor, double tol, const char *fmt, ...) {
   static const char *const what[] = {"absolute error", "relative error", "largest relative error of an element",
                                      "mean absolute error"};
   double worst = 0, sum = 0, mag = 0;

@@ -23,9 +23,9 @@ typedef struct {
   ef_dtype dtype;
   int ndim;
   int64_t shape[4];
-  bool grad;        // differentiate with respect to it
-  float lo, hi;     // value range; labels are integers in [0, hi)
-  float avoid;      // keep values this far from the kinks of ReLU/ReLU6 at 0 and 6
+  bool grad;    // differentiate with respect to it
+  float lo, hi; // value range; labels are integers in [0, hi)
+  float avoid;  // keep values this far from the kinks of ReLU/ReLU6 at 0 and 6
 } in_spec;
 
 struct op_case;
@@ -33,7 +33,7 @@ typedef struct {
   const double *in[5];
   ef_tensor *t[5]; // shapes of the inputs
   const ef_tensor *out;
-  double *y;       // to fill, ef_numel(out) values
+  double *y; // to fill, ef_numel(out) values
 } ref_io;
 
 typedef struct op_case {
@@ -46,8 +46,8 @@ typedef struct op_case {
   ef_padding pad;
   ef_act act;
   float eps, rate, smoothing, value; // value: fill's
-  bool flag;       // bn: batch statistics; dropout: per sample; reduce: mean
-  int ndim2;       // reshape's and fill's shape
+  bool flag;                         // bn: batch statistics; dropout: per sample; reduce: mean
+  int ndim2;                         // reshape's and fill's shape
   int64_t shape2[4];
 } op_case;
 
@@ -130,7 +130,8 @@ static void ref_conv(const ref_io *io, const op_case *c) {
               int64_t hi = i * c->stride - pt + ki * c->dilation, wi = j * c->stride - pl + kj * c->dilation;
               if (hi < 0 || hi >= xs[1] || wi < 0 || wi >= xs[2]) continue;
               for (int64_t ci = 0; ci < cg; ci++)
-                acc += x[((n * xs[1] + hi) * xs[2] + wi) * xs[3] + g * cg + ci] * w[((o * ws[1] + ki) * ws[2] + kj) * cg + ci];
+                acc += x[((n * xs[1] + hi) * xs[2] + wi) * xs[3] + g * cg + ci] *
+                       w[((o * ws[1] + ki) * ws[2] + kj) * cg + ci];
             }
           io->y[((n * oh + i) * ow + j) * ws[0] + o] = acc;
         }
@@ -167,7 +168,8 @@ static void ref_add(const ref_io *io, const op_case *c) {
 
 static void ref_channel_mul(const ref_io *io, const op_case *c) {
   const int64_t *s = io->t[0]->shape;
-  for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = io->in[0][i] * io->in[1][(i / (s[1] * s[2] * s[3])) * s[3] + i % s[3]];
+  for (int64_t i = 0; i < ef_numel(io->out); i++)
+    io->y[i] = io->in[0][i] * io->in[1][(i / (s[1] * s[2] * s[3])) * s[3] + i % s[3]];
 }
 
 static void ref_gap(const ref_io *io, const op_case *c) {
@@ -258,35 +260,49 @@ static ef_tensor *build_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
 }
 static ef_tensor *build_act(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_activate(g, in[0], c->act); }
 static ef_tensor *build_add(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_add(g, in[0], in[1]); }
-static ef_tensor *build_channel_mul(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_channel_mul(g, in[0], in[1]); }
+static ef_tensor *build_channel_mul(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_channel_mul(g, in[0], in[1]);
+}
 static ef_tensor *build_gap(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_gap(g, in[0]); }
 static ef_tensor *build_linear(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_linear(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL);
 }
-static ef_tensor *build_dropout(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_dropout(g, in[0], c->rate, c->flag); }
+static ef_tensor *build_dropout(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_dropout(g, in[0], c->rate, c->flag);
+}
 static ef_tensor *build_dropout2(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_dropout(g, ef_dropout(g, in[0], c->rate, c->flag), c->rate, c->flag);
 }
 static ef_tensor *build_softmax_ce(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_softmax_ce(g, in[0], in[1], c->smoothing);
 }
-static ef_tensor *build_reduce(ef_graph *g, ef_tensor **in, const op_case *c) { return c->flag ? ef_mean(g, in[0]) : ef_sum(g, in[0]); }
-static ef_tensor *build_reshape(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_reshape(g, in[0], c->ndim2, c->shape2); }
+static ef_tensor *build_reduce(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return c->flag ? ef_mean(g, in[0]) : ef_sum(g, in[0]);
+}
+static ef_tensor *build_reshape(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_reshape(g, in[0], c->ndim2, c->shape2);
+}
 static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_fill(g, c->ndim2, c->shape2, c->value);
 }
 
-#define X(...) {"x", IN_INPUT, EF_F32, __VA_ARGS__, true, -1, 1, 0}
-#define W(name, ...) {name, IN_PARAM, EF_F32, __VA_ARGS__, true, -1, 1, 0}
+#define X(...)                                                                                                         \
+  { "x", IN_INPUT, EF_F32, __VA_ARGS__, true, -1, 1, 0 }
+#define W(name, ...)                                                                                                   \
+  { name, IN_PARAM, EF_F32, __VA_ARGS__, true, -1, 1, 0 }
 
 // ---- the cases ---------------------------------------------------------------------------------
 
 // A convolution case; n_in 3 adds a bias of the weights' output size.
 // Shapes are parenthesized lists: (N,H,W,C) and (O,KH,KW,I/groups).
-#define SHAPE(...) {__VA_ARGS__}
+#define SHAPE(...)                                                                                                     \
+  { __VA_ARGS__ }
 #define FIRST(a, ...) a
-#define CONV(nm, n_in, xs, ws, s, d, gr, pd) \
-  {nm, n_in, {X(4, SHAPE xs), W("w", 4, SHAPE ws), W("b", 1, {FIRST ws})}, build_conv, ref_conv, .stride = s, .dilation = d, .groups = gr, .pad = pd}
+#define CONV(nm, n_in, xs, ws, s, d, gr, pd)                                                                           \
+  {                                                                                                                    \
+    nm, n_in, {X(4, SHAPE xs), W("w", 4, SHAPE ws), W("b", 1, {FIRST ws})}, build_conv, ref_conv,                      \
+        .stride = s, .dilation = d, .groups = gr, .pad = pd                                                            \
+  }
 
 static const op_case cases[] = {
     CONV("conv 3x3 s1 symmetric, 5->6", 2, (2, 7, 7, 5), (6, 3, 3, 5), 1, 1, 1, EF_PAD_SYMMETRIC),
@@ -303,23 +319,70 @@ static const op_case cases[] = {
     CONV("stem-like 3x3 s2 same, 3->8, 11x11", 3, (2, 11, 11, 3), (8, 3, 3, 3), 2, 1, 1, EF_PAD_SAME),
 
     {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
-    {"bn train + swish, batch 1", 2, {X(4, {1, 3, 3, 9}), W("affine", 2, {2, 9})}, build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
-    {"bn train + sigmoid", 2, {X(4, {3, 2, 2, 5}), W("affine", 2, {2, 5})}, build_bn, ref_bn, .eps = 1e-5f, .act = EF_ACT_SIGMOID, .flag = true},
-    {"bn train on (rows, C)", 2, {X(2, {6, 10}), W("affine", 2, {2, 10})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
-    {"bn train + swish, 250 rows (uneven chunks)", 2, {{"x", IN_INPUT, EF_F32, 4, {2, 5, 25, 13}, true, 2, 4, 0}, W("affine", 2, {2, 13})},
-     build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
-    {"bn running stats + swish, 162 rows", 3, {X(4, {2, 9, 9, 6}), {"running", IN_STATE, EF_F32, 2, {2, 6}, false, 0.5f, 1.5f, 0}, W("affine", 2, {2, 6})},
-     build_bn, ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH},
+    {"bn train + swish, batch 1",
+     2,
+     {X(4, {1, 3, 3, 9}), W("affine", 2, {2, 9})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .act = EF_ACT_SWISH,
+     .flag = true},
+    {"bn train + sigmoid",
+     2,
+     {X(4, {3, 2, 2, 5}), W("affine", 2, {2, 5})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-5f,
+     .act = EF_ACT_SIGMOID,
+     .flag = true},
+    {"bn train on (rows, C)",
+     2,
+     {X(2, {6, 10}), W("affine", 2, {2, 10})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .flag = true},
+    {"bn train + swish, 250 rows (uneven chunks)",
+     2,
+     {{"x", IN_INPUT, EF_F32, 4, {2, 5, 25, 13}, true, 2, 4, 0}, W("affine", 2, {2, 13})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .act = EF_ACT_SWISH,
+     .flag = true},
+    {"bn running stats + swish, 162 rows",
+     3,
+     {X(4, {2, 9, 9, 6}), {"running", IN_STATE, EF_F32, 2, {2, 6}, false, 0.5f, 1.5f, 0}, W("affine", 2, {2, 6})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .act = EF_ACT_SWISH},
 
     {"swish", 1, {X(4, {2, 3, 3, 5})}, build_act, ref_act_op, .act = EF_ACT_SWISH},
-    {"sigmoid", 1, {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -4, 4, 0}}, build_act, ref_act_op, .act = EF_ACT_SIGMOID},
-    {"relu", 1, {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -1, 1, 0.05f}}, build_act, ref_act_op, .act = EF_ACT_RELU},
+    {"sigmoid",
+     1,
+     {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -4, 4, 0}},
+     build_act,
+     ref_act_op,
+     .act = EF_ACT_SIGMOID},
+    {"relu",
+     1,
+     {{"x", IN_INPUT, EF_F32, 4, {2, 3, 3, 5}, true, -1, 1, 0.05f}},
+     build_act,
+     ref_act_op,
+     .act = EF_ACT_RELU},
     {"relu6", 1, {{"x", IN_INPUT, EF_F32, 2, {9, 7}, true, -2, 8, 0.05f}}, build_act, ref_act_op, .act = EF_ACT_RELU6},
     {"add", 2, {X(4, {2, 3, 4, 5}), {"b", IN_INPUT, EF_F32, 4, {2, 3, 4, 5}, true, -1, 1, 0}}, build_add, ref_add},
-    {"channel_mul (squeeze-excite scale)", 2, {X(4, {2, 3, 3, 7}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 7}, true, 0, 1, 0}},
-     build_channel_mul, ref_channel_mul},
-    {"channel_mul, 70 channels", 2, {X(4, {2, 2, 3, 70}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 70}, true, 0, 1, 0}},
-     build_channel_mul, ref_channel_mul},
+    {"channel_mul (squeeze-excite scale)",
+     2,
+     {X(4, {2, 3, 3, 7}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 7}, true, 0, 1, 0}},
+     build_channel_mul,
+     ref_channel_mul},
+    {"channel_mul, 70 channels",
+     2,
+     {X(4, {2, 2, 3, 70}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 70}, true, 0, 1, 0}},
+     build_channel_mul,
+     ref_channel_mul},
     {"global average pool", 1, {X(4, {2, 3, 5, 7})}, build_gap, ref_gap},
     {"global average pool of 1x1", 1, {X(4, {1, 1, 1, 9})}, build_gap, ref_gap},
     {"global average pool, 130 channels", 1, {X(4, {2, 3, 3, 130})}, build_gap, ref_gap},
@@ -330,11 +393,17 @@ static const op_case cases[] = {
     {"dropout per element, 150 elements", 1, {X(4, {2, 5, 5, 3})}, build_dropout, ref_dropout, .rate = 0.3f},
     {"drop-path per sample", 1, {X(4, {6, 2, 2, 3})}, build_dropout, ref_dropout, .rate = 0.5f, .flag = true},
     {"two dropouts draw different masks", 1, {X(2, {9, 11})}, build_dropout2, ref_dropout2, .rate = 0.4f},
-    {"softmax cross-entropy", 2, {{"logits", IN_INPUT, EF_F32, 2, {5, 7}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {5}, false, 0, 7, 0}},
-     build_softmax_ce, ref_softmax_ce},
-    {"softmax cross-entropy, smoothing 0.1", 2,
+    {"softmax cross-entropy",
+     2,
+     {{"logits", IN_INPUT, EF_F32, 2, {5, 7}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {5}, false, 0, 7, 0}},
+     build_softmax_ce,
+     ref_softmax_ce},
+    {"softmax cross-entropy, smoothing 0.1",
+     2,
      {{"logits", IN_INPUT, EF_F32, 2, {3, 10}, true, -3, 3, 0}, {"labels", IN_INPUT, EF_I32, 1, {3}, false, 0, 10, 0}},
-     build_softmax_ce, ref_softmax_ce, .smoothing = 0.1f},
+     build_softmax_ce,
+     ref_softmax_ce,
+     .smoothing = 0.1f},
     {"sum", 1, {X(3, {3, 4, 5})}, build_reduce, ref_reduce},
     {"sum of 5050 (uneven chunks)", 1, {X(2, {50, 101})}, build_reduce, ref_reduce},
     {"mean", 1, {X(4, {2, 3, 3, 2})}, build_reduce, ref_reduce, .flag = true},

@@ -8,8 +8,8 @@
 #include "tests/harness.h"
 
 static const char *official_names[EF_AUG_NUM_OPS] = {
-    "AutoContrast", "Equalize", "Invert",     "Rotate", "Posterize",  "Solarize",   "SolarizeAdd", "Color",
-    "Contrast",     "Brightness", "Sharpness", "ShearX", "ShearY",   "TranslateX", "TranslateY",  "Cutout"};
+    "AutoContrast", "Equalize",   "Invert",    "Rotate", "Posterize", "Solarize",   "SolarizeAdd", "Color",
+    "Contrast",     "Brightness", "Sharpness", "ShearX", "ShearY",    "TranslateX", "TranslateY",  "Cutout"};
 
 // The op named `name` (official spelling), or EF_AUG_NUM_OPS.
 static ef_aug_op op_by_name(const char *name) {
@@ -28,7 +28,8 @@ static ef_image make_image(int w, int h, int c, const uint8_t *px, uint64_t seed
 }
 
 static bool same_image(const ef_image *a, const ef_image *b) {
-  return a->w == b->w && a->h == b->h && a->c == b->c && !memcmp(a->px, b->px, (size_t)a->w * (size_t)a->h * (size_t)a->c);
+  return a->w == b->w && a->h == b->h && a->c == b->c &&
+         !memcmp(a->px, b->px, (size_t)a->w * (size_t)a->h * (size_t)a->c);
 }
 
 static void test_names(void) {
@@ -46,16 +47,20 @@ static void test_level_to_arg(void) {
     bool ra;
     float want;
   } cases[] = {
-      {EF_AUG_ROTATE, 8, false, 24.0f},        {EF_AUG_ROTATE, 30, true, 90.0f},       {EF_AUG_ROTATE, 0, false, 0.0f},
-      {EF_AUG_SHEAR_X, 9, false, 0.27f},       {EF_AUG_SHEAR_Y, 3, true, 0.09f},       {EF_AUG_SHEAR_Y, 10, false, 0.3f},
-      {EF_AUG_TRANSLATE_X, 9, false, 225.0f},  {EF_AUG_TRANSLATE_Y, 9, true, 90.0f},   {EF_AUG_TRANSLATE_X, 3, true, 30.0f},
-      {EF_AUG_TRANSLATE_Y, 10, false, 250.0f}, {EF_AUG_POSTERIZE, 6, false, 2.0f},     {EF_AUG_POSTERIZE, 5, false, 2.0f},
-      {EF_AUG_POSTERIZE, 30, true, 12.0f},     {EF_AUG_SOLARIZE, 3, false, 76.0f},     {EF_AUG_SOLARIZE, 10, false, 256.0f},
-      {EF_AUG_SOLARIZE_ADD, 3, false, 33.0f},  {EF_AUG_SOLARIZE_ADD, 23, true, 252.0f}, {EF_AUG_COLOR, 9, false, 1.72f},
-      {EF_AUG_CONTRAST, 0, false, 0.1f},       {EF_AUG_BRIGHTNESS, 5, true, 1.0f},     {EF_AUG_SHARPNESS, 30, true, 5.5f},
-      {EF_AUG_CUTOUT, 10, false, 100.0f},      {EF_AUG_CUTOUT, 9, true, 36.0f},        {EF_AUG_CUTOUT, 23, false, 229.0f},
-      {EF_AUG_CUTOUT, 23, true, 92.0f},        {EF_AUG_AUTOCONTRAST, 7, false, 0.0f},  {EF_AUG_EQUALIZE, 3, true, 0.0f},
-      {EF_AUG_INVERT, 9, false, 0.0f},
+      {EF_AUG_ROTATE, 8, false, 24.0f},        {EF_AUG_ROTATE, 30, true, 90.0f},
+      {EF_AUG_ROTATE, 0, false, 0.0f},         {EF_AUG_SHEAR_X, 9, false, 0.27f},
+      {EF_AUG_SHEAR_Y, 3, true, 0.09f},        {EF_AUG_SHEAR_Y, 10, false, 0.3f},
+      {EF_AUG_TRANSLATE_X, 9, false, 225.0f},  {EF_AUG_TRANSLATE_Y, 9, true, 90.0f},
+      {EF_AUG_TRANSLATE_X, 3, true, 30.0f},    {EF_AUG_TRANSLATE_Y, 10, false, 250.0f},
+      {EF_AUG_POSTERIZE, 6, false, 2.0f},      {EF_AUG_POSTERIZE, 5, false, 2.0f},
+      {EF_AUG_POSTERIZE, 30, true, 12.0f},     {EF_AUG_SOLARIZE, 3, false, 76.0f},
+      {EF_AUG_SOLARIZE, 10, false, 256.0f},    {EF_AUG_SOLARIZE_ADD, 3, false, 33.0f},
+      {EF_AUG_SOLARIZE_ADD, 23, true, 252.0f}, {EF_AUG_COLOR, 9, false, 1.72f},
+      {EF_AUG_CONTRAST, 0, false, 0.1f},       {EF_AUG_BRIGHTNESS, 5, true, 1.0f},
+      {EF_AUG_SHARPNESS, 30, true, 5.5f},      {EF_AUG_CUTOUT, 10, false, 100.0f},
+      {EF_AUG_CUTOUT, 9, true, 36.0f},         {EF_AUG_CUTOUT, 23, false, 229.0f},
+      {EF_AUG_CUTOUT, 23, true, 92.0f},        {EF_AUG_AUTOCONTRAST, 7, false, 0.0f},
+      {EF_AUG_EQUALIZE, 3, true, 0.0f},        {EF_AUG_INVERT, 9, false, 0.0f},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     float got = ef_aug_level_to_arg(cases[i].op, cases[i].level, cases[i].ra);
@@ -91,8 +96,8 @@ static void test_point_ops(void) {
     ef_image im = make_image(3, 1, 3, in, 0), tmp = {0};
     ef_aug_apply(&im, &tmp, cases[i].op, cases[i].arg, NULL);
     for (int k = 0; k < 9; k++)
-      CHECK(im.px[k] == cases[i].want[k], "%s(%g) of %d: %d, want %d", official_names[cases[i].op], (double)cases[i].arg,
-            in[k], im.px[k], cases[i].want[k]);
+      CHECK(im.px[k] == cases[i].want[k], "%s(%g) of %d: %d, want %d", official_names[cases[i].op],
+            (double)cases[i].arg, in[k], im.px[k], cases[i].want[k]);
     ef_image_free(&im);
     ef_image_free(&tmp);
   }
@@ -113,8 +118,8 @@ static void test_histogram_ops(void) {
   ef_aug_apply(&im, &tmp, EF_AUG_EQUALIZE, 0, NULL);
   for (int p = 0; p < 600; p++) {
     uint8_t want[3] = {p < 100 ? 0 : p < 300 ? 100 : 255, 77, p == 417 ? 255 : 0};
-    CHECK(!memcmp(im.px + 3 * p, want, 3), "equalize pixel %d: (%d %d %d), want (%d %d %d)", p, im.px[3 * p], im.px[3 * p + 1],
-          im.px[3 * p + 2], want[0], want[1], want[2]);
+    CHECK(!memcmp(im.px + 3 * p, want, 3), "equalize pixel %d: (%d %d %d), want (%d %d %d)", p, im.px[3 * p],
+          im.px[3 * p + 1], im.px[3 * p + 2], want[0], want[1], want[2]);
   }
   ef_image_reshape(&im, 4, 4, 1);
   for (int p = 0; p < 16; p++) im.px[p] = p < 8 ? 10 : 20;
@@ -124,7 +129,8 @@ static void test_histogram_ops(void) {
   ef_image_reshape(&im, 3, 1, 1);
   memcpy(im.px, (uint8_t[]){50, 100, 150}, 3);
   ef_aug_apply(&im, &tmp, EF_AUG_AUTOCONTRAST, 0, NULL);
-  CHECK(im.px[0] == 0 && im.px[1] == 127 && im.px[2] == 255, "autocontrast of 50 100 150: %d %d %d", im.px[0], im.px[1], im.px[2]);
+  CHECK(im.px[0] == 0 && im.px[1] == 127 && im.px[2] == 255, "autocontrast of 50 100 150: %d %d %d", im.px[0], im.px[1],
+        im.px[2]);
   memset(im.px, 90, 3);
   ef_aug_apply(&im, &tmp, EF_AUG_AUTOCONTRAST, 0, NULL);
   CHECK(im.px[0] == 90 && im.px[2] == 90, "autocontrast of a constant image: %d", im.px[0]);
@@ -143,10 +149,8 @@ static void test_enhance_ops(void) {
     float arg;
     uint8_t want[6];
   } colour[] = {
-      {EF_AUG_CONTRAST, 0, {53, 53, 53, 53, 53, 53}},
-      {EF_AUG_COLOR, 0, {76, 76, 76, 29, 29, 29}},
-      {EF_AUG_COLOR, 2, {255, 0, 0, 0, 0, 255}},
-      {EF_AUG_COLOR, 0.5f, {165, 38, 38, 14, 14, 142}},
+      {EF_AUG_CONTRAST, 0, {53, 53, 53, 53, 53, 53}}, {EF_AUG_COLOR, 0, {76, 76, 76, 29, 29, 29}},
+      {EF_AUG_COLOR, 2, {255, 0, 0, 0, 0, 255}},      {EF_AUG_COLOR, 0.5f, {165, 38, 38, 14, 14, 142}},
       {EF_AUG_CONTRAST, 1, {255, 0, 0, 0, 0, 255}},
   };
   for (size_t i = 0; i < sizeof colour / sizeof colour[0]; i++) {
@@ -186,14 +190,14 @@ static void test_geometry(void) {
     float arg;
     int w, h, m[6];
   } cases[] = {
-      {EF_AUG_TRANSLATE_X, 1, 4, 3, {1, 0, 1, 0, 1, 0}},   {EF_AUG_TRANSLATE_X, -1, 4, 3, {1, 0, -1, 0, 1, 0}},
-      {EF_AUG_TRANSLATE_Y, 2, 4, 3, {1, 0, 0, 0, 1, 2}},   {EF_AUG_TRANSLATE_Y, -1, 4, 3, {1, 0, 0, 0, 1, -1}},
-      {EF_AUG_TRANSLATE_X, 0, 4, 3, {1, 0, 0, 0, 1, 0}},   {EF_AUG_ROTATE, 0, 4, 3, {1, 0, 0, 0, 1, 0}},
-      {EF_AUG_ROTATE, 360, 4, 3, {1, 0, 0, 0, 1, 0}},      {EF_AUG_ROTATE, 180, 4, 3, {-1, 0, 3, 0, -1, 2}},
-      {EF_AUG_ROTATE, -180, 4, 3, {-1, 0, 3, 0, -1, 2}},   {EF_AUG_ROTATE, 90, 3, 3, {0, -1, 2, 1, 0, 0}},
-      {EF_AUG_ROTATE, -90, 3, 3, {0, 1, 0, -1, 0, 2}},     {EF_AUG_ROTATE, 270, 3, 3, {0, 1, 0, -1, 0, 2}},
-      {EF_AUG_ROTATE, 90, 4, 3, {0, -1, 3, 1, 0, 0}},      {EF_AUG_SHEAR_X, 1, 4, 3, {1, 1, 1, 0, 1, 0}},
-      {EF_AUG_SHEAR_Y, -1, 4, 3, {1, 0, 0, -1, 1, 0}},     {EF_AUG_SHEAR_X, 0, 4, 3, {1, 0, 0, 0, 1, 0}},
+      {EF_AUG_TRANSLATE_X, 1, 4, 3, {1, 0, 1, 0, 1, 0}}, {EF_AUG_TRANSLATE_X, -1, 4, 3, {1, 0, -1, 0, 1, 0}},
+      {EF_AUG_TRANSLATE_Y, 2, 4, 3, {1, 0, 0, 0, 1, 2}}, {EF_AUG_TRANSLATE_Y, -1, 4, 3, {1, 0, 0, 0, 1, -1}},
+      {EF_AUG_TRANSLATE_X, 0, 4, 3, {1, 0, 0, 0, 1, 0}}, {EF_AUG_ROTATE, 0, 4, 3, {1, 0, 0, 0, 1, 0}},
+      {EF_AUG_ROTATE, 360, 4, 3, {1, 0, 0, 0, 1, 0}},    {EF_AUG_ROTATE, 180, 4, 3, {-1, 0, 3, 0, -1, 2}},
+      {EF_AUG_ROTATE, -180, 4, 3, {-1, 0, 3, 0, -1, 2}}, {EF_AUG_ROTATE, 90, 3, 3, {0, -1, 2, 1, 0, 0}},
+      {EF_AUG_ROTATE, -90, 3, 3, {0, 1, 0, -1, 0, 2}},   {EF_AUG_ROTATE, 270, 3, 3, {0, 1, 0, -1, 0, 2}},
+      {EF_AUG_ROTATE, 90, 4, 3, {0, -1, 3, 1, 0, 0}},    {EF_AUG_SHEAR_X, 1, 4, 3, {1, 1, 1, 0, 1, 0}},
+      {EF_AUG_SHEAR_Y, -1, 4, 3, {1, 0, 0, -1, 1, 0}},   {EF_AUG_SHEAR_X, 0, 4, 3, {1, 0, 0, 0, 1, 0}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     int w = cases[i].w, h = cases[i].h;
@@ -252,18 +256,18 @@ static const struct {
   float prob;
   int level;
 } official_v0[25][2] = {
-    {{"Equalize", 0.8f, 1}, {"ShearY", 0.8f, 4}},     {{"Color", 0.4f, 9}, {"Equalize", 0.6f, 3}},
-    {{"Color", 0.4f, 1}, {"Rotate", 0.6f, 8}},        {{"Solarize", 0.8f, 3}, {"Equalize", 0.4f, 7}},
-    {{"Solarize", 0.4f, 2}, {"Solarize", 0.6f, 2}},   {{"Color", 0.2f, 0}, {"Equalize", 0.8f, 8}},
-    {{"Equalize", 0.4f, 8}, {"SolarizeAdd", 0.8f, 3}}, {{"ShearX", 0.2f, 9}, {"Rotate", 0.6f, 8}},
-    {{"Color", 0.6f, 1}, {"Equalize", 1.0f, 2}},      {{"Invert", 0.4f, 9}, {"Rotate", 0.6f, 0}},
-    {{"Equalize", 1.0f, 9}, {"ShearY", 0.6f, 3}},     {{"Color", 0.4f, 7}, {"Equalize", 0.6f, 0}},
+    {{"Equalize", 0.8f, 1}, {"ShearY", 0.8f, 4}},        {{"Color", 0.4f, 9}, {"Equalize", 0.6f, 3}},
+    {{"Color", 0.4f, 1}, {"Rotate", 0.6f, 8}},           {{"Solarize", 0.8f, 3}, {"Equalize", 0.4f, 7}},
+    {{"Solarize", 0.4f, 2}, {"Solarize", 0.6f, 2}},      {{"Color", 0.2f, 0}, {"Equalize", 0.8f, 8}},
+    {{"Equalize", 0.4f, 8}, {"SolarizeAdd", 0.8f, 3}},   {{"ShearX", 0.2f, 9}, {"Rotate", 0.6f, 8}},
+    {{"Color", 0.6f, 1}, {"Equalize", 1.0f, 2}},         {{"Invert", 0.4f, 9}, {"Rotate", 0.6f, 0}},
+    {{"Equalize", 1.0f, 9}, {"ShearY", 0.6f, 3}},        {{"Color", 0.4f, 7}, {"Equalize", 0.6f, 0}},
     {{"Posterize", 0.4f, 6}, {"AutoContrast", 0.4f, 7}}, {{"Solarize", 0.6f, 8}, {"Color", 0.6f, 9}},
-    {{"Solarize", 0.2f, 4}, {"Rotate", 0.8f, 9}},     {{"Rotate", 1.0f, 7}, {"TranslateY", 0.8f, 9}},
-    {{"ShearX", 0.0f, 0}, {"Solarize", 0.8f, 4}},     {{"ShearY", 0.8f, 0}, {"Color", 0.6f, 4}},
-    {{"Color", 1.0f, 0}, {"Rotate", 0.6f, 2}},        {{"Equalize", 0.8f, 4}, {"Equalize", 0.0f, 8}},
-    {{"Equalize", 1.0f, 4}, {"AutoContrast", 0.6f, 2}}, {{"ShearY", 0.4f, 7}, {"SolarizeAdd", 0.6f, 7}},
-    {{"Posterize", 0.8f, 2}, {"Solarize", 0.6f, 10}}, {{"Solarize", 0.6f, 8}, {"Equalize", 0.6f, 1}},
+    {{"Solarize", 0.2f, 4}, {"Rotate", 0.8f, 9}},        {{"Rotate", 1.0f, 7}, {"TranslateY", 0.8f, 9}},
+    {{"ShearX", 0.0f, 0}, {"Solarize", 0.8f, 4}},        {{"ShearY", 0.8f, 0}, {"Color", 0.6f, 4}},
+    {{"Color", 1.0f, 0}, {"Rotate", 0.6f, 2}},           {{"Equalize", 0.8f, 4}, {"Equalize", 0.0f, 8}},
+    {{"Equalize", 1.0f, 4}, {"AutoContrast", 0.6f, 2}},  {{"ShearY", 0.4f, 7}, {"SolarizeAdd", 0.6f, 7}},
+    {{"Posterize", 0.8f, 2}, {"Solarize", 0.6f, 10}},    {{"Solarize", 0.6f, 8}, {"Equalize", 0.6f, 1}},
     {{"Color", 0.8f, 6}, {"Rotate", 0.4f, 5}},
 };
 
@@ -300,10 +304,13 @@ static void test_autoaugment_draws(void) {
     bool hit[2];
     for (int i = 0; i < 2; i++) {
       hit[i] = ef_rng_seq_uniform(&replay) < official_v0[want_k][i].prob;
-      if (hit[i]) want[want_n++] = replay_step(op_by_name(official_v0[want_k][i].name), official_v0[want_k][i].level, false, &replay);
+      if (hit[i])
+        want[want_n++] =
+            replay_step(op_by_name(official_v0[want_k][i].name), official_v0[want_k][i].level, false, &replay);
     }
     int n = -1, k = ef_autoaugment_draw(&rng, got, &n);
-    if (k != want_k || n != want_n || !same_steps(got, want, n) || rng.next != replay.next || rng.next - 8 * (uint64_t)t > 5) {
+    if (k != want_k || n != want_n || !same_steps(got, want, n) || rng.next != replay.next ||
+        rng.next - 8 * (uint64_t)t > 5) {
       bad++;
       continue;
     }
@@ -321,13 +328,14 @@ static void test_autoaugment_draws(void) {
             official_v0[k][i].name, f, official_v0[k][i].prob);
     }
   }
-  CHECK(nsigned > 5000 && fabs((double)negative / nsigned - 0.5) < 0.03, "%d of %d signed arguments negative", negative, nsigned);
+  CHECK(nsigned > 5000 && fabs((double)negative / nsigned - 0.5) < 0.03, "%d of %d signed arguments negative", negative,
+        nsigned);
 }
 
 // available_ops of the official RandAugment, in order.
-static const char *official_ra[16] = {"AutoContrast", "Equalize", "Invert",  "Rotate",     "Posterize",  "Solarize",
-                                      "Color",        "Contrast", "Brightness", "Sharpness", "ShearX",   "ShearY",
-                                      "TranslateX",   "TranslateY", "Cutout", "SolarizeAdd"};
+static const char *official_ra[16] = {"AutoContrast", "Equalize",   "Invert",     "Rotate",     "Posterize", "Solarize",
+                                      "Color",        "Contrast",   "Brightness", "Sharpness",  "ShearX",    "ShearY",
+                                      "TranslateX",   "TranslateY", "Cutout",     "SolarizeAdd"};
 
 // 16000 RandAugment layers at m = 9 and 30, each equal to the replayed draw (op word into the
 // official list, then the sign word of a signed op; at most 2 words) with RandAugment's constants.
@@ -337,7 +345,8 @@ static void test_randaugment_draws(void) {
   int count[16] = {0}, negative = 0, nsigned = 0, bad = 0;
   for (int t = 0; t < N; t++) {
     int m = t % 2 ? 30 : 9;
-    ef_rng_seq rng = {.seed = 12, .stream = ef_rng_stream(EF_RNG_AUGMENT, 0), .step = 3, .next = 4 * (uint64_t)t}, replay = rng;
+    ef_rng_seq rng = {.seed = 12, .stream = ef_rng_stream(EF_RNG_AUGMENT, 0), .step = 3, .next = 4 * (uint64_t)t},
+               replay = rng;
     int i = ef_rng_seq_below(&replay, 16);
     ef_aug_step want = replay_step(op_by_name(official_ra[i]), m, true, &replay), got = ef_randaugment_draw(m, &rng);
     if (!same_steps(&got, &want, 1) || rng.next != replay.next || rng.next - 4 * (uint64_t)t > 2) {
@@ -348,8 +357,10 @@ static void test_randaugment_draws(void) {
     if (got.arg != 0 && signed_op(got.op)) nsigned++, negative += got.arg < 0;
   }
   CHECK(!bad, "%d of %d layers differ from the official list in the documented draw order", bad, N);
-  for (int i = 0; i < 16; i++) CHECK(count[i] > 850 && count[i] < 1150, "%s chosen %d times of %d", official_ra[i], count[i], N);
-  CHECK(nsigned > 4000 && fabs((double)negative / nsigned - 0.5) < 0.03, "%d of %d signed arguments negative", negative, nsigned);
+  for (int i = 0; i < 16; i++)
+    CHECK(count[i] > 850 && count[i] < 1150, "%s chosen %d times of %d", official_ra[i], count[i], N);
+  CHECK(nsigned > 4000 && fabs((double)negative / nsigned - 0.5) < 0.03, "%d of %d signed arguments negative", negative,
+        nsigned);
 }
 
 // The policies on a 32x24 image: the same sequence gives the same pixels and the same words used,
@@ -386,7 +397,8 @@ static void test_policies_apply(void) {
       for (int r = 0; r < s && !seen; r++) seen = same_image(&out[s], &out[r]);
       distinct += !seen;
     }
-    CHECK(distinct >= SEEDS / 2, "%s: %d distinct results from %d sequences", policy ? "RandAugment" : "AutoAugment", distinct, SEEDS);
+    CHECK(distinct >= SEEDS / 2, "%s: %d distinct results from %d sequences", policy ? "RandAugment" : "AutoAugment",
+          distinct, SEEDS);
     for (int s = 0; s < SEEDS; s++) ef_image_free(&out[s]);
   }
   CHECK(!bad, "%d policy runs differ from their own draws applied step by step", bad);
@@ -409,7 +421,8 @@ static void test_pil_cases(void) {
   while (fgets(line, sizeof line, stdin)) {
     char name[32], arg_text[64];
     int w, h, c, at = 0;
-    if (sscanf(line, "%31s %63s %d %d %d %n", name, arg_text, &w, &h, &c, &at) != 5 || op_by_name(name) == EF_AUG_NUM_OPS) {
+    if (sscanf(line, "%31s %63s %d %d %d %n", name, arg_text, &w, &h, &c, &at) != 5 ||
+        op_by_name(name) == EF_AUG_NUM_OPS) {
       CHECK(false, "bad case line '%s'", line);
       break;
     }
@@ -429,9 +442,9 @@ static void test_pil_cases(void) {
       if (im.px[i] != want[i]) diff++, first = i;
     cases[op]++;
     failed[op] += diff > 0;
-    CHECK(!diff, "%s(%g) on %s: %zu of %zu bytes differ from PIL, first at x %zu y %zu channel %zu: %d, PIL %d", name, (double)arg,
-          line + at, diff, n, first / (size_t)c % (size_t)w, first / ((size_t)c * (size_t)w), first % (size_t)c, im.px[first],
-          want[first]);
+    CHECK(!diff, "%s(%g) on %s: %zu of %zu bytes differ from PIL, first at x %zu y %zu channel %zu: %d, PIL %d", name,
+          (double)arg, line + at, diff, n, first / (size_t)c % (size_t)w, first / ((size_t)c * (size_t)w),
+          first % (size_t)c, im.px[first], want[first]);
   }
   for (int op = 0; op < EF_AUG_NUM_OPS; op++)
     if (cases[op]) printf("  %-14s %3d cases, %d differ from PIL\n", official_names[op], cases[op], failed[op]);

@@ -71,8 +71,8 @@ static void test_gradient_average(void) {
   net n;
   net_init(&n, be);
   size_t numel = n.store->numel[0];
-  float *grad = n.store->mem[EF_ARENA_GRAD], *own = ef_xmalloc(sizeof(float) * numel), *want = ef_xcalloc(numel, sizeof(float)),
-        *other = ef_xmalloc(sizeof(float) * numel);
+  float *grad = n.store->mem[EF_ARENA_GRAD], *own = ef_xmalloc(sizeof(float) * numel),
+        *want = ef_xcalloc(numel, sizeof(float)), *other = ef_xmalloc(sizeof(float) * numel);
   net_backward(&n);
   memcpy(own, grad, sizeof(float) * numel);
   // The average computed apart: every rank's gradient, broadcast in turn, summed in rank order.
@@ -90,7 +90,8 @@ static void test_gradient_average(void) {
   for (size_t i = 0; i < numel; i++) differs_from_own += grad[i] != own[i];
   CHECK_CLOSE(grad, want, (int64_t)numel, TEST_EACH, 1e-6, tol,
               "one all-reduce against the average of the ranks' gradients");
-  if (comm->world > 1) CHECK(differs_from_own > numel / 2, "the ranks' data differ, yet only %zu gradients changed", differs_from_own);
+  if (comm->world > 1)
+    CHECK(differs_from_own > numel / 2, "the ranks' data differ, yet only %zu gradients changed", differs_from_own);
   float *once = ef_xmalloc(sizeof(float) * numel);
   memcpy(once, grad, sizeof(float) * numel);
   // Buckets of 4 KiB, started during the backward pass: the same bits as one all-reduce.
@@ -103,7 +104,8 @@ static void test_gradient_average(void) {
   CHECK(covered == numel, "the buckets cover %zu of %zu gradients", covered, numel);
   CHECK(gs->b[0].ready >= 0 && gs->b[0].ready < p->n - 10, "the first bucket is ready at position %d of %d: no overlap",
         gs->b[0].ready, p->n);
-  CHECK(gs->b[0].lo > gs->b[gs->n - 1].lo, "the first bucket started holds the arena's start, not its end (backward order)");
+  CHECK(gs->b[0].lo > gs->b[gs->n - 1].lo,
+        "the first bucket started holds the arena's start, not its end (backward order)");
   net_backward(&n);
   CHECK(!memcmp(grad, once, sizeof(float) * numel), "the bucketed all-reduce differs from the single one");
   free(own), free(want), free(other), free(once);

@@ -15,11 +15,13 @@ static void test_philox_known_answers(void) {
   static const uint32_t kat[3][10] = {
       {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
       {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
-      {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1},
+      {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420,
+       0x24126ea1},
   };
   for (int v = 0; v < 3; v++) {
     ef_philox_out r = ef_philox4x32(kat[v], kat[v] + 4);
-    for (int i = 0; i < 4; i++) CHECK(r.v[i] == kat[v][6 + i], "vector %d word %d: %08x != %08x", v, i, r.v[i], kat[v][6 + i]);
+    for (int i = 0; i < 4; i++)
+      CHECK(r.v[i] == kat[v][6 + i], "vector %d word %d: %08x != %08x", v, i, r.v[i], kat[v][6 + i]);
   }
   // The indexed form is the raw generator at counter {index/4, 0, stream, step}, key = seed.
   uint64_t seed = 0x299f31d0a4093822ull;
@@ -49,23 +51,46 @@ static void test_f16(void) {
     if (nan ? !isnan(f) || !isnan(ef_f16_to_f32(back)) : back != h) bad++;
   }
   CHECK(bad == 0, "%d f16 values do not round-trip", bad);
-  struct { float f; uint16_t h; } cases[] = {
-      {1.0f, 0x3c00}, {-2.0f, 0xc000}, {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00}, {1e9f, 0x7c00},
-      {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000}, {0x1.8p-25f, 0x0001}, {0x1p-14f, 0x0400}, {0x1.ff8p-15f, 0x03ff}, {0x1.ffcp-15f, 0x0400},
-      {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x3p-11f, 0x3c02}, {INFINITY, 0x7c00}, {-INFINITY, 0xfc00}, {0.1f, 0x2e66},
+  struct {
+    float f;
+    uint16_t h;
+  } cases[] = {
+      {1.0f, 0x3c00},
+      {-2.0f, 0xc000},
+      {65504.0f, 0x7bff},
+      {65519.0f, 0x7bff},
+      {65520.0f, 0x7c00},
+      {1e9f, 0x7c00},
+      {0x1p-24f, 0x0001},
+      {0x1p-25f, 0x0000},
+      {0x1.8p-25f, 0x0001},
+      {0x1p-14f, 0x0400},
+      {0x1.ff8p-15f, 0x03ff},
+      {0x1.ffcp-15f, 0x0400},
+      {1.0f + 0x1p-11f, 0x3c00},
+      {1.0f + 0x3p-11f, 0x3c02},
+      {INFINITY, 0x7c00},
+      {-INFINITY, 0xfc00},
+      {0.1f, 0x2e66},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    CHECK(ef_f32_to_f16(cases[i].f) == cases[i].h, "f16(%a) = %04x, want %04x", cases[i].f, ef_f32_to_f16(cases[i].f), cases[i].h);
+    CHECK(ef_f32_to_f16(cases[i].f) == cases[i].h, "f16(%a) = %04x, want %04x", cases[i].f, ef_f32_to_f16(cases[i].f),
+          cases[i].h);
   CHECK(isnan(ef_f16_to_f32(ef_f32_to_f16(NAN))), "NaN");
 }
 
 static void test_bf16(void) {
-  struct { float f; uint16_t h; } cases[] = {
-      {1.0f, 0x3f80}, {1.0f + 0x1p-8f, 0x3f80}, {1.0f + 0x3p-8f, 0x3f82}, {-3.0f, 0xc040},
-      {0x1.fffffep127f, 0x7f80}, {INFINITY, 0x7f80}, {0.1f, 0x3dcd},
+  struct {
+    float f;
+    uint16_t h;
+  } cases[] = {
+      {1.0f, 0x3f80},  {1.0f + 0x1p-8f, 0x3f80},  {1.0f + 0x3p-8f, 0x3f82},
+      {-3.0f, 0xc040}, {0x1.fffffep127f, 0x7f80}, {INFINITY, 0x7f80},
+      {0.1f, 0x3dcd},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    CHECK(ef_f32_to_bf16(cases[i].f) == cases[i].h, "bf16(%a) = %04x, want %04x", cases[i].f, ef_f32_to_bf16(cases[i].f), cases[i].h);
+    CHECK(ef_f32_to_bf16(cases[i].f) == cases[i].h, "bf16(%a) = %04x, want %04x", cases[i].f,
+          ef_f32_to_bf16(cases[i].f), cases[i].h);
   CHECK(isnan(ef_bf16_to_f32(ef_f32_to_bf16(NAN))), "NaN");
   int bad = 0;
   for (uint32_t h = 0; h < 65536; h++) {
@@ -87,8 +112,8 @@ static void test_expf(void) {
   }
   CHECK(worst < 3e-7, "largest relative error %.3g at x = %.9g: got %.9g want %.9g", worst, at, ef_expf(at),
         exp((double)at));
-  CHECK(isnan(ef_expf(NAN)) && ef_expf(1000.0f) == ef_expf(88.0f) && isfinite(ef_expf(88.0f)) && ef_expf(-1000.0f) > 0 &&
-            ef_expf(-1000.0f) < 1.3e-38f,
+  CHECK(isnan(ef_expf(NAN)) && ef_expf(1000.0f) == ef_expf(88.0f) && isfinite(ef_expf(88.0f)) &&
+            ef_expf(-1000.0f) > 0 && ef_expf(-1000.0f) < 1.3e-38f,
         "NaN and the clamped ends: exp(1000) = %g, exp(-1000) = %g", ef_expf(1000.0f), ef_expf(-1000.0f));
   CHECK(ef_expf(0.0f) == 1.0f, "exp(0) = %.9g", ef_expf(0.0f));
 }
@@ -106,7 +131,8 @@ static void check_no_live_overlap(const ef_plan *p, const char *what) {
       if (live && mem && bad++ < 3) fprintf(stderr, "%s: '%s' and '%s' overlap\n", what, x->t->name, y->t->name);
     }
   CHECK(bad == 0, "%s: %d overlapping live buffers", what, bad);
-  for (int a = 0; a < p->n_bufs; a++) CHECK(p->bufs[a].offset + p->bufs[a].bytes <= p->arena_bytes, "%s: outside the arena", what);
+  for (int a = 0; a < p->n_bufs; a++)
+    CHECK(p->bufs[a].offset + p->bufs[a].bytes <= p->arena_bytes, "%s: outside the arena", what);
 }
 
 // A random graph of elementwise ops over one shape, with a random subset kept. Built twice with
@@ -193,14 +219,17 @@ static void test_autograd_structure(void) {
   int frozen = ef_store_add(s, "frozen", true, true, 2, (int64_t[]){3, 3}, (ef_init){0});
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   ef_graph *g = ef_graph_new(s, 1);
-  ef_tensor *x1 = ef_input(g, "x1", EF_F32, 2, (int64_t[]){2, 4}), *x2 = ef_input(g, "x2", EF_F32, 2, (int64_t[]){2, 4});
+  ef_tensor *x1 = ef_input(g, "x1", EF_F32, 2, (int64_t[]){2, 4}),
+            *x2 = ef_input(g, "x2", EF_F32, 2, (int64_t[]){2, 4});
   ef_tensor *wt = ef_param(g, w, 1, NULL), *ft = ef_param(g, frozen, 1, NULL);
   ft->requires_grad = false;
   ef_tensor *y = ef_add(g, ef_linear(g, x1, wt, NULL), ef_linear(g, x2, wt, NULL));
   ef_tensor *loss = ef_sum(g, ef_linear(g, y, ft, NULL));
   ef_graph_backward(g, loss);
-  CHECK(count_op(g, EF_OP_LINEAR_BWD_WEIGHT) == 2, "two weight gradients, got %d", count_op(g, EF_OP_LINEAR_BWD_WEIGHT));
-  CHECK(count_op(g, EF_OP_LINEAR_BWD_DATA) == 1, "only y needs a data gradient, got %d", count_op(g, EF_OP_LINEAR_BWD_DATA));
+  CHECK(count_op(g, EF_OP_LINEAR_BWD_WEIGHT) == 2, "two weight gradients, got %d",
+        count_op(g, EF_OP_LINEAR_BWD_WEIGHT));
+  CHECK(count_op(g, EF_OP_LINEAR_BWD_DATA) == 1, "only y needs a data gradient, got %d",
+        count_op(g, EF_OP_LINEAR_BWD_DATA));
   CHECK(count_op(g, EF_OP_ACCUM) == 1, "one accumulation into the gradient arena, got %d", count_op(g, EF_OP_ACCUM));
   ef_plan *p;
   CHECK(ef_plan_new(&p, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
@@ -295,17 +324,20 @@ static void test_plan_errors(void) {
   ef_backend *be = ef_cpu_backend_new(1);
   ef_graph *g = ef_graph_new(NULL, 1);
   ef_tensor *h = ef_input(g, "half", EF_F16, 1, (int64_t[]){4});
-  ef_graph_keep(g, ef_reshape(g, ef_activate(g, ef_reshape(g, h, 2, (int64_t[]){2, 2}), EF_ACT_RELU), 1, (int64_t[]){4}));
+  ef_graph_keep(g,
+                ef_reshape(g, ef_activate(g, ef_reshape(g, h, 2, (int64_t[]){2, 2}), EF_ACT_RELU), 1, (int64_t[]){4}));
   ef_plan *p = NULL;
   ef_status st = ef_plan_new(&p, g, be, NULL);
-  CHECK(st == EF_ERR_UNSUPPORTED && p == NULL && strstr(ef_last_error(), "cannot run op act"), "f16 on the CPU: %d %s", st, ef_last_error());
+  CHECK(st == EF_ERR_UNSUPPORTED && p == NULL && strstr(ef_last_error(), "cannot run op act"), "f16 on the CPU: %d %s",
+        st, ef_last_error());
   ef_graph_free(g);
 
   g = ef_graph_new(NULL, 1);
   ef_tensor *big = ef_input(g, "big", EF_F32, 4, (int64_t[]){1 << 16, 1 << 16, 1 << 10, 64});
   ef_graph_keep(g, ef_activate(g, big, EF_ACT_SWISH));
   st = ef_plan_new(&p, g, be, NULL);
-  CHECK(st == EF_ERR_NOMEM && p == NULL && strstr(ef_last_error(), "reduce the batch size"), "huge arena: %d %s", st, ef_last_error());
+  CHECK(st == EF_ERR_NOMEM && p == NULL && strstr(ef_last_error(), "reduce the batch size"), "huge arena: %d %s", st,
+        ef_last_error());
   ef_graph_free(g);
   ef_backend_free(be);
 }
@@ -351,7 +383,8 @@ static void *fake_capture_end(ef_backend *be) {
 static void fake_replay(ef_backend *be, void *graph) {
   fake.replays++;
   ef_run_ctx ctx = {.step = fake.step};
-  for (int i = 0; i < fake.n; i++) fake.cpu->compute(be, fake.rec[i].node, fake.rec[i].state, fake.rec[i].scratch, &ctx);
+  for (int i = 0; i < fake.n; i++)
+    fake.cpu->compute(be, fake.rec[i].node, fake.rec[i].state, fake.rec[i].scratch, &ctx);
 }
 
 static void fake_graph_free(ef_backend *be, void *graph) {}
@@ -375,7 +408,8 @@ static void test_graph_capture_and_replay(void) {
     ef_graph *ga = dropout_graph(&xa, &ya), *gb = dropout_graph(&xb, &yb);
     ef_plan *pa, *pb;
     CHECK(ef_plan_new(&pa, ga, cpu, NULL) == EF_OK, "%s", ef_last_error());
-    CHECK(ef_plan_new(&pb, gb, &be, &(ef_plan_opts){.graph = true, .profile = profile}) == EF_OK, "%s", ef_last_error());
+    CHECK(ef_plan_new(&pb, gb, &be, &(ef_plan_opts){.graph = true, .profile = profile}) == EF_OK, "%s",
+          ef_last_error());
     float x[63], want[63], got[63], first[63];
     test_fill_uniform(x, 63, 4, 0, -2, 2);
     ef_plan_set(pa, xa, x), ef_plan_set(pb, xb, x);
@@ -389,11 +423,12 @@ static void test_graph_capture_and_replay(void) {
       if (step == 0) memcpy(first, got, sizeof first);
       else changes |= memcmp(first, got, sizeof first) != 0;
     }
-    CHECK(same && changes, "%s: replays equal eager runs (%d), the masks change with the step (%d)", profile ? "profiled" : "graph",
-          same, changes);
+    CHECK(same && changes, "%s: replays equal eager runs (%d), the masks change with the step (%d)",
+          profile ? "profiled" : "graph", same, changes);
     int want_captures = profile ? 0 : 1, want_replays = profile ? 0 : 4; // run 1 eager, run 2 captures and replays
     CHECK(fake.begins == 5 && fake.captures == want_captures && fake.replays == want_replays,
-          "%s: %d begin_run, %d captures, %d replays", profile ? "profiled" : "graph", fake.begins, fake.captures, fake.replays);
+          "%s: %d begin_run, %d captures, %d replays", profile ? "profiled" : "graph", fake.begins, fake.captures,
+          fake.replays);
     ef_plan_free(pa), ef_plan_free(pb);
     ef_graph_free(ga), ef_graph_free(gb);
   }

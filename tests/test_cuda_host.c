@@ -170,7 +170,7 @@ static float *case_forward(ef_backend *be, const op_case *c, float *const *vals,
   ef_tensor *leaf[5];
   for (int i = 0; i < c->n_in; i++)
     leaf[i] = c->in[i].kind == IN_INPUT ? ef_input(g, c->in[i].name, c->in[i].dtype, c->in[i].ndim, c->in[i].shape)
-                                         : ef_param(g, entry[i], 1, NULL);
+                                        : ef_param(g, entry[i], 1, NULL);
   ef_tensor *out = c->build(g, leaf, c);
   ef_graph_keep(g, out);
   ef_plan *p;
@@ -249,8 +249,8 @@ static void test_op_tolerances(void) {
 // Reductions over (groups, rows, C): within the limits for batches up to 2^20 (bench accepts
 // 65536), and every (group, channel tile) met exactly once by the blocks of grid.x.
 static void test_reduce_launch(void) {
-  const int64_t shapes[][3] = {{1, 250, 13}, {3, 49, 130}, {65535, 49, 1280}, {65536, 49, 1280}, {65536, 1, 7},
-                               {1 << 20, 49, 1280}, {256, 12544, 32}, {1, 3211264, 96}};
+  const int64_t shapes[][3] = {{1, 250, 13},  {3, 49, 130},        {65535, 49, 1280}, {65536, 49, 1280},
+                               {65536, 1, 7}, {1 << 20, 49, 1280}, {256, 12544, 32},  {1, 3211264, 96}};
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t groups = shapes[k][0], rows = shapes[k][1], c = shapes[k][2];
     ef_launch l = ef_launch_reduce(groups, rows, c);

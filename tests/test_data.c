@@ -22,8 +22,8 @@ static void be32(uint8_t *p, uint32_t v) {
 }
 
 // Writes an IDX file: magic, dims, then `len` data bytes (gzip-compressed when gz).
-static const char *write_idx(const char *name, bool gz, uint32_t magic, int ndim, const uint32_t *dims, const uint8_t *data,
-                             size_t len) {
+static const char *write_idx(const char *name, bool gz, uint32_t magic, int ndim, const uint32_t *dims,
+                             const uint8_t *data, size_t len) {
   static char path[4][256];
   static int k;
   char *p = path[k++ % 4];
@@ -67,7 +67,8 @@ static void test_valid_files(void) {
 static void expect_error(const char *what, const char *im, const char *lb, ef_status st, const char *needle) {
   ef_idx_dataset d;
   ef_status got = ef_idx_load(im, lb, &d);
-  CHECK(got == st && strstr(ef_last_error(), needle) && d.pixels == NULL, "%s: status %d, message '%s'", what, got, ef_last_error());
+  CHECK(got == st && strstr(ef_last_error(), needle) && d.pixels == NULL, "%s: status %d, message '%s'", what, got,
+        ef_last_error());
 }
 
 static void test_bad_files(void) {
@@ -106,7 +107,8 @@ static void test_fashion_mnist(void) {
   ef_idx_dataset train, test;
   CHECK(ef_idx_load_dir(EF_FASHION_MNIST_DIR, "train", &train) == EF_OK, "%s", ef_last_error());
   CHECK(ef_idx_load_dir(EF_FASHION_MNIST_DIR, "t10k", &test) == EF_OK, "%s", ef_last_error());
-  CHECK(train.n == 60000 && test.n == 10000 && train.rows == 28 && train.cols == 28 && train.num_classes == 10, "sizes");
+  CHECK(train.n == 60000 && test.n == 10000 && train.rows == 28 && train.cols == 28 && train.num_classes == 10,
+        "sizes");
   int64_t count[10] = {0};
   for (int64_t i = 0; i < train.n; i++) count[train.labels[i]]++;
   for (int c = 0; c < 10; c++) CHECK(count[c] == 6000, "class %d has %lld training images", c, (long long)count[c]);
@@ -114,8 +116,8 @@ static void test_fashion_mnist(void) {
   ef_idx_free(&test);
   ef_dataset d;
   CHECK(ef_dataset_open(EF_FASHION_MNIST_DIR, 0, &d) == EF_OK, "%s", ef_last_error());
-  CHECK(d.kind == EF_DATASET_IDX && d.n == 10000 && d.c == 1 && !strcmp(d.class_names[9], "Ankle boot"), "as a dataset: %s",
-        d.num_classes ? d.class_names[9] : "");
+  CHECK(d.kind == EF_DATASET_IDX && d.n == 10000 && d.c == 1 && !strcmp(d.class_names[9], "Ankle boot"),
+        "as a dataset: %s", d.num_classes ? d.class_names[9] : "");
   ef_dataset_free(&d);
 }
 
@@ -164,8 +166,8 @@ static void test_cifar(void) {
   write_cifar("cifar10/test_batch.bin", 1, 3, 7, 0);
   ef_dataset d;
   CHECK(ef_dataset_open(c10, 1, &d) == EF_OK, "%s", ef_last_error());
-  CHECK(d.kind == EF_DATASET_CIFAR10 && d.n == 10 && d.num_classes == 10 && d.h == 32 && d.c == 3, "CIFAR-10 train: %lld samples",
-        (long long)d.n);
+  CHECK(d.kind == EF_DATASET_CIFAR10 && d.n == 10 && d.num_classes == 10 && d.h == 32 && d.c == 3,
+        "CIFAR-10 train: %lld samples", (long long)d.n);
   CHECK(d.labels[0] == 0 && d.labels[9] == 9 && !strcmp(d.class_names[0], "airplane"), "labels %d %d, class 0 '%s'",
         d.labels[0], d.labels[9], d.class_names[0]);
   // Sample 3 (second record of batch 2, r = 1): pixel (y=1, x=2) channel 2 = 1 + 3*(32+2) + 2.
@@ -177,11 +179,12 @@ static void test_cifar(void) {
   CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "names 2 classes but the data has 10"),
         "a short batches.meta.txt: %s", ef_last_error());
   write_text("cifar10/batches.meta.txt", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n\n");
-  CHECK(ef_dataset_open(c10, 0, &d) == EF_OK && !strcmp(d.class_names[9], "j"), "batches.meta.txt: %s", ef_last_error());
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_OK && !strcmp(d.class_names[9], "j"), "batches.meta.txt: %s",
+        ef_last_error());
   ef_dataset_free(&d);
   write_cifar("cifar10/test_batch.bin", 1, 2, 9, 0); // labels 9, 10
-  CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "record 1 has label 10"), "label 10: %s",
-        ef_last_error());
+  CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "record 1 has label 10"),
+        "label 10: %s", ef_last_error());
   write_cifar("cifar10/test_batch.bin", 1, 2, 0, 5);
   CHECK(ef_dataset_open(c10, 0, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "not a whole number of 3073-byte"),
         "wrong size: %s", ef_last_error());
@@ -239,34 +242,38 @@ static void test_folder(void) {
   CHECK(d.kind == EF_DATASET_FOLDER && d.n == 5 && d.num_classes == 2 && !strcmp(d.class_names[0], "a") &&
             !strcmp(d.class_names[1], "b"),
         "classes: %d, n %lld", d.num_classes, (long long)d.n);
-  CHECK(d.n == 5 && strstr(d.paths[0], "a/y.JPG") && strstr(d.paths[1], "a/sub/z.png") && strstr(d.paths[2], "a/sub-x/w.png") &&
-            strstr(d.paths[3], "a/sub/deep/v.png") && strstr(d.paths[4], "b/x.png") && d.labels[0] == 0 && d.labels[3] == 0 &&
-            d.labels[4] == 1,
+  CHECK(d.n == 5 && strstr(d.paths[0], "a/y.JPG") && strstr(d.paths[1], "a/sub/z.png") &&
+            strstr(d.paths[2], "a/sub-x/w.png") && strstr(d.paths[3], "a/sub/deep/v.png") &&
+            strstr(d.paths[4], "b/x.png") && d.labels[0] == 0 && d.labels[3] == 0 && d.labels[4] == 1,
         "order of %lld files", (long long)d.n);
   uint8_t *buf = NULL;
   size_t cap = 0, len = 0;
   CHECK(ef_dataset_read_file(&d, 4, &buf, &cap, &len) == EF_OK && len > 8 && !memcmp(buf, "\x89PNG", 4), "read: %s",
         ef_last_error());
   remove(d.paths[4]);
-  CHECK(ef_dataset_read_file(&d, 4, &buf, &cap, &len) == EF_ERR_IO && strstr(ef_last_error(), "b/x.png"), "vanished file: %s",
-        ef_last_error());
+  CHECK(ef_dataset_read_file(&d, 4, &buf, &cap, &len) == EF_ERR_IO && strstr(ef_last_error(), "b/x.png"),
+        "vanished file: %s", ef_last_error());
   free(buf);
   ef_dataset_free(&d);
   // b/ is now empty: an error naming it.
-  CHECK(ef_dataset_open(root, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "folder/b holds no"), "empty class: %s",
-        ef_last_error());
-  CHECK(ef_dataset_open_folder(subdir("folder/a/sub-x"), &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "no class directories"),
+  CHECK(ef_dataset_open(root, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "folder/b holds no"),
+        "empty class: %s", ef_last_error());
+  CHECK(ef_dataset_open_folder(subdir("folder/a/sub-x"), &d) == EF_ERR_FORMAT &&
+            strstr(ef_last_error(), "no class directories"),
         "no classes: %s", ef_last_error());
   CHECK(ef_dataset_open("/nonexistent/data", 1, &d) == EF_ERR_IO && strstr(ef_last_error(), "/nonexistent/data"),
         "missing root: %s", ef_last_error());
   // An ImageNet-style root: train/ and val/ pick the split.
-  subdir("inet"), subdir("inet/train"), subdir("inet/val"), subdir("inet/train/cat"), subdir("inet/val/cat"), subdir("inet/val/dog");
+  subdir("inet"), subdir("inet/train"), subdir("inet/val"), subdir("inet/train/cat"), subdir("inet/val/cat"),
+      subdir("inet/val/dog");
   write_png("inet/train/cat/1.png", 2, 2);
   write_png("inet/val/cat/2.png", 2, 2);
   write_png("inet/val/dog/3.png", 2, 2);
-  CHECK(ef_dataset_open(subdir("inet"), 0, &d) == EF_OK && d.n == 2 && d.num_classes == 2, "val split: %s", ef_last_error());
+  CHECK(ef_dataset_open(subdir("inet"), 0, &d) == EF_OK && d.n == 2 && d.num_classes == 2, "val split: %s",
+        ef_last_error());
   ef_dataset_free(&d);
-  CHECK(ef_dataset_open(subdir("inet"), 1, &d) == EF_OK && d.n == 1 && d.num_classes == 1, "train split: %s", ef_last_error());
+  CHECK(ef_dataset_open(subdir("inet"), 1, &d) == EF_OK && d.n == 1 && d.num_classes == 1, "train split: %s",
+        ef_last_error());
   ef_dataset_free(&d);
 }
 
@@ -278,25 +285,27 @@ static void test_list(void) {
   ef_dataset d;
   CHECK(ef_dataset_open(path, 1, &d) == EF_OK, "%s", ef_last_error());
   CHECK(d.kind == EF_DATASET_LIST && d.n == 3 && d.num_classes == 3 && d.labels[0] == 2 && d.labels[1] == 0 &&
-            strstr(d.paths[0], "/list/imgs/a,b.png") && !strcmp(d.paths[1], "/abs/c.jpg") && !strcmp(d.class_names[2], "2"),
+            strstr(d.paths[0], "/list/imgs/a,b.png") && !strcmp(d.paths[1], "/abs/c.jpg") &&
+            !strcmp(d.class_names[2], "2"),
         "list: n %lld, %s", (long long)d.n, d.n ? d.paths[0] : "");
   ef_dataset_free(&d);
   write_text("list/l.csv", "a.png,0\nb.png,cat\n");
-  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "l.csv:2: label 'cat'"), "bad label: %s",
-        ef_last_error());
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "l.csv:2: label 'cat'"),
+        "bad label: %s", ef_last_error());
   write_text("list/l.csv", "a.png\n");
-  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "l.csv:1:"), "no comma: %s", ef_last_error());
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "l.csv:1:"), "no comma: %s",
+        ef_last_error());
   write_text("list/l.csv", "a.png,0\nb.png,3\n");
   write_text("list/classes.txt", "zero\none\n");
-  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "label 3 but"), "label past classes.txt: %s",
-        ef_last_error());
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "label 3 but"),
+        "label past classes.txt: %s", ef_last_error());
   write_text("list/l.csv", "a.png,0\nb.png,1\n");
   write_text("list/classes.txt", "zero\n\none\n");
-  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "line 2 is empty"), "a nameless class: %s",
-        ef_last_error());
+  CHECK(ef_dataset_open(path, 1, &d) == EF_ERR_FORMAT && strstr(ef_last_error(), "line 2 is empty"),
+        "a nameless class: %s", ef_last_error());
   write_text("list/classes.txt", "zero\none\n\n\n"); // trailing blank lines are not classes
-  CHECK(ef_dataset_open(path, 1, &d) == EF_OK && d.num_classes == 2 && !strcmp(d.class_names[1], "one"), "classes.txt: %s",
-        ef_last_error());
+  CHECK(ef_dataset_open(path, 1, &d) == EF_OK && d.num_classes == 2 && !strcmp(d.class_names[1], "one"),
+        "classes.txt: %s", ef_last_error());
   // The class list round trip (names with spaces and slashes survive).
   char out[512];
   snprintf(out, sizeof out, "%s/list/written.txt", dir);

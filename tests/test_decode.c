@@ -139,8 +139,8 @@ static void expect_error(const char *what, const uint8_t *buf, size_t len, ef_de
   ef_image im = {0};
   ef_decode_info info;
   ef_status got = ef_image_decode(buf, len, "bad.img", &rq, &im, &info);
-  CHECK(got == st && strstr(ef_last_error(), "bad.img") && strstr(ef_last_error(), needle), "%s: status %d, message '%s'",
-        what, got, ef_last_error());
+  CHECK(got == st && strstr(ef_last_error(), "bad.img") && strstr(ef_last_error(), needle),
+        "%s: status %d, message '%s'", what, got, ef_last_error());
   ef_image_free(&im);
 }
 
@@ -161,8 +161,8 @@ static void test_jpeg_rgb(void) {
   ef_decode_info info;
   if (decode(jpg, len, (ef_decode_request){.channels = 3}, &rgb, &info) == EF_OK) {
     CHECK(rgb.w == w && rgb.h == h && rgb.c == 3, "%d x %d x %d", rgb.w, rgb.h, rgb.c);
-    CHECK(info.scale_x == 1 && info.scale_y == 1 && info.off_x == 0 && info.off_y == 0, "info %g %g %d %d", info.scale_x,
-          info.scale_y, info.off_x, info.off_y);
+    CHECK(info.scale_x == 1 && info.scale_y == 1 && info.off_x == 0 && info.off_y == 0, "info %g %g %d %d",
+          info.scale_x, info.scale_y, info.off_x, info.off_y);
     CHECK_CLOSE(rgb.px, src, band - 8 * w * 3, TEST_MEAN, 0, 1.5, "RGB decode at quality 95 (4:2:0), above the blocks");
   }
   if (decode(jpg, len, (ef_decode_request){.channels = 1}, &gray, &info) == EF_OK) {
@@ -204,7 +204,8 @@ static void test_jpeg_cmyk(void) {
   static const uint8_t samples[n][4] = {{255, 255, 255, 255}, {0, 0, 0, 255},     {128, 64, 200, 100},
                                         {10, 240, 77, 0},     {255, 0, 128, 180}, {127, 128, 30, 254}};
   // In the last block, ink * k / 255 is 127.498 (red) and 126.502 (green): rounding off by one fails.
-  static const uint8_t want_rgb[n][3] = {{255, 255, 255}, {0, 0, 0}, {50, 25, 78}, {0, 0, 0}, {180, 0, 90}, {127, 127, 30}};
+  static const uint8_t want_rgb[n][3] = {{255, 255, 255}, {0, 0, 0},    {50, 25, 78},
+                                         {0, 0, 0},       {180, 0, 90}, {127, 127, 30}};
   static const uint8_t want_gray[n] = {255, 0, 39, 0, 64, 116};
   static uint8_t src[w * h * 4], want_px[w * h * 3], want_px_gray[w * h];
   for (int i = 0; i < w * h; i++) {
@@ -235,7 +236,8 @@ static uint8_t *region_jpeg(int layout, size_t *len) {
   static uint8_t src[w * h * 3];
   fill_pattern(src, w, h, 3, 40);
   static const int samp[3][2] = {{2, 2}, {2, 1}, {1, 1}}; // 4:2:0, 4:2:2, 4:4:4
-  return encode_jpeg(&(jpeg_spec){w, h, 3, JCS_YCbCr, 90, samp[layout % 3][0], samp[layout % 3][1], layout >= 3}, src, len);
+  return encode_jpeg(&(jpeg_spec){w, h, 3, JCS_YCbCr, 90, samp[layout % 3][0], samp[layout % 3][1], layout >= 3}, src,
+                     len);
 }
 
 // The whole JPEG decoded to RGB at scale m/8 by libjpeg with its defaults, as PIL decodes it.
@@ -277,8 +279,8 @@ static void test_jpeg_region(void) {
     for (size_t s = 0; s < sizeof scales / sizeof *scales; s++) {
       int m = scales[s], sw = scaled(W, m), sh = scaled(H, m);
       if (decode(jpg, len, (ef_decode_request){.min_w = sw, .min_h = sh, .channels = 3}, &full, &fi) != EF_OK) continue;
-      CHECK(full.w == sw && full.h == sh, "layout %d M %d: whole image %d x %d, want %d x %d", layout, m, full.w, full.h, sw,
-            sh);
+      CHECK(full.w == sw && full.h == sh, "layout %d M %d: whole image %d x %d, want %d x %d", layout, m, full.w,
+            full.h, sw, sh);
       uint8_t *plain = plain_decode(jpg, len, m);
       CHECK(full.w != sw || full.h != sh || !memcmp(full.px, plain, (size_t)sw * sh * 3),
             "layout %d M %d: the whole image differs from libjpeg's plain decode", layout, m);
@@ -288,14 +290,14 @@ static void test_jpeg_region(void) {
         // The largest min_w the region meets at M/8; at M/16 it is over a pixel narrower (widths >= 9).
         ef_decode_request rq = {bx[0], bx[1], bx[2], bx[3], .min_w = bx[2] * sw / W, .channels = 3};
         if (decode(jpg, len, rq, &part, &pi) != EF_OK) continue;
-        CHECK(pi.scale_x == (double)sw / W && pi.scale_y == (double)sh / H, "layout %d M %d box %zu: scale %g %g", layout, m,
-              b, pi.scale_x, pi.scale_y);
+        CHECK(pi.scale_x == (double)sw / W && pi.scale_y == (double)sh / H, "layout %d M %d box %zu: scale %g %g",
+              layout, m, b, pi.scale_x, pi.scale_y);
         int x0 = bx[0] * sw / W, x1 = ((bx[0] + bx[2]) * sw + W - 1) / W;
         int y0 = bx[1] * sh / H, y1 = ((bx[1] + bx[3]) * sh + H - 1) / H;
         bool holds = pi.off_x <= x0 && pi.off_x + part.w >= x1 && pi.off_y <= y0 && pi.off_y + part.h >= y1;
         bool tight = part.w <= x1 - x0 + 2 + 15 && part.h == y1 - y0;
-        CHECK(holds && tight, "layout %d M %d box %zu: decoded %d x %d at (%d, %d) for [%d, %d) x [%d, %d)", layout, m, b,
-              part.w, part.h, pi.off_x, pi.off_y, x0, x1, y0, y1);
+        CHECK(holds && tight, "layout %d M %d box %zu: decoded %d x %d at (%d, %d) for [%d, %d) x [%d, %d)", layout, m,
+              b, part.w, part.h, pi.off_x, pi.off_y, x0, x1, y0, y1);
         if (!holds) continue;
         int bad = 0;
         for (int y = y0; y < y1; y++)
@@ -340,8 +342,8 @@ static void test_jpeg_scale_choice(void) {
     if (decode(jpg, len, rq, &im, &info) != EF_OK) continue;
     int m = cases[i].m;
     CHECK(info.scale_x == (double)scaled(W, m) / W && info.scale_y == (double)scaled(H, m) / H,
-          "case %zu: scale %g x %g (%g x %g pixels), want M = %d (%d x %d)", i, info.scale_x, info.scale_y, info.scale_x * W,
-          info.scale_y * H, m, scaled(W, m), scaled(H, m));
+          "case %zu: scale %g x %g (%g x %g pixels), want M = %d (%d x %d)", i, info.scale_x, info.scale_y,
+          info.scale_x * W, info.scale_y * H, m, scaled(W, m), scaled(H, m));
     if (!b[2]) CHECK(im.w == scaled(W, m) && im.h == scaled(H, m), "case %zu: %d x %d", i, im.w, im.h);
   }
   ef_image_free(&im);
@@ -361,8 +363,8 @@ static void check_png(const char *what, const png_spec *p, const uint8_t *want_r
   ef_decode_info info;
   if (decode(buf, len, (ef_decode_request){.channels = 3}, &rgb, &info) == EF_OK &&
       decode(buf, len, (ef_decode_request){.channels = 1}, &gray, &info) == EF_OK) {
-    CHECK(rgb.w == pw && rgb.h == ph && rgb.c == 3 && gray.w == pw && gray.c == 1, "%s: %d x %d x %d", what, rgb.w, rgb.h,
-          rgb.c);
+    CHECK(rgb.w == pw && rgb.h == ph && rgb.c == 3 && gray.w == pw && gray.c == 1, "%s: %d x %d x %d", what, rgb.w,
+          rgb.h, rgb.c);
     CHECK(!memcmp(rgb.px, want_rgb, pw * ph * 3), "%s: RGB pixels differ; first (%d %d %d), want (%d %d %d)", what,
           rgb.px[0], rgb.px[1], rgb.px[2], want_rgb[0], want_rgb[1], want_rgb[2]);
     int bad = 0;
@@ -449,7 +451,8 @@ static void test_probe(void) {
   CHECK(st == EF_OK && kind == EF_IMAGE_JPEG && w == 203 && h == 157, "jpeg: %d %d %d x %d %s", st, kind, w, h,
         ef_last_error());
   st = ef_image_probe(png, plen, "a.png", &kind, &w, &h);
-  CHECK(st == EF_OK && kind == EF_IMAGE_PNG && w == pw && h == ph, "png: %d %d %d x %d %s", st, kind, w, h, ef_last_error());
+  CHECK(st == EF_OK && kind == EF_IMAGE_PNG && w == pw && h == ph, "png: %d %d %d x %d %s", st, kind, w, h,
+        ef_last_error());
   // Absurd sizes, written into the headers: JPEG's SOF height and width, PNG's IHDR width (and CRC).
   size_t sof = 2;
   while (sof + 9 < len && !(jpg[sof] == 0xff && jpg[sof + 1] >= 0xc0 && jpg[sof + 1] <= 0xc2))

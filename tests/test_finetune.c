@@ -16,7 +16,7 @@
 
 typedef struct {
   ef_store *s;
-  ef_model_graph ev, tr;     // evaluation graph (registers the parameters), training graph
+  ef_model_graph ev, tr; // evaluation graph (registers the parameters), training graph
 } model;
 
 // B0 with 10 classes on (4,32,32,3): the evaluation graph, then `mark` (freezing) on the
@@ -68,8 +68,8 @@ static void test_freeze_names(void) {
   }
   printf("  b7: stem,blocks.5.1,head freezes %d entries, %zu parameters\n", frozen, params);
   CHECK(params == want && frozen > 10, "%zu frozen parameters, want %zu", params, want);
-  CHECK(ef_freeze(m.s, "blocks.9", &params) != EF_OK && strstr(ef_last_error(), "'blocks.9' matches no parameter"), "%s",
-        ef_last_error());
+  CHECK(ef_freeze(m.s, "blocks.9", &params) != EF_OK && strstr(ef_last_error(), "'blocks.9' matches no parameter"),
+        "%s", ef_last_error());
   CHECK(ef_freeze(m.s, "stem,bogus", &params) != EF_OK && strstr(ef_last_error(), "'bogus'"), "%s", ef_last_error());
   CHECK(ef_bn_mode(m.s, "running") != EF_OK, "--bn running accepted");
   size_t before = params;
@@ -92,7 +92,8 @@ static void test_frozen_step(void) {
   test_fill_uniform(m.s->mem[EF_ARENA_STATE], (int64_t)m.s->numel[1], 9, 0, 0.2f, 1.5f);
   CHECK(ef_model_graph_plan(&m.tr, be, NULL) == EF_OK, "%s", ef_last_error());
   size_t np = m.s->numel[0], ns = m.s->numel[1];
-  float *p0 = malloc(np * sizeof(float)), *s0 = malloc(ns * sizeof(float)), *xv = malloc(4 * 32 * 32 * 3 * sizeof(float));
+  float *p0 = malloc(np * sizeof(float)), *s0 = malloc(ns * sizeof(float)),
+        *xv = malloc(4 * 32 * 32 * 3 * sizeof(float));
   memcpy(p0, m.s->mem[EF_ARENA_PARAM], np * sizeof(float)), memcpy(s0, m.s->mem[EF_ARENA_STATE], ns * sizeof(float));
   test_fill_uniform(xv, 4 * 32 * 32 * 3, 3, 0, -1, 1);
   ef_step step;
@@ -118,8 +119,8 @@ static void test_frozen_step(void) {
       moved++;
     }
   }
-  printf("  b0, stem + stages 0-1 frozen, batch norms eval: %d entries kept, %d moved; %d training nodes\n", kept, moved,
-         m.tr.plan->n);
+  printf("  b0, stem + stages 0-1 frozen, batch norms eval: %d entries kept, %d moved; %d training nodes\n", kept,
+         moved, m.tr.plan->n);
   ef_step_free(&step);
   free(p0), free(s0), free(xv);
   model_free(&m);
@@ -219,7 +220,8 @@ static void test_pretrained_load(void) {
     const float *want = ef_store_data(stores[0], ef_store_find(stores[0], e->name), a);
     CHECK(!memcmp(got, want, e->numel * sizeof(float)), "%s not loaded", e->name);
   }
-  CHECK(ef_pretrained_load(other, &pre, dst) != EF_OK && strstr(ef_last_error(), "does not fit this model"), "%s", ef_last_error());
+  CHECK(ef_pretrained_load(other, &pre, dst) != EF_OK && strstr(ef_last_error(), "does not fit this model"), "%s",
+        ef_last_error());
   CHECK(ef_weights_info_read("/nonexistent.h5", &pre) != EF_OK, "a missing file read");
   free(cls);
   for (int k = 0; k < 3; k++) ef_store_free(stores[k]);
@@ -244,10 +246,11 @@ static void test_dataset_select(void) {
   // Kept: sample 0 (class 0 -> 1), 1 (2 -> 0), 3 (2 -> 0), 4 (0 -> 1); not 5 (third of class 2) or 7.
   int32_t want_labels[4] = {1, 0, 0, 1};
   uint8_t want_pixels[4] = {0, 10, 30, 40};
-  CHECK(d.n == 4 && d.num_classes == 2 && !strcmp(d.class_names[0], "c") && !strcmp(d.class_names[1], "a"), "n %lld, %d classes",
-        (long long)d.n, d.num_classes);
+  CHECK(d.n == 4 && d.num_classes == 2 && !strcmp(d.class_names[0], "c") && !strcmp(d.class_names[1], "a"),
+        "n %lld, %d classes", (long long)d.n, d.num_classes);
   CHECK(!memcmp(d.labels, want_labels, sizeof want_labels) && !memcmp(d.pixels, want_pixels, 4), "wrong samples kept");
-  CHECK(ef_dataset_select(&d, "1", 5) == EF_OK && d.n == 2 && d.labels[0] == 0 && d.pixels[1] == 40, "n %lld", (long long)d.n);
+  CHECK(ef_dataset_select(&d, "1", 5) == EF_OK && d.n == 2 && d.labels[0] == 0 && d.pixels[1] == 40, "n %lld",
+        (long long)d.n);
   ef_dataset_free(&d);
 }
 

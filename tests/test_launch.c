@@ -26,7 +26,8 @@ static double now_s(void) {
 static int launch_sh(int n, const char *script, double *seconds) {
   char *argv[] = {"sh", "-c", (char *)script, NULL};
   double t0 = now_s();
-  int rc = ef_launch(&(ef_launch_config){.workers = n, .program = "/bin/sh", .argv = argv, .nccl_id = "00ff", .grace_s = 1});
+  int rc =
+      ef_launch(&(ef_launch_config){.workers = n, .program = "/bin/sh", .argv = argv, .nccl_id = "00ff", .grace_s = 1});
   *seconds = now_s() - t0;
   return rc;
 }
@@ -76,8 +77,10 @@ static void test_failed_workers(void) {
 static void test_signal(void) {
   // Rank 0 sends SIGTERM to the launcher (its parent): every worker must get it and exit 143.
   double t;
-  int rc = launch_sh(3, "trap 'exit 143' TERM; if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; "
-                        "while :; do sleep 0.05; done", &t);
+  int rc = launch_sh(3,
+                     "trap 'exit 143' TERM; if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; "
+                     "while :; do sleep 0.05; done",
+                     &t);
   CHECK(rc == 143 && t < 5, "SIGTERM passed on to every worker: status %d after %.1f s (want 143, under 5 s)", rc, t);
 }
 
@@ -85,8 +88,10 @@ static void test_signal(void) {
 // others: the one that ignores SIGTERM is killed after the grace period.
 static void test_failure_during_stop(void) {
   double t;
-  int rc = launch_sh(3, "if [ $EFFNET_RANK = 1 ]; then trap '' TERM; exec sleep 30; fi; trap 'exit 1' TERM; "
-                        "if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; while :; do sleep 0.05; done", &t);
+  int rc = launch_sh(3,
+                     "if [ $EFFNET_RANK = 1 ]; then trap '' TERM; exec sleep 30; fi; trap 'exit 1' TERM; "
+                     "if [ $EFFNET_RANK = 0 ]; then sleep 0.3; kill -TERM $PPID; fi; while :; do sleep 0.05; done",
+                     &t);
   CHECK(rc == 1 && t > 0.9 && t < 5, "a failure during a stop: status %d after %.1f s (want 1, 1 to 5 s)", rc, t);
 }
 
@@ -123,8 +128,8 @@ static void test_launcher_death(void) {
       if (got == 0) nanosleep(&(struct timespec){0, 20000000}, NULL);
     }
     if (worker[r] && got == 0) kill(worker[r], SIGKILL), waitpid(worker[r], NULL, 0);
-    CHECK(got == worker[r] && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "worker %d died with its launcher (got %d)", r,
-          (int)got);
+    CHECK(got == worker[r] && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "worker %d died with its launcher (got %d)",
+          r, (int)got);
     snprintf(path, sizeof path, "%s/w%d", dir, r);
     unlink(path);
   }
@@ -175,8 +180,8 @@ static int never(void *user, char *why, size_t len) { return 0; }
 static void test_poll(void) {
   int calls = 3;
   CHECK(ef_comm_poll(countdown, &calls, 5, "a countdown") == EF_OK && calls == 0, "finished on the third call");
-  CHECK(ef_comm_poll(broken, NULL, 5, "an all-reduce") == EF_ERR_IO && strstr(ef_last_error(), "an all-reduce failed") &&
-            strstr(ef_last_error(), "the link is down"),
+  CHECK(ef_comm_poll(broken, NULL, 5, "an all-reduce") == EF_ERR_IO &&
+            strstr(ef_last_error(), "an all-reduce failed") && strstr(ef_last_error(), "the link is down"),
         "a failure names the wait and the reason: %s", ef_last_error());
   double t0 = now_s();
   ef_status st = ef_comm_poll(never, NULL, 0.3, "a broadcast");

@@ -30,8 +30,8 @@ static ef_dataset memory_dataset(int64_t n) {
 static ef_loader_config config(const ef_dataset *d, bool train, int batch, int threads) {
   ef_transform t = ef_transform_defaults(train, 8, 3);
   t.crop_pct = 1;
-  return (ef_loader_config){.data = d, .transform = t, .batch = batch, .shuffle = train, .drop_last = train, .seed = 11,
-                            .threads = threads};
+  return (ef_loader_config){
+      .data = d, .transform = t, .batch = batch, .shuffle = train, .drop_last = train, .seed = 11, .threads = threads};
 }
 
 // All batches of one epoch concatenated: ids, labels and image bytes; returns the sample count.
@@ -75,8 +75,8 @@ static void test_threads_agree(void) {
         CHECK(ea.n == eb.n && !memcmp(ea.ids, eb.ids, sizeof ea.ids) && !memcmp(ea.images, eb.images, sizeof ea.images),
               "train %d: %d threads differ from none", train, threads);
       } else {
-        CHECK(ea.n == (train ? 100 : 101) && ea.batches == (train ? 10 : 11), "train %d: %lld samples in %lld batches", train,
-              (long long)ea.n, (long long)ea.batches);
+        CHECK(ea.n == (train ? 100 : 101) && ea.batches == (train ? 10 : 11), "train %d: %lld samples in %lld batches",
+              train, (long long)ea.n, (long long)ea.batches);
         int seen[101] = {0}, labels_ok = 1;
         for (int64_t i = 0; i < ea.n; i++) seen[ea.ids[i]]++, labels_ok &= ea.labels[i] == ea.ids[i] % 5;
         int once = 0;
@@ -107,7 +107,8 @@ static void test_epochs_and_resume(void) {
   CHECK(ef_loader_start(l, 1, 0) == EF_OK && ef_loader_next(l, &b) == EF_OK && ef_loader_next(l, &b) == EF_OK, "%s",
         ef_last_error());
   dump_epoch(l, 1, 3, &ea, sb);
-  CHECK(ea.batches == 5 && !memcmp(ea.ids, eb.ids + 24, 40 * sizeof(int64_t)) && !memcmp(ea.images, eb.images + 24 * sb, 40 * sb),
+  CHECK(ea.batches == 5 && !memcmp(ea.ids, eb.ids + 24, 40 * sizeof(int64_t)) &&
+            !memcmp(ea.images, eb.images + 24 * sb, 40 * sb),
         "resumed at batch 3: %lld batches, not the tail of the epoch", (long long)ea.batches);
   ef_loader_free(l);
   // Float batches are the normalization table applied to the uint8 ones.
@@ -139,8 +140,8 @@ static void test_sharding(void) {
       CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
       dump_epoch(l, 5, 0, &ea, 8 * 8 * 3);
       if (per_rank < 0) per_rank = ef_loader_samples(l);
-      CHECK(ef_loader_samples(l) == per_rank, "rank %d has %lld samples, rank 0 %lld", rank, (long long)ef_loader_samples(l),
-            (long long)per_rank);
+      CHECK(ef_loader_samples(l) == per_rank, "rank %d has %lld samples, rank 0 %lld", rank,
+            (long long)ef_loader_samples(l), (long long)per_rank);
       CHECK(ea.n == (drop ? 6 : 8), "drop %d rank %d: %lld samples in the epoch", drop, rank, (long long)ea.n);
       for (int64_t i = 0; i < ea.n; i++) seen[ea.ids[i]] += ea.real[i];
       ef_loader_free(l);
@@ -154,11 +155,12 @@ static void test_sharding(void) {
   }
   ef_loader_config c = config(&d, true, 24, 0);
   ef_loader *l;
-  CHECK(ef_loader_new(&l, &c) == EF_ERR_INVALID && strstr(ef_last_error(), "fewer than one batch"), "batch > dataset: %s",
-        ef_last_error());
+  CHECK(ef_loader_new(&l, &c) == EF_ERR_INVALID && strstr(ef_last_error(), "fewer than one batch"),
+        "batch > dataset: %s", ef_last_error());
   c = config(&d, true, 2, 0);
   c.rank = 3, c.world = 3;
-  CHECK(ef_loader_new(&l, &c) == EF_ERR_INVALID && strstr(ef_last_error(), "rank 3"), "rank 3 of 3: %s", ef_last_error());
+  CHECK(ef_loader_new(&l, &c) == EF_ERR_INVALID && strstr(ef_last_error(), "rank 3"), "rank 3 of 3: %s",
+        ef_last_error());
   free(d.pixels), free(d.labels);
 }
 

@@ -36,7 +36,7 @@ typedef struct {
   double wall_time;
   int64_t step;
   char file_version[64];
-  int n;                  // summary values
+  int n; // summary values
   char tag[MAX_VALUES][MAX_TAG];
   float value[MAX_VALUES];
 } event;
@@ -287,15 +287,18 @@ static void test_crc32c(void) {
 }
 
 // The record `r` of the log must hold these tags and values, at this step, epoch and time.
-static void expect_record(int r, int64_t step, int epoch, int n, const char *const *tags, const double *values, double t0,
-                          double t1) {
+static void expect_record(int r, int64_t step, int epoch, int n, const char *const *tags, const double *values,
+                          double t0, double t1) {
   const event *e = &ev[r + 1];
   const json_line *j = &js[r];
-  CHECK(e->step == step && e->n == n && !e->file_version[0], "record %d: event step %lld, %d values", r, (long long)e->step, e->n);
-  CHECK(e->wall_time >= t0 && e->wall_time <= t1, "record %d: wall time %.6f not in [%.0f, %.0f]", r, e->wall_time, t0, t1);
+  CHECK(e->step == step && e->n == n && !e->file_version[0], "record %d: event step %lld, %d values", r,
+        (long long)e->step, e->n);
+  CHECK(e->wall_time >= t0 && e->wall_time <= t1, "record %d: wall time %.6f not in [%.0f, %.0f]", r, e->wall_time, t0,
+        t1);
   CHECK(j->n == n + 3 && !strcmp(j->key[0], "step") && j->value[0] == (double)step && !strcmp(j->key[1], "epoch") &&
             j->value[1] == epoch && !strcmp(j->key[2], "wall_time") && fabs(j->value[2] - e->wall_time) < 1e-5,
-        "record %d: JSON has %d keys, step %.17g, epoch %g, wall_time %.6f", r, j->n, j->value[0], j->value[1], j->value[2]);
+        "record %d: JSON has %d keys, step %.17g, epoch %g, wall_time %.6f", r, j->n, j->value[0], j->value[1],
+        j->value[2]);
   for (int i = 0; i < n && i < e->n && i + 3 < j->n; i++) {
     float want = (float)values[i]; // bit for bit: NaN, -0 and denormals included
     CHECK(!strcmp(e->tag[i], tags[i]) && !memcmp(&e->value[i], &want, 4),
@@ -410,7 +413,8 @@ static void test_resume(void) {
   CHECK(ef_metrics_close(m) == EF_OK, "close: %s", ef_last_error());
   CHECK(count_event_files(path) == 3, "%d event files after resuming twice", count_event_files(path));
   int n = read_json(json_path, js, 8);
-  CHECK(n == 5 && js[3].value[0] == 7 && js[4].value[0] == 8 && !strcmp(js[4].key[3], "val/top1") && js[4].value[3] == 0.75,
+  CHECK(n == 5 && js[3].value[0] == 7 && js[4].value[0] == 8 && !strcmp(js[4].key[3], "val/top1") &&
+            js[4].value[3] == 0.75,
         "resumed metrics.jsonl: %d lines", n);
 
   // The whole file one torn line: nothing of it stays.
@@ -420,7 +424,8 @@ static void test_resume(void) {
   fputs("{\"st", f);
   fclose(f);
   CHECK(ef_metrics_open(&m, path, true) == EF_OK, "resume: %s", ef_last_error());
-  CHECK(ef_metrics_log(m, 9, 2, 1, tag, (double[]){0.5}) == EF_OK && ef_metrics_close(m) == EF_OK, "log: %s", ef_last_error());
+  CHECK(ef_metrics_log(m, 9, 2, 1, tag, (double[]){0.5}) == EF_OK && ef_metrics_close(m) == EF_OK, "log: %s",
+        ef_last_error());
   n = read_json(json_path, js, 8);
   CHECK(n == 1 && js[0].value[0] == 9, "after a torn only line: %d lines", n);
 
@@ -435,7 +440,8 @@ static void test_resume(void) {
 static void expect_open_error(const char *what, const char *d, const char *needle) {
   ef_metrics *m = (ef_metrics *)&m;
   ef_status st = ef_metrics_open(&m, d, false);
-  CHECK(st == EF_ERR_IO && m == NULL && strstr(ef_last_error(), needle), "%s: status %d, message '%s'", what, st, ef_last_error());
+  CHECK(st == EF_ERR_IO && m == NULL && strstr(ef_last_error(), needle), "%s: status %d, message '%s'", what, st,
+        ef_last_error());
 }
 
 static void test_errors(void) {
@@ -472,8 +478,8 @@ static void test_errors(void) {
   if (st != EF_OK) return;
   const char *tag[] = {"x"};
   st = ef_metrics_log(m, 1, 0, 1, tag, (double[]){1});
-  CHECK(st == EF_ERR_IO && strstr(ef_last_error(), json) && strstr(ef_last_error(), "disk full"), "full disk: status %d, '%s'", st,
-        ef_last_error());
+  CHECK(st == EF_ERR_IO && strstr(ef_last_error(), json) && strstr(ef_last_error(), "disk full"),
+        "full disk: status %d, '%s'", st, ef_last_error());
   ef_metrics_close(m); // fails again, or not: the buffer was dropped
 }
 

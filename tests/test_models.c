@@ -18,8 +18,13 @@ static ef_store *build(ef_model_graph *m, const ef_effnet_config *cfg, int64_t b
   ef_model_desc *d = malloc(sizeof *d);
   ef_model_desc_effnet(d, cfg);
   ef_store *s = ef_store_new();
-  ef_model_graph_new(m, s, d, &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1,
-                                               .image_size = size, .activations = activations});
+  ef_model_graph_new(m, s, d,
+                     &(ef_graph_opts){.batch = batch,
+                                      .training = training,
+                                      .smoothing = 0.1f,
+                                      .seed = 1,
+                                      .image_size = size,
+                                      .activations = activations});
   free(d);
   return s;
 }
@@ -44,11 +49,15 @@ static void count(const ef_effnet_config *cfg, int64_t *params, int64_t *macs, s
 // exactly; the others are within 2%. So the exact check is against torchvision, and the paper
 // check allows 5% for those two.
 static void test_presets_params_and_macs(void) {
-  static const struct { const char *name; int64_t params, torchvision_macs; double gmacs, tol; } paper[] = {
-      {"b0", 5288548, 385814752, 0.39, 0.03},        {"b1", 7794184, 686802832, 0.70, 0.03},
-      {"b2", 9109994, 993561872, 1.0, 0.03},         {"b3", 12233232, 1827141392, 1.8, 0.03},
-      {"b4", 19341616, 4393771024, 4.2, 0.05},       {"b5", 30389784, 10266384752, 9.9, 0.05},
-      {"b6", 43040704, 19067593536, 19, 0.03},       {"b7", 66347960, 37745884192, 37, 0.03},
+  static const struct {
+    const char *name;
+    int64_t params, torchvision_macs;
+    double gmacs, tol;
+  } paper[] = {
+      {"b0", 5288548, 385814752, 0.39, 0.03},  {"b1", 7794184, 686802832, 0.70, 0.03},
+      {"b2", 9109994, 993561872, 1.0, 0.03},   {"b3", 12233232, 1827141392, 1.8, 0.03},
+      {"b4", 19341616, 4393771024, 4.2, 0.05}, {"b5", 30389784, 10266384752, 9.9, 0.05},
+      {"b6", 43040704, 19067593536, 19, 0.03}, {"b7", 66347960, 37745884192, 37, 0.03},
   };
   for (int i = 0; i < 8; i++) {
     ef_effnet_config cfg;
@@ -57,32 +66,37 @@ static void test_presets_params_and_macs(void) {
     size_t stored;
     count(&cfg, &params, &macs, &stored);
     double rel = fabs((double)macs / 1e9 - paper[i].gmacs) / paper[i].gmacs;
-    printf("  %s: %lld parameters, %.3f GMACs at %d (paper %.2g, %+.1f%%)\n", paper[i].name, (long long)params, (double)macs / 1e9,
-           cfg.resolution, paper[i].gmacs, 100 * ((double)macs / 1e9 / paper[i].gmacs - 1));
-    CHECK(params == paper[i].params && (int64_t)stored == params, "%s: %lld parameters (store %zu), want %lld", paper[i].name,
-          (long long)params, stored, (long long)paper[i].params);
-    CHECK(macs == paper[i].torchvision_macs, "%s: %lld MACs, torchvision's graph has %lld", paper[i].name, (long long)macs,
-          (long long)paper[i].torchvision_macs);
+    printf("  %s: %lld parameters, %.3f GMACs at %d (paper %.2g, %+.1f%%)\n", paper[i].name, (long long)params,
+           (double)macs / 1e9, cfg.resolution, paper[i].gmacs, 100 * ((double)macs / 1e9 / paper[i].gmacs - 1));
+    CHECK(params == paper[i].params && (int64_t)stored == params, "%s: %lld parameters (store %zu), want %lld",
+          paper[i].name, (long long)params, stored, (long long)paper[i].params);
+    CHECK(macs == paper[i].torchvision_macs, "%s: %lld MACs, torchvision's graph has %lld", paper[i].name,
+          (long long)macs, (long long)paper[i].torchvision_macs);
     CHECK(rel <= paper[i].tol, "%s: %.3f GMACs, paper %.2g", paper[i].name, (double)macs / 1e9, paper[i].gmacs);
   }
 }
 
 static void test_rounding(void) {
-  struct { int filters; double width; int want; } f[] = {
-      {32, 1.0, 32}, {32, 1.1, 32}, {1280, 1.1, 1408}, {32, 1.2, 40}, {1280, 2.0, 2560}, {16, 1.8, 32}, {24, 1.4, 32},
-      {40, 1.6, 64}, {8, 0.1, 8}, {112, 1.8, 200}, {192, 1.4, 272}, {320, 1.6, 512},
+  struct {
+    int filters;
+    double width;
+    int want;
+  } f[] = {
+      {32, 1.0, 32}, {32, 1.1, 32}, {1280, 1.1, 1408}, {32, 1.2, 40},   {1280, 2.0, 2560}, {16, 1.8, 32},
+      {24, 1.4, 32}, {40, 1.6, 64}, {8, 0.1, 8},       {112, 1.8, 200}, {192, 1.4, 272},   {320, 1.6, 512},
   };
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     CHECK(ef_round_filters(f[i].filters, f[i].width) == f[i].want, "round_filters(%d, %g) = %d, want %d", f[i].filters,
           f[i].width, ef_round_filters(f[i].filters, f[i].width), f[i].want);
-  CHECK(ef_round_repeats(2, 1.1) == 3 && ef_round_repeats(3, 3.1) == 10 && ef_round_repeats(1, 1.0) == 1, "round_repeats");
+  CHECK(ef_round_repeats(2, 1.1) == 3 && ef_round_repeats(3, 3.1) == 10 && ef_round_repeats(1, 1.0) == 1,
+        "round_repeats");
 }
 
 static void test_custom_phi(void) {
   ef_effnet_config cfg;
   ef_effnet_from_phi(1.0, EF_COMPOUND_PAPER, &cfg);
-  CHECK(fabs(cfg.width - 1.1) < 1e-12 && fabs(cfg.depth - 1.2) < 1e-12 && cfg.resolution == 258, "phi 1: %g %g %d", cfg.width,
-        cfg.depth, cfg.resolution);
+  CHECK(fabs(cfg.width - 1.1) < 1e-12 && fabs(cfg.depth - 1.2) < 1e-12 && cfg.resolution == 258, "phi 1: %g %g %d",
+        cfg.width, cfg.depth, cfg.resolution);
   ef_effnet_from_phi(2.5, EF_COMPOUND_PAPER, &cfg);
   CHECK(ef_effnet_validate(&cfg) == EF_OK, "%s", ef_last_error());
   int64_t params, macs;
@@ -93,7 +107,8 @@ static void test_custom_phi(void) {
   CHECK(params > 12233232 && params < 19341616, "phi 2.5 lies between B3 and B4 in size: %lld", (long long)params);
   cfg.resolution = 16;
   CHECK(ef_effnet_validate(&cfg) == EF_ERR_INVALID && strstr(ef_last_error(), "resolution 16"), "%s", ef_last_error());
-  CHECK(ef_effnet_preset("b9", &cfg) == EF_ERR_INVALID && strstr(ef_last_error(), "unknown model 'b9'"), "%s", ef_last_error());
+  CHECK(ef_effnet_preset("b9", &cfg) == EF_ERR_INVALID && strstr(ef_last_error(), "unknown model 'b9'"), "%s",
+        ef_last_error());
 }
 
 // The training graph has one drop-path per residual block, dropping with drop_path * i / N for
@@ -108,7 +123,8 @@ static void test_dropout_schedule(void) {
     ef_store *s = build(&m, &cfg, 1, 64, training, EF_F32);
     const ef_graph *g = m.g;
     int drop_paths = 0, heads = 0, residual = 0, others = 0;
-    for (int i = 0; i < g->n && g->nodes[i] != m.loss; i++) { // the forward pass (the backward's dropouts follow the loss)
+    for (int i = 0; i < g->n && g->nodes[i] != m.loss;
+         i++) { // the forward pass (the backward's dropouts follow the loss)
       const ef_tensor *t = g->nodes[i];
       if (t->op != EF_OP_DROPOUT) continue;
       int stage, index;
@@ -148,7 +164,8 @@ static void test_b0_step_on_cpu(void) {
   ef_store_initialize(s, 3);
   CHECK(ef_model_graph_plan(&m, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
   ef_step step;
-  CHECK(ef_step_init(&step, &m, &(ef_step_config){.optim = ef_optim_defaults(EF_OPT_SGD)}) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_step_init(&step, &m, &(ef_step_config){.optim = ef_optim_defaults(EF_OPT_SGD)}) == EF_OK, "%s",
+        ef_last_error());
   float *xv = malloc(sizeof(float) * 2 * 64 * 64 * 3);
   test_fill_uniform(xv, 2 * 64 * 64 * 3, 1, 0, -1, 1);
   ef_step_result r;
@@ -158,8 +175,8 @@ static void test_b0_step_on_cpu(void) {
   const ef_plan *p = m.plan;
   printf("  B0 64x64 batch 2: loss %.4f, gradient norm %.4g, %d nodes, arena %.1f MiB (naive %.1f MiB)\n", r.loss,
          sqrt(gnorm), p->n, p->arena_bytes / 1048576.0, p->naive_bytes / 1048576.0);
-  CHECK(isfinite(r.loss) && r.loss > 0 && isfinite(gnorm) && gnorm > 0 && r.applied, "loss %g, gradient norm %g", r.loss,
-        gnorm);
+  CHECK(isfinite(r.loss) && r.loss > 0 && isfinite(gnorm) && gnorm > 0 && r.applied, "loss %g, gradient norm %g",
+        r.loss, gnorm);
   free(xv);
   ef_step_free(&step);
   release(&m, s);
@@ -192,7 +209,8 @@ static void test_node_costs_and_scopes(void) {
       }
       if (t->op == EF_OP_CONV2D_BWD_WEIGHT && se) se_grads++;
       if (t->op == EF_OP_LINEAR_BWD_WEIGHT) cls_grads += cls;
-      if ((t->op == EF_OP_BN || t->op == EF_OP_BN_BWD_DATA) && (se || cls)) CHECK(0, "'%s' is scoped %s", t->name, t->scope);
+      if ((t->op == EF_OP_BN || t->op == EF_OP_BN_BWD_DATA) && (se || cls))
+        CHECK(0, "'%s' is scoped %s", t->name, t->scope);
     }
     int64_t want = training ? 3 * layer_macs - stem : layer_macs;
     printf("  %s: %lld node MACs (layers: %lld; stem %lld), %lld bytes\n", training ? "training" : "inference",
@@ -225,22 +243,24 @@ static void test_mixed_precision_types(void) {
       const ef_tensor *t = g->nodes[i];
       bool spatial = t->ndim == 4 && t->shape[1] * t->shape[2] > 1;
       bool activation = t->op == EF_OP_CONV2D || t->op == EF_OP_CONV2D_BWD_DATA || t->op == EF_OP_BN ||
-                        t->op == EF_OP_BN_BWD_DATA || t->op == EF_OP_ACT || t->op == EF_OP_ACT_BWD || t->op == EF_OP_ADD ||
-                        t->op == EF_OP_CHANNEL_MUL || t->op == EF_OP_GAP_BWD || t->op == EF_OP_DROPOUT;
-      ef_dtype want = t->op == EF_OP_RESHAPE ? t->src[0]->dtype
+                        t->op == EF_OP_BN_BWD_DATA || t->op == EF_OP_ACT || t->op == EF_OP_ACT_BWD ||
+                        t->op == EF_OP_ADD || t->op == EF_OP_CHANNEL_MUL || t->op == EF_OP_GAP_BWD ||
+                        t->op == EF_OP_DROPOUT;
+      ef_dtype want = t->op == EF_OP_RESHAPE  ? t->src[0]->dtype
                       : t->op == EF_OP_LEAF   ? (t->dtype == EF_I32 ? EF_I32 : EF_F32)
                       : activation && spatial ? EF_BF16
                                               : EF_F32;
       if (t->dtype != want && wrong++ < 5)
-        CHECK(0, "'%s' (%s, %s) is %s, want %s", t->name, ef_op_name(t->op), t->scope ? t->scope : "-", ef_dtype_name(t->dtype),
-              ef_dtype_name(want));
+        CHECK(0, "'%s' (%s, %s) is %s, want %s", t->name, ef_op_name(t->op), t->scope ? t->scope : "-",
+              ef_dtype_name(t->dtype), ef_dtype_name(want));
       halved += t->dtype == EF_BF16;
-      if (t->scope && (!strcmp(t->scope, EF_SCOPE_SE) || !strcmp(t->scope, EF_SCOPE_CLASSIFIER)) && t->op != EF_OP_CHANNEL_MUL &&
-          t->op != EF_OP_GAP_BWD && t->op != EF_OP_ADD)
+      if (t->scope && (!strcmp(t->scope, EF_SCOPE_SE) || !strcmp(t->scope, EF_SCOPE_CLASSIFIER)) &&
+          t->op != EF_OP_CHANNEL_MUL && t->op != EF_OP_GAP_BWD && t->op != EF_OP_ADD)
         CHECK(t->dtype != EF_BF16, "'%s' in %s is bf16", t->name, t->scope);
     }
     CHECK(!half || (wrong == 0 && halved > 200), "%d nodes of the wrong type, %d bf16", wrong, halved);
-    CHECK(loss->dtype == EF_F32 && out->dtype == EF_F32, "loss %s, logits %s", ef_dtype_name(loss->dtype), ef_dtype_name(out->dtype));
+    CHECK(loss->dtype == EF_F32 && out->dtype == EF_F32, "loss %s, logits %s", ef_dtype_name(loss->dtype),
+          ef_dtype_name(out->dtype));
     size_t naive;
     ef_plan_measure(g, &arena[half], &naive);
     ef_backend *cpu = NULL;
@@ -249,12 +269,14 @@ static void test_mixed_precision_types(void) {
       ef_plan *p = NULL;
       CHECK(ef_store_bind(s, cpu) == EF_OK, "%s", ef_last_error());
       ef_status st = ef_plan_new(&p, g, cpu, NULL);
-      CHECK(st == EF_ERR_UNSUPPORTED && !p && strstr(ef_last_error(), "bf16"), "the CPU with bf16: %d %s", st, ef_last_error());
+      CHECK(st == EF_ERR_UNSUPPORTED && !p && strstr(ef_last_error(), "bf16"), "the CPU with bf16: %d %s", st,
+            ef_last_error());
     }
     release(&m, s);
     ef_backend_free(cpu);
   }
-  printf("  activation arena at batch 2, 64x64: f32 %.1f MiB, bf16 %.1f MiB\n", arena[0] / 1048576.0, arena[1] / 1048576.0);
+  printf("  activation arena at batch 2, 64x64: f32 %.1f MiB, bf16 %.1f MiB\n", arena[0] / 1048576.0,
+         arena[1] / 1048576.0);
   CHECK(arena[1] < 0.6 * arena[0], "bf16 plans %zu bytes, f32 %zu", arena[1], arena[0]);
 }
 

@@ -95,8 +95,7 @@ static const char *dims_str(const Onnx__ValueInfoProto *v, char *buf, size_t len
     const Onnx__TensorShapeProto__Dimension *d = s->dim[i];
     if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
       used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? "," : "", d->dim_param);
-    else
-      used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "," : "", (long long)d->dim_value);
+    else used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "," : "", (long long)d->dim_value);
   }
   return buf;
 }

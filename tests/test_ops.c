@@ -33,8 +33,8 @@ typedef struct {
   ef_tensor *leaf[5], *out, *dy;
   int entry[5];
   ef_plan *plan;
-  float *val[5];          // current input values
-  double *dval[5];        // the same in double
+  float *val[5];   // current input values
+  double *dval[5]; // the same in double
   float *dyv;
 } fixture;
 
@@ -66,7 +66,9 @@ static void check_case(const op_case *c, ef_backend *be) {
   fixture f = {.c = c, .store = ef_store_new()};
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *s = &c->in[i];
-    f.entry[i] = s->kind == IN_INPUT ? -1 : ef_store_add(f.store, s->name, s->kind == IN_PARAM, false, s->ndim, s->shape, (ef_init){0});
+    f.entry[i] = s->kind == IN_INPUT
+                     ? -1
+                     : ef_store_add(f.store, s->name, s->kind == IN_PARAM, false, s->ndim, s->shape, (ef_init){0});
   }
   CHECK(ef_store_bind(f.store, be) == EF_OK, "%s", ef_last_error());
   f.g = ef_graph_new(f.store, SEED);
@@ -180,8 +182,14 @@ static ef_tensor *build_sync_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
 }
 
 static const op_case group_cases[] = {
-    {"SyncBN train + swish, a pair of equal batches", 2, {X(4, {2, 3, 5, 6}), W("affine", 2, {2, 6})}, build_sync_bn,
-     ref_bn, .eps = 1e-3f, .act = EF_ACT_SWISH, .flag = true},
+    {"SyncBN train + swish, a pair of equal batches",
+     2,
+     {X(4, {2, 3, 5, 6}), W("affine", 2, {2, 6})},
+     build_sync_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .act = EF_ACT_SWISH,
+     .flag = true},
 };
 
 // The running-statistics update: twice on the same batch, against the formula in float64; with a

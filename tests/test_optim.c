@@ -29,7 +29,9 @@ static ef_store *small_store(ef_backend *be, int64_t conv_numel) {
 }
 
 // The gradients of step t (0, 1, 2, ...): uniform in [-1, 1), different every step.
-static void set_grads(ef_store *s, int t) { test_fill_uniform(s->mem[EF_ARENA_GRAD], (int64_t)s->numel[0], 2, 10 + (uint32_t)t, -1, 1); }
+static void set_grads(ef_store *s, int t) {
+  test_fill_uniform(s->mem[EF_ARENA_GRAD], (int64_t)s->numel[0], 2, 10 + (uint32_t)t, -1, 1);
+}
 
 static const double lrs[3] = {0.1, 0.05, 0.2};
 
@@ -116,8 +118,8 @@ static void test_three_steps_by_hand(void) {
       ef_optim_config cfg = test_configs[c];
       cfg.decay_all = all;
       char what[96];
-      snprintf(what, sizeof what, "%s momentum %g%s, decay %s", kind_name[cfg.kind], cfg.momentum, cfg.nesterov ? " nesterov" : "",
-               all ? "all" : "marked");
+      snprintf(what, sizeof what, "%s momentum %g%s, decay %s", kind_name[cfg.kind], cfg.momentum,
+               cfg.nesterov ? " nesterov" : "", all ? "all" : "marked");
       check_three_steps(&cfg, what);
     }
   // The official RMSProp settings too (eps 1e-3 inside the square root).
@@ -128,11 +130,17 @@ static void test_three_steps_by_hand(void) {
 
 static void test_defaults_and_slots(void) {
   ef_optim_config r = ef_optim_defaults(EF_OPT_RMSPROP), a = ef_optim_defaults(EF_OPT_ADAMW);
-  CHECK(r.rho == 0.9 && r.momentum == 0.9 && r.eps == 1e-3 && r.weight_decay == 1e-5 && !r.decay_all, "RMSProp defaults");
-  CHECK(a.beta1 == 0.9 && a.beta2 == 0.999 && a.eps == 1e-8 && a.weight_decay == 1e-2 && !a.decay_all, "AdamW defaults");
+  CHECK(r.rho == 0.9 && r.momentum == 0.9 && r.eps == 1e-3 && r.weight_decay == 1e-5 && !r.decay_all,
+        "RMSProp defaults");
+  CHECK(a.beta1 == 0.9 && a.beta2 == 0.999 && a.eps == 1e-8 && a.weight_decay == 1e-2 && !a.decay_all,
+        "AdamW defaults");
   ef_backend *be = ef_cpu_backend_new(1);
   ef_store *s = small_store(be, N_DECAYED);
-  struct { ef_optim_config cfg; int n; const char *names[2]; } want[] = {
+  struct {
+    ef_optim_config cfg;
+    int n;
+    const char *names[2];
+  } want[] = {
       {{.kind = EF_OPT_SGD, .momentum = 0.9}, 1, {"momentum"}},
       {{.kind = EF_OPT_SGD}, 0, {NULL}},
       {ef_optim_defaults(EF_OPT_RMSPROP), 2, {"rms", "momentum"}},
@@ -141,10 +149,11 @@ static void test_defaults_and_slots(void) {
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     ef_optim o;
     CHECK(ef_optim_init(&o, s, &want[i].cfg) == EF_OK, "%s", ef_last_error());
-    CHECK(ef_optim_slots(&o) == want[i].n, "%s: %d slots, want %d", kind_name[want[i].cfg.kind], ef_optim_slots(&o), want[i].n);
+    CHECK(ef_optim_slots(&o) == want[i].n, "%s: %d slots, want %d", kind_name[want[i].cfg.kind], ef_optim_slots(&o),
+          want[i].n);
     for (int k = 0; k < ef_optim_slots(&o) && k < want[i].n; k++)
-      CHECK(!strcmp(ef_optim_slot_name(&o, k), want[i].names[k]), "%s slot %d is '%s', want '%s'", kind_name[want[i].cfg.kind], k,
-            ef_optim_slot_name(&o, k), want[i].names[k]);
+      CHECK(!strcmp(ef_optim_slot_name(&o, k), want[i].names[k]), "%s slot %d is '%s', want '%s'",
+            kind_name[want[i].cfg.kind], k, ef_optim_slot_name(&o, k), want[i].names[k]);
     CHECK(o.n == NP && o.step == 0, "%s: %zu elements, step %lld", kind_name[want[i].cfg.kind], o.n, (long long)o.step);
     ef_optim_free(&o);
   }
@@ -193,15 +202,16 @@ static void test_rmsprop_accumulator_starts_at_one(void) {
   cfg.weight_decay = 0;
   CHECK(ef_optim_init(&o, s, &cfg) == EF_OK, "%s", ef_last_error());
   for (int i = 0; i < NP; i++)
-    CHECK(ef_optim_slot(&o, 0)[i] == 1.0f && ef_optim_slot(&o, 1)[i] == 0.0f, "element %d: rms %g, momentum %g at the start", i,
-          ef_optim_slot(&o, 0)[i], ef_optim_slot(&o, 1)[i]);
+    CHECK(ef_optim_slot(&o, 0)[i] == 1.0f && ef_optim_slot(&o, 1)[i] == 0.0f,
+          "element %d: rms %g, momentum %g at the start", i, ef_optim_slot(&o, 0)[i], ef_optim_slot(&o, 1)[i]);
   float p0 = s->mem[EF_ARENA_PARAM][7];
   set_grads(s, 0);
   double g = s->mem[EF_ARENA_GRAD][7], ms = 0.9 + 0.1 * g * g, want = p0 - 0.1 * g / sqrt(ms + 1e-3);
   ef_optim_step(&o, s, 0.1);
-  CHECK(fabs(ef_optim_slot(&o, 0)[7] - ms) < 1e-6, "mean square %.7f after one step, want 0.9 + 0.1 g^2 = %.7f", ef_optim_slot(&o, 0)[7],
-        ms);
-  CHECK(fabs(s->mem[EF_ARENA_PARAM][7] - want) < 1e-6, "parameter %.7f after one step, want %.7f", s->mem[EF_ARENA_PARAM][7], want);
+  CHECK(fabs(ef_optim_slot(&o, 0)[7] - ms) < 1e-6, "mean square %.7f after one step, want 0.9 + 0.1 g^2 = %.7f",
+        ef_optim_slot(&o, 0)[7], ms);
+  CHECK(fabs(s->mem[EF_ARENA_PARAM][7] - want) < 1e-6, "parameter %.7f after one step, want %.7f",
+        s->mem[EF_ARENA_PARAM][7], want);
   ef_optim_free(&o);
   ef_store_free(s);
   ef_backend_free(be);
@@ -235,7 +245,8 @@ static void test_adamw_bias_correction(void) {
   CHECK(ef_optim_init(&o, s, &cfg) == EF_OK, "%s", ef_last_error());
   ef_optim_step(&o, s, 0.1);
   double g = s->mem[EF_ARENA_GRAD][0], want = p0[0] * (1 - 0.1 * 0.5) - 0.1 * g / (fabs(g) + 0.01);
-  CHECK(fabs(s->mem[EF_ARENA_PARAM][0] - want) < 2e-6, "t = 1, decayed: %.7f, want %.7f", s->mem[EF_ARENA_PARAM][0], want);
+  CHECK(fabs(s->mem[EF_ARENA_PARAM][0] - want) < 2e-6, "t = 1, decayed: %.7f, want %.7f", s->mem[EF_ARENA_PARAM][0],
+        want);
   ef_optim_free(&o);
   ef_store_free(s);
   ef_backend_free(be);
@@ -248,20 +259,22 @@ static void test_slots_restore_exactly(void) {
   for (int c = 0; c < N_CONFIGS; c++) {
     ef_store *a = small_store(be, N_DECAYED), *b = small_store(be, N_DECAYED);
     ef_optim oa, ob;
-    CHECK(ef_optim_init(&oa, a, &test_configs[c]) == EF_OK && ef_optim_init(&ob, b, &test_configs[c]) == EF_OK, "%s", ef_last_error());
+    CHECK(ef_optim_init(&oa, a, &test_configs[c]) == EF_OK && ef_optim_init(&ob, b, &test_configs[c]) == EF_OK, "%s",
+          ef_last_error());
     for (int t = 0; t < 2; t++) {
       set_grads(a, t);
       ef_optim_step(&oa, a, lrs[t]);
     }
     memcpy(b->mem[EF_ARENA_PARAM], a->mem[EF_ARENA_PARAM], NP * sizeof(float));
-    for (int k = 0; k < ef_optim_slots(&oa); k++) memcpy(ef_optim_slot(&ob, k), ef_optim_slot(&oa, k), NP * sizeof(float));
+    for (int k = 0; k < ef_optim_slots(&oa); k++)
+      memcpy(ef_optim_slot(&ob, k), ef_optim_slot(&oa, k), NP * sizeof(float));
     ob.step = oa.step;
     set_grads(a, 2);
     set_grads(b, 2);
     ef_optim_step(&oa, a, lrs[2]);
     ef_optim_step(&ob, b, lrs[2]);
-    CHECK(!memcmp(a->mem[EF_ARENA_PARAM], b->mem[EF_ARENA_PARAM], NP * sizeof(float)), "%s (config %d): the restored step differs",
-          kind_name[test_configs[c].kind], c);
+    CHECK(!memcmp(a->mem[EF_ARENA_PARAM], b->mem[EF_ARENA_PARAM], NP * sizeof(float)),
+          "%s (config %d): the restored step differs", kind_name[test_configs[c].kind], c);
     ef_optim_free(&oa);
     ef_optim_free(&ob);
     ef_store_free(a);
@@ -290,8 +303,8 @@ static void test_optim_threads_agree(void) {
       ef_optim_free(&o);
       ef_store_free(s);
     }
-    CHECK(!memcmp(out[0], out[1], (size_t)(big + 3) * sizeof(float)), "%s (config %d): 1 and 2 threads differ", kind_name[test_configs[c].kind],
-          c);
+    CHECK(!memcmp(out[0], out[1], (size_t)(big + 3) * sizeof(float)), "%s (config %d): 1 and 2 threads differ",
+          kind_name[test_configs[c].kind], c);
     free(out[0]);
     free(out[1]);
   }
@@ -304,13 +317,20 @@ static void test_optim_threads_agree(void) {
 // Official B0 on ImageNet: 0.016 per 256 images at batch 2048 = 0.128; 1281167 / 2048 = 625.57
 // steps per epoch; 5 warm-up epochs = 3127 steps; x0.97 every 2.4 epochs = 1501.37 steps.
 static ef_schedule_config b0_schedule(ef_lr_decay decay) {
-  return (ef_schedule_config){.decay = decay, .base_lr = 0.016, .batch = 2048, .steps_per_epoch = 1281167.0 / 2048,
-                              .warmup_epochs = 5, .decay_epochs = 2.4, .decay_rate = 0.97, .epochs = 350};
+  return (ef_schedule_config){.decay = decay,
+                              .base_lr = 0.016,
+                              .batch = 2048,
+                              .steps_per_epoch = 1281167.0 / 2048,
+                              .warmup_epochs = 5,
+                              .decay_epochs = 2.4,
+                              .decay_rate = 0.97,
+                              .epochs = 350};
 }
 
 static void check_lr(const ef_schedule *s, int64_t step, double want, const char *what) {
   double got = ef_lr_at(s, step);
-  CHECK(fabs(got - want) <= 1e-12 * fabs(want) + 1e-15, "%s, step %lld: lr %.12g, want %.12g", what, (long long)step, got, want);
+  CHECK(fabs(got - want) <= 1e-12 * fabs(want) + 1e-15, "%s, step %lld: lr %.12g, want %.12g", what, (long long)step,
+        got, want);
 }
 
 static void test_schedule_official_b0(void) {
@@ -349,14 +369,15 @@ static void test_schedule_official_b0(void) {
 
 static void test_schedule_refuses_nonsense(void) {
   ef_schedule s;
-  ef_schedule_config bad[] = {b0_schedule(EF_LR_EXPONENTIAL), b0_schedule(EF_LR_EXPONENTIAL), b0_schedule(EF_LR_EXPONENTIAL),
-                              b0_schedule(EF_LR_EXPONENTIAL), b0_schedule(EF_LR_COSINE),      b0_schedule(EF_LR_EXPONENTIAL),
+  ef_schedule_config bad[] = {b0_schedule(EF_LR_EXPONENTIAL), b0_schedule(EF_LR_EXPONENTIAL),
+                              b0_schedule(EF_LR_EXPONENTIAL), b0_schedule(EF_LR_EXPONENTIAL),
+                              b0_schedule(EF_LR_COSINE),      b0_schedule(EF_LR_EXPONENTIAL),
                               b0_schedule(EF_LR_EXPONENTIAL)};
   bad[0].base_lr = 0;
   bad[1].batch = 0;
   bad[2].decay_rate = 1.5;
   bad[3].decay_epochs = 0;
-  bad[4].epochs = 4;  // less than the warm-up
+  bad[4].epochs = 4; // less than the warm-up
   bad[5].steps_per_epoch = 0;
   bad[6].decay = (ef_lr_decay)9;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -370,7 +391,10 @@ static void test_ema_warmup_decay(void) {
   ef_store *s = small_store(be, N_DECAYED);
   ef_ema e;
   CHECK(ef_ema_init(&e, s, 0.9999) == EF_OK, "%s", ef_last_error());
-  struct { int64_t n; double want; } at[] = {{0, 0.1}, {1, 2.0 / 11}, {10, 0.55}, {89990, 0.9999}, {1000000, 0.9999}};
+  struct {
+    int64_t n;
+    double want;
+  } at[] = {{0, 0.1}, {1, 2.0 / 11}, {10, 0.55}, {89990, 0.9999}, {1000000, 0.9999}};
   for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
     e.updates = at[i].n;
     CHECK(fabs(ef_ema_decay_now(&e) - at[i].want) < 1e-12, "n = %lld: decay %.10f, want %.10f", (long long)at[i].n,
@@ -405,7 +429,8 @@ static void test_ema_averages_weights_and_bn_state(void) {
   }
   CHECK(e.updates == 2, "%lld updates counted", (long long)e.updates);
   int mean = ef_store_find(s, "bn.running_mean"), w = ef_store_find(s, "bn.weight");
-  CHECK(ef_ema_data(&e, s, mean) == e.shadow[EF_ARENA_STATE] && ef_ema_data(&e, s, w) == e.shadow[EF_ARENA_PARAM] + N_DECAYED,
+  CHECK(ef_ema_data(&e, s, mean) == e.shadow[EF_ARENA_STATE] &&
+            ef_ema_data(&e, s, w) == e.shadow[EF_ARENA_PARAM] + N_DECAYED,
         "per-entry views of the shadow");
   float live_p[NP], live_s[NS], avg_p[NP], avg_s[NS];
   memcpy(live_p, s->mem[EF_ARENA_PARAM], sizeof live_p);
@@ -417,8 +442,10 @@ static void test_ema_averages_weights_and_bn_state(void) {
         "swapped in: the store does not hold the average");
   CHECK(e.swapped, "not marked swapped");
   ef_ema_swap(&e, s);
-  CHECK(!memcmp(s->mem[EF_ARENA_PARAM], live_p, sizeof live_p) && !memcmp(s->mem[EF_ARENA_STATE], live_s, sizeof live_s) &&
-            !memcmp(e.shadow[EF_ARENA_PARAM], avg_p, sizeof avg_p) && !memcmp(e.shadow[EF_ARENA_STATE], avg_s, sizeof avg_s),
+  CHECK(!memcmp(s->mem[EF_ARENA_PARAM], live_p, sizeof live_p) &&
+            !memcmp(s->mem[EF_ARENA_STATE], live_s, sizeof live_s) &&
+            !memcmp(e.shadow[EF_ARENA_PARAM], avg_p, sizeof avg_p) &&
+            !memcmp(e.shadow[EF_ARENA_STATE], avg_s, sizeof avg_s),
         "swapped back: live values or average lost");
   ef_ema_free(&e);
   ef_store_free(s);

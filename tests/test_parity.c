@@ -73,10 +73,12 @@ int main(int argc, char **argv) {
   go.training = true;
   if (training) ef_model_graph_new(&tr, s, d, &go);
   ef_backend *be = ef_cpu_backend_new(0);
-  CHECK(ef_store_bind(s, be) == EF_OK && ef_model_load_weights(argv[1], info, false, NULL, s) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_store_bind(s, be) == EF_OK && ef_model_load_weights(argv[1], info, false, NULL, s) == EF_OK, "%s",
+        ef_last_error());
   CHECK(ef_model_graph_plan(&ev, be, NULL) == EF_OK && (!training || ef_model_graph_plan(&tr, be, NULL) == EF_OK), "%s",
         ef_last_error());
-  float *images = read_dataset(ref, "images", (int64_t)n * res * res * d->in_channels), *want_eval = read_dataset(ref, "logits_eval", n * k);
+  float *images = read_dataset(ref, "images", (int64_t)n * res * res * d->in_channels),
+        *want_eval = read_dataset(ref, "logits_eval", n * k);
   float *got = malloc(sizeof(float) * (size_t)(n * k));
   CHECK(images && want_eval, "reference images or logits_eval missing or mis-sized");
   if (!test_failures) {
@@ -89,7 +91,8 @@ int main(int argc, char **argv) {
   float *labels = training ? read_dataset(ref, "labels", n) : NULL, loss;
   float *want_train = training ? read_dataset(ref, "logits_train", n * k) : NULL;
   float *want_loss = training ? read_dataset(ref, "loss", 1) : NULL;
-  CHECK(!training || (labels && want_train && want_loss), "reference labels, logits_train or loss missing or mis-sized");
+  CHECK(!training || (labels && want_train && want_loss),
+        "reference labels, logits_train or loss missing or mis-sized");
   if (training && !test_failures) {
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)n);
     for (int i = 0; i < n; i++) lab[i] = (int32_t)labels[i];
@@ -154,8 +157,8 @@ int main(int argc, char **argv) {
       free(want[i]), free(have);
     }
     free(want);
-    printf("%s: %d parameter gradients (%d zero up to rounding), worst relative error %.3g (%s)\n", name, compared, zero,
-           worst, worst_name);
+    printf("%s: %d parameter gradients (%d zero up to rounding), worst relative error %.3g (%s)\n", name, compared,
+           zero, worst, worst_name);
     free(lab);
   }
   free(images), free(labels), free(want_eval), free(want_train), free(want_loss), free(got);

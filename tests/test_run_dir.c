@@ -41,8 +41,8 @@ static void test_names_and_order(void) {
   touch("ckpt-000000000100.h5"), touch("ckpt-000000000009.h5"), touch("ckpt-1234567890123.h5");
   touch("best.h5"), touch("ckpt-000000000007.h5.tmp.123"), touch("ckpt-x.h5"), touch("metrics.jsonl");
   int n = ef_run_dir_list(dir, steps, 8);
-  CHECK(n == 3 && steps[0] == 9 && steps[1] == 100 && steps[2] == 1234567890123LL, "listed %d: %lld %lld %lld", n, steps[0],
-        steps[1], steps[2]);
+  CHECK(n == 3 && steps[0] == 9 && steps[1] == 100 && steps[2] == 1234567890123LL, "listed %d: %lld %lld %lld", n,
+        steps[0], steps[1], steps[2]);
   CHECK(ef_run_dir_list(dir, steps, 2) == 2, "the listing passed its room");
   ef_run_dir_latest(path, sizeof path, dir);
   CHECK(strstr(path, "ckpt-1234567890123.h5") != NULL, "latest %s", path);
@@ -52,7 +52,8 @@ static void test_prune(void) {
   ef_run_dir_prune(dir, 2);
   CHECK(!exists("ckpt-000000000009.h5") && exists("ckpt-000000000100.h5") && exists("ckpt-1234567890123.h5"),
         "pruning to 2 kept the wrong files");
-  CHECK(exists("best.h5") && exists("ckpt-000000000007.h5.tmp.123") && exists("metrics.jsonl"), "pruning removed others");
+  CHECK(exists("best.h5") && exists("ckpt-000000000007.h5.tmp.123") && exists("metrics.jsonl"),
+        "pruning removed others");
   ef_run_dir_prune(dir, 5);
   CHECK(exists("ckpt-000000000100.h5"), "pruning to more than there are removed one");
 }
@@ -70,8 +71,8 @@ static void test_resume_path(void) {
   char empty[280];
   snprintf(empty, sizeof empty, "%s/empty", dir);
   CHECK(mkdir(empty, 0755) == 0, "mkdir %s: %s", empty, strerror(errno));
-  CHECK(ef_run_dir_resume_path(empty, path, sizeof path) == EF_ERR_IO && strstr(ef_last_error(), "holds no checkpoint"), "%s",
-        ef_last_error());
+  CHECK(ef_run_dir_resume_path(empty, path, sizeof path) == EF_ERR_IO && strstr(ef_last_error(), "holds no checkpoint"),
+        "%s", ef_last_error());
 }
 
 static void test_choose(void) {
@@ -80,8 +81,10 @@ static void test_choose(void) {
   ef_run_dir_checkpoint(newest, sizeof newest, dir, 1234567890123LL);
   ef_run_dir_checkpoint(older, sizeof older, dir, 100);
   // A new run: the folder given, when it holds no checkpoint; a new name otherwise.
-  CHECK(ef_run_dir_choose(out, sizeof out, empty, NULL, 0, "b0") == EF_OK && !strcmp(out, empty), "%s", ef_last_error());
-  CHECK(ef_run_dir_choose(out, sizeof out, NULL, NULL, 0, "b3") == EF_OK && !strncmp(out, "runs/b3-", 8), "new folder %s", out);
+  CHECK(ef_run_dir_choose(out, sizeof out, empty, NULL, 0, "b0") == EF_OK && !strcmp(out, empty), "%s",
+        ef_last_error());
+  CHECK(ef_run_dir_choose(out, sizeof out, NULL, NULL, 0, "b3") == EF_OK && !strncmp(out, "runs/b3-", 8),
+        "new folder %s", out);
   CHECK(ef_run_dir_choose(out, sizeof out, dir, NULL, 0, "b0") == EF_ERR_INVALID &&
             strstr(ef_last_error(), "already holds checkpoints of another run"),
         "%s", ef_last_error());
@@ -92,7 +95,8 @@ static void test_choose(void) {
   CHECK(ef_run_dir_choose(out, sizeof out, NULL, older, 100, "b0") == EF_ERR_INVALID &&
             strstr(ef_last_error(), "is not the latest checkpoint"),
         "%s", ef_last_error());
-  CHECK(ef_run_dir_choose(out, sizeof out, empty, older, 100, "b0") == EF_OK && !strcmp(out, empty), "%s", ef_last_error());
+  CHECK(ef_run_dir_choose(out, sizeof out, empty, older, 100, "b0") == EF_OK && !strcmp(out, empty), "%s",
+        ef_last_error());
   // ... but not into another run's folder.
   char other[320];
   snprintf(other, sizeof other, "%s/ckpt-000000000005.h5", empty);

@@ -21,7 +21,8 @@ static void make_problem(float *x, int32_t *y) {
   for (int64_t i = 0; i < N_SAMPLES; i++) {
     y[i] = (int32_t)(i % CLASSES);
     for (int64_t j = 0; j < px; j++)
-      x[i * px + j] = ef_philox_normal(11, 0, 0, (uint64_t)(y[i] * px + j)) + 1.5f * ef_philox_normal(11, 1, 0, (uint64_t)(i * px + j));
+      x[i * px + j] = ef_philox_normal(11, 0, 0, (uint64_t)(y[i] * px + j)) +
+                      1.5f * ef_philox_normal(11, 1, 0, (uint64_t)(i * px + j));
   }
 }
 
@@ -73,8 +74,8 @@ static void test_loss_falls(void) {
     if (s == 0) first = l;
     if (s >= 72) last += l / 8;
   }
-  printf("  loss at the first step %.4f (ln 4 = 1.386), mean over the last 8 of 80 steps %.4f (%.0fx lower)\n", first, last,
-         first / last);
+  printf("  loss at the first step %.4f (ln 4 = 1.386), mean over the last 8 of 80 steps %.4f (%.0fx lower)\n", first,
+         last, first / last);
   CHECK(first > 1.2f && last < first / 10, "the loss must fall tenfold in 80 steps: %.4f -> %.4f", first, last);
   trainer_free(&t);
   ef_backend_free(be);
@@ -92,7 +93,8 @@ static void test_planned_training_equals_unplanned(void) {
   for (int i = 0; i < pa->n_bufs; i++)
     for (int j = i + 1; j < pa->n_bufs; j++) {
       const ef_buffer *x = &pa->bufs[i], *y = &pa->bufs[j];
-      overlaps += x->birth <= y->death && y->birth <= x->death && x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
+      overlaps += x->birth <= y->death && y->birth <= x->death && x->offset < y->offset + y->bytes &&
+                  y->offset < x->offset + x->bytes;
     }
   CHECK(overlaps == 0, "%d live buffers overlap", overlaps);
   printf("  training graph: %d nodes, %d buffers, arena %.2f MiB planned vs %.2f MiB naive\n", pa->n, pa->n_bufs,
@@ -115,7 +117,11 @@ static void test_planned_training_equals_unplanned(void) {
 // EfficientNet uses, forward and both backward passes; `ref` would be tens of times slower.
 static void test_onednn_picks_fast_kernels(void) {
   ef_backend *be = ef_cpu_backend_new(0);
-  struct { const char *what; int64_t x[4], w[4]; int stride, groups; } convs[] = {
+  struct {
+    const char *what;
+    int64_t x[4], w[4];
+    int stride, groups;
+  } convs[] = {
       {"stem 3x3 s2, 3->32 at 224", {2, 224, 224, 3}, {32, 3, 3, 3}, 2, 1},
       {"depthwise 3x3 s1, 96 at 112", {2, 112, 112, 96}, {96, 3, 3, 1}, 1, 96},
       {"depthwise 5x5 s2, 144 at 56", {2, 56, 56, 144}, {144, 5, 5, 1}, 2, 144},
@@ -139,7 +145,8 @@ static void test_onednn_picks_fast_kernels(void) {
       if (op != EF_OP_CONV2D && op != EF_OP_CONV2D_BWD_DATA && op != EF_OP_CONV2D_BWD_WEIGHT) continue;
       const char *impl = be->describe(be, p->state[k]);
       printf("  %-32s %-18s %s\n", convs[i].what, ef_op_name(op), impl);
-      CHECK(impl && strncmp(impl, "ref", 3) != 0, "%s, %s: oneDNN fell back to '%s'", convs[i].what, ef_op_name(op), impl);
+      CHECK(impl && strncmp(impl, "ref", 3) != 0, "%s, %s: oneDNN fell back to '%s'", convs[i].what, ef_op_name(op),
+            impl);
     }
     ef_plan_free(p);
     ef_graph_free(g);

@@ -20,8 +20,8 @@ static void test_rrc_ranges(void) {
   for (int i = 0; i < 2000; i++) {
     ef_rng_seq r = seq((uint64_t)i);
     ef_crop c = ef_rrc_crop(500, 375, scale, ratio, &r);
-    CHECK(c.x >= 0 && c.y >= 0 && c.w > 0 && c.h > 0 && c.x + c.w <= 500 && c.y + c.h <= 375, "crop %d: %dx%d+%d+%d", i, c.w,
-          c.h, c.x, c.y);
+    CHECK(c.x >= 0 && c.y >= 0 && c.w > 0 && c.h > 0 && c.x + c.w <= 500 && c.y + c.h <= 375, "crop %d: %dx%d+%d+%d", i,
+          c.w, c.h, c.x, c.y);
     double area = (double)c.w * c.h / (500.0 * 375), ar = (double)c.w / c.h;
     // Rounding w and h moves the area and ratio slightly outside the drawn ranges.
     if (area > 0.075 && area <= 1 && ar > 0.73 && ar < 1.36) fits++;
@@ -98,7 +98,8 @@ static void test_resample(void) {
   const uint8_t v[6] = {0, 40, 80, 120, 160, 200};
   memcpy(row.px, v, 6);
   resample_whole(&row, 3, 1, EF_INTERP_BILINEAR, &out);
-  int want0 = (int)lround((0.75 * 0 + 0.75 * 40 + 0.25 * 80) / 1.75), want1 = (int)lround((0.25 * 40 + 0.75 * 80 + 0.75 * 120 + 0.25 * 160) / 2);
+  int want0 = (int)lround((0.75 * 0 + 0.75 * 40 + 0.25 * 80) / 1.75),
+      want1 = (int)lround((0.25 * 40 + 0.75 * 80 + 0.75 * 120 + 0.25 * 160) / 2);
   CHECK(out.px[0] == want0 && out.px[1] == want1, "halving: %d %d, want %d %d", out.px[0], out.px[1], want0, want1);
   ef_image_free(&row), ef_image_free(&src), ef_image_free(&out);
 }
@@ -114,8 +115,8 @@ static void test_sample(void) {
   CHECK(ef_transform_sample(&t, &src, &r, &s) == EF_OK, "%s", ef_last_error());
   // Resize the shorter side to 2: 4x2 stays 4x2; the centre 2x2 window is columns 1..2.
   const uint8_t want[12] = {10, 10, 10, 20, 20, 20, 50, 50, 50, 60, 60, 60};
-  CHECK(s.out.w == 2 && s.out.c == 3 && !memcmp(s.out.px, want, 12), "gray to RGB centre crop: %d %d %d ...", s.out.px[0],
-        s.out.px[3], s.out.px[6]);
+  CHECK(s.out.w == 2 && s.out.c == 3 && !memcmp(s.out.px, want, 12), "gray to RGB centre crop: %d %d %d ...",
+        s.out.px[0], s.out.px[3], s.out.px[6]);
   CHECK(r.next == 0, "evaluation drew %llu random words", (unsigned long long)r.next);
   // Training with the whole image as the crop and a certain flip: the image mirrored.
   t = ef_transform_defaults(true, 4, 1);
@@ -156,7 +157,8 @@ static void test_augment_follows_crop(void) {
       else ef_randaugment(&plain, &tmp, t.ra_n, t.ra_m, &r);
       t.augment = (ef_augment_kind)kind;
       ef_rng_seq r2 = seq(i);
-      CHECK(ef_transform_sample(&t, &in, &r2, &s) == EF_OK && r2.next == r.next && !memcmp(s.out.px, plain.px, 16 * 16 * 3),
+      CHECK(ef_transform_sample(&t, &in, &r2, &s) == EF_OK && r2.next == r.next &&
+                !memcmp(s.out.px, plain.px, 16 * 16 * 3),
             "policy %d sample %llu: not crop + flip + policy", kind, (unsigned long long)i);
       ef_rng_seq r3 = seq(i);
       t.augment = EF_AUGMENT_NONE;
@@ -177,7 +179,8 @@ static void test_dct_matches_full_decode(void) {
   for (int y = 0; y < 300; y++)
     for (int x = 0; x < 400; x++) {
       uint8_t *p = src.px + (y * 400 + x) * 3;
-      p[0] = (uint8_t)(x * 255 / 399), p[1] = (uint8_t)(y * 255 / 299), p[2] = (uint8_t)(128 + 100 * sin(x / 17.0 + y / 23.0));
+      p[0] = (uint8_t)(x * 255 / 399), p[1] = (uint8_t)(y * 255 / 299),
+      p[2] = (uint8_t)(128 + 100 * sin(x / 17.0 + y / 23.0));
     }
   uint8_t *jpg;
   size_t len;
@@ -208,14 +211,17 @@ static void test_lut_and_validation(void) {
   ef_transform t = ef_transform_defaults(true, 224, 3);
   float lut[768];
   ef_transform_lut(&t, lut);
-  CHECK(lut[0] == (0.0f - 0.485f) / 0.229f && lut[256 + 255] == (1.0f - 0.456f) / 0.224f && lut[512 + 128] == (128.0f / 255.0f - 0.406f) / 0.225f,
+  CHECK(lut[0] == (0.0f - 0.485f) / 0.229f && lut[256 + 255] == (1.0f - 0.456f) / 0.224f &&
+            lut[512 + 128] == (128.0f / 255.0f - 0.406f) / 0.225f,
         "normalization table %g %g %g", lut[0], lut[511], lut[640]);
   CHECK(ef_transform_validate(&t) == EF_OK, "defaults invalid: %s", ef_last_error());
   t.augment = EF_AUGMENT_RAND, t.ra_m = 31;
-  CHECK(ef_transform_validate(&t) == EF_ERR_INVALID && strstr(ef_last_error(), "m=31"), "RandAugment m 31: %s", ef_last_error());
+  CHECK(ef_transform_validate(&t) == EF_ERR_INVALID && strstr(ef_last_error(), "m=31"), "RandAugment m 31: %s",
+        ef_last_error());
   t = ef_transform_defaults(false, 224, 3);
   t.crop_pct = 1.5f;
-  CHECK(ef_transform_validate(&t) == EF_ERR_INVALID && strstr(ef_last_error(), "crop fraction"), "crop_pct 1.5: %s", ef_last_error());
+  CHECK(ef_transform_validate(&t) == EF_ERR_INVALID && strstr(ef_last_error(), "crop fraction"), "crop_pct 1.5: %s",
+        ef_last_error());
   t = ef_transform_defaults(true, 224, 3);
   t.scale[0] = 0;
   CHECK(ef_transform_validate(&t) == EF_ERR_INVALID, "scale 0 accepted");

@@ -122,8 +122,8 @@ static void test_layout_is_oihw(void) {
   hid_t f = H5Fopen(path("layout.h5"), H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "model/conv.weight", H5P_DEFAULT);
   hid_t sp = H5Dget_space(d);
   hsize_t dims[4] = {0};
-  CHECK(H5Sget_simple_extent_ndims(sp) == 4 && H5Sget_simple_extent_dims(sp, dims, NULL) == 4 && dims[0] == 3 && dims[1] == 5 &&
-            dims[2] == 2 && dims[3] == 4,
+  CHECK(H5Sget_simple_extent_ndims(sp) == 4 && H5Sget_simple_extent_dims(sp, dims, NULL) == 4 && dims[0] == 3 &&
+            dims[1] == 5 && dims[2] == 2 && dims[3] == 4,
         "stored shape (%llu,%llu,%llu,%llu), want (3,5,2,4)", (unsigned long long)dims[0], (unsigned long long)dims[1],
         (unsigned long long)dims[2], (unsigned long long)dims[3]);
   CHECK(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0, "read");
@@ -184,15 +184,16 @@ static void test_failed_save_keeps_previous(void) {
   ef_store_free(other);
   ef_store_free(check);
   CHECK(mkdir(path("taken"), 0755) == 0, "mkdir");
-  CHECK(ef_weights_save(path("taken"), s, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot rename"), "%s", ef_last_error());
+  CHECK(ef_weights_save(path("taken"), s, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot rename"), "%s",
+        ef_last_error());
   char cmd[512];
   snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", dir);
   FILE *p = popen(cmd, "r");
   int leftovers = -1;
   CHECK(p && fscanf(p, "%d", &leftovers) == 1 && leftovers == 0, "%d temporary files left", leftovers);
   if (p) pclose(p);
-  CHECK(ef_weights_save("/nonexistent/dir/w.h5", s, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot create"), "%s",
-        ef_last_error());
+  CHECK(ef_weights_save("/nonexistent/dir/w.h5", s, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot create"),
+        "%s", ef_last_error());
   ef_store_free(s);
 }
 
@@ -219,15 +220,18 @@ static void test_sets_and_attrs(void) {
   CHECK(ef_weights_save_sets(path("ckpt.h5"), a, &cfg, sets, 3, attrs, 3) == EF_OK, "%s", ef_last_error());
   ef_tensor_set back[] = {{"model", NULL, NULL}, {"ema", ema_p2, ema_s2}, {"optimizer/momentum", mom2, NULL}};
   CHECK(ef_weights_load_sets(path("ckpt.h5"), b, back, 3) == EF_OK, "%s", ef_last_error());
-  CHECK(same_values(a, b) && !memcmp(ema_p, ema_p2, np * 4) && !memcmp(ema_s, ema_s2, ns * 4) && !memcmp(mom, mom2, np * 4),
+  CHECK(same_values(a, b) && !memcmp(ema_p, ema_p2, np * 4) && !memcmp(ema_s, ema_s2, ns * 4) &&
+            !memcmp(mom, mom2, np * 4),
         "sets round trip");
-  ef_attr read[3] = {{.name = "step", .kind = EF_ATTR_INT}, {.name = "lr", .kind = EF_ATTR_DOUBLE},
+  ef_attr read[3] = {{.name = "step", .kind = EF_ATTR_INT},
+                     {.name = "lr", .kind = EF_ATTR_DOUBLE},
                      {.name = "train_config", .kind = EF_ATTR_STRING, .s = back_config, .cap = sizeof back_config}};
-  CHECK(ef_weights_read_attrs(path("ckpt.h5"), read, 3) == EF_OK && read[0].i == 1234567890123LL && read[1].d == 0.016 &&
-            !strcmp(back_config, config),
+  CHECK(ef_weights_read_attrs(path("ckpt.h5"), read, 3) == EF_OK && read[0].i == 1234567890123LL &&
+            read[1].d == 0.016 && !strcmp(back_config, config),
         "attributes: %s", ef_last_error());
   ef_attr too_long = {.name = "train_config", .kind = EF_ATTR_STRING, .s = small, .cap = sizeof small};
-  CHECK(ef_weights_read_attrs(path("ckpt.h5"), &too_long, 1) == EF_ERR_FORMAT && strstr(ef_last_error(), "'train_config'"),
+  CHECK(ef_weights_read_attrs(path("ckpt.h5"), &too_long, 1) == EF_ERR_FORMAT &&
+            strstr(ef_last_error(), "'train_config'"),
         "a string longer than its buffer: %s", ef_last_error());
   ef_attr missing = {.name = "epoch", .kind = EF_ATTR_INT};
   CHECK(ef_weights_read_attrs(path("ckpt.h5"), &missing, 1) == EF_ERR_FORMAT && strstr(ef_last_error(), "'epoch'"),
@@ -239,7 +243,8 @@ static void test_sets_and_attrs(void) {
   CHECK(same_values(b, before), "the snapshot");
   CHECK(ef_weights_save(path("plain.h5"), a, &cfg) == EF_OK, "%s", ef_last_error());
   ef_status st = ef_weights_load_sets(path("plain.h5"), b, back, 3);
-  CHECK(st == EF_ERR_FORMAT && strstr(ef_last_error(), "missing: the group /ema") && strstr(ef_last_error(), "/optimizer/momentum"),
+  CHECK(st == EF_ERR_FORMAT && strstr(ef_last_error(), "missing: the group /ema") &&
+            strstr(ef_last_error(), "/optimizer/momentum"),
         "no EMA: status %d, %s", st, ef_last_error());
   CHECK(same_values(b, before), "a failed load changed the store");
   // The slot group read as if it held state entries: their absence is reported by name.

@@ -9,7 +9,8 @@
 
 int main(int argc, char **argv) {
   if (argc != 13) {
-    fprintf(stderr, "usage: transform_ref train|eval SIZE CHANNELS bilinear|bicubic CROP_PCT SEED INDEX IN W H C OUT\n");
+    fprintf(stderr,
+            "usage: transform_ref train|eval SIZE CHANNELS bilinear|bicubic CROP_PCT SEED INDEX IN W H C OUT\n");
     return 2;
   }
   ef_transform t = ef_transform_defaults(!strcmp(argv[1], "train"), atoi(argv[2]), atoi(argv[3]));
@@ -22,7 +23,8 @@ int main(int argc, char **argv) {
   if (!f || fread(px, 1, n, f) != n) return fprintf(stderr, "cannot read %s\n", argv[8]), 1;
   fclose(f);
   if (ef_transform_validate(&t) != EF_OK) return fprintf(stderr, "%s\n", ef_last_error()), 1;
-  ef_rng_seq rng = {.seed = strtoull(argv[6], NULL, 10), .stream = ef_rng_stream(EF_RNG_AUGMENT, 0),
+  ef_rng_seq rng = {.seed = strtoull(argv[6], NULL, 10),
+                    .stream = ef_rng_stream(EF_RNG_AUGMENT, 0),
                     .next = strtoull(argv[7], NULL, 10) * 1024};
   ef_transform_scratch s = {0};
   ef_sample_src src = {.pixels = px, .w = w, .h = h, .c = c, .name = argv[8]};
@@ -33,7 +35,8 @@ int main(int argc, char **argv) {
   float *out = malloc(m * sizeof(float));
   ef_transform_normalize(lut, &s.out, out);
   f = fopen(argv[12], "wb");
-  if (!f || fwrite(out, sizeof(float), m, f) != m || fclose(f)) return fprintf(stderr, "cannot write %s\n", argv[12]), 1;
+  if (!f || fwrite(out, sizeof(float), m, f) != m || fclose(f))
+    return fprintf(stderr, "cannot write %s\n", argv[12]), 1;
   printf("%d %d %d %d %d\n", s.crop.x, s.crop.y, s.crop.w, s.crop.h, s.flipped);
   ef_transform_scratch_free(&s);
   free(px), free(out);

@@ -42,11 +42,13 @@ static const ef_flag bench_flags[] = {
      "memory budget for max batch (0: what the system, or the GPU, has free)", false},
     {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH",
      "end to end: batches from this dataset through the loader (the train\ntransform for --mode train, the eval "
-     "transform for infer), at\nthe model's resolution; the step time includes waiting for it", false},
+     "transform for infer), at\nthe model's resolution; the step time includes waiting for it",
+     false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "loader threads with --data", false},
     {ROW(EF_FLAG_BOOL, "--json", json), 0, 0, NULL, NULL,
      "one JSON object per line instead of text (peak_rss_mib: the\nprocess's peak so far, over the configurations run "
-     "before;\npeak_device_mib: the GPU memory in use at effnet's peak, likewise)", false},
+     "before;\npeak_device_mib: the GPU memory in use at effnet's peak, likewise)",
+     false},
     {ROW(EF_FLAG_BOOL, "--profile", profile), 0, 0, NULL, NULL, "time by op kind (and by op) over the timed steps",
      false},
 };
@@ -91,8 +93,14 @@ static double available_bytes(void) {
 
 // Times one configuration; prints its line and fills row. Returns 0, or 1 after a message.
 static int bench_one(const ef_model_desc *d, long batch, long fits, const bench_opts *o, bench_row *row) {
-  ef_bench_config c = {.dev = o->dev, .training = o->training, .profile = o->profile, .eager = o->eager,
-                       .warmup = o->warmup, .iters = o->iters, .data = o->data, .loader_threads = o->loader_threads,
+  ef_bench_config c = {.dev = o->dev,
+                       .training = o->training,
+                       .profile = o->profile,
+                       .eager = o->eager,
+                       .warmup = o->warmup,
+                       .iters = o->iters,
+                       .data = o->data,
+                       .loader_threads = o->loader_threads,
                        .weights = o->weights};
   ef_bench_result r;
   bool graph = o->dev->cuda && !o->eager && !o->profile;
@@ -107,9 +115,15 @@ static int bench_one(const ef_model_desc *d, long batch, long fits, const bench_
   }
   char where[512];
   ef_device_describe(o->dev, where, sizeof where);
-  *row = (bench_row){.resolution = d->eval.size, .batch = batch, .max_batch = fits, .params = (double)r.params,
-                     .macs = (double)r.macs, .images_s = r.images_s, .median_ms = r.median_ms,
-                     .planned_mib = r.arena_mib + r.store_mib, .rss_mib = r.peak_mib};
+  *row = (bench_row){.resolution = d->eval.size,
+                     .batch = batch,
+                     .max_batch = fits,
+                     .params = (double)r.params,
+                     .macs = (double)r.macs,
+                     .images_s = r.images_s,
+                     .median_ms = r.median_ms,
+                     .planned_mib = r.arena_mib + r.store_mib,
+                     .rss_mib = r.peak_mib};
   snprintf(row->model, sizeof row->model, "%s", strcmp(d->arch, "tiny") ? d->cfg.name : "tiny");
   if (o->json) {
     printf("{\"model\": \"%s\", \"resolution\": %d, \"batch\": %ld, \"mode\": \"%s\", \"data\": \"%s\", "
@@ -118,15 +132,15 @@ static int bench_one(const ef_model_desc *d, long batch, long fits, const bench_
            "\"arena_naive_mib\": %.1f, \"params_mib\": %.1f, \"peak_rss_mib\": %.1f, \"peak_device_mib\": %.1f, "
            "\"max_batch\": %ld",
            row->model, d->eval.size, batch, o->training ? "train" : "infer", o->data ? "loader" : "synthetic", where,
-           o->dev->precision, graph ? "true" : "false", r.median_ms, r.p99_ms, r.images_s, r.gflops, row->params, row->macs,
-           r.arena_mib, r.naive_mib, r.store_mib, r.rss_mib, o->dev->cuda ? r.peak_mib : 0.0, fits);
+           o->dev->precision, graph ? "true" : "false", r.median_ms, r.p99_ms, r.images_s, r.gflops, row->params,
+           row->macs, r.arena_mib, r.naive_mib, r.store_mib, r.rss_mib, o->dev->cuda ? r.peak_mib : 0.0, fits);
     if (o->profile) printf(", \"profile\": "), ef_kind_profile_json(&r.kinds, stdout);
     printf("}\n");
   } else {
-    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n", row->model,
-           d->eval.size, d->eval.size, batch, o->training ? "train step" : "inference",
-           o->data ? " (data through the loader)" : "", where, graph ? ", CUDA graph" : "", r.median_ms, r.p99_ms, r.images_s,
-           r.gflops);
+    printf("effnet %s %dx%d batch %ld %s%s, %s%s: median %.1f ms, p99 %.1f ms, %.1f images/s, %.1f GFLOP/s\n",
+           row->model, d->eval.size, d->eval.size, batch, o->training ? "train step" : "inference",
+           o->data ? " (data through the loader)" : "", where, graph ? ", CUDA graph" : "", r.median_ms, r.p99_ms,
+           r.images_s, r.gflops);
     printf("  memory: activation arena %.1f MiB planned (%.1f MiB without reuse), parameters%s %.1f MiB, peak %s %.1f "
            "MiB; largest batch that fits %.0f MiB: %ld\n",
            r.arena_mib, r.naive_mib, o->training ? " + gradients + momentum" : "", r.store_mib,
@@ -144,11 +158,11 @@ static void table_print(const bench_row *rows, int n, const bench_opts *o) {
          "ms/step", "planned MiB", "peak MiB", "max batch");
   for (int i = 0; i < n; i++) {
     const bench_row *r = &rows[i];
-    printf("%-7s %5ld %6ld %11.0f %9.3fB %10.1f %9.1f %12.1f %9.1f %9ld\n", r->model, r->resolution, r->batch, r->params,
-           r->macs / 1e9, r->images_s, r->median_ms, r->planned_mib, r->rss_mib, r->max_batch);
+    printf("%-7s %5ld %6ld %11.0f %9.3fB %10.1f %9.1f %12.1f %9.1f %9ld\n", r->model, r->resolution, r->batch,
+           r->params, r->macs / 1e9, r->images_s, r->median_ms, r->planned_mib, r->rss_mib, r->max_batch);
   }
-  printf("(%s; max batch: the largest whose planned memory fits %.0f MiB)\n", o->training ? "training step" : "inference",
-         o->budget / 1048576.0);
+  printf("(%s; max batch: the largest whose planned memory fits %.0f MiB)\n",
+         o->training ? "training step" : "inference", o->budget / 1048576.0);
 }
 
 // "8,32,max" into sizes (0 stands for max); returns the count, or -1 after a message.
@@ -171,8 +185,13 @@ static int parse_batches(const char *text, long *sizes, int cap) {
 
 int ef_cmd_bench(int argc, char **argv) {
   enum { MAX_MODELS = 16, MAX_BATCHES = 16 };
-  bench_flags_t fl = {.mode = "train", .batches = "8", .warmup = 2, .iters = 10, .loader_threads = 1,
-                      .dev = EF_DEVICE_SPEC_DEFAULT, .spec = ef_effnet_spec_none()};
+  bench_flags_t fl = {.mode = "train",
+                      .batches = "8",
+                      .warmup = 2,
+                      .iters = 10,
+                      .loader_threads = 1,
+                      .dev = EF_DEVICE_SPEC_DEFAULT,
+                      .spec = ef_effnet_spec_none()};
   ef_flags f;
   ef_flags_init(&f, "bench", usage_head, NULL);
   ef_flags_add(&f, bench_flags, (int)(sizeof bench_flags / sizeof bench_flags[0]), &fl);
@@ -181,8 +200,14 @@ int ef_cmd_bench(int argc, char **argv) {
   const char *names[MAX_MODELS];
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, names, MAX_MODELS);
   if (rc) return rc;
-  bench_opts o = {.training = !strcmp(fl.mode, "train"), .json = fl.json, .profile = fl.profile, .eager = fl.eager,
-                  .warmup = fl.warmup, .iters = fl.iters, .loader_threads = fl.loader_threads, .weights = fl.weights};
+  bench_opts o = {.training = !strcmp(fl.mode, "train"),
+                  .json = fl.json,
+                  .profile = fl.profile,
+                  .eager = fl.eager,
+                  .warmup = fl.warmup,
+                  .iters = fl.iters,
+                  .loader_threads = fl.loader_threads,
+                  .weights = fl.weights};
   const char *batches = fl.batches, *model_list = fl.models, *data = fl.data;
   long memory_mib = fl.memory_mib;
   long sizes[MAX_BATCHES];
@@ -193,8 +218,9 @@ int ef_cmd_bench(int argc, char **argv) {
   o.dev = &dev;
   // On a GPU, less 1.5 GiB for the libraries, cuDNN's workspace (512 MiB at most) and the largest
   // convolution's converted or padded operands in the scratch.
-  o.budget = memory_mib ? (double)memory_mib * 1048576.0 : dev.cuda ? (double)ef_cuda_free_bytes(dev.be) - 1610612736.0
-                                                                    : available_bytes();
+  o.budget = memory_mib ? (double)memory_mib * 1048576.0
+             : dev.cuda ? (double)ef_cuda_free_bytes(dev.be) - 1610612736.0
+                        : available_bytes();
   if (o.budget <= 0) {
     fprintf(stderr, "effnet bench: cannot tell how much memory is free: give --memory-mib\n");
     ef_device_close(&dev);
@@ -209,7 +235,8 @@ int ef_cmd_bench(int argc, char **argv) {
   snprintf(listed, sizeof listed, "%s", model_list ? model_list : "");
   const char *given[2 * MAX_MODELS];
   int n_given = 0;
-  for (char *w = strtok_r(listed, ",", &save); w && n_given < MAX_MODELS; w = strtok_r(NULL, ",", &save)) given[n_given++] = w;
+  for (char *w = strtok_r(listed, ",", &save); w && n_given < MAX_MODELS; w = strtok_r(NULL, ",", &save))
+    given[n_given++] = w;
   for (int i = 0; i < MAX_MODELS && names[i]; i++) given[n_given++] = names[i];
   for (int i = 0; i < n_given; i++) {
     if (!strcmp(given[i], "all"))

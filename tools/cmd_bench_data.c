@@ -26,8 +26,7 @@ typedef struct {
 static const ef_flag bench_data_flags[] = {
     {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "DIR", "an ImageFolder to read  [generated JPEGs in --cache]",
      false},
-    {ROW(EF_FLAG_STR, "--cache", cache), 0, 0, NULL, "DIR", "where the generated JPEGs live",
-     false},
+    {ROW(EF_FLAG_STR, "--cache", cache), 0, 0, NULL, "DIR", "where the generated JPEGs live", false},
     {ROW(EF_FLAG_LONG, "--images", images), 8, 1e7, NULL, "N", "JPEGs to generate (500x375, quality 90, 8 classes)",
      false},
     {ROW(EF_FLAG_STR, "--transform", transform), 0, 0, "eval|train|train-aa|all", "T",
@@ -88,16 +87,24 @@ static ef_status generate(const char *cache, long count) {
   }
   ef_image_free(&im);
   if (s != EF_OK) return s;
-  printf("generated %ld JPEGs (500x375, quality 90, %.0f KB on average) in %s\n", count, (double)total / count / 1024, cache);
+  printf("generated %ld JPEGs (500x375, quality 90, %.0f KB on average) in %s\n", count, (double)total / count / 1024,
+         cache);
   snprintf(path, sizeof path, "%s/.effnet-bench-%ld", cache, count);
   return ef_write_file(path, (const uint8_t *)"ok\n", 3);
 }
 
 // Times one pass over the dataset after two untimed batches; prints one line.
-static ef_status time_transform(const ef_dataset *d, const char *name, long threads, long batch, long size, bool exact) {
+static ef_status time_transform(const ef_dataset *d, const char *name, long threads, long batch, long size,
+                                bool exact) {
   bool train = strcmp(name, "eval") != 0;
-  ef_loader_config c = {.data = d, .transform = ef_transform_defaults(train, (int)size, 3), .batch = (int)batch,
-                        .shuffle = train, .drop_last = true, .as_float = true, .seed = 1, .threads = (int)threads};
+  ef_loader_config c = {.data = d,
+                        .transform = ef_transform_defaults(train, (int)size, 3),
+                        .batch = (int)batch,
+                        .shuffle = train,
+                        .drop_last = true,
+                        .as_float = true,
+                        .seed = 1,
+                        .threads = (int)threads};
   if (!strcmp(name, "train-aa")) c.transform.augment = EF_AUGMENT_AUTO;
   c.transform.dct = !exact;
   ef_loader *l;
@@ -117,17 +124,20 @@ static ef_status time_transform(const ef_dataset *d, const char *name, long thre
   EF_TRY(st);
   char desc[256];
   ef_transform_describe(&c.transform, desc, sizeof desc);
-  printf("effnet %-8s %ld threads: %ld images in %.2f s, %.1f images/s (%.1f per thread)  [%s%s]\n", name, threads, images, secs,
-         images / secs, images / secs / (double)(threads ? threads : 1), desc, skipped ? ", skipped images" : "");
+  printf("effnet %-8s %ld threads: %ld images in %.2f s, %.1f images/s (%.1f per thread)  [%s%s]\n", name, threads,
+         images, secs, images / secs, images / secs / (double)(threads ? threads : 1), desc,
+         skipped ? ", skipped images" : "");
   return EF_OK;
 }
 
 int ef_cmd_bench_data(int argc, char **argv) {
-  bench_data_opts o = {.cache = "/tmp/effnet-bench-jpegs", .transform = "all", .images = 512, .threads = 1, .batch = 32,
-                       .size = 224};
+  bench_data_opts o = {
+      .cache = "/tmp/effnet-bench-jpegs", .transform = "all", .images = 512, .threads = 1, .batch = 32, .size = 224};
   ef_flags f;
-  ef_flags_init(&f, "bench-data", "usage: effnet bench-data [flags]\n\nTimes the data loader: images/s of read + decode "
-                "+ transform + batching.\n\n", NULL);
+  ef_flags_init(&f, "bench-data",
+                "usage: effnet bench-data [flags]\n\nTimes the data loader: images/s of read + decode "
+                "+ transform + batching.\n\n",
+                NULL);
   ef_flags_add(&f, bench_data_flags, (int)(sizeof bench_data_flags / sizeof bench_data_flags[0]), &o);
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, NULL, 0);
   if (rc) return rc;
@@ -153,7 +163,8 @@ int ef_cmd_bench_data(int argc, char **argv) {
     return 1;
   }
   if (d.n < 3 * batch) {
-    fprintf(stderr, "effnet bench-data: %s has %lld images; timing needs at least 3 batches of %ld\n", data, (long long)d.n, batch);
+    fprintf(stderr, "effnet bench-data: %s has %lld images; timing needs at least 3 batches of %ld\n", data,
+            (long long)d.n, batch);
     ef_dataset_free(&d);
     return 2;
   }

@@ -19,8 +19,9 @@ typedef struct {
 #define ROW(kind, name, field) name, kind, offsetof(eval_opts, field)
 static const ef_flag eval_flags[] = {
     {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH",
-     "dataset as for effnet train; an ImageFolder's class folders in the\nmodel's class order  [a checkpoint's own, else "
-     "Fashion-MNIST]", false},
+     "dataset as for effnet train; an ImageFolder's class folders in the\nmodel's class order  "
+     "[a checkpoint's own, else Fashion-MNIST]",
+     false},
     {ROW(EF_FLAG_STR, "--split", split), 0, 0, "test|train", "S", "the dataset's split", false},
     {ROW(EF_FLAG_STR, "--select-classes", classes), 0, 0, NULL, "L",
      "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [a checkpoint's]", false},
@@ -28,8 +29,8 @@ static const ef_flag eval_flags[] = {
     {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
     {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), 0, 1, NULL, "F",
      "centre crop over the resized shorter side (0: the model's)", false},
-    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I",
-     "resampling  [the model's]", false},
+    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I", "resampling  [the model's]",
+     false},
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
 };
@@ -80,7 +81,8 @@ int ef_cmd_eval(int argc, char **argv) {
   if (st == EF_OK && m.info.checkpoint) { // a checkpoint's data and classes, unless given
     st = ef_checkpoint_read_info(path, saved);
     if (st == EF_OK && !o.data) o.data = saved_flag(saved->args, "--data", saved_data, sizeof saved_data);
-    if (st == EF_OK && !o.classes) o.classes = saved_flag(saved->args, "--select-classes", saved_classes, sizeof saved_classes);
+    if (st == EF_OK && !o.classes)
+      o.classes = saved_flag(saved->args, "--select-classes", saved_classes, sizeof saved_classes);
   }
   if (o.image_size) tf.size = (int)o.image_size;
   if (o.crop_pct > 0) tf.crop_pct = o.crop_pct;
@@ -89,10 +91,14 @@ int ef_cmd_eval(int argc, char **argv) {
   if (st == EF_OK) st = ef_dataset_open(o.data ? o.data : EF_FASHION_MNIST_DIR, !strcmp(o.split, "train"), &d);
   if (st == EF_OK && o.classes) st = ef_dataset_select(&d, o.classes, 0);
   if (st == EF_OK && d.num_classes != m.info.desc.num_classes)
-    st = EF_ERROR(EF_ERR_INVALID, "%s has %d classes but the model %d%s", d.source, d.num_classes, m.info.desc.num_classes,
-                  o.data ? "" : ": give --data");
+    st = EF_ERROR(EF_ERR_INVALID, "%s has %d classes but the model %d%s", d.source, d.num_classes,
+                  m.info.desc.num_classes, o.data ? "" : ": give --data");
   if (st == EF_OK && d.pixels) tf.crop_pct = o.crop_pct > 0 ? o.crop_pct : 1; // small in-memory images: no centre crop
-  ef_loader_config lc = {.data = &d, .transform = tf, .batch = (int)o.batch, .as_float = true, .strict = true,
+  ef_loader_config lc = {.data = &d,
+                         .transform = tf,
+                         .batch = (int)o.batch,
+                         .as_float = true,
+                         .strict = true,
                          .threads = (int)o.loader_threads};
   if (st == EF_OK) st = ef_loader_new(&l, &lc);
   double t0 = ef_seconds();

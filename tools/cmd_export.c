@@ -31,7 +31,8 @@ static const ef_flag export_flags[] = {
      "BatchNormalization nodes (default: folded into the convolutions)", false},
     {ROW(EF_FLAG_STR, "--include-normalization", normalization), 0, 0, "0-1|0-255", "R",
      "the model takes pixels in [0, 1] (0-1) or [0, 255] (0-255) and\nnormalizes them with the file's mean and std "
-     "(default: it takes\nnormalized images, (pixels / 255 - mean) / std)", false},
+     "(default: it takes\nnormalized images, (pixels / 255 - mean) / std)",
+     false},
     {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "the input's side (0: the model's)", false},
 };
 #undef ROW
@@ -65,11 +66,13 @@ static const char *preset_of(const ef_effnet_config *cfg) {
 // Checks what IN is against a torchvision or timm export. Prints the problem and returns 1, or 0.
 static int check_input(const char *in, bool ema, const ef_weights_info *w) {
   if (!strcmp(w->desc.arch, "tiny")) {
-    fprintf(stderr, "effnet export: %s is a checkpoint of the tiny net; torchvision and timm build EfficientNets only\n", in);
+    fprintf(stderr,
+            "effnet export: %s is a checkpoint of the tiny net; torchvision and timm build EfficientNets only\n", in);
     return 1;
   }
   if (ema && !w->checkpoint) {
-    fprintf(stderr, "effnet export: %s is a weights file, not a training checkpoint: it holds no EMA (drop --ema)\n", in);
+    fprintf(stderr, "effnet export: %s is a weights file, not a training checkpoint: it holds no EMA (drop --ema)\n",
+            in);
     return 1;
   }
   if (ema && !w->has_ema) {
@@ -94,20 +97,27 @@ static void print_loading(const char *to, const char *in, const char *out, const
   // its tf_efficientnet_bX (TF "same" padding) with 1e-3.
   float eps = (torchvision ? preset[1] >= '5' : same) ? 1e-3f : 1e-5f;
   if (torchvision) printf("  model = torchvision.models.efficientnet_%s(num_classes=%d)\n", preset, cfg->num_classes);
-  else printf("  model = timm.create_model(\"%sefficientnet_%s\", num_classes=%d)\n", same ? "tf_" : "", preset, cfg->num_classes);
+  else
+    printf("  model = timm.create_model(\"%sefficientnet_%s\", num_classes=%d)\n", same ? "tf_" : "", preset,
+           cfg->num_classes);
   if (pth) printf("  model.load_state_dict(torch.load(\"%s\"), strict=True)\n", out);
-  else printf("  model.load_state_dict({k: torch.as_tensor(v[()]) for k, v in h5py.File(\"%s\").items()}, strict=True)\n", out);
+  else
+    printf("  model.load_state_dict({k: torch.as_tensor(v[()]) for k, v in h5py.File(\"%s\").items()}, strict=True)\n",
+           out);
   if (headless)
     printf("  note: %s was imported without a classifier (--no-classifier): the classifier is an initialization\n", in);
   if (cfg->in_channels != 3)
     printf("  note: %d input channels: replace the stem convolution (3 in torchvision's and timm's) before loading\n",
            cfg->in_channels);
   if (torchvision && same)
-    printf("  note: this model pads like TF (\"same\") and torchvision's pads symmetrically: the weights load, the outputs\n"
-           "  differ (timm's tf_efficientnet_%s pads like TF: --to timm)\n", preset);
+    printf("  note: this model pads like TF (\"same\") and torchvision's pads symmetrically: the weights load, "
+           "the outputs\n"
+           "  differ (timm's tf_efficientnet_%s pads like TF: --to timm)\n",
+           preset);
   if (cfg->bn_eps != eps)
-    printf("  note: this model's BN eps is %g, that model's %g: set every BatchNorm2d's eps to %g for the same outputs\n",
-           cfg->bn_eps, eps, cfg->bn_eps);
+    printf(
+        "  note: this model's BN eps is %g, that model's %g: set every BatchNorm2d's eps to %g for the same outputs\n",
+        cfg->bn_eps, eps, cfg->bn_eps);
 }
 
 // The model of `in` (its description, at `image_size` when given) with the tensors of /model or
@@ -142,8 +152,8 @@ static int export_torch(const export_opts *o, const char *in, const char *out, c
     fprintf(stderr, "effnet export: writing %s failed (see above)\n", out);
     rc = 1;
   } else if (!rc) {
-    printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg->name, o->ema ? "ema" : "model",
-           ef_store_count(store, true), in, out, o->to);
+    printf("effnet export: %s (/%s, %zu parameters) from %s to %s under %s's names\n", cfg->name,
+           o->ema ? "ema" : "model", ef_store_count(store, true), in, out, o->to);
     print_loading(o->to, in, out, cfg, w->headless);
   }
   unlink(tmp);
@@ -172,19 +182,25 @@ static int export_onnx(const export_opts *o, bool ema, const char *in, const cha
   char source[4200];
   snprintf(source, sizeof source, "%s (/%s)", in, group);
   bool tiny = !strcmp(d->arch, "tiny");
-  ef_onnx_opts oo = {.layout = strcmp(o->layout, "nhwc") ? EF_ONNX_NCHW : EF_ONNX_NHWC, .keep_bn = o->keep_bn,
-                     .pixel_max = !o->normalization ? 0 : !strcmp(o->normalization, "0-1") ? 1 : 255,
-                     .mean = w->recorded_norm ? d->eval.mean : NULL, .std = w->recorded_norm ? d->eval.std : NULL,
-                     .cfg = tiny ? NULL : &d->cfg, .class_names = d->class_names[0] ? d->class_names : NULL,
+  ef_onnx_opts oo = {.layout = strcmp(o->layout, "nhwc") ? EF_ONNX_NCHW : EF_ONNX_NHWC,
+                     .keep_bn = o->keep_bn,
+                     .pixel_max = !o->normalization                  ? 0
+                                  : !strcmp(o->normalization, "0-1") ? 1
+                                                                     : 255,
+                     .mean = w->recorded_norm ? d->eval.mean : NULL,
+                     .std = w->recorded_norm ? d->eval.std : NULL,
+                     .cfg = tiny ? NULL : &d->cfg,
+                     .class_names = d->class_names[0] ? d->class_names : NULL,
                      .source = source};
   if (!rc && ef_onnx_export(g.g, g.images, g.logits, store, &oo, out) != EF_OK) rc = ef_report("export", 1);
   if (!rc) {
     int c = d->in_channels, r = (int)g.images->shape[1];
     bool nhwc = oo.layout == EF_ONNX_NHWC;
-    printf("effnet export: %s (/%s, %zu parameters) from %s to %s: ONNX opset %d, images (N,%d,%d,%d) %s, logits (N,%d); "
-           "batch norm %s\n", tiny ? "tiny" : d->cfg.name, group, ef_store_count(store, true), in, out, EF_ONNX_OPSET,
-           nhwc ? r : c, r, nhwc ? c : r, nhwc ? "NHWC" : "NCHW", d->num_classes,
-           oo.keep_bn ? "kept" : "folded into the convolutions");
+    printf(
+        "effnet export: %s (/%s, %zu parameters) from %s to %s: ONNX opset %d, images (N,%d,%d,%d) %s, logits (N,%d); "
+        "batch norm %s\n",
+        tiny ? "tiny" : d->cfg.name, group, ef_store_count(store, true), in, out, EF_ONNX_OPSET, nhwc ? r : c, r,
+        nhwc ? c : r, nhwc ? "NHWC" : "NCHW", d->num_classes, oo.keep_bn ? "kept" : "folded into the convolutions");
     if (oo.pixel_max) printf("  images: pixels in [0, %g]; the model normalizes them\n", oo.pixel_max);
     else if (oo.mean)
       printf("  images: (pixels / 255 - mean) / std, mean %g,%g,%g, std %g,%g,%g (or --include-normalization)\n",

@@ -42,12 +42,17 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
   ef_transform tf = o->tf;
   if (d.pixels) tf.crop_pct = 1; // small in-memory images: no centre crop, as training used
   ef_loader *l = NULL;
-  ef_loader_config lc = {.data = &d, .transform = tf, .batch = (int)o->batch, .as_float = true, .strict = true,
+  ef_loader_config lc = {.data = &d,
+                         .transform = tf,
+                         .batch = (int)o->batch,
+                         .as_float = true,
+                         .strict = true,
                          .threads = (int)o->loader_threads};
   if (st == EF_OK) st = ef_loader_new(&l, &lc);
   int64_t c = feats->shape[1];
   size_t sample = (size_t)(images->shape[1] * images->shape[2] * images->shape[3]);
-  float *in = ef_xcalloc(sample * (size_t)o->batch, sizeof(float)), *out = ef_xmalloc(sizeof(float) * (size_t)(o->batch * c));
+  float *in = ef_xcalloc(sample * (size_t)o->batch, sizeof(float)),
+        *out = ef_xmalloc(sizeof(float) * (size_t)(o->batch * c));
   *x = ef_xmalloc(sizeof(float) * (size_t)(d.n * c));
   *y = ef_xmalloc(sizeof(int32_t) * (size_t)d.n);
   const ef_batch *b;
@@ -68,8 +73,8 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
 }
 
 int ef_cmd_features(int argc, char **argv) {
-  features_opts o = {.data = EF_FASHION_MNIST_DIR, .split = "both", .batch = 100, .loader_threads = 1,
-                     .dev = EF_DEVICE_SPEC_DEFAULT};
+  features_opts o = {
+      .data = EF_FASHION_MNIST_DIR, .split = "both", .batch = 100, .loader_threads = 1, .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "features",
                 "usage: effnet features WEIGHTS --out FILE.h5 [flags]\n\nWrites the pooled features (the input of the "
@@ -91,7 +96,8 @@ int ef_cmd_features(int argc, char **argv) {
   if ((rc = ef_device_args_open(&dev, "features", &o.dev)) != 0) return rc;
   // The model for a batch: the features kept beside the logits.
   ef_model m;
-  ef_graph_opts go = {.batch = o.batch, .activations = dev.activations, .image_size = (int)o.image_size, .features = true};
+  ef_graph_opts go = {
+      .batch = o.batch, .activations = dev.activations, .image_size = (int)o.image_size, .features = true};
   ef_status st = ef_model_open(&m, path, true, &go, dev.be);
   const ef_model_desc *d = &m.info.desc;
   o.tf = d->eval;

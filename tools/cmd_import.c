@@ -35,7 +35,8 @@ static const ef_flag import_flags[] = {
     {"--model", EF_FLAG_STR, offsetof(import_opts, model), 0, 0, NULL, "MODEL", "b0 ... b7 (or --phi F)", false},
     {"--no-classifier", EF_FLAG_BOOL, offsetof(import_opts, no_classifier), 0, 0, NULL, NULL,
      "accept a file without the classifier (Keras's _notop files): it keeps\nits initialization (seed 0) and the file "
-     "records classifier = absent\n(a file with a classifier imports it as usual)", false},
+     "records classifier = absent\n(a file with a classifier imports it as usual)",
+     false},
 };
 
 static const char *const usage_head =
@@ -83,7 +84,8 @@ int ef_cmd_import(int argc, char **argv) {
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, paths, 2);
   if (rc) return rc;
   if (!o.source || !paths[1]) {
-    fprintf(stderr, "effnet import: needs --from torchvision|timm|keras, an input file and an output .h5 (see --help)\n");
+    fprintf(stderr,
+            "effnet import: needs --from torchvision|timm|keras, an input file and an output .h5 (see --help)\n");
     return 2;
   }
   o.spec.name = o.model;
@@ -111,15 +113,19 @@ int ef_cmd_import(int argc, char **argv) {
   ef_model_desc *d = ef_xmalloc(sizeof *d);
   ef_model_desc_effnet(d, &cfg);
   char mean[64], std[64], src[16], classifier[16], interp[16] = "";
-  ef_attr attrs[8] = {{.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean},
-                      {.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std},
-                      {.name = "source", .kind = EF_ATTR_STRING, .s = src, .cap = sizeof src},
-                      {.name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier},
-                      {.name = "class_names", .kind = EF_ATTR_STRING, .s = d->class_names, .cap = sizeof d->class_names,
-                       .optional = true},
-                      {.name = "crop_pct", .kind = EF_ATTR_DOUBLE, .optional = true},
-                      {.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp, .optional = true},
-                      {.name = "image_size", .kind = EF_ATTR_INT, .optional = true}};
+  ef_attr attrs[8] = {
+      {.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean},
+      {.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std},
+      {.name = "source", .kind = EF_ATTR_STRING, .s = src, .cap = sizeof src},
+      {.name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier},
+      {.name = "class_names",
+       .kind = EF_ATTR_STRING,
+       .s = d->class_names,
+       .cap = sizeof d->class_names,
+       .optional = true},
+      {.name = "crop_pct", .kind = EF_ATTR_DOUBLE, .optional = true},
+      {.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp, .optional = true},
+      {.name = "image_size", .kind = EF_ATTR_INT, .optional = true}};
   ef_store *store = ef_store_new();
   ef_model_graph g;
   ef_model_graph_new(&g, store, d, &(ef_graph_opts){.batch = 1, .image_size = 32}); // registers the parameters
@@ -149,8 +155,8 @@ int ef_cmd_import(int argc, char **argv) {
     if (headless) ef_store_initialize(store, 0); // the classifier, which the file lacks, keeps these values
     ef_tensor_set set = {"model", NULL, NULL, headless ? "classifier." : NULL};
     if (ef_weights_load_sets(tmp, store, &set, 1) != EF_OK) {
-      fprintf(stderr, "effnet import: %s\n(that file was converted from %s: is it a %s %s%s?)\n", ef_last_error(), paths[0],
-              source, cfg.name, keras ? " weights file" : " state_dict");
+      fprintf(stderr, "effnet import: %s\n(that file was converted from %s: is it a %s %s%s?)\n", ef_last_error(),
+              paths[0], source, cfg.name, keras ? " weights file" : " state_dict");
     } else if (ef_model_save(paths[1], store, d, attrs + 2, 2) != EF_OK) {
       fprintf(stderr, "effnet import: %s\n", ef_last_error());
     } else {
@@ -158,8 +164,9 @@ int ef_cmd_import(int argc, char **argv) {
       ef_transform_describe(&d->eval, tdesc, sizeof tdesc);
       printf("effnet import: %s %s (%zu parameters, %d tensors) from %s to %s; padding %s, BN eps %g momentum %g; "
              "mean %s, std %s%s\n  evaluation: %s; %s\n",
-             source, cfg.name, ef_store_count(store, true), store->n, paths[0], paths[1], cfg.padding == EF_PAD_SAME ? "same" : "symmetric",
-             cfg.bn_eps, cfg.bn_momentum, mean, std, headless ? "; no classifier: initialized (seed 0)" : "", tdesc,
+             source, cfg.name, ef_store_count(store, true), store->n, paths[0], paths[1],
+             cfg.padding == EF_PAD_SAME ? "same" : "symmetric", cfg.bn_eps, cfg.bn_momentum, mean, std,
+             headless ? "; no classifier: initialized (seed 0)" : "", tdesc,
              d->class_names[0] ? "class names recorded" : "no class names (predict prints class numbers)");
       rc = 0;
     }

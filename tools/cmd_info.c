@@ -75,10 +75,11 @@ static void with_commas(char *buf, size_t len, int64_t v) {
 int ef_cmd_info(int argc, char **argv) {
   info_opts o = {.spec = ef_effnet_spec_none()};
   ef_flags f;
-  ef_flags_init(&f, "info",
-                "usage: effnet info MODEL [flags]     (MODEL: b0 ... b7; or --phi F without MODEL)\n\nPrints a model's "
-                "architecture (the paper's Table 1), parameters, multiply-adds and planned\nactivation memory per image.\n\n",
-                NULL);
+  ef_flags_init(
+      &f, "info",
+      "usage: effnet info MODEL [flags]     (MODEL: b0 ... b7; or --phi F without MODEL)\n\nPrints a model's "
+      "architecture (the paper's Table 1), parameters, multiply-adds and planned\nactivation memory per image.\n\n",
+      NULL);
   ef_flags_add(&f, info_flags, (int)(sizeof info_flags / sizeof info_flags[0]), &o);
   ef_flags_add(&f, ef_model_flags, EF_MODEL_FLAGS, &o.spec);
   ef_effnet_config cfg;
@@ -90,7 +91,8 @@ int ef_cmd_info(int argc, char **argv) {
   ef_effnet_arch a;
   ef_effnet_arch_init(&a, &cfg);
   model_costs cost;
-  if (layers && !json) printf("layers of %s at %dx%d (multiply-adds per image):\n", cfg.name, cfg.resolution, cfg.resolution);
+  if (layers && !json)
+    printf("layers of %s at %dx%d (multiply-adds per image):\n", cfg.name, cfg.resolution, cfg.resolution);
   measure(d, false, layers && !json ? stdout : NULL, &cost);
   measure(d, true, NULL, &cost);
   free(d);
@@ -98,21 +100,24 @@ int ef_cmd_info(int argc, char **argv) {
   int n = table(&a, rows);
   const char *padding = cfg.padding == EF_PAD_SAME ? "same" : "symmetric";
   if (json) {
-    printf("{\"model\": \"%s\", \"width\": %.17g, \"depth\": %.17g, \"resolution\": %d, \"dropout\": %g, \"drop_path\": %g, "
-           "\"num_classes\": %d, \"in_channels\": %d, \"padding\": \"%s\", \"bn_eps\": %g, \"bn_momentum\": %g,\n \"stages\": [",
+    printf("{\"model\": \"%s\", \"width\": %.17g, \"depth\": %.17g, \"resolution\": %d, \"dropout\": %g, "
+           "\"drop_path\": %g, "
+           "\"num_classes\": %d, \"in_channels\": %d, \"padding\": \"%s\", \"bn_eps\": %g, \"bn_momentum\": "
+           "%g,\n \"stages\": [",
            cfg.name, cfg.width, cfg.depth, cfg.resolution, cfg.dropout, cfg.drop_path, cfg.num_classes, cfg.in_channels,
            padding, cfg.bn_eps, cfg.bn_momentum);
     for (int i = 0; i < n; i++)
-      printf("%s\n  {\"stage\": %d, \"operator\": \"%s\", \"resolution\": %d, \"channels\": %d, \"layers\": %d}", i ? "," : "",
-             i + 1, rows[i].op, rows[i].resolution, rows[i].channels, rows[i].layers);
+      printf("%s\n  {\"stage\": %d, \"operator\": \"%s\", \"resolution\": %d, \"channels\": %d, \"layers\": %d}",
+             i ? "," : "", i + 1, rows[i].op, rows[i].resolution, rows[i].channels, rows[i].layers);
     printf("],\n \"params\": %lld, \"macs\": %lld, \"activation_bytes_train\": %zu, \"activation_bytes_infer\": %zu}\n",
            (long long)cost.params, (long long)cost.macs, cost.train_bytes, cost.infer_bytes);
     return 0;
   }
-  printf("EfficientNet %s: width %g, depth %g, resolution %d, dropout %g, drop-path %g, %d classes, %d input channels,\n"
-         "padding %s, BN eps %g momentum %g\n\n",
-         cfg.name, cfg.width, cfg.depth, cfg.resolution, cfg.dropout, cfg.drop_path, cfg.num_classes, cfg.in_channels, padding,
-         cfg.bn_eps, cfg.bn_momentum);
+  printf(
+      "EfficientNet %s: width %g, depth %g, resolution %d, dropout %g, drop-path %g, %d classes, %d input channels,\n"
+      "padding %s, BN eps %g momentum %g\n\n",
+      cfg.name, cfg.width, cfg.depth, cfg.resolution, cfg.dropout, cfg.drop_path, cfg.num_classes, cfg.in_channels,
+      padding, cfg.bn_eps, cfg.bn_momentum);
   printf("stage  %-24s %11s %9s %7s\n", "operator", "resolution", "channels", "layers");
   for (int i = 0; i < n; i++) {
     char res[24];
@@ -123,7 +128,8 @@ int ef_cmd_info(int argc, char **argv) {
   with_commas(params, sizeof params, cost.params);
   with_commas(macs, sizeof macs, cost.macs);
   printf("\nparameters         %s\n", params);
-  printf("multiply-adds      %.3f B per image at %dx%d (%s)\n", (double)cost.macs / 1e9, cfg.resolution, cfg.resolution, macs);
+  printf("multiply-adds      %.3f B per image at %dx%d (%s)\n", (double)cost.macs / 1e9, cfg.resolution, cfg.resolution,
+         macs);
   printf("activation memory  %.1f MiB per training image, %.1f MiB per inference image (planned, f32)\n",
          (double)cost.train_bytes / 1048576.0, (double)cost.infer_bytes / 1048576.0);
   return 0;

@@ -46,13 +46,18 @@ int ef_cmd_predict(int argc, char **argv) {
     fprintf(stderr, "effnet predict: give a checkpoint and at least one image (effnet predict --help)\n");
     return 2;
   }
-  ef_net_options no = {.device = o.dev.device, .precision = o.dev.precision, .threads = (int)o.dev.threads,
-                       .image_size = (int)o.image_size, .crop_pct = o.crop_pct, .interpolation = o.interpolation,
+  ef_net_options no = {.device = o.dev.device,
+                       .precision = o.dev.precision,
+                       .threads = (int)o.dev.threads,
+                       .image_size = (int)o.image_size,
+                       .crop_pct = o.crop_pct,
+                       .interpolation = o.interpolation,
                        .raw = !o.ema};
   ef_net *net = ef_net_open(args[0], &no);
   if (!net) return ef_report("predict", 1);
   int classes = ef_net_classes(net), *best = ef_xmalloc(sizeof(int) * (size_t)o.top_k);
-  float *image = ef_xmalloc(sizeof(float) * (size_t)ef_net_input_floats(net)), *logits = ef_xmalloc(sizeof(float) * classes);
+  float *image = ef_xmalloc(sizeof(float) * (size_t)ef_net_input_floats(net)),
+        *logits = ef_xmalloc(sizeof(float) * classes);
   float *prob = ef_xmalloc(sizeof(float) * (size_t)o.top_k);
   for (int i = 1; i <= MAX_IMAGES && args[i]; i++) {
     if (ef_net_load_image(net, args[i], image) != EF_OK || ef_net_run(net, image, 1, logits, NULL) != EF_OK) {

@@ -33,7 +33,8 @@ static int launch_gpus(int argc, char **argv, long gpus) {
   char **args = ef_xcalloc((size_t)argc + 2, sizeof *args);
   args[0] = "effnet";
   for (int i = 0; i < argc; i++) args[i + 1] = argv[i]; // argv[0] is "train"
-  int rc = ef_launch(&(ef_launch_config){.workers = (int)gpus, .program = "/proc/self/exe", .argv = args, .nccl_id = id});
+  int rc =
+      ef_launch(&(ef_launch_config){.workers = (int)gpus, .program = "/proc/self/exe", .argv = args, .nccl_id = id});
   free(args);
   return rc;
 #else
@@ -58,30 +59,35 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
   ef_flags_echo(f, stdout);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, c->loader_threads);
   if (t->train.kind == EF_DATASET_FOLDER && !strcmp(t->train.source, t->test.source))
-    printf("  note: %s has no separate test split (train/ and val/ folders), so validation uses the training images\n", c->data);
-  if (t->train.kind == EF_DATASET_LIST) printf("  note: a file list has no separate test split, so validation uses the training images\n");
+    printf("  note: %s has no separate test split (train/ and val/ folders), so validation uses the training images\n",
+           c->data);
+  if (t->train.kind == EF_DATASET_LIST)
+    printf("  note: a file list has no separate test split, so validation uses the training images\n");
   printf("  %lld steps/epoch, learning rate %.4g (%g per 256 images x global batch %lld / 256); on %s\n",
          (long long)ef_trainer_batches(t), t->sched.lr, c->lr, (long long)t->global_batch,
          ef_device_describe(&t->dev, where, sizeof where));
   if (c->init) {
     const float *mean = m->eval.mean, *std = m->eval.std;
-    printf("  init: %s from %s%s: everything but the classifier loaded; the classifier (%d classes there) re-initialized "
-           "for %d classes\n  normalization mean %.4g,%.4g,%.4g std %.4g,%.4g,%.4g (%s)\n",
-           t->pre.desc.cfg.name, c->init, t->pre.has_ema ? " (its EMA weights)" : "", t->pre.desc.num_classes,
-           m->num_classes, mean[0], mean[1], mean[2], std[0], std[1], std[2],
-           t->pre.recorded_norm ? "the pretrained model's" : "ImageNet's: the weights file records none");
+    printf(
+        "  init: %s from %s%s: everything but the classifier loaded; the classifier (%d classes there) re-initialized "
+        "for %d classes\n  normalization mean %.4g,%.4g,%.4g std %.4g,%.4g,%.4g (%s)\n",
+        t->pre.desc.cfg.name, c->init, t->pre.has_ema ? " (its EMA weights)" : "", t->pre.desc.num_classes,
+        m->num_classes, mean[0], mean[1], mean[2], std[0], std[1], std[2],
+        t->pre.recorded_norm ? "the pretrained model's" : "ImageNet's: the weights file records none");
     if (t->resuming) printf("  (resuming: the weights come from the checkpoint)\n");
   }
   if (c->freeze || strcmp(c->bn, "train") || c->backbone_lr != 1)
-    printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n", c->freeze ? c->freeze : "nothing",
-           t->frozen, ef_store_count(t->store, true), c->bn, c->backbone_lr);
-  printf("  run folder %s; activation memory %.1f MiB planned for training\n", t->out, (double)t->tr.plan->arena_bytes / 1048576.0);
+    printf("  frozen: %s (%zu of %zu parameters); other batch norms: %s; backbone lr x%g\n",
+           c->freeze ? c->freeze : "nothing", t->frozen, ef_store_count(t->store, true), c->bn, c->backbone_lr);
+  printf("  run folder %s; activation memory %.1f MiB planned for training\n", t->out,
+         (double)t->tr.plan->arena_bytes / 1048576.0);
   if (t->resuming)
     printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", c->resume, (long long)t->info.epoch + 1,
            (long long)t->info.batch, (long long)t->info.step);
   if (t->comm->world > 1 || !strcmp(t->comm->name, "nccl"))
     printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s; "
-           "batch norm %s\n", t->comm->world, t->comm->name, (long long)t->global_batch, c->batch, t->step.sync.n,
+           "batch norm %s\n",
+           t->comm->world, t->comm->name, (long long)t->global_batch, c->batch, t->step.sync.n,
            c->bucket_mb > 0 ? " during the backward pass" : " after the backward pass",
            t->bn_comm ? "synchronized over groups of --sync-bn ranks" : "per rank");
   fflush(stdout);
@@ -100,7 +106,7 @@ typedef struct {
   bool lead, tty;
   long log_every;
   double t_start, t_log;
-  int64_t since;  // images over all ranks since the last progress line
+  int64_t since; // images over all ranks since the last progress line
 } lines;
 
 // Progress: a line rewritten in place on a terminal, plain lines every --log-every steps
@@ -118,12 +124,12 @@ static ef_status after_step(void *user, ef_trainer *t, const ef_step_result *r, 
   double acc = (double)info->epoch_correct / (double)info->epoch_seen, loss = info->epoch_loss / (double)info->batch;
   long long epoch = (long long)info->epoch + 1, batch = (long long)info->batch;
   if (l->tty)
-    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f images/s  ETA %02d:%02d:%02d %s", epoch,
-           t->cfg.epochs, batch, (long long)batches, loss, 100 * acc, lr, rate, (int)(eta / 3600), (int)fmod(eta / 60, 60),
-           (int)fmod(eta, 60), last ? "\n" : "");
+    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f images/s  ETA %02d:%02d:%02d %s",
+           epoch, t->cfg.epochs, batch, (long long)batches, loss, 100 * acc, lr, rate, (int)(eta / 3600),
+           (int)fmod(eta / 60, 60), (int)fmod(eta, 60), last ? "\n" : "");
   else
-    printf("epoch %lld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  lr %.4g  %.0f images/s\n", epoch, t->cfg.epochs,
-           batch, (long long)batches, loss, 100 * acc, lr, rate);
+    printf("epoch %lld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  lr %.4g  %.0f images/s\n", epoch,
+           t->cfg.epochs, batch, (long long)batches, loss, 100 * acc, lr, rate);
   fflush(stdout);
   l->t_log = now, l->since = 0;
   return ef_trainer_log_progress(t, r->loss, acc, lr, rate);
@@ -135,7 +141,8 @@ static void after_epoch(void *user, ef_trainer *t, const ef_epoch_result *e) {
   if (!l->lead) return;
   printf("epoch %lld/%ld  validation: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", (long long)t->info.epoch, t->cfg.epochs,
          e->live.loss, 100 * e->live.top1, 100 * e->live.top5);
-  if (t->step.has_ema) printf("  |  EMA: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", e->ema.loss, 100 * e->ema.top1, 100 * e->ema.top5);
+  if (t->step.has_ema)
+    printf("  |  EMA: loss %.4f  top-1 %.2f%%  top-5 %.2f%%", e->ema.loss, 100 * e->ema.top1, 100 * e->ema.top5);
   printf("  (%lld images)\n", (long long)e->live.images);
   fflush(stdout);
 }
@@ -144,7 +151,10 @@ static void after_epoch(void *user, ef_trainer *t, const ef_epoch_result *e) {
 static int train(ef_trainer *t, long stop_after, long log_every) {
   lines l = {.lead = t->comm->rank == 0, .tty = isatty(STDOUT_FILENO), .log_every = log_every, .t_start = ef_seconds()};
   l.t_log = l.t_start;
-  ef_fit_hooks h = {.user = &l, .after_step = after_step, .after_epoch = after_epoch, .stop_requested = stop_requested,
+  ef_fit_hooks h = {.user = &l,
+                    .after_step = after_step,
+                    .after_epoch = after_epoch,
+                    .stop_requested = stop_requested,
                     .stop_after = stop_after};
   ef_fit_result r;
   ef_status st = ef_trainer_fit(t, &h, &r);
@@ -154,8 +164,9 @@ static int train(ef_trainer *t, long stop_after, long log_every) {
     char last[4200];
     ef_run_dir_latest(last, sizeof last, t->out);
     if (l.lead)
-      fprintf(stderr, "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
-                      "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
+      fprintf(stderr,
+              "\neffnet train: the %s is %g at step %lld (epoch %lld, batch %lld); stopping without saving.\n"
+              "The last good checkpoint is %s. Lower --lr, or add --clip.\n",
               isfinite(r.last.loss) ? "gradient norm" : "loss", isfinite(r.last.loss) ? r.last.norm : r.last.loss,
               (long long)info->step, (long long)info->epoch + 1, (long long)r.last_batch, last);
     return 1;
@@ -164,11 +175,12 @@ static int train(ef_trainer *t, long stop_after, long log_every) {
     printf("stopped after epoch %lld (%s); resume with: effnet train --resume %s\n", (long long)info->epoch,
            signal_name(r.signal), t->out);
   else if (l.lead && (r.signal || r.stopped))
-    printf("%sstopped at step %lld (%s); resume with: effnet train --resume %s\n", l.tty ? "\n" : "", (long long)info->step,
-           r.signal ? signal_name(r.signal) : "--stop-after", t->out);
+    printf("%sstopped at step %lld (%s); resume with: effnet train --resume %s\n", l.tty ? "\n" : "",
+           (long long)info->step, r.signal ? signal_name(r.signal) : "--stop-after", t->out);
   if (r.signal || r.stopped) return r.signal ? 128 + r.signal : 0;
   if (info->epoch == t->cfg.epochs && l.lead) {
-    printf("done in %.1f s: best validation top-1 %.2f%%; checkpoints in %s (best.h5, ckpt-*.h5), metrics in %s/metrics.jsonl\n",
+    printf("done in %.1f s: best validation top-1 %.2f%%; checkpoints in %s (best.h5, ckpt-*.h5), metrics in "
+           "%s/metrics.jsonl\n",
            ef_seconds() - l.t_start, 100 * info->best_top1, t->out, t->out);
     if (t->cfg.profile) ef_plan_profile_print(t->tr.plan, stdout);
   }
@@ -180,11 +192,12 @@ int ef_cmd_train(int argc, char **argv) {
   ef_train_args *a = ef_xcalloc(1, sizeof *a); // its values point into f, and its config into it
   int rc = ef_train_args_parse(argc, argv, a, f);
   if (!rc && getenv(EF_LAUNCH_RANK)) {
-    ef_launch_follow_parent(); // a worker of --gpus: it ends with its launcher
+    ef_launch_follow_parent();   // a worker of --gpus: it ends with its launcher
   } else if (!rc && a->t.gpus) { // --gpus N: this process starts the workers and waits for them
     if (ef_comm_launched()) {
-      fprintf(stderr, "effnet train: --gpus starts its own workers: under mpirun or srun, start one rank per GPU and give "
-                      "--device cuda instead\n");
+      fprintf(stderr,
+              "effnet train: --gpus starts its own workers: under mpirun or srun, start one rank per GPU and give "
+              "--device cuda instead\n");
       rc = 2;
     } else {
       rc = launch_gpus(argc, argv, a->t.gpus);
@@ -209,8 +222,9 @@ int ef_cmd_train(int argc, char **argv) {
   } else {
     if (t->comm->rank == 0) {
       if ((a->t.freeze || strcmp(a->t.bn, "train") || a->t.backbone_lr != 1) && !a->t.init)
-        fprintf(stderr, "effnet train: warning: --freeze, --bn and --backbone-lr are meant for fine-tuning, and no --init "
-                        "is given\n");
+        fprintf(stderr,
+                "effnet train: warning: --freeze, --bn and --backbone-lr are meant for fine-tuning, and no --init "
+                "is given\n");
       print_setup(t, f);
     }
     struct sigaction sa = {.sa_handler = on_signal};

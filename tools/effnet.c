@@ -5,21 +5,20 @@
 #include "tools/effnet.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: effnet <command> [flags]\n"
-          "\n"
-          "commands:\n"
-          "  train       train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
-          "  eval        top-1, top-5 and loss of a checkpoint on a dataset\n"
-          "  predict     the likely classes of image files, from a checkpoint\n"
-          "  info        a model's architecture, parameters, multiply-adds and memory\n"
-          "  import      convert torchvision, timm (.pth) or Keras (.h5) weights into effnet's HDF5\n"
-          "  export      write a model as a torchvision or timm state_dict (.pth or .h5)\n"
-          "  features    pooled features of a dataset through a model, to HDF5 (linear probes)\n"
-          "  bench       time inference or a training step on synthetic data\n"
-          "  bench-data  time the data loader (decode + augment + batch) on JPEGs\n"
-          "\n"
-          "`effnet <command> --help` describes a command's flags.\n");
+  fprintf(f, "usage: effnet <command> [flags]\n"
+             "\n"
+             "commands:\n"
+             "  train       train a model on a dataset (default: the tiny net on Fashion-MNIST)\n"
+             "  eval        top-1, top-5 and loss of a checkpoint on a dataset\n"
+             "  predict     the likely classes of image files, from a checkpoint\n"
+             "  info        a model's architecture, parameters, multiply-adds and memory\n"
+             "  import      convert torchvision, timm (.pth) or Keras (.h5) weights into effnet's HDF5\n"
+             "  export      write a model as a torchvision or timm state_dict (.pth or .h5)\n"
+             "  features    pooled features of a dataset through a model, to HDF5 (linear probes)\n"
+             "  bench       time inference or a training step on synthetic data\n"
+             "  bench-data  time the data loader (decode + augment + batch) on JPEGs\n"
+             "\n"
+             "`effnet <command> --help` describes a command's flags.\n");
 }
 
 int main(int argc, char **argv) {

@@ -20,7 +20,6 @@ void ef_flags_recipes(ef_flags *f, const ef_recipe *recipes, int n) { f->recipes
 // Row r of table t: where its value lives.
 static void *slot(const ef_flags *f, int t, int r) { return (char *)f->base[t] + f->rows[t][r].offset; }
 
-
 // The text's value into the row's slot; 2 after a message when it is not one the row accepts.
 // `text` must outlive the parse (a copy in f->strings, a row's default, a recipe's word).
 static int assign(ef_flags *f, int t, int r, const char *text, ef_flag_origin origin) {
@@ -47,7 +46,8 @@ static int assign(ef_flags *f, int t, int r, const char *text, ef_flag_origin or
   bool ranged = fl->kind == EF_FLAG_LONG || fl->kind == EF_FLAG_DOUBLE;
   // Numbers are written plainly: no leading space, and unsigned ones in decimal digits only
   // (strtoull would accept "-1", octal "010" and hex).
-  bool plain = !isspace((unsigned char)text[0]) && (fl->kind != EF_FLAG_U64 || strspn(text, "0123456789") == strlen(text));
+  bool plain =
+      !isspace((unsigned char)text[0]) && (fl->kind != EF_FLAG_U64 || strspn(text, "0123456789") == strlen(text));
   switch (fl->kind) {
   case EF_FLAG_STR: *(const char **)p = text; break;
   case EF_FLAG_BOOL: *(bool *)p = !strcmp(text, "on"); break;
@@ -82,8 +82,8 @@ static size_t value_size(ef_flag_kind kind) {
 
 void ef_flags_add(ef_flags *f, const ef_flag *rows, int n, void *base) {
   int t = f->n_tables++;
-  EF_ASSERT(t < EF_FLAGS_MAX_TABLES && n <= EF_FLAGS_MAX_ROWS, "more than %d flag tables or %d rows", EF_FLAGS_MAX_TABLES,
-            EF_FLAGS_MAX_ROWS);
+  EF_ASSERT(t < EF_FLAGS_MAX_TABLES && n <= EF_FLAGS_MAX_ROWS, "more than %d flag tables or %d rows",
+            EF_FLAGS_MAX_TABLES, EF_FLAGS_MAX_ROWS);
   f->rows[t] = rows, f->n[t] = n, f->base[t] = base;
   for (int r = 0; r < n; r++) { // the defaults: the values the struct holds now
     const void *p = slot(f, t, r);
@@ -91,9 +91,13 @@ void ef_flags_add(ef_flags *f, const ef_flag *rows, int n, void *base) {
     _Static_assert(sizeof f->def_value[0][0] >= sizeof(double) && sizeof f->def_value[0][0] >= sizeof(void *), "room");
     memcpy(f->def_value[t][r], p, value_size(rows[r].kind));
     switch (rows[r].kind) {
-    case EF_FLAG_STR: snprintf(text, sizeof f->def_text[0][0], "%s", *(const char *const *)p ? *(const char *const *)p : ""); break;
+    case EF_FLAG_STR:
+      snprintf(text, sizeof f->def_text[0][0], "%s", *(const char *const *)p ? *(const char *const *)p : "");
+      break;
     case EF_FLAG_LONG: snprintf(text, sizeof f->def_text[0][0], "%ld", *(const long *)p); break;
-    case EF_FLAG_DOUBLE: snprintf(text, sizeof f->def_text[0][0], isnan(*(const double *)p) ? "" : "%g", *(const double *)p); break;
+    case EF_FLAG_DOUBLE:
+      snprintf(text, sizeof f->def_text[0][0], isnan(*(const double *)p) ? "" : "%g", *(const double *)p);
+      break;
     case EF_FLAG_U64: snprintf(text, sizeof f->def_text[0][0], "%llu", *(const unsigned long long *)p); break;
     case EF_FLAG_BOOL: snprintf(text, sizeof f->def_text[0][0], "%s", *(const bool *)p ? "on" : "off"); break;
     case EF_FLAG_SECTION: text[0] = 0; break;
@@ -282,7 +286,8 @@ void ef_flags_usage(const ef_flags *f, FILE *out) {
       }
       fprintf(out, "%s\n", def);
     }
-  if (bools) fprintf(out, "\nA flag without a value turns its option on; --no-NAME turns it off (also over a --resume).\n");
+  if (bools)
+    fprintf(out, "\nA flag without a value turns its option on; --no-NAME turns it off (also over a --resume).\n");
   if (f->usage_tail) fputs(f->usage_tail, out);
 }
 
@@ -297,7 +302,8 @@ void ef_flags_echo(const ef_flags *f, FILE *out) {
   int width = 8, col = 0;
   for (int t = 0; t < f->n_tables; t++)
     for (int r = 0; r < f->n[t]; r++)
-      if (f->rows[t][r].kind != EF_FLAG_SECTION && (int)strlen(shown(f, t, r)) > width) width = (int)strlen(shown(f, t, r));
+      if (f->rows[t][r].kind != EF_FLAG_SECTION && (int)strlen(shown(f, t, r)) > width)
+        width = (int)strlen(shown(f, t, r));
   if (width > 22) width = 22; // longer values push their line out
   for (int t = 0; t < f->n_tables; t++)
     for (int r = 0; r < f->n[t]; r++) {
@@ -317,12 +323,13 @@ int ef_flags_saved(const ef_flags *f, char *buf, size_t len) {
       const ef_flag *fl = &f->rows[t][r];
       if (!fl->saved || (f->origin[t][r] != EF_FROM_FLAG && f->origin[t][r] != EF_FROM_RESUMED)) continue;
       if (fl->kind == EF_FLAG_BOOL)
-        used += (size_t)snprintf(buf + used, len - used, "--%s%s\n", *(const bool *)slot(f, t, r) ? "" : "no-", fl->name + 2);
-      else
-        used += (size_t)snprintf(buf + used, len - used, "%s\n%s\n", fl->name, f->text[t][r]);
+        used += (size_t)snprintf(buf + used, len - used, "--%s%s\n", *(const bool *)slot(f, t, r) ? "" : "no-",
+                                 fl->name + 2);
+      else used += (size_t)snprintf(buf + used, len - used, "%s\n%s\n", fl->name, f->text[t][r]);
     }
   if (used < len) return 0;
-  fprintf(stderr, "effnet %s: the arguments take more than %zu bytes, more than a checkpoint keeps: use shorter paths\n",
+  fprintf(stderr,
+          "effnet %s: the arguments take more than %zu bytes, more than a checkpoint keeps: use shorter paths\n",
           f->cmd, len - 1);
   return 2;
 }

@@ -16,31 +16,32 @@ typedef enum { EF_FLAG_STR, EF_FLAG_LONG, EF_FLAG_DOUBLE, EF_FLAG_U64, EF_FLAG_B
 typedef enum { EF_FROM_DEFAULT, EF_FROM_RECIPE, EF_FROM_RESUMED, EF_FROM_FLAG } ef_flag_origin;
 
 typedef struct {
-  const char *name;     // "--epochs" (a SECTION's heading)
+  const char *name; // "--epochs" (a SECTION's heading)
   ef_flag_kind kind;
-  size_t offset;        // of the value in the struct its table is bound to
-  double lo, hi;        // accepted range of LONG and DOUBLE values
-  const char *choices;  // STR: the accepted values, "sgd|rmsprop|adamw"; NULL: any text
-  const char *arg;      // the value's placeholder in the usage ("N", "PATH")
-  const char *help;     // the usage text; "\n" starts a line under the first
-  bool saved;           // a training run keeps it in its checkpoints, and --resume replays it
+  size_t offset;       // of the value in the struct its table is bound to
+  double lo, hi;       // accepted range of LONG and DOUBLE values
+  const char *choices; // STR: the accepted values, "sgd|rmsprop|adamw"; NULL: any text
+  const char *arg;     // the value's placeholder in the usage ("N", "PATH")
+  const char *help;    // the usage text; "\n" starts a line under the first
+  bool saved;          // a training run keeps it in its checkpoints, and --resume replays it
 } ef_flag;
 
-#define EF_SECTION(title) {title, EF_FLAG_SECTION, 0, 0, 0, NULL, NULL, NULL, false}
+#define EF_SECTION(title)                                                                                              \
+  { title, EF_FLAG_SECTION, 0, 0, 0, NULL, NULL, NULL, false }
 
 // Values for some flags applied before the command line (their origin: recipe).
 typedef struct {
-  const char *name;            // "official"
-  const char *const *values;   // "--lr", "0.016", "--warmup", "5", ..., NULL
+  const char *name;          // "official"
+  const char *const *values; // "--lr", "0.016", "--warmup", "5", ..., NULL
 } ef_recipe;
 
 enum { EF_FLAGS_MAX_TABLES = 6, EF_FLAGS_MAX_ROWS = 96 };
 
 // One parse: the tables bound to their structs, and each row's origin and text.
 typedef struct {
-  const char *cmd;                 // "train", for messages
-  const char *usage_head;          // the usage's first lines, before the flags
-  const char *usage_tail;          // after them (may be NULL)
+  const char *cmd;        // "train", for messages
+  const char *usage_head; // the usage's first lines, before the flags
+  const char *usage_tail; // after them (may be NULL)
   const ef_flag *rows[EF_FLAGS_MAX_TABLES];
   int n[EF_FLAGS_MAX_TABLES];
   void *base[EF_FLAGS_MAX_TABLES];
@@ -48,10 +49,10 @@ typedef struct {
   const ef_recipe *recipes;
   int n_recipes;
   ef_flag_origin origin[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS];
-  const char *text[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS]; // each value as given (NULL: unset)
-  char def_text[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS][64];  // the defaults, as text ("" unset)
+  const char *text[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS];           // each value as given (NULL: unset)
+  char def_text[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS][64];          // the defaults, as text ("" unset)
   unsigned char def_value[EF_FLAGS_MAX_TABLES][EF_FLAGS_MAX_ROWS][8]; // and as the struct held them
-  char strings[32768];             // copies of the texts given
+  char strings[32768];                                                // copies of the texts given
   size_t used;
 } ef_flags;
 

@@ -12,8 +12,7 @@ const ef_flag ef_model_flags[EF_MODEL_FLAGS] = {
     {ROW(EF_FLAG_DOUBLE, "--gamma", gamma), 1, 4, NULL, "G", "resolution base of --phi [1.15]", true},
     {ROW(EF_FLAG_DOUBLE, "--width", width), 0.01, 16, NULL, "W", "channel multiplier  [the preset's]", true},
     {ROW(EF_FLAG_DOUBLE, "--depth", depth), 0.01, 16, NULL, "D", "repeat multiplier  [the preset's]", true},
-    {ROW(EF_FLAG_LONG, "--resolution", resolution), 32, 4096, NULL, "R", "the input side the model is made for",
-     true},
+    {ROW(EF_FLAG_LONG, "--resolution", resolution), 32, 4096, NULL, "R", "the input side the model is made for", true},
     {ROW(EF_FLAG_LONG, "--classes", classes), 1, 1 << 24, NULL, "K", "classifier outputs  [1000]", true},
     {ROW(EF_FLAG_LONG, "--in-channels", in_channels), 1, 64, NULL, "C", "image channels  [3]", true},
     {ROW(EF_FLAG_STR, "--padding", padding), 0, 0, "symmetric|same", "MODE",
@@ -21,10 +20,10 @@ const ef_flag ef_model_flags[EF_MODEL_FLAGS] = {
     {ROW(EF_FLAG_DOUBLE, "--bn-eps", bn_eps), 1e-12, 1, NULL, "F", "batch-norm epsilon  [1e-5]", true},
     {ROW(EF_FLAG_DOUBLE, "--bn-momentum", bn_momentum), 1e-6, 1, NULL, "F",
      "batch-norm momentum (PyTorch convention)  [0.1]", true},
-    {ROW(EF_FLAG_DOUBLE, "--dropout", dropout), 0, 0.99, NULL, "F", "before the classifier, in training  [the preset's]",
-     true},
-    {ROW(EF_FLAG_DOUBLE, "--drop-path", drop_path), 0, 0.99, NULL, "F", "stochastic depth rate of the last block  [0.2]",
-     true},
+    {ROW(EF_FLAG_DOUBLE, "--dropout", dropout), 0, 0.99, NULL, "F",
+     "before the classifier, in training  [the preset's]", true},
+    {ROW(EF_FLAG_DOUBLE, "--drop-path", drop_path), 0, 0.99, NULL, "F",
+     "stochastic depth rate of the last block  [0.2]", true},
 };
 
 int ef_model_args_config(const char *cmd, const ef_effnet_spec *s, ef_effnet_config *out) {
@@ -38,11 +37,14 @@ const ef_flag ef_device_flags[EF_DEVICE_FLAGS] = {
     {ROW(EF_FLAG_STR, "--device", device), 0, 0, NULL, "D", "cpu, or cuda / cuda:N (GPU N)", true},
     {ROW(EF_FLAG_STR, "--precision", precision), 0, 0, NULL, "P",
      "f32; on CUDA also tf32 (f32 through tensor cores), bf16 or f16\n(16-bit activations, f32 weights, statistics and "
-     "loss; f16 scales\nthe loss dynamically)", true},
+     "loss; f16 scales\nthe loss dynamically)",
+     true},
     {ROW(EF_FLAG_LONG, "--threads", threads), 0, 4096, NULL, "N", "CPU threads (0: one per core)", true},
     {ROW(EF_FLAG_STR, "--algo-cache", algo_cache), 0, 0, NULL, "FILE",
-     "CUDA: the file of cuDNN's (and effnet's) algorithm choices, timed once\nper shape and read by later processes; off: "
-     "none  [$EFFNET_ALGO_CACHE, else\na training run's <out>/cuda-algos.tsv, else ~/.cache/effnet]", true},
+     "CUDA: the file of cuDNN's (and effnet's) algorithm choices, timed once\nper shape and read by later "
+     "processes; off: "
+     "none  [$EFFNET_ALGO_CACHE, else\na training run's <out>/cuda-algos.tsv, else ~/.cache/effnet]",
+     true},
 };
 
 int ef_device_args_open(ef_device *d, const char *cmd, const ef_device_spec *s) {

@@ -10,8 +10,7 @@
 
 #define ROW(kind, name, field) name, kind, offsetof(ef_train_args, field)
 static const ef_flag train_flags[] = {
-    {ROW(EF_FLAG_STR, "--model", t.model), 0, 0, NULL, "NAME", "tiny, or an EfficientNet b0 ... b7 (or --phi F)",
-     true},
+    {ROW(EF_FLAG_STR, "--model", t.model), 0, 0, NULL, "NAME", "tiny, or an EfficientNet b0 ... b7 (or --phi F)", true},
     {ROW(EF_FLAG_STR, "--data", t.data), 0, 0, NULL, "PATH",
      "IDX, CIFAR-10/100 or ImageFolder directory, or a path,label .csv", true},
     {ROW(EF_FLAG_STR, "--out", t.out), 0, 0, NULL, "DIR", "the run's folder  [runs/<model>-<date>-<time>]", false},
@@ -19,10 +18,12 @@ static const ef_flag train_flags[] = {
      "go on from a checkpoint (DIR: its latest); other flags override its own", false},
     {ROW(EF_FLAG_STR, "--recipe", recipe), 0, 0, "default|official", "R",
      "default (SGD, cosine) or official (the EfficientNet TF recipe: RMSProp,\n0.016 per 256 images, 5 warm-up epochs, "
-     "0.97 every 2.4 epochs, EMA 0.9999,\nAutoAugment, TF padding and BN); flags override", true},
+     "0.97 every 2.4 epochs, EMA 0.9999,\nAutoAugment, TF padding and BN); flags override",
+     true},
     {ROW(EF_FLAG_LONG, "--epochs", t.epochs), 1, 1e6, NULL, "N", "passes over the training images", true},
     {ROW(EF_FLAG_LONG, "--batch", t.batch), 1, 1 << 20, NULL, "N", "images per step (per rank)", true},
-    {ROW(EF_FLAG_STR, "--optimizer", t.optimizer), 0, 0, "sgd|rmsprop|adamw", "O", "sgd, rmsprop (TF's) or adamw", true},
+    {ROW(EF_FLAG_STR, "--optimizer", t.optimizer), 0, 0, "sgd|rmsprop|adamw", "O", "sgd, rmsprop (TF's) or adamw",
+     true},
     {ROW(EF_FLAG_DOUBLE, "--lr", t.lr), 1e-9, 100, NULL, "F", "learning rate per 256 images, scaled by the batch",
      true},
     {ROW(EF_FLAG_DOUBLE, "--momentum", t.momentum), 0, 0.999999, NULL, "F", "SGD and RMSProp momentum", true},
@@ -33,19 +34,24 @@ static const ef_flag train_flags[] = {
     {ROW(EF_FLAG_STR, "--schedule", t.schedule), 0, 0, "cosine|exponential|constant", "S",
      "the learning rate after warm-up: cosine, exponential or constant", true},
     {ROW(EF_FLAG_DOUBLE, "--warmup", t.warmup), 0, 1e6, NULL, "F", "epochs of linear warm-up", true},
-    {ROW(EF_FLAG_DOUBLE, "--decay-rate", t.decay_rate), 1e-6, 1, NULL, "F",
-     "exponential: factor per --decay-epochs", true},
-    {ROW(EF_FLAG_DOUBLE, "--decay-epochs", t.decay_epochs), 1e-3, 1e6, NULL, "F", "exponential: epochs between decays", true},
-    {ROW(EF_FLAG_DOUBLE, "--label-smoothing", t.smoothing), 0, 0.999999, NULL, "F", "of the training loss's targets", true},
+    {ROW(EF_FLAG_DOUBLE, "--decay-rate", t.decay_rate), 1e-6, 1, NULL, "F", "exponential: factor per --decay-epochs",
+     true},
+    {ROW(EF_FLAG_DOUBLE, "--decay-epochs", t.decay_epochs), 1e-3, 1e6, NULL, "F", "exponential: epochs between decays",
+     true},
+    {ROW(EF_FLAG_DOUBLE, "--label-smoothing", t.smoothing), 0, 0.999999, NULL, "F", "of the training loss's targets",
+     true},
     {ROW(EF_FLAG_DOUBLE, "--ema", t.ema), 0, 0.999999999, NULL, "F", "EMA decay of weights and BN statistics (0: none)",
      true},
     {ROW(EF_FLAG_DOUBLE, "--clip", t.clip), 0, 1e9, NULL, "F", "clip gradients to this global norm (0: no)", true},
     {ROW(EF_FLAG_LONG, "--image-size", t.image_size), 0, 4096, NULL, "N",
      "training resolution (0: the pretrained model's with --init, else the\nimages' own size for IDX and CIFAR, the "
-     "model's for image files)", true},
+     "model's for image files)",
+     true},
     {ROW(EF_FLAG_STR, "--augment", t.augment), 0, 0, "none|crop|autoaugment|randaugment", "A",
-     "none (the evaluation geometry: resize, centre crop), crop\n(random-resized crop + flip), autoaugment or randaugment\n"
-     "(crop + flip + the policy)", true},
+     "none (the evaluation geometry: resize, centre crop), crop\n(random-resized crop + flip), "
+     "autoaugment or randaugment\n"
+     "(crop + flip + the policy)",
+     true},
     {ROW(EF_FLAG_LONG, "--limit", t.limit), 0, 1e12, NULL, "N", "train on the first N images only (0: all)", true},
     {ROW(EF_FLAG_LONG, "--val-limit", t.val_limit), 0, 1e12, NULL, "N",
      "validate on the first N test images only (0: all)", true},
@@ -54,7 +60,8 @@ static const ef_flag train_flags[] = {
     {ROW(EF_FLAG_LONG, "--keep", t.keep), 1, 1e6, NULL, "N", "checkpoints kept besides best.h5", true},
     {ROW(EF_FLAG_LONG, "--gpus", t.gpus), 0, 1024, NULL, "N",
      "data-parallel training on GPUs 0 ... N-1 of this host, one worker\nprocess each, started here (NCCL; no MPI "
-     "needed; 0: off)", false},
+     "needed; 0: off)",
+     false},
     {ROW(EF_FLAG_LONG, "--loader-threads", t.loader_threads), 0, 256, NULL, "N",
      "threads decoding and augmenting ahead of the step", true},
     {ROW(EF_FLAG_U64, "--seed", t.seed), 0, 0, NULL, "N", "initialization, order, augmentation and dropout", true},
@@ -62,23 +69,27 @@ static const ef_flag train_flags[] = {
      "steps between progress lines when not on a terminal", true},
     {ROW(EF_FLAG_BOOL, "--profile", t.profile), 0, 0, NULL, NULL, "print time per op kind after training", true},
     {ROW(EF_FLAG_DOUBLE, "--bucket-mb", t.bucket_mb), 0, 1024, NULL, "F",
-     "several ranks: gradients all-reduced in buckets of F MiB while the\nbackward pass runs (0: one all-reduce after it)",
+     "several ranks: gradients all-reduced in buckets of F MiB while the\nbackward pass runs (0: one "
+     "all-reduce after it)",
      true},
     {ROW(EF_FLAG_LONG, "--sync-bn", t.sync_bn), 0, 1 << 20, NULL, "N",
      "several ranks: batch-norm statistics over groups of N ranks (SyncBN;\nN divides the ranks; the number of ranks: "
-     "the global batch; 0: off)", true},
+     "the global batch; 0: off)",
+     true},
     {ROW(EF_FLAG_DOUBLE, "--comm-timeout", t.comm_timeout), 1, 1e7, NULL, "S",
      "GPU ranks: a collective waiting longer than S seconds (a rank died\nor hangs) ends the job", true},
     EF_SECTION("fine-tuning (docs/transfer.md):"),
     {ROW(EF_FLAG_STR, "--init", t.init), 0, 0, NULL, "FILE",
      "start from pretrained weights (`effnet import`, `effnet export`, or a\ncheckpoint: its EMA when it has one): "
      "everything but the classifier\nloads, the classifier is re-initialized for the data's classes; the\nmodel, its "
-     "input channels and its normalization come from FILE", true},
+     "input channels and its normalization come from FILE",
+     true},
     {ROW(EF_FLAG_LONG, "--num-classes", t.spec.classes), 1, 1 << 24, NULL, "K",
      "the classifier's outputs; must equal the data's  [the data's]", true},
     {ROW(EF_FLAG_STR, "--freeze", t.freeze), 0, 0, NULL, "LIST",
      "hold fixed (weights and BN statistics): stem, head, backbone,\nblocks.A-B (stages A to B), or name prefixes "
-     "(blocks.2.1.se)", true},
+     "(blocks.2.1.se)",
+     true},
     {ROW(EF_FLAG_STR, "--bn", t.bn), 0, 0, "train|eval|frozen", "MODE",
      "other batch norms: train (batch statistics), eval (running\nstatistics, kept) or frozen (also the affine fixed)",
      true},
@@ -91,10 +102,10 @@ static const ef_flag train_flags[] = {
 };
 #undef ROW
 
-static const char *const official[] = {
-    "--epochs", "350", "--optimizer", "rmsprop", "--lr", "0.016", "--weight-decay", "1e-5", "--schedule", "exponential",
-    "--warmup", "5", "--ema", "0.9999", "--augment", "autoaugment", "--padding", "same", "--bn-eps", "1e-3",
-    "--bn-momentum", "0.01", NULL};
+static const char *const official[] = {"--epochs",       "350",    "--optimizer",   "rmsprop",     "--lr",      "0.016",
+                                       "--weight-decay", "1e-5",   "--schedule",    "exponential", "--warmup",  "5",
+                                       "--ema",          "0.9999", "--augment",     "autoaugment", "--padding", "same",
+                                       "--bn-eps",       "1e-3",   "--bn-momentum", "0.01",        NULL};
 static const char *const no_values[] = {NULL};
 static const ef_recipe recipes[] = {{"default", no_values}, {"official", official}};
 
@@ -151,18 +162,22 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
   o->t.resume = o->resume ? resume_path : NULL;
   // --gpus: each worker on the GPU of its rank (--device, unset, means cuda then).
   if (o->t.gpus && ef_flags_given(f, "--device") && strcmp(o->t.dev.device, "cuda")) {
-    fprintf(stderr, "effnet train: --gpus %ld runs one worker on each of GPUs 0 ... %ld: drop --device %s "
-                    "(CUDA_VISIBLE_DEVICES chooses which GPUs those are)\n", o->t.gpus, o->t.gpus - 1, o->t.dev.device);
+    fprintf(stderr,
+            "effnet train: --gpus %ld runs one worker on each of GPUs 0 ... %ld: drop --device %s "
+            "(CUDA_VISIBLE_DEVICES chooses which GPUs those are)\n",
+            o->t.gpus, o->t.gpus - 1, o->t.dev.device);
     return 2;
   }
-  if (o->t.gpus && !ef_flags_given(f, "--device") && (rc = ef_flags_set(f, "--device", "cuda", EF_FROM_FLAG))) return rc;
+  if (o->t.gpus && !ef_flags_given(f, "--device") && (rc = ef_flags_set(f, "--device", "cuda", EF_FROM_FLAG)))
+    return rc;
   ef_device d;
   if (ef_device_parse(&d, &o->t.dev) != EF_OK) return ef_report("train", 2);
   if (o->t.init) {
     bool model = ef_flags_given(f, "--model") && strcmp(o->t.model, "tiny");
     if (model || ef_effnet_spec_shapes(&o->t.spec)) {
-      fprintf(stderr, "effnet train: --init gives the architecture (width, depth, padding, input channels): drop --model, "
-                      "--phi, --width, --depth, --padding and --in-channels\n");
+      fprintf(stderr,
+              "effnet train: --init gives the architecture (width, depth, padding, input channels): drop --model, "
+              "--phi, --width, --depth, --padding and --in-channels\n");
       return 2;
     }
     for (size_t i = 0; i < sizeof recipe_model_flags / sizeof recipe_model_flags[0]; i++)
@@ -176,4 +191,3 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
   o->t.args = o->saved;
   return ef_flags_saved(f, o->saved, sizeof o->saved);
 }
-

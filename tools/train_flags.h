@@ -13,8 +13,8 @@ typedef struct {
   ef_train_config t;
   const char *recipe, *resume;
   long stop_after, log_every;
-  char resume_path[4200];   // the checkpoint --resume names (a folder's newest)
-  char saved[8192];         // what checkpoints keep for --resume (t.args points here)
+  char resume_path[4200]; // the checkpoint --resume names (a folder's newest)
+  char saved[8192];       // what checkpoints keep for --resume (t.args points here)
 } ef_train_args;
 
 // Parses `effnet train`'s arguments into a, with f holding the table and each value's origin

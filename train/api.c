@@ -15,14 +15,14 @@ enum { MAX_NAMES = 1 << 16 };
 struct ef_net {
   ef_device dev;
   ef_model model;
-  ef_transform tf;            // the evaluation transform at the graph's size
-  float lut[3 * 256];         // its normalization
+  ef_transform tf;    // the evaluation transform at the graph's size
+  float lut[3 * 256]; // its normalization
   ef_transform_scratch scratch;
-  uint8_t *file;              // the last image file read, and its buffer's size
+  uint8_t *file; // the last image file read, and its buffer's size
   size_t file_cap;
   float *batch, *logits, *features; // (batch, ...) on the host
-  char *names;                // the class names, NUL-separated
-  const char **name;          // (n_names) into names
+  char *names;                      // the class names, NUL-separated
+  const char **name;                // (n_names) into names
   int n_names;
 };
 
@@ -31,9 +31,10 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
   ef_device_spec spec = {o.device ? o.device : "cpu", o.precision ? o.precision : "f32", o.threads, NULL};
   if (o.batch < 0 || o.image_size < 0 || o.image_size > 4096 || !(o.crop_pct >= 0 && o.crop_pct <= 1) ||
       (o.interpolation && strcmp(o.interpolation, "bilinear") && strcmp(o.interpolation, "bicubic"))) {
-    EF_ERROR(EF_ERR_INVALID, "ef_net_open: batch %d, image size %d, crop %g, interpolation %s: give a batch >= 1 (0: 1), "
-             "a size in [0, 4096], a crop in [0, 1] and bilinear or bicubic", o.batch, o.image_size, o.crop_pct,
-             o.interpolation ? o.interpolation : "-");
+    EF_ERROR(EF_ERR_INVALID,
+             "ef_net_open: batch %d, image size %d, crop %g, interpolation %s: give a batch >= 1 (0: 1), "
+             "a size in [0, 4096], a crop in [0, 1] and bilinear or bicubic",
+             o.batch, o.image_size, o.crop_pct, o.interpolation ? o.interpolation : "-");
     return NULL;
   }
   ef_net *n = ef_xcalloc(1, sizeof *n);
@@ -41,8 +42,8 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
     free(n);
     return NULL;
   }
-  ef_graph_opts go = {.batch = o.batch ? o.batch : 1, .activations = n->dev.activations, .image_size = o.image_size,
-                      .features = true};
+  ef_graph_opts go = {
+      .batch = o.batch ? o.batch : 1, .activations = n->dev.activations, .image_size = o.image_size, .features = true};
   if (ef_model_open(&n->model, weights, !o.raw, &go, n->dev.be) != EF_OK) {
     ef_device_close(&n->dev);
     free(n);
@@ -59,7 +60,8 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
   n->features = ef_xmalloc(sizeof(float) * (size_t)ef_numel(g->features));
   n->names = ef_xmalloc(sizeof n->model.info.desc.class_names);
   n->name = ef_xmalloc(sizeof *n->name * MAX_NAMES);
-  n->n_names = ef_model_desc_names(&n->model.info.desc, n->names, sizeof n->model.info.desc.class_names, n->name, MAX_NAMES);
+  n->n_names =
+      ef_model_desc_names(&n->model.info.desc, n->names, sizeof n->model.info.desc.class_names, n->name, MAX_NAMES);
   return n;
 }
 
@@ -92,8 +94,9 @@ ef_status ef_net_load_image(ef_net *n, const char *path, float *image) {
 ef_status ef_net_run(ef_net *n, const float *images, int count, float *logits, float *features) {
   ef_model_graph *g = &n->model.graph;
   if (count < 1 || count > g->batch)
-    return EF_ERROR(EF_ERR_INVALID, "ef_net_run: %d images, but the model was opened for 1 to %lld (ef_net_options.batch)",
-                    count, (long long)g->batch);
+    return EF_ERROR(EF_ERR_INVALID,
+                    "ef_net_run: %d images, but the model was opened for 1 to %lld (ef_net_options.batch)", count,
+                    (long long)g->batch);
   size_t per_image = (size_t)ef_net_input_floats(n), k = (size_t)g->classes, c = (size_t)ef_net_features(n);
   memcpy(n->batch, images, sizeof(float) * per_image * (size_t)count); // the rest of a short batch stays as it was
   ef_plan_set(g->plan, g->images, n->batch);

@@ -40,8 +40,8 @@ static ef_status loader_next(ef_loader *l, int64_t *epoch, const ef_batch **batc
 }
 
 // Warm-up, then the timed steps into ms[iters]; the data wait summed into *data_ms.
-static ef_status time_steps(const ef_bench_config *c, ef_model_graph *m, ef_step *step, ef_loader *loader, const float *x,
-                            const int32_t *y, double *ms, double *data_ms) {
+static ef_status time_steps(const ef_bench_config *c, ef_model_graph *m, ef_step *step, ef_loader *loader,
+                            const float *x, const int32_t *y, double *ms, double *data_ms) {
   ef_plan *p = m->plan;
   int64_t epoch = 0;
   for (long i = 0; i < c->warmup + c->iters; i++) {
@@ -109,8 +109,10 @@ ef_status ef_bench_run(const ef_model_desc *d, int64_t batch, const ef_bench_con
   ef_backend *be = c->dev->be;
   ef_store *store = ef_store_new();
   ef_model_graph m;
-  ef_model_graph_new(&m, store, d, &(ef_graph_opts){.batch = batch, .training = c->training, .smoothing = 0.1f,
-                                                    .seed = 1, .activations = c->dev->activations});
+  ef_model_graph_new(
+      &m, store, d,
+      &(ef_graph_opts){
+          .batch = batch, .training = c->training, .smoothing = 0.1f, .seed = 1, .activations = c->dev->activations});
   ef_step step = {0};
   ef_loader *loader = NULL;
   float *x = NULL;
@@ -118,8 +120,13 @@ ef_status ef_bench_run(const ef_model_desc *d, int64_t batch, const ef_bench_con
   double *ms = ef_xmalloc(sizeof(double) * (size_t)c->iters), data_ms = 0;
   ef_status st = EF_OK;
   if (c->data) {
-    ef_loader_config lc = {.data = c->data, .transform = ef_transform_defaults(c->training, d->eval.size, d->in_channels),
-                           .batch = (int)batch, .shuffle = c->training, .drop_last = true, .as_float = true, .seed = 1,
+    ef_loader_config lc = {.data = c->data,
+                           .transform = ef_transform_defaults(c->training, d->eval.size, d->in_channels),
+                           .batch = (int)batch,
+                           .shuffle = c->training,
+                           .drop_last = true,
+                           .as_float = true,
+                           .seed = 1,
                            .threads = (int)c->loader_threads};
     st = ef_loader_new(&loader, &lc);
   }

@@ -15,22 +15,22 @@
 
 typedef struct {
   const ef_device *dev;
-  bool training;            // a training step, else inference
-  bool profile, eager;      // time every node (and by kind); on a GPU: op by op, not a replayed graph
-  long warmup, iters;       // untimed, then timed steps (iters >= 1)
-  const ef_dataset *data;   // batches through the loader (its train transform when training); NULL: synthetic
+  bool training;          // a training step, else inference
+  bool profile, eager;    // time every node (and by kind); on a GPU: op by op, not a replayed graph
+  long warmup, iters;     // untimed, then timed steps (iters >= 1)
+  const ef_dataset *data; // batches through the loader (its train transform when training); NULL: synthetic
   long loader_threads;
-  const char *weights;      // a weights file for the model (NULL: an initialization)
+  const char *weights; // a weights file for the model (NULL: an initialization)
 } ef_bench_config;
 
 typedef struct {
   double median_ms, p99_ms, images_s, gflops;
-  double arena_mib, naive_mib;   // the planned activation arena, and without reuse
-  double store_mib;              // parameters (training: + gradients + momentum) and state
-  double peak_mib;               // the GPU memory in use at effnet's peak, or the process's peak resident
-  double rss_mib;                // the process's peak resident (so far, over the runs before too)
-  int64_t params, macs;          // of the model, multiply-adds per image of the forward pass
-  ef_kind_profile kinds;         // with profile: ms per step by kind, the update and the data wait included
+  double arena_mib, naive_mib; // the planned activation arena, and without reuse
+  double store_mib;            // parameters (training: + gradients + momentum) and state
+  double peak_mib;             // the GPU memory in use at effnet's peak, or the process's peak resident
+  double rss_mib;              // the process's peak resident (so far, over the runs before too)
+  int64_t params, macs;        // of the model, multiply-adds per image of the forward pass
+  ef_kind_profile kinds;       // with profile: ms per step by kind, the update and the data wait included
 } ef_bench_result;
 
 // Times `batch` images of the model `d`. With profile, the time per op is printed to op_profile

@@ -69,8 +69,10 @@ ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   ef_weights_info w;
   EF_TRY(ef_weights_info_read(path, &w));
   if (!w.checkpoint)
-    return EF_ERROR(EF_ERR_FORMAT, "%s holds weights, not a training checkpoint (no position to resume from): start a "
-                    "run from it with --init", path);
+    return EF_ERROR(EF_ERR_FORMAT,
+                    "%s holds weights, not a training checkpoint (no position to resume from): start a "
+                    "run from it with --init",
+                    path);
   info->model = w.desc;
   ef_attr attrs[NFIELDS];
   ef_attr_fields_bind(fields, NFIELDS, info, attrs);
@@ -79,16 +81,18 @@ ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   if (info->step < 0 || info->epoch < 0 || info->batch < 0 || info->epoch_seen < 0 || info->epoch_correct < 0 ||
       info->epoch_correct > info->epoch_seen || !isfinite(info->epoch_loss) || !isfinite(info->loss_scale) ||
       info->loss_scale < 0 || !(info->best_top1 >= -1 && info->best_top1 <= 1))
-    return EF_ERROR(EF_ERR_FORMAT, "%s: its position or counters are out of range (step %lld, epoch %lld, batch %lld, "
-                    "loss scale %g): a damaged file?", path, (long long)info->step, (long long)info->epoch,
-                    (long long)info->batch, info->loss_scale);
+    return EF_ERROR(EF_ERR_FORMAT,
+                    "%s: its position or counters are out of range (step %lld, epoch %lld, batch %lld, "
+                    "loss scale %g): a damaged file?",
+                    path, (long long)info->step, (long long)info->epoch, (long long)info->batch, info->loss_scale);
   return EF_OK;
 }
 
 ef_status ef_checkpoint_load(const char *path, ef_store *s, ef_ema *ema, ef_optim *optim) {
   ef_attr counts[2] = {{.name = "ema_updates", .kind = EF_ATTR_INT}, {.name = "optimizer_step", .kind = EF_ATTR_INT}};
   EF_TRY(ef_weights_read_attrs(path, counts, 2));
-  if (ema && counts[0].i < 0) return EF_ERROR(EF_ERR_FORMAT, "%s has no EMA: the run resuming it keeps one (--ema 0 to go on without)", path);
+  if (ema && counts[0].i < 0)
+    return EF_ERROR(EF_ERR_FORMAT, "%s has no EMA: the run resuming it keeps one (--ema 0 to go on without)", path);
   if (optim && counts[1].i < 0) return EF_ERROR(EF_ERR_FORMAT, "%s has no optimizer state to resume from", path);
   set_list l;
   list_sets(&l, ema, optim);

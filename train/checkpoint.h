@@ -13,16 +13,16 @@
 #include "train/optim.h"
 
 typedef struct {
-  ef_model_desc model;     // what was trained: architecture, classes and names, evaluation transform
+  ef_model_desc model; // what was trained: architecture, classes and names, evaluation transform
   // Where training goes on: the next optimizer step, and the epoch and batch it takes.
   int64_t step, epoch, batch;
   uint64_t seed;
   // The epoch's running sums so far (the progress lines after a resume equal the unbroken run's).
   double epoch_loss;
   int64_t epoch_correct, epoch_seen;
-  double best_top1;        // the best validation top-1 so far (-1: none yet)
-  double loss_scale;       // f16 training's loss scale (1 otherwise; 0 read from a file without one)
-  char args[8192];         // the run's `effnet train` arguments, one per line
+  double best_top1;  // the best validation top-1 so far (-1: none yet)
+  double loss_scale; // f16 training's loss scale (1 otherwise; 0 read from a file without one)
+  char args[8192];   // the run's `effnet train` arguments, one per line
 } ef_checkpoint_info;
 
 // Writes path atomically. ema and optim may be NULL (then there is no /ema or /optimizer).

@@ -26,15 +26,24 @@ static ef_comm *single_split(ef_comm *c, int group) {
 
 ef_comm *ef_comm_single(void) {
   ef_comm *c = ef_xcalloc(1, sizeof *c);
-  *c = (ef_comm){.name = "single", .rank = 0, .world = 1, .local_rank = 0, .allreduce = single_allreduce,
-                 .iallreduce = single_iallreduce, .test = single_test, .wait = single_wait, .broadcast = single_broadcast,
-                 .barrier = single_barrier, .sync = single_sync, .abort = single_abort, .free = single_free, .split = single_split};
+  *c = (ef_comm){.name = "single",
+                 .rank = 0,
+                 .world = 1,
+                 .local_rank = 0,
+                 .allreduce = single_allreduce,
+                 .iallreduce = single_iallreduce,
+                 .test = single_test,
+                 .wait = single_wait,
+                 .broadcast = single_broadcast,
+                 .barrier = single_barrier,
+                 .sync = single_sync,
+                 .abort = single_abort,
+                 .free = single_free,
+                 .split = single_split};
   return c;
 }
 
-bool ef_comm_launched(void) {
-  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
-}
+bool ef_comm_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE"); }
 
 // The launcher ends the others when one exits; _exit, not exit: a GPU waiting on a dead rank would
 // hold the CUDA runtime's teardown for ever.
@@ -51,8 +60,10 @@ static ef_status launch_number(const char *name, long lo, long hi, int *out) {
   errno = 0;
   long n = v ? strtol(v, &end, 10) : 0;
   if (!v || end == v || *end || errno || n < lo || n > hi)
-    return EF_ERROR(EF_ERR_INVALID, "%s is '%s', not a number in [%ld, %ld]: it is set by `effnet train --gpus N` for the "
-                    "workers it starts; unset it to run effnet yourself", name, v ? v : "(unset)", lo, hi);
+    return EF_ERROR(EF_ERR_INVALID,
+                    "%s is '%s', not a number in [%ld, %ld]: it is set by `effnet train --gpus N` for the "
+                    "workers it starts; unset it to run effnet yourself",
+                    name, v ? v : "(unset)", lo, hi);
   *out = (int)n;
   return EF_OK;
 }
@@ -63,7 +74,11 @@ static ef_status launched_new(ef_comm **out) {
   EF_TRY(launch_number(EF_LAUNCH_WORLD, 1, 1 << 16, &world));
   EF_TRY(launch_number(EF_LAUNCH_RANK, 0, world - 1, &rank));
   ef_comm *c = ef_xcalloc(1, sizeof *c);
-  *c = (ef_comm){.name = "launched", .rank = rank, .world = world, .local_rank = rank, .abort = launched_abort,
+  *c = (ef_comm){.name = "launched",
+                 .rank = rank,
+                 .world = world,
+                 .local_rank = rank,
+                 .abort = launched_abort,
                  .free = launched_free};
   *out = c;
   ef_log_set_rank(rank);
@@ -74,7 +89,8 @@ ef_status ef_comm_new(ef_comm **out) {
   *out = NULL;
   if (getenv(EF_LAUNCH_RANK)) {
     if (ef_comm_launched())
-      return EF_ERROR(EF_ERR_INVALID, "started both by an MPI launcher and by `effnet train --gpus` (EFFNET_RANK is set): "
+      return EF_ERROR(EF_ERR_INVALID,
+                      "started both by an MPI launcher and by `effnet train --gpus` (EFFNET_RANK is set): "
                       "use one of them");
     return launched_new(out);
   }
@@ -87,7 +103,8 @@ ef_status ef_comm_new(ef_comm **out) {
   ef_log_set_rank((*out)->rank);
   return EF_OK;
 #else
-  return EF_ERROR(EF_ERR_UNSUPPORTED, "started by an MPI launcher (mpirun or srun), but this effnet was built without MPI: "
+  return EF_ERROR(EF_ERR_UNSUPPORTED,
+                  "started by an MPI launcher (mpirun or srun), but this effnet was built without MPI: "
                   "install OpenMPI (libopenmpi-dev) and rebuild with -DEFFNET_MPI=ON, or run effnet without mpirun");
 #endif
 }
@@ -112,8 +129,10 @@ ef_status ef_comm_poll(int (*done)(void *user, char *why, size_t len), void *use
     clock_gettime(CLOCK_MONOTONIC, &now);
     double waited = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
     if (waited > timeout_s)
-      return EF_ERROR(EF_ERR_IO, "%s has not finished after %.0f s: a rank died, hangs or is far behind (see the other "
-                      "ranks' messages), or the timeout (--comm-timeout) is too short for this step", what, waited);
+      return EF_ERROR(EF_ERR_IO,
+                      "%s has not finished after %.0f s: a rank died, hangs or is far behind (see the other "
+                      "ranks' messages), or the timeout (--comm-timeout) is too short for this step",
+                      what, waited);
     nanosleep(&nap, NULL);
     if (nap.tv_nsec < 100000) nap.tv_nsec *= 2; // at most ~0.1 ms late
   }

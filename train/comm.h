@@ -16,8 +16,8 @@ typedef enum { EF_COMM_SUM, EF_COMM_AVG, EF_COMM_MAX } ef_comm_op;
 
 // A non-blocking all-reduce in flight (ef_comm.iallreduce), finished by ef_comm.test or .wait.
 typedef struct {
-  void *impl;           // the implementation's handle (MPI_Request); NULL when already done
-  void *buf;            // the buffer reduced in place, (count) elements of dtype
+  void *impl; // the implementation's handle (MPI_Request); NULL when already done
+  void *buf;  // the buffer reduced in place, (count) elements of dtype
   size_t count;
   ef_comm_dtype dtype;
   ef_comm_op op;
@@ -25,10 +25,10 @@ typedef struct {
 
 typedef struct ef_comm ef_comm;
 struct ef_comm {
-  const char *name;     // "single", "mpi", "nccl", or "launched" (ranks of `effnet train --gpus`
-                        // before NCCL connects them: no collectives, the members below are NULL)
-  int rank, world;      // this process, and how many take part
-  int local_rank;       // this process's index among those on its host (the GPU it would use)
+  const char *name; // "single", "mpi", "nccl", or "launched" (ranks of `effnet train --gpus`
+                    // before NCCL connects them: no collectives, the members below are NULL)
+  int rank, world;  // this process, and how many take part
+  int local_rank;   // this process's index among those on its host (the GPU it would use)
   // In place over `count` elements of every rank's buf: the sum, the average (the same bits on
   // every rank: MPI's is the sum times 1/world, NCCL's each term times 1/world, summed) or the
   // maximum. Blocking; on NCCL, device buffers are queued on the GPU instead, before the
@@ -74,7 +74,7 @@ bool ef_comm_launched(void);
 ef_status ef_comm_new(ef_comm **out);
 // The single-process communicator: rank 0 of 1, collectives that change nothing.
 ef_comm *ef_comm_single(void);
-void ef_comm_free(ef_comm *c);   // NULL is fine; finalizes MPI
+void ef_comm_free(ef_comm *c); // NULL is fine; finalizes MPI
 // Ends every rank of the job with `code`: after a local failure the others cannot know about,
 // which would otherwise leave them waiting in a collective.
 _Noreturn void ef_comm_abort(ef_comm *c, int code);
@@ -91,7 +91,8 @@ ef_status ef_comm_mpi_new(ef_comm **out);
 
 #ifdef EFFNET_NCCL
 // NCCL on the GPU of `be` (a CUDA backend), for the ranks of *c (MPI with world > 1, or
-// "launched", one rank included), which it takes over: *c becomes the NCCL communicator and the old one is freed with it. The
+// "launched", one rank included), which it takes over: *c becomes the NCCL communicator and the old
+// one is freed with it. The
 // unique id comes from EFFNET_NCCL_ID when launched, else rank 0 makes it and broadcasts it
 // through *c. Collectives run on a stream of their own, ordered after the work queued on the
 // backend's stream and before the work queued after them, so that they overlap only with what

@@ -8,8 +8,8 @@
 #include "train/comm.h"
 
 typedef struct {
-  MPI_Comm comm;        // a duplicate of MPI_COMM_WORLD (or a group of it), errors returned
-  bool world;           // the job's communicator: freeing it finalizes MPI
+  MPI_Comm comm; // a duplicate of MPI_COMM_WORLD (or a group of it), errors returned
+  bool world;    // the job's communicator: freeing it finalizes MPI
 } mpi_impl;
 
 static int mpi_rank = -1, mpi_world = 0;
@@ -18,8 +18,9 @@ static _Noreturn void mpi_fail(const char *call, const char *file, int line, int
   char text[MPI_MAX_ERROR_STRING] = "";
   int len = 0;
   MPI_Error_string(code, text, &len);
-  fprintf(stderr, "effnet: %s failed at %s:%d on rank %d of %d: %s. Every rank stops now; a rank that died or a "
-                  "network failure is the usual cause (see the other ranks' messages)\n",
+  fprintf(stderr,
+          "effnet: %s failed at %s:%d on rank %d of %d: %s. Every rank stops now; a rank that died or a "
+          "network failure is the usual cause (see the other ranks' messages)\n",
           call, file, line, mpi_rank, mpi_world, text);
   fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
@@ -27,10 +28,10 @@ static _Noreturn void mpi_fail(const char *call, const char *file, int line, int
 }
 
 // Checks an MPI call (design §6): on failure, a message naming it, then the job ends.
-#define EF_MPI(call)                                                                            \
-  do {                                                                                          \
-    int ef_mpi_rc_ = (call);                                                                    \
-    if (ef_mpi_rc_ != MPI_SUCCESS) mpi_fail(#call, __FILE__, __LINE__, ef_mpi_rc_);             \
+#define EF_MPI(call)                                                                                                   \
+  do {                                                                                                                 \
+    int ef_mpi_rc_ = (call);                                                                                           \
+    if (ef_mpi_rc_ != MPI_SUCCESS) mpi_fail(#call, __FILE__, __LINE__, ef_mpi_rc_);                                    \
   } while (0)
 
 static MPI_Comm comm_of(const ef_comm *c) { return ((const mpi_impl *)c->impl)->comm; }
@@ -122,9 +123,21 @@ static ef_comm *mpi_wrap(MPI_Comm comm, bool world, int local_rank) {
   EF_MPI(MPI_Comm_rank(comm, &rank));
   EF_MPI(MPI_Comm_size(comm, &size));
   ef_comm *c = ef_xcalloc(1, sizeof *c);
-  *c = (ef_comm){.name = "mpi", .rank = rank, .world = size, .local_rank = local_rank, .allreduce = mpi_allreduce,
-                 .iallreduce = mpi_iallreduce, .test = mpi_test, .wait = mpi_wait, .broadcast = mpi_broadcast, .barrier = mpi_barrier,
-                 .sync = mpi_sync, .abort = mpi_abort, .free = mpi_free, .split = mpi_split, .impl = m};
+  *c = (ef_comm){.name = "mpi",
+                 .rank = rank,
+                 .world = size,
+                 .local_rank = local_rank,
+                 .allreduce = mpi_allreduce,
+                 .iallreduce = mpi_iallreduce,
+                 .test = mpi_test,
+                 .wait = mpi_wait,
+                 .broadcast = mpi_broadcast,
+                 .barrier = mpi_barrier,
+                 .sync = mpi_sync,
+                 .abort = mpi_abort,
+                 .free = mpi_free,
+                 .split = mpi_split,
+                 .impl = m};
   return c;
 }
 
@@ -143,7 +156,8 @@ ef_status ef_comm_mpi_new(ef_comm **out) {
     char text[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, text, &len);
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "MPI_Init failed: %s (is the launcher's MPI the one effnet was built with?)", text);
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "MPI_Init failed: %s (is the launcher's MPI the one effnet was built with?)",
+                    text);
   }
   EF_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   MPI_Comm comm, local;

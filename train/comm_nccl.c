@@ -14,25 +14,25 @@
 
 #define MAX_GROUPS 8
 
-typedef struct { // shared by the job's communicator and its groups (split)
-  cudaStream_t compute;          // the backend's stream
-  cudaStream_t stream;           // every device collective's
+typedef struct {        // shared by the job's communicator and its groups (split)
+  cudaStream_t compute; // the backend's stream
+  cudaStream_t stream;  // every device collective's
   cudaEvent_t ready, done, fence;
-  ncclComm_t scalars;            // host buffers' collectives: the job's ranks, never captured ...
-  cudaStream_t scalar_stream;    // ... on a stream not ordered after the backend's,
+  ncclComm_t scalars;         // host buffers' collectives: the job's ranks, never captured ...
+  cudaStream_t scalar_stream; // ... on a stream not ordered after the backend's,
   cudaEvent_t scalar_done;
-  void *host_stage, *dev_stage;  // through these (pinned, device)
+  void *host_stage, *dev_stage; // through these (pinned, device)
   size_t stage_bytes;
   double timeout;
-  ef_comm *host;                 // what the job was launched with (MPI, or "launched"): its abort
-  ncclComm_t comms[MAX_GROUPS];  // the job's, then its groups': polled for asynchronous errors
+  ef_comm *host;                // what the job was launched with (MPI, or "launched"): its abort
+  ncclComm_t comms[MAX_GROUPS]; // the job's, then its groups': polled for asynchronous errors
   int n_comms;
 } nccl_shared;
 
 typedef struct {
   ncclComm_t comm;
   nccl_shared *sh;
-  bool job;                      // the job's communicator (frees the shared part), not a group
+  bool job; // the job's communicator (frees the shared part), not a group
 } nccl_impl;
 
 // Ends the job after a failure here: every communicator aborted (kernels waiting on a dead peer
@@ -46,21 +46,23 @@ static _Noreturn void nccl_fail(nccl_shared *sh, const char *what) {
 
 static _Noreturn void call_failed(nccl_shared *sh, const char *call, const char *file, int line, const char *text) {
   char what[1024];
-  snprintf(what, sizeof what, "%s failed at %s:%d: %s (in a collective, a rank that died or a broken link between GPUs is "
-           "the usual cause; NCCL_DEBUG=WARN says more)", call, file, line, text);
+  snprintf(what, sizeof what,
+           "%s failed at %s:%d: %s (in a collective, a rank that died or a broken link between GPUs is "
+           "the usual cause; NCCL_DEBUG=WARN says more)",
+           call, file, line, text);
   nccl_fail(sh, what);
 }
 
 // Checks an NCCL or CUDA call (design §6): on failure, a message naming it, then the job ends.
-#define EF_NCCL(sh, call)                                                                           \
-  do {                                                                                              \
-    ncclResult_t ef_nccl_rc_ = (call);                                                              \
-    if (ef_nccl_rc_ != ncclSuccess) call_failed((sh), #call, __FILE__, __LINE__, ncclGetErrorString(ef_nccl_rc_)); \
+#define EF_NCCL(sh, call)                                                                                              \
+  do {                                                                                                                 \
+    ncclResult_t ef_nccl_rc_ = (call);                                                                                 \
+    if (ef_nccl_rc_ != ncclSuccess) call_failed((sh), #call, __FILE__, __LINE__, ncclGetErrorString(ef_nccl_rc_));     \
   } while (0)
-#define EF_NCCL_CUDA(sh, call)                                                                      \
-  do {                                                                                              \
-    cudaError_t ef_nccl_cu_ = (call);                                                               \
-    if (ef_nccl_cu_ != cudaSuccess) call_failed((sh), #call, __FILE__, __LINE__, cudaGetErrorString(ef_nccl_cu_)); \
+#define EF_NCCL_CUDA(sh, call)                                                                                         \
+  do {                                                                                                                 \
+    cudaError_t ef_nccl_cu_ = (call);                                                                                  \
+    if (ef_nccl_cu_ != cudaSuccess) call_failed((sh), #call, __FILE__, __LINE__, cudaGetErrorString(ef_nccl_cu_));     \
   } while (0)
 
 static nccl_impl *impl_of(const ef_comm *c) { return c->impl; }
@@ -154,7 +156,7 @@ typedef struct {
   size_t count;
   ef_comm_dtype dtype;
   ef_comm_op op;
-  int root;         // broadcast: the root; all-reduce: -1
+  int root; // broadcast: the root; all-reduce: -1
 } host_call;
 
 static void host_collective(nccl_shared *sh, const host_call *h, const char *what) {
@@ -270,10 +272,20 @@ static ef_comm *wrap(nccl_shared *sh, ncclComm_t comm, bool job, int rank, int w
   nccl_impl *m = ef_xcalloc(1, sizeof *m);
   *m = (nccl_impl){.comm = comm, .sh = sh, .job = job};
   ef_comm *c = ef_xcalloc(1, sizeof *c);
-  *c = (ef_comm){.name = "nccl", .rank = rank, .world = world, .local_rank = sh->host->local_rank,
-                 .allreduce = nccl_allreduce, .iallreduce = nccl_iallreduce, .test = nccl_test, .wait = nccl_wait,
-                 .broadcast = nccl_broadcast, .barrier = nccl_barrier, .sync = nccl_sync, .abort = nccl_abort,
-                 .free = nccl_free, .impl = m};
+  *c = (ef_comm){.name = "nccl",
+                 .rank = rank,
+                 .world = world,
+                 .local_rank = sh->host->local_rank,
+                 .allreduce = nccl_allreduce,
+                 .iallreduce = nccl_iallreduce,
+                 .test = nccl_test,
+                 .wait = nccl_wait,
+                 .broadcast = nccl_broadcast,
+                 .barrier = nccl_barrier,
+                 .sync = nccl_sync,
+                 .abort = nccl_abort,
+                 .free = nccl_free,
+                 .impl = m};
   return c;
 }
 
@@ -314,8 +326,10 @@ ef_status ef_nccl_unique_id(char *hex, size_t len) {
   EF_ASSERT(len >= 2 * sizeof id.internal + 1, "room for %zu hex digits", 2 * sizeof id.internal);
   ncclResult_t rc = ncclGetUniqueId(&id);
   if (rc != ncclSuccess)
-    return EF_ERROR(EF_ERR_UNSUPPORTED, "ncclGetUniqueId failed: %s (%s); NCCL_DEBUG=INFO says which network interface "
-                    "it tried (NCCL_SOCKET_IFNAME chooses one)", ncclGetErrorString(rc), ncclGetLastError(NULL));
+    return EF_ERROR(EF_ERR_UNSUPPORTED,
+                    "ncclGetUniqueId failed: %s (%s); NCCL_DEBUG=INFO says which network interface "
+                    "it tried (NCCL_SOCKET_IFNAME chooses one)",
+                    ncclGetErrorString(rc), ncclGetLastError(NULL));
   to_hex((const unsigned char *)id.internal, sizeof id.internal, hex);
   return EF_OK;
 }
@@ -324,15 +338,18 @@ ef_status ef_comm_nccl_new(ef_comm **c, ef_backend *be, double timeout_s) {
   nccl_environment();
   ef_comm *host = *c;
   bool launched = !strcmp(host->name, "launched");
-  EF_ASSERT(launched || (host->world > 1 && host->broadcast), "NCCL over a '%s' communicator of %d", host->name, host->world);
+  EF_ASSERT(launched || (host->world > 1 && host->broadcast), "NCCL over a '%s' communicator of %d", host->name,
+            host->world);
   ncclUniqueId id;
   if (launched) {
     if (!from_hex(getenv(EF_LAUNCH_NCCL_ID), (unsigned char *)id.internal, sizeof id.internal))
-      return EF_ERROR(EF_ERR_INVALID, "%s is not %zu hex digits: it is set by `effnet train --gpus N` for the workers it starts",
+      return EF_ERROR(EF_ERR_INVALID,
+                      "%s is not %zu hex digits: it is set by `effnet train --gpus N` for the workers it starts",
                       EF_LAUNCH_NCCL_ID, 2 * sizeof id.internal);
   } else {
     char hex[2 * sizeof id.internal + 1];
-    if (host->rank == 0 && ef_nccl_unique_id(hex, sizeof hex) != EF_OK) return EF_ERR_UNSUPPORTED; // the caller aborts the job
+    if (host->rank == 0 && ef_nccl_unique_id(hex, sizeof hex) != EF_OK)
+      return EF_ERR_UNSUPPORTED; // the caller aborts the job
     if (host->rank == 0) from_hex(hex, (unsigned char *)id.internal, sizeof id.internal);
     host->broadcast(host, &id, sizeof id, 0);
   }

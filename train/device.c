@@ -40,7 +40,8 @@ const char *ef_device_algo_cache(const char *flag, const char *run_file) {
 
 ef_status ef_device_open(ef_device *d, const ef_device_spec *s, const char *run_file) {
   EF_TRY(ef_device_parse(d, s));
-  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index, .allow_tf32 = !strcmp(s->precision, "tf32"),
+  d->be = d->cuda ? ef_cuda_backend_new(&(ef_cuda_opts){.device = d->index,
+                                                        .allow_tf32 = !strcmp(s->precision, "tf32"),
                                                         .algo_cache = ef_device_algo_cache(s->algo_cache, run_file)})
                   : ef_cpu_backend_new((int)s->threads);
   if (!d->be) return EF_ERROR(EF_ERR_UNSUPPORTED, "cannot start device %s: %s", s->device, ef_last_error());

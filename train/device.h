@@ -20,10 +20,10 @@ typedef struct {
 
 typedef struct {
   ef_backend *be;
-  ef_dtype activations;  // EF_F32, EF_BF16 or EF_F16
+  ef_dtype activations; // EF_F32, EF_BF16 or EF_F16
   bool cuda;
-  int index;             // the CUDA device
-  char precision[8];     // as given: f32, tf32, bf16, f16
+  int index;         // the CUDA device
+  char precision[8]; // as given: f32, tf32, bf16, f16
 } ef_device;
 
 // Checks the names (no backend yet): EF_ERR_INVALID with a message on a mistake.

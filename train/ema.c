@@ -25,7 +25,8 @@ static int64_t shadow_numel(const ef_ema *e, const ef_store *s, ef_arena a) {
 
 ef_status ef_ema_init(ef_ema *e, const ef_store *s, double decay) {
   memset(e, 0, sizeof *e);
-  if (!(decay >= 0 && decay < 1)) return EF_ERROR(EF_ERR_INVALID, "the weights' moving average needs a decay in [0, 1) (got %g)", decay);
+  if (!(decay >= 0 && decay < 1))
+    return EF_ERROR(EF_ERR_INVALID, "the weights' moving average needs a decay in [0, 1) (got %g)", decay);
   EF_TRY(ef_require_updatable_store(s, "the weights' moving average"));
   e->decay = decay;
   e->device = ef_device_of(s);
@@ -36,7 +37,8 @@ ef_status ef_ema_init(ef_ema *e, const ef_store *s, double decay) {
     if (!e->shadow[a]) {
       size_t mib = n * sizeof(float) >> 20;
       ef_ema_free(e);
-      return EF_ERROR(EF_ERR_NOMEM, "out of %s memory allocating %zu MiB for the weights' moving average; use a smaller model",
+      return EF_ERROR(EF_ERR_NOMEM,
+                      "out of %s memory allocating %zu MiB for the weights' moving average; use a smaller model",
                       s->be->name, mib);
     }
     e->numel[a] = n;

@@ -10,12 +10,12 @@
 #include "core/store.h"
 
 typedef struct {
-  double decay;                 // 0.9999
-  int64_t updates;              // n: updates so far
+  double decay;                  // 0.9999
+  int64_t updates;               // n: updates so far
   float *shadow[EF_ARENA_COUNT]; // PARAM and STATE: the store's layout and offsets; GRAD: NULL
   size_t numel[EF_ARENA_COUNT];
-  bool swapped;                 // the shadow is in the store, the live values here
-  struct ef_backend *device;    // the store's backend when the shadow lives on its device
+  bool swapped;              // the shadow is in the store, the live values here
+  struct ef_backend *device; // the store's backend when the shadow lives on its device
 } ef_ema;
 
 // Copies the store's current values as the shadow, where the store lives. EF_ERR_INVALID unless

@@ -32,7 +32,8 @@ static int item_prefixes(const char *item, char out[][32], int cap) {
 
 ef_status ef_freeze(ef_store *s, const char *spec, size_t *params) {
   char copy[1024], *save = NULL;
-  if (snprintf(copy, sizeof copy, "%s", spec) >= (int)sizeof copy) return EF_ERROR(EF_ERR_INVALID, "--freeze is too long");
+  if (snprintf(copy, sizeof copy, "%s", spec) >= (int)sizeof copy)
+    return EF_ERROR(EF_ERR_INVALID, "--freeze is too long");
   bool *mark = ef_xcalloc((size_t)s->n, sizeof *mark);
   ef_status st = EF_OK;
   for (char *item = strtok_r(copy, ",", &save); item && st == EF_OK; item = strtok_r(NULL, ",", &save)) {
@@ -45,8 +46,10 @@ ef_status ef_freeze(ef_store *s, const char *spec, size_t *params) {
       if (hit) mark[i] = true, matched++;
     }
     if (!matched)
-      st = EF_ERROR(EF_ERR_INVALID, "--freeze: '%s' matches no parameter. Give stem, head, backbone, blocks.A-B (stages), "
-                    "or a name prefix such as blocks.2 or blocks.2.1.se (`effnet info MODEL` lists the blocks)", item);
+      st = EF_ERROR(EF_ERR_INVALID,
+                    "--freeze: '%s' matches no parameter. Give stem, head, backbone, blocks.A-B (stages), "
+                    "or a name prefix such as blocks.2 or blocks.2.1.se (`effnet info MODEL` lists the blocks)",
+                    item);
   }
   for (int i = 0; i < s->n && st == EF_OK; i++) {
     ef_store_entry *e = &s->entries[i];

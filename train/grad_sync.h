@@ -10,17 +10,17 @@
 #include "train/comm.h"
 
 typedef struct {
-  size_t lo, hi;          // elements [lo, hi) of the gradient arena
-  int ready;              // the schedule position after which no accum writes into it (-1: none does)
+  size_t lo, hi; // elements [lo, hi) of the gradient arena
+  int ready;     // the schedule position after which no accum writes into it (-1: none does)
   ef_comm_request req;
 } ef_grad_bucket;
 
 typedef struct {
   ef_comm *comm;
-  float *grad;            // the store's gradient arena
-  ef_grad_bucket *b;      // (n) in the order they are started: by ready position, then by offset, descending
+  float *grad;       // the store's gradient arena
+  ef_grad_bucket *b; // (n) in the order they are started: by ready position, then by offset, descending
   int n;
-  int started;            // buckets started so far in this step
+  int started; // buckets started so far in this step
 } ef_grad_sync;
 
 // Buckets over `s`'s gradient arena for the training plan `p` (its accum nodes). bucket_bytes 0:

@@ -78,7 +78,7 @@ int ef_launch(const ef_launch_config *cfg) {
   pending = 0;
   sigaction(SIGINT, &sa, &old_int), sigaction(SIGTERM, &sa, &old_term);
   sigaction(SIGCHLD, &dfl, &old_chld); // an inherited SIG_IGN would reap the workers behind waitpid's back
-  int rc = 0, stop_rc = 0, alive = 0; // the first failure's status; the stop's (130, 143)
+  int rc = 0, stop_rc = 0, alive = 0;  // the first failure's status; the stop's (130, 143)
   for (int r = 0; r < n; r++) {
     char *own[OWN];
     char **env = worker_env(cfg, r, own);
@@ -95,9 +95,9 @@ int ef_launch(const ef_launch_config *cfg) {
     alive++;
   }
   // Until every worker has been reaped: signals passed on, failures end the others.
-  int asked = 0;           // the signal passed on to the workers (they save and stop)
-  bool failed = false;     // one failed: the others got SIGTERM ...
-  double kill_at = 0;      // ... and get SIGKILL at this time
+  int asked = 0;       // the signal passed on to the workers (they save and stop)
+  bool failed = false; // one failed: the others got SIGTERM ...
+  double kill_at = 0;  // ... and get SIGKILL at this time
   while (alive > 0) {
     int sig = pending;
     if (sig) {
@@ -111,7 +111,8 @@ int ef_launch(const ef_launch_config *cfg) {
       }
     }
     if (kill_at > 0 && now_s() > kill_at) {
-      fprintf(stderr, "effnet train --gpus: the other workers did not end within %.0f s of SIGTERM: killing them\n", grace);
+      fprintf(stderr, "effnet train --gpus: the other workers did not end within %.0f s of SIGTERM: killing them\n",
+              grace);
       signal_all(pid, n, SIGKILL);
       kill_at = 0;
     }
@@ -119,7 +120,8 @@ int ef_launch(const ef_launch_config *cfg) {
     pid_t done = waitpid(-1, &st, WNOHANG);
     if (done < 0 && errno == EINTR) continue;
     if (done < 0) { // ECHILD: none left to wait for (not ours to reap any more)
-      if (errno != ECHILD) fprintf(stderr, "effnet train --gpus: waitpid failed: %s: killing the workers\n", strerror(errno));
+      if (errno != ECHILD)
+        fprintf(stderr, "effnet train --gpus: waitpid failed: %s: killing the workers\n", strerror(errno));
       signal_all(pid, n, SIGKILL);
       if (!rc) rc = 1;
       break;
@@ -143,7 +145,8 @@ int ef_launch(const ef_launch_config *cfg) {
       fprintf(stderr, "effnet train --gpus: worker %d (rank %d of %d) exited with status %d: ending the other %d\n",
               (int)done, r, n, code, alive);
     else
-      fprintf(stderr, "effnet train --gpus: worker %d (rank %d of %d) was killed by signal %d (%s): ending the other %d\n",
+      fprintf(stderr,
+              "effnet train --gpus: worker %d (rank %d of %d) was killed by signal %d (%s): ending the other %d\n",
               (int)done, r, n, WTERMSIG(st), strsignal(WTERMSIG(st)), alive);
     signal_all(pid, n, SIGTERM);
     failed = true, kill_at = now_s() + grace;

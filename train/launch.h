@@ -10,10 +10,10 @@
 
 typedef struct {
   int workers;
-  const char *program;     // the executable each worker runs (execv's path)
-  char *const *argv;       // its arguments, argv[0] included, NULL-terminated
-  const char *nccl_id;     // hex, into EFFNET_NCCL_ID
-  double grace_s;          // after a failure: SIGTERM to the others, SIGKILL this much later  [5]
+  const char *program; // the executable each worker runs (execv's path)
+  char *const *argv;   // its arguments, argv[0] included, NULL-terminated
+  const char *nccl_id; // hex, into EFFNET_NCCL_ID
+  double grace_s;      // after a failure: SIGTERM to the others, SIGKILL this much later  [5]
 } ef_launch_config;
 
 // Starts the workers and waits for all of them. SIGINT or SIGTERM reaching the launcher goes to

@@ -33,21 +33,25 @@ int ef_model_desc_names(const ef_model_desc *d, char *copy, size_t len, const ch
 
 ef_status ef_model_desc_set_names(ef_model_desc *d, char *const *names, int n) {
   size_t used = 0, cap = sizeof d->class_names;
-  for (int c = 0; c < n && used < cap; c++) used += (size_t)snprintf(d->class_names + used, cap - used, "%s\n", names[c]);
+  for (int c = 0; c < n && used < cap; c++)
+    used += (size_t)snprintf(d->class_names + used, cap - used, "%s\n", names[c]);
   if (used < cap) return EF_OK;
   d->class_names[0] = 0;
-  return EF_ERROR(EF_ERR_INVALID, "the %d class names take more than %zu bytes, more than a weights file keeps", n, cap - 1);
+  return EF_ERROR(EF_ERR_INVALID, "the %d class names take more than %zu bytes, more than a weights file keeps", n,
+                  cap - 1);
 }
 
 ef_status ef_model_desc_validate(const ef_model_desc *d, const char *path) {
   bool effnet = !strcmp(d->arch, "efficientnet");
-  if (!effnet && strcmp(d->arch, "tiny")) return EF_ERROR(EF_ERR_FORMAT, "%s: unknown architecture '%s'", path, d->arch);
+  if (!effnet && strcmp(d->arch, "tiny"))
+    return EF_ERROR(EF_ERR_FORMAT, "%s: unknown architecture '%s'", path, d->arch);
   if (d->num_classes < 1 || d->num_classes > (1 << 24) || d->in_channels < 1 || d->in_channels > 64)
-    return EF_ERROR(EF_ERR_FORMAT, "%s: %d classes and %d input channels: need 1 to 16777216 classes and 1 to 64 channels",
-                    path, d->num_classes, d->in_channels);
+    return EF_ERROR(EF_ERR_FORMAT,
+                    "%s: %d classes and %d input channels: need 1 to 16777216 classes and 1 to 64 channels", path,
+                    d->num_classes, d->in_channels);
   if (effnet && (d->cfg.num_classes != d->num_classes || d->cfg.in_channels != d->in_channels))
-    return EF_ERROR(EF_ERR_FORMAT, "%s: the configuration has %d classes and %d channels, the description %d and %d", path,
-                    d->cfg.num_classes, d->cfg.in_channels, d->num_classes, d->in_channels);
+    return EF_ERROR(EF_ERR_FORMAT, "%s: the configuration has %d classes and %d channels, the description %d and %d",
+                    path, d->cfg.num_classes, d->cfg.in_channels, d->num_classes, d->in_channels);
   if (d->eval.channels != d->in_channels)
     return EF_ERROR(EF_ERR_FORMAT, "%s: the evaluation transform gives %d channels, the model takes %d", path,
                     d->eval.channels, d->in_channels);
@@ -69,7 +73,8 @@ static const ef_attr_field desc_fields[] = {
     EF_ATTR_STR_FIELD(ef_model_desc, "arch", arch),
     EF_ATTR_INT_FIELD(ef_model_desc, "classes", num_classes),
     EF_ATTR_INT_FIELD(ef_model_desc, "channels", in_channels),
-    {"class_names", EF_ATTR_STRING, offsetof(ef_model_desc, class_names), (int)sizeof(((ef_model_desc *)0)->class_names), true},
+    {"class_names", EF_ATTR_STRING, offsetof(ef_model_desc, class_names),
+     (int)sizeof(((ef_model_desc *)0)->class_names), true},
     EF_ATTR_INT_FIELD(ef_model_desc, "image_size", eval.size),
     EF_ATTR_INT_FIELD(ef_model_desc, "image_channels", eval.channels),
     EF_ATTR_DBL_FIELD(ef_model_desc, "crop_pct", eval.crop_pct),
@@ -110,24 +115,29 @@ ef_status ef_weights_info_read(const char *path, ef_weights_info *w) {
   ef_attr_fields_bind(desc_fields, DESC_FIELDS, d, attrs);
   for (int i = 0; i < DESC_FIELDS; i++) attrs[i].optional = true; // imports from before descriptions have none
   ef_attr *extra = attrs + DESC_FIELDS;
-  extra[0] = (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp, .optional = true};
+  extra[0] =
+      (ef_attr){.name = "interpolation", .kind = EF_ATTR_STRING, .s = interp, .cap = sizeof interp, .optional = true};
   extra[1] = (ef_attr){.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean, .optional = true};
   extra[2] = (ef_attr){.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std, .optional = true};
   extra[3] = (ef_attr){.name = "ema_updates", .kind = EF_ATTR_INT, .optional = true};
   extra[4] = (ef_attr){.name = "step", .kind = EF_ATTR_INT, .optional = true};
-  extra[5] = (ef_attr){.name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier,
-                       .optional = true};
-  extra[6] = (ef_attr){.name = "source", .kind = EF_ATTR_STRING, .s = w->source, .cap = sizeof w->source, .optional = true};
+  extra[5] = (ef_attr){
+      .name = "classifier", .kind = EF_ATTR_STRING, .s = classifier, .cap = sizeof classifier, .optional = true};
+  extra[6] =
+      (ef_attr){.name = "source", .kind = EF_ATTR_STRING, .s = w->source, .cap = sizeof w->source, .optional = true};
   EF_TRY(ef_weights_read_attrs(path, attrs, DESC_FIELDS + EXTRA));
   EF_TRY(ef_attr_fields_store(desc_fields, DESC_FIELDS, d, attrs, path));
   bool described = attrs[0].found;
   if (described) {
     for (int i = 0; i < DESC_FIELDS; i++)
       if (!attrs[i].found && !desc_fields[i].optional)
-        return EF_ERROR(EF_ERR_FORMAT, "%s has an architecture but no attribute '%s': a damaged file?", path, attrs[i].name);
+        return EF_ERROR(EF_ERR_FORMAT, "%s has an architecture but no attribute '%s': a damaged file?", path,
+                        attrs[i].name);
     if (!extra[0].found || !extra[1].found || !extra[2].found)
-      return EF_ERROR(EF_ERR_FORMAT, "%s has an architecture but no complete evaluation transform (interpolation, "
-                      "mean, std): a damaged file?", path);
+      return EF_ERROR(EF_ERR_FORMAT,
+                      "%s has an architecture but no complete evaluation transform (interpolation, "
+                      "mean, std): a damaged file?",
+                      path);
   } else { // an import from before descriptions: all from its configuration
     snprintf(d->arch, sizeof d->arch, "efficientnet");
   }
@@ -160,7 +170,8 @@ ef_status ef_weights_info_read(const char *path, ef_weights_info *w) {
   return EF_OK;
 }
 
-ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc *d, const ef_attr *extra, int n_extra) {
+ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc *d, const ef_attr *extra,
+                        int n_extra) {
   ef_desc_attrs da;
   ef_model_desc_attrs(d, &da);
   enum { MAX_EXTRA = 8 };
@@ -183,7 +194,8 @@ void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, 
   m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){o->batch, size, size, d->in_channels});
   ef_layer_ctx c;
   if (!strcmp(d->arch, "tiny")) {
-    c = (ef_layer_ctx){.g = m->g, .training = o->training, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
+    c = (ef_layer_ctx){
+        .g = m->g, .training = o->training, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
     m->logits = ef_tiny_forward(&c, m->images, d->num_classes, d->cfg.dropout);
   } else {
     m->logits = ef_effnet_build(&d->cfg, m->g, m->images, o->training, o->summary, &c);
@@ -221,7 +233,8 @@ void ef_model_graph_free(ef_model_graph *m) {
 ef_status ef_model_load_weights(const char *path, const ef_weights_info *w, bool ema, const char *skip, ef_store *s) {
   if (ema && !w->has_ema) return EF_ERROR(EF_ERR_INVALID, "%s holds no EMA weights", path);
   // The EMA's group read straight into the store's arenas, as /model would be.
-  ef_tensor_set set = {ema ? "ema" : "model", ema ? s->mem[EF_ARENA_PARAM] : NULL, ema ? s->mem[EF_ARENA_STATE] : NULL, skip};
+  ef_tensor_set set = {ema ? "ema" : "model", ema ? s->mem[EF_ARENA_PARAM] : NULL, ema ? s->mem[EF_ARENA_STATE] : NULL,
+                       skip};
   return ef_weights_load_sets(path, s, &set, 1);
 }
 
@@ -246,11 +259,13 @@ void ef_model_close(ef_model *m) {
 
 // ---- memory -------------------------------------------------------------------------------------
 
-double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations, double *largest) {
+double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations,
+                              double *largest) {
   ef_store *s = ef_store_new();
   ef_model_graph m;
-  ef_model_graph_new(&m, s, d, &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1,
-                                                .activations = activations});
+  ef_model_graph_new(
+      &m, s, d,
+      &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1, .activations = activations});
   size_t arena, naive;
   ef_plan_measure(m.g, &arena, &naive);
   // Parameters (training: + gradients + SGD momentum) and state.
@@ -312,6 +327,8 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r) 
     r->images += b->real;
   }
   free(images), free(logits);
-  if (r->images) r->loss = loss / (double)r->images, r->top1 = (double)top1 / (double)r->images, r->top5 = (double)top5 / (double)r->images;
+  if (r->images)
+    r->loss = loss / (double)r->images, r->top1 = (double)top1 / (double)r->images,
+    r->top5 = (double)top5 / (double)r->images;
   return st;
 }

@@ -15,11 +15,11 @@
 #include "models/weights.h"
 
 typedef struct {
-  char arch[16];            // "efficientnet" (cfg below) or "tiny"
-  ef_effnet_config cfg;     // efficientnet: the architecture; tiny: only cfg.dropout
+  char arch[16];        // "efficientnet" (cfg below) or "tiny"
+  ef_effnet_config cfg; // efficientnet: the architecture; tiny: only cfg.dropout
   int num_classes, in_channels;
-  char class_names[65536];  // one per line, `num_classes` of them; empty when unknown
-  ef_transform eval;        // the evaluation preprocessing: size, crop, interpolation, mean, std
+  char class_names[65536]; // one per line, `num_classes` of them; empty when unknown
+  ef_transform eval;       // the evaluation preprocessing: size, crop, interpolation, mean, std
 } ef_model_desc;
 
 // The description of an EfficientNet of `cfg` (its classes and channels), evaluated at its
@@ -50,11 +50,11 @@ void ef_model_desc_attrs(const ef_model_desc *d, ef_desc_attrs *out);
 // What a weights file is: its model, and what else it holds.
 typedef struct {
   ef_model_desc desc;
-  bool checkpoint;     // a training checkpoint (a position to resume from), else weights alone
-  bool has_ema;        // an /ema group (checkpoints of runs with --ema)
-  bool recorded_norm;  // it records the normalization (else ImageNet's is assumed)
-  bool headless;       // imported without a classifier (it holds an initialization)
-  char source[16];     // where an import came from: torchvision, timm, keras ("" otherwise)
+  bool checkpoint;    // a training checkpoint (a position to resume from), else weights alone
+  bool has_ema;       // an /ema group (checkpoints of runs with --ema)
+  bool recorded_norm; // it records the normalization (else ImageNet's is assumed)
+  bool headless;      // imported without a classifier (it holds an initialization)
+  char source[16];    // where an import came from: torchvision, timm, keras ("" otherwise)
 } ef_weights_info;
 
 // Reads any effnet weights file: `effnet import`'s (older ones, without a description, get one
@@ -69,27 +69,27 @@ ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc
 
 typedef struct {
   int64_t batch;
-  bool training;            // labels, label-smoothed cross-entropy and its backward pass
-  float smoothing;          // training: label smoothing
-  uint64_t seed;            // dropout and drop-path streams
-  int bn_group;             // training: batch norms over groups of this many ranks (SyncBN; 0, 1: off)
-  ef_dtype activations;     // EF_F32, or the 16-bit type of mixed precision
-  int image_size;           // the input side (0: the description's evaluation size)
-  bool features;            // keep the pooled features (m->features) beside the logits
-  FILE *summary;            // EfficientNet: a line per block while building (effnet info --layers)
+  bool training;        // labels, label-smoothed cross-entropy and its backward pass
+  float smoothing;      // training: label smoothing
+  uint64_t seed;        // dropout and drop-path streams
+  int bn_group;         // training: batch norms over groups of this many ranks (SyncBN; 0, 1: off)
+  ef_dtype activations; // EF_F32, or the 16-bit type of mixed precision
+  int image_size;       // the input side (0: the description's evaluation size)
+  bool features;        // keep the pooled features (m->features) beside the logits
+  FILE *summary;        // EfficientNet: a line per block while building (effnet info --layers)
 } ef_graph_opts;
 
 typedef struct {
   ef_graph *g;
-  ef_tensor *images, *labels;  // (N,H,W,C) f32, training: (N) i32
-  ef_tensor *logits, *loss;    // (N,classes), training: scalar
-  ef_tensor *loss_scale;       // training: the loss's gradient (1), f16's loss scale
-  ef_tensor *features;         // with opts.features: (N,channels) before dropout and the classifier
+  ef_tensor *images, *labels; // (N,H,W,C) f32, training: (N) i32
+  ef_tensor *logits, *loss;   // (N,classes), training: scalar
+  ef_tensor *loss_scale;      // training: the loss's gradient (1), f16's loss scale
+  ef_tensor *features;        // with opts.features: (N,channels) before dropout and the classifier
   ef_plan *plan;
   int64_t batch;
   int classes;
-  ef_dtype activations;        // as built (ef_graph_opts)
-  int64_t params, macs;        // EfficientNet: parameters, multiply-adds per image of the forward pass
+  ef_dtype activations; // as built (ef_graph_opts)
+  int64_t params, macs; // EfficientNet: parameters, multiply-adds per image of the forward pass
 } ef_model_graph;
 
 // Builds the model of `d` for o->batch images. Training adds the labels, the cross-entropy and
@@ -125,7 +125,8 @@ ef_status ef_model_load_weights(const char *path, const ef_weights_info *w, bool
 // The memory a batch plans (train/update's weight, gradient and momentum arenas for training,
 // the weights and state alone for inference), in bytes: the activation arena and the store's
 // arenas; with `largest`, also the most elements any one tensor holds (not NULL).
-double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations, double *largest);
+double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations,
+                              double *largest);
 // The largest batch whose planned memory fits `budget` bytes (0 when not even one image fits),
 // at most 65536; on a GPU (`gpu`) also no tensor above 2^31 elements (cuDNN's descriptors take
 // int sizes).
@@ -134,7 +135,7 @@ int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activ
 // ---- evaluation ---------------------------------------------------------------------------------
 
 typedef struct {
-  double loss, top1, top5;  // mean cross-entropy (no smoothing), accuracies in [0, 1]
+  double loss, top1, top5; // mean cross-entropy (no smoothing), accuracies in [0, 1]
   int64_t images;
 } ef_eval_result;
 

@@ -16,8 +16,10 @@
 ef_optim_config ef_optim_defaults(ef_optim_kind kind) {
   switch (kind) {
   case EF_OPT_SGD: return (ef_optim_config){.kind = kind, .momentum = 0.9, .weight_decay = 1e-4};
-  case EF_OPT_RMSPROP: return (ef_optim_config){.kind = kind, .momentum = 0.9, .rho = 0.9, .eps = 1e-3, .weight_decay = 1e-5};
-  case EF_OPT_ADAMW: return (ef_optim_config){.kind = kind, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2};
+  case EF_OPT_RMSPROP:
+    return (ef_optim_config){.kind = kind, .momentum = 0.9, .rho = 0.9, .eps = 1e-3, .weight_decay = 1e-5};
+  case EF_OPT_ADAMW:
+    return (ef_optim_config){.kind = kind, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2};
   }
   EF_FATAL("optimizer kind %d", (int)kind);
 }
@@ -76,13 +78,13 @@ static ef_status check_config(const ef_optim_config *c) {
     return EF_OK;
   case EF_OPT_RMSPROP:
     if (!in_unit(c->momentum) || !in_unit(c->rho) || !(c->eps > 0))
-      return EF_ERROR(EF_ERR_INVALID, "RMSProp needs momentum and rho in [0, 1) and eps > 0 (got %g, %g, %g)", c->momentum,
-                      c->rho, c->eps);
+      return EF_ERROR(EF_ERR_INVALID, "RMSProp needs momentum and rho in [0, 1) and eps > 0 (got %g, %g, %g)",
+                      c->momentum, c->rho, c->eps);
     return EF_OK;
   case EF_OPT_ADAMW:
     if (!in_unit(c->beta1) || !in_unit(c->beta2) || !(c->eps > 0))
-      return EF_ERROR(EF_ERR_INVALID, "AdamW needs beta1 and beta2 in [0, 1) and eps > 0 (got %g, %g, %g)", c->beta1, c->beta2,
-                      c->eps);
+      return EF_ERROR(EF_ERR_INVALID, "AdamW needs beta1 and beta2 in [0, 1) and eps > 0 (got %g, %g, %g)", c->beta1,
+                      c->beta2, c->eps);
     return EF_OK;
   }
   return EF_ERROR(EF_ERR_INVALID, "unknown optimizer kind %d: use SGD, RMSProp or AdamW", (int)c->kind);

@@ -14,21 +14,21 @@ typedef enum { EF_OPT_SGD, EF_OPT_RMSPROP, EF_OPT_ADAMW } ef_optim_kind;
 
 typedef struct {
   ef_optim_kind kind;
-  double momentum;      // SGD (0: plain SGD) and RMSProp (0.9)
-  bool nesterov;        // SGD, needs momentum > 0
-  double rho;           // RMSProp: decay of the mean square (0.9)
-  double eps;           // RMSProp: 1e-3, inside the square root (TF); AdamW: 1e-8, outside it
-  double beta1, beta2;  // AdamW (0.9, 0.999)
-  double weight_decay;  // SGD, RMSProp: L2 added to the gradient; AdamW: decoupled
-  bool decay_all;       // false: decay only entries with `decay` set (conv and dense weights)
+  double momentum;     // SGD (0: plain SGD) and RMSProp (0.9)
+  bool nesterov;       // SGD, needs momentum > 0
+  double rho;          // RMSProp: decay of the mean square (0.9)
+  double eps;          // RMSProp: 1e-3, inside the square root (TF); AdamW: 1e-8, outside it
+  double beta1, beta2; // AdamW (0.9, 0.999)
+  double weight_decay; // SGD, RMSProp: L2 added to the gradient; AdamW: decoupled
+  bool decay_all;      // false: decay only entries with `decay` set (conv and dense weights)
 } ef_optim_config;
 
 #define EF_OPTIM_MAX_SLOTS 2
 
 typedef struct {
   ef_optim_config cfg;
-  int64_t step;         // steps taken; AdamW's bias correction uses t = step after the increment
-  size_t n;             // trainable elements: the length of every slot
+  int64_t step; // steps taken; AdamW's bias correction uses t = step after the increment
+  size_t n;     // trainable elements: the length of every slot
   int n_slots;
   const char *slot_names[EF_OPTIM_MAX_SLOTS];
   float *slots[EF_OPTIM_MAX_SLOTS]; // host memory, or the device's (device != NULL)

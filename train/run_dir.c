@@ -62,7 +62,8 @@ ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *
   char resume_dir[4096] = ".";
   const char *slash = resume_path ? strrchr(resume_path, '/') : NULL;
   size_t dir_len = slash ? (size_t)(slash - resume_path) : 0;
-  if (dir_len >= sizeof resume_dir || dir_len >= len) return EF_ERROR(EF_ERR_INVALID, "the path %s is too long", resume_path);
+  if (dir_len >= sizeof resume_dir || dir_len >= len)
+    return EF_ERROR(EF_ERR_INVALID, "the path %s is too long", resume_path);
   if (slash) memcpy(resume_dir, resume_path, dir_len), resume_dir[dir_len] = 0;
   if (out) {
     if (strlen(out) >= len) return EF_ERROR(EF_ERR_INVALID, "the path %s is too long", out);
@@ -79,11 +80,15 @@ ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *
   int n = ef_run_dir_list(dir, steps, EF_RUN_DIR_MAX_CHECKPOINTS);
   bool same_folder = resume_path && !strcmp(dir, resume_dir);
   if (n && !same_folder)
-    return EF_ERROR(EF_ERR_INVALID, "%s already holds checkpoints of another run: resume them with --resume %s, or choose "
-                    "another --out", dir, dir);
+    return EF_ERROR(EF_ERR_INVALID,
+                    "%s already holds checkpoints of another run: resume them with --resume %s, or choose "
+                    "another --out",
+                    dir, dir);
   if (same_folder && n && steps[n - 1] > resume_step)
-    return EF_ERROR(EF_ERR_INVALID, "%s is not the latest checkpoint of %s (step %lld is): to branch from it, give a new "
-                    "--out", resume_path, dir, steps[n - 1]);
+    return EF_ERROR(EF_ERR_INVALID,
+                    "%s is not the latest checkpoint of %s (step %lld is): to branch from it, give a new "
+                    "--out",
+                    resume_path, dir, steps[n - 1]);
   return EF_OK;
 }
 
@@ -93,6 +98,7 @@ void ef_run_dir_prune(const char *dir, int keep) {
   char path[4200];
   for (int i = 0; i + keep < n; i++) {
     ef_run_dir_checkpoint(path, sizeof path, dir, steps[i]);
-    if (unlink(path) != 0) fprintf(stderr, "effnet: warning: cannot remove the old checkpoint %s: %s\n", path, strerror(errno));
+    if (unlink(path) != 0)
+      fprintf(stderr, "effnet: warning: cannot remove the old checkpoint %s: %s\n", path, strerror(errno));
   }
 }

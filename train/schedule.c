@@ -12,10 +12,11 @@ static int64_t steps_of(double epochs, double steps_per_epoch) { return (int64_t
 ef_status ef_schedule_init(ef_schedule *s, const ef_schedule_config *cfg) {
   memset(s, 0, sizeof *s);
   if (!(cfg->base_lr > 0 && isfinite(cfg->base_lr)) || cfg->batch < 1)
-    return EF_ERROR(EF_ERR_INVALID, "the learning rate needs a base rate > 0 and a batch >= 1 (got %g, %lld)", cfg->base_lr,
-                    (long long)cfg->batch);
+    return EF_ERROR(EF_ERR_INVALID, "the learning rate needs a base rate > 0 and a batch >= 1 (got %g, %lld)",
+                    cfg->base_lr, (long long)cfg->batch);
   if (!(cfg->steps_per_epoch > 0 && isfinite(cfg->steps_per_epoch)))
-    return EF_ERROR(EF_ERR_INVALID, "the schedule needs steps per epoch > 0 (got %g): is the dataset empty?", cfg->steps_per_epoch);
+    return EF_ERROR(EF_ERR_INVALID, "the schedule needs steps per epoch > 0 (got %g): is the dataset empty?",
+                    cfg->steps_per_epoch);
   if (!(cfg->warmup_epochs >= 0 && isfinite(cfg->warmup_epochs)))
     return EF_ERROR(EF_ERR_INVALID, "warm-up epochs must be >= 0 (got %g)", cfg->warmup_epochs);
   s->cfg = *cfg;
@@ -24,19 +25,21 @@ ef_status ef_schedule_init(ef_schedule *s, const ef_schedule_config *cfg) {
   switch (cfg->decay) {
   case EF_LR_EXPONENTIAL:
     if (!(cfg->decay_rate > 0 && cfg->decay_rate <= 1) || !(cfg->decay_epochs > 0 && isfinite(cfg->decay_epochs)))
-      return EF_ERROR(EF_ERR_INVALID, "exponential decay needs a rate in (0, 1] and decay epochs > 0 (got %g, %g)", cfg->decay_rate,
-                      cfg->decay_epochs);
+      return EF_ERROR(EF_ERR_INVALID, "exponential decay needs a rate in (0, 1] and decay epochs > 0 (got %g, %g)",
+                      cfg->decay_rate, cfg->decay_epochs);
     s->decay_steps = cfg->decay_epochs * cfg->steps_per_epoch;
     return EF_OK;
   case EF_LR_COSINE:
     s->total_steps = isfinite(cfg->epochs) ? steps_of(cfg->epochs, cfg->steps_per_epoch) : 0;
     if (s->total_steps <= s->warmup_steps)
-      return EF_ERROR(EF_ERR_INVALID, "cosine decay needs more training than warm-up: %g epochs is %lld steps, warm-up %lld",
+      return EF_ERROR(EF_ERR_INVALID,
+                      "cosine decay needs more training than warm-up: %g epochs is %lld steps, warm-up %lld",
                       cfg->epochs, (long long)s->total_steps, (long long)s->warmup_steps);
     return EF_OK;
   case EF_LR_CONSTANT: return EF_OK;
   }
-  return EF_ERROR(EF_ERR_INVALID, "unknown learning-rate decay %d: use exponential, cosine or constant", (int)cfg->decay);
+  return EF_ERROR(EF_ERR_INVALID, "unknown learning-rate decay %d: use exponential, cosine or constant",
+                  (int)cfg->decay);
 }
 
 double ef_lr_at(const ef_schedule *s, int64_t step) {

@@ -12,21 +12,21 @@ typedef enum { EF_LR_EXPONENTIAL, EF_LR_COSINE, EF_LR_CONSTANT } ef_lr_decay;
 
 typedef struct {
   ef_lr_decay decay;
-  double base_lr;          // per 256 images (official B0: 0.016)
-  int64_t batch;           // global batch: the rate is base_lr * batch / 256
-  double steps_per_epoch;  // images per epoch / batch, fractional as the official code has it
-  double warmup_epochs;    // 5
-  double decay_epochs;     // exponential: epochs between decays (2.4)
-  double decay_rate;       // exponential: 0.97
-  double epochs;           // cosine: the length of training, where the rate reaches 0
+  double base_lr;         // per 256 images (official B0: 0.016)
+  int64_t batch;          // global batch: the rate is base_lr * batch / 256
+  double steps_per_epoch; // images per epoch / batch, fractional as the official code has it
+  double warmup_epochs;   // 5
+  double decay_epochs;    // exponential: epochs between decays (2.4)
+  double decay_rate;      // exponential: 0.97
+  double epochs;          // cosine: the length of training, where the rate reaches 0
 } ef_schedule_config;
 
 typedef struct {
   ef_schedule_config cfg;
-  double lr;               // the scaled peak rate
-  int64_t warmup_steps;    // int(warmup_epochs * steps_per_epoch)
-  double decay_steps;      // exponential: decay_epochs * steps_per_epoch
-  int64_t total_steps;     // cosine: int(epochs * steps_per_epoch)
+  double lr;            // the scaled peak rate
+  int64_t warmup_steps; // int(warmup_epochs * steps_per_epoch)
+  double decay_steps;   // exponential: decay_epochs * steps_per_epoch
+  int64_t total_steps;  // cosine: int(epochs * steps_per_epoch)
 } ef_schedule;
 
 // Derives the schedule's steps; EF_ERR_INVALID with a message for a configuration that makes no

@@ -56,8 +56,12 @@ void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double 
   // The gradient of the global batch: the average of the ranks' (each the mean over its own),
   // bucket by bucket while the backward pass runs, or in one all-reduce after it.
   ef_grad_sync *gs = s->sync.n ? &s->sync : NULL;
-  ef_run_ctx ctx = {.step = (uint32_t)step, .after_node = gs && s->overlap ? ef_grad_sync_after_node : NULL, .user = gs,
-                    .group_mean = s->bn_comm ? bn_group_mean : NULL, .group = s->bn_comm, .group_device = s->device};
+  ef_run_ctx ctx = {.step = (uint32_t)step,
+                    .after_node = gs && s->overlap ? ef_grad_sync_after_node : NULL,
+                    .user = gs,
+                    .group_mean = s->bn_comm ? bn_group_mean : NULL,
+                    .group = s->bn_comm,
+                    .group_device = s->device};
   if (s->device) { // the whole step, all-reduces and update included, on the GPU
     ef_device_update_values(&s->upd, &s->optim, ema, lr, s->cfg.clip, 1.0 / s->loss_scale);
     ef_device_train_step(s->cfg.eager ? NULL : &s->cap, s->store, p, gs, &s->upd, ema, &ctx);
@@ -72,7 +76,8 @@ void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double 
   ef_plan_get(p, m->loss, &loss);
   ef_plan_get(p, m->logits, s->logits);
   int64_t correct = 0;
-  for (int64_t i = 0; i < m->batch; i++) correct += ef_label_rank(s->logits + i * m->classes, m->classes, labels[i]) == 0;
+  for (int64_t i = 0; i < m->batch; i++)
+    correct += ef_label_rank(s->logits + i * m->classes, m->classes, labels[i]) == 0;
   // The step's loss and accuracy over the global batch.
   double sums[2] = {loss, (double)correct};
   int world = s->comm ? s->comm->world : 1;

@@ -17,39 +17,39 @@
 
 typedef struct {
   ef_optim_config optim;
-  double ema;           // decay of the EMA of weights and BN statistics (0: none)
-  double clip;          // global gradient norm to clip to (0: none)
-  bool eager;           // on a GPU: op by op, not a captured graph (profiles time every node)
+  double ema;  // decay of the EMA of weights and BN statistics (0: none)
+  double clip; // global gradient norm to clip to (0: none)
+  bool eager;  // on a GPU: op by op, not a captured graph (profiles time every node)
 } ef_step_config;
 
 typedef struct {
   ef_step_config cfg;
-  ef_model_graph *graph;      // the training graph, planned (not owned)
-  ef_store *store;            // its store (not owned)
+  ef_model_graph *graph; // the training graph, planned (not owned)
+  ef_store *store;       // its store (not owned)
   ef_optim optim;
   ef_ema ema;
   bool has_ema;
-  bool device;                // the store lives on a GPU: the update runs there too
-  ef_device_update upd;       // ... as kernels, and the whole step ...
-  ef_capture cap;             // ... recorded once as a CUDA graph and replayed
-  ef_comm *comm;              // the ranks (not owned; NULL: one process)
-  ef_comm *bn_comm;           // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
-  ef_grad_sync sync;          // the gradient buckets (n 0: one process)
-  bool overlap;               // buckets start during the backward pass
-  double loss_scale;          // f16: the loss is scaled up by this (1 otherwise)
-  int64_t good_steps;         // f16: steps since the loss scale last changed
-  float *logits;              // (batch, classes) on the host
+  bool device;          // the store lives on a GPU: the update runs there too
+  ef_device_update upd; // ... as kernels, and the whole step ...
+  ef_capture cap;       // ... recorded once as a CUDA graph and replayed
+  ef_comm *comm;        // the ranks (not owned; NULL: one process)
+  ef_comm *bn_comm;     // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
+  ef_grad_sync sync;    // the gradient buckets (n 0: one process)
+  bool overlap;         // buckets start during the backward pass
+  double loss_scale;    // f16: the loss is scaled up by this (1 otherwise)
+  int64_t good_steps;   // f16: steps since the loss scale last changed
+  float *logits;        // (batch, classes) on the host
 } ef_step;
 
 typedef struct {
-  double loss;                // the batch's mean loss (label smoothing included), over all ranks
-  int64_t correct;            // top-1 hits, over all ranks
-  double norm;                // the global norm of the (unscaled) gradients; 0 when not computed
-                              // (the CPU computes it only to clip)
-  bool finite;                // the loss and the norm are finite (else nothing was applied: stop)
-  bool applied;               // the optimizer and the EMA took the step
-  bool overflow;              // f16: the gradients overflowed; the step was skipped and the loss
-                              // scale halved (not a failure)
+  double loss;     // the batch's mean loss (label smoothing included), over all ranks
+  int64_t correct; // top-1 hits, over all ranks
+  double norm;     // the global norm of the (unscaled) gradients; 0 when not computed
+                   // (the CPU computes it only to clip)
+  bool finite;     // the loss and the norm are finite (else nothing was applied: stop)
+  bool applied;    // the optimizer and the EMA took the step
+  bool overflow;   // f16: the gradients overflowed; the step was skipped and the loss
+                   // scale halved (not a failure)
 } ef_step_result;
 
 // The optimizer's slots and the EMA (from the store's current values: load or initialize the

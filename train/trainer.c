@@ -18,11 +18,28 @@ static ef_status usage_error(ef_trainer *t, ef_status st) {
 }
 
 ef_train_config ef_train_config_defaults(void) {
-  return (ef_train_config){.data = EF_FASHION_MNIST_DIR, .augment = "none", .loader_threads = 1, .model = "tiny",
-                           .spec = ef_effnet_spec_none(), .bn = "train", .backbone_lr = 1, .optimizer = "sgd",
-                           .schedule = "cosine", .epochs = 10, .batch = 64, .lr = 0.4, .momentum = 0.9,
-                           .weight_decay = 5e-5, .smoothing = 0.1, .decay_rate = 0.97, .decay_epochs = 2.4, .seed = 1,
-                           .dev = EF_DEVICE_SPEC_DEFAULT, .bucket_mb = 4, .comm_timeout = 600, .keep = 3};
+  return (ef_train_config){.data = EF_FASHION_MNIST_DIR,
+                           .augment = "none",
+                           .loader_threads = 1,
+                           .model = "tiny",
+                           .spec = ef_effnet_spec_none(),
+                           .bn = "train",
+                           .backbone_lr = 1,
+                           .optimizer = "sgd",
+                           .schedule = "cosine",
+                           .epochs = 10,
+                           .batch = 64,
+                           .lr = 0.4,
+                           .momentum = 0.9,
+                           .weight_decay = 5e-5,
+                           .smoothing = 0.1,
+                           .decay_rate = 0.97,
+                           .decay_epochs = 2.4,
+                           .seed = 1,
+                           .dev = EF_DEVICE_SPEC_DEFAULT,
+                           .bucket_mb = 4,
+                           .comm_timeout = 600,
+                           .keep = 3};
 }
 
 // ---- the data -----------------------------------------------------------------------------------
@@ -34,7 +51,8 @@ static ef_status open_data(ef_trainer *t) {
   t->all_train = t->train.n, t->all_test = t->test.n; // what close frees (--limit cuts n below)
   if (st != EF_OK) {
     char msg[1200];
-    snprintf(msg, sizeof msg, "%s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)", ef_last_error());
+    snprintf(msg, sizeof msg, "%s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)",
+             ef_last_error());
     return ef_error_pass(st, msg);
   }
   if (c->select_classes || c->per_class) st = ef_dataset_select(&t->train, c->select_classes, c->per_class);
@@ -60,7 +78,8 @@ static void pixel_stats(const ef_dataset *d, float mean[3], float std[3]) {
   }
   for (int c = 0; c < 3; c++) {
     int k = c < d->c ? c : 0;
-    mean[c] = (float)(sum[k] / (double)n), std[c] = (float)sqrt(sq[k] / (double)n - (sum[k] / (double)n) * (sum[k] / (double)n));
+    mean[c] = (float)(sum[k] / (double)n),
+    std[c] = (float)sqrt(sq[k] / (double)n - (sum[k] / (double)n) * (sum[k] / (double)n));
   }
 }
 
@@ -84,8 +103,8 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
     if (pre) m->cfg = pre->desc.cfg;
     EF_TRY(usage_error(t, pre ? ef_effnet_spec_apply(&s, &m->cfg) : ef_effnet_spec_config(&s, &m->cfg)));
     if (m->cfg.num_classes != d->num_classes)
-      return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %d classes but %s has %d", m->cfg.num_classes, c->data,
-                                     d->num_classes));
+      return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %d classes but %s has %d", m->cfg.num_classes,
+                                     c->data, d->num_classes));
   } else {
     m->cfg.dropout = isnan(c->spec.dropout) ? 0.2f : (float)c->spec.dropout;
   }
@@ -102,7 +121,8 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   // The normalization: a pretrained model's own (ImageNet's when its file records none), else
   // for small in-memory datasets their statistics (else ImageNet's, the transform's default).
   if (pre && pre->recorded_norm) {
-    memcpy(m->eval.mean, pre->desc.eval.mean, sizeof m->eval.mean), memcpy(m->eval.std, pre->desc.eval.std, sizeof m->eval.std);
+    memcpy(m->eval.mean, pre->desc.eval.mean, sizeof m->eval.mean),
+        memcpy(m->eval.std, pre->desc.eval.std, sizeof m->eval.std);
   } else if (!pre && d->pixels) {
     pixel_stats(d, m->eval.mean, m->eval.std);
   }
@@ -119,21 +139,26 @@ static ef_status open_device(ef_trainer *t) {
   ef_comm *comm = t->comm;
   bool launched = !strcmp(comm->name, "launched");
   if (launched && c->gpus != comm->world)
-    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "%s is set, as for a worker of `effnet train --gpus %d`, but --gpus is "
-                                   "%ld: unset %s and %s to run effnet yourself", EF_LAUNCH_RANK, comm->world, c->gpus,
-                                   EF_LAUNCH_RANK, EF_LAUNCH_WORLD));
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID,
+                                   "%s is set, as for a worker of `effnet train --gpus %d`, but --gpus is "
+                                   "%ld: unset %s and %s to run effnet yourself",
+                                   EF_LAUNCH_RANK, comm->world, c->gpus, EF_LAUNCH_RANK, EF_LAUNCH_WORLD));
   bool gpu = !strncmp(c->dev.device, "cuda", 4);
 #ifndef EFFNET_NCCL
   if (gpu && (comm->world > 1 || launched))
-    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "data-parallel training on GPUs goes through NCCL, and this effnet was "
-                                   "built without it: install NCCL (or set NCCL_ROOT) and rebuild, or train on CPU ranks"));
+    return usage_error(
+        t, EF_ERROR(EF_ERR_INVALID,
+                    "data-parallel training on GPUs goes through NCCL, and this effnet was "
+                    "built without it: install NCCL (or set NCCL_ROOT) and rebuild, or train on CPU ranks"));
 #endif
   char device[32];
   snprintf(device, sizeof device, "%s", c->dev.device);
   if (gpu && comm->world > 1) {
     if (strcmp(c->dev.device, "cuda"))
-      return usage_error(t, EF_ERROR(EF_ERR_INVALID, "with %d ranks each uses the GPU of its local rank: write --device "
-                                     "cuda, not %s", comm->world, c->dev.device));
+      return usage_error(t, EF_ERROR(EF_ERR_INVALID,
+                                     "with %d ranks each uses the GPU of its local rank: write --device "
+                                     "cuda, not %s",
+                                     comm->world, c->dev.device));
     char why[256];
     int visible = ef_cuda_device_count(why, sizeof why);
     snprintf(device, sizeof device, "cuda:%d", visible > 0 ? comm->local_rank % visible : 0);
@@ -153,9 +178,16 @@ static ef_status open_model(ef_trainer *t) {
   ef_comm *comm = t->comm;
   // Each rank trains on its shard (positions rank, rank + world, ... of the epoch's permutation)
   // and validates on its shard of the test set.
-  ef_loader_config lc = {.data = &t->train, .transform = t->train_tf, .batch = (int)c->batch, .shuffle = true,
-                         .drop_last = true, .as_float = true, .seed = c->seed, .threads = (int)c->loader_threads,
-                         .rank = comm->rank, .world = comm->world};
+  ef_loader_config lc = {.data = &t->train,
+                         .transform = t->train_tf,
+                         .batch = (int)c->batch,
+                         .shuffle = true,
+                         .drop_last = true,
+                         .as_float = true,
+                         .seed = c->seed,
+                         .threads = (int)c->loader_threads,
+                         .rank = comm->rank,
+                         .world = comm->world};
   ef_loader_config ec = lc; // evaluation is strict: a corrupt test image is an error, not a duplicate
   ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
   EF_TRY(ef_loader_new(&t->train_loader, &lc));
@@ -176,18 +208,25 @@ static ef_status open_model(ef_trainer *t) {
   if (c->init && !t->resuming) EF_TRY(ef_pretrained_load(c->init, &t->pre, t->store));
   EF_TRY(ef_model_graph_plan(&t->tr, t->dev.be, &(ef_plan_opts){.profile = c->profile}));
   EF_TRY(ef_model_graph_plan(&t->ev, t->dev.be, NULL));
-  ef_optim_kind kind = !strcmp(c->optimizer, "sgd") ? EF_OPT_SGD : !strcmp(c->optimizer, "rmsprop") ? EF_OPT_RMSPROP
-                                                                                                       : EF_OPT_ADAMW;
+  ef_optim_kind kind = !strcmp(c->optimizer, "sgd")       ? EF_OPT_SGD
+                       : !strcmp(c->optimizer, "rmsprop") ? EF_OPT_RMSPROP
+                                                          : EF_OPT_ADAMW;
   ef_step_config sc = {.optim = ef_optim_defaults(kind), .ema = c->ema, .clip = c->clip, .eager = c->profile};
   if (kind != EF_OPT_ADAMW) sc.optim.momentum = c->momentum;
   sc.optim.weight_decay = c->weight_decay, sc.optim.nesterov = c->nesterov, sc.optim.decay_all = c->decay_all;
   EF_TRY(ef_step_init(&t->step, &t->tr, &sc));
   t->global_batch = c->batch * comm->world;
-  ef_lr_decay decay = !strcmp(c->schedule, "cosine") ? EF_LR_COSINE : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
-                                                                                                          : EF_LR_CONSTANT;
-  ef_schedule_config sched = {.decay = decay, .base_lr = c->lr, .batch = t->global_batch,
-                              .steps_per_epoch = (double)ef_loader_batches(t->train_loader), .warmup_epochs = c->warmup,
-                              .decay_epochs = c->decay_epochs, .decay_rate = c->decay_rate, .epochs = (double)c->epochs};
+  ef_lr_decay decay = !strcmp(c->schedule, "cosine")        ? EF_LR_COSINE
+                      : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
+                                                            : EF_LR_CONSTANT;
+  ef_schedule_config sched = {.decay = decay,
+                              .base_lr = c->lr,
+                              .batch = t->global_batch,
+                              .steps_per_epoch = (double)ef_loader_batches(t->train_loader),
+                              .warmup_epochs = c->warmup,
+                              .decay_epochs = c->decay_epochs,
+                              .decay_rate = c->decay_rate,
+                              .epochs = (double)c->epochs};
   return ef_schedule_init(&t->sched, &sched);
 }
 
@@ -203,14 +242,17 @@ static ef_status restore(ef_trainer *t) {
     EF_TRY(ef_checkpoint_load(t->cfg.resume, t->store, t->step.has_ema ? &t->step.ema : NULL, &t->step.optim));
     info->step = saved->step, info->epoch = saved->epoch, info->batch = saved->epoch_seen / t->global_batch;
     info->best_top1 = saved->best_top1;
-    info->epoch_loss = saved->epoch_loss, info->epoch_correct = saved->epoch_correct, info->epoch_seen = saved->epoch_seen;
+    info->epoch_loss = saved->epoch_loss, info->epoch_correct = saved->epoch_correct,
+    info->epoch_seen = saved->epoch_seen;
     info->loss_scale = saved->loss_scale;
     if (saved->epoch_seen % t->global_batch)
-      return EF_ERROR(EF_ERR_INVALID, "%s stopped %lld images into epoch %lld, not a whole number of global batches of %lld "
-                      "(--batch %ld x %d ranks): resume with a --batch and a number of ranks whose product divides %lld, "
-                      "or from a checkpoint saved at an epoch's end", t->cfg.resume, (long long)saved->epoch_seen,
-                      (long long)saved->epoch + 1, (long long)t->global_batch, t->cfg.batch, t->comm->world,
-                      (long long)saved->epoch_seen);
+      return EF_ERROR(
+          EF_ERR_INVALID,
+          "%s stopped %lld images into epoch %lld, not a whole number of global batches of %lld "
+          "(--batch %ld x %d ranks): resume with a --batch and a number of ranks whose product divides %lld, "
+          "or from a checkpoint saved at an epoch's end",
+          t->cfg.resume, (long long)saved->epoch_seen, (long long)saved->epoch + 1, (long long)t->global_batch,
+          t->cfg.batch, t->comm->world, (long long)saved->epoch_seen);
   }
   if (t->dev.activations != EF_F16) info->loss_scale = 1;
   else if (!(info->loss_scale > 0)) info->loss_scale = 65536;
@@ -238,8 +280,10 @@ static ef_status open_phases(ef_trainer *t) {
       st = EF_ERROR(EF_ERR_INVALID, "%s is a checkpoint of the tiny net", c->init);
     if (st != EF_OK) {
       char msg[1200];
-      snprintf(msg, sizeof msg, "--init: %s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or "
-               "an EfficientNet training checkpoint)", ef_last_error());
+      snprintf(msg, sizeof msg,
+               "--init: %s\n(pretrained weights must be an EfficientNet: a file from `effnet import` or "
+               "an EfficientNet training checkpoint)",
+               ef_last_error());
       return ef_error_pass(st, msg);
     }
   }
@@ -262,7 +306,8 @@ ef_status ef_trainer_open(ef_trainer *t, const ef_train_config *cfg, ef_comm *co
   // one that failed exits, and the launcher ends the others.
   double worst = st != EF_OK;
   if (comm->allreduce) comm->allreduce(comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
-  if (st == EF_OK && worst) st = EF_ERROR(EF_ERR_IO, "rank %d: another rank failed to start (its message says why)", comm->rank);
+  if (st == EF_OK && worst)
+    st = EF_ERROR(EF_ERR_IO, "rank %d: another rank failed to start (its message says why)", comm->rank);
   return st;
 }
 
@@ -270,7 +315,8 @@ ef_status ef_trainer_connect(ef_trainer *t) {
   ef_comm *c = t->comm;
   if (c->world > 1 || !strcmp(c->name, "launched")) {
 #ifdef EFFNET_NCCL
-    if (t->dev.cuda) EF_TRY(ef_comm_nccl_new(&t->comm, t->dev.be, t->cfg.comm_timeout)); // open_device refused GPUs without NCCL
+    if (t->dev.cuda)
+      EF_TRY(ef_comm_nccl_new(&t->comm, t->dev.be, t->cfg.comm_timeout)); // open_device refused GPUs without NCCL
     c = t->comm;
 #endif
     if (t->cfg.sync_bn > 1) t->bn_comm = c->split(c, (int)t->cfg.sync_bn);
@@ -280,7 +326,8 @@ ef_status ef_trainer_connect(ef_trainer *t) {
   // initialization, --init's weights, or the checkpoint resumed).
   ef_step *s = &t->step;
   c->broadcast(c, t->store->mem[EF_ARENA_PARAM], sizeof(float) * t->store->numel[0], 0);
-  for (int k = 0; k < ef_optim_slots(&s->optim); k++) c->broadcast(c, ef_optim_slot(&s->optim, k), sizeof(float) * s->optim.n, 0);
+  for (int k = 0; k < ef_optim_slots(&s->optim); k++)
+    c->broadcast(c, ef_optim_slot(&s->optim, k), sizeof(float) * s->optim.n, 0);
   if (s->has_ema) c->broadcast(c, s->ema.shadow[EF_ARENA_PARAM], sizeof(float) * s->ema.numel[EF_ARENA_PARAM], 0);
   c->broadcast(c, t->store->mem[EF_ARENA_STATE], sizeof(float) * t->store->numel[1], 0);
   if (s->has_ema) c->broadcast(c, s->ema.shadow[EF_ARENA_STATE], sizeof(float) * s->ema.numel[EF_ARENA_STATE], 0);
@@ -369,8 +416,10 @@ ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
     EF_TRY(ef_metrics_log(t->metrics, info->step, (int)info->epoch, s->has_ema ? 6 : 3, tags, values));
   }
   if (!isfinite(e->live.loss) || (s->has_ema && !isfinite(e->ema.loss)))
-    return EF_ERROR(EF_ERR_NUMERIC, "the validation loss after epoch %lld is not finite: the model is broken, nothing is saved. "
-                    "Lower --lr, or add --clip", (long long)info->epoch);
+    return EF_ERROR(EF_ERR_NUMERIC,
+                    "the validation loss after epoch %lld is not finite: the model is broken, nothing is saved. "
+                    "Lower --lr, or add --clip",
+                    (long long)info->epoch);
   e->best = top1 > info->best_top1;
   if (e->best) info->best_top1 = top1;
   return ef_trainer_save(t, e->best);

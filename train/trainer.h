@@ -28,56 +28,56 @@ typedef struct {
   long image_size;            // 0: the pretrained model's, else the images' own (IDX, CIFAR), else the model's
   long loader_threads;
   // model
-  const char *model;          // "tiny" or a preset b0 ... b7 (ignored with spec.phi)
-  ef_effnet_spec spec;        // --phi and the configuration's overrides (spec.name unused)
-  const char *init;           // fine-tuning: start from these weights (they give the architecture)
-  const char *freeze;         // fine-tuning: modules held fixed (train/finetune.h), NULL: none
-  const char *bn;             // train, eval or frozen: the other batch norms
-  double backbone_lr;         // learning-rate multiplier of all but the classifier
+  const char *model;   // "tiny" or a preset b0 ... b7 (ignored with spec.phi)
+  ef_effnet_spec spec; // --phi and the configuration's overrides (spec.name unused)
+  const char *init;    // fine-tuning: start from these weights (they give the architecture)
+  const char *freeze;  // fine-tuning: modules held fixed (train/finetune.h), NULL: none
+  const char *bn;      // train, eval or frozen: the other batch norms
+  double backbone_lr;  // learning-rate multiplier of all but the classifier
   // optimization
-  const char *optimizer;      // sgd, rmsprop or adamw
-  const char *schedule;       // cosine, exponential or constant
-  long epochs, batch;         // batch: per rank
-  double lr;                  // per 256 images of the global batch
+  const char *optimizer; // sgd, rmsprop or adamw
+  const char *schedule;  // cosine, exponential or constant
+  long epochs, batch;    // batch: per rank
+  double lr;             // per 256 images of the global batch
   double momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
   bool nesterov, decay_all;
   unsigned long long seed;
   // device and ranks
-  ef_device_spec dev;         // --device, --precision, --threads
-  long sync_bn;               // batch-norm statistics over groups of this many ranks (0: off)
-  long gpus;                  // the run's ranks were started by `effnet train --gpus N` (N), else 0
-  double bucket_mb;           // gradient buckets (0: one all-reduce after the backward pass)
-  double comm_timeout;        // GPU ranks: a collective waiting longer ends the job (seconds)
+  ef_device_spec dev;  // --device, --precision, --threads
+  long sync_bn;        // batch-norm statistics over groups of this many ranks (0: off)
+  long gpus;           // the run's ranks were started by `effnet train --gpus N` (N), else 0
+  double bucket_mb;    // gradient buckets (0: one all-reduce after the backward pass)
+  double comm_timeout; // GPU ranks: a collective waiting longer ends the job (seconds)
   // the run
-  const char *out;            // its folder (NULL: the resumed checkpoint's, or runs/<model>-<date>-<time>)
-  const char *resume;         // a checkpoint to go on from (the file)
-  long keep;                  // checkpoints kept besides best.h5
-  bool profile;               // time every node (on a GPU: no captured graph)
-  const char *args;           // what checkpoints keep for --resume: the arguments, "--flag\nvalue\n..."
+  const char *out;    // its folder (NULL: the resumed checkpoint's, or runs/<model>-<date>-<time>)
+  const char *resume; // a checkpoint to go on from (the file)
+  long keep;          // checkpoints kept besides best.h5
+  bool profile;       // time every node (on a GPU: no captured graph)
+  const char *args;   // what checkpoints keep for --resume: the arguments, "--flag\nvalue\n..."
 } ef_train_config;
 
 typedef struct {
   ef_train_config cfg;
-  ef_comm *comm;              // the ranks (owned); rank 0 alone writes files
-  ef_comm *bn_comm;           // --sync-bn: this rank's group
+  ef_comm *comm;    // the ranks (owned); rank 0 alone writes files
+  ef_comm *bn_comm; // --sync-bn: this rank's group
   ef_dataset train, test;
   int64_t all_train, all_test; // what the datasets hold (--limit cuts their n below)
   ef_transform train_tf;
-  ef_checkpoint_info info;    // the model (description) and the position
-  ef_weights_info pre;        // --init's weights (resuming: the checkpoint's)
+  ef_checkpoint_info info; // the model (description) and the position
+  ef_weights_info pre;     // --init's weights (resuming: the checkpoint's)
   bool resuming;
-  ef_checkpoint_info saved;   // resuming: what the checkpoint recorded
+  ef_checkpoint_info saved; // resuming: what the checkpoint recorded
   ef_loader *train_loader, *test_loader;
   ef_device dev;
   ef_store *store;
   ef_model_graph tr, ev;
   ef_step step;
   ef_schedule sched;
-  ef_metrics *metrics;        // rank 0 only
+  ef_metrics *metrics; // rank 0 only
   char out[4096];
-  int64_t global_batch;       // the batch over all ranks: what the learning rate follows
-  size_t frozen;              // parameters held fixed (--freeze)
-  bool usage_error;           // the last failure was the configuration's (a command exits 2 for it)
+  int64_t global_batch; // the batch over all ranks: what the learning rate follows
+  size_t frozen;        // parameters held fixed (--freeze)
+  bool usage_error;     // the last failure was the configuration's (a command exits 2 for it)
 } ef_trainer;
 
 // The defaults of every field: the tiny net on Fashion-MNIST, SGD with momentum 0.9 at 0.4 per
@@ -104,8 +104,8 @@ int ef_trainer_agree_stop(ef_trainer *t, int local_signal);
 ef_status ef_trainer_log_progress(ef_trainer *t, double loss, double acc, double lr, double images_per_s);
 
 typedef struct {
-  ef_eval_result live, ema;   // ema: when the run keeps one
-  bool best;                  // the best top-1 so far (the EMA's when there is one)
+  ef_eval_result live, ema; // ema: when the run keeps one
+  bool best;                // the best top-1 so far (the EMA's when there is one)
 } ef_epoch_result;
 // The end of an epoch: the position moves to the next one, the BN statistics go from rank 0 to
 // every rank, validation with the live weights and the EMA's (sharded, summed over ranks), the
@@ -122,16 +122,16 @@ typedef struct {
   void (*after_epoch)(void *user, ef_trainer *t, const ef_epoch_result *e);
   // This rank's stop request: a signal number, 0 for none; asked after every step and epoch.
   int (*stop_requested)(void *user);
-  long stop_after;            // save and stop after this many steps of this call (0: never)
+  long stop_after; // save and stop after this many steps of this call (0: never)
 } ef_fit_hooks;
 
 typedef struct {
-  int signal;                 // stopped by this signal, the same on every rank (a checkpoint was saved)
-  bool after_epoch;           // ... which arrived during an epoch's end (its checkpoint stands)
-  bool stopped;               // stopped after hooks->stop_after steps (a checkpoint was saved)
-  bool broken;                // a non-finite loss or gradient norm: stopped without saving
-  ef_step_result last;        // the last step's result
-  int64_t last_batch;         // and its batch's index in the epoch
+  int signal;          // stopped by this signal, the same on every rank (a checkpoint was saved)
+  bool after_epoch;    // ... which arrived during an epoch's end (its checkpoint stands)
+  bool stopped;        // stopped after hooks->stop_after steps (a checkpoint was saved)
+  bool broken;         // a non-finite loss or gradient norm: stopped without saving
+  ef_step_result last; // the last step's result
+  int64_t last_batch;  // and its batch's index in the epoch
 } ef_fit_result;
 
 // Trains from the position to the last epoch (or a stop): steps, then each epoch's end. A

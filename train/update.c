@@ -11,7 +11,9 @@ int ef_update_segments(const ef_optim *o, const ef_store *s, ef_update_segment *
   for (int e = 0; e < s->n; e++) { // as ef_optim_step
     const ef_store_entry *en = &s->entries[e];
     if (!en->trainable || en->frozen) continue;
-    seg[n++] = (ef_update_segment){.offset = (int64_t)en->offset, .numel = (int64_t)en->numel, .lr_scale = en->lr_scale,
+    seg[n++] = (ef_update_segment){.offset = (int64_t)en->offset,
+                                   .numel = (int64_t)en->numel,
+                                   .lr_scale = en->lr_scale,
                                    .weight_decay = o->cfg.decay_all || en->decay ? o->cfg.weight_decay : 0,
                                    .first_block = *blocks};
     *blocks += ((int64_t)en->numel + EF_UPDATE_CHUNK - 1) / EF_UPDATE_CHUNK;
@@ -22,7 +24,9 @@ int ef_update_segments(const ef_optim *o, const ef_store *s, ef_update_segment *
 ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef_store *s) {
   *d = (ef_device_update){0};
   ef_backend *be = ef_device_of(s);
-  if (!be) return EF_ERROR(EF_ERR_UNSUPPORTED, "the device update needs a store on a device (it is on %s)", s->be ? s->be->name : "none");
+  if (!be)
+    return EF_ERROR(EF_ERR_UNSUPPORTED, "the device update needs a store on a device (it is on %s)",
+                    s->be ? s->be->name : "none");
   EF_ASSERT(o->device == be, "the optimizer's slots are not on the store's device");
   ef_update_segment *seg = ef_xcalloc((size_t)(s->n ? s->n : 1), sizeof *seg);
   int64_t blocks;
@@ -36,11 +40,20 @@ ef_status ef_device_update_init(ef_device_update *d, const ef_optim *o, const ef
   be->upload(be, d->segments, seg, bytes);
   free(seg);
   d->be = be;
-  d->pass = (ef_update_pass){.kind = (int)o->cfg.kind, .momentum = o->cfg.momentum, .rho = o->cfg.rho, .eps = o->cfg.eps,
-                             .beta1 = o->cfg.beta1, .beta2 = o->cfg.beta2, .nesterov = o->cfg.nesterov,
-                             .param = s->mem[EF_ARENA_PARAM], .grad = s->mem[EF_ARENA_GRAD],
-                             .slot0 = o->n_slots > 0 ? o->slots[0] : NULL, .slot1 = o->n_slots > 1 ? o->slots[1] : NULL,
-                             .segments = d->segments, .n_segments = n, .blocks = blocks};
+  d->pass = (ef_update_pass){.kind = (int)o->cfg.kind,
+                             .momentum = o->cfg.momentum,
+                             .rho = o->cfg.rho,
+                             .eps = o->cfg.eps,
+                             .beta1 = o->cfg.beta1,
+                             .beta2 = o->cfg.beta2,
+                             .nesterov = o->cfg.nesterov,
+                             .param = s->mem[EF_ARENA_PARAM],
+                             .grad = s->mem[EF_ARENA_GRAD],
+                             .slot0 = o->n_slots > 0 ? o->slots[0] : NULL,
+                             .slot1 = o->n_slots > 1 ? o->slots[1] : NULL,
+                             .segments = d->segments,
+                             .n_segments = n,
+                             .blocks = blocks};
   return EF_OK;
 }
 

@@ -110,10 +110,20 @@ ef_backend *ef_cpu_backend_new(int threads) {
       EF_FATAL("the CPU backend has no kernel for op %s", ef_op_name(op));
   ef_backend *be = ef_xcalloc(1, sizeof *be);
   ef_cpu *cpu = ef_xcalloc(1, sizeof *cpu);
-  *be = (ef_backend){.name = "cpu", .supports_op = cpu_supports_op, .prepare = cpu_prepare, .release = cpu_release,
-                     .describe = cpu_describe, .compute = cpu_compute, .alloc = cpu_alloc, .free = cpu_free,
-                     .upload = cpu_copy, .download = cpu_copy, .memset = cpu_memset,
-                     .synchronize = cpu_synchronize, .destroy = cpu_destroy, .impl = cpu};
+  *be = (ef_backend){.name = "cpu",
+                     .supports_op = cpu_supports_op,
+                     .prepare = cpu_prepare,
+                     .release = cpu_release,
+                     .describe = cpu_describe,
+                     .compute = cpu_compute,
+                     .alloc = cpu_alloc,
+                     .free = cpu_free,
+                     .upload = cpu_copy,
+                     .download = cpu_copy,
+                     .memset = cpu_memset,
+                     .synchronize = cpu_synchronize,
+                     .destroy = cpu_destroy,
+                     .impl = cpu};
   cpu->threads = threads > 0 ? threads : omp_get_num_procs();
   omp_set_num_threads(cpu->threads);
   dnnl_status_t st = dnnl_engine_create(&cpu->engine, dnnl_cpu, 0);

@@ -25,21 +25,19 @@ typedef struct {
 } ef_cpu_kernel;
 
 // A oneDNN call that cannot fail once its primitive exists: abort naming it.
-#define EF_DNNL(expr)                                                                          \
-  do {                                                                                         \
-    dnnl_status_t ef_dnnl_st_ = (expr);                                                        \
-    if (ef_dnnl_st_ != dnnl_success)                                                           \
-      EF_FATAL("oneDNN call %s failed: %s", #expr, dnnl_status2str(ef_dnnl_st_));              \
+#define EF_DNNL(expr)                                                                                                  \
+  do {                                                                                                                 \
+    dnnl_status_t ef_dnnl_st_ = (expr);                                                                                \
+    if (ef_dnnl_st_ != dnnl_success) EF_FATAL("oneDNN call %s failed: %s", #expr, dnnl_status2str(ef_dnnl_st_));       \
   } while (0)
 // A oneDNN call while preparing a node: return an error naming the call and the node.
-#define EF_DNNL_TRY(expr, node)                                                                \
-  do {                                                                                         \
-    dnnl_status_t ef_dnnl_st_ = (expr);                                                        \
-    if (ef_dnnl_st_ != dnnl_success)                                                           \
-      return EF_ERROR(ef_dnnl_st_ == dnnl_out_of_memory ? EF_ERR_NOMEM : EF_ERR_UNSUPPORTED,   \
-                      "oneDNN call %s failed for node '%s': %s%s", #expr, (node)->name,          \
-                      dnnl_status2str(ef_dnnl_st_),                                            \
-                      ef_dnnl_st_ == dnnl_out_of_memory ? " (reduce the batch size)" : "");     \
+#define EF_DNNL_TRY(expr, node)                                                                                        \
+  do {                                                                                                                 \
+    dnnl_status_t ef_dnnl_st_ = (expr);                                                                                \
+    if (ef_dnnl_st_ != dnnl_success)                                                                                   \
+      return EF_ERROR(ef_dnnl_st_ == dnnl_out_of_memory ? EF_ERR_NOMEM : EF_ERR_UNSUPPORTED,                           \
+                      "oneDNN call %s failed for node '%s': %s%s", #expr, (node)->name, dnnl_status2str(ef_dnnl_st_),  \
+                      ef_dnnl_st_ == dnnl_out_of_memory ? " (reduce the batch size)" : "");                            \
   } while (0)
 
 // A oneDNN primitive prepared for one node, with its memory objects (cpu_dnnl.c). Weights
@@ -51,20 +49,20 @@ typedef struct {
   dnnl_primitive_t prim;
   dnnl_exec_arg_t args[EF_DNNL_MAX_ARGS];
   int nargs;
-  dnnl_memory_t scratchpad;                 // one of args, or NULL
-  size_t scratchpad_offset;                 // in the plan's scratch
-  dnnl_primitive_t reorder;                 // NULL when the weights' formats agree
-  dnnl_exec_arg_t reorder_args[2];          // plain <-> prim_w
-  dnnl_memory_t plain_w;                    // our weights (owned; not an argument of prim)
-  dnnl_memory_t prim_w;                     // the primitive's weights (one of args), at the
-                                            // start of the plan's scratch
-  bool reorder_after;                       // weight gradients: reorder after running
-  char impl[160];                           // oneDNN's implementation name
+  dnnl_memory_t scratchpad;        // one of args, or NULL
+  size_t scratchpad_offset;        // in the plan's scratch
+  dnnl_primitive_t reorder;        // NULL when the weights' formats agree
+  dnnl_exec_arg_t reorder_args[2]; // plain <-> prim_w
+  dnnl_memory_t plain_w;           // our weights (owned; not an argument of prim)
+  dnnl_memory_t prim_w;            // the primitive's weights (one of args), at the
+                                   // start of the plan's scratch
+  bool reorder_after;              // weight gradients: reorder after running
+  char impl[160];                  // oneDNN's implementation name
 } ef_dnnl_node;
 
 // Adds a memory object for `data` (NULL: placed in the scratch at run time) as argument `arg`.
-ef_status ef_dnnl_arg(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, int arg,
-                      const dnnl_memory_desc_t *md, void *data);
+ef_status ef_dnnl_arg(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, int arg, const dnnl_memory_desc_t *md,
+                      void *data);
 // Finishes a node from its primitive descriptor (which the caller still owns): the weights
 // argument `warg` (0: none to convert) in the format the primitive chose, from/to `plain_md` at
 // `plain`, the scratchpad, the primitive and its implementation name. Reports the scratch
@@ -110,21 +108,20 @@ void ef_cpu_softmax_ce_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void
 
 // ---- helpers for the loops -------------------------------------------------------------------
 
-
 // Calls fn(act, args...) with the activation as a compile-time constant. fn is an always-inline
 // loop over one row or block: each case gets its own copy without the activation's branch, which
 // the compiler can vectorize (a switch inside the loop keeps it scalar).
 #define EF_INLINE static inline __attribute__((always_inline))
-#define EF_ACT_SPECIALIZE(a, fn, ...)                                                          \
-  do {                                                                                         \
-    switch (a) {                                                                               \
-    case EF_ACT_SWISH: fn(EF_ACT_SWISH, __VA_ARGS__); break;                                   \
-    case EF_ACT_SIGMOID: fn(EF_ACT_SIGMOID, __VA_ARGS__); break;                               \
-    case EF_ACT_RELU: fn(EF_ACT_RELU, __VA_ARGS__); break;                                     \
-    case EF_ACT_RELU6: fn(EF_ACT_RELU6, __VA_ARGS__); break;                                   \
-    case EF_ACT_NONE: fn(EF_ACT_NONE, __VA_ARGS__); break;                                     \
-    default: EF_FATAL("activation %d has no specialized loop", (int)(a));                     \
-    }                                                                                          \
+#define EF_ACT_SPECIALIZE(a, fn, ...)                                                                                  \
+  do {                                                                                                                 \
+    switch (a) {                                                                                                       \
+    case EF_ACT_SWISH: fn(EF_ACT_SWISH, __VA_ARGS__); break;                                                           \
+    case EF_ACT_SIGMOID: fn(EF_ACT_SIGMOID, __VA_ARGS__); break;                                                       \
+    case EF_ACT_RELU: fn(EF_ACT_RELU, __VA_ARGS__); break;                                                             \
+    case EF_ACT_RELU6: fn(EF_ACT_RELU6, __VA_ARGS__); break;                                                           \
+    case EF_ACT_NONE: fn(EF_ACT_NONE, __VA_ARGS__); break;                                                             \
+    default: EF_FATAL("activation %d has no specialized loop", (int)(a));                                              \
+    }                                                                                                                  \
   } while (0)
 
 // Reductions over rows are split into a number of chunks that depends only on the row count,
@@ -137,6 +134,5 @@ static inline void ef_cpu_chunk_range(int64_t rows, int64_t ch, int64_t *begin, 
   *begin = ch * per < rows ? ch * per : rows;
   *end = (ch + 1) * per < rows ? (ch + 1) * per : rows;
 }
-
 
 #endif

@@ -13,7 +13,8 @@ static int32_t checked_label(const int32_t *labels, int64_t i, int64_t k) {
   int32_t y = labels[i];
   if (y < 0 || y >= k)
     EF_FATAL("label %d of sample %lld is outside [0, %lld): labels must be class indices below the model's class count "
-             "(validate them when loading the data)", y, (long long)i, (long long)k);
+             "(validate them when loading the data)",
+             y, (long long)i, (long long)k);
   return y;
 }
 

@@ -17,7 +17,9 @@ ef_status ef_cpu_rows_scratch(ef_cpu *cpu, const ef_tensor *node, void **state, 
   return EF_OK;
 }
 
-static double *totals(void *scratch, int64_t rows, int64_t c) { return (double *)scratch + ef_cpu_chunks(rows) * 2 * c; }
+static double *totals(void *scratch, int64_t rows, int64_t c) {
+  return (double *)scratch + ef_cpu_chunks(rows) * 2 * c;
+}
 
 static float *coeff_rows(void *scratch, int64_t rows, int64_t c) { return (float *)(totals(scratch, rows, c) + 2 * c); }
 
@@ -37,7 +39,8 @@ typedef void (*row_sums_fn)(const void *args, int64_t row, double *s);
 
 // Per-channel sums over all rows: each chunk of rows accumulates into its own partials, then the
 // chunks are added in order. Returns the totals (nsum rows of c), kept in the scratch.
-static const double *chunked_row_sums(int64_t rows, int64_t c, int nsum, void *scratch, row_sums_fn fn, const void *args) {
+static const double *chunked_row_sums(int64_t rows, int64_t c, int nsum, void *scratch, row_sums_fn fn,
+                                      const void *args) {
   int64_t nch = ef_cpu_chunks(rows);
   double *part = scratch, *sums = totals(scratch, rows, c);
 #pragma omp parallel for schedule(static)
@@ -115,8 +118,8 @@ void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, c
 EF_INLINE float bn_dz(ef_act a, float dy, float z) { return a == EF_ACT_NONE ? dy : dy * ef_act_grad(a, z); }
 
 // One row of the two gradient sums (gamma: dz * xhat, beta: dz), in double.
-EF_INLINE void bn_reduce_row(ef_act a, const float *dy, const float *x, int64_t c, const float *scale, const float *shift,
-                             const float *mean, const float *invstd, double *sg, double *sb) {
+EF_INLINE void bn_reduce_row(ef_act a, const float *dy, const float *x, int64_t c, const float *scale,
+                             const float *shift, const float *mean, const float *invstd, double *sg, double *sb) {
   for (int64_t k = 0; k < c; k++) {
     float dz = bn_dz(a, dy[k], x[k] * scale[k] + shift[k]);
     sg[k] += (double)dz * ((x[k] - mean[k]) * invstd[k]);
@@ -127,7 +130,8 @@ EF_INLINE void bn_reduce_row(ef_act a, const float *dy, const float *x, int64_t 
 // One row of dx = scale * dz + k3 * (x - mean) + k2.
 EF_INLINE void bn_data_row(ef_act a, const float *dy, const float *x, float *dx, int64_t c, const float *scale,
                            const float *shift, const float *mean, const float *k3, const float *k2) {
-  for (int64_t k = 0; k < c; k++) dx[k] = scale[k] * bn_dz(a, dy[k], x[k] * scale[k] + shift[k]) + k3[k] * (x[k] - mean[k]) + k2[k];
+  for (int64_t k = 0; k < c; k++)
+    dx[k] = scale[k] * bn_dz(a, dy[k], x[k] * scale[k] + shift[k]) + k3[k] * (x[k] - mean[k]) + k2[k];
 }
 
 typedef struct {
@@ -139,7 +143,8 @@ typedef struct {
 static void reduce_row(const void *args, int64_t r, double *s) {
   const reduce_args *a = args;
   int64_t c = a->c;
-  EF_ACT_SPECIALIZE(a->act, bn_reduce_row, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean, a->invstd, s, s + c);
+  EF_ACT_SPECIALIZE(a->act, bn_reduce_row, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean, a->invstd, s,
+                    s + c);
 }
 
 // (2,C) [sum dz * xhat; sum dz]: the gradients of gamma and beta.

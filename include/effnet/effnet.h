@@ -42,14 +42,14 @@ extern "C" {
 typedef struct ef_net ef_net;
 
 typedef struct {
-  const char *device;     // "cpu", "cuda" or "cuda:N"  [cpu]
-  const char *precision;  // "f32"; on CUDA also "tf32", "bf16" or "f16"  [f32]
-  int threads;            // CPU threads (0: one per core)
-  int batch;              // the most images one ef_net_run takes  [1]
-  int image_size;         // the input side (0: the model's evaluation size)
-  double crop_pct;        // the centre crop over the resized shorter side (0: the model's)
+  const char *device;        // "cpu", "cuda" or "cuda:N"  [cpu]
+  const char *precision;     // "f32"; on CUDA also "tf32", "bf16" or "f16"  [f32]
+  int threads;               // CPU threads (0: one per core)
+  int batch;                 // the most images one ef_net_run takes  [1]
+  int image_size;            // the input side (0: the model's evaluation size)
+  double crop_pct;           // the centre crop over the resized shorter side (0: the model's)
   const char *interpolation; // "bilinear" or "bicubic" (NULL: the model's)
-  bool raw;               // a checkpoint's raw weights instead of its EMA
+  bool raw;                  // a checkpoint's raw weights instead of its EMA
 } ef_net_options;
 
 // Opens `weights` (options may be NULL: the defaults above). NULL on failure.

@@ -87,7 +87,7 @@ static void check_nccl(ef_backend *gpu) {
   do {                                                                                                                 \
     int before_ = test_failures;                                                                                       \
     call;                                                                                                              \
-    printf("%-64s %s\n", what, test_failures == before_ ? "ok" : "FAILED");                                           \
+    printf("%-64s %s\n", what, test_failures == before_ ? "ok" : "FAILED");                                            \
     fflush(stdout);                                                                                                    \
   } while (0)
 

@@ -35,8 +35,9 @@ static void trainer_new(trainer *t, ef_backend *be, ef_dtype precision, float lo
   cfg.resolution = RES;
   ef_model_desc *d = malloc(sizeof *d);
   ef_model_desc_effnet(d, &cfg);
-  ef_model_graph_new(&t->graph, t->s, d, &(ef_graph_opts){.batch = BATCH, .training = true, .smoothing = 0.1f, .seed = 7,
-                                                         .activations = precision});
+  ef_model_graph_new(
+      &t->graph, t->s, d,
+      &(ef_graph_opts){.batch = BATCH, .training = true, .smoothing = 0.1f, .seed = 7, .activations = precision});
   free(d);
   ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD), .eager = !graph};
   ef_status st = ef_store_bind(t->s, be);
@@ -109,10 +110,10 @@ int main(void) {
       if (i == 0) first = l;
       last = l;
     }
-    printf("%s: loss %.4f -> %.4f in %d steps (f32: %.4f -> %.4f; largest difference %.2f%%)\n", ef_dtype_name(halves[h]),
-           first, last, STEPS, f32[0], f32[STEPS - 1], 100 * off);
-    CHECK(off <= 0.1 && last < first, "%s: losses %.4f -> %.4f, up to %.1f%% off the f32 run's", ef_dtype_name(halves[h]), first,
-          last, 100 * off);
+    printf("%s: loss %.4f -> %.4f in %d steps (f32: %.4f -> %.4f; largest difference %.2f%%)\n",
+           ef_dtype_name(halves[h]), first, last, STEPS, f32[0], f32[STEPS - 1], 100 * off);
+    CHECK(off <= 0.1 && last < first, "%s: losses %.4f -> %.4f, up to %.1f%% off the f32 run's",
+          ef_dtype_name(halves[h]), first, last, 100 * off);
     trainer_free(&b);
   }
 
@@ -128,7 +129,8 @@ int main(void) {
   float *pe = params(&a), *pr = params(&b);
   double diff = 0;
   for (size_t i = 0; i < a.s->numel[0]; i++) diff = fmax(diff, fabs((double)pe[i] - pr[i]));
-  CHECK(same_loss && diff == 0, "CUDA graph replay differs from eager steps: losses %s, largest parameter difference %.3g",
+  CHECK(same_loss && diff == 0,
+        "CUDA graph replay differs from eager steps: losses %s, largest parameter difference %.3g",
         same_loss ? "equal" : "differ", diff);
   const ef_plan *bp = b.graph.plan;
   for (int i = 0; i < bp->n && (!same_loss || diff != 0); i++) { // nondeterministic algorithms explain a difference

@@ -76,13 +76,14 @@ static void check_kind(ef_optim_kind kind, ef_backend *cpu, ef_backend *gpu) {
     ef_device_update_queue(&upd, sg, &eg);
     gpu->synchronize(gpu);
     CHECK(ef_device_update_finish(&upd, &og, &eg, &norm_g), "%s step %d: skipped with norm %g", name, step, norm_g);
-    CHECK(fabs(norm_g - norm_c) <= 1e-9 * norm_c, "%s step %d: norm %.12g on the GPU, %.12g on the CPU", name, step, norm_g,
-          norm_c);
+    CHECK(fabs(norm_g - norm_c) <= 1e-9 * norm_c, "%s step %d: norm %.12g on the GPU, %.12g on the CPU", name, step,
+          norm_g, norm_c);
   }
-  CHECK(og.step == oc.step && eg.updates == ec.updates, "%s: counters %lld/%lld and %lld/%lld", name, (long long)og.step,
-        (long long)oc.step, (long long)eg.updates, (long long)ec.updates);
+  CHECK(og.step == oc.step && eg.updates == ec.updates, "%s: counters %lld/%lld and %lld/%lld", name,
+        (long long)og.step, (long long)oc.step, (long long)eg.updates, (long long)ec.updates);
   compare("parameters", name, gpu, sg->mem[EF_ARENA_PARAM], sc->mem[EF_ARENA_PARAM], np);
-  for (int k = 0; k < ef_optim_slots(&oc); k++) compare(ef_optim_slot_name(&oc, k), name, gpu, og.slots[k], oc.slots[k], np);
+  for (int k = 0; k < ef_optim_slots(&oc); k++)
+    compare(ef_optim_slot_name(&oc, k), name, gpu, og.slots[k], oc.slots[k], np);
   compare("EMA of the parameters", name, gpu, eg.shadow[EF_ARENA_PARAM], ec.shadow[EF_ARENA_PARAM], np);
   compare("EMA of the state", name, gpu, eg.shadow[EF_ARENA_STATE], ec.shadow[EF_ARENA_STATE], ns);
   float *frozen_after = download(gpu, ef_store_data(sg, frozen, EF_ARENA_PARAM), 100);
@@ -97,8 +98,8 @@ static void check_kind(ef_optim_kind kind, ef_backend *cpu, ef_backend *gpu) {
   gpu->synchronize(gpu);
   double norm;
   int64_t before = og.step;
-  CHECK(!ef_device_update_finish(&upd, &og, &eg, &norm) && isnan(norm) && og.step == before, "%s: a NaN gradient applied (%g)",
-        name, norm);
+  CHECK(!ef_device_update_finish(&upd, &og, &eg, &norm) && isnan(norm) && og.step == before,
+        "%s: a NaN gradient applied (%g)", name, norm);
   float *params2 = download(gpu, sg->mem[EF_ARENA_PARAM], np), *shadow2 = download(gpu, eg.shadow[EF_ARENA_PARAM], np);
   CHECK(!memcmp(params, params2, sizeof(float) * np) && !memcmp(shadow, shadow2, sizeof(float) * np),
         "%s: a skipped step changed the weights or their average", name);
@@ -108,7 +109,8 @@ static void check_kind(ef_optim_kind kind, ef_backend *cpu, ef_backend *gpu) {
   float *swapped = download(gpu, sg->mem[EF_ARENA_PARAM], np);
   ef_ema_swap(&eg, sg);
   float *back = download(gpu, sg->mem[EF_ARENA_PARAM], np);
-  CHECK(!memcmp(swapped, shadow2, sizeof(float) * np) && !memcmp(back, params2, sizeof(float) * np), "%s: the EMA's swap", name);
+  CHECK(!memcmp(swapped, shadow2, sizeof(float) * np) && !memcmp(back, params2, sizeof(float) * np),
+        "%s: the EMA's swap", name);
 
   free(grad), free(scaled), free(state), free(frozen_before), free(frozen_after);
   free(params), free(shadow), free(params2), free(shadow2), free(swapped), free(back);
@@ -125,7 +127,10 @@ int main(void) {
   for (int k = 0; k < 3; k++) {
     int before = test_failures;
     check_kind(kinds[k], cpu, gpu);
-    printf("%-48s %s\n", kinds[k] == EF_OPT_SGD ? "sgd (nesterov)" : kinds[k] == EF_OPT_RMSPROP ? "rmsprop" : "adamw",
+    printf("%-48s %s\n",
+           kinds[k] == EF_OPT_SGD       ? "sgd (nesterov)"
+           : kinds[k] == EF_OPT_RMSPROP ? "rmsprop"
+                                        : "adamw",
            test_failures == before ? "ok" : "FAILED");
   }
   ef_backend_free(gpu);
