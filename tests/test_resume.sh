@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Stopping and resuming training changes nothing: runs stopped by --stop-after (twice), by
-# SIGINT and by kill -9, then resumed, end with checkpoints equal bit for bit (model, EMA,
-# optimizer slots, counters) to the run that never stopped, and log the same losses. A
-# truncated file, a text file and a checkpoint of another model each fail to resume with their
-# message, leaving the run folder as it was.
+# Stopping and resuming training changes nothing: runs stopped by --stop-after (twice, and with
+# two steps in flight as on GPUs), by SIGINT and by kill -9, then resumed, end with checkpoints
+# equal bit for bit (model, EMA, optimizer slots, counters) to the run that never stopped, and
+# log the same losses. A truncated file, a text file and a checkpoint of another model each fail
+# to resume with their message, leaving the run folder as it was.
 # usage: test_resume.sh EFFNET   (exit 77 without Fashion-MNIST, h5py or numpy)
 set -u
 effnet=$1
@@ -65,6 +65,12 @@ if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/c-ref/ckpt-000000000192
 else
   fail "SIGINT and resume: $(cat "$tmp/cmp.log")"
 fi
+
+# The loop a GPU runs, two steps in flight (step k + 1 queued before step k is read), here on the
+# CPU: the same bits, also when stopped mid-epoch and resumed.
+"$effnet" train "${recipe[@]}" --steps-in-flight 2 --out "$tmp/p" --stop-after 13 >"$tmp/p.log" 2>&1 &&
+  "$effnet" train --resume "$tmp/p" >>"$tmp/p.log" 2>&1 || fail "two steps in flight: $(tail -2 "$tmp/p.log")"
+same "two steps in flight, stopped after 13 and resumed" "$tmp/p"
 
 # kill -9 once the first epoch's checkpoint is written: every file left is whole, and the run
 # resumes from the latest to the reference's end.

@@ -3,12 +3,14 @@
 #include "train/step.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *c) {
   memset(s, 0, sizeof *s);
   s->cfg = *c, s->graph = graph, s->store = graph->g->store, s->loss_scale = 1;
+  if (!(s->cfg.timeout_s > 0)) s->cfg.timeout_s = 600;
   EF_ASSERT(graph->plan && graph->loss, "the step needs a planned training graph");
   s->device = ef_device_of(s->store) != NULL;
   ef_status st = ef_optim_init(&s->optim, s->store, &c->optim);
@@ -18,7 +20,13 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
     ef_step_free(s);
     return st;
   }
-  s->logits = ef_xmalloc(sizeof(float) * (size_t)graph->batch * (size_t)graph->classes);
+  size_t logits = (size_t)graph->batch * (size_t)graph->classes;
+  s->logits = ef_xmalloc(sizeof(float) * logits);
+  for (int k = 0; k < 2; k++) s->slot[k].labels = ef_xmalloc(sizeof(int32_t) * (size_t)graph->batch);
+  if (s->device && (st = ef_cuda_readback_new(&s->readback, s->upd.be, sizeof(float) * (1 + logits))) != EF_OK) {
+    ef_step_free(s);
+    return st;
+  }
   return EF_OK;
 }
 
@@ -47,53 +55,121 @@ static void adjust_loss_scale(ef_step *s, bool overflow) {
   ef_model_graph_loss_scale(s->graph, (float)s->loss_scale);
 }
 
-void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step, ef_step_result *r) {
-  ef_model_graph *m = s->graph;
-  ef_plan *p = m->plan;
-  ef_ema *ema = s->has_ema ? &s->ema : NULL;
-  ef_plan_set(p, m->images, images);
-  ef_plan_set(p, m->labels, labels);
-  // The gradient of the global batch: the average of the ranks' (each the mean over its own),
-  // bucket by bucket while the backward pass runs, or in one all-reduce after it.
+// The context of a step's run: its number for the masks, the gradient buckets started from the
+// executor's hook (or after the backward pass), SyncBN's group.
+static ef_run_ctx step_ctx(ef_step *s, int64_t step) {
   ef_grad_sync *gs = s->sync.n ? &s->sync : NULL;
-  ef_run_ctx ctx = {.step = (uint32_t)step,
-                    .after_node = gs && s->overlap ? ef_grad_sync_after_node : NULL,
-                    .user = gs,
-                    .group_mean = s->bn_comm ? bn_group_mean : NULL,
-                    .group = s->bn_comm,
-                    .group_device = s->device};
-  if (s->device) { // the whole step, all-reduces and update included, on the GPU
-    ef_device_update_values(&s->upd, &s->optim, ema, lr, s->cfg.clip, 1.0 / s->loss_scale);
-    ef_device_train_step(s->cfg.eager ? NULL : &s->cap, s->store, p, gs, &s->upd, ema, &ctx);
-    if (s->comm) s->comm->sync(s->comm); // within the communicator's timeout, or the job ends
-    else p->be->synchronize(p->be);
-  } else {
-    ef_store_zero_grads(s->store);
-    ef_plan_run(p, &ctx);
-    if (gs) ef_grad_sync_finish(gs);
-  }
-  float loss;
-  ef_plan_get(p, m->loss, &loss);
-  ef_plan_get(p, m->logits, s->logits);
+  return (ef_run_ctx){.step = (uint32_t)step,
+                      .after_node = gs && s->overlap ? ef_grad_sync_after_node : NULL,
+                      .user = gs,
+                      .group_mean = s->bn_comm ? bn_group_mean : NULL,
+                      .group = s->bn_comm,
+                      .group_device = s->device};
+}
+
+// The result from the batch's loss and logits (on the host) and the update's outcome: the loss
+// and accuracy over the global batch, f16's overflow and loss scale, and whether it is finite.
+static void finish_result(ef_step *s, float loss, const int32_t *labels, bool applied, double norm, ef_step_result *r) {
+  const ef_model_graph *m = s->graph;
   int64_t correct = 0;
   for (int64_t i = 0; i < m->batch; i++)
     correct += ef_label_rank(s->logits + i * m->classes, m->classes, labels[i]) == 0;
-  // The step's loss and accuracy over the global batch.
   double sums[2] = {loss, (double)correct};
   int world = s->comm ? s->comm->world : 1;
   if (s->comm) s->comm->allreduce(s->comm, sums, 2, EF_COMM_F64, EF_COMM_SUM);
-  *r = (ef_step_result){.loss = sums[0] / world, .correct = (int64_t)sums[1], .applied = true};
-  if (s->device) r->applied = ef_device_update_finish(&s->upd, &s->optim, ema, &r->norm); // unless not finite
-  else if (s->cfg.clip > 0) r->norm = ef_grad_global_norm(s->store);
+  *r = (ef_step_result){.loss = sums[0] / world, .correct = (int64_t)sums[1], .norm = norm, .applied = applied};
   bool f16 = m->activations == EF_F16;
   r->overflow = f16 && !r->applied && isfinite(r->loss) && s->loss_scale > 1;
   if (f16) adjust_loss_scale(s, r->overflow);
   r->finite = r->overflow || (isfinite(r->loss) && isfinite(r->norm));
   if (!r->finite) r->applied = false;
-  if (s->device || !r->finite) return;
+}
+
+// The CPU's whole step: the forward and backward pass, the gradients averaged over the ranks, the
+// agreement on the loss, then (finite) clipping, the optimizer and the EMA.
+static void run_host(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step,
+                     ef_step_result *r) {
+  ef_model_graph *m = s->graph;
+  ef_plan *p = m->plan;
+  ef_ema *ema = s->has_ema ? &s->ema : NULL;
+  ef_plan_set(p, m->images, images);
+  ef_plan_set(p, m->labels, labels);
+  ef_run_ctx ctx = step_ctx(s, step);
+  ef_store_zero_grads(s->store);
+  ef_plan_run(p, &ctx);
+  if (s->sync.n) ef_grad_sync_finish(&s->sync);
+  float loss;
+  ef_plan_get(p, m->loss, &loss);
+  ef_plan_get(p, m->logits, s->logits);
+  finish_result(s, loss, labels, true, s->cfg.clip > 0 ? ef_grad_global_norm(s->store) : 0, r);
+  if (!r->finite) return;
   if (s->cfg.clip > 0) ef_grad_clip(s->store, s->cfg.clip, r->norm);
   ef_optim_step(&s->optim, s->store, lr);
   if (ema) ef_ema_update(ema, s->store);
+}
+
+uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step) {
+  EF_ASSERT(s->queued - s->collected < 2, "a third step queued before the first one was collected");
+  ef_model_graph *m = s->graph;
+  uint32_t seq = s->queued++;
+  int32_t *kept = s->slot[seq & 1].labels;
+  memcpy(kept, labels, sizeof(int32_t) * (size_t)m->batch);
+  if (!s->device) {
+    run_host(s, images, kept, lr, step, &s->slot[seq & 1].result);
+    return seq;
+  }
+  // The whole step, all-reduces and update included, on the GPU; its loss and logits copied out
+  // behind it, to be read when it is collected.
+  ef_plan *p = m->plan;
+  ef_ema *ema = s->has_ema ? &s->ema : NULL;
+  if (images) ef_plan_set(p, m->images, images), ef_plan_set(p, m->labels, labels);
+  ef_run_ctx ctx = step_ctx(s, step);
+  uint32_t update = ef_device_update_values(&s->upd, &s->optim, ema, lr, s->cfg.clip, 1.0 / s->loss_scale);
+  EF_ASSERT(update == seq, "the device update counts step %u, the step %u", update, seq);
+  ef_device_train_step(s->cfg.eager ? NULL : &s->cap, s->store, p, s->sync.n ? &s->sync : NULL, &s->upd, ema, &ctx);
+  const void *src[2] = {m->loss->data, m->logits->data};
+  size_t bytes[2] = {sizeof(float), sizeof(float) * (size_t)(m->batch * m->classes)};
+  ef_cuda_readback_queue(s->readback, seq, src, bytes, 2);
+  return seq;
+}
+
+// ef_comm_poll's `done` for a step's readback.
+typedef struct {
+  ef_cuda_readback *r;
+  uint32_t seq;
+} readback_wait;
+static int readback_done(void *user, char *why, size_t len) {
+  readback_wait *w = user;
+  return ef_cuda_readback_ready(w->r, w->seq, why, len);
+}
+
+void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r) {
+  EF_ASSERT(seq == s->collected && seq != s->queued, "step %u collected out of order (next %u, queued %u)", seq,
+            s->collected, s->queued);
+  s->collected++;
+  if (!s->device) {
+    *r = s->slot[seq & 1].result;
+    return;
+  }
+  // Several ranks: a rank that died leaves the others' GPUs waiting in a collective for ever.
+  if (s->comm && s->comm->world > 1) {
+    char what[64];
+    snprintf(what, sizeof what, "training step %u's results", seq);
+    if (ef_comm_poll(readback_done, &(readback_wait){s->readback, seq}, s->cfg.timeout_s, what) != EF_OK) {
+      fprintf(stderr, "effnet [rank %d]: %s\n", s->comm->rank, ef_last_error());
+      ef_comm_abort(s->comm, 1);
+    }
+  }
+  const float *out = ef_cuda_readback_wait(s->readback, seq);
+  const ef_model_graph *m = s->graph;
+  memcpy(s->logits, out + 1, sizeof(float) * (size_t)(m->batch * m->classes));
+  double norm;
+  bool applied = ef_device_update_finish_at(&s->upd, &s->optim, s->has_ema ? &s->ema : NULL, seq, &norm);
+  finish_result(s, out[0], s->slot[seq & 1].labels, applied, norm, r);
+}
+
+void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step, ef_step_result *r) {
+  ef_step_collect(s, ef_step_queue(s, images, labels, lr, step), r);
 }
 
 void ef_step_disconnect(ef_step *s) {
@@ -107,6 +183,7 @@ void ef_step_free(ef_step *s) {
   if (s->upd.be) ef_device_update_free(&s->upd);
   ef_optim_free(&s->optim);
   if (s->has_ema) ef_ema_free(&s->ema);
-  free(s->logits);
+  if (s->readback) ef_cuda_readback_free(s->readback);
+  free(s->logits), free(s->slot[0].labels), free(s->slot[1].labels);
   memset(s, 0, sizeof *s);
 }

@@ -1,13 +1,15 @@
 // The training step, the one place a batch trains a model: the training graph forward and
 // backward, the gradients averaged over the ranks (in buckets while the backward pass runs),
 // clipped, and applied by the optimizer with the EMA; on the CPU, or on a GPU where the whole step
-// is replayed as one CUDA graph; plus f16's dynamic loss scale. The trainer, bench and every test
-// that trains call it.
+// is replayed as one CUDA graph; plus f16's dynamic loss scale. A step is queued, then its
+// results collected: on a GPU a loop queues step k + 1 before it reads step k's, so that the GPU
+// never waits for the host. The trainer, bench and every test that trains call it.
 #ifndef EF_TRAIN_STEP_H
 #define EF_TRAIN_STEP_H
 
 #include <stdbool.h>
 
+#include "cuda/cuda.h"
 #include "train/comm.h"
 #include "train/ema.h"
 #include "train/grad_sync.h"
@@ -17,29 +19,11 @@
 
 typedef struct {
   ef_optim_config optim;
-  double ema;  // decay of the EMA of weights and BN statistics (0: none)
-  double clip; // global gradient norm to clip to (0: none)
-  bool eager;  // on a GPU: op by op, not a captured graph (profiles time every node)
+  double ema;       // decay of the EMA of weights and BN statistics (0: none)
+  double clip;      // global gradient norm to clip to (0: none)
+  bool eager;       // on a GPU: op by op, not a captured graph (profiles time every node)
+  double timeout_s; // GPU ranks: the longest wait for a step's results before the job ends  [600]
 } ef_step_config;
-
-typedef struct {
-  ef_step_config cfg;
-  ef_model_graph *graph; // the training graph, planned (not owned)
-  ef_store *store;       // its store (not owned)
-  ef_optim optim;
-  ef_ema ema;
-  bool has_ema;
-  bool device;          // the store lives on a GPU: the update runs there too
-  ef_device_update upd; // ... as kernels, and the whole step ...
-  ef_capture cap;       // ... recorded once as a CUDA graph and replayed
-  ef_comm *comm;        // the ranks (not owned; NULL: one process)
-  ef_comm *bn_comm;     // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
-  ef_grad_sync sync;    // the gradient buckets (n 0: one process)
-  bool overlap;         // buckets start during the backward pass
-  double loss_scale;    // f16: the loss is scaled up by this (1 otherwise)
-  int64_t good_steps;   // f16: steps since the loss scale last changed
-  float *logits;        // (batch, classes) on the host
-} ef_step;
 
 typedef struct {
   double loss;     // the batch's mean loss (label smoothing included), over all ranks
@@ -52,6 +36,31 @@ typedef struct {
                    // scale halved (not a failure)
 } ef_step_result;
 
+typedef struct {
+  ef_step_config cfg;
+  ef_model_graph *graph; // the training graph, planned (not owned)
+  ef_store *store;       // its store (not owned)
+  ef_optim optim;
+  ef_ema ema;
+  bool has_ema;
+  bool device;                // the store lives on a GPU: the update runs there too
+  ef_device_update upd;       // ... as kernels, and the whole step ...
+  ef_capture cap;             // ... recorded once as a CUDA graph and replayed
+  ef_comm *comm;              // the ranks (not owned; NULL: one process)
+  ef_comm *bn_comm;           // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
+  ef_grad_sync sync;          // the gradient buckets (n 0: one process)
+  bool overlap;               // buckets start during the backward pass
+  double loss_scale;          // f16: the loss is scaled up by this (1 otherwise)
+  int64_t good_steps;         // f16: steps since the loss scale last changed
+  ef_cuda_readback *readback; // GPU: each step's loss and logits, read one step later
+  uint32_t queued, collected; // steps queued and collected so far
+  struct {                    // per step in flight (step seq in slot seq % 2)
+    int32_t *labels;          // (batch) its labels
+    ef_step_result result;    // CPU: its results, complete when queued
+  } slot[2];
+  float *logits; // (batch, classes) on the host
+} ef_step;
+
 // The optimizer's slots and the EMA (from the store's current values: load or initialize the
 // weights first), where the store lives; on a GPU the device update too. The graph must be
 // planned. EF_ERR_INVALID, EF_ERR_UNSUPPORTED or EF_ERR_NOMEM with a message.
@@ -62,8 +71,16 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
 void ef_step_connect(ef_step *s, ef_comm *comm, ef_comm *bn_comm, size_t bucket_bytes);
 // The loss scale (f16's: from 65536, or a checkpoint's); 1 for other precisions.
 void ef_step_set_loss_scale(ef_step *s, double scale);
-// One step on a batch (the graph's batch of images and labels) at learning rate lr; `step`
-// numbers it (dropout and drop-path masks depend on it).
+// Queues one step on a batch (the graph's batch of images and labels) at learning rate lr; `step`
+// numbers it (dropout and drop-path masks depend on it). images NULL: a GPU's images and labels
+// are already in the plan's inputs (ef_cuda_feed_take); labels is still the host's copy, for the
+// accuracy. Returns the number ef_step_collect takes. At most two steps are queued and not
+// collected, and they are collected in order. On the CPU the step is done when this returns.
+uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step);
+// Waits for step `seq` (on GPUs within the communicator's timeout) and gives its results; then
+// its update counts (or, not finite or overflowed, does not).
+void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r);
+// One step, queued and collected.
 void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step, ef_step_result *r);
 // Freeing, in two parts around the communicators: ef_step_disconnect frees the captured graph
 // and the buckets (NCCL's communicators wait for the graphs that use them); then the caller

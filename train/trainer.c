@@ -177,19 +177,21 @@ static ef_status open_model(ef_trainer *t) {
   const ef_train_config *c = &t->cfg;
   ef_comm *comm = t->comm;
   // Each rank trains on its shard (positions rank, rank + world, ... of the epoch's permutation)
-  // and validates on its shard of the test set.
+  // and validates on its shard of the test set. On a GPU, training batches stay uint8 for the
+  // feed, which normalizes them there.
   ef_loader_config lc = {.data = &t->train,
                          .transform = t->train_tf,
                          .batch = (int)c->batch,
                          .shuffle = true,
                          .drop_last = true,
-                         .as_float = true,
+                         .as_float = !t->dev.cuda,
                          .seed = c->seed,
                          .threads = (int)c->loader_threads,
                          .rank = comm->rank,
                          .world = comm->world};
   ef_loader_config ec = lc; // evaluation is strict: a corrupt test image is an error, not a duplicate
-  ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false, ec.strict = true;
+  ec.as_float = true, ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false,
+  ec.strict = true;
   EF_TRY(ef_loader_new(&t->train_loader, &lc));
   EF_TRY(ef_loader_new(&t->test_loader, &ec));
   t->store = ef_store_new();
@@ -211,10 +213,22 @@ static ef_status open_model(ef_trainer *t) {
   ef_optim_kind kind = !strcmp(c->optimizer, "sgd")       ? EF_OPT_SGD
                        : !strcmp(c->optimizer, "rmsprop") ? EF_OPT_RMSPROP
                                                           : EF_OPT_ADAMW;
-  ef_step_config sc = {.optim = ef_optim_defaults(kind), .ema = c->ema, .clip = c->clip, .eager = c->profile};
+  ef_step_config sc = {.optim = ef_optim_defaults(kind),
+                       .ema = c->ema,
+                       .clip = c->clip,
+                       .eager = c->profile,
+                       .timeout_s = c->comm_timeout};
   if (kind != EF_OPT_ADAMW) sc.optim.momentum = c->momentum;
   sc.optim.weight_decay = c->weight_decay, sc.optim.nesterov = c->nesterov, sc.optim.decay_all = c->decay_all;
   EF_TRY(ef_step_init(&t->step, &t->tr, &sc));
+  t->depth = c->steps_in_flight ? c->steps_in_flight : t->dev.cuda ? 2 : 1;
+  if (t->depth < 1 || t->depth > 2)
+    return EF_ERROR(EF_ERR_INVALID, "steps in flight: %d; 1 or 2 (0: the device's choice)", c->steps_in_flight);
+  if (t->dev.cuda) {
+    float lut[3 * 256];
+    ef_transform_lut(&t->train_tf, lut);
+    EF_TRY(ef_cuda_feed_new(&t->feed, t->dev.be, ef_numel(t->tr.images), t->train_tf.channels, c->batch, lut));
+  }
   t->global_batch = c->batch * comm->world;
   ef_lr_decay decay = !strcmp(c->schedule, "cosine")        ? EF_LR_COSINE
                       : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
@@ -339,15 +353,30 @@ ef_status ef_trainer_connect(ef_trainer *t) {
 
 int64_t ef_trainer_batches(const ef_trainer *t) { return ef_loader_batches(t->train_loader); }
 
-void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr) {
+// Queues the step of batch b, the `ahead`-th after the position (steps queued, not collected):
+// on a GPU through the feed (b holds uint8 pixels), else from b's floats. Its learning rate in *lr.
+static uint32_t queue_step(ef_trainer *t, const ef_batch *b, int ahead, double *lr) {
+  int64_t step = t->info.step + ahead;
+  *lr = ef_lr_at(&t->sched, step);
+  if (!t->feed) return ef_step_queue(&t->step, b->images, b->labels, *lr, step);
+  ef_cuda_feed_put(t->feed, b->images, b->labels);
+  ef_cuda_feed_take(t->feed, t->tr.images, t->tr.labels);
+  return ef_step_queue(&t->step, NULL, b->labels, *lr, step);
+}
+
+// A collected step's result into the position: it counts when finite (an f16 overflow counts).
+static void account(ef_trainer *t, const ef_step_result *r, int64_t index) {
   ef_checkpoint_info *info = &t->info;
-  *lr = ef_lr_at(&t->sched, info->step);
-  ef_step_run(&t->step, b->images, b->labels, *lr, info->step, r);
   info->loss_scale = t->step.loss_scale;
   if (!r->finite) return;
   info->epoch_correct += r->correct;
   info->epoch_loss += r->loss, info->epoch_seen += t->global_batch;
-  info->step++, info->batch = b->index + 1;
+  info->step++, info->batch = index + 1;
+}
+
+void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr) {
+  ef_step_collect(&t->step, queue_step(t, b, 0, lr), r);
+  account(t, r, b->index);
 }
 
 int ef_trainer_agree_stop(ef_trainer *t, int local_signal) {
@@ -427,25 +456,70 @@ ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
 
 static int stop_requested(const ef_fit_hooks *h) { return h->stop_requested ? h->stop_requested(h->user) : 0; }
 
-// One epoch's steps from the position; false when the run stops (r says why, or *st).
-static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, int64_t *steps, ef_status *st) {
-  const ef_batch *b;
-  *st = ef_loader_start(t->train_loader, t->info.epoch, t->info.batch);
-  while (*st == EF_OK && (*st = ef_loader_next(t->train_loader, &b)) == EF_OK && b) {
+// The steps in flight of an epoch's loop: queued, not yet collected.
+typedef struct {
+  struct {
+    uint32_t seq;
+    int64_t index; // the batch's, in the epoch
     double lr;
-    ef_trainer_step(t, b, &r->last, &lr);
-    r->last_batch = b->index;
-    int sig = ef_trainer_agree_stop(t, stop_requested(h));
-    if (!r->last.finite) return !(r->broken = true); // every rank sees it: all stop
-    ++*steps;
-    if (h->after_step && (*st = h->after_step(h->user, t, &r->last, lr)) != EF_OK) return false;
-    if (sig || (h->stop_after && *steps == h->stop_after)) {
-      if ((*st = ef_trainer_save(t, false)) != EF_OK) return false;
-      r->signal = sig, r->stopped = !sig;
-      return false;
+  } step[2];
+  int n;
+} in_flight;
+
+// Collects the oldest step in flight into r and the position.
+static void collect_oldest(ef_trainer *t, in_flight *q, ef_fit_result *r, double *lr) {
+  ef_step_collect(&t->step, q->step[0].seq, &r->last);
+  r->last_batch = q->step[0].index, *lr = q->step[0].lr;
+  account(t, &r->last, q->step[0].index);
+  q->step[0] = q->step[1], q->n--;
+}
+
+// One epoch's steps from the position; false when the run stops (r says why, or *st). With
+// steps_in_flight 2 (GPUs), step k + 1 is queued before step k is collected; a stop (a signal,
+// stop_after, a broken loss, a failure) first collects the steps in flight, so that the position
+// saved is where the weights are.
+static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, int64_t *steps, ef_status *st) {
+  in_flight q = {.n = 0};
+  bool more = true, stopping = false, broken = false;
+  ef_step_result bad = {0}; // the step that broke the run, as reported
+  int64_t bad_batch = 0;
+  int sig = 0;
+  *st = ef_loader_start(t->train_loader, t->info.epoch, t->info.batch);
+  more = *st == EF_OK;
+  for (;;) {
+    while (more && !stopping && q.n < t->depth && !(h->stop_after && *steps + q.n >= h->stop_after)) {
+      const ef_batch *b;
+      if ((*st = ef_loader_next(t->train_loader, &b)) != EF_OK || !b) {
+        more = false, stopping = *st != EF_OK;
+        break;
+      }
+      q.step[q.n].seq = queue_step(t, b, q.n, &q.step[q.n].lr);
+      q.step[q.n++].index = b->index;
     }
+    if (!q.n) break;
+    double lr;
+    collect_oldest(t, &q, r, &lr);
+    int agreed = ef_trainer_agree_stop(t, stop_requested(h)); // every rank collects the same steps
+    if (broken || stopping) continue;                         // the steps in flight finish, unreported
+    if (!r->last.finite) {                                    // every rank sees it: all stop
+      broken = stopping = true, bad = r->last, bad_batch = r->last_batch;
+      continue;
+    }
+    ++*steps;
+    if (h->after_step && (*st = h->after_step(h->user, t, &r->last, lr)) != EF_OK) stopping = true;
+    else if (agreed || (h->stop_after && *steps == h->stop_after)) sig = agreed, stopping = true;
   }
-  return *st == EF_OK && t->info.batch == ef_trainer_batches(t);
+  if (broken) {
+    r->last = bad, r->last_batch = bad_batch, r->broken = true;
+    return false;
+  }
+  if (*st != EF_OK) return false;
+  if (stopping) {
+    if ((*st = ef_trainer_save(t, false)) != EF_OK) return false;
+    r->signal = sig, r->stopped = !sig;
+    return false;
+  }
+  return t->info.batch == ef_trainer_batches(t);
 }
 
 ef_status ef_trainer_fit(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r) {
@@ -475,6 +549,7 @@ void ef_trainer_close(ef_trainer *t) {
   // The step's graph before NCCL's communicators (they wait for the graphs that use them), and
   // those before the memory their collectives used.
   ef_step_disconnect(&t->step);
+  if (t->feed) ef_cuda_feed_free(t->feed);
   ef_comm_free(t->bn_comm);
   ef_comm_free(t->comm);
   ef_step_free(&t->step);
