@@ -70,7 +70,8 @@ static const ef_flag train_flags[] = {
     {ROW(EF_FLAG_BOOL, "--profile", t.profile), 0, 0, NULL, NULL, "print time per op kind after training", true},
     {ROW(EF_FLAG_LONG, "--steps-in-flight", t.steps_in_flight), 0, 2, NULL, "N",
      "2: each step queued before the one before it is read (a GPU never\nwaits for the host); 1: one at a time; the "
-     "same results either way\n(0: 2 on a GPU, 1 on the CPU)", true},
+     "same results either way\n(0: 2 on a GPU, 1 on the CPU)",
+     true},
     {ROW(EF_FLAG_DOUBLE, "--bucket-mb", t.bucket_mb), 0, 1024, NULL, "F",
      "several ranks: gradients all-reduced in buckets of F MiB while the\nbackward pass runs (0: one "
      "all-reduce after it)",

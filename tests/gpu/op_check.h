@@ -89,9 +89,7 @@ static float *read_f32(const ef_plan *p, const ef_tensor *t) {
 // x: the case's first input's values (the tolerance's scale, tests/gpu/tolerance.h).
 static void compare(const char *what, const op_case *c, ef_dtype precision, const float *x, const float *got,
                     const float *want, int64_t n) {
-  char why[192];
-  CHECK(test_close(got, want, n, op_tolerance(c, precision, x), why, sizeof why), "%s at %s: %s: %s", c->name,
-        ef_dtype_name(precision), what, why);
+  CHECK_REL(got, want, n, op_tolerance(c, precision, x), "%s at %s: %s", c->name, ef_dtype_name(precision), what);
 }
 
 static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dtype precision) {
