@@ -9,10 +9,9 @@
 #include "train/checkpoint.h"
 
 typedef struct {
-  const char *data, *split, *classes, *interpolation;
-  bool ema;
-  long batch, loader_threads, image_size;
-  double crop_pct;
+  const char *data, *split, *classes;
+  long batch, loader_threads;
+  ef_eval_spec eval;
   ef_device_spec dev;
 } eval_opts;
 
@@ -25,12 +24,6 @@ static const ef_flag eval_flags[] = {
     {ROW(EF_FLAG_STR, "--split", split), 0, 0, "test|train", "S", "the dataset's split", false},
     {ROW(EF_FLAG_STR, "--select-classes", classes), 0, 0, NULL, "L",
      "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [a checkpoint's]", false},
-    {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
-    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
-    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), 0, 1, NULL, "F",
-     "centre crop over the resized shorter side (0: the model's)", false},
-    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I", "resampling  [the model's]",
-     false},
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
 };
@@ -52,13 +45,15 @@ static const char *saved_flag(const char *args, const char *flag, char *buf, siz
 }
 
 int ef_cmd_eval(int argc, char **argv) {
-  eval_opts o = {.split = "test", .ema = true, .batch = 100, .loader_threads = 1, .dev = EF_DEVICE_SPEC_DEFAULT};
+  eval_opts o = {
+      .split = "test", .batch = 100, .loader_threads = 1, .eval = EF_EVAL_SPEC_DEFAULT, .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "eval",
                 "usage: effnet eval WEIGHTS [flags]\n\nEvaluates a model on a dataset: top-1, top-5 and loss (mean "
                 "cross-entropy). WEIGHTS: any effnet\nweights file, from `effnet import` or a training checkpoint.\n\n",
                 NULL);
   ef_flags_add(&f, eval_flags, (int)(sizeof eval_flags / sizeof eval_flags[0]), &o);
+  ef_flags_add(&f, ef_eval_flags, EF_EVAL_FLAGS, &o.eval);
   ef_flags_add(&f, ef_device_flags, EF_DEVICE_FLAGS, &o.dev);
   const char *path;
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, &path, 1);
@@ -75,25 +70,22 @@ int ef_cmd_eval(int argc, char **argv) {
   ef_loader *l = NULL;
   char saved_data[4096], saved_classes[1024];
   ef_eval_result r;
-  ef_graph_opts go = {.batch = o.batch, .activations = dev.activations, .image_size = (int)o.image_size};
-  ef_status st = ef_model_open(&m, path, o.ema, &go, dev.be);
-  ef_transform tf = m.info.desc.eval;
+  ef_graph_opts go = {.batch = o.batch, .activations = dev.activations, .image_size = (int)o.eval.image_size};
+  ef_status st = ef_model_open(&m, path, o.eval.ema, &go, dev.be);
+  ef_transform tf = {0};
   if (st == EF_OK && m.info.checkpoint) { // a checkpoint's data and classes, unless given
     st = ef_checkpoint_read_info(path, saved);
     if (st == EF_OK && !o.data) o.data = saved_flag(saved->args, "--data", saved_data, sizeof saved_data);
     if (st == EF_OK && !o.classes)
       o.classes = saved_flag(saved->args, "--select-classes", saved_classes, sizeof saved_classes);
   }
-  if (o.image_size) tf.size = (int)o.image_size;
-  if (o.crop_pct > 0) tf.crop_pct = o.crop_pct;
-  if (o.interpolation) tf.interp = strcmp(o.interpolation, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
-  if (st == EF_OK) st = ef_transform_validate(&tf);
+  if (st == EF_OK) st = ef_eval_transform(&m.info.desc, &o.eval, &tf);
   if (st == EF_OK) st = ef_dataset_open(o.data ? o.data : EF_FASHION_MNIST_DIR, !strcmp(o.split, "train"), &d);
   if (st == EF_OK && o.classes) st = ef_dataset_select(&d, o.classes, 0);
   if (st == EF_OK && d.num_classes != m.info.desc.num_classes)
     st = EF_ERROR(EF_ERR_INVALID, "%s has %d classes but the model %d%s", d.source, d.num_classes,
                   m.info.desc.num_classes, o.data ? "" : ": give --data");
-  if (st == EF_OK && d.pixels) tf.crop_pct = o.crop_pct > 0 ? o.crop_pct : 1; // small in-memory images: no centre crop
+  if (st == EF_OK && d.pixels && !(o.eval.crop_pct > 0)) tf.crop_pct = 1; // small in-memory images: no centre crop
   ef_loader_config lc = {.data = &d,
                          .transform = tf,
                          .batch = (int)o.batch,

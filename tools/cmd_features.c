@@ -11,7 +11,8 @@
 
 typedef struct {
   const char *out, *data, *split, *classes;
-  long limit, batch, loader_threads, image_size;
+  long limit, batch, loader_threads;
+  ef_eval_spec eval;
   ef_device_spec dev;
   ef_transform tf;
 } features_opts;
@@ -24,7 +25,6 @@ static const ef_flag features_flags[] = {
     {ROW(EF_FLAG_STR, "--select-classes", classes), 0, 0, NULL, "L",
      "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)", false},
     {ROW(EF_FLAG_LONG, "--limit", limit), 0, 1e12, NULL, "N", "the first N images of each split (0: all)", false},
-    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
 };
@@ -40,7 +40,7 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
   int64_t all = d.n; // what ef_dataset_free must see
   if (o->limit && o->limit < d.n) d.n = o->limit;
   ef_transform tf = o->tf;
-  if (d.pixels) tf.crop_pct = 1; // small in-memory images: no centre crop, as training used
+  if (d.pixels && !(o->eval.crop_pct > 0)) tf.crop_pct = 1; // small in-memory images: no centre crop, as training used
   ef_loader *l = NULL;
   ef_loader_config lc = {.data = &d,
                          .transform = tf,
@@ -83,6 +83,7 @@ int ef_cmd_features(int argc, char **argv) {
                 "linear probes.\n\n",
                 NULL);
   ef_flags_add(&f, features_flags, (int)(sizeof features_flags / sizeof features_flags[0]), &o);
+  ef_flags_add(&f, ef_eval_flags, EF_EVAL_FLAGS, &o.eval);
   ef_flags_add(&f, ef_device_flags, EF_DEVICE_FLAGS, &o.dev);
   const char *path;
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, &path, 1);
@@ -97,11 +98,10 @@ int ef_cmd_features(int argc, char **argv) {
   // The model for a batch: the features kept beside the logits.
   ef_model m;
   ef_graph_opts go = {
-      .batch = o.batch, .activations = dev.activations, .image_size = (int)o.image_size, .features = true};
-  ef_status st = ef_model_open(&m, path, true, &go, dev.be);
+      .batch = o.batch, .activations = dev.activations, .image_size = (int)o.eval.image_size, .features = true};
+  ef_status st = ef_model_open(&m, path, o.eval.ema, &go, dev.be);
   const ef_model_desc *d = &m.info.desc;
-  o.tf = d->eval;
-  if (o.image_size) o.tf.size = (int)o.image_size;
+  if (st == EF_OK) st = ef_eval_transform(d, &o.eval, &o.tf);
   ef_plan *p = m.graph.plan;
   ef_tensor *images = m.graph.images, *feats = m.graph.features;
   static const char *const names[2] = {"test", "train"};

@@ -9,28 +9,20 @@
 #include "tools/shared_flags.h"
 
 typedef struct {
-  long top_k, image_size;
-  bool ema;
-  double crop_pct;
-  const char *interpolation;
+  long top_k;
+  ef_eval_spec eval;
   ef_device_spec dev;
 } predict_opts;
 
 #define ROW(kind, name, field) name, kind, offsetof(predict_opts, field)
 static const ef_flag predict_flags[] = {
     {ROW(EF_FLAG_LONG, "--top-k", top_k), 1, 1 << 20, NULL, "N", "classes per image", false},
-    {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
-    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
-    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), 0, 1, NULL, "F",
-     "centre crop over the resized shorter side (0: the model's)", false},
-    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I", "resampling  [the model's]",
-     false},
 };
 #undef ROW
 
 int ef_cmd_predict(int argc, char **argv) {
   enum { MAX_IMAGES = 4096 };
-  predict_opts o = {.top_k = 5, .ema = true, .dev = EF_DEVICE_SPEC_DEFAULT};
+  predict_opts o = {.top_k = 5, .eval = EF_EVAL_SPEC_DEFAULT, .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "predict",
                 "usage: effnet predict WEIGHTS IMAGE... [flags]\n\nPrints the most likely classes of each image (JPEG "
@@ -38,6 +30,7 @@ int ef_cmd_predict(int argc, char **argv) {
                 "training checkpoint.\n\n",
                 NULL);
   ef_flags_add(&f, predict_flags, (int)(sizeof predict_flags / sizeof predict_flags[0]), &o);
+  ef_flags_add(&f, ef_eval_flags, EF_EVAL_FLAGS, &o.eval);
   ef_flags_add(&f, ef_device_flags, EF_DEVICE_FLAGS, &o.dev);
   const char *args[1 + MAX_IMAGES];
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, args, 1 + MAX_IMAGES);
@@ -49,10 +42,10 @@ int ef_cmd_predict(int argc, char **argv) {
   ef_net_options no = {.device = o.dev.device,
                        .precision = o.dev.precision,
                        .threads = (int)o.dev.threads,
-                       .image_size = (int)o.image_size,
-                       .crop_pct = o.crop_pct,
-                       .interpolation = o.interpolation,
-                       .raw = !o.ema};
+                       .image_size = (int)o.eval.image_size,
+                       .crop_pct = o.eval.crop_pct,
+                       .interpolation = o.eval.interpolation,
+                       .raw = !o.eval.ema};
   ef_net *net = ef_net_open(args[0], &no);
   if (!net) return ef_report("predict", 1);
   int classes = ef_net_classes(net), *best = ef_xmalloc(sizeof(int) * (size_t)o.top_k);

@@ -47,6 +47,18 @@ const ef_flag ef_device_flags[EF_DEVICE_FLAGS] = {
      true},
 };
 
+#undef ROW
+#define ROW(kind, name, field) name, kind, offsetof(ef_eval_spec, field)
+const ef_flag ef_eval_flags[EF_EVAL_FLAGS] = {
+    EF_SECTION("the model's evaluation (its own unless given):"),
+    {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},
+    {ROW(EF_FLAG_LONG, "--image-size", image_size), 0, 4096, NULL, "N", "input side (0: the model's)", false},
+    {ROW(EF_FLAG_DOUBLE, "--crop-pct", crop_pct), 0, 1, NULL, "F",
+     "centre crop over the resized shorter side (0: the model's)", false},
+    {ROW(EF_FLAG_STR, "--interpolation", interpolation), 0, 0, "bilinear|bicubic", "I", "resampling  [the model's]",
+     false},
+};
+
 int ef_device_args_open(ef_device *d, const char *cmd, const ef_device_spec *s) {
   ef_status st = ef_device_open(d, s, NULL);
   return st == EF_OK ? 0 : ef_report(cmd, st == EF_ERR_INVALID ? 2 : 1);

@@ -8,6 +8,7 @@
 #include "models/efficientnet.h"
 #include "tools/flags.h"
 #include "train/device.h"
+#include "train/model.h"
 
 enum { EF_MODEL_FLAGS = 15 };
 // Bind with ef_flags_add(f, ef_model_flags, EF_MODEL_FLAGS, &spec); its first row is a section.
@@ -22,6 +23,11 @@ enum { EF_DEVICE_FLAGS = 5 };
 extern const ef_flag ef_device_flags[EF_DEVICE_FLAGS];
 // The device: 0, or 2 (bad flags) or 1 (it cannot start) after printing "effnet <cmd>: ...".
 int ef_device_args_open(ef_device *d, const char *cmd, const ef_device_spec *s);
+
+enum { EF_EVAL_FLAGS = 5 };
+// How a weights file is evaluated (eval, predict, features), bound to an ef_eval_spec
+// (train/model.h); its first row is a section.
+extern const ef_flag ef_eval_flags[EF_EVAL_FLAGS];
 
 // "effnet <cmd>: <the last error>" to stderr; returns `code`.
 int ef_report(const char *cmd, int code);

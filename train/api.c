@@ -29,12 +29,11 @@ struct ef_net {
 ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
   ef_net_options o = options ? *options : (ef_net_options){0};
   ef_device_spec spec = {o.device ? o.device : "cpu", o.precision ? o.precision : "f32", o.threads, NULL};
-  if (o.batch < 0 || o.image_size < 0 || o.image_size > 4096 || !(o.crop_pct >= 0 && o.crop_pct <= 1) ||
-      (o.interpolation && strcmp(o.interpolation, "bilinear") && strcmp(o.interpolation, "bicubic"))) {
+  if (o.batch < 0 || o.image_size < 0 || o.image_size > 4096 || !(o.crop_pct >= 0 && o.crop_pct <= 1)) {
     EF_ERROR(EF_ERR_INVALID,
-             "ef_net_open: batch %d, image size %d, crop %g, interpolation %s: give a batch >= 1 (0: 1), "
-             "a size in [0, 4096], a crop in [0, 1] and bilinear or bicubic",
-             o.batch, o.image_size, o.crop_pct, o.interpolation ? o.interpolation : "-");
+             "ef_net_open: batch %d, image size %d, crop %g: give a batch >= 1 (0: 1), a size in "
+             "[0, 4096] and a crop in [0, 1]",
+             o.batch, o.image_size, o.crop_pct);
     return NULL;
   }
   ef_net *n = ef_xcalloc(1, sizeof *n);
@@ -50,10 +49,11 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
     return NULL;
   }
   const ef_model_graph *g = &n->model.graph;
-  n->tf = n->model.info.desc.eval;
-  n->tf.size = (int)g->images->shape[1];
-  if (o.crop_pct > 0) n->tf.crop_pct = o.crop_pct;
-  if (o.interpolation) n->tf.interp = strcmp(o.interpolation, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
+  ef_eval_spec e = {.image_size = o.image_size, .crop_pct = o.crop_pct, .interpolation = o.interpolation};
+  if (ef_eval_transform(&n->model.info.desc, &e, &n->tf) != EF_OK) {
+    ef_net_close(n);
+    return NULL;
+  }
   ef_transform_lut(&n->tf, n->lut);
   n->batch = ef_xcalloc((size_t)ef_numel(g->images), sizeof(float));
   n->logits = ef_xmalloc(sizeof(float) * (size_t)ef_numel(g->logits));

@@ -183,6 +183,16 @@ ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc
   return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL, NULL}, 1, attrs, da.n + n_extra);
 }
 
+ef_status ef_eval_transform(const ef_model_desc *d, const ef_eval_spec *e, ef_transform *out) {
+  *out = d->eval;
+  if (e->interpolation && strcmp(e->interpolation, "bilinear") && strcmp(e->interpolation, "bicubic"))
+    return EF_ERROR(EF_ERR_INVALID, "interpolation '%s': bilinear or bicubic", e->interpolation);
+  if (e->image_size) out->size = (int)e->image_size;
+  if (e->crop_pct > 0) out->crop_pct = e->crop_pct;
+  if (e->interpolation) out->interp = strcmp(e->interpolation, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
+  return ef_transform_validate(out);
+}
+
 // ---- graphs -------------------------------------------------------------------------------------
 
 void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, const ef_graph_opts *o) {

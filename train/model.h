@@ -65,6 +65,19 @@ ef_status ef_weights_info_read(const char *path, ef_weights_info *w);
 // root attributes, atomically: what `effnet import` saves.
 ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc *d, const ef_attr *extra, int n_extra);
 
+// How to evaluate a weights file, where a user wants otherwise than its description: a
+// checkpoint's EMA weights or its raw ones, the input side, the centre crop, the resampling
+// (0, 0 and NULL: the description's own).
+typedef struct {
+  bool ema;
+  long image_size;
+  double crop_pct;
+  const char *interpolation; // "bilinear" or "bicubic"
+} ef_eval_spec;
+#define EF_EVAL_SPEC_DEFAULT ((ef_eval_spec){.ema = true})
+// The description's evaluation transform with the spec's changes; EF_ERR_INVALID naming a bad one.
+ef_status ef_eval_transform(const ef_model_desc *d, const ef_eval_spec *e, ef_transform *out);
+
 // ---- graphs -------------------------------------------------------------------------------------
 
 typedef struct {
