@@ -2,10 +2,14 @@
 // configuration; conv weights are stored OIHW; loading into another architecture, a truncated
 // file, a file that is not HDF5, an HDF5 file of another kind or a newer version, and a missing
 // file each fail with a message that says which, changing nothing; a save that cannot complete
-// leaves the previous file as it was. Extra tensor sets (an EMA, optimizer slots) and root
-// attributes round-trip, and a file missing one, or holding it for other entries, fails whole.
+// leaves the previous file as it was, a full disk included. Extra tensor sets (an EMA, optimizer
+// slots) and root attributes round-trip, and a file missing one, or holding it for other entries,
+// fails whole. Checksums find a changed value or attribute; NaN, infinity and negative variances
+// are refused by name; a file without checksums (from before them) loads.
 #include <hdf5.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -256,6 +260,111 @@ static void test_sets_and_attrs(void) {
   free(ema_p), free(ema_s), free(mom), free(ema_p2), free(ema_s2), free(mom2);
 }
 
+// A small store: a conv weight, and a batch norm's running statistics (state).
+static ef_store *small_store(void) {
+  ef_store *s = ef_store_new();
+  int w = ef_store_add(s, "conv.weight", true, true, 4, (int64_t[]){3, 2, 2, 2}, (ef_init){0});
+  ef_store_add(s, "bn.running_mean", false, false, 1, (int64_t[]){3}, (ef_init){0});
+  int v = ef_store_add(s, "bn.running_var", false, false, 1, (int64_t[]){3}, (ef_init){0});
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  for (int i = 0; i < 24; i++) ef_store_data(s, w, EF_ARENA_PARAM)[i] = 0.1f * (float)i;
+  for (int i = 0; i < 3; i++) ef_store_data(s, v, EF_ARENA_STATE)[i] = 1.0f + (float)i;
+  return s;
+}
+
+// Writes `value` at element 0 of `dataset` with HDF5 directly; with `drop`, deletes the dataset's
+// checksum too (as a file from before checksums, or one a diverged run saved).
+static void poke(const char *file, const char *dataset, float value, bool drop) {
+  hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT), d = H5Dopen2(f, dataset, H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d), one = H5Screate_simple(1, (hsize_t[]){1}, NULL);
+  int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t start[4] = {0}, count[4] = {1, 1, 1, 1};
+  H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
+  CHECK(nd >= 1 && H5Dwrite(d, H5T_NATIVE_FLOAT, one, sp, H5P_DEFAULT, &value) >= 0, "poking %s", dataset);
+  if (drop) H5Adelete(d, "crc32c");
+  H5Sclose(one), H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+}
+
+static void test_checked_values(void) {
+  ef_store *s = small_store(), *t = small_store();
+  ef_store_initialize(t, 5);
+  struct {
+    const char *what, *dataset;
+    float value;
+    bool drop;
+    const char *needle;
+  } cases[] = {
+      {"a changed weight", "model/conv.weight", 0.5f, false, "/model/conv.weight does not match its checksum"},
+      {"a NaN", "model/conv.weight", NAN, true, "/model/conv.weight holds a NaN at element 0"},
+      {"an infinity", "model/bn.running_mean", INFINITY, true, "/model/bn.running_mean holds an infinity"},
+      {"a negative variance", "model/bn.running_var", -1, true, "/model/bn.running_var holds a negative value"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+    poke(path("v.h5"), cases[k].dataset, cases[k].value, cases[k].drop);
+    expect_load_error(cases[k].what, path("v.h5"), t, EF_ERR_FORMAT, cases[k].needle);
+  }
+  // Without any checksum, as files from before them: loads.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  poke(path("v.h5"), "model/conv.weight", 0.0f, true); // element 0 is 0 already: the same values
+  hid_t f = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  CHECK(H5Adelete(f, "attributes_crc32c") >= 0, "deleting the root's checksum");
+  H5Fclose(f);
+  CHECK(ef_weights_load(path("v.h5"), t) == EF_OK && same_values(s, t), "a file without checksums: %s",
+        ef_last_error());
+  // A changed root attribute.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  f = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+  int one = 1; // the same value, rewritten: no change, no complaint ...
+  H5Awrite(a, H5T_NATIVE_INT, &one), H5Aclose(a);
+  H5Fclose(f);
+  CHECK(ef_weights_load(path("v.h5"), t) == EF_OK, "an attribute rewritten with its value: %s", ef_last_error());
+  hid_t sp = H5Screate(H5S_SCALAR);
+  f = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  a = H5Acreate2(f, "extra", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT); // ... one more: a damaged file
+  H5Awrite(a, H5T_NATIVE_INT, &one), H5Aclose(a), H5Sclose(sp);
+  H5Fclose(f);
+  expect_load_error("an added attribute", path("v.h5"), t, EF_ERR_FORMAT, "attributes do not match their checksum");
+  // A set of mean squares holds no negative value.
+  float slot[32] = {0}, back[32];
+  slot[0] = -1;
+  ef_tensor_set sets[2] = {{"model", NULL, NULL}, {"optimizer/rms", slot, NULL, NULL, true}};
+  CHECK(ef_weights_save_sets(path("v.h5"), s, NULL, sets, 2, NULL, 0) == EF_OK, "%s", ef_last_error());
+  sets[1].param = back;
+  CHECK(ef_weights_load_sets(path("v.h5"), t, sets, 2) == EF_ERR_FORMAT &&
+            strstr(ef_last_error(), "/optimizer/rms/conv.weight holds a negative value"),
+        "a negative mean square: %s", ef_last_error());
+  ef_store_free(s), ef_store_free(t);
+}
+
+// A full disk (here a file-size limit): the save fails with the system's reason, leaves no
+// temporary file and the previous file as it was, and nothing is left half closed in HDF5.
+static void test_full_disk(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b0", &cfg);
+  ef_store *s = model_store(&cfg, 1), *other = model_store(&cfg, 2), *check = model_store(&cfg, 3);
+  CHECK(ef_weights_save(path("full.h5"), s, &cfg) == EF_OK, "%s", ef_last_error());
+  struct rlimit old, limit;
+  getrlimit(RLIMIT_FSIZE, &old);
+  limit = old, limit.rlim_cur = 1 << 20;
+  void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
+  CHECK(setrlimit(RLIMIT_FSIZE, &limit) == 0, "setrlimit");
+  ef_status st = ef_weights_save(path("full.h5"), other, &cfg);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, handler);
+  CHECK(st == EF_ERR_IO && strstr(ef_last_error(), "File too large") && strstr(ef_last_error(), "is unchanged"),
+        "status %d: %s", st, ef_last_error());
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path("full.h5"), (long)getpid());
+  CHECK(access(tmp, F_OK) != 0, "the temporary %s is left", tmp);
+  CHECK(ef_weights_load(path("full.h5"), check) == EF_OK && same_values(check, s), "the previous file changed: %s",
+        ef_last_error());
+  CHECK(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0, "%zd HDF5 objects left open",
+        (ssize_t)H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL));
+  ef_store_free(s), ef_store_free(other), ef_store_free(check);
+}
+
 int main(void) {
   test_mkdtemp(dir);
   be = ef_cpu_backend_new(0);
@@ -265,6 +374,8 @@ int main(void) {
   RUN(test_bad_files);
   RUN(test_failed_save_keeps_previous);
   RUN(test_sets_and_attrs);
+  RUN(test_checked_values);
+  RUN(test_full_disk);
   ef_backend_free(be);
   test_rmtree(dir);
   return test_exit_code();
