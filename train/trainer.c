@@ -290,7 +290,8 @@ static ef_status open_phases(ef_trainer *t) {
   EF_TRY(open_data(t));
   EF_TRY(describe(t, c->init ? &t->pre : NULL));
   EF_TRY(usage_error(t, ef_run_dir_choose(t->out, sizeof t->out, c->out, c->resume, t->saved.step,
-                                          strcmp(t->info.model.arch, "tiny") ? c->model : "tiny")));
+                                          strcmp(t->info.model.arch, "tiny") ? c->model : "tiny",
+                                          t->comm->rank ? NULL : &t->lock)));
   EF_TRY(open_device(t));
   EF_TRY(open_model(t));
   EF_TRY(restore(t));
@@ -299,7 +300,7 @@ static ef_status open_phases(ef_trainer *t) {
 
 ef_status ef_trainer_open(ef_trainer *t, const ef_train_config *cfg, ef_comm *comm) {
   memset(t, 0, sizeof *t);
-  t->cfg = *cfg, t->comm = comm;
+  t->cfg = *cfg, t->comm = comm, t->lock = -1;
   ef_status st = open_phases(t);
   // Every rank goes on only if all are ready: one that failed alone would leave the others
   // waiting in the first collective. Workers of --gpus cannot agree before NCCL connects them:
@@ -483,5 +484,7 @@ void ef_trainer_close(ef_trainer *t) {
   ef_device_close(&t->dev);
   t->train.n = t->all_train, t->test.n = t->all_test;
   ef_dataset_free(&t->train), ef_dataset_free(&t->test);
+  ef_run_dir_unlock(t->lock);
   memset(t, 0, sizeof *t);
+  t->lock = -1;
 }

@@ -75,6 +75,7 @@ typedef struct {
   ef_schedule sched;
   ef_metrics *metrics; // rank 0 only
   char out[4096];
+  int lock;             // rank 0: its hold on the run folder (train/run_dir.h), -1 elsewhere
   int64_t global_batch; // the batch over all ranks: what the learning rate follows
   size_t frozen;        // parameters held fixed (--freeze)
   bool usage_error;     // the last failure was the configuration's (a command exits 2 for it)
