@@ -126,6 +126,9 @@ static void print_loading(const char *to, const char *in, const char *out, const
 static int load(const char *in, const ef_weights_info *w, bool ema, long image_size, ef_store **s, ef_model_graph *m,
                 ef_backend **be) {
   *s = ef_store_new();
+  *be = NULL;
+  memset(m, 0, sizeof *m);
+  if (image_size && ef_model_check_size(&w->desc, (int)image_size) != EF_OK) return ef_report("export", 2);
   ef_model_graph_new(m, *s, &w->desc, &(ef_graph_opts){.batch = 1, .image_size = (int)image_size});
   *be = ef_cpu_backend_new(1);
   ef_status st = *be ? ef_store_bind(*s, *be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");

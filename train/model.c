@@ -41,6 +41,18 @@ ef_status ef_model_desc_set_names(ef_model_desc *d, char *const *names, int n) {
                   cap - 1);
 }
 
+int ef_model_min_size(const ef_model_desc *d) { return strcmp(d->arch, "tiny") ? EF_EFFNET_MIN_RESOLUTION : 1; }
+
+ef_status ef_model_check_size(const ef_model_desc *d, int size) {
+  int least = ef_model_min_size(d);
+  bool tiny = !strcmp(d->arch, "tiny");
+  if (size < least || size > EF_EFFNET_MAX_RESOLUTION)
+    return EF_ERROR(EF_ERR_INVALID, "%s needs images of at least %d pixels%s and at most %d: not %d",
+                    tiny ? "the tiny net" : d->cfg.name, least, tiny ? "" : " (it downsamples 32 times)",
+                    EF_EFFNET_MAX_RESOLUTION, size);
+  return EF_OK;
+}
+
 ef_status ef_model_desc_validate(const ef_model_desc *d, const char *path) {
   bool effnet = !strcmp(d->arch, "efficientnet");
   if (!effnet && strcmp(d->arch, "tiny"))
@@ -58,7 +70,7 @@ ef_status ef_model_desc_validate(const ef_model_desc *d, const char *path) {
   for (int c = 0; c < 3; c++)
     if (!isfinite(d->eval.mean[c]) || !isfinite(d->eval.std[c]))
       return EF_ERROR(EF_ERR_FORMAT, "%s: the normalization's mean or std is not a number", path);
-  if (ef_transform_validate(&d->eval) != EF_OK)
+  if (ef_transform_validate(&d->eval) != EF_OK || ef_model_check_size(d, d->eval.size) != EF_OK)
     return EF_ERROR(EF_ERR_FORMAT, "%s: the evaluation transform: %s", path, ef_last_error());
   int lines = 0;
   for (const char *p = d->class_names; *p; p++) lines += *p == '\n';
@@ -242,6 +254,7 @@ ef_status ef_model_open(ef_model *m, const char *path, bool ema, const ef_graph_
   memset(m, 0, sizeof *m);
   EF_ASSERT(!o->training, "ef_model_open builds the evaluation graph");
   EF_TRY(ef_weights_info_read(path, &m->info));
+  if (o->image_size) EF_TRY(ef_model_check_size(&m->info.desc, o->image_size));
   m->used_ema = ema && m->info.has_ema;
   m->store = ef_store_new();
   ef_model_graph_new(&m->graph, m->store, &m->info.desc, o);

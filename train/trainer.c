@@ -111,9 +111,10 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   m->num_classes = d->num_classes, m->in_channels = channels;
   int size = (int)c->image_size;
   if (!size && pre) size = pre->desc.cfg.resolution; // fine-tuning: the pretrained model's resolution
-  if (!size && d->pixels) size = d->h;
+  if (!size && d->pixels) size = d->h > ef_model_min_size(m) ? d->h : ef_model_min_size(m); // small images: upscaled
   if (!size && !tiny) size = m->cfg.resolution;
   if (!size) return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--model tiny on image files needs --image-size"));
+  EF_TRY(usage_error(t, ef_model_check_size(m, size)));
   m->cfg.resolution = size;
   t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
   m->eval = ef_transform_defaults(false, size, channels);
