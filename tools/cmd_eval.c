@@ -10,7 +10,7 @@
 
 typedef struct {
   const char *data, *split, *classes, *interpolation;
-  bool ema;
+  bool ema, strict_images;
   long batch, loader_threads, image_size;
   double crop_pct;
   ef_device_spec dev;
@@ -33,6 +33,7 @@ static const ef_flag eval_flags[] = {
      false},
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
+    EF_STRICT_IMAGES_FLAG(eval_opts, strict_images, false),
 };
 #undef ROW
 
@@ -87,6 +88,7 @@ int ef_cmd_eval(int argc, char **argv) {
   if (o.image_size) tf.size = (int)o.image_size;
   if (o.crop_pct > 0) tf.crop_pct = o.crop_pct;
   if (o.interpolation) tf.interp = strcmp(o.interpolation, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
+  tf.strict = o.strict_images;
   if (st == EF_OK) st = ef_transform_validate(&tf);
   if (st == EF_OK) st = ef_dataset_open(o.data ? o.data : EF_FASHION_MNIST_DIR, !strcmp(o.split, "train"), &d);
   if (st == EF_OK && o.classes) st = ef_dataset_select(&d, o.classes, 0);
@@ -98,7 +100,7 @@ int ef_cmd_eval(int argc, char **argv) {
                          .transform = tf,
                          .batch = (int)o.batch,
                          .as_float = true,
-                         .strict = true,
+                         .pass_name = "evaluation",
                          .threads = (int)o.loader_threads};
   if (st == EF_OK) st = ef_loader_new(&l, &lc);
   double t0 = ef_seconds();

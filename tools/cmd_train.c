@@ -85,8 +85,9 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", t->out,
          (double)t->tr.plan->arena_bytes / 1048576.0);
   if (t->resuming)
-    printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", c->resume, (long long)t->info.epoch + 1,
-           (long long)t->info.batch, (long long)t->info.step);
+    printf("  resumed from %s at epoch %lld, batch %lld, step %lld%s\n", c->resume, (long long)t->info.epoch + 1,
+           (long long)t->info.batch, (long long)t->info.step,
+           t->info.validation_pending ? " (the validation of the epoch before first)" : "");
   if (t->comm->world > 1 || !strcmp(t->comm->name, "nccl"))
     printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s; "
            "batch norm %s\n",

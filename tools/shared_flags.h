@@ -23,6 +23,15 @@ extern const ef_flag ef_device_flags[EF_DEVICE_FLAGS];
 // The device: 0, or 2 (bad flags) or 1 (it cannot start) after printing "effnet <cmd>: ...".
 int ef_device_args_open(ef_device *d, const char *cmd, const ef_device_spec *s);
 
+// --strict-images, bound to a bool field of struct T (every command that reads image files
+// through the loader); `saved` as ef_flag's.
+#define EF_STRICT_IMAGES_FLAG(T, field, saved)                                                                             \
+  {                                                                                                                        \
+    "--strict-images", EF_FLAG_BOOL, offsetof(T, field), 0, 0, NULL, NULL,                                                 \
+        "a JPEG whose data libjpeg warns about (and decodes around, as PIL\ndoes) counts as corrupt: skipped and counted", \
+        saved                                                                                                              \
+  }
+
 // "effnet <cmd>: <the last error>" to stderr; returns `code`.
 int ef_report(const char *cmd, int code);
 

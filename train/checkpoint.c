@@ -26,6 +26,8 @@ static const ef_attr_field fields[] = {
     EF_ATTR_STR_FIELD(ef_checkpoint_info, "train_args", args),
     // Written since mixed precision: files from before have none (0).
     {"loss_scale", EF_ATTR_DOUBLE, offsetof(ef_checkpoint_info, loss_scale), 8, true},
+    // Written since checkpoints come before validation: files from before were validated (0).
+    {"validation_pending", EF_ATTR_INT, offsetof(ef_checkpoint_info, validation_pending), 8, true},
 };
 enum { NFIELDS = sizeof fields / sizeof fields[0], NEXTRA = 3 };
 
@@ -86,7 +88,8 @@ ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   if (info->step < 0 || info->step > max_step || info->epoch < 0 || info->epoch > max_epoch || info->batch < 0 ||
       info->batch > info->step || info->epoch_seen < 0 || info->epoch_correct < 0 ||
       info->epoch_correct > info->epoch_seen || !isfinite(info->epoch_loss) || !isfinite(info->loss_scale) ||
-      info->loss_scale < 0 || !(info->best_top1 >= -1 && info->best_top1 <= 1))
+      info->loss_scale < 0 || !(info->best_top1 >= -1 && info->best_top1 <= 1) ||
+      (info->validation_pending != 0 && (info->validation_pending != 1 || info->batch || info->epoch_seen)))
     return EF_ERROR(EF_ERR_FORMAT,
                     "%s: its position or counters are out of range (step %lld, epoch %lld, batch %lld, "
                     "loss scale %g): a damaged file?",

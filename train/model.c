@@ -329,6 +329,7 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r) 
     ef_plan_run(m->plan, &(ef_run_ctx){0});
     ef_plan_get(m->plan, m->logits, logits);
     for (int i = 0; i < b->real; i++) {
+      if (b->corrupt[i]) continue; // a corrupt image's stand-in: left out, as the loader reported
       const float *row = logits + (size_t)i * m->classes;
       int rank = ef_label_rank(row, m->classes, b->labels[i]);
       top1 += rank == 0, top5 += rank < 5;
@@ -336,8 +337,8 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r) 
       for (int c = 1; c < m->classes; c++) mx = fmax(mx, row[c]);
       for (int c = 0; c < m->classes; c++) sum += exp(row[c] - mx);
       loss += mx + log(sum) - row[b->labels[i]];
+      r->images++;
     }
-    r->images += b->real;
   }
   free(images), free(logits);
   if (r->images)

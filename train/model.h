@@ -147,7 +147,7 @@ typedef struct {
 } ef_eval_result;
 
 // One pass of the loader (from its start) through an evaluation graph; a short last batch is
-// padded (only its real samples count).
+// padded (only its real samples count), and corrupt images the loader skipped are left out.
 ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r);
 
 // The rank of `label` in one row of logits: 0 when it is the largest (ties go to the lower
