@@ -653,3 +653,18 @@ ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
   H5Fclose(f);
   return st;
 }
+
+ef_h5_kind ef_h5_file_kind(const char *path) {
+  quiet_hdf5();
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return EF_H5_NONE;
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return EF_H5_NONE;
+  char format[32];
+  ef_h5_kind kind = read_attr_string(f, "format", format, sizeof format) < 0 || strcmp(format, "effnet") ? EF_H5_OTHER
+                    : H5Lexists(f, "model", H5P_DEFAULT) <= 0                                            ? EF_H5_ARRAYS
+                    : H5Aexists(f, "step") > 0 ? EF_H5_CHECKPOINT
+                                               : EF_H5_WEIGHTS;
+  H5Fclose(f);
+  return kind;
+}

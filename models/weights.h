@@ -99,4 +99,10 @@ ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_se
 // too long one is an error naming it.
 ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs);
 
+// What an existing file is, as far as HDF5 tells: not HDF5 (or not a regular file), HDF5 of other
+// software, or effnet's: weights (an import, an export's .h5), a training checkpoint, or plain
+// arrays (`effnet features`). For the commands that refuse to write over other kinds of files.
+typedef enum { EF_H5_NONE, EF_H5_OTHER, EF_H5_WEIGHTS, EF_H5_CHECKPOINT, EF_H5_ARRAYS } ef_h5_kind;
+ef_h5_kind ef_h5_file_kind(const char *path);
+
 #endif

@@ -338,6 +338,27 @@ static void test_checked_values(void) {
   ef_store_free(s), ef_store_free(t);
 }
 
+// What files are, for the commands that refuse to write over other kinds.
+static void test_file_kinds(void) {
+  ef_store *s = small_store();
+  ef_attr step = {.name = "step", .kind = EF_ATTR_INT, .i = 3};
+  ef_h5_array a = {"x", false, 1, {2, 0}, (float[]){1, 2}};
+  CHECK(ef_weights_save(path("k-weights.h5"), s, NULL) == EF_OK &&
+            ef_weights_save_sets(path("k-ckpt.h5"), s, NULL, &(ef_tensor_set){"model", NULL, NULL}, 1, &step, 1) ==
+                EF_OK &&
+            ef_h5_save_arrays(path("k-arrays.h5"), &a, 1, NULL, 0) == EF_OK,
+        "%s", ef_last_error());
+  hid_t f = H5Fcreate(path("k-other.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Fclose(f);
+  CHECK(ef_h5_file_kind(path("k-weights.h5")) == EF_H5_WEIGHTS &&
+            ef_h5_file_kind(path("k-ckpt.h5")) == EF_H5_CHECKPOINT &&
+            ef_h5_file_kind(path("k-arrays.h5")) == EF_H5_ARRAYS &&
+            ef_h5_file_kind(path("k-other.h5")) == EF_H5_OTHER && ef_h5_file_kind(path("text.h5")) == EF_H5_NONE &&
+            ef_h5_file_kind(dir) == EF_H5_NONE && ef_h5_file_kind(path("absent.h5")) == EF_H5_NONE,
+        "file kinds");
+  ef_store_free(s);
+}
+
 // A full disk (here a file-size limit): the save fails with the system's reason, leaves no
 // temporary file and the previous file as it was, and nothing is left half closed in HDF5.
 static void test_full_disk(void) {
@@ -376,6 +397,7 @@ int main(void) {
   RUN(test_sets_and_attrs);
   RUN(test_checked_values);
   RUN(test_full_disk);
+  RUN(test_file_kinds);
   ef_backend_free(be);
   test_rmtree(dir);
   return test_exit_code();

@@ -15,7 +15,7 @@
 
 typedef struct {
   const char *to, *layout, *normalization;
-  bool ema, keep_bn;
+  bool ema, keep_bn, force;
   long image_size;
 } export_opts;
 
@@ -25,6 +25,7 @@ static const ef_flag export_flags[] = {
      "torchvision (features.*, classifier.1.*), timm (as effnet stores them) or onnx", false},
     {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL,
      "a checkpoint's EMA weights  [torchvision, timm: off; onnx: on, where\nthe checkpoint has them]", false},
+    EF_FORCE_FLAG(export_opts, force),
     EF_SECTION("onnx:"),
     {ROW(EF_FLAG_STR, "--layout", layout), 0, 0, "nchw|nhwc", "L", "the input's layout", false},
     {ROW(EF_FLAG_BOOL, "--keep-bn", keep_bn), 0, 0, NULL, NULL,
@@ -234,6 +235,7 @@ int ef_cmd_export(int argc, char **argv) {
     fprintf(stderr, "effnet export: --layout, --keep-bn, --include-normalization and --image-size are for --to onnx\n");
     return 2;
   }
+  if ((rc = ef_output_allowed("export", paths[1], paths, 1, onnx ? EF_OUT_ONNX : EF_OUT_TORCH, o.force))) return rc;
   ef_weights_info *w = ef_xmalloc(sizeof *w);
   if (ef_weights_info_read(paths[0], w) != EF_OK) {
     free(w);

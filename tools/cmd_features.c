@@ -12,7 +12,7 @@
 typedef struct {
   const char *out, *data, *split, *classes;
   long limit, batch, loader_threads, image_size;
-  bool strict_images;
+  bool strict_images, force;
   ef_device_spec dev;
   ef_transform tf;
 } features_opts;
@@ -29,6 +29,7 @@ static const ef_flag features_flags[] = {
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
     EF_STRICT_IMAGES_FLAG(features_opts, strict_images, false),
+    EF_FORCE_FLAG(features_opts, force),
 };
 #undef ROW
 
@@ -94,6 +95,8 @@ int ef_cmd_features(int argc, char **argv) {
     fprintf(stderr, "effnet features: needs WEIGHTS, --out FILE.h5 and --split train|test|both (see --help)\n");
     return 2;
   }
+  const char *inputs[2] = {path, o.data};
+  if ((rc = ef_output_allowed("features", o.out, inputs, o.data ? 2 : 1, EF_OUT_FEATURES, o.force))) return rc;
   ef_device dev;
   if ((rc = ef_device_args_open(&dev, "features", &o.dev)) != 0) return rc;
   // The model for a batch: the features kept beside the logits.
