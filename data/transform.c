@@ -143,11 +143,6 @@ static int axis_weights(double in0, double in1, int in_size, int out_size, int o
   return ksize;
 }
 
-static inline uint8_t clip8(int32_t v) {
-  v >>= PRECISION_BITS;
-  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
-
 // The horizontal pass is most of the time. With AVX-512 one output pixel is a few 16-byte blocks
 // of its source bytes times their spread weights, then shifted adds that collect lanes ch,
 // ch + c, ch + 2c, ... into lane ch: the same integer sums as the scalar loop, so the same pixels.
@@ -193,6 +188,12 @@ static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int
 }
 #else
 #define EF_RESAMPLE_AVX512 0
+
+// The scalar path's rounding (the AVX-512 one shifts and saturates in its lanes).
+static inline uint8_t clip8(int32_t v) {
+  v >>= PRECISION_BITS;
+  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
 
 static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
   for (size_t i = 0; i < stride; i++) {

@@ -190,7 +190,7 @@ ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc
   EF_ASSERT(n_extra <= MAX_EXTRA, "%d extra attributes", n_extra);
   ef_attr attrs[sizeof da.attrs / sizeof da.attrs[0] + MAX_EXTRA];
   memcpy(attrs, da.attrs, sizeof(ef_attr) * (size_t)da.n);
-  memcpy(attrs + da.n, extra, sizeof(ef_attr) * (size_t)n_extra);
+  if (n_extra) memcpy(attrs + da.n, extra, sizeof(ef_attr) * (size_t)n_extra); // extra may be NULL
   const ef_effnet_config *cfg = strcmp(d->arch, "tiny") ? &d->cfg : NULL;
   return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL, NULL}, 1, attrs, da.n + n_extra);
 }
