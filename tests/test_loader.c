@@ -221,10 +221,10 @@ static void test_bad_files(void) {
   for (int threads = 0; threads < 3; threads += 2) {
     ef_loader_config c = config(&d, false, 3, threads);
     ef_loader *l;
-    CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
     char log[600];
     snprintf(log, sizeof log, "%s/stderr.txt", dir);
-    capture_stderr(log);
+    capture_stderr(log); // before the workers start: they decode ahead
+    CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
     for (int epoch = 0; epoch < 2; epoch++) {
       dump_epoch(l, epoch, 0, &ea, 8 * 8 * 3);
       // Both stand in with 4.png, marked corrupt; each file is counted once per pass.
