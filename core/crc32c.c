@@ -43,9 +43,11 @@ static const uint32_t crc32c_table[256] = {
     0xbe2da0a5, 0x4c4623a6, 0x5f16d052, 0xad7d5351,
 };
 
-uint32_t ef_crc32c(const void *data, size_t n) {
+uint32_t ef_crc32c(const void *data, size_t n) { return ef_crc32c_extend(0, data, n); }
+
+uint32_t ef_crc32c_extend(uint32_t crc, const void *data, size_t n) {
   const uint8_t *p = data;
-  uint32_t crc = 0xffffffffu;
+  crc ^= 0xffffffffu;
 #ifdef __SSE4_2__
   uint64_t wide = crc;
   for (; n >= 8; p += 8, n -= 8) {

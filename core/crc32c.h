@@ -8,5 +8,8 @@
 
 // CRC-32C of n bytes (initial value and final xor 0xffffffff, as iSCSI and TFRecord use it).
 uint32_t ef_crc32c(const void *data, size_t n);
+// The CRC-32C of (what gave `crc`) followed by n more bytes: ef_crc32c_extend(0, ...) is
+// ef_crc32c, and pieces chain (as zlib's crc32).
+uint32_t ef_crc32c_extend(uint32_t crc, const void *data, size_t n);
 
 #endif

@@ -27,9 +27,16 @@
 #endif
 
 // Each dataset's attribute holding the CRC-32C of its bytes, and the root's holding that of the
-// other root attributes (files from before have neither).
+// other root attributes (files from before have neither): they survive a copy by HDF5's tools.
 #define CRC_ATTR "crc32c"
 #define ATTRS_CRC "attributes_crc32c"
+
+// And the whole file's: its first 512 bytes, a user block HDF5 leaves to its user, say
+// "EFFNET-CHECKSUM 1 crc32c <8 hex digits> size <bytes>" of the bytes after them. Checked before
+// HDF5 reads anything, so that damage anywhere (data, metadata, heaps) is found without HDF5
+// parsing it: HDF5 1.10 loops forever, or reads past its buffers, on some damaged files.
+enum { USERBLOCK = 512 };
+#define FILE_SUM "EFFNET-CHECKSUM 1 crc32c "
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -259,9 +266,10 @@ static ef_status save_atomic(const char *path, herr_t (*write)(hid_t f, const vo
   quiet_hdf5();
   char tmp[4096];
   ef_file_tmp_name(tmp, sizeof tmp, path); // only the file's name in memory: HDF5 writes nothing there
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  herr_t st = fapl < 0 ? -1 : H5Pset_fapl_core(fapl, 16 << 20, 0);
-  hid_t f = st < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+  herr_t st = fapl < 0 || fcpl < 0 ? -1 : H5Pset_fapl_core(fapl, 16 << 20, 0);
+  if (st >= 0) st = H5Pset_userblock(fcpl, USERBLOCK);
+  hid_t f = st < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
   st = f < 0 ? -1 : attr_string(f, "format", "effnet");
   if (st >= 0) st = attr_int(f, "format_version", EF_WEIGHTS_FORMAT_VERSION);
   if (st >= 0) st = write(f, ctx);
@@ -269,15 +277,21 @@ static ef_status save_atomic(const char *path, herr_t (*write)(hid_t f, const vo
   if (st >= 0) st = attrs_digest(f, &crc);
   if (st >= 0) st = write_attr(f, ATTRS_CRC, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc);
   if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL); // H5Fget_file_image's own flush leaves a stale image
+  // The image is the file from its superblock on: the user block goes before it.
   ssize_t size = st >= 0 ? H5Fget_file_image(f, NULL, 0) : -1;
-  void *image = size > 0 ? malloc((size_t)size) : NULL;
-  if (image && H5Fget_file_image(f, image, (size_t)size) != size) st = -1;
+  char *image = size > 0 ? malloc(USERBLOCK + (size_t)size) : NULL;
+  if (image && H5Fget_file_image(f, image + USERBLOCK, (size_t)size) != size) st = -1;
   if (f >= 0 && H5Fclose(f) < 0) st = -1;
   if (fapl >= 0) H5Pclose(fapl);
+  if (fcpl >= 0) H5Pclose(fcpl);
   if (st < 0 || !image) {
     free(image);
     return EF_ERROR(EF_ERR_NOMEM, "building %s in memory failed (out of memory?); %s is unchanged", tmp, path);
   }
+  memset(image, 0, USERBLOCK);
+  size += USERBLOCK;
+  snprintf(image, USERBLOCK, FILE_SUM "%08x size %lld\n", ef_crc32c(image + USERBLOCK, (size_t)size - USERBLOCK),
+           (long long)size);
   ef_status written = ef_file_write(path, image, (size_t)size);
   free(image);
   return written;
@@ -339,6 +353,42 @@ ef_status ef_h5_save_arrays(const char *path, const ef_h5_array *arrays, int n, 
 static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v);
 static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len);
 
+// A file's checksum (its user block), when it has one: EF_OK for a file without one (written
+// before them, or by other software), EF_ERR_FORMAT for one that does not match. The last file
+// found whole (by device, inode, size and time) is not read again: a load opens a file often.
+static ef_status check_file(const char *path, const struct stat *st) {
+  static _Thread_local struct stat last;
+  if (last.st_ino == st->st_ino && last.st_dev == st->st_dev && last.st_size == st->st_size &&
+      last.st_mtim.tv_sec == st->st_mtim.tv_sec && last.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+    return EF_OK;
+  FILE *f = fopen(path, "rb");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  char head[USERBLOCK + 1] = "";
+  size_t got = fread(head, 1, USERBLOCK, f);
+  unsigned want = 0;
+  long long size = -1;
+  if (got < USERBLOCK || strncmp(head, FILE_SUM, strlen(FILE_SUM))) {
+    fclose(f);
+    return EF_OK; // no checksum of the whole file
+  }
+  sscanf(head + strlen(FILE_SUM), "%8x size %lld", &want, &size);
+  uint32_t crc = 0;
+  enum { CHUNK = 1 << 20 };
+  uint8_t *buf = ef_xmalloc(CHUNK);
+  for (size_t n; (n = fread(buf, 1, CHUNK, f)) > 0;) crc = ef_crc32c_extend(crc, buf, n);
+  bool failed = ferror(f);
+  fclose(f), free(buf);
+  if (failed) return EF_ERROR(EF_ERR_IO, "reading %s failed", path);
+  if (size != (long long)st->st_size)
+    return EF_ERROR(EF_ERR_FORMAT, "%s is truncated or damaged: %lld bytes, %lld when written", path,
+                    (long long)st->st_size, size);
+  if (crc != want)
+    return EF_ERROR(EF_ERR_FORMAT,
+                    "%s does not match its checksum: the file is damaged (or was changed by other software)", path);
+  last = *st;
+  return EF_OK;
+}
+
 // Opens a weights file and checks its format attributes.
 static ef_status open_weights(const char *path, hid_t *f) {
   quiet_hdf5();
@@ -346,6 +396,7 @@ static ef_status open_weights(const char *path, hid_t *f) {
   if (access(path, R_OK) != 0 || stat(path, &st) != 0)
     return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   if (!S_ISREG(st.st_mode)) return EF_ERROR(EF_ERR_IO, "%s is not a regular file (a folder, a FIFO, a device?)", path);
+  EF_TRY(check_file(path, &st));
   if (H5Fis_hdf5(path) <= 0) return EF_ERROR(EF_ERR_FORMAT, "%s is not an HDF5 file (or is truncated)", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (*f < 0) return EF_ERROR(EF_ERR_FORMAT, "%s cannot be opened as HDF5 (truncated or corrupt?)", path);
@@ -657,7 +708,8 @@ ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
 ef_h5_kind ef_h5_file_kind(const char *path) {
   quiet_hdf5();
   struct stat st;
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return EF_H5_NONE;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || check_file(path, &st) != EF_OK || H5Fis_hdf5(path) <= 0)
+    return EF_H5_NONE;
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) return EF_H5_NONE;
   char format[32];

@@ -294,6 +294,7 @@ static void test_crc32c(void) {
     for (int len = 0; len <= 64 && bad_len < 0; len++)
       if (ef_crc32c(buf + at, (size_t)len) != crc32c_bitwise(buf + at, (size_t)len)) bad_len = len, bad_at = at;
   CHECK(bad_len < 0, "crc32c of %d bytes at offset %d differs from the bitwise one", bad_len, bad_at);
+  CHECK(ef_crc32c_extend(ef_crc32c_extend(0, buf, 13), buf + 13, 50) == ef_crc32c(buf, 63), "pieces do not chain");
 }
 
 // The record `r` of the log must hold these tags and values, at this step, epoch and time.

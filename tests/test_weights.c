@@ -4,8 +4,9 @@
 // file each fail with a message that says which, changing nothing; a save that cannot complete
 // leaves the previous file as it was, a full disk included. Extra tensor sets (an EMA, optimizer
 // slots) and root attributes round-trip, and a file missing one, or holding it for other entries,
-// fails whole. Checksums find a changed value or attribute; NaN, infinity and negative variances
-// are refused by name; a file without checksums (from before them) loads.
+// fails whole. Checksums (the whole file's, then each tensor's and the attributes') find a changed
+// value or attribute; NaN, infinity and negative variances are refused by name; a file without
+// checksums (from before them) loads.
 #include <hdf5.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -272,6 +273,14 @@ static ef_store *small_store(void) {
   return s;
 }
 
+// Clears the whole file's checksum (its user block), as a copy by HDF5's tools would.
+static void drop_file_checksum(const char *file) {
+  FILE *f = fopen(file, "r+b");
+  static const char zeros[512];
+  CHECK(f && fwrite(zeros, 1, sizeof zeros, f) == sizeof zeros, "clearing %s's user block", file);
+  if (f) fclose(f);
+}
+
 // Writes `value` at element 0 of `dataset` with HDF5 directly; with `drop`, deletes the dataset's
 // checksum too (as a file from before checksums, or one a diverged run saved).
 static void poke(const char *file, const char *dataset, float value, bool drop) {
@@ -288,6 +297,11 @@ static void poke(const char *file, const char *dataset, float value, bool drop) 
 static void test_checked_values(void) {
   ef_store *s = small_store(), *t = small_store();
   ef_store_initialize(t, 5);
+  // Any change: the whole file's checksum, before HDF5 reads anything.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  poke(path("v.h5"), "model/conv.weight", 0.5f, false);
+  expect_load_error("a changed file", path("v.h5"), t, EF_ERR_FORMAT, "v.h5 does not match its checksum");
+  // Without it (a copy by HDF5's tools), each tensor's and the attributes'.
   struct {
     const char *what, *dataset;
     float value;
@@ -302,6 +316,7 @@ static void test_checked_values(void) {
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
     poke(path("v.h5"), cases[k].dataset, cases[k].value, cases[k].drop);
+    drop_file_checksum(path("v.h5"));
     expect_load_error(cases[k].what, path("v.h5"), t, EF_ERR_FORMAT, cases[k].needle);
   }
   // Without any checksum, as files from before them: loads.
@@ -310,6 +325,7 @@ static void test_checked_values(void) {
   hid_t f = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
   CHECK(H5Adelete(f, "attributes_crc32c") >= 0, "deleting the root's checksum");
   H5Fclose(f);
+  drop_file_checksum(path("v.h5"));
   CHECK(ef_weights_load(path("v.h5"), t) == EF_OK && same_values(s, t), "a file without checksums: %s",
         ef_last_error());
   // A changed root attribute.
@@ -319,12 +335,14 @@ static void test_checked_values(void) {
   int one = 1; // the same value, rewritten: no change, no complaint ...
   H5Awrite(a, H5T_NATIVE_INT, &one), H5Aclose(a);
   H5Fclose(f);
+  drop_file_checksum(path("v.h5"));
   CHECK(ef_weights_load(path("v.h5"), t) == EF_OK, "an attribute rewritten with its value: %s", ef_last_error());
   hid_t sp = H5Screate(H5S_SCALAR);
   f = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
   a = H5Acreate2(f, "extra", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT); // ... one more: a damaged file
   H5Awrite(a, H5T_NATIVE_INT, &one), H5Aclose(a), H5Sclose(sp);
   H5Fclose(f);
+  drop_file_checksum(path("v.h5"));
   expect_load_error("an added attribute", path("v.h5"), t, EF_ERR_FORMAT, "attributes do not match their checksum");
   // A set of mean squares holds no negative value.
   float slot[32] = {0}, back[32];
