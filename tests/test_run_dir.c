@@ -88,9 +88,10 @@ static void test_choose(void) {
         ef_last_error());
   CHECK(ef_run_dir_choose(out, sizeof out, NULL, NULL, 0, "b3", NULL) == EF_OK && !strncmp(out, "runs/b3-", 8),
         "new folder %s", out);
-  CHECK(ef_run_dir_choose(out, sizeof out, dir, NULL, 0, "b0", NULL) == EF_ERR_INVALID &&
-            strstr(ef_last_error(), "already holds checkpoints of another run"),
-        "%s", ef_last_error());
+  int lock;
+  CHECK(ef_run_dir_choose(out, sizeof out, dir, NULL, 0, "b0", &lock) == EF_ERR_INVALID && lock == -1 &&
+            strstr(ef_last_error(), "already holds checkpoints of another run") && !exists("run.lock"),
+        "%s (a refused run writes nothing there)", ef_last_error());
   // Resuming: into its own folder from the newest checkpoint; not from an older one there; into
   // an empty folder given from any.
   CHECK(ef_run_dir_choose(out, sizeof out, NULL, newest, 1234567890123LL, "b0", NULL) == EF_OK && !strcmp(out, dir),

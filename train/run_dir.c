@@ -129,6 +129,24 @@ int ef_run_dir_clean(const char *dir) {
   return removed;
 }
 
+// EF_ERR_INVALID when dir holds checkpoints of another run (see ef_run_dir_choose).
+static ef_status guard(const char *dir, const char *resume_path, const char *resume_dir, int64_t resume_step) {
+  long long steps[EF_RUN_DIR_MAX_CHECKPOINTS];
+  int n = ef_run_dir_list(dir, steps, EF_RUN_DIR_MAX_CHECKPOINTS);
+  bool same_folder = resume_path && !strcmp(dir, resume_dir);
+  if (n && !same_folder)
+    return EF_ERROR(EF_ERR_INVALID,
+                    "%s already holds checkpoints of another run: resume them with --resume %s, or choose "
+                    "another --out",
+                    dir, dir);
+  if (same_folder && n && steps[n - 1] > resume_step)
+    return EF_ERROR(EF_ERR_INVALID,
+                    "%s is not the latest checkpoint of %s (step %lld is): to branch from it, give a new "
+                    "--out",
+                    resume_path, dir, steps[n - 1]);
+  return EF_OK;
+}
+
 ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *resume_path, int64_t resume_step,
                             const char *model, int *lock) {
   if (lock) *lock = -1;
@@ -151,30 +169,19 @@ ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
     snprintf(dir, len, "runs/%s-%s", model, stamp);
   }
-  if (lock) {
-    size_t base = strlen(dir);
-    ef_status st = make_and_lock(dir, fresh, lock);
-    for (int k = 2; st == EF_ERR_INVALID && fresh && k < 1000; k++) { // another run made that name first
-      snprintf(dir + base, len - base, "-%d", k);
-      st = make_and_lock(dir, fresh, lock);
-    }
-    EF_TRY(st);
-    ef_run_dir_clean(dir);
+  // The guards before anything is written there, and again once it is locked (another run may
+  // have saved in between).
+  EF_TRY(guard(dir, resume_path, resume_dir, resume_step));
+  if (!lock) return EF_OK;
+  size_t base = strlen(dir);
+  ef_status st = make_and_lock(dir, fresh, lock);
+  for (int k = 2; st == EF_ERR_INVALID && fresh && k < 1000; k++) { // another run made that name first
+    snprintf(dir + base, len - base, "-%d", k);
+    st = make_and_lock(dir, fresh, lock);
   }
-  long long steps[EF_RUN_DIR_MAX_CHECKPOINTS];
-  int n = ef_run_dir_list(dir, steps, EF_RUN_DIR_MAX_CHECKPOINTS);
-  bool same_folder = resume_path && !strcmp(dir, resume_dir);
-  if (n && !same_folder)
-    return EF_ERROR(EF_ERR_INVALID,
-                    "%s already holds checkpoints of another run: resume them with --resume %s, or choose "
-                    "another --out",
-                    dir, dir);
-  if (same_folder && n && steps[n - 1] > resume_step)
-    return EF_ERROR(EF_ERR_INVALID,
-                    "%s is not the latest checkpoint of %s (step %lld is): to branch from it, give a new "
-                    "--out",
-                    resume_path, dir, steps[n - 1]);
-  return EF_OK;
+  EF_TRY(st);
+  ef_run_dir_clean(dir);
+  return guard(dir, resume_path, resume_dir, resume_step);
 }
 
 void ef_run_dir_prune(const char *dir, int keep) {

@@ -368,7 +368,9 @@ ef_status ef_trainer_log_progress(ef_trainer *t, double loss, double acc, double
   return t->metrics ? ef_metrics_log(t->metrics, t->info.step, (int)t->info.epoch + 1, 4, tags, values) : EF_OK;
 }
 
-ef_status ef_trainer_save(ef_trainer *t, bool best) {
+// The checkpoint at the position (rank 0), best.h5 first when `best`; `prune` keeps the newest
+// cfg.keep.
+static ef_status save(ef_trainer *t, bool best, bool prune) {
   if (t->comm->rank) return EF_OK;
   const ef_step *s = &t->step;
   const ef_ema *ema = s->has_ema ? &s->ema : NULL;
@@ -379,9 +381,11 @@ ef_status ef_trainer_save(ef_trainer *t, bool best) {
   }
   ef_run_dir_checkpoint(path, sizeof path, t->out, (long long)t->info.step);
   EF_TRY(ef_checkpoint_save(path, t->store, ema, &s->optim, &t->info));
-  ef_run_dir_prune(t->out, (int)t->cfg.keep);
+  if (prune) ef_run_dir_prune(t->out, (int)t->cfg.keep);
   return EF_OK;
 }
+
+ef_status ef_trainer_save(ef_trainer *t, bool best) { return save(t, best, true); }
 
 // Every rank evaluated its shard of the test set (each image real on exactly one rank): the
 // results over the whole set, the same on every rank.
@@ -399,7 +403,7 @@ ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
   info->epoch++, info->batch = 0, info->epoch_loss = 0, info->epoch_correct = info->epoch_seen = 0;
   *e = (ef_epoch_result){0};
   info->validation_pending = 1;
-  EF_TRY(ef_trainer_save(t, false));
+  EF_TRY(save(t, false, false)); // the older ones stay until the validation says this one is sound
   return ef_trainer_validate(t, e);
 }
 

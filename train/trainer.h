@@ -111,7 +111,8 @@ typedef struct {
   bool best;                // the best top-1 so far (the EMA's when there is one)
 } ef_epoch_result;
 // The end of an epoch: the position moves to the next one and (rank 0) the epoch's training is
-// saved, marked validation_pending, before its validation can fail; then ef_trainer_validate.
+// saved, marked validation_pending, before its validation can fail (older checkpoints are pruned
+// only once it passed); then ef_trainer_validate.
 ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e);
 // The ended epoch's validation: the BN statistics go from rank 0 to every rank, validation with
 // the live weights and the EMA's (sharded, summed over ranks), the metrics logged, and (rank 0)
