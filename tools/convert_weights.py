@@ -228,10 +228,10 @@ def open_h5(path, mode):
 def what_file(path):
     """What a file that torch.load cannot read is, from its first bytes."""
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(4096)
     if not head:
         return "it is empty"
-    if head.startswith(b"\x89HDF"):
+    if any(head[at:at + 4] == b"\x89HDF" for at in (0, 512, 1024, 2048)):  # after a user block, as effnet's
         return "it is an HDF5 file (effnet's own weights need no import; Keras's: --from keras)"
     if head.startswith(b"PK\x03\x04"):
         return "it is a zip archive, but not one torch.save wrote (or a damaged one)"
