@@ -380,8 +380,8 @@ static ef_status check_file(const char *path, const struct stat *st) {
   fclose(f), free(buf);
   if (failed) return EF_ERROR(EF_ERR_IO, "reading %s failed", path);
   if (size != (long long)st->st_size)
-    return EF_ERROR(EF_ERR_FORMAT, "%s is truncated or damaged: %lld bytes, %lld when written", path,
-                    (long long)st->st_size, size);
+    return EF_ERROR(EF_ERR_FORMAT, "%s cannot be opened as HDF5 (truncated or corrupt?): %lld bytes, %lld when written",
+                    path, (long long)st->st_size, size);
   if (crc != want)
     return EF_ERROR(EF_ERR_FORMAT,
                     "%s does not match its checksum: the file is damaged (or was changed by other software)", path);
