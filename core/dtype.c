@@ -2,6 +2,8 @@
 // NaN kept NaN, overflow to infinity, f16 subnormals exact).
 #include "core/dtype.h"
 
+#include <math.h>
+
 #include <string.h>
 
 #include "core/log.h"
@@ -51,9 +53,9 @@ uint16_t ef_f32_to_f16(float x) {
   if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); // rounds to >= 65520: inf
   if (a < 0x38800000u) {                                   // below 2^-14: subnormal or 0
     // Scale so that the f16 subnormal unit (2^-24) becomes 1.0, then round to an integer
-    // with the FPU (round to nearest even): the result is the subnormal mantissa.
+    // with the FPU (rintf: the default mode, round to nearest even): the subnormal mantissa.
     float m = bits_f32(a) * 16777216.0f;
-    return (uint16_t)(sign | (uint32_t)(int32_t)__builtin_roundevenf(m));
+    return (uint16_t)(sign | (uint32_t)(int32_t)rintf(m));
   }
   uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);          // round mantissa to 10 bits
   return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13)); // rebias exponent 127 -> 15

@@ -43,3 +43,25 @@ ef_status ef_file_replace(const char *tmp, const char *path) {
   sync_path(dir, true);
   return EF_OK;
 }
+
+ef_status ef_file_write(const char *path, const void *data, size_t len) {
+  char tmp[4096];
+  ef_file_tmp_name(tmp, sizeof tmp, path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return EF_ERROR(EF_ERR_IO, "cannot create %s: %s (is its folder there and writable?)", tmp, strerror(errno));
+  const char *p = data;
+  int err = 0;
+  while (len > 0 && !err) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno != EINTR) err = errno;
+    if (n == 0) err = ENOSPC; // a write that makes no progress
+    if (n > 0) p += n, len -= (size_t)n;
+  }
+  if (close(fd) != 0 && !err) err = errno;
+  if (err) {
+    unlink(tmp);
+    return EF_ERROR(EF_ERR_IO, "writing %s failed: %s; %s is unchanged", tmp, strerror(err), path);
+  }
+  return ef_file_replace(tmp, path);
+}

@@ -5,11 +5,13 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/idx.h"
 
@@ -297,8 +299,23 @@ static void push(str_list *l, char *s) {
   l->items[l->n++] = s;
 }
 
-// The entries of `dir` (not "." or "..", nor hidden), sorted; directories or files only.
-static ef_status list_dir(const char *dir, int want_dirs, str_list *out) {
+// What scanning an ImageFolder left out, for its warning: how many, and the first few by path.
+typedef struct {
+  int64_t n;
+  char names[1024];
+} skipped_list;
+
+static void skip(skipped_list *s, const char *path) {
+  size_t used = strlen(s->names);
+  if (s->n++ < 5 && used < sizeof s->names)
+    snprintf(s->names + used, sizeof s->names - used, "%s%s", used ? ", " : "", path);
+}
+
+// The entries of `dir` (not "." or "..", nor hidden), sorted: its folders (`want_dirs`) or its
+// regular files (links to them included). Below a class folder (`links` not NULL) links to
+// folders are not followed but added to *links; with `special`, entries that are neither files nor
+// folders (FIFOs, sockets, devices, dangling links) are added to *special.
+static ef_status list_dir(const char *dir, int want_dirs, skipped_list *links, skipped_list *special, str_list *out) {
   *out = (str_list){0};
   DIR *d = opendir(dir);
   if (!d) return EF_ERROR(EF_ERR_IO, "cannot open the directory %s: %s", dir, strerror(errno));
@@ -306,9 +323,13 @@ static ef_status list_dir(const char *dir, int want_dirs, str_list *out) {
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
     char *path = ef_path_join(dir, e->d_name);
-    int keep = want_dirs ? is_dir(path) : is_file(path);
+    struct stat st, lst;
+    bool found = stat(path, &st) == 0, folder = found && S_ISDIR(st.st_mode), file = found && S_ISREG(st.st_mode);
+    bool link = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode);
+    if (want_dirs && folder && links && link) skip(links, path);
+    else if (want_dirs ? folder : file) push(out, ef_xstrdup(e->d_name));
+    else if (!want_dirs && special && !folder && !file) skip(special, path);
     free(path);
-    if (keep) push(out, ef_xstrdup(e->d_name));
   }
   closedir(d);
   if (out->n) qsort(out->items, (size_t)out->n, sizeof(char *), cmp_str);
@@ -334,15 +355,22 @@ static void add_sample(sample_list *s, char *path, int32_t label) {
   s->labels[s->paths.n - 1] = label;
 }
 
-// dir and every directory below it (full paths, in no particular order).
-static ef_status collect_dirs(const char *dir, str_list *out) {
+// What scanning an ImageFolder's classes left out: files that are not images, links to folders,
+// and entries that are neither files nor folders.
+typedef struct {
+  skipped_list other, links, special;
+} folder_skips;
+
+// dir and every directory below it, links to folders not followed (full paths, in no particular
+// order).
+static ef_status collect_dirs(const char *dir, str_list *out, folder_skips *sk) {
   push(out, ef_xstrdup(dir));
   str_list subs;
-  EF_TRY(list_dir(dir, 1, &subs));
+  EF_TRY(list_dir(dir, 1, &sk->links, NULL, &subs));
   ef_status st = EF_OK;
   for (int64_t i = 0; st == EF_OK && i < subs.n; i++) {
     char *sub = ef_path_join(dir, subs.items[i]);
-    st = collect_dirs(sub, out);
+    st = collect_dirs(sub, out, sk);
     free(sub);
   }
   free_list(&subs);
@@ -350,24 +378,19 @@ static ef_status collect_dirs(const char *dir, str_list *out) {
 }
 
 // Appends the image files under a class directory with `label`, in torchvision's order
-// (sorted(os.walk(dir)): directories by path, then each one's files by name); counts the other
-// files in *other and remembers the first.
-static ef_status add_class(const char *dir, int label, sample_list *s, int64_t *other, char *first_other,
-                           size_t first_len) {
+// (sorted(os.walk(dir)): directories by path, then each one's files by name); what it leaves out
+// goes into *sk.
+static ef_status add_class(const char *dir, int label, sample_list *s, folder_skips *sk) {
   str_list dirs = {0};
-  ef_status st = collect_dirs(dir, &dirs);
+  ef_status st = collect_dirs(dir, &dirs, sk);
   if (dirs.n) qsort(dirs.items, (size_t)dirs.n, sizeof(char *), cmp_str);
   for (int64_t d = 0; st == EF_OK && d < dirs.n; d++) {
     str_list files;
-    if ((st = list_dir(dirs.items[d], 0, &files)) != EF_OK) break;
+    if ((st = list_dir(dirs.items[d], 0, NULL, &sk->special, &files)) != EF_OK) break;
     for (int64_t i = 0; i < files.n; i++) {
       char *path = ef_path_join(dirs.items[d], files.items[i]);
-      if (has_image_ext(files.items[i])) {
-        add_sample(s, path, label);
-      } else {
-        if ((*other)++ == 0) snprintf(first_other, first_len, "%s", path);
-        free(path);
-      }
+      if (has_image_ext(files.items[i])) add_sample(s, path, label);
+      else skip(&sk->other, path), free(path);
     }
     free_list(&files);
   }
@@ -381,16 +404,15 @@ ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
     return EF_ERROR(EF_ERR_IO, "%s is not a directory: expected an ImageFolder root/<class>/<image>", root);
   str_list classes;
   sample_list samples = {0};
-  EF_TRY(list_dir(root, 1, &classes));
+  EF_TRY(list_dir(root, 1, NULL, NULL, &classes)); // class folders may be links
   ef_status st = EF_OK;
   if (classes.n == 0)
     st = EF_ERROR(EF_ERR_FORMAT, "%s has no class directories: expected root/<class>/<image>.jpg", root);
-  int64_t other = 0;
-  char first_other[1024] = "";
+  folder_skips *sk = ef_xcalloc(1, sizeof *sk);
   for (int64_t c = 0; st == EF_OK && c < classes.n; c++) {
     char *dir = ef_path_join(root, classes.items[c]);
     int64_t before = samples.paths.n;
-    st = add_class(dir, (int)c, &samples, &other, first_other, sizeof first_other);
+    st = add_class(dir, (int)c, &samples, sk);
     if (st == EF_OK && samples.paths.n == before)
       st = EF_ERROR(EF_ERR_FORMAT, "class directory %s holds no .jpg, .jpeg or .png file", dir);
     free(dir);
@@ -402,14 +424,22 @@ ef_status ef_dataset_open_folder(const char *root, ef_dataset *out) {
                       .labels = samples.labels,
                       .num_classes = (int)classes.n,
                       .class_names = classes.items};
-  if (st != EF_OK) {
-    ef_dataset_free(out);
-    return st;
-  }
-  if (other)
-    fprintf(stderr, "effnet: warning: %s: ignored %lld files that are not .jpg, .jpeg or .png (the first: %s)\n", root,
-            (long long)other, first_other);
-  return EF_OK;
+  if (st == EF_OK && sk->other.n)
+    fprintf(stderr, "effnet: warning: %s: ignored %lld files that are not .jpg, .jpeg or .png (%s%s)\n", root,
+            (long long)sk->other.n, sk->other.names, sk->other.n > 5 ? ", ..." : "");
+  if (st == EF_OK && sk->links.n)
+    fprintf(stderr,
+            "effnet: warning: %s: skipped %lld links to folders inside class folders (effnet follows none: a "
+            "link can lead out of its class or around in a loop): %s%s\n",
+            root, (long long)sk->links.n, sk->links.names, sk->links.n > 5 ? ", ..." : "");
+  if (st == EF_OK && sk->special.n)
+    fprintf(stderr,
+            "effnet: warning: %s: skipped %lld entries that are neither files nor folders (FIFOs, sockets, devices, "
+            "dangling links): %s%s\n",
+            root, (long long)sk->special.n, sk->special.names, sk->special.n > 5 ? ", ..." : "");
+  free(sk);
+  if (st != EF_OK) ef_dataset_free(out);
+  return st;
 }
 
 // ---- CSV lists ---------------------------------------------------------------------------------
@@ -511,27 +541,35 @@ ef_status ef_dataset_open(const char *path, int train, ef_dataset *out) {
 }
 
 ef_status ef_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  // Without blocking: opening a FIFO for reading would wait for a writer forever.
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fileno(f), &st) != 0) {
-    int e = errno;
-    fclose(f);
-    return EF_ERROR(EF_ERR_IO, "cannot stat %s: %s", path, strerror(e));
+  int err = fstat(fd, &st) != 0 ? errno : 0;
+  if (err || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return err ? EF_ERROR(EF_ERR_IO, "cannot stat %s: %s", path, strerror(err))
+               : EF_ERROR(EF_ERR_IO, "%s is not a regular file (a folder, a FIFO, a device?)", path);
   }
   size_t size = (size_t)st.st_size;
   if (size > *cap) {
     free(*buf);
     *cap = 0;
     if (!(*buf = malloc(size))) {
-      fclose(f);
+      close(fd);
       return EF_ERROR(EF_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, size);
     }
     *cap = size;
   }
-  size_t got = fread(*buf, 1, size, f);
-  int e = ferror(f) ? errno : 0;
-  fclose(f);
+  size_t got = 0;
+  int e = 0;
+  while (got < size && !e) {
+    ssize_t n = read(fd, *buf + got, size - got);
+    if (n > 0) got += (size_t)n;
+    else if (n == 0) break; // the file shrank
+    else if (errno != EINTR) e = errno;
+  }
+  close(fd);
   if (got != size)
     return EF_ERROR(EF_ERR_IO, "reading %s: %zu of %zu bytes%s%s", path, got, size, e ? ": " : "",
                     e ? strerror(e) : "");

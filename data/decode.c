@@ -69,7 +69,8 @@ typedef struct {
 typedef struct {
   struct jpeg_error_mgr pub; // first: libjpeg hands us &pub
   jmp_buf jump;
-  char msg[JMSG_LENGTH_MAX];
+  char msg[JMSG_LENGTH_MAX]; // the error, or the first warning
+  int warnings;
 } jpeg_errors;
 
 static _Noreturn void on_jpeg_error(j_common_ptr ci) {
@@ -78,10 +79,14 @@ static _Noreturn void on_jpeg_error(j_common_ptr ci) {
   longjmp(err->jump, 1);
 }
 
-// Warnings (and trace messages) note corrupt data that libjpeg decodes around, and PIL ignores them
-// too; but running out of data, when libjpeg would go on with gray rows, is an error.
+// Warnings (level -1) note corrupt data that libjpeg decodes around, which PIL ignores: counted,
+// and the first kept for messages. Running out of data, when libjpeg would go on with gray rows, is
+// an error. Trace messages (level >= 0) are ignored.
 static void on_jpeg_message(j_common_ptr ci, int level) {
+  jpeg_errors *err = (jpeg_errors *)ci->err;
+  if (level >= 0) return;
   if (ci->err->msg_code == JWRN_JPEG_EOF) on_jpeg_error(ci);
+  if (!err->warnings++) err->pub.format_message(ci, err->msg);
 }
 
 typedef ef_status (*jpeg_job)(j_decompress_ptr ci, void *arg);
@@ -91,6 +96,7 @@ static ef_status with_jpeg(const uint8_t *buf, size_t len, const char *name, jpe
   struct jpeg_decompress_struct ci;
   jpeg_errors err;
   ci.err = jpeg_std_error(&err.pub);
+  err.warnings = 0;
   err.pub.error_exit = on_jpeg_error;
   err.pub.emit_message = on_jpeg_message;
   if (setjmp(err.jump)) {
@@ -174,10 +180,15 @@ static ef_status jpeg_decode(j_decompress_ptr ci, void *arg) {
     EF_ASSERT(got == 1, "%s: row %d did not come (a memory source never suspends)", call->name, y0 + i);
     if (cmyk) cmyk_row_to_rgb(dst, cmyk_row, (int)w);
   }
+  int warnings = ((jpeg_errors *)ci->err)->warnings;
+  if (warnings && call->rq->strict)
+    return EF_ERROR(EF_ERR_FORMAT, "%s: corrupt JPEG data (libjpeg: %s; %d warning%s)", call->name,
+                    ((jpeg_errors *)ci->err)->msg, warnings, warnings > 1 ? "s" : "");
   *call->info = (ef_decode_info){.scale_x = (double)sw / ci->image_width,
                                  .scale_y = (double)sh / ci->image_height,
                                  .off_x = (int)off_x,
-                                 .off_y = y0};
+                                 .off_y = y0,
+                                 .warnings = warnings};
   return EF_OK;
 }
 

@@ -5,6 +5,7 @@
 #ifndef EF_DATA_DECODE_H
 #define EF_DATA_DECODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,7 @@ typedef struct {
                     // region, as scaled (w*scale_x by h*scale_y below), at least min_w x min_h
                     // pixels (M = 8 when none does); both 0 (or PNG): full resolution
   int channels;     // 1: gray (PIL's luma for colour sources), 3: RGB (gray replicated)
+  bool strict;      // JPEG: a libjpeg warning (corrupt data it decodes around, as PIL does) is an error
 } ef_decode_request;
 
 // Where the decoded pixels sit: decoded pixel (col j, row i) is pixel (off_x + j, off_y + i) of
@@ -32,6 +34,7 @@ typedef struct {
 typedef struct {
   double scale_x, scale_y;
   int off_x, off_y;
+  int warnings; // JPEG: libjpeg's warnings while decoding (corrupt data decoded around)
 } ef_decode_info;
 
 // Decodes buf into out (reshaped to the decoded size): at least the region of interest, maybe more
@@ -40,6 +43,8 @@ typedef struct {
 // PNG palettes and 1/2/4-bit depths are expanded, 16-bit samples keep their high byte, and alpha
 // and transparency are dropped (as PIL's convert("RGB")). A JPEG that ends before the last row
 // needed is an error, not gray rows; a PNG whose image data is complete needs no IEND (as in PIL).
+// libjpeg's warnings (a bad Huffman code, a marker hit early: corrupt data) are counted, or with
+// rq->strict make the decode fail; PNG's chunks carry CRCs, whose mismatch is always an error.
 // A region outside the image is EF_ERR_INVALID. info is written on success.
 ef_status ef_image_decode(const uint8_t *buf, size_t len, const char *name, const ef_decode_request *rq, ef_image *out,
                           ef_decode_info *info);

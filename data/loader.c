@@ -51,8 +51,11 @@ struct ef_loader {
   pthread_cond_t work_cv, ready_cv;
   int64_t epoch, current, released, next_chunk, end_chunk;
   int in_flight, stop;
-  atomic_llong skipped;
-  atomic_uchar *warned; // (n) a corrupt sample has been named once
+  // Counts of the current pass (each started pass has a number): a sample is counted once a pass,
+  // by the number of the last pass that counted it (0: never, so not yet named either).
+  uint32_t pass;
+  atomic_llong skipped, warned;
+  atomic_uint *corrupt_pass, *warned_pass; // (n)
 };
 
 // Empties a slot for its next batch (under the lock).
@@ -109,18 +112,25 @@ static ef_status load_sample(ef_loader *l, worker_state *ws, int64_t idx) {
   return EF_OK;
 }
 
+// Counts sample idx in a count of this pass, once; true the first time it is ever counted.
+static bool count_once(ef_loader *l, atomic_uint *passes, atomic_llong *count, int64_t idx) {
+  unsigned last = atomic_exchange(&passes[idx], l->pass);
+  if (last != l->pass) atomic_fetch_add(count, 1);
+  return last == 0;
+}
+
 // Sample `pos` of batch b into its place: a corrupt image is named once, counted, and replaced
-// by the next sample of the dataset that decodes.
+// by the next sample of the dataset that decodes (marked corrupt in the batch).
 static ef_status fill_sample(ef_loader *l, worker_state *ws, ef_batch *out, int64_t b, int pos) {
   const ef_dataset *d = l->cfg.data;
   int64_t idx = l->order[b * l->cfg.batch + pos];
   ef_status st;
-  for (int tries = 0;; tries++) {
+  int tries = 0;
+  for (;; tries++) {
     st = load_sample(l, ws, idx);
     if (st != EF_ERR_FORMAT || l->cfg.strict) break;
-    if (!atomic_exchange(&l->warned[idx], 1))
+    if (count_once(l, l->corrupt_pass, &l->skipped, idx))
       fprintf(stderr, "effnet: warning: skipping a corrupt image: %s\n", ef_last_error());
-    atomic_fetch_add(&l->skipped, 1);
     if (tries + 1 == MAX_SKIPS)
       return EF_ERROR(EF_ERR_FORMAT,
                       "%d corrupt images in a row in %s (the last: sample %lld): is the dataset damaged?", MAX_SKIPS,
@@ -128,8 +138,10 @@ static ef_status fill_sample(ef_loader *l, worker_state *ws, ef_batch *out, int6
     idx = (idx + 1) % d->n;
   }
   if (st != EF_OK) return st;
+  if (ws->scratch.warnings) count_once(l, l->warned_pass, &l->warned, idx);
   out->labels[pos] = d->labels[idx];
   out->ids[pos] = idx;
+  out->corrupt[pos] = tries > 0;
   const ef_image *im = &ws->scratch.out;
   size_t count = (size_t)im->w * im->h * im->c;
   if (l->cfg.as_float) {
@@ -224,7 +236,8 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   l->depth = cfg->threads == 0 ? 1 : cfg->prefetch > 0 ? cfg->prefetch : 2 * cfg->threads < 2 ? 2 : 2 * cfg->threads;
   l->order = ef_xmalloc(sizeof(int64_t) * (size_t)l->per_rank);
   l->perm = ef_xmalloc(sizeof(int64_t) * (size_t)d->n);
-  l->warned = ef_xcalloc((size_t)d->n, 1);
+  l->corrupt_pass = ef_xcalloc((size_t)d->n, sizeof *l->corrupt_pass);
+  l->warned_pass = ef_xcalloc((size_t)d->n, sizeof *l->warned_pass);
   l->slots = ef_xcalloc((size_t)l->depth, sizeof(slot));
   l->ws = ef_xcalloc((size_t)(cfg->threads ? cfg->threads : 1), sizeof(worker_state));
   for (int s = 0; s < l->depth; s++) {
@@ -232,6 +245,7 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
     b->images = l->cfg.alloc(l->sample_bytes * (size_t)cfg->batch);
     b->labels = ef_xmalloc(sizeof(int32_t) * (size_t)cfg->batch);
     b->ids = ef_xmalloc(sizeof(int64_t) * (size_t)cfg->batch);
+    b->corrupt = ef_xmalloc((size_t)cfg->batch);
     if (!b->images) {
       ef_loader_free(l);
       return EF_ERROR(EF_ERR_NOMEM, "out of memory for %d batches of %zu bytes: lower the batch or prefetch", l->depth,
@@ -279,19 +293,21 @@ void ef_loader_free(ef_loader *l) {
   }
   for (int s = 0; l->slots && s < l->depth; s++) {
     if (l->slots[s].batch.images) l->cfg.free(l->slots[s].batch.images);
-    free(l->slots[s].batch.labels), free(l->slots[s].batch.ids);
+    free(l->slots[s].batch.labels), free(l->slots[s].batch.ids), free(l->slots[s].batch.corrupt);
   }
   for (int i = 0; l->ws && i < (l->cfg.threads ? l->cfg.threads : 1); i++) {
     ef_transform_scratch_free(&l->ws[i].scratch);
     free(l->ws[i].file);
   }
-  free(l->ws), free(l->slots), free(l->threads), free(l->order), free(l->perm), free((void *)l->warned);
+  free(l->ws), free(l->slots), free(l->threads), free(l->order), free(l->perm);
+  free((void *)l->corrupt_pass), free((void *)l->warned_pass);
   free(l);
 }
 
 int64_t ef_loader_samples(const ef_loader *l) { return l->per_rank; }
 int64_t ef_loader_batches(const ef_loader *l) { return l->batches; }
 int64_t ef_loader_skipped(const ef_loader *l) { return atomic_load(&l->skipped); }
+int64_t ef_loader_warned(const ef_loader *l) { return atomic_load(&l->warned); }
 
 ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first) {
   if (epoch < 0 || epoch > UINT32_MAX || first < 0 || first > l->batches)
@@ -308,10 +324,28 @@ ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first) {
   for (int s = 0; s < l->depth; s++) slot_reset(&l->slots[s]);
   l->epoch = epoch, l->current = l->released = first, l->order_ready = 1, l->epoch_reported = 0;
   l->next_chunk = first * l->chunks_per_batch, l->end_chunk = l->batches * l->chunks_per_batch;
-  atomic_store(&l->skipped, 0);
+  l->pass++;
+  atomic_store(&l->skipped, 0), atomic_store(&l->warned, 0);
   pthread_cond_broadcast(&l->work_cv);
   pthread_mutex_unlock(&l->mu);
   return EF_OK;
+}
+
+// The end of a pass: how many image files were skipped as corrupt, and how many decoded with
+// libjpeg's warnings.
+static void report_pass(const ef_loader *l) {
+  int64_t skipped = ef_loader_skipped(l), warned = ef_loader_warned(l);
+  char pass[64];
+  if (l->cfg.pass_name) snprintf(pass, sizeof pass, "%s", l->cfg.pass_name);
+  else snprintf(pass, sizeof pass, "epoch %lld", (long long)l->epoch + 1);
+  if (skipped)
+    fprintf(stderr, "effnet: warning: %s skipped %lld corrupt image%s of %s (each named above)\n", pass,
+            (long long)skipped, skipped > 1 ? "s" : "", l->cfg.data->source);
+  if (warned)
+    fprintf(stderr,
+            "effnet: warning: %s: %lld image%s of %s decoded with warnings (corrupt JPEG data that libjpeg decodes "
+            "around, as PIL does; --strict-images skips such images)\n",
+            pass, (long long)warned, warned > 1 ? "s" : "", l->cfg.data->source);
 }
 
 ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
@@ -327,10 +361,7 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
     int report = !l->epoch_reported;
     l->epoch_reported = 1;
     pthread_mutex_unlock(&l->mu);
-    int64_t skipped = ef_loader_skipped(l);
-    if (skipped && report)
-      fprintf(stderr, "effnet: warning: epoch %lld skipped %lld corrupt images of %s (each named above)\n",
-              (long long)l->epoch, (long long)skipped, l->cfg.data->source);
+    if (report) report_pass(l);
     return EF_OK;
   }
   slot *s = &l->slots[b % l->depth];

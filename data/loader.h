@@ -2,7 +2,9 @@
 // ready batches while the training step runs. The order of an epoch depends only on (seed,
 // epoch), each sample's augmentation only on (seed, epoch, index), so the batches are the same
 // for any number of threads; an epoch is sharded over (rank, world) with equal counts per rank,
-// and can start at any batch, which is how a checkpoint resumes mid-epoch.
+// and can start at any batch, which is how a checkpoint resumes mid-epoch. A corrupt image is
+// named once, counted, and replaced by the next one that decodes, marked so that evaluation
+// leaves it out.
 #ifndef EF_DATA_LOADER_H
 #define EF_DATA_LOADER_H
 
@@ -16,13 +18,14 @@
 typedef struct {
   const ef_dataset *data; // not owned; must outlive the loader
   ef_transform transform;
-  int batch;      // samples per batch on this rank
-  bool shuffle;   // a new permutation each epoch (training)
-  bool drop_last; // training: drop the samples that do not fill a batch (and the
-                  // permutation's tail that does not divide among ranks); evaluation
-                  // keeps them, padding ranks by wrapping around (marked not real)
-  bool as_float;  // normalized f32 batches (else the uint8 pixels)
-  bool strict;    // a corrupt image is an error instead of a skip
+  int batch;             // samples per batch on this rank
+  bool shuffle;          // a new permutation each epoch (training)
+  bool drop_last;        // training: drop the samples that do not fill a batch (and the
+                         // permutation's tail that does not divide among ranks); evaluation
+                         // keeps them, padding ranks by wrapping around (marked not real)
+  bool as_float;         // normalized f32 batches (else the uint8 pixels)
+  bool strict;           // a corrupt image is an error instead of a skip
+  const char *pass_name; // what the end-of-pass report calls a pass ("validation"); NULL: "epoch N"
   uint64_t seed;
   int rank, world; // this process's shard  [0, 1]
   int threads;     // worker threads; 0 transforms on the caller's thread
@@ -39,6 +42,8 @@ typedef struct {
   void *images;         // (n, size, size, channels), f32 or uint8
   int32_t *labels;      // (n)
   int64_t *ids;         // (n) dataset indices
+  uint8_t *corrupt;     // (n) 1 where the sample's own image was corrupt and the next one of the
+                        // dataset that decodes took its place: training uses it, evaluation does not
 } ef_batch;
 
 typedef struct ef_loader ef_loader;
@@ -54,11 +59,14 @@ int64_t ef_loader_batches(const ef_loader *l);
 // prepared for another position are dropped. ef_loader_new starts (0, 0) already, so starting
 // there again before taking a batch keeps the work done meanwhile.
 ef_status ef_loader_start(ef_loader *l, int64_t epoch, int64_t first);
-// The next batch, or *b = NULL at the end of the epoch (the epoch's count of skipped images, if
-// any, is printed then). The batch stays valid until the next call of next, start or free.
-// A failed read or (with strict) a corrupt image returns its error.
+// The next batch, or *b = NULL at the end of the epoch (the pass's count of skipped images and of
+// images decoded with libjpeg's warnings, if any, is printed then). The batch stays valid until
+// the next call of next, start or free. A failed read or (with strict) a corrupt image returns
+// its error.
 ef_status ef_loader_next(ef_loader *l, const ef_batch **b);
-// Corrupt images skipped so far in the current epoch (each was warned about once, by name).
+// Corrupt image files skipped so far in the pass started last (each was warned about once, by
+// name), and images decoded with libjpeg's warnings (transform.strict makes them corrupt).
 int64_t ef_loader_skipped(const ef_loader *l);
+int64_t ef_loader_warned(const ef_loader *l);
 
 #endif

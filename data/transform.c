@@ -48,15 +48,17 @@ ef_status ef_transform_validate(const ef_transform *t) {
 void ef_transform_describe(const ef_transform *t, char *buf, size_t len) {
   const char *interp = t->interp == EF_INTERP_BICUBIC ? "bicubic" : "bilinear";
   if (!t->train) {
-    snprintf(buf, len, "eval %dx%dx%d resize %d centre-crop (%.3f) %s%s", t->size, t->size, t->channels,
-             (int)floor((double)t->size / t->crop_pct), t->crop_pct, interp, t->dct ? " dct" : "");
+    snprintf(buf, len, "eval %dx%dx%d resize %d centre-crop (%.3f) %s%s%s", t->size, t->size, t->channels,
+             (int)floor((double)t->size / t->crop_pct), t->crop_pct, interp, t->dct ? " dct" : "",
+             t->strict ? " strict" : "");
     return;
   }
   char aug[32] = "";
   if (t->augment == EF_AUGMENT_AUTO) snprintf(aug, sizeof aug, " autoaugment");
   if (t->augment == EF_AUGMENT_RAND) snprintf(aug, sizeof aug, " randaugment(%d,%d)", t->ra_n, t->ra_m);
-  snprintf(buf, len, "train %dx%dx%d rrc(%.2g-%.2g, %.2f-%.2f) flip %.2g%s %s%s", t->size, t->size, t->channels,
-           t->scale[0], t->scale[1], t->ratio[0], t->ratio[1], t->flip, aug, interp, t->dct ? " dct" : "");
+  snprintf(buf, len, "train %dx%dx%d rrc(%.2g-%.2g, %.2f-%.2f) flip %.2g%s %s%s%s", t->size, t->size, t->channels,
+           t->scale[0], t->scale[1], t->ratio[0], t->ratio[1], t->flip, aug, interp, t->dct ? " dct" : "",
+           t->strict ? " strict" : "");
 }
 
 // ---- geometry ------------------------------------------------------------------------------
@@ -141,11 +143,6 @@ static int axis_weights(double in0, double in1, int in_size, int out_size, int o
   return ksize;
 }
 
-static inline uint8_t clip8(int32_t v) {
-  v >>= PRECISION_BITS;
-  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
-
 // The horizontal pass is most of the time. With AVX-512 one output pixel is a few 16-byte blocks
 // of its source bytes times their spread weights, then shifted adds that collect lanes ch,
 // ch + c, ch + 2c, ... into lane ch: the same integer sums as the scalar loop, so the same pixels.
@@ -191,6 +188,12 @@ static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int
 }
 #else
 #define EF_RESAMPLE_AVX512 0
+
+// The scalar path's rounding (the AVX-512 one shifts and saturates in its lanes).
+static inline uint8_t clip8(int32_t v) {
+  v >>= PRECISION_BITS;
+  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
 
 static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
   for (size_t i = 0; i < stride; i++) {
@@ -303,7 +306,7 @@ ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, e
   ef_decode_info info = {.scale_x = 1, .scale_y = 1};
   if (!src->pixels) {
     // A training crop is decoded alone; evaluation needs the whole image at the resized size.
-    ef_decode_request rq = {.channels = t->channels};
+    ef_decode_request rq = {.channels = t->channels, .strict = t->strict};
     if (t->train) rq.x = (int)x0, rq.y = (int)y0, rq.w = (int)(x1 - x0), rq.h = (int)(y1 - y0);
     if (t->dct) rq.min_w = t->train ? t->size : out_w, rq.min_h = t->train ? t->size : out_h;
     EF_TRY(ef_image_decode(src->bytes, src->len, src->name, &rq, &s->decoded, &info));
@@ -328,6 +331,7 @@ ef_status ef_transform_sample(const ef_transform *t, const ef_sample_src *src, e
     if (box.hi_x > im->w) box.hi_x = im->w;
     if (box.hi_y > im->h) box.hi_y = im->h;
   }
+  s->warnings = info.warnings;
   ef_image_reshape(&s->out, t->size, t->size, t->channels);
   ef_resample(im, &box, t->interp, &s->resample, &s->out);
   if (t->train) {

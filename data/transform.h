@@ -32,6 +32,8 @@ typedef struct {
                            // crop at least `size` pixels (faster for images over twice the output;
                            // changes pixels slightly)  [true]
   float mean[3], std[3];   // normalized = (pixel/255 - mean) / std  [ImageNet's]
+  bool strict;             // JPEG: corrupt data libjpeg warns about (and decodes around, as PIL does)
+                           // makes the image corrupt  [false]
 } ef_transform;
 
 // The defaults above for a `size` x `size` x `channels` output.
@@ -78,6 +80,7 @@ typedef struct {
   ef_resample_scratch resample;
   ef_crop crop; // the training crop, in source pixels
   int flipped;
+  int warnings; // libjpeg's warnings decoding the sample (ef_decode_info)
 } ef_transform_scratch;
 void ef_transform_scratch_free(ef_transform_scratch *s);
 

@@ -62,9 +62,9 @@ void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out) {
 ef_status ef_effnet_validate(const ef_effnet_config *c) {
   if (!(c->width > 0 && c->width <= 16) || !(c->depth > 0 && c->depth <= 16))
     return EF_ERROR(EF_ERR_INVALID, "width %g and depth %g must be in (0, 16]", c->width, c->depth);
-  if (c->resolution < 32 || c->resolution > 4096)
-    return EF_ERROR(EF_ERR_INVALID, "resolution %d must be in [32, 4096] (the network downsamples 32 times)",
-                    c->resolution);
+  if (c->resolution < EF_EFFNET_MIN_RESOLUTION || c->resolution > EF_EFFNET_MAX_RESOLUTION)
+    return EF_ERROR(EF_ERR_INVALID, "resolution %d must be in [%d, %d] (the network downsamples 32 times)",
+                    c->resolution, EF_EFFNET_MIN_RESOLUTION, EF_EFFNET_MAX_RESOLUTION);
   if (!(c->dropout >= 0 && c->dropout < 1) || !(c->drop_path >= 0 && c->drop_path < 1))
     return EF_ERROR(EF_ERR_INVALID, "dropout %g and drop-path %g must be in [0, 1)", c->dropout, c->drop_path);
   if (c->num_classes < 1 || c->num_classes > (1 << 24) || c->in_channels < 1 || c->in_channels > 1024)

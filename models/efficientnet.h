@@ -36,6 +36,10 @@ ef_status ef_effnet_preset(const char *name, ef_effnet_config *out);
 // B0 scaled by phi: width beta^phi, depth alpha^phi, resolution round(224 gamma^phi); the other
 // fields (dropout 0.2 included) as B0's.
 void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out);
+// The input sides an EfficientNet takes: its five stride-2 stages bring 32 pixels to 1.
+#define EF_EFFNET_MIN_RESOLUTION 32
+#define EF_EFFNET_MAX_RESOLUTION 4096
+
 // A user error with a message if the configuration cannot build a model.
 ef_status ef_effnet_validate(const ef_effnet_config *c);
 

@@ -1,6 +1,7 @@
 // HDF5 model weights (see weights.h): layout conversion between our (O,KH,KW,I) conv weights and
-// PyTorch's OIHW, atomic writes, and a loader that checks the whole file before changing the
-// store. HDF5's own error printing is turned off; every failure becomes one message.
+// PyTorch's OIHW, atomic writes of files built in memory, each tensor with its CRC-32C, and a
+// loader that checks the whole file (shapes, checksums, values) before changing the store.
+// HDF5's own error printing is turned off; every failure becomes one message.
 // Written against HDF5 1.10 (Debian 12), whose link iteration is H5Literate / H5L_info_t.
 #include "models/weights.h"
 
@@ -9,13 +10,33 @@
 #include <stdbool.h>
 #include <limits.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/crc32c.h"
 #include "core/file.h"
+
+// Checksums are of the bytes as the file holds them: little-endian, as this host's.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "weights files are little-endian: a big-endian host would need byte swaps for their checksums"
+#endif
+
+// Each dataset's attribute holding the CRC-32C of its bytes, and the root's holding that of the
+// other root attributes (files from before have neither): they survive a copy by HDF5's tools.
+#define CRC_ATTR "crc32c"
+#define ATTRS_CRC "attributes_crc32c"
+
+// And the whole file's: its first 512 bytes, a user block HDF5 leaves to its user, say
+// "EFFNET-CHECKSUM 1 crc32c <8 hex digits> size <bytes>" of the bytes after them. Checked before
+// HDF5 reads anything, so that damage anywhere (data, metadata, heaps) is found without HDF5
+// parsing it: HDF5 1.10 loops forever, or reads past its buffers, on some damaged files.
+enum { USERBLOCK = 512 };
+#define FILE_SUM "EFFNET-CHECKSUM 1 crc32c "
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -95,12 +116,16 @@ static herr_t write_config(hid_t f, const ef_effnet_config *c) {
   return st;
 }
 
+// A dataset of `bytes` bytes of data (4- or 8-byte little-endian elements, as the host's), with the
+// CRC-32C of those bytes as its attribute; lcpl makes missing groups on the way, or H5P_DEFAULT.
 static herr_t write_dataset(hid_t grp, const char *name, hid_t file_type, hid_t mem_type, int ndim, const hsize_t *dims,
-                            const void *data) {
+                            const void *data, size_t bytes, hid_t lcpl) {
   hid_t sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-  hid_t d = H5Dcreate2(grp, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t d = H5Dcreate2(grp, name, file_type, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
   herr_t st = d < 0 ? -1 : H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-  if (d >= 0) H5Dclose(d);
+  uint32_t crc = ef_crc32c(data, bytes);
+  if (st >= 0) st = write_attr(d, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc);
+  if (d >= 0 && H5Dclose(d) < 0) st = -1;
   H5Sclose(sp);
   return st;
 }
@@ -143,13 +168,14 @@ static herr_t write_set(hid_t f, const ef_store *s, const ef_tensor_set *set) {
     convert_layout(e, ours, torch, true);
     hsize_t dims[EF_MAX_DIMS];
     int nd = torch_dims(e, dims);
-    st = write_dataset(grp, e->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, nd, dims, torch);
+    st = write_dataset(grp, e->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, nd, dims, torch, e->numel * sizeof(float),
+                       H5P_DEFAULT);
     const char *rm = suffix(e->name, ".running_mean");
     if (st >= 0 && rm) { // BatchNorm's counter, so that PyTorch's strict loading finds it
       char nbt[EF_NAME_LEN + 32];
       snprintf(nbt, sizeof nbt, "%.*s.num_batches_tracked", (int)(rm - e->name), e->name);
       long long zero = 0;
-      st = write_dataset(grp, nbt, H5T_STD_I64LE, H5T_NATIVE_LLONG, 0, NULL, &zero);
+      st = write_dataset(grp, nbt, H5T_STD_I64LE, H5T_NATIVE_LLONG, 0, NULL, &zero, sizeof zero, H5P_DEFAULT);
     }
     free(ours);
     free(torch);
@@ -173,24 +199,102 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
   return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL}, 1, NULL, 0);
 }
 
-// Writes a new HDF5 file at path atomically: `write` fills a temporary file in the same folder,
-// which is flushed, fsynced and renamed over path. A failure leaves any previous path untouched.
+// The CRC-32C of a file's root attributes but ATTRS_CRC itself, in name order: each one's name, its
+// class and its value as read (integers as int64, numbers as double, text as its bytes). Every
+// attribute effnet writes is a scalar; anything else fails the digest (-1).
+typedef struct {
+  uint8_t *p;
+  size_t n, cap;
+} digest_bytes;
+
+static void digest_add(digest_bytes *d, const void *p, size_t n) {
+  if (d->n + n > d->cap) d->p = ef_xrealloc(d->p, d->cap = 2 * (d->n + n));
+  memcpy(d->p + d->n, p, n), d->n += n;
+}
+
+static herr_t digest_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data) {
+  (void)info;
+  digest_bytes *d = data;
+  if (!strcmp(name, ATTRS_CRC)) return 0;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT), ft = a < 0 ? -1 : H5Aget_type(a), sp = a < 0 ? -1 : H5Aget_space(a);
+  int cls = ft < 0 ? -1 : (int)H5Tget_class(ft);
+  herr_t st = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 ? 0 : -1;
+  digest_add(d, name, strlen(name) + 1), digest_add(d, &cls, sizeof cls);
+  if (st >= 0 && cls == H5T_INTEGER) {
+    int64_t v;
+    if ((st = H5Aread(a, H5T_NATIVE_INT64, &v)) >= 0) digest_add(d, &v, sizeof v);
+  } else if (st >= 0 && cls == H5T_FLOAT) {
+    double v;
+    if ((st = H5Aread(a, H5T_NATIVE_DOUBLE, &v)) >= 0) digest_add(d, &v, sizeof v);
+  } else if (st >= 0 && cls == H5T_STRING) {
+    hid_t t = H5Tcopy(ft);
+    if (H5Tis_variable_str(ft) > 0) {
+      char *v = NULL;
+      if ((st = H5Aread(a, t, &v)) >= 0 && v) digest_add(d, v, strlen(v) + 1);
+      if (v) H5free_memory(v);
+    } else {
+      size_t size = H5Tget_size(ft);
+      char *v = ef_xcalloc(size + 1, 1);
+      if ((st = H5Aread(a, t, v)) >= 0) digest_add(d, v, size);
+      free(v);
+    }
+    H5Tclose(t);
+  } else {
+    st = -1;
+  }
+  if (sp >= 0) H5Sclose(sp);
+  if (ft >= 0) H5Tclose(ft);
+  if (a >= 0) H5Aclose(a);
+  return st < 0 ? -1 : 0;
+}
+
+static herr_t attrs_digest(hid_t f, uint32_t *crc) {
+  digest_bytes d = {0};
+  hsize_t at = 0;
+  herr_t st = H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &at, digest_attr, &d);
+  *crc = ef_crc32c(d.p, d.n);
+  free(d.p);
+  return st;
+}
+
+// Writes a new HDF5 file at path atomically. HDF5 builds it in memory (its core driver, no backing
+// store) and ef_file_write puts it on disk: a full disk is then a failed write of ours, with its
+// reason, and never a failure inside HDF5 (1.10 crashes at exit on a file whose close failed, its
+// handle half closed). The transient cost is the file's size twice in memory. The root attributes
+// get their digest last.
 static ef_status save_atomic(const char *path, herr_t (*write)(hid_t f, const void *ctx), const void *ctx) {
   quiet_hdf5();
   char tmp[4096];
-  ef_file_tmp_name(tmp, sizeof tmp, path);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return EF_ERROR(EF_ERR_IO, "cannot create %s (is its folder there and writable?)", tmp);
-  herr_t st = attr_string(f, "format", "effnet");
+  ef_file_tmp_name(tmp, sizeof tmp, path); // only the file's name in memory: HDF5 writes nothing there
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+  herr_t st = fapl < 0 || fcpl < 0 ? -1 : H5Pset_fapl_core(fapl, 16 << 20, 0);
+  if (st >= 0) st = H5Pset_userblock(fcpl, USERBLOCK);
+  hid_t f = st < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+  st = f < 0 ? -1 : attr_string(f, "format", "effnet");
   if (st >= 0) st = attr_int(f, "format_version", EF_WEIGHTS_FORMAT_VERSION);
   if (st >= 0) st = write(f, ctx);
-  if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL);
-  if (H5Fclose(f) < 0) st = -1;
-  if (st < 0) {
-    unlink(tmp);
-    return EF_ERROR(EF_ERR_IO, "writing %s failed (disk full?); %s is unchanged", tmp, path);
+  uint32_t crc;
+  if (st >= 0) st = attrs_digest(f, &crc);
+  if (st >= 0) st = write_attr(f, ATTRS_CRC, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc);
+  if (st >= 0) st = H5Fflush(f, H5F_SCOPE_GLOBAL); // H5Fget_file_image's own flush leaves a stale image
+  // The image is the file from its superblock on: the user block goes before it.
+  ssize_t size = st >= 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+  char *image = size > 0 ? malloc(USERBLOCK + (size_t)size) : NULL;
+  if (image && H5Fget_file_image(f, image + USERBLOCK, (size_t)size) != size) st = -1;
+  if (f >= 0 && H5Fclose(f) < 0) st = -1;
+  if (fapl >= 0) H5Pclose(fapl);
+  if (fcpl >= 0) H5Pclose(fcpl);
+  if (st < 0 || !image) {
+    free(image);
+    return EF_ERROR(EF_ERR_NOMEM, "building %s in memory failed (out of memory?); %s is unchanged", tmp, path);
   }
-  return ef_file_replace(tmp, path);
+  memset(image, 0, USERBLOCK);
+  size += USERBLOCK;
+  snprintf(image, USERBLOCK, FILE_SUM "%08x size %lld\n", ef_crc32c(image + USERBLOCK, (size_t)size - USERBLOCK),
+           (long long)size);
+  ef_status written = ef_file_write(path, image, (size_t)size);
+  free(image);
+  return written;
 }
 
 typedef struct {
@@ -229,12 +333,9 @@ static herr_t write_arrays(hid_t f, const void *ctx) {
   for (int i = 0; i < j->n && st >= 0; i++) {
     const ef_h5_array *a = &j->arrays[i];
     hsize_t dims[2] = {(hsize_t)a->dims[0], (hsize_t)a->dims[1]};
-    hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
-    hid_t d = H5Dcreate2(f, a->name, a->is_int ? H5T_STD_I32LE : H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    st = d < 0 ? -1
-               : H5Dwrite(d, a->is_int ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data);
-    if (d >= 0) H5Dclose(d);
-    H5Sclose(sp);
+    size_t bytes = 4 * (size_t)a->dims[0] * (size_t)(a->ndim == 2 ? a->dims[1] : 1);
+    st = write_dataset(f, a->name, a->is_int ? H5T_STD_I32LE : H5T_IEEE_F32LE,
+                       a->is_int ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, a->ndim, dims, a->data, bytes, lcpl);
   }
   H5Pclose(lcpl);
   return st;
@@ -252,10 +353,50 @@ ef_status ef_h5_save_arrays(const char *path, const ef_h5_array *arrays, int n, 
 static herr_t read_attr(hid_t f, const char *name, hid_t type, void *v);
 static herr_t read_attr_string(hid_t f, const char *name, char *buf, size_t len);
 
+// A file's checksum (its user block), when it has one: EF_OK for a file without one (written
+// before them, or by other software), EF_ERR_FORMAT for one that does not match. The last file
+// found whole (by device, inode, size and time) is not read again: a load opens a file often.
+static ef_status check_file(const char *path, const struct stat *st) {
+  static _Thread_local struct stat last;
+  if (last.st_ino == st->st_ino && last.st_dev == st->st_dev && last.st_size == st->st_size &&
+      last.st_mtim.tv_sec == st->st_mtim.tv_sec && last.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+    return EF_OK;
+  FILE *f = fopen(path, "rb");
+  if (!f) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  char head[USERBLOCK + 1] = "";
+  size_t got = fread(head, 1, USERBLOCK, f);
+  unsigned want = 0;
+  long long size = -1;
+  if (got < USERBLOCK || strncmp(head, FILE_SUM, strlen(FILE_SUM))) {
+    fclose(f);
+    return EF_OK; // no checksum of the whole file
+  }
+  sscanf(head + strlen(FILE_SUM), "%8x size %lld", &want, &size);
+  uint32_t crc = 0;
+  enum { CHUNK = 1 << 20 };
+  uint8_t *buf = ef_xmalloc(CHUNK);
+  for (size_t n; (n = fread(buf, 1, CHUNK, f)) > 0;) crc = ef_crc32c_extend(crc, buf, n);
+  bool failed = ferror(f);
+  fclose(f), free(buf);
+  if (failed) return EF_ERROR(EF_ERR_IO, "reading %s failed", path);
+  if (size != (long long)st->st_size)
+    return EF_ERROR(EF_ERR_FORMAT, "%s cannot be opened as HDF5 (truncated or corrupt?): %lld bytes, %lld when written",
+                    path, (long long)st->st_size, size);
+  if (crc != want)
+    return EF_ERROR(EF_ERR_FORMAT,
+                    "%s does not match its checksum: the file is damaged (or was changed by other software)", path);
+  last = *st;
+  return EF_OK;
+}
+
 // Opens a weights file and checks its format attributes.
 static ef_status open_weights(const char *path, hid_t *f) {
   quiet_hdf5();
-  if (access(path, R_OK) != 0) return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (access(path, R_OK) != 0 || stat(path, &st) != 0)
+    return EF_ERROR(EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  if (!S_ISREG(st.st_mode)) return EF_ERROR(EF_ERR_IO, "%s is not a regular file (a folder, a FIFO, a device?)", path);
+  EF_TRY(check_file(path, &st));
   if (H5Fis_hdf5(path) <= 0) return EF_ERROR(EF_ERR_FORMAT, "%s is not an HDF5 file (or is truncated)", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (*f < 0) return EF_ERROR(EF_ERR_FORMAT, "%s cannot be opened as HDF5 (truncated or corrupt?)", path);
@@ -271,6 +412,12 @@ static ef_status open_weights(const char *path, hid_t *f) {
     H5Fclose(*f);
     return EF_ERROR(EF_ERR_FORMAT, "%s has format version %d; this effnet reads up to %d (update effnet)", path,
                     version, EF_WEIGHTS_FORMAT_VERSION);
+  }
+  uint32_t want, got;
+  if (H5Aexists(*f, ATTRS_CRC) > 0 &&
+      (read_attr(*f, ATTRS_CRC, H5T_NATIVE_UINT32, &want) < 0 || attrs_digest(*f, &got) < 0 || got != want)) {
+    H5Fclose(*f);
+    return EF_ERROR(EF_ERR_FORMAT, "%s: its attributes do not match their checksum: the file is damaged", path);
   }
   if (H5Lexists(*f, "model", H5P_DEFAULT) <= 0) {
     H5Fclose(*f);
@@ -432,7 +579,34 @@ static void check_set(hid_t f, const ef_store *s, const ef_tensor_set *set, prob
   H5Gclose(grp);
 }
 
-// Reads one set's tensors (our layout) into vals[i] for the entries it holds.
+// The bytes of a dataset as read (n floats) against the CRC-32C the file records for it, if any.
+static bool checksum_ok(hid_t d, const float *data, size_t n) {
+  uint32_t want;
+  hid_t a = H5Aexists(d, CRC_ATTR) > 0 ? H5Aopen(d, CRC_ATTR, H5P_DEFAULT) : -1;
+  if (a < 0) return true; // written before checksums
+  herr_t st = H5Aread(a, H5T_NATIVE_UINT32, &want);
+  H5Aclose(a);
+  return st >= 0 && ef_crc32c(data, n * sizeof(float)) == want;
+}
+
+// A tensor's values as the model can hold them: numbers, and no variance below zero (BN running
+// variances, and the sets of mean squares: RMSProp's, Adam's second moment).
+static ef_status check_values(const char *path, const ef_tensor_set *set, const ef_store_entry *e, const float *v) {
+  bool variance = set->nonnegative || suffix(e->name, ".running_var");
+  for (size_t i = 0; i < e->numel; i++) {
+    if (!isfinite(v[i]))
+      return EF_ERROR(EF_ERR_FORMAT, "%s: /%s/%s holds a%s at element %zu: a damaged file, or a diverged run saved it",
+                      path, set->group, e->name, isnan(v[i]) ? " NaN" : "n infinity", i);
+    if (variance && v[i] < 0)
+      return EF_ERROR(EF_ERR_FORMAT,
+                      "%s: /%s/%s holds a negative value (%g at element %zu) where only values >= 0 "
+                      "can be: a damaged file?",
+                      path, set->group, e->name, v[i], i);
+  }
+  return EF_OK;
+}
+
+// Reads one set's tensors (our layout) into vals[i] for the entries it holds, each checked.
 static ef_status read_set(const char *path, hid_t f, const ef_store *s, const ef_tensor_set *set, float **vals) {
   hid_t grp = H5Gopen2(f, set->group, H5P_DEFAULT);
   ef_status st = grp < 0 ? EF_ERROR(EF_ERR_FORMAT, "%s: cannot open /%s", path, set->group) : EF_OK;
@@ -444,8 +618,12 @@ static ef_status read_set(const char *path, hid_t f, const ef_store *s, const ef
     hid_t d = H5Dopen2(grp, e->name, H5P_DEFAULT);
     if (d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, torch) < 0)
       st = EF_ERROR(EF_ERR_FORMAT, "%s: cannot read /%s/%s (truncated or corrupt file?)", path, set->group, e->name);
+    else if (!checksum_ok(d, torch, e->numel))
+      st = EF_ERROR(EF_ERR_FORMAT, "%s: /%s/%s does not match its checksum: the file is damaged", path, set->group,
+                    e->name);
     if (d >= 0) H5Dclose(d);
     if (st == EF_OK) convert_layout(e, torch, vals[i], false);
+    if (st == EF_OK) st = check_values(path, set, e, vals[i]);
     free(torch);
   }
   if (grp >= 0) H5Gclose(grp);
@@ -525,4 +703,20 @@ ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs) {
   }
   H5Fclose(f);
   return st;
+}
+
+ef_h5_kind ef_h5_file_kind(const char *path) {
+  quiet_hdf5();
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || check_file(path, &st) != EF_OK || H5Fis_hdf5(path) <= 0)
+    return EF_H5_NONE;
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return EF_H5_NONE;
+  char format[32];
+  ef_h5_kind kind = read_attr_string(f, "format", format, sizeof format) < 0 || strcmp(format, "effnet") ? EF_H5_OTHER
+                    : H5Lexists(f, "model", H5P_DEFAULT) <= 0                                            ? EF_H5_ARRAYS
+                    : H5Aexists(f, "step") > 0 ? EF_H5_CHECKPOINT
+                                               : EF_H5_WEIGHTS;
+  H5Fclose(f);
+  return kind;
 }

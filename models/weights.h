@@ -1,7 +1,9 @@
 // Model weights in HDF5 (design §5): every trainable parameter and BN running statistic as a
 // flat dataset /model/<timm name> in PyTorch's layout (conv weights OIHW), BN
 // num_batches_tracked as int64 scalars (so timm and torchvision load the tensors with strict
-// checking), and the model configuration as root attributes. Readable with h5py:
+// checking), and the model configuration as root attributes. Every dataset carries the CRC-32C
+// of its bytes (attribute "crc32c"), and the root attributes theirs ("attributes_crc32c"), each
+// checked on reading where present (files from before have none). Readable with h5py:
 //   {k: torch.as_tensor(v[()]) for k, v in h5py.File(path)["model"].items()}
 #ifndef EF_MODELS_WEIGHTS_H
 #define EF_MODELS_WEIGHTS_H
@@ -23,7 +25,8 @@ ef_status ef_weights_save(const char *path, const ef_store *s, const ef_effnet_c
 ef_status ef_weights_read_config(const char *path, ef_effnet_config *cfg);
 
 // Loads every entry of the store from `path`. Fails, changing nothing, with one message naming
-// every missing, unexpected and mis-shaped tensor (or why the file cannot be read).
+// every missing, unexpected and mis-shaped tensor, or the first tensor that does not match its
+// checksum or holds a value the model cannot (or why the file cannot be read).
 ef_status ef_weights_load(const char *path, ef_store *s);
 
 // Tensors shaped like the store's entries but held elsewhere in the store's backend memory (an
@@ -31,11 +34,13 @@ ef_status ef_weights_load(const char *path, ef_store *s);
 // /<group>/<entry name> in /model's layout. `param` holds values at the PARAM arena's offsets; `state` at the STATE arena's, or NULL when the set covers
 // the trainable entries only. The set {"model", NULL, NULL} is the store itself. Entries whose
 // names start with `skip` (when not NULL) are left out: neither saved, loaded nor expected (a
-// pretrained model's classifier, when fine-tuning).
+// pretrained model's classifier, when fine-tuning). Loading refuses a value that is not a number,
+// a BN running variance below 0, and in a `nonnegative` set (mean squares) any value below 0.
 typedef struct {
   const char *group;
   float *param, *state;
   const char *skip;
+  bool nonnegative;
 } ef_tensor_set;
 
 // A root attribute: an integer, a number or a string. Saving reads the string at s; reading
@@ -93,5 +98,11 @@ ef_status ef_weights_load_sets(const char *path, ef_store *s, const ef_tensor_se
 // Reads root attributes by name and kind into attrs[i] (strings into .s); a missing, mistyped or
 // too long one is an error naming it.
 ef_status ef_weights_read_attrs(const char *path, ef_attr *attrs, int nattrs);
+
+// What an existing file is, as far as HDF5 tells: not HDF5 (or not a regular file), HDF5 of other
+// software, or effnet's: weights (an import, an export's .h5), a training checkpoint, or plain
+// arrays (`effnet features`). For the commands that refuse to write over other kinds of files.
+typedef enum { EF_H5_NONE, EF_H5_OTHER, EF_H5_WEIGHTS, EF_H5_CHECKPOINT, EF_H5_ARRAYS } ef_h5_kind;
+ef_h5_kind ef_h5_file_kind(const char *path);
 
 #endif

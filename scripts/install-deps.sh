@@ -13,6 +13,7 @@ set -euo pipefail
 packages=(
   cmake make gcc                         # the build (gcc brings the sanitizer runtimes)
   clang-format git                       # scripts/test.sh checks the code's layout
+  clang libomp-dev                       # the fuzz targets (libFuzzer) and their OpenMP
   libdnnl-dev                            # oneDNN: CPU convolutions and matrix products
   zlib1g-dev libpng-dev libjpeg-dev      # decoding: IDX.gz, PNG, JPEG (libjpeg-turbo)
   libhdf5-dev                            # checkpoints

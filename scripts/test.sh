@@ -2,8 +2,8 @@
 # The whole test suite from a fresh machine: missing system packages, a Release build with
 # warnings as errors (and the CUDA backend, wherever the toolkit is, so that GPU code always
 # compiles; its tests skip without a GPU), ctest; then the same suite built with AddressSanitizer
-# and UndefinedBehaviorSanitizer (CPU only); before both, the code's layout (clang-format). Exits
-# non-zero on the first failure.
+# and UndefinedBehaviorSanitizer (CPU only); then the fuzz targets for a few seconds each; before
+# all, the code's layout (clang-format). Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -25,4 +25,11 @@ cmake --build build -j "$jobs"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFNET_SANITIZE=ON -DEFFNET_WERROR=ON -DEFFNET_CUDA=OFF
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ctest --output-on-failure)
-echo "test.sh: all tests passed (Release and sanitizer builds)"
+
+# The fuzz targets (the weights reader, the image decoders), built by clang with libFuzzer, ASan
+# and UBSan, each fuzzed for 10 seconds from its seeds (tests/fuzz).
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DEFFNET_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFNET_WERROR=ON \
+  -DEFFNET_CUDA=OFF -DEFFNET_MPI=OFF
+cmake --build build-fuzz -j "$jobs" --target fuzz_seeds fuzz_weights fuzz_decode
+(cd build-fuzz && ctest --output-on-failure -L fuzz)
+echo "test.sh: all tests passed (Release, sanitizer and fuzz builds)"

@@ -70,6 +70,16 @@ class Checks:
         self.check(text in out, f"effnet {shown}: exit {code}, '{text}'")
 
 
+def drop_checksums(path):
+    """The file as effnet wrote it before checksums: an edited file (below) no longer matches the
+    whole file's CRC-32C (its first 512 bytes), nor its datasets' and root attributes' own."""
+    with h5py.File(path, "r+") as f:
+        f.attrs.pop("attributes_crc32c", None)
+        f.visititems(lambda name, d: d.attrs.pop("crc32c", None) if isinstance(d, h5py.Dataset) else None)
+    with open(path, "r+b") as f:
+        f.write(bytes(512))  # the user block: HDF5 leaves it alone
+
+
 def randomize(checkpoint):
     """Random BN statistics, BN affine parameters and biases in the checkpoint's /model and /ema
     (different draws): folding then changes every convolution, and the EMA differs from /model."""
@@ -81,6 +91,7 @@ def randomize(checkpoint):
                     d[...] = rng.uniform(-0.2, 0.2, d.shape)
                 elif name.endswith("running_var") or re.search(r"(^|\.)bn\d\.weight$", name):
                     d[...] = rng.uniform(0.5, 1.5, d.shape)
+    drop_checksums(checkpoint)
 
 
 def as_model(checkpoint, group, out):
@@ -89,6 +100,7 @@ def as_model(checkpoint, group, out):
     with h5py.File(out, "r+") as f:
         for name, d in f[group].items():
             f["model"][name][...] = d[()]
+    drop_checksums(out)
 
 
 def train(c, data, name, resolution, flags):
@@ -169,6 +181,7 @@ def refusals(c, checkpoint):
         for k in ("mean", "std", "arch", "classes", "channels", "class_names", "image_size", "image_channels", "crop_pct",
                   "interpolation", "step"):
             del f.attrs[k]
+    drop_checksums(bare)
     c.refused(1, "records no normalization (mean, std) to include", "export", "--to", "onnx", "--include-normalization",
               "0-1", bare, out)
     c.refused(1, "cannot create", "export", "--to", "onnx", checkpoint, "/nonexistent/folder/x.onnx")

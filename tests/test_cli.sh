@@ -4,21 +4,7 @@
 # and a short real training run on Fashion-MNIST reports its validation accuracy.
 set -u
 effnet=$1
-failures=0
-expect() { # expect <exit code> <text in output> <args...>
-  local code=$1 text=$2
-  shift 2
-  local out
-  out=$("$effnet" "$@" 2>&1)
-  local got=$?
-  if [ "$got" -ne "$code" ] || ! grep -qF -- "$text" <<<"$out"; then
-    echo "FAILED: effnet $* exited $got (want $code), output:"
-    echo "$out" | head -5
-    failures=$((failures + 1))
-  else
-    echo "ok: effnet $* -> $code, '$text'"
-  fi
-}
+source "$(dirname "$0")/expect.sh"
 expect 2 "usage: effnet" 
 expect 0 "commands:" --help
 expect 2 "unknown command 'trian'" trian

@@ -3,7 +3,7 @@
 // each give an error naming the file; the real files (Debian's dataset-fashion-mnist) load with
 // the published sizes. CIFAR-10/100 binaries, ImageFolder trees and CSV lists the test writes
 // load with the right order, pixels, labels and class names, and each kind of bad input gives
-// its error.
+// its error; links and FIFOs in an ImageFolder.
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -277,6 +277,37 @@ static void test_folder(void) {
   ef_dataset_free(&d);
 }
 
+// Links and special files in an ImageFolder: a class folder may be a link; links to folders
+// inside a class (out of it, or in a loop) are not followed; FIFOs and dangling links are skipped
+// (each named in a warning); reading a FIFO is an error at once, not a wait for a writer.
+static void test_folder_links(void) {
+  char root[512], path[600], target[600];
+  snprintf(root, sizeof root, "%s", subdir("links"));
+  subdir("links/cat"), subdir("elsewhere"), subdir("elsewhere/coffee");
+  write_png("links/cat/1.png", 2, 2);
+  write_png("elsewhere/coffee/2.png", 2, 2);
+  write_png("elsewhere/coffee/3.png", 2, 2);
+  snprintf(path, sizeof path, "%s/links/coffee", dir), snprintf(target, sizeof target, "%s/elsewhere/coffee", dir);
+  CHECK(symlink(target, path) == 0, "a linked class folder");
+  const char *links[][2] = {{"..", "links/cat/up"}, {".", "links/cat/loop"}, {"/nonexistent", "links/cat/gone.png"}};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, links[i][1]);
+    CHECK(symlink(links[i][0], path) == 0, "symlink %s", path);
+  }
+  snprintf(path, sizeof path, "%s/links/cat/pipe.png", dir);
+  CHECK(mkfifo(path, 0644) == 0, "mkfifo %s", path);
+  ef_dataset d;
+  CHECK(ef_dataset_open_folder(root, &d) == EF_OK && d.n == 3 && d.num_classes == 2 && d.labels[0] == 0 &&
+            d.labels[1] == 1 && d.labels[2] == 1,
+        "%lld samples: %s", (long long)d.n, ef_last_error());
+  ef_dataset_free(&d);
+  uint8_t *buf = NULL;
+  size_t cap = 0, len = 0;
+  CHECK(ef_read_file(path, &buf, &cap, &len) == EF_ERR_IO && strstr(ef_last_error(), "not a regular file"),
+        "reading a FIFO: %s", ef_last_error());
+  free(buf);
+}
+
 static void test_list(void) {
   subdir("list");
   write_text("list/l.csv", "path,label\nimgs/a,b.png,2\n/abs/c.jpg,0\r\n\nd.png,1\n");
@@ -326,6 +357,7 @@ int main(void) {
   RUN(test_fashion_mnist);
   RUN(test_cifar);
   RUN(test_folder);
+  RUN(test_folder_links);
   RUN(test_list);
   test_rmtree(dir);
   return test_exit_code();

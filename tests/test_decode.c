@@ -486,6 +486,19 @@ static void test_errors(void) {
     expect_error("jpeg header only", jpg, 40, rgb, EF_ERR_FORMAT, "corrupt or truncated JPEG");
     expect_error("region outside", jpg, len, (ef_decode_request){180, 0, 24, 10, .channels = 3}, EF_ERR_INVALID,
                  "does not lie inside the 203 x 157 image");
+    // Bits flipped in the entropy-coded data: libjpeg warns and decodes around them (as PIL does);
+    // counted, and with `strict` an error.
+    jpg[len / 2] = 0xff, jpg[len / 2 + 1] = 0xd5; // a restart marker where none belongs
+    ef_image im = {0};
+    ef_decode_info info;
+    ef_status st = decode(jpg, len, rgb, &im, &info);
+    CHECK(st == EF_OK && info.warnings > 0, "layout %d: flipped bits: status %d, %d warnings (%s)", layout, st,
+          info.warnings, ef_last_error());
+    expect_error("flipped bits, strict", jpg, len, (ef_decode_request){.channels = 3, .strict = true}, EF_ERR_FORMAT,
+                 "corrupt JPEG data (libjpeg: Corrupt JPEG data");
+    CHECK(decode(region_jpeg(layout, &len), len, rgb, &im, &info) == EF_OK && info.warnings == 0,
+          "layout %d: an intact file warns %d times", layout, info.warnings);
+    ef_image_free(&im);
     free(jpg);
   }
   static uint8_t px[pw * ph * 3];

@@ -1,9 +1,9 @@
 // The loader: every sample once per epoch (sharded over ranks, with and without drop-last); the
 // same batches bit for bit for 0, 1 and 3 worker threads; an epoch resumed at batch k equal to
 // the tail of the uninterrupted epoch, also after abandoning an epoch mid-way; a new order each
-// epoch; float batches equal to the normalization table of the uint8 ones; and bad files: a
-// corrupt PNG skipped (named once, counted, replaced) or an error with `strict`, a vanished file
-// an error naming it.
+// epoch; float batches equal to the normalization table of the uint8 ones; and bad files: two
+// corrupt PNGs in a row skipped (each named once, counted once a pass, replaced and marked) or an
+// error with `strict`, a vanished file an error naming it.
 #include <fcntl.h>
 #include <stdbool.h>
 #include <sys/stat.h>
@@ -38,7 +38,7 @@ static ef_loader_config config(const ef_dataset *d, bool train, int batch, int t
 typedef struct {
   int64_t ids[512];
   int32_t labels[512];
-  int real[512];
+  int real[512], corrupt[512];
   uint8_t images[512 * 8 * 8 * 3 * 4];
   int64_t n, batches;
 } epoch_dump;
@@ -55,6 +55,7 @@ static void dump_epoch(ef_loader *l, int64_t epoch, int64_t first, epoch_dump *e
           (long long)b->index, (long long)b->epoch, (long long)(first + e->batches), (long long)epoch);
     for (int i = 0; i < b->n && e->n < 512; i++, e->n++) {
       e->ids[e->n] = b->ids[i], e->labels[e->n] = b->labels[i], e->real[e->n] = i < b->real;
+      e->corrupt[e->n] = b->corrupt[i];
       memcpy(e->images + e->n * sample_bytes, (const uint8_t *)b->images + i * sample_bytes, sample_bytes);
     }
     e->batches++;
@@ -210,30 +211,36 @@ static void test_bad_files(void) {
     snprintf(path, sizeof path, "%s/c/%d.png", dir, i);
     write_png(path, 40 * i);
   }
-  // 2.png cut in half.
-  snprintf(path, sizeof path, "%s/c/2.png", dir);
-  CHECK(truncate(path, 60) == 0, "truncate %s", path);
+  // 2.png and 3.png cut in half: two corrupt files in a row.
+  for (int i = 2; i < 4; i++) {
+    snprintf(path, sizeof path, "%s/c/%d.png", dir, i);
+    CHECK(truncate(path, 60) == 0, "truncate %s", path);
+  }
   ef_dataset d;
   CHECK(ef_dataset_open_folder(dir, &d) == EF_OK && d.n == 6, "%s", ef_last_error());
   for (int threads = 0; threads < 3; threads += 2) {
     ef_loader_config c = config(&d, false, 3, threads);
     ef_loader *l;
-    CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
     char log[600];
     snprintf(log, sizeof log, "%s/stderr.txt", dir);
-    capture_stderr(log);
+    capture_stderr(log); // before the workers start: they decode ahead
+    CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
     for (int epoch = 0; epoch < 2; epoch++) {
       dump_epoch(l, epoch, 0, &ea, 8 * 8 * 3);
-      CHECK(ea.n == 6 && ea.ids[2] == 3 && ea.images[2 * 192] == 120 && ef_loader_skipped(l) == 1,
-            "threads %d epoch %d: sample 2 -> %lld (pixel %d), %lld skipped", threads, epoch, (long long)ea.ids[2],
-            ea.images[2 * 192], (long long)ef_loader_skipped(l));
+      // Both stand in with 4.png, marked corrupt; each file is counted once per pass.
+      CHECK(ea.n == 6 && ea.ids[2] == 4 && ea.ids[3] == 4 && ea.images[2 * 192] == 160 && ea.corrupt[2] &&
+                ea.corrupt[3] && !ea.corrupt[1] && !ea.corrupt[4] && ef_loader_skipped(l) == 2,
+            "threads %d epoch %d: samples 2, 3 -> %lld, %lld (pixel %d, corrupt %d %d), %lld skipped", threads, epoch,
+            (long long)ea.ids[2], (long long)ea.ids[3], ea.images[2 * 192], ea.corrupt[2], ea.corrupt[3],
+            (long long)ef_loader_skipped(l));
     }
     restore_stderr();
-    // Named once over both epochs; counted at the end of each.
-    CHECK(count_lines(log, "skipping a corrupt image") == 1 && count_lines(log, "2.png") == 1 &&
-              count_lines(log, "skipped 1 corrupt images") == 2,
-          "threads %d: %d warnings, %d epoch summaries", threads, count_lines(log, "skipping a corrupt image"),
-          count_lines(log, "skipped 1 corrupt images"));
+    // Named once over both epochs; counted at the end of each, epochs numbered from 1.
+    CHECK(count_lines(log, "skipping a corrupt image") == 2 && count_lines(log, "2.png") == 1 &&
+              count_lines(log, "epoch 1 skipped 2 corrupt images") == 1 &&
+              count_lines(log, "epoch 2 skipped 2 corrupt images") == 1,
+          "threads %d: %d warnings, %d + %d epoch summaries", threads, count_lines(log, "skipping a corrupt image"),
+          count_lines(log, "epoch 1 skipped 2 corrupt images"), count_lines(log, "epoch 2 skipped 2 corrupt images"));
     ef_loader_free(l);
     c.strict = true;
     CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
@@ -243,14 +250,14 @@ static void test_bad_files(void) {
           ef_last_error());
     ef_loader_free(l);
   }
-  remove(d.paths[4]);
+  remove(d.paths[5]);
   ef_loader_config c = config(&d, false, 3, 2);
   ef_loader *l;
   CHECK(ef_loader_new(&l, &c) == EF_OK, "%s", ef_last_error());
   const ef_batch *b;
   CHECK(ef_loader_next(l, &b) == EF_OK && b, "first batch: %s", ef_last_error());
   ef_status st = ef_loader_next(l, &b);
-  CHECK(st == EF_ERR_IO && strstr(ef_last_error(), "4.png"), "vanished file: status %d, %s", st, ef_last_error());
+  CHECK(st == EF_ERR_IO && strstr(ef_last_error(), "5.png"), "vanished file: status %d, %s", st, ef_last_error());
   ef_loader_free(l);
   ef_dataset_free(&d);
 }

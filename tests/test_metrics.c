@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/crc32c.h"
 #include "tests/harness.h"
 #include "train/metrics.h"
 
@@ -284,6 +285,16 @@ static void test_crc32c(void) {
     if (got != want) bad = b;
   }
   CHECK(bad < 0, "crc32c of the byte %02x = %08x, bitwise %08x", bad, got, want);
+  // Every length up to 64 at every start within 8 bytes: the 8-byte steps, their tails and their
+  // alignment, against the bitwise definition.
+  uint8_t buf[80];
+  for (int i = 0; i < 80; i++) buf[i] = (uint8_t)(ef_philox_u32(5, 0, 0, (uint64_t)i) >> 24);
+  int bad_len = -1, bad_at = -1;
+  for (int at = 0; at < 8 && bad_len < 0; at++)
+    for (int len = 0; len <= 64 && bad_len < 0; len++)
+      if (ef_crc32c(buf + at, (size_t)len) != crc32c_bitwise(buf + at, (size_t)len)) bad_len = len, bad_at = at;
+  CHECK(bad_len < 0, "crc32c of %d bytes at offset %d differs from the bitwise one", bad_len, bad_at);
+  CHECK(ef_crc32c_extend(ef_crc32c_extend(0, buf, 13), buf + 13, 50) == ef_crc32c(buf, 63), "pieces do not chain");
 }
 
 // The record `r` of the log must hold these tags and values, at this step, epoch and time.

@@ -1,11 +1,14 @@
 // The run folder (train/run_dir.h): checkpoint names and their order (by step, not by name),
-// the newest kept by pruning, --resume of a folder or a file, and the guards that keep a new run
-// out of a folder with checkpoints and a resume from branching inside its own folder.
+// the newest kept by pruning, --resume of a folder or a file, the guards that keep a new run
+// out of a folder with checkpoints and a resume from branching inside its own folder, the lock
+// (one run at a time, released by a crash), unique default names, and stale temporaries.
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -81,21 +84,22 @@ static void test_choose(void) {
   ef_run_dir_checkpoint(newest, sizeof newest, dir, 1234567890123LL);
   ef_run_dir_checkpoint(older, sizeof older, dir, 100);
   // A new run: the folder given, when it holds no checkpoint; a new name otherwise.
-  CHECK(ef_run_dir_choose(out, sizeof out, empty, NULL, 0, "b0") == EF_OK && !strcmp(out, empty), "%s",
+  CHECK(ef_run_dir_choose(out, sizeof out, empty, NULL, 0, "b0", NULL) == EF_OK && !strcmp(out, empty), "%s",
         ef_last_error());
-  CHECK(ef_run_dir_choose(out, sizeof out, NULL, NULL, 0, "b3") == EF_OK && !strncmp(out, "runs/b3-", 8),
+  CHECK(ef_run_dir_choose(out, sizeof out, NULL, NULL, 0, "b3", NULL) == EF_OK && !strncmp(out, "runs/b3-", 8),
         "new folder %s", out);
-  CHECK(ef_run_dir_choose(out, sizeof out, dir, NULL, 0, "b0") == EF_ERR_INVALID &&
-            strstr(ef_last_error(), "already holds checkpoints of another run"),
-        "%s", ef_last_error());
+  int lock;
+  CHECK(ef_run_dir_choose(out, sizeof out, dir, NULL, 0, "b0", &lock) == EF_ERR_INVALID && lock == -1 &&
+            strstr(ef_last_error(), "already holds checkpoints of another run") && !exists("run.lock"),
+        "%s (a refused run writes nothing there)", ef_last_error());
   // Resuming: into its own folder from the newest checkpoint; not from an older one there; into
   // an empty folder given from any.
-  CHECK(ef_run_dir_choose(out, sizeof out, NULL, newest, 1234567890123LL, "b0") == EF_OK && !strcmp(out, dir), "%s",
-        ef_last_error());
-  CHECK(ef_run_dir_choose(out, sizeof out, NULL, older, 100, "b0") == EF_ERR_INVALID &&
+  CHECK(ef_run_dir_choose(out, sizeof out, NULL, newest, 1234567890123LL, "b0", NULL) == EF_OK && !strcmp(out, dir),
+        "%s", ef_last_error());
+  CHECK(ef_run_dir_choose(out, sizeof out, NULL, older, 100, "b0", NULL) == EF_ERR_INVALID &&
             strstr(ef_last_error(), "is not the latest checkpoint"),
         "%s", ef_last_error());
-  CHECK(ef_run_dir_choose(out, sizeof out, empty, older, 100, "b0") == EF_OK && !strcmp(out, empty), "%s",
+  CHECK(ef_run_dir_choose(out, sizeof out, empty, older, 100, "b0", NULL) == EF_OK && !strcmp(out, empty), "%s",
         ef_last_error());
   // ... but not into another run's folder.
   char other[320];
@@ -103,9 +107,67 @@ static void test_choose(void) {
   FILE *f = fopen(other, "w");
   CHECK(f, "cannot create %s", other);
   if (f) fclose(f);
-  CHECK(ef_run_dir_choose(out, sizeof out, empty, newest, 1234567890123LL, "b0") == EF_ERR_INVALID &&
+  CHECK(ef_run_dir_choose(out, sizeof out, empty, newest, 1234567890123LL, "b0", NULL) == EF_ERR_INVALID &&
             strstr(ef_last_error(), "already holds checkpoints of another run"),
         "resuming into another run's folder: %s", ef_last_error());
+}
+
+// One run at a time in a folder: a second lock fails naming the holder's pid; the lock goes with
+// its holder, however it ends (here a child killed by SIGKILL).
+static void test_lock(void) {
+  char locked[300], out[4096], pid[64];
+  snprintf(locked, sizeof locked, "%s/locked/deeper", dir);
+  int a, b;
+  CHECK(ef_run_dir_choose(out, sizeof out, locked, NULL, 0, "b0", &a) == EF_OK && a >= 0, "%s", ef_last_error());
+  snprintf(pid, sizeof pid, "(pid %ld)", (long)getpid());
+  CHECK(ef_run_dir_choose(out, sizeof out, locked, NULL, 0, "b0", &b) == EF_ERR_INVALID && b == -1 &&
+            strstr(ef_last_error(), "is in use by another effnet run") && strstr(ef_last_error(), pid),
+        "a second run in a locked folder: %s", ef_last_error());
+  ef_run_dir_unlock(a);
+  CHECK(ef_run_dir_choose(out, sizeof out, locked, NULL, 0, "b0", &b) == EF_OK, "after unlocking: %s", ef_last_error());
+  ef_run_dir_unlock(b);
+  pid_t child = fork();
+  if (child == 0) {
+    int c;
+    if (ef_run_dir_choose(out, sizeof out, locked, NULL, 0, "b0", &c) == EF_OK) raise(SIGKILL);
+    _exit(1);
+  }
+  int status;
+  waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status), "the child took the lock and was killed");
+  CHECK(ef_run_dir_choose(out, sizeof out, locked, NULL, 0, "b0", &b) == EF_OK, "after a crash: %s", ef_last_error());
+  ef_run_dir_unlock(b);
+}
+
+// Default names: two runs started in the same second get two folders; a rank that does not write
+// (no lock) computes the name alone.
+static void test_unique_names(void) {
+  char cwd[4096], first[4096], second[4096], plain[4096];
+  CHECK(getcwd(cwd, sizeof cwd) && chdir(dir) == 0, "chdir %s", dir);
+  int a, b;
+  CHECK(ef_run_dir_choose(first, sizeof first, NULL, NULL, 0, "b3", &a) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_run_dir_choose(second, sizeof second, NULL, NULL, 0, "b3", &b) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_run_dir_choose(plain, sizeof plain, NULL, NULL, 0, "b3", NULL) == EF_OK, "%s", ef_last_error());
+  struct stat st;
+  CHECK(strcmp(first, second) && stat(first, &st) == 0 && stat(second, &st) == 0, "two runs: %s and %s", first, second);
+  CHECK(!strncmp(plain, "runs/b3-", 8), "the name alone: %s", plain);
+  ef_run_dir_unlock(a), ef_run_dir_unlock(b);
+  CHECK(chdir(cwd) == 0, "chdir back");
+}
+
+// Temporaries of atomic writes whose writer died go; a live writer's (this process's), other
+// files and malformed names stay.
+static void test_clean(void) {
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, NULL, 0); // its pid names no process now
+  char dead[64], live[64];
+  snprintf(dead, sizeof dead, "ckpt-000000000050.h5.tmp.%ld", (long)child);
+  snprintf(live, sizeof live, "best.h5.tmp.%ld", (long)getpid());
+  touch(dead), touch(live), touch("best.h5.tmp.x12"), touch("notes.tmp.txt");
+  CHECK(ef_run_dir_clean(dir) >= 1, "nothing removed");
+  CHECK(!exists(dead) && exists(live) && exists("best.h5.tmp.x12") && exists("notes.tmp.txt") && exists("best.h5"),
+        "cleaning removed the wrong files");
 }
 
 int main(void) {
@@ -114,6 +176,9 @@ int main(void) {
   RUN(test_prune);
   RUN(test_resume_path);
   RUN(test_choose);
+  RUN(test_lock);
+  RUN(test_unique_names);
+  RUN(test_clean);
   test_rmtree(dir);
   return test_exit_code();
 }

@@ -2,10 +2,15 @@
 // configuration; conv weights are stored OIHW; loading into another architecture, a truncated
 // file, a file that is not HDF5, an HDF5 file of another kind or a newer version, and a missing
 // file each fail with a message that says which, changing nothing; a save that cannot complete
-// leaves the previous file as it was. Extra tensor sets (an EMA, optimizer slots) and root
-// attributes round-trip, and a file missing one, or holding it for other entries, fails whole.
+// leaves the previous file as it was, a full disk included. Extra tensor sets (an EMA, optimizer
+// slots) and root attributes round-trip, and a file missing one, or holding it for other entries,
+// fails whole. Checksums (the whole file's, then each tensor's and the attributes') find a changed
+// value or attribute; NaN, infinity and negative variances are refused by name; a file without
+// checksums (from before them) loads.
 #include <hdf5.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -166,8 +171,9 @@ static void test_foreign_and_newer_files(void) {
 
 // A save that cannot finish reports it, leaves no temporary file behind and the previous file
 // as it was: once because its temporary file cannot be created (a folder has that name), once
-// because the final rename fails (the target is a folder); a save into a missing folder fails
-// before writing anything.
+// because the disk is full (here a file-size limit: the system's reason, and nothing left half
+// closed in HDF5), once because the final rename fails (the target is a folder); a save into a
+// missing folder fails before writing anything.
 static void test_failed_save_keeps_previous(void) {
   ef_effnet_config cfg;
   ef_effnet_preset("b0", &cfg);
@@ -179,6 +185,19 @@ static void test_failed_save_keeps_previous(void) {
   CHECK(ef_weights_save(path("keep.h5"), other, &cfg) == EF_ERR_IO && strstr(ef_last_error(), "cannot create"), "%s",
         ef_last_error());
   rmdir(blocker);
+  struct rlimit old, limit;
+  getrlimit(RLIMIT_FSIZE, &old);
+  limit = old, limit.rlim_cur = 1 << 20;
+  void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
+  CHECK(setrlimit(RLIMIT_FSIZE, &limit) == 0, "setrlimit");
+  ef_status st = ef_weights_save(path("keep.h5"), other, &cfg);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, handler);
+  CHECK(st == EF_ERR_IO && strstr(ef_last_error(), "File too large") && strstr(ef_last_error(), "is unchanged"),
+        "a full disk: status %d: %s", st, ef_last_error());
+  CHECK(access(blocker, F_OK) != 0, "the temporary %s is left", blocker);
+  CHECK(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0, "%zd HDF5 objects left open",
+        (ssize_t)H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL));
   CHECK(ef_weights_load(path("keep.h5"), check) == EF_OK && same_values(check, s), "the previous file changed: %s",
         ef_last_error());
   ef_store_free(other);
@@ -256,6 +275,134 @@ static void test_sets_and_attrs(void) {
   free(ema_p), free(ema_s), free(mom), free(ema_p2), free(ema_s2), free(mom2);
 }
 
+// A small store: a conv weight, and a batch norm's running statistics (state).
+static ef_store *small_store(void) {
+  ef_store *s = ef_store_new();
+  int w = ef_store_add(s, "conv.weight", true, true, 4, (int64_t[]){3, 2, 2, 2}, (ef_init){0});
+  ef_store_add(s, "bn.running_mean", false, false, 1, (int64_t[]){3}, (ef_init){0});
+  int v = ef_store_add(s, "bn.running_var", false, false, 1, (int64_t[]){3}, (ef_init){0});
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  for (int i = 0; i < 24; i++) ef_store_data(s, w, EF_ARENA_PARAM)[i] = 0.1f * (float)i;
+  for (int i = 0; i < 3; i++) ef_store_data(s, v, EF_ARENA_STATE)[i] = 1.0f + (float)i;
+  return s;
+}
+
+// Clears the whole file's checksum (its user block), as a copy by HDF5's tools would.
+static void drop_file_checksum(const char *file) {
+  FILE *f = fopen(file, "r+b");
+  static const char zeros[512];
+  CHECK(f && fwrite(zeros, 1, sizeof zeros, f) == sizeof zeros, "clearing %s's user block", file);
+  if (f) fclose(f);
+}
+
+// Writes `value` at element 0 of `dataset` with HDF5 directly; with `drop`, deletes the dataset's
+// checksum too (as a file from before checksums, or one a diverged run saved).
+static void poke(const char *file, const char *dataset, float value, bool drop) {
+  hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT), d = H5Dopen2(f, dataset, H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d), one = H5Screate_simple(1, (hsize_t[]){1}, NULL);
+  int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t start[4] = {0}, count[4] = {1, 1, 1, 1};
+  H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
+  CHECK(nd >= 1 && H5Dwrite(d, H5T_NATIVE_FLOAT, one, sp, H5P_DEFAULT, &value) >= 0, "poking %s", dataset);
+  if (drop) H5Adelete(d, "crc32c");
+  H5Sclose(one), H5Sclose(sp), H5Dclose(d), H5Fclose(f);
+}
+
+static void test_checked_values(void) {
+  ef_store *s = small_store(), *t = small_store();
+  ef_store_initialize(t, 5);
+  // Any change: the whole file's checksum, before HDF5 reads anything.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  poke(path("v.h5"), "model/conv.weight", 0.5f, false);
+  expect_load_error("a changed file", path("v.h5"), t, EF_ERR_FORMAT, "v.h5 does not match its checksum");
+  // Damage where HDF5 1.10 itself fails (the fuzzer found it looping forever, and reading past its
+  // buffers, on a damaged global heap, where text attributes live): found before HDF5 reads it.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  FILE *f = fopen(path("v.h5"), "r+b");
+  char bytes[8192];
+  size_t n = f ? fread(bytes, 1, sizeof bytes, f) : 0, heap = 0;
+  for (size_t i = 512; i + 32 < n && !heap; i++) heap = memcmp(bytes + i, "GCOL", 4) ? 0 : i;
+  CHECK(heap, "no global heap in the first %zu bytes", n);
+  memset(bytes + heap + 24, 0xff, 8); // the first object's size
+  if (f && heap) fseek(f, (long)heap + 24, SEEK_SET), fwrite(bytes + heap + 24, 1, 8, f);
+  if (f) fclose(f);
+  expect_load_error("a damaged global heap", path("v.h5"), t, EF_ERR_FORMAT, "v.h5 does not match its checksum");
+  // Without it (a copy by HDF5's tools), each tensor's and the attributes'.
+  struct {
+    const char *what, *dataset;
+    float value;
+    bool drop;
+    const char *needle;
+  } cases[] = {
+      {"a changed weight", "model/conv.weight", 0.5f, false, "/model/conv.weight does not match its checksum"},
+      {"a NaN", "model/conv.weight", NAN, true, "/model/conv.weight holds a NaN at element 0"},
+      {"an infinity", "model/bn.running_mean", INFINITY, true, "/model/bn.running_mean holds an infinity"},
+      {"a negative variance", "model/bn.running_var", -1, true, "/model/bn.running_var holds a negative value"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+    poke(path("v.h5"), cases[k].dataset, cases[k].value, cases[k].drop);
+    drop_file_checksum(path("v.h5"));
+    expect_load_error(cases[k].what, path("v.h5"), t, EF_ERR_FORMAT, cases[k].needle);
+  }
+  // Without any checksum, as files from before them: loads.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  poke(path("v.h5"), "model/conv.weight", 0.0f, true); // element 0 is 0 already: the same values
+  hid_t h5 = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  CHECK(H5Adelete(h5, "attributes_crc32c") >= 0, "deleting the root's checksum");
+  H5Fclose(h5);
+  drop_file_checksum(path("v.h5"));
+  CHECK(ef_weights_load(path("v.h5"), t) == EF_OK && same_values(s, t), "a file without checksums: %s",
+        ef_last_error());
+  // A changed root attribute.
+  CHECK(ef_weights_save(path("v.h5"), s, NULL) == EF_OK, "%s", ef_last_error());
+  h5 = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t a = H5Aopen(h5, "format_version", H5P_DEFAULT);
+  int one = 1; // the same value, rewritten: no change, no complaint ...
+  H5Awrite(a, H5T_NATIVE_INT, &one), H5Aclose(a);
+  H5Fclose(h5);
+  drop_file_checksum(path("v.h5"));
+  CHECK(ef_weights_load(path("v.h5"), t) == EF_OK, "an attribute rewritten with its value: %s", ef_last_error());
+  hid_t sp = H5Screate(H5S_SCALAR);
+  h5 = H5Fopen(path("v.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  a = H5Acreate2(h5, "extra", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT); // ... one more: a damaged file
+  H5Awrite(a, H5T_NATIVE_INT, &one), H5Aclose(a), H5Sclose(sp);
+  H5Fclose(h5);
+  drop_file_checksum(path("v.h5"));
+  expect_load_error("an added attribute", path("v.h5"), t, EF_ERR_FORMAT, "attributes do not match their checksum");
+  // A set of mean squares holds no negative value.
+  float slot[32] = {0}, back[32];
+  slot[0] = -1;
+  ef_tensor_set sets[2] = {{"model", NULL, NULL}, {"optimizer/rms", slot, NULL, NULL, true}};
+  CHECK(ef_weights_save_sets(path("v.h5"), s, NULL, sets, 2, NULL, 0) == EF_OK, "%s", ef_last_error());
+  sets[1].param = back;
+  CHECK(ef_weights_load_sets(path("v.h5"), t, sets, 2) == EF_ERR_FORMAT &&
+            strstr(ef_last_error(), "/optimizer/rms/conv.weight holds a negative value"),
+        "a negative mean square: %s", ef_last_error());
+  ef_store_free(s), ef_store_free(t);
+}
+
+// What files are, for the commands that refuse to write over other kinds.
+static void test_file_kinds(void) {
+  ef_store *s = small_store();
+  ef_attr step = {.name = "step", .kind = EF_ATTR_INT, .i = 3};
+  ef_h5_array a = {"x", false, 1, {2, 0}, (float[]){1, 2}};
+  CHECK(ef_weights_save(path("k-weights.h5"), s, NULL) == EF_OK &&
+            ef_weights_save_sets(path("k-ckpt.h5"), s, NULL, &(ef_tensor_set){"model", NULL, NULL}, 1, &step, 1) ==
+                EF_OK &&
+            ef_h5_save_arrays(path("k-arrays.h5"), &a, 1, NULL, 0) == EF_OK,
+        "%s", ef_last_error());
+  hid_t f = H5Fcreate(path("k-other.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Fclose(f);
+  CHECK(ef_h5_file_kind(path("k-weights.h5")) == EF_H5_WEIGHTS &&
+            ef_h5_file_kind(path("k-ckpt.h5")) == EF_H5_CHECKPOINT &&
+            ef_h5_file_kind(path("k-arrays.h5")) == EF_H5_ARRAYS &&
+            ef_h5_file_kind(path("k-other.h5")) == EF_H5_OTHER && ef_h5_file_kind(path("text.h5")) == EF_H5_NONE &&
+            ef_h5_file_kind(dir) == EF_H5_NONE && ef_h5_file_kind(path("absent.h5")) == EF_H5_NONE,
+        "file kinds");
+  ef_store_free(s);
+}
+
 int main(void) {
   test_mkdtemp(dir);
   be = ef_cpu_backend_new(0);
@@ -265,6 +412,8 @@ int main(void) {
   RUN(test_bad_files);
   RUN(test_failed_save_keeps_previous);
   RUN(test_sets_and_attrs);
+  RUN(test_checked_values);
+  RUN(test_file_kinds);
   ef_backend_free(be);
   test_rmtree(dir);
   return test_exit_code();

@@ -11,6 +11,7 @@
 typedef struct {
   const char *data, *split, *classes;
   long batch, loader_threads;
+  bool strict_images;
   ef_eval_spec eval;
   ef_device_spec dev;
 } eval_opts;
@@ -26,6 +27,7 @@ static const ef_flag eval_flags[] = {
      "these classes only, relabelled 0, 1, ... (5-9, 0,2,4-6)  [a checkpoint's]", false},
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
+    EF_STRICT_IMAGES_FLAG(eval_opts, strict_images, false),
 };
 #undef ROW
 
@@ -80,6 +82,7 @@ int ef_cmd_eval(int argc, char **argv) {
       o.classes = saved_flag(saved->args, "--select-classes", saved_classes, sizeof saved_classes);
   }
   if (st == EF_OK) st = ef_eval_transform(&m.info.desc, &o.eval, &tf);
+  tf.strict = o.strict_images;
   if (st == EF_OK) st = ef_dataset_open(o.data ? o.data : EF_FASHION_MNIST_DIR, !strcmp(o.split, "train"), &d);
   if (st == EF_OK && o.classes) st = ef_dataset_select(&d, o.classes, 0);
   if (st == EF_OK && d.num_classes != m.info.desc.num_classes)
@@ -90,7 +93,7 @@ int ef_cmd_eval(int argc, char **argv) {
                          .transform = tf,
                          .batch = (int)o.batch,
                          .as_float = true,
-                         .strict = true,
+                         .pass_name = "evaluation",
                          .threads = (int)o.loader_threads};
   if (st == EF_OK) st = ef_loader_new(&l, &lc);
   double t0 = ef_seconds();

@@ -15,7 +15,7 @@
 
 typedef struct {
   const char *to, *layout, *normalization;
-  bool ema, keep_bn;
+  bool ema, keep_bn, force;
   long image_size;
 } export_opts;
 
@@ -25,6 +25,7 @@ static const ef_flag export_flags[] = {
      "torchvision (features.*, classifier.1.*), timm (as effnet stores them) or onnx", false},
     {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL,
      "a checkpoint's EMA weights  [torchvision, timm: off; onnx: on, where\nthe checkpoint has them]", false},
+    EF_FORCE_FLAG(export_opts, force),
     EF_SECTION("onnx:"),
     {ROW(EF_FLAG_STR, "--layout", layout), 0, 0, "nchw|nhwc", "L", "the input's layout", false},
     {ROW(EF_FLAG_BOOL, "--keep-bn", keep_bn), 0, 0, NULL, NULL,
@@ -126,6 +127,9 @@ static void print_loading(const char *to, const char *in, const char *out, const
 static int load(const char *in, const ef_weights_info *w, bool ema, long image_size, ef_store **s, ef_model_graph *m,
                 ef_backend **be) {
   *s = ef_store_new();
+  *be = NULL;
+  memset(m, 0, sizeof *m);
+  if (image_size && ef_model_check_size(&w->desc, (int)image_size) != EF_OK) return ef_report("export", 2);
   ef_model_graph_new(m, *s, &w->desc, &(ef_graph_opts){.batch = 1, .image_size = (int)image_size});
   *be = ef_cpu_backend_new(1);
   ef_status st = *be ? ef_store_bind(*s, *be) : EF_ERROR(EF_ERR_NOMEM, "cannot create the CPU backend");
@@ -231,6 +235,7 @@ int ef_cmd_export(int argc, char **argv) {
     fprintf(stderr, "effnet export: --layout, --keep-bn, --include-normalization and --image-size are for --to onnx\n");
     return 2;
   }
+  if ((rc = ef_output_allowed("export", paths[1], paths, 1, onnx ? EF_OUT_ONNX : EF_OUT_TORCH, o.force))) return rc;
   ef_weights_info *w = ef_xmalloc(sizeof *w);
   if (ef_weights_info_read(paths[0], w) != EF_OK) {
     free(w);

@@ -12,6 +12,7 @@
 typedef struct {
   const char *out, *data, *split, *classes;
   long limit, batch, loader_threads;
+  bool strict_images, force;
   ef_eval_spec eval;
   ef_device_spec dev;
   ef_transform tf;
@@ -27,6 +28,8 @@ static const ef_flag features_flags[] = {
     {ROW(EF_FLAG_LONG, "--limit", limit), 0, 1e12, NULL, "N", "the first N images of each split (0: all)", false},
     {ROW(EF_FLAG_LONG, "--batch", batch), 1, 1 << 16, NULL, "N", "images per step", false},
     {ROW(EF_FLAG_LONG, "--loader-threads", loader_threads), 0, 256, NULL, "N", "threads decoding ahead", false},
+    EF_STRICT_IMAGES_FLAG(features_opts, strict_images, false),
+    EF_FORCE_FLAG(features_opts, force),
 };
 #undef ROW
 
@@ -41,12 +44,13 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
   if (o->limit && o->limit < d.n) d.n = o->limit;
   ef_transform tf = o->tf;
   if (d.pixels && !(o->eval.crop_pct > 0)) tf.crop_pct = 1; // small in-memory images: no centre crop, as training used
+  tf.strict = o->strict_images;
   ef_loader *l = NULL;
   ef_loader_config lc = {.data = &d,
                          .transform = tf,
                          .batch = (int)o->batch,
                          .as_float = true,
-                         .strict = true,
+                         .pass_name = train ? "the training split" : "the test split",
                          .threads = (int)o->loader_threads};
   if (st == EF_OK) st = ef_loader_new(&l, &lc);
   int64_t c = feats->shape[1];
@@ -61,9 +65,8 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
     ef_plan_set(p, images, in);
     ef_plan_run(p, &(ef_run_ctx){0});
     ef_plan_get(p, feats, out);
-    memcpy(*x + *n * c, out, sizeof(float) * (size_t)(b->real * c));
-    memcpy(*y + *n, b->labels, sizeof(int32_t) * (size_t)b->real);
-    *n += b->real;
+    for (int i = 0; i < b->real; i++) // corrupt images' stand-ins are left out
+      if (!b->corrupt[i]) memcpy(*x + *n * c, out + i * c, sizeof(float) * (size_t)c), (*y)[(*n)++] = b->labels[i];
   }
   free(in), free(out);
   ef_loader_free(l);
@@ -93,6 +96,8 @@ int ef_cmd_features(int argc, char **argv) {
     fprintf(stderr, "effnet features: needs WEIGHTS, --out FILE.h5 and --split train|test|both (see --help)\n");
     return 2;
   }
+  const char *inputs[2] = {path, o.data};
+  if ((rc = ef_output_allowed("features", o.out, inputs, o.data ? 2 : 1, EF_OUT_FEATURES, o.force))) return rc;
   ef_device dev;
   if ((rc = ef_device_args_open(&dev, "features", &o.dev)) != 0) return rc;
   // The model for a batch: the features kept beside the logits.

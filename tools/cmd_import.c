@@ -25,7 +25,7 @@
 
 typedef struct {
   const char *source, *model;
-  bool no_classifier;
+  bool no_classifier, force;
   ef_effnet_spec spec;
 } import_opts;
 
@@ -37,6 +37,7 @@ static const ef_flag import_flags[] = {
      "accept a file without the classifier (Keras's _notop files): it keeps\nits initialization (seed 0) and the file "
      "records classifier = absent\n(a file with a classifier imports it as usual)",
      false},
+    EF_FORCE_FLAG(import_opts, force),
 };
 
 static const char *const usage_head =
@@ -89,7 +90,9 @@ int ef_cmd_import(int argc, char **argv) {
     return 2;
   }
   o.spec.name = o.model;
-  if ((rc = ef_model_args_config("import", &o.spec, &cfg))) return rc;
+  if ((rc = ef_model_args_config("import", &o.spec, &cfg)) ||
+      (rc = ef_output_allowed("import", paths[1], paths, 1, EF_OUT_WEIGHTS, o.force)))
+    return rc;
   // torchvision builds b5-b7 with BatchNorm2d(eps=0.001, momentum=0.01), b0-b4 with the defaults
   // (decided by the preset asked for: overrides rename the configuration "b5-custom"). Keras
   // builds every model TF's way: "same" padding, BatchNormalization(epsilon=1e-3, momentum=0.99).

@@ -58,6 +58,9 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
          (long long)t->test.n, t->train.num_classes);
   ef_flags_echo(f, stdout);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, c->loader_threads);
+  if (t->train.pixels && !c->image_size && !c->init && t->train_tf.size > t->train.h)
+    printf("  note: the %dx%d images are upscaled to %dx%d, the least %s takes (--image-size chooses another size)\n",
+           t->train.w, t->train.h, t->train_tf.size, t->train_tf.size, m->cfg.name);
   if (t->train.kind == EF_DATASET_FOLDER && !strcmp(t->train.source, t->test.source))
     printf("  note: %s has no separate test split (train/ and val/ folders), so validation uses the training images\n",
            c->data);
@@ -82,8 +85,9 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
   printf("  run folder %s; activation memory %.1f MiB planned for training\n", t->out,
          (double)t->tr.plan->arena_bytes / 1048576.0);
   if (t->resuming)
-    printf("  resumed from %s at epoch %lld, batch %lld, step %lld\n", c->resume, (long long)t->info.epoch + 1,
-           (long long)t->info.batch, (long long)t->info.step);
+    printf("  resumed from %s at epoch %lld, batch %lld, step %lld%s\n", c->resume, (long long)t->info.epoch + 1,
+           (long long)t->info.batch, (long long)t->info.step,
+           t->info.validation_pending ? " (the validation of the epoch before first)" : "");
   if (t->comm->world > 1 || !strcmp(t->comm->name, "nccl"))
     printf("  data parallel: %d ranks (%s), global batch %lld (--batch %ld per rank); gradients in %d bucket(s)%s; "
            "batch norm %s\n",

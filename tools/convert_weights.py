@@ -225,10 +225,28 @@ def open_h5(path, mode):
         raise ValueError(f"cannot open {path} as HDF5: {e}") from None
 
 
+def what_file(path):
+    """What a file that torch.load cannot read is, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "it is empty"
+    if any(head[at:at + 4] == b"\x89HDF" for at in (0, 512, 1024, 2048)):  # after a user block, as effnet's
+        return "it is an HDF5 file (effnet's own weights need no import; Keras's: --from keras)"
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive, but not one torch.save wrote (or a damaged one)"
+    return "it is neither a zip archive (torch.save) nor a pickle"
+
+
 def read_torch(path, source):
     """{timm name: array} of a PyTorch state_dict (.pth)."""
     import torch
-    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no pickled code
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only, no pickled code
+    except OSError:
+        raise
+    except Exception as e:  # foreign files raise anything from UnpicklingError to RuntimeError
+        raise ValueError(f"{path} is not a PyTorch file: {what_file(path)} (torch.load: {type(e).__name__})") from None
     if isinstance(state, dict) and "state_dict" in state and not torch.is_tensor(state["state_dict"]):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):

@@ -1,4 +1,5 @@
 // `effnet`: the command-line entry point. Dispatches to a subcommand.
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  // A file-size limit (ulimit -f) makes a write fail with EFBIG, which every writer reports (the
+  // file is unchanged), rather than kill the process mid-run.
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -1,5 +1,11 @@
-// The shared flag rows (see shared_flags.h).
+// The shared flag rows, and the guard of the files commands write (see shared_flags.h).
 #include "tools/shared_flags.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "models/weights.h"
 
 #define ROW(kind, name, field) name, kind, offsetof(ef_effnet_spec, field)
 
@@ -67,4 +73,48 @@ int ef_device_args_open(ef_device *d, const char *cmd, const ef_device_spec *s) 
 int ef_report(const char *cmd, int code) {
   fprintf(stderr, "effnet %s: %s\n", cmd, ef_last_error());
   return code;
+}
+
+// What each kind of output is, in words.
+static const char *const out_kinds[] = {"an effnet weights file", "an effnet features file",
+                                        "a torchvision or timm export", "an ONNX model"};
+
+// What a file is, in words, and whether it is of `kind`: effnet's HDF5 kinds, other HDF5, a
+// PyTorch file (a zip archive, as torch.save writes), an ONNX model (protobuf, ir_version first).
+static const char *file_kind(const char *path, ef_out_kind kind, bool *own) {
+  ef_h5_kind h5 = ef_h5_file_kind(path);
+  unsigned char head[4] = {0};
+  FILE *f = h5 == EF_H5_NONE ? fopen(path, "rb") : NULL;
+  size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+  if (f) fclose(f);
+  bool zip = got == 4 && !memcmp(head, "PK\x03\x04", 4), onnx = got >= 1 && head[0] == 0x08;
+  *own = kind == EF_OUT_WEIGHTS    ? h5 == EF_H5_WEIGHTS
+         : kind == EF_OUT_FEATURES ? h5 == EF_H5_ARRAYS
+         : kind == EF_OUT_TORCH    ? h5 == EF_H5_OTHER || zip
+                                   : onnx;
+  switch (h5) {
+  case EF_H5_WEIGHTS: return out_kinds[EF_OUT_WEIGHTS];
+  case EF_H5_CHECKPOINT: return "an effnet training checkpoint";
+  case EF_H5_ARRAYS: return out_kinds[EF_OUT_FEATURES];
+  case EF_H5_OTHER: return "an HDF5 file of other software";
+  case EF_H5_NONE: break;
+  }
+  return zip ? "a zip archive (a PyTorch file?)" : *own ? out_kinds[kind] : "a file of another kind";
+}
+
+int ef_output_allowed(const char *cmd, const char *out, const char *const *inputs, int n, ef_out_kind kind,
+                      bool force) {
+  struct stat o, in;
+  if (force || stat(out, &o) != 0) return 0; // nothing there yet
+  for (int i = 0; i < n; i++)
+    if (stat(inputs[i], &in) == 0 && in.st_dev == o.st_dev && in.st_ino == o.st_ino) {
+      fprintf(stderr, "effnet %s: %s is the input %s: write elsewhere (or --force)\n", cmd, out, inputs[i]);
+      return 2;
+    }
+  bool own;
+  const char *is = S_ISREG(o.st_mode) ? file_kind(out, kind, &own) : (own = false, "not a regular file");
+  if (own) return 0;
+  fprintf(stderr, "effnet %s: %s is %s, not %s: give another name, or --force to replace it\n", cmd, out, is,
+          out_kinds[kind]);
+  return 2;
 }

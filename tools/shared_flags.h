@@ -1,7 +1,7 @@
 // The flag rows several commands share: the model (a preset or custom compound scaling, --phi
 // with --alpha/--beta/--gamma, then overrides of any configuration field), bound to an
-// ef_effnet_spec (models/efficientnet.h); and the device (--device, --precision, --threads),
-// bound to an ef_device_spec (train/device.h).
+// ef_effnet_spec (models/efficientnet.h); the device (--device, --precision, --threads), bound
+// to an ef_device_spec (train/device.h); --strict-images; and the guard of the files they write.
 #ifndef EF_TOOLS_SHARED_FLAGS_H
 #define EF_TOOLS_SHARED_FLAGS_H
 
@@ -28,6 +28,29 @@ enum { EF_EVAL_FLAGS = 5 };
 // How a weights file is evaluated (eval, predict, features), bound to an ef_eval_spec
 // (train/model.h); its first row is a section.
 extern const ef_flag ef_eval_flags[EF_EVAL_FLAGS];
+
+// --strict-images, bound to a bool field of struct T (every command that reads image files
+// through the loader); `saved` as ef_flag's.
+#define EF_STRICT_IMAGES_FLAG(T, field, saved)                                                                             \
+  {                                                                                                                        \
+    "--strict-images", EF_FLAG_BOOL, offsetof(T, field), 0, 0, NULL, NULL,                                                 \
+        "a JPEG whose data libjpeg warns about (and decodes around, as PIL\ndoes) counts as corrupt: skipped and counted", \
+        saved                                                                                                              \
+  }
+
+// --force, bound to a bool field of struct T: what ef_output_allowed refuses without it.
+#define EF_FORCE_FLAG(T, field)                                                                                        \
+  {                                                                                                                    \
+    "--force", EF_FLAG_BOOL, offsetof(T, field), 0, 0, NULL, NULL,                                                     \
+        "write over an existing file of another kind, or over the input", false                                        \
+  }
+
+// The kinds of file the commands write.
+typedef enum { EF_OUT_WEIGHTS, EF_OUT_FEATURES, EF_OUT_TORCH, EF_OUT_ONNX } ef_out_kind;
+// Whether `cmd` may write `out`: never one of its n inputs (the same file under any name), and
+// where it exists, only a file of the kind `cmd` writes; --force (`force`) allows both. 0, or 2
+// after a message that says what `out` is.
+int ef_output_allowed(const char *cmd, const char *out, const char *const *inputs, int n, ef_out_kind kind, bool force);
 
 // "effnet <cmd>: <the last error>" to stderr; returns `code`.
 int ef_report(const char *cmd, int code);

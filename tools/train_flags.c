@@ -44,8 +44,8 @@ static const ef_flag train_flags[] = {
      true},
     {ROW(EF_FLAG_DOUBLE, "--clip", t.clip), 0, 1e9, NULL, "F", "clip gradients to this global norm (0: no)", true},
     {ROW(EF_FLAG_LONG, "--image-size", t.image_size), 0, 4096, NULL, "N",
-     "training resolution (0: the pretrained model's with --init, else the\nimages' own size for IDX and CIFAR, the "
-     "model's for image files)",
+     "training resolution (0: the pretrained model's with --init, else the\nimages' own size for IDX and CIFAR, "
+     "upscaled to the least the\nmodel takes (32 for EfficientNets), the model's for image files)",
      true},
     {ROW(EF_FLAG_STR, "--augment", t.augment), 0, 0, "none|crop|autoaugment|randaugment", "A",
      "none (the evaluation geometry: resize, centre crop), crop\n(random-resized crop + flip), "
@@ -62,6 +62,7 @@ static const ef_flag train_flags[] = {
      "data-parallel training on GPUs 0 ... N-1 of this host, one worker\nprocess each, started here (NCCL; no MPI "
      "needed; 0: off)",
      false},
+    EF_STRICT_IMAGES_FLAG(ef_train_args, t.strict_images, true),
     {ROW(EF_FLAG_LONG, "--loader-threads", t.loader_threads), 0, 256, NULL, "N",
      "threads decoding and augmenting ahead of the step", true},
     {ROW(EF_FLAG_U64, "--seed", t.seed), 0, 0, NULL, "N", "initialization, order, augmentation and dropout", true},

@@ -26,8 +26,14 @@ static const ef_attr_field fields[] = {
     EF_ATTR_STR_FIELD(ef_checkpoint_info, "train_args", args),
     // Written since mixed precision: files from before have none (0).
     {"loss_scale", EF_ATTR_DOUBLE, offsetof(ef_checkpoint_info, loss_scale), 8, true},
+    // Written since checkpoints come before validation: files from before were validated (0).
+    {"validation_pending", EF_ATTR_INT, offsetof(ef_checkpoint_info, validation_pending), 8, true},
 };
 enum { NFIELDS = sizeof fields / sizeof fields[0], NEXTRA = 3 };
+
+// What a file's counters can be: a step has the 12 digits of its file's name (so do the EMA's and
+// the optimizer's counts of steps), an epoch --epochs' range.
+static const int64_t max_step = 999999999999LL, max_epoch = 1000000;
 
 // The tensor sets of a checkpoint: the model, then the EMA and each optimizer slot when given.
 typedef struct {
@@ -41,7 +47,8 @@ static void list_sets(set_list *l, const ef_ema *ema, ef_optim *optim) {
   if (ema) l->sets[l->n++] = (ef_tensor_set){"ema", ema->shadow[EF_ARENA_PARAM], ema->shadow[EF_ARENA_STATE]};
   for (int k = 0; optim && k < ef_optim_slots(optim); k++) {
     snprintf(l->groups[k], sizeof l->groups[k], "optimizer/%s", ef_optim_slot_name(optim, k));
-    l->sets[l->n++] = (ef_tensor_set){l->groups[k], ef_optim_slot(optim, k), NULL};
+    l->sets[l->n++] =
+        (ef_tensor_set){l->groups[k], ef_optim_slot(optim, k), NULL, NULL, ef_optim_slot_squares(optim, k)};
   }
 }
 
@@ -78,9 +85,11 @@ ef_status ef_checkpoint_read_info(const char *path, ef_checkpoint_info *info) {
   ef_attr_fields_bind(fields, NFIELDS, info, attrs);
   EF_TRY(ef_weights_read_attrs(path, attrs, NFIELDS));
   EF_TRY(ef_attr_fields_store(fields, NFIELDS, info, attrs, path));
-  if (info->step < 0 || info->epoch < 0 || info->batch < 0 || info->epoch_seen < 0 || info->epoch_correct < 0 ||
+  if (info->step < 0 || info->step > max_step || info->epoch < 0 || info->epoch > max_epoch || info->batch < 0 ||
+      info->batch > info->step || info->epoch_seen < 0 || info->epoch_correct < 0 ||
       info->epoch_correct > info->epoch_seen || !isfinite(info->epoch_loss) || !isfinite(info->loss_scale) ||
-      info->loss_scale < 0 || !(info->best_top1 >= -1 && info->best_top1 <= 1))
+      info->loss_scale < 0 || !(info->best_top1 >= -1 && info->best_top1 <= 1) ||
+      (info->validation_pending != 0 && (info->validation_pending != 1 || info->batch || info->epoch_seen)))
     return EF_ERROR(EF_ERR_FORMAT,
                     "%s: its position or counters are out of range (step %lld, epoch %lld, batch %lld, "
                     "loss scale %g): a damaged file?",
@@ -94,6 +103,10 @@ ef_status ef_checkpoint_load(const char *path, ef_store *s, ef_ema *ema, ef_opti
   if (ema && counts[0].i < 0)
     return EF_ERROR(EF_ERR_FORMAT, "%s has no EMA: the run resuming it keeps one (--ema 0 to go on without)", path);
   if (optim && counts[1].i < 0) return EF_ERROR(EF_ERR_FORMAT, "%s has no optimizer state to resume from", path);
+  for (int i = 0; i < 2; i++)
+    if (counts[i].i < -1 || counts[i].i > max_step)
+      return EF_ERROR(EF_ERR_FORMAT, "%s: attribute %s is %lld, out of range: a damaged file?", path, counts[i].name,
+                      (long long)counts[i].i);
   set_list l;
   list_sets(&l, ema, optim);
   EF_TRY(ef_weights_load_sets(path, s, l.sets, l.n));

@@ -20,9 +20,10 @@ typedef struct {
   // The epoch's running sums so far (the progress lines after a resume equal the unbroken run's).
   double epoch_loss;
   int64_t epoch_correct, epoch_seen;
-  double best_top1;  // the best validation top-1 so far (-1: none yet)
-  double loss_scale; // f16 training's loss scale (1 otherwise; 0 read from a file without one)
-  char args[8192];   // the run's `effnet train` arguments, one per line
+  double best_top1;           // the best validation top-1 so far (-1: none yet)
+  int64_t validation_pending; // 1: saved at an epoch's end before its validation (a resume runs it)
+  double loss_scale;          // f16 training's loss scale (1 otherwise; 0 read from a file without one)
+  char args[8192];            // the run's `effnet train` arguments, one per line
 } ef_checkpoint_info;
 
 // Writes path atomically. ema and optim may be NULL (then there is no /ema or /optimizer).

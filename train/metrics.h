@@ -35,7 +35,4 @@ const char *ef_metrics_event_path(const ef_metrics *m);
 // Closes both files and frees m (NULL is fine); a failed close is EF_ERR_IO naming the file.
 ef_status ef_metrics_close(ef_metrics *m);
 
-// CRC-32C (Castagnoli) of n bytes, as TFRecord frames use it before masking.
-uint32_t ef_crc32c(const void *data, size_t n);
-
 #endif

@@ -41,6 +41,18 @@ ef_status ef_model_desc_set_names(ef_model_desc *d, char *const *names, int n) {
                   cap - 1);
 }
 
+int ef_model_min_size(const ef_model_desc *d) { return strcmp(d->arch, "tiny") ? EF_EFFNET_MIN_RESOLUTION : 1; }
+
+ef_status ef_model_check_size(const ef_model_desc *d, int size) {
+  int least = ef_model_min_size(d);
+  bool tiny = !strcmp(d->arch, "tiny");
+  if (size < least || size > EF_EFFNET_MAX_RESOLUTION)
+    return EF_ERROR(EF_ERR_INVALID, "%s needs images of at least %d pixels%s and at most %d: not %d",
+                    tiny ? "the tiny net" : d->cfg.name, least, tiny ? "" : " (it downsamples 32 times)",
+                    EF_EFFNET_MAX_RESOLUTION, size);
+  return EF_OK;
+}
+
 ef_status ef_model_desc_validate(const ef_model_desc *d, const char *path) {
   bool effnet = !strcmp(d->arch, "efficientnet");
   if (!effnet && strcmp(d->arch, "tiny"))
@@ -58,7 +70,7 @@ ef_status ef_model_desc_validate(const ef_model_desc *d, const char *path) {
   for (int c = 0; c < 3; c++)
     if (!isfinite(d->eval.mean[c]) || !isfinite(d->eval.std[c]))
       return EF_ERROR(EF_ERR_FORMAT, "%s: the normalization's mean or std is not a number", path);
-  if (ef_transform_validate(&d->eval) != EF_OK)
+  if (ef_transform_validate(&d->eval) != EF_OK || ef_model_check_size(d, d->eval.size) != EF_OK)
     return EF_ERROR(EF_ERR_FORMAT, "%s: the evaluation transform: %s", path, ef_last_error());
   int lines = 0;
   for (const char *p = d->class_names; *p; p++) lines += *p == '\n';
@@ -178,7 +190,7 @@ ef_status ef_model_save(const char *path, const ef_store *s, const ef_model_desc
   EF_ASSERT(n_extra <= MAX_EXTRA, "%d extra attributes", n_extra);
   ef_attr attrs[sizeof da.attrs / sizeof da.attrs[0] + MAX_EXTRA];
   memcpy(attrs, da.attrs, sizeof(ef_attr) * (size_t)da.n);
-  memcpy(attrs + da.n, extra, sizeof(ef_attr) * (size_t)n_extra);
+  if (n_extra) memcpy(attrs + da.n, extra, sizeof(ef_attr) * (size_t)n_extra); // extra may be NULL
   const ef_effnet_config *cfg = strcmp(d->arch, "tiny") ? &d->cfg : NULL;
   return ef_weights_save_sets(path, s, cfg, &(ef_tensor_set){"model", NULL, NULL, NULL}, 1, attrs, da.n + n_extra);
 }
@@ -252,6 +264,7 @@ ef_status ef_model_open(ef_model *m, const char *path, bool ema, const ef_graph_
   memset(m, 0, sizeof *m);
   EF_ASSERT(!o->training, "ef_model_open builds the evaluation graph");
   EF_TRY(ef_weights_info_read(path, &m->info));
+  if (o->image_size) EF_TRY(ef_model_check_size(&m->info.desc, o->image_size));
   m->used_ema = ema && m->info.has_ema;
   m->store = ef_store_new();
   ef_model_graph_new(&m->graph, m->store, &m->info.desc, o);
@@ -326,6 +339,7 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r) 
     ef_plan_run(m->plan, &(ef_run_ctx){0});
     ef_plan_get(m->plan, m->logits, logits);
     for (int i = 0; i < b->real; i++) {
+      if (b->corrupt[i]) continue; // a corrupt image's stand-in: left out, as the loader reported
       const float *row = logits + (size_t)i * m->classes;
       int rank = ef_label_rank(row, m->classes, b->labels[i]);
       top1 += rank == 0, top5 += rank < 5;
@@ -333,8 +347,8 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r) 
       for (int c = 1; c < m->classes; c++) mx = fmax(mx, row[c]);
       for (int c = 0; c < m->classes; c++) sum += exp(row[c] - mx);
       loss += mx + log(sum) - row[b->labels[i]];
+      r->images++;
     }
-    r->images += b->real;
   }
   free(images), free(logits);
   if (r->images)

@@ -28,8 +28,15 @@ void ef_model_desc_effnet(ef_model_desc *d, const ef_effnet_config *cfg);
 // The description of the tiny net (models/tiny.h) for `classes`, `channels` (1 or 3) and
 // size x size images, with `dropout` before its classifier; ImageNet's normalization.
 void ef_model_desc_tiny(ef_model_desc *d, int classes, int channels, int size, float dropout);
+// The one rule of the input sizes a model takes, applied by the trainer before training and by
+// every reader of weights files: an EfficientNet EF_EFFNET_MIN_RESOLUTION ... MAX pixels a side,
+// the tiny net 1 ... MAX. ef_model_min_size gives the least; ef_model_check_size is
+// EF_ERR_INVALID naming the model and the least size when `size` is outside.
+int ef_model_min_size(const ef_model_desc *d);
+ef_status ef_model_check_size(const ef_model_desc *d, int size);
 // Checks the description's fields against each other (classes and channels against the
-// configuration, the class names' count, the transform): a clear error naming `path` otherwise.
+// configuration, the class names' count, the transform, its size by the rule above): a clear
+// error naming `path` otherwise.
 ef_status ef_model_desc_validate(const ef_model_desc *d, const char *path);
 // The class names one per entry: names[i] points into copy (NULL-terminated lines), n of them.
 int ef_model_desc_names(const ef_model_desc *d, char *copy, size_t len, const char **names, int max);
@@ -153,7 +160,7 @@ typedef struct {
 } ef_eval_result;
 
 // One pass of the loader (from its start) through an evaluation graph; a short last batch is
-// padded (only its real samples count).
+// padded (only its real samples count), and corrupt images the loader skipped are left out.
 ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r);
 
 // The rank of `label` in one row of logits: 0 when it is the largest (ties go to the lower

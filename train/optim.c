@@ -55,15 +55,17 @@ void ef_arena_free(ef_backend *device, float *p) {
   else free(p);
 }
 
-// Each kind's slots, by name and initial value (TF starts RMSProp's mean square at 1).
+// Each kind's slots, by name, initial value (TF starts RMSProp's mean square at 1) and whether
+// they hold mean squares (never below 0).
 typedef struct {
   const char *name;
   float init;
+  bool squares;
 } slot_spec;
 static const slot_spec slot_specs[][EF_OPTIM_MAX_SLOTS] = {
-    [EF_OPT_SGD] = {{"momentum", 0}},
-    [EF_OPT_RMSPROP] = {{"rms", 1}, {"momentum", 0}},
-    [EF_OPT_ADAMW] = {{"exp_avg", 0}, {"exp_avg_sq", 0}},
+    [EF_OPT_SGD] = {{"momentum", 0, false}},
+    [EF_OPT_RMSPROP] = {{"rms", 1, true}, {"momentum", 0, false}},
+    [EF_OPT_ADAMW] = {{"exp_avg", 0, false}, {"exp_avg_sq", 0, true}},
 };
 
 static bool in_unit(double x) { return x >= 0 && x < 1; }
@@ -122,6 +124,11 @@ int ef_optim_slots(const ef_optim *o) { return o->n_slots; }
 const char *ef_optim_slot_name(const ef_optim *o, int slot) {
   EF_ASSERT(slot >= 0 && slot < o->n_slots, "slot %d of %d", slot, o->n_slots);
   return o->slot_names[slot];
+}
+
+bool ef_optim_slot_squares(const ef_optim *o, int slot) {
+  EF_ASSERT(slot >= 0 && slot < o->n_slots, "slot %d of %d", slot, o->n_slots);
+  return slot_specs[o->cfg.kind][slot].squares;
 }
 
 float *ef_optim_slot(ef_optim *o, int slot) {

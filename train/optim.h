@@ -59,6 +59,8 @@ void ef_optim_step(ef_optim *o, ef_store *s, double lr);
 // "exp_avg", "exp_avg_sq" (AdamW). Each is o->n floats; an entry's part starts at its offset.
 int ef_optim_slots(const ef_optim *o);
 const char *ef_optim_slot_name(const ef_optim *o, int slot);
+// Whether a slot holds mean squares (RMSProp's rms, AdamW's exp_avg_sq): never below 0.
+bool ef_optim_slot_squares(const ef_optim *o, int slot);
 float *ef_optim_slot(ef_optim *o, int slot);
 
 // EF_ERR_UNSUPPORTED, naming `who`, unless the store is on the CPU backend or on one that updates

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cuda/cuda.h"
 #include "train/finetune.h"
@@ -48,13 +49,14 @@ static ef_status open_data(ef_trainer *t) {
   const ef_train_config *c = &t->cfg;
   ef_status st = ef_dataset_open(c->data, 1, &t->train);
   if (st == EF_OK) st = ef_dataset_open(c->data, 0, &t->test);
-  t->all_train = t->train.n, t->all_test = t->test.n; // what close frees (--limit cuts n below)
-  if (st != EF_OK) {
+  t->all_train = t->train.n, t->all_test = t->test.n;          // what close frees (--limit cuts n below)
+  if (st != EF_OK && !strcmp(c->data, EF_FASHION_MNIST_DIR)) { // the default data is missing
     char msg[1200];
     snprintf(msg, sizeof msg, "%s\n(install Fashion-MNIST with scripts/install-deps.sh, or pass --data PATH)",
              ef_last_error());
     return ef_error_pass(st, msg);
   }
+  if (st != EF_OK) return st;
   if (c->select_classes || c->per_class) st = ef_dataset_select(&t->train, c->select_classes, c->per_class);
   if (st == EF_OK && c->select_classes) st = ef_dataset_select(&t->test, c->select_classes, 0);
   t->all_train = t->train.n, t->all_test = t->test.n; // a selection freed the rest (a failed one nothing)
@@ -94,6 +96,9 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   memset(m, 0, sizeof *m);
   int channels = pre ? pre->desc.in_channels : d->pixels ? d->c : 3;
   bool tiny = !pre && !strcmp(c->model, "tiny") && isnan(c->spec.phi);
+  if (c->spec.classes && c->spec.classes != d->num_classes) // --num-classes must equal the data's
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %ld classes but %s has %d", c->spec.classes, c->data,
+                                   d->num_classes));
   snprintf(m->arch, sizeof m->arch, "%s", tiny ? "tiny" : "efficientnet");
   if (!tiny) {
     ef_effnet_spec s = c->spec;
@@ -102,18 +107,16 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
     s.name = isnan(s.phi) ? c->model : NULL;
     if (pre) m->cfg = pre->desc.cfg;
     EF_TRY(usage_error(t, pre ? ef_effnet_spec_apply(&s, &m->cfg) : ef_effnet_spec_config(&s, &m->cfg)));
-    if (m->cfg.num_classes != d->num_classes)
-      return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %d classes but %s has %d", m->cfg.num_classes,
-                                     c->data, d->num_classes));
   } else {
     m->cfg.dropout = isnan(c->spec.dropout) ? 0.2f : (float)c->spec.dropout;
   }
   m->num_classes = d->num_classes, m->in_channels = channels;
   int size = (int)c->image_size;
   if (!size && pre) size = pre->desc.cfg.resolution; // fine-tuning: the pretrained model's resolution
-  if (!size && d->pixels) size = d->h;
+  if (!size && d->pixels) size = d->h > ef_model_min_size(m) ? d->h : ef_model_min_size(m); // small images: upscaled
   if (!size && !tiny) size = m->cfg.resolution;
   if (!size) return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--model tiny on image files needs --image-size"));
+  EF_TRY(usage_error(t, ef_model_check_size(m, size)));
   m->cfg.resolution = size;
   t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
   m->eval = ef_transform_defaults(false, size, channels);
@@ -189,9 +192,10 @@ static ef_status open_model(ef_trainer *t) {
                          .threads = (int)c->loader_threads,
                          .rank = comm->rank,
                          .world = comm->world};
-  ef_loader_config ec = lc; // evaluation is strict: a corrupt test image is an error, not a duplicate
-  ec.as_float = true, ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false,
-  ec.strict = true;
+  lc.transform.strict = c->strict_images;
+  ef_loader_config ec = lc; // evaluation skips corrupt images as training does, and leaves them out
+  ec.as_float = true, ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false;
+  ec.transform.strict = c->strict_images, ec.pass_name = "validation";
   EF_TRY(ef_loader_new(&t->train_loader, &lc));
   EF_TRY(ef_loader_new(&t->test_loader, &ec));
   t->store = ef_store_new();
@@ -255,7 +259,7 @@ static ef_status restore(ef_trainer *t) {
   if (t->resuming) {
     EF_TRY(ef_checkpoint_load(t->cfg.resume, t->store, t->step.has_ema ? &t->step.ema : NULL, &t->step.optim));
     info->step = saved->step, info->epoch = saved->epoch, info->batch = saved->epoch_seen / t->global_batch;
-    info->best_top1 = saved->best_top1;
+    info->best_top1 = saved->best_top1, info->validation_pending = saved->validation_pending;
     info->epoch_loss = saved->epoch_loss, info->epoch_correct = saved->epoch_correct,
     info->epoch_seen = saved->epoch_seen;
     info->loss_scale = saved->loss_scale;
@@ -304,7 +308,8 @@ static ef_status open_phases(ef_trainer *t) {
   EF_TRY(open_data(t));
   EF_TRY(describe(t, c->init ? &t->pre : NULL));
   EF_TRY(usage_error(t, ef_run_dir_choose(t->out, sizeof t->out, c->out, c->resume, t->saved.step,
-                                          strcmp(t->info.model.arch, "tiny") ? c->model : "tiny")));
+                                          strcmp(t->info.model.arch, "tiny") ? c->model : "tiny",
+                                          t->comm->rank ? NULL : &t->lock)));
   EF_TRY(open_device(t));
   EF_TRY(open_model(t));
   EF_TRY(restore(t));
@@ -313,7 +318,7 @@ static ef_status open_phases(ef_trainer *t) {
 
 ef_status ef_trainer_open(ef_trainer *t, const ef_train_config *cfg, ef_comm *comm) {
   memset(t, 0, sizeof *t);
-  t->cfg = *cfg, t->comm = comm;
+  t->cfg = *cfg, t->comm = comm, t->lock = -1;
   ef_status st = open_phases(t);
   // Every rank goes on only if all are ready: one that failed alone would leave the others
   // waiting in the first collective. Workers of --gpus cannot agree before NCCL connects them:
@@ -391,7 +396,9 @@ ef_status ef_trainer_log_progress(ef_trainer *t, double loss, double acc, double
   return t->metrics ? ef_metrics_log(t->metrics, t->info.step, (int)t->info.epoch + 1, 4, tags, values) : EF_OK;
 }
 
-ef_status ef_trainer_save(ef_trainer *t, bool best) {
+// The checkpoint at the position (rank 0), best.h5 first when `best`; `prune` keeps the newest
+// cfg.keep.
+static ef_status save(ef_trainer *t, bool best, bool prune) {
   if (t->comm->rank) return EF_OK;
   const ef_step *s = &t->step;
   const ef_ema *ema = s->has_ema ? &s->ema : NULL;
@@ -402,9 +409,11 @@ ef_status ef_trainer_save(ef_trainer *t, bool best) {
   }
   ef_run_dir_checkpoint(path, sizeof path, t->out, (long long)t->info.step);
   EF_TRY(ef_checkpoint_save(path, t->store, ema, &s->optim, &t->info));
-  ef_run_dir_prune(t->out, (int)t->cfg.keep);
+  if (prune) ef_run_dir_prune(t->out, (int)t->cfg.keep);
   return EF_OK;
 }
+
+ef_status ef_trainer_save(ef_trainer *t, bool best) { return save(t, best, true); }
 
 // Every rank evaluated its shard of the test set (each image real on exactly one rank): the
 // results over the whole set, the same on every rank.
@@ -419,9 +428,17 @@ static void combine_eval(ef_comm *c, ef_eval_result *e) {
 
 ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
   ef_checkpoint_info *info = &t->info;
+  info->epoch++, info->batch = 0, info->epoch_loss = 0, info->epoch_correct = info->epoch_seen = 0;
+  *e = (ef_epoch_result){0};
+  info->validation_pending = 1;
+  EF_TRY(save(t, false, false)); // the older ones stay until the validation says this one is sound
+  return ef_trainer_validate(t, e);
+}
+
+ef_status ef_trainer_validate(ef_trainer *t, ef_epoch_result *e) {
+  ef_checkpoint_info *info = &t->info;
   ef_comm *c = t->comm;
   ef_step *s = &t->step;
-  info->epoch++, info->batch = 0, info->epoch_loss = 0, info->epoch_correct = info->epoch_seen = 0;
   *e = (ef_epoch_result){0};
   // BN running statistics (and their EMA) are each rank's own, from its own batches: rank 0's, the
   // ones its checkpoints save, go to every rank, so that all evaluate the model that is saved.
@@ -444,13 +461,18 @@ ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e) {
     double values[] = {e->live.loss, e->live.top1, e->live.top5, e->ema.loss, e->ema.top1, e->ema.top5};
     EF_TRY(ef_metrics_log(t->metrics, info->step, (int)info->epoch, s->has_ema ? 6 : 3, tags, values));
   }
-  if (!isfinite(e->live.loss) || (s->has_ema && !isfinite(e->ema.loss)))
+  if (!isfinite(e->live.loss) || (s->has_ema && !isfinite(e->ema.loss))) {
+    char path[4200];
+    ef_run_dir_checkpoint(path, sizeof path, t->out, (long long)info->step);
+    if (!c->rank) unlink(path); // it holds the broken model
     return EF_ERROR(EF_ERR_NUMERIC,
-                    "the validation loss after epoch %lld is not finite: the model is broken, nothing is saved. "
-                    "Lower --lr, or add --clip",
+                    "the validation loss after epoch %lld is not finite: the model is broken, its checkpoint is "
+                    "removed. Lower --lr, or add --clip",
                     (long long)info->epoch);
+  }
   e->best = top1 > info->best_top1;
   if (e->best) info->best_top1 = top1;
+  info->validation_pending = 0;
   return ef_trainer_save(t, e->best);
 }
 
@@ -526,9 +548,11 @@ ef_status ef_trainer_fit(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r)
   *r = (ef_fit_result){0};
   int64_t steps = 0;
   ef_status st = EF_OK;
-  while (t->info.epoch < t->cfg.epochs && fit_epoch(t, h, r, &steps, &st)) {
+  bool pending = t->info.validation_pending; // resumed from an epoch's end saved before its validation
+  while (pending || (t->info.epoch < t->cfg.epochs && fit_epoch(t, h, r, &steps, &st))) {
     ef_epoch_result e;
-    st = ef_trainer_end_epoch(t, &e);
+    st = pending ? ef_trainer_validate(t, &e) : ef_trainer_end_epoch(t, &e);
+    pending = false;
     if (h->after_epoch && (st == EF_OK || st == EF_ERR_NUMERIC)) h->after_epoch(h->user, t, &e);
     if (st != EF_OK) break;
     if ((r->signal = ef_trainer_agree_stop(t, stop_requested(h))) != 0) {
@@ -558,5 +582,7 @@ void ef_trainer_close(ef_trainer *t) {
   ef_device_close(&t->dev);
   t->train.n = t->all_train, t->test.n = t->all_test;
   ef_dataset_free(&t->train), ef_dataset_free(&t->test);
+  ef_run_dir_unlock(t->lock);
   memset(t, 0, sizeof *t);
+  t->lock = -1;
 }

@@ -25,7 +25,9 @@ typedef struct {
   long per_class;             // the first N images of each class (0: all)
   long limit, val_limit;      // the first N training / test images (0: all)
   const char *augment;        // none, crop, autoaugment or randaugment
-  long image_size;            // 0: the pretrained model's, else the images' own (IDX, CIFAR), else the model's
+  long image_size;            // 0: the pretrained model's, else the images' own (IDX, CIFAR) or the least
+                              // the model takes, else the model's
+  bool strict_images;         // JPEG data libjpeg warns about makes an image corrupt (skipped, counted)
   long loader_threads;
   // model
   const char *model;   // "tiny" or a preset b0 ... b7 (ignored with spec.phi)
@@ -79,6 +81,7 @@ typedef struct {
   ef_schedule sched;
   ef_metrics *metrics; // rank 0 only
   char out[4096];
+  int lock;             // rank 0: its hold on the run folder (train/run_dir.h), -1 elsewhere
   int64_t global_batch; // the batch over all ranks: what the learning rate follows
   size_t frozen;        // parameters held fixed (--freeze)
   bool usage_error;     // the last failure was the configuration's (a command exits 2 for it)
@@ -111,11 +114,16 @@ typedef struct {
   ef_eval_result live, ema; // ema: when the run keeps one
   bool best;                // the best top-1 so far (the EMA's when there is one)
 } ef_epoch_result;
-// The end of an epoch: the position moves to the next one, the BN statistics go from rank 0 to
-// every rank, validation with the live weights and the EMA's (sharded, summed over ranks), the
-// metrics logged, and (rank 0) a checkpoint saved (best.h5 too when it is the best). A non-finite
-// validation loss is EF_ERR_NUMERIC, with nothing saved.
+// The end of an epoch: the position moves to the next one and (rank 0) the epoch's training is
+// saved, marked validation_pending, before its validation can fail (older checkpoints are pruned
+// only once it passed); then ef_trainer_validate.
 ef_status ef_trainer_end_epoch(ef_trainer *t, ef_epoch_result *e);
+// The ended epoch's validation: the BN statistics go from rank 0 to every rank, validation with
+// the live weights and the EMA's (sharded, summed over ranks), the metrics logged, and (rank 0)
+// the checkpoint saved again, validated (best.h5 too when it is the best). A non-finite validation
+// loss is EF_ERR_NUMERIC, and the epoch's checkpoint is removed. A run resumed from a checkpoint
+// that is info.validation_pending calls it first (ef_trainer_fit does).
+ef_status ef_trainer_validate(ef_trainer *t, ef_epoch_result *e);
 // What a caller hears of a run while ef_trainer_fit trains.
 typedef struct {
   void *user;
@@ -138,7 +146,8 @@ typedef struct {
   int64_t last_batch;  // and its batch's index in the epoch
 } ef_fit_result;
 
-// Trains from the position to the last epoch (or a stop): steps, then each epoch's end. A
+// Trains from the position to the last epoch (or a stop): a pending validation first, then steps
+// and each epoch's end. A
 // failure of this rank alone (a file, the disk, a corrupt image) ends the whole job under several
 // ranks, as the others would wait for it in the next collective; a non-finite validation loss
 // (EF_ERR_NUMERIC) is the same on every rank, and returns.
