@@ -52,6 +52,7 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
   const ef_model_graph *g = &n->model.graph;
   n->tf = n->model.info.desc.eval;
   n->tf.size = (int)g->images->shape[1];
+  n->tf.dct = false; // one image at a time: decode JPEGs in full, as PIL does (the model's time dominates)
   if (o.crop_pct > 0) n->tf.crop_pct = o.crop_pct;
   if (o.interpolation) n->tf.interp = strcmp(o.interpolation, "bilinear") ? EF_INTERP_BICUBIC : EF_INTERP_BILINEAR;
   ef_transform_lut(&n->tf, n->lut);
