@@ -59,23 +59,10 @@ from torchvision import transforms  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from convert_weights import efficientnet_pytorch_to_timm, imagenet_names  # noqa: E402
+from export_torch import Checks  # noqa: E402
+from parity_torchvision import randomize_bn, training_step, write_reference  # noqa: E402
 
 EfficientNet = efficientnet_lite_pytorch.EfficientNet
-
-
-class Checks:
-    def __init__(self, effnet):
-        self.effnet, self.failed = effnet, 0
-
-    def check(self, ok, what):
-        print(("ok: " if ok else "FAILED: ") + what)
-        self.failed += not ok
-
-    def run(self, *args, want=0):
-        r = subprocess.run([self.effnet, *args], capture_output=True, text=True)
-        if r.returncode != want:
-            self.check(False, f"effnet {' '.join(args)} exited {r.returncode} (want {want}): {r.stdout}{r.stderr}")
-        return r.stdout + r.stderr
 
 
 def same_state(a, b):
@@ -103,42 +90,21 @@ def random_reference(name, resolution, folder):
                                    drop_connect_rate=0.0)
     if not name.startswith("lite"):  # set_swish would replace Lite's relu6
         model.set_swish(memory_efficient=False)  # plain swish: the other one's backward uses a removed API
-    with torch.no_grad():
+    randomize_bn(model)
+    with torch.no_grad():  # and squeeze-excite's biases
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-            elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+            if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
                 m.bias.uniform_(-0.2, 0.2)
     state = {k: v.clone() for k, v in model.state_dict().items()}  # before training mode updates it
     torch.save(state, f"{folder}/weights.pth")
     repeats = stage_repeats(name)
     images = torch.randn(2, 3, resolution, resolution)
-    labels = torch.tensor([3, 917])
     model.eval()
     with torch.no_grad():
         logits_eval = model(images)
-    with h5py.File(f"{folder}/reference.h5", "w") as f:
-        f.attrs["batch"], f.attrs["resolution"] = 2, resolution
-        f["images"] = images.permute(0, 2, 3, 1).numpy()  # NHWC
-        f["logits_eval"] = logits_eval.numpy()
-        if name.startswith("lite"):
-            return state
-        model.train()
-        logits_train = model(images)
-        loss = torch.nn.functional.cross_entropy(logits_train, labels)
-        loss.backward()
-        grads = efficientnet_pytorch_to_timm({k: p.grad for k, p in model.named_parameters()}, repeats)
-        running = efficientnet_pytorch_to_timm({k: b for k, b in model.named_buffers() if ".running_" in k}, repeats)
-        f["labels"] = labels.numpy()
-        f["logits_train"] = logits_train.detach().numpy()
-        f["loss"] = loss.detach().numpy()
-        for k, g in grads.items():  # in effnet's layout: conv weights (O,KH,KW,I)
-            f[f"grads/{k}"] = (g.permute(0, 2, 3, 1) if g.dim() == 4 else g).numpy()
-        for k, b in running.items():
-            f[f"running/{k}"] = b.numpy()
+    step = None if name.startswith("lite") else training_step(
+        model, images, lambda named: efficientnet_pytorch_to_timm(named, repeats))
+    write_reference(f"{folder}/reference.h5", images, logits_eval, step)
     return state
 
 
@@ -241,8 +207,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for name in ("lite0", "lite1", "lite2"):
             check_real(c, name, folder, paths)
-    print("parity with efficientnet_pytorch:", "FAILED" if c.failed else "ok")
-    sys.exit(1 if c.failed else 0)
+    print("parity with efficientnet_pytorch:", "FAILED" if c.failures else "ok")
+    sys.exit(1 if c.failures else 0)
 
 
 if __name__ == "__main__":
