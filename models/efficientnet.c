@@ -226,10 +226,9 @@ ef_tensor *ef_effnet_build(const ef_effnet_config *cfg, ef_graph *g, ef_tensor *
   ef_layer_ctx *c = ctx ? ctx : &local;
   *c = local;
   int64_t p0 = c->params, m0 = c->macs;
-  const char *act = cfg->act == EF_ACT_RELU6 ? "relu6" : "swish";
   char op[48];
   ef_tensor *x = ef_layer_conv_bn(c, "conv_stem", "bn1", images, a->stem, 3, 2, 1, cfg->act);
-  snprintf(op, sizeof op, "conv3x3 s2, BN, %s", act);
+  snprintf(op, sizeof op, "conv3x3 s2, BN, %s", ef_act_name(cfg->act));
   summary_line(summary, "stem", op, x, c, p0, m0);
   int block = 0;
   for (int s = 0; s < EF_EFFNET_STAGES; s++) {

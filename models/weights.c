@@ -92,7 +92,7 @@ static herr_t write_config(hid_t f, const ef_effnet_config *c) {
   if (st >= 0) st = attr_string(f, "padding", c->padding == EF_PAD_SAME ? "same" : "symmetric");
   if (st >= 0) st = attr_double(f, "bn_eps", c->bn_eps);
   if (st >= 0) st = attr_double(f, "bn_momentum", c->bn_momentum);
-  if (st >= 0) st = attr_string(f, "activation", c->act == EF_ACT_RELU6 ? "relu6" : "swish");
+  if (st >= 0) st = attr_string(f, "activation", ef_act_name(c->act));
   if (st >= 0) st = attr_int(f, "squeeze_excite", c->squeeze_excite);
   if (st >= 0) st = attr_int(f, "fixed_stem_head", c->fixed_stem_head);
   return st;
@@ -361,10 +361,9 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
   if (strcmp(padding, "same") && strcmp(padding, "symmetric"))
     return EF_ERROR(EF_ERR_FORMAT, "%s: unknown padding '%s'", path, padding);
   c->padding = strcmp(padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
-  if (strcmp(act, "swish") && strcmp(act, "relu6"))
-    return EF_ERROR(EF_ERR_FORMAT, "%s: unknown activation '%s'", path, act);
-  c->act = strcmp(act, "relu6") ? EF_ACT_SWISH : EF_ACT_RELU6, c->squeeze_excite = se != 0,
-  c->fixed_stem_head = fixed != 0;
+  c->act = strcmp(act, ef_act_name(EF_ACT_RELU6)) ? EF_ACT_SWISH : EF_ACT_RELU6;
+  if (strcmp(act, ef_act_name(c->act))) return EF_ERROR(EF_ERR_FORMAT, "%s: unknown activation '%s'", path, act);
+  c->squeeze_excite = se != 0, c->fixed_stem_head = fixed != 0;
   if (ef_effnet_validate(c) != EF_OK)
     return EF_ERROR(EF_ERR_FORMAT, "%s: invalid model configuration: %s", path, ef_last_error());
   return EF_OK;

@@ -100,7 +100,7 @@ int ef_cmd_info(int argc, char **argv) {
   table_row rows[EF_EFFNET_STAGES + 2];
   int n = table(&a, rows);
   const char *padding = cfg.padding == EF_PAD_SAME ? "same" : "symmetric";
-  const char *act = cfg.act == EF_ACT_RELU6 ? "relu6" : "swish";
+  const char *act = ef_act_name(cfg.act);
   if (json) {
     printf("{\"model\": \"%s\", \"width\": %.17g, \"depth\": %.17g, \"resolution\": %d, \"dropout\": %g, "
            "\"drop_path\": %g, "
