@@ -26,7 +26,9 @@ static const ef_flag export_flags[] = {
      "_fc.*) or onnx",
      false},
     {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL,
-     "a checkpoint's EMA weights  [torchvision, timm: off; onnx: on, where\nthe checkpoint has them]", false},
+     "a checkpoint's EMA weights  [torchvision, timm, efficientnet_pytorch: off;\nonnx: on, where the checkpoint has "
+     "them]",
+     false},
     EF_SECTION("onnx:"),
     {ROW(EF_FLAG_STR, "--layout", layout), 0, 0, "nchw|nhwc", "L", "the input's layout", false},
     {ROW(EF_FLAG_BOOL, "--keep-bn", keep_bn), 0, 0, NULL, NULL,
@@ -46,10 +48,10 @@ static const char *const usage_head =
     "Writes an effnet weights file or training checkpoint for other frameworks: a state_dict of\n"
     "torchvision's efficientnet_b0 ... b7, timm's or efficientnet_pytorch's EfficientNet (B0-B8, L2,\n"
     "Lite0-Lite4; strict=True loads it; OUT.pth with torch.save, or OUT.h5 with one dataset per name),\n"
-    "printing how to load it (needs /usr/bin/python3 with h5py, and torch for\n"
-    ".pth); or an ONNX model (opset 17) of the inference graph for ONNX Runtime, OpenVINO and other\n"
-    "runtimes: input \"images\" (any batch size), output \"logits\"; the configuration, class names and\n"
-    "normalization in its metadata.\n\n";
+    "printing how to load it (needs /usr/bin/python3 with h5py, and torch for .pth); or an ONNX model\n"
+    "(opset 17) of the inference graph for ONNX Runtime, OpenVINO and other runtimes: input \"images\"\n"
+    "(any batch size), output \"logits\"; the configuration, class names and normalization in its\n"
+    "metadata.\n\n";
 
 static bool ends_with(const char *s, const char *end) {
   size_t n = strlen(s), m = strlen(end);
