@@ -138,6 +138,7 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   # the stem frozen and running statistics; stopped, then resumed from its checkpoint.
   f=(--image-size 32 --batch 16 --val-limit 64 --lr 0.05 --clip 1)
   expect 0 "done in" train --model b0 "${f[@]}" --select-classes 0-4 --limit 64 --epochs 1 --out "$tmp/pre"
+  expect 0 "input: eval 32x32x3" train --model lite0 --in-channels 3 "${f[@]}" --limit 16 --epochs 1 --out "$tmp/rgb"
   expect 2 "class 12: /usr/share/datasets/fashion-mnist has classes 0 to 9" train --select-classes 5,12
   expect 2 "the model has 7 classes but" train --init "$tmp/pre/best.h5" --select-classes 5-9 --num-classes 7
   expect 1 "'blocks.9' matches no parameter" train --init "$tmp/pre/best.h5" --freeze blocks.9

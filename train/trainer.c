@@ -92,7 +92,7 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   const ef_dataset *d = &t->train;
   ef_model_desc *m = &t->info.model;
   memset(m, 0, sizeof *m);
-  int channels = pre ? pre->desc.in_channels : d->pixels ? d->c : 3;
+  int channels = pre ? pre->desc.in_channels : c->spec.in_channels ? (int)c->spec.in_channels : d->pixels ? d->c : 3;
   bool tiny = !pre && !strcmp(c->model, "tiny") && isnan(c->spec.phi);
   snprintf(m->arch, sizeof m->arch, "%s", tiny ? "tiny" : "efficientnet");
   if (!tiny) {
