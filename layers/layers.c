@@ -76,13 +76,13 @@ ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, e
   return ef_layer_bn(c, bn, ef_layer_conv(c, conv, x, out, k, stride, groups, false), act);
 }
 
-ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced) {
+ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced, ef_act act) {
   char buf[EF_NAME_LEN];
   int ch = (int)x->shape[3];
   const char *outer = ef_graph_scope(c->g, EF_SCOPE_SE);
   ef_tensor *s = ef_gap(c->g, x); // (N,1,1,C)
   s = ef_activate(c->g, ef_layer_conv(c, cat(buf, sizeof buf, prefix, "conv_reduce"), s, reduced, 1, 1, 1, true),
-                  EF_ACT_SWISH); // (N,1,1,reduced)
+                  act); // (N,1,1,reduced)
   s = ef_activate(c->g, ef_layer_conv(c, cat(buf, sizeof buf, prefix, "conv_expand"), s, ch, 1, 1, 1, true),
                   EF_ACT_SIGMOID); // (N,1,1,C)
   ef_tensor *y = ef_channel_mul(c->g, x, s);
@@ -100,10 +100,10 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
   ef_tensor *h = x;
   if (expand)
     h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_pw"), cat(bn, sizeof bn, prefix, "bn1"), h, mid, 1, 1,
-                         1, EF_ACT_SWISH);
+                         1, s->act);
   h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_dw"), cat(bn, sizeof bn, prefix, expand ? "bn2" : "bn1"),
-                       h, mid, s->kernel, s->stride, mid, EF_ACT_SWISH);
-  h = ef_layer_se(c, cat(conv, sizeof conv, prefix, "se"), h, s->se_reduced);
+                       h, mid, s->kernel, s->stride, mid, s->act);
+  if (s->se_reduced) h = ef_layer_se(c, cat(conv, sizeof conv, prefix, "se"), h, s->se_reduced, s->act);
   h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, expand ? "conv_pwl" : "conv_pw"),
                        cat(bn, sizeof bn, prefix, expand ? "bn3" : "bn2"), h, s->out, 1, 1, 1, EF_ACT_NONE);
   if (s->stride == 1 && s->in == s->out) {
@@ -117,8 +117,8 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
   return h;
 }
 
-ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classes, float dropout) {
-  ef_tensor *h = ef_layer_conv_bn(c, "conv_head", "bn2", x, channels, 1, 1, 1, EF_ACT_SWISH);
+ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classes, float dropout, ef_act act) {
+  ef_tensor *h = ef_layer_conv_bn(c, "conv_head", "bn2", x, channels, 1, 1, 1, act);
   const char *outer = ef_graph_scope(c->g, EF_SCOPE_CLASSIFIER);
   ef_tensor *p = ef_reshape(c->g, ef_gap(c->g, h), 2, (int64_t[]){h->shape[0], channels}); // (N, channels)
   ef_tensor_set_name(p, "features");

@@ -40,26 +40,27 @@ ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act a
 // Convolution without bias, then batch norm and activation.
 ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_tensor *x, int out, int k, int stride,
                             int groups, ef_act act);
-// Squeeze-and-excitation: pool, 1x1 conv to `reduced` with bias, swish, 1x1 conv back with bias,
-// sigmoid, scale x. Parameters "<prefix>.conv_reduce.*", "<prefix>.conv_expand.*".
-ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced);
+// Squeeze-and-excitation: pool, 1x1 conv to `reduced` with bias, act (the block's), 1x1 conv back
+// with bias, sigmoid, scale x. Parameters "<prefix>.conv_reduce.*", "<prefix>.conv_expand.*".
+ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced, ef_act act);
 
 typedef struct {
   int in, out;        // channels
   int expand;         // expansion ratio: 1 is timm's DepthwiseSeparableConv, else InvertedResidual
   int kernel, stride; // of the depthwise convolution
-  int se_reduced;     // squeeze-excite width
+  int se_reduced;     // squeeze-excite width; 0: no squeeze-excite (EfficientNet-Lite)
+  ef_act act;         // after the expansion's and the depthwise convolution's BN: swish, or relu6 (Lite)
   float drop_path;    // drop probability of the residual branch in training
 } ef_mbconv_spec;
 
-// The MBConv block: [1x1 expand, BN, swish], k x k depthwise (stride), BN, swish, squeeze-excite,
+// The MBConv block: [1x1 expand, BN, act], k x k depthwise (stride), BN, act, [squeeze-excite],
 // 1x1 project, BN; plus the input (after drop-path on the branch) when stride 1 keeps the
 // channels. Names: conv_pw/bn1, conv_dw/bn2, se, conv_pwl/bn3 (expand != 1), or conv_dw/bn1,
 // se, conv_pw/bn2 (expand == 1), under `prefix`.
 ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, const ef_mbconv_spec *s);
 
-// The head: 1x1 conv to `channels`, BN, swish ("conv_head", "bn2"), global pooling, dropout in
+// The head: 1x1 conv to `channels`, BN, act ("conv_head", "bn2"), global pooling, dropout in
 // training, and the classifier ("classifier"): logits (N, classes).
-ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classes, float dropout);
+ef_tensor *ef_layer_head(ef_layer_ctx *c, ef_tensor *x, int channels, int classes, float dropout, ef_act act);
 
 #endif

@@ -1,6 +1,6 @@
 // The EfficientNet zoo: the B0 block table, compound scaling (round_filters, round_repeats), the
-// presets B0-B7, custom phi, and the graph of a model from its configuration. Parameters carry
-// timm's efficientnet_b* names (conv_stem, bn1, blocks.S.I.*, conv_head, bn2, classifier).
+// presets B0-B8, L2 and Lite0-Lite4 (the edge variant: a switch of the configuration), custom phi,
+// and the graph of a model from its configuration. Parameters carry timm's efficientnet_b* names.
 #ifndef EF_MODELS_EFFICIENTNET_H
 #define EF_MODELS_EFFICIENTNET_H
 
@@ -13,7 +13,7 @@
 
 // A model configuration: a plain struct, saved with weights and checkpoints and read back.
 typedef struct {
-  char name[16];       // "b0".."b7", or "custom"
+  char name[16];       // "b0".."b8", "l2", "lite0".."lite4", or "custom"
   double width, depth; // channel and repeat multipliers
   int resolution;      // the input side the model is meant for (any input size builds)
   float dropout;       // before the classifier, in training
@@ -22,6 +22,11 @@ typedef struct {
   ef_padding padding; // symmetric (PyTorch, timm efficientnet_b*) or TF "SAME" (tf_efficientnet_b*)
   float bn_eps;       // PyTorch 1e-5; TF 1e-3
   float bn_momentum;  // PyTorch convention: 0.1 PyTorch, 0.01 TF (decay 0.99)
+  // The variant switch (efficientnet_pytorch's relu_fn, use_se, fix_head_stem): the B-series is
+  // swish, squeeze-excite, everything scaled; EfficientNet-Lite relu6, none, fixed.
+  ef_act act;           // after every batch norm but the projections': EF_ACT_SWISH or EF_ACT_RELU6
+  bool squeeze_excite;  // in every MBConv block
+  bool fixed_stem_head; // stem 32 and head 1280 channels, and the first and last stages' repeats, not scaled
 } ef_effnet_config;
 
 // The compound-scaling coefficients: depth alpha^phi, width beta^phi, resolution gamma^phi.
@@ -30,12 +35,22 @@ typedef struct {
 } ef_compound;
 #define EF_COMPOUND_PAPER ((ef_compound){1.2, 1.1, 1.15})
 
-// A preset "b0".."b7" (the paper's Table 2 / timm): width, depth, resolution, dropout; with
-// drop_path 0.2, 1000 classes, 3 channels, symmetric padding, BN eps 1e-5 and momentum 0.1.
+// A preset: width, depth, resolution, dropout; with drop_path 0.2, 1000 classes, 3 channels.
+// "b0".."b7" (the paper's Table 2), "b8" and "l2" (the published configurations beyond, as
+// efficientnet_pytorch and timm build them): the B variant, symmetric padding, BN eps 1e-5 and
+// momentum 0.1 (PyTorch's). "lite0".."lite4" (TF's efficientnet_lite_builder): the Lite variant.
 ef_status ef_effnet_preset(const char *name, ef_effnet_config *out);
+// The name of preset i (0, 1, ... in the order above), NULL past the last.
+const char *ef_effnet_preset_name(int i);
 // B0 scaled by phi: width beta^phi, depth alpha^phi, resolution round(224 gamma^phi); the other
 // fields (dropout 0.2 included) as B0's.
 void ef_effnet_from_phi(double phi, ef_compound k, ef_effnet_config *out);
+// Switches cfg to a variant: "b" (swish, squeeze-excite, stem and head scaled; symmetric padding,
+// BN eps 1e-5, momentum 0.1) or "lite" (relu6, no squeeze-excite, stem and head fixed; TF "same"
+// padding, BN eps 1e-3, momentum 0.01, as the published Lite weights were trained).
+ef_status ef_effnet_set_variant(ef_effnet_config *c, const char *variant);
+// "b" or "lite" when cfg's switches are one of them, else NULL.
+const char *ef_effnet_variant(const ef_effnet_config *c);
 // The input sides an EfficientNet takes: its five stride-2 stages bring 32 pixels to 1.
 #define EF_EFFNET_MIN_RESOLUTION 32
 #define EF_EFFNET_MAX_RESOLUTION 4096
@@ -46,7 +61,8 @@ ef_status ef_effnet_validate(const ef_effnet_config *c);
 // A model as a user asks for it: a preset, or B0 scaled by phi (with its bases), then overrides
 // of any configuration field. What the commands' model flags fill in.
 typedef struct {
-  const char *name;                                             // "b0" ... "b7"; NULL with phi
+  const char *name;                                             // a preset; NULL with phi
+  const char *variant;                                          // "b" or "lite"; NULL unless given
   double phi, alpha, beta, gamma;                               // NAN unless given (the bases only with phi)
   double width, depth, dropout, drop_path, bn_eps, bn_momentum; // overrides: NAN unless given
   long resolution, classes, in_channels;                        // overrides: 0 unless given
@@ -55,11 +71,11 @@ typedef struct {
 
 // An empty spec: nothing given.
 ef_effnet_spec ef_effnet_spec_none(void);
-// The configuration the spec asks for (the preset or phi, then the overrides), validated.
+// The configuration the spec asks for (the preset or phi, the variant, then the overrides), validated.
 ef_status ef_effnet_spec_config(const ef_effnet_spec *s, ef_effnet_config *out);
 // The spec's overrides alone, over an existing configuration (a pretrained model's), validated.
 ef_status ef_effnet_spec_apply(const ef_effnet_spec *s, ef_effnet_config *out);
-// Whether the spec overrides the architecture (phi, width, depth, padding, input channels).
+// Whether the spec overrides the architecture (phi, variant, width, depth, padding, input channels).
 bool ef_effnet_spec_shapes(const ef_effnet_spec *s);
 
 // TF's rounding: channels to a multiple of 8, never more than 10% below the scaled value;

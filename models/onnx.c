@@ -502,8 +502,11 @@ static ef_status metadata(onnx_ctx *c, Onnx__ModelProto *m) {
     EF_TRY(mem_open(&t));
     fprintf(t.f, "{\"name\": ");
     json_string(t.f, cfg->name, strlen(cfg->name));
-    fprintf(t.f, ", \"resolution\": %d, \"num_classes\": %d, \"in_channels\": %d, \"padding\": \"%s\"", cfg->resolution,
-            cfg->num_classes, cfg->in_channels, cfg->padding == EF_PAD_SAME ? "same" : "symmetric");
+    fprintf(t.f,
+            ", \"resolution\": %d, \"num_classes\": %d, \"in_channels\": %d, \"padding\": \"%s\", \"activation\": "
+            "\"%s\", \"squeeze_excite\": %s, \"fixed_stem_head\": %s",
+            cfg->resolution, cfg->num_classes, cfg->in_channels, cfg->padding == EF_PAD_SAME ? "same" : "symmetric",
+            ef_act_name(cfg->act), cfg->squeeze_excite ? "true" : "false", cfg->fixed_stem_head ? "true" : "false");
     const char *keys[6] = {"width", "depth", "bn_eps", "bn_momentum", "dropout", "drop_path"};
     double values[6] = {cfg->width, cfg->depth, cfg->bn_eps, cfg->bn_momentum, cfg->dropout, cfg->drop_path};
     for (int i = 0; i < 6; i++) {

@@ -113,6 +113,9 @@ static herr_t write_config(hid_t f, const ef_effnet_config *c) {
   if (st >= 0) st = attr_string(f, "padding", c->padding == EF_PAD_SAME ? "same" : "symmetric");
   if (st >= 0) st = attr_double(f, "bn_eps", c->bn_eps);
   if (st >= 0) st = attr_double(f, "bn_momentum", c->bn_momentum);
+  if (st >= 0) st = attr_string(f, "activation", ef_act_name(c->act));
+  if (st >= 0) st = attr_int(f, "squeeze_excite", c->squeeze_excite);
+  if (st >= 0) st = attr_int(f, "fixed_stem_head", c->fixed_stem_head);
   return st;
 }
 
@@ -482,7 +485,8 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
   EF_TRY(open_weights(path, &f));
   memset(c, 0, sizeof *c);
   double dropout = 0, drop_path = 0, eps = 0, momentum = 0;
-  char padding[16] = "";
+  char padding[16] = "", act[16] = "swish";
+  int se = 1, fixed = 0; // the variant switch came with the Lite models: files from before hold the B-series
   herr_t st = read_attr_string(f, "model", c->name, sizeof c->name);
   if (st >= 0) st = read_attr(f, "width", H5T_NATIVE_DOUBLE, &c->width);
   if (st >= 0) st = read_attr(f, "depth", H5T_NATIVE_DOUBLE, &c->depth);
@@ -494,6 +498,9 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
   if (st >= 0) st = read_attr_string(f, "padding", padding, sizeof padding);
   if (st >= 0) st = read_attr(f, "bn_eps", H5T_NATIVE_DOUBLE, &eps);
   if (st >= 0) st = read_attr(f, "bn_momentum", H5T_NATIVE_DOUBLE, &momentum);
+  if (st >= 0 && H5Aexists(f, "activation") > 0) st = read_attr_string(f, "activation", act, sizeof act);
+  if (st >= 0 && H5Aexists(f, "squeeze_excite") > 0) st = read_attr(f, "squeeze_excite", H5T_NATIVE_INT, &se);
+  if (st >= 0 && H5Aexists(f, "fixed_stem_head") > 0) st = read_attr(f, "fixed_stem_head", H5T_NATIVE_INT, &fixed);
   H5Fclose(f);
   if (st < 0) return EF_ERROR(EF_ERR_FORMAT, "%s holds no complete model configuration (root attributes)", path);
   c->dropout = (float)dropout, c->drop_path = (float)drop_path, c->bn_eps = (float)eps,
@@ -501,6 +508,9 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
   if (strcmp(padding, "same") && strcmp(padding, "symmetric"))
     return EF_ERROR(EF_ERR_FORMAT, "%s: unknown padding '%s'", path, padding);
   c->padding = strcmp(padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
+  c->act = strcmp(act, ef_act_name(EF_ACT_RELU6)) ? EF_ACT_SWISH : EF_ACT_RELU6;
+  if (strcmp(act, ef_act_name(c->act))) return EF_ERROR(EF_ERR_FORMAT, "%s: unknown activation '%s'", path, act);
+  c->squeeze_excite = se != 0, c->fixed_stem_head = fixed != 0;
   if (ef_effnet_validate(c) != EF_OK)
     return EF_ERROR(EF_ERR_FORMAT, "%s: invalid model configuration: %s", path, ef_last_error());
   return EF_OK;

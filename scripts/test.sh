@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export EFFNET_KERAS_PYTHON=${EFFNET_KERAS_VENV:-/opt/effnet-keras}/bin/python # tests/parity_keras.py runs Keras there
 export EFFNET_ONNX_PYTHON=${EFFNET_ONNX_VENV:-/opt/effnet-onnx}/bin/python # tests/export_onnx.py runs the runtimes there
+export EFFNET_LITE_PYTHON=${EFFNET_LITE_VENV:-/opt/effnet-lite}/bin/python # tests/parity_lite.py's reference
 jobs=$(nproc)
 
 # The layout: every C and CUDA file as clang-format writes it with .clang-format (column 120).

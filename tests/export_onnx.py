@@ -5,7 +5,8 @@ randomized (so that folding has something to fold), are exported; onnx.checker a
 ONNX Runtime and OpenVINO run each file on a batch of 1 and a batch of 5; their logits must equal
 effnet's own inference on the same images (test_parity: within 1e-4 of the logits' largest
 magnitude). Models: B0 at 40x40; B2 at 67x67 with TF "same" padding (odd sizes at every stride-2
-layer); a custom phi (0.5, at 41x41); B0 with 7 classes. Exports: the default (NCHW, batch norm
+layer); a custom phi (0.5, at 41x41); B0 with 7 classes; a Lite scaled by phi 0.5 (relu6 as Clip, no
+squeeze-excite, TF padding, at 41x41). Exports: the default (NCHW, batch norm
 folded, the checkpoint's EMA), --layout nhwc, --keep-bn, --include-normalization 0-255 and 0-1,
 --no-ema; the metadata (class names, configuration, normalization); and the refusals.
 
@@ -37,12 +38,13 @@ BATCH = 5  # the batch of 5; the batch of 1 is its first image
 MODELS = (("b0", 40, ["--model", "b0"]),
           ("b2-same", 67, ["--model", "b2", "--padding", "same", "--bn-eps", "1e-3"]),
           ("phi0.5", 41, ["--phi", "0.5"]),
-          ("b0-7-classes", 33, ["--model", "b0", "--select-classes", "0-6"]))
+          ("b0-7-classes", 33, ["--model", "b0", "--select-classes", "0-6"]),
+          ("lite-phi0.5", 41, ["--phi", "0.5", "--variant", "lite"]))
 # model, export flags (beside --to onnx)
 EXPORTS = (("b0", []), ("b0", ["--layout", "nhwc"]), ("b0", ["--keep-bn"]),
            ("b0", ["--include-normalization", "0-255"]), ("b0", ["--no-ema"]),
            ("b2-same", []), ("b2-same", ["--keep-bn", "--layout", "nhwc", "--include-normalization", "0-1"]),
-           ("phi0.5", []), ("b0-7-classes", []))
+           ("phi0.5", []), ("b0-7-classes", []), ("lite-phi0.5", []))
 
 
 class Checks:

@@ -335,6 +335,16 @@ static const op_case cases[] = {
      .eps = 1e-5f,
      .act = EF_ACT_SIGMOID,
      .flag = true},
+    // EfficientNet-Lite's: z = gamma * xhat + beta spans both kinks (0 and 6), seeded so that no z lies
+    // within the differences' step of one.
+    {"bn train + relu6",
+     2,
+     {X(4, {2, 3, 3, 5}), {"affine", IN_PARAM, EF_F32, 2, {2, 5}, true, 1.5f, 3.5f, 0}},
+     build_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .act = EF_ACT_RELU6,
+     .flag = true},
     {"bn train on (rows, C)",
      2,
      {X(2, {6, 10}), W("affine", 2, {2, 10})},

@@ -27,9 +27,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from convert_weights import timm_to_torchvision, torchvision_to_timm  # noqa: E402
 
 
-def reference(name, resolution, folder):
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, "efficientnet_" + name)()
+def randomize_bn(model):
+    """Every batch norm's affine parameters and running statistics drawn at random (a mapping that
+    swaps two of them then changes the outputs)."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -37,9 +37,44 @@ def reference(name, resolution, folder):
                 m.bias.uniform_(-0.2, 0.2)
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
+
+
+LABELS = torch.tensor([3, 917])
+
+
+def training_step(model, images, to_timm):
+    """Training-mode logits, the loss on LABELS, every parameter's gradient and the running
+    statistics after the step's update, under timm's names (to_timm renames)."""
+    model.train()
+    logits = model(images)
+    loss = torch.nn.functional.cross_entropy(logits, LABELS)
+    loss.backward()
+    grads = to_timm({k: p.grad for k, p in model.named_parameters()})
+    running = to_timm({k: b for k, b in model.named_buffers() if ".running_" in k})  # after one update
+    return logits.detach(), loss.detach(), grads, running
+
+
+def write_reference(path, images, logits_eval, step=None):
+    """The file test_parity reads: images (NHWC) and inference logits, and a training_step's results."""
+    with h5py.File(path, "w") as f:
+        f.attrs["batch"], f.attrs["resolution"] = images.shape[0], images.shape[2]
+        f["images"] = images.permute(0, 2, 3, 1).numpy()  # NHWC
+        f["logits_eval"] = logits_eval.numpy()
+        if step:
+            logits, loss, grads, running = step
+            f["labels"], f["logits_train"], f["loss"] = LABELS.numpy(), logits.numpy(), loss.numpy()
+            for k, g in grads.items():  # in effnet's layout: conv weights (O,KH,KW,I)
+                f[f"grads/{k}"] = (g.permute(0, 2, 3, 1) if g.dim() == 4 else g).numpy()
+            for k, b in running.items():
+                f[f"running/{k}"] = b.numpy()
+
+
+def reference(name, resolution, folder):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, "efficientnet_" + name)()
+    randomize_bn(model)
     torch.save(model.state_dict(), f"{folder}/weights.pth")
     images = torch.randn(2, 3, resolution, resolution)
-    labels = torch.tensor([3, 917])
     model.eval()
     with torch.no_grad():
         logits_eval = model(images)
@@ -47,24 +82,7 @@ def reference(name, resolution, folder):
     for m in model.modules():
         if isinstance(m, torchvision.ops.StochasticDepth):
             m.p = 0.0
-    model.train()
-    logits_train = model(images)
-    loss = torch.nn.functional.cross_entropy(logits_train, labels)
-    loss.backward()
-    grads = torchvision_to_timm({k: p.grad for k, p in model.named_parameters()})
-    running = torchvision_to_timm({k: b for k, b in model.named_buffers() if ".running_" in k})  # after one update
-    with h5py.File(f"{folder}/reference.h5", "w") as f:
-        f.attrs["batch"] = 2
-        f.attrs["resolution"] = resolution
-        f["images"] = images.permute(0, 2, 3, 1).numpy()  # NHWC
-        f["labels"] = labels.numpy()
-        f["logits_eval"] = logits_eval.numpy()
-        f["logits_train"] = logits_train.detach().numpy()
-        f["loss"] = loss.detach().numpy()
-        for k, g in grads.items():  # in effnet's layout: conv weights (O,KH,KW,I)
-            f[f"grads/{k}"] = (g.permute(0, 2, 3, 1) if g.dim() == 4 else g).numpy()
-        for k, b in running.items():
-            f[f"running/{k}"] = b.numpy()
+    write_reference(f"{folder}/reference.h5", images, logits_eval, training_step(model, images, torchvision_to_timm))
 
 
 def loads_back_into_torchvision(name, folder):

@@ -42,7 +42,13 @@ expect 0 "blocks.6.0     MBConv6 k3x3 s1" info b0 --layers
 expect 0 "width 1.1, depth 1.2, resolution 258" info --phi 1
 expect 2 "which model?" info
 expect 2 "give a model name or --phi, not both" info b3 --phi 2
-expect 2 "unknown model 'b8'" info b8
+expect 2 "unknown model 'b9'" info b9
+expect 0 "parameters         87,413,142" info b8
+expect 0 "parameters         480,309,308" info l2
+expect 0 "parameters         4,652,008" info lite0
+expect 0 "BN eps 0.001 momentum 0.01, relu6, no squeeze-excite, stem and head fixed" info --phi 1 --variant lite
+expect 0 '"model": "b0-custom"' info b0 --variant lite --json
+expect 2 "--variant must be b or lite, not 'mobile'" info b0 --variant mobile
 expect 2 "--padding must be symmetric or same, not 'valid'" info b0 --padding valid
 expect 2 "bad value '-1' for --seed" train --seed -1
 expect 2 "bad value '0x10' for --seed" train --seed 0x10
@@ -118,6 +124,7 @@ if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   # the stem frozen and running statistics; stopped, then resumed from its checkpoint.
   f=(--image-size 32 --batch 16 --val-limit 64 --lr 0.05 --clip 1)
   expect 0 "done in" train --model b0 "${f[@]}" --select-classes 0-4 --limit 64 --epochs 1 --out "$tmp/pre"
+  expect 0 "input: eval 32x32x3" train --model lite0 --in-channels 3 "${f[@]}" --limit 16 --epochs 1 --out "$tmp/rgb"
   expect 2 "class 12: /usr/share/datasets/fashion-mnist has classes 0 to 9" train --select-classes 5,12
   expect 2 "the model has 7 classes but" train --init "$tmp/pre/best.h5" --select-classes 5-9 --num-classes 7
   expect 1 "'blocks.9' matches no parameter" train --init "$tmp/pre/best.h5" --freeze blocks.9

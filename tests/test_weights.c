@@ -1,12 +1,12 @@
 // HDF5 weights: a save/load round trip restores every parameter and running statistic and the
-// configuration; conv weights are stored OIHW; loading into another architecture, a truncated
-// file, a file that is not HDF5, an HDF5 file of another kind or a newer version, and a missing
-// file each fail with a message that says which, changing nothing; a save that cannot complete
-// leaves the previous file as it was, a full disk included. Extra tensor sets (an EMA, optimizer
-// slots) and root attributes round-trip, and a file missing one, or holding it for other entries,
-// fails whole. Checksums (the whole file's, then each tensor's and the attributes') find a changed
-// value or attribute; NaN, infinity and negative variances are refused by name; a file without
-// checksums (from before them) loads.
+// configuration (the variant switch too: files without it read as the B-series); conv weights are
+// stored OIHW; loading into another architecture, a truncated file, a file that is not HDF5, an
+// HDF5 file of another kind or a newer version, and a missing file each fail with a message that
+// says which, changing nothing; a save that cannot complete leaves the previous file as it was, a
+// full disk included. Extra tensor sets (an EMA, optimizer slots) and root attributes round-trip,
+// and a file missing one, or holding it for other entries, fails whole. Checksums (the whole
+// file's, then each tensor's and the attributes') find a changed value or attribute; NaN, infinity
+// and negative variances are refused by name; a file without checksums (from before them) loads.
 #include <hdf5.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -65,6 +65,37 @@ static void test_round_trip(void) {
         "configuration round trip");
   ef_store_free(a);
   ef_store_free(b);
+}
+
+// The variant switch round trip: a Lite model's configuration comes back Lite; a file written
+// before the switch existed (without its attributes) reads as the B-series; a bad one is refused.
+static void test_variant_attributes(void) {
+  ef_effnet_config cfg, back;
+  ef_effnet_preset("lite2", &cfg);
+  ef_store *a = model_store(&cfg, 1);
+  CHECK(ef_weights_save(path("lite2.h5"), a, &cfg) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_weights_read_config(path("lite2.h5"), &back) == EF_OK, "%s", ef_last_error());
+  CHECK(back.act == EF_ACT_RELU6 && !back.squeeze_excite && back.fixed_stem_head && back.padding == EF_PAD_SAME,
+        "lite2's switch round trip");
+  hid_t f = H5Fopen(path("lite2.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  CHECK(H5Adelete(f, "activation") >= 0 && H5Adelete(f, "squeeze_excite") >= 0 && H5Adelete(f, "fixed_stem_head") >= 0,
+        "deleting the switch's attributes");
+  H5Fclose(f);
+  CHECK(ef_weights_read_config(path("lite2.h5"), &back) == EF_OK, "%s", ef_last_error());
+  CHECK(back.act == EF_ACT_SWISH && back.squeeze_excite && !back.fixed_stem_head && !strcmp(back.name, "lite2"),
+        "a file without the switch reads as the B-series");
+  CHECK(ef_weights_save(path("lite2.h5"), a, &cfg) == EF_OK, "%s", ef_last_error());
+  f = H5Fopen(path("lite2.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
+  H5Adelete(f, "activation");
+  hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+  H5Tset_size(t, 5);
+  hid_t at = H5Acreate2(f, "activation", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(at, t, "relu7");
+  H5Aclose(at), H5Sclose(sp), H5Tclose(t), H5Fclose(f);
+  CHECK(ef_weights_read_config(path("lite2.h5"), &back) == EF_ERR_FORMAT &&
+            strstr(ef_last_error(), "unknown activation 'relu7'"),
+        "%s", ef_last_error());
+  ef_store_free(a);
 }
 
 static void expect_load_error(const char *what, const char *file, ef_store *s, ef_status st, const char *needle) {
@@ -407,6 +438,7 @@ int main(void) {
   test_mkdtemp(dir);
   be = ef_cpu_backend_new(0);
   RUN(test_round_trip);
+  RUN(test_variant_attributes);
   RUN(test_layout_is_oihw);
   RUN(test_foreign_and_newer_files);
   RUN(test_bad_files);

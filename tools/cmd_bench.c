@@ -27,7 +27,8 @@ typedef struct {
 
 #define ROW(kind, name, field) name, kind, offsetof(bench_flags_t, field)
 static const ef_flag bench_flags[] = {
-    {ROW(EF_FLAG_STR, "--model", models), 0, 0, NULL, "LIST", "b0[,b2...] or all, as the arguments", false},
+    {ROW(EF_FLAG_STR, "--model", models), 0, 0, NULL, "LIST",
+     "b0[,b2...], all (b0 ... b7) or lite (lite0 ... lite4), as the\narguments", false},
     {ROW(EF_FLAG_STR, "--weights", weights), 0, 0, NULL, "FILE",
      "the model of a weights file (an import or a checkpoint), with its weights", false},
     {ROW(EF_FLAG_STR, "--mode", mode), 0, 0, "infer|train", "MODE", "infer, or train (a whole training step)", false},
@@ -55,7 +56,7 @@ static const ef_flag bench_flags[] = {
 #undef ROW
 
 static const char *const usage_head =
-    "usage: effnet bench MODEL... [flags]     (MODEL: b0 ... b7, or all; or --phi F)\n"
+    "usage: effnet bench MODEL... [flags]     (MODEL: b0 ... b8, l2, lite0 ... lite4, all or lite; or --phi F)\n"
     "       effnet bench --model b0[,b2...]|all [flags]\n"
     "       effnet bench --weights FILE [flags]\n"
     "\n"
@@ -226,9 +227,10 @@ int ef_cmd_bench(int argc, char **argv) {
     ef_device_close(&dev);
     return 2;
   }
-  // The models: the names given, as arguments or --model's comma list (all = b0 ... b7), or the
-  // one --phi describes.
-  static const char *const all[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"};
+  // The models: the names given, as arguments or --model's comma list (all = b0 ... b7, lite = lite0
+  // ... lite4), or the one --phi describes.
+  static const char *const groups[][9] = {{"all", "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"},
+                                          {"lite", "lite0", "lite1", "lite2", "lite3", "lite4"}};
   const char *list[MAX_MODELS];
   char listed[256], *save = NULL;
   int n_models = 0;
@@ -239,9 +241,11 @@ int ef_cmd_bench(int argc, char **argv) {
     given[n_given++] = w;
   for (int i = 0; i < MAX_MODELS && names[i]; i++) given[n_given++] = names[i];
   for (int i = 0; i < n_given; i++) {
-    if (!strcmp(given[i], "all"))
-      for (int k = 0; k < 8 && n_models < MAX_MODELS; k++) list[n_models++] = all[k];
-    else if (n_models < MAX_MODELS) list[n_models++] = given[i];
+    const char *const *group = NULL;
+    for (size_t k = 0; k < sizeof groups / sizeof groups[0]; k++)
+      if (!strcmp(given[i], groups[k][0])) group = groups[k] + 1;
+    if (!group && n_models < MAX_MODELS) list[n_models++] = given[i];
+    for (int k = 0; group && k < 8 && group[k] && n_models < MAX_MODELS; k++) list[n_models++] = group[k];
   }
   if (!n_models) list[n_models++] = NULL; // --phi or --weights, or the message asking for a model
   ef_dataset ds;

@@ -1,8 +1,8 @@
 // `effnet export`: writes the model of any effnet weights file (an import or a training checkpoint)
-// for other frameworks: a state_dict that torchvision's or timm's efficientnet_bX loads with
-// strict=True (a .pth, or a plain .h5 of one dataset per name; tools/convert_weights.py renames the
-// tensors and writes it), or an ONNX model of its inference graph (models/onnx.h). The model built
-// from the file's description loads the tensors first, checking every one.
+// for other frameworks: a state_dict that torchvision's, timm's or efficientnet_pytorch's model
+// loads with strict=True (a .pth, or a plain .h5 of one dataset per name; tools/convert_weights.py
+// renames the tensors and writes it), or an ONNX model of its inference graph (models/onnx.h). The
+// model built from the file's description loads the tensors first, checking every one.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,9 +22,13 @@ typedef struct {
 #define ROW(kind, name, field) name, kind, offsetof(export_opts, field)
 static const ef_flag export_flags[] = {
     {ROW(EF_FLAG_STR, "--to", to), 0, 0, NULL, "FORMAT",
-     "torchvision (features.*, classifier.1.*), timm (as effnet stores them) or onnx", false},
+     "torchvision (features.*, classifier.1.*), timm (as effnet stores them),\nefficientnet_pytorch (_blocks.N.*, "
+     "_fc.*) or onnx",
+     false},
     {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL,
-     "a checkpoint's EMA weights  [torchvision, timm: off; onnx: on, where\nthe checkpoint has them]", false},
+     "a checkpoint's EMA weights  [torchvision, timm, efficientnet_pytorch: off;\nonnx: on, where the checkpoint has "
+     "them]",
+     false},
     EF_FORCE_FLAG(export_opts, force),
     EF_SECTION("onnx:"),
     {ROW(EF_FLAG_STR, "--layout", layout), 0, 0, "nchw|nhwc", "L", "the input's layout", false},
@@ -39,36 +43,42 @@ static const ef_flag export_flags[] = {
 #undef ROW
 
 static const char *const usage_head =
-    "usage: effnet export --to torchvision|timm [--ema] IN.h5 OUT.pth|OUT.h5\n"
+    "usage: effnet export --to torchvision|timm|efficientnet_pytorch [--ema] IN.h5 OUT.pth|OUT.h5\n"
     "       effnet export --to onnx [flags] IN.h5 OUT.onnx\n"
     "\n"
     "Writes an effnet weights file or training checkpoint for other frameworks: a state_dict of\n"
-    "torchvision's or timm's efficientnet_bX (strict=True loads it; OUT.pth with torch.save, or OUT.h5 with\n"
-    "one dataset per name), printing how to load it (needs /usr/bin/python3 with h5py, and torch for\n"
-    ".pth); or an ONNX model (opset 17) of the inference graph for ONNX Runtime, OpenVINO and other\n"
-    "runtimes: input \"images\" (any batch size), output \"logits\"; the configuration, class names and\n"
-    "normalization in its metadata.\n\n";
+    "torchvision's efficientnet_b0 ... b7, timm's or efficientnet_pytorch's EfficientNet (B0-B8, L2,\n"
+    "Lite0-Lite4; strict=True loads it; OUT.pth with torch.save, or OUT.h5 with one dataset per name),\n"
+    "printing how to load it (needs /usr/bin/python3 with h5py, and torch for .pth); or an ONNX model\n"
+    "(opset 17) of the inference graph for ONNX Runtime, OpenVINO and other runtimes: input \"images\"\n"
+    "(any batch size), output \"logits\"; the configuration, class names and normalization in its\n"
+    "metadata.\n\n";
 
 static bool ends_with(const char *s, const char *end) {
   size_t n = strlen(s), m = strlen(end);
   return n > m && !strcmp(s + n - m, end);
 }
 
-// The preset (b0 ... b7) whose width and depth cfg has, or NULL: what torchvision and timm build.
+// The preset whose architecture cfg has (width, depth and the variant switch), or NULL: what the
+// other frameworks build (torchvision b0 ... b7 only).
 static const char *preset_of(const ef_effnet_config *cfg) {
-  static const char *names[] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+  for (int i = 0; ef_effnet_preset_name(i); i++) {
     ef_effnet_config p;
-    if (ef_effnet_preset(names[i], &p) == EF_OK && p.width == cfg->width && p.depth == cfg->depth) return names[i];
+    ef_effnet_preset(ef_effnet_preset_name(i), &p);
+    if (p.width == cfg->width && p.depth == cfg->depth && p.act == cfg->act &&
+        p.squeeze_excite == cfg->squeeze_excite && p.fixed_stem_head == cfg->fixed_stem_head)
+      return ef_effnet_preset_name(i);
   }
   return NULL;
 }
 
-// Checks what IN is against a torchvision or timm export. Prints the problem and returns 1, or 0.
-static int check_input(const char *in, bool ema, const ef_weights_info *w) {
+static bool torchvision_builds(const char *preset) { return preset[0] == 'b' && preset[1] <= '7'; }
+
+// Checks what IN is against a torchvision, timm or efficientnet_pytorch export. Prints the problem
+// and returns 1, or 0.
+static int check_input(const char *in, const char *to, bool ema, const ef_weights_info *w) {
   if (!strcmp(w->desc.arch, "tiny")) {
-    fprintf(stderr,
-            "effnet export: %s is a checkpoint of the tiny net; torchvision and timm build EfficientNets only\n", in);
+    fprintf(stderr, "effnet export: %s is a checkpoint of the tiny net; %s builds EfficientNets only\n", in, to);
     return 1;
   }
   if (ema && !w->checkpoint) {
@@ -80,11 +90,19 @@ static int check_input(const char *in, bool ema, const ef_weights_info *w) {
     fprintf(stderr, "effnet export: %s was trained without an EMA (--ema 0): drop --ema\n", in);
     return 1;
   }
-  if (!preset_of(&w->desc.cfg)) {
+  const char *preset = preset_of(&w->desc.cfg);
+  if (!preset) {
     fprintf(stderr,
-            "effnet export: %s holds a custom EfficientNet (width %g, depth %g) that torchvision's and timm's\n"
-            "efficientnet_b0 ... b7 do not build; its /model group already holds timm's names in PyTorch's layout\n",
-            in, w->desc.cfg.width, w->desc.cfg.depth);
+            "effnet export: %s holds a custom EfficientNet (width %g, depth %g) that %s does not build (it builds\n"
+            "the presets); its /model group already holds timm's names in PyTorch's layout\n",
+            in, w->desc.cfg.width, w->desc.cfg.depth, to);
+    return 1;
+  }
+  if (!strcmp(to, "torchvision") && !torchvision_builds(preset)) {
+    fprintf(stderr,
+            "effnet export: %s holds EfficientNet %s, which torchvision does not build (b0 ... b7): --to timm or "
+            "--to efficientnet_pytorch\n",
+            in, preset);
     return 1;
   }
   return 0;
@@ -93,14 +111,24 @@ static int check_input(const char *in, bool ema, const ef_weights_info *w) {
 // How to load the export, and where the model loading it computes otherwise than ours.
 static void print_loading(const char *to, const char *in, const char *out, const ef_effnet_config *cfg, bool headless) {
   const char *preset = preset_of(cfg);
-  bool same = cfg->padding == EF_PAD_SAME, torchvision = !strcmp(to, "torchvision"), pth = ends_with(out, ".pth");
-  // torchvision builds b5-b7 with BN eps 1e-3, b0-b4 with 1e-5; timm's efficientnet_bX with 1e-5,
-  // its tf_efficientnet_bX (TF "same" padding) with 1e-3.
-  float eps = (torchvision ? preset[1] >= '5' : same) ? 1e-3f : 1e-5f;
-  if (torchvision) printf("  model = torchvision.models.efficientnet_%s(num_classes=%d)\n", preset, cfg->num_classes);
-  else
+  bool same = cfg->padding == EF_PAD_SAME, pth = ends_with(out, ".pth");
+  bool torchvision = !strcmp(to, "torchvision"), timm = !strcmp(to, "timm"), lite = !strncmp(preset, "lite", 4);
+  // torchvision builds b5-b7 with BN eps 1e-3, b0-b4 with 1e-5; timm's efficientnet_X with 1e-5,
+  // its tf_efficientnet_X (TF "same" padding) with 1e-3; efficientnet_pytorch pads like TF, eps 1e-3.
+  float eps = (torchvision ? preset[1] >= '5' : timm ? same : true) ? 1e-3f : 1e-5f;
+  ef_effnet_config p;
+  ef_effnet_preset(preset, &p);
+  if (torchvision) {
+    printf("  model = torchvision.models.efficientnet_%s(num_classes=%d)\n", preset, cfg->num_classes);
+  } else if (timm) {
     printf("  model = timm.create_model(\"%sefficientnet_%s\", num_classes=%d)\n", same ? "tf_" : "", preset,
            cfg->num_classes);
+  } else { // efficientnet_pytorch pads for the image size it is built for (its static "same" padding)
+    printf("  model = %s.EfficientNet.from_name(\"efficientnet-%s\", num_classes=%d",
+           lite ? "efficientnet_lite_pytorch" : "efficientnet_pytorch", preset, cfg->num_classes);
+    if (cfg->resolution != p.resolution) printf(", image_size=%d", cfg->resolution);
+    printf(")\n");
+  }
   if (pth) printf("  model.load_state_dict(torch.load(\"%s\"), strict=True)\n", out);
   else
     printf("  model.load_state_dict({k: torch.as_tensor(v[()]) for k, v in h5py.File(\"%s\").items()}, strict=True)\n",
@@ -114,6 +142,10 @@ static void print_loading(const char *to, const char *in, const char *out, const
     printf("  note: this model pads like TF (\"same\") and torchvision's pads symmetrically: the weights load, "
            "the outputs\n"
            "  differ (timm's tf_efficientnet_%s pads like TF: --to timm)\n",
+           preset);
+  if (!torchvision && !timm && !same)
+    printf("  note: this model pads symmetrically and efficientnet_pytorch's like TF (\"same\"): the weights load, "
+           "the\n  outputs differ (timm's efficientnet_%s pads symmetrically: --to timm)\n",
            preset);
   if (cfg->bn_eps != eps)
     printf(
@@ -142,7 +174,7 @@ static int export_torch(const export_opts *o, const char *in, const char *out, c
     fprintf(stderr, "effnet export: %s: the output must end in .pth (torch.save) or .h5 (one dataset per name)\n", out);
     return 2;
   }
-  if (check_input(in, o->ema, w)) return 1;
+  if (check_input(in, o->to, o->ema, w)) return 1;
   ef_store *store;
   ef_model_graph g;
   ef_backend *be;
@@ -152,7 +184,7 @@ static int export_torch(const export_opts *o, const char *in, const char *out, c
   const ef_effnet_config *cfg = &w->desc.cfg;
   if (!rc && ef_weights_save(tmp, store, cfg) != EF_OK) {
     rc = ef_report("export", 1);
-  } else if (!rc && ef_run_converter("--to", o->to, tmp, out, NULL) != 0) {
+  } else if (!rc && ef_run_converter((const char *[]){"--to", o->to, tmp, out, NULL}) != 0) {
     fprintf(stderr, "effnet export: writing %s failed (see above)\n", out);
     rc = 1;
   } else if (!rc) {
@@ -226,8 +258,10 @@ int ef_cmd_export(int argc, char **argv) {
   int rc = ef_flags_apply(&f, argc, argv, EF_FROM_FLAG, paths, 2);
   if (rc) return rc;
   bool onnx = o.to && !strcmp(o.to, "onnx");
-  if (!o.to || (!onnx && strcmp(o.to, "torchvision") && strcmp(o.to, "timm")) || !paths[1]) {
-    fprintf(stderr, "effnet export: needs --to torchvision|timm|onnx, an input .h5 and an output file (see --help)\n");
+  if (!o.to || (!onnx && strcmp(o.to, "torchvision") && strcmp(o.to, "timm") && strcmp(o.to, "efficientnet_pytorch")) ||
+      !paths[1]) {
+    fprintf(stderr, "effnet export: needs --to torchvision|timm|efficientnet_pytorch|onnx, an input .h5 and an output "
+                    "file (see --help)\n");
     return 2;
   }
   bool onnx_flags = ef_flags_given(&f, "--layout") || o.keep_bn || o.normalization || o.image_size;
@@ -241,7 +275,7 @@ int ef_cmd_export(int argc, char **argv) {
     free(w);
     return ef_report("export", 1);
   }
-  // ONNX takes a checkpoint's EMA unless told otherwise; torchvision and timm its raw weights.
+  // ONNX takes a checkpoint's EMA unless told otherwise; torchvision, timm and efficientnet_pytorch its raw weights.
   bool ema = ef_flags_given(&f, "--ema") ? o.ema : onnx && w->has_ema;
   if (onnx && ema && !w->has_ema) {
     fprintf(stderr, "effnet export: %s holds no EMA weights: drop --ema\n", paths[0]);

@@ -1,7 +1,7 @@
-// `effnet import`: converts a torchvision or timm EfficientNet state_dict (.pth), or Keras's
-// EfficientNetBx weights (.h5), into effnet's HDF5 weights. tools/convert_weights.py renames the
-// tensors by table into a temporary file; the model built here from MODEL and its flags then
-// loads it, checking every tensor, and saves it atomically with its configuration, the
+// `effnet import`: converts a torchvision, timm or efficientnet_pytorch EfficientNet state_dict (.pth),
+// or Keras's EfficientNetBx weights (.h5), into effnet's HDF5 weights. tools/convert_weights.py
+// renames the tensors by table into a temporary file; the model built here from MODEL and its flags
+// then loads it, checking every tensor, and saves it atomically with its configuration, the
 // normalization the weights expect (mean, std), their source and whether the classifier came too.
 #include <math.h>
 #include <stdlib.h>
@@ -25,14 +25,19 @@
 
 typedef struct {
   const char *source, *model;
-  bool no_classifier, force;
+  bool no_classifier, force, advprop;
   ef_effnet_spec spec;
 } import_opts;
 
 static const ef_flag import_flags[] = {
-    {"--from", EF_FLAG_STR, offsetof(import_opts, source), 0, 0, "torchvision|timm|keras", "SOURCE",
-     "whose file: a torchvision or timm state_dict, or Keras's weights", false},
-    {"--model", EF_FLAG_STR, offsetof(import_opts, model), 0, 0, NULL, "MODEL", "b0 ... b7 (or --phi F)", false},
+    {"--from", EF_FLAG_STR, offsetof(import_opts, source), 0, 0, "torchvision|timm|efficientnet_pytorch|keras",
+     "SOURCE",
+     "whose file: a torchvision, timm or efficientnet_pytorch (or its Lite\nport's) state_dict, or Keras's weights",
+     false},
+    {"--model", EF_FLAG_STR, offsetof(import_opts, model), 0, 0, NULL, "MODEL",
+     "b0 ... b8, l2, lite0 ... lite4 (or --phi F)", false},
+    {"--advprop", EF_FLAG_BOOL, offsetof(import_opts, advprop), 0, 0, NULL, NULL,
+     "efficientnet_pytorch's AdvProp weights: they normalize as 2x - 1\n(mean 0.5, std 0.5)", false},
     {"--no-classifier", EF_FLAG_BOOL, offsetof(import_opts, no_classifier), 0, 0, NULL, NULL,
      "accept a file without the classifier (Keras's _notop files): it keeps\nits initialization (seed 0) and the file "
      "records classifier = absent\n(a file with a classifier imports it as usual)",
@@ -41,31 +46,35 @@ static const ef_flag import_flags[] = {
 };
 
 static const char *const usage_head =
-    "usage: effnet import --from torchvision|timm|keras --model MODEL [flags] IN OUT.h5\n"
+    "usage: effnet import --from torchvision|timm|efficientnet_pytorch|keras --model MODEL [flags] IN OUT.h5\n"
     "\n"
     "Converts an EfficientNet's weights into effnet's HDF5, checking every tensor against the model:\n"
-    "a PyTorch state_dict (.pth) of torchvision or timm, or a Keras EfficientNetBx weights file (.h5 of\n"
-    "Keras 2's save_weights or Keras 3's legacy format, or Keras 3's .weights.h5). torchvision's b5-b7\n"
-    "record BN eps 1e-3 and momentum 0.01 (as torchvision builds them); timm's tf_efficientnet_b*\n"
-    "need --padding same --bn-eps 1e-3; Keras's models record padding same, BN eps 1e-3 and momentum\n"
-    "0.01 unless the flags say otherwise. The file is a model like any other effnet weights file: it\n"
-    "records the normalization the weights expect (ImageNet's for PyTorch, Keras's Normalization layer\n"
-    "for Keras), the evaluation transform (torchvision's own for its presets) and, for 1000 classes, the\n"
-    "ImageNet class names, so that predict, eval and features take it as it is.\n"
+    "a PyTorch state_dict (.pth) of torchvision, timm or efficientnet_pytorch (B0-B8, L2, and its Lite\n"
+    "port's Lite0-Lite4), or a Keras EfficientNetBx weights file (.h5 of Keras 2's save_weights or Keras\n"
+    "3's legacy format, or Keras 3's .weights.h5). torchvision's b5-b7 record BN eps 1e-3 and momentum\n"
+    "0.01 (as torchvision builds them); timm's tf_efficientnet_b* need --padding same --bn-eps 1e-3;\n"
+    "efficientnet_pytorch's and Keras's models record padding same, BN eps 1e-3 and momentum 0.01\n"
+    "unless the flags say otherwise. The file is a model like any other effnet weights file: it records\n"
+    "the normalization the weights expect (ImageNet's for PyTorch, AdvProp's with --advprop, TF's Lite\n"
+    "builder's for Lite, Keras's Normalization layer for Keras), the evaluation transform (torchvision's\n"
+    "own for its presets, efficientnet_pytorch's for its models) and, for 1000 classes, the ImageNet class\n"
+    "names, so that predict, eval and features take it as it is.\n"
     "Needs /usr/bin/python3 with h5py and numpy, and torch for .pth (Debian: python3-h5py python3-torch).\n"
     "\n";
 
-int ef_run_converter(const char *direction, const char *value, const char *in, const char *out, const char *model) {
+int ef_run_converter(const char *const *args) {
   // EFFNET_TOOLS_DIR, else the source tree this effnet was built from, else its installed copy.
   const char *dir = getenv("EFFNET_TOOLS_DIR") ? getenv("EFFNET_TOOLS_DIR") : EFFNET_TOOLS_DIR;
   char script[4096];
   snprintf(script, sizeof script, "%s/convert_weights.py", dir);
   if (!getenv("EFFNET_TOOLS_DIR") && access(script, R_OK) != 0)
     snprintf(script, sizeof script, "%s/convert_weights.py", EFFNET_INSTALLED_TOOLS_DIR);
+  enum { MAX_ARGS = 16 };
+  char *argv[MAX_ARGS + 3] = {"python3", script};
+  for (int i = 0; i < MAX_ARGS && args[i]; i++) argv[i + 2] = (char *)args[i];
   pid_t pid = fork();
   if (pid == 0) {
-    if (model) execl("/usr/bin/python3", "python3", script, direction, value, in, out, "--model", model, (char *)NULL);
-    else execl("/usr/bin/python3", "python3", script, direction, value, in, out, (char *)NULL);
+    execv("/usr/bin/python3", argv);
     perror("effnet: cannot run /usr/bin/python3 (install python3-h5py, and python3-torch for .pth files)");
     _exit(127);
   }
@@ -86,7 +95,8 @@ int ef_cmd_import(int argc, char **argv) {
   if (rc) return rc;
   if (!o.source || !paths[1]) {
     fprintf(stderr,
-            "effnet import: needs --from torchvision|timm|keras, an input file and an output .h5 (see --help)\n");
+            "effnet import: needs --from torchvision|timm|efficientnet_pytorch|keras, an input file and an output .h5 "
+            "(see --help)\n");
     return 2;
   }
   o.spec.name = o.model;
@@ -94,19 +104,30 @@ int ef_cmd_import(int argc, char **argv) {
       (rc = ef_output_allowed("import", paths[1], paths, 1, EF_OUT_WEIGHTS, o.force)))
     return rc;
   // torchvision builds b5-b7 with BatchNorm2d(eps=0.001, momentum=0.01), b0-b4 with the defaults
-  // (decided by the preset asked for: overrides rename the configuration "b5-custom"). Keras
-  // builds every model TF's way: "same" padding, BatchNormalization(epsilon=1e-3, momentum=0.99).
+  // (decided by the preset asked for: overrides rename the configuration "b5-custom"). Keras and
+  // efficientnet_pytorch build every model TF's way: "same" padding, BN eps 1e-3 and momentum 0.01.
   const char *source = o.source, *model = o.model;
-  bool keras = !strcmp(source, "keras");
-  bool tf_bn = keras || (!strcmp(source, "torchvision") && model &&
-                         (!strcasecmp(model, "b5") || !strcasecmp(model, "b6") || !strcasecmp(model, "b7")));
+  bool keras = !strcmp(source, "keras"), tf = keras || !strcmp(source, "efficientnet_pytorch");
+  bool tf_bn = tf || (!strcmp(source, "torchvision") && model &&
+                      (!strcasecmp(model, "b5") || !strcasecmp(model, "b6") || !strcasecmp(model, "b7")));
   if (tf_bn && isnan(o.spec.bn_eps)) cfg.bn_eps = 1e-3f;
   if (tf_bn && isnan(o.spec.bn_momentum)) cfg.bn_momentum = 0.01f;
-  if (keras && !o.spec.padding) cfg.padding = EF_PAD_SAME;
+  if (tf && !o.spec.padding) cfg.padding = EF_PAD_SAME;
 
-  char tmp[4096];
+  char tmp[4096], repeats[64] = "";
   snprintf(tmp, sizeof tmp, "%s.convert.%ld.h5", paths[1], (long)getpid());
-  if (ef_run_converter("--from", source, paths[0], tmp, model) != 0) {
+  ef_effnet_arch arch; // efficientnet_pytorch numbers the blocks through the network: the stages' repeats place them
+  ef_effnet_arch_init(&arch, &cfg);
+  for (int s = 0; s < EF_EFFNET_STAGES; s++)
+    snprintf(repeats + strlen(repeats), sizeof repeats - strlen(repeats), "%s%d", s ? "," : "", arch.stage[s].repeats);
+  const char *args[10] = {"--from", source, paths[0], tmp, "--repeats", repeats};
+  int n = 6;
+  if (o.advprop) args[n++] = "--advprop";
+  if (model) {
+    args[n++] = "--model";
+    args[n++] = model;
+  }
+  if (ef_run_converter(args) != 0) {
     unlink(tmp);
     fprintf(stderr, "effnet import: converting %s failed (see above)\n", paths[0]);
     return 1;
@@ -115,7 +136,7 @@ int ef_cmd_import(int argc, char **argv) {
   // where it knows them, the class names and the evaluation transform.
   ef_model_desc *d = ef_xmalloc(sizeof *d);
   ef_model_desc_effnet(d, &cfg);
-  char mean[64], std[64], src[16], classifier[16], interp[16] = "";
+  char mean[64], std[64], src[32], classifier[16], interp[16] = "";
   ef_attr attrs[8] = {
       {.name = "mean", .kind = EF_ATTR_STRING, .s = mean, .cap = sizeof mean},
       {.name = "std", .kind = EF_ATTR_STRING, .s = std, .cap = sizeof std},

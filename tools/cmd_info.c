@@ -77,7 +77,8 @@ int ef_cmd_info(int argc, char **argv) {
   ef_flags f;
   ef_flags_init(
       &f, "info",
-      "usage: effnet info MODEL [flags]     (MODEL: b0 ... b7; or --phi F without MODEL)\n\nPrints a model's "
+      "usage: effnet info MODEL [flags]     (MODEL: b0 ... b8, l2, lite0 ... lite4; or --phi F without MODEL)\n\n"
+      "Prints a model's "
       "architecture (the paper's Table 1), parameters, multiply-adds and planned\nactivation memory per image.\n\n",
       NULL);
   ef_flags_add(&f, info_flags, (int)(sizeof info_flags / sizeof info_flags[0]), &o);
@@ -99,13 +100,15 @@ int ef_cmd_info(int argc, char **argv) {
   table_row rows[EF_EFFNET_STAGES + 2];
   int n = table(&a, rows);
   const char *padding = cfg.padding == EF_PAD_SAME ? "same" : "symmetric";
+  const char *act = ef_act_name(cfg.act);
   if (json) {
     printf("{\"model\": \"%s\", \"width\": %.17g, \"depth\": %.17g, \"resolution\": %d, \"dropout\": %g, "
            "\"drop_path\": %g, "
            "\"num_classes\": %d, \"in_channels\": %d, \"padding\": \"%s\", \"bn_eps\": %g, \"bn_momentum\": "
-           "%g,\n \"stages\": [",
+           "%g, \"activation\": \"%s\", \"squeeze_excite\": %s, \"fixed_stem_head\": %s,\n \"stages\": [",
            cfg.name, cfg.width, cfg.depth, cfg.resolution, cfg.dropout, cfg.drop_path, cfg.num_classes, cfg.in_channels,
-           padding, cfg.bn_eps, cfg.bn_momentum);
+           padding, cfg.bn_eps, cfg.bn_momentum, act, cfg.squeeze_excite ? "true" : "false",
+           cfg.fixed_stem_head ? "true" : "false");
     for (int i = 0; i < n; i++)
       printf("%s\n  {\"stage\": %d, \"operator\": \"%s\", \"resolution\": %d, \"channels\": %d, \"layers\": %d}",
              i ? "," : "", i + 1, rows[i].op, rows[i].resolution, rows[i].channels, rows[i].layers);
@@ -115,9 +118,10 @@ int ef_cmd_info(int argc, char **argv) {
   }
   printf(
       "EfficientNet %s: width %g, depth %g, resolution %d, dropout %g, drop-path %g, %d classes, %d input channels,\n"
-      "padding %s, BN eps %g momentum %g\n\n",
+      "padding %s, BN eps %g momentum %g, %s, %s, stem and head %s\n\n",
       cfg.name, cfg.width, cfg.depth, cfg.resolution, cfg.dropout, cfg.drop_path, cfg.num_classes, cfg.in_channels,
-      padding, cfg.bn_eps, cfg.bn_momentum);
+      padding, cfg.bn_eps, cfg.bn_momentum, act, cfg.squeeze_excite ? "squeeze-excite" : "no squeeze-excite",
+      cfg.fixed_stem_head ? "fixed" : "scaled");
   printf("stage  %-24s %11s %9s %7s\n", "operator", "resolution", "channels", "layers");
   for (int i = 0; i < n; i++) {
     char res[24];

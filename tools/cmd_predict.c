@@ -9,7 +9,7 @@
 #include "tools/shared_flags.h"
 
 typedef struct {
-  long top_k;
+  long top_k, digits;
   ef_eval_spec eval;
   ef_device_spec dev;
 } predict_opts;
@@ -17,12 +17,13 @@ typedef struct {
 #define ROW(kind, name, field) name, kind, offsetof(predict_opts, field)
 static const ef_flag predict_flags[] = {
     {ROW(EF_FLAG_LONG, "--top-k", top_k), 1, 1 << 20, NULL, "N", "classes per image", false},
+    {ROW(EF_FLAG_LONG, "--digits", digits), 0, 9, NULL, "N", "decimals of the percentages", false},
 };
 #undef ROW
 
 int ef_cmd_predict(int argc, char **argv) {
   enum { MAX_IMAGES = 4096 };
-  predict_opts o = {.top_k = 5, .eval = EF_EVAL_SPEC_DEFAULT, .dev = EF_DEVICE_SPEC_DEFAULT};
+  predict_opts o = {.top_k = 5, .digits = 2, .eval = EF_EVAL_SPEC_DEFAULT, .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "predict",
                 "usage: effnet predict WEIGHTS IMAGE... [flags]\n\nPrints the most likely classes of each image (JPEG "
@@ -65,8 +66,9 @@ int ef_cmd_predict(int argc, char **argv) {
     }
     for (int r = 0; r < k; r++) {
       const char *name = ef_net_class_name(net, best[r]);
-      if (name) printf("  %6.2f%%  %s\n", 100.0 * prob[r], name);
-      else printf("  %6.2f%%  class %d\n", 100.0 * prob[r], best[r]);
+      int width = 4 + (int)o.digits;
+      if (name) printf("  %*.*f%%  %s\n", width, (int)o.digits, 100.0 * prob[r], name);
+      else printf("  %*.*f%%  class %d\n", width, (int)o.digits, 100.0 * prob[r], best[r]);
     }
   }
   free(best), free(image), free(logits), free(prob);

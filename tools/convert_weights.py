@@ -1,16 +1,21 @@
 #!/usr/bin/python3
-"""Converts EfficientNet B-series weights between effnet's HDF5 and PyTorch's or Keras's files.
+"""Converts EfficientNet weights between effnet's HDF5 and PyTorch's or Keras's files.
 
     convert_weights.py --from torchvision|timm IN.pth OUT.h5 [--model b0]   (for `effnet import`)
+    convert_weights.py --from efficientnet_pytorch IN.pth OUT.h5 --repeats 1,2,2,3,3,4,1 [--advprop]
     convert_weights.py --from keras IN.h5 OUT.h5 [--model b0]
-    convert_weights.py --to torchvision|timm IN.h5 OUT.pth|OUT.h5   (for `effnet export`)
+    convert_weights.py --to torchvision|timm|efficientnet_pytorch IN.h5 OUT.pth|OUT.h5   (for `effnet export`)
 
 Import writes /model/<timm name> datasets in PyTorch's layout (conv weights OIHW), the names
 effnet's models use, and the root attributes source, mean and std (the normalization the weights
 expect of images in [0, 1], "r,g,b" as checkpoints write them) and classifier ("present" or
 "absent"); with a 1000-class classifier, class_names (ImageNet's, in the standard order, from
 torchvision's metadata: no download); for torchvision's presets (--model b0 ... b7), the
-evaluation transform of their IMAGENET1K_V1 weights (image_size, crop_pct, interpolation). torchvision's and Keras's names are mapped by the tables below; timm's are kept. The
+evaluation transform of their IMAGENET1K_V1 weights (image_size, crop_pct, interpolation); for
+efficientnet_pytorch's, its ImageNet example's (crop_pct 1, bicubic) and the normalization of its
+family: ImageNet's, AdvProp's (--advprop: 2x - 1) or, for the Lite models (no squeeze-excite in the
+file), TF's Lite builder's (127 and 128 on 0-255). torchvision's, efficientnet_pytorch's (given the
+model's repeats per stage) and Keras's names are mapped by the tables below; timm's are kept. The
 model's configuration is not written here: `effnet import` loads the result into the model it
 builds (checking every tensor) and saves it with the configuration.
 Export reads the /model group of an effnet weights file (as `effnet export` wrote it, checked
@@ -28,6 +33,8 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what torchvision's and timm's ImageNet weights expect
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ADVPROP_MEAN, ADVPROP_STD = (0.5,) * 3, (0.5,) * 3  # efficientnet_pytorch's AdvProp weights: 2x - 1
+LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3  # TF's efficientnet_lite_builder: MEAN_RGB 127, STDDEV_RGB 128
 
 # torchvision efficientnet_b*: features.0 is the stem, features.1-7 the stages, features.8 the
 # head; classifier.1 the linear layer.
@@ -45,6 +52,17 @@ EXPANDED = {"0.0": "conv_pw", "0.1": "bn1", "1.0": "conv_dw", "1.1": "bn2",
 DEPTHWISE_SEPARABLE = {"0.0": "conv_dw", "0.1": "bn1", "1.fc1": "se.conv_reduce", "1.fc2": "se.conv_expand",
                        "2.0": "conv_pw", "2.1": "bn2"}
 BLOCK = re.compile(r"features\.([1-7])\.(\d+)\.block\.(\d+\.(?:\d+|fc1|fc2))\.(\w+)")
+
+# efficientnet_pytorch (lukemelas/EfficientNet-PyTorch) and its Lite port (efficientnet_lite_pytorch):
+# blocks numbered through the network (_blocks.N), the stem _conv_stem/_bn0, the head
+# _conv_head/_bn1, the classifier _fc; inside a block, with expansion and without.
+EP_FIXED = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+EP_EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+               "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
+               "_bn2": "bn3"}
+EP_DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
+                          "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+EP_BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
 
 # keras.applications.EfficientNetB0-B7 (keras/src/applications/efficientnet.py): layer names.
 KERAS_FIXED = {"stem_conv": "conv_stem", "stem_bn": "bn1", "top_conv": "conv_head", "top_bn": "bn2",
@@ -113,6 +131,56 @@ def timm_to_torchvision(state):
             out[f"features.{0 if parts[0] == 'bn1' else 8}.1.{parts[1]}"] = value
         elif parts[0] == "classifier":
             out[f"classifier.1.{parts[1]}"] = value
+        else:
+            raise ValueError(f"no mapping for {name}")
+    return out
+
+
+def efficientnet_pytorch_to_timm(state, repeats):
+    """{efficientnet_pytorch name: tensor} -> {timm name: tensor}, block N of the network going to the
+    stage and index that `repeats` (the model's blocks per stage) give it; raises on a name no table
+    covers or a block the model does not have."""
+    starts = [sum(repeats[:s]) for s in range(len(repeats))]
+    # Only a block with expansion has _expand_conv and _bn0 (a dict of buffers alone holds no conv).
+    expanded = {int(m.group(1)) for m in map(EP_BLOCK.fullmatch, state) if m and m.group(2) in ("_expand_conv", "_bn0")}
+    out = {}
+    for name, value in state.items():
+        m = EP_BLOCK.fullmatch(name)
+        if m:
+            n, part, leaf = int(m.group(1)), m.group(2), m.group(3)
+            if n >= sum(repeats):
+                raise ValueError(f"{name}: the model has {sum(repeats)} blocks (repeats {repeats}): is the file of "
+                                 "another model?")
+            stage = max(s for s in range(len(repeats)) if starts[s] <= n)
+            table = EP_EXPANDED if n in expanded else EP_DEPTHWISE_SEPARABLE
+            if part not in table:
+                raise ValueError(f"no mapping for {name}")
+            out[f"blocks.{stage}.{n - starts[stage]}.{table[part]}.{leaf}"] = value
+            continue
+        module, _, leaf = name.partition(".")
+        if module not in EP_FIXED or "." in leaf:
+            raise ValueError(f"no mapping for {name}: is this an efficientnet_pytorch state_dict?")
+        out[f"{EP_FIXED[module]}.{leaf}"] = value
+    return out
+
+
+def timm_to_efficientnet_pytorch(state):
+    """{timm name: tensor} -> {efficientnet_pytorch name: tensor}: the tables above, inverted, blocks
+    numbered in stage order."""
+    blocks = sorted({(int(n.split(".")[1]), int(n.split(".")[2])) for n in state if n.startswith("blocks.")})
+    number = {block: n for n, block in enumerate(blocks)}
+    expanded = {(int(n.split(".")[1]), int(n.split(".")[2])) for n in state if ".conv_pwl." in n}
+    fixed = {v: k for k, v in EP_FIXED.items()}
+    out = {}
+    for name, value in state.items():
+        parts = name.split(".")
+        if parts[0] == "blocks":
+            block = (int(parts[1]), int(parts[2]))
+            table = EP_EXPANDED if block in expanded else EP_DEPTHWISE_SEPARABLE
+            part = {v: k for k, v in table.items()}[".".join(parts[3:-1])]
+            out[f"_blocks.{number[block]}.{part}.{parts[-1]}"] = value
+        elif len(parts) == 2 and parts[0] in fixed:
+            out[f"{fixed[parts[0]]}.{parts[1]}"] = value
         else:
             raise ValueError(f"no mapping for {name}")
     return out
@@ -238,7 +306,7 @@ def what_file(path):
     return "it is neither a zip archive (torch.save) nor a pickle"
 
 
-def read_torch(path, source):
+def read_torch(path, source, repeats):
     """{timm name: array} of a PyTorch state_dict (.pth)."""
     import torch
     try:
@@ -253,6 +321,10 @@ def read_torch(path, source):
         raise ValueError(f"{path}: not a state_dict (a dict of tensors)")
     if source == "torchvision":
         state = torchvision_to_timm(state)
+    elif source == "efficientnet_pytorch":
+        if not repeats:
+            raise ValueError("--from efficientnet_pytorch needs --repeats (the model's blocks per stage)")
+        state = efficientnet_pytorch_to_timm(state, repeats)
     return {name: value.detach().cpu().numpy() for name, value in state.items()}
 
 
@@ -267,7 +339,7 @@ def imagenet_names():
 
 
 def torchvision_eval(model):
-    """(image_size, crop_pct, interpolation) of torchvision's IMAGENET1K_V1 weights for efficientnet_<model>,
+    """{image_size, crop_pct, interpolation} of torchvision's IMAGENET1K_V1 weights for efficientnet_<model>,
     crop_pct such that floor(image_size / crop_pct) is the resize torchvision uses; None when unknown."""
     import math
     try:
@@ -280,20 +352,39 @@ def torchvision_eval(model):
     pct = crop / resize
     while math.floor(crop / pct) < resize:  # crop / (crop / resize) may round below resize
         pct = np.nextafter(pct, 0)
-    return crop, float(pct), "bilinear" if "BILINEAR" in str(t.interpolation) else "bicubic"
+    return {"image_size": crop, "crop_pct": float(pct),
+            "interpolation": "bilinear" if "BILINEAR" in str(t.interpolation) else "bicubic"}
 
 
-def import_weights(source, path, out, model):
+def efficientnet_pytorch_normalization(state, advprop):
+    """The mean and std of efficientnet_pytorch's weights: the Lite models' (they alone have no
+    squeeze-excite), AdvProp's, or ImageNet's."""
+    lite = not any(".se." in name for name in state)
+    if lite and advprop:
+        raise ValueError("--advprop: efficientnet_pytorch's AdvProp weights are B0-B8, and this file is a Lite "
+                         "model (no squeeze-excite)")
+    return (LITE_MEAN, LITE_STD) if lite else (ADVPROP_MEAN, ADVPROP_STD) if advprop else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def import_weights(source, path, out, model, repeats, advprop):
+    if advprop and source != "efficientnet_pytorch":
+        raise ValueError("--advprop is for --from efficientnet_pytorch")
+    evaluation = None
     if source == "keras":
         with open_h5(path, "r") as f:
             layers = keras_layers(f, path)
         mean, std = keras_normalization(layers, path)
         state = keras_to_timm(layers, path)
+    elif source == "efficientnet_pytorch":
+        state = read_torch(path, source, repeats)
+        mean, std = efficientnet_pytorch_normalization(state, advprop)
+        evaluation = {"crop_pct": 1.0, "interpolation": "bicubic"}  # examples/imagenet/main.py: Resize, CenterCrop
     else:
-        state, mean, std = read_torch(path, source), IMAGENET_MEAN, IMAGENET_STD
+        state, mean, std = read_torch(path, source, repeats), IMAGENET_MEAN, IMAGENET_STD
+        if source == "torchvision" and model:
+            evaluation = torchvision_eval(model)
     classifier = "present" if "classifier.weight" in state else "absent"
     names = imagenet_names() if classifier == "present" and state["classifier.weight"].shape[0] == 1000 else None
-    evaluation = torchvision_eval(model) if source == "torchvision" and model else None
     with open_h5(out, "w") as f:
         f.attrs["format"] = "effnet"  # the /model layout of effnet's weights, without a configuration
         f.attrs["format_version"] = 1
@@ -302,8 +393,8 @@ def import_weights(source, path, out, model):
         f.attrs["classifier"] = classifier
         if names:
             f.attrs["class_names"] = "".join(name + "\n" for name in names)
-        if evaluation:
-            f.attrs["image_size"], f.attrs["crop_pct"], f.attrs["interpolation"] = evaluation
+        for key, value in (evaluation or {}).items():
+            f.attrs[key] = value
         group = f.create_group("model")
         for name, value in state.items():
             group.create_dataset(name, data=value)
@@ -316,6 +407,8 @@ def export_weights(target, path, out):
         state = {name: value[()] for name, value in f["model"].items()}
     if target == "torchvision":
         state = timm_to_torchvision(state)
+    elif target == "efficientnet_pytorch":
+        state = timm_to_efficientnet_pytorch(state)
     partial = f"{out}.partial.{os.getpid()}"
     if out.endswith(".pth"):
         import torch
@@ -331,14 +424,17 @@ def export_weights(target, path, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     direction = ap.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", choices=["torchvision", "timm", "keras"])
-    direction.add_argument("--to", dest="target", choices=["torchvision", "timm"])
+    direction.add_argument("--from", dest="source", choices=["torchvision", "timm", "efficientnet_pytorch", "keras"])
+    direction.add_argument("--to", dest="target", choices=["torchvision", "timm", "efficientnet_pytorch"])
     ap.add_argument("input")
     ap.add_argument("output")
-    ap.add_argument("--model", help="import: the preset asked for (b0 ... b7), for its evaluation transform")
+    ap.add_argument("--model", help="import: the preset asked for (b0 ... b7), for torchvision's evaluation transform")
+    ap.add_argument("--repeats", type=lambda text: [int(r) for r in text.split(",")],
+                    help="import: the model's blocks per stage (efficientnet_pytorch numbers them through the network)")
+    ap.add_argument("--advprop", action="store_true", help="import: efficientnet_pytorch's AdvProp weights (2x - 1)")
     args = ap.parse_args()
     if args.source:
-        import_weights(args.source, args.input, args.output, args.model)
+        import_weights(args.source, args.input, args.output, args.model, args.repeats, args.advprop)
     elif args.output.endswith((".pth", ".h5")):
         export_weights(args.target, args.input, args.output)
     else:

@@ -18,9 +18,9 @@ int ef_cmd_predict(int argc, char **argv);
 int ef_cmd_info(int argc, char **argv);
 int ef_cmd_import(int argc, char **argv);
 int ef_cmd_export(int argc, char **argv);
-// Runs tools/convert_weights.py DIRECTION VALUE IN OUT [--model MODEL] (cmd_import.c); 0 when it
-// succeeded.
-int ef_run_converter(const char *direction, const char *value, const char *in, const char *out, const char *model);
+// Runs tools/convert_weights.py with the arguments `args` (at most 16, NULL-terminated: DIRECTION
+// VALUE IN OUT [flags]) (cmd_import.c); 0 when it succeeded.
+int ef_run_converter(const char *const *args);
 int ef_cmd_features(int argc, char **argv);
 int ef_cmd_bench(int argc, char **argv);
 int ef_cmd_bench_data(int argc, char **argv);

@@ -10,12 +10,16 @@
 #define ROW(kind, name, field) name, kind, offsetof(ef_effnet_spec, field)
 
 const ef_flag ef_model_flags[EF_MODEL_FLAGS] = {
-    EF_SECTION("model (a preset b0 ... b7, or --phi):"),
+    EF_SECTION("model (a preset b0 ... b8, l2, lite0 ... lite4, or --phi):"),
     {ROW(EF_FLAG_DOUBLE, "--phi", phi), -4, 12, NULL, "F",
      "compound scaling of B0: width beta^F, depth alpha^F, resolution 224 gamma^F", true},
     {ROW(EF_FLAG_DOUBLE, "--alpha", alpha), 1, 4, NULL, "A", "depth base of --phi [1.2]", true},
     {ROW(EF_FLAG_DOUBLE, "--beta", beta), 1, 4, NULL, "B", "width base of --phi [1.1]", true},
     {ROW(EF_FLAG_DOUBLE, "--gamma", gamma), 1, 4, NULL, "G", "resolution base of --phi [1.15]", true},
+    {ROW(EF_FLAG_STR, "--variant", variant), 0, 0, "b|lite", "V",
+     "b: swish, squeeze-excite, stem and head scaled; lite: EfficientNet-Lite's\nrelu6, no squeeze-excite, stem and "
+     "head fixed, TF padding and BN  [the preset's;\n--phi: b]",
+     true},
     {ROW(EF_FLAG_DOUBLE, "--width", width), 0.01, 16, NULL, "W", "channel multiplier  [the preset's]", true},
     {ROW(EF_FLAG_DOUBLE, "--depth", depth), 0.01, 16, NULL, "D", "repeat multiplier  [the preset's]", true},
     {ROW(EF_FLAG_LONG, "--resolution", resolution), 32, 4096, NULL, "R", "the input side the model is made for", true},

@@ -10,7 +10,7 @@
 #include "train/device.h"
 #include "train/model.h"
 
-enum { EF_MODEL_FLAGS = 15 };
+enum { EF_MODEL_FLAGS = 16 };
 // Bind with ef_flags_add(f, ef_model_flags, EF_MODEL_FLAGS, &spec); its first row is a section.
 extern const ef_flag ef_model_flags[EF_MODEL_FLAGS];
 

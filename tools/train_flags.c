@@ -10,7 +10,8 @@
 
 #define ROW(kind, name, field) name, kind, offsetof(ef_train_args, field)
 static const ef_flag train_flags[] = {
-    {ROW(EF_FLAG_STR, "--model", t.model), 0, 0, NULL, "NAME", "tiny, or an EfficientNet b0 ... b7 (or --phi F)", true},
+    {ROW(EF_FLAG_STR, "--model", t.model), 0, 0, NULL, "NAME",
+     "tiny, or an EfficientNet b0 ... b8, l2, lite0 ... lite4 (or --phi F)", true},
     {ROW(EF_FLAG_STR, "--data", t.data), 0, 0, NULL, "PATH",
      "IDX, CIFAR-10/100 or ImageFolder directory, or a path,label .csv", true},
     {ROW(EF_FLAG_STR, "--out", t.out), 0, 0, NULL, "DIR", "the run's folder  [runs/<model>-<date>-<time>]", false},
@@ -190,7 +191,7 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
   }
   ef_effnet_config cfg;
   if (strcmp(o->t.model, "tiny") && isnan(o->t.spec.phi) && ef_effnet_preset(o->t.model, &cfg) != EF_OK) {
-    fprintf(stderr, "effnet train: unknown model '%s': use tiny or b0 ... b7\n", o->t.model);
+    fprintf(stderr, "effnet train: unknown model '%s': use tiny, b0 ... b8, l2 or lite0 ... lite4\n", o->t.model);
     return 2;
   }
   o->t.args = o->saved;

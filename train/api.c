@@ -54,6 +54,7 @@ ef_net *ef_net_open(const char *weights, const ef_net_options *options) {
     ef_net_close(n);
     return NULL;
   }
+  n->tf.dct = false; // one image at a time: decode JPEGs in full, as PIL does (the model's time dominates)
   ef_transform_lut(&n->tf, n->lut);
   n->batch = ef_xcalloc((size_t)ef_numel(g->images), sizeof(float));
   n->logits = ef_xmalloc(sizeof(float) * (size_t)ef_numel(g->logits));

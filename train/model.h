@@ -61,7 +61,7 @@ typedef struct {
   bool has_ema;       // an /ema group (checkpoints of runs with --ema)
   bool recorded_norm; // it records the normalization (else ImageNet's is assumed)
   bool headless;      // imported without a classifier (it holds an initialization)
-  char source[16];    // where an import came from: torchvision, timm, keras ("" otherwise)
+  char source[32];    // where an import came from: torchvision, timm, efficientnet_pytorch, keras ("" otherwise)
 } ef_weights_info;
 
 // Reads any effnet weights file: `effnet import`'s (older ones, without a description, get one

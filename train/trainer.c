@@ -94,7 +94,7 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   const ef_dataset *d = &t->train;
   ef_model_desc *m = &t->info.model;
   memset(m, 0, sizeof *m);
-  int channels = pre ? pre->desc.in_channels : d->pixels ? d->c : 3;
+  int channels = pre ? pre->desc.in_channels : c->spec.in_channels ? (int)c->spec.in_channels : d->pixels ? d->c : 3;
   bool tiny = !pre && !strcmp(c->model, "tiny") && isnan(c->spec.phi);
   if (c->spec.classes && c->spec.classes != d->num_classes) // --num-classes must equal the data's
     return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %ld classes but %s has %d", c->spec.classes, c->data,

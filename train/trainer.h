@@ -30,7 +30,7 @@ typedef struct {
   bool strict_images;         // JPEG data libjpeg warns about makes an image corrupt (skipped, counted)
   long loader_threads;
   // model
-  const char *model;   // "tiny" or a preset b0 ... b7 (ignored with spec.phi)
+  const char *model;   // "tiny" or a preset (b0 ... b8, l2, lite0 ... lite4; ignored with spec.phi)
   ef_effnet_spec spec; // --phi and the configuration's overrides (spec.name unused)
   const char *init;    // fine-tuning: start from these weights (they give the architecture)
   const char *freeze;  // fine-tuning: modules held fixed (train/finetune.h), NULL: none

@@ -69,7 +69,8 @@ int ef_net_features(const ef_net *net);
 const ef_model_desc *ef_net_desc(const ef_net *net);
 
 // A JPEG or PNG file through the model's evaluation transform (resize the shorter side, centre
-// crop, normalize) into image (side, side, channels), as `effnet predict` feeds it.
+// crop, normalize) into image (side, side, channels), as `effnet predict` feeds it. JPEGs are
+// decoded in full (the pixels PIL gives), never shrunk in the DCT domain as the loader does.
 ef_status ef_net_load_image(ef_net *net, const char *path, float *image);
 // `count` images (1 ... batch, (count, side, side, channels) one after another) through the
 // model: logits (count, classes) and features (count, features); either may be NULL.
