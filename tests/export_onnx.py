@@ -77,7 +77,10 @@ def drop_checksums(path):
     whole file's CRC-32C (its first 512 bytes), nor its datasets' and root attributes' own."""
     with h5py.File(path, "r+") as f:
         f.attrs.pop("attributes_crc32c", None)
-        f.visititems(lambda name, d: d.attrs.pop("crc32c", None) if isinstance(d, h5py.Dataset) else None)
+        datasets = []  # visititems stops at the first callback returning anything but None
+        f.visititems(lambda name, d: datasets.append(d) if isinstance(d, h5py.Dataset) else None)
+        for d in datasets:
+            d.attrs.pop("crc32c", None)
     with open(path, "r+b") as f:
         f.write(bytes(512))  # the user block: HDF5 leaves it alone
 

@@ -67,8 +67,17 @@ static void test_round_trip(void) {
   ef_store_free(b);
 }
 
+// Clears the whole file's checksum (its user block), as a copy by HDF5's tools would.
+static void drop_file_checksum(const char *file) {
+  FILE *f = fopen(file, "r+b");
+  static const char zeros[512];
+  CHECK(f && fwrite(zeros, 1, sizeof zeros, f) == sizeof zeros, "clearing %s's user block", file);
+  if (f) fclose(f);
+}
+
 // The variant switch round trip: a Lite model's configuration comes back Lite; a file written
-// before the switch existed (without its attributes) reads as the B-series; a bad one is refused.
+// before the switch existed (without its attributes, and so without checksums) reads as the
+// B-series; a bad one is refused (written without checksums, or they would refuse it first).
 static void test_variant_attributes(void) {
   ef_effnet_config cfg, back;
   ef_effnet_preset("lite2", &cfg);
@@ -78,20 +87,23 @@ static void test_variant_attributes(void) {
   CHECK(back.act == EF_ACT_RELU6 && !back.squeeze_excite && back.fixed_stem_head && back.padding == EF_PAD_SAME,
         "lite2's switch round trip");
   hid_t f = H5Fopen(path("lite2.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
-  CHECK(H5Adelete(f, "activation") >= 0 && H5Adelete(f, "squeeze_excite") >= 0 && H5Adelete(f, "fixed_stem_head") >= 0,
+  CHECK(H5Adelete(f, "activation") >= 0 && H5Adelete(f, "squeeze_excite") >= 0 &&
+            H5Adelete(f, "fixed_stem_head") >= 0 && H5Adelete(f, "attributes_crc32c") >= 0,
         "deleting the switch's attributes");
   H5Fclose(f);
+  drop_file_checksum(path("lite2.h5"));
   CHECK(ef_weights_read_config(path("lite2.h5"), &back) == EF_OK, "%s", ef_last_error());
   CHECK(back.act == EF_ACT_SWISH && back.squeeze_excite && !back.fixed_stem_head && !strcmp(back.name, "lite2"),
         "a file without the switch reads as the B-series");
   CHECK(ef_weights_save(path("lite2.h5"), a, &cfg) == EF_OK, "%s", ef_last_error());
   f = H5Fopen(path("lite2.h5"), H5F_ACC_RDWR, H5P_DEFAULT);
-  H5Adelete(f, "activation");
+  H5Adelete(f, "activation"), H5Adelete(f, "attributes_crc32c");
   hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
   H5Tset_size(t, 5);
   hid_t at = H5Acreate2(f, "activation", t, sp, H5P_DEFAULT, H5P_DEFAULT);
   H5Awrite(at, t, "relu7");
   H5Aclose(at), H5Sclose(sp), H5Tclose(t), H5Fclose(f);
+  drop_file_checksum(path("lite2.h5"));
   CHECK(ef_weights_read_config(path("lite2.h5"), &back) == EF_ERR_FORMAT &&
             strstr(ef_last_error(), "unknown activation 'relu7'"),
         "%s", ef_last_error());
@@ -316,14 +328,6 @@ static ef_store *small_store(void) {
   for (int i = 0; i < 24; i++) ef_store_data(s, w, EF_ARENA_PARAM)[i] = 0.1f * (float)i;
   for (int i = 0; i < 3; i++) ef_store_data(s, v, EF_ARENA_STATE)[i] = 1.0f + (float)i;
   return s;
-}
-
-// Clears the whole file's checksum (its user block), as a copy by HDF5's tools would.
-static void drop_file_checksum(const char *file) {
-  FILE *f = fopen(file, "r+b");
-  static const char zeros[512];
-  CHECK(f && fwrite(zeros, 1, sizeof zeros, f) == sizeof zeros, "clearing %s's user block", file);
-  if (f) fclose(f);
 }
 
 // Writes `value` at element 0 of `dataset` with HDF5 directly; with `drop`, deletes the dataset's

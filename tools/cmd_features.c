@@ -76,8 +76,12 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
 }
 
 int ef_cmd_features(int argc, char **argv) {
-  features_opts o = {
-      .data = EF_FASHION_MNIST_DIR, .split = "both", .batch = 100, .loader_threads = 1, .dev = EF_DEVICE_SPEC_DEFAULT};
+  features_opts o = {.data = EF_FASHION_MNIST_DIR,
+                     .split = "both",
+                     .batch = 100,
+                     .loader_threads = 1,
+                     .eval = EF_EVAL_SPEC_DEFAULT,
+                     .dev = EF_DEVICE_SPEC_DEFAULT};
   ef_flags f;
   ef_flags_init(&f, "features",
                 "usage: effnet features WEIGHTS --out FILE.h5 [flags]\n\nWrites the pooled features (the input of the "
