@@ -25,7 +25,7 @@ typedef struct {
   ef_effnet_spec spec;
 } bench_flags_t;
 
-#define ROW(kind, name, field) name, kind, offsetof(bench_flags_t, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(bench_flags_t, kind, field)
 static const ef_flag bench_flags[] = {
     {ROW(EF_FLAG_STR, "--model", models), 0, 0, NULL, "LIST",
      "b0[,b2...], all (b0 ... b7) or lite (lite0 ... lite4), as the\narguments", false},

@@ -22,7 +22,7 @@ typedef struct {
   bool exact;
 } bench_data_opts;
 
-#define ROW(kind, name, field) name, kind, offsetof(bench_data_opts, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(bench_data_opts, kind, field)
 static const ef_flag bench_data_flags[] = {
     {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "DIR", "an ImageFolder to read  [generated JPEGs in --cache]",
      false},

@@ -16,7 +16,7 @@ typedef struct {
   ef_device_spec dev;
 } eval_opts;
 
-#define ROW(kind, name, field) name, kind, offsetof(eval_opts, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(eval_opts, kind, field)
 static const ef_flag eval_flags[] = {
     {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH",
      "dataset as for effnet train; an ImageFolder's class folders in the\nmodel's class order  "

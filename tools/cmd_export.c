@@ -19,7 +19,7 @@ typedef struct {
   long image_size;
 } export_opts;
 
-#define ROW(kind, name, field) name, kind, offsetof(export_opts, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(export_opts, kind, field)
 static const ef_flag export_flags[] = {
     {ROW(EF_FLAG_STR, "--to", to), 0, 0, NULL, "FORMAT",
      "torchvision (features.*, classifier.1.*), timm (as effnet stores them),\nefficientnet_pytorch (_blocks.N.*, "

@@ -18,7 +18,7 @@ typedef struct {
   ef_transform tf;
 } features_opts;
 
-#define ROW(kind, name, field) name, kind, offsetof(features_opts, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(features_opts, kind, field)
 static const ef_flag features_flags[] = {
     {ROW(EF_FLAG_STR, "--out", out), 0, 0, NULL, "FILE", "the HDF5 file to write (atomically)", false},
     {ROW(EF_FLAG_STR, "--data", data), 0, 0, NULL, "PATH", "dataset as for effnet train", false},

@@ -30,15 +30,15 @@ typedef struct {
 } import_opts;
 
 static const ef_flag import_flags[] = {
-    {"--from", EF_FLAG_STR, offsetof(import_opts, source), 0, 0, "torchvision|timm|efficientnet_pytorch|keras",
-     "SOURCE",
+    {"--from", EF_FLAG_STR, EF_FLAG_AT(import_opts, EF_FLAG_STR, source), 0, 0,
+     "torchvision|timm|efficientnet_pytorch|keras", "SOURCE",
      "whose file: a torchvision, timm or efficientnet_pytorch (or its Lite\nport's) state_dict, or Keras's weights",
      false},
-    {"--model", EF_FLAG_STR, offsetof(import_opts, model), 0, 0, NULL, "MODEL",
+    {"--model", EF_FLAG_STR, EF_FLAG_AT(import_opts, EF_FLAG_STR, model), 0, 0, NULL, "MODEL",
      "b0 ... b8, l2, lite0 ... lite4 (or --phi F)", false},
-    {"--advprop", EF_FLAG_BOOL, offsetof(import_opts, advprop), 0, 0, NULL, NULL,
+    {"--advprop", EF_FLAG_BOOL, EF_FLAG_AT(import_opts, EF_FLAG_BOOL, advprop), 0, 0, NULL, NULL,
      "efficientnet_pytorch's AdvProp weights: they normalize as 2x - 1\n(mean 0.5, std 0.5)", false},
-    {"--no-classifier", EF_FLAG_BOOL, offsetof(import_opts, no_classifier), 0, 0, NULL, NULL,
+    {"--no-classifier", EF_FLAG_BOOL, EF_FLAG_AT(import_opts, EF_FLAG_BOOL, no_classifier), 0, 0, NULL, NULL,
      "accept a file without the classifier (Keras's _notop files): it keeps\nits initialization (seed 0) and the file "
      "records classifier = absent\n(a file with a classifier imports it as usual)",
      false},

@@ -17,9 +17,10 @@ typedef struct {
 } info_opts;
 
 static const ef_flag info_flags[] = {
-    {"--layers", EF_FLAG_BOOL, offsetof(info_opts, layers), 0, 0, NULL, NULL,
+    {"--layers", EF_FLAG_BOOL, EF_FLAG_AT(info_opts, EF_FLAG_BOOL, layers), 0, 0, NULL, NULL,
      "one line per block: output shape, parameters, multiply-adds", false},
-    {"--json", EF_FLAG_BOOL, offsetof(info_opts, json), 0, 0, NULL, NULL, "machine-readable output", false},
+    {"--json", EF_FLAG_BOOL, EF_FLAG_AT(info_opts, EF_FLAG_BOOL, json), 0, 0, NULL, NULL, "machine-readable output",
+     false},
 };
 
 typedef struct {

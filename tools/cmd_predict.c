@@ -14,7 +14,7 @@ typedef struct {
   ef_device_spec dev;
 } predict_opts;
 
-#define ROW(kind, name, field) name, kind, offsetof(predict_opts, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(predict_opts, kind, field)
 static const ef_flag predict_flags[] = {
     {ROW(EF_FLAG_LONG, "--top-k", top_k), 1, 1 << 20, NULL, "N", "classes per image", false},
     {ROW(EF_FLAG_LONG, "--digits", digits), 0, 9, NULL, "N", "decimals of the percentages", false},

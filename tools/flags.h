@@ -26,6 +26,17 @@ typedef struct {
   bool saved;          // a training run keeps it in its checkpoints, and --resume replays it
 } ef_flag;
 
+// A row's offset of `field` in struct T, refused at compile time unless the field has the size
+// `kind` reads and writes (an int bound to a LONG row was written 8 bytes wide).
+#define EF_FLAG_SIZE(kind)                                                                                             \
+  ((kind) == EF_FLAG_STR      ? sizeof(const char *)                                                                   \
+   : (kind) == EF_FLAG_LONG   ? sizeof(long)                                                                           \
+   : (kind) == EF_FLAG_DOUBLE ? sizeof(double)                                                                         \
+   : (kind) == EF_FLAG_U64    ? sizeof(unsigned long long)                                                             \
+                              : sizeof(bool))
+#define EF_FLAG_AT(T, kind, field)                                                                                     \
+  (offsetof(T, field) + 0 * sizeof(char[sizeof(((T *)0)->field) == EF_FLAG_SIZE(kind) ? 1 : -1]))
+
 #define EF_SECTION(title)                                                                                              \
   { title, EF_FLAG_SECTION, 0, 0, 0, NULL, NULL, NULL, false }
 

@@ -7,7 +7,7 @@
 
 #include "models/weights.h"
 
-#define ROW(kind, name, field) name, kind, offsetof(ef_effnet_spec, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(ef_effnet_spec, kind, field)
 
 const ef_flag ef_model_flags[EF_MODEL_FLAGS] = {
     EF_SECTION("model (a preset b0 ... b8, l2, lite0 ... lite4, or --phi):"),
@@ -41,7 +41,7 @@ int ef_model_args_config(const char *cmd, const ef_effnet_spec *s, ef_effnet_con
 }
 
 #undef ROW
-#define ROW(kind, name, field) name, kind, offsetof(ef_device_spec, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(ef_device_spec, kind, field)
 const ef_flag ef_device_flags[EF_DEVICE_FLAGS] = {
     EF_SECTION("device:"),
     {ROW(EF_FLAG_STR, "--device", device), 0, 0, NULL, "D", "cpu, or cuda / cuda:N (GPU N)", true},
@@ -58,7 +58,7 @@ const ef_flag ef_device_flags[EF_DEVICE_FLAGS] = {
 };
 
 #undef ROW
-#define ROW(kind, name, field) name, kind, offsetof(ef_eval_spec, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(ef_eval_spec, kind, field)
 const ef_flag ef_eval_flags[EF_EVAL_FLAGS] = {
     EF_SECTION("the model's evaluation (its own unless given):"),
     {ROW(EF_FLAG_BOOL, "--ema", ema), 0, 0, NULL, NULL, "a checkpoint's EMA weights (when it has them)", false},

@@ -33,7 +33,7 @@ extern const ef_flag ef_eval_flags[EF_EVAL_FLAGS];
 // through the loader); `saved` as ef_flag's.
 #define EF_STRICT_IMAGES_FLAG(T, field, saved)                                                                             \
   {                                                                                                                        \
-    "--strict-images", EF_FLAG_BOOL, offsetof(T, field), 0, 0, NULL, NULL,                                                 \
+    "--strict-images", EF_FLAG_BOOL, EF_FLAG_AT(T, EF_FLAG_BOOL, field), 0, 0, NULL, NULL,                                 \
         "a JPEG whose data libjpeg warns about (and decodes around, as PIL\ndoes) counts as corrupt: skipped and counted", \
         saved                                                                                                              \
   }
@@ -41,7 +41,7 @@ extern const ef_flag ef_eval_flags[EF_EVAL_FLAGS];
 // --force, bound to a bool field of struct T: what ef_output_allowed refuses without it.
 #define EF_FORCE_FLAG(T, field)                                                                                        \
   {                                                                                                                    \
-    "--force", EF_FLAG_BOOL, offsetof(T, field), 0, 0, NULL, NULL,                                                     \
+    "--force", EF_FLAG_BOOL, EF_FLAG_AT(T, EF_FLAG_BOOL, field), 0, 0, NULL, NULL,                                     \
         "write over an existing file of another kind, or over the input", false                                        \
   }
 

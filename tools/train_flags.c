@@ -8,7 +8,7 @@
 #include "tools/shared_flags.h"
 #include "train/run_dir.h"
 
-#define ROW(kind, name, field) name, kind, offsetof(ef_train_args, field)
+#define ROW(kind, name, field) name, kind, EF_FLAG_AT(ef_train_args, kind, field)
 static const ef_flag train_flags[] = {
     {ROW(EF_FLAG_STR, "--model", t.model), 0, 0, NULL, "NAME",
      "tiny, or an EfficientNet b0 ... b8, l2, lite0 ... lite4 (or --phi F)", true},

@@ -227,7 +227,7 @@ static ef_status open_model(ef_trainer *t) {
   EF_TRY(ef_step_init(&t->step, &t->tr, &sc));
   t->depth = c->steps_in_flight ? c->steps_in_flight : t->dev.cuda ? 2 : 1;
   if (t->depth < 1 || t->depth > 2)
-    return EF_ERROR(EF_ERR_INVALID, "steps in flight: %d; 1 or 2 (0: the device's choice)", c->steps_in_flight);
+    return EF_ERROR(EF_ERR_INVALID, "steps in flight: %ld; 1 or 2 (0: the device's choice)", c->steps_in_flight);
   if (t->dev.cuda) {
     float lut[3 * 256];
     ef_transform_lut(&t->train_tf, lut);

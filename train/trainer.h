@@ -51,13 +51,13 @@ typedef struct {
   double bucket_mb;    // gradient buckets (0: one all-reduce after the backward pass)
   double comm_timeout; // GPU ranks: a collective waiting longer ends the job (seconds)
   // the run
-  const char *out;     // its folder (NULL: the resumed checkpoint's, or runs/<model>-<date>-<time>)
-  const char *resume;  // a checkpoint to go on from (the file)
-  long keep;           // checkpoints kept besides best.h5
-  bool profile;        // time every node (on a GPU: no captured graph)
-  int steps_in_flight; // 1: each step collected before the next is queued; 2: step k + 1 queued before
-                       // step k's results are read  [0: 2 on a GPU, 1 on the CPU]
-  const char *args;    // what checkpoints keep for --resume: the arguments, "--flag\nvalue\n..."
+  const char *out;      // its folder (NULL: the resumed checkpoint's, or runs/<model>-<date>-<time>)
+  const char *resume;   // a checkpoint to go on from (the file)
+  long keep;            // checkpoints kept besides best.h5
+  bool profile;         // time every node (on a GPU: no captured graph)
+  long steps_in_flight; // 1: each step collected before the next is queued; 2: step k + 1 queued before
+                        // step k's results are read  [0: 2 on a GPU, 1 on the CPU]
+  const char *args;     // what checkpoints keep for --resume: the arguments, "--flag\nvalue\n..."
 } ef_train_config;
 
 typedef struct {
