@@ -510,6 +510,8 @@ ef_status ef_weights_read_config(const char *path, ef_effnet_config *c) {
   c->padding = strcmp(padding, "same") ? EF_PAD_SYMMETRIC : EF_PAD_SAME;
   c->act = strcmp(act, ef_act_name(EF_ACT_RELU6)) ? EF_ACT_SWISH : EF_ACT_RELU6;
   if (strcmp(act, ef_act_name(c->act))) return EF_ERROR(EF_ERR_FORMAT, "%s: unknown activation '%s'", path, act);
+  if ((se != 0 && se != 1) || (fixed != 0 && fixed != 1))
+    return EF_ERROR(EF_ERR_FORMAT, "%s: squeeze_excite %d and fixed_stem_head %d must each be 0 or 1", path, se, fixed);
   c->squeeze_excite = se != 0, c->fixed_stem_head = fixed != 0;
   if (ef_effnet_validate(c) != EF_OK)
     return EF_ERROR(EF_ERR_FORMAT, "%s: invalid model configuration: %s", path, ef_last_error());

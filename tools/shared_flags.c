@@ -81,7 +81,7 @@ int ef_report(const char *cmd, int code) {
 
 // What each kind of output is, in words.
 static const char *const out_kinds[] = {"an effnet weights file", "an effnet features file",
-                                        "a torchvision or timm export", "an ONNX model"};
+                                        "a torchvision, timm or efficientnet_pytorch export", "an ONNX model"};
 
 // What a file is, in words, and whether it is of `kind`: effnet's HDF5 kinds, other HDF5, a
 // PyTorch file (a zip archive, as torch.save writes), an ONNX model (protobuf, ir_version first).

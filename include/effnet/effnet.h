@@ -16,7 +16,7 @@
 // Training, in-process, through the trainer effnet train runs (train/trainer.h):
 //
 //   ef_train_config c = ef_train_config_defaults();         // the tiny net on Fashion-MNIST, SGD
-//   c.model = "b0", c.image_size = 32, c.epochs = 1, c.out = "runs/mine";
+//   c.model = "b0", c.image_size = 32, c.epochs = 1, c.out = NULL;  // NULL: runs/b0-<time>
 //   ef_trainer t;
 //   ef_fit_result r;
 //   ef_status st = ef_trainer_open(&t, &c, ef_comm_single());
