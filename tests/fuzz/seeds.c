@@ -81,6 +81,11 @@ int main(int argc, char **argv) {
   if (st == EF_OK) st = ef_model_desc_set_names(d, names, 3);
   if (st == EF_OK) st = weights("effnet.h5", d, false, be);
   if (st == EF_OK) st = weights("effnet-checkpoint.h5", d, true, be);
+  ef_effnet_preset("lite0", &cfg); // the Lite switch: relu6, no squeeze-excite, fixed stem and head
+  cfg.width = cfg.depth = 0.1, cfg.num_classes = 3, cfg.resolution = 32, snprintf(cfg.name, sizeof cfg.name, "custom");
+  ef_model_desc_effnet(d, &cfg);
+  if (st == EF_OK) st = ef_model_desc_set_names(d, names, 3);
+  if (st == EF_OK) st = weights("lite.h5", d, false, be);
   const uint8_t eval_rgb[4] = {0x01, 5, 9, 3}, train_gray_region[4] = {0x16, 40, 7, 11},
                 strict_dct[4] = {0x2b, 17, 3, 6};
   if (st == EF_OK) st = image("rgb.jpg", 37, 29, 3, true, eval_rgb);
