@@ -275,6 +275,9 @@ void ef_flags_usage(const ef_flags *f, FILE *out) {
       snprintf(head, sizeof head, "%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
       recipe_values(f, fl->name, recipes, sizeof recipes);
       const char *dt = f->def_text[t][r];
+      size_t hl = fl->help ? strlen(fl->help) : 0;
+      bool stated = hl && fl->help[hl - 1] == ']' && !recipes[0]; // "[1000]": the help says the default
+      if (stated) dt = "";
       if (fl->kind != EF_FLAG_BOOL ? dt[0] || recipes[0] : !strcmp(dt, "on") || recipes[0])
         snprintf(def, sizeof def, "%s[%s%s]", fl->help && *fl->help ? "  " : "", dt[0] ? dt : "none", recipes);
       // The help's lines: the first beside the flag, the others under it; the default last.
