@@ -36,7 +36,8 @@ static void test_environment(void) {
   char dir[] = "/tmp/effnet-launch-XXXXXX", script[512], path[600], line[128];
   CHECK(mkdtemp(dir), "mkdtemp");
   setenv(EF_LAUNCH_RANK, "7", 1); // the launcher's own (a nested launch) must not reach the workers
-  snprintf(script, sizeof script, "echo \"$EFFNET_RANK $EFFNET_WORLD_SIZE $EFFNET_NCCL_ID\" > %s/w$EFFNET_RANK", dir);
+  snprintf(script, sizeof script,
+           "echo \"$EFFNET_RANK $EFFNET_WORLD_SIZE $EFFNET_NCCL_ID ${#EFFNET_RUN_STAMP}\" > %s/w$EFFNET_RANK", dir);
   double t;
   CHECK(launch_sh(3, script, &t) == 0, "three workers that succeed: status 0");
   unsetenv(EF_LAUNCH_RANK);
@@ -45,7 +46,7 @@ static void test_environment(void) {
     FILE *f = fopen(path, "r");
     CHECK(f && fgets(line, sizeof line, f), "worker %d wrote %s", r, path);
     char want[64];
-    snprintf(want, sizeof want, "%d 3 00ff\n", r);
+    snprintf(want, sizeof want, "%d 3 00ff 15\n", r); // the launcher's time, YYYYmmdd-HHMMSS
     CHECK(f && !strcmp(line, want), "worker %d saw '%s', want '%s'", r, line, want);
     if (f) fclose(f);
     unlink(path);

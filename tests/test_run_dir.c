@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tests/harness.h"
+#include "train/launch.h"
 #include "train/run_dir.h"
 
 static char dir[] = "/tmp/effnet-run-dir-XXXXXX";
@@ -151,6 +152,15 @@ static void test_unique_names(void) {
   struct stat st;
   CHECK(strcmp(first, second) && stat(first, &st) == 0 && stat(second, &st) == 0, "two runs: %s and %s", first, second);
   CHECK(!strncmp(plain, "runs/b3-", 8), "the name alone: %s", plain);
+  // Workers of --gpus name the folder with their launcher's time, so that they agree; a malformed one is ignored.
+  setenv(EF_LAUNCH_STAMP, "20200102-030405", 1);
+  CHECK(ef_run_dir_choose(plain, sizeof plain, NULL, NULL, 0, "b3", NULL) == EF_OK &&
+            !strcmp(plain, "runs/b3-20200102-030405"),
+        "the launcher's time: %s", plain);
+  setenv(EF_LAUNCH_STAMP, "../../etc/passw", 1); // 15 characters, as a time has
+  CHECK(ef_run_dir_choose(plain, sizeof plain, NULL, NULL, 0, "b3", NULL) == EF_OK && !strstr(plain, "etc"),
+        "a malformed time is ignored: %s", plain);
+  unsetenv(EF_LAUNCH_STAMP);
   ef_run_dir_unlock(a), ef_run_dir_unlock(b);
   CHECK(chdir(cwd) == 0, "chdir back");
 }

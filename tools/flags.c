@@ -251,6 +251,11 @@ void ef_flags_reset(ef_flags *f, const char *name) {
   f->origin[t][r] = EF_FROM_DEFAULT;
 }
 
+void ef_flags_show(ef_flags *f, const char *name, const char *text) {
+  int t, r;
+  if (find(f, name, &t, &r, NULL)) f->text[t][r] = text;
+}
+
 // The values recipes give `name`: " official 0.016" and the like, into buf.
 static void recipe_values(const ef_flags *f, const char *name, char *buf, size_t len) {
   size_t used = 0;

@@ -94,6 +94,9 @@ bool ef_flags_given(const ef_flags *f, const char *name);
 int ef_flags_set(ef_flags *f, const char *name, const char *text, ef_flag_origin origin);
 // Resets flag `name` to its default (origin default).
 void ef_flags_reset(ef_flags *f, const char *name);
+// Shows `text` for flag `name` in the echo instead of its value, which stays: for a default that
+// another flag overrides ("--init's" for --model).
+void ef_flags_show(ef_flags *f, const char *name, const char *text);
 
 void ef_flags_usage(const ef_flags *f, FILE *out);
 // The values as a table, two flags a line: name, value ("-" when unset) and origin.

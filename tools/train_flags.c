@@ -188,6 +188,7 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
     }
     for (size_t i = 0; i < sizeof recipe_model_flags / sizeof recipe_model_flags[0]; i++)
       if (ef_flags_origin(f, recipe_model_flags[i]) == EF_FROM_RECIPE) ef_flags_reset(f, recipe_model_flags[i]);
+    ef_flags_show(f, "--model", "(--init's)");
   }
   ef_effnet_config cfg;
   if (strcmp(o->t.model, "tiny") && isnan(o->t.spec.phi) && ef_effnet_preset(o->t.model, &cfg) != EF_OK) {

@@ -28,15 +28,15 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-#define OWN 4 // the variables a worker is given
+#define OWN 5 // the variables a worker is given
 
 // This process's environment without our variables, then rank's: (n + OWN + 1) entries, the
 // strings in own (freed by the caller).
-static char **worker_env(const ef_launch_config *cfg, int rank, char *own[OWN]) {
+static char **worker_env(const ef_launch_config *cfg, int rank, const char *stamp, char *own[OWN]) {
   size_t n = 0;
   while (environ[n]) n++;
   char **env = ef_xcalloc(n + OWN + 1, sizeof *env);
-  const char *ours[OWN] = {EF_LAUNCH_RANK, EF_LAUNCH_WORLD, EF_LAUNCH_NCCL_ID, EF_LAUNCH_PARENT};
+  const char *ours[OWN] = {EF_LAUNCH_RANK, EF_LAUNCH_WORLD, EF_LAUNCH_NCCL_ID, EF_LAUNCH_PARENT, EF_LAUNCH_STAMP};
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     bool skip = false;
@@ -50,7 +50,7 @@ static char **worker_env(const ef_launch_config *cfg, int rank, char *own[OWN]) 
   snprintf(rank_s, sizeof rank_s, "%d", rank);
   snprintf(world_s, sizeof world_s, "%d", cfg->workers);
   snprintf(pid_s, sizeof pid_s, "%ld", (long)getpid());
-  const char *values[OWN] = {rank_s, world_s, cfg->nccl_id, pid_s};
+  const char *values[OWN] = {rank_s, world_s, cfg->nccl_id, pid_s, stamp};
   for (int j = 0; j < OWN; j++) {
     size_t len = strlen(ours[j]) + strlen(values[j]) + 2;
     own[j] = ef_xmalloc(len);
@@ -79,9 +79,12 @@ int ef_launch(const ef_launch_config *cfg) {
   sigaction(SIGINT, &sa, &old_int), sigaction(SIGTERM, &sa, &old_term);
   sigaction(SIGCHLD, &dfl, &old_chld); // an inherited SIG_IGN would reap the workers behind waitpid's back
   int rc = 0, stop_rc = 0, alive = 0;  // the first failure's status; the stop's (130, 143)
+  char stamp[32];
+  time_t now = time(NULL);
+  strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
   for (int r = 0; r < n; r++) {
     char *own[OWN];
-    char **env = worker_env(cfg, r, own);
+    char **env = worker_env(cfg, r, stamp, own);
     int err = posix_spawn(&pid[r], cfg->program, NULL, NULL, cfg->argv, env);
     free(env);
     for (int j = 0; j < OWN; j++) free(own[j]);

@@ -7,6 +7,9 @@
 
 // The launcher's pid, in each worker's environment (ef_launch_follow_parent).
 #define EF_LAUNCH_PARENT "EFFNET_LAUNCHER_PID"
+// The launcher's start time (YYYYmmdd-HHMMSS): every worker names a default run folder with it
+// (ef_run_dir_choose), so that all of them agree on runs/<model>-<time>.
+#define EF_LAUNCH_STAMP "EFFNET_RUN_STAMP"
 
 typedef struct {
   int workers;

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "train/launch.h"
+
 int ef_run_dir_list(const char *dir, long long *steps, int max) {
   DIR *d = opendir(dir);
   int n = 0;
@@ -167,6 +169,9 @@ ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *
     char stamp[32];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    const char *launched = getenv(EF_LAUNCH_STAMP); // a worker of --gpus: the launcher's time
+    if (launched && strlen(launched) == 15 && strspn(launched, "0123456789-") == 15)
+      snprintf(stamp, sizeof stamp, "%s", launched);
     snprintf(dir, len, "runs/%s-%s", model, stamp);
   }
   // The guards before anything is written there, and again once it is locked (another run may
