@@ -372,7 +372,15 @@ static ef_status check_file(const char *path, const struct stat *st) {
   long long size = -1;
   if (got < USERBLOCK || strncmp(head, FILE_SUM, strlen(FILE_SUM))) {
     fclose(f);
-    return EF_OK; // no checksum of the whole file
+    // No checksum of the whole file: HDF5 at its start (no user block: an older file, one that
+    // HDF5's tools copied), a cleared block, or not HDF5 at all (refused next). An HDF5 file
+    // behind a block that is none of these is one of ours whose block was damaged.
+    bool cleared = got == USERBLOCK;
+    for (size_t i = 0; i < got && cleared; i++) cleared = head[i] == 0;
+    if (got < USERBLOCK || cleared || !memcmp(head, "\x89HDF\r\n\x1a\n", 8) || H5Fis_hdf5(path) <= 0) return EF_OK;
+    return EF_ERROR(EF_ERR_FORMAT,
+                    "%s: its first %d bytes hold no effnet checksum before its HDF5 data: the file is damaged", path,
+                    USERBLOCK);
   }
   sscanf(head + strlen(FILE_SUM), "%8x size %lld", &want, &size);
   uint32_t crc = 0;

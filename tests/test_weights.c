@@ -362,6 +362,13 @@ static void test_checked_values(void) {
   if (f && heap) fseek(f, (long)heap + 24, SEEK_SET), fwrite(bytes + heap + 24, 1, 8, f);
   if (f) fclose(f);
   expect_load_error("a damaged global heap", path("v.h5"), t, EF_ERR_FORMAT, "v.h5 does not match its checksum");
+  // A damaged checksum block (the fuzzer changed its first letter, and HDF5 then read the damaged
+  // file): refused, where a cleared one reads as a file without it (below).
+  f = fopen(path("v.h5"), "r+b");
+  CHECK(f && fputc('D', f) != EOF, "changing the block's first byte");
+  if (f) fclose(f);
+  expect_load_error("a damaged checksum block", path("v.h5"), t, EF_ERR_FORMAT,
+                    "v.h5: its first 512 bytes hold no effnet checksum before its HDF5 data");
   // Without it (a copy by HDF5's tools), each tensor's and the attributes'.
   struct {
     const char *what, *dataset;
