@@ -379,8 +379,9 @@ static ef_status check_file(const char *path, const struct stat *st) {
     for (size_t i = 0; i < got && cleared; i++) cleared = head[i] == 0;
     if (got < USERBLOCK || cleared || !memcmp(head, "\x89HDF\r\n\x1a\n", 8) || H5Fis_hdf5(path) <= 0) return EF_OK;
     return EF_ERROR(EF_ERR_FORMAT,
-                    "%s: its first %d bytes hold no effnet checksum before its HDF5 data: the file is damaged", path,
-                    USERBLOCK);
+                    "%s: its first %d bytes hold no effnet checksum before its HDF5 data: the file is damaged (or "
+                    "is another program's HDF5, not effnet weights)",
+                    path, USERBLOCK);
   }
   sscanf(head + strlen(FILE_SUM), "%8x size %lld", &want, &size);
   uint32_t crc = 0;
