@@ -161,6 +161,10 @@ static void test_unique_names(void) {
   CHECK(ef_run_dir_choose(plain, sizeof plain, NULL, NULL, 0, "b3", NULL) == EF_OK && !strstr(plain, "etc"),
         "a malformed time is ignored: %s", plain);
   unsetenv(EF_LAUNCH_STAMP);
+  // A model's name can come from a file: kept to safe characters, the folder stays under runs/.
+  CHECK(ef_run_dir_choose(plain, sizeof plain, NULL, NULL, 0, "../x y", NULL) == EF_OK &&
+            !strncmp(plain, "runs/.._x_y-", 12) && !strchr(plain + 5, '/'),
+        "a name with '/': %s", plain);
   ef_run_dir_unlock(a), ef_run_dir_unlock(b);
   CHECK(chdir(cwd) == 0, "chdir back");
 }

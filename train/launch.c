@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "train/comm.h"
+#include "train/run_dir.h"
 
 extern char **environ;
 
@@ -80,8 +81,7 @@ int ef_launch(const ef_launch_config *cfg) {
   sigaction(SIGCHLD, &dfl, &old_chld); // an inherited SIG_IGN would reap the workers behind waitpid's back
   int rc = 0, stop_rc = 0, alive = 0;  // the first failure's status; the stop's (130, 143)
   char stamp[32];
-  time_t now = time(NULL);
-  strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+  ef_run_dir_stamp(stamp, sizeof stamp);
   for (int r = 0; r < n; r++) {
     char *own[OWN];
     char **env = worker_env(cfg, r, stamp, own);

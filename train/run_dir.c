@@ -3,6 +3,7 @@
 // and its guards, and the removal of stale temporaries.
 #include "train/run_dir.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -149,6 +150,11 @@ static ef_status guard(const char *dir, const char *resume_path, const char *res
   return EF_OK;
 }
 
+void ef_run_dir_stamp(char *buf, size_t len) {
+  time_t now = time(NULL);
+  strftime(buf, len, "%Y%m%d-%H%M%S", localtime(&now));
+}
+
 ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *resume_path, int64_t resume_step,
                             const char *model, int *lock) {
   if (lock) *lock = -1;
@@ -166,13 +172,15 @@ ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *
   } else if (resume_path) {
     snprintf(dir, len, "%s", resume_dir);
   } else {
-    char stamp[32];
-    time_t now = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    char stamp[32], name[64];
+    ef_run_dir_stamp(stamp, sizeof stamp);
     const char *launched = getenv(EF_LAUNCH_STAMP); // a worker of --gpus: the launcher's time
     if (launched && strlen(launched) == 15 && strspn(launched, "0123456789-") == 15)
       snprintf(stamp, sizeof stamp, "%s", launched);
-    snprintf(dir, len, "runs/%s-%s", model, stamp);
+    snprintf(name, sizeof name, "%s", model);
+    for (char *p = name; *p; p++)
+      if (!isalnum((unsigned char)*p) && !strchr("._-", *p)) *p = '_';
+    snprintf(dir, len, "runs/%s-%s", name, stamp);
   }
   // The guards before anything is written there, and again once it is locked (another run may
   // have saved in between).

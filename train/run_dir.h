@@ -26,7 +26,8 @@ void ef_run_dir_latest(char *path, size_t len, const char *dir);
 ef_status ef_run_dir_resume_path(const char *resume, char *path, size_t len);
 
 // The folder a run writes to: `out` when given; else, resuming, the checkpoint's folder; else
-// runs/<model>-<date>-<time>. With `lock` (the rank that writes), the folder is made (with its
+// runs/<model>-<date>-<time> (the model's name kept to letters, digits, '.', '_' and '-': it may
+// come from a file; the time the launcher's for workers of --gpus, ef_run_dir_stamp). With `lock` (the rank that writes), the folder is made (with its
 // parents; a new default name that another run made first gets -2, -3, ...), locked for the run's
 // life (*lock, for ef_run_dir_unlock; the system releases it however the process ends), and
 // cleaned of stale temporaries (ef_run_dir_clean); a folder another live run holds is
@@ -35,6 +36,8 @@ ef_status ef_run_dir_resume_path(const char *resume, char *path, size_t len);
 // folder). resume_path NULL: a new run; resume_step: the resumed checkpoint's step.
 ef_status ef_run_dir_choose(char *dir, size_t len, const char *out, const char *resume_path, int64_t resume_step,
                             const char *model, int *lock);
+// The time as default folder names hold it, YYYYmmdd-HHMMSS (15 characters), into buf (>= 16).
+void ef_run_dir_stamp(char *buf, size_t len);
 // Releases a lock of ef_run_dir_choose (-1: none).
 void ef_run_dir_unlock(int lock);
 

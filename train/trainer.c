@@ -2,7 +2,6 @@
 // the ranks, checkpoints in the run folder, and closing in the order the communicators need.
 #include "train/trainer.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,12 +307,9 @@ static ef_status open_phases(ef_trainer *t) {
   }
   EF_TRY(open_data(t));
   EF_TRY(describe(t, c->init ? &t->pre : NULL));
-  // The default folder's name: the model built (with --init, the pretrained one's, not the --model
-  // default), its characters kept to letters, digits, '.', '_' and '-' (a file's name could hold '/').
-  char model[sizeof t->info.model.cfg.name];
-  snprintf(model, sizeof model, "%s", strcmp(t->info.model.arch, "tiny") ? t->info.model.cfg.name : "tiny");
-  for (char *p = model; *p; p++)
-    if (!isalnum((unsigned char)*p) && !strchr("._-", *p)) *p = '_';
+  // The default folder is named after the model built (with --init, the pretrained one, not the
+  // --model default).
+  const char *model = strcmp(t->info.model.arch, "tiny") ? t->info.model.cfg.name : "tiny";
   EF_TRY(usage_error(t, ef_run_dir_choose(t->out, sizeof t->out, c->out, c->resume, t->saved.step, model,
                                           t->comm->rank ? NULL : &t->lock)));
   EF_TRY(open_device(t));
