@@ -28,7 +28,7 @@ cmake --build build-asan -j "$jobs"
 (cd build-asan && ctest --output-on-failure)
 
 # The fuzz targets (the weights reader, the image decoders), built by clang with libFuzzer, ASan
-# and UBSan, each fuzzed for 10 seconds from its seeds (tests/fuzz).
+# and UBSan, each fuzzed from its seeds for a fixed number of inputs (at most 60 seconds; tests/CMakeLists.txt).
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DEFFNET_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFNET_WERROR=ON \
   -DEFFNET_CUDA=OFF -DEFFNET_MPI=OFF
 cmake --build build-fuzz -j "$jobs" --target fuzz_seeds fuzz_weights fuzz_decode

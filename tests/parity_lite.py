@@ -129,12 +129,10 @@ def check_random(c, checker, name, resolution):
                 f"{name} {resolution}x{resolution}: test_parity against efficientnet_lite_pytorch")
         round_trip(c, h5, state, name)
         if name.startswith("lite"):
-            text = c.run("import", "--from", "efficientnet_pytorch", "--model", name, "--advprop",
-                         f"{folder}/weights.pth", f"{folder}/x.h5", want=1)
-            c.check("AdvProp weights are B0-B8, and this file is a Lite model" in text, f"{name}: --advprop refused")
-            text = c.run("import", "--from", "efficientnet_pytorch", "--model", "lite1", f"{folder}/weights.pth",
-                         f"{folder}/x.h5", want=1)
-            c.check("does not fit this model" in text or "blocks" in text, f"{name} imported as lite1: refused")
+            c.refused(1, "AdvProp weights are B0-B8, and this file is a Lite model", "import", "--from",
+                      "efficientnet_pytorch", "--model", name, "--advprop", f"{folder}/weights.pth", f"{folder}/x.h5")
+            c.refused(1, "blocks (repeats", "import", "--from", "efficientnet_pytorch", "--model",
+                      "lite1", f"{folder}/weights.pth", f"{folder}/x.h5")
         else:
             c.run("import", "--from", "efficientnet_pytorch", "--model", name, "--advprop", f"{folder}/weights.pth",
                   f"{folder}/advprop.h5")

@@ -53,6 +53,15 @@ DEPTHWISE_SEPARABLE = {"0.0": "conv_dw", "0.1": "bn1", "1.fc1": "se.conv_reduce"
                        "2.0": "conv_pw", "2.1": "bn2"}
 BLOCK = re.compile(r"features\.([1-7])\.(\d+)\.block\.(\d+\.(?:\d+|fc1|fc2))\.(\w+)")
 
+
+def depthwise_separable(expanded):
+    """A block table without expansion (timm's DepthwiseSeparableConv) from the same library's table
+    with it: the expansion's conv and BN go, and timm numbers the rest from 1 (bn2 -> bn1, conv_pwl
+    -> conv_pw, bn3 -> bn2)."""
+    renumber = {"bn2": "bn1", "conv_pwl": "conv_pw", "bn3": "bn2"}
+    return {k: renumber.get(v, v) for k, v in expanded.items() if v not in ("conv_pw", "bn1")}
+
+
 # efficientnet_pytorch (lukemelas/EfficientNet-PyTorch) and its Lite port (efficientnet_lite_pytorch):
 # blocks numbered through the network (_blocks.N), the stem _conv_stem/_bn0, the head
 # _conv_head/_bn1, the classifier _fc; inside a block, with expansion and without.
@@ -60,8 +69,7 @@ EP_FIXED = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head",
 EP_EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
                "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
                "_bn2": "bn3"}
-EP_DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
-                          "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+EP_DEPTHWISE_SEPARABLE = depthwise_separable(EP_EXPANDED)
 EP_BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
 
 # keras.applications.EfficientNetB0-B7 (keras/src/applications/efficientnet.py): layer names.
@@ -72,8 +80,7 @@ KERAS_FIXED = {"stem_conv": "conv_stem", "stem_bn": "bn1", "top_conv": "conv_hea
 KERAS_EXPANDED = {"expand_conv": "conv_pw", "expand_bn": "bn1", "dwconv": "conv_dw", "bn": "bn2",
                   "se_reduce": "se.conv_reduce", "se_expand": "se.conv_expand", "project_conv": "conv_pwl",
                   "project_bn": "bn3"}
-KERAS_DEPTHWISE_SEPARABLE = {"dwconv": "conv_dw", "bn": "bn1", "se_reduce": "se.conv_reduce",
-                             "se_expand": "se.conv_expand", "project_conv": "conv_pw", "project_bn": "bn2"}
+KERAS_DEPTHWISE_SEPARABLE = depthwise_separable(KERAS_EXPANDED)
 KERAS_BLOCK = re.compile(r"block([1-7])([a-z])_(\w+)")
 KERAS_NORMALIZATION = re.compile(r"normalization(_\d+)?")  # auto-named: normalization, normalization_1, ...
 # Keras variables -> PyTorch's names. Kernels change layout: conv (KH,KW,I,O) -> (O,I,KH,KW),
@@ -171,13 +178,14 @@ def timm_to_efficientnet_pytorch(state):
     number = {block: n for n, block in enumerate(blocks)}
     expanded = {(int(n.split(".")[1]), int(n.split(".")[2])) for n in state if ".conv_pwl." in n}
     fixed = {v: k for k, v in EP_FIXED.items()}
+    inverse = {with_expansion: {v: k for k, v in (EP_EXPANDED if with_expansion else EP_DEPTHWISE_SEPARABLE).items()}
+               for with_expansion in (True, False)}
     out = {}
     for name, value in state.items():
         parts = name.split(".")
         if parts[0] == "blocks":
             block = (int(parts[1]), int(parts[2]))
-            table = EP_EXPANDED if block in expanded else EP_DEPTHWISE_SEPARABLE
-            part = {v: k for k, v in table.items()}[".".join(parts[3:-1])]
+            part = inverse[block in expanded][".".join(parts[3:-1])]
             out[f"_blocks.{number[block]}.{part}.{parts[-1]}"] = value
         elif len(parts) == 2 and parts[0] in fixed:
             out[f"{fixed[parts[0]]}.{parts[1]}"] = value

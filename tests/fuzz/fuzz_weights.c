@@ -42,5 +42,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ef_model_close(m);
   }
   free(m), free(ci);
+  unlink(path); // nothing left behind by a replay
   return 0;
 }
