@@ -17,17 +17,6 @@ tmp=$(mktemp -d /tmp/effnet-robust-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 source "$here/expect.sh"
-h5edit() { # h5edit FILE PYTHON-STATEMENTS: runs them with f = h5py.File(FILE, "r+") and np
-  $py -c "import h5py, sys, numpy as np; f = h5py.File(sys.argv[1], 'r+'); $2" "$1"
-}
-h5poke() { # h5poke FILE PYTHON-STATEMENTS: the same, and clears the whole file's checksum (its user
-  # block), as a copy by HDF5's tools would: each tensor's and the attributes' checksums stay
-  h5edit "$1" "$2; f.close(); open(sys.argv[1], 'r+b').write(bytes(512))"
-}
-h5set() { # h5set FILE PYTHON-STATEMENTS: the same, and drops every checksum, as a file from before them
-  h5poke "$1" "$2; del f.attrs['attributes_crc32c']; f.visititems(lambda n, o: o.attrs.__delitem__('crc32c') \
-    if isinstance(o, h5py.Dataset) else None)"
-}
 # Small JPEGs in an ImageFolder: DIR CLASSES IMAGES-PER-CLASS
 make_folder() {
   $py - "$@" <<'PY'
