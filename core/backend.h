@@ -15,6 +15,10 @@
 // What changes from one run of a plan to the next.
 typedef struct {
   uint32_t step; // the training step: the Philox counter of dropout and drop-path masks
+  // The store's parameters and state are those of the plan's previous run: kernels may reuse what
+  // they derived from them then (on the CPU, weights folded with batch norm and reordered). False
+  // (the default) derives again: every run after the weights change (loaded, updated, swapped) must.
+  bool weights_unchanged;
   // When not NULL, called after each position of the schedule has run (and its result is in
   // memory): train/grad_sync.c starts the all-reduce of each gradient bucket as it completes.
   void (*after_node)(void *user, int position);

@@ -176,14 +176,26 @@ static void conv_padding(ef_padding mode, int64_t in, int64_t k, int stride, int
   *hi = (int32_t)(total - total / 2);
 }
 
-ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride, int dilation, int groups,
-                     ef_padding padding) {
+static ef_op_params conv_params(const ef_tensor *x, const ef_tensor *w, int stride, int dilation, int groups,
+                                ef_padding padding) {
   EF_ASSERT(x->ndim == 4 && w->ndim == 4, "conv2d of '%s' by '%s': needs 4-D tensors", x->name, w->name);
   ef_op_params p = {.conv = {.stride = {stride, stride}, .dilation = {dilation, dilation}, .groups = groups}};
   conv_padding(padding, x->shape[1], w->shape[1], stride, dilation, &p.conv.pad[0], &p.conv.pad[1]);
   conv_padding(padding, x->shape[2], w->shape[2], stride, dilation, &p.conv.pad[2], &p.conv.pad[3]);
-  ef_tensor *src[3] = {x, w, b};
-  return ef_node_new(g, EF_OP_CONV2D, b ? 3 : 2, src, &p, 0, NULL);
+  return p;
+}
+
+ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride, int dilation, int groups,
+                     ef_padding padding) {
+  ef_op_params p = conv_params(x, w, stride, dilation, groups, padding);
+  return ef_node_new(g, EF_OP_CONV2D, b ? 3 : 2, (ef_tensor *[]){x, w, b}, &p, 0, NULL);
+}
+
+ef_tensor *ef_conv2d_bn(ef_graph *g, ef_tensor *x, ef_tensor *w, int stride, int groups, ef_padding padding,
+                        ef_tensor *stats, ef_tensor *affine, float eps, ef_act act) {
+  ef_op_params p = conv_params(x, w, stride, 1, groups, padding);
+  p.conv.bn_eps = eps, p.conv.act = act;
+  return ef_node_new(g, EF_OP_CONV2D_BN, 4, (ef_tensor *[]){x, w, stats, affine}, &p, 0, NULL);
 }
 
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x) { return ef_node_new(g, EF_OP_BN_STATS, 1, &x, NULL, 0, NULL); }

@@ -96,6 +96,10 @@ ef_tensor *ef_param(ef_graph *g, int entry, int count, const char *name);
 // ---- forward ops (the op table in op.h documents shapes) ----------------------------------
 ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int stride, int dilation, int groups,
                      ef_padding padding);
+// Inference's convolution (dilation 1, no bias) with the batch norm after it folded in: running
+// statistics `stats` and `affine` (2,O), then `act`.
+ef_tensor *ef_conv2d_bn(ef_graph *g, ef_tensor *x, ef_tensor *w, int stride, int groups, ef_padding padding,
+                        ef_tensor *stats, ef_tensor *affine, float eps, ef_act act);
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,
                  bool batch_stats);

@@ -79,18 +79,31 @@ static void conv_check(const ef_tensor *n, const int64_t *xs, const int64_t *ws)
     if (p->pad[i] < 0) bad_node(n, "negative padding");
 }
 
-static void infer_conv2d(ef_tensor *n) {
+// The forward convolution's x and w, and its output shape.
+static void infer_conv_forward(ef_tensor *n) {
   need_ndim(n, 0, 4);
   need_ndim(n, 1, 4);
   need_float(n, 0);
   need_float(n, 1);
   const ef_tensor *x = n->src[0], *w = n->src[1];
   conv_check(n, x->shape, w->shape);
-  if (n->n_src == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != w->shape[0]))
-    bad_node(n, "bias must be (%lld)", (long long)w->shape[0]);
   int64_t s[4] = {x->shape[0], 0, 0, w->shape[0]};
   conv_out_hw(n, x->shape, w->shape, &s[1], &s[2]);
   set_shape(n, x->dtype, 4, s);
+}
+
+static void infer_conv2d(ef_tensor *n) { // {x, w, [b]}
+  infer_conv_forward(n);
+  if (n->n_src == 3 && (n->src[2]->ndim != 1 || n->src[2]->shape[0] != n->shape[3]))
+    bad_node(n, "bias must be (%lld)", (long long)n->shape[3]);
+}
+
+static void infer_conv2d_bn(ef_tensor *n) { // {x, w, stats, affine}
+  infer_conv_forward(n);
+  need_pair(n, 2, n->shape[3]);
+  need_pair(n, 3, n->shape[3]);
+  if (!(n->p.conv.bn_eps > 0) || n->p.conv.act < 0 || n->p.conv.act >= EF_ACT_COUNT)
+    bad_node(n, "batch norm eps %g, activation %d", n->p.conv.bn_eps, (int)n->p.conv.act);
 }
 
 // A backward convolution node: dy must be the output of convolving input shape xs by ws.
@@ -413,6 +426,8 @@ static const ef_op_desc op_table[] = {
                                macs_conv2d_bwd_data, EF_PROFILE_CONV},
     [EF_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_weight, NULL,
                                  EF_PREC_WITH_ALL, macs_conv2d_bwd_weight, EF_PROFILE_CONV},
+    [EF_OP_CONV2D_BN] = {"conv2d_bn", 4, 4, EF_STORAGE_OWN, infer_conv2d_bn, NULL, EF_PREC_ACTIVATION, macs_conv2d,
+                         EF_PROFILE_CONV},
     [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL, EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
     [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_OWN, infer_bn, backward_bn, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
     [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL, EF_PREC_F32, NULL,

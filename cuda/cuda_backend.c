@@ -43,6 +43,7 @@ static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
   if (ef_op_get(node->op)->precision == EF_PREC_F32 && node->dtype != EF_F32) return false;
   switch (node->op) {
   case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32; // stats, affine
+  case EF_OP_CONV2D_BN: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
   case EF_OP_BN_BWD_DATA: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
   case EF_OP_CONV2D:
   case EF_OP_CONV2D_BWD_DATA:
@@ -91,6 +92,16 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
     EF_TRY(ef_cuda_conv_prepare(cu, node, s));
     *scratch = s->scratch;
     return EF_OK;
+  case EF_OP_CONV2D_BN: { // the convolution (as a CONV2D node of its own), then the batch norm in place
+    s->conv = ef_xmalloc(sizeof *s->conv);
+    *s->conv = *node;
+    s->conv->op = EF_OP_CONV2D, s->conv->n_src = 2;
+    EF_TRY(ef_cuda_conv_prepare(cu, s->conv, s));
+    end = s->scratch;
+    s->off[3] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)node->shape[3]);
+    *scratch = end;
+    return EF_OK;
+  }
   case EF_OP_LINEAR:
   case EF_OP_LINEAR_BWD_DATA:
   case EF_OP_LINEAR_BWD_WEIGHT:
@@ -147,6 +158,7 @@ static void cuda_release(ef_backend *be, void *state) {
   if (s->wd) cudnnDestroyFilterDescriptor(s->wd);
   if (s->cd) cudnnDestroyConvolutionDescriptor(s->cd);
   free(s->host);
+  free(s->conv);
   free(s);
 }
 
@@ -210,6 +222,13 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_CONV2D:
   case EF_OP_CONV2D_BWD_DATA:
   case EF_OP_CONV2D_BWD_WEIGHT: ef_cuda_conv_run(cu, node, s, sc); break;
+  case EF_OP_CONV2D_BN: {
+    ef_cuda_conv_run(cu, s->conv, s, sc);
+    float *coef = (float *)(sc + s->off[3]);
+    ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), NULL, 0, node->p.conv.bn_eps, node->shape[3], st);
+    ef_k_bn(y, y, coef, node->p.conv.act, ef_rows(node), node->shape[3], st);
+    break;
+  }
   case EF_OP_LINEAR:
   case EF_OP_LINEAR_BWD_DATA:
   case EF_OP_LINEAR_BWD_WEIGHT: ef_cuda_linear_run(cu, node, s, sc); break;

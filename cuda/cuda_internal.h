@@ -86,6 +86,7 @@ typedef struct {
   bool pad;       // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
   int64_t ph, pw; // the padded input's height and width
   float *host;    // SyncBN: host staging for the group's communication
+  ef_tensor *conv; // CONV2D_BN: its convolution alone (off[3]: the batch norm's coefficients after)
   char impl[96];  // "cudnn fwd algo 1 (tensor ops)"
 } ef_cuda_node;
 

@@ -26,14 +26,23 @@ static const char *cat(char *buf, size_t len, const char *a, const char *b) {
   return buf;
 }
 
-ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int out, int k, int stride, int groups,
-                         bool bias) {
+// The weights (O,KH,KW,I/groups) of convolution `name` of x to `out` channels, counted with its
+// multiply-adds for an output of oh x ow.
+static ef_tensor *conv_weight(ef_layer_ctx *c, const char *name, const ef_tensor *x, int out, int k, int groups) {
   char buf[EF_NAME_LEN];
   int64_t in = x->shape[3], shape[4] = {out, k, k, in / groups};
   ef_init init = {EF_INIT_NORMAL, (float)sqrt(2.0 / ((double)k * k * out / groups))}; // fan_out = KH*KW*O/groups
-  ef_tensor *w =
-      ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, true, 4, shape, init), 1, NULL);
-  ef_tensor *b = NULL;
+  return ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, true, 4, shape, init), 1, NULL);
+}
+
+static void count_macs(ef_layer_ctx *c, const ef_tensor *y, const ef_tensor *w) {
+  c->macs += ef_numel(y) * w->shape[1] * w->shape[2] * w->shape[3];
+}
+
+ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int out, int k, int stride, int groups,
+                         bool bias) {
+  char buf[EF_NAME_LEN];
+  ef_tensor *w = conv_weight(c, name, x, out, k, groups), *b = NULL;
   if (bias) {
     int64_t bshape[1] = {out};
     b = ef_param(
@@ -43,22 +52,28 @@ ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int ou
   }
   ef_tensor *y = ef_conv2d(c->g, x, w, b, stride, 1, groups, c->padding);
   ef_tensor_set_name(y, "%s", name);
-  c->macs += ef_numel(y) * k * k * (in / groups);
+  count_macs(c, y, w);
   return y;
 }
 
-ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act act) {
+// Batch norm `name`'s parameters for ch channels: the (2,C) leaves [gamma; beta] and [running mean;
+// running var]. Returns the running mean's entry.
+static int bn_params(ef_layer_ctx *c, const char *name, int64_t ch, ef_tensor **affine, ef_tensor **running) {
   char buf[EF_NAME_LEN];
-  const ef_store *s = c->g->store;
-  int64_t ch[1] = {x->shape[x->ndim - 1]};
-  int w = ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, false, 1, ch, (ef_init){EF_INIT_CONST, 1});
-  ef_layer_param(c, cat(buf, sizeof buf, name, "bias"), true, false, 1, ch, (ef_init){EF_INIT_CONST, 0});
+  int w = ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, false, 1, &ch, (ef_init){EF_INIT_CONST, 1});
+  ef_layer_param(c, cat(buf, sizeof buf, name, "bias"), true, false, 1, &ch, (ef_init){EF_INIT_CONST, 0});
   int m =
-      ef_layer_param(c, cat(buf, sizeof buf, name, "running_mean"), false, false, 1, ch, (ef_init){EF_INIT_CONST, 0});
-  ef_layer_param(c, cat(buf, sizeof buf, name, "running_var"), false, false, 1, ch, (ef_init){EF_INIT_CONST, 1});
-  ef_tensor *affine = ef_param(c->g, w, 2, cat(buf, sizeof buf, name, "affine"));
-  ef_tensor *stats = ef_param(c->g, m, 2, cat(buf, sizeof buf, name, "running"));
-  bool batch_stats = c->training && !s->entries[m].frozen; // frozen statistics: running ones, kept
+      ef_layer_param(c, cat(buf, sizeof buf, name, "running_mean"), false, false, 1, &ch, (ef_init){EF_INIT_CONST, 0});
+  ef_layer_param(c, cat(buf, sizeof buf, name, "running_var"), false, false, 1, &ch, (ef_init){EF_INIT_CONST, 1});
+  *affine = ef_param(c->g, w, 2, cat(buf, sizeof buf, name, "affine"));
+  *running = ef_param(c->g, m, 2, cat(buf, sizeof buf, name, "running"));
+  return m;
+}
+
+ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act act) {
+  ef_tensor *affine, *stats;
+  int m = bn_params(c, name, x->shape[x->ndim - 1], &affine, &stats);
+  bool batch_stats = c->training && !c->g->store->entries[m].frozen; // frozen statistics: running ones, kept
   if (batch_stats) {
     ef_tensor *running = stats;
     stats = ef_bn_stats(c->g, x);
@@ -73,7 +88,13 @@ ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act a
 
 ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_tensor *x, int out, int k, int stride,
                             int groups, ef_act act) {
-  return ef_layer_bn(c, bn, ef_layer_conv(c, conv, x, out, k, stride, groups, false), act);
+  if (c->training) return ef_layer_bn(c, bn, ef_layer_conv(c, conv, x, out, k, stride, groups, false), act);
+  ef_tensor *w = conv_weight(c, conv, x, out, k, groups), *affine, *running;
+  bn_params(c, bn, out, &affine, &running);
+  ef_tensor *y = ef_conv2d_bn(c->g, x, w, stride, groups, c->padding, running, affine, c->bn_eps, act);
+  ef_tensor_set_name(y, "%s", bn);
+  count_macs(c, y, w);
+  return y;
 }
 
 ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced, ef_act act) {

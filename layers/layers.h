@@ -37,7 +37,8 @@ ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int ou
 // running mean's store entry is frozen (fine-tuning): then with the running statistics, kept.
 // With the graph's bn_group > 1 the batch statistics span that many ranks (SyncBN).
 ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act act);
-// Convolution without bias, then batch norm and activation.
+// Convolution without bias, then batch norm and activation; in an evaluation graph one node
+// (ef_conv2d_bn: the batch norm folded into the convolution), named after the batch norm.
 ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_tensor *x, int out, int k, int stride,
                             int groups, ef_act act);
 // Squeeze-and-excitation: pool, 1x1 conv to `reduced` with bias, act (the block's), 1x1 conv back

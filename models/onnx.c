@@ -37,12 +37,9 @@ typedef struct {
   const ef_store *s;
   const ef_onnx_opts *o;
   const ef_tensor *images, *logits;
-  float *host[2];         // the store's PARAM and STATE arenas, copied to the host
-  char **value;           // per node id: the ONNX value holding its result (NULL: none yet)
-  int *users;             // per node id: how many exported nodes read it
-  const ef_tensor **user; // per node id: its last exported reader (the only one when users is 1)
-  bool *needed;           // per node id: the logits depend on it
-  bool *fused;            // per node id: a batch norm folded into the convolution before it
+  float *host[2]; // the store's PARAM and STATE arenas, copied to the host
+  char **value;   // per node id: the ONNX value holding its result (NULL: none yet)
+  bool *needed;   // per node id: the logits depend on it
   Onnx__NodeProto **nodes;
   size_t n_nodes, cap_nodes;
   Onnx__TensorProto **inits;
@@ -238,34 +235,47 @@ static char *activation(onnx_ctx *c, char *x, ef_act act, const ef_tensor *t) {
   EF_FATAL("activation %d", (int)act);
 }
 
-// The batch norm that convolution t's result goes to and only to, when it folds into t.
-static const ef_tensor *foldable_bn(const onnx_ctx *c, const ef_tensor *t) {
-  const ef_tensor *bn = c->user[t->id];
-  bool folds = !c->o->keep_bn && t != c->logits && c->users[t->id] == 1 && bn->op == EF_OP_BN && bn->src[0] == t;
-  return folds ? bn : NULL;
+// BatchNormalization of x (inference: running statistics `stats` and `affine`, sources of t) and
+// the activation after it, as the value of node t.
+static ef_status batch_norm(onnx_ctx *c, const ef_tensor *t, char *x, int stats_src, int affine_src, float eps,
+                            ef_act act) {
+  const float *stats = NULL, *affine = NULL;
+  EF_TRY(values_of(c, t, stats_src, &stats));
+  EF_TRY(values_of(c, t, affine_src, &affine));
+  const ef_tensor *st = t->src[stats_src], *af = t->src[affine_src];
+  int64_t ch = t->shape[t->ndim - 1];
+  char *in[5] = {x, constant_f32(c, entry_name(c, af, 0), 1, &ch, affine),
+                 constant_f32(c, entry_name(c, af, 1), 1, &ch, affine + ch),
+                 constant_f32(c, entry_name(c, st, 0), 1, &ch, stats),
+                 constant_f32(c, entry_name(c, st, 1), 1, &ch, stats + ch)};
+  char *y = node(c, "BatchNormalization", name_of(c, t, act != EF_ACT_NONE ? ".bn" : NULL), 5, in, 1,
+                 (Onnx__AttributeProto *[]){attr_float(c, "epsilon", eps)});
+  c->value[t->id] = activation(c, y, act, t);
+  return EF_OK;
 }
 
 // Conv with pads [top, left, bottom, right] (ONNX: all begins, then all ends; ours: top, bottom,
-// left, right), weights to (O,I/groups,KH,KW); a batch norm that only reads its result is folded
-// in (W * gamma / sqrt(var + eps), (b - mean) * gamma / sqrt(var + eps) + beta) unless keep_bn.
+// left, right), weights to (O,I/groups,KH,KW). A CONV2D_BN's batch norm is folded in
+// (W * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)), or with keep_bn exported
+// after it as BatchNormalization; its activation follows.
 static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *unused) {
   const ef_conv_params *p = &t->p.conv;
+  bool with_bn = t->op == EF_OP_CONV2D_BN, fold = with_bn && !c->o->keep_bn;
   const float *w = NULL, *b = NULL, *stats = NULL, *affine = NULL;
   EF_TRY(values_of(c, t, 1, &w));
-  if (t->n_src > 2) EF_TRY(values_of(c, t, 2, &b));
-  const ef_tensor *bn = foldable_bn(c, t);
-  if (bn) {
-    EF_TRY(values_of(c, bn, 1, &stats));
-    EF_TRY(values_of(c, bn, 2, &affine));
+  if (!with_bn && t->n_src > 2) EF_TRY(values_of(c, t, 2, &b));
+  if (fold) {
+    EF_TRY(values_of(c, t, 2, &stats));
+    EF_TRY(values_of(c, t, 3, &affine));
   }
   const int64_t *ws = t->src[1]->shape; // (O,KH,KW,I/groups)
   int64_t o = ws[0], kh = ws[1], kw = ws[2], in = ws[3], dims[4] = {o, in, kh, kw};
   float *wt = ef_xmalloc(sizeof(float) * (size_t)(o * kh * kw * in)), *bias = ef_xcalloc((size_t)o, sizeof(float));
   for (int64_t a = 0; a < o; a++) {
     double scale = 1, shift = b ? b[a] : 0;
-    if (bn) { // stats (2,O) [mean; var], affine (2,O) [gamma; beta]
-      scale = affine[a] / sqrt((double)stats[o + a] + bn->p.bn.eps);
-      shift = (shift - stats[a]) * scale + affine[o + a];
+    if (fold) { // stats (2,O) [mean; var], affine (2,O) [gamma; beta]
+      scale = affine[a] / sqrt((double)stats[o + a] + p->bn_eps);
+      shift = affine[o + a] - stats[a] * scale;
     }
     bias[a] = (float)shift;
     for (int64_t r = 0; r < kh; r++)
@@ -276,40 +286,26 @@ static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *unuse
   char wname[EF_NAME_LEN + 16], bname[EF_NAME_LEN + 16];
   snprintf(wname, sizeof wname, "%s.weight", t->name);
   snprintf(bname, sizeof bname, "%s.bias", t->name);
-  char *inputs[3] = {x, constant_f32(c, bn ? wname : entry_name(c, t->src[1], 0), 4, dims, wt), NULL};
-  if (bn || b) inputs[2] = constant_f32(c, bn ? bname : entry_name(c, t->src[2], 0), 1, &o, bias);
+  char *inputs[3] = {x, constant_f32(c, fold ? wname : entry_name(c, t->src[1], 0), 4, dims, wt), NULL};
+  if (fold || b) inputs[2] = constant_f32(c, fold ? bname : entry_name(c, t->src[2], 0), 1, &o, bias);
   free(wt), free(bias);
   Onnx__AttributeProto *attr[5] = {attr_ints(c, "kernel_shape", 2, (int64_t[]){kh, kw}),
                                    attr_ints(c, "strides", 2, (int64_t[]){p->stride[0], p->stride[1]}),
                                    attr_ints(c, "dilations", 2, (int64_t[]){p->dilation[0], p->dilation[1]}),
                                    attr_ints(c, "pads", 4, (int64_t[]){p->pad[0], p->pad[2], p->pad[1], p->pad[3]}),
                                    attr_int(c, "group", p->groups)};
-  bool act = bn && bn->p.bn.act != EF_ACT_NONE;
-  char *y = node(c, "Conv", name_of(c, bn && !act ? bn : t, NULL), bn || b ? 3 : 2, inputs, 5, attr);
-  c->value[t->id] = y;
-  if (bn) {
-    c->fused[bn->id] = true;
-    c->value[bn->id] = activation(c, y, bn->p.bn.act, bn);
-  }
+  bool last = !with_bn || (fold && p->act == EF_ACT_NONE); // the Conv gives the node's value
+  char *y = node(c, "Conv", name_of(c, t, last ? NULL : ".conv"), fold || b ? 3 : 2, inputs, 5, attr);
+  if (!with_bn) c->value[t->id] = y;
+  else if (fold) c->value[t->id] = activation(c, y, p->act, t);
+  else EF_TRY(batch_norm(c, t, y, 2, 3, p->bn_eps, p->act));
   return EF_OK;
 }
 
 // BatchNormalization (inference: running statistics) and its fused activation.
 static ef_status emit_bn(onnx_ctx *c, const ef_tensor *t, char *x, char *unused) {
   if (t->ndim != 4 && t->ndim != 2) return unsupported(t, "ONNX's BatchNormalization takes (N,C) or (N,C,H,W)");
-  const float *stats = NULL, *affine = NULL;
-  EF_TRY(values_of(c, t, 1, &stats));
-  EF_TRY(values_of(c, t, 2, &affine));
-  int64_t ch = t->shape[t->ndim - 1];
-  char *in[5] = {x, constant_f32(c, entry_name(c, t->src[2], 0), 1, &ch, affine),
-                 constant_f32(c, entry_name(c, t->src[2], 1), 1, &ch, affine + ch),
-                 constant_f32(c, entry_name(c, t->src[1], 0), 1, &ch, stats),
-                 constant_f32(c, entry_name(c, t->src[1], 1), 1, &ch, stats + ch)};
-  bool act = t->p.bn.act != EF_ACT_NONE;
-  char *y = node(c, "BatchNormalization", name_of(c, t, act ? ".bn" : NULL), 5, in, 1,
-                 (Onnx__AttributeProto *[]){attr_float(c, "epsilon", t->p.bn.eps)});
-  c->value[t->id] = activation(c, y, t->p.bn.act, t);
-  return EF_OK;
+  return batch_norm(c, t, x, 1, 2, t->p.bn.eps, t->p.bn.act);
 }
 
 // Reshape keeps the batch (0 copies it) and our NHWC element order: a 4-D value whose spatial size
@@ -405,14 +401,9 @@ static ef_status emit_dropout(onnx_ctx *c, const ef_tensor *t, char *x, char *un
 // Each op's ONNX form, from its first source's value x (and an activation second source's, y).
 typedef ef_status (*emit_fn)(onnx_ctx *c, const ef_tensor *t, char *x, char *y);
 static const emit_fn emitters[EF_OP_COUNT] = {
-    [EF_OP_CONV2D] = emit_conv,
-    [EF_OP_BN] = emit_bn,
-    [EF_OP_ACT] = emit_act,
-    [EF_OP_ADD] = emit_binary,
-    [EF_OP_CHANNEL_MUL] = emit_binary,
-    [EF_OP_GAP] = emit_gap,
-    [EF_OP_RESHAPE] = emit_reshape,
-    [EF_OP_LINEAR] = emit_linear,
+    [EF_OP_CONV2D] = emit_conv,     [EF_OP_CONV2D_BN] = emit_conv,  [EF_OP_BN] = emit_bn,
+    [EF_OP_ACT] = emit_act,         [EF_OP_ADD] = emit_binary,      [EF_OP_CHANNEL_MUL] = emit_binary,
+    [EF_OP_GAP] = emit_gap,         [EF_OP_RESHAPE] = emit_reshape, [EF_OP_LINEAR] = emit_linear,
     [EF_OP_DROPOUT] = emit_dropout,
 };
 
@@ -592,20 +583,15 @@ static void ctx_free(onnx_ctx *c) {
   for (size_t i = 0; i < c->n_pool; i++) free(c->pool[i]);
   free(c->pool), free(c->names), free(c->nodes), free(c->inits);
   free(c->host[0]), free(c->host[1]);
-  free(c->value), free(c->users), free(c->user), free(c->needed), free(c->fused);
+  free(c->value), free(c->needed);
 }
 
-// What the logits depend on, and who reads what among those nodes.
+// What the logits depend on.
 static void mark_needed(onnx_ctx *c) {
   c->needed[c->logits->id] = true;
   for (int i = c->logits->id; i >= 0; i--) {
     const ef_tensor *t = c->g->nodes[i];
-    if (!c->needed[i]) continue;
-    for (int k = 0; k < t->n_src; k++) {
-      c->needed[t->src[k]->id] = true;
-      c->users[t->src[k]->id]++;
-      c->user[t->src[k]->id] = t;
-    }
+    for (int k = 0; c->needed[i] && k < t->n_src; k++) c->needed[t->src[k]->id] = true;
   }
 }
 
@@ -627,7 +613,7 @@ static ef_status build_and_write(onnx_ctx *c, const char *path) {
   Onnx__ValueInfoProto *input;
   EF_TRY(emit_images(c, &input));
   for (int i = 0; i < c->g->n; i++)
-    if (c->needed[i] && !c->fused[i]) EF_TRY(emit(c, c->g->nodes[i]));
+    if (c->needed[i]) EF_TRY(emit(c, c->g->nodes[i]));
   char *logits = c->names[1];
   if (c->value[c->logits->id] != logits) // the logits are another value (a dropout's input): name them
     node(c, "Identity", logits, 1, &c->value[c->logits->id], 0, NULL);
@@ -667,10 +653,7 @@ ef_status ef_onnx_export(const ef_graph *g, const ef_tensor *images, const ef_te
                 .images = images,
                 .logits = logits,
                 .value = ef_xcalloc(n, sizeof(char *)),
-                .users = ef_xcalloc(n, sizeof(int)),
-                .user = ef_xcalloc(n, sizeof(ef_tensor *)),
-                .needed = ef_xcalloc(n, sizeof(bool)),
-                .fused = ef_xcalloc(n, sizeof(bool))};
+                .needed = ef_xcalloc(n, sizeof(bool))};
   unique(&c, "images"), unique(&c, "logits"); // names[0] and names[1]: the graph's input and output
   ef_status st = build_and_write(&c, path);
   ctx_free(&c);

@@ -249,10 +249,25 @@ static void ref_fill(const ref_io *io, const op_case *c) {
   for (int64_t i = 0; i < ef_numel(io->out); i++) io->y[i] = c->value;
 }
 
+// inputs: x, w, running statistics (2,O), affine (2,O): the convolution, then batch norm and act.
+static void ref_conv_bn(const ref_io *io, const op_case *c) {
+  ref_conv(io, c);
+  int64_t o = io->out->shape[3], rows = ef_numel(io->out) / o;
+  const double *stats = io->in[2], *affine = io->in[3];
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < o; k++) {
+      double *y = &io->y[r * o + k];
+      *y = ref_act(c->act, (*y - stats[k]) / sqrt(stats[o + k] + c->eps) * affine[k] + affine[o + k]);
+    }
+}
+
 // ---- builders --------------------------------------------------------------------------------
 
 static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_conv2d(g, in[0], in[1], c->n_in == 3 ? in[2] : NULL, c->stride, c->dilation, c->groups, c->pad);
+}
+static ef_tensor *build_conv_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_conv2d_bn(g, in[0], in[1], c->stride, c->groups, c->pad, in[2], in[3], c->eps, c->act);
 }
 static ef_tensor *build_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
   if (c->flag) return ef_bn(g, in[0], ef_bn_stats(g, in[0]), in[1], c->eps, c->act, true);
@@ -304,6 +319,18 @@ static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
         .stride = s, .dilation = d, .groups = gr, .pad = pd                                                            \
   }
 
+// A convolution with its batch norm folded in: running statistics (mean and variance in [0.2, 3))
+// and affine (gamma and beta in [0.5, 2)), none differentiated.
+#define CONV_BN(nm, xs, ws, s, gr, pd, a)                                                                              \
+  {                                                                                                                    \
+    nm, 4,                                                                                                             \
+        {{"x", IN_INPUT, EF_F32, 4, SHAPE xs, false, -1, 1, 0},                                                        \
+         {"w", IN_PARAM, EF_F32, 4, SHAPE ws, false, -1, 1, 0},                                                        \
+         {"running", IN_STATE, EF_F32, 2, {2, FIRST ws}, false, 0.2f, 3, 0},                                           \
+         {"affine", IN_PARAM, EF_F32, 2, {2, FIRST ws}, false, 0.5f, 2, 0}},                                           \
+        build_conv_bn, ref_conv_bn, .stride = s, .dilation = 1, .groups = gr, .pad = pd, .act = a, .eps = 1e-3f        \
+  }
+
 static const op_case cases[] = {
     CONV("conv 3x3 s1 symmetric, 5->6", 2, (2, 7, 7, 5), (6, 3, 3, 5), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("conv 3x3 s2 same, odd asymmetric 8x7", 2, (2, 8, 7, 4), (8, 3, 3, 4), 2, 1, 1, EF_PAD_SAME),
@@ -317,6 +344,16 @@ static const op_case cases[] = {
     CONV("3x3 s2 same on 1x1 spatial", 2, (2, 1, 1, 6), (5, 3, 3, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("grouped 3x3 dilation 2, 2 groups", 2, (2, 9, 9, 6), (4, 3, 3, 3), 1, 2, 2, EF_PAD_SYMMETRIC),
     CONV("stem-like 3x3 s2 same, 3->8, 11x11", 3, (2, 11, 11, 3), (8, 3, 3, 3), 2, 1, 1, EF_PAD_SAME),
+
+    // Inference's convolution with its batch norm folded in (no gradient): running statistics with a
+    // variance far from 1, each activation, depthwise and pointwise, TF "SAME" and symmetric padding.
+    CONV_BN("conv_bn 3x3 s2 same + swish, 5->6", (2, 9, 8, 5), (6, 3, 3, 5), 2, 1, EF_PAD_SAME, EF_ACT_SWISH),
+    CONV_BN("conv_bn depthwise 5x5 s1 + swish", (2, 7, 6, 12), (12, 5, 5, 1), 1, 12, EF_PAD_SYMMETRIC, EF_ACT_SWISH),
+    CONV_BN("conv_bn depthwise 3x3 s2 same + relu6", (1, 9, 9, 17), (17, 3, 3, 1), 2, 17, EF_PAD_SAME, EF_ACT_RELU6),
+    CONV_BN("conv_bn pointwise, no activation, 70->19", (3, 4, 5, 70), (19, 1, 1, 70), 1, 1, EF_PAD_SYMMETRIC,
+            EF_ACT_NONE),
+    CONV_BN("conv_bn pointwise + sigmoid", (2, 3, 3, 8), (24, 1, 1, 8), 1, 1, EF_PAD_SYMMETRIC, EF_ACT_SIGMOID),
+    CONV_BN("conv_bn pointwise + relu", (2, 3, 3, 8), (16, 1, 1, 8), 1, 1, EF_PAD_SYMMETRIC, EF_ACT_RELU),
 
     {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
     {"bn train + swish, batch 1",

@@ -128,7 +128,9 @@ static void test_frozen_step(void) {
 }
 
 // With every batch norm on its running statistics, no dropout and no drop-path, the training
-// graph computes the evaluation graph's logits.
+// graph computes the evaluation graph's logits: up to rounding, for the evaluation graph folds each
+// batch norm into its convolution (3e-5 relative through B0; dropout or batch statistics left on
+// differ by far more).
 static void test_bn_eval_is_eval_function(void) {
   model m;
   model_build(&m, "b0", bn_eval);
@@ -144,7 +146,7 @@ static void test_bn_eval_is_eval_function(void) {
   ef_plan_set(pt, m.tr.labels, (int32_t[]){1, 3, 5, 7});
   ef_plan_run(pe, &(ef_run_ctx){0}), ef_plan_run(pt, &(ef_run_ctx){0});
   ef_plan_get(pe, m.ev.logits, le), ef_plan_get(pt, m.tr.logits, lt);
-  double worst = CHECK_CLOSE(lt, le, 40, TEST_EACH, 1e-3, 1e-6, "training with running statistics against evaluation");
+  double worst = CHECK_CLOSE(lt, le, 40, TEST_EACH, 1e-3, 2e-4, "training with running statistics against evaluation");
   printf("  b0, batch norms eval: training logits vs evaluation logits, max relative difference %.3g\n", worst);
   model_free(&m);
   ef_backend_free(be);

@@ -139,8 +139,9 @@ static void test_lite_switch(void) {
   for (int i = 0; i < m.g->n; i++) {
     const ef_tensor *t = m.g->nodes[i];
     se += t->op == EF_OP_CHANNEL_MUL || (t->scope && !strcmp(t->scope, EF_SCOPE_SE));
-    if (t->op == EF_OP_BN) {
-      swish += t->p.bn.act == EF_ACT_SWISH, relu6 += t->p.bn.act == EF_ACT_RELU6, plain += t->p.bn.act == EF_ACT_NONE;
+    if (t->op == EF_OP_CONV2D_BN) { // an evaluation graph: each batch norm folded into its convolution
+      ef_act act = t->p.conv.act;
+      swish += act == EF_ACT_SWISH, relu6 += act == EF_ACT_RELU6, plain += act == EF_ACT_NONE;
     }
   }
   // Stem, head, and per block: expansion (all but block 0's) and depthwise; the projections have none.
@@ -239,6 +240,50 @@ static void test_b0_step_on_cpu(void) {
   ef_backend_free(be);
 }
 
+// An evaluation plan derives its convolutions' weights (batch norm folded in, reordered for oneDNN)
+// at a run whose weights_unchanged is false, and reuses them while it is true: new weights take
+// effect at the next run that says so (as ef_model_evaluate's first batch does), with the same
+// logits as a fresh plan's.
+static void test_weights_derived_again(void) {
+  ef_effnet_config cfg;
+  ef_effnet_preset("b0", &cfg);
+  cfg.num_classes = 10;
+  ef_backend *be = ef_cpu_backend_new(0);
+  ef_model_graph m;
+  ef_store *s = build(&m, &cfg, 2, 32, false, EF_F32);
+  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_model_graph_plan(&m, be, NULL) == EF_OK, "%s", ef_last_error());
+  float xv[2 * 32 * 32 * 3], a[20], again[20], stale[20], b[20], fresh[20];
+  test_fill_uniform(xv, 2 * 32 * 32 * 3, 1, 0, -1, 1);
+  ef_plan_set(m.plan, m.images, xv);
+  ef_store_initialize(s, 3);
+  test_fill_uniform(s->mem[EF_ARENA_STATE], (int64_t)s->numel[1], 5, 0, 0.2f, 1.5f); // running statistics
+  ef_plan_run(m.plan, &(ef_run_ctx){0});
+  ef_plan_get(m.plan, m.logits, a);
+  ef_plan_run(m.plan, &(ef_run_ctx){.weights_unchanged = true});
+  ef_plan_get(m.plan, m.logits, again);
+  ef_store_initialize(s, 4);
+  test_fill_uniform(s->mem[EF_ARENA_STATE], (int64_t)s->numel[1], 6, 0, 0.2f, 1.5f);
+  // Told nothing changed: the folded convolutions keep the old weights (the nodes that read the
+  // store directly, the squeeze-excite convolutions and the classifier, see the new ones).
+  ef_plan_run(m.plan, &(ef_run_ctx){.weights_unchanged = true});
+  ef_plan_get(m.plan, m.logits, stale);
+  ef_plan_run(m.plan, &(ef_run_ctx){0});
+  ef_plan_get(m.plan, m.logits, b);
+  ef_plan_free(m.plan);
+  CHECK(ef_model_graph_plan(&m, be, NULL) == EF_OK, "%s", ef_last_error());
+  ef_plan_set(m.plan, m.images, xv);
+  ef_plan_run(m.plan, &(ef_run_ctx){0});
+  ef_plan_get(m.plan, m.logits, fresh);
+  CHECK(!memcmp(a, again, sizeof a), "reused weights give the same logits");
+  CHECK(memcmp(a, b, sizeof a) != 0, "new weights change the logits (%g, then %g)", a[0], b[0]);
+  CHECK(memcmp(stale, b, sizeof b) != 0, "a run told the weights are unchanged reuses what it derived");
+  CHECK(!memcmp(b, fresh, sizeof b), "after new weights, the plan's logits equal a fresh plan's (%g, %g)", b[0],
+        fresh[0]);
+  release(&m, s);
+  ef_backend_free(be);
+}
+
 // The per-node costs behind `effnet bench --profile`: the multiply-adds of the nodes add up to the
 // layers' count (forward), and to three passes less the stem's input gradient (training); the
 // squeeze-excite and classifier scopes reach their gradient nodes, and only theirs.
@@ -257,7 +302,7 @@ static void test_node_costs_and_scopes(void) {
       const ef_tensor *t = g->nodes[i];
       macs += ef_node_macs(t);
       bytes += ef_node_bytes(t);
-      if (t->op == EF_OP_CONV2D && t->src[0] == x) stem = ef_node_macs(t);
+      if ((t->op == EF_OP_CONV2D || t->op == EF_OP_CONV2D_BN) && t->src[0] == x) stem = ef_node_macs(t);
       bool se = t->scope && !strcmp(t->scope, EF_SCOPE_SE), cls = t->scope && !strcmp(t->scope, EF_SCOPE_CLASSIFIER);
       if (t->op == EF_OP_CHANNEL_MUL) {
         channel_mul++;
@@ -343,6 +388,7 @@ int main(void) {
   RUN(test_lite_switch);
   RUN(test_dropout_schedule);
   RUN(test_b0_step_on_cpu);
+  RUN(test_weights_derived_again);
   RUN(test_node_costs_and_scopes);
   RUN(test_mixed_precision_types);
   return test_exit_code();

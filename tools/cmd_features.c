@@ -63,7 +63,7 @@ static ef_status split_features(const features_opts *o, bool train, ef_plan *p, 
   while (st == EF_OK && (st = ef_loader_next(l, &b)) == EF_OK && b) {
     memcpy(in, b->images, sizeof(float) * sample * (size_t)b->n); // a short last batch is padded
     ef_plan_set(p, images, in);
-    ef_plan_run(p, &(ef_run_ctx){0});
+    ef_plan_run(p, &(ef_run_ctx){.weights_unchanged = true}); // loaded once, before the first batch
     ef_plan_get(p, feats, out);
     for (int i = 0; i < b->real; i++) // corrupt images' stand-ins are left out
       if (!b->corrupt[i]) memcpy(*x + *n * c, out + i * c, sizeof(float) * (size_t)c), (*y)[(*n)++] = b->labels[i];

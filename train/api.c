@@ -101,7 +101,7 @@ ef_status ef_net_run(ef_net *n, const float *images, int count, float *logits, f
   size_t per_image = (size_t)ef_net_input_floats(n), k = (size_t)g->classes, c = (size_t)ef_net_features(n);
   memcpy(n->batch, images, sizeof(float) * per_image * (size_t)count); // the rest of a short batch stays as it was
   ef_plan_set(g->plan, g->images, n->batch);
-  ef_plan_run(g->plan, &(ef_run_ctx){0});
+  ef_plan_run(g->plan, &(ef_run_ctx){.weights_unchanged = true}); // loaded once, by ef_net_open
   ef_plan_get(g->plan, g->logits, n->logits);
   ef_plan_get(g->plan, g->features, n->features);
   if (logits) memcpy(logits, n->logits, sizeof(float) * k * (size_t)count);

@@ -333,10 +333,10 @@ ef_status ef_model_evaluate(ef_model_graph *m, ef_loader *l, ef_eval_result *r) 
   int64_t top1 = 0, top5 = 0;
   ef_status st = ef_loader_start(l, 0, 0);
   const ef_batch *b;
-  while (st == EF_OK && (st = ef_loader_next(l, &b)) == EF_OK && b) {
+  for (int64_t batches = 0; st == EF_OK && (st = ef_loader_next(l, &b)) == EF_OK && b; batches++) {
     memcpy(images, b->images, sizeof(float) * sample * (size_t)b->n);
     ef_plan_set(m->plan, m->images, images);
-    ef_plan_run(m->plan, &(ef_run_ctx){0});
+    ef_plan_run(m->plan, &(ef_run_ctx){.weights_unchanged = batches > 0}); // the weights may be new at each call
     ef_plan_get(m->plan, m->logits, logits);
     for (int i = 0; i < b->real; i++) {
       if (b->corrupt[i]) continue; // a corrupt image's stand-in: left out, as the loader reported

@@ -1,7 +1,8 @@
 // Convolutions on the CPU through oneDNN: forward, backward data and backward weights on NHWC
-// activations, any kernel, stride, dilation, groups (depthwise included) and asymmetric padding.
-// Weights stay in our plain (O,KH,KW,I/groups) layout and are reordered to the format oneDNN
-// picks (format `any`), which is what selects its fast jit/brgemm kernels over `ref`.
+// activations, any kernel, stride, dilation, groups (depthwise included) and asymmetric padding,
+// and inference's convolution with its batch norm folded in (CONV2D_BN: folded weights and a bias,
+// the activation as oneDNN's post-op). Weights stay in our plain (O,KH,KW,I/groups) layout and are
+// reordered to the format oneDNN picks (format `any`), which selects its fast jit/brgemm kernels.
 #include "core/cpu/cpu_internal.h"
 
 // (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.
@@ -21,11 +22,58 @@ static void weights_md(dnnl_memory_desc_t *md, const int64_t *w, int groups, boo
   }
 }
 
+// The activation after the folded batch norm as the convolution's post-op (swish: x * sigmoid(1 * x)).
+static dnnl_status_t set_activation(dnnl_primitive_attr_t attr, ef_act act) {
+  dnnl_alg_kind_t alg = dnnl_eltwise_relu;
+  float alpha = 0, beta = 0;
+  switch (act) {
+  case EF_ACT_SWISH: alg = dnnl_eltwise_swish, alpha = 1; break;
+  case EF_ACT_SIGMOID: alg = dnnl_eltwise_logistic; break;
+  case EF_ACT_RELU: alg = dnnl_eltwise_relu; break;
+  case EF_ACT_RELU6: alg = dnnl_eltwise_clip, alpha = 0, beta = 6; break;
+  case EF_ACT_NONE:
+  case EF_ACT_COUNT: EF_FATAL("activation %d has no post-op", (int)act);
+  }
+  dnnl_post_ops_t po;
+  dnnl_status_t st = dnnl_post_ops_create(&po);
+  if (st != dnnl_success) return st;
+  st = dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, beta);
+  if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+  dnnl_post_ops_destroy(po);
+  return st;
+}
+
+// CONV2D_BN's folded weights (plain layout) and bias, which ef_cpu_conv_fold fills.
+static ef_status fold_buffers(const ef_tensor *node, ef_dnnl_node *s) {
+  s->fold = node;
+  s->fold_w = ef_aligned_alloc(ef_nbytes(node->src[1]));
+  s->fold_bias = ef_aligned_alloc(sizeof(float) * (size_t)node->shape[3]);
+  if (!s->fold_w || !s->fold_bias)
+    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the folded weights of node '%s' (%zu bytes)", node->name,
+                    ef_nbytes(node->src[1]));
+  return EF_OK;
+}
+
+void ef_cpu_conv_fold(const ef_dnnl_node *s) {
+  const ef_tensor *node = s->fold;
+  const float *w = node->src[1]->data, *stats = node->src[2]->data, *affine = node->src[3]->data; // (2,O) pairs
+  int64_t o = node->shape[3], per = ef_numel(node->src[1]) / o;
+  double eps = node->p.conv.bn_eps;
+#pragma omp parallel for schedule(static)
+  for (int64_t a = 0; a < o; a++) { // W * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)
+    double scale = affine[a] / sqrt((double)stats[o + a] + eps);
+    s->fold_bias[a] = (float)(affine[o + a] - stats[a] * scale);
+    for (int64_t i = 0; i < per; i++) s->fold_w[a * per + i] = (float)(w[a * per + i] * scale);
+  }
+}
+
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   const ef_conv_params *p = &node->p.conv;
   const ef_tensor *x, *w, *y; // the forward convolution's input, weights and output
+  bool forward = node->op == EF_OP_CONV2D || node->op == EF_OP_CONV2D_BN;
   switch (node->op) {
-  case EF_OP_CONV2D: x = node->src[0], w = node->src[1], y = node; break;
+  case EF_OP_CONV2D:
+  case EF_OP_CONV2D_BN: x = node->src[0], w = node->src[1], y = node; break;
   case EF_OP_CONV2D_BWD_DATA: y = node->src[0], w = node->src[1], x = node; break;
   default: y = node->src[0], x = node->src[1], w = node; break;
   }
@@ -34,21 +82,22 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   act_md(&y_md, y->shape);
   weights_md(&w_plain, w->shape, p->groups, false);
   weights_md(&w_any, w->shape, p->groups, true);
-  bool bias = node->op == EF_OP_CONV2D && node->n_src == 3;
+  bool folded = node->op == EF_OP_CONV2D_BN, bias = folded || (node->op == EF_OP_CONV2D && node->n_src == 3);
   if (bias) EF_DNNL(dnnl_memory_desc_init_by_tag(&b_md, 1, (dnnl_dims_t){w->shape[0]}, dnnl_f32, dnnl_a));
   dnnl_dims_t strides = {p->stride[0], p->stride[1]}, dilates = {p->dilation[0] - 1, p->dilation[1] - 1};
   dnnl_dims_t pad_l = {p->pad[0], p->pad[2]}, pad_r = {p->pad[1], p->pad[3]};
 
   dnnl_convolution_desc_t fwd, bwd;
-  EF_DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct, &x_md,
-                                                         &w_any, bias ? &b_md : NULL, &y_md, strides, dilates, pad_l,
-                                                         pad_r),
+  EF_DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(&fwd, folded ? dnnl_forward_inference : dnnl_forward_training,
+                                                         dnnl_convolution_direct, &x_md, &w_any, bias ? &b_md : NULL,
+                                                         &y_md, strides, dilates, pad_l, pad_r),
               node);
   dnnl_primitive_attr_t attr;
   EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
   dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (st == dnnl_success && folded && p->act != EF_ACT_NONE) st = set_activation(attr, p->act);
   dnnl_primitive_desc_t hint = NULL, pd = NULL;
-  if (st == dnnl_success && node->op == EF_OP_CONV2D) {
+  if (st == dnnl_success && forward) {
     st = dnnl_primitive_desc_create(&pd, &fwd, attr, cpu->engine, NULL);
   } else if (st == dnnl_success) {
     st = dnnl_primitive_desc_create(&hint, &fwd, NULL, cpu->engine, NULL);
@@ -68,10 +117,15 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   ef_status es = EF_OK;
   switch (node->op) {
   case EF_OP_CONV2D:
-    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
+  case EF_OP_CONV2D_BN:
+    s->keep_weights = true;
+    if (folded) es = fold_buffers(node, s);
+    if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &y_md, y->data);
-    if (es == EF_OK && bias) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &b_md, node->src[2]->data);
-    if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, DNNL_ARG_WEIGHTS, &w_plain, w->data, scratch);
+    if (es == EF_OK && bias)
+      es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &b_md, folded ? s->fold_bias : node->src[2]->data);
+    if (es == EF_OK)
+      es = ef_dnnl_finish(cpu, node, s, pd, DNNL_ARG_WEIGHTS, &w_plain, folded ? s->fold_w : w->data, scratch);
     break;
   case EF_OP_CONV2D_BWD_DATA:
     es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DIFF_DST, &y_md, y->data);

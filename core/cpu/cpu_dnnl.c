@@ -56,7 +56,11 @@ ef_status ef_dnnl_finish(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, dn
       EF_TRY(ef_dnnl_arg(cpu, node, s, warg, plain_md, plain));
     } else {
       EF_TRY(weights_reorder(cpu, node, s, warg, prim_md, plain_md, plain));
-      wbytes = ALIGN64(dnnl_memory_desc_get_size(prim_md));
+      size_t bytes = dnnl_memory_desc_get_size(prim_md);
+      if (s->keep_weights && !(s->kept_w = ef_aligned_alloc(bytes)))
+        return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
+      if (s->kept_w) EF_DNNL_TRY(dnnl_memory_set_data_handle(s->prim_w, s->kept_w), node);
+      else wbytes = ALIGN64(bytes);
     }
   }
   const dnnl_memory_desc_t *sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -72,11 +76,15 @@ ef_status ef_dnnl_finish(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, dn
 }
 
 void ef_cpu_dnnl_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  (void)node, (void)ctx;
+  (void)node;
   ef_dnnl_node *s = state;
   if (s->scratchpad) EF_DNNL(dnnl_memory_set_data_handle(s->scratchpad, (char *)scratch + s->scratchpad_offset));
-  if (s->reorder) EF_DNNL(dnnl_memory_set_data_handle(s->prim_w, scratch));
-  if (s->reorder && !s->reorder_after) EF_DNNL(dnnl_primitive_execute(s->reorder, cpu->stream, 2, s->reorder_args));
+  if (s->reorder && !s->kept_w) EF_DNNL(dnnl_memory_set_data_handle(s->prim_w, scratch));
+  if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) { // derive the weights the primitive takes
+    if (s->fold) ef_cpu_conv_fold(s);
+    if (s->reorder && !s->reorder_after) EF_DNNL(dnnl_primitive_execute(s->reorder, cpu->stream, 2, s->reorder_args));
+    s->derived = true;
+  }
   EF_DNNL(dnnl_primitive_execute(s->prim, cpu->stream, s->nargs, s->args));
   if (s->reorder && s->reorder_after) EF_DNNL(dnnl_primitive_execute(s->reorder, cpu->stream, 2, s->reorder_args));
   EF_DNNL(dnnl_stream_wait(cpu->stream));
@@ -87,5 +95,6 @@ void ef_dnnl_release(ef_dnnl_node *s) {
   if (s->prim) dnnl_primitive_destroy(s->prim);
   if (s->reorder) dnnl_primitive_destroy(s->reorder);
   if (s->plain_w) dnnl_memory_destroy(s->plain_w);
+  free(s->kept_w), free(s->fold_w), free(s->fold_bias);
   for (int i = 0; i < s->nargs; i++) dnnl_memory_destroy(s->args[i].memory);
 }

@@ -43,9 +43,11 @@ typedef struct {
 // A oneDNN primitive prepared for one node, with its memory objects (cpu_dnnl.c). Weights
 // live in our plain layout; when the primitive prefers another format they are reordered into
 // (or, for weight gradients, out of) a buffer at the start of the plan's scratch, and the
-// primitive's own scratchpad follows that buffer.
+// primitive's own scratchpad follows that buffer. A forward convolution keeps its weights as the
+// primitive takes them (folded with CONV2D_BN's batch norm, reordered) in buffers of its own
+// instead, and derives them again only when a run's weights_unchanged does not say it may reuse them.
 #define EF_DNNL_MAX_ARGS 6
-typedef struct {
+typedef struct ef_dnnl_node {
   dnnl_primitive_t prim;
   dnnl_exec_arg_t args[EF_DNNL_MAX_ARGS];
   int nargs;
@@ -57,6 +59,11 @@ typedef struct {
   dnnl_memory_t prim_w;            // the primitive's weights (one of args), at the
                                    // start of the plan's scratch
   bool reorder_after;              // weight gradients: reorder after running
+  bool keep_weights;               // a forward convolution: prim_w in kept_w, not in the scratch
+  bool derived;                    // kept_w (and the folded weights) hold what a run derived
+  void *kept_w;                    // owned
+  const ef_tensor *fold;           // CONV2D_BN: the node whose batch norm folds into fold_w, fold_bias
+  float *fold_w, *fold_bias;       // owned: (O,KH,KW,I/groups) and (O)
   char impl[160];                  // oneDNN's implementation name
 } ef_dnnl_node;
 
@@ -75,6 +82,8 @@ ef_dnnl_node *ef_dnnl_node_new(void **state);
 
 // Kernels, by file.
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
+// CONV2D_BN: its folded weights and bias from the store's weights, statistics and affine pair.
+void ef_cpu_conv_fold(const ef_dnnl_node *s);
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_dnnl_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 
