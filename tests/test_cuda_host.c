@@ -53,8 +53,9 @@ static ef_dw_shape dw_shape(const dw_case *c) {
   return shape;
 }
 
-// The CPU backend's convolution of x by w, with dy's gradients: y, dx and dw.
-static void dw_onednn(ef_backend *be, const dw_case *c, const float *x, const float *w, const float *dy, float *y,
+// The CPU backend's convolution of x by w, with dy's gradients: y, dx and dw. Returns whether it
+// computed dw with effnet's own kernel (the twin's arithmetic) rather than oneDNN's.
+static bool dw_onednn(ef_backend *be, const dw_case *c, const float *x, const float *w, const float *dy, float *y,
                       float *dx, float *dw) {
   ef_store *s = ef_store_new();
   ef_graph *g;
@@ -73,9 +74,15 @@ static void dw_onednn(ef_backend *be, const dw_case *c, const float *x, const fl
   ef_plan_get(p, yt, y);
   ef_plan_get(p, xt->grad, dx);
   ef_store_read(s, we, EF_ARENA_GRAD, dw);
+  bool own = false;
+  for (int i = 0; i < p->n; i++) {
+    const char *impl = p->sched[i]->op == EF_OP_CONV2D_BWD_WEIGHT ? be->describe(be, p->state[i]) : NULL;
+    own |= impl && !strncmp(impl, "effnet", 6);
+  }
   ef_plan_free(p);
   ef_graph_free(g);
   ef_store_free(s);
+  return own;
 }
 
 // n values of type dt from f32 (rounded) and back.
@@ -109,12 +116,14 @@ static void expect_close(const char *what, const dw_case *c, ef_dtype dt, const 
         ef_dtype_name(dt), e, tol, (long long)at, got[at], want[at]);
 }
 
-// The twin at f32 against oneDNN (1e-5 of the largest value: both sum a few dozen f32 products);
+// The twin at f32 against oneDNN (1e-5 of the largest value: both sum a few dozen f32 products), and
+// bit for bit against the CPU backend's filter gradient where that is effnet's own kernel;
 // in bf16 and f16, from inputs rounded to the type, against oneDNN on the same rounded inputs: the
 // twin sums in f32 and rounds once, so its error is the type's unit roundoff of the largest value
 // (1.05 u, the 5% for the f32 sums).
 static void test_dw_twin(void) {
   ef_backend *be = ef_cpu_backend_new(2);
+  int owned = 0;
   for (size_t k = 0; k < sizeof dw_cases / sizeof dw_cases[0]; k++) {
     const dw_case *c = &dw_cases[k];
     for (ef_dtype dt = EF_F32; dt <= EF_F16; dt++) {
@@ -131,7 +140,7 @@ static void test_dw_twin(void) {
       from_dtype(x, xq, nx, dt), from_dtype(dy, dyq, ny, dt);
       float *y = malloc(sizeof(float) * (size_t)ny), *dx = malloc(sizeof(float) * (size_t)nx),
             *dw = malloc(sizeof(float) * (size_t)nw);
-      dw_onednn(be, c, x, w, dy, y, dx, dw);
+      bool own = dw_onednn(be, c, x, w, dy, y, dx, dw);
 
       float *wt = malloc(sizeof(float) * (size_t)nw);
       ef_dw_weights_t(wt, w, EF_F32, &s);
@@ -146,11 +155,20 @@ static void test_dw_twin(void) {
       expect_close("forward", c, dt, ty, y, ny, tol);
       expect_close("data gradient", c, dt, tdx, dx, nx, tol);
       expect_close("filter gradient (f32)", c, dt, tdw, dw, nw, 1e-5);
+      if (own && dt == EF_F32) // the CPU backend's own kernel: the twin's sums, vectorized
+        CHECK(!memcmp(tdw, dw, sizeof(float) * (size_t)nw),
+              "%s: the CPU backend's own filter gradient differs from "
+              "the twin's bits",
+              c->name);
+      owned += own && dt == EF_F32;
       if (dt == EF_F32) printf("  %s: %d filter-gradient splits\n", c->name, ef_dw_wgrad_splits(&s));
       free(x), free(w), free(dy), free(xq), free(dyq), free(y), free(dx), free(dw), free(wt), free(yq), free(dxq);
       free(ty), free(tdx), free(tdw);
     }
   }
+  int n_cases = (int)(sizeof dw_cases / sizeof dw_cases[0]);
+  CHECK(owned > 0 && owned < n_cases, "%d of %d cases on the CPU backend's own filter gradient: want both kinds", owned,
+        n_cases);
   ef_backend_free(be);
 }
 

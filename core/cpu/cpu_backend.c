@@ -8,10 +8,10 @@
 
 static const ef_cpu_kernel kernels[] = {
     [EF_OP_LEAF] = {NULL, NULL},
-    [EF_OP_CONV2D] = {ef_cpu_conv_prepare, ef_cpu_dnnl_run},
-    [EF_OP_CONV2D_BWD_DATA] = {ef_cpu_conv_prepare, ef_cpu_dnnl_run},
-    [EF_OP_CONV2D_BWD_WEIGHT] = {ef_cpu_conv_prepare, ef_cpu_dnnl_run},
-    [EF_OP_CONV2D_BN] = {ef_cpu_conv_prepare, ef_cpu_dnnl_run},
+    [EF_OP_CONV2D] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
+    [EF_OP_CONV2D_BWD_DATA] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
+    [EF_OP_CONV2D_BWD_WEIGHT] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
+    [EF_OP_CONV2D_BN] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
     [EF_OP_BN_STATS] = {ef_cpu_rows_scratch, ef_cpu_bn_stats},
     [EF_OP_BN] = {ef_cpu_rows_scratch, ef_cpu_bn},
     [EF_OP_BN_BWD_REDUCE] = {ef_cpu_rows_scratch, ef_cpu_bn_bwd_reduce},

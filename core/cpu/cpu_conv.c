@@ -67,7 +67,18 @@ void ef_cpu_conv_fold(const ef_dnnl_node *s) {
   }
 }
 
+// A 1x1 convolution with stride 1, no padding and one group is a product of rows: (N*H*W, I) by (O, I).
+static bool pointwise(const ef_tensor *node) {
+  const ef_conv_params *p = &node->p.conv;
+  const ef_tensor *w = node->op == EF_OP_CONV2D_BWD_WEIGHT ? node : node->src[1];
+  return w->shape[1] == 1 && w->shape[2] == 1 && p->groups == 1 && p->stride[0] == 1 && p->stride[1] == 1 &&
+         !p->pad[0] && !p->pad[1] && !p->pad[2] && !p->pad[3];
+}
+
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  if (ef_cpu_dw_own(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
+  // oneDNN's matrix product computes a pointwise weight gradient faster than its convolution does
+  if (node->op == EF_OP_CONV2D_BWD_WEIGHT && pointwise(node)) return ef_cpu_linear_prepare(cpu, node, state, scratch);
   const ef_conv_params *p = &node->p.conv;
   const ef_tensor *x, *w, *y; // the forward convolution's input, weights and output
   bool forward = node->op == EF_OP_CONV2D || node->op == EF_OP_CONV2D_BN;
@@ -140,4 +151,9 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   }
   dnnl_primitive_desc_destroy(pd);
   return es;
+}
+
+void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  if (ef_cpu_dw_own(node)) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
+  else ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);
 }

@@ -84,6 +84,12 @@ ef_dnnl_node *ef_dnnl_node_new(void **state);
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 // CONV2D_BN: its folded weights and bias from the store's weights, statistics and affine pair.
 void ef_cpu_conv_fold(const ef_dnnl_node *s);
+// Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, or effnet's depthwise filter gradient.
+void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+// Depthwise filter gradients by effnet's own kernel (cpu_dwconv.c), for the nodes ef_cpu_dw_own picks.
+bool ef_cpu_dw_own(const ef_tensor *node);
+ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
+void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_dnnl_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 

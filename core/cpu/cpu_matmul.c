@@ -27,7 +27,7 @@ ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state
     matrix_md(&a_md, m, k, k, 1);
     matrix_md(&b_md, k, n, n, 1);
     break;
-  default: // dy^T (O,M) x x (M,I) -> (O,I)
+  default: // LINEAR_BWD_WEIGHT, or a pointwise CONV2D_BWD_WEIGHT (dy and x as rows): dy^T (O,M) x x (M,I) -> (O,I)
     m = ef_cols(a), k = ef_rows(a), n = ef_cols(b);
     matrix_md(&a_md, m, k, 1, m);
     matrix_md(&b_md, k, n, n, 1);
