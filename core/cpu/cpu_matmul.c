@@ -9,25 +9,24 @@ static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_
                                            (dnnl_dims_t){row_stride, col_stride}));
 }
 
-ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product kind, void **state, size_t *scratch) {
   const ef_tensor *a = node->src[0], *b = node->src[1];
   dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
-  bool bias = false;
-  int64_t m, k, n;
-  switch (node->op) {
-  case EF_OP_LINEAR: // (M,I) x (O,I)^T -> (M,O)
+  bool folded = node->op == EF_OP_CONV2D_BN, bias = kind == EF_PRODUCT_FORWARD && (folded || node->n_src == 3);
+  int64_t m = 0, k = 0, n = 0;
+  switch (kind) {
+  case EF_PRODUCT_FORWARD: // (M,I) x (O,I)^T -> (M,O)
     m = ef_rows(a), k = ef_cols(a), n = b->shape[0];
     matrix_md(&a_md, m, k, k, 1);
     matrix_md(&b_md, k, n, 1, k);
-    bias = node->n_src == 3;
     if (bias) matrix_md(&bias_md, 1, n, n, 1);
     break;
-  case EF_OP_LINEAR_BWD_DATA: // dy (M,O) x w (O,I) -> (M,I)
-    m = ef_rows(a), k = ef_cols(a), n = b->shape[1];
+  case EF_PRODUCT_DATA: // dy (M,O) x w (O,I) -> (M,I)
+    m = ef_rows(a), k = ef_cols(a), n = ef_numel(b) / b->shape[0];
     matrix_md(&a_md, m, k, k, 1);
     matrix_md(&b_md, k, n, n, 1);
     break;
-  default: // LINEAR_BWD_WEIGHT, or a pointwise CONV2D_BWD_WEIGHT (dy and x as rows): dy^T (O,M) x x (M,I) -> (O,I)
+  case EF_PRODUCT_WEIGHT: // dy^T (O,M) x x (M,I) -> (O,I)
     m = ef_cols(a), k = ef_rows(a), n = ef_cols(b);
     matrix_md(&a_md, m, k, 1, m);
     matrix_md(&b_md, k, n, n, 1);
@@ -40,16 +39,27 @@ ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state
   EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
   dnnl_primitive_desc_t pd = NULL;
   dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (st == dnnl_success && folded && node->p.conv.act != EF_ACT_NONE) st = ef_dnnl_post_act(attr, node->p.conv.act);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
   dnnl_primitive_attr_destroy(attr);
   EF_DNNL_TRY(st, node);
 
   ef_dnnl_node *s = ef_dnnl_node_new(state);
-  ef_status es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
-  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, b->data);
-  if (es == EF_OK && bias) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, node->src[2]->data);
+  s->keep_weights = folded; // the folded weights are derived, and kept while the weights are unchanged
+  ef_status es = folded ? ef_cpu_conv_fold_buffers(node, s) : EF_OK;
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, folded ? s->fold_w : b->data);
+  if (es == EF_OK && bias)
+    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, folded ? s->fold_bias : node->src[2]->data);
   if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &c_md, node->data);
   if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
   dnnl_primitive_desc_destroy(pd);
   return es;
+}
+
+ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  ef_product kind = node->op == EF_OP_LINEAR            ? EF_PRODUCT_FORWARD
+                    : node->op == EF_OP_LINEAR_BWD_DATA ? EF_PRODUCT_DATA
+                                                        : EF_PRODUCT_WEIGHT;
+  return ef_cpu_product_prepare(cpu, node, kind, state, scratch);
 }
