@@ -2,6 +2,9 @@
 // sums in double), the affine transform with a fused activation, the two backward kernels, the
 // running-statistics update, and the per-channel row sum used for bias gradients.
 // Row reductions use fixed chunks (core/cpu/cpu_internal.h): results do not depend on threads.
+// Within a chunk, each call adds ROWS rows' terms (summed in double) to the partial sums at once:
+// half the partials' loads and stores, which bounded the backward reduction (B0 at 224 on the Xeon:
+// 265 -> 167 ms a step).
 #include <string.h>
 
 #include "core/cpu/cpu_internal.h"
@@ -34,8 +37,10 @@ static void sum_chunks(const double *part, int64_t nch, int nsum, int64_t c, dou
     }
 }
 
-// Adds row `row`'s contribution to `nsum` per-channel sums s[0..c), s[c..2c).
-typedef void (*row_sums_fn)(const void *args, int64_t row, double *s);
+// Adds the contributions of rows r .. r + n (n <= ROWS) to `nsum` per-channel sums s[0..c), s[c..2c):
+// per channel, the rows' terms summed in order in double, then added to the sum.
+#define ROWS 2
+typedef void (*row_sums_fn)(const void *args, int64_t r, int n, double *s);
 
 // Per-channel sums over all rows: each chunk of rows accumulates into its own partials, then the
 // chunks are added in order. Returns the totals (nsum rows of c), kept in the scratch.
@@ -49,7 +54,7 @@ static const double *chunked_row_sums(int64_t rows, int64_t c, int nsum, void *s
     memset(s, 0, sizeof(double) * (size_t)(nsum * c));
     int64_t r0, r1;
     ef_cpu_chunk_range(rows, ch, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) fn(args, r, s);
+    for (int64_t r = r0; r < r1; r += ROWS) fn(args, r, r1 - r < ROWS ? (int)(r1 - r) : ROWS, s);
   }
   sum_chunks(part, nch, nsum, c, sums);
   return sums;
@@ -61,14 +66,22 @@ typedef struct {
 } rows_args;
 
 // Shifted sums for the statistics: x - x[0] and its square.
-static void stats_row(const void *args, int64_t r, double *s) {
-  const rows_args *a = args;
+EF_INLINE void stats_rows_n(const rows_args *a, int64_t r, int n, double *s) {
   const float *x = a->x, *xr = a->x + r * a->c;
   for (int64_t k = 0; k < a->c; k++) {
-    double d = (double)xr[k] - x[k];
+    double d = 0, q = 0;
+    for (int i = 0; i < n; i++) {
+      double v = (double)xr[i * a->c + k] - x[k];
+      d += v, q += v * v;
+    }
     s[k] += d;
-    s[a->c + k] += d * d;
+    s[a->c + k] += q;
   }
+}
+
+static void stats_rows(const void *args, int64_t r, int n, double *s) {
+  if (n == ROWS) stats_rows_n(args, r, ROWS, s); // a constant row count: the loop over rows unrolls
+  else stats_rows_n(args, r, n, s);
 }
 
 // (2,C) [mean; biased variance], from sums of x - x[0] (shifted, so no cancellation).
@@ -77,7 +90,7 @@ void ef_cpu_bn_stats(ef_cpu *cpu, const ef_tensor *node, void *state, void *scra
   const float *x = F(xt);
   float *out = F(node);
   int64_t rows = ef_rows(xt), c = ef_cols(xt);
-  const double *sums = chunked_row_sums(rows, c, 2, scratch, stats_row, &(rows_args){x, c});
+  const double *sums = chunked_row_sums(rows, c, 2, scratch, stats_rows, &(rows_args){x, c});
   for (int64_t k = 0; k < c; k++) {
     double m = sums[k] / (double)rows, var = sums[c + k] / (double)rows - m * m;
     out[k] = (float)(x[k] + m);
@@ -117,13 +130,18 @@ void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, c
 // The gradient at the normalized, affine-transformed value z (before the fused activation).
 EF_INLINE float bn_dz(ef_act a, float dy, float z) { return a == EF_ACT_NONE ? dy : dy * ef_act_grad(a, z); }
 
-// One row of the two gradient sums (gamma: dz * xhat, beta: dz), in double.
-EF_INLINE void bn_reduce_row(ef_act a, const float *dy, const float *x, int64_t c, const float *scale,
-                             const float *shift, const float *mean, const float *invstd, double *sg, double *sb) {
+// n rows (of c) of the two gradient sums (gamma: dz * xhat, beta: dz), in double.
+EF_INLINE void bn_reduce_rows(ef_act a, int n, const float *dy, const float *x, int64_t c, const float *scale,
+                              const float *shift, const float *mean, const float *invstd, double *sg, double *sb) {
   for (int64_t k = 0; k < c; k++) {
-    float dz = bn_dz(a, dy[k], x[k] * scale[k] + shift[k]);
-    sg[k] += (double)dz * ((x[k] - mean[k]) * invstd[k]);
-    sb[k] += dz;
+    double g = 0, b = 0;
+    for (int i = 0; i < n; i++) {
+      float xv = x[i * c + k], dz = bn_dz(a, dy[i * c + k], xv * scale[k] + shift[k]);
+      g += (double)dz * ((xv - mean[k]) * invstd[k]);
+      b += dz;
+    }
+    sg[k] += g;
+    sb[k] += b;
   }
 }
 
@@ -140,11 +158,15 @@ typedef struct {
   ef_act act;
 } reduce_args;
 
-static void reduce_row(const void *args, int64_t r, double *s) {
+static void reduce_rows(const void *args, int64_t r, int n, double *s) {
   const reduce_args *a = args;
   int64_t c = a->c;
-  EF_ACT_SPECIALIZE(a->act, bn_reduce_row, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean, a->invstd, s,
-                    s + c);
+  if (n == ROWS)
+    EF_ACT_SPECIALIZE(a->act, bn_reduce_rows, ROWS, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean,
+                      a->invstd, s, s + c);
+  else
+    EF_ACT_SPECIALIZE(a->act, bn_reduce_rows, n, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean, a->invstd,
+                      s, s + c);
 }
 
 // (2,C) [sum dz * xhat; sum dz]: the gradients of gamma and beta.
@@ -156,7 +178,7 @@ void ef_cpu_bn_bwd_reduce(ef_cpu *cpu, const ef_tensor *node, void *state, void 
   float *invstd = coeff_rows(scratch, rows, c), *scale = invstd + c, *shift = scale + c;
   bn_coeffs(node, stats, F(node->src[3]), c, invstd, scale, shift);
   reduce_args args = {F(node->src[0]), F(xt), scale, shift, stats, invstd, c, node->p.bn.act};
-  const double *sums = chunked_row_sums(rows, c, 2, scratch, reduce_row, &args);
+  const double *sums = chunked_row_sums(rows, c, 2, scratch, reduce_rows, &args);
   for (int64_t k = 0; k < 2 * c; k++) out[k] = (float)sums[k];
 }
 
@@ -208,16 +230,24 @@ void ef_cpu_sync_mean(ef_cpu *cpu, const ef_tensor *node, void *state, void *scr
   ctx->group_mean(ctx->group, F(node), (size_t)ef_numel(node));
 }
 
-static void plain_row(const void *args, int64_t r, double *s) {
-  const rows_args *a = args;
+EF_INLINE void plain_rows_n(const rows_args *a, int64_t r, int n, double *s) {
   const float *xr = a->x + r * a->c;
-  for (int64_t k = 0; k < a->c; k++) s[k] += xr[k];
+  for (int64_t k = 0; k < a->c; k++) {
+    double v = 0;
+    for (int i = 0; i < n; i++) v += xr[i * a->c + k];
+    s[k] += v;
+  }
+}
+
+static void plain_rows(const void *args, int64_t r, int n, double *s) {
+  if (n == ROWS) plain_rows_n(args, r, ROWS, s);
+  else plain_rows_n(args, r, n, s);
 }
 
 void ef_cpu_sum_rows(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *xt = node->src[0];
   int64_t c = ef_cols(xt);
-  const double *sums = chunked_row_sums(ef_rows(xt), c, 1, scratch, plain_row, &(rows_args){F(xt), c});
+  const double *sums = chunked_row_sums(ef_rows(xt), c, 1, scratch, plain_rows, &(rows_args){F(xt), c});
   float *out = F(node);
   for (int64_t k = 0; k < c; k++) out[k] = (float)sums[k];
 }
