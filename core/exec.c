@@ -245,16 +245,26 @@ void ef_kind_profile_finish(ef_kind_profile *k) {
 }
 
 void ef_kind_profile_print(const ef_kind_profile *k, FILE *f) {
+  bool peaks = k->peak_gflops > 0 && k->peak_gbs > 0;
   fprintf(f, "  by kind (GB/s: each operand read once and each result written once)\n");
-  fprintf(f, "  %-16s %6s %9s %6s %9s %8s\n", "kind", "nodes", "ms/step", "%", "GFLOP/s", "GB/s");
+  if (peaks)
+    fprintf(f, "  the machine, measured: %.1f GFLOP/s (f32 FMA chains), %.1f GB/s (a scaled copy)\n", k->peak_gflops,
+            k->peak_gbs);
+  fprintf(f, "  %-16s %6s %9s %6s %9s %8s%s\n", "kind", "nodes", "ms/step", "%", "GFLOP/s", "GB/s",
+          peaks ? "  % FLOP/s  % GB/s" : "");
   for (int i = 0; i < EF_KIND_COUNT; i++) {
     if (k->ms[i] <= 0) continue;
-    char gflops[16] = "-", nodes[16] = "-", gbs[16] = "-";
-    if (k->macs[i] > 0) snprintf(gflops, sizeof gflops, "%.1f", 2 * k->macs[i] / (k->ms[i] * 1e6));
+    char gflops[16] = "-", nodes[16] = "-", gbs[16] = "-", pf[16] = "-", pb[16] = "-";
+    double fl = 2 * k->macs[i] / (k->ms[i] * 1e6), by = k->bytes[i] / (k->ms[i] * 1e6);
+    if (k->macs[i] > 0) snprintf(gflops, sizeof gflops, "%.1f", fl);
     if (k->nodes[i]) snprintf(nodes, sizeof nodes, "%d", k->nodes[i]);
-    if (k->bytes[i] > 0) snprintf(gbs, sizeof gbs, "%.1f", k->bytes[i] / (k->ms[i] * 1e6));
-    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s\n", ef_kind_name((ef_kind)i), nodes, k->ms[i],
+    if (k->bytes[i] > 0) snprintf(gbs, sizeof gbs, "%.1f", by);
+    if (peaks && k->macs[i] > 0) snprintf(pf, sizeof pf, "%.1f", 100 * fl / k->peak_gflops);
+    if (peaks && k->bytes[i] > 0) snprintf(pb, sizeof pb, "%.1f", 100 * by / k->peak_gbs);
+    fprintf(f, "  %-16s %6s %9.2f %6.1f %9s %8s", ef_kind_name((ef_kind)i), nodes, k->ms[i],
             100 * k->ms[i] / k->total_ms, gflops, gbs);
+    if (peaks) fprintf(f, " %9s %7s", pf, pb);
+    fputc('\n', f);
   }
   fprintf(f, "  %-16s %6s %9.2f\n", "total", "", k->total_ms);
 }
@@ -268,5 +278,7 @@ void ef_kind_profile_json(const ef_kind_profile *k, FILE *f) {
             2 * k->macs[i] / (k->ms[i] * 1e6), k->bytes[i] / (k->ms[i] * 1e6));
     first = 0;
   }
+  if (k->peak_gflops > 0)
+    fprintf(f, ", \"peak_gflops\": %.2f, \"peak_gbytes_per_s\": %.2f", k->peak_gflops, k->peak_gbs);
   fprintf(f, "}");
 }

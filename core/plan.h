@@ -96,10 +96,12 @@ void ef_plan_profile_reset(ef_plan *p);
 typedef struct {
   int nodes[EF_KIND_COUNT];
   double ms[EF_KIND_COUNT], macs[EF_KIND_COUNT], bytes[EF_KIND_COUNT], total_ms;
+  double peak_gflops, peak_gbs; // the machine's measured limits (0: not measured): each kind's share
 } ef_kind_profile;
 void ef_plan_profile_kinds(const ef_plan *p, ef_kind_profile *k);
 void ef_kind_profile_finish(ef_kind_profile *k);
-// The table (kind, nodes, ms per run, share, GFLOP/s, GB/s), or the same as a JSON object.
+// The table (kind, nodes, ms per run, share, GFLOP/s, GB/s, and with the peaks the share of each),
+// or the same as a JSON object.
 void ef_kind_profile_print(const ef_kind_profile *k, FILE *f);
 void ef_kind_profile_json(const ef_kind_profile *k, FILE *f);
 

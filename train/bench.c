@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "core/cpu/cpu.h"
 #include "cuda/cuda.h"
 #include "data/loader.h"
 #include "train/step.h"
@@ -97,6 +98,10 @@ static void summarize(const ef_bench_config *c, const ef_model_graph *m, const e
     r->kinds.bytes[EF_KIND_OPTIMIZER] = (double)s->numel[0] * 4 * (4 + 2 * ef_optim_slots(&step->optim));
   }
   r->kinds.ms[EF_KIND_DATA] = c->data ? data_ms / (double)c->iters : 0;
+  if (!c->dev->cuda) { // what the CPU can do at most, for each kind's share of it
+    ef_cpu_peak peak = ef_cpu_peak_measure(p->be);
+    r->kinds.peak_gflops = peak.gflops, r->kinds.peak_gbs = peak.gbs;
+  }
   ef_kind_profile_finish(&r->kinds);
 }
 

@@ -30,7 +30,8 @@ typedef struct {
   double peak_mib;             // the GPU memory in use at effnet's peak, or the process's peak resident
   double rss_mib;              // the process's peak resident (so far, over the runs before too)
   int64_t params, macs;        // of the model, multiply-adds per image of the forward pass
-  ef_kind_profile kinds;       // with profile: ms per step by kind, the update and the data wait included
+  ef_kind_profile kinds;       // with profile: ms per step by kind, the update and the data wait included;
+                               // on the CPU with the machine's measured peaks (ef_cpu_peak_measure)
 } ef_bench_result;
 
 // Times `batch` images of the model `d`. With profile, the time per op is printed to op_profile
