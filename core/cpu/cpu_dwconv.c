@@ -4,8 +4,8 @@
 // block): the same bits as ef_dw_bwd_filter_twin for any thread count. oneDNN 2.6 runs these through
 // its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes of EfficientNet's late stages
 // (41 of the 180 ms of the main job's step on the Xeon).
+#include <omp.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "core/cpu/cpu_internal.h"
 #include "core/dwconv.h"
@@ -26,12 +26,12 @@ static size_t partial_floats(const ef_dw_shape *s) {
   return (size_t)ef_dw_wgrad_splits(s) * (size_t)(s->kh * s->kw) * (size_t)s->c;
 }
 
+// Scratch: the splits' partial sums (splits, KH*KW, C), then each thread's running sums (KH*KW, BLOCK).
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
-  (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
   snprintf(s->impl, sizeof s->impl, "effnet depthwise filter gradient");
   ef_dw_shape sh = ef_dw_shape_of(node);
-  *scratch = sizeof(float) * partial_floats(&sh);
+  *scratch = sizeof(float) * (partial_floats(&sh) + (size_t)cpu->threads * (size_t)(sh.kh * sh.kw * BLOCK));
   return EF_OK;
 }
 
@@ -66,14 +66,14 @@ static inline __attribute__((always_inline)) void split_block(const ef_dw_shape 
 }
 
 void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  (void)cpu, (void)state, (void)ctx;
+  (void)state, (void)ctx;
   ef_dw_shape s = ef_dw_shape_of(node);
   const float *dy = node->src[0]->data, *x = node->src[1]->data; // (N,OH,OW,C), (N,H,W,C)
   float *dw = node->data, *part = scratch;                       // (C,KH,KW,1), (splits, KH*KW, C)
   int splits = ef_dw_wgrad_splits(&s), taps = s.kh * s.kw, blocks = (s.c + BLOCK - 1) / BLOCK;
-#pragma omp parallel
+#pragma omp parallel num_threads(cpu->threads)
   {
-    float *acc = ef_xmalloc(sizeof(float) * (size_t)(taps * BLOCK));
+    float *acc = part + (size_t)splits * taps * s.c + (size_t)omp_get_thread_num() * taps * BLOCK;
 #pragma omp for collapse(2) schedule(dynamic)
     for (int k = 0; k < splits; k++)
       for (int b = 0; b < blocks; b++) {
@@ -82,7 +82,6 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
         if (c0 + BLOCK <= s.c) split_block(&s, dy, x, splits, k, c0, BLOCK, acc, pk);
         else split_block(&s, dy, x, splits, k, c0, (int)(s.c - c0), acc, pk);
       }
-    free(acc);
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < s.c; c++)
       for (int t = 0; t < taps; t++) {
