@@ -26,8 +26,7 @@ static const char *cat(char *buf, size_t len, const char *a, const char *b) {
   return buf;
 }
 
-// The weights (O,KH,KW,I/groups) of convolution `name` of x to `out` channels, counted with its
-// multiply-adds for an output of oh x ow.
+// The weights (O,KH,KW,I/groups) of convolution `name` of x to `out` channels.
 static ef_tensor *conv_weight(ef_layer_ctx *c, const char *name, const ef_tensor *x, int out, int k, int groups) {
   char buf[EF_NAME_LEN];
   int64_t in = x->shape[3], shape[4] = {out, k, k, in / groups};
@@ -35,6 +34,7 @@ static ef_tensor *conv_weight(ef_layer_ctx *c, const char *name, const ef_tensor
   return ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, true, 4, shape, init), 1, NULL);
 }
 
+// Counts the multiply-adds of output y (N,OH,OW,O) by weights w.
 static void count_macs(ef_layer_ctx *c, const ef_tensor *y, const ef_tensor *w) {
   c->macs += ef_numel(y) * w->shape[1] * w->shape[2] * w->shape[3];
 }

@@ -235,21 +235,21 @@ static char *activation(onnx_ctx *c, char *x, ef_act act, const ef_tensor *t) {
   EF_FATAL("activation %d", (int)act);
 }
 
-// BatchNormalization of x (inference: running statistics `stats` and `affine`, sources of t) and
-// the activation after it, as the value of node t.
-static ef_status batch_norm(onnx_ctx *c, const ef_tensor *t, char *x, int stats_src, int affine_src, float eps,
-                            ef_act act) {
+// CONV2D_BN t's batch norm of its convolution's value x as BatchNormalization (inference: the
+// running statistics), and the activation after it, as the value of t.
+static ef_status batch_norm(onnx_ctx *c, const ef_tensor *t, char *x) {
   const float *stats = NULL, *affine = NULL;
-  EF_TRY(values_of(c, t, stats_src, &stats));
-  EF_TRY(values_of(c, t, affine_src, &affine));
-  const ef_tensor *st = t->src[stats_src], *af = t->src[affine_src];
+  EF_TRY(values_of(c, t, 2, &stats));
+  EF_TRY(values_of(c, t, 3, &affine));
+  const ef_tensor *st = t->src[2], *af = t->src[3];
+  ef_act act = t->p.conv.act;
   int64_t ch = t->shape[t->ndim - 1];
   char *in[5] = {x, constant_f32(c, entry_name(c, af, 0), 1, &ch, affine),
                  constant_f32(c, entry_name(c, af, 1), 1, &ch, affine + ch),
                  constant_f32(c, entry_name(c, st, 0), 1, &ch, stats),
                  constant_f32(c, entry_name(c, st, 1), 1, &ch, stats + ch)};
   char *y = node(c, "BatchNormalization", name_of(c, t, act != EF_ACT_NONE ? ".bn" : NULL), 5, in, 1,
-                 (Onnx__AttributeProto *[]){attr_float(c, "epsilon", eps)});
+                 (Onnx__AttributeProto *[]){attr_float(c, "epsilon", t->p.conv.bn_eps)});
   c->value[t->id] = activation(c, y, act, t);
   return EF_OK;
 }
@@ -298,14 +298,8 @@ static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *unuse
   char *y = node(c, "Conv", name_of(c, t, last ? NULL : ".conv"), fold || b ? 3 : 2, inputs, 5, attr);
   if (!with_bn) c->value[t->id] = y;
   else if (fold) c->value[t->id] = activation(c, y, p->act, t);
-  else EF_TRY(batch_norm(c, t, y, 2, 3, p->bn_eps, p->act));
+  else EF_TRY(batch_norm(c, t, y));
   return EF_OK;
-}
-
-// BatchNormalization (inference: running statistics) and its fused activation.
-static ef_status emit_bn(onnx_ctx *c, const ef_tensor *t, char *x, char *unused) {
-  if (t->ndim != 4 && t->ndim != 2) return unsupported(t, "ONNX's BatchNormalization takes (N,C) or (N,C,H,W)");
-  return batch_norm(c, t, x, 1, 2, t->p.bn.eps, t->p.bn.act);
 }
 
 // Reshape keeps the batch (0 copies it) and our NHWC element order: a 4-D value whose spatial size
@@ -401,10 +395,9 @@ static ef_status emit_dropout(onnx_ctx *c, const ef_tensor *t, char *x, char *un
 // Each op's ONNX form, from its first source's value x (and an activation second source's, y).
 typedef ef_status (*emit_fn)(onnx_ctx *c, const ef_tensor *t, char *x, char *y);
 static const emit_fn emitters[EF_OP_COUNT] = {
-    [EF_OP_CONV2D] = emit_conv,     [EF_OP_CONV2D_BN] = emit_conv,  [EF_OP_BN] = emit_bn,
-    [EF_OP_ACT] = emit_act,         [EF_OP_ADD] = emit_binary,      [EF_OP_CHANNEL_MUL] = emit_binary,
-    [EF_OP_GAP] = emit_gap,         [EF_OP_RESHAPE] = emit_reshape, [EF_OP_LINEAR] = emit_linear,
-    [EF_OP_DROPOUT] = emit_dropout,
+    [EF_OP_CONV2D] = emit_conv,     [EF_OP_CONV2D_BN] = emit_conv,     [EF_OP_ACT] = emit_act,
+    [EF_OP_ADD] = emit_binary,      [EF_OP_CHANNEL_MUL] = emit_binary, [EF_OP_GAP] = emit_gap,
+    [EF_OP_RESHAPE] = emit_reshape, [EF_OP_LINEAR] = emit_linear,      [EF_OP_DROPOUT] = emit_dropout,
 };
 
 // The ONNX value of source i of t: an activation exported before it (the store's tensors are read
@@ -424,6 +417,8 @@ static ef_status emit(onnx_ctx *c, const ef_tensor *t) {
   if (t->dtype != EF_F32) return unsupported(t, "it is not float32 (mixed precision is for training on a GPU)");
   if (t->op == EF_OP_BN_STATS)
     return unsupported(t, "batch statistics make a training graph: export the inference graph");
+  if (t->op == EF_OP_BN) // layers/ builds conv2d_bn in inference graphs
+    return unsupported(t, "a batch norm of its own exports only folded into its convolution (conv2d_bn)");
   if (!emitters[t->op]) return unsupported(t, "ONNX inference has no counterpart (a loss, an update or a backward op)");
   char *x, *y = NULL;
   EF_TRY(input_of(c, t, 0, &x));

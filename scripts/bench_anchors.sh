@@ -43,11 +43,19 @@ bench() {
   echo "$out"
   # One row per line with a rate (OpenVINO prints two); the peak memory from the line or the next.
   awk -v mode="$mode" -v name="$name" '
-    function num(re, s) { if (match(s, re)) { s = substr(s, RSTART, RLENGTH); gsub(/[^0-9.]/, "", s); return s } return "" }
-    /images\/s/ { if (rate != "") emit(); rate = num("[0-9.]+ images/s", $0); ms = num("median [0-9.]+ ms", $0)
-                  what = $0; sub(/ (batch|[0-9]+x[0-9]+ batch).*/, "", what); rss = num("peak resident [0-9.]+", $0); next }
+    function num(re, s) {
+      if (!match(s, re)) return ""
+      s = substr(s, RSTART, RLENGTH); gsub(/[^0-9.]/, "", s); return s
+    }
+    function emit() { # the runtimes name their own line (version, precision); the others take ours
+      printf "%s|%s|%s|%s|%s\n", mode, (what ~ /^(onnxruntime|openvino)/ ? what : name), rate, ms, rss; rate = ""
+    }
+    /images\/s/ {
+      if (rate != "") emit()
+      rate = num("[0-9.]+ images/s", $0); ms = num("median [0-9.]+ ms", $0); rss = num("peak resident [0-9.]+", $0)
+      what = $0; sub(/ (batch|[0-9]+x[0-9]+ batch).*/, "", what); next
+    }
     /peak resident/ && rss == "" { rss = num("peak resident [0-9.]+", $0) }
-    function emit() { printf "%s|%s|%s|%s|%s\n", mode, (what ~ /^(onnxruntime|openvino)/ ? what : name), rate, ms, rss; rate = "" }
     END { if (rate != "") emit() }' <<<"$out" >>"$rows"
 }
 
@@ -57,8 +65,8 @@ torch2_version=$([ $have_torch2 = 1 ] && "$torch2_python" -c "import torch; prin
 torch_anchors() { # MODE: PyPI torch 2.x eager and compiled, then Debian's torch 1.13
   if [ $have_torch2 = 1 ]; then
     bench "$1" "torch $torch2_version eager" "$torch2_python" scripts/bench_torch.py "$model" --mode "$1" "${args[@]}"
-    bench "$1" "torch $torch2_version compile" "$torch2_python" scripts/bench_torch.py "$model" --mode "$1" --compile \
-      "${args[@]}"
+    bench "$1" "torch $torch2_version compile" "$torch2_python" scripts/bench_torch.py "$model" --mode "$1" \
+      --compile "${args[@]}"
   else
     echo "bench_anchors: no PyPI torch 2.x at $torch2_python (EFFNET_TORCH2=1 scripts/install-deps.sh installs it)"
   fi
@@ -67,7 +75,8 @@ torch_anchors() { # MODE: PyPI torch 2.x eager and compiled, then Debian's torch
 
 if [[ ,$modes, == *,infer,* ]]; then
   /usr/bin/python3 -c "import sys, torch, torchvision; torch.manual_seed(0)
-torch.save(getattr(torchvision.models, 'efficientnet_' + sys.argv[2])().state_dict(), sys.argv[1])" "$work/m.pth" "$model"
+model = getattr(torchvision.models, 'efficientnet_' + sys.argv[2])()
+torch.save(model.state_dict(), sys.argv[1])" "$work/m.pth" "$model"
   build/effnet import --from torchvision --model "$model" "$work/m.pth" "$work/m.h5" >/dev/null
   build/effnet export --to onnx "$work/m.h5" "$work/m.onnx" >/dev/null
   bench infer effnet build/effnet bench "$model" --mode infer "${args[@]}"
@@ -87,4 +96,5 @@ awk -F'|' '$2 == "effnet" { ours[$1] = $3 } { row[NR] = $0 }
   END { for (i = 1; i <= NR; i++) { split(row[i], f, "|")
           printf "| %s | %s | %.1f | %s | %s | %.2fx |\n", f[1], f[2], f[3], f[4], f[5], ours[f[1]] / f[3] } }' "$rows"
 flags=$(grep -o -w -E 'avx512f|avx2|amx_tile|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')
-echo "($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; flags: $flags)"
+cpu=$(lscpu | sed -n 's/^Model name: *//p')
+echo "($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD), $cpu, $(nproc) cores; flags: $flags)"

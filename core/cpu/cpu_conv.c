@@ -24,7 +24,8 @@ static void weights_md(dnnl_memory_desc_t *md, const int64_t *w, int groups, boo
   }
 }
 
-dnnl_status_t ef_dnnl_post_act(dnnl_primitive_attr_t attr, ef_act act) {
+// The activation after the folded batch norm as the convolution's post-op (swish: x * sigmoid(1 * x)).
+static dnnl_status_t post_act(dnnl_primitive_attr_t attr, ef_act act) {
   dnnl_alg_kind_t alg = dnnl_eltwise_relu;
   float alpha = 0, beta = 0;
   switch (act) {
@@ -44,7 +45,8 @@ dnnl_status_t ef_dnnl_post_act(dnnl_primitive_attr_t attr, ef_act act) {
   return st;
 }
 
-ef_status ef_cpu_conv_fold_buffers(const ef_tensor *node, ef_dnnl_node *s) {
+// CONV2D_BN's folded weights (plain layout) and bias, owned by s, which ef_cpu_conv_fold fills.
+static ef_status fold_buffers(const ef_tensor *node, ef_dnnl_node *s) {
   s->fold = node;
   s->fold_w = ef_aligned_alloc(ef_nbytes(node->src[1]));
   s->fold_bias = ef_aligned_alloc(sizeof(float) * (size_t)node->shape[3]);
@@ -113,7 +115,7 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   dnnl_primitive_attr_t attr;
   EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
   dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  if (st == dnnl_success && folded && p->act != EF_ACT_NONE) st = ef_dnnl_post_act(attr, p->act);
+  if (st == dnnl_success && folded && p->act != EF_ACT_NONE) st = post_act(attr, p->act);
   dnnl_primitive_desc_t hint = NULL, pd = NULL;
   if (st == dnnl_success && forward) {
     st = dnnl_primitive_desc_create(&pd, &fwd, attr, cpu->engine, NULL);
@@ -137,7 +139,7 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   case EF_OP_CONV2D:
   case EF_OP_CONV2D_BN:
     s->keep_weights = true;
-    if (folded) es = ef_cpu_conv_fold_buffers(node, s);
+    if (folded) es = fold_buffers(node, s);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &y_md, y->data);
     if (es == EF_OK && bias)

@@ -80,13 +80,8 @@ void ef_dnnl_release(ef_dnnl_node *s);
 // A fresh ef_dnnl_node owned by the plan (released through the backend's release).
 ef_dnnl_node *ef_dnnl_node_new(void **state);
 
-// The activation after a folded batch norm as a primitive's post-op (swish: x * sigmoid(1 * x)).
-dnnl_status_t ef_dnnl_post_act(dnnl_primitive_attr_t attr, ef_act act);
-
 // Kernels, by file.
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
-// CONV2D_BN's folded weights (plain layout) and bias (owned by s), which ef_cpu_conv_fold fills.
-ef_status ef_cpu_conv_fold_buffers(const ef_tensor *node, ef_dnnl_node *s);
 // CONV2D_BN: its folded weights and bias from the store's weights, statistics and affine pair.
 void ef_cpu_conv_fold(const ef_dnnl_node *s);
 // Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, or effnet's depthwise filter gradient.
@@ -97,8 +92,8 @@ ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
 void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 // A product of rows through oneDNN's matmul: the linear layer's three (ef_cpu_linear_prepare), and a
-// pointwise convolution's (1x1, stride 1, no padding, one group; CONV2D_BN with its folded weights,
-// bias and activation), with activations (...,C) as rows and weights (O,1,1,I) as (O,I).
+// pointwise convolution's (1x1, stride 1, no padding, one group), with activations (...,C) as rows
+// and weights (O,1,1,I) as (O,I).
 typedef enum { EF_PRODUCT_FORWARD, EF_PRODUCT_DATA, EF_PRODUCT_WEIGHT } ef_product;
 ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product kind, void **state, size_t *scratch);
 void ef_cpu_dnnl_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);

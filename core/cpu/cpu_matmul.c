@@ -12,7 +12,7 @@ static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_
 ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product kind, void **state, size_t *scratch) {
   const ef_tensor *a = node->src[0], *b = node->src[1];
   dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
-  bool folded = node->op == EF_OP_CONV2D_BN, bias = kind == EF_PRODUCT_FORWARD && (folded || node->n_src == 3);
+  bool bias = kind == EF_PRODUCT_FORWARD && node->n_src == 3;
   int64_t m = 0, k = 0, n = 0;
   switch (kind) {
   case EF_PRODUCT_FORWARD: // (M,I) x (O,I)^T -> (M,O)
@@ -39,18 +39,14 @@ ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product 
   EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
   dnnl_primitive_desc_t pd = NULL;
   dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  if (st == dnnl_success && folded && node->p.conv.act != EF_ACT_NONE) st = ef_dnnl_post_act(attr, node->p.conv.act);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
   dnnl_primitive_attr_destroy(attr);
   EF_DNNL_TRY(st, node);
 
   ef_dnnl_node *s = ef_dnnl_node_new(state);
-  s->keep_weights = folded; // the folded weights are derived, and kept while the weights are unchanged
-  ef_status es = folded ? ef_cpu_conv_fold_buffers(node, s) : EF_OK;
-  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
-  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, folded ? s->fold_w : b->data);
-  if (es == EF_OK && bias)
-    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, folded ? s->fold_bias : node->src[2]->data);
+  ef_status es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, b->data);
+  if (es == EF_OK && bias) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, node->src[2]->data);
   if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &c_md, node->data);
   if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
   dnnl_primitive_desc_destroy(pd);
