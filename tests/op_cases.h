@@ -338,6 +338,9 @@ static const op_case cases[] = {
     CONV("depthwise 5x5 s2 same, 9x10", 2, (2, 9, 10, 6), (6, 5, 5, 1), 2, 1, 6, EF_PAD_SAME),
     CONV("depthwise 3x3 s2 symmetric, batch 1", 2, (1, 7, 7, 10), (10, 3, 3, 1), 2, 1, 10, EF_PAD_SYMMETRIC),
     CONV("depthwise 3x3 s1 same, 11 channels", 2, (2, 6, 5, 11), (11, 3, 3, 1), 1, 1, 11, EF_PAD_SAME),
+    // whole blocks of 16 channels: the CPU's filter gradient with its sums in registers (3x3, 5x5)
+    CONV("depthwise 3x3 s2 same, 16 channels", 2, (2, 9, 8, 16), (16, 3, 3, 1), 2, 1, 16, EF_PAD_SAME),
+    CONV("depthwise 5x5 s1 same, 32 channels", 2, (2, 7, 6, 32), (32, 5, 5, 1), 1, 1, 32, EF_PAD_SAME),
     CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),

@@ -29,6 +29,7 @@ static const dw_case dw_cases[] = {
     {"3x3 s2 symmetric, batch 1, 10 channels", 1, 7, 7, 10, 3, 2, 1, EF_PAD_SYMMETRIC},
     {"3x3 s1 same, 11 channels", 2, 6, 5, 11, 3, 1, 1, EF_PAD_SAME},
     {"3x3 dilation 2, 16 channels", 2, 9, 9, 16, 3, 1, 2, EF_PAD_SYMMETRIC},
+    {"5x5 s2 same, 32 channels", 3, 11, 12, 32, 5, 2, 1, EF_PAD_SAME},
     {"5x5 s1 symmetric, 24 channels, 4 splits", 4, 64, 64, 24, 5, 1, 1, EF_PAD_SYMMETRIC},
     {"3x3 s2 same, 32 channels, 2 splits", 3, 80, 90, 32, 3, 2, 1, EF_PAD_SAME},
 };
