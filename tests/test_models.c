@@ -209,15 +209,22 @@ static void test_dropout_schedule(void) {
   }
 }
 
-// B0 at 64x64, batch 2: one planned, poisoned training step on the CPU (the trainer's step).
-static void test_b0_step_on_cpu(void) {
+// B0 with 10 classes at size x size, batch 2, its store bound to a new CPU backend *be.
+static ef_store *b0_on_cpu(ef_model_graph *m, ef_backend **be, int size, bool training) {
   ef_effnet_config cfg;
   ef_effnet_preset("b0", &cfg);
   cfg.num_classes = 10;
-  ef_backend *be = ef_cpu_backend_new(0);
+  *be = ef_cpu_backend_new(0);
+  ef_store *s = build(m, &cfg, 2, size, training, EF_F32);
+  CHECK(ef_store_bind(s, *be) == EF_OK, "%s", ef_last_error());
+  return s;
+}
+
+// B0 at 64x64, batch 2: one planned, poisoned training step on the CPU (the trainer's step).
+static void test_b0_step_on_cpu(void) {
+  ef_backend *be;
   ef_model_graph m;
-  ef_store *s = build(&m, &cfg, 2, 64, true, EF_F32);
-  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  ef_store *s = b0_on_cpu(&m, &be, 64, true);
   ef_store_initialize(s, 3);
   CHECK(ef_model_graph_plan(&m, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
   ef_step step;
@@ -245,13 +252,9 @@ static void test_b0_step_on_cpu(void) {
 // effect at the next run that says so (as ef_model_evaluate's first batch does), with the same
 // logits as a fresh plan's.
 static void test_weights_derived_again(void) {
-  ef_effnet_config cfg;
-  ef_effnet_preset("b0", &cfg);
-  cfg.num_classes = 10;
-  ef_backend *be = ef_cpu_backend_new(0);
+  ef_backend *be;
   ef_model_graph m;
-  ef_store *s = build(&m, &cfg, 2, 32, false, EF_F32);
-  CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
+  ef_store *s = b0_on_cpu(&m, &be, 32, false);
   CHECK(ef_model_graph_plan(&m, be, NULL) == EF_OK, "%s", ef_last_error());
   float xv[2 * 32 * 32 * 3], a[20], again[20], stale[20], b[20], fresh[20];
   test_fill_uniform(xv, 2 * 32 * 32 * 3, 1, 0, -1, 1);
