@@ -74,7 +74,8 @@ typedef struct {
 // scratch, and, for convolutions, cuDNN's descriptors and algorithm.
 #define EF_CUDA_NO_SCRATCH ((size_t)-1)
 typedef struct {
-  size_t off[4];  // per operand (conv: x, w, y; linear: a, b, c), or EF_CUDA_NO_SCRATCH
+  size_t off[4];  // per operand (conv: x, w, y, and CONV2D_BN's coefficients; linear: a, b, c), or
+                  // EF_CUDA_NO_SCRATCH
   size_t ws_off;  // the library's workspace, or a kernel's own scratch
   size_t scratch; // the node's scratch bytes in all
   ef_dtype cdt;   // the type the library computes in

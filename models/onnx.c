@@ -202,6 +202,11 @@ static ef_status values_of(const onnx_ctx *c, const ef_tensor *t, int i, const f
   return EF_OK;
 }
 
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
 // The store name of row `row` of leaf t (a (2,C) view spans two entries), for its initializer.
 static const char *entry_name(const onnx_ctx *c, const ef_tensor *t, int row) {
   size_t at = t->offset / sizeof(float);
@@ -283,10 +288,11 @@ static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *unuse
         for (int64_t i = 0; i < in; i++)
           wt[((a * in + i) * kh + r) * kw + q] = (float)(w[((a * kh + r) * kw + q) * in + i] * scale);
   }
-  char wname[EF_NAME_LEN + 16], bname[EF_NAME_LEN + 16];
-  snprintf(wname, sizeof wname, "%s.weight", t->name);
-  snprintf(bname, sizeof bname, "%s.bias", t->name);
-  char *inputs[3] = {x, constant_f32(c, fold ? wname : entry_name(c, t->src[1], 0), 4, dims, wt), NULL};
+  // The folded pair is named after the convolution's weights ("<conv>.weight", "<conv>.bias").
+  const char *wname = entry_name(c, t->src[1], 0);
+  char bname[EF_NAME_LEN + 16];
+  snprintf(bname, sizeof bname, "%.*s.bias", (int)(strlen(wname) - (ends_with(wname, ".weight") ? 7 : 0)), wname);
+  char *inputs[3] = {x, constant_f32(c, wname, 4, dims, wt), NULL};
   if (fold || b) inputs[2] = constant_f32(c, fold ? bname : entry_name(c, t->src[2], 0), 1, &o, bias);
   free(wt), free(bias);
   Onnx__AttributeProto *attr[5] = {attr_ints(c, "kernel_shape", 2, (int64_t[]){kh, kw}),

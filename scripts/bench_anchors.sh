@@ -61,7 +61,10 @@ bench() {
 
 have_torch2=0
 "$torch2_python" -c "import torch, torchvision" 2>/dev/null && have_torch2=1
-torch2_version=$([ $have_torch2 = 1 ] && "$torch2_python" -c "import torch; print(torch.__version__.split('+')[0])")
+torch2_version=""
+if [ $have_torch2 = 1 ]; then
+  torch2_version=$("$torch2_python" -c "import torch; print(torch.__version__.split('+')[0])")
+fi
 torch_anchors() { # MODE: PyPI torch 2.x eager and compiled, then Debian's torch 1.13
   if [ $have_torch2 = 1 ]; then
     bench "$1" "torch $torch2_version eager" "$torch2_python" scripts/bench_torch.py "$model" --mode "$1" "${args[@]}"
@@ -79,7 +82,7 @@ model = getattr(torchvision.models, 'efficientnet_' + sys.argv[2])()
 torch.save(model.state_dict(), sys.argv[1])" "$work/m.pth" "$model"
   build/effnet import --from torchvision --model "$model" "$work/m.pth" "$work/m.h5" >/dev/null
   build/effnet export --to onnx "$work/m.h5" "$work/m.onnx" >/dev/null
-  bench infer effnet build/effnet bench "$model" --mode infer "${args[@]}"
+  bench infer effnet build/effnet bench --weights "$work/m.h5" --mode infer "${args[@]}" # the runtimes' model
   bench infer onnxruntime "$onnx_python" scripts/bench_onnx.py "$work/m.onnx" --runtime onnxruntime "${args[@]}"
   bench infer openvino "$onnx_python" scripts/bench_onnx.py "$work/m.onnx" --runtime openvino "${args[@]}"
   torch_anchors infer

@@ -197,16 +197,20 @@ static void test_refusals(void) {
   ef_graph *g = ef_graph_new(s, 0);
   ef_tensor *x = ef_input(g, "images", EF_F32, 4, (int64_t[]){2, 1, 1, 3});
   int e = ef_store_add(s, "proj.weight", true, true, 2, (int64_t[]){5, 3}, (ef_init){EF_INIT_CONST, 1});
+  int rs = ef_store_add(s, "bn.running", false, false, 2, (int64_t[]){2, 3}, (ef_init){EF_INIT_CONST, 1}),
+      af = ef_store_add(s, "bn.affine", true, false, 2, (int64_t[]){2, 3}, (ef_init){EF_INIT_CONST, 1});
   ef_tensor *w = ef_param(g, e, 1, NULL);
   ef_tensor *rows = ef_reshape(g, ef_linear(g, x, w, NULL), 2, (int64_t[]){2, 5}); // (2,1,1,5) as rows
   ef_tensor *batch = ef_reshape(g, x, 2, (int64_t[]){1, 6});
   ef_tensor *computed = ef_conv2d(g, x, ef_reshape(g, x, 4, (int64_t[]){2, 1, 1, 3}), NULL, 1, 1, 1, EF_PAD_SYMMETRIC);
   ef_tensor *stored = ef_activate(g, w, EF_ACT_RELU);
+  ef_tensor *bare = ef_bn(g, x, ef_param(g, rs, 1, NULL), ef_param(g, af, 1, NULL), 1e-3f, EF_ACT_NONE, false);
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   expect_refusal("a product of 4-D rows", g, x, rows, s, "only a product of (N,features) rows");
   expect_refusal("a reshape across the batch", g, x, batch, s, "changes the batch dimension");
   expect_refusal("computed weights", g, x, computed, s, "weights are computed in the graph");
   expect_refusal("a stored tensor as an activation", g, x, stored, s, "reads a stored tensor as an activation");
+  expect_refusal("a batch norm of its own", g, x, bare, s, "exports only folded into its convolution");
   ef_graph_free(g);
   ef_store_free(s);
 

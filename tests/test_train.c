@@ -114,7 +114,9 @@ static void test_planned_training_equals_unplanned(void) {
 }
 
 // Given NHWC activations, oneDNN must choose an optimized kernel for every convolution shape
-// EfficientNet uses, forward and both backward passes; `ref` would be tens of times slower.
+// EfficientNet uses, forward and both backward passes, and for inference's folded convolution with
+// each activation as its post-op; `ref` would be tens of times slower. (Training's 1x1 convolutions
+// and small depthwise filter gradients are oneDNN matmuls and effnet's own kernel: not `ref` either.)
 static void test_onednn_picks_fast_kernels(void) {
   ef_backend *be = ef_cpu_backend_new(0);
   struct {
@@ -131,18 +133,26 @@ static void test_onednn_picks_fast_kernels(void) {
   for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
     ef_store *s = ef_store_new();
     int w = ef_store_add(s, "w", true, true, 4, convs[i].w, (ef_init){0});
+    int64_t pair[2] = {2, convs[i].w[0]}; // batch norm's (2,O) running statistics and affine pair
+    int st = ef_store_add(s, "running", false, false, 2, pair, (ef_init){EF_INIT_CONST, 1}),
+        af = ef_store_add(s, "affine", false, false, 2, pair, (ef_init){EF_INIT_CONST, 1});
     ef_store_bind(s, be);
     ef_graph *g = ef_graph_new(s, 1);
     ef_tensor *x = ef_input(g, "x", EF_F32, 4, convs[i].x);
     x->requires_grad = true;
-    ef_tensor *y = ef_conv2d(g, x, ef_param(g, w, 1, NULL), NULL, convs[i].stride, 1, convs[i].groups, EF_PAD_SAME);
+    ef_tensor *wt = ef_param(g, w, 1, NULL);
+    ef_tensor *y = ef_conv2d(g, x, wt, NULL, convs[i].stride, 1, convs[i].groups, EF_PAD_SAME);
     ef_graph_keep(g, y);
     ef_graph_backward(g, ef_sum(g, y));
+    for (ef_act a = EF_ACT_NONE; a < EF_ACT_COUNT; a++) // the post-op of each activation
+      ef_graph_keep(g, ef_conv2d_bn(g, x, wt, convs[i].stride, convs[i].groups, EF_PAD_SAME, ef_param(g, st, 1, NULL),
+                                    ef_param(g, af, 1, NULL), 1e-3f, a));
     ef_plan *p;
     CHECK(ef_plan_new(&p, g, be, NULL) == EF_OK, "%s", ef_last_error());
     for (int k = 0; k < p->n; k++) {
       ef_op op = p->sched[k]->op;
-      if (op != EF_OP_CONV2D && op != EF_OP_CONV2D_BWD_DATA && op != EF_OP_CONV2D_BWD_WEIGHT) continue;
+      if (op != EF_OP_CONV2D && op != EF_OP_CONV2D_BWD_DATA && op != EF_OP_CONV2D_BWD_WEIGHT && op != EF_OP_CONV2D_BN)
+        continue;
       const char *impl = be->describe(be, p->state[k]);
       printf("  %-32s %-18s %s\n", convs[i].what, ef_op_name(op), impl);
       CHECK(impl && strncmp(impl, "ref", 3) != 0, "%s, %s: oneDNN fell back to '%s'", convs[i].what, ef_op_name(op),

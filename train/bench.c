@@ -98,8 +98,10 @@ static void summarize(const ef_bench_config *c, const ef_model_graph *m, const e
     r->kinds.bytes[EF_KIND_OPTIMIZER] = (double)s->numel[0] * 4 * (4 + 2 * ef_optim_slots(&step->optim));
   }
   r->kinds.ms[EF_KIND_DATA] = c->data ? data_ms / (double)c->iters : 0;
-  if (!c->dev->cuda) { // what the CPU can do at most, for each kind's share of it
-    ef_cpu_peak peak = ef_cpu_peak_measure(p->be);
+  if (!c->dev->cuda) { // what the CPU can do at most, for each kind's share of it: measured once a process
+    static ef_cpu_peak peak;
+    static int threads;
+    if (threads != ef_cpu_threads(p->be)) peak = ef_cpu_peak_measure(p->be), threads = ef_cpu_threads(p->be);
     r->kinds.peak_gflops = peak.gflops, r->kinds.peak_gbs = peak.gbs;
   }
   ef_kind_profile_finish(&r->kinds);

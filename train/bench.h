@@ -31,7 +31,8 @@ typedef struct {
   double rss_mib;              // the process's peak resident (so far, over the runs before too)
   int64_t params, macs;        // of the model, multiply-adds per image of the forward pass
   ef_kind_profile kinds;       // with profile: ms per step by kind, the update and the data wait included;
-                               // on the CPU with the machine's measured peaks (ef_cpu_peak_measure)
+                               // on the CPU with the machine's measured peaks (ef_cpu_peak_measure, once a
+                               // process: its 512 MiB of arrays count in later runs' peak resident)
 } ef_bench_result;
 
 // Times `batch` images of the model `d`. With profile, the time per op is printed to op_profile

@@ -11,8 +11,9 @@ ef_backend *ef_cpu_backend_new(int threads);
 // The number of threads a CPU backend runs with.
 int ef_cpu_threads(const ef_backend *be);
 // The machine's limits on the backend's threads, measured (about a second): f32 GFLOP/s of FMA
-// chains in the widest vectors this build uses, and GB/s of a scaled copy (read + write) between
-// arrays far larger than the caches (0 where the memory for it is missing).
+// chains in the widest vectors this build uses, and GB/s of a scaled copy (read + write) between two
+// 256 MiB arrays, larger than usual caches (a VM may report more: the Xeon's says 480 MiB of L3,
+// shared with its other guests); 0 where the memory for it is missing.
 typedef struct {
   double gflops, gbs;
 } ef_cpu_peak;

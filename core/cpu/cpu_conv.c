@@ -69,6 +69,10 @@ void ef_cpu_conv_fold(const ef_dnnl_node *s) {
   }
 }
 
+static bool stored(const ef_tensor *t) {
+  return t->op == EF_OP_LEAF && (t->mem == EF_MEM_PARAM || t->mem == EF_MEM_STATE);
+}
+
 // A 1x1 convolution with stride 1, no padding and one group is a product of rows: (N*H*W, I) by (O, I).
 static bool pointwise(const ef_tensor *node) {
   const ef_conv_params *p = &node->p.conv;
@@ -79,9 +83,10 @@ static bool pointwise(const ef_tensor *node) {
 
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   if (ef_cpu_dw_own(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
-  // oneDNN's matmul runs training's pointwise products faster than its convolutions (the main job's
-  // 1x1 convolutions on the Xeon: 35 -> 25 ms a step; even at 224), on our plain weights without
-  // reorders; inference's folded convolution stays with brgconv_1x1 (batch 1: 3.2 against 3.9 ms).
+  // oneDNN's matmul runs pointwise products (training's, and squeeze-excite's) faster than its
+  // convolutions (the main job's 1x1 convolutions on the Xeon: 35 -> 25 ms a step; neutral at 224),
+  // on our plain weights without reorders; the folded inference convolution stays with brgconv_1x1
+  // (B0 at batch 1: 3.2 against 3.9 ms).
   if (pointwise(node) && node->op != EF_OP_CONV2D_BN) {
     ef_product kind = node->op == EF_OP_CONV2D_BWD_WEIGHT ? EF_PRODUCT_WEIGHT
                       : node->op == EF_OP_CONV2D_BWD_DATA ? EF_PRODUCT_DATA
@@ -138,7 +143,8 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   switch (node->op) {
   case EF_OP_CONV2D:
   case EF_OP_CONV2D_BN:
-    s->keep_weights = true;
+    // What it derives is kept only from the store's tensors, which change only where a run says so.
+    s->keep_weights = stored(w) && (!folded || (stored(node->src[2]) && stored(node->src[3])));
     if (folded) es = fold_buffers(node, s);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &y_md, y->data);

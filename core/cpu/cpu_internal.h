@@ -56,15 +56,15 @@ typedef struct ef_dnnl_node {
   dnnl_primitive_t reorder;        // NULL when the weights' formats agree
   dnnl_exec_arg_t reorder_args[2]; // plain <-> prim_w
   dnnl_memory_t plain_w;           // our weights (owned; not an argument of prim)
-  dnnl_memory_t prim_w;            // the primitive's weights (one of args), at the
-                                   // start of the plan's scratch
+  dnnl_memory_t prim_w;            // the primitive's weights (one of args): kept_w, or
+                                   // the start of the plan's scratch
   bool reorder_after;              // weight gradients: reorder after running
   bool keep_weights;               // a forward convolution: prim_w in kept_w, not in the scratch
   bool derived;                    // kept_w (and the folded weights) hold what a run derived
   void *kept_w;                    // owned
   const ef_tensor *fold;           // CONV2D_BN: the node whose batch norm folds into fold_w, fold_bias
   float *fold_w, *fold_bias;       // owned: (O,KH,KW,I/groups) and (O)
-  char impl[160];                  // oneDNN's implementation name
+  char impl[160];                  // oneDNN's implementation name, or effnet's kernel's
 } ef_dnnl_node;
 
 // Adds a memory object for `data` (NULL: placed in the scratch at run time) as argument `arg`.

@@ -1,6 +1,7 @@
 // Matrix products on the CPU through oneDNN's matmul: the linear layer y = x w^T + b and its two
-// backward products. x is read as rows (M,I) whatever its leading shape; w is (O,I) row-major,
-// and the transposes are strided views, never copies.
+// backward products, and the same three for pointwise convolutions (1x1, stride 1, no padding, one
+// group; cpu_conv.c sends them here). x is read as rows (M,I) whatever its leading shape; w is
+// (O,I) row-major ((O,1,1,I) for a convolution), and the transposes are strided views, never copies.
 #include "core/cpu/cpu_internal.h"
 
 // An (rows, cols) f32 matrix with the given strides.

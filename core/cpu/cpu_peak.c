@@ -1,6 +1,7 @@
 // What the CPU can do at most, measured: the f32 multiply-add rate of independent FMA chains in the
-// widest vectors this build targets (AVX-512, AVX2, or SSE without FMA), and the memory bandwidth of a scaled copy
-// between two 256 MiB arrays, both on the backend's threads. Profiles divide by them.
+// widest vectors this build targets (AVX-512, AVX2, or SSE without FMA), and the memory bandwidth
+// of a scaled copy between two 256 MiB arrays, both on the backend's threads. Profiles divide by
+// them.
 #include <omp.h>
 #include <stdlib.h>
 
