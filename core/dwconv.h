@@ -73,10 +73,16 @@ EF_HD int ef_dw_wgrad_splits(const ef_dw_shape *s) {
 }
 
 // Split k's partial sums of tap (ky, kx) for channels c .. c + lanes into acc.
+// Split k's rows (n, oy) of dy: [*r0, *r1) of N*OH.
+EF_HD void ef_dw_wgrad_rows(const ef_dw_shape *s, int splits, int k, int64_t *r0, int64_t *r1) {
+  int64_t rows = (int64_t)s->n * s->oh, per = (rows + splits - 1) / splits;
+  *r0 = k * per, *r1 = *r0 + per < rows ? *r0 + per : rows;
+}
+
 EF_HD void ef_dw_wgrad_partial(const ef_dw_shape *s, const void *dy, const void *x, ef_dtype dt, int splits, int k,
                                int ky, int kx, int c, int lanes, float *acc) {
-  int64_t rows = (int64_t)s->n * s->oh, per = (rows + splits - 1) / splits, r0 = k * per, r1 = r0 + per;
-  if (r1 > rows) r1 = rows;
+  int64_t r0, r1;
+  ef_dw_wgrad_rows(s, splits, k, &r0, &r1);
   for (int l = 0; l < lanes; l++) acc[l] = 0.0f;
   for (int64_t r = r0; r < r1; r++) {
     int n = (int)(r / s->oh), oy = (int)(r % s->oh), iy = oy * s->sh - s->pad_t + ky * s->dh;

@@ -64,8 +64,8 @@ static inline __attribute__((always_inline)) void split_block(const ef_dw_shape 
                                                               float *part) {
   int taps = s->kh * s->kw;
   for (int i = 0; i < taps * BLOCK; i++) acc[i] = 0.0f;
-  int64_t rows = (int64_t)s->n * s->oh, per = (rows + splits - 1) / splits, r0 = k * per, r1 = r0 + per;
-  if (r1 > rows) r1 = rows;
+  int64_t r0, r1;
+  ef_dw_wgrad_rows(s, splits, k, &r0, &r1);
   for (int64_t r = r0; r < r1; r++) {
     int n = (int)(r / s->oh), oy = (int)(r % s->oh);
     for (int ox = 0; ox < s->ow; ox++) {
@@ -96,8 +96,8 @@ static inline __attribute__((always_inline)) void split_block_k(const ef_dw_shap
                                                                 const int K) {
   __m512 acc[K * K];
   for (int t = 0; t < K * K; t++) acc[t] = _mm512_setzero_ps();
-  int64_t rows = (int64_t)s->n * s->oh, per = (rows + splits - 1) / splits, r0 = k * per, r1 = r0 + per;
-  if (r1 > rows) r1 = rows;
+  int64_t r0, r1;
+  ef_dw_wgrad_rows(s, splits, k, &r0, &r1);
   for (int64_t r = r0; r < r1; r++) {
     int n = (int)(r / s->oh), oy = (int)(r % s->oh);
     for (int ox = 0; ox < s->ow; ox++) {
