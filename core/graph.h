@@ -113,6 +113,8 @@ ef_tensor *ef_channel_mul(ef_graph *g, ef_tensor *x, ef_tensor *s);
 ef_tensor *ef_gap(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_linear(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b);
 ef_tensor *ef_dropout(ef_graph *g, ef_tensor *x, float rate, bool per_sample);
+// Mean cross-entropy of logits (N,K) against labels (N) i32 with label smoothing, or against soft
+// targets (N,K) f32 (probabilities; smoothing 0).
 ef_tensor *ef_softmax_ce(ef_graph *g, ef_tensor *logits, ef_tensor *labels, float smoothing);
 ef_tensor *ef_sum(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_mean(ef_graph *g, ef_tensor *x);

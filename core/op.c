@@ -343,13 +343,18 @@ static void backward_dropout(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
 
 // ---- losses and reductions ---------------------------------------------------------------
 
+// The targets are class indices, i32 (N), smoothed by p.ce.smoothing, or probabilities, f32 (N,K)
+// (Mixup's and CutMix's soft targets, smoothing folded in: p.ce.smoothing must be 0).
 static void check_logits_labels(const ef_tensor *n, int li) {
   const ef_tensor *logits = n->src[li], *labels = n->src[li + 1];
   if (logits->ndim != 2) bad_node(n, "logits must be (N,K)");
   need_float(n, li);
-  if (labels->ndim != 1 || labels->dtype != EF_I32 || labels->shape[0] != logits->shape[0])
-    bad_node(n, "labels must be i32 (N)");
+  bool hard = labels->ndim == 1 && labels->dtype == EF_I32 && labels->shape[0] == logits->shape[0];
+  bool soft = labels->ndim == 2 && labels->dtype == EF_F32 && labels->shape[0] == logits->shape[0] &&
+              labels->shape[1] == logits->shape[1];
+  if (!hard && !soft) bad_node(n, "targets must be labels, i32 (N), or probabilities, f32 (N,K)");
   if (!(n->p.ce.smoothing >= 0 && n->p.ce.smoothing < 1)) bad_node(n, "label smoothing must be in [0, 1)");
+  if (soft && n->p.ce.smoothing != 0) bad_node(n, "soft targets carry their own smoothing");
 }
 
 static const int64_t scalar_shape[1] = {1};

@@ -60,8 +60,9 @@ typedef enum {
   // regularization
   EF_OP_DROPOUT, // {x} -> x * mask / (1 - rate), mask per element or per sample
   // losses and reductions
-  EF_OP_SOFTMAX_CE,     // {logits (N,K), labels (N) i32} -> (1) mean label-smoothed CE
-  EF_OP_SOFTMAX_CE_BWD, // {dloss (1), logits, labels} -> dlogits (N,K)
+  EF_OP_SOFTMAX_CE,     // {logits (N,K), labels (N) i32 | targets (N,K) f32} -> (1) mean CE
+                        // (labels: label-smoothed; targets: probabilities, timm's SoftTargetCrossEntropy)
+  EF_OP_SOFTMAX_CE_BWD, // {dloss (1), logits, labels | targets} -> dlogits (N,K)
   EF_OP_REDUCE,         // {x} -> (1) value * sum(x)   (sum: value 1, mean: value 1/n)
   EF_OP_BROADCAST,      // {d (1)} -> d * value in every element of the node's shape
   EF_OP_FILL,           // {} -> value in every element

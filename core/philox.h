@@ -44,6 +44,8 @@ typedef enum {
   EF_RNG_DROPOUT = 2, // dropout and drop-path masks; index = dropout node of the graph
   EF_RNG_SHUFFLE = 3, // the order of samples; index unused (0)
   EF_RNG_AUGMENT = 4, // per-sample crops, flips and augmentations; index unused (0)
+  EF_RNG_MIX = 5,     // a batch's Mixup / CutMix draw; index = the rank
+  EF_RNG_ERASE = 6,   // per-sample random erasing; index 0: the box, 1: the noise
 } ef_rng_domain;
 
 static inline uint32_t ef_rng_stream(ef_rng_domain domain, uint32_t index) {

@@ -317,13 +317,16 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
     break;
   }
   case EF_OP_SOFTMAX_CE:
-    ef_k_softmax_ce(y, ef_cuda_ref(a), b->data, node->p.ce.smoothing, a->shape[0], a->shape[1], sc + s->ws_off,
-                    cu->d_error, st);
+    ef_k_softmax_ce(y, ef_cuda_ref(a), b->dtype == EF_I32 ? b->data : NULL, b->dtype == EF_F32 ? b->data : NULL,
+                    node->p.ce.smoothing, a->shape[0], a->shape[1], sc + s->ws_off, cu->d_error, st);
     break;
-  case EF_OP_SOFTMAX_CE_BWD:
-    ef_k_softmax_ce_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->src[2]->data, node->p.ce.smoothing, b->shape[0],
-                        b->shape[1], cu->d_error, st);
+  case EF_OP_SOFTMAX_CE_BWD: {
+    const ef_tensor *t = node->src[2];
+    ef_k_softmax_ce_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), t->dtype == EF_I32 ? t->data : NULL,
+                        t->dtype == EF_F32 ? t->data : NULL, node->p.ce.smoothing, b->shape[0], b->shape[1], cu->d_error,
+                        st);
     break;
+  }
   case EF_OP_REDUCE: ef_k_total(y, ef_cuda_ref(a), node->p.value.value, ef_numel(a), sc + s->ws_off, st); break;
   case EF_OP_BROADCAST: ef_k_broadcast(y, ef_cuda_ref(a), node->p.value.value, n, st); break;
   case EF_OP_FILL: ef_k_fill(y, node->p.value.value, n, st); break;

@@ -582,40 +582,58 @@ __device__ int32_t checked_label(const int32_t *labels, int64_t i, int64_t k, in
   return y;
 }
 
-__global__ void k_softmax_ce_rows(double *row_loss, ef_dref z, const int32_t *labels, float eps, int64_t k, int *err) {
+// Targets: labels (soft NULL) smoothed by eps, or soft probabilities (N,K), as ef_cpu_softmax_ce.
+__global__ void k_softmax_ce_rows(double *row_loss, ef_dref z, const int32_t *labels, const float *soft, float eps,
+                                  int64_t k, int *err) {
+  __shared__ double shd[THREADS];
   int64_t i = blockIdx.x;
   row_stats r = softmax_row(z, i, k);
+  double lse = r.mx + log(r.sum);
+  if (soft) { // sum_j t_j (lse - z_j), the block's partial sums added in the order of block_sum
+    double acc = 0;
+    for (int64_t j = threadIdx.x; j < k; j += THREADS) acc += (double)soft[i * k + j] * (lse - logit(z, i * k + j));
+    acc = block_sum(acc, shd);
+    if (threadIdx.x == 0) row_loss[i] = acc;
+    return;
+  }
   if (threadIdx.x == 0) {
     int32_t y = checked_label(labels, i, k, err);
-    double lse = r.mx + log(r.sum), e = eps;
+    double e = eps;
     row_loss[i] = y < 0 ? NAN : lse - (1 - e) * logit(z, i * k + y) - e / (double)k * r.zsum;
   }
 }
 
-__global__ void k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref z, const int32_t *labels, float eps, int64_t n,
-                                 int64_t k, int *err) {
+__global__ void k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref z, const int32_t *labels, const float *soft,
+                                 float eps, int64_t n, int64_t k, int *err) {
+  __shared__ double shd[THREADS];
   int64_t i = blockIdx.x;
   row_stats r = softmax_row(z, i, k);
   __shared__ int32_t label;
-  if (threadIdx.x == 0) label = checked_label(labels, i, k, err);
+  if (threadIdx.x == 0) label = soft ? -1 : checked_label(labels, i, k, err);
   __syncthreads();
+  double tsum = 1;
+  if (soft) {
+    double part = 0;
+    for (int64_t j = threadIdx.x; j < k; j += THREADS) part += soft[i * k + j];
+    tsum = block_sum(part, shd);
+  }
   double e = eps, g = logit(dloss, 0) / (double)n;
   for (int64_t j = threadIdx.x; j < k; j += THREADS) {
-    double t = e / (double)k + (j == label ? 1 - e : 0);
-    float v = (float)(g * (exp((double)logit(z, i * k + j) - r.mx) / r.sum - t));
+    double t = soft ? (double)soft[i * k + j] : e / (double)k + (j == label ? 1 - e : 0);
+    float v = (float)(g * (exp((double)logit(z, i * k + j) - r.mx) / r.sum * tsum - t));
     ef_lanes_store(dz.p, dz.dt, i * k + j, 1, &v);
   }
 }
 
 } // namespace
 
-void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, float eps, int64_t n, int64_t k, void *scratch,
-                     int *err, cudaStream_t s) {
-  k_softmax_ce_rows<<<(unsigned)n, THREADS, 0, s>>>((double *)scratch, logits, labels, eps, k, err);
+void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, const float *soft, float eps, int64_t n,
+                     int64_t k, void *scratch, int *err, cudaStream_t s) {
+  k_softmax_ce_rows<<<(unsigned)n, THREADS, 0, s>>>((double *)scratch, logits, labels, soft, eps, k, err);
   k_sum_parts<<<1, THREADS, 0, s>>>(out, (const double *)scratch, n, 1.0 / (double)n);
 }
 
-void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_t *labels, float eps, int64_t n,
-                         int64_t k, int *err, cudaStream_t s) {
-  k_softmax_ce_bwd<<<(unsigned)n, THREADS, 0, s>>>(dz, dloss, logits, labels, eps, n, k, err);
+void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_t *labels, const float *soft, float eps,
+                         int64_t n, int64_t k, int *err, cudaStream_t s) {
+  k_softmax_ce_bwd<<<(unsigned)n, THREADS, 0, s>>>(dz, dloss, logits, labels, soft, eps, n, k, err);
 }

@@ -117,13 +117,14 @@ void ef_k_sync_var_term(float *term, const float *own, const float *group_mean, 
 void ef_k_bn_update(float *running, const float *batch, float momentum, double bessel, int64_t c, cudaStream_t s);
 
 // ---- the loss -------------------------------------------------------------------------------
-// Per row of logits (N,K): logsumexp(z) - sum t_k z_k with label smoothing eps; rows into
-// scratch (double, N), then out[0] = their mean. A label outside [0, K) sets *err.
-void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, float eps, int64_t n, int64_t k, void *scratch,
-                     int *err, cudaStream_t s);
-// dz = dloss[0] / N * (softmax(z) - t)
-void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_t *labels, float eps, int64_t n,
-                         int64_t k, int *err, cudaStream_t s);
+// Per row of logits (N,K): logsumexp(z) - sum t_k z_k, the targets t labels smoothed by eps or (labels
+// NULL) the soft probabilities soft (N,K); rows into scratch (double, N), then out[0] = their mean.
+// A label outside [0, K) sets *err.
+void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, const float *soft, float eps, int64_t n,
+                     int64_t k, void *scratch, int *err, cudaStream_t s);
+// dz = dloss[0] / N * (softmax(z) sum_k t_k - t)
+void ef_k_softmax_ce_bwd(ef_dref dz, ef_dref dloss, ef_dref logits, const int32_t *labels, const float *soft, float eps,
+                         int64_t n, int64_t k, int *err, cudaStream_t s);
 
 // ---- the training step's update (update.cu): values `v` in device memory ------------------------
 // *v = value (an argument, copied at the launch).

@@ -28,6 +28,7 @@ typedef struct {
   ef_batch batch;
   int64_t filling;  // the batch whose samples it holds, -1 when released
   int done;         // samples finished
+  bool mixed;       // with mix: the whole batch is mixed (after its last sample)
   ef_status status; // the first failure among them
   char error[1024];
 } slot;
@@ -59,7 +60,7 @@ struct ef_loader {
 };
 
 // Empties a slot for its next batch (under the lock).
-static void slot_reset(slot *s) { s->done = 0, s->status = EF_OK, s->filling = -1; }
+static void slot_reset(slot *s) { s->done = 0, s->mixed = false, s->status = EF_OK, s->filling = -1; }
 
 // ---- epoch order ---------------------------------------------------------------------------
 
@@ -145,7 +146,9 @@ static ef_status fill_sample(ef_loader *l, worker_state *ws, ef_batch *out, int6
   const ef_image *im = &ws->scratch.out;
   size_t count = (size_t)im->w * im->h * im->c;
   if (l->cfg.as_float) {
-    ef_transform_normalize(l->lut, im, (float *)out->images + (size_t)pos * count);
+    float *img = (float *)out->images + (size_t)pos * count;
+    ef_transform_normalize(l->lut, im, img);
+    ef_erase_image(&l->cfg.erase, img, im->h, im->w, im->c, l->cfg.seed, l->epoch, idx);
   } else {
     memcpy((uint8_t *)out->images + (size_t)pos * count, im->px, count);
   }
@@ -176,6 +179,29 @@ static void finish_chunk(ef_loader *l, int64_t c, int count, ef_status st, const
   s->done += count;
 }
 
+// A whole batch's Mixup or CutMix, once its samples are in, by the thread that finished it.
+static void mix_batch(ef_loader *l, slot *s, int64_t b) {
+  const ef_transform *t = &l->cfg.transform;
+  int n = batch_count(l, b, NULL);
+  s->batch.mix = ef_mix_draw_batch(&l->cfg.mix, l->cfg.seed, l->cfg.rank, l->epoch, b, t->size, t->size);
+  ef_mix_apply(&s->batch.mix, s->batch.images, n, t->size, t->size, t->channels, s->batch.labels,
+               l->cfg.data->num_classes, l->cfg.mix.smoothing, s->batch.targets);
+}
+
+// After chunk c was recorded (under the lock): the thread that completed its batch mixes it, with the
+// lock released meanwhile (in_flight keeps a restart waiting).
+static void finish_batch(ef_loader *l, int64_t c) {
+  int64_t b = c / l->chunks_per_batch;
+  slot *s = &l->slots[b % l->depth];
+  if (s->mixed || s->done < batch_count(l, b, NULL)) return;
+  if (ef_mix_on(&l->cfg.mix) && s->status == EF_OK) {
+    pthread_mutex_unlock(&l->mu);
+    mix_batch(l, s, b);
+    pthread_mutex_lock(&l->mu);
+  }
+  s->mixed = true;
+}
+
 static void *worker_main(void *arg) {
   ef_loader *l = ((void **)arg)[0];
   worker_state *ws = ((void **)arg)[1];
@@ -193,6 +219,7 @@ static void *worker_main(void *arg) {
     int count = fill_chunk(l, ws, c, &st, error, sizeof error);
     pthread_mutex_lock(&l->mu);
     finish_chunk(l, c, count, st, error);
+    finish_batch(l, c);
     l->in_flight--;
     pthread_cond_broadcast(&l->ready_cv);
   }
@@ -219,6 +246,16 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   if (!cfg->alloc != !cfg->free)
     return EF_ERROR(EF_ERR_INVALID, "the loader's batch allocator needs both alloc and free");
   if (d->n < 1) return EF_ERROR(EF_ERR_INVALID, "the dataset %s is empty", d->source);
+  bool mix = ef_mix_on(&cfg->mix);
+  if ((mix || cfg->erase.prob > 0) && !cfg->as_float)
+    return EF_ERROR(EF_ERR_INVALID, "Mixup, CutMix and random erasing work on normalized (float) batches");
+  if (mix && !(cfg->mix.prob >= 0 && cfg->mix.prob <= 1 && cfg->mix.switch_prob >= 0 && cfg->mix.switch_prob <= 1 &&
+               cfg->mix.smoothing >= 0 && cfg->mix.smoothing < 1 && cfg->mix.mixup >= 0 && cfg->mix.cutmix >= 0))
+    return EF_ERROR(EF_ERR_INVALID, "mixing: probabilities in [0, 1], smoothing in [0, 1), alphas not negative");
+  if (!(cfg->erase.prob >= 0 && cfg->erase.prob <= 1))
+    return EF_ERROR(EF_ERR_INVALID, "random erasing probability %g: use 0 ... 1", cfg->erase.prob);
+  if (d->n > INT32_MAX && cfg->erase.prob > 0)
+    return EF_ERROR(EF_ERR_INVALID, "random erasing draws per sample: %s has over 2^31 samples", d->source);
   ef_loader *l = ef_xcalloc(1, sizeof *l);
   l->cfg = *cfg;
   if (!l->cfg.alloc) l->cfg.alloc = ef_aligned_alloc, l->cfg.free = free;
@@ -246,6 +283,7 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
     b->labels = ef_xmalloc(sizeof(int32_t) * (size_t)cfg->batch);
     b->ids = ef_xmalloc(sizeof(int64_t) * (size_t)cfg->batch);
     b->corrupt = ef_xmalloc((size_t)cfg->batch);
+    if (mix) b->targets = ef_xmalloc(sizeof(float) * (size_t)cfg->batch * (size_t)d->num_classes);
     if (!b->images) {
       ef_loader_free(l);
       return EF_ERROR(EF_ERR_NOMEM, "out of memory for %d batches of %zu bytes: lower the batch or prefetch", l->depth,
@@ -294,6 +332,7 @@ void ef_loader_free(ef_loader *l) {
   for (int s = 0; l->slots && s < l->depth; s++) {
     if (l->slots[s].batch.images) l->cfg.free(l->slots[s].batch.images);
     free(l->slots[s].batch.labels), free(l->slots[s].batch.ids), free(l->slots[s].batch.corrupt);
+    free(l->slots[s].batch.targets);
   }
   for (int i = 0; l->ws && i < (l->cfg.threads ? l->cfg.threads : 1); i++) {
     ef_transform_scratch_free(&l->ws[i].scratch);
@@ -372,11 +411,14 @@ ef_status ef_loader_next(ef_loader *l, const ef_batch **out) {
     for (int64_t c = b * l->chunks_per_batch; c < (b + 1) * l->chunks_per_batch; c++) {
       ef_status st;
       int count = fill_chunk(l, &l->ws[0], c, &st, error, sizeof error);
+      pthread_mutex_lock(&l->mu);
       finish_chunk(l, c, count, st, error);
+      finish_batch(l, c);
+      pthread_mutex_unlock(&l->mu);
     }
     pthread_mutex_lock(&l->mu);
   }
-  while (s->done < n) pthread_cond_wait(&l->ready_cv, &l->mu);
+  while (s->done < n || !s->mixed) pthread_cond_wait(&l->ready_cv, &l->mu);
   EF_ASSERT(s->filling == b && s->done == n, "slot for batch %lld holds %d samples of batch %lld", (long long)b,
             s->done, (long long)s->filling);
   ef_status st = s->status;

@@ -1,6 +1,7 @@
 // The threaded loader: worker threads read, decode and transform samples into a bounded ring of
 // ready batches while the training step runs. The order of an epoch depends only on (seed,
-// epoch), each sample's augmentation only on (seed, epoch, index), so the batches are the same
+// epoch), each sample's augmentation and erasing only on (seed, epoch, index), each batch's Mixup
+// or CutMix only on (seed, rank, epoch, batch), so the batches are the same
 // for any number of threads; an epoch is sharded over (rank, world) with equal counts per rank,
 // and can start at any batch, which is how a checkpoint resumes mid-epoch. A corrupt image is
 // named once, counted, and replaced by the next one that decodes, marked so that evaluation
@@ -13,6 +14,7 @@
 
 #include "core/log.h"
 #include "data/dataset.h"
+#include "data/mix.h"
 #include "data/transform.h"
 
 typedef struct {
@@ -24,6 +26,8 @@ typedef struct {
                          // permutation's tail that does not divide among ranks); evaluation
                          // keeps them, padding ranks by wrapping around (marked not real)
   bool as_float;         // normalized f32 batches (else the uint8 pixels)
+  ef_erase_config erase; // training: random erasing of each normalized image (needs as_float)
+  ef_mix_config mix;     // training: Mixup / CutMix of each batch, soft targets (needs as_float)
   bool strict;           // a corrupt image is an error instead of a skip
   const char *pass_name; // what the end-of-pass report calls a pass ("validation"); NULL: "epoch N"
   uint64_t seed;
@@ -40,7 +44,9 @@ typedef struct {
   int n;                // samples in the batch (batch, or fewer for the last of an eval epoch)
   int real;             // the first `real` are this rank's own; the rest pad the shard
   void *images;         // (n, size, size, channels), f32 or uint8
-  int32_t *labels;      // (n)
+  int32_t *labels;      // (n) each image's own label
+  float *targets;       // with mix: (n, classes) the soft targets (mixed labels, smoothing folded in); else NULL
+  ef_mix_draw mix;      // with mix: the batch's draw
   int64_t *ids;         // (n) dataset indices
   uint8_t *corrupt;     // (n) 1 where the sample's own image was corrupt and the next one of the
                         // dataset that decodes took its place: training uses it, evaluation does not

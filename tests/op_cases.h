@@ -223,11 +223,12 @@ static void ref_softmax_ce(const ref_io *io, const op_case *c) {
   double total = 0;
   for (int64_t i = 0; i < n; i++) {
     const double *z = io->in[0] + i * k;
-    int y = (int)io->in[1][i];
+    bool soft = io->t[1]->ndim == 2; // probabilities (N,K), else labels (N)
+    int y = soft ? -1 : (int)io->in[1][i];
     double sum = 0;
     for (int64_t j = 0; j < k; j++) sum += exp(z[j]);
     for (int64_t j = 0; j < k; j++) {
-      double t = c->smoothing / k + (j == y ? 1 - c->smoothing : 0);
+      double t = soft ? io->in[1][i * k + j] : c->smoothing / k + (j == y ? 1 - c->smoothing : 0);
       total -= t * (z[j] - log(sum));
     }
   }
@@ -454,6 +455,11 @@ static const op_case cases[] = {
      build_softmax_ce,
      ref_softmax_ce,
      .smoothing = 0.1f},
+    {"softmax cross-entropy, soft targets (rows not summing to 1)",
+     2,
+     {{"logits", IN_INPUT, EF_F32, 2, {4, 10}, true, -3, 3, 0}, {"targets", IN_INPUT, EF_F32, 2, {4, 10}, false, 0, 1, 0}},
+     build_softmax_ce,
+     ref_softmax_ce},
     {"sum", 1, {X(3, {3, 4, 5})}, build_reduce, ref_reduce},
     {"sum of 5050 (uneven chunks)", 1, {X(2, {50, 101})}, build_reduce, ref_reduce},
     {"mean", 1, {X(4, {2, 3, 3, 2})}, build_reduce, ref_reduce, .flag = true},

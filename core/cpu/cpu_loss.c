@@ -1,5 +1,5 @@
-// Losses and full reductions on the CPU: softmax cross-entropy with label smoothing (per-row
-// terms in double, summed in order), its gradient, and sum / mean of a whole tensor.
+// Losses and full reductions on the CPU: softmax cross-entropy against smoothed labels or soft
+// targets (per-row terms in double, summed in order), its gradient, and sum / mean of a whole tensor.
 #include "core/cpu/cpu_internal.h"
 
 #define F(t) ((float *)(t)->data)
@@ -18,17 +18,29 @@ static int32_t checked_label(const int32_t *labels, int64_t i, int64_t k) {
   return y;
 }
 
-// loss = mean over rows of logsumexp(z) - sum_k t_k z_k, t = (1 - eps) onehot(y) + eps / K.
+// One row's targets: labels[i] smoothed by eps (t_j = (1 - eps) [j = y] + eps / K), or soft
+// probabilities (a row of (N,K)).
+typedef struct {
+  const int32_t *labels;
+  const float *soft;
+  double eps;
+} ce_targets;
+
+static ce_targets targets_of(const ef_tensor *node, const ef_tensor *t) {
+  return (ce_targets){t->dtype == EF_I32 ? t->data : NULL, t->dtype == EF_F32 ? t->data : NULL, node->p.ce.smoothing};
+}
+
+// loss = mean over rows of sum_j t_j (logsumexp(z) - z_j): with labels, logsumexp(z) - (1 - eps) z_y
+// - eps / K sum_j z_j.
 void ef_cpu_softmax_ce(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *lt = node->src[0];
   const float *z = F(lt);
-  const int32_t *labels = node->src[1]->data;
+  ce_targets tg = targets_of(node, node->src[1]);
   int64_t n = lt->shape[0], k = lt->shape[1];
-  double eps = node->p.ce.smoothing, *row_loss = scratch;
+  double eps = tg.eps, *row_loss = scratch;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) {
     const float *zi = z + i * k;
-    int32_t y = checked_label(labels, i, k);
     double mx = zi[0], sum = 0, zsum = 0;
     for (int64_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;
     for (int64_t j = 0; j < k; j++) {
@@ -36,31 +48,43 @@ void ef_cpu_softmax_ce(ef_cpu *cpu, const ef_tensor *node, void *state, void *sc
       zsum += zi[j];
     }
     double lse = mx + log(sum);
-    row_loss[i] = lse - (1 - eps) * zi[y] - eps / (double)k * zsum;
+    if (tg.soft) {
+      const float *ti = tg.soft + i * k;
+      double acc = 0;
+      for (int64_t j = 0; j < k; j++) acc += (double)ti[j] * (lse - zi[j]);
+      row_loss[i] = acc;
+    } else {
+      int32_t y = checked_label(tg.labels, i, k);
+      row_loss[i] = lse - (1 - eps) * zi[y] - eps / (double)k * zsum;
+    }
   }
   double total = 0;
   for (int64_t i = 0; i < n; i++) total += row_loss[i];
   F(node)[0] = (float)(total / (double)n);
 }
 
-// dz = dloss / N * (softmax(z) - t)
+// dz = dloss / N * (softmax(z) sum_j t_j - t)
 void ef_cpu_softmax_ce_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   const ef_tensor *lt = node->src[1];
   const float *z = F(lt);
-  const int32_t *labels = node->src[2]->data;
+  ce_targets tg = targets_of(node, node->src[2]);
   float *dz = F(node);
   int64_t n = lt->shape[0], k = lt->shape[1];
-  double eps = node->p.ce.smoothing, g = F(node->src[0])[0] / (double)n;
+  double eps = tg.eps, g = F(node->src[0])[0] / (double)n;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) {
-    const float *zi = z + i * k;
-    int32_t y = checked_label(labels, i, k);
-    double mx = zi[0], sum = 0;
+    const float *zi = z + i * k, *ti = tg.soft ? tg.soft + i * k : NULL;
+    int32_t y = ti ? -1 : checked_label(tg.labels, i, k);
+    double mx = zi[0], sum = 0, tsum = 1;
     for (int64_t j = 1; j < k; j++) mx = zi[j] > mx ? zi[j] : mx;
     for (int64_t j = 0; j < k; j++) sum += exp((double)zi[j] - mx);
+    if (ti) {
+      tsum = 0;
+      for (int64_t j = 0; j < k; j++) tsum += ti[j];
+    }
     for (int64_t j = 0; j < k; j++) {
-      double t = eps / (double)k + (j == y ? 1 - eps : 0);
-      dz[i * k + j] = (float)(g * (exp((double)zi[j] - mx) / sum - t));
+      double t = ti ? ti[j] : eps / (double)k + (j == y ? 1 - eps : 0);
+      dz[i * k + j] = (float)(g * (exp((double)zi[j] - mx) / sum * tsum - t));
     }
   }
 }
