@@ -63,7 +63,7 @@ static void net_init(net *n, ef_backend *be) {
 // One step's gradient into the store's arena (all-reduced once the step is connected).
 static void net_backward(net *n) {
   ef_step_result r;
-  ef_step_run(&n->step, n->x, n->y, 0, 3, &r);
+  ef_step_run(&n->step, n->x, n->y, NULL, 0, 3, &r);
 }
 
 static void test_gradient_average(void) {

@@ -101,7 +101,7 @@ static void test_frozen_step(void) {
         ef_last_error());
   for (int i = 0; i < 2; i++) {
     ef_step_result r;
-    ef_step_run(&step, xv, (int32_t[]){1, 3, 5, 7}, 0.1, i, &r);
+    ef_step_run(&step, xv, (int32_t[]){1, 3, 5, 7}, NULL, 0.1, i, &r);
   }
   int moved = 0, kept = 0;
   for (int i = 0; i < m.s->n; i++) {

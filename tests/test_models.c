@@ -233,7 +233,7 @@ static void test_b0_step_on_cpu(void) {
   float *xv = malloc(sizeof(float) * 2 * 64 * 64 * 3);
   test_fill_uniform(xv, 2 * 64 * 64 * 3, 1, 0, -1, 1);
   ef_step_result r;
-  ef_step_run(&step, xv, (int32_t[]){3, 7}, 0.1, 0, &r);
+  ef_step_run(&step, xv, (int32_t[]){3, 7}, NULL, 0.1, 0, &r);
   double gnorm = 0;
   for (size_t i = 0; i < s->numel[0]; i++) gnorm += (double)s->mem[EF_ARENA_GRAD][i] * s->mem[EF_ARENA_GRAD][i];
   const ef_plan *p = m.plan;

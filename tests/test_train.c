@@ -1,12 +1,14 @@
 // Training end to end on the CPU: the tiny conv net (conv, BN + swish, squeeze-excite, pooling,
 // dropout, linear, cross-entropy) learns a small fixed problem with SGD; its planned training
 // graph has no overlapping live buffers and trains bit for bit like an unplanned one; oneDNN picks
-// fast kernels (never `ref`) for EfficientNet's convs. (The optimizers' steps: test_optim.)
+// fast kernels (never `ref`) for EfficientNet's convs; two accumulated micro-batches update as one
+// batch of both. (The optimizers' steps: test_optim.)
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
 #include "core/plan.h"
 #include "tests/harness.h"
+#include "train/finetune.h"
 #include "train/step.h"
 
 #define N_SAMPLES 256
@@ -50,7 +52,7 @@ static void trainer_init(trainer *t, ef_backend *be, const ef_plan_opts *opts) {
 static float trainer_step(trainer *t, const float *x, const int32_t *y, uint32_t step) {
   int64_t first = (int64_t)(step * BATCH) % N_SAMPLES, px = SIDE * SIDE * 3;
   ef_step_result r;
-  ef_step_run(&t->step, x + first * px, y + first, 0.05, step, &r);
+  ef_step_run(&t->step, x + first * px, y + first, NULL, 0.05, step, &r);
   return (float)r.loss;
 }
 
@@ -165,6 +167,62 @@ static void test_onednn_picks_fast_kernels(void) {
   ef_backend_free(be);
 }
 
+// Gradient accumulation: two micro-batches of 4 make the same update as one batch of 8, with batch
+// norm on its running statistics (with batch statistics the two differ by design) and no dropout;
+// an update's first micro-batch is partial and applies nothing.
+typedef struct {
+  ef_store *store;
+  ef_model_graph eval, train;
+  ef_step step;
+} accum_net;
+
+static void accum_net_init(accum_net *n, ef_backend *be, int batch, int accum) {
+  ef_model_desc d;
+  ef_model_desc_tiny(&d, CLASSES, 3, SIDE, 0);
+  n->store = ef_store_new();
+  ef_model_graph_new(&n->eval, n->store, &d, &(ef_graph_opts){.batch = 1}); // registers the parameters
+  CHECK(ef_bn_mode(n->store, "eval") == EF_OK, "%s", ef_last_error());
+  ef_model_graph_new(&n->train, n->store, &d,
+                     &(ef_graph_opts){.batch = batch, .training = true, .smoothing = 0.1f, .seed = 5});
+  CHECK(ef_store_bind(n->store, be) == EF_OK, "%s", ef_last_error());
+  ef_store_initialize(n->store, 5);
+  CHECK(ef_model_graph_plan(&n->train, be, NULL) == EF_OK, "%s", ef_last_error());
+  ef_step_config sc = {.optim = ef_optim_defaults(EF_OPT_SGD), .accum = accum};
+  sc.optim.momentum = 0.9, sc.optim.weight_decay = 1e-4;
+  CHECK(ef_step_init(&n->step, &n->train, &sc) == EF_OK, "%s", ef_last_error());
+  ef_step_set_loss_scale(&n->step, 1);
+}
+
+static void accum_net_free(accum_net *n) {
+  ef_step_free(&n->step);
+  ef_model_graph_free(&n->train), ef_model_graph_free(&n->eval);
+  ef_store_free(n->store);
+}
+
+static void test_accumulation_equals_large_batch(void) {
+  ef_backend *be = ef_cpu_backend_new(0);
+  accum_net big, acc;
+  accum_net_init(&big, be, 8, 1);
+  accum_net_init(&acc, be, 4, 2);
+  int64_t px = SIDE * SIDE * 3;
+  for (int s = 0; s < 3; s++) {
+    ef_step_result rb, r0, r1;
+    ef_step_run(&big.step, xs + 8 * s * px, ys + 8 * s, NULL, 0.2, s, &rb);
+    ef_step_run(&acc.step, xs + 8 * s * px, ys + 8 * s, NULL, 0.2, s, &r0);
+    CHECK(r0.partial && !r0.applied, "update %d: the first micro-batch is not partial", s);
+    ef_step_run(&acc.step, xs + (8 * s + 4) * px, ys + 8 * s + 4, NULL, 0.2, s, &r1);
+    CHECK(!r1.partial && r1.applied, "update %d: the second micro-batch did not apply", s);
+    CHECK(fabs(r1.loss - rb.loss) < 1e-6 && r1.correct == rb.correct,
+          "update %d: loss %.9g (hits %lld) accumulated, %.9g (%lld) in one batch", s, r1.loss, (long long)r1.correct,
+          rb.loss, (long long)rb.correct);
+  }
+  size_t n = big.store->numel[0];
+  CHECK_CLOSE((const float *)acc.store->mem[EF_ARENA_PARAM], (const float *)big.store->mem[EF_ARENA_PARAM], (int64_t)n,
+              TEST_REL, 1e-30, 1e-5, "parameters after 3 updates, accumulated against one batch");
+  accum_net_free(&big), accum_net_free(&acc);
+  ef_backend_free(be);
+}
+
 int main(void) {
   xs = malloc(sizeof(float) * N_SAMPLES * SIDE * SIDE * 3);
   ys = malloc(sizeof(int32_t) * N_SAMPLES);
@@ -172,6 +230,7 @@ int main(void) {
   RUN(test_loss_falls);
   RUN(test_planned_training_equals_unplanned);
   RUN(test_onednn_picks_fast_kernels);
+  RUN(test_accumulation_equals_large_batch);
   free(xs);
   free(ys);
   return test_exit_code();

@@ -127,13 +127,16 @@ static ef_status after_step(void *user, ef_trainer *t, const ef_step_result *r, 
   double eta = (double)(batches * t->cfg.epochs - info->step) * (double)t->global_batch / rate;
   double acc = (double)info->epoch_correct / (double)info->epoch_seen, loss = info->epoch_loss / (double)info->batch;
   long long epoch = (long long)info->epoch + 1, batch = (long long)info->batch;
+  // Mixed targets have no one right class: no training accuracy then (as timm reports none).
+  char acc_text[32] = "";
+  if (!ef_trainer_mixes(t)) snprintf(acc_text, sizeof acc_text, "%sacc %.2f%%  ", l->tty ? "" : "train ", 100 * acc);
   if (l->tty)
-    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  acc %.2f%%  lr %.3g  %.0f images/s  ETA %02d:%02d:%02d %s",
-           epoch, t->cfg.epochs, batch, (long long)batches, loss, 100 * acc, lr, rate, (int)(eta / 3600),
+    printf("\repoch %lld/%ld  step %lld/%lld  loss %.4f  %slr %.3g  %.0f images/s  ETA %02d:%02d:%02d %s", epoch,
+           t->cfg.epochs, batch, (long long)batches, loss, acc_text, lr, rate, (int)(eta / 3600),
            (int)fmod(eta / 60, 60), (int)fmod(eta, 60), last ? "\n" : "");
   else
-    printf("epoch %lld/%ld  step %lld/%lld  loss %.4f  train acc %.2f%%  lr %.4g  %.0f images/s\n", epoch,
-           t->cfg.epochs, batch, (long long)batches, loss, 100 * acc, lr, rate);
+    printf("epoch %lld/%ld  step %lld/%lld  loss %.4f  %slr %.4g  %.0f images/s\n", epoch, t->cfg.epochs, batch,
+           (long long)batches, loss, acc_text, lr, rate);
   fflush(stdout);
   l->t_log = now, l->since = 0;
   return ef_trainer_log_progress(t, r->loss, acc, lr, rate);

@@ -17,12 +17,18 @@ static const ef_flag train_flags[] = {
     {ROW(EF_FLAG_STR, "--out", t.out), 0, 0, NULL, "DIR", "the run's folder  [runs/<model>-<date>-<time>]", false},
     {ROW(EF_FLAG_STR, "--resume", resume), 0, 0, NULL, "DIR|FILE",
      "go on from a checkpoint (DIR: its latest); other flags override its own", false},
-    {ROW(EF_FLAG_STR, "--recipe", recipe), 0, 0, "default|official", "R",
-     "default (SGD, cosine) or official (the EfficientNet TF recipe: RMSProp,\n0.016 per 256 images, 5 warm-up epochs, "
-     "0.97 every 2.4 epochs, EMA 0.9999,\nAutoAugment, TF padding and BN); flags override",
+    {ROW(EF_FLAG_STR, "--recipe", recipe), 0, 0, "default|official|timm", "R",
+     "default (SGD, cosine), official (the EfficientNet TF recipe: RMSProp,\n0.016 per 256 images, 5 warm-up epochs, "
+     "0.97 every 2.4 epochs, EMA 0.9999,\nAutoAugment, TF padding and BN) or timm (timm's B0 recipe: the\nsame "
+     "optimizer and decay, 3 warm-up epochs, RandAugment, random\nerasing 0.2, dropout and drop-path 0.2, 450 "
+     "epochs); flags override",
      true},
     {ROW(EF_FLAG_LONG, "--epochs", t.epochs), 1, 1e6, NULL, "N", "passes over the training images", true},
-    {ROW(EF_FLAG_LONG, "--batch", t.batch), 1, 1 << 20, NULL, "N", "images per step (per rank)", true},
+    {ROW(EF_FLAG_LONG, "--batch", t.batch), 1, 1 << 20, NULL, "N", "images per step (per rank and micro-batch)", true},
+    {ROW(EF_FLAG_LONG, "--accum", t.accum), 1, 4096, NULL, "N",
+     "micro-batches of --batch whose gradients make one update (the\nupdate is their mean; the learning rate and the "
+     "schedule follow\nN x batch; batch norm's statistics stay per micro-batch; the CPU only)",
+     true},
     {ROW(EF_FLAG_STR, "--optimizer", t.optimizer), 0, 0, "sgd|rmsprop|adamw", "O", "sgd, rmsprop (TF's) or adamw",
      true},
     {ROW(EF_FLAG_DOUBLE, "--lr", t.lr), 1e-9, 100, NULL, "F", "learning rate per 256 images, scaled by the batch",
@@ -53,6 +59,21 @@ static const ef_flag train_flags[] = {
      "autoaugment or randaugment\n"
      "(crop + flip + the policy)",
      true},
+    {ROW(EF_FLAG_LONG, "--eval-image-size", t.eval_image_size), 0, 4096, NULL, "N",
+     "validation's resolution, and the saved model's evaluation one\n(0: --image-size; FixRes: a little higher often "
+     "tests better)",
+     true},
+    {ROW(EF_FLAG_DOUBLE, "--mixup", t.mixup), 0, 1e3, NULL, "A",
+     "Mixup: blend each batch with itself reversed, lambda ~ Beta(A, A)\n(timm's semantics; soft targets; 0: off)", true},
+    {ROW(EF_FLAG_DOUBLE, "--cutmix", t.cutmix), 0, 1e3, NULL, "A",
+     "CutMix: a box of each image from its partner, lambda ~ Beta(A, A)\n(0: off)", true},
+    {ROW(EF_FLAG_DOUBLE, "--mix-prob", t.mix_prob), 0, 1, NULL, "P", "the probability that a batch is mixed", true},
+    {ROW(EF_FLAG_DOUBLE, "--mix-switch-prob", t.mix_switch_prob), 0, 1, NULL, "P",
+     "with --mixup and --cutmix: the share of mixed batches that CutMix", true},
+    {ROW(EF_FLAG_DOUBLE, "--reprob", t.reprob), 0, 1, NULL, "P",
+     "random erasing: the probability that an image gets a box of noise\n(after normalization; 0: off)", true},
+    {ROW(EF_FLAG_STR, "--remode", t.remode), 0, 0, "pixel|rand|const", "M",
+     "random erasing's fill: pixel (normal noise), rand (one value per\nchannel) or const (zeros)", true},
     {ROW(EF_FLAG_LONG, "--limit", t.limit), 0, 1e12, NULL, "N", "train on the first N images only (0: all)", true},
     {ROW(EF_FLAG_LONG, "--val-limit", t.val_limit), 0, 1e12, NULL, "N",
      "validate on the first N test images only (0: all)", true},
@@ -112,8 +133,17 @@ static const char *const official[] = {"--epochs",       "350",    "--optimizer"
                                        "--weight-decay", "1e-5",   "--schedule",    "exponential", "--warmup",  "5",
                                        "--ema",          "0.9999", "--augment",     "autoaugment", "--padding", "same",
                                        "--bn-eps",       "1e-3",   "--bn-momentum", "0.01",        NULL};
+// timm's EfficientNet-B0 (77.7% top-1), hfdocs/source/training_script.mdx in pytorch-image-models:
+// rmsproptf (eps 1e-3), lr 0.048 for 2 x 384 images (0.016 per 256), step decay 0.97 every 2.4 epochs,
+// weight decay 1e-5, dropout and drop-path 0.2, EMA 0.9999, rand-m9-mstd0.5, random erasing 0.2
+// (pixel), 450 epochs; warm-up: train.py's default then, 3 epochs.
+static const char *const timm[] = {"--epochs",      "450",    "--optimizer", "rmsprop",     "--lr",         "0.016",
+                                   "--weight-decay", "1e-5",  "--schedule",  "exponential", "--warmup",     "3",
+                                   "--ema",          "0.9999", "--augment",  "randaugment", "--reprob",     "0.2",
+                                   "--remode",       "pixel", "--dropout",   "0.2",         "--drop-path",  "0.2",
+                                   NULL};
 static const char *const no_values[] = {NULL};
-static const ef_recipe recipes[] = {{"default", no_values}, {"official", official}};
+static const ef_recipe recipes[] = {{"default", no_values}, {"official", official}, {"timm", timm}};
 
 // The model flags the official recipe sets: with --init the pretrained model's own apply instead.
 static const char *const recipe_model_flags[] = {"--padding", "--bn-eps", "--bn-momentum"};

@@ -53,7 +53,7 @@ static ef_status time_steps(const ef_bench_config *c, ef_model_graph *m, ef_step
     double t1 = now_ms();
     if (c->training) {
       ef_step_result r;
-      ef_step_run(step, b ? b->images : x, b ? b->labels : y, 1e-4, i, &r); // a small rate keeps the weights sane
+      ef_step_run(step, b ? b->images : x, b ? b->labels : y, NULL, 1e-4, i, &r); // a small rate keeps the weights sane
     } else {
       ef_plan_set(p, m->images, b ? b->images : x);
       ef_plan_run(p, &(ef_run_ctx){.step = (uint32_t)i, .weights_unchanged = true}); // set before the first run

@@ -226,8 +226,13 @@ void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, 
   ef_graph_keep(m->g, m->logits);
   if (o->features) ef_graph_keep(m->g, m->features = c.features);
   if (o->training) {
-    m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){o->batch});
-    m->loss = ef_softmax_ce(m->g, m->logits, m->labels, o->smoothing);
+    if (o->soft_targets) {
+      m->targets = ef_input(m->g, "targets", EF_F32, 2, (int64_t[]){o->batch, d->num_classes});
+      m->loss = ef_softmax_ce(m->g, m->logits, m->targets, 0);
+    } else {
+      m->labels = ef_input(m->g, "labels", EF_I32, 1, (int64_t[]){o->batch});
+      m->loss = ef_softmax_ce(m->g, m->logits, m->labels, o->smoothing);
+    }
     m->loss_scale = ef_input(m->g, "loss_scale", EF_F32, 1, (int64_t[]){1});
     ef_graph_backward_from(m->g, m->loss, m->loss_scale);
     ef_graph_keep(m->g, m->loss);

@@ -90,7 +90,8 @@ ef_status ef_eval_transform(const ef_model_desc *d, const ef_eval_spec *e, ef_tr
 typedef struct {
   int64_t batch;
   bool training;        // labels, label-smoothed cross-entropy and its backward pass
-  float smoothing;      // training: label smoothing
+  float smoothing;      // training: label smoothing (with soft_targets: folded into them instead)
+  bool soft_targets;    // training: the loss against soft targets (N,classes) (Mixup, CutMix), not labels
   uint64_t seed;        // dropout and drop-path streams
   int bn_group;         // training: batch norms over groups of this many ranks (SyncBN; 0, 1: off)
   ef_dtype activations; // EF_F32, or the 16-bit type of mixed precision
@@ -101,7 +102,8 @@ typedef struct {
 
 typedef struct {
   ef_graph *g;
-  ef_tensor *images, *labels; // (N,H,W,C) f32, training: (N) i32
+  ef_tensor *images, *labels; // (N,H,W,C) f32, training: (N) i32 (NULL with soft targets)
+  ef_tensor *targets;         // training with opts.soft_targets: (N,classes) f32, else NULL
   ef_tensor *logits, *loss;   // (N,classes), training: scalar
   ef_tensor *loss_scale;      // training: the loss's gradient (1), f16's loss scale
   ef_tensor *features;        // with opts.features: (N,channels) before dropout and the classifier

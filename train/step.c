@@ -11,8 +11,14 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
   memset(s, 0, sizeof *s);
   s->cfg = *c, s->graph = graph, s->store = graph->g->store, s->loss_scale = 1;
   if (!(s->cfg.timeout_s > 0)) s->cfg.timeout_s = 600;
+  if (s->cfg.accum < 1) s->cfg.accum = 1;
   EF_ASSERT(graph->plan && graph->loss, "the step needs a planned training graph");
   s->device = ef_device_of(s->store) != NULL;
+  if (s->device && s->cfg.accum > 1)
+    return EF_ERROR(EF_ERR_UNSUPPORTED,
+                    "gradient accumulation (--accum %d) runs on the CPU only so far: the captured GPU step has no "
+                    "micro-batch phase yet. Train on the GPU with a smaller --batch and --lr, or on the CPU",
+                    s->cfg.accum);
   ef_status st = ef_optim_init(&s->optim, s->store, &c->optim);
   if (st == EF_OK && c->ema > 0) st = ef_ema_init(&s->ema, s->store, c->ema), s->has_ema = st == EF_OK;
   if (st == EF_OK && s->device) st = ef_device_update_init(&s->upd, &s->optim, s->store);
@@ -37,7 +43,7 @@ void ef_step_connect(ef_step *s, ef_comm *comm, ef_comm *bn_comm, size_t bucket_
 
 void ef_step_set_loss_scale(ef_step *s, double scale) {
   s->loss_scale = scale;
-  ef_model_graph_loss_scale(s->graph, (float)scale);
+  ef_model_graph_loss_scale(s->graph, (float)(scale / s->cfg.accum));
 }
 
 // ef_run_ctx.group_mean for SyncBN's nodes: the average over this rank's group.
@@ -52,14 +58,15 @@ static void adjust_loss_scale(ef_step *s, bool overflow) {
   if (overflow) s->loss_scale /= 2, s->good_steps = 0;
   else if (++s->good_steps == 2000) s->loss_scale *= 2, s->good_steps = 0;
   else return;
-  ef_model_graph_loss_scale(s->graph, (float)s->loss_scale);
+  ef_step_set_loss_scale(s, s->loss_scale);
 }
 
-// The context of a step's run: its number for the masks, the gradient buckets started from the
-// executor's hook (or after the backward pass), SyncBN's group.
+// The context of a step's run: its number for the masks (update `step`, micro-batch s->micro), the
+// gradient buckets started from the executor's hook (or after the backward pass; accumulating, only
+// in the update's last micro-batch), SyncBN's group.
 static ef_run_ctx step_ctx(ef_step *s, int64_t step) {
-  ef_grad_sync *gs = s->sync.n ? &s->sync : NULL;
-  return (ef_run_ctx){.step = (uint32_t)step,
+  ef_grad_sync *gs = s->sync.n && s->micro + 1 == s->cfg.accum ? &s->sync : NULL;
+  return (ef_run_ctx){.step = (uint32_t)(step * s->cfg.accum + s->micro),
                       .after_node = gs && s->overlap ? ef_grad_sync_after_node : NULL,
                       .user = gs,
                       .group_mean = s->bn_comm ? bn_group_mean : NULL,
@@ -67,13 +74,20 @@ static ef_run_ctx step_ctx(ef_step *s, int64_t step) {
                       .group_device = s->device};
 }
 
-// The result from the batch's loss and logits (on the host) and the update's outcome: the loss
-// and accuracy over the global batch, f16's overflow and loss scale, and whether it is finite.
-static void finish_result(ef_step *s, float loss, const int32_t *labels, bool applied, double norm, ef_step_result *r) {
+// Top-1 hits of the batch's logits (on the host) against its labels.
+static int64_t count_correct(const ef_step *s, const int32_t *labels) {
   const ef_model_graph *m = s->graph;
   int64_t correct = 0;
   for (int64_t i = 0; i < m->batch; i++)
     correct += ef_label_rank(s->logits + i * m->classes, m->classes, labels[i]) == 0;
+  return correct;
+}
+
+// The result from the batch's loss (accumulating: the mean over the update's micro-batches) and hits,
+// and the update's outcome: the loss and accuracy over the global batch, f16's overflow and loss
+// scale, and whether it is finite.
+static void finish_result(ef_step *s, double loss, int64_t correct, bool applied, double norm, ef_step_result *r) {
+  const ef_model_graph *m = s->graph;
   double sums[2] = {loss, (double)correct};
   int world = s->comm ? s->comm->world : 1;
   if (s->comm) s->comm->allreduce(s->comm, sums, 2, EF_COMM_F64, EF_COMM_SUM);
@@ -85,44 +99,62 @@ static void finish_result(ef_step *s, float loss, const int32_t *labels, bool ap
   if (!r->finite) r->applied = false;
 }
 
-// The CPU's whole step: the forward and backward pass, the gradients averaged over the ranks, the
-// agreement on the loss, then (finite) clipping, the optimizer and the EMA.
-static void run_host(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step,
-                     ef_step_result *r) {
+// The inputs of a step: images, and labels or soft targets.
+static void set_inputs(ef_step *s, const float *images, const int32_t *labels, const float *targets) {
+  ef_model_graph *m = s->graph;
+  EF_ASSERT(!m->targets == !targets, "the training graph takes %s", m->targets ? "soft targets" : "labels");
+  ef_plan_set(m->plan, m->images, images);
+  if (m->targets) ef_plan_set(m->plan, m->targets, targets);
+  else ef_plan_set(m->plan, m->labels, labels);
+}
+
+// The CPU's whole step: the forward and backward pass (the gradients zeroed before an update's first
+// micro-batch, added up over the others), then after its last the gradients averaged over the ranks,
+// the agreement on the loss, and (finite) clipping, the optimizer and the EMA.
+static void run_host(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr,
+                     int64_t step, ef_step_result *r) {
   ef_model_graph *m = s->graph;
   ef_plan *p = m->plan;
   ef_ema *ema = s->has_ema ? &s->ema : NULL;
-  ef_plan_set(p, m->images, images);
-  ef_plan_set(p, m->labels, labels);
+  set_inputs(s, images, labels, targets);
   ef_run_ctx ctx = step_ctx(s, step);
-  ef_store_zero_grads(s->store);
+  if (s->micro == 0) ef_store_zero_grads(s->store), s->micro_loss = 0, s->micro_correct = 0;
   ef_plan_run(p, &ctx);
-  if (s->sync.n) ef_grad_sync_finish(&s->sync);
   float loss;
   ef_plan_get(p, m->loss, &loss);
   ef_plan_get(p, m->logits, s->logits);
-  finish_result(s, loss, labels, true, s->cfg.clip > 0 ? ef_grad_global_norm(s->store) : 0, r);
+  int64_t correct = count_correct(s, labels);
+  s->micro_loss += loss, s->micro_correct += correct;
+  if (++s->micro < s->cfg.accum) {
+    *r = (ef_step_result){.partial = true, .loss = loss, .correct = correct, .finite = isfinite(loss)};
+    return;
+  }
+  s->micro = 0;
+  if (s->sync.n) ef_grad_sync_finish(&s->sync);
+  finish_result(s, s->micro_loss / s->cfg.accum, s->micro_correct, true,
+                s->cfg.clip > 0 ? ef_grad_global_norm(s->store) : 0, r);
   if (!r->finite) return;
   if (s->cfg.clip > 0) ef_grad_clip(s->store, s->cfg.clip, r->norm);
   ef_optim_step(&s->optim, s->store, lr);
   if (ema) ef_ema_update(ema, s->store);
 }
 
-uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step) {
+uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr,
+                       int64_t step) {
   EF_ASSERT(s->queued - s->collected < 2, "a third step queued before the first one was collected");
   ef_model_graph *m = s->graph;
   uint32_t seq = s->queued++;
   int32_t *kept = s->slot[seq & 1].labels;
   memcpy(kept, labels, sizeof(int32_t) * (size_t)m->batch);
   if (!s->device) {
-    run_host(s, images, kept, lr, step, &s->slot[seq & 1].result);
+    run_host(s, images, kept, targets, lr, step, &s->slot[seq & 1].result);
     return seq;
   }
   // The whole step, all-reduces and update included, on the GPU; its loss and logits copied out
   // behind it, to be read when it is collected.
   ef_plan *p = m->plan;
   ef_ema *ema = s->has_ema ? &s->ema : NULL;
-  if (images) ef_plan_set(p, m->images, images), ef_plan_set(p, m->labels, labels);
+  if (images) set_inputs(s, images, labels, targets);
   ef_run_ctx ctx = step_ctx(s, step);
   uint32_t update = ef_device_update_values(&s->upd, &s->optim, ema, lr, s->cfg.clip, 1.0 / s->loss_scale);
   EF_ASSERT(update == seq, "the device update counts step %u, the step %u", update, seq);
@@ -165,11 +197,12 @@ void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r) {
   memcpy(s->logits, out + 1, sizeof(float) * (size_t)(m->batch * m->classes));
   double norm;
   bool applied = ef_device_update_finish_at(&s->upd, &s->optim, s->has_ema ? &s->ema : NULL, seq, &norm);
-  finish_result(s, out[0], s->slot[seq & 1].labels, applied, norm, r);
+  finish_result(s, out[0], count_correct(s, s->slot[seq & 1].labels), applied, norm, r);
 }
 
-void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step, ef_step_result *r) {
-  ef_step_collect(s, ef_step_queue(s, images, labels, lr, step), r);
+void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr, int64_t step,
+                 ef_step_result *r) {
+  ef_step_collect(s, ef_step_queue(s, images, labels, targets, lr, step), r);
 }
 
 void ef_step_disconnect(ef_step *s) {

@@ -23,11 +23,15 @@ typedef struct {
   double clip;      // global gradient norm to clip to (0: none)
   bool eager;       // on a GPU: op by op, not a captured graph (profiles time every node)
   double timeout_s; // GPU ranks: the longest wait for a step's results before the job ends  [600]
+  int accum;        // micro-batches whose gradients add up to one update (0, 1: none; the CPU only)
 } ef_step_config;
 
 typedef struct {
-  double loss;     // the batch's mean loss (label smoothing included), over all ranks
-  int64_t correct; // top-1 hits, over all ranks
+  bool partial;    // accumulation: a micro-batch before its update's last (nothing applied yet; its
+                   // loss and hits are this rank's own, and count in the update's result)
+  double loss;     // the batch's mean loss (label smoothing included), over all ranks; accumulating,
+                   // the mean over the update's micro-batches
+  int64_t correct; // top-1 hits, over all ranks (and an update's micro-batches)
   double norm;     // the global norm of the (unscaled) gradients; 0 when not computed
                    // (the CPU computes it only to clip)
   bool finite;     // the loss and the norm are finite (else nothing was applied: stop)
@@ -54,6 +58,9 @@ typedef struct {
   int64_t good_steps;         // f16: steps since the loss scale last changed
   ef_cuda_readback *readback; // GPU: each step's loss and logits, read one step later
   uint32_t queued, collected; // steps queued and collected so far
+  int micro;                  // accumulation: micro-batches of the current update run so far
+  double micro_loss;          // ... the sum of their losses
+  int64_t micro_correct;      // ... and of their hits
   struct {                    // per step in flight (step seq in slot seq % 2)
     int32_t *labels;          // (batch) its labels
     ef_step_result result;    // CPU: its results, complete when queued
@@ -69,19 +76,25 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
 // averaged in buckets of bucket_bytes started during the backward pass (0: one all-reduce after
 // it); bn_comm: SyncBN's group (NULL: none).
 void ef_step_connect(ef_step *s, ef_comm *comm, ef_comm *bn_comm, size_t bucket_bytes);
-// The loss scale (f16's: from 65536, or a checkpoint's); 1 for other precisions.
+// The loss scale (f16's: from 65536, or a checkpoint's); 1 for other precisions. The graph's
+// loss is scaled by it over the micro-batches of an update.
 void ef_step_set_loss_scale(ef_step *s, double scale);
-// Queues one step on a batch (the graph's batch of images and labels) at learning rate lr; `step`
-// numbers it (dropout and drop-path masks depend on it). images NULL: a GPU's images and labels
-// are already in the plan's inputs (ef_cuda_feed_take); labels is still the host's copy, for the
-// accuracy. Returns the number ef_step_collect takes. At most two steps are queued and not
-// collected, and they are collected in order. On the CPU the step is done when this returns.
-uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step);
+// Queues one step on a batch (the graph's batch of images and labels, and with soft targets the
+// targets (batch, classes)) at learning rate lr; `step` numbers the update (dropout and drop-path
+// masks depend on it and on the micro-batch). images NULL: a GPU's images and labels are already in
+// the plan's inputs (ef_cuda_feed_take); labels is still the host's copy, for the accuracy. Returns
+// the number ef_step_collect takes. At most two steps are queued and not collected, and they are
+// collected in order. On the CPU the step is done when this returns. With accum N, N calls make an
+// update: the first N - 1 add their gradients and give partial results, the last applies the sum
+// (each micro-batch's loss is scaled by 1/N, so the update is the mean over N x batch images).
+uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr,
+                       int64_t step);
 // Waits for step `seq` (on GPUs within the communicator's timeout) and gives its results; then
 // its update counts (or, not finite or overflowed, does not).
 void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r);
 // One step, queued and collected.
-void ef_step_run(ef_step *s, const float *images, const int32_t *labels, double lr, int64_t step, ef_step_result *r);
+void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr, int64_t step,
+                 ef_step_result *r);
 // Freeing, in two parts around the communicators: ef_step_disconnect frees the captured graph
 // and the buckets (NCCL's communicators wait for the graphs that use them); then the caller
 // frees its communicators; then ef_step_free the optimizer, the EMA and the device update (the

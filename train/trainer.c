@@ -30,6 +30,10 @@ ef_train_config ef_train_config_defaults(void) {
                            .schedule = "cosine",
                            .epochs = 10,
                            .batch = 64,
+                           .accum = 1,
+                           .mix_prob = 1,
+                           .mix_switch_prob = 0.5,
+                           .remode = "pixel",
                            .lr = 0.4,
                            .momentum = 0.9,
                            .weight_decay = 5e-5,
@@ -117,9 +121,11 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   if (!size && !tiny) size = m->cfg.resolution;
   if (!size) return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--model tiny on image files needs --image-size"));
   EF_TRY(usage_error(t, ef_model_check_size(m, size)));
+  int eval_size = c->eval_image_size ? (int)c->eval_image_size : size;
+  if (eval_size != size) EF_TRY(usage_error(t, ef_model_check_size(m, eval_size)));
   m->cfg.resolution = size;
   t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
-  m->eval = ef_transform_defaults(false, size, channels);
+  m->eval = ef_transform_defaults(false, eval_size, channels);
   if (d->pixels) t->train_tf.crop_pct = m->eval.crop_pct = 1; // small in-memory datasets: no centre crop
   // The normalization: a pretrained model's own (ImageNet's when its file records none), else
   // for small in-memory datasets their statistics (else ImageNet's, the transform's default).
@@ -181,20 +187,27 @@ static ef_status open_model(ef_trainer *t) {
   ef_comm *comm = t->comm;
   // Each rank trains on its shard (positions rank, rank + world, ... of the epoch's permutation)
   // and validates on its shard of the test set. On a GPU, training batches stay uint8 for the
-  // feed, which normalizes them there.
+  // feed, which normalizes them there, unless mixing or erasing needs them normalized first.
+  ef_erase_mode remode = !strcmp(c->remode, "const") ? EF_ERASE_CONST
+                         : !strcmp(c->remode, "rand") ? EF_ERASE_RAND
+                                                      : EF_ERASE_PIXEL;
   ef_loader_config lc = {.data = &t->train,
                          .transform = t->train_tf,
                          .batch = (int)c->batch,
                          .shuffle = true,
                          .drop_last = true,
-                         .as_float = !t->dev.cuda,
+                         .erase = {c->reprob, remode},
+                         .mix = {c->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->smoothing},
                          .seed = c->seed,
                          .threads = (int)c->loader_threads,
                          .rank = comm->rank,
                          .world = comm->world};
+  bool mixes = ef_mix_on(&lc.mix);
+  lc.as_float = !t->dev.cuda || mixes || c->reprob > 0;
   lc.transform.strict = c->strict_images;
   ef_loader_config ec = lc; // evaluation skips corrupt images as training does, and leaves them out
   ec.as_float = true, ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false;
+  ec.mix = (ef_mix_config){0}, ec.erase = (ef_erase_config){0};
   ec.transform.strict = c->strict_images, ec.pass_name = "validation";
   EF_TRY(ef_loader_new(&t->train_loader, &lc));
   EF_TRY(ef_loader_new(&t->test_loader, &ec));
@@ -207,7 +220,8 @@ static ef_status open_model(ef_trainer *t) {
   if (c->sync_bn > 1 && comm->world % c->sync_bn)
     return EF_ERROR(EF_ERR_INVALID, "--sync-bn %ld needs a number of ranks it divides (this run has %d)", c->sync_bn,
                     comm->world);
-  go.training = true, go.smoothing = (float)c->smoothing, go.bn_group = (int)c->sync_bn;
+  go.training = true, go.smoothing = (float)c->smoothing, go.bn_group = (int)c->sync_bn, go.soft_targets = mixes;
+  go.image_size = t->train_tf.size; // the evaluation's may differ (--eval-image-size)
   ef_model_graph_new(&t->tr, t->store, &t->info.model, &go);
   EF_TRY(ef_store_bind(t->store, t->dev.be));
   ef_store_initialize(t->store, c->seed);
@@ -221,26 +235,30 @@ static ef_status open_model(ef_trainer *t) {
                        .ema = c->ema,
                        .clip = c->clip,
                        .eager = c->profile,
-                       .timeout_s = c->comm_timeout};
+                       .timeout_s = c->comm_timeout,
+                       .accum = (int)c->accum};
   if (kind != EF_OPT_ADAMW) sc.optim.momentum = c->momentum;
   sc.optim.weight_decay = c->weight_decay, sc.optim.nesterov = c->nesterov, sc.optim.decay_all = c->decay_all;
   EF_TRY(ef_step_init(&t->step, &t->tr, &sc));
   t->depth = c->steps_in_flight ? c->steps_in_flight : t->dev.cuda ? 2 : 1;
   if (t->depth < 1 || t->depth > 2)
     return EF_ERROR(EF_ERR_INVALID, "steps in flight: %ld; 1 or 2 (0: the device's choice)", c->steps_in_flight);
-  if (t->dev.cuda) {
+  if (ef_trainer_batches(t) < 1)
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "an epoch has %lld batches per rank, fewer than --accum %ld",
+                                   (long long)ef_loader_batches(t->train_loader), c->accum));
+  if (!lc.as_float) {
     float lut[3 * 256];
     ef_transform_lut(&t->train_tf, lut);
     EF_TRY(ef_cuda_feed_new(&t->feed, t->dev.be, ef_numel(t->tr.images), t->train_tf.channels, c->batch, lut));
   }
-  t->global_batch = c->batch * comm->world;
+  t->global_batch = c->batch * comm->world * c->accum;
   ef_lr_decay decay = !strcmp(c->schedule, "cosine")        ? EF_LR_COSINE
                       : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
                                                             : EF_LR_CONSTANT;
   ef_schedule_config sched = {.decay = decay,
                               .base_lr = c->lr,
                               .batch = t->global_batch,
-                              .steps_per_epoch = (double)ef_loader_batches(t->train_loader),
+                              .steps_per_epoch = (double)ef_trainer_batches(t),
                               .warmup_epochs = c->warmup,
                               .decay_epochs = c->decay_epochs,
                               .decay_rate = c->decay_rate,
@@ -267,10 +285,10 @@ static ef_status restore(ef_trainer *t) {
       return EF_ERROR(
           EF_ERR_INVALID,
           "%s stopped %lld images into epoch %lld, not a whole number of global batches of %lld "
-          "(--batch %ld x %d ranks): resume with a --batch and a number of ranks whose product divides %lld, "
-          "or from a checkpoint saved at an epoch's end",
+          "(--batch %ld x %d ranks x --accum %ld): resume with a --batch, ranks and --accum whose product divides "
+          "%lld, or from a checkpoint saved at an epoch's end",
           t->cfg.resume, (long long)saved->epoch_seen, (long long)saved->epoch + 1, (long long)t->global_batch,
-          t->cfg.batch, t->comm->world, (long long)saved->epoch_seen);
+          t->cfg.batch, t->comm->world, t->cfg.accum, (long long)saved->epoch_seen);
   }
   if (t->dev.activations != EF_F16) info->loss_scale = 1;
   else if (!(info->loss_scale > 0)) info->loss_scale = 65536;
@@ -358,27 +376,31 @@ ef_status ef_trainer_connect(ef_trainer *t) {
 
 // ---- the loop's parts ---------------------------------------------------------------------------
 
-int64_t ef_trainer_batches(const ef_trainer *t) { return ef_loader_batches(t->train_loader); }
+int64_t ef_trainer_batches(const ef_trainer *t) { return ef_loader_batches(t->train_loader) / t->cfg.accum; }
+
+bool ef_trainer_mixes(const ef_trainer *t) { return t->tr.targets != NULL; }
 
 // Queues the step of batch b, the `ahead`-th after the position (steps queued, not collected):
-// on a GPU through the feed (b holds uint8 pixels), else from b's floats. Its learning rate in *lr.
+// on a GPU through the feed (b holds uint8 pixels), else from b's floats (and soft targets). Its
+// learning rate in *lr. Accumulating, b is a micro-batch of the update the position is at.
 static uint32_t queue_step(ef_trainer *t, const ef_batch *b, int ahead, double *lr) {
   int64_t step = t->info.step + ahead;
   *lr = ef_lr_at(&t->sched, step);
-  if (!t->feed) return ef_step_queue(&t->step, b->images, b->labels, *lr, step);
+  if (!t->feed) return ef_step_queue(&t->step, b->images, b->labels, b->targets, *lr, step);
   ef_cuda_feed_put(t->feed, b->images, b->labels);
   ef_cuda_feed_take(t->feed, t->tr.images, t->tr.labels);
-  return ef_step_queue(&t->step, NULL, b->labels, *lr, step);
+  return ef_step_queue(&t->step, NULL, b->labels, NULL, *lr, step);
 }
 
-// A collected step's result into the position: it counts when finite (an f16 overflow counts).
+// A collected update's result into the position: it counts when finite (an f16 overflow counts);
+// `index` is its (last) batch's. A micro-batch before an update's last counts in the update.
 static void account(ef_trainer *t, const ef_step_result *r, int64_t index) {
   ef_checkpoint_info *info = &t->info;
   info->loss_scale = t->step.loss_scale;
-  if (!r->finite) return;
+  if (!r->finite || r->partial) return;
   info->epoch_correct += r->correct;
   info->epoch_loss += r->loss, info->epoch_seen += t->global_batch;
-  info->step++, info->batch = index + 1;
+  info->step++, info->batch = (index + 1) / t->cfg.accum;
 }
 
 void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr) {
@@ -393,9 +415,10 @@ int ef_trainer_agree_stop(ef_trainer *t, int local_signal) {
 }
 
 ef_status ef_trainer_log_progress(ef_trainer *t, double loss, double acc, double lr, double images_per_s) {
-  const char *tags[] = {"train/loss", "train/acc", "train/lr", "train/images_per_s"};
-  double values[] = {loss, acc, lr, images_per_s};
-  return t->metrics ? ef_metrics_log(t->metrics, t->info.step, (int)t->info.epoch + 1, 4, tags, values) : EF_OK;
+  const char *tags[] = {"train/loss", "train/lr", "train/images_per_s", "train/acc"}; // mixing: no accuracy
+  double values[] = {loss, lr, images_per_s, acc};
+  int n = ef_trainer_mixes(t) ? 3 : 4;
+  return t->metrics ? ef_metrics_log(t->metrics, t->info.step, (int)t->info.epoch + 1, n, tags, values) : EF_OK;
 }
 
 // The checkpoint at the position (rank 0), best.h5 first when `best`; `prune` keeps the newest
@@ -508,12 +531,13 @@ static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, in
   ef_step_result bad = {0}; // the step that broke the run, as reported
   int64_t bad_batch = 0;
   int sig = 0;
-  *st = ef_loader_start(t->train_loader, t->info.epoch, t->info.batch);
+  *st = ef_loader_start(t->train_loader, t->info.epoch, t->info.batch * t->cfg.accum);
   more = *st == EF_OK;
+  int64_t used = ef_trainer_batches(t) * t->cfg.accum; // accumulating, the batches of whole updates
   for (;;) {
     while (more && !stopping && q.n < t->depth && !(h->stop_after && *steps + q.n >= h->stop_after)) {
       const ef_batch *b;
-      if ((*st = ef_loader_next(t->train_loader, &b)) != EF_OK || !b) {
+      if ((*st = ef_loader_next(t->train_loader, &b)) != EF_OK || !b || b->index >= used) {
         more = false, stopping = *st != EF_OK;
         break;
       }
@@ -523,6 +547,7 @@ static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, in
     if (!q.n) break;
     double lr;
     collect_oldest(t, &q, r, &lr);
+    if (r->last.partial) continue; // accumulating: the update goes on (stops wait for its end)
     int agreed = ef_trainer_agree_stop(t, stop_requested(h)); // every rank collects the same steps
     if (broken || stopping) continue;                         // the steps in flight finish, unreported
     if (!r->last.finite) {                                    // every rank sees it: all stop

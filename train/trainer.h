@@ -27,6 +27,12 @@ typedef struct {
   const char *augment;        // none, crop, autoaugment or randaugment
   long image_size;            // 0: the pretrained model's, else the images' own (IDX, CIFAR) or the least
                               // the model takes, else the model's
+  long eval_image_size;       // validation's (and the saved model's evaluation) side (0: image_size; FixRes)
+  double mixup, cutmix;       // Beta alphas of Mixup and CutMix (0: off), timm's semantics (data/mix.h)
+  double mix_prob;            // the probability that a batch is mixed
+  double mix_switch_prob;     // both on: the probability that a mixed batch is CutMix's
+  double reprob;              // random erasing's probability per image (0: off)
+  const char *remode;         // random erasing's fill: pixel, rand or const
   bool strict_images;         // JPEG data libjpeg warns about makes an image corrupt (skipped, counted)
   long loader_threads;
   // model
@@ -39,7 +45,8 @@ typedef struct {
   // optimization
   const char *optimizer; // sgd, rmsprop or adamw
   const char *schedule;  // cosine, exponential or constant
-  long epochs, batch;    // batch: per rank
+  long epochs, batch;    // batch: per rank and micro-batch
+  long accum;            // micro-batches per update (gradient accumulation; the CPU only)
   double lr;             // per 256 images of the global batch
   double momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
   bool nesterov, decay_all;
@@ -82,13 +89,15 @@ typedef struct {
   ef_metrics *metrics; // rank 0 only
   char out[4096];
   int lock;             // rank 0: its hold on the run folder (train/run_dir.h), -1 elsewhere
-  int64_t global_batch; // the batch over all ranks: what the learning rate follows
+  int64_t global_batch; // an update's images over all ranks (batch x ranks x accum): what the learning
+                        // rate follows
   size_t frozen;        // parameters held fixed (--freeze)
   bool usage_error;     // the last failure was the configuration's (a command exits 2 for it)
 } ef_trainer;
 
 // The defaults of every field: the tiny net on Fashion-MNIST, SGD with momentum 0.9 at 0.4 per
-// 256 images, cosine decay, 10 epochs of batch 64, label smoothing 0.1, on the CPU.
+// 256 images, cosine decay, 10 epochs of batch 64, label smoothing 0.1, no mixing or erasing, on the
+// CPU.
 ef_train_config ef_train_config_defaults(void);
 
 // Opens the run in phases, each with a clear error: the data, the model and its store, the
@@ -103,7 +112,8 @@ ef_status ef_trainer_open(ef_trainer *t, const ef_train_config *cfg, ef_comm *co
 ef_status ef_trainer_connect(ef_trainer *t);
 
 // One training step on a batch of the training loader; the position advances when it applied (or
-// f16 skipped it for an overflow). r->finite false: the run is broken (the caller stops).
+// f16 skipped it for an overflow). r->finite false: the run is broken (the caller stops). With
+// accum, a micro-batch: r->partial until the update's last.
 void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr);
 // A stop any rank was asked for (a signal number, 0: none), the same on every rank.
 int ef_trainer_agree_stop(ef_trainer *t, int local_signal);
@@ -156,8 +166,10 @@ ef_status ef_trainer_fit(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r)
 // Saves a checkpoint at the current position (rank 0), keeps the newest cfg.keep, and copies it
 // to best.h5 when `best`.
 ef_status ef_trainer_save(ef_trainer *t, bool best);
-// The batches of an epoch (per rank).
+// The updates of an epoch (per rank): its batches, over accum (the rest of the epoch is left out).
 int64_t ef_trainer_batches(const ef_trainer *t);
+// Whether the run trains on mixed (soft) targets: its training accuracy is then not reported.
+bool ef_trainer_mixes(const ef_trainer *t);
 
 void ef_trainer_close(ef_trainer *t);
 

@@ -60,7 +60,7 @@ static void trainer_free(trainer *t) {
 // One step; returns the loss.
 static double step(trainer *t, int i) {
   ef_step_result r;
-  ef_step_run(&t->step, t->x, t->y, LR, i, &r);
+  ef_step_run(&t->step, t->x, t->y, NULL, LR, i, &r);
   CHECK(r.applied, "step %d: loss %g, gradient norm %g: the update was skipped", i, r.loss, r.norm);
   return r.loss;
 }
