@@ -25,7 +25,9 @@ OMPI_COMM_WORLD_SIZE=1 expect 2 "--gpus starts its own workers: under mpirun or 
 EFFNET_RANK=0 EFFNET_WORLD_SIZE=1 expect 2 "but --gpus is 0: unset EFFNET_RANK" train --epochs 1
 EFFNET_RANK=2 EFFNET_WORLD_SIZE=2 expect 1 "EFFNET_RANK is '2', not a number in [0, 1]" train
 expect 1 "cannot start device cuda:99" eval /nonexistent.h5 --device cuda:99
-expect 2 "--recipe must be default or official" train --recipe fast
+expect 2 "--recipe must be default, official or timm" train --recipe fast
+expect 2 "--remode must be pixel, rand or const, not 'bogus'" train --remode bogus
+expect 2 "bad value '1.5' for --mix-prob" train --mixup 0.2 --mix-prob 1.5
 expect 1 "cannot resume from /nonexistent" train --resume /nonexistent
 expect 1 "--init: " train --init /nonexistent.h5
 expect 2 "--init gives the architecture" train --init /nonexistent.h5 --model b0
@@ -98,6 +100,16 @@ expect 0 "validation: loss" train --data "$tmp/jpegs" --image-size 32 --augment 
   --loader-threads 2 --out "$tmp/run-folder"
 expect 2 "already holds checkpoints" train --data "$tmp/jpegs" --image-size 32 --out "$tmp/run-folder"
 expect 0 "top-1" eval "$tmp/run-folder/best.h5"
+# FixRes: validation at --eval-image-size, which the checkpoint records for eval; timm's recipe with
+# Mixup and CutMix on top (no training accuracy then); accumulation needs as many batches.
+expect 0 "test: eval 40x40x3" train --data "$tmp/jpegs" --image-size 32 --eval-image-size 40 --epochs 1 --batch 4 \
+  --out "$tmp/fixres"
+expect 0 "input: eval 40x40x3" eval "$tmp/fixres/best.h5"
+expect 0 "--reprob          0.2                    recipe" train --data "$tmp/jpegs" --image-size 32 --recipe timm \
+  --epochs 1 --warmup 0 --batch 4 --mixup 0.2 --cutmix 1 --accum 2 --out "$tmp/timm"
+if grep -q '"train/acc"' "$tmp/timm/metrics.jsonl"; then fail "mixed targets: train/acc was logged"; fi
+expect 2 "an epoch has 6 batches per rank, fewer than --accum 8" train --data "$tmp/jpegs" --image-size 32 --batch 4 \
+  --accum 8 --out "$tmp/accum"
 expect 0 "%  class" predict "$tmp/run-folder/best.h5" "$tmp/jpegs/class3/00003.jpg" --top-k 3
 echo "not an image" >"$tmp/bad.jpg"
 expect 1 "bad.jpg: not a JPEG or PNG file" predict "$tmp/run-folder/best.h5" "$tmp/bad.jpg"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Stopping and resuming training changes nothing: runs stopped by --stop-after (twice, and with
-# two steps in flight as on GPUs), by SIGINT and by kill -9, then resumed, end with checkpoints
-# equal bit for bit (model, EMA, optimizer slots, counters) to the run that never stopped, and
-# log the same losses. A truncated file, a text file and a checkpoint of another model each fail
+# Stopping and resuming training changes nothing: runs stopped by --stop-after (twice; with two
+# steps in flight as on GPUs; with mixing, erasing and accumulation), by SIGINT and by kill -9, then
+# resumed, end with checkpoints equal bit for bit (model, EMA, optimizer slots, counters) to the run
+# that never stopped, and log the same losses. A truncated file, a text file and a checkpoint of another model each fail
 # to resume with their message, leaving the run folder as it was; eval and predict refuse a
 # checkpoint holding a NaN.
 # usage: test_resume.sh EFFNET   (exit 77 without Fashion-MNIST, h5py or numpy)
@@ -71,6 +71,22 @@ fi
 "$effnet" train "${recipe[@]}" --steps-in-flight 2 --out "$tmp/p" --stop-after 13 >"$tmp/p.log" 2>&1 &&
   "$effnet" train --resume "$tmp/p" >>"$tmp/p.log" 2>&1 || fail "two steps in flight: $(tail -2 "$tmp/p.log")"
 same "two steps in flight, stopped after 13 and resumed" "$tmp/p"
+
+# Mixup, CutMix, random erasing and gradient accumulation (2 micro-batches of 32) carry no state of
+# their own beyond (seed, epoch, batch): stopped mid-epoch (6 updates = 12 micro-batches) and resumed,
+# the same bits as a run that never stopped.
+mixing=(--limit 1024 --val-limit 500 --epochs 2 --batch 32 --accum 2 --mixup 0.4 --cutmix 1 --mix-prob 0.9 --reprob 0.3
+        --augment crop --seed 3 --loader-threads 2 --log-every 1 --keep 10)
+"$effnet" train "${mixing[@]}" --out "$tmp/m" >"$tmp/m.log" 2>&1 &&
+  "$effnet" train "${mixing[@]}" --out "$tmp/mb" --stop-after 6 >"$tmp/mb.log" 2>&1 &&
+  "$effnet" train --resume "$tmp/mb" >>"$tmp/mb.log" 2>&1 || fail "mixing and accumulation: $(tail -2 "$tmp/mb.log")"
+if grep -q "train acc" "$tmp/m.log"; then fail "mixed targets: a training accuracy was printed"; fi
+if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/m/ckpt-000000000032.h5" "$tmp/mb/ckpt-000000000032.h5" \
+  >"$tmp/cmp.log" 2>&1; then
+  echo "ok: mixing, erasing and accumulation, stopped after 6 updates and resumed: $(cat "$tmp/cmp.log")"
+else
+  fail "mixing, erasing and accumulation resumed: $(cat "$tmp/cmp.log")"
+fi
 
 # kill -9 once the first epoch's checkpoint is written: every file left is whole, and the run
 # resumes from the latest to the reference's end.
