@@ -194,7 +194,7 @@ static void finish_batch(ef_loader *l, int64_t c) {
   int64_t b = c / l->chunks_per_batch;
   slot *s = &l->slots[b % l->depth];
   if (s->mixed || s->done < batch_count(l, b, NULL)) return;
-  if (ef_mix_on(&l->cfg.mix) && s->status == EF_OK) {
+  if (ef_mix_targets(&l->cfg.mix) && s->status == EF_OK) {
     pthread_mutex_unlock(&l->mu);
     mix_batch(l, s, b);
     pthread_mutex_lock(&l->mu);
@@ -246,7 +246,7 @@ ef_status ef_loader_new(ef_loader **out, const ef_loader_config *cfg) {
   if (!cfg->alloc != !cfg->free)
     return EF_ERROR(EF_ERR_INVALID, "the loader's batch allocator needs both alloc and free");
   if (d->n < 1) return EF_ERROR(EF_ERR_INVALID, "the dataset %s is empty", d->source);
-  bool mix = ef_mix_on(&cfg->mix);
+  bool mix = ef_mix_targets(&cfg->mix);
   if ((mix || cfg->erase.prob > 0) && !cfg->as_float)
     return EF_ERROR(EF_ERR_INVALID, "Mixup, CutMix and random erasing work on normalized (float) batches");
   if (mix && !(cfg->mix.prob >= 0 && cfg->mix.prob <= 1 && cfg->mix.switch_prob >= 0 && cfg->mix.switch_prob <= 1 &&

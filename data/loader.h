@@ -45,8 +45,8 @@ typedef struct {
   int real;             // the first `real` are this rank's own; the rest pad the shard
   void *images;         // (n, size, size, channels), f32 or uint8
   int32_t *labels;      // (n) each image's own label
-  float *targets;       // with mix: (n, classes) the soft targets (mixed labels, smoothing folded in); else NULL
-  ef_mix_draw mix;      // with mix: the batch's draw
+  float *targets;       // with mix's targets: (n, classes) (mixed labels, smoothing folded in); else NULL
+  ef_mix_draw mix;      // with them: the batch's draw
   int64_t *ids;         // (n) dataset indices
   uint8_t *corrupt;     // (n) 1 where the sample's own image was corrupt and the next one of the
                         // dataset that decodes took its place: training uses it, evaluation does not

@@ -10,6 +10,7 @@
 enum { MIX_WORDS = 1 << 16 }; // Philox words reserved for one batch's draw (rejections included)
 
 bool ef_mix_on(const ef_mix_config *c) { return c->mixup > 0 || c->cutmix > 0; }
+bool ef_mix_targets(const ef_mix_config *c) { return ef_mix_on(c) || c->targets; }
 
 static double seq_normal(ef_rng_seq *r) {
   double u1 = 1.0 - ef_rng_seq_uniform(r), u2 = ef_rng_seq_uniform(r); // 1 - u in (0, 1]: a finite log

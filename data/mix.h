@@ -13,10 +13,12 @@ typedef struct {
   double prob;          // the probability that a batch is mixed at all  [1]
   double switch_prob;   // both on: the probability that a mixed batch is CutMix's  [0.5]
   double smoothing;     // label smoothing, folded into the targets
+  bool targets;         // soft targets even when neither alpha is on (a progressive stage before Mixup's)
 } ef_mix_config;
 
-// Whether the configuration mixes (then batches carry soft targets).
+// Whether the configuration mixes; whether batches carry soft targets (it mixes, or `targets`).
 bool ef_mix_on(const ef_mix_config *c);
+bool ef_mix_targets(const ef_mix_config *c);
 
 typedef struct {
   double lam;     // the share of each image's own pixels and label (1: not mixed)

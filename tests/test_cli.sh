@@ -108,6 +108,12 @@ expect 0 "input: eval 40x40x3" eval "$tmp/fixres/best.h5"
 expect 0 "--reprob          0.2                    recipe" train --data "$tmp/jpegs" --image-size 32 --recipe timm \
   --epochs 1 --warmup 0 --batch 4 --mixup 0.2 --cutmix 1 --accum 2 --out "$tmp/timm"
 if grep -q '"train/acc"' "$tmp/timm/metrics.jsonl"; then fail "mixed targets: train/acc was logged"; fi
+# Progressive learning's stages: values from the first stage's to the run's own, rounded sizes.
+expect 0 "stage 3/4: image size 43, RandAugment magnitude 7, Mixup 0.133, dropout 0.15" train --data "$tmp/jpegs" \
+  --progressive 4 --prog-image-size 32 --image-size 48 --augment randaugment --prog-ra-magnitude 3 --mixup 0.2 \
+  --prog-mixup 0 --prog-dropout 0.05 --epochs 4 --batch 4 --out "$tmp/prog"
+expect 2 "--progressive 4 stages need at least as many epochs (--epochs 3)" train --data "$tmp/jpegs" --image-size 32 \
+  --progressive 4 --epochs 3 --out "$tmp/prog3"
 expect 2 "an epoch has 6 batches per rank, fewer than --accum 8" train --data "$tmp/jpegs" --image-size 32 --batch 4 \
   --accum 8 --out "$tmp/accum"
 expect 0 "%  class" predict "$tmp/run-folder/best.h5" "$tmp/jpegs/class3/00003.jpg" --top-k 3

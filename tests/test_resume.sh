@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stopping and resuming training changes nothing: runs stopped by --stop-after (twice; with two
-# steps in flight as on GPUs; with mixing, erasing and accumulation), by SIGINT and by kill -9, then
+# steps in flight as on GPUs; with mixing, erasing and accumulation; inside a progressive stage), by
+# SIGINT and by kill -9, then
 # resumed, end with checkpoints equal bit for bit (model, EMA, optimizer slots, counters) to the run
 # that never stopped, and log the same losses. A truncated file, a text file and a checkpoint of another model each fail
 # to resume with their message, leaving the run folder as it was; eval and predict refuse a
@@ -86,6 +87,22 @@ if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/m/ckpt-000000000032.h5"
   echo "ok: mixing, erasing and accumulation, stopped after 6 updates and resumed: $(cat "$tmp/cmp.log")"
 else
   fail "mixing, erasing and accumulation resumed: $(cat "$tmp/cmp.log")"
+fi
+
+# Progressive learning: stopped inside the second of three stages (another image size, RandAugment
+# magnitude, Mixup alpha and dropout than the first's) and resumed there, the same bits.
+prog=(--limit 512 --val-limit 200 --epochs 3 --batch 32 --progressive 3 --prog-image-size 20 --image-size 28
+      --augment randaugment --prog-ra-magnitude 2 --mixup 0.3 --prog-mixup 0 --prog-dropout 0 --seed 5 --keep 10)
+"$effnet" train "${prog[@]}" --out "$tmp/g" >"$tmp/g.log" 2>&1 &&
+  "$effnet" train "${prog[@]}" --out "$tmp/gb" --stop-after 21 >"$tmp/gb.log" 2>&1 &&
+  "$effnet" train --resume "$tmp/gb" >>"$tmp/gb.log" 2>&1 || fail "progressive learning: $(tail -2 "$tmp/gb.log")"
+grep -q "stage 2/3: image size 24, RandAugment magnitude 6, Mixup 0.15, dropout 0.1" "$tmp/gb.log" ||
+  fail "progressive learning: the resumed run did not start in stage 2: $(grep stage "$tmp/gb.log")"
+if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/g/ckpt-000000000048.h5" "$tmp/gb/ckpt-000000000048.h5" \
+  >"$tmp/cmp.log" 2>&1; then
+  echo "ok: progressive learning, stopped in stage 2 and resumed: $(cat "$tmp/cmp.log")"
+else
+  fail "progressive learning resumed: $(cat "$tmp/cmp.log")"
 fi
 
 # kill -9 once the first epoch's checkpoint is written: every file left is whole, and the run

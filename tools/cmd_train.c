@@ -58,6 +58,11 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
          (long long)t->test.n, t->train.num_classes);
   ef_flags_echo(f, stdout);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, c->loader_threads);
+  if (c->mixup > 0 || c->cutmix > 0 || c->reprob > 0 || c->accum > 1)
+    printf("  mixing: Mixup %g, CutMix %g (a batch mixed with probability %g; CutMix's share %g); random erasing %g "
+           "(%s); %ld micro-batch%s per update\n",
+           c->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->reprob, c->remode, c->accum,
+           c->accum > 1 ? "es" : "");
   if (t->train.pixels && !c->image_size && !c->init && t->train_tf.size > t->train.h)
     printf("  note: the %dx%d images are upscaled to %dx%d, the least %s takes (--image-size chooses another size)\n",
            t->train.w, t->train.h, t->train_tf.size, t->train_tf.size, m->cfg.name);
@@ -142,6 +147,18 @@ static ef_status after_step(void *user, ef_trainer *t, const ef_step_result *r, 
   return ef_trainer_log_progress(t, r->loss, acc, lr, rate);
 }
 
+// Progressive learning: the stage the run is in (at the start, and at each change).
+static void print_stage(const ef_trainer *t) {
+  ef_stage_info s = ef_trainer_stage(t);
+  if (s.stages > 1)
+    printf("stage %d/%d: image size %d, RandAugment magnitude %d, Mixup %.3g, dropout %.3g\n", s.stage + 1, s.stages,
+           s.image_size, s.ra_magnitude, s.mixup, s.dropout);
+}
+
+static void stage_entered(void *user, ef_trainer *t) {
+  if (((lines *)user)->lead) print_stage(t);
+}
+
 static void after_epoch(void *user, ef_trainer *t, const ef_epoch_result *e) {
   lines *l = user;
   l->t_log = ef_seconds(), l->since = 0; // the rate counts training only
@@ -158,10 +175,12 @@ static void after_epoch(void *user, ef_trainer *t, const ef_epoch_result *e) {
 static int train(ef_trainer *t, long stop_after, long log_every) {
   lines l = {.lead = t->comm->rank == 0, .tty = isatty(STDOUT_FILENO), .log_every = log_every, .t_start = ef_seconds()};
   l.t_log = l.t_start;
+  if (l.lead) print_stage(t);
   ef_fit_hooks h = {.user = &l,
                     .after_step = after_step,
                     .after_epoch = after_epoch,
                     .stop_requested = stop_requested,
+                    .stage_entered = stage_entered,
                     .stop_after = stop_after};
   ef_fit_result r;
   ef_status st = ef_trainer_fit(t, &h, &r);

@@ -27,7 +27,7 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
     return st;
   }
   size_t logits = (size_t)graph->batch * (size_t)graph->classes;
-  s->logits = ef_xmalloc(sizeof(float) * logits);
+  s->logits = ef_xmalloc(sizeof(float) * logits), s->n_logits = (int64_t)logits;
   for (int k = 0; k < 2; k++) s->slot[k].labels = ef_xmalloc(sizeof(int32_t) * (size_t)graph->batch);
   if (s->device && (st = ef_cuda_readback_new(&s->readback, s->upd.be, sizeof(float) * (1 + logits))) != EF_OK) {
     ef_step_free(s);
@@ -37,7 +37,7 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
 }
 
 void ef_step_connect(ef_step *s, ef_comm *comm, ef_comm *bn_comm, size_t bucket_bytes) {
-  s->comm = comm, s->bn_comm = bn_comm, s->overlap = bucket_bytes > 0;
+  s->comm = comm, s->bn_comm = bn_comm, s->overlap = bucket_bytes > 0, s->bucket_bytes = bucket_bytes;
   ef_grad_sync_init(&s->sync, comm, s->graph->plan, s->store, bucket_bytes);
 }
 
@@ -203,6 +203,21 @@ void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r) {
 void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr, int64_t step,
                  ef_step_result *r) {
   ef_step_collect(s, ef_step_queue(s, images, labels, targets, lr, step), r);
+}
+
+void ef_step_unbind(ef_step *s) {
+  EF_ASSERT(s->queued == s->collected && s->micro == 0, "a step moved to another graph with work in flight");
+  if (s->graph && s->graph->plan) ef_capture_free(&s->cap, s->graph->plan->be);
+  ef_grad_sync_free(&s->sync);
+  s->graph = NULL;
+}
+
+void ef_step_bind(ef_step *s, ef_model_graph *graph) {
+  EF_ASSERT(graph->plan && graph->loss && graph->g->store == s->store && graph->batch * graph->classes == s->n_logits,
+            "the step's new graph must be a planned training graph of its store, batch and classes");
+  s->graph = graph;
+  if (s->comm) ef_grad_sync_init(&s->sync, s->comm, graph->plan, s->store, s->bucket_bytes);
+  ef_step_set_loss_scale(s, s->loss_scale);
 }
 
 void ef_step_disconnect(ef_step *s) {

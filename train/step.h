@@ -54,6 +54,7 @@ typedef struct {
   ef_comm *bn_comm;           // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
   ef_grad_sync sync;          // the gradient buckets (n 0: one process)
   bool overlap;               // buckets start during the backward pass
+  size_t bucket_bytes;        // their size (ef_step_connect's)
   double loss_scale;          // f16: the loss is scaled up by this (1 otherwise)
   int64_t good_steps;         // f16: steps since the loss scale last changed
   ef_cuda_readback *readback; // GPU: each step's loss and logits, read one step later
@@ -65,7 +66,8 @@ typedef struct {
     int32_t *labels;          // (batch) its labels
     ef_step_result result;    // CPU: its results, complete when queued
   } slot[2];
-  float *logits; // (batch, classes) on the host
+  float *logits;    // (batch, classes) on the host
+  int64_t n_logits; // batch x classes
 } ef_step;
 
 // The optimizer's slots and the EMA (from the store's current values: load or initialize the
@@ -95,6 +97,13 @@ void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r);
 // One step, queued and collected.
 void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr, int64_t step,
                  ef_step_result *r);
+// Progressive learning: the step moves to another training graph of the same store, batch and
+// classes (another image size or dropout). ef_step_unbind frees what refers to the old graph's plan
+// (the captured step, the gradient buckets) before the caller frees it; ef_step_bind takes the new
+// one, planned, with the buckets again and the loss scale. The optimizer's slots and the EMA stay.
+// No step may be in flight, nor an update half accumulated.
+void ef_step_unbind(ef_step *s);
+void ef_step_bind(ef_step *s, ef_model_graph *graph);
 // Freeing, in two parts around the communicators: ef_step_disconnect frees the captured graph
 // and the buckets (NCCL's communicators wait for the graphs that use them); then the caller
 // frees its communicators; then ef_step_free the optimizer, the EMA and the device update (the

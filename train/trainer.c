@@ -34,6 +34,10 @@ ef_train_config ef_train_config_defaults(void) {
                            .mix_prob = 1,
                            .mix_switch_prob = 0.5,
                            .remode = "pixel",
+                           .ra_magnitude = 9,
+                           .prog_ra_magnitude = -1,
+                           .prog_mixup = NAN,
+                           .prog_dropout = NAN,
                            .lr = 0.4,
                            .momentum = 0.9,
                            .weight_decay = 5e-5,
@@ -123,6 +127,10 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   EF_TRY(usage_error(t, ef_model_check_size(m, size)));
   int eval_size = c->eval_image_size ? (int)c->eval_image_size : size;
   if (eval_size != size) EF_TRY(usage_error(t, ef_model_check_size(m, eval_size)));
+  if (c->progressive > c->epochs)
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--progressive %ld stages need at least as many epochs (--epochs %ld)",
+                                   c->progressive, c->epochs));
+  if (c->progressive > 1 && c->prog_image_size) EF_TRY(usage_error(t, ef_model_check_size(m, (int)c->prog_image_size)));
   m->cfg.resolution = size;
   t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
   m->eval = ef_transform_defaults(false, eval_size, channels);
@@ -138,6 +146,7 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   memcpy(t->train_tf.mean, m->eval.mean, sizeof m->eval.mean), memcpy(t->train_tf.std, m->eval.std, sizeof m->eval.std);
   if (!strcmp(c->augment, "autoaugment")) t->train_tf.augment = EF_AUGMENT_AUTO;
   if (!strcmp(c->augment, "randaugment")) t->train_tf.augment = EF_AUGMENT_RAND;
+  t->train_tf.ra_m = (int)c->ra_magnitude;
   return usage_error(t, ef_model_desc_set_names(m, d->class_names, d->num_classes));
 }
 
@@ -179,15 +188,44 @@ static ef_status open_device(ef_trainer *t) {
   return st == EF_ERR_INVALID ? usage_error(t, st) : st;
 }
 
-// The loaders; the graphs (the evaluation graph registers the parameters, the fine-tuning marks
-// go on them, then the training graph reads the marks); the store on the device with its weights
-// (initialized, then --init's) before the plans; the step; the schedule.
-static ef_status open_model(ef_trainer *t) {
+// ---- progressive learning (EfficientNetV2): the stages ----------------------------------------------
+
+// What a stage trains with: image size, RandAugment's magnitude, Mixup's alpha, dropout.
+typedef struct {
+  int size, ra_m;
+  double mixup, dropout;
+} stage_settings;
+
+// The stage of epoch e: --progressive M stages of epochs/M epochs each (the last takes the rest).
+static int stage_of(const ef_trainer *t, int64_t epoch) {
+  int64_t m = t->cfg.progressive > 1 ? t->cfg.progressive : 1, s = epoch * m / t->cfg.epochs;
+  return (int)(s < m - 1 ? s : m - 1);
+}
+
+// Stage i's values: from the first stage's to the run's own (the last stage's), linearly.
+static stage_settings stage_settings_of(const ef_trainer *t, int stage) {
   const ef_train_config *c = &t->cfg;
-  ef_comm *comm = t->comm;
-  // Each rank trains on its shard (positions rank, rank + world, ... of the epoch's permutation)
-  // and validates on its shard of the test set. On a GPU, training batches stay uint8 for the
-  // feed, which normalizes them there, unless mixing or erasing needs them normalized first.
+  double f = c->progressive > 1 ? (double)stage / (double)(c->progressive - 1) : 1;
+  int size = t->train_tf.size, start = c->prog_image_size ? (int)c->prog_image_size : size;
+  int ra = (int)c->ra_magnitude, ra0 = c->prog_ra_magnitude >= 0 ? (int)c->prog_ra_magnitude : ra;
+  double dropout = t->info.model.cfg.dropout, dropout0 = isnan(c->prog_dropout) ? dropout : c->prog_dropout;
+  double mixup0 = isnan(c->prog_mixup) ? c->mixup : c->prog_mixup;
+  return (stage_settings){.size = (int)lround(start + (size - start) * f),
+                          .ra_m = (int)lround(ra0 + (ra - ra0) * f),
+                          .mixup = mixup0 + (c->mixup - mixup0) * f,
+                          .dropout = dropout0 + (dropout - dropout0) * f};
+}
+
+// Whether any stage mixes (then every stage's graph takes soft targets).
+static bool run_mixes(const ef_train_config *c) {
+  return c->mixup > 0 || c->cutmix > 0 || (c->progressive > 1 && c->prog_mixup > 0);
+}
+
+// The training loader of a stage. Each rank trains on its shard (positions rank, rank + world, ... of
+// the epoch's permutation). On a GPU, training batches stay uint8 for the feed, which normalizes them
+// there, unless mixing or erasing needs them normalized first.
+static ef_loader_config train_loader_config(const ef_trainer *t, const stage_settings *st) {
+  const ef_train_config *c = &t->cfg;
   ef_erase_mode remode = !strcmp(c->remode, "const") ? EF_ERASE_CONST
                          : !strcmp(c->remode, "rand") ? EF_ERASE_RAND
                                                       : EF_ERASE_PIXEL;
@@ -197,14 +235,69 @@ static ef_status open_model(ef_trainer *t) {
                          .shuffle = true,
                          .drop_last = true,
                          .erase = {c->reprob, remode},
-                         .mix = {c->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->smoothing},
+                         .mix = {st->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->smoothing, run_mixes(c)},
                          .seed = c->seed,
                          .threads = (int)c->loader_threads,
-                         .rank = comm->rank,
-                         .world = comm->world};
-  bool mixes = ef_mix_on(&lc.mix);
-  lc.as_float = !t->dev.cuda || mixes || c->reprob > 0;
-  lc.transform.strict = c->strict_images;
+                         .rank = t->comm->rank,
+                         .world = t->comm->world};
+  lc.transform.size = st->size, lc.transform.ra_m = st->ra_m, lc.transform.strict = c->strict_images;
+  lc.as_float = !t->dev.cuda || ef_mix_targets(&lc.mix) || c->reprob > 0;
+  return lc;
+}
+
+// A stage's training graph (its size and dropout) into t->tr, planned.
+static ef_status build_train_graph(ef_trainer *t, const stage_settings *st) {
+  const ef_train_config *c = &t->cfg;
+  ef_model_desc d = t->info.model;
+  d.cfg.dropout = (float)st->dropout;
+  ef_graph_opts go = {.batch = c->batch,
+                      .training = true,
+                      .smoothing = (float)c->smoothing,
+                      .soft_targets = run_mixes(c),
+                      .seed = c->seed,
+                      .bn_group = (int)c->sync_bn,
+                      .activations = t->dev.activations,
+                      .image_size = st->size}; // the evaluation's may differ (--eval-image-size)
+  ef_model_graph_new(&t->tr, t->store, &d, &go);
+  return t->store->be ? ef_model_graph_plan(&t->tr, t->dev.be, &(ef_plan_opts){.profile = c->profile}) : EF_OK;
+}
+
+// The GPU's feed of uint8 batches for the training graph's images (none where batches are floats).
+static ef_status open_feed(ef_trainer *t, const ef_loader_config *lc) {
+  if (lc->as_float) return EF_OK;
+  float lut[3 * 256];
+  ef_transform_lut(&t->train_tf, lut);
+  return ef_cuda_feed_new(&t->feed, t->dev.be, ef_numel(t->tr.images), t->train_tf.channels, t->cfg.batch, lut);
+}
+
+// Moves the run to a stage: its loader, its training graph (the step moves onto it; the weights,
+// optimizer slots and EMA stay) and the feed.
+static ef_status enter_stage(ef_trainer *t, int stage) {
+  stage_settings st = stage_settings_of(t, stage);
+  ef_loader_config lc = train_loader_config(t, &st);
+  ef_loader_free(t->train_loader), t->train_loader = NULL;
+  EF_TRY(ef_loader_new(&t->train_loader, &lc));
+  ef_step_unbind(&t->step);
+  ef_model_graph_free(&t->tr);
+  EF_TRY(build_train_graph(t, &st));
+  ef_step_bind(&t->step, &t->tr);
+  if (t->feed) ef_cuda_feed_free(t->feed), t->feed = NULL;
+  EF_TRY(open_feed(t, &lc));
+  t->stage = stage;
+  return EF_OK;
+}
+
+// The loaders; the graphs (the evaluation graph registers the parameters, the fine-tuning marks
+// go on them, then the training graph reads the marks); the store on the device with its weights
+// (initialized, then --init's) before the plans; the step; the schedule. Progressive learning: the
+// training graph of the last (largest) stage is planned first, so that a run whose last stage does
+// not fit fails now, not hours in; then the stage of the position's epoch.
+static ef_status open_model(ef_trainer *t) {
+  const ef_train_config *c = &t->cfg;
+  ef_comm *comm = t->comm;
+  t->stage = stage_of(t, t->resuming ? t->saved.epoch : 0);
+  stage_settings st = stage_settings_of(t, t->stage);
+  ef_loader_config lc = train_loader_config(t, &st);
   ef_loader_config ec = lc; // evaluation skips corrupt images as training does, and leaves them out
   ec.as_float = true, ec.data = &t->test, ec.transform = t->info.model.eval, ec.shuffle = false, ec.drop_last = false;
   ec.mix = (ef_mix_config){0}, ec.erase = (ef_erase_config){0};
@@ -220,12 +313,18 @@ static ef_status open_model(ef_trainer *t) {
   if (c->sync_bn > 1 && comm->world % c->sync_bn)
     return EF_ERROR(EF_ERR_INVALID, "--sync-bn %ld needs a number of ranks it divides (this run has %d)", c->sync_bn,
                     comm->world);
-  go.training = true, go.smoothing = (float)c->smoothing, go.bn_group = (int)c->sync_bn, go.soft_targets = mixes;
-  go.image_size = t->train_tf.size; // the evaluation's may differ (--eval-image-size)
-  ef_model_graph_new(&t->tr, t->store, &t->info.model, &go);
+  EF_TRY(build_train_graph(t, &st)); // planned below, once the store holds its weights
   EF_TRY(ef_store_bind(t->store, t->dev.be));
   ef_store_initialize(t->store, c->seed);
   if (c->init && !t->resuming) EF_TRY(ef_pretrained_load(c->init, &t->pre, t->store));
+  if (c->progressive > 1 && t->stage < c->progressive - 1) { // the largest stage's plan, as a check
+    ef_model_graph keep = t->tr;
+    stage_settings last = stage_settings_of(t, (int)c->progressive - 1);
+    ef_status fits = build_train_graph(t, &last);
+    ef_model_graph_free(&t->tr);
+    t->tr = keep;
+    EF_TRY(fits);
+  }
   EF_TRY(ef_model_graph_plan(&t->tr, t->dev.be, &(ef_plan_opts){.profile = c->profile}));
   EF_TRY(ef_model_graph_plan(&t->ev, t->dev.be, NULL));
   ef_optim_kind kind = !strcmp(c->optimizer, "sgd")       ? EF_OPT_SGD
@@ -246,11 +345,7 @@ static ef_status open_model(ef_trainer *t) {
   if (ef_trainer_batches(t) < 1)
     return usage_error(t, EF_ERROR(EF_ERR_INVALID, "an epoch has %lld batches per rank, fewer than --accum %ld",
                                    (long long)ef_loader_batches(t->train_loader), c->accum));
-  if (!lc.as_float) {
-    float lut[3 * 256];
-    ef_transform_lut(&t->train_tf, lut);
-    EF_TRY(ef_cuda_feed_new(&t->feed, t->dev.be, ef_numel(t->tr.images), t->train_tf.channels, c->batch, lut));
-  }
+  EF_TRY(open_feed(t, &lc));
   t->global_batch = c->batch * comm->world * c->accum;
   ef_lr_decay decay = !strcmp(c->schedule, "cosine")        ? EF_LR_COSINE
                       : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
@@ -375,6 +470,16 @@ ef_status ef_trainer_connect(ef_trainer *t) {
 }
 
 // ---- the loop's parts ---------------------------------------------------------------------------
+
+ef_stage_info ef_trainer_stage(const ef_trainer *t) {
+  stage_settings st = stage_settings_of(t, t->stage);
+  return (ef_stage_info){.stage = t->stage,
+                         .stages = t->cfg.progressive > 1 ? (int)t->cfg.progressive : 1,
+                         .image_size = st.size,
+                         .ra_magnitude = st.ra_m,
+                         .mixup = st.mixup,
+                         .dropout = st.dropout};
+}
 
 int64_t ef_trainer_batches(const ef_trainer *t) { return ef_loader_batches(t->train_loader) / t->cfg.accum; }
 
@@ -531,6 +636,11 @@ static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, in
   ef_step_result bad = {0}; // the step that broke the run, as reported
   int64_t bad_batch = 0;
   int sig = 0;
+  int stage = stage_of(t, t->info.epoch);
+  if (stage != t->stage) {
+    if ((*st = enter_stage(t, stage)) != EF_OK) return false;
+    if (h->stage_entered) h->stage_entered(h->user, t);
+  }
   *st = ef_loader_start(t->train_loader, t->info.epoch, t->info.batch * t->cfg.accum);
   more = *st == EF_OK;
   int64_t used = ef_trainer_batches(t) * t->cfg.accum; // accumulating, the batches of whole updates

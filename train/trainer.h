@@ -33,6 +33,14 @@ typedef struct {
   double mix_switch_prob;     // both on: the probability that a mixed batch is CutMix's
   double reprob;              // random erasing's probability per image (0: off)
   const char *remode;         // random erasing's fill: pixel, rand or const
+  long ra_magnitude;          // --augment randaugment's magnitude M (of 30)
+  // progressive learning (EfficientNetV2): `progressive` stages of equal epochs, each stage's values
+  // from the first's (prog_*) to the run's own (image_size, ra_magnitude, mixup, the model's dropout)
+  long progressive;           // stages (0, 1: off)
+  long prog_image_size;       // the first stage's image size (0: image_size)
+  long prog_ra_magnitude;     // the first stage's RandAugment magnitude (-1: ra_magnitude)
+  double prog_mixup;          // the first stage's Mixup alpha (NAN: mixup)
+  double prog_dropout;        // the first stage's dropout (NAN: the model's)
   bool strict_images;         // JPEG data libjpeg warns about makes an image corrupt (skipped, counted)
   long loader_threads;
   // model
@@ -83,6 +91,7 @@ typedef struct {
   ef_store *store;
   ef_model_graph tr, ev;
   ef_step step;
+  int stage;          // progressive learning: the stage the training graph and loader are built for
   int depth;          // steps in flight (cfg.steps_in_flight resolved)
   ef_cuda_feed *feed; // GPU: uint8 batches uploaded and normalized on the device
   ef_schedule sched;
@@ -144,6 +153,8 @@ typedef struct {
   void (*after_epoch)(void *user, ef_trainer *t, const ef_epoch_result *e);
   // This rank's stop request: a signal number, 0 for none; asked after every step and epoch.
   int (*stop_requested)(void *user);
+  // Progressive learning: after the run moved to another stage (ef_trainer_stage says which).
+  void (*stage_entered)(void *user, ef_trainer *t);
   long stop_after; // save and stop after this many steps of this call (0: never)
 } ef_fit_hooks;
 
@@ -168,6 +179,12 @@ ef_status ef_trainer_fit(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r)
 ef_status ef_trainer_save(ef_trainer *t, bool best);
 // The updates of an epoch (per rank): its batches, over accum (the rest of the epoch is left out).
 int64_t ef_trainer_batches(const ef_trainer *t);
+// Progressive learning: the current stage (0-based, of `stages`) and what it trains with.
+typedef struct {
+  int stage, stages, image_size, ra_magnitude;
+  double mixup, dropout;
+} ef_stage_info;
+ef_stage_info ef_trainer_stage(const ef_trainer *t);
 // Whether the run trains on mixed (soft) targets: its training accuracy is then not reported.
 bool ef_trainer_mixes(const ef_trainer *t);
 
