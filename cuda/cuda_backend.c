@@ -323,8 +323,8 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_SOFTMAX_CE_BWD: {
     const ef_tensor *t = node->src[2];
     ef_k_softmax_ce_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), t->dtype == EF_I32 ? t->data : NULL,
-                        t->dtype == EF_F32 ? t->data : NULL, node->p.ce.smoothing, b->shape[0], b->shape[1], cu->d_error,
-                        st);
+                        t->dtype == EF_F32 ? t->data : NULL, node->p.ce.smoothing, b->shape[0], b->shape[1],
+                        cu->d_error, st);
     break;
   }
   case EF_OP_REDUCE: ef_k_total(y, ef_cuda_ref(a), node->p.value.value, ef_numel(a), sc + s->ws_off, st); break;

@@ -117,8 +117,8 @@ void ef_k_sync_var_term(float *term, const float *own, const float *group_mean, 
 void ef_k_bn_update(float *running, const float *batch, float momentum, double bessel, int64_t c, cudaStream_t s);
 
 // ---- the loss -------------------------------------------------------------------------------
-// Per row of logits (N,K): logsumexp(z) - sum t_k z_k, the targets t labels smoothed by eps or (labels
-// NULL) the soft probabilities soft (N,K); rows into scratch (double, N), then out[0] = their mean.
+// Per row of logits (N,K): sum_k t_k (logsumexp(z) - z_k), the targets t labels smoothed by eps or
+// (labels NULL) the soft probabilities soft (N,K); rows into scratch (double, N), then out[0] = their mean.
 // A label outside [0, K) sets *err.
 void ef_k_softmax_ce(ef_dref out, ef_dref logits, const int32_t *labels, const float *soft, float eps, int64_t n,
                      int64_t k, void *scratch, int *err, cudaStream_t s);

@@ -28,7 +28,8 @@ typedef struct {
   ef_batch batch;
   int64_t filling;  // the batch whose samples it holds, -1 when released
   int done;         // samples finished
-  bool mixed;       // with mix: the whole batch is mixed (after its last sample)
+  bool mixing;      // a worker is mixing the batch (after its last sample) ...
+  bool mixed;       // ... and has mixed it (or nothing was to mix): it is ready
   ef_status status; // the first failure among them
   char error[1024];
 } slot;
@@ -60,7 +61,7 @@ struct ef_loader {
 };
 
 // Empties a slot for its next batch (under the lock).
-static void slot_reset(slot *s) { s->done = 0, s->mixed = false, s->status = EF_OK, s->filling = -1; }
+static void slot_reset(slot *s) { s->done = 0, s->mixing = s->mixed = false, s->status = EF_OK, s->filling = -1; }
 
 // ---- epoch order ---------------------------------------------------------------------------
 
@@ -183,9 +184,9 @@ static void finish_chunk(ef_loader *l, int64_t c, int count, ef_status st, const
 static void mix_batch(ef_loader *l, slot *s, int64_t b) {
   const ef_transform *t = &l->cfg.transform;
   int n = batch_count(l, b, NULL);
-  s->batch.mix = ef_mix_draw_batch(&l->cfg.mix, l->cfg.seed, l->cfg.rank, l->epoch, b, t->size, t->size);
-  ef_mix_apply(&s->batch.mix, s->batch.images, n, t->size, t->size, t->channels, s->batch.labels,
-               l->cfg.data->num_classes, l->cfg.mix.smoothing, s->batch.targets);
+  ef_mix_draw d = ef_mix_draw_batch(&l->cfg.mix, l->cfg.seed, l->cfg.rank, l->epoch, b, t->size, t->size);
+  ef_mix_apply(&d, s->batch.images, n, t->size, t->size, t->channels, s->batch.labels, l->cfg.data->num_classes,
+               l->cfg.mix.smoothing, s->batch.targets);
 }
 
 // After chunk c was recorded (under the lock): the thread that completed its batch mixes it, with the
@@ -193,11 +194,13 @@ static void mix_batch(ef_loader *l, slot *s, int64_t b) {
 static void finish_batch(ef_loader *l, int64_t c) {
   int64_t b = c / l->chunks_per_batch;
   slot *s = &l->slots[b % l->depth];
-  if (s->mixed || s->done < batch_count(l, b, NULL)) return;
+  if (s->mixing || s->mixed || s->done < batch_count(l, b, NULL)) return; // (an empty chunk may finish later)
   if (ef_mix_targets(&l->cfg.mix) && s->status == EF_OK) {
+    s->mixing = true;
     pthread_mutex_unlock(&l->mu);
     mix_batch(l, s, b);
     pthread_mutex_lock(&l->mu);
+    s->mixing = false;
   }
   s->mixed = true;
 }

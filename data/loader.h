@@ -46,7 +46,6 @@ typedef struct {
   void *images;         // (n, size, size, channels), f32 or uint8
   int32_t *labels;      // (n) each image's own label
   float *targets;       // with mix's targets: (n, classes) (mixed labels, smoothing folded in); else NULL
-  ef_mix_draw mix;      // with them: the batch's draw
   int64_t *ids;         // (n) dataset indices
   uint8_t *corrupt;     // (n) 1 where the sample's own image was corrupt and the next one of the
                         // dataset that decodes took its place: training uses it, evaluation does not

@@ -17,11 +17,17 @@ static double seq_normal(ef_rng_seq *r) {
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-// Gamma(a, 1): Marsaglia and Tsang for a >= 1; for a < 1, Gamma(a + 1) * U^(1/a).
-static double gamma_draw(ef_rng_seq *r, double a) {
+// Gamma(a, 1), as a value and its logarithm: Marsaglia and Tsang for a >= 1; for a < 1,
+// Gamma(a + 1) * U^(1/a), whose value underflows for small a where its logarithm does not.
+typedef struct {
+  double v, lg;
+} gamma_value;
+
+static gamma_value gamma_draw(ef_rng_seq *r, double a) {
   if (a < 1) {
-    double g = gamma_draw(r, a + 1), u = 1.0 - ef_rng_seq_uniform(r);
-    return g * pow(u, 1 / a);
+    gamma_value g = gamma_draw(r, a + 1);
+    double u = 1.0 - ef_rng_seq_uniform(r);
+    return (gamma_value){g.v * pow(u, 1 / a), g.lg + log(u) / a};
   }
   double d = a - 1.0 / 3, c = 1 / sqrt(9 * d);
   for (int tries = 0; tries < 1000; tries++) { // each is accepted with probability > 0.95
@@ -29,14 +35,16 @@ static double gamma_draw(ef_rng_seq *r, double a) {
     if (v <= 0) continue;
     v = v * v * v;
     double u = 1.0 - ef_rng_seq_uniform(r);
-    if (u < 1 - 0.0331 * x * x * x * x || log(u) < 0.5 * x * x + d * (1 - v + log(v))) return d * v;
+    if (u < 1 - 0.0331 * x * x * x * x || log(u) < 0.5 * x * x + d * (1 - v + log(v)))
+      return (gamma_value){d * v, log(d * v)};
   }
-  return d; // not reached in practice (0.05^1000); the mode keeps the draw a function of its words
+  return (gamma_value){d, log(d)}; // not reached in practice (0.05^1000); the mode keeps it a function of its words
 }
 
+// Beta(a, a) = X / (X + Y) for X, Y ~ Gamma(a); from the logarithms where both values underflow.
 static double beta_draw(ef_rng_seq *r, double a) {
-  double x = gamma_draw(r, a), y = gamma_draw(r, a);
-  return x + y > 0 ? x / (x + y) : 0.5;
+  gamma_value x = gamma_draw(r, a), y = gamma_draw(r, a);
+  return x.v + y.v > 0 ? x.v / (x.v + y.v) : 1 / (1 + exp(y.lg - x.lg));
 }
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -94,8 +102,8 @@ void ef_mix_apply(const ef_mix_draw *d, float *images, int n, int h, int w, int 
 bool ef_erase_image(const ef_erase_config *c, float *img, int h, int w, int ch, uint64_t seed, int64_t epoch,
                     int64_t idx) {
   if (!(c->prob > 0)) return false;
-  ef_rng_seq r = {.seed = seed, .stream = ef_rng_stream(EF_RNG_ERASE, 0), .step = (uint32_t)epoch,
-                  .next = (uint64_t)idx * 64};
+  ef_rng_seq r = {
+      .seed = seed, .stream = ef_rng_stream(EF_RNG_ERASE, 0), .step = (uint32_t)epoch, .next = (uint64_t)idx * 64};
   if (ef_rng_seq_uniform(&r) > c->prob) return false;
   double area = (double)h * w, lo = log(0.3), hi = log(1 / 0.3);
   for (int attempt = 0; attempt < 10; attempt++) {

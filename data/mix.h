@@ -21,8 +21,8 @@ bool ef_mix_on(const ef_mix_config *c);
 bool ef_mix_targets(const ef_mix_config *c);
 
 typedef struct {
-  double lam;     // the share of each image's own pixels and label (1: not mixed)
-  bool cutmix;    // a box [y0, y1) x [x0, x1) comes from the partner, else a blend of the whole images
+  double lam;  // the share of each image's own pixels and label (1: not mixed)
+  bool cutmix; // a box [y0, y1) x [x0, x1) comes from the partner, else a blend of the whole images
   int y0, y1, x0, x1;
 } ef_mix_draw;
 

@@ -22,6 +22,7 @@ int main(int argc, char **argv) {
   }
   size_t m = (size_t)(n * k);
   float *in = malloc(sizeof(float) * 2 * m), *out = malloc(sizeof(float) * (1 + m));
+  if (!in || !out) return fprintf(stderr, "soft_ce_run: out of memory\n"), 1;
   FILE *f = fopen(argv[1], "rb");
   if (!f || fread(in, sizeof(float), 2 * m, f) != 2 * m) {
     fprintf(stderr, "soft_ce_run: cannot read %zu floats from %s\n", 2 * m, argv[1]);

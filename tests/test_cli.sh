@@ -112,6 +112,8 @@ if grep -q '"train/acc"' "$tmp/timm/metrics.jsonl"; then fail "mixed targets: tr
 expect 0 "stage 3/4: image size 43, RandAugment magnitude 7, Mixup 0.133, dropout 0.15" train --data "$tmp/jpegs" \
   --progressive 4 --prog-image-size 32 --image-size 48 --augment randaugment --prog-ra-magnitude 3 --mixup 0.2 \
   --prog-mixup 0 --prog-dropout 0.05 --epochs 4 --batch 4 --out "$tmp/prog"
+expect 2 "set the first of --progressive N stages (N >= 2; it is 0)" train --data "$tmp/jpegs" --image-size 32 \
+  --prog-image-size 24 --out "$tmp/prog0"
 expect 2 "--progressive 4 stages need at least as many epochs (--epochs 3)" train --data "$tmp/jpegs" --image-size 32 \
   --progressive 4 --epochs 3 --out "$tmp/prog3"
 expect 2 "an epoch has 6 batches per rank, fewer than --accum 8" train --data "$tmp/jpegs" --image-size 32 --batch 4 \

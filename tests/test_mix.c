@@ -77,8 +77,7 @@ static void test_mix_draws(void) {
   CHECK(fabs(cut / (double)mixed - 0.5) < 0.04, "%d of %d mixed batches cutmix, switch 0.5", cut, mixed);
   // Beta(0.2, 0.2): mean 1/2, variance 1 / (4 (2 alpha + 1)) = 0.1786.
   double mean = sum / mix_n, var = sq / mix_n - mean * mean;
-  CHECK(fabs(mean - 0.5) < 0.03 && fabs(var - 0.1786) < 0.015, "Beta(0.2, 0.2) draws: mean %g, variance %g", mean,
-        var);
+  CHECK(fabs(mean - 0.5) < 0.03 && fabs(var - 0.1786) < 0.015, "Beta(0.2, 0.2) draws: mean %g, variance %g", mean, var);
   ef_mix_config one = {.mixup = 1.0, .prob = 1};
   sum = sq = 0;
   for (int b = 0; b < n; b++) {
@@ -175,8 +174,13 @@ static void test_loader_mixes(void) {
     d.labels[i] = i % 5;
     for (int k = 0; k < 192; k++) d.pixels[i * 192 + k] = (uint8_t)(i * 29 + k * 3);
   }
-  ef_loader_config c = {.data = &d, .transform = ef_transform_defaults(true, 8, 3), .batch = 8, .shuffle = true,
-                        .drop_last = true, .as_float = true, .seed = 3};
+  ef_loader_config c = {.data = &d,
+                        .transform = ef_transform_defaults(true, 8, 3),
+                        .batch = 8,
+                        .shuffle = true,
+                        .drop_last = true,
+                        .as_float = true,
+                        .seed = 3};
   c.transform.crop_pct = 1;
   c.mix = (ef_mix_config){.mixup = 0.8, .cutmix = 1.0, .prob = 1, .switch_prob = 0.5, .smoothing = 0.1};
   c.erase = (ef_erase_config){.prob = 0.5, .mode = EF_ERASE_PIXEL};

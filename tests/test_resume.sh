@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Stopping and resuming training changes nothing: runs stopped by --stop-after (twice; with two
 # steps in flight as on GPUs; with mixing, erasing and accumulation; inside a progressive stage), by
-# SIGINT and by kill -9, then
-# resumed, end with checkpoints equal bit for bit (model, EMA, optimizer slots, counters) to the run
-# that never stopped, and log the same losses. A truncated file, a text file and a checkpoint of another model each fail
-# to resume with their message, leaving the run folder as it was; eval and predict refuse a
-# checkpoint holding a NaN.
+# SIGINT and by kill -9, then resumed, end with checkpoints equal bit for bit (model, EMA, optimizer
+# slots, counters) to the run that never stopped, and log the same losses; accumulation with two
+# steps in flight trains the same bits as with one. A truncated file, a text file and a checkpoint
+# of another model each fail to resume with their message, leaving the run folder as it was; eval
+# and predict refuse a checkpoint holding a NaN.
 # usage: test_resume.sh EFFNET   (exit 77 without Fashion-MNIST, h5py or numpy)
 set -u
 effnet=$1
@@ -82,6 +82,14 @@ mixing=(--limit 1024 --val-limit 500 --epochs 2 --batch 32 --accum 2 --mixup 0.4
   "$effnet" train "${mixing[@]}" --out "$tmp/mb" --stop-after 6 >"$tmp/mb.log" 2>&1 &&
   "$effnet" train --resume "$tmp/mb" >>"$tmp/mb.log" 2>&1 || fail "mixing and accumulation: $(tail -2 "$tmp/mb.log")"
 if grep -q "train acc" "$tmp/m.log"; then fail "mixed targets: a training accuracy was printed"; fi
+"$effnet" train "${mixing[@]}" --steps-in-flight 2 --out "$tmp/mp" >"$tmp/mp.log" 2>&1 ||
+  fail "accumulation with two steps in flight: $(tail -2 "$tmp/mp.log")"
+if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/m/ckpt-000000000032.h5" "$tmp/mp/ckpt-000000000032.h5" \
+  >"$tmp/cmp.log" 2>&1; then
+  echo "ok: accumulation with two steps in flight: $(cat "$tmp/cmp.log")"
+else
+  fail "accumulation with two steps in flight: $(cat "$tmp/cmp.log")"
+fi
 if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/m/ckpt-000000000032.h5" "$tmp/mb/ckpt-000000000032.h5" \
   >"$tmp/cmp.log" 2>&1; then
   echo "ok: mixing, erasing and accumulation, stopped after 6 updates and resumed: $(cat "$tmp/cmp.log")"

@@ -58,11 +58,11 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
          (long long)t->test.n, t->train.num_classes);
   ef_flags_echo(f, stdout);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, c->loader_threads);
-  if (c->mixup > 0 || c->cutmix > 0 || c->reprob > 0 || c->accum > 1)
+  if (c->mixup > 0 || c->cutmix > 0 || c->reprob > 0 || (c->progressive > 1 && c->prog_mixup > 0))
     printf("  mixing: Mixup %g, CutMix %g (a batch mixed with probability %g; CutMix's share %g); random erasing %g "
-           "(%s); %ld micro-batch%s per update\n",
-           c->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->reprob, c->remode, c->accum,
-           c->accum > 1 ? "es" : "");
+           "(%s)\n",
+           c->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->reprob, c->remode);
+  if (c->accum > 1) printf("  accumulation: %ld micro-batches of %ld per update\n", c->accum, c->batch);
   if (t->train.pixels && !c->image_size && !c->init && t->train_tf.size > t->train.h)
     printf("  note: the %dx%d images are upscaled to %dx%d, the least %s takes (--image-size chooses another size)\n",
            t->train.w, t->train.h, t->train_tf.size, t->train_tf.size, m->cfg.name);
@@ -150,9 +150,11 @@ static ef_status after_step(void *user, ef_trainer *t, const ef_step_result *r, 
 // Progressive learning: the stage the run is in (at the start, and at each change).
 static void print_stage(const ef_trainer *t) {
   ef_stage_info s = ef_trainer_stage(t);
-  if (s.stages > 1)
-    printf("stage %d/%d: image size %d, RandAugment magnitude %d, Mixup %.3g, dropout %.3g\n", s.stage + 1, s.stages,
-           s.image_size, s.ra_magnitude, s.mixup, s.dropout);
+  if (s.stages < 2) return;
+  char ra[48] = "";
+  if (t->train_tf.augment == EF_AUGMENT_RAND) snprintf(ra, sizeof ra, ", RandAugment magnitude %d", s.ra_magnitude);
+  printf("stage %d/%d: image size %d%s, Mixup %.3g, dropout %.3g\n", s.stage + 1, s.stages, s.image_size, ra, s.mixup,
+         s.dropout);
 }
 
 static void stage_entered(void *user, ef_trainer *t) {

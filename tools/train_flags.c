@@ -27,7 +27,7 @@ static const ef_flag train_flags[] = {
     {ROW(EF_FLAG_LONG, "--batch", t.batch), 1, 1 << 20, NULL, "N", "images per step (per rank and micro-batch)", true},
     {ROW(EF_FLAG_LONG, "--accum", t.accum), 1, 4096, NULL, "N",
      "micro-batches of --batch whose gradients make one update (the\nupdate is their mean; the learning rate and the "
-     "schedule follow\nN x batch; batch norm's statistics stay per micro-batch; the CPU only)",
+     "schedule follow\nN x batch; batch norm's statistics stay per micro-batch)",
      true},
     {ROW(EF_FLAG_STR, "--optimizer", t.optimizer), 0, 0, "sgd|rmsprop|adamw", "O", "sgd, rmsprop (TF's) or adamw",
      true},
@@ -64,7 +64,8 @@ static const ef_flag train_flags[] = {
      "tests better)",
      true},
     {ROW(EF_FLAG_DOUBLE, "--mixup", t.mixup), 0, 1e3, NULL, "A",
-     "Mixup: blend each batch with itself reversed, lambda ~ Beta(A, A)\n(timm's semantics; soft targets; 0: off)", true},
+     "Mixup: blend each batch with itself reversed, lambda ~ Beta(A, A)\n(timm's semantics; soft targets; 0: off)",
+     true},
     {ROW(EF_FLAG_DOUBLE, "--cutmix", t.cutmix), 0, 1e3, NULL, "A",
      "CutMix: a box of each image from its partner, lambda ~ Beta(A, A)\n(0: off)", true},
     {ROW(EF_FLAG_DOUBLE, "--mix-prob", t.mix_prob), 0, 1, NULL, "P", "the probability that a batch is mixed", true},
@@ -152,11 +153,13 @@ static const char *const official[] = {"--epochs",       "350",    "--optimizer"
 // rmsproptf (eps 1e-3), lr 0.048 for 2 x 384 images (0.016 per 256), step decay 0.97 every 2.4 epochs,
 // weight decay 1e-5, dropout and drop-path 0.2, EMA 0.9999, rand-m9-mstd0.5, random erasing 0.2
 // (pixel), 450 epochs; warm-up: train.py's default then, 3 epochs.
-static const char *const timm[] = {"--epochs",      "450",    "--optimizer", "rmsprop",     "--lr",         "0.016",
-                                   "--weight-decay", "1e-5",  "--schedule",  "exponential", "--warmup",     "3",
-                                   "--ema",          "0.9999", "--augment",  "randaugment", "--reprob",     "0.2",
-                                   "--remode",       "pixel", "--dropout",   "0.2",         "--drop-path",  "0.2",
+// clang-format off
+static const char *const timm[] = {"--epochs",  "450",         "--optimizer",    "rmsprop", "--lr",         "0.016",
+                                   "--weight-decay", "1e-5",   "--schedule",     "exponential", "--warmup", "3",
+                                   "--ema",     "0.9999",      "--augment",      "randaugment", "--reprob", "0.2",
+                                   "--remode",  "pixel",       "--dropout",      "0.2",     "--drop-path",  "0.2",
                                    NULL};
+// clang-format on
 static const char *const no_values[] = {NULL};
 static const ef_recipe recipes[] = {{"default", no_values}, {"official", official}, {"timm", timm}};
 

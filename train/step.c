@@ -14,11 +14,6 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
   if (s->cfg.accum < 1) s->cfg.accum = 1;
   EF_ASSERT(graph->plan && graph->loss, "the step needs a planned training graph");
   s->device = ef_device_of(s->store) != NULL;
-  if (s->device && s->cfg.accum > 1)
-    return EF_ERROR(EF_ERR_UNSUPPORTED,
-                    "gradient accumulation (--accum %d) runs on the CPU only so far: the captured GPU step has no "
-                    "micro-batch phase yet. Train on the GPU with a smaller --batch and --lr, or on the CPU",
-                    s->cfg.accum);
   ef_status st = ef_optim_init(&s->optim, s->store, &c->optim);
   if (st == EF_OK && c->ema > 0) st = ef_ema_init(&s->ema, s->store, c->ema), s->has_ema = st == EF_OK;
   if (st == EF_OK && s->device) st = ef_device_update_init(&s->upd, &s->optim, s->store);
@@ -33,6 +28,7 @@ ef_status ef_step_init(ef_step *s, ef_model_graph *graph, const ef_step_config *
     ef_step_free(s);
     return st;
   }
+  ef_step_set_loss_scale(s, 1); // accumulating: 1 / accum
   return EF_OK;
 }
 
@@ -150,15 +146,24 @@ uint32_t ef_step_queue(ef_step *s, const float *images, const int32_t *labels, c
     run_host(s, images, kept, targets, lr, step, &s->slot[seq & 1].result);
     return seq;
   }
-  // The whole step, all-reduces and update included, on the GPU; its loss and logits copied out
+  // The whole step, all-reduces and update included, on the GPU (accumulating: a micro-batch, whose
+  // phase zeroes the gradients first or applies the update after); its loss and logits copied out
   // behind it, to be read when it is collected.
   ef_plan *p = m->plan;
   ef_ema *ema = s->has_ema ? &s->ema : NULL;
   if (images) set_inputs(s, images, labels, targets);
   ef_run_ctx ctx = step_ctx(s, step);
-  uint32_t update = ef_device_update_values(&s->upd, &s->optim, ema, lr, s->cfg.clip, 1.0 / s->loss_scale);
-  EF_ASSERT(update == seq, "the device update counts step %u, the step %u", update, seq);
-  ef_device_train_step(s->cfg.eager ? NULL : &s->cap, s->store, p, s->sync.n ? &s->sync : NULL, &s->upd, ema, &ctx);
+  bool last = s->micro + 1 == s->cfg.accum;
+  int phase = (s->micro == 0 ? EF_STEP_ZERO : 0) | (last ? EF_STEP_UPDATE : 0);
+  s->slot[seq & 1].last = last;
+  if (last) {
+    uint32_t update = ef_device_update_values(&s->upd, &s->optim, ema, lr, s->cfg.clip, 1.0 / s->loss_scale);
+    EF_ASSERT(update == s->updates, "the device update counts update %u, the step %u", update, s->updates);
+    s->slot[seq & 1].update = s->updates++;
+  }
+  s->micro = last ? 0 : s->micro + 1;
+  ef_device_train_step(s->cfg.eager ? NULL : &s->cap[phase], s->store, p, s->sync.n ? &s->sync : NULL, &s->upd, ema,
+                       &ctx, phase);
   const void *src[2] = {m->loss->data, m->logits->data};
   size_t bytes[2] = {sizeof(float), sizeof(float) * (size_t)(m->batch * m->classes)};
   ef_cuda_readback_queue(s->readback, seq, src, bytes, 2);
@@ -195,9 +200,18 @@ void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r) {
   const float *out = ef_cuda_readback_wait(s->readback, seq);
   const ef_model_graph *m = s->graph;
   memcpy(s->logits, out + 1, sizeof(float) * (size_t)(m->batch * m->classes));
-  double norm;
-  bool applied = ef_device_update_finish_at(&s->upd, &s->optim, s->has_ema ? &s->ema : NULL, seq, &norm);
-  finish_result(s, out[0], count_correct(s, s->slot[seq & 1].labels), applied, norm, r);
+  int64_t correct = count_correct(s, s->slot[seq & 1].labels);
+  s->micro_loss += out[0], s->micro_correct += correct;
+  if (!s->slot[seq & 1].last) { // accumulating: a micro-batch before its update's last
+    *r = (ef_step_result){.partial = true, .loss = out[0], .correct = correct, .finite = isfinite(out[0])};
+    return;
+  }
+  double norm, loss = s->micro_loss / s->cfg.accum;
+  int64_t hits = s->micro_correct;
+  s->micro_loss = 0, s->micro_correct = 0;
+  bool applied =
+      ef_device_update_finish_at(&s->upd, &s->optim, s->has_ema ? &s->ema : NULL, s->slot[seq & 1].update, &norm);
+  finish_result(s, loss, hits, applied, norm, r);
 }
 
 void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr, int64_t step,
@@ -205,9 +219,14 @@ void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const f
   ef_step_collect(s, ef_step_queue(s, images, labels, targets, lr, step), r);
 }
 
+void ef_step_drop_partial(ef_step *s) {
+  EF_ASSERT(s->queued == s->collected, "an update dropped with steps in flight");
+  s->micro = 0, s->micro_loss = 0, s->micro_correct = 0;
+}
+
 void ef_step_unbind(ef_step *s) {
   EF_ASSERT(s->queued == s->collected && s->micro == 0, "a step moved to another graph with work in flight");
-  if (s->graph && s->graph->plan) ef_capture_free(&s->cap, s->graph->plan->be);
+  for (int k = 0; k < 4 && s->graph && s->graph->plan; k++) ef_capture_free(&s->cap[k], s->graph->plan->be);
   ef_grad_sync_free(&s->sync);
   s->graph = NULL;
 }
@@ -221,7 +240,7 @@ void ef_step_bind(ef_step *s, ef_model_graph *graph) {
 }
 
 void ef_step_disconnect(ef_step *s) {
-  if (s->graph && s->graph->plan) ef_capture_free(&s->cap, s->graph->plan->be);
+  for (int k = 0; k < 4 && s->graph && s->graph->plan; k++) ef_capture_free(&s->cap[k], s->graph->plan->be);
   ef_grad_sync_free(&s->sync);
   s->comm = s->bn_comm = NULL;
 }

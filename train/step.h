@@ -23,7 +23,7 @@ typedef struct {
   double clip;      // global gradient norm to clip to (0: none)
   bool eager;       // on a GPU: op by op, not a captured graph (profiles time every node)
   double timeout_s; // GPU ranks: the longest wait for a step's results before the job ends  [600]
-  int accum;        // micro-batches whose gradients add up to one update (0, 1: none; the CPU only)
+  int accum;        // micro-batches whose gradients add up to one update (0, 1: none)
 } ef_step_config;
 
 typedef struct {
@@ -49,7 +49,8 @@ typedef struct {
   bool has_ema;
   bool device;                // the store lives on a GPU: the update runs there too
   ef_device_update upd;       // ... as kernels, and the whole step ...
-  ef_capture cap;             // ... recorded once as a CUDA graph and replayed
+  ef_capture cap[4];          // ... recorded once as a CUDA graph and replayed, one per phase
+                              // (EF_STEP_ZERO | EF_STEP_UPDATE: train/update.h)
   ef_comm *comm;              // the ranks (not owned; NULL: one process)
   ef_comm *bn_comm;           // SyncBN: this rank's group (not owned; NULL: per-rank batch norms)
   ef_grad_sync sync;          // the gradient buckets (n 0: one process)
@@ -59,12 +60,15 @@ typedef struct {
   int64_t good_steps;         // f16: steps since the loss scale last changed
   ef_cuda_readback *readback; // GPU: each step's loss and logits, read one step later
   uint32_t queued, collected; // steps queued and collected so far
-  int micro;                  // accumulation: micro-batches of the current update run so far
-  double micro_loss;          // ... the sum of their losses
+  int micro;                  // accumulation: micro-batches of the current update queued so far
+  double micro_loss;          // ... the sum of their losses (on a GPU: of those collected)
   int64_t micro_correct;      // ... and of their hits
+  uint32_t updates;           // GPU: updates queued (the device update's numbers)
   struct {                    // per step in flight (step seq in slot seq % 2)
     int32_t *labels;          // (batch) its labels
     ef_step_result result;    // CPU: its results, complete when queued
+    bool last;                // GPU: the last micro-batch of its update (it applies it) ...
+    uint32_t update;          // ... which is the device update's number `update`
   } slot[2];
   float *logits;    // (batch, classes) on the host
   int64_t n_logits; // batch x classes
@@ -97,6 +101,10 @@ void ef_step_collect(ef_step *s, uint32_t seq, ef_step_result *r);
 // One step, queued and collected.
 void ef_step_run(ef_step *s, const float *images, const int32_t *labels, const float *targets, double lr, int64_t step,
                  ef_step_result *r);
+// Accumulating: forgets an update whose micro-batches ran but whose last did not (a run stopping
+// with a micro-batch in flight); the next micro-batch starts an update, zeroing the gradients. No
+// step may be in flight.
+void ef_step_drop_partial(ef_step *s);
 // Progressive learning: the step moves to another training graph of the same store, batch and
 // classes (another image size or dropout). ef_step_unbind frees what refers to the old graph's plan
 // (the captured step, the gradient buckets) before the caller frees it; ef_step_bind takes the new

@@ -127,9 +127,21 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
   EF_TRY(usage_error(t, ef_model_check_size(m, size)));
   int eval_size = c->eval_image_size ? (int)c->eval_image_size : size;
   if (eval_size != size) EF_TRY(usage_error(t, ef_model_check_size(m, eval_size)));
+  if (c->accum < 1 || c->accum > 4096)
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--accum %ld: use 1 ... 4096 micro-batches per update", c->accum));
+  if (strcmp(c->remode, "pixel") && strcmp(c->remode, "rand") && strcmp(c->remode, "const"))
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--remode '%s': pixel, rand or const", c->remode));
+  bool prog_values =
+      c->prog_image_size || c->prog_ra_magnitude >= 0 || !isnan(c->prog_mixup) || !isnan(c->prog_dropout);
+  if (c->progressive < 0 || (c->progressive < 2 && prog_values))
+    return usage_error(t, EF_ERROR(EF_ERR_INVALID,
+                                   "--prog-image-size, --prog-ra-magnitude, --prog-mixup and --prog-dropout set the "
+                                   "first of --progressive N stages (N >= 2; it is %ld)",
+                                   c->progressive));
   if (c->progressive > c->epochs)
-    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--progressive %ld stages need at least as many epochs (--epochs %ld)",
-                                   c->progressive, c->epochs));
+    return usage_error(t,
+                       EF_ERROR(EF_ERR_INVALID, "--progressive %ld stages need at least as many epochs (--epochs %ld)",
+                                c->progressive, c->epochs));
   if (c->progressive > 1 && c->prog_image_size) EF_TRY(usage_error(t, ef_model_check_size(m, (int)c->prog_image_size)));
   m->cfg.resolution = size;
   t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
@@ -196,7 +208,8 @@ typedef struct {
   double mixup, dropout;
 } stage_settings;
 
-// The stage of epoch e: --progressive M stages of epochs/M epochs each (the last takes the rest).
+// The stage of epoch e: --progressive M stages, epoch e in stage floor(e M / epochs) (E = 10, M = 4:
+// stages of 3, 2, 3 and 2 epochs).
 static int stage_of(const ef_trainer *t, int64_t epoch) {
   int64_t m = t->cfg.progressive > 1 ? t->cfg.progressive : 1, s = epoch * m / t->cfg.epochs;
   return (int)(s < m - 1 ? s : m - 1);
@@ -226,7 +239,7 @@ static bool run_mixes(const ef_train_config *c) {
 // there, unless mixing or erasing needs them normalized first.
 static ef_loader_config train_loader_config(const ef_trainer *t, const stage_settings *st) {
   const ef_train_config *c = &t->cfg;
-  ef_erase_mode remode = !strcmp(c->remode, "const") ? EF_ERASE_CONST
+  ef_erase_mode remode = !strcmp(c->remode, "const")  ? EF_ERASE_CONST
                          : !strcmp(c->remode, "rand") ? EF_ERASE_RAND
                                                       : EF_ERASE_PIXEL;
   ef_loader_config lc = {.data = &t->train,
@@ -290,8 +303,8 @@ static ef_status enter_stage(ef_trainer *t, int stage) {
 // The loaders; the graphs (the evaluation graph registers the parameters, the fine-tuning marks
 // go on them, then the training graph reads the marks); the store on the device with its weights
 // (initialized, then --init's) before the plans; the step; the schedule. Progressive learning: the
-// training graph of the last (largest) stage is planned first, so that a run whose last stage does
-// not fit fails now, not hours in; then the stage of the position's epoch.
+// stage of the position's epoch; and the stage with the largest images is entered once at the start,
+// so that a run whose largest stage does not fit fails now, not hours in.
 static ef_status open_model(ef_trainer *t) {
   const ef_train_config *c = &t->cfg;
   ef_comm *comm = t->comm;
@@ -317,14 +330,6 @@ static ef_status open_model(ef_trainer *t) {
   EF_TRY(ef_store_bind(t->store, t->dev.be));
   ef_store_initialize(t->store, c->seed);
   if (c->init && !t->resuming) EF_TRY(ef_pretrained_load(c->init, &t->pre, t->store));
-  if (c->progressive > 1 && t->stage < c->progressive - 1) { // the largest stage's plan, as a check
-    ef_model_graph keep = t->tr;
-    stage_settings last = stage_settings_of(t, (int)c->progressive - 1);
-    ef_status fits = build_train_graph(t, &last);
-    ef_model_graph_free(&t->tr);
-    t->tr = keep;
-    EF_TRY(fits);
-  }
   EF_TRY(ef_model_graph_plan(&t->tr, t->dev.be, &(ef_plan_opts){.profile = c->profile}));
   EF_TRY(ef_model_graph_plan(&t->ev, t->dev.be, NULL));
   ef_optim_kind kind = !strcmp(c->optimizer, "sgd")       ? EF_OPT_SGD
@@ -346,6 +351,14 @@ static ef_status open_model(ef_trainer *t) {
     return usage_error(t, EF_ERROR(EF_ERR_INVALID, "an epoch has %lld batches per rank, fewer than --accum %ld",
                                    (long long)ef_loader_batches(t->train_loader), c->accum));
   EF_TRY(open_feed(t, &lc));
+  // Progressive learning: the stage with the largest images, entered once with everything else in
+  // memory, then the position's own.
+  int first = 0, last = c->progressive > 1 ? (int)c->progressive - 1 : 0, current = t->stage;
+  int largest = stage_settings_of(t, first).size > stage_settings_of(t, last).size ? first : last;
+  if (largest != current) {
+    EF_TRY(enter_stage(t, largest));
+    EF_TRY(enter_stage(t, current));
+  }
   t->global_batch = c->batch * comm->world * c->accum;
   ef_lr_decay decay = !strcmp(c->schedule, "cosine")        ? EF_LR_COSINE
                       : !strcmp(c->schedule, "exponential") ? EF_LR_EXPONENTIAL
@@ -485,11 +498,11 @@ int64_t ef_trainer_batches(const ef_trainer *t) { return ef_loader_batches(t->tr
 
 bool ef_trainer_mixes(const ef_trainer *t) { return t->tr.targets != NULL; }
 
-// Queues the step of batch b, the `ahead`-th after the position (steps queued, not collected):
-// on a GPU through the feed (b holds uint8 pixels), else from b's floats (and soft targets). Its
-// learning rate in *lr. Accumulating, b is a micro-batch of the update the position is at.
-static uint32_t queue_step(ef_trainer *t, const ef_batch *b, int ahead, double *lr) {
-  int64_t step = t->info.step + ahead;
+// Queues the step of batch b: on a GPU through the feed (b holds uint8 pixels), else from b's floats
+// (and soft targets). Its learning rate in *lr. Accumulating, b is a micro-batch of update
+// b->index / accum of the epoch, which may be ahead of the position's (steps in flight).
+static uint32_t queue_step(ef_trainer *t, const ef_batch *b, double *lr) {
+  int64_t step = t->info.step + b->index / t->cfg.accum - t->info.batch;
   *lr = ef_lr_at(&t->sched, step);
   if (!t->feed) return ef_step_queue(&t->step, b->images, b->labels, b->targets, *lr, step);
   ef_cuda_feed_put(t->feed, b->images, b->labels);
@@ -509,7 +522,7 @@ static void account(ef_trainer *t, const ef_step_result *r, int64_t index) {
 }
 
 void ef_trainer_step(ef_trainer *t, const ef_batch *b, ef_step_result *r, double *lr) {
-  ef_step_collect(&t->step, queue_step(t, b, 0, lr), r);
+  ef_step_collect(&t->step, queue_step(t, b, lr), r);
   account(t, r, b->index);
 }
 
@@ -651,7 +664,7 @@ static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, in
         more = false, stopping = *st != EF_OK;
         break;
       }
-      q.step[q.n].seq = queue_step(t, b, q.n, &q.step[q.n].lr);
+      q.step[q.n].seq = queue_step(t, b, &q.step[q.n].lr);
       q.step[q.n++].index = b->index;
     }
     if (!q.n) break;
@@ -672,6 +685,7 @@ static bool fit_epoch(ef_trainer *t, const ef_fit_hooks *h, ef_fit_result *r, in
     r->last = bad, r->last_batch = bad_batch, r->broken = true;
     return false;
   }
+  ef_step_drop_partial(&t->step); // a micro-batch queued after the last update, if any, is not part of it
   if (*st != EF_OK) return false;
   if (stopping) {
     if ((*st = ef_trainer_save(t, false)) != EF_OK) return false;

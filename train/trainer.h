@@ -36,12 +36,12 @@ typedef struct {
   long ra_magnitude;          // --augment randaugment's magnitude M (of 30)
   // progressive learning (EfficientNetV2): `progressive` stages of equal epochs, each stage's values
   // from the first's (prog_*) to the run's own (image_size, ra_magnitude, mixup, the model's dropout)
-  long progressive;           // stages (0, 1: off)
-  long prog_image_size;       // the first stage's image size (0: image_size)
-  long prog_ra_magnitude;     // the first stage's RandAugment magnitude (-1: ra_magnitude)
-  double prog_mixup;          // the first stage's Mixup alpha (NAN: mixup)
-  double prog_dropout;        // the first stage's dropout (NAN: the model's)
-  bool strict_images;         // JPEG data libjpeg warns about makes an image corrupt (skipped, counted)
+  long progressive;       // stages (0, 1: off)
+  long prog_image_size;   // the first stage's image size (0: image_size)
+  long prog_ra_magnitude; // the first stage's RandAugment magnitude (-1: ra_magnitude)
+  double prog_mixup;      // the first stage's Mixup alpha (NAN: mixup)
+  double prog_dropout;    // the first stage's dropout (NAN: the model's)
+  bool strict_images;     // JPEG data libjpeg warns about makes an image corrupt (skipped, counted)
   long loader_threads;
   // model
   const char *model;   // "tiny" or a preset (b0 ... b8, l2, lite0 ... lite4; ignored with spec.phi)
@@ -54,7 +54,7 @@ typedef struct {
   const char *optimizer; // sgd, rmsprop or adamw
   const char *schedule;  // cosine, exponential or constant
   long epochs, batch;    // batch: per rank and micro-batch
-  long accum;            // micro-batches per update (gradient accumulation; the CPU only)
+  long accum;            // micro-batches per update (gradient accumulation)
   double lr;             // per 256 images of the global batch
   double momentum, weight_decay, smoothing, warmup, decay_rate, decay_epochs, ema, clip;
   bool nesterov, decay_all;

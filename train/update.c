@@ -95,19 +95,21 @@ typedef struct {
   ef_device_update *u;
   const ef_ema *ema;
   const ef_run_ctx *ctx;
+  int phase;
 } step_args;
 
 static void step(void *arg) {
   const step_args *a = arg;
-  ef_store_zero_grads(a->s);
+  if (a->phase & EF_STEP_ZERO) ef_store_zero_grads(a->s);
   ef_plan_run(a->p, a->ctx);
+  if (!(a->phase & EF_STEP_UPDATE)) return;
   if (a->gs) ef_grad_sync_finish(a->gs);
   ef_device_update_queue(a->u, a->s, a->ema);
 }
 
 void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_grad_sync *gs, ef_device_update *u,
-                          const ef_ema *ema, const ef_run_ctx *ctx) {
-  step_args a = {s, p, gs, u, ema, ctx};
+                          const ef_ema *ema, const ef_run_ctx *ctx, int phase) {
+  step_args a = {s, p, gs, u, ema, ctx, phase};
   if (cap) ef_capture_run(cap, u->be, ctx, step, &a);
   else step(&a);
 }

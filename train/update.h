@@ -40,13 +40,17 @@ uint32_t ef_device_update_values(ef_device_update *d, const ef_optim *o, const e
 // Unlike ef_grad_clip on the host, clipping scales the gradients inside the update: the gradient
 // arena keeps the unclipped values.
 void ef_device_update_queue(ef_device_update *d, const ef_store *s, const ef_ema *ema);
-// A whole training step on the device: zero the gradients, run the plan (forward and backward),
-// average the gradients over the ranks (gs: its buckets, started by ctx->after_node when that is
-// ef_grad_sync_after_node; NULL: one rank), queue the update (ema NULL: none). With `cap`,
-// recorded once as a device graph and replayed (ef_capture_run), collectives included; with NULL,
-// op by op. Set the step's values first (ef_device_update_values).
+// What a device step does around the plan's run: zero the gradients before it, and after it average
+// them over the ranks and apply the update. A whole step does both; with gradient accumulation, an
+// update's first micro-batch zeroes, its last updates, the others only add their gradients.
+enum { EF_STEP_ZERO = 1, EF_STEP_UPDATE = 2, EF_STEP_WHOLE = 3 };
+// A training step (or micro-batch: `phase`) on the device: zero the gradients, run the plan (forward
+// and backward), average the gradients over the ranks (gs: its buckets, started by ctx->after_node
+// when that is ef_grad_sync_after_node; NULL: one rank), queue the update (ema NULL: none). With
+// `cap` (one per phase), recorded once as a device graph and replayed (ef_capture_run), collectives
+// included; with NULL, op by op. Set the step's values first (ef_device_update_values) when it updates.
 void ef_device_train_step(ef_capture *cap, ef_store *s, ef_plan *p, ef_grad_sync *gs, ef_device_update *u,
-                          const ef_ema *ema, const ef_run_ctx *ctx);
+                          const ef_ema *ema, const ef_run_ctx *ctx, int phase);
 // Once step `seq` has finished (the caller waited for it), in order: the norm of its unscaled
 // gradients; true when it was finite and the update applied, and then the optimizer's and EMA's
 // counters advance. ef_device_update_finish: the same for the latest step queued.
