@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The training-recipe table of docs/training.md: EfficientNet-B0 on Fashion-MNIST at 32x32 on the CPU
 # with the main job's recipe (scripts/train.sh) on a CPU-sized budget, against each addition of issue
-# 23 (Mixup, CutMix, both, random erasing, gradient accumulation), FixRes (the default runs' best
-# checkpoints evaluated larger), and progressive learning 32 -> 48 against a fixed 48, at about the
-# same wall-clock; two seeds each. Prints one markdown table (best validation top-1 of the EMA
+# 23 (Mixup, CutMix, both, random erasing, gradient accumulation), FixRes (the best checkpoints of
+# the default and fixed-48 runs evaluated larger; "vs" is then against the run evaluated at its own
+# size), and progressive learning 32 -> 48 against a fixed 48; two seeds each. Prints one markdown table (best validation top-1 of the EMA
 # weights, the run's time) and keeps the runs in OUT.
 # usage: scripts/recipes_table.sh OUT [EPOCHS [LIMIT]]   (defaults: 5 epochs, 30000 training images)
 set -euo pipefail
@@ -39,9 +39,11 @@ for seed in 1 2; do
     # shellcheck disable=SC2086
     run "row$i" "$seed" $flags
   done
-  for size in 36 40; do # FixRes: the default runs' checkpoints at a larger evaluation size
+  # FixRes: the default (32 px) and fixed-48 runs' checkpoints evaluated larger.
+  for eval in "0 36" "0 40" "6 56" "6 64"; do
+    read -r row size <<<"$eval"
     f=$out/fixres$size-s$seed
-    [ -s "$f.result" ] || "$effnet" eval "$out/row0-s$seed/best.h5" --image-size "$size" 2>&1 |
+    [ -s "$f.result" ] || "$effnet" eval "$out/row$row-s$seed/best.h5" --image-size "$size" 2>&1 |
       sed -n 's/.*top-1 \([0-9.]*\)%.*(\([0-9.]*\) s,.*/\1 \2/p' >"$f.result"
   done
 done
@@ -58,12 +60,15 @@ def line(label, name, base=None, time_unit="s"):
     delta = "" if base is None else f"{mean - base:+.2f}"
     print(f"| {label} | {acc[0]:.2f} | {acc[1]:.2f} | {mean:.2f} ± {abs(acc[0] - acc[1]) / 2:.2f} | {delta} | "
           f"{t[0]:.0f} / {t[1]:.0f} {time_unit} |")
-print("| recipe | top-1 seed 1 | seed 2 | mean ± half the spread | vs default | time (seed 1 / 2) |")
+print("| recipe | top-1 seed 1 | seed 2 | mean ± half the spread | vs default (FixRes: vs its own size) | "
+      "time (seed 1 / 2) |")
 print("|---|---|---|---|---|---|")
 a, _ = res("row0")
 base = sum(a) / 2
 for i in range(n):
     line(rows[i].split("|")[0], f"row{i}", None if i == 0 else base)
-for size in (36, 40):
-    line(f"FixRes: the default's checkpoint evaluated at {size} px", f"fixres{size}", base, "s (eval)")
+for size, row in ((36, 0), (40, 0), (56, 6), (64, 6)):
+    trained = "the default's (32 px)" if row == 0 else "fixed 48 px's"
+    acc, _ = res(f"row{row}")
+    line(f"FixRes: {trained} checkpoint evaluated at {size} px", f"fixres{size}", sum(acc) / 2, "s (eval)")
 PY
