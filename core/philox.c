@@ -16,9 +16,12 @@ float ef_philox_uniform(uint64_t seed, uint32_t stream, uint32_t step, uint64_t 
   return ef_u32_to_uniform(ef_philox_u32(seed, stream, step, index));
 }
 
+double ef_box_muller(float u1, float u2) {
+  // 1 - u1 lies in (0, 1], so the logarithm is finite.
+  return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+}
+
 float ef_philox_normal(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index) {
-  // 1 - u lies in (0, 1], so the logarithm is finite.
-  double u1 = 1.0 - ef_philox_uniform(seed, stream, step, 2 * index);
-  double u2 = ef_philox_uniform(seed, stream, step, 2 * index + 1);
-  return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+  return (float)ef_box_muller(ef_philox_uniform(seed, stream, step, 2 * index),
+                              ef_philox_uniform(seed, stream, step, 2 * index + 1));
 }

@@ -59,6 +59,9 @@ uint32_t ef_philox_u32(uint64_t seed, uint32_t stream, uint32_t step, uint64_t i
 // Uniform in [0, 1) with 24 random bits, from ef_philox_u32.
 float ef_philox_uniform(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
 
+// Standard normal by Box-Muller from two uniforms in [0, 1) (double).
+double ef_box_muller(float u1, float u2);
+
 // Standard normal by Box-Muller from the two uniforms at indices 2*index and 2*index+1.
 float ef_philox_normal(uint64_t seed, uint32_t stream, uint32_t step, uint64_t index);
 

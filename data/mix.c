@@ -13,8 +13,8 @@ bool ef_mix_on(const ef_mix_config *c) { return c->mixup > 0 || c->cutmix > 0; }
 bool ef_mix_targets(const ef_mix_config *c) { return ef_mix_on(c) || c->targets; }
 
 static double seq_normal(ef_rng_seq *r) {
-  double u1 = 1.0 - ef_rng_seq_uniform(r), u2 = ef_rng_seq_uniform(r); // 1 - u in (0, 1]: a finite log
-  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+  float u1 = ef_rng_seq_uniform(r);
+  return ef_box_muller(u1, ef_rng_seq_uniform(r));
 }
 
 // Gamma(a, 1), as a value and its logarithm: Marsaglia and Tsang for a >= 1; for a < 1,

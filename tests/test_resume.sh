@@ -24,12 +24,16 @@ final=ckpt-000000000048.h5
 
 "$effnet" train "${recipe[@]}" --out "$tmp/a" >"$tmp/a.log" 2>&1 || fail "the reference run: $(tail -2 "$tmp/a.log")"
 
-same() { # same <name> <folder>: the final checkpoint and the logged losses equal the reference's
-  if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/a/$final" "$2/$final" >"$tmp/cmp.log" 2>&1; then
+same_checkpoint() { # same_checkpoint <name> <a.h5> <b.h5>: the two checkpoints are equal bit for bit
+  if /usr/bin/python3 "$here/compare_checkpoints.py" "$2" "$3" >"$tmp/cmp.log" 2>&1; then
     echo "ok: $1: $(cat "$tmp/cmp.log")"
   else
     fail "$1: $(cat "$tmp/cmp.log")"
   fi
+}
+
+same() { # same <name> <folder>: the final checkpoint and the logged losses equal the reference's
+  same_checkpoint "$1" "$tmp/a/$final" "$2/$final"
   # Every (step, train/loss) logged by the resumed run equals the reference's.
   if ! /usr/bin/python3 - "$tmp/a/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
 import json, sys
@@ -61,11 +65,7 @@ else
 fi
 "$effnet" train --resume "$tmp/c" >>"$tmp/c.log" 2>&1 || fail "resume after SIGINT: $(tail -2 "$tmp/c.log")"
 "$effnet" train "${recipe[@]}" --limit 4096 --out "$tmp/c-ref" >/dev/null 2>&1
-if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/c-ref/ckpt-000000000192.h5" "$tmp/c/ckpt-000000000192.h5" >"$tmp/cmp.log"; then
-  echo "ok: SIGINT and resume: $(cat "$tmp/cmp.log")"
-else
-  fail "SIGINT and resume: $(cat "$tmp/cmp.log")"
-fi
+same_checkpoint "SIGINT and resume" "$tmp/c-ref/ckpt-000000000192.h5" "$tmp/c/ckpt-000000000192.h5"
 
 # The loop a GPU runs, two steps in flight (step k + 1 queued before step k is read), here on the
 # CPU: the same bits, also when stopped mid-epoch and resumed.
@@ -84,18 +84,9 @@ mixing=(--limit 1024 --val-limit 500 --epochs 2 --batch 32 --accum 2 --mixup 0.4
 if grep -q "train acc" "$tmp/m.log"; then fail "mixed targets: a training accuracy was printed"; fi
 "$effnet" train "${mixing[@]}" --steps-in-flight 2 --out "$tmp/mp" >"$tmp/mp.log" 2>&1 ||
   fail "accumulation with two steps in flight: $(tail -2 "$tmp/mp.log")"
-if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/m/ckpt-000000000032.h5" "$tmp/mp/ckpt-000000000032.h5" \
-  >"$tmp/cmp.log" 2>&1; then
-  echo "ok: accumulation with two steps in flight: $(cat "$tmp/cmp.log")"
-else
-  fail "accumulation with two steps in flight: $(cat "$tmp/cmp.log")"
-fi
-if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/m/ckpt-000000000032.h5" "$tmp/mb/ckpt-000000000032.h5" \
-  >"$tmp/cmp.log" 2>&1; then
-  echo "ok: mixing, erasing and accumulation, stopped after 6 updates and resumed: $(cat "$tmp/cmp.log")"
-else
-  fail "mixing, erasing and accumulation resumed: $(cat "$tmp/cmp.log")"
-fi
+end=ckpt-000000000032.h5
+same_checkpoint "accumulation with two steps in flight" "$tmp/m/$end" "$tmp/mp/$end"
+same_checkpoint "mixing, erasing and accumulation, stopped after 6 updates and resumed" "$tmp/m/$end" "$tmp/mb/$end"
 
 # Progressive learning: stopped inside the second of three stages (another image size, RandAugment
 # magnitude, Mixup alpha and dropout than the first's) and resumed there, the same bits.
@@ -106,12 +97,7 @@ prog=(--limit 512 --val-limit 200 --epochs 3 --batch 32 --progressive 3 --prog-i
   "$effnet" train --resume "$tmp/gb" >>"$tmp/gb.log" 2>&1 || fail "progressive learning: $(tail -2 "$tmp/gb.log")"
 grep -q "stage 2/3: image size 24, RandAugment magnitude 6, Mixup 0.15, dropout 0.1" "$tmp/gb.log" ||
   fail "progressive learning: the resumed run did not start in stage 2: $(grep stage "$tmp/gb.log")"
-if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/g/ckpt-000000000048.h5" "$tmp/gb/ckpt-000000000048.h5" \
-  >"$tmp/cmp.log" 2>&1; then
-  echo "ok: progressive learning, stopped in stage 2 and resumed: $(cat "$tmp/cmp.log")"
-else
-  fail "progressive learning resumed: $(cat "$tmp/cmp.log")"
-fi
+same_checkpoint "progressive learning, stopped in stage 2 and resumed" "$tmp/g/$final" "$tmp/gb/$final"
 
 # kill -9 once the first epoch's checkpoint is written: every file left is whole, and the run
 # resumes from the latest to the reference's end.
@@ -122,11 +108,7 @@ kill -9 $pid
 wait $pid 2>/dev/null
 ls "$tmp/d" | grep -q '\.tmp\.' && rm -f "$tmp"/d/*.tmp.* # a save cut short leaves only its temporary
 "$effnet" train --resume "$tmp/d" >>"$tmp/d.log" 2>&1 || fail "resume after kill -9: $(tail -2 "$tmp/d.log")"
-if /usr/bin/python3 "$here/compare_checkpoints.py" "$tmp/c-ref/ckpt-000000000192.h5" "$tmp/d/ckpt-000000000192.h5" >"$tmp/cmp.log"; then
-  echo "ok: kill -9 and resume: $(cat "$tmp/cmp.log")"
-else
-  fail "kill -9 and resume: $(cat "$tmp/cmp.log")"
-fi
+same_checkpoint "kill -9 and resume" "$tmp/c-ref/ckpt-000000000192.h5" "$tmp/d/ckpt-000000000192.h5"
 
 # Bad checkpoints: one message each, and the folder unchanged.
 mkdir "$tmp/e"

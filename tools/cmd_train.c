@@ -58,7 +58,7 @@ static void print_setup(const ef_trainer *t, const ef_flags *f) {
          (long long)t->test.n, t->train.num_classes);
   ef_flags_echo(f, stdout);
   printf("  input: %s; test: %s; %ld loader threads\n", tdesc, edesc, c->loader_threads);
-  if (c->mixup > 0 || c->cutmix > 0 || c->reprob > 0 || (c->progressive > 1 && c->prog_mixup > 0))
+  if (ef_trainer_mixes(t) || c->reprob > 0)
     printf("  mixing: Mixup %g, CutMix %g (a batch mixed with probability %g; CutMix's share %g); random erasing %g "
            "(%s)\n",
            c->mixup, c->cutmix, c->mix_prob, c->mix_switch_prob, c->reprob, c->remode);
