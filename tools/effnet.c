@@ -18,6 +18,8 @@ static void usage(FILE *f) {
              "  features    pooled features of a dataset through a model, to HDF5 (linear probes)\n"
              "  bench       time inference or a training step on synthetic data\n"
              "  bench-data  time the data loader (decode + augment + batch) on JPEGs\n"
+             "  scale-search  the paper's alpha, beta, gamma grid search on your data (docs/scaling.md)\n"
+             "  scale-curves  width, depth, resolution and compound scaling to MAC budgets, compared\n"
              "\n"
              "`effnet <command> --help` describes a command's flags.\n");
 }
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "export")) return ef_cmd_export(argc - 1, argv + 1);
   if (!strcmp(argv[1], "features")) return ef_cmd_features(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench")) return ef_cmd_bench(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "scale-search")) return ef_cmd_scale_search(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "scale-curves")) return ef_cmd_scale_curves(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench-data")) return ef_cmd_bench_data(argc - 1, argv + 1);
   fprintf(stderr, "effnet: unknown command '%s'\n\n", argv[1]);
   usage(stderr);

@@ -174,16 +174,19 @@ static const char *const usage_head =
     "configuration, each value with where it came from (default, recipe, resumed or flag).\n"
     "\n";
 
-// A fresh table over o, whose values are the defaults (the trainer's).
-static void flags_init(ef_flags *f, ef_train_args *o) {
-  o->t = ef_train_config_defaults();
+void ef_train_flags_init(ef_flags *f, ef_train_args *o, const char *cmd, const char *head,
+                         const ef_train_config *defaults) {
+  o->t = defaults ? *defaults : ef_train_config_defaults();
   o->recipe = "default", o->resume = NULL, o->stop_after = 0, o->log_every = 100;
-  ef_flags_init(f, "train", usage_head, NULL);
+  ef_flags_init(f, cmd, head, NULL);
   ef_flags_add(f, train_flags, (int)(sizeof train_flags / sizeof train_flags[0]), o);
   ef_flags_add(f, ef_device_flags, EF_DEVICE_FLAGS, &o->t.dev);
   ef_flags_add(f, ef_model_flags, EF_MODEL_FLAGS, &o->t.spec);
   ef_flags_recipes(f, recipes, (int)(sizeof recipes / sizeof recipes[0]));
 }
+
+// A fresh table of `effnet train` over o, whose values are the defaults (the trainer's).
+static void flags_init(ef_flags *f, ef_train_args *o) { ef_train_flags_init(f, o, "train", usage_head, NULL); }
 
 // The options: the recipe's values, then (resuming) the checkpoint's saved arguments, then the
 // command line.

@@ -17,6 +17,12 @@ typedef struct {
   char saved[8192];       // what checkpoints keep for --resume (t.args points here)
 } ef_train_args;
 
+// A fresh table of the training flags for command `cmd` (usage `head`) over o, whose values are
+// `defaults` (NULL: the trainer's, ef_train_config_defaults); the recipes it knows. A command that
+// trains (the scaling commands) adds its own table after it.
+void ef_train_flags_init(ef_flags *f, ef_train_args *o, const char *cmd, const char *head,
+                         const ef_train_config *defaults);
+
 // Parses `effnet train`'s arguments into a, with f holding the table and each value's origin
 // (for the echo). Returns 0, or the exit status after a message (2: bad flags).
 int ef_train_args_parse(int argc, char **argv, ef_train_args *a, ef_flags *f);

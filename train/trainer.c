@@ -95,18 +95,14 @@ static void pixel_stats(const ef_dataset *d, float mean[3], float std[3]) {
 
 // ---- the model ----------------------------------------------------------------------------------
 
-// The model, its input and the transforms for the data and the configuration (and the pretrained
-// model's architecture, channels and normalization when fine-tuning: `pre` not NULL).
-static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
-  const ef_train_config *c = &t->cfg;
-  const ef_dataset *d = &t->train;
-  ef_model_desc *m = &t->info.model;
+ef_status ef_train_describe(const ef_train_config *c, const ef_dataset *d, const ef_weights_info *pre, ef_model_desc *m,
+                            int *size, int *eval_size) {
   memset(m, 0, sizeof *m);
   int channels = pre ? pre->desc.in_channels : c->spec.in_channels ? (int)c->spec.in_channels : d->pixels ? d->c : 3;
   bool tiny = !pre && !strcmp(c->model, "tiny") && isnan(c->spec.phi);
   if (c->spec.classes && c->spec.classes != d->num_classes) // --num-classes must equal the data's
-    return usage_error(t, EF_ERROR(EF_ERR_INVALID, "the model has %ld classes but %s has %d", c->spec.classes, c->data,
-                                   d->num_classes));
+    return EF_ERROR(EF_ERR_INVALID, "the model has %ld classes but %s has %d", c->spec.classes, c->data,
+                    d->num_classes);
   snprintf(m->arch, sizeof m->arch, "%s", tiny ? "tiny" : "efficientnet");
   if (!tiny) {
     ef_effnet_spec s = c->spec;
@@ -114,19 +110,32 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
     if (!s.in_channels) s.in_channels = channels;
     s.name = isnan(s.phi) ? c->model : NULL;
     if (pre) m->cfg = pre->desc.cfg;
-    EF_TRY(usage_error(t, pre ? ef_effnet_spec_apply(&s, &m->cfg) : ef_effnet_spec_config(&s, &m->cfg)));
+    EF_TRY(pre ? ef_effnet_spec_apply(&s, &m->cfg) : ef_effnet_spec_config(&s, &m->cfg));
   } else {
     m->cfg.dropout = isnan(c->spec.dropout) ? 0.2f : (float)c->spec.dropout;
   }
   m->num_classes = d->num_classes, m->in_channels = channels;
-  int size = (int)c->image_size;
-  if (!size && pre) size = pre->desc.cfg.resolution; // fine-tuning: the pretrained model's resolution
-  if (!size && d->pixels) size = d->h > ef_model_min_size(m) ? d->h : ef_model_min_size(m); // small images: upscaled
-  if (!size && !tiny) size = m->cfg.resolution;
-  if (!size) return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--model tiny on image files needs --image-size"));
-  EF_TRY(usage_error(t, ef_model_check_size(m, size)));
-  int eval_size = c->eval_image_size ? (int)c->eval_image_size : size;
-  if (eval_size != size) EF_TRY(usage_error(t, ef_model_check_size(m, eval_size)));
+  *size = (int)c->image_size;
+  if (!*size && pre) *size = pre->desc.cfg.resolution; // fine-tuning: the pretrained model's resolution
+  if (!*size && d->pixels) *size = d->h > ef_model_min_size(m) ? d->h : ef_model_min_size(m); // small: upscaled
+  if (!*size && !tiny) *size = m->cfg.resolution;
+  if (!*size) return EF_ERROR(EF_ERR_INVALID, "--model tiny on image files needs --image-size");
+  EF_TRY(ef_model_check_size(m, *size));
+  *eval_size = c->eval_image_size ? (int)c->eval_image_size : *size;
+  if (*eval_size != *size) EF_TRY(ef_model_check_size(m, *eval_size));
+  m->cfg.resolution = *size;
+  return EF_OK;
+}
+
+// The model, its input and the transforms for the data and the configuration (and the pretrained
+// model's architecture, channels and normalization when fine-tuning: `pre` not NULL).
+static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
+  const ef_train_config *c = &t->cfg;
+  const ef_dataset *d = &t->train;
+  ef_model_desc *m = &t->info.model;
+  int size, eval_size;
+  EF_TRY(usage_error(t, ef_train_describe(c, d, pre, m, &size, &eval_size)));
+  int channels = m->in_channels;
   if (c->accum < 1 || c->accum > 4096)
     return usage_error(t, EF_ERROR(EF_ERR_INVALID, "--accum %ld: use 1 ... 4096 micro-batches per update", c->accum));
   if (strcmp(c->remode, "pixel") && strcmp(c->remode, "rand") && strcmp(c->remode, "const"))
@@ -143,7 +152,6 @@ static ef_status describe(ef_trainer *t, const ef_weights_info *pre) {
                        EF_ERROR(EF_ERR_INVALID, "--progressive %ld stages need at least as many epochs (--epochs %ld)",
                                 c->progressive, c->epochs));
   if (c->progressive > 1 && c->prog_image_size) EF_TRY(usage_error(t, ef_model_check_size(m, (int)c->prog_image_size)));
-  m->cfg.resolution = size;
   t->train_tf = ef_transform_defaults(strcmp(c->augment, "none") != 0, size, channels);
   m->eval = ef_transform_defaults(false, eval_size, channels);
   if (d->pixels) t->train_tf.crop_pct = m->eval.crop_pct = 1; // small in-memory datasets: no centre crop

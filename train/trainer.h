@@ -109,6 +109,12 @@ typedef struct {
 // CPU.
 ef_train_config ef_train_config_defaults(void);
 
+// The model cfg trains on dataset d (its training split; `pre`: --init's weights, else NULL):
+// the description (its resolution the training side), the training and the validation sides, by
+// the rules ef_trainer_open applies. EF_ERR_INVALID naming what is wrong with the configuration.
+ef_status ef_train_describe(const ef_train_config *c, const ef_dataset *d, const ef_weights_info *pre, ef_model_desc *m,
+                            int *size, int *eval_size);
+
 // Opens the run in phases, each with a clear error: the data, the model and its store, the
 // device, the restore of cfg->resume (the model, EMA, optimizer and position), the run folder
 // (metrics, classes.txt); then, under several ranks, waits until every rank got this far (one
