@@ -20,6 +20,7 @@ static void usage(FILE *f) {
              "  bench-data  time the data loader (decode + augment + batch) on JPEGs\n"
              "  scale-search  the paper's alpha, beta, gamma grid search on your data (docs/scaling.md)\n"
              "  scale-curves  width, depth, resolution and compound scaling to MAC budgets, compared\n"
+             "  cam         where a model looks: class activation maps (CAM, Grad-CAM) over photos\n"
              "\n"
              "`effnet <command> --help` describes a command's flags.\n");
 }
@@ -45,6 +46,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "features")) return ef_cmd_features(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench")) return ef_cmd_bench(argc - 1, argv + 1);
   if (!strcmp(argv[1], "scale-search")) return ef_cmd_scale_search(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "cam")) return ef_cmd_cam(argc - 1, argv + 1);
   if (!strcmp(argv[1], "scale-curves")) return ef_cmd_scale_curves(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench-data")) return ef_cmd_bench_data(argc - 1, argv + 1);
   fprintf(stderr, "effnet: unknown command '%s'\n\n", argv[1]);

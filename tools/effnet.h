@@ -15,6 +15,7 @@ static inline double ef_seconds(void) {
 int ef_cmd_train(int argc, char **argv);
 int ef_cmd_scale_search(int argc, char **argv);
 int ef_cmd_scale_curves(int argc, char **argv);
+int ef_cmd_cam(int argc, char **argv);
 int ef_cmd_eval(int argc, char **argv);
 int ef_cmd_predict(int argc, char **argv);
 int ef_cmd_info(int argc, char **argv);

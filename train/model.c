@@ -215,16 +215,36 @@ void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, 
   int64_t size = o->image_size ? o->image_size : d->eval.size;
   m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){o->batch, size, size, d->in_channels});
   ef_layer_ctx c;
+  // Saliency: the training graph's differentiable layers, on frozen (running) statistics, no dropout.
+  bool differentiable = o->training || o->saliency;
+  ef_effnet_config cfg = d->cfg;
+  if (o->saliency) {
+    EF_ASSERT(!o->training, "a saliency graph is an evaluation");
+    for (int i = 0; i < s->n; i++) s->entries[i].frozen = true;
+    cfg.dropout = 0, cfg.drop_path = 0;
+    m->images->requires_grad = true; // every activation then gets a gradient
+  }
   if (!strcmp(d->arch, "tiny")) {
     c = (ef_layer_ctx){
-        .g = m->g, .training = o->training, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
-    m->logits = ef_tiny_forward(&c, m->images, d->num_classes, d->cfg.dropout);
+        .g = m->g, .training = differentiable, .padding = EF_PAD_SYMMETRIC, .bn_eps = 1e-3f, .bn_momentum = 0.1f};
+    m->logits = ef_tiny_forward(&c, m->images, d->num_classes, cfg.dropout);
   } else {
-    m->logits = ef_effnet_build(&d->cfg, m->g, m->images, o->training, o->summary, &c);
+    m->logits = ef_effnet_build(&cfg, m->g, m->images, differentiable, o->summary, &c);
   }
   m->params = c.params, m->macs = c.macs / o->batch;
   ef_graph_keep(m->g, m->logits);
   if (o->features) ef_graph_keep(m->g, m->features = c.features);
+  if (o->saliency) { // (m->layer stays NULL, and nothing is differentiated, when no such tensor exists)
+    for (int i = 0; i < m->g->n && !m->layer; i++)
+      if (!strcmp(m->g->nodes[i]->name, o->saliency) && m->g->nodes[i]->ndim == 4) m->layer = m->g->nodes[i];
+  }
+  if (m->layer) {
+    m->dlogits = ef_input(m->g, "dlogits", EF_F32, 2, (int64_t[]){o->batch, d->num_classes});
+    ef_graph_backward_from(m->g, m->logits, m->dlogits);
+    EF_ASSERT(m->layer->grad, "'%s' got no gradient", o->saliency); // every activation is on the logits' path
+    ef_graph_keep(m->g, m->layer);
+    ef_graph_keep(m->g, m->layer_grad = m->layer->grad);
+  }
   if (o->training) {
     if (o->soft_targets) {
       m->targets = ef_input(m->g, "targets", EF_F32, 2, (int64_t[]){o->batch, d->num_classes});

@@ -97,16 +97,25 @@ typedef struct {
   ef_dtype activations; // EF_F32, or the 16-bit type of mixed precision
   int image_size;       // the input side (0: the description's evaluation size)
   bool features;        // keep the pooled features (m->features) beside the logits
-  FILE *summary;        // EfficientNet: a line per block while building (effnet info --layers)
+  // Saliency (Grad-CAM, train/cam.h), not with training: the evaluation as a differentiable graph
+  // (batch norms on running statistics, no dropout, every store entry marked frozen so that no
+  // parameter gets a gradient), differentiated from the logits by the input m->dlogits; the tensor
+  // named `saliency` (a block's output, "blocks.5.2", or the head's features, "bn2") and its
+  // gradient kept as m->layer and m->layer_grad (NULL, and nothing differentiated, without such a
+  // 4-d tensor).
+  const char *saliency;
+  FILE *summary; // EfficientNet: a line per block while building (effnet info --layers)
 } ef_graph_opts;
 
 typedef struct {
   ef_graph *g;
-  ef_tensor *images, *labels; // (N,H,W,C) f32, training: (N) i32 (NULL with soft targets)
-  ef_tensor *targets;         // training with opts.soft_targets: (N,classes) f32, else NULL
-  ef_tensor *logits, *loss;   // (N,classes), training: scalar
-  ef_tensor *loss_scale;      // training: the loss's gradient (1), f16's loss scale
-  ef_tensor *features;        // with opts.features: (N,channels) before dropout and the classifier
+  ef_tensor *images, *labels;    // (N,H,W,C) f32, training: (N) i32 (NULL with soft targets)
+  ef_tensor *targets;            // training with opts.soft_targets: (N,classes) f32, else NULL
+  ef_tensor *logits, *loss;      // (N,classes), training: scalar
+  ef_tensor *loss_scale;         // training: the loss's gradient (1), f16's loss scale
+  ef_tensor *features;           // with opts.features: (N,channels) before dropout and the classifier
+  ef_tensor *dlogits;            // with opts.saliency: the logits' gradient (N,classes), an input
+  ef_tensor *layer, *layer_grad; // with opts.saliency: the named tensor (N,h,w,C) and its gradient
   ef_plan *plan;
   int64_t batch;
   int classes;
