@@ -246,13 +246,32 @@ static void test_records(void) {
   fclose(f);
   CHECK(ef_scale_read(path, "abc", &rec, &n) == EF_OK && n == 2, "with a cut-short line: %d", n);
   free(rec);
+  // The next record goes on a line of its own, and reads back whole.
+  ef_scale_record c = a;
+  c.seed = 11, c.cand.strategy = EF_SCALE_DEPTH, c.r.top1 = 0.5;
+  CHECK(ef_scale_append(path, "abc", &c) == EF_OK, "%s", ef_last_error());
+  CHECK(ef_scale_read(path, "abc", &rec, &n) == EF_OK && n == 3, "after the cut-short line: %d (%s)", n,
+        ef_last_error());
+  if (n == 3)
+    CHECK(rec[2].seed == 11 && rec[2].cand.strategy == EF_SCALE_DEPTH && rec[2].r.top1 == 0.5 &&
+              rec[2].cand.macs == 89712345,
+          "the record after a cut-short line: seed %llu", rec[2].seed);
+  free(rec);
   CHECK(ef_scale_read(path, "xyz", &rec, &n) == EF_ERR_INVALID && strstr(ef_last_error(), "other settings") && !rec,
         "other settings: %s", ef_last_error());
   f = fopen(path, "a");
-  fputs("\nnot a record\n", f);
+  fputs("not a record\n", f);
   fclose(f);
-  CHECK(ef_scale_read(path, "abc", &rec, &n) == EF_ERR_FORMAT && strstr(ef_last_error(), ":3:"), "garbage: %s",
+  CHECK(ef_scale_read(path, "abc", &rec, &n) == EF_ERR_FORMAT && strstr(ef_last_error(), ":5:"), "garbage: %s",
         ef_last_error());
+  // Integers out of range (a seed past 2^64, a negative size) are not records.
+  FILE *g = fopen(path, "w");
+  fputs("{\"strategy\":\"base\",\"budget\":1,\"alpha\":1,\"beta\":1,\"gamma\":1,\"depth\":1,\"width\":1,\"size\":-3,"
+        "\"macs\":1,\"params\":1,\"images_s\":0,\"key\":\"k\",\"aliases\":0,\"seed\":99999999999999999999,\"rank\":0,"
+        "\"top1\":0.5,\"best_top1\":0.5,\"loss\":1,\"seconds\":1,\"resumed\":false,\"settings\":\"abc\"}\n",
+        g);
+  fclose(g);
+  CHECK(ef_scale_read(path, "abc", &rec, &n) == EF_ERR_FORMAT, "out-of-range integers read as %d records", n);
   test_rmtree(dir);
   free(path);
 }

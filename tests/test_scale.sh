@@ -81,7 +81,9 @@ fi
 
 # Two ranks split the candidates: each trains one, rank 0 reports both.
 if command -v "$mpirun" >/dev/null; then
-  if timeout 300 "$mpirun" --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS "$effnet" scale-search \
+  # (OpenMPI keeps allocations past MPI_Finalize: no leak check under mpirun)
+  if ASAN_OPTIONS=detect_leaks=0 timeout 300 "$mpirun" --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS \
+    -x ASAN_OPTIONS "$effnet" scale-search \
     "${common[@]}" --out "$tmp/mpi" >"$tmp/mpi.log" 2>&1; then
     ranks=$(grep -o '"rank":[0-9]' "$tmp/mpi/scale-search.jsonl" | sort | tr '\n' ' ')
     keys=$(grep -o '"key":"[0-9a-f]*"' "$tmp/mpi/scale-search.jsonl" | sort -u | wc -l)
@@ -96,7 +98,22 @@ else
   echo "skipped: no mpirun"
 fi
 
-# The curves: the base and each strategy at 2x.
+# --gpus N: the launcher needs the GPUs; a worker (told its rank, as the launcher does) trains on
+# its own GPU, cuda:<rank>.
+expect 1 "--gpus 1024, but" scale-search "${common[@]}" --gpus 1024 --out "$tmp/gpus"
+expect 2 "with --objective throughput every worker would time" scale-search "${common[@]}" --gpus 2 \
+  --objective throughput
+EFFNET_RANK=1 EFFNET_WORLD_SIZE=2 expect 1 "cuda:1" scale-search "${common[@]}" --gpus 2 --out "$tmp/gpus"
+EFFNET_RANK=0 EFFNET_WORLD_SIZE=3 expect 2 "as for a worker of --gpus, but this is not one" scale-search \
+  "${common[@]}" --gpus 2 --out "$tmp/gpus"
+
+# The hardware-aware objective: each network's inference timed, the time per image the cost.
+expect 0 "networks within 2 x (1 +- 0.9) of its time per image" scale-search "${grid[@]}" --objective throughput \
+  --tolerance 0.9 --bench-iters 2 --batch 8 --threads 1 --dry-run
+
+# The curves: compound's bases are --alpha, --beta, --gamma; the base and each strategy at 2x.
+expect 0 "compound with alpha 1.3 beta 1.05 gamma 1.1" scale-curves --image-size 32 --budgets 2 --alpha 1.3 \
+  --beta 1.05 --gamma 1.1 --dry-run
 curves=(--image-size 32 --budgets 2 --limit 128 --val-limit 32 --epochs 1 --batch 32 --threads 1 --loader-threads 0)
 if "$effnet" scale-curves "${curves[@]}" --out "$tmp/curves" >"$tmp/curves.log" 2>&1; then
   n=$(wc -l <"$tmp/curves/scale-curves.jsonl")

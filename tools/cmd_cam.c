@@ -83,10 +83,6 @@ int ef_cmd_cam(int argc, char **argv) {
     fprintf(stderr, "effnet cam: give --weights FILE and at least one image\n");
     rc = 2;
   }
-  if (!rc && o.layer && strcmp(o.method, "grad-cam") && strcmp(o.layer, "bn2")) {
-    fprintf(stderr, "effnet cam: --layer %s maps through Grad-CAM: add --method grad-cam\n", o.layer);
-    rc = 2;
-  }
   char names[MAX_MODELS][4096], stems[2][1024];
   int n_models = 0;
   for (const char *p = o.weights; !rc && p && *p; n_models++) {
@@ -112,16 +108,18 @@ int ef_cmd_cam(int argc, char **argv) {
   ef_device dev;
   bool dev_open = false;
   if (!rc) rc = ef_device_args_open(&dev, "cam", &o.dev), dev_open = !rc;
-  if (!rc && mkdir(o.out, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "effnet cam: cannot make %s: %s\n", o.out, strerror(errno));
-    rc = 1;
-  }
   ef_cam *cams = ef_xcalloc(MAX_MODELS, sizeof *cams);
   int opened = 0;
   ef_cam_options co = {.grad_cam = !strcmp(o.method, "grad-cam"), .layer = o.layer, .eval = o.eval};
-  while (!rc && opened < n_models)
-    if (ef_cam_open(&cams[opened], names[opened], &co, dev.be) == EF_OK) opened++;
-    else rc = ef_report("cam", 1);
+  while (!rc && opened < n_models) { // (a bad --layer or --class: a usage error)
+    ef_status st = ef_cam_open(&cams[opened], names[opened], &co, dev.be);
+    if (st == EF_OK) opened++;
+    else rc = ef_report("cam", st == EF_ERR_INVALID ? 2 : 1);
+  }
+  if (!rc && mkdir(o.out, 0777) != 0 && errno != EEXIST) { // (once the models opened: a bad flag makes nothing)
+    fprintf(stderr, "effnet cam: cannot make %s: %s\n", o.out, strerror(errno));
+    rc = 1;
+  }
   if (!rc)
     for (int m = 0; m < opened; m++) {
       const ef_cam *c = &cams[m];
@@ -139,8 +137,9 @@ int ef_cmd_cam(int argc, char **argv) {
     ef_cam_result r[MAX_MODELS];
     char caption[MAX_MODELS][128];
     for (int m = 0; !rc && m < opened; m++) {
-      if (ef_cam_image(&cams[m], images[i], (int)o.cls, &r[m]) != EF_OK) {
-        rc = ef_report("cam", 1);
+      ef_status st = ef_cam_image(&cams[m], images[i], (int)o.cls, &r[m]);
+      if (st != EF_OK) {
+        rc = ef_report("cam", st == EF_ERR_INVALID ? 2 : 1);
         break;
       }
       const ef_model_desc *d = &cams[m].model.info.desc;

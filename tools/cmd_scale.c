@@ -10,9 +10,12 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/file.h"
 #include "tools/effnet.h"
 #include "tools/shared_flags.h"
 #include "tools/train_flags.h"
+#include "cuda/cuda.h"
+#include "train/launch.h"
 #include "train/plot.h"
 #include "train/run_dir.h"
 #include "train/scale.h"
@@ -73,51 +76,107 @@ static const char *const curves_head =
     "command resumes. Under mpirun each rank trains other networks.\n"
     "\n";
 
-// The scaling commands' defaults: EfficientNet-B0 as the base, the paper's grid.
-static void flags_init(ef_flags *f, ef_train_args *a, scale_opts *s, bool search) {
-  ef_train_config d = ef_train_config_defaults();
-  d.model = "b0";
-  ef_train_flags_init(f, a, search ? "scale-search" : "scale-curves", search ? search_head : curves_head, &d);
-  *s = (scale_opts){.alphas = "1.0:1.4:0.05",
-                    .betas = "1.0:1.4:0.05",
-                    .gammas = "1.0:1.4:0.05",
-                    .objective = "macs",
-                    .budgets = "2,4,8",
-                    .factor = 2,
-                    .tolerance = 0.05,
-                    .seeds = 1,
-                    .bench_iters = 5};
-  if (search) ef_flags_add(f, search_rows, (int)(sizeof search_rows / sizeof search_rows[0]), s);
-  else ef_flags_add(f, curves_rows, (int)(sizeof curves_rows / sizeof curves_rows[0]), s);
+// The scaling table's defaults: the paper's grid and factor.
+static void scale_defaults(void *base) {
+  *(scale_opts *)base = (scale_opts){.alphas = "1.0:1.4:0.05",
+                                     .betas = "1.0:1.4:0.05",
+                                     .gammas = "1.0:1.4:0.05",
+                                     .objective = "macs",
+                                     .budgets = "2,4,8",
+                                     .factor = 2,
+                                     .tolerance = 0.05,
+                                     .seeds = 1,
+                                     .bench_iters = 5};
 }
 
-// The recipe's values, then the command line. 0, or the exit status after a message.
+// `effnet train`'s flags (B0 the default base) and the command's own. 0, or the exit status after
+// a message.
 static int parse(int argc, char **argv, ef_flags *f, ef_train_args *a, scale_opts *s, bool search) {
   const char *cmd = search ? "scale-search" : "scale-curves";
-  flags_init(f, a, s, search);
-  int rc = ef_flags_apply(f, argc, argv, EF_FROM_FLAG, NULL, 0);
+  static const char *const not_here[] = {"--resume", "--init", "--stop-after"};
+  for (int i = 1; i < argc; i++)
+    for (size_t k = 0; k < sizeof not_here / sizeof not_here[0]; k++)
+      if (!strcmp(argv[i], not_here[k])) {
+        fprintf(stderr,
+                "effnet %s: %s is not for a scaling run (it trains its own models from the base; the same command "
+                "with the same --out resumes it)\n",
+                cmd, not_here[k]);
+        return 2;
+      }
+  ef_train_config d = ef_train_config_defaults();
+  d.model = "b0";
+  ef_train_command u = {.cmd = cmd,
+                        .head = search ? search_head : curves_head,
+                        .defaults = &d,
+                        .rows = search ? search_rows : curves_rows,
+                        .n = search ? (int)(sizeof search_rows / sizeof search_rows[0])
+                                    : (int)(sizeof curves_rows / sizeof curves_rows[0]),
+                        .base = s,
+                        .reset = scale_defaults};
+  int rc = ef_train_args_parse_as(argc, argv, a, f, &u);
   if (rc) return rc;
-  char recipe[32];
-  snprintf(recipe, sizeof recipe, "%s", a->recipe);
-  flags_init(f, a, s, search);
-  if ((rc = ef_flags_apply_recipe(f, recipe)) || (rc = ef_flags_apply(f, argc, argv, EF_FROM_FLAG, NULL, 0))) return rc;
-  static const char *const not_here[] = {"--resume", "--init", "--gpus", "--stop-after"};
-  for (size_t i = 0; i < sizeof not_here / sizeof not_here[0]; i++)
-    if (ef_flags_given(f, not_here[i])) {
-      fprintf(stderr,
-              "effnet %s: %s is not for a scaling run (it trains its own models from the base, one process a rank; "
-              "the same command with the same --out resumes it)\n",
-              cmd, not_here[i]);
-      return 2;
-    }
+  if (a->t.gpus && (ef_comm_launched() || (search && !strcmp(s->objective, "throughput")))) {
+    fprintf(stderr, "effnet %s: --gpus starts a worker per GPU: %s\n", cmd,
+            ef_comm_launched() ? "under mpirun, start one rank per GPU with --device cuda instead"
+                               : "with --objective throughput every worker would time the candidates on its own GPU; "
+                                 "time them in one process (no --gpus)");
+    return 2;
+  }
   if (!isnan(a->t.spec.phi) && search) {
     fprintf(stderr, "effnet scale-search: the search is at phi = 1 from the base: drop --phi\n");
     return 2;
   }
-  ef_device d;
-  if (ef_device_parse(&d, &a->t.dev) != EF_OK) return ef_report(cmd, 2);
-  a->t.args = a->saved;
-  return ef_flags_saved(f, a->saved, sizeof a->saved);
+  return 0;
+}
+
+// What the runs train with, as text: the training flags given, without those that change only how
+// fast (threads, logging, checkpoints kept), from the saved form "--name\nvalue\n..." (a bool's name
+// alone); and its hash, which every record carries.
+static void settings_of(const char *saved, char *text, size_t len, char hash[16]) {
+  static const char *const speed[] = {"--threads",      "--loader-threads",  "--log-every", "--keep",      "--profile",
+                                      "--comm-timeout", "--steps-in-flight", "--bucket-mb", "--no-profile"};
+  size_t used = 0;
+  text[0] = 0;
+  for (const char *p = saved; *p;) { // a name, then its value unless the next line is a name
+    size_t name = strcspn(p, "\n");
+    const char *next = p + name + (p[name] == '\n');
+    if (*next && !(next[0] == '-' && next[1] == '-')) {
+      size_t value = strcspn(next, "\n");
+      next += value + (next[value] == '\n');
+    }
+    bool skip = false;
+    for (size_t k = 0; k < sizeof speed / sizeof speed[0]; k++)
+      skip |= name == strlen(speed[k]) && !strncmp(p, speed[k], name);
+    if (!skip && used + (size_t)(next - p) < len) memcpy(text + used, p, (size_t)(next - p)), used += next - p;
+    p = next;
+  }
+  text[used] = 0;
+  snprintf(hash, 16, "%08x", ef_crc32c(text, used));
+}
+
+// The folder's settings file: written by the first run, compared by every later one (also before
+// any record exists: a cut-short first run's checkpoint must not go on under other settings).
+static ef_status check_settings(const char *dir, const char *cmd, const char *text, const char *hash) {
+  char path[4200], theirs[64] = "";
+  snprintf(path, sizeof path, "%s/%s.settings", dir, cmd);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    bool ok = fgets(theirs, sizeof theirs, f) != NULL;
+    fclose(f);
+    theirs[strcspn(theirs, "\n")] = 0;
+    if (!ok || strcmp(theirs, hash))
+      return EF_ERROR(EF_ERR_INVALID,
+                      "%s holds a %s with other training settings (%s, in %s; these are %s): use the same flags to "
+                      "resume it, or another --out",
+                      dir, cmd, theirs, path, hash);
+    return EF_OK;
+  }
+  size_t n = strlen(hash) + strlen(text) + 2;
+  char *body = ef_xmalloc(n);
+  snprintf(body, n, "%s\n%s", hash, text);
+  ef_status st = ef_file_write(path, body, n - 1);
+  free(body);
+  return st;
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -143,13 +202,15 @@ static int train_all(const char *cmd, const ef_scale_base *b, const ef_scale_can
   ef_scale_record *rec;
   int nrec;
   if (ef_scale_read(jsonl, settings, &rec, &nrec) != EF_OK) return ef_report(cmd, 1);
-  int todo = 0, done = 0;
+  int todo = 0, done = 0, networks = 0;
   for (int i = 0; i < n; i++)
-    for (long s = 0; s < seeds; s++)
-      if (!dup[i] && !ef_scale_find(rec, nrec, c[i].key, b->train.seed + (unsigned long long)s)) todo++;
+    for (long s = 0; s < seeds && !dup[i]; s++) {
+      networks += s == 0;
+      if (!ef_scale_find(rec, nrec, c[i].key, b->train.seed + (unsigned long long)s)) todo++;
+    }
   if (rank == 0)
-    printf("%d of %d runs to train (%d networks x %ld seeds; the others are in %s)%s\n", todo, todo + nrec,
-           todo + nrec > 0 ? (todo + nrec) / (int)seeds : 0, seeds, jsonl, world > 1 ? ", shared among the ranks" : "");
+    printf("%d of %ld runs to train (%d networks x %ld seeds; the others are in %s)%s\n", todo, networks * seeds,
+           networks, seeds, jsonl, world > 1 ? ", shared among the ranks" : "");
   fflush(stdout);
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL), sigaction(SIGTERM, &sa, NULL);
@@ -161,6 +222,12 @@ static int train_all(const char *cmd, const ef_scale_base *b, const ef_scale_can
       if (dup[i]) continue;
       run++;
       if (ef_scale_find(rec, nrec, c[i].key, seed) || !ef_scale_mine(run, rank, world)) continue;
+      if (stop_signal) { // a signal between runs: no next one
+        rc = 128 + stop_signal;
+        printf("stopped (%s) between runs; the same command with --out %s resumes the %s\n",
+               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", dir, cmd + 6);
+        break;
+      }
       char what[256], folder[4200];
       describe_cand(b, &c[i], what, sizeof what);
       snprintf(folder, sizeof folder, "%s/net-%s-seed%llu", dir, c[i].key, seed);
@@ -171,8 +238,8 @@ static int train_all(const char *cmd, const ef_scale_base *b, const ef_scale_can
       if (ef_scale_train(b, &c[i], seed, folder, &h, &r.r, &stopped) != EF_OK) {
         rc = ef_report(cmd, 1);
       } else if (stopped) {
-        printf("stopped (%s): its checkpoint is in %s; the same command resumes the %s\n",
-               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", folder, cmd + 6);
+        printf("stopped (%s): its checkpoint is in %s; the same command with --out %s resumes the %s\n",
+               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", folder, dir, cmd + 6);
         rc = 128 + (stop_signal ? stop_signal : SIGTERM);
       } else if (ef_scale_append(jsonl, settings, &r) != EF_OK) {
         rc = ef_report(cmd, 1);
@@ -191,6 +258,10 @@ static int report(const char *cmd, bool search, const ef_scale_base *b, const ef
   ef_scale_record *rec;
   int nrec;
   if (ef_scale_read(jsonl, settings, &rec, &nrec) != EF_OK) return ef_report(cmd, 1);
+  int kept = 0; // the seeds asked for this time (an earlier run's other seeds stay in the file)
+  for (int j = 0; j < nrec; j++)
+    if (rec[j].seed >= b->train.seed && rec[j].seed - b->train.seed < (unsigned long long)seeds) rec[kept++] = rec[j];
+  nrec = kept;
   ef_scale_row *rows = ef_xcalloc((size_t)n, sizeof *rows);
   ef_scale_summarize(c, n, rec, nrec, search ? EF_SCALE_COMPOUND : EF_SCALE_BASE, rows);
   int *order = ef_xmalloc((size_t)n * sizeof *order), m = 0;
@@ -285,6 +356,74 @@ static int report(const char *cmd, bool search, const ef_scale_base *b, const ef
   return rc;
 }
 
+// The worst status of any rank (ranks of mpirun): a failure on one stops them all.
+static int agree(ef_comm *comm, int rc) {
+  double worst = rc;
+  comm->allreduce(comm, &worst, 1, EF_COMM_F64, EF_COMM_MAX);
+  return (int)worst;
+}
+
+// --gpus N: one worker per GPU, each this command again with the folder, training the runs of its
+// rank on its GPU; the launcher waits for them (signals passed on) and then reports.
+static int launch_gpus(const char *cmd, int argc, char **argv, long gpus, const char *dir) {
+  return ef_launch_gpus(cmd, argc, argv, gpus, false, (const char *const[]){"--out", dir, NULL});
+}
+
+// The candidates of the search (its grid, kept by cost) into *c, *n, with their lines printed.
+static int search_candidates(const char *cmd, const ef_scale_base *b, const ef_train_args *a, const scale_opts *s,
+                             ef_scale_cand **c, int *n) {
+  ef_scale_grid g = {.factor = s->factor, .tolerance = s->tolerance, .batch = a->t.batch, .iters = s->bench_iters};
+  if (ef_scale_range_parse(s->alphas, "--alphas", &g.alpha) != EF_OK ||
+      ef_scale_range_parse(s->betas, "--betas", &g.beta) != EF_OK ||
+      ef_scale_range_parse(s->gammas, "--gammas", &g.gamma) != EF_OK)
+    return ef_report(cmd, 2);
+  ef_device dev;
+  if (!strcmp(s->objective, "throughput")) { // open only while the candidates are timed
+    if (ef_device_open(&dev, &a->t.dev, NULL) != EF_OK) return ef_report(cmd, 1);
+    g.dev = &dev;
+  }
+  int points = 0;
+  double base_images_s = 0;
+  ef_status st = ef_scale_search_candidates(b, &g, c, n, &points, &base_images_s);
+  if (g.dev) ef_device_close(&dev);
+  if (st != EF_OK) return ef_report(cmd, 1);
+  printf("effnet scale-search: base %s at %d px: %.1f M MACs, %.2f M parameters; %d grid points, %d networks within "
+         "%g x (1 +- %g) of its %s\n",
+         b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, points, *n,
+         s->factor, s->tolerance, g.dev ? "time per image" : "MACs");
+  if (g.dev) printf("  base throughput %.1f images/s (inference, batch %ld)\n", base_images_s, a->t.batch);
+  if (!*n) {
+    fprintf(stderr,
+            "effnet scale-search: no grid point costs %g x (1 +- %g) the base: widen the grid or --tolerance "
+            "(--dry-run lists costs)\n",
+            s->factor, s->tolerance);
+    return 2;
+  }
+  return 0;
+}
+
+// The networks of the curves (the base, then each strategy's budgets) into *c, *n.
+static int curve_candidates(const ef_scale_base *b, const scale_opts *s, ef_compound k, ef_scale_cand **c, int *n) {
+  double budgets[65];
+  int nb = 0;
+  const char *p = s->budgets;
+  for (char *end; nb < 65; p = end + 1) {
+    budgets[nb++] = strtod(p, &end);
+    if (end == p || (*end && *end != ',')) nb = 65;
+    if (*end != ',') break;
+  }
+  if (nb > 64) {
+    fprintf(stderr, "effnet scale-curves: --budgets '%s': up to 64 numbers above 1, e.g. 2,4,8\n", s->budgets);
+    return 2;
+  }
+  if (ef_scale_curve_candidates(b, budgets, nb, k, c, n) != EF_OK) return ef_report("scale-curves", 2);
+  printf("effnet scale-curves: base %s at %d px: %.1f M MACs, %.2f M parameters; compound with alpha %g beta %g "
+         "gamma %g\n",
+         b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, k.alpha, k.beta,
+         k.gamma);
+  return 0;
+}
+
 static int run(int argc, char **argv, bool search) {
   const char *cmd = search ? "scale-search" : "scale-curves";
   ef_flags *f = ef_xmalloc(sizeof *f);
@@ -294,104 +433,82 @@ static int run(int argc, char **argv, bool search) {
   ef_scale_cand *c = NULL;
   bool *dup = NULL;
   ef_comm *comm = NULL;
-  ef_device dev = {0};
-  bool dev_open = false;
   int n = 0, lock = -1, rc = parse(argc, argv, f, a, &s, search);
   if (!rc && ef_comm_new(&comm) != EF_OK) rc = ef_report(cmd, 1);
-  if (!rc && ef_scale_base_open(b, &a->t) != EF_OK) rc = ef_report(cmd, 2);
   int rank = comm ? comm->rank : 0, world = comm ? comm->world : 1;
-  // The candidates.
-  if (!rc && search) {
-    ef_scale_grid g = {.factor = s.factor, .tolerance = s.tolerance, .batch = a->t.batch, .iters = s.bench_iters};
-    if (ef_scale_range_parse(s.alphas, "--alphas", &g.alpha) != EF_OK ||
-        ef_scale_range_parse(s.betas, "--betas", &g.beta) != EF_OK ||
-        ef_scale_range_parse(s.gammas, "--gammas", &g.gamma) != EF_OK)
-      rc = ef_report(cmd, 2);
-    if (!rc && !strcmp(s.objective, "throughput")) {
-      if (ef_device_open(&dev, &a->t.dev, NULL) != EF_OK) rc = ef_report(cmd, 1);
-      dev_open = !rc, g.dev = &dev;
-    }
-    int points = 0;
-    double base_images_s = 0;
-    if (!rc && ef_scale_search_candidates(b, &g, &c, &n, &points, &base_images_s) != EF_OK) rc = ef_report(cmd, 1);
-    if (!rc && rank == 0) {
-      printf("effnet scale-search: base %s at %d px: %.1f M MACs, %.2f M parameters; %d grid points, %d networks "
-             "within %g x (1 +- %g) of its %s\n",
-             b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, points, n,
-             s.factor, s.tolerance, g.dev ? "time per image" : "MACs");
-      if (g.dev) printf("  base throughput %.1f images/s (inference, batch %ld)\n", base_images_s, a->t.batch);
-    }
-    if (!rc && !n) {
-      fprintf(stderr,
-              "effnet scale-search: no grid point costs %g x (1 +- %g) the base: widen the grid or "
-              "--tolerance (--dry-run lists costs)\n",
-              s.factor, s.tolerance);
-      rc = 2;
-    }
-  } else if (!rc) {
-    double budgets[64];
-    int nb = 0;
-    char *end, *p = (char *)s.budgets;
-    while (nb < 64) {
-      budgets[nb++] = strtod(p, &end);
-      if (end == p || (*end && *end != ',')) nb = 65;
-      if (*end != ',') break;
-      p = end + 1;
-    }
-    if (nb > 64) {
-      fprintf(stderr, "effnet scale-curves: --budgets '%s': give numbers above 1, e.g. 2,4,8\n", s.budgets);
-      rc = 2;
-    }
-    ef_compound k = EF_COMPOUND_PAPER;
-    if (!isnan(a->t.spec.alpha)) k.alpha = a->t.spec.alpha;
-    if (!isnan(a->t.spec.beta)) k.beta = a->t.spec.beta;
-    if (!isnan(a->t.spec.gamma)) k.gamma = a->t.spec.gamma;
-    a->t.spec.alpha = a->t.spec.beta = a->t.spec.gamma = NAN; // the bases of compound's curve, not of the base
-    if (!rc && ef_scale_curve_candidates(b, budgets, nb, k, &c, &n) != EF_OK) rc = ef_report(cmd, 2);
-    if (!rc && rank == 0)
-      printf("effnet scale-curves: base %s at %d px: %.1f M MACs, %.2f M parameters; compound with alpha %g beta %g "
-             "gamma %g\n",
-             b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, k.alpha, k.beta,
-             k.gamma);
+  // Several processes: ranks of mpirun (collectives), or the workers --gpus N started (none; the
+  // launcher reports). Each on its own GPU.
+  bool worker = getenv(EF_LAUNCH_RANK) != NULL, mpi = world > 1 && !worker;
+  if (!rc && worker && (world != a->t.gpus || !a->t.out)) {
+    fprintf(stderr, "effnet %s: %s is set, as for a worker of --gpus, but this is not one: unset %s and %s\n", cmd,
+            EF_LAUNCH_RANK, EF_LAUNCH_RANK, EF_LAUNCH_WORLD);
+    rc = 2;
   }
-  if (!rc) { // one run per network: a later candidate that builds an earlier one's network shares its results
+  if (!rc && worker) ef_launch_follow_parent();
+  static char rank_device[32];
+  if (!rc && (worker || mpi) && !strcmp(a->t.dev.device, "cuda")) {
+    char why[256];
+    int visible = worker ? 0 : ef_cuda_device_count(why, sizeof why);
+    snprintf(rank_device, sizeof rank_device, "cuda:%d", worker ? rank : visible > 0 ? comm->local_rank % visible : 0);
+    a->t.dev.device = rank_device;
+  }
+  // Compound's bases for the curves (--alpha, --beta, --gamma), not the base's own.
+  ef_compound k = EF_COMPOUND_PAPER;
+  if (!search) {
+    ef_effnet_spec *sp = &a->t.spec;
+    if (!isnan(sp->alpha)) k.alpha = sp->alpha;
+    if (!isnan(sp->beta)) k.beta = sp->beta;
+    if (!isnan(sp->gamma)) k.gamma = sp->gamma;
+    sp->alpha = sp->beta = sp->gamma = NAN;
+  }
+  if (!rc && ef_scale_base_open(b, &a->t) != EF_OK) rc = ef_report(cmd, 2);
+  // The candidates: rank 0's, sent to the others (a measured time differs from rank to rank).
+  if (!rc && rank == 0) rc = search ? search_candidates(cmd, b, a, &s, &c, &n) : curve_candidates(b, &s, k, &c, &n);
+  if (!rc && rank == 0) { // one run per network: a later candidate that builds an earlier one's network shares its runs
     dup = ef_xcalloc((size_t)n, sizeof *dup);
     for (int i = 0; i < n; i++)
       for (int j = 0; j < i && !dup[i]; j++) dup[i] = !strcmp(c[i].key, c[j].key);
-    if (rank == 0)
-      for (int i = 0; i < n; i++) {
-        char what[256];
-        describe_cand(b, &c[i], what, sizeof what);
-        printf("  %s%s%s\n", what, c[i].aliases ? " (and other grid points)" : "",
-               dup[i] ? " (the same network as above)" : "");
-        if (c[i].images_s > 0) printf("    %.1f images/s\n", c[i].images_s);
-      }
-    fflush(stdout);
+    for (int i = 0; i < n; i++) {
+      char what[256];
+      describe_cand(b, &c[i], what, sizeof what);
+      printf("  %s%s%s\n", what, c[i].aliases ? " (and other grid points)" : "",
+             dup[i] ? " (the same network as above)" : "");
+      if (c[i].images_s > 0) printf("    %.1f images/s\n", c[i].images_s);
+    }
   }
+  fflush(stdout);
+  if (mpi) rc = agree(comm, rc);
   bool go = !rc && !s.dry_run; // --dry-run: the list above is all
-  // The folder: made and locked by rank 0, its name sent to the others.
-  char dir[4096] = "", jsonl[4200], png[4200], settings[16];
-  if (go && rank == 0 && ef_run_dir_choose(dir, sizeof dir, a->t.out, NULL, 0, cmd, &lock) != EF_OK)
-    rc = ef_report(cmd, 1);
-  if (go && world > 1) { // a rank that failed so far (rank 0's folder, any rank's data) stops them all
-    double failed = rc != 0;
-    comm->allreduce(comm, &failed, 1, EF_COMM_F64, EF_COMM_MAX);
-    if (failed > 0 && !rc) rc = 1;
+  if (go && mpi) {
+    comm->broadcast(comm, &n, sizeof n, 0);
+    if (rank) c = ef_xcalloc((size_t)n, sizeof *c), dup = ef_xcalloc((size_t)n, sizeof *dup);
+    comm->broadcast(comm, c, (size_t)n * sizeof *c, 0), comm->broadcast(comm, dup, (size_t)n * sizeof *dup, 0);
   }
+  // The folder: made, locked and its settings checked by rank 0 or --gpus' launcher, its name sent to
+  // the other ranks (a worker of --gpus is given it).
+  char dir[4096] = "", jsonl[4200], png[4200], settings[16], text[8192];
+  settings_of(a->saved, text, sizeof text, settings);
+  if (go && worker) {
+    snprintf(dir, sizeof dir, "%s", a->t.out);
+  } else if (go && rank == 0) {
+    if (ef_run_dir_choose(dir, sizeof dir, a->t.out, NULL, 0, cmd, &lock) != EF_OK ||
+        check_settings(dir, cmd, text, settings) != EF_OK)
+      rc = ef_report(cmd, 1);
+  }
+  if (go && mpi) rc = agree(comm, rc);
   if (go && !rc) {
-    if (world > 1) comm->broadcast(comm, dir, sizeof dir, 0);
+    if (mpi) comm->broadcast(comm, dir, sizeof dir, 0);
     snprintf(jsonl, sizeof jsonl, "%s/%s.jsonl", dir, cmd);
     snprintf(png, sizeof png, "%s/%s.png", dir, cmd);
-    // What the runs train with: the training flags given (the scaling table's rows are not saved).
-    snprintf(settings, sizeof settings, "%08x", ef_crc32c(a->saved, strlen(a->saved)));
-    if (rank == 0) printf("folder %s (settings %s)\n", dir, settings);
-    rc = train_all(cmd, b, c, dup, n, s.seeds, dir, jsonl, settings, rank, world);
+    if (rank == 0 && !worker) printf("folder %s (training settings %s)\n", dir, settings);
+    fflush(stdout);
+    if (a->t.gpus && !worker) rc = launch_gpus(cmd, argc, argv, a->t.gpus, dir);
+    else rc = train_all(cmd, b, c, dup, n, s.seeds, dir, jsonl, settings, rank, world);
   }
-  if (go && world > 1 && !rc) comm->barrier(comm);
-  if (go && !rc && rank == 0) rc = report(cmd, search, b, c, n, s.seeds, jsonl, png, settings);
+  if (go && mpi) rc = agree(comm, rc); // every rank's runs are in the file, or one failed
+  if (go && !rc && rank == 0 && !worker) rc = report(cmd, search, b, c, n, s.seeds, jsonl, png, settings);
   fflush(stdout);
   ef_run_dir_unlock(lock);
-  if (dev_open) ef_device_close(&dev);
   ef_comm_free(comm);
   free(dup), free(c), free(b), free(a), free(f);
   return rc;

@@ -9,40 +9,12 @@
 #include <unistd.h>
 
 #include "core/plan.h"
-#include "cuda/cuda.h"
 #include "tools/effnet.h"
 #include "tools/shared_flags.h"
 #include "tools/train_flags.h"
 #include "train/launch.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
-
-// `effnet train --gpus N` itself: checks that the GPUs are there, makes NCCL's id, and runs the N
-// workers (this command again, each told its rank) to their end.
-static int launch_gpus(int argc, char **argv, long gpus) {
-  char why[256] = "";
-  int visible = ef_cuda_device_count(why, sizeof why);
-  if (visible < gpus) {
-    fprintf(stderr, "effnet train: --gpus %ld, but %s\n", gpus, visible ? "fewer GPUs are visible" : why);
-    if (visible) fprintf(stderr, "  (%d visible: check nvidia-smi and CUDA_VISIBLE_DEVICES)\n", visible);
-    return 1;
-  }
-#ifdef EFFNET_NCCL
-  char id[300];
-  if (ef_nccl_unique_id(id, sizeof id) != EF_OK) return ef_report("train", 1);
-  char **args = ef_xcalloc((size_t)argc + 2, sizeof *args);
-  args[0] = "effnet";
-  for (int i = 0; i < argc; i++) args[i + 1] = argv[i]; // argv[0] is "train"
-  int rc =
-      ef_launch(&(ef_launch_config){.workers = (int)gpus, .program = "/proc/self/exe", .argv = args, .nccl_id = id});
-  free(args);
-  return rc;
-#else
-  fprintf(stderr, "effnet train: --gpus goes through NCCL, and this effnet was built without it: install NCCL (or set "
-                  "NCCL_ROOT) and rebuild\n");
-  return 1;
-#endif
-}
 
 // ---- the run's lines ----------------------------------------------------------------------------
 
@@ -228,7 +200,7 @@ int ef_cmd_train(int argc, char **argv) {
               "--device cuda instead\n");
       rc = 2;
     } else {
-      rc = launch_gpus(argc, argv, a->t.gpus);
+      rc = ef_launch_gpus("train", argc, argv, a->t.gpus, true, NULL);
     }
     free(f), free(a);
     return rc;

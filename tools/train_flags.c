@@ -185,15 +185,25 @@ void ef_train_flags_init(ef_flags *f, ef_train_args *o, const char *cmd, const c
   ef_flags_recipes(f, recipes, (int)(sizeof recipes / sizeof recipes[0]));
 }
 
-// A fresh table of `effnet train` over o, whose values are the defaults (the trainer's).
-static void flags_init(ef_flags *f, ef_train_args *o) { ef_train_flags_init(f, o, "train", usage_head, NULL); }
+// A fresh table of the command `u` describes over o (and its own rows), whose values are the defaults.
+static void flags_init(ef_flags *f, ef_train_args *o, const ef_train_command *u) {
+  ef_train_flags_init(f, o, u->cmd, u->head, u->defaults);
+  if (u->rows) {
+    u->reset(u->base);
+    ef_flags_add(f, u->rows, u->n, u->base);
+  }
+}
 
 // The options: the recipe's values, then (resuming) the checkpoint's saved arguments, then the
 // command line.
 int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
+  return ef_train_args_parse_as(argc, argv, o, f, &(ef_train_command){.cmd = "train", .head = usage_head});
+}
+
+int ef_train_args_parse_as(int argc, char **argv, ef_train_args *o, ef_flags *f, const ef_train_command *u) {
   char *resume_path = o->resume_path;
   size_t len = sizeof o->resume_path;
-  flags_init(f, o);
+  flags_init(f, o, u);
   int rc = ef_flags_apply(f, argc, argv, EF_FROM_FLAG, NULL, 0); // first: --resume and --recipe
   if (rc) return rc;
   // What the first pass found, kept apart: every pass starts the table afresh.
@@ -205,14 +215,14 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
     if (st == EF_OK) st = ef_checkpoint_read_info(resume_path, saved);
     if (st == EF_OK) snprintf(saved_args, sizeof saved_args, "%s", saved->args);
     free(saved);
-    if (st != EF_OK) return ef_report("train", 1);
+    if (st != EF_OK) return ef_report(u->cmd, 1);
   }
   if (!recipe[0]) { // the saved --recipe, if any
-    flags_init(f, o);
+    flags_init(f, o, u);
     if ((rc = ef_flags_apply_saved(f, saved_args))) return rc;
     snprintf(recipe, sizeof recipe, "%s", o->recipe);
   }
-  flags_init(f, o);
+  flags_init(f, o, u);
   if ((rc = ef_flags_apply_recipe(f, recipe)) || (rc = ef_flags_apply_saved(f, saved_args)) ||
       (rc = ef_flags_apply(f, argc, argv, EF_FROM_FLAG, NULL, 0)))
     return rc;
@@ -220,21 +230,22 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
   // --gpus: each worker on the GPU of its rank (--device, unset, means cuda then).
   if (o->t.gpus && ef_flags_given(f, "--device") && strcmp(o->t.dev.device, "cuda")) {
     fprintf(stderr,
-            "effnet train: --gpus %ld runs one worker on each of GPUs 0 ... %ld: drop --device %s "
+            "effnet %s: --gpus %ld runs one worker on each of GPUs 0 ... %ld: drop --device %s "
             "(CUDA_VISIBLE_DEVICES chooses which GPUs those are)\n",
-            o->t.gpus, o->t.gpus - 1, o->t.dev.device);
+            u->cmd, o->t.gpus, o->t.gpus - 1, o->t.dev.device);
     return 2;
   }
   if (o->t.gpus && !ef_flags_given(f, "--device") && (rc = ef_flags_set(f, "--device", "cuda", EF_FROM_FLAG)))
     return rc;
   ef_device d;
-  if (ef_device_parse(&d, &o->t.dev) != EF_OK) return ef_report("train", 2);
+  if (ef_device_parse(&d, &o->t.dev) != EF_OK) return ef_report(u->cmd, 2);
   if (o->t.init) {
     bool model = ef_flags_given(f, "--model") && strcmp(o->t.model, "tiny");
     if (model || ef_effnet_spec_shapes(&o->t.spec)) {
       fprintf(stderr,
-              "effnet train: --init gives the architecture (width, depth, padding, input channels): drop --model, "
-              "--phi, --width, --depth, --padding and --in-channels\n");
+              "effnet %s: --init gives the architecture (width, depth, padding, input channels): drop --model, "
+              "--phi, --width, --depth, --padding and --in-channels\n",
+              u->cmd);
       return 2;
     }
     for (size_t i = 0; i < sizeof recipe_model_flags / sizeof recipe_model_flags[0]; i++)
@@ -243,7 +254,7 @@ int ef_train_args_parse(int argc, char **argv, ef_train_args *o, ef_flags *f) {
   }
   ef_effnet_config cfg;
   if (strcmp(o->t.model, "tiny") && isnan(o->t.spec.phi) && ef_effnet_preset(o->t.model, &cfg) != EF_OK) {
-    fprintf(stderr, "effnet train: unknown model '%s': use tiny, b0 ... b8, l2 or lite0 ... lite4\n", o->t.model);
+    fprintf(stderr, "effnet %s: unknown model '%s': use tiny, b0 ... b8, l2 or lite0 ... lite4\n", u->cmd, o->t.model);
     return 2;
   }
   o->t.args = o->saved;

@@ -23,8 +23,23 @@ typedef struct {
 void ef_train_flags_init(ef_flags *f, ef_train_args *o, const char *cmd, const char *head,
                          const ef_train_config *defaults);
 
+// A command that trains with the training flags: its name and usage, its defaults (NULL: the
+// trainer's), and its own table of rows bound to `base` (NULL: none), reset to its defaults by
+// `reset` before each pass.
+typedef struct {
+  const char *cmd, *head;
+  const ef_train_config *defaults;
+  const ef_flag *rows;
+  int n;
+  void *base;
+  void (*reset)(void *base);
+} ef_train_command;
+
 // Parses `effnet train`'s arguments into a, with f holding the table and each value's origin
 // (for the echo). Returns 0, or the exit status after a message (2: bad flags).
 int ef_train_args_parse(int argc, char **argv, ef_train_args *a, ef_flags *f);
+// The same for command u: the recipe, a resumed checkpoint's arguments and the command line, the
+// checks of --gpus, --device, --init and the model; 0, or the exit status after a message.
+int ef_train_args_parse_as(int argc, char **argv, ef_train_args *a, ef_flags *f, const ef_train_command *u);
 
 #endif

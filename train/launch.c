@@ -1,6 +1,6 @@
-// The launcher of `effnet train --gpus N` (see launch.h): posix_spawn of every worker with its
-// environment, then a loop that passes signals on, reaps the workers, and ends them all at the
-// first failure; and the workers' side, which dies with the launcher.
+// The launcher of `effnet train --gpus N` and of the scaling commands' (see launch.h): posix_spawn of
+// every worker with its environment, then a loop that passes signals on, reaps the workers, and ends
+// them all at the first failure; and the workers' side, which dies with the launcher.
 #include "train/launch.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "cuda/cuda.h"
 #include "train/comm.h"
 #include "train/run_dir.h"
 
@@ -169,4 +170,38 @@ void ef_launch_follow_parent(void) {
     fprintf(stderr, "effnet: the launcher (pid %s) of this worker is gone: stopping\n", v);
     _exit(1);
   }
+}
+
+int ef_launch_gpus(const char *cmd, int argc, char **argv, long gpus, bool nccl, const char *const *extra) {
+  char why[256] = "", id[300] = "";
+  int visible = ef_cuda_device_count(why, sizeof why);
+  if (visible < gpus) {
+    fprintf(stderr, "effnet %s: --gpus %ld, but %s\n", cmd, gpus, visible ? "fewer GPUs are visible" : why);
+    if (visible) fprintf(stderr, "  (%d visible: check nvidia-smi and CUDA_VISIBLE_DEVICES)\n", visible);
+    return 1;
+  }
+#ifdef EFFNET_NCCL
+  if (nccl && ef_nccl_unique_id(id, sizeof id) != EF_OK) {
+    fprintf(stderr, "effnet %s: %s\n", cmd, ef_last_error());
+    return 1;
+  }
+#else
+  if (nccl) {
+    fprintf(stderr,
+            "effnet %s: --gpus goes through NCCL, and this effnet was built without it: install NCCL (or set "
+            "NCCL_ROOT) and rebuild\n",
+            cmd);
+    return 1;
+  }
+#endif
+  int n_extra = 0;
+  while (extra && extra[n_extra]) n_extra++;
+  char **args = ef_xcalloc((size_t)(argc + n_extra) + 2, sizeof *args);
+  args[0] = "effnet";
+  for (int i = 0; i < argc; i++) args[i + 1] = argv[i];
+  for (int i = 0; i < n_extra; i++) args[argc + 1 + i] = (char *)extra[i];
+  int rc =
+      ef_launch(&(ef_launch_config){.workers = (int)gpus, .program = "/proc/self/exe", .argv = args, .nccl_id = id});
+  free(args);
+  return rc;
 }

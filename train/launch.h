@@ -5,6 +5,8 @@
 #ifndef EF_TRAIN_LAUNCH_H
 #define EF_TRAIN_LAUNCH_H
 
+#include <stdbool.h>
+
 // The launcher's pid, in each worker's environment (ef_launch_follow_parent).
 #define EF_LAUNCH_PARENT "EFFNET_LAUNCHER_PID"
 // The launcher's start time (YYYYmmdd-HHMMSS): every worker names a default run folder with it
@@ -26,6 +28,12 @@ typedef struct {
 // Returns the command's exit status: 0 when every worker succeeded, else the first failure's (its
 // exit code, or 128 + its signal); 1 with a message when a worker cannot be started.
 int ef_launch(const ef_launch_config *cfg);
+
+// `effnet <cmd> --gpus N` itself: checks that N GPUs are visible, makes NCCL's id when the workers
+// connect through it (`nccl`; 1 after a message when this effnet has no NCCL), then runs N workers
+// of this executable with argv (argv[0] the command) and `extra` arguments after them
+// (NULL-terminated, may be NULL), as ef_launch; 1 after a message naming cmd when it cannot.
+int ef_launch_gpus(const char *cmd, int argc, char **argv, long gpus, bool nccl, const char *const *extra);
 
 // In a worker (EFFNET_LAUNCHER_PID set): this process gets SIGKILL when its launcher dies
 // (PR_SET_PDEATHSIG), and ends at once if the launcher is already gone; a worker that outlived it

@@ -236,7 +236,8 @@ void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, 
   if (o->features) ef_graph_keep(m->g, m->features = c.features);
   if (o->saliency) { // (m->layer stays NULL, and nothing is differentiated, when no such tensor exists)
     for (int i = 0; i < m->g->n && !m->layer; i++)
-      if (!strcmp(m->g->nodes[i]->name, o->saliency) && m->g->nodes[i]->ndim == 4) m->layer = m->g->nodes[i];
+      if (!strcmp(m->g->nodes[i]->name, o->saliency) && m->g->nodes[i]->ndim == 4 && m->g->nodes[i]->op != EF_OP_LEAF)
+        m->layer = m->g->nodes[i]; // an activation (not a weight or the input)
   }
   if (m->layer) {
     m->dlogits = ef_input(m->g, "dlogits", EF_F32, 2, (int64_t[]){o->batch, d->num_classes});

@@ -102,7 +102,7 @@ typedef struct {
   // parameter gets a gradient), differentiated from the logits by the input m->dlogits; the tensor
   // named `saliency` (a block's output, "blocks.5.2", or the head's features, "bn2") and its
   // gradient kept as m->layer and m->layer_grad (NULL, and nothing differentiated, without such a
-  // 4-d tensor).
+  // 4-d activation).
   const char *saliency;
   FILE *summary; // EfficientNet: a line per block while building (effnet info --layers)
 } ef_graph_opts;

@@ -3,6 +3,7 @@
 #include "train/scale.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -134,6 +135,8 @@ ef_status ef_scale_search_candidates(const ef_scale_base *b, const ef_scale_grid
   int na = ef_scale_range_values(&g->alpha, av, 200), nb = ef_scale_range_values(&g->beta, bv, 200),
       ng = ef_scale_range_values(&g->gamma, gv, 200);
   *out = NULL, *n = 0, *points = na * nb * ng;
+  if (na > 200 || nb > 200 || ng > 200)
+    return EF_ERROR(EF_ERR_INVALID, "a grid of %d x %d x %d values: at most 200 each", na, nb, ng);
   ef_scale_cand base = {.alpha = 1, .beta = 1, .gamma = 1};
   EF_TRY(ef_scale_measure(b, &base));
   if (g->dev) {
@@ -178,6 +181,7 @@ ef_status ef_scale_search_candidates(const ef_scale_base *b, const ef_scale_grid
 ef_status ef_scale_curve_candidates(const ef_scale_base *b, const double *budgets, int n_budgets, ef_compound k,
                                     ef_scale_cand **out, int *n) {
   *out = NULL, *n = 0;
+  if (n_budgets < 1 || n_budgets > 64) return EF_ERROR(EF_ERR_INVALID, "%d budgets: give 1 to 64 (2,4,8)", n_budgets);
   double most = 0;
   for (int i = 0; i < n_budgets; i++) {
     if (!(budgets[i] > 1 && budgets[i] <= 1000))
@@ -194,7 +198,7 @@ ef_status ef_scale_curve_candidates(const ef_scale_base *b, const double *budget
     ef_scale_cand *best = &c[made];
     double err[64];
     for (int i = 0; i < n_budgets; i++) err[i] = INFINITY;
-    for (int step = 1; step < 100000; step++) {
+    for (int step = 1; step <= 5000; step++) { // (width and depth stop at 16, phi at 50, sides at 4096 px)
       ef_scale_cand x = {.strategy = strategies[s], .alpha = 1, .beta = 1, .gamma = 1};
       double phi = 0.01 * step;
       if (strategies[s] == EF_SCALE_COMPOUND)
@@ -286,6 +290,8 @@ ef_status ef_scale_train(const ef_scale_base *b, const ef_scale_cand *c, unsigne
   *stopped = false;
   ef_status st = ef_trainer_open(t, &tc, ef_comm_single());
   if (st == EF_OK) st = ef_trainer_fit(t, &mine, &fr);
+  if (st == EF_ERR_NUMERIC) // a validation loss that is not finite: the candidate diverged, a result like any other
+    st = EF_OK, fr = (ef_fit_result){.broken = true};
   if (st == EF_OK && (fr.signal || fr.stopped)) *stopped = true;
   // A run whose folder held its finished training (a kill after its last epoch, before its line
   // was written): its last validation again.
@@ -315,7 +321,7 @@ static int json_num(char *buf, size_t len, double v) {
 
 ef_status ef_scale_append(const char *path, const char *settings, const ef_scale_record *rec) {
   const ef_scale_cand *c = &rec->cand;
-  char top1[32], best[32], loss[32], line[2048];
+  char top1[32], best[32], loss[32], line[2048]; // (line[0] may become a newline: see below)
   json_num(top1, sizeof top1, rec->r.top1), json_num(best, sizeof best, rec->r.best_top1);
   json_num(loss, sizeof loss, rec->r.loss);
   int n = snprintf(line, sizeof line,
@@ -326,9 +332,14 @@ ef_status ef_scale_append(const char *path, const char *settings, const ef_scale
                    ef_scale_strategy_name(c->strategy), c->budget, c->alpha, c->beta, c->gamma, c->depth, c->width,
                    c->size, (long long)c->macs, (long long)c->params, c->images_s, c->key, c->aliases, rec->seed,
                    rec->rank, top1, best, loss, rec->r.seconds, rec->r.resumed ? "true" : "false", settings);
-  if (n >= (int)sizeof line) return EF_ERROR(EF_ERR_INVALID, "the settings are too long for a record of %s", path);
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (n + 1 >= (int)sizeof line) return EF_ERROR(EF_ERR_INVALID, "the settings are too long for a record of %s", path);
+  int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return EF_ERROR(EF_ERR_IO, "cannot open %s to append a result: %s", path, strerror(errno));
+  // After a line a kill cut short, this one starts on a line of its own (the reader skips the other).
+  char last = '\n';
+  off_t end = lseek(fd, 0, SEEK_END);
+  if (end > 0 && pread(fd, &last, 1, end - 1) == 1 && last != '\n')
+    memmove(line + 1, line, (size_t)n + 1), *line = '\n', n++;
   ssize_t w = write(fd, line, (size_t)n);
   int err = errno;
   if (w == n && fsync(fd) != 0) w = -1, err = errno;
@@ -356,6 +367,17 @@ static bool num_field(const char *line, const char *name, double *v) {
   return end != p && (*end == ',' || *end == '}');
 }
 
+// A non-negative integer field within [lo, hi].
+static bool int_field(const char *line, const char *name, unsigned long long lo, unsigned long long hi,
+                      unsigned long long *v) {
+  const char *p = field(line, name);
+  if (!p || *p < '0' || *p > '9') return false;
+  char *end;
+  errno = 0;
+  *v = strtoull(p, &end, 10);
+  return !errno && *v >= lo && *v <= hi && (*end == ',' || *end == '}');
+}
+
 static bool str_field(const char *line, const char *name, char *buf, size_t len) {
   const char *p = field(line, name);
   if (!p || *p != '"') return false;
@@ -371,14 +393,15 @@ static bool parse_record(const char *line, ef_scale_record *rec, char *settings,
   memset(rec, 0, sizeof *rec);
   ef_scale_cand *c = &rec->cand;
   char strategy[16];
-  double size, macs, params, aliases, seed, rank;
+  unsigned long long size, macs, params, aliases, rank;
   bool ok = str_field(line, "strategy", strategy, sizeof strategy) && num_field(line, "budget", &c->budget) &&
             num_field(line, "alpha", &c->alpha) && num_field(line, "beta", &c->beta) &&
             num_field(line, "gamma", &c->gamma) && num_field(line, "depth", &c->depth) &&
-            num_field(line, "width", &c->width) && num_field(line, "size", &size) && num_field(line, "macs", &macs) &&
-            num_field(line, "params", &params) && num_field(line, "images_s", &c->images_s) &&
-            str_field(line, "key", c->key, sizeof c->key) && num_field(line, "aliases", &aliases) &&
-            num_field(line, "seed", &seed) && num_field(line, "rank", &rank) && num_field(line, "top1", &rec->r.top1) &&
+            num_field(line, "width", &c->width) && int_field(line, "size", 1, EF_EFFNET_MAX_RESOLUTION, &size) &&
+            int_field(line, "macs", 0, INT64_MAX, &macs) && int_field(line, "params", 0, INT64_MAX, &params) &&
+            num_field(line, "images_s", &c->images_s) && str_field(line, "key", c->key, sizeof c->key) &&
+            int_field(line, "aliases", 0, INT32_MAX, &aliases) && int_field(line, "seed", 0, UINT64_MAX, &rec->seed) &&
+            int_field(line, "rank", 0, INT32_MAX, &rank) && num_field(line, "top1", &rec->r.top1) &&
             num_field(line, "best_top1", &rec->r.best_top1) && num_field(line, "loss", &rec->r.loss) &&
             num_field(line, "seconds", &rec->r.seconds) && str_field(line, "settings", settings, len);
   const char *res = field(line, "resumed");
@@ -386,9 +409,9 @@ static bool parse_record(const char *line, ef_scale_record *rec, char *settings,
   rec->r.resumed = !strncmp(res, "true", 4);
   int s = 0;
   while (s < 5 && strcmp(ef_scale_strategy_name((ef_scale_strategy)s), strategy)) s++;
-  if (s == 5 || !(size >= 1 && size <= EF_EFFNET_MAX_RESOLUTION) || !(macs >= 0) || !(seed >= 0)) return false;
+  if (s == 5) return false;
   c->strategy = (ef_scale_strategy)s, c->size = (int)size, c->macs = (int64_t)macs, c->params = (int64_t)params;
-  c->aliases = (int)aliases, rec->seed = (unsigned long long)seed, rec->rank = (int)rank;
+  c->aliases = (int)aliases, rec->rank = (int)rank;
   return true;
 }
 
@@ -409,6 +432,7 @@ ef_status ef_scale_read(const char *path, const char *settings, ef_scale_record 
                       sizeof line);
       break;
     }
+    if (len == 1 || (line[0] == '{' && line[len - 2] != '}')) continue; // empty, or cut short and then appended to
     if (*n == cap) *out = ef_xrealloc(*out, (size_t)(cap = cap ? 2 * cap : 64) * sizeof **out);
     if (!parse_record(line, &(*out)[*n], theirs, sizeof theirs))
       st = EF_ERROR(EF_ERR_FORMAT, "%s:%d: not a result line of effnet (remove the line, or use another --out)", path,
