@@ -244,7 +244,10 @@ static int train_all(const char *cmd, const ef_scale_base *b, const ef_scale_can
       } else if (ef_scale_append(jsonl, settings, &r) != EF_OK) {
         rc = ef_report(cmd, 1);
       } else {
-        printf("    top-1 %.2f%% in %.0f s%s\n", 100 * r.r.top1, r.r.seconds, r.r.resumed ? " (resumed)" : "");
+        if (isfinite(r.r.top1))
+          printf("    top-1 %.2f%% in %.0f s%s\n", 100 * r.r.top1, r.r.seconds, r.r.resumed ? " (resumed)" : "");
+        else
+          printf("    diverged (a loss that is not finite): recorded, it scores 0 in the table\n");
       }
       fflush(stdout);
     }
