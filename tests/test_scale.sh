@@ -42,7 +42,7 @@ if "$effnet" scale-search "${common[@]}" --out "$tmp/ref" >"$tmp/ref.log" 2>&1; 
 else
   fail "the search failed: $(tail -5 "$tmp/ref.log")"
 fi
-expect 1 "holds a run trained with other settings" scale-search "${common[@]}" --epochs 2 --out "$tmp/ref"
+expect 1 "with other training settings" scale-search "${common[@]}" --epochs 2 --out "$tmp/ref"
 
 # Killed in the middle of the second candidate (after its first epoch's checkpoint), then resumed.
 "$effnet" scale-search "${common[@]}" --out "$tmp/kill" >"$tmp/kill1.log" 2>&1 &

@@ -246,8 +246,7 @@ static int train_all(const char *cmd, const ef_scale_base *b, const ef_scale_can
       } else {
         if (isfinite(r.r.top1))
           printf("    top-1 %.2f%% in %.0f s%s\n", 100 * r.r.top1, r.r.seconds, r.r.resumed ? " (resumed)" : "");
-        else
-          printf("    diverged (a loss that is not finite): recorded, it scores 0 in the table\n");
+        else printf("    diverged (a loss that is not finite): recorded, it scores 0 in the table\n");
       }
       fflush(stdout);
     }
@@ -374,7 +373,7 @@ static int launch_gpus(const char *cmd, int argc, char **argv, long gpus, const 
 
 // The candidates of the search (its grid, kept by cost) into *c, *n, with their lines printed.
 static int search_candidates(const char *cmd, const ef_scale_base *b, const ef_train_args *a, const scale_opts *s,
-                             ef_scale_cand **c, int *n) {
+                             bool print, ef_scale_cand **c, int *n) {
   ef_scale_grid g = {.factor = s->factor, .tolerance = s->tolerance, .batch = a->t.batch, .iters = s->bench_iters};
   if (ef_scale_range_parse(s->alphas, "--alphas", &g.alpha) != EF_OK ||
       ef_scale_range_parse(s->betas, "--betas", &g.beta) != EF_OK ||
@@ -390,11 +389,12 @@ static int search_candidates(const char *cmd, const ef_scale_base *b, const ef_t
   ef_status st = ef_scale_search_candidates(b, &g, c, n, &points, &base_images_s);
   if (g.dev) ef_device_close(&dev);
   if (st != EF_OK) return ef_report(cmd, 1);
-  printf("effnet scale-search: base %s at %d px: %.1f M MACs, %.2f M parameters; %d grid points, %d networks within "
-         "%g x (1 +- %g) of its %s\n",
-         b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, points, *n,
-         s->factor, s->tolerance, g.dev ? "time per image" : "MACs");
-  if (g.dev) printf("  base throughput %.1f images/s (inference, batch %ld)\n", base_images_s, a->t.batch);
+  if (print)
+    printf("effnet scale-search: base %s at %d px: %.1f M MACs, %.2f M parameters; %d grid points, %d networks within "
+           "%g x (1 +- %g) of its %s\n",
+           b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, points, *n,
+           s->factor, s->tolerance, g.dev ? "time per image" : "MACs");
+  if (print && g.dev) printf("  base throughput %.1f images/s (inference, batch %ld)\n", base_images_s, a->t.batch);
   if (!*n) {
     fprintf(stderr,
             "effnet scale-search: no grid point costs %g x (1 +- %g) the base: widen the grid or --tolerance "
@@ -406,7 +406,8 @@ static int search_candidates(const char *cmd, const ef_scale_base *b, const ef_t
 }
 
 // The networks of the curves (the base, then each strategy's budgets) into *c, *n.
-static int curve_candidates(const ef_scale_base *b, const scale_opts *s, ef_compound k, ef_scale_cand **c, int *n) {
+static int curve_candidates(const ef_scale_base *b, const scale_opts *s, ef_compound k, bool print, ef_scale_cand **c,
+                            int *n) {
   double budgets[65];
   int nb = 0;
   const char *p = s->budgets;
@@ -420,10 +421,11 @@ static int curve_candidates(const ef_scale_base *b, const scale_opts *s, ef_comp
     return 2;
   }
   if (ef_scale_curve_candidates(b, budgets, nb, k, c, n) != EF_OK) return ef_report("scale-curves", 2);
-  printf("effnet scale-curves: base %s at %d px: %.1f M MACs, %.2f M parameters; compound with alpha %g beta %g "
-         "gamma %g\n",
-         b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, k.alpha, k.beta,
-         k.gamma);
+  if (print)
+    printf("effnet scale-curves: base %s at %d px: %.1f M MACs, %.2f M parameters; compound with alpha %g beta %g "
+           "gamma %g\n",
+           b->desc.cfg.name, b->desc.cfg.resolution, (double)b->macs / 1e6, (double)b->params / 1e6, k.alpha, k.beta,
+           k.gamma);
   return 0;
 }
 
@@ -465,12 +467,17 @@ static int run(int argc, char **argv, bool search) {
     sp->alpha = sp->beta = sp->gamma = NAN;
   }
   if (!rc && ef_scale_base_open(b, &a->t) != EF_OK) rc = ef_report(cmd, 2);
-  // The candidates: rank 0's, sent to the others (a measured time differs from rank to rank).
-  if (!rc && rank == 0) rc = search ? search_candidates(cmd, b, a, &s, &c, &n) : curve_candidates(b, &s, k, &c, &n);
-  if (!rc && rank == 0) { // one run per network: a later candidate that builds an earlier one's network shares its runs
+  // The candidates: under mpirun rank 0's, sent to the others (a measured time differs from rank to
+  // rank); each worker of --gpus makes its own (MACs only: the same everywhere).
+  bool lead = rank == 0, make = lead || !mpi;
+  if (!rc && make)
+    rc = search ? search_candidates(cmd, b, a, &s, lead, &c, &n) : curve_candidates(b, &s, k, lead, &c, &n);
+  if (!rc && make) { // one run per network: a later candidate that builds an earlier one's network shares its runs
     dup = ef_xcalloc((size_t)n, sizeof *dup);
     for (int i = 0; i < n; i++)
       for (int j = 0; j < i && !dup[i]; j++) dup[i] = !strcmp(c[i].key, c[j].key);
+  }
+  if (!rc && lead) {
     for (int i = 0; i < n; i++) {
       char what[256];
       describe_cand(b, &c[i], what, sizeof what);

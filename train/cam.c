@@ -15,8 +15,10 @@ ef_status ef_cam_open(ef_cam *c, const char *weights, const ef_cam_options *o, e
   c->o = *o;
   const char *layer = o->grad_cam && o->layer ? o->layer : "bn2";
   if (!o->grad_cam && o->layer && strcmp(o->layer, "bn2"))
-    return EF_ERROR(EF_ERR_INVALID, "CAM maps the head's features (bn2): layer '%s' maps through Grad-CAM (--method "
-                    "grad-cam)", o->layer);
+    return EF_ERROR(EF_ERR_INVALID,
+                    "CAM maps the head's features (bn2): layer '%s' maps through Grad-CAM (--method "
+                    "grad-cam)",
+                    o->layer);
   ef_graph_opts go = {.batch = 1, .image_size = o->eval.image_size};
   EF_TRY(ef_model_open(&c->model, weights, o->eval.ema, &go, be));
   const ef_model_desc *d = &c->model.info.desc;
