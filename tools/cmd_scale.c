@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/crc32c.h"
-#include "core/file.h"
 #include "tools/effnet.h"
 #include "tools/shared_flags.h"
 #include "tools/train_flags.h"
@@ -127,56 +125,6 @@ static int parse(int argc, char **argv, ef_flags *f, ef_train_args *a, scale_opt
     return 2;
   }
   return 0;
-}
-
-// What the runs train with, as text: the training flags given, without those that change only how
-// fast (threads, logging, checkpoints kept), from the saved form "--name\nvalue\n..." (a bool's name
-// alone); and its hash, which every record carries.
-static void settings_of(const char *saved, char *text, size_t len, char hash[16]) {
-  static const char *const speed[] = {"--threads",      "--loader-threads",  "--log-every", "--keep",      "--profile",
-                                      "--comm-timeout", "--steps-in-flight", "--bucket-mb", "--no-profile"};
-  size_t used = 0;
-  text[0] = 0;
-  for (const char *p = saved; *p;) { // a name, then its value unless the next line is a name
-    size_t name = strcspn(p, "\n");
-    const char *next = p + name + (p[name] == '\n');
-    if (*next && !(next[0] == '-' && next[1] == '-')) {
-      size_t value = strcspn(next, "\n");
-      next += value + (next[value] == '\n');
-    }
-    bool skip = false;
-    for (size_t k = 0; k < sizeof speed / sizeof speed[0]; k++)
-      skip |= name == strlen(speed[k]) && !strncmp(p, speed[k], name);
-    if (!skip && used + (size_t)(next - p) < len) memcpy(text + used, p, (size_t)(next - p)), used += next - p;
-    p = next;
-  }
-  text[used] = 0;
-  snprintf(hash, 16, "%08x", ef_crc32c(text, used));
-}
-
-// The folder's settings file: written by the first run, compared by every later one (also before
-// any record exists: a cut-short first run's checkpoint must not go on under other settings).
-static ef_status check_settings(const char *dir, const char *cmd, const char *text, const char *hash) {
-  char path[4200], theirs[64] = "";
-  snprintf(path, sizeof path, "%s/%s.settings", dir, cmd);
-  FILE *f = fopen(path, "r");
-  if (f) {
-    bool ok = fgets(theirs, sizeof theirs, f) != NULL;
-    fclose(f);
-    theirs[strcspn(theirs, "\n")] = 0;
-    if (!ok || strcmp(theirs, hash))
-      return EF_ERROR(EF_ERR_INVALID,
-                      "%s holds a %s with other training settings (%s, in %s; these are %s): use the same flags to "
-                      "resume it, or another --out",
-                      dir, cmd, theirs, path, hash);
-    return EF_OK;
-  }
-  size_t n = strlen(hash) + strlen(text) + 2;
-  char *body = ef_xmalloc(n);
-  snprintf(body, n, "%s\n%s", hash, text);
-  ef_status st = ef_file_write(path, body, n - 1);
-  free(body);
-  return st;
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -497,12 +445,12 @@ static int run(int argc, char **argv, bool search) {
   // The folder: made, locked and its settings checked by rank 0 or --gpus' launcher, its name sent to
   // the other ranks (a worker of --gpus is given it).
   char dir[4096] = "", jsonl[4200], png[4200], settings[16], text[8192];
-  settings_of(a->saved, text, sizeof text, settings);
+  ef_scale_settings(a->saved, text, sizeof text, settings);
   if (go && worker) {
     snprintf(dir, sizeof dir, "%s", a->t.out);
   } else if (go && rank == 0) {
     if (ef_run_dir_choose(dir, sizeof dir, a->t.out, NULL, 0, cmd, &lock) != EF_OK ||
-        check_settings(dir, cmd, text, settings) != EF_OK)
+        ef_scale_settings_check(dir, cmd, text, settings) != EF_OK)
       rc = ef_report(cmd, 1);
   }
   if (go && mpi) rc = agree(comm, rc);

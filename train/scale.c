@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/crc32c.h"
+#include "core/file.h"
 #include "train/run_dir.h"
 
 static double seconds(void) {
@@ -312,7 +313,52 @@ ef_status ef_scale_train(const ef_scale_base *b, const ef_scale_cand *c, unsigne
   return st;
 }
 
-// ---- the records --------------------------------------------------------------------------------
+// ---- the settings and the records --------------------------------------------------------------------------------
+
+void ef_scale_settings(const char *saved, char *text, size_t len, char hash[16]) {
+  static const char *const speed[] = {"--threads",      "--loader-threads",  "--log-every", "--keep",      "--profile",
+                                      "--comm-timeout", "--steps-in-flight", "--bucket-mb", "--no-profile"};
+  size_t used = 0;
+  text[0] = 0;
+  for (const char *p = saved; *p;) { // a name, then its value unless the next line is a name
+    size_t name = strcspn(p, "\n");
+    const char *next = p + name + (p[name] == '\n');
+    if (*next && !(next[0] == '-' && next[1] == '-')) {
+      size_t value = strcspn(next, "\n");
+      next += value + (next[value] == '\n');
+    }
+    bool skip = false;
+    for (size_t k = 0; k < sizeof speed / sizeof speed[0]; k++)
+      skip |= name == strlen(speed[k]) && !strncmp(p, speed[k], name);
+    if (!skip && used + (size_t)(next - p) < len) memcpy(text + used, p, (size_t)(next - p)), used += next - p;
+    p = next;
+  }
+  text[used] = 0;
+  snprintf(hash, 16, "%08x", ef_crc32c(text, used));
+}
+
+ef_status ef_scale_settings_check(const char *dir, const char *cmd, const char *text, const char *hash) {
+  char path[4200], theirs[64] = "";
+  snprintf(path, sizeof path, "%s/%s.settings", dir, cmd);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    bool ok = fgets(theirs, sizeof theirs, f) != NULL;
+    fclose(f);
+    theirs[strcspn(theirs, "\n")] = 0;
+    if (!ok || strcmp(theirs, hash))
+      return EF_ERROR(EF_ERR_INVALID,
+                      "%s holds a %s with other training settings (%s, in %s; these are %s): use the same flags to "
+                      "resume it, or another --out",
+                      dir, cmd, theirs, path, hash);
+    return EF_OK;
+  }
+  size_t n = strlen(hash) + strlen(text) + 2;
+  char *body = ef_xmalloc(n);
+  snprintf(body, n, "%s\n%s", hash, text);
+  ef_status st = ef_file_write(path, body, n - 1);
+  free(body);
+  return st;
+}
 
 // A number as JSON (null when not finite).
 static int json_num(char *buf, size_t len, double v) {

@@ -6,6 +6,7 @@
 #define EF_TRAIN_SCALE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "train/bench.h"
@@ -104,6 +105,15 @@ ef_train_config ef_scale_train_config(const ef_scale_base *b, const ef_scale_can
 // may be NULL) on a single-process communicator. *stopped: h stopped it (its checkpoint stands).
 ef_status ef_scale_train(const ef_scale_base *b, const ef_scale_cand *c, unsigned long long seed, const char *dir,
                          const ef_fit_hooks *h, ef_scale_result *r, bool *stopped);
+
+// What the runs train with, as text: the training flags given in their saved form ("--name\nvalue\n",
+// a bool's name alone) without those that change only the speed (threads, logging, checkpoints
+// kept); and its hash (8 hex digits), which every record carries.
+void ef_scale_settings(const char *saved, char *text, size_t len, char hash[16]);
+// The folder's settings file (<dir>/<cmd>.settings): written by the first run, compared by every
+// later one, also before any record exists (a cut-short first run's checkpoint must not go on under
+// other settings). EF_ERR_INVALID naming both hashes when they differ.
+ef_status ef_scale_settings_check(const char *dir, const char *cmd, const char *text, const char *hash);
 
 // One finished run.
 typedef struct {
