@@ -144,10 +144,15 @@ void ef_cpu_softmax_ce_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void
     }                                                                                                                  \
   } while (0)
 
-// Reductions over rows are split into a number of chunks that depends only on the row count,
-// each summed in double, and the chunks added in order: the same bits for any thread count.
+// Reductions over rows are split into a number of chunks that depends only on the row count
+// (at least EF_CPU_CHUNK_ROWS rows each, at most EF_CPU_MAX_CHUNKS chunks), each summed in double,
+// and the chunks added in order: the same bits for any thread count.
 #define EF_CPU_MAX_CHUNKS 64
-static inline int64_t ef_cpu_chunks(int64_t rows) { return rows < EF_CPU_MAX_CHUNKS ? rows : EF_CPU_MAX_CHUNKS; }
+#define EF_CPU_CHUNK_ROWS 32
+static inline int64_t ef_cpu_chunks(int64_t rows) {
+  int64_t n = (rows + EF_CPU_CHUNK_ROWS - 1) / EF_CPU_CHUNK_ROWS;
+  return n < 1 ? 1 : n < EF_CPU_MAX_CHUNKS ? n : EF_CPU_MAX_CHUNKS;
+}
 // Rows [begin, end) of chunk `ch` of `rows` rows.
 static inline void ef_cpu_chunk_range(int64_t rows, int64_t ch, int64_t *begin, int64_t *end) {
   int64_t n = ef_cpu_chunks(rows), per = (rows + n - 1) / n;

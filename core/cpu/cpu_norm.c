@@ -4,7 +4,8 @@
 // Row reductions use fixed chunks (core/cpu/cpu_internal.h): results do not depend on threads.
 // Within a chunk, each call adds ROWS rows' terms (summed in double) to the partial sums at once:
 // half the partials' loads and stores, which bounded the backward reduction (B0 at 224 on the Xeon:
-// 265 -> 167 ms a step).
+// 265 -> 167 ms a step). Threads take tiles of a chunk's rows by a block of channels, so that
+// few rows of many channels (B0's late stages) still split over threads with few chunks.
 #include <string.h>
 
 #include "core/cpu/cpu_internal.h"
@@ -37,24 +38,31 @@ static void sum_chunks(const double *part, int64_t nch, int nsum, int64_t c, dou
     }
 }
 
-// Adds the contributions of rows r .. r + n (n <= ROWS) to `nsum` per-channel sums s[0..c), s[c..2c):
-// per channel, the rows' terms summed in order in double, then added to the sum.
+// Adds the contributions of rows [r0, r1), channels [k0, k1), to `nsum` per-channel sums s[k], s[c + k]:
+// per channel, ROWS rows' terms at a time summed in order in double, then added to the sum.
 #define ROWS 2
-typedef void (*row_sums_fn)(const void *args, int64_t r, int n, double *s);
+typedef void (*row_sums_fn)(const void *args, int64_t r0, int64_t r1, int64_t k0, int64_t k1, double *s);
+
+// Tiles wanted for two threads' shares to even out: when the chunks are fewer, each chunk's channels
+// are split into blocks (whole vectors, at least TILE_COLS wide).
+#define MIN_TILES 16
+#define TILE_COLS 64
 
 // Per-channel sums over all rows: each chunk of rows accumulates into its own partials, then the
 // chunks are added in order. Returns the totals (nsum rows of c), kept in the scratch.
 static const double *chunked_row_sums(int64_t rows, int64_t c, int nsum, void *scratch, row_sums_fn fn,
                                       const void *args) {
-  int64_t nch = ef_cpu_chunks(rows);
+  int64_t nch = ef_cpu_chunks(rows), per = (MIN_TILES + nch - 1) / nch, cols = ((c + per - 1) / per + 15) / 16 * 16;
+  cols = cols < TILE_COLS ? TILE_COLS : cols;
+  int64_t ncb = (c + cols - 1) / cols;
   double *part = scratch, *sums = totals(scratch, rows, c);
 #pragma omp parallel for schedule(static)
-  for (int64_t ch = 0; ch < nch; ch++) {
+  for (int64_t t = 0; t < nch * ncb; t++) {
+    int64_t ch = t / ncb, k0 = t % ncb * cols, k1 = k0 + cols < c ? k0 + cols : c, r0, r1;
     double *s = part + ch * nsum * c;
-    memset(s, 0, sizeof(double) * (size_t)(nsum * c));
-    int64_t r0, r1;
+    for (int j = 0; j < nsum; j++) memset(s + j * c + k0, 0, sizeof(double) * (size_t)(k1 - k0));
     ef_cpu_chunk_range(rows, ch, &r0, &r1);
-    for (int64_t r = r0; r < r1; r += ROWS) fn(args, r, r1 - r < ROWS ? (int)(r1 - r) : ROWS, s);
+    fn(args, r0, r1, k0, k1, s);
   }
   sum_chunks(part, nch, nsum, c, sums);
   return sums;
@@ -66,9 +74,9 @@ typedef struct {
 } rows_args;
 
 // Shifted sums for the statistics: x - x[0] and its square.
-EF_INLINE void stats_rows_n(const rows_args *a, int64_t r, int n, double *s) {
+EF_INLINE void stats_rows_n(const rows_args *a, int64_t r, int n, int64_t k0, int64_t k1, double *s) {
   const float *x = a->x, *xr = a->x + r * a->c;
-  for (int64_t k = 0; k < a->c; k++) {
+  for (int64_t k = k0; k < k1; k++) {
     double d = 0, q = 0;
     for (int i = 0; i < n; i++) {
       double v = (double)xr[i * a->c + k] - x[k];
@@ -79,9 +87,10 @@ EF_INLINE void stats_rows_n(const rows_args *a, int64_t r, int n, double *s) {
   }
 }
 
-static void stats_rows(const void *args, int64_t r, int n, double *s) {
-  if (n == ROWS) stats_rows_n(args, r, ROWS, s); // a constant row count: the loop over rows unrolls
-  else stats_rows_n(args, r, n, s);
+static void stats_rows(const void *args, int64_t r0, int64_t r1, int64_t k0, int64_t k1, double *s) {
+  int64_t r = r0;
+  for (; r + ROWS <= r1; r += ROWS) stats_rows_n(args, r, ROWS, k0, k1, s); // a constant count: the rows unroll
+  if (r < r1) stats_rows_n(args, r, (int)(r1 - r), k0, k1, s);
 }
 
 // (2,C) [mean; biased variance], from sums of x - x[0] (shifted, so no cancellation).
@@ -130,10 +139,11 @@ void ef_cpu_bn(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, c
 // The gradient at the normalized, affine-transformed value z (before the fused activation).
 EF_INLINE float bn_dz(ef_act a, float dy, float z) { return a == EF_ACT_NONE ? dy : dy * ef_act_grad(a, z); }
 
-// n rows (of c) of the two gradient sums (gamma: dz * xhat, beta: dz), in double.
-EF_INLINE void bn_reduce_rows(ef_act a, int n, const float *dy, const float *x, int64_t c, const float *scale,
-                              const float *shift, const float *mean, const float *invstd, double *sg, double *sb) {
-  for (int64_t k = 0; k < c; k++) {
+// n rows (of c), channels [k0, k1), of the two gradient sums (gamma: dz * xhat, beta: dz), in double.
+EF_INLINE void bn_reduce_rows(ef_act a, int n, const float *dy, const float *x, int64_t c, int64_t k0, int64_t k1,
+                              const float *scale, const float *shift, const float *mean, const float *invstd,
+                              double *sg, double *sb) {
+  for (int64_t k = k0; k < k1; k++) {
     double g = 0, b = 0;
     for (int i = 0; i < n; i++) {
       float xv = x[i * c + k], dz = bn_dz(a, dy[i * c + k], xv * scale[k] + shift[k]);
@@ -158,15 +168,20 @@ typedef struct {
   ef_act act;
 } reduce_args;
 
-static void reduce_rows(const void *args, int64_t r, int n, double *s) {
+EF_INLINE void bn_reduce_span(ef_act act, const reduce_args *a, int64_t r0, int64_t r1, int64_t k0, int64_t k1,
+                              double *s) {
+  int64_t r = r0, c = a->c;
+  for (; r + ROWS <= r1; r += ROWS)
+    bn_reduce_rows(act, ROWS, a->dy + r * c, a->x + r * c, c, k0, k1, a->scale, a->shift, a->mean, a->invstd, s,
+                   s + c);
+  if (r < r1)
+    bn_reduce_rows(act, (int)(r1 - r), a->dy + r * c, a->x + r * c, c, k0, k1, a->scale, a->shift, a->mean,
+                   a->invstd, s, s + c);
+}
+
+static void reduce_rows(const void *args, int64_t r0, int64_t r1, int64_t k0, int64_t k1, double *s) {
   const reduce_args *a = args;
-  int64_t c = a->c;
-  if (n == ROWS)
-    EF_ACT_SPECIALIZE(a->act, bn_reduce_rows, ROWS, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean,
-                      a->invstd, s, s + c);
-  else
-    EF_ACT_SPECIALIZE(a->act, bn_reduce_rows, n, a->dy + r * c, a->x + r * c, c, a->scale, a->shift, a->mean, a->invstd,
-                      s, s + c);
+  EF_ACT_SPECIALIZE(a->act, bn_reduce_span, a, r0, r1, k0, k1, s);
 }
 
 // (2,C) [sum dz * xhat; sum dz]: the gradients of gamma and beta.
@@ -230,18 +245,19 @@ void ef_cpu_sync_mean(ef_cpu *cpu, const ef_tensor *node, void *state, void *scr
   ctx->group_mean(ctx->group, F(node), (size_t)ef_numel(node));
 }
 
-EF_INLINE void plain_rows_n(const rows_args *a, int64_t r, int n, double *s) {
+EF_INLINE void plain_rows_n(const rows_args *a, int64_t r, int n, int64_t k0, int64_t k1, double *s) {
   const float *xr = a->x + r * a->c;
-  for (int64_t k = 0; k < a->c; k++) {
+  for (int64_t k = k0; k < k1; k++) {
     double v = 0;
     for (int i = 0; i < n; i++) v += xr[i * a->c + k];
     s[k] += v;
   }
 }
 
-static void plain_rows(const void *args, int64_t r, int n, double *s) {
-  if (n == ROWS) plain_rows_n(args, r, ROWS, s);
-  else plain_rows_n(args, r, n, s);
+static void plain_rows(const void *args, int64_t r0, int64_t r1, int64_t k0, int64_t k1, double *s) {
+  int64_t r = r0;
+  for (; r + ROWS <= r1; r += ROWS) plain_rows_n(args, r, ROWS, k0, k1, s);
+  if (r < r1) plain_rows_n(args, r, (int)(r1 - r), k0, k1, s);
 }
 
 void ef_cpu_sum_rows(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
