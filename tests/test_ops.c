@@ -230,6 +230,65 @@ static void test_bn_update(ef_backend *be, int group) {
   ef_store_free(store);
 }
 
+// Batch norm in training (statistics, swish, both backward kernels) on `threads` threads: its output,
+// the input's gradient and the affine gradient, into y, dx and da.
+static void bn_on_threads(int threads, const int64_t *shape, float *y, float *dx, float *da) {
+  ef_backend *be = ef_cpu_backend_new(threads);
+  ef_store *store = ef_store_new();
+  int64_t c = shape[3], n = shape[0] * shape[1] * shape[2] * c;
+  int aff = ef_store_add(store, "affine", true, false, 2, (int64_t[]){2, c}, (ef_init){0});
+  CHECK(ef_store_bind(store, be) == EF_OK, "%s", ef_last_error());
+  ef_graph *g = ef_graph_new(store, SEED);
+  ef_tensor *x = ef_input(g, "x", EF_F32, 4, shape), *a = ef_param(g, aff, 1, NULL);
+  x->requires_grad = a->requires_grad = true;
+  ef_tensor *out = ef_bn(g, x, ef_bn_stats(g, x), a, 1e-3f, EF_ACT_SWISH, true);
+  ef_graph_keep(g, out);
+  ef_tensor *dy = ef_input(g, "dy", EF_F32, 4, shape);
+  ef_graph_backward_from(g, out, dy);
+  ef_plan *plan;
+  CHECK(ef_plan_new(&plan, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  float *xv = malloc(sizeof(float) * (size_t)n), *dyv = malloc(sizeof(float) * (size_t)n), *av = malloc(8 * c);
+  test_fill_uniform(xv, n, 4, 0, -2, 3);
+  test_fill_uniform(dyv, n, 4, 1, -1, 1);
+  test_fill_uniform(av, 2 * c, 4, 2, 0.5f, 1.5f);
+  ef_store_write(store, aff, EF_ARENA_PARAM, av);
+  ef_plan_set(plan, x, xv);
+  ef_plan_set(plan, dy, dyv);
+  ef_plan_run(plan, &run_ctx);
+  ef_plan_get(plan, out, y);
+  ef_plan_get(plan, x->grad, dx);
+  ef_store_read(store, aff, EF_ARENA_GRAD, da);
+  free(xv), free(dyv), free(av);
+  ef_plan_free(plan);
+  ef_graph_free(g);
+  ef_store_free(store);
+  ef_backend_free(be);
+}
+
+// The row sums' chunks depend on the row count alone: 1 and 3 threads give the same bits, with many
+// chunks of whole rows (6400 rows) and with few chunks split by channel blocks (128 rows of 150).
+static void test_bn_threads(void) {
+  const int64_t shapes[2][4] = {{4, 40, 40, 20}, {2, 8, 8, 150}};
+  for (int k = 0; k < 2; k++) {
+    int64_t c = shapes[k][3], n = shapes[k][0] * shapes[k][1] * shapes[k][2] * c;
+    float *v[2][3];
+    for (int t = 0; t < 2; t++) {
+      v[t][0] = malloc(sizeof(float) * (size_t)n), v[t][1] = malloc(sizeof(float) * (size_t)n);
+      v[t][2] = malloc(8 * c);
+      bn_on_threads(t ? 3 : 1, shapes[k], v[t][0], v[t][1], v[t][2]);
+    }
+    const char *what[3] = {"output", "input gradient", "affine gradient"};
+    int64_t len[3] = {n, n, 2 * c};
+    for (int j = 0; j < 3; j++) {
+      int64_t at = 0;
+      while (at < len[j] && !memcmp(&v[0][j][at], &v[1][j][at], sizeof(float))) at++;
+      CHECK(at == len[j], "bn %lld rows of %lld, %s: [%lld] %.9g on 1 thread, %.9g on 3", (long long)(n / c),
+            (long long)c, what[j], (long long)at, v[0][j][at], v[1][j][at]);
+    }
+    for (int t = 0; t < 2; t++) free(v[t][0]), free(v[t][1]), free(v[t][2]);
+  }
+}
+
 // Runs the cases whose names contain `only` (all when NULL).
 static void run_cases(const op_case *list, size_t n, ef_backend *be, const char *only) {
   for (size_t i = 0; i < n; i++) {
@@ -255,6 +314,11 @@ int main(int argc, char **argv) {
     int before = test_failures;
     test_bn_update(be, group);
     printf("%-48s %s\n", updates[group - 1], test_failures == before ? "ok" : "FAILED");
+  }
+  if (!only || strstr("bn on 1 and 3 threads", only)) {
+    int before = test_failures;
+    test_bn_threads();
+    printf("%-48s %s\n", "bn on 1 and 3 threads", test_failures == before ? "ok" : "FAILED");
   }
   if (!only) { // a new op needs a case in tests/op_cases.h
     int before = test_failures;

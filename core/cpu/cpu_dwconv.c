@@ -1,10 +1,10 @@
 // Depthwise filter gradients on the CPU: the arithmetic of core/dwconv.h's twin (per channel, f32
 // fmaf sums over dy's rows in fixed splits, each in order of (row, ox), then the splits in order),
-// vectorized over 16 channels with every tap's sum live at once, and parallel over (split, channel
-// block): the same bits as ef_dw_bwd_filter_twin for any thread count. oneDNN 2.6 runs these through
+// vectorized over 16 channels with every tap's sum live at once, and parallel over (split, group of
+// channel blocks), the blocks taking turns over short runs of rows so that the input stays in cache:
+// the same bits as ef_dw_bwd_filter_twin for any thread count. oneDNN 2.6 runs these through
 // its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes of EfficientNet's late stages
 // (41 of the 180 ms of the main job's step on the Xeon).
-#include <omp.h>
 #include <stdio.h>
 #if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
@@ -13,7 +13,7 @@
 #include "core/cpu/cpu_internal.h"
 #include "core/dwconv.h"
 
-#define BLOCK 16 // channels per work item
+#define BLOCK 16 // channels a step of a work item sums at once
 
 // Inputs of at most this many points: below, oneDNN 2.6 runs the filter gradient through its
 // generic grouped kernel; on B0's 112x112 inputs its jit_dw kernel beats this one (B0 at 224, batch
@@ -39,9 +39,8 @@ ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
   return EF_OK;
 }
 
-// a[l] = fmaf(g[l], x[l], a[l]) for l < lanes: one rounding each, as the twin's fmaf (the build's
-// ISO C mode contracts nothing, and clang will not vectorize fmaf on request), in the widest FMA
-// vectors there are when the block is whole.
+// a[l] = fmaf(g[l], x[l], a[l]) for l < lanes: one rounding each, as the twin's fmaf (clang will not
+// vectorize fmaf on request), in the widest FMA vectors there are when the block is whole.
 static inline __attribute__((always_inline)) void fma_lanes(float *a, const float *g, const float *x, int lanes) {
 #if defined(__AVX512F__)
   if (lanes == BLOCK) {
@@ -105,8 +104,8 @@ typedef __m256 vec;
 // while the rows run. Masked: a tap outside the input adds nothing through vec_fma_if on a clamped,
 // valid address; no update is conditional, so GCC keeps the sums in registers (with an `if` around
 // each FMA it keeps them on the stack, each point's update waiting on the store of the point
-// before). Unmasked, the outside taps are skipped: for maps smaller than the kernel, where most
-// taps are outside.
+// before). AVX2's 16 registers hold a 3x3's sums, not a 5x5's. Unmasked, the outside taps are
+// skipped: for maps smaller than the kernel, where most taps are outside.
 static inline __attribute__((always_inline)) void rows_block_k(const ef_dw_shape *s, const float *dy, const float *x,
                                                                int64_t r0, int64_t r1, int64_t c0, float *sums,
                                                                const int K, const bool masked) {
@@ -127,8 +126,7 @@ static inline __attribute__((always_inline)) void rows_block_k(const ef_dw_shape
           bool in = row && ix >= 0 && ix < s->w;
           if (masked)
             acc[ky * K + kx] = vec_fma_if(g, vec_load(xrow + (int64_t)(in ? ix : 0) * s->c), acc[ky * K + kx], in);
-          else if (in)
-            acc[ky * K + kx] = vec_fma(g, vec_load(xrow + (int64_t)ix * s->c), acc[ky * K + kx]);
+          else if (in) acc[ky * K + kx] = vec_fma(g, vec_load(xrow + (int64_t)ix * s->c), acc[ky * K + kx]);
         }
       }
     }

@@ -145,8 +145,8 @@ void ef_cpu_softmax_ce_bwd(ef_cpu *cpu, const ef_tensor *node, void *state, void
   } while (0)
 
 // Reductions over rows are split into a number of chunks that depends only on the row count
-// (at least EF_CPU_CHUNK_ROWS rows each, at most EF_CPU_MAX_CHUNKS chunks), each summed in double,
-// and the chunks added in order: the same bits for any thread count.
+// (one per EF_CPU_CHUNK_ROWS rows, at most EF_CPU_MAX_CHUNKS), each summed in double, and the
+// chunks added in order: the same bits for any thread count.
 #define EF_CPU_MAX_CHUNKS 64
 #define EF_CPU_CHUNK_ROWS 32
 static inline int64_t ef_cpu_chunks(int64_t rows) {

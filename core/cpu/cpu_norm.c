@@ -172,11 +172,10 @@ EF_INLINE void bn_reduce_span(ef_act act, const reduce_args *a, int64_t r0, int6
                               double *s) {
   int64_t r = r0, c = a->c;
   for (; r + ROWS <= r1; r += ROWS)
-    bn_reduce_rows(act, ROWS, a->dy + r * c, a->x + r * c, c, k0, k1, a->scale, a->shift, a->mean, a->invstd, s,
-                   s + c);
+    bn_reduce_rows(act, ROWS, a->dy + r * c, a->x + r * c, c, k0, k1, a->scale, a->shift, a->mean, a->invstd, s, s + c);
   if (r < r1)
-    bn_reduce_rows(act, (int)(r1 - r), a->dy + r * c, a->x + r * c, c, k0, k1, a->scale, a->shift, a->mean,
-                   a->invstd, s, s + c);
+    bn_reduce_rows(act, (int)(r1 - r), a->dy + r * c, a->x + r * c, c, k0, k1, a->scale, a->shift, a->mean, a->invstd,
+                   s, s + c);
 }
 
 static void reduce_rows(const void *args, int64_t r0, int64_t r1, int64_t k0, int64_t k1, double *s) {
