@@ -294,6 +294,15 @@ static void test_summary(void) {
   r[3].r.top1 = 0.785; // b: 0.7825 + 0.0025 < 0.80
   ef_scale_summarize(c, 3, r, 5, EF_SCALE_COMPOUND, rows);
   CHECK(!rows[1].tied, "b is below a's spread");
+  // The table's order: best first, equal means in the candidates' order; then as given, without a
+  // row that has no results.
+  ef_scale_row t[3] = {{.runs = 2, .mean = 0.82}, {.runs = 2, .mean = 0.82}, {.runs = 1, .mean = 0.9}};
+  int order[3], m = ef_scale_order(t, 3, true, order);
+  CHECK(m == 3 && order[0] == 2 && order[1] == 0 && order[2] == 1, "by mean: %d rows, %d %d %d", m, order[0], order[1],
+        order[2]);
+  t[1].runs = 0;
+  m = ef_scale_order(t, 3, false, order);
+  CHECK(m == 2 && order[0] == 0 && order[1] == 2, "as given, without the row lacking results: %d rows", m);
 }
 
 static void test_plot(void) {

@@ -14,7 +14,6 @@
 #include "tools/train_flags.h"
 #include "cuda/cuda.h"
 #include "train/launch.h"
-#include "train/plot.h"
 #include "train/run_dir.h"
 #include "train/scale.h"
 
@@ -202,7 +201,8 @@ static int train_all(const char *cmd, const ef_scale_base *b, const ef_scale_can
   return rc;
 }
 
-// The table of candidates with results, best first, and the plot. 0 or 1 after a message.
+// The table of candidates with results (best first for a search), the plot, and the search's chosen
+// family. 0 or 1 after a message.
 static int report(const char *cmd, bool search, const ef_scale_base *b, const ef_scale_cand *c, int n, long seeds,
                   const char *jsonl, const char *png, const char *settings) {
   ef_scale_record *rec;
@@ -214,15 +214,7 @@ static int report(const char *cmd, bool search, const ef_scale_base *b, const ef
   nrec = kept;
   ef_scale_row *rows = ef_xcalloc((size_t)n, sizeof *rows);
   ef_scale_summarize(c, n, rec, nrec, search ? EF_SCALE_COMPOUND : EF_SCALE_BASE, rows);
-  int *order = ef_xmalloc((size_t)n * sizeof *order), m = 0;
-  for (int i = 0; i < n; i++)
-    if (rows[i].runs) order[m++] = i;
-  if (search) // best first
-    for (int i = 1; i < m; i++)
-      for (int j = i; j > 0 && rows[order[j]].mean > rows[order[j - 1]].mean; j--) {
-        int t = order[j];
-        order[j] = order[j - 1], order[j - 1] = t;
-      }
+  int *order = ef_xmalloc((size_t)(n ? n : 1) * sizeof *order), m = ef_scale_order(rows, n, search, order);
   bool timed = false;
   for (int i = 0; i < n; i++) timed |= c[i].images_s > 0;
   printf("\n%-10s %6s %5s %5s %5s %6s %6s %4s %9s %6s %7s%s %-16s %4s %7s\n", "strategy", "budget", "alpha", "beta",
@@ -247,48 +239,8 @@ static int report(const char *cmd, bool search, const ef_scale_base *b, const ef
   printf("top-1: the last epoch's validation (the EMA's with --ema), mean +- half the spread over %ld seed(s); "
          "* the best, ~ not distinguishable from it (the spreads overlap)\n",
          seeds);
-  // The plot.
-  ef_plot p = {.x_label = "multiply-adds per image (M)", .y_label = "top-1 (%)"};
-  ef_plot_series series[5];
-  size_t cap = 4 * (size_t)n; // the curves repeat the base in each strategy's series
-  double *xs = ef_xcalloc(3 * cap, sizeof *xs), *ys = xs + cap, *es = xs + 2 * cap;
-  char title[256];
-  if (search) {
-    for (int k = 0; k < m; k++) {
-      int i = order[k];
-      xs[k] = (double)c[i].macs / 1e6, ys[k] = 100 * rows[i].mean, es[k] = 100 * rows[i].half;
-    }
-    series[0] = (ef_plot_series){.label = "candidates (phi = 1)", .x = xs, .y = ys, .err = es, .n = m, .rgb = 0x2060C0};
-    snprintf(title, sizeof title, "scale-search: %s at %d px, %d candidates", b->desc.cfg.name, b->desc.cfg.resolution,
-             m);
-    p.series = series, p.n_series = 1, p.title = title;
-    if (best >= 0) {
-      static char mark[96];
-      snprintf(mark, sizeof mark, "alpha %.3g beta %.3g gamma %.3g", c[best].alpha, c[best].beta, c[best].gamma);
-      p.mark = true, p.mark_x = (double)c[best].macs / 1e6, p.mark_y = 100 * rows[best].mean, p.mark_label = mark;
-    }
-  } else {
-    static const uint32_t colours[] = {0xD03030, 0x2060C0, 0x30A040, 0xE08020};
-    int k = 0;
-    for (int s = EF_SCALE_COMPOUND; s <= EF_SCALE_RESOLUTION; s++) {
-      int first = k;
-      for (int i = 0; i < n; i++) { // the base, then the strategy's budgets in order
-        if (!rows[i].runs || ((int)c[i].strategy != s && c[i].strategy != EF_SCALE_BASE)) continue;
-        xs[k] = (double)c[i].macs / 1e6, ys[k] = 100 * rows[i].mean, es[k] = 100 * rows[i].half, k++;
-      }
-      series[s - 1] = (ef_plot_series){.label = ef_scale_strategy_name((ef_scale_strategy)s),
-                                       .x = xs + first,
-                                       .y = ys + first,
-                                       .err = es + first,
-                                       .n = k - first,
-                                       .rgb = colours[s - 1],
-                                       .lines = true};
-    }
-    snprintf(title, sizeof title, "scale-curves: %s at %d px", b->desc.cfg.name, b->desc.cfg.resolution);
-    p.series = series, p.n_series = 4, p.title = title, p.log_x = true;
-  }
   int rc = 0;
-  if (m && ef_plot_png(&p, png) != EF_OK) rc = ef_report(cmd, 1);
+  if (ef_scale_plot(b, c, rows, n, search, png) != EF_OK) rc = ef_report(cmd, 1);
   else if (m) printf("plot: %s\n", png);
   if (search && best >= 0) {
     const ef_scale_cand *w = &c[best];
@@ -302,7 +254,7 @@ static int report(const char *cmd, bool search, const ef_scale_base *b, const ef
     if (!strcmp(bc->name, "b0") && bc->width == 1 && bc->depth == 1)
       printf("  (from B0 at 224 px: --phi F --alpha %.4g --beta %.4g --gamma %.4g)\n", w->alpha, w->beta, w->gamma);
   }
-  free(xs), free(order), free(rows), free(rec);
+  free(order), free(rows), free(rec);
   return rc;
 }
 

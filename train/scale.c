@@ -1,5 +1,5 @@
 // Compound-scaling search and scaling curves (see scale.h): candidates measured on their built
-// graphs, trained through the trainer, and their results as JSON lines.
+// graphs, trained through the trainer, their results as JSON lines, and the chart of them.
 #include "train/scale.h"
 
 #include <errno.h>
@@ -14,6 +14,7 @@
 
 #include "core/crc32c.h"
 #include "core/file.h"
+#include "train/plot.h"
 #include "train/run_dir.h"
 
 static double seconds(void) {
@@ -524,4 +525,63 @@ void ef_scale_summarize(const ef_scale_cand *cands, int n, const ef_scale_record
     if (i != best && rows[i].runs && (among == EF_SCALE_BASE || cands[i].strategy == among) &&
         rows[i].mean + rows[i].half >= rows[best].mean - rows[best].half)
       rows[i].tied = true;
+}
+
+int ef_scale_order(const ef_scale_row *rows, int n, bool by_mean, int *order) {
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (rows[i].runs) order[m++] = i;
+  if (by_mean) // insertion: stable, so equal means keep the candidates' order
+    for (int i = 1; i < m; i++)
+      for (int j = i; j > 0 && rows[order[j]].mean > rows[order[j - 1]].mean; j--) {
+        int t = order[j];
+        order[j] = order[j - 1], order[j - 1] = t;
+      }
+  return m;
+}
+
+ef_status ef_scale_plot(const ef_scale_base *b, const ef_scale_cand *c, const ef_scale_row *rows, int n, bool search,
+                        const char *path) {
+  int *order = ef_xmalloc((size_t)(n ? n : 1) * sizeof *order), m = ef_scale_order(rows, n, search, order);
+  ef_plot p = {.x_label = "multiply-adds per image (M)", .y_label = "top-1 (%)"};
+  ef_plot_series series[4];
+  size_t cap = 4 * (size_t)n + 1; // the curves repeat the base in each strategy's series
+  double *xs = ef_xcalloc(3 * cap, sizeof *xs), *ys = xs + cap, *es = xs + 2 * cap;
+  char title[256], mark[96];
+  if (search) {
+    for (int k = 0; k < m; k++) {
+      int i = order[k];
+      xs[k] = (double)c[i].macs / 1e6, ys[k] = 100 * rows[i].mean, es[k] = 100 * rows[i].half;
+      if (rows[i].best) {
+        snprintf(mark, sizeof mark, "alpha %.3g beta %.3g gamma %.3g", c[i].alpha, c[i].beta, c[i].gamma);
+        p.mark = true, p.mark_x = xs[k], p.mark_y = ys[k], p.mark_label = mark;
+      }
+    }
+    series[0] = (ef_plot_series){.label = "candidates (phi = 1)", .x = xs, .y = ys, .err = es, .n = m, .rgb = 0x2060C0};
+    snprintf(title, sizeof title, "scale-search: %s at %d px, %d candidates", b->desc.cfg.name, b->desc.cfg.resolution,
+             m);
+    p.series = series, p.n_series = 1, p.title = title;
+  } else {
+    static const uint32_t colours[] = {0xD03030, 0x2060C0, 0x30A040, 0xE08020};
+    int k = 0;
+    for (int s = EF_SCALE_COMPOUND; s <= EF_SCALE_RESOLUTION; s++) {
+      int first = k;
+      for (int i = 0; i < n; i++) { // the base, then the strategy's budgets in order
+        if (!rows[i].runs || ((int)c[i].strategy != s && c[i].strategy != EF_SCALE_BASE)) continue;
+        xs[k] = (double)c[i].macs / 1e6, ys[k] = 100 * rows[i].mean, es[k] = 100 * rows[i].half, k++;
+      }
+      series[s - 1] = (ef_plot_series){.label = ef_scale_strategy_name((ef_scale_strategy)s),
+                                       .x = xs + first,
+                                       .y = ys + first,
+                                       .err = es + first,
+                                       .n = k - first,
+                                       .rgb = colours[s - 1],
+                                       .lines = true};
+    }
+    snprintf(title, sizeof title, "scale-curves: %s at %d px", b->desc.cfg.name, b->desc.cfg.resolution);
+    p.series = series, p.n_series = 4, p.title = title, p.log_x = true;
+  }
+  ef_status st = m ? ef_plot_png(&p, path) : EF_OK;
+  free(xs), free(order);
+  return st;
 }

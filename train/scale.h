@@ -1,7 +1,8 @@
 // The paper's method on the user's data (EfficientNet, section 3.3): the grid of depth, width and
 // resolution multipliers (alpha, beta, gamma) at phi = 1 whose measured cost is a factor of the
 // base's, single-dimension against compound scaling to MAC budgets (its Figure 3), each candidate
-// trained by the trainer with one recipe, and the results as JSON lines that a resumed search reads.
+// trained by the trainer with one recipe, and the results as JSON lines that a resumed search
+// reads, ranked and charted.
 #ifndef EF_TRAIN_SCALE_H
 #define EF_TRAIN_SCALE_H
 
@@ -145,5 +146,12 @@ typedef struct {
 // strategy `among`, or all when it is EF_SCALE_BASE).
 void ef_scale_summarize(const ef_scale_cand *cands, int n, const ef_scale_record *rec, int nrec,
                         ef_scale_strategy among, ef_scale_row *rows);
+// The candidates with results into order[0..), best mean first when by_mean (else as given); their count.
+int ef_scale_order(const ef_scale_row *rows, int n, bool by_mean, int *order);
+// The chart of the rows with results as a PNG at path: for a search, every candidate against its
+// MACs with the best one ringed; for the curves, one line per strategy from the base through its
+// budgets, on a log axis. Nothing written when no row has results.
+ef_status ef_scale_plot(const ef_scale_base *b, const ef_scale_cand *c, const ef_scale_row *rows, int n, bool search,
+                        const char *path);
 
 #endif
