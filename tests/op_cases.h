@@ -351,6 +351,7 @@ static const op_case cases[] = {
 
     // Inference's convolution with its batch norm folded in (no gradient): running statistics with a
     // variance far from 1, each activation, depthwise and pointwise, TF "SAME" and symmetric padding.
+    // Pointwise ones on several images run as matrix products on the CPU, on one image as convolutions.
     CONV_BN("conv_bn 3x3 s2 same + swish, 5->6", (2, 9, 8, 5), (6, 3, 3, 5), 2, 1, EF_PAD_SAME, EF_ACT_SWISH),
     CONV_BN("conv_bn depthwise 5x5 s1 + swish", (2, 7, 6, 12), (12, 5, 5, 1), 1, 12, EF_PAD_SYMMETRIC, EF_ACT_SWISH),
     CONV_BN("conv_bn depthwise 3x3 s2 same + relu6", (1, 9, 9, 17), (17, 3, 3, 1), 2, 17, EF_PAD_SAME, EF_ACT_RELU6),
@@ -358,6 +359,9 @@ static const op_case cases[] = {
             EF_ACT_NONE),
     CONV_BN("conv_bn pointwise + sigmoid", (2, 3, 3, 8), (24, 1, 1, 8), 1, 1, EF_PAD_SYMMETRIC, EF_ACT_SIGMOID),
     CONV_BN("conv_bn pointwise + relu", (2, 3, 3, 8), (16, 1, 1, 8), 1, 1, EF_PAD_SYMMETRIC, EF_ACT_RELU),
+    CONV_BN("conv_bn pointwise + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), 1, 1, EF_PAD_SYMMETRIC,
+            EF_ACT_SWISH),
+    CONV_BN("conv_bn pointwise + relu6, 1x1 maps", (6, 1, 1, 40), (24, 1, 1, 40), 1, 1, EF_PAD_SAME, EF_ACT_RELU6),
 
     {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
     {"bn train + swish, batch 1",

@@ -3,8 +3,9 @@
 // and inference's convolution with its batch norm folded in (CONV2D_BN: folded weights and a bias,
 // the activation as oneDNN's post-op). Weights stay in our plain (O,KH,KW,I/groups) layout and are
 // reordered to the format oneDNN picks (format `any`), which selects its fast jit/brgemm kernels.
-// Training's pointwise convolutions run as matrix products (cpu_matmul.c), and the filter gradients
-// of depthwise ones on small inputs by effnet's own kernel (cpu_dwconv.c).
+// Pointwise convolutions run as matrix products (cpu_matmul.c), but for inference's folded ones on a
+// single image; the filter gradients of depthwise ones on small inputs run by effnet's own kernel
+// (cpu_dwconv.c).
 #include "core/cpu/cpu_internal.h"
 
 // (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.
@@ -25,7 +26,7 @@ static void weights_md(dnnl_memory_desc_t *md, const int64_t *w, int groups, boo
 }
 
 // The activation after the folded batch norm as the convolution's post-op (swish: x * sigmoid(1 * x)).
-static dnnl_status_t post_act(dnnl_primitive_attr_t attr, ef_act act) {
+dnnl_status_t ef_cpu_post_act(dnnl_primitive_attr_t attr, ef_act act) {
   dnnl_alg_kind_t alg = dnnl_eltwise_relu;
   float alpha = 0, beta = 0;
   switch (act) {
@@ -45,8 +46,12 @@ static dnnl_status_t post_act(dnnl_primitive_attr_t attr, ef_act act) {
   return st;
 }
 
-// CONV2D_BN's folded weights (plain layout) and bias, owned by s, which ef_cpu_conv_fold fills.
-static ef_status fold_buffers(const ef_tensor *node, ef_dnnl_node *s) {
+static bool stored(const ef_tensor *t) {
+  return t->op == EF_OP_LEAF && (t->mem == EF_MEM_PARAM || t->mem == EF_MEM_STATE);
+}
+
+ef_status ef_cpu_fold_prepare(const ef_tensor *node, ef_dnnl_node *s) {
+  s->keep_weights = stored(node->src[1]) && stored(node->src[2]) && stored(node->src[3]);
   s->fold = node;
   s->fold_w = ef_aligned_alloc(ef_nbytes(node->src[1]));
   s->fold_bias = ef_aligned_alloc(sizeof(float) * (size_t)node->shape[3]);
@@ -69,10 +74,6 @@ void ef_cpu_conv_fold(const ef_dnnl_node *s) {
   }
 }
 
-static bool stored(const ef_tensor *t) {
-  return t->op == EF_OP_LEAF && (t->mem == EF_MEM_PARAM || t->mem == EF_MEM_STATE);
-}
-
 // A 1x1 convolution with stride 1, no padding and one group is a product of rows: (N*H*W, I) by (O, I).
 static bool pointwise(const ef_tensor *node) {
   const ef_conv_params *p = &node->p.conv;
@@ -85,9 +86,11 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   if (ef_cpu_dw_own(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
   // oneDNN's matmul runs pointwise products (training's, and squeeze-excite's) faster than its
   // convolutions (the main job's 1x1 convolutions on the Xeon: 35 -> 25 ms a step; neutral at 224),
-  // on our plain weights without reorders; the folded inference convolution stays with brgconv_1x1
-  // (B0 at batch 1: 3.2 against 3.9 ms).
-  if (pointwise(node) && node->op != EF_OP_CONV2D_BN) {
+  // on our plain weights without reorders. Inference's folded ones too, on several images:
+  // brgconv_1x1 blocks the rows of one image at a time, so on small maps its blocks are tiny (the
+  // main job's validation, batch 128 at 32x32: 15.6 -> 10.3 ms; B0 at 224, batch 32: 142 -> 140).
+  // A single image keeps brgconv_1x1 (B0 at 224, batch 1: 6.1-6.3 against 6.3-6.5 ms).
+  if (pointwise(node) && (node->op != EF_OP_CONV2D_BN || node->shape[0] > 1)) {
     ef_product kind = node->op == EF_OP_CONV2D_BWD_WEIGHT ? EF_PRODUCT_WEIGHT
                       : node->op == EF_OP_CONV2D_BWD_DATA ? EF_PRODUCT_DATA
                                                           : EF_PRODUCT_FORWARD;
@@ -120,7 +123,7 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   dnnl_primitive_attr_t attr;
   EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
   dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  if (st == dnnl_success && folded && p->act != EF_ACT_NONE) st = post_act(attr, p->act);
+  if (st == dnnl_success && folded && p->act != EF_ACT_NONE) st = ef_cpu_post_act(attr, p->act);
   dnnl_primitive_desc_t hint = NULL, pd = NULL;
   if (st == dnnl_success && forward) {
     st = dnnl_primitive_desc_create(&pd, &fwd, attr, cpu->engine, NULL);
@@ -144,8 +147,8 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   case EF_OP_CONV2D:
   case EF_OP_CONV2D_BN:
     // What it derives is kept only from the store's tensors, which change only where a run says so.
-    s->keep_weights = stored(w) && (!folded || (stored(node->src[2]) && stored(node->src[3])));
-    if (folded) es = fold_buffers(node, s);
+    if (folded) es = ef_cpu_fold_prepare(node, s);
+    else s->keep_weights = stored(w);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &x_md, x->data);
     if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &y_md, y->data);
     if (es == EF_OK && bias)

@@ -82,8 +82,13 @@ ef_dnnl_node *ef_dnnl_node_new(void **state);
 
 // Kernels, by file.
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
-// CONV2D_BN: its folded weights and bias from the store's weights, statistics and affine pair.
+// CONV2D_BN: buffers for its folded weights (plain layout) and bias, owned by s, and whether they are
+// derived once (from the store's tensors) or at every run; ef_cpu_conv_fold fills them from the
+// store's weights, statistics and affine pair.
+ef_status ef_cpu_fold_prepare(const ef_tensor *node, ef_dnnl_node *s);
 void ef_cpu_conv_fold(const ef_dnnl_node *s);
+// CONV2D_BN's activation as a oneDNN eltwise post-op in attr.
+dnnl_status_t ef_cpu_post_act(dnnl_primitive_attr_t attr, ef_act act);
 // Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, or effnet's depthwise filter gradient.
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Depthwise filter gradients by effnet's own kernel (cpu_dwconv.c), for the nodes ef_cpu_dw_own picks.

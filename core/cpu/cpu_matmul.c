@@ -1,6 +1,7 @@
 // Matrix products on the CPU through oneDNN's matmul: the linear layer y = x w^T + b and its two
 // backward products, and the same three for pointwise convolutions (1x1, stride 1, no padding, one
-// group; cpu_conv.c sends them here). x is read as rows (M,I) whatever its leading shape; w is
+// group; cpu_conv.c sends them here), inference's folded ones (CONV2D_BN) included, with their bias
+// and activation post-op. x is read as rows (M,I) whatever its leading shape; w is
 // (O,I) row-major ((O,1,1,I) for a convolution), and the transposes are strided views, never copies.
 #include "core/cpu/cpu_internal.h"
 
@@ -12,8 +13,8 @@ static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_
 
 ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product kind, void **state, size_t *scratch) {
   const ef_tensor *a = node->src[0], *b = node->src[1];
-  dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
-  bool bias = kind == EF_PRODUCT_FORWARD && node->n_src == 3;
+  dnnl_memory_desc_t a_md, b_md, c_md, bias_md, b_any;
+  bool folded = node->op == EF_OP_CONV2D_BN, bias = kind == EF_PRODUCT_FORWARD && (folded || node->n_src == 3);
   int64_t m = 0, k = 0, n = 0;
   switch (kind) {
   case EF_PRODUCT_FORWARD: // (M,I) x (O,I)^T -> (M,O)
@@ -34,22 +35,30 @@ ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product 
     break;
   }
   matrix_md(&c_md, m, n, n, 1);
+  // Folded inference weights change only with the store: matmul takes them in its own format,
+  // reordered once with the fold (ef_dnnl_finish).
+  if (folded) EF_DNNL(dnnl_memory_desc_init_by_tag(&b_any, 2, (dnnl_dims_t){k, n}, dnnl_f32, dnnl_format_tag_any));
   dnnl_matmul_desc_t md;
-  EF_DNNL_TRY(dnnl_matmul_desc_init(&md, &a_md, &b_md, bias ? &bias_md : NULL, &c_md), node);
+  EF_DNNL_TRY(dnnl_matmul_desc_init(&md, &a_md, folded ? &b_any : &b_md, bias ? &bias_md : NULL, &c_md), node);
   dnnl_primitive_attr_t attr;
   EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
   dnnl_primitive_desc_t pd = NULL;
   dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (st == dnnl_success && folded && node->p.conv.act != EF_ACT_NONE) st = ef_cpu_post_act(attr, node->p.conv.act);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
   dnnl_primitive_attr_destroy(attr);
   EF_DNNL_TRY(st, node);
 
   ef_dnnl_node *s = ef_dnnl_node_new(state);
-  ef_status es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
-  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, b->data);
-  if (es == EF_OK && bias) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, node->src[2]->data);
+  ef_status es = folded ? ef_cpu_fold_prepare(node, s) : EF_OK;
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, a->data);
+  if (es == EF_OK && !folded) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, b->data);
+  if (es == EF_OK && bias)
+    es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, folded ? s->fold_bias : node->src[2]->data);
   if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &c_md, node->data);
-  if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
+  if (es == EF_OK)
+    es = folded ? ef_dnnl_finish(cpu, node, s, pd, DNNL_ARG_WEIGHTS, &b_md, s->fold_w, scratch)
+                : ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
   dnnl_primitive_desc_destroy(pd);
   return es;
 }
