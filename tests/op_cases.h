@@ -320,6 +320,13 @@ static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
         .stride = s, .dilation = d, .groups = gr, .pad = pd                                                            \
   }
 
+// A pointwise convolution, no bias, differentiated in its weights only.
+#define CONV_WGRAD(nm, xs, ws)                                                                                         \
+  {                                                                                                                    \
+    nm, 2, {{"x", IN_INPUT, EF_F32, 4, SHAPE xs, false, -1, 1, 0}, W("w", 4, SHAPE ws)}, build_conv, ref_conv,         \
+        .stride = 1, .dilation = 1, .groups = 1, .pad = EF_PAD_SYMMETRIC                                               \
+  }
+
 // A convolution with its batch norm folded in: running statistics (mean and variance in [0.2, 3))
 // and affine (gamma and beta in [0.5, 2)), none differentiated.
 #define CONV_BN(nm, xs, ws, s, gr, pd, a)                                                                              \
@@ -344,6 +351,12 @@ static const op_case cases[] = {
     CONV("depthwise 5x5 s1 same, 32 channels", 2, (2, 7, 6, 32), (32, 5, 5, 1), 1, 1, 32, EF_PAD_SAME),
     CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
+    // From 2048 rows the CPU's filter gradient is effnet's kernel: outputs past its tiles of 8 (AVX-512)
+    // or 4 (AVX2), inputs in one part vector, and in one whole vector and part of a second (9 outputs
+    // by 5 inputs, 8 by 18). The weights' gradient alone: central differences for every input would
+    // take minutes.
+    CONV_WGRAD("pointwise filter gradient, 2048 rows, 9x5", (2, 32, 32, 5), (9, 1, 1, 5)),
+    CONV_WGRAD("pointwise filter gradient, 2048 rows, 8x18", (1, 32, 64, 18), (8, 1, 1, 18)),
     CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("3x3 s2 same on 1x1 spatial", 2, (2, 1, 1, 6), (5, 3, 3, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("grouped 3x3 dilation 2, 2 groups", 2, (2, 9, 9, 6), (4, 3, 3, 3), 1, 2, 2, EF_PAD_SYMMETRIC),

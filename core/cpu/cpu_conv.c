@@ -74,8 +74,7 @@ void ef_cpu_conv_fold(const ef_dnnl_node *s) {
   }
 }
 
-// A 1x1 convolution with stride 1, no padding and one group is a product of rows: (N*H*W, I) by (O, I).
-static bool pointwise(const ef_tensor *node) {
+bool ef_cpu_pointwise(const ef_tensor *node) {
   const ef_conv_params *p = &node->p.conv;
   const ef_tensor *w = node->op == EF_OP_CONV2D_BWD_WEIGHT ? node : node->src[1];
   return w->shape[1] == 1 && w->shape[2] == 1 && p->groups == 1 && p->stride[0] == 1 && p->stride[1] == 1 &&
@@ -84,13 +83,14 @@ static bool pointwise(const ef_tensor *node) {
 
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   if (ef_cpu_dw_own(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
+  if (ef_cpu_pw_own(node)) return ef_cpu_pw_prepare(cpu, node, state, scratch);
   // oneDNN's matmul runs pointwise products (training's, and squeeze-excite's) faster than its
   // convolutions (the main job's 1x1 convolutions on the Xeon: 35 -> 25 ms a step; neutral at 224),
   // on our plain weights without reorders. Inference's folded ones too, on several images:
   // brgconv_1x1 blocks the rows of one image at a time, so on small maps its blocks are tiny (the
   // main job's validation, batch 128 at 32x32: 15.6 -> 10.3 ms; B0 at 224, batch 32: 142 -> 140).
   // A single image keeps brgconv_1x1 (B0 at 224, batch 1: 6.1-6.3 against 6.3-6.5 ms).
-  if (pointwise(node) && (node->op != EF_OP_CONV2D_BN || node->shape[0] > 1)) {
+  if (ef_cpu_pointwise(node) && (node->op != EF_OP_CONV2D_BN || node->shape[0] > 1)) {
     ef_product kind = node->op == EF_OP_CONV2D_BWD_WEIGHT ? EF_PRODUCT_WEIGHT
                       : node->op == EF_OP_CONV2D_BWD_DATA ? EF_PRODUCT_DATA
                                                           : EF_PRODUCT_FORWARD;
@@ -173,5 +173,6 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
 
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   if (ef_cpu_dw_own(node)) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
+  else if (ef_cpu_pw_own(node)) ef_cpu_pw_bwd_filter(cpu, node, state, scratch, ctx);
   else ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);
 }
