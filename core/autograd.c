@@ -25,6 +25,31 @@ void ef_grad_add(ef_graph *g, ef_tensor *t, ef_tensor *dt) {
   ef_tensor_set_name(t->grad, "grad(%.80s)", t->name);
 }
 
+bool ef_grad_hold_scale(ef_graph *g, ef_tensor *t, ef_tensor *dy, ef_tensor *s) {
+  int slots = (int)(sizeof g->held / sizeof g->held[0]);
+  if (t->op == EF_OP_LEAF || g->n_held == slots) return false; // a leaf's gradient may be accumulated early
+  g->held[g->n_held].t = t, g->held[g->n_held].dy = dy, g->held[g->n_held].s = s;
+  g->n_held++;
+  return true;
+}
+
+bool ef_grad_take_scale(ef_graph *g, const ef_tensor *t, ef_tensor **dy, ef_tensor **s) {
+  for (int i = 0; i < g->n_held; i++)
+    if (g->held[i].t == t) {
+      *dy = g->held[i].dy, *s = g->held[i].s;
+      g->held[i] = g->held[--g->n_held];
+      return true;
+    }
+  return false;
+}
+
+// At t's turn: what is still held for t, built and added.
+static void add_held(ef_graph *g, ef_tensor *t) {
+  ef_tensor *dy, *s;
+  while (ef_grad_take_scale(g, t, &dy, &s))
+    ef_grad_add(g, t, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+}
+
 // A parameter's total gradient added (+=) into its place in the gradient arena by an ACCUM node,
 // kept; the leaf's grad becomes that place.
 static void accumulate(ef_graph *g, ef_tensor *t) {
@@ -56,6 +81,7 @@ void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
   y->grad = dy;
   for (int i = n_forward - 1; i >= 0; i--) {
     ef_tensor *t = g->nodes[i];
+    add_held(g, t);
     if (t->grad && t->requires_grad && t->op != EF_OP_LEAF) {
       const ef_op_desc *d = ef_op_get(t->op);
       EF_ASSERT(d->backward, "op %s (node '%s') received a gradient but has no backward rule", d->name, t->name);
@@ -71,6 +97,7 @@ void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy) {
     }
   }
   free(first_reader);
+  EF_ASSERT(g->n_held == 0, "%d gradient contributions still held after the walk", g->n_held);
   // Leaves: inputs keep their gradient; a parameter that is y itself accumulates now.
   for (int i = 0; i < n_forward; i++) {
     ef_tensor *t = g->nodes[i];

@@ -62,6 +62,13 @@ typedef struct ef_graph {
   const char *scope;    // given to the nodes created now (ef_graph_scope)
   int bn_group;         // training: batch-norm statistics over groups of this many
                         // ranks (SyncBN); 0 or 1: each rank's own batch
+  // While differentiating: squeeze-excite scale gradients dy * s held back, not built yet, for the
+  // pooling's backward rule to fold into its own node (ef_grad_hold_scale); built and added at
+  // their tensor's turn at the latest.
+  struct {
+    ef_tensor *t, *dy, *s;
+  } held[4];
+  int n_held;
 } ef_graph;
 
 // ---- graph lifetime ---------------------------------------------------------------------
@@ -148,5 +155,11 @@ void ef_graph_backward(ef_graph *g, ef_tensor *loss);
 void ef_graph_backward_from(ef_graph *g, ef_tensor *y, ef_tensor *dy);
 // For backward rules: adds a gradient contribution to t (summing with earlier ones).
 void ef_grad_add(ef_graph *g, ef_tensor *t, ef_tensor *dt);
+// For backward rules: holds back t's contribution dy * s (s (N,1,1,C): a CHANNEL_MUL, not built
+// yet) so that a later rule may take it (ef_grad_take_scale) into a node of its own; false when
+// t is a leaf or the slots are full (then add it). The walk builds and adds what is still held
+// at t's turn.
+bool ef_grad_hold_scale(ef_graph *g, ef_tensor *t, ef_tensor *dy, ef_tensor *s);
+bool ef_grad_take_scale(ef_graph *g, const ef_tensor *t, ef_tensor **dy, ef_tensor **s);
 
 #endif

@@ -238,21 +238,35 @@ static void backward_add(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
     if (n->src[i]->requires_grad) ef_grad_add(g, n->src[i], dy);
 }
 
-static void infer_channel_mul(ef_tensor *n) { // {x (N,H,W,C), s (N,1,1,C)}
+static void infer_channel_mul(ef_tensor *n) { // {x (N,H,W,C), s (N,1,1,C), [d (N,1,1,C)]}
   need_ndim(n, 0, 4);
-  need_ndim(n, 1, 4);
   need_float(n, 0);
-  need_float(n, 1);
-  const int64_t *x = n->src[0]->shape, *s = n->src[1]->shape;
-  if (s[0] != x[0] || s[1] != 1 || s[2] != 1 || s[3] != x[3]) bad_node(n, "scale must be (N,1,1,C)");
+  const int64_t *x = n->src[0]->shape;
+  for (int k = 1; k < n->n_src; k++) {
+    need_ndim(n, k, 4);
+    need_float(n, k);
+    const int64_t *s = n->src[k]->shape;
+    if (s[0] != x[0] || s[1] != 1 || s[2] != 1 || s[3] != x[3]) bad_node(n, "scale and addend must be (N,1,1,C)");
+  }
   set_shape(n, n->src[0]->dtype, 4, x);
+}
+
+// x is also pooled (a GAP reads it): squeeze-excite's input, whose pooling path's gradient the
+// GAP's backward rule folds into this one's node.
+static bool pooled(const ef_graph *g, const ef_tensor *x) {
+  for (int i = x->id + 1; i < g->n; i++)
+    if (g->nodes[i]->op == EF_OP_GAP && g->nodes[i]->src[0] == x && g->nodes[i]->requires_grad) return true;
+  return false;
 }
 
 static void backward_channel_mul(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
   ef_tensor *x = n->src[0], *s = n->src[1];
-  if (x->requires_grad) ef_grad_add(g, x, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+  if (x->requires_grad && (n->n_src == 3 || !pooled(g, x) || !ef_grad_hold_scale(g, x, dy, s)))
+    ef_grad_add(g, x, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
   if (s->requires_grad)
     ef_grad_add(g, s, ef_node_new(g, EF_OP_CHANNEL_MUL_BWD_S, 2, (ef_tensor *[]){dy, x}, NULL, 0, NULL));
+  if (n->n_src == 3 && n->src[2]->requires_grad) // d / (H*W) spread: its gradient is dy's mean over H,W
+    ef_grad_add(g, n->src[2], ef_node_new(g, EF_OP_GAP, 1, &dy, NULL, 0, NULL));
 }
 
 static void infer_channel_mul_bwd_s(ef_tensor *n) {
@@ -269,8 +283,15 @@ static void infer_gap(ef_tensor *n) {
   set_shape(n, n->src[0]->dtype, 4, (int64_t[]){x[0], 1, 1, x[3]});
 }
 
+// With the scale path's dy_s * s held back (backward_channel_mul), both paths of x's gradient in one
+// node, dy_s * s + dy / (H*W): one pass over (N,H,W,C) where a CHANNEL_MUL, a GAP_BWD and an ADD
+// took three.
 static void backward_gap(ef_graph *g, ef_tensor *n, ef_tensor *dy) {
-  ef_tensor *x = n->src[0];
+  ef_tensor *x = n->src[0], *dy_s, *s;
+  if (ef_grad_take_scale(g, x, &dy_s, &s)) {
+    ef_grad_add(g, x, ef_node_new(g, EF_OP_CHANNEL_MUL, 3, (ef_tensor *[]){dy_s, s, dy}, NULL, 0, NULL));
+    return;
+  }
   ef_grad_add(g, x, ef_node_new(g, EF_OP_GAP_BWD, 1, &dy, NULL, x->ndim, x->shape));
 }
 
@@ -447,7 +468,7 @@ static const ef_op_desc op_table[] = {
     [EF_OP_ACT_BWD] = {"act_bwd", 2, 2, EF_STORAGE_OWN, infer_act, NULL, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
     [EF_OP_ADD] = {"add", 2, 2, EF_STORAGE_OWN, infer_same_as_src0, backward_add, EF_PREC_ACTIVATION, NULL,
                    EF_PROFILE_OTHER},
-    [EF_OP_CHANNEL_MUL] = {"channel_mul", 2, 2, EF_STORAGE_OWN, infer_channel_mul, backward_channel_mul,
+    [EF_OP_CHANNEL_MUL] = {"channel_mul", 2, 3, EF_STORAGE_OWN, infer_channel_mul, backward_channel_mul,
                            EF_PREC_ACTIVATION, NULL, EF_PROFILE_OTHER},
     [EF_OP_CHANNEL_MUL_BWD_S] = {"channel_mul_bwd_s", 2, 2, EF_STORAGE_OWN, infer_channel_mul_bwd_s, NULL,
                                  EF_PREC_WITH_ALL, NULL, EF_PROFILE_OTHER},

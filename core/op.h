@@ -48,7 +48,8 @@ typedef enum {
   EF_OP_ACT,               // {x} -> act(x)
   EF_OP_ACT_BWD,           // {dy, x} -> dy * act'(x)
   EF_OP_ADD,               // {a, b} -> a + b (same shapes)
-  EF_OP_CHANNEL_MUL,       // {x (N,H,W,C), s (N,1,1,C)} -> x * s (the squeeze-excite scale)
+  EF_OP_CHANNEL_MUL,       // {x (N,H,W,C), s (N,1,1,C), [d (N,1,1,C)]} -> x * s [+ d / (H*W)] (the
+                           //   squeeze-excite scale; with d, its input's gradient: both paths)
   EF_OP_CHANNEL_MUL_BWD_S, // {dy, x} -> (N,1,1,C) sum over H,W of dy * x
   EF_OP_GAP,               // {x (N,H,W,C)} -> (N,1,1,C) mean over H,W
   EF_OP_GAP_BWD,           // {dy (N,1,1,C)} -> (N,H,W,C) dy / (H*W)

@@ -275,8 +275,8 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_ACT_BWD: ef_k_act_bwd(y, ef_cuda_ref(a), ef_cuda_ref(b), node->p.act.act, n, st); break;
   case EF_OP_ADD: ef_k_add(y, ef_cuda_ref(a), ef_cuda_ref(b), n, st); break;
   case EF_OP_CHANNEL_MUL:
-    ef_k_channel_mul(y, ef_cuda_ref(a), ef_cuda_ref(b), node->shape[0], node->shape[1] * node->shape[2], node->shape[3],
-                     st);
+    ef_k_channel_mul(y, ef_cuda_ref(a), ef_cuda_ref(b), node->n_src == 3 ? ef_cuda_ref(node->src[2]) : (ef_dref){0},
+                     node->shape[0], node->shape[1] * node->shape[2], node->shape[3], st);
     break;
   case EF_OP_CHANNEL_MUL_BWD_S: {
     ef_red_args r = {.kind = EF_RED_DOT,

@@ -127,10 +127,11 @@ struct row_args {
   cudaStream_t st;
 };
 
-// y = x * per[n, c] (channel_mul), or y = per[n, c] * value (spread: x absent), over (N*HW, C).
+// y = x * per[n, c] (channel_mul), + z[n, c] * value where z is given (channel_mul with an addend:
+// squeeze-excite's input gradient), or y = per[n, c] * value (spread: x absent), over (N*HW, C).
 template <ef_dtype DT, int L> struct k_sample_channel {
   static void run(const row_args &a) {
-    ef_dref y = a.y, x = a.x, per = a.per;
+    ef_dref y = a.y, x = a.x, per = a.per, z = a.z;
     int64_t c = a.c;
     uint32_t hw = (uint32_t)a.hw;
     float value = a.value;
@@ -141,6 +142,12 @@ template <ef_dtype DT, int L> struct k_sample_channel {
       if (x.p) {
         ef_lanes_load(x.p, type_in(DT, x.dt), row * c + v * L, L, r);
         for (int l = 0; l < L; l++) r[l] *= s[l];
+        if (z.p)
+          for (int l = 0; l < L; l++) {
+            float d;
+            ef_lanes_load(z.p, z.dt, n * c + v * L + l, 1, &d); // z's own type, as per's
+            r[l] += d * value;
+          }
       } else {
         for (int l = 0; l < L; l++) r[l] = s[l] * value;
       }
@@ -243,8 +250,16 @@ template <ef_dtype DT, int L> struct k_pad {
 
 } // namespace
 
-void ef_k_channel_mul(ef_dref y, ef_dref x, ef_dref sc, int64_t n, int64_t hw, int64_t c, cudaStream_t s) {
-  row_args a = {.y = y, .x = x, .per = sc, .rows = n * hw, .c = c, .hw = hw, .st = s};
+void ef_k_channel_mul(ef_dref y, ef_dref x, ef_dref sc, ef_dref add, int64_t n, int64_t hw, int64_t c, cudaStream_t s) {
+  row_args a = {.y = y,
+                .x = x,
+                .z = add,
+                .per = sc,
+                .rows = n * hw,
+                .c = c,
+                .hw = hw,
+                .value = (float)(1.0 / (double)hw),
+                .st = s};
   by_dtype<k_sample_channel>({y, x}, c, a);
 }
 

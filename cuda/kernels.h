@@ -37,8 +37,8 @@ void ef_k_act(ef_dref y, ef_dref x, ef_act act, int64_t n, cudaStream_t s);     
 void ef_k_act_bwd(ef_dref dx, ef_dref dy, ef_dref x, ef_act act, int64_t n, cudaStream_t s);
 void ef_k_add(ef_dref y, ef_dref a, ef_dref b, int64_t n, cudaStream_t s); // y = a + b
 void ef_k_accum(ef_dref y, ef_dref x, int64_t n, cudaStream_t s);          // y += x
-// y (N,HW,C) = x (N,HW,C) * s (N,C)
-void ef_k_channel_mul(ef_dref y, ef_dref x, ef_dref sc, int64_t n, int64_t hw, int64_t c, cudaStream_t s);
+// y (N,HW,C) = x (N,HW,C) * s (N,C), + add (N,C) / HW where add.p is not NULL
+void ef_k_channel_mul(ef_dref y, ef_dref x, ef_dref sc, ef_dref add, int64_t n, int64_t hw, int64_t c, cudaStream_t s);
 // dx (N,HW,C) = dy (N,C) * scale
 void ef_k_spread(ef_dref dx, ef_dref dy, float scale, int64_t n, int64_t hw, int64_t c, cudaStream_t s);
 // y (rows,C) += bias (C)

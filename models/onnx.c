@@ -425,7 +425,8 @@ static ef_status emit(onnx_ctx *c, const ef_tensor *t) {
     return unsupported(t, "batch statistics make a training graph: export the inference graph");
   if (t->op == EF_OP_BN) // layers/ builds conv2d_bn in inference graphs
     return unsupported(t, "a batch norm of its own exports only folded into its convolution (conv2d_bn)");
-  if (!emitters[t->op]) return unsupported(t, "ONNX inference has no counterpart (a loss, an update or a backward op)");
+  if (!emitters[t->op] || (t->op == EF_OP_CHANNEL_MUL && t->n_src == 3)) // with an addend: a gradient
+    return unsupported(t, "ONNX inference has no counterpart (a loss, an update or a backward op)");
   char *x, *y = NULL;
   EF_TRY(input_of(c, t, 0, &x));
   if (t->op == EF_OP_ADD || t->op == EF_OP_CHANNEL_MUL) EF_TRY(input_of(c, t, 1, &y));

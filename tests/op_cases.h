@@ -172,6 +172,29 @@ static void ref_channel_mul(const ref_io *io, const op_case *c) {
     io->y[i] = io->in[0][i] * io->in[1][(i / (s[1] * s[2] * s[3])) * s[3] + i % s[3]];
 }
 
+// x * s + d / (H*W), s and d (N,1,1,C): channel_mul with an addend.
+static void ref_channel_mul_add(const ref_io *io, const op_case *c) {
+  const int64_t *s = io->t[0]->shape;
+  int64_t hwc = s[1] * s[2] * s[3];
+  for (int64_t i = 0; i < ef_numel(io->out); i++) {
+    int64_t nc = (i / hwc) * s[3] + i % s[3];
+    io->y[i] = io->in[0][i] * io->in[1][nc] + io->in[2][nc] / (double)(s[1] * s[2]);
+  }
+}
+
+// The squeeze-excite pattern x * sigmoid(mean over H,W of x): x's gradient has both paths.
+static void ref_se(const ref_io *io, const op_case *c) {
+  const int64_t *s = io->t[0]->shape;
+  int64_t hw = s[1] * s[2];
+  for (int64_t n = 0; n < s[0]; n++)
+    for (int64_t k = 0; k < s[3]; k++) {
+      double m = 0;
+      for (int64_t p = 0; p < hw; p++) m += io->in[0][(n * hw + p) * s[3] + k];
+      double sig = 1 / (1 + exp(-m / (double)hw));
+      for (int64_t p = 0; p < hw; p++) io->y[(n * hw + p) * s[3] + k] = io->in[0][(n * hw + p) * s[3] + k] * sig;
+    }
+}
+
 static void ref_gap(const ref_io *io, const op_case *c) {
   const int64_t *s = io->t[0]->shape;
   CHECK(io->out->shape[1] == 1 && io->out->shape[2] == 1 && io->out->shape[3] == s[3], "%s: output shape", c->name);
@@ -278,6 +301,20 @@ static ef_tensor *build_act(ef_graph *g, ef_tensor **in, const op_case *c) { ret
 static ef_tensor *build_add(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_add(g, in[0], in[1]); }
 static ef_tensor *build_channel_mul(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_channel_mul(g, in[0], in[1]);
+}
+static ef_tensor *build_channel_mul_add(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_node_new(g, EF_OP_CHANNEL_MUL, 3, in, NULL, 0, NULL); // backward rules build it
+}
+static ef_tensor *build_se(ef_graph *g, ef_tensor **in, const op_case *c) {
+  ef_tensor *x = ef_activate(g, in[0], EF_ACT_RELU); // on positive inputs: x itself, but not a leaf (never held)
+  return ef_channel_mul(g, x, ef_activate(g, ef_gap(g, x), EF_ACT_SIGMOID));
+}
+// A pooled x whose pool leads nowhere: the scale path's gradient, held for the pooling's backward
+// rule, which never runs, is added at x's turn.
+static ef_tensor *build_channel_mul_pool_unused(ef_graph *g, ef_tensor **in, const op_case *c) {
+  ef_tensor *x = ef_activate(g, in[0], EF_ACT_RELU); // on positive inputs: x itself, but not a leaf (never held)
+  ef_gap(g, x);
+  return ef_channel_mul(g, x, in[1]);
 }
 static ef_tensor *build_gap(ef_graph *g, ef_tensor **in, const op_case *c) { return ef_gap(g, in[0]); }
 static ef_tensor *build_linear(ef_graph *g, ef_tensor **in, const op_case *c) {
@@ -450,6 +487,26 @@ static const op_case cases[] = {
      2,
      {X(4, {2, 2, 3, 70}), {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 70}, true, 0, 1, 0}},
      build_channel_mul,
+     ref_channel_mul},
+    {"channel_mul with an addend (the input gradient of squeeze-excite)",
+     3,
+     {X(4, {2, 3, 2, 19}),
+      {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 19}, true, 0, 1, 0},
+      {"d", IN_INPUT, EF_F32, 4, {2, 1, 1, 19}, true, -1, 1, 0}},
+     build_channel_mul_add,
+     ref_channel_mul_add},
+    // x's two gradient paths, the scale's and the pooling's, in one node (core/op.c's backward_gap).
+    {"squeeze-excite x * sigmoid(gap(x))",
+     1,
+     {{"x", IN_INPUT, EF_F32, 4, {2, 3, 4, 21}, true, 0.1f, 2, 0}},
+     build_se,
+     ref_se},
+    {"squeeze-excite on 1x1 maps", 1, {{"x", IN_INPUT, EF_F32, 4, {3, 1, 1, 18}, true, 0.1f, 2, 0}}, build_se, ref_se},
+    {"channel_mul of a pooled input, the pool unused",
+     2,
+     {{"x", IN_INPUT, EF_F32, 4, {2, 2, 3, 9}, true, 0.1f, 1, 0},
+      {"s", IN_INPUT, EF_F32, 4, {2, 1, 1, 9}, true, 0, 1, 0}},
+     build_channel_mul_pool_unused,
      ref_channel_mul},
     {"global average pool", 1, {X(4, {2, 3, 5, 7})}, build_gap, ref_gap},
     {"global average pool of 1x1", 1, {X(4, {1, 1, 1, 9})}, build_gap, ref_gap},

@@ -300,15 +300,16 @@ static void test_node_costs_and_scopes(void) {
     const ef_graph *g = m.g;
     const ef_tensor *x = m.images;
     int64_t layer_macs = m.macs * 2; // the whole batch's
-    int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, bytes = 0;
+    int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, fused = 0, spread = 0, bytes = 0;
     for (int i = 0; i < g->n; i++) {
       const ef_tensor *t = g->nodes[i];
       macs += ef_node_macs(t);
       bytes += ef_node_bytes(t);
       if ((t->op == EF_OP_CONV2D || t->op == EF_OP_CONV2D_BN) && t->src[0] == x) stem = ef_node_macs(t);
       bool se = t->scope && !strcmp(t->scope, EF_SCOPE_SE), cls = t->scope && !strcmp(t->scope, EF_SCOPE_CLASSIFIER);
+      spread += t->op == EF_OP_GAP_BWD;
       if (t->op == EF_OP_CHANNEL_MUL) {
-        channel_mul++;
+        channel_mul++, fused += t->n_src == 3;
         CHECK(se, "channel_mul '%s' outside the squeeze-excite scope", t->name);
       }
       if (t->op == EF_OP_CONV2D_BWD_WEIGHT && se) se_grads++;
@@ -322,6 +323,10 @@ static void test_node_costs_and_scopes(void) {
     CHECK(stem == 2LL * 32 * 32 * 32 * 27, "stem %lld MACs", (long long)stem);
     CHECK(macs == want, "nodes sum to %lld MACs, want %lld", (long long)macs, (long long)want);
     CHECK(channel_mul == (training ? 32 : 16), "%lld squeeze-excite scales", (long long)channel_mul); // + dy * s
+    // Each block's input gradient: dy * s and the pooling's share in one node (core/op.c's backward_gap);
+    // the head's pooling alone spreads its gradient.
+    CHECK(fused == (training ? 16 : 0) && spread == training, "%lld fused input gradients, %lld gap_bwd",
+          (long long)fused, (long long)spread);
     CHECK(se_grads == (training ? 32 : 0) && cls_grads == training, "%lld SE weight gradients, %lld classifier",
           (long long)se_grads, (long long)cls_grads);
     release(&m, s);

@@ -52,17 +52,23 @@ void ef_cpu_accum(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch
   for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-// y (N,H,W,C) = x (N,H,W,C) * s (N,1,1,C)
+// y (N,H,W,C) = x (N,H,W,C) * s (N,1,1,C), + d (N,1,1,C) / (H*W) where d is given.
 void ef_cpu_channel_mul(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  const float *x = F(node->src[0]), *s = F(node->src[1]);
+  const float *x = F(node->src[0]), *s = F(node->src[1]), *d = node->n_src == 3 ? F(node->src[2]) : NULL;
   float *y = F(node);
   int64_t n = node->shape[0], hw = node->shape[1] * node->shape[2], c = node->shape[3];
+  float inv = (float)(1.0 / (double)hw);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < n; b++)
     for (int64_t p = 0; p < hw; p++) {
       const float *xr = x + (b * hw + p) * c, *sr = s + b * c;
       float *yr = y + (b * hw + p) * c;
-      for (int64_t k = 0; k < c; k++) yr[k] = xr[k] * sr[k];
+      if (d) {
+        const float *dr = d + b * c;
+        for (int64_t k = 0; k < c; k++) yr[k] = xr[k] * sr[k] + dr[k] * inv;
+      } else {
+        for (int64_t k = 0; k < c; k++) yr[k] = xr[k] * sr[k];
+      }
     }
 }
 
