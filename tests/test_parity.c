@@ -1,13 +1,17 @@
 // The checking half of the torchvision parity test (tests/parity_torchvision.py writes the
 // reference): loads effnet weights imported from torchvision, runs the same images through our
 // model, and compares inference logits and training-mode logits (batch statistics) within 1e-4
-// relative error (max-abs over max-abs; the design's bound), the loss within 1e-5, the BN running
-// statistics after the training step's update within 2e-5 (measured: 5e-7), and every
+// relative error (max-abs over max-abs; the design's bound; a reference's `tolerance_eval`
+// attribute may widen it for the inference logits, never narrow it), the loss within 1e-5, the BN
+// running statistics after the training step's update within 2e-5 (measured: 5e-7), and every
 // parameter's gradient within 1e-3 (measured: 1.3e-4). A reference without logits_train (Keras's,
 // tests/keras_import.py) holds inference logits only, and only those are compared.
-// Measured logits errors depend on the kernels oneDNN picks for the machine: about 3e-6 with
-// AVX-512; with AVX2 alone, 3.65e-5 for export_torch's briefly trained 8-class B0 (whose logits
-// are small), the same at commits fbd975f and after. 2e-5 held on the first kind only.
+// Measured logits errors depend on the kernels oneDNN picks for the machine: about 1e-6 with
+// AVX-512 for torchvision's random weights; with AVX2 alone, 3.65e-5 for export_torch's briefly
+// trained 8-class B0 at commit fbd975f. That net's training moves with every kernel change that
+// rounds differently, and at 6f1f77d its logits reach 1e4, where torch's own f32 logits are 9e-5
+// from the exact ones (effnet's 1.1e-4): export_torch compares against float64 logits and sets
+// `tolerance_eval` to 4x torch's own error. (2e-5 held on AVX-512 machines only.)
 // In training mode some gradients are zero in exact arithmetic (a BN bias whose every path
 // meets a later batch norm, which removes per-channel shifts): both frameworks return rounding
 // noise there, up to about 1e-7 of the largest gradient. So a gradient's error is measured
@@ -36,12 +40,14 @@ static float *read_dataset(hid_t f, const char *name, int64_t numel) {
   return v;
 }
 
-static int read_int_attr(hid_t f, const char *name, int *v) {
+static int read_attr(hid_t f, const char *name, hid_t type, void *v) {
   hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
-  int rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT, v);
+  int rc = a < 0 ? -1 : H5Aread(a, type, v);
   if (a >= 0) H5Aclose(a);
   return rc;
 }
+
+static int read_int_attr(hid_t f, const char *name, int *v) { return read_attr(f, name, H5T_NATIVE_INT, v); }
 
 int main(int argc, char **argv) {
   if (argc != 3) {
@@ -85,7 +91,11 @@ int main(int argc, char **argv) {
     ef_plan_set(ev.plan, ev.images, images);
     ef_plan_run(ev.plan, &(ef_run_ctx){0});
     ef_plan_get(ev.plan, ev.logits, got);
-    double e = CHECK_REL(got, want_eval, n * k, 1e-4, "inference logits");
+    // A reference may widen the bound for its model's own f32 noise (tests/export_torch.py's briefly
+    // trained net, whose logits reach 1e4: torch's own f32 logits are 7e-5 from its float64 ones).
+    double tol = 1e-4;
+    if (read_attr(ref, "tolerance_eval", H5T_NATIVE_DOUBLE, &tol) < 0 || !(tol >= 1e-4)) tol = 1e-4;
+    double e = CHECK_REL(got, want_eval, n * k, tol, "inference logits");
     printf("%s: inference logits relative error %.3g\n", name, e);
   }
   float *labels = training ? read_dataset(ref, "labels", n) : NULL, loss;
