@@ -28,7 +28,7 @@ void ef_grad_add(ef_graph *g, ef_tensor *t, ef_tensor *dt) {
 bool ef_grad_hold_scale(ef_graph *g, ef_tensor *t, ef_tensor *dy, ef_tensor *s) {
   int slots = (int)(sizeof g->held / sizeof g->held[0]);
   if (t->op == EF_OP_LEAF || g->n_held == slots) return false; // a leaf's gradient may be accumulated early
-  g->held[g->n_held].t = t, g->held[g->n_held].dy = dy, g->held[g->n_held].s = s;
+  g->held[g->n_held].t = t, g->held[g->n_held].dy = dy, g->held[g->n_held].s = s, g->held[g->n_held].scope = g->scope;
   g->n_held++;
   return true;
 }
@@ -43,11 +43,18 @@ bool ef_grad_take_scale(ef_graph *g, const ef_tensor *t, ef_tensor **dy, ef_tens
   return false;
 }
 
-// At t's turn: what is still held for t, built and added.
+// At t's turn: what is still held for t, built and added in the scope of the rule that held it.
 static void add_held(ef_graph *g, ef_tensor *t) {
-  ef_tensor *dy, *s;
-  while (ef_grad_take_scale(g, t, &dy, &s))
-    ef_grad_add(g, t, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+  for (int i = 0; i < g->n_held;)
+    if (g->held[i].t == t) {
+      const char *outer = ef_graph_scope(g, g->held[i].scope);
+      ef_tensor *dy = g->held[i].dy, *s = g->held[i].s;
+      g->held[i] = g->held[--g->n_held];
+      ef_grad_add(g, t, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+      ef_graph_scope(g, outer);
+    } else {
+      i++;
+    }
 }
 
 // A parameter's total gradient added (+=) into its place in the gradient arena by an ACCUM node,

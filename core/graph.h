@@ -67,6 +67,7 @@ typedef struct ef_graph {
   // their tensor's turn at the latest.
   struct {
     ef_tensor *t, *dy, *s;
+    const char *scope; // the holding rule's
   } held[4];
   int n_held;
 } ef_graph;

@@ -389,9 +389,9 @@ static const op_case cases[] = {
     CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     // From 2048 rows the CPU's filter gradient is effnet's kernel: outputs past its tiles of 8 (AVX-512)
-    // or 4 (AVX2), inputs in one part vector, and in one whole vector and part of a second (9 outputs
-    // by 5 inputs, 8 by 18). The weights' gradient alone: central differences for every input would
-    // take minutes.
+    // or 4 (AVX2), inputs in one part vector, and past a whole vector (9 outputs by 5 inputs, 8 by 18:
+    // a whole and a part vector with AVX-512, two whole and a part with AVX2). The weights' gradient
+    // alone: central differences for every input would take minutes.
     CONV_WGRAD("pointwise filter gradient, 2048 rows, 9x5", (2, 32, 32, 5), (9, 1, 1, 5)),
     CONV_WGRAD("pointwise filter gradient, 2048 rows, 8x18", (1, 32, 64, 18), (8, 1, 1, 18)),
     CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),

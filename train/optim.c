@@ -220,7 +220,7 @@ double ef_grad_global_norm(const ef_store *s) {
 #pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
   for (int ch = 0; ch < NORM_CHUNKS; ch++) {
     int64_t i0 = ch * per < n ? ch * per : n, i1 = (ch + 1) * per < n ? (ch + 1) * per : n;
-    // Eight interleaved lanes, then the lanes in order: a fixed order that GCC vectorizes (one
+    // Eight interleaved lanes, then the lanes added pairwise: a fixed order that GCC vectorizes (one
     // chain, acc += g[i]^2, runs scalar at a dependent add an element: 3% of the main job's step).
     double acc[8] = {0};
     int64_t i = i0;

@@ -179,8 +179,9 @@ static void input_span(const ef_dw_shape *s, const float *x, int64_t ra, int64_t
   if (ra >= rb) return;
   int64_t na = ra / s->oh, nb = (rb - 1) / s->oh;
   int64_t ya = (ra % s->oh) * s->sh - s->pad_t, yb = ((rb - 1) % s->oh) * s->sh - s->pad_t + (s->kh - 1) * s->dh;
-  ya = ya < 0 ? 0 : ya, yb = yb >= s->h ? s->h - 1 : yb;
+  ya = ya < 0 ? 0 : ya > s->h - 1 ? s->h - 1 : ya, yb = yb < 0 ? 0 : yb > s->h - 1 ? s->h - 1 : yb;
   int64_t b0 = (na * s->h + ya) * s->w * s->c * 4, b1 = (nb * s->h + yb + 1) * s->w * s->c * 4, n = b1 - b0;
+  if (n <= 0) return; // padding past the input: nothing to read
   *begin = (const char *)x + (b0 + n * part / parts) / 64 * 64;
   *end = (const char *)x + (b0 + n * (part + 1) / parts) / 64 * 64;
 }

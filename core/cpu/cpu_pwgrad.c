@@ -18,31 +18,20 @@
 // rows: 3.5 against 4.2 ms).
 #define OWN_MIN_ROWS 2048
 #define OWN_MAX_OUT 24576
-// Rows a chunk sums at least, and the most floats the chunks' partial sums take.
+// Chunks of rows: one per CHUNK_ROWS rows, at most MAX_CHUNKS (their partial sums: at most 64 x
+// 24576 floats, 6 MiB of scratch).
 #define CHUNK_ROWS 512
 #define MAX_CHUNKS 64
-#define MAX_PARTIAL_FLOATS (1 << 22)
+_Static_assert(OWN_MIN_ROWS >= CHUNK_ROWS, "every node this kernel takes has a whole chunk");
 
-bool ef_cpu_pw_own(const ef_tensor *node) {
-  return node->op == EF_OP_CONV2D_BWD_WEIGHT && ef_cpu_pointwise(node) && ef_rows(node->src[0]) >= OWN_MIN_ROWS &&
-         node->shape[0] * node->shape[3] <= OWN_MAX_OUT;
-}
-
-// The chunks of the M rows: one per CHUNK_ROWS, at most MAX_CHUNKS, and at least one, fewer where
-// their partial sums (chunks, O, I) would exceed MAX_PARTIAL_FLOATS.
-static int64_t chunks(int64_t m, int64_t o, int64_t i) {
-  int64_t n = m / CHUNK_ROWS, cap = MAX_PARTIAL_FLOATS / (o * i);
-  n = n < MAX_CHUNKS ? n : MAX_CHUNKS;
-  n = n < cap ? n : cap;
-  return n < 1 ? 1 : n;
-}
+static int64_t chunks(int64_t m) { return m / CHUNK_ROWS < MAX_CHUNKS ? m / CHUNK_ROWS : MAX_CHUNKS; }
 
 ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
   snprintf(s->impl, sizeof s->impl, "effnet pointwise filter gradient");
   int64_t m = ef_rows(node->src[0]), o = node->shape[0], i = node->shape[3];
-  *scratch = sizeof(float) * (size_t)(chunks(m, o, i) * o * i);
+  *scratch = sizeof(float) * (size_t)(chunks(m) * o * i);
   return EF_OK;
 }
 
@@ -108,6 +97,16 @@ static void tile(const float *dy, const float *x, int64_t o, int64_t i, int64_t 
 #define VEC 8 // no FMA vectors: columns of 16 for tile_scalar alone
 #endif
 
+bool ef_cpu_pw_own(const ef_tensor *node) {
+#ifdef OB
+  return node->op == EF_OP_CONV2D_BWD_WEIGHT && ef_cpu_pointwise(node) && ef_rows(node->src[0]) >= OWN_MIN_ROWS &&
+         node->shape[0] * node->shape[3] <= OWN_MAX_OUT;
+#else
+  (void)node;
+  return false; // without FMA vectors only tile_scalar would run: oneDNN is far faster
+#endif
+}
+
 // The same for outputs [o0, o1), inputs [i0, i0 + w): the rows in order, one fmaf each.
 static void tile_scalar(const float *dy, const float *x, int64_t o, int64_t i, int64_t r0, int64_t r1, int64_t o0,
                         int64_t o1, int64_t i0, int w, float *part) {
@@ -154,7 +153,7 @@ void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
   (void)state, (void)ctx;
   const float *dy = node->src[0]->data, *x = node->src[1]->data; // (M,O), (M,I)
   float *dw = node->data, *part = scratch;                       // (O,I), (chunks, O, I)
-  int64_t m = ef_rows(node->src[0]), o = node->shape[0], i = node->shape[3], nch = chunks(m, o, i);
+  int64_t m = ef_rows(node->src[0]), o = node->shape[0], i = node->shape[3], nch = chunks(m);
   int64_t per = (m + nch - 1) / nch;
 #pragma omp parallel num_threads(cpu->threads)
   {
