@@ -230,6 +230,14 @@ static void test_bn_update(ef_backend *be, int group) {
   ef_store_free(store);
 }
 
+// Frees what a thread-count test built, last to first.
+static void release_all(ef_plan *plan, ef_graph *g, ef_store *store, ef_backend *be) {
+  ef_plan_free(plan);
+  ef_graph_free(g);
+  ef_store_free(store);
+  ef_backend_free(be);
+}
+
 // Batch norm in training (statistics, swish, both backward kernels) on `threads` threads: its output,
 // the input's gradient and the affine gradient, into y, dx and da.
 static void bn_on_threads(int threads, const int64_t *shape, float *y, float *dx, float *da) {
@@ -259,10 +267,7 @@ static void bn_on_threads(int threads, const int64_t *shape, float *y, float *dx
   ef_plan_get(plan, x->grad, dx);
   ef_store_read(store, aff, EF_ARENA_GRAD, da);
   free(xv), free(dyv), free(av);
-  ef_plan_free(plan);
-  ef_graph_free(g);
-  ef_store_free(store);
-  ef_backend_free(be);
+  release_all(plan, g, store, be);
 }
 
 // The row sums' chunks depend on the row count alone: 1 and 3 threads give the same bits, with many
@@ -316,10 +321,7 @@ static void pw_on_threads(int threads, const int64_t *xs, const int64_t *ws, flo
   ef_plan_run(plan, &run_ctx);
   ef_store_read(store, w, EF_ARENA_GRAD, dw);
   free(xv), free(dyv), free(wv);
-  ef_plan_free(plan);
-  ef_graph_free(g);
-  ef_store_free(store);
-  ef_backend_free(be);
+  release_all(plan, g, store, be);
 }
 
 // The pointwise filter gradient's chunks of rows depend on the shape alone: 1 and 3 threads give the
