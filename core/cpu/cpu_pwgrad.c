@@ -40,7 +40,6 @@ ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
 #define VEC 16
 #define OB 8 // outputs a tile: 16 sums in registers
 typedef __m512 vec;
-#define vec_zero _mm512_setzero_ps
 #define vec_bcast _mm512_set1_ps
 #define vec_fma _mm512_fmadd_ps
 #define vec_load_n(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
@@ -49,7 +48,6 @@ typedef __m512 vec;
 #define VEC 8
 #define OB 4 // outputs a tile: 8 sums in registers, of AVX2's 16
 typedef __m256 vec;
-#define vec_zero _mm256_setzero_ps
 #define vec_bcast _mm256_set1_ps
 #define vec_fma _mm256_fmadd_ps
 static inline __m256i lanes_mask(int n) {
