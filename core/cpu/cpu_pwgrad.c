@@ -57,12 +57,12 @@ static inline __m256i lanes_mask(int n) {
 #define vec_store_n(p, v, n) _mm256_maskstore_ps(p, lanes_mask(n), v)
 #endif
 
+#ifdef OB
 // Prefetches [*pf, end) into L2, n lines, moving *pf on.
 static inline __attribute__((always_inline)) void prefetch_lines(const char **pf, const char *end, int64_t n) {
   for (int64_t k = 0; k < n && *pf < end; k++, *pf += 64) __builtin_prefetch(*pf, 0, 2);
 }
 
-#ifdef VEC
 // part[o0 .. o0+OB, i0 .. i0+w) += the sums over rows [r0, r1), one FMA a row in order, in nv vectors
 // (a constant: 2, or 1 where w <= VEC); w <= nv * VEC. Prefetches [*pf, pf_end) on the way,
 // pf_per_row lines a row.
@@ -91,18 +91,10 @@ static void tile(const float *dy, const float *x, int64_t o, int64_t i, int64_t 
   if (w <= VEC) tile_nv(dy, x, o, i, r0, r1, o0, i0, w, part, pf, pf_end, pf_per_row, 1);
   else tile_nv(dy, x, o, i, r0, r1, o0, i0, w, part, pf, pf_end, pf_per_row, 2);
 }
-#else
-#define VEC 8 // no FMA vectors: columns of 16 for tile_scalar alone
-#endif
 
 bool ef_cpu_pw_own(const ef_tensor *node) {
-#ifdef OB
   return node->op == EF_OP_CONV2D_BWD_WEIGHT && ef_cpu_pointwise(node) && ef_rows(node->src[0]) >= OWN_MIN_ROWS &&
          node->shape[0] * node->shape[3] <= OWN_MAX_OUT;
-#else
-  (void)node;
-  return false; // without FMA vectors only tile_scalar would run: oneDNN is far faster
-#endif
 }
 
 // The same for outputs [o0, o1), inputs [i0, i0 + w): the rows in order, one fmaf each.
@@ -125,26 +117,19 @@ static void tile_scalar(const float *dy, const float *x, int64_t o, int64_t i, i
 // of dy, a share during each tile.
 static void step(const float *dy, const float *x, int64_t o, int64_t i, int64_t r, int64_t re, int64_t rn, float *pc) {
   int64_t wide = 2 * VEC, icols = (i + wide - 1) / wide;
-#ifdef OB
   const char *pf[2] = {(const char *)(x + re * i), (const char *)(dy + re * o)};
   const char *pe[2] = {(const char *)(x + rn * i), (const char *)(dy + rn * o)};
   int64_t tiles = icols * (o / OB), lines = (pe[0] - pf[0] + pe[1] - pf[1]) / 64 + 2;
   int64_t per_row = tiles ? (lines + tiles * (re - r) - 1) / (tiles * (re - r)) : 0;
-#endif
   for (int64_t ic = 0; ic < icols; ic++) {
     int64_t i0 = ic * wide, a = 0;
     int w = (int)(i - i0 < wide ? i - i0 : wide);
-#ifdef OB
     for (; a + OB <= o; a += OB) {
       int k = pf[0] < pe[0] ? 0 : 1;
       tile(dy, x, o, i, r, re, a, i0, w, pc, &pf[k], pe[k], per_row);
     }
-#endif
-    tile_scalar(dy, x, o, i, r, re, a, o, i0, w, pc);
+    tile_scalar(dy, x, o, i, r, re, a, o, i0, w, pc); // outputs past the last whole tile
   }
-#ifndef OB
-  (void)rn;
-#endif
 }
 
 void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
@@ -173,3 +158,15 @@ void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
     }
   }
 }
+#else
+// Without FMA vectors only the scalar loop would run, far slower than oneDNN: no node is taken.
+bool ef_cpu_pw_own(const ef_tensor *node) {
+  (void)node;
+  return false;
+}
+
+void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  (void)cpu, (void)state, (void)scratch, (void)ctx;
+  EF_FATAL("node '%s': no pointwise filter-gradient kernel without FMA vectors", node->name);
+}
+#endif
