@@ -121,8 +121,8 @@ static void run_node(ef_plan *p, int i, const ef_run_ctx *ctx) {
   ef_tensor *t = p->sched[i];
   const ef_buffer *own = p->written[i] >= 0 ? &p->bufs[p->written[i]] : NULL;
   if (p->opts.poison && p->scratch) be->memset(be, p->scratch, POISON, p->scratch_bytes);
-  if (p->opts.poison && own) {
-    be->memset(be, t->data, POISON, ef_nbytes(t));
+  if (p->opts.poison && own) { // an heir's data is its source's until the node runs
+    if (!own->inherited) be->memset(be, t->data, POISON, ef_nbytes(t));
     be->memset(be, (char *)t->data + ef_nbytes(t), CANARY, own->bytes - ef_nbytes(t));
   }
   double t0 = p->opts.profile ? now_ms() : 0;
@@ -133,8 +133,9 @@ static void run_node(ef_plan *p, int i, const ef_run_ctx *ctx) {
   }
   if (!p->opts.poison) return;
   if (own) check_red_zone(p, t, own);
-  for (int k = 0; k < p->n_bufs; k++) // buffers whose last reader was this node
-    if (p->bufs[k].death == i) be->memset(be, (char *)p->arena + p->bufs[k].offset, POISON, p->bufs[k].bytes);
+  for (int k = 0; k < p->n_bufs; k++) // buffers whose last reader was this node, but for an heir's space
+    if (p->bufs[k].death == i && p->bufs[k].heir < 0)
+      be->memset(be, (char *)p->arena + p->bufs[k].offset, POISON, p->bufs[k].bytes);
 }
 
 static void run_schedule(ef_plan *p, const ef_run_ctx *ctx) {

@@ -150,7 +150,7 @@ ef_tensor *ef_node_new(ef_graph *g, ef_op op, int n_src, ef_tensor *const *src, 
   d->infer(t);
   check_size(t);
   // Views and in-place results live where src[0] lives (the plan resolves the address).
-  t->mem = d->storage == EF_STORAGE_OWN ? EF_MEM_PLANNED : src[0]->mem;
+  t->mem = d->storage == EF_STORAGE_OWN || d->storage == EF_STORAGE_REUSE ? EF_MEM_PLANNED : src[0]->mem;
   return t;
 }
 

@@ -136,6 +136,10 @@ typedef enum {
   EF_STORAGE_OWN,     // the node has its own output buffer
   EF_STORAGE_VIEW,    // the output is src[0]'s memory; nothing is computed
   EF_STORAGE_INPLACE, // the output is src[0]'s memory, updated by the kernel
+  // Its own output buffer, which the planner may place over src[0]'s when this node is the last to
+  // read src[0] and both have the same type and size: the kernel (on every backend) reads each
+  // element of every source before it writes the same element of the output, and nothing else.
+  EF_STORAGE_REUSE,
 } ef_storage;
 
 // What mixed precision (ef_graph_set_precision with a 16-bit type) does with an op's output.

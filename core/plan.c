@@ -1,13 +1,16 @@
 // The memory planner: schedules what the kept tensors need, finds each buffer's lifetime (from
 // the step that writes it to the last step that reads it, through views), and places buffers in
-// one arena with a best-fit free list so that no two live buffers overlap.
+// one arena with a best-fit free list so that no two live buffers overlap, but for an elementwise
+// output written over its source at the source's last read.
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/plan.h"
 
 ef_tensor *ef_plan_owner(ef_tensor *t) {
-  while (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage != EF_STORAGE_OWN) t = t->src[0];
+  while (t->op != EF_OP_LEAF && ef_op_get(t->op)->storage != EF_STORAGE_OWN &&
+         ef_op_get(t->op)->storage != EF_STORAGE_REUSE)
+    t = t->src[0];
   return t;
 }
 
@@ -82,6 +85,18 @@ static int cmp_death(const void *a, const void *b) {
   return x->death != y->death ? (x->death < y->death ? -1 : 1) : (x->index > y->index) - (x->index < y->index);
 }
 
+// The buffer of src[0] of b's writer when b may take over its space (EF_STORAGE_REUSE): a
+// computed buffer of the same type and size whose last reader is b's writer. NULL otherwise.
+static ef_buffer *reusable(ef_plan *p, const ef_buffer *b, const int *buf_of) {
+  const ef_tensor *t = b->t;
+  if (p->opts.no_reuse || ef_op_get(t->op)->storage != EF_STORAGE_REUSE) return NULL;
+  const ef_tensor *o = ef_plan_owner(t->src[0]);
+  int k = buf_of[o->id];
+  if (k < 0 || o->dtype != t->dtype || ef_nbytes(o) != ef_nbytes(t)) return NULL;
+  ef_buffer *s = &p->bufs[k];
+  return s->birth >= 0 && s->death == b->birth && s->bytes == b->bytes ? s : NULL;
+}
+
 void ef_plan_schedule_and_place(ef_plan *p) {
   ef_graph *g = p->g;
   // Needed: kept tensors and, transitively, their sources (sources have smaller ids).
@@ -123,17 +138,22 @@ void ef_plan_schedule_and_place(ef_plan *p) {
     if (t->mem != EF_MEM_PLANNED || ef_plan_owner(t) != t) continue;
     size_t used = ef_nbytes(t) + (p->opts.poison ? EF_PLAN_RED_ZONE : 0);
     size_t bytes = (used + EF_PLAN_ALIGN - 1) / EF_PLAN_ALIGN * EF_PLAN_ALIGN;
-    p->bufs[p->n_bufs++] = (ef_buffer){t, birth[t->id], death[t->id], 0, bytes};
+    p->bufs[p->n_bufs++] = (ef_buffer){t, birth[t->id], death[t->id], 0, bytes, -1, false};
     p->naive_bytes += bytes;
   }
   qsort(p->bufs, (size_t)p->n_bufs, sizeof(ef_buffer), cmp_birth);
   p->written = ef_xmalloc(sizeof(int) * (size_t)(p->n ? p->n : 1));
   for (int i = 0; i < p->n; i++) p->written[i] = -1;
-  for (int k = 0; k < p->n_bufs; k++)
+  int *buf_of = ef_xmalloc(sizeof(int) * (size_t)g->n); // per node id: its buffer's index in bufs, or -1
+  for (int i = 0; i < g->n; i++) buf_of[i] = -1;
+  for (int k = 0; k < p->n_bufs; k++) {
     if (p->bufs[k].birth >= 0) p->written[p->bufs[k].birth] = k;
+    buf_of[p->bufs[k].t->id] = k;
+  }
 
   // Place in order of birth; a buffer's space is released after the step that last reads it,
-  // so a node's output never shares memory with its own inputs.
+  // so a node's output never shares memory with its own inputs, but for an EF_STORAGE_REUSE node
+  // that is its src[0]'s last reader: its output takes over src[0]'s space.
   free_list fl = {0};
   death_index *by_death = ef_xmalloc(sizeof(death_index) * (size_t)(p->n_bufs ? p->n_bufs : 1));
   for (int k = 0; k < p->n_bufs; k++) by_death[k] = (death_index){p->bufs[k].death, k};
@@ -144,14 +164,17 @@ void ef_plan_schedule_and_place(ef_plan *p) {
     if (!p->opts.no_reuse)
       while (next_free < p->n_bufs && by_death[next_free].death < b->birth) {
         ef_buffer *d = &p->bufs[by_death[next_free++].index];
-        fl_free(&fl, d->offset, d->bytes);
+        if (d->heir < 0) fl_free(&fl, d->offset, d->bytes);
       }
-    b->offset = fl_alloc(&fl, b->bytes);
+    ef_buffer *src = reusable(p, b, buf_of);
+    if (src) src->heir = k, b->inherited = true;
+    b->offset = src ? src->offset : fl_alloc(&fl, b->bytes);
     b->t->offset = b->offset;
   }
   p->arena_bytes = fl.top;
   free(fl.b);
   free(by_death);
+  free(buf_of);
   free(birth);
   free(death);
   free(needed);

@@ -49,6 +49,9 @@ typedef struct {
   int birth, death;     // schedule positions; inputs live from -1 to n, kept outputs die at n
   size_t offset, bytes; // in the activation arena; bytes: the data (and the red zone in poison
                         // mode) rounded up to EF_PLAN_ALIGN
+  int heir;             // -1, or the buffer (index in bufs) that its last reader, an EF_STORAGE_REUSE
+                        // node, writes over it: its space then passes to the heir, not to the free list
+  bool inherited;       // it is an heir: the same bytes as its source, which its writer reads
 } ef_buffer;
 
 typedef struct ef_plan {

@@ -1,7 +1,8 @@
 // Core tests: Philox against the Random123 known answers, bf16/f16 conversions, the memory
-// planner on random graphs (no live overlap, peak below the naive sum, poisoned planned runs
-// equal to unplanned ones bit for bit), autograd's structure, plan errors, and graph capture and
-// replay (ef_capture_run) on a CPU backend that records as CUDA does.
+// planner on random graphs (no live overlap but for outputs written over their dying source, peak
+// below the naive sum, poisoned planned runs equal to unplanned ones bit for bit) and its reuse of
+// a dying source's space, autograd's structure, plan errors, and graph capture and replay
+// (ef_capture_run) on a CPU backend that records as CUDA does.
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
@@ -9,6 +10,7 @@
 #include "core/plan.h"
 #include "core/store.h"
 #include "tests/harness.h"
+#include "tests/plan_check.h"
 
 static void test_philox_known_answers(void) {
   // Random123 tests/kat_vectors, "philox4x32 10": counter, key -> output.
@@ -120,21 +122,6 @@ static void test_expf(void) {
 
 // ---- the planner ------------------------------------------------------------------------------
 
-// No two buffers whose lifetimes overlap may share a byte.
-static void check_no_live_overlap(const ef_plan *p, const char *what) {
-  int bad = 0;
-  for (int a = 0; a < p->n_bufs; a++)
-    for (int b = a + 1; b < p->n_bufs; b++) {
-      const ef_buffer *x = &p->bufs[a], *y = &p->bufs[b];
-      bool live = x->birth <= y->death && y->birth <= x->death;
-      bool mem = x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
-      if (live && mem && bad++ < 3) fprintf(stderr, "%s: '%s' and '%s' overlap\n", what, x->t->name, y->t->name);
-    }
-  CHECK(bad == 0, "%s: %d overlapping live buffers", what, bad);
-  for (int a = 0; a < p->n_bufs; a++)
-    CHECK(p->bufs[a].offset + p->bufs[a].bytes <= p->arena_bytes, "%s: outside the arena", what);
-}
-
 // A random graph of elementwise ops over one shape, with a random subset kept. Built twice with
 // the same draws, once planned (and poisoned) and once naive: every kept tensor must agree.
 static ef_graph *random_graph(uint64_t seed, ef_tensor **inputs, ef_tensor ***kept, int *n_kept) {
@@ -165,6 +152,7 @@ static ef_graph *random_graph(uint64_t seed, ef_tensor **inputs, ef_tensor ***ke
 
 static void test_planner_random_graphs(void) {
   ef_backend *be = ef_cpu_backend_new(0);
+  int heirs = 0;
   for (uint64_t seed = 1; seed <= 40; seed++) {
     ef_tensor *in[2][3], **kept[2];
     int n_kept[2];
@@ -187,7 +175,8 @@ static void test_planner_random_graphs(void) {
     }
     char what[32];
     snprintf(what, sizeof what, "random graph %d", (int)seed);
-    check_no_live_overlap(p[0], what);
+    heirs += check_no_live_overlap(p[0], what);
+    CHECK(check_no_live_overlap(p[1], what) == 0, "%s: the naive layout passes buffers on", what);
     CHECK(p[0]->arena_bytes < p[0]->naive_bytes && p[1]->arena_bytes == p[1]->naive_bytes, "%s: planned %zu, naive %zu",
           what, p[0]->arena_bytes, p[0]->naive_bytes);
     size_t bytes = sizeof(float) * (size_t)(ef_numel(in[0][0]) * n_kept[0]);
@@ -199,6 +188,58 @@ static void test_planner_random_graphs(void) {
       free(kept[v]);
     }
   }
+  CHECK(heirs > 0, "no elementwise output took over its source's space in 40 random graphs");
+  ef_backend_free(be);
+}
+
+// The buffer of node t in plan p.
+static const ef_buffer *buffer_of(const ef_plan *p, const ef_tensor *t) {
+  for (int k = 0; k < p->n_bufs; k++)
+    if (p->bufs[k].t == t) return &p->bufs[k];
+  CHECK(false, "'%s' has no buffer", t->name);
+  return NULL;
+}
+
+// An elementwise node takes over its src[0]'s space only where it is src[0]'s last reader: never
+// an input's, nor that of a source read later, nor from a source of another size.
+static void test_planner_reuse(void) {
+  ef_backend *be = ef_cpu_backend_new(0);
+  ef_graph *g = ef_graph_new(NULL, 1);
+  ef_tensor *in = ef_input(g, "in", EF_F32, 2, (int64_t[]){4, 64});
+  ef_tensor *a = ef_activate(g, in, EF_ACT_SWISH);  // in: an input, kept from run to run
+  ef_tensor *b = ef_activate(g, a, EF_ACT_SIGMOID); // a: read again by c
+  ef_tensor *c = ef_add(g, a, b);                   // a's last reader: over a
+  ef_tensor *s = ef_gap(g, ef_reshape(g, c, 4, (int64_t[]){4, 2, 2, 16}));
+  ef_tensor *d = ef_channel_mul(g, ef_reshape(g, c, 4, (int64_t[]){4, 2, 2, 16}), s); // through a view: over c
+  ef_graph_keep(g, d);
+  ef_tensor_set_name(a, "a"), ef_tensor_set_name(b, "b"), ef_tensor_set_name(c, "c"), ef_tensor_set_name(d, "d");
+  ef_plan *p;
+  CHECK(ef_plan_new(&p, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  CHECK(!buffer_of(p, a)->inherited && !buffer_of(p, b)->inherited, "a took the input's space, or b took a's");
+  CHECK(buffer_of(p, c)->inherited && buffer_of(p, c)->offset == buffer_of(p, a)->offset, "c did not take a's space");
+  CHECK(buffer_of(p, d)->inherited && buffer_of(p, d)->offset == buffer_of(p, a)->offset, "d did not take c's space");
+  CHECK(check_no_live_overlap(p, "reuse") == 2, "two heirs");
+  float x[256], y[256];
+  test_fill_uniform(x, 256, 7, 0, -3, 3);
+  ef_plan_set(p, in, x);
+  ef_plan_run(p, &(ef_run_ctx){0});
+  ef_plan_get(p, d, y);
+  for (int n = 0; n < 4; n++) {
+    double sum[16] = {0};
+    float cv[64];
+    for (int i = 0; i < 64; i++) {
+      float av = ef_act_fwd(EF_ACT_SWISH, x[n * 64 + i]);
+      cv[i] = av + ef_act_fwd(EF_ACT_SIGMOID, av);
+      sum[i % 16] += cv[i];
+    }
+    for (int i = 0; i < 64; i++) {
+      float want = cv[i] * (float)(sum[i % 16] / 4);
+      CHECK(fabsf(y[n * 64 + i] - want) <= 1e-5f * fabsf(want) + 1e-6f, "d[%d]: %.8g, want %.8g", n * 64 + i,
+            y[n * 64 + i], want);
+    }
+  }
+  ef_plan_free(p);
+  ef_graph_free(g);
   ef_backend_free(be);
 }
 
@@ -442,6 +483,7 @@ int main(void) {
   RUN(test_bf16);
   RUN(test_expf);
   RUN(test_planner_random_graphs);
+  RUN(test_planner_reuse);
   RUN(test_autograd_structure);
   RUN(test_alignment);
   RUN(test_plan_errors);
