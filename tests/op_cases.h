@@ -511,6 +511,8 @@ static const op_case cases[] = {
     {"global average pool", 1, {X(4, {2, 3, 5, 7})}, build_gap, ref_gap},
     {"global average pool of 1x1", 1, {X(4, {1, 1, 1, 9})}, build_gap, ref_gap},
     {"global average pool, 130 channels", 1, {X(4, {2, 3, 3, 130})}, build_gap, ref_gap},
+    // Blocks of 512 channels and a remainder (cpu_elementwise.c's sum_hw).
+    {"global average pool, 600 channels, 8 images", 1, {X(4, {8, 2, 2, 600})}, build_gap, ref_gap},
     {"linear with bias", 3, {X(2, {4, 6}), W("w", 2, {5, 6}), W("b", 1, {5})}, build_linear, ref_linear},
     {"linear on (N,1,1,C), no bias", 2, {X(4, {2, 1, 1, 7}), W("w", 2, {3, 7})}, build_linear, ref_linear},
     {"linear batch 1, 10->10", 3, {X(2, {1, 10}), W("w", 2, {10, 10}), W("b", 1, {10})}, build_linear, ref_linear},

@@ -72,16 +72,21 @@ void ef_cpu_channel_mul(ef_cpu *cpu, const ef_tensor *node, void *state, void *s
     }
 }
 
-// Per (n, c): sum over H,W of a[n,h,w,c] (* b[n,h,w,c] when b is given), times `scale`, into
-// out (N,1,1,C). Channels are taken in blocks so the double accumulators stay on the stack.
-#define CBLOCK 64
+// Per (n, c): sum over H,W of a[n,h,w,c] (* b[n,h,w,c] when b is given), in order of the points,
+// times `scale`, into out (N,1,1,C). Work items are (image, block of channels): whole rows of up to
+// MAX_CBLOCK channels, so that each thread streams through its images' pixels, and narrower blocks
+// only where there are fewer than MIN_ITEMS images. The double sums stay on the stack.
+#define MAX_CBLOCK 512
+#define MIN_ITEMS 8
 static void sum_hw(const float *a, const float *b, float *out, int64_t n, int64_t hw, int64_t c, double scale) {
-  int64_t nblk = (c + CBLOCK - 1) / CBLOCK;
+  int64_t width = c < MAX_CBLOCK ? c : MAX_CBLOCK;
+  while (width > 16 && n * ((c + width - 1) / width) < MIN_ITEMS) width = (width / 2 + 15) / 16 * 16;
+  int64_t nblk = (c + width - 1) / width;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t i = 0; i < n; i++)
     for (int64_t blk = 0; blk < nblk; blk++) {
-      double acc[CBLOCK] = {0};
-      int64_t c0 = blk * CBLOCK, cn = c - c0 < CBLOCK ? c - c0 : CBLOCK;
+      double acc[MAX_CBLOCK] = {0};
+      int64_t c0 = blk * width, cn = c - c0 < width ? c - c0 : width;
       for (int64_t p = 0; p < hw; p++) {
         const float *ar = a + (i * hw + p) * c + c0;
         if (b) {
