@@ -198,6 +198,13 @@ ef_tensor *ef_conv2d_bn(ef_graph *g, ef_tensor *x, ef_tensor *w, int stride, int
   return ef_node_new(g, EF_OP_CONV2D_BN, 4, (ef_tensor *[]){x, w, stats, affine}, &p, 0, NULL);
 }
 
+ef_tensor *ef_conv2d_bn_gated(ef_graph *g, ef_tensor *x, ef_tensor *gate, ef_tensor *w, ef_tensor *stats,
+                              ef_tensor *affine, float eps, ef_act act) {
+  ef_op_params p = conv_params(x, w, 1, 1, 1, EF_PAD_SYMMETRIC);
+  p.conv.bn_eps = eps, p.conv.act = act;
+  return ef_node_new(g, EF_OP_CONV2D_BN, 5, (ef_tensor *[]){x, w, stats, affine, gate}, &p, 0, NULL);
+}
+
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x) { return ef_node_new(g, EF_OP_BN_STATS, 1, &x, NULL, 0, NULL); }
 
 ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,

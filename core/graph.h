@@ -108,6 +108,10 @@ ef_tensor *ef_conv2d(ef_graph *g, ef_tensor *x, ef_tensor *w, ef_tensor *b, int 
 // statistics `stats` and `affine` (2,O), then `act`.
 ef_tensor *ef_conv2d_bn(ef_graph *g, ef_tensor *x, ef_tensor *w, int stride, int groups, ef_padding padding,
                         ef_tensor *stats, ef_tensor *affine, float eps, ef_act act);
+// The same for a 1x1 convolution (stride 1, one group) of x * gate, gate (N,1,1,C) a channel scale
+// per image: squeeze-excite's, folded into the weights per image instead of scaling x.
+ef_tensor *ef_conv2d_bn_gated(ef_graph *g, ef_tensor *x, ef_tensor *gate, ef_tensor *w, ef_tensor *stats,
+                              ef_tensor *affine, float eps, ef_act act);
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,
                  bool batch_stats);

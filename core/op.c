@@ -98,10 +98,21 @@ static void infer_conv2d(ef_tensor *n) { // {x, w, [b]}
     bad_node(n, "bias must be (%lld)", (long long)n->shape[3]);
 }
 
-static void infer_conv2d_bn(ef_tensor *n) { // {x, w, stats, affine}
+static void infer_conv2d_bn(ef_tensor *n) { // {x, w, stats, affine, [gate]}
   infer_conv_forward(n);
   need_pair(n, 2, n->shape[3]);
   need_pair(n, 3, n->shape[3]);
+  if (n->n_src == 5) {
+    const ef_tensor *x = n->src[0], *w = n->src[1], *gate = n->src[4];
+    const ef_conv_params *p = &n->p.conv;
+    if (w->shape[1] != 1 || w->shape[2] != 1 || p->groups != 1 || p->stride[0] != 1 || p->stride[1] != 1 || p->pad[0] ||
+        p->pad[1] || p->pad[2] || p->pad[3])
+      bad_node(n, "a gate needs a 1x1 convolution with stride 1, no padding and one group");
+    need_ndim(n, 4, 4);
+    need_float(n, 4);
+    if (gate->shape[0] != x->shape[0] || gate->shape[1] != 1 || gate->shape[2] != 1 || gate->shape[3] != x->shape[3])
+      bad_node(n, "the gate must be (%lld,1,1,%lld)", (long long)x->shape[0], (long long)x->shape[3]);
+  }
   if (!(n->p.conv.bn_eps > 0) || n->p.conv.act < 0 || n->p.conv.act >= EF_ACT_COUNT)
     bad_node(n, "batch norm eps %g, activation %d", n->p.conv.bn_eps, (int)n->p.conv.act);
 }
@@ -452,7 +463,7 @@ static const ef_op_desc op_table[] = {
                                macs_conv2d_bwd_data, EF_PROFILE_CONV},
     [EF_OP_CONV2D_BWD_WEIGHT] = {"conv2d_bwd_weight", 2, 2, EF_STORAGE_OWN, infer_conv2d_bwd_weight, NULL,
                                  EF_PREC_WITH_ALL, macs_conv2d_bwd_weight, EF_PROFILE_CONV},
-    [EF_OP_CONV2D_BN] = {"conv2d_bn", 4, 4, EF_STORAGE_OWN, infer_conv2d_bn, NULL, EF_PREC_ACTIVATION, macs_conv2d,
+    [EF_OP_CONV2D_BN] = {"conv2d_bn", 4, 5, EF_STORAGE_OWN, infer_conv2d_bn, NULL, EF_PREC_ACTIVATION, macs_conv2d,
                          EF_PROFILE_CONV},
     [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL, EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
     [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_REUSE, infer_bn, backward_bn, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},

@@ -33,8 +33,9 @@ typedef enum {
   EF_OP_CONV2D,            // {x (N,H,W,C), w, [b]} -> (N,OH,OW,O)
   EF_OP_CONV2D_BWD_DATA,   // {dy, w} -> dx (N,H,W,C)
   EF_OP_CONV2D_BWD_WEIGHT, // {dy, x} -> dw (O,KH,KW,C/groups)
-  EF_OP_CONV2D_BN,         // {x, w, stats (2,O), affine (2,O)} -> act(BN(conv(x, w))) with running statistics:
-                           //   inference's convolution with its batch norm folded in (not differentiated)
+  EF_OP_CONV2D_BN,         // {x, w, stats (2,O), affine (2,O), [gate (N,1,1,C)]} -> act(BN(conv(x * gate, w)))
+                           //   with running statistics: inference's convolution with its batch norm folded
+                           //   in (not differentiated); gate: squeeze-excite's channel scale, 1x1 ones only
   // batch norm; per-channel pairs are stored as (2,C): stats [mean; var], affine [gamma; beta]
   EF_OP_BN_STATS,      // {x (N,H,W,C)} -> (2,C) batch mean and biased variance
   EF_OP_BN,            // {x, stats (2,C), affine (2,C)} -> act(gamma * xhat + beta)

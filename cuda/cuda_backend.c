@@ -42,8 +42,8 @@ static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
   // Statistics, their updates and group means stay f32 (their precision class in the op table).
   if (ef_op_get(node->op)->precision == EF_PREC_F32 && node->dtype != EF_F32) return false;
   switch (node->op) {
-  case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32; // stats, affine
-  case EF_OP_CONV2D_BN: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
+  case EF_OP_BN: return node->src[1]->dtype == EF_F32 && node->src[2]->dtype == EF_F32;        // stats, affine
+  case EF_OP_CONV2D_BN: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32; // the gate: any
   case EF_OP_BN_BWD_DATA: return node->src[2]->dtype == EF_F32 && node->src[3]->dtype == EF_F32;
   case EF_OP_CONV2D:
   case EF_OP_CONV2D_BWD_DATA:
@@ -96,8 +96,14 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
     s->conv = ef_xmalloc(sizeof *s->conv);
     *s->conv = *node;
     s->conv->op = EF_OP_CONV2D, s->conv->n_src = 2;
+    if (node->n_src == 5) { // gated: the convolution reads x * gate from the scratch (x's own bytes until then)
+      s->gated_x = ef_xmalloc(sizeof *s->gated_x);
+      *s->gated_x = *x;
+      s->conv->src[0] = s->gated_x;
+    }
     EF_TRY(ef_cuda_conv_prepare(cu, s->conv, s));
     end = s->scratch;
+    if (s->gated_x) s->gate_off = ef_cuda_reserve(&end, ef_nbytes(x));
     s->off[3] = ef_cuda_reserve(&end, 5 * sizeof(float) * (size_t)node->shape[3]);
     *scratch = end;
     return EF_OK;
@@ -159,6 +165,7 @@ static void cuda_release(ef_backend *be, void *state) {
   if (s->cd) cudnnDestroyConvolutionDescriptor(s->cd);
   free(s->host);
   free(s->conv);
+  free(s->gated_x);
   free(s);
 }
 
@@ -223,6 +230,11 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_CONV2D_BWD_DATA:
   case EF_OP_CONV2D_BWD_WEIGHT: ef_cuda_conv_run(cu, node, s, sc); break;
   case EF_OP_CONV2D_BN: {
+    if (s->gated_x) {
+      s->gated_x->data = sc + s->gate_off;
+      ef_k_channel_mul(ef_cuda_ref(s->gated_x), ef_cuda_ref(a), ef_cuda_ref(node->src[4]), (ef_dref){0}, a->shape[0],
+                       a->shape[1] * a->shape[2], a->shape[3], st);
+    }
     ef_cuda_conv_run(cu, s->conv, s, sc);
     float *coef = (float *)(sc + s->off[3]);
     ef_k_bn_coeffs(coef, F(node->src[2]), F(node->src[3]), NULL, 0, node->p.conv.bn_eps, node->shape[3], st);

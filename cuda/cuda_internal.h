@@ -83,12 +83,14 @@ typedef struct {
   cudnnFilterDescriptor_t wd;
   cudnnConvolutionDescriptor_t cd;
   int algo;
-  bool own;        // effnet's depthwise kernels instead of cuDNN
-  bool pad;        // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
-  int64_t ph, pw;  // the padded input's height and width
-  float *host;     // SyncBN: host staging for the group's communication
-  ef_tensor *conv; // CONV2D_BN: its convolution alone (off[3]: the batch norm's coefficients after)
-  char impl[96];   // "cudnn fwd algo 1 (tensor ops)"
+  bool own;           // effnet's depthwise kernels instead of cuDNN
+  bool pad;           // asymmetric padding done by ef_k_pad / ef_k_crop into the scratch
+  int64_t ph, pw;     // the padded input's height and width
+  float *host;        // SyncBN: host staging for the group's communication
+  ef_tensor *conv;    // CONV2D_BN: its convolution alone (off[3]: the batch norm's coefficients after)
+  ef_tensor *gated_x; // a gated CONV2D_BN: x * gate, which conv reads, at gate_off in the scratch
+  size_t gate_off;    // (gated_x's data points there while the node runs)
+  char impl[96];      // "cudnn fwd algo 1 (tensor ops)"
 } ef_cuda_node;
 
 // Scratch layout: each piece starts on a 256-byte boundary.

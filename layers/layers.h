@@ -44,6 +44,9 @@ ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, e
 // Squeeze-and-excitation: pool, 1x1 conv to `reduced` with bias, act (the block's), 1x1 conv back
 // with bias, sigmoid, scale x. Parameters "<prefix>.conv_reduce.*", "<prefix>.conv_expand.*".
 ef_tensor *ef_layer_se(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced, ef_act act);
+// Its channel scale alone, (N,1,1,C): the gate an evaluation graph folds into the next 1x1
+// convolution (ef_conv2d_bn_gated).
+ef_tensor *ef_layer_se_gate(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced, ef_act act);
 
 typedef struct {
   int in, out;        // channels

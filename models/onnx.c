@@ -262,9 +262,11 @@ static ef_status batch_norm(onnx_ctx *c, const ef_tensor *t, char *x) {
 // Conv with pads [top, left, bottom, right] (ONNX: all begins, then all ends; ours: top, bottom,
 // left, right), weights to (O,I/groups,KH,KW). A CONV2D_BN's batch norm is folded in
 // (W * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)), or with keep_bn exported
-// after it as BatchNormalization; its activation follows.
-static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *unused) {
+// after it as BatchNormalization; its activation follows. A gated one (squeeze-excite's scale,
+// folded per image in effnet's plan) reads Mul(x, gate).
+static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *gate) {
   const ef_conv_params *p = &t->p.conv;
+  if (gate) x = node(c, "Mul", name_of(c, t, ".gate"), 2, (char *[]){x, gate}, 0, NULL);
   bool with_bn = t->op == EF_OP_CONV2D_BN, fold = with_bn && !c->o->keep_bn;
   const float *w = NULL, *b = NULL, *stats = NULL, *affine = NULL;
   EF_TRY(values_of(c, t, 1, &w));
@@ -398,7 +400,8 @@ static ef_status emit_dropout(onnx_ctx *c, const ef_tensor *t, char *x, char *un
   return EF_OK;
 }
 
-// Each op's ONNX form, from its first source's value x (and an activation second source's, y).
+// Each op's ONNX form, from its first source's value x (and an activation second source's, y; a
+// gated conv2d_bn's gate).
 typedef ef_status (*emit_fn)(onnx_ctx *c, const ef_tensor *t, char *x, char *y);
 static const emit_fn emitters[EF_OP_COUNT] = {
     [EF_OP_CONV2D] = emit_conv,     [EF_OP_CONV2D_BN] = emit_conv,     [EF_OP_ACT] = emit_act,
@@ -430,6 +433,7 @@ static ef_status emit(onnx_ctx *c, const ef_tensor *t) {
   char *x, *y = NULL;
   EF_TRY(input_of(c, t, 0, &x));
   if (t->op == EF_OP_ADD || t->op == EF_OP_CHANNEL_MUL) EF_TRY(input_of(c, t, 1, &y));
+  if (t->op == EF_OP_CONV2D_BN && t->n_src == 5) EF_TRY(input_of(c, t, 4, &y)); // the gate
   return emitters[t->op](c, t, x, y);
 }
 

@@ -285,6 +285,21 @@ static void ref_conv_bn(const ref_io *io, const op_case *c) {
     }
 }
 
+// inputs: x, w, running statistics, affine, gate (N,1,1,C): ref_conv_bn of x * gate.
+static void ref_conv_bn_gated(const ref_io *io, const op_case *c) {
+  const ef_tensor *x = io->t[0];
+  int64_t n = x->shape[0], hw = x->shape[1] * x->shape[2], ch = x->shape[3];
+  double *xg = malloc(sizeof(double) * (size_t)(n * hw * ch));
+  for (int64_t b = 0; b < n; b++)
+    for (int64_t p = 0; p < hw; p++)
+      for (int64_t k = 0; k < ch; k++)
+        xg[(b * hw + p) * ch + k] = io->in[0][(b * hw + p) * ch + k] * io->in[4][b * ch + k];
+  ref_io gated = *io;
+  gated.in[0] = xg;
+  ref_conv_bn(&gated, c);
+  free(xg);
+}
+
 // ---- builders --------------------------------------------------------------------------------
 
 static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
@@ -292,6 +307,9 @@ static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
 }
 static ef_tensor *build_conv_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_conv2d_bn(g, in[0], in[1], c->stride, c->groups, c->pad, in[2], in[3], c->eps, c->act);
+}
+static ef_tensor *build_conv_bn_gated(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_conv2d_bn_gated(g, in[0], in[4], in[1], in[2], in[3], c->eps, c->act);
 }
 static ef_tensor *build_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
   if (c->flag) return ef_bn(g, in[0], ef_bn_stats(g, in[0]), in[1], c->eps, c->act, true);
@@ -351,6 +369,7 @@ static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
 #define SHAPE(...)                                                                                                     \
   { __VA_ARGS__ }
 #define FIRST(a, ...) a
+#define FOURTH(a, b, c, d) d
 #define CONV(nm, n_in, xs, ws, s, d, gr, pd)                                                                           \
   {                                                                                                                    \
     nm, n_in, {X(4, SHAPE xs), W("w", 4, SHAPE ws), W("b", 1, {FIRST ws})}, build_conv, ref_conv,                      \
@@ -374,6 +393,19 @@ static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
          {"running", IN_STATE, EF_F32, 2, {2, FIRST ws}, false, 0.2f, 3, 0},                                           \
          {"affine", IN_PARAM, EF_F32, 2, {2, FIRST ws}, false, 0.5f, 2, 0}},                                           \
         build_conv_bn, ref_conv_bn, .stride = s, .dilation = 1, .groups = gr, .pad = pd, .act = a, .eps = 1e-3f        \
+  }
+
+// The same, 1x1, with squeeze-excite's scale (N,1,1,C) in [0, 1) folded in (ef_conv2d_bn_gated).
+#define CONV_BN_GATED(nm, xs, ws, a)                                                                                   \
+  {                                                                                                                    \
+    nm, 5,                                                                                                             \
+        {{"x", IN_INPUT, EF_F32, 4, SHAPE xs, false, -1, 1, 0},                                                        \
+         {"w", IN_PARAM, EF_F32, 4, SHAPE ws, false, -1, 1, 0},                                                        \
+         {"running", IN_STATE, EF_F32, 2, {2, FIRST ws}, false, 0.2f, 3, 0},                                           \
+         {"affine", IN_PARAM, EF_F32, 2, {2, FIRST ws}, false, 0.5f, 2, 0},                                            \
+         {"gate", IN_INPUT, EF_F32, 4, {FIRST xs, 1, 1, FOURTH xs}, false, 0, 1, 0}},                                  \
+        build_conv_bn_gated, ref_conv_bn_gated, .stride = 1, .dilation = 1, .groups = 1, .pad = EF_PAD_SYMMETRIC,      \
+                                                .act = a, .eps = 1e-3f                                                 \
   }
 
 static const op_case cases[] = {
@@ -412,6 +444,8 @@ static const op_case cases[] = {
     CONV_BN("conv_bn pointwise + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), 1, 1, EF_PAD_SYMMETRIC,
             EF_ACT_SWISH),
     CONV_BN("conv_bn pointwise + relu6, 1x1 maps", (6, 1, 1, 40), (24, 1, 1, 40), 1, 1, EF_PAD_SAME, EF_ACT_RELU6),
+    CONV_BN_GATED("conv_bn pointwise gated, no activation, 70->19", (3, 4, 5, 70), (19, 1, 1, 70), EF_ACT_NONE),
+    CONV_BN_GATED("conv_bn pointwise gated + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), EF_ACT_SWISH),
 
     {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
     {"bn train + swish, batch 1",

@@ -300,7 +300,8 @@ static void test_node_costs_and_scopes(void) {
     const ef_graph *g = m.g;
     const ef_tensor *x = m.images;
     int64_t layer_macs = m.macs * 2; // the whole batch's
-    int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, fused = 0, spread = 0, bytes = 0;
+    int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, fused = 0, spread = 0, bytes = 0,
+            gated = 0;
     for (int i = 0; i < g->n; i++) {
       const ef_tensor *t = g->nodes[i];
       macs += ef_node_macs(t);
@@ -312,6 +313,11 @@ static void test_node_costs_and_scopes(void) {
         channel_mul++, fused += t->n_src == 3;
         CHECK(se, "channel_mul '%s' outside the squeeze-excite scope", t->name);
       }
+      if (t->op == EF_OP_CONV2D_BN && t->n_src == 5) {
+        gated++;
+        const char *scope = t->src[4]->scope;
+        CHECK(scope && !strcmp(scope, EF_SCOPE_SE), "the gate of '%s' outside the squeeze-excite scope", t->name);
+      }
       if (t->op == EF_OP_CONV2D_BWD_WEIGHT && se) se_grads++;
       if (t->op == EF_OP_LINEAR_BWD_WEIGHT) cls_grads += cls;
       if ((t->op == EF_OP_BN || t->op == EF_OP_BN_BWD_DATA) && (se || cls))
@@ -322,7 +328,11 @@ static void test_node_costs_and_scopes(void) {
            (long long)macs, (long long)layer_macs, (long long)stem, (long long)bytes);
     CHECK(stem == 2LL * 32 * 32 * 32 * 27, "stem %lld MACs", (long long)stem);
     CHECK(macs == want, "nodes sum to %lld MACs, want %lld", (long long)macs, (long long)want);
-    CHECK(channel_mul == (training ? 32 : 16), "%lld squeeze-excite scales", (long long)channel_mul); // + dy * s
+    // Inference folds the scale into the projection where the maps are large (H*W >= 8 * out): at 64x64,
+    // stage 1's block (32x32 -> 16) and stage 2's two (16x16 -> 24).
+    CHECK(channel_mul + gated == (training ? 32 : 16) && gated == (training ? 0 : 3),
+          "%lld squeeze-excite scales, %lld folded into gated convolutions", (long long)channel_mul,
+          (long long)gated); // + dy * s
     // Each block's input gradient: dy * s and the pooling's share in one node (core/op.c's backward_gap);
     // the head's pooling alone spreads its gradient.
     CHECK(fused == (training ? 16 : 0) && spread == training, "%lld fused input gradients, %lld gap_bwd",

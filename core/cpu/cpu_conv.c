@@ -61,6 +61,19 @@ ef_status ef_cpu_fold_prepare(const ef_tensor *node, ef_dnnl_node *s) {
   return EF_OK;
 }
 
+void ef_cpu_gate_weights(const ef_dnnl_node *s, float *wg) {
+  const ef_tensor *node = s->fold;
+  const float *gate = s->gate->data;
+  int64_t imgs = node->shape[0], o = node->shape[3], in = node->src[1]->shape[3];
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < imgs; b++)
+    for (int64_t a = 0; a < o; a++) {
+      const float *w = s->fold_w + a * in, *g = gate + b * in;
+      float *out = wg + (b * o + a) * in;
+      for (int64_t i = 0; i < in; i++) out[i] = w[i] * g[i];
+    }
+}
+
 void ef_cpu_conv_fold(const ef_dnnl_node *s) {
   const ef_tensor *node = s->fold;
   const float *w = node->src[1]->data, *stats = node->src[2]->data, *affine = node->src[3]->data; // (2,O) pairs
@@ -90,7 +103,8 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   // brgconv_1x1 blocks the rows of one image at a time, so on small maps its blocks are tiny (the
   // main job's validation, batch 128 at 32x32: 15.6 -> 10.3 ms; B0 at 224, batch 32: 142 -> 140).
   // A single image keeps brgconv_1x1 (B0 at 224, batch 1: 6.1-6.3 against 6.3-6.5 ms).
-  if (ef_cpu_pointwise(node) && (node->op != EF_OP_CONV2D_BN || node->shape[0] > 1)) {
+  // A gated one (squeeze-excite's scale folded in per image) is a matmul at any batch.
+  if (ef_cpu_pointwise(node) && (node->op != EF_OP_CONV2D_BN || node->shape[0] > 1 || node->n_src == 5)) {
     ef_product kind = node->op == EF_OP_CONV2D_BWD_WEIGHT ? EF_PRODUCT_WEIGHT
                       : node->op == EF_OP_CONV2D_BWD_DATA ? EF_PRODUCT_DATA
                                                           : EF_PRODUCT_FORWARD;

@@ -6,8 +6,6 @@
 
 #include "core/cpu/cpu_internal.h"
 
-#define ALIGN64(x) (((x) + 63) & ~(size_t)63)
-
 ef_dnnl_node *ef_dnnl_node_new(void **state) {
   ef_dnnl_node *s = ef_xcalloc(1, sizeof *s);
   *state = s; // owned by the plan from here on, so a failure below leaks nothing
@@ -60,7 +58,7 @@ ef_status ef_dnnl_finish(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, dn
       if (s->keep_weights && !(s->kept_w = ef_aligned_alloc(bytes)))
         return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
       if (s->kept_w) EF_DNNL_TRY(dnnl_memory_set_data_handle(s->prim_w, s->kept_w), node);
-      else wbytes = ALIGN64(bytes);
+      else wbytes = EF_ALIGN64(bytes);
     }
   }
   const dnnl_memory_desc_t *sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -84,6 +82,10 @@ void ef_cpu_dnnl_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scra
     if (s->fold) ef_cpu_conv_fold(s);
     if (s->reorder && !s->reorder_after) EF_DNNL(dnnl_primitive_execute(s->reorder, cpu->stream, 2, s->reorder_args));
     s->derived = true;
+  }
+  if (s->gate) { // the gate changes with every run's images
+    ef_cpu_gate_weights(s, scratch);
+    EF_DNNL(dnnl_memory_set_data_handle(s->gated_w, scratch));
   }
   EF_DNNL(dnnl_primitive_execute(s->prim, cpu->stream, s->nargs, s->args));
   if (s->reorder && s->reorder_after) EF_DNNL(dnnl_primitive_execute(s->reorder, cpu->stream, 2, s->reorder_args));

@@ -24,6 +24,9 @@ typedef struct {
   void (*run)(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 } ef_cpu_kernel;
 
+// Bytes rounded up to a cache line: where the pieces of the plan's scratch start.
+#define EF_ALIGN64(x) (((x) + 63) & ~(size_t)63)
+
 // A oneDNN call that cannot fail once its primitive exists: abort naming it.
 #define EF_DNNL(expr)                                                                                                  \
   do {                                                                                                                 \
@@ -64,6 +67,9 @@ typedef struct ef_dnnl_node {
   void *kept_w;                    // owned
   const ef_tensor *fold;           // CONV2D_BN: the node whose batch norm folds into fold_w, fold_bias
   float *fold_w, *fold_bias;       // owned: (O,KH,KW,I/groups) and (O)
+  const ef_tensor *gate;           // a gated CONV2D_BN's gate (N,1,1,I), or NULL
+  dnnl_memory_t gated_w;           // then its weights (N,O,I), fold_w scaled per image at the start of
+                                   // the plan's scratch (one of args)
   char impl[160];                  // oneDNN's implementation name, or effnet's kernel's
 } ef_dnnl_node;
 
@@ -87,6 +93,8 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
 // store's weights, statistics and affine pair.
 ef_status ef_cpu_fold_prepare(const ef_tensor *node, ef_dnnl_node *s);
 void ef_cpu_conv_fold(const ef_dnnl_node *s);
+// A gated CONV2D_BN's weights for this run: wg (N,O,I) = fold_w (O,I) * gate[n] (I) per image n.
+void ef_cpu_gate_weights(const ef_dnnl_node *s, float *wg);
 // CONV2D_BN's activation as a oneDNN eltwise post-op in attr.
 dnnl_status_t ef_cpu_post_act(dnnl_primitive_attr_t attr, ef_act act);
 // A 1x1 convolution with stride 1, no padding and one group: a product of rows, (N*H*W, I) by (O, I).

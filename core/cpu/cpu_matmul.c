@@ -1,8 +1,9 @@
 // Matrix products on the CPU through oneDNN's matmul: the linear layer y = x w^T + b and its two
 // backward products, and the same three for pointwise convolutions (1x1, stride 1, no padding, one
 // group; cpu_conv.c sends them here), inference's folded ones (CONV2D_BN) included, with their bias
-// and activation post-op. x is read as rows (M,I) whatever its leading shape; w is
-// (O,I) row-major ((O,1,1,I) for a convolution), and the transposes are strided views, never copies.
+// and activation post-op (gated ones as a batch of products, one an image). x is read as rows (M,I)
+// whatever its leading shape; w is (O,I) row-major ((O,1,1,I) for a convolution), and the
+// transposes are strided views, never copies.
 #include "core/cpu/cpu_internal.h"
 
 // An (rows, cols) f32 matrix with the given strides.
@@ -11,7 +12,52 @@ static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_
                                            (dnnl_dims_t){row_stride, col_stride}));
 }
 
+// `batch` (rows, cols) f32 matrices with the given strides.
+static void batch_md(dnnl_memory_desc_t *md, int64_t batch, int64_t rows, int64_t cols, int64_t batch_stride,
+                     int64_t row_stride, int64_t col_stride) {
+  EF_DNNL(dnnl_memory_desc_init_by_strides(md, 3, (dnnl_dims_t){batch, rows, cols}, dnnl_f32,
+                                           (dnnl_dims_t){batch_stride, row_stride, col_stride}));
+}
+
+// A gated CONV2D_BN (squeeze-excite's scale folded in): per image n, (H*W, I) x ((O, I) * gate[n])^T,
+// the weights scaled at every run into the start of the scratch (ef_cpu_gate_weights), plus the
+// folded bias and the activation.
+static ef_status gated_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  int64_t imgs = node->shape[0], hw = node->shape[1] * node->shape[2], k = node->src[0]->shape[3], n = node->shape[3];
+  dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
+  batch_md(&a_md, imgs, hw, k, hw * k, k, 1);
+  batch_md(&b_md, imgs, k, n, k * n, 1, k);
+  batch_md(&bias_md, 1, 1, n, n, n, 1);
+  batch_md(&c_md, imgs, hw, n, hw * n, n, 1);
+  dnnl_matmul_desc_t md;
+  EF_DNNL_TRY(dnnl_matmul_desc_init(&md, &a_md, &b_md, &bias_md, &c_md), node);
+  dnnl_primitive_attr_t attr;
+  EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (st == dnnl_success && node->p.conv.act != EF_ACT_NONE) st = ef_cpu_post_act(attr, node->p.conv.act);
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
+  dnnl_primitive_attr_destroy(attr);
+  EF_DNNL_TRY(st, node);
+
+  ef_dnnl_node *s = ef_dnnl_node_new(state);
+  s->gate = node->src[4];
+  ef_status es = ef_cpu_fold_prepare(node, s);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_SRC, &a_md, node->src[0]->data);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_WEIGHTS, &b_md, NULL);
+  if (es == EF_OK) s->gated_w = s->args[s->nargs - 1].memory;
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_BIAS, &bias_md, s->fold_bias);
+  if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &c_md, node->data);
+  if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
+  dnnl_primitive_desc_destroy(pd);
+  size_t wbytes = EF_ALIGN64(sizeof(float) * (size_t)(imgs * n * k)); // the scaled weights, before the scratchpad
+  s->scratchpad_offset += wbytes;
+  *scratch += wbytes;
+  return es;
+}
+
 ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product kind, void **state, size_t *scratch) {
+  if (node->op == EF_OP_CONV2D_BN && node->n_src == 5) return gated_prepare(cpu, node, state, scratch);
   const ef_tensor *a = node->src[0], *b = node->src[1];
   dnnl_memory_desc_t a_md, b_md, c_md, bias_md, b_any;
   bool folded = node->op == EF_OP_CONV2D_BN, bias = kind == EF_PRODUCT_FORWARD && (folded || node->n_src == 3);
