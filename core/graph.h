@@ -62,6 +62,8 @@ typedef struct ef_graph {
   const char *scope;    // given to the nodes created now (ef_graph_scope)
   int bn_group;         // training: batch-norm statistics over groups of this many
                         // ranks (SyncBN); 0 or 1: each rank's own batch
+  bool fold_gates;      // evaluation: layers/ folds squeeze-excite's scale into the next 1x1
+                        // convolution (ef_conv2d_bn_gated), where the backend has fast_gated_conv
   // While differentiating: squeeze-excite scale gradients dy * s held back, not built yet, for the
   // pooling's backward rule to fold into its own node (ef_grad_hold_scale); built and added at
   // their tensor's turn at the latest.

@@ -138,8 +138,8 @@ typedef enum {
   EF_STORAGE_VIEW,    // the output is src[0]'s memory; nothing is computed
   EF_STORAGE_INPLACE, // the output is src[0]'s memory, updated by the kernel
   // Its own output buffer, which the planner may place over src[0]'s when this node is the last to
-  // read src[0] and both have the same type and size: the kernel (on every backend) reads each
-  // element of every source before it writes the same element of the output, and nothing else.
+  // read src[0] and both have the same type and size: the kernel (on every backend) reads element i
+  // of src[0] only for element i of the output, before writing it.
   EF_STORAGE_REUSE,
 } ef_storage;
 

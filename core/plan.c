@@ -94,7 +94,7 @@ static ef_buffer *reusable(ef_plan *p, const ef_buffer *b, const int *buf_of) {
   int k = buf_of[o->id];
   if (k < 0 || o->dtype != t->dtype || ef_nbytes(o) != ef_nbytes(t)) return NULL;
   ef_buffer *s = &p->bufs[k];
-  return s->birth >= 0 && s->death == b->birth && s->bytes == b->bytes ? s : NULL;
+  return s->birth >= 0 && s->death == b->birth ? s : NULL; // equal sizes: equal padded bytes
 }
 
 void ef_plan_schedule_and_place(ef_plan *p) {

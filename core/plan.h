@@ -15,10 +15,10 @@
 typedef struct {
   bool no_reuse; // give every buffer its own space (the naive layout, for comparisons)
   bool poison;   // fill each computed buffer (and the kernels' scratch) with NaN bytes
-                 // before it is written, and each buffer again after
-                 // its last reader; give it a red zone that is checked after its
-                 // writer runs: a planner or kernel bug shows up as NaN or an abort naming
-                 // the node, never as luck
+                 // before it is written (but an heir, whose bytes are its source's), and each
+                 // buffer again after its last reader (but one with an heir); give it a red
+                 // zone that is checked after its writer runs: a planner or kernel bug shows up
+                 // as NaN or an abort naming the node, never as luck
   bool profile;  // time every node (ef_plan_profile_print)
   bool graph;    // on backends that capture (CUDA): runs go through ef_capture_run; runs
                  // that profile, poison, or call back (after_node, group_mean) stay eager

@@ -89,7 +89,7 @@ typedef struct {
   float *host;        // SyncBN: host staging for the group's communication
   ef_tensor *conv;    // CONV2D_BN: its convolution alone (off[3]: the batch norm's coefficients after)
   ef_tensor *gated_x; // a gated CONV2D_BN: x * gate, which conv reads, at gate_off in the scratch
-  size_t gate_off;    // (gated_x's data points there while the node runs)
+  size_t gate_off;    // (gated_x's data is set there at every run)
   char impl[96];      // "cudnn fwd algo 1 (tensor ops)"
 } ef_cuda_node;
 

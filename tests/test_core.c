@@ -201,7 +201,7 @@ static const ef_buffer *buffer_of(const ef_plan *p, const ef_tensor *t) {
 }
 
 // An elementwise node takes over its src[0]'s space only where it is src[0]'s last reader: never
-// an input's, nor that of a source read later, nor from a source of another size.
+// an input's, nor that of a source read later.
 static void test_planner_reuse(void) {
   ef_backend *be = ef_cpu_backend_new(0);
   ef_graph *g = ef_graph_new(NULL, 1);

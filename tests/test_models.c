@@ -24,7 +24,8 @@ static ef_store *build(ef_model_graph *m, const ef_effnet_config *cfg, int64_t b
                                       .smoothing = 0.1f,
                                       .seed = 1,
                                       .image_size = size,
-                                      .activations = activations});
+                                      .activations = activations,
+                                      .fold_gates = true});
   free(d);
   return s;
 }

@@ -116,10 +116,13 @@ ef_status ef_bench_run(const ef_model_desc *d, int64_t batch, const ef_bench_con
   ef_backend *be = c->dev->be;
   ef_store *store = ef_store_new();
   ef_model_graph m;
-  ef_model_graph_new(
-      &m, store, d,
-      &(ef_graph_opts){
-          .batch = batch, .training = c->training, .smoothing = 0.1f, .seed = 1, .activations = c->dev->activations});
+  ef_model_graph_new(&m, store, d,
+                     &(ef_graph_opts){.batch = batch,
+                                      .training = c->training,
+                                      .smoothing = 0.1f,
+                                      .seed = 1,
+                                      .activations = c->dev->activations,
+                                      .fold_gates = be->fast_gated_conv});
   ef_step step = {0};
   ef_loader *loader = NULL;
   float *x = NULL;

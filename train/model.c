@@ -212,6 +212,7 @@ void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, 
   m->batch = o->batch, m->classes = d->num_classes, m->activations = o->activations;
   m->g = ef_graph_new(s, o->seed);
   m->g->bn_group = o->bn_group;
+  m->g->fold_gates = o->fold_gates && !o->training;
   int64_t size = o->image_size ? o->image_size : d->eval.size;
   m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){o->batch, size, size, d->in_channels});
   ef_layer_ctx c;
@@ -293,7 +294,9 @@ ef_status ef_model_open(ef_model *m, const char *path, bool ema, const ef_graph_
   if (o->image_size) EF_TRY(ef_model_check_size(&m->info.desc, o->image_size));
   m->used_ema = ema && m->info.has_ema;
   m->store = ef_store_new();
-  ef_model_graph_new(&m->graph, m->store, &m->info.desc, o);
+  ef_graph_opts go = *o;
+  go.fold_gates = be->fast_gated_conv;
+  ef_model_graph_new(&m->graph, m->store, &m->info.desc, &go);
   ef_status st = ef_model_graph_plan(&m->graph, be, NULL);
   if (st == EF_OK) st = ef_model_load_weights(path, &m->info, m->used_ema, NULL, m->store);
   if (st != EF_OK) ef_model_close(m);

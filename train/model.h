@@ -97,6 +97,8 @@ typedef struct {
   ef_dtype activations; // EF_F32, or the 16-bit type of mixed precision
   int image_size;       // the input side (0: the description's evaluation size)
   bool features;        // keep the pooled features (m->features) beside the logits
+  bool fold_gates;      // evaluation: squeeze-excite's scale folded into the next 1x1 convolution
+                        // (ef_graph.fold_gates): where the backend's fast_gated_conv says so
   // Saliency (Grad-CAM, train/cam.h), not with training: the evaluation as a differentiable graph
   // (batch norms on running statistics, no dropout, every store entry marked frozen so that no
   // parameter gets a gradient), differentiated from the logits by the input m->dlogits; the tensor

@@ -124,6 +124,7 @@ ef_backend *ef_cpu_backend_new(int threads) {
                      .memset = cpu_memset,
                      .synchronize = cpu_synchronize,
                      .destroy = cpu_destroy,
+                     .fast_gated_conv = true,
                      .impl = cpu};
   cpu->threads = threads > 0 ? threads : omp_get_num_procs();
   omp_set_num_threads(cpu->threads);

@@ -3,9 +3,10 @@
 // and inference's convolution with its batch norm folded in (CONV2D_BN: folded weights and a bias,
 // the activation as oneDNN's post-op). Weights stay in our plain (O,KH,KW,I/groups) layout and are
 // reordered to the format oneDNN picks (format `any`), which selects its fast jit/brgemm kernels.
-// Pointwise convolutions run as matrix products (cpu_matmul.c), but for inference's folded ones on a
-// single image and the filter gradients over many rows (effnet's own kernel, cpu_pwgrad.c); the
-// filter gradients of depthwise ones on small inputs run by effnet's own kernel (cpu_dwconv.c).
+// Pointwise convolutions run as matrix products (cpu_matmul.c; gated ones, with squeeze-excite's
+// scale folded in per image, too), but for inference's folded ones on a single image and the filter
+// gradients over many rows (effnet's own kernel, cpu_pwgrad.c); the filter gradients of depthwise
+// ones on small inputs run by effnet's own kernel (cpu_dwconv.c).
 #include "core/cpu/cpu_internal.h"
 
 // (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.

@@ -1,6 +1,8 @@
 // Elementwise and broadcast kernels on the CPU: activations, add, the squeeze-excite channel
 // scale, global average pooling, dropout / drop-path, fill, broadcast and gradient accumulation.
 // Plain loops over NHWC data, parallel with OpenMP; per-(n, c) sums are taken in double.
+#include <omp.h>
+
 #include "core/cpu/cpu_internal.h"
 #include "core/philox.h"
 
@@ -75,12 +77,13 @@ void ef_cpu_channel_mul(ef_cpu *cpu, const ef_tensor *node, void *state, void *s
 // Per (n, c): sum over H,W of a[n,h,w,c] (* b[n,h,w,c] when b is given), in order of the points,
 // times `scale`, into out (N,1,1,C). Work items are (image, block of channels): whole rows of up to
 // MAX_CBLOCK channels, so that each thread streams through its images' pixels, and narrower blocks
-// only where there are fewer than MIN_ITEMS images. The double sums stay on the stack.
+// only where the images alone would make fewer than four items a thread. The block width does not
+// change the bits (each channel is summed in the order of the points). The double sums stay on the
+// stack.
 #define MAX_CBLOCK 512
-#define MIN_ITEMS 8
 static void sum_hw(const float *a, const float *b, float *out, int64_t n, int64_t hw, int64_t c, double scale) {
-  int64_t width = c < MAX_CBLOCK ? c : MAX_CBLOCK;
-  while (width > 16 && n * ((c + width - 1) / width) < MIN_ITEMS) width = (width / 2 + 15) / 16 * 16;
+  int64_t width = c < MAX_CBLOCK ? c : MAX_CBLOCK, min_items = 4 * (int64_t)omp_get_max_threads();
+  while (width > 16 && n * ((c + width - 1) / width) < min_items) width = (width / 2 + 15) / 16 * 16;
   int64_t nblk = (c + width - 1) / width;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t i = 0; i < n; i++)

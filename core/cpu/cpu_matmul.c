@@ -1,7 +1,7 @@
 // Matrix products on the CPU through oneDNN's matmul: the linear layer y = x w^T + b and its two
 // backward products, and the same three for pointwise convolutions (1x1, stride 1, no padding, one
 // group; cpu_conv.c sends them here), inference's folded ones (CONV2D_BN) included, with their bias
-// and activation post-op (gated ones as a batch of products, one an image). x is read as rows (M,I)
+// and activation post-op (gated ones as a batch of products, one per image). x is read as rows (M,I)
 // whatever its leading shape; w is (O,I) row-major ((O,1,1,I) for a convolution), and the
 // transposes are strided views, never copies.
 #include "core/cpu/cpu_internal.h"
@@ -19,6 +19,20 @@ static void batch_md(dnnl_memory_desc_t *md, int64_t batch, int64_t rows, int64_
                                            (dnnl_dims_t){batch_stride, row_stride, col_stride}));
 }
 
+// The primitive descriptor of matmul md, with the user scratchpad and `act` (EF_ACT_NONE: none) as
+// an eltwise post-op.
+static ef_status matmul_pd(ef_cpu *cpu, const ef_tensor *node, const dnnl_matmul_desc_t *md, ef_act act,
+                           dnnl_primitive_desc_t *pd) {
+  dnnl_primitive_attr_t attr;
+  EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
+  dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (st == dnnl_success && act != EF_ACT_NONE) st = ef_cpu_post_act(attr, act);
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, md, attr, cpu->engine, NULL);
+  dnnl_primitive_attr_destroy(attr);
+  EF_DNNL_TRY(st, node);
+  return EF_OK;
+}
+
 // A gated CONV2D_BN (squeeze-excite's scale folded in): per image n, (H*W, I) x ((O, I) * gate[n])^T,
 // the weights scaled at every run into the start of the scratch (ef_cpu_gate_weights), plus the
 // folded bias and the activation.
@@ -31,14 +45,8 @@ static ef_status gated_prepare(ef_cpu *cpu, const ef_tensor *node, void **state,
   batch_md(&c_md, imgs, hw, n, hw * n, n, 1);
   dnnl_matmul_desc_t md;
   EF_DNNL_TRY(dnnl_matmul_desc_init(&md, &a_md, &b_md, &bias_md, &c_md), node);
-  dnnl_primitive_attr_t attr;
-  EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
-  dnnl_primitive_desc_t pd = NULL;
-  dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  if (st == dnnl_success && node->p.conv.act != EF_ACT_NONE) st = ef_cpu_post_act(attr, node->p.conv.act);
-  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  EF_DNNL_TRY(st, node);
+  dnnl_primitive_desc_t pd;
+  EF_TRY(matmul_pd(cpu, node, &md, node->p.conv.act, &pd));
 
   ef_dnnl_node *s = ef_dnnl_node_new(state);
   s->gate = node->src[4];
@@ -50,10 +58,11 @@ static ef_status gated_prepare(ef_cpu *cpu, const ef_tensor *node, void **state,
   if (es == EF_OK) es = ef_dnnl_arg(cpu, node, s, DNNL_ARG_DST, &c_md, node->data);
   if (es == EF_OK) es = ef_dnnl_finish(cpu, node, s, pd, 0, NULL, NULL, scratch);
   dnnl_primitive_desc_destroy(pd);
+  EF_TRY(es);
   size_t wbytes = EF_ALIGN64(sizeof(float) * (size_t)(imgs * n * k)); // the scaled weights, before the scratchpad
   s->scratchpad_offset += wbytes;
   *scratch += wbytes;
-  return es;
+  return EF_OK;
 }
 
 ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product kind, void **state, size_t *scratch) {
@@ -86,14 +95,8 @@ ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product 
   if (folded) EF_DNNL(dnnl_memory_desc_init_by_tag(&b_any, 2, (dnnl_dims_t){k, n}, dnnl_f32, dnnl_format_tag_any));
   dnnl_matmul_desc_t md;
   EF_DNNL_TRY(dnnl_matmul_desc_init(&md, &a_md, folded ? &b_any : &b_md, bias ? &bias_md : NULL, &c_md), node);
-  dnnl_primitive_attr_t attr;
-  EF_DNNL_TRY(dnnl_primitive_attr_create(&attr), node);
-  dnnl_primitive_desc_t pd = NULL;
-  dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  if (st == dnnl_success && folded && node->p.conv.act != EF_ACT_NONE) st = ef_cpu_post_act(attr, node->p.conv.act);
-  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &md, attr, cpu->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  EF_DNNL_TRY(st, node);
+  dnnl_primitive_desc_t pd;
+  EF_TRY(matmul_pd(cpu, node, &md, folded ? node->p.conv.act : EF_ACT_NONE, &pd));
 
   ef_dnnl_node *s = ef_dnnl_node_new(state);
   ef_status es = folded ? ef_cpu_fold_prepare(node, s) : EF_OK;
