@@ -33,28 +33,32 @@ bool ef_grad_hold_scale(ef_graph *g, ef_tensor *t, ef_tensor *dy, ef_tensor *s) 
   return true;
 }
 
-bool ef_grad_take_scale(ef_graph *g, const ef_tensor *t, ef_tensor **dy, ef_tensor **s) {
+// The first scale gradient held for t, removed from the held ones, with the scope of the rule that
+// held it.
+static bool take_held(ef_graph *g, const ef_tensor *t, ef_tensor **dy, ef_tensor **s, const char **scope) {
   for (int i = 0; i < g->n_held; i++)
     if (g->held[i].t == t) {
-      *dy = g->held[i].dy, *s = g->held[i].s;
+      *dy = g->held[i].dy, *s = g->held[i].s, *scope = g->held[i].scope;
       g->held[i] = g->held[--g->n_held];
       return true;
     }
   return false;
 }
 
+bool ef_grad_take_scale(ef_graph *g, const ef_tensor *t, ef_tensor **dy, ef_tensor **s) {
+  const char *scope;
+  return take_held(g, t, dy, s, &scope);
+}
+
 // At t's turn: what is still held for t, built and added in the scope of the rule that held it.
 static void add_held(ef_graph *g, ef_tensor *t) {
-  for (int i = 0; i < g->n_held;)
-    if (g->held[i].t == t) {
-      const char *outer = ef_graph_scope(g, g->held[i].scope);
-      ef_tensor *dy = g->held[i].dy, *s = g->held[i].s;
-      g->held[i] = g->held[--g->n_held];
-      ef_grad_add(g, t, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
-      ef_graph_scope(g, outer);
-    } else {
-      i++;
-    }
+  ef_tensor *dy, *s;
+  const char *scope;
+  while (take_held(g, t, &dy, &s, &scope)) {
+    const char *outer = ef_graph_scope(g, scope);
+    ef_grad_add(g, t, ef_node_new(g, EF_OP_CHANNEL_MUL, 2, (ef_tensor *[]){dy, s}, NULL, 0, NULL));
+    ef_graph_scope(g, outer);
+  }
 }
 
 // A parameter's total gradient added (+=) into its place in the gradient arena by an ACCUM node,
