@@ -143,7 +143,8 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
   // squeeze-excite's scale into the projection's weights, per image, where the maps are large
   // against the output channels (H*W >= 8 * out): B0 at 224, batch 32, on the Xeon, 56x56, 144 -> 24
   // channels, channel_mul and the convolution took 7.7 ms, the gated one 5.8; on 14x14 maps, 672 ->
-  // 112, 3.3 against 3.9 ms, the per-image weights' products being short.
+  // 112, 3.3 against 3.9 ms, the per-image weights' products being short (two profiled runs, the
+  // second about 8% slower throughout).
   ef_tensor *gate = NULL;
   if (s->se_reduced && !c->training && c->g->fold_gates && h->shape[1] * h->shape[2] >= 8 * s->out)
     gate = ef_layer_se_gate(c, cat(conv, sizeof conv, prefix, "se"), h, s->se_reduced, s->act);
