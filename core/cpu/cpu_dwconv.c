@@ -6,11 +6,8 @@
 // its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes of EfficientNet's late stages
 // (41 of the 180 ms of the main job's step on the Xeon).
 #include <stdio.h>
-#if defined(__AVX512F__) || defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "core/cpu/cpu_internal.h"
+#include "core/cpu/cpu_vec.h"
 #include "core/dwconv.h"
 
 #define BLOCK 16 // channels a step of a work item sums at once
@@ -79,25 +76,6 @@ static inline __attribute__((always_inline)) void rows_block(const ef_dw_shape *
     }
   }
 }
-
-// The widest FMA vector there is: vec_fma_if(g, x, acc, in) is fma(g, x, acc) where `in`, else acc
-// with its bits (a masked FMA, or the FMA blended back).
-#if defined(__AVX512F__)
-#define VEC 16
-typedef __m512 vec;
-#define vec_load _mm512_loadu_ps
-#define vec_store _mm512_storeu_ps
-#define vec_fma _mm512_fmadd_ps
-#define vec_fma_if(g, x, acc, in) _mm512_mask3_fmadd_ps(g, x, acc, (__mmask16)((in) ? 0xFFFF : 0))
-#elif defined(__AVX2__) && defined(__FMA__)
-#define VEC 8
-typedef __m256 vec;
-#define vec_load _mm256_loadu_ps
-#define vec_store _mm256_storeu_ps
-#define vec_fma _mm256_fmadd_ps
-#define vec_fma_if(g, x, acc, in)                                                                                      \
-  _mm256_blendv_ps(acc, _mm256_fmadd_ps(g, x, acc), _mm256_castsi256_ps(_mm256_set1_epi32((in) ? -1 : 0)))
-#endif
 
 #ifdef VEC
 // rows_block for VEC channels of a K x K kernel (K a constant) with every tap's sum in a vector

@@ -5,11 +5,8 @@
 // prefetched; the chunks are then added in order: the same bits for any thread count and vector
 // width.
 #include <stdio.h>
-#if defined(__AVX512F__) || defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "core/cpu/cpu_internal.h"
+#include "core/cpu/cpu_vec.h"
 
 // Where this kernel runs instead of oneDNN 2.6's matmul, which reads dy transposed: at least
 // OWN_MIN_ROWS rows, at most OWN_MAX_OUT outputs (O*I). Per node on the Xeon, in the training step:
@@ -35,26 +32,9 @@ ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
   return EF_OK;
 }
 
-// The widest FMA vector there is, with loads and stores of its first n lanes (n <= VEC).
-#if defined(__AVX512F__)
-#define VEC 16
-#define OB 8 // outputs a tile: 16 sums in registers
-typedef __m512 vec;
-#define vec_bcast _mm512_set1_ps
-#define vec_fma _mm512_fmadd_ps
-#define vec_load_n(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
-#define vec_store_n(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
-#elif defined(__AVX2__) && defined(__FMA__)
-#define VEC 8
-#define OB 4 // outputs a tile: 8 sums in registers, of AVX2's 16
-typedef __m256 vec;
-#define vec_bcast _mm256_set1_ps
-#define vec_fma _mm256_fmadd_ps
-static inline __m256i lanes_mask(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-#define vec_load_n(p, n) _mm256_maskload_ps(p, lanes_mask(n))
-#define vec_store_n(p, v, n) _mm256_maskstore_ps(p, lanes_mask(n), v)
+// Outputs a tile: 16 sums in registers, of AVX-512's 32 (or AVX2's 16).
+#ifdef VEC
+#define OB (VEC / 2)
 #endif
 
 #ifdef OB
