@@ -433,7 +433,9 @@ static const op_case cases[] = {
 
     // Inference's convolution with its batch norm folded in (no gradient): running statistics with a
     // variance far from 1, each activation, depthwise and pointwise, TF "SAME" and symmetric padding.
-    // Pointwise ones on several images run as matrix products on the CPU, on one image as convolutions.
+    // Pointwise ones on the CPU: over at most 24 inputs by effnet's own kernel (tiles of 4 or 3 rows by
+    // up to 6 or 3 vectors: 198 rows and 100 outputs leave part tiles of both), else as matrix
+    // products on several images and as convolutions on one.
     CONV_BN("conv_bn 3x3 s2 same + swish, 5->6", (2, 9, 8, 5), (6, 3, 3, 5), 2, 1, EF_PAD_SAME, EF_ACT_SWISH),
     CONV_BN("conv_bn depthwise 5x5 s1 + swish", (2, 7, 6, 12), (12, 5, 5, 1), 1, 12, EF_PAD_SYMMETRIC, EF_ACT_SWISH),
     CONV_BN("conv_bn depthwise 3x3 s2 same + relu6", (1, 9, 9, 17), (17, 3, 3, 1), 2, 17, EF_PAD_SAME, EF_ACT_RELU6),
@@ -444,6 +446,12 @@ static const op_case cases[] = {
     CONV_BN("conv_bn pointwise + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), 1, 1, EF_PAD_SYMMETRIC,
             EF_ACT_SWISH),
     CONV_BN("conv_bn pointwise + relu6, 1x1 maps", (6, 1, 1, 40), (24, 1, 1, 40), 1, 1, EF_PAD_SAME, EF_ACT_RELU6),
+    CONV_BN("conv_bn pointwise + swish, one image, 40->36", (1, 5, 3, 40), (36, 1, 1, 40), 1, 1, EF_PAD_SYMMETRIC,
+            EF_ACT_SWISH),
+    CONV_BN("conv_bn pointwise + swish, 198 rows, 16->100", (2, 9, 11, 16), (100, 1, 1, 16), 1, 1, EF_PAD_SYMMETRIC,
+            EF_ACT_SWISH),
+    CONV_BN("conv_bn pointwise, no activation, 63 rows, 24->40", (1, 7, 9, 24), (40, 1, 1, 24), 1, 1, EF_PAD_SYMMETRIC,
+            EF_ACT_NONE),
     CONV_BN_GATED("conv_bn pointwise gated, no activation, 70->19", (3, 4, 5, 70), (19, 1, 1, 70), EF_ACT_NONE),
     CONV_BN_GATED("conv_bn pointwise gated + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), EF_ACT_SWISH),
 

@@ -4,9 +4,10 @@
 // the activation as oneDNN's post-op). Weights stay in our plain (O,KH,KW,I/groups) layout and are
 // reordered to the format oneDNN picks (format `any`), which selects its fast jit/brgemm kernels.
 // Pointwise convolutions run as matrix products (cpu_matmul.c; gated ones, with squeeze-excite's
-// scale folded in per image, too), but for inference's folded ones on a single image and the filter
-// gradients over many rows (effnet's own kernel, cpu_pwgrad.c); the filter gradients of depthwise
-// ones on small inputs run by effnet's own kernel (cpu_dwconv.c).
+// scale folded in per image, too), but for inference's folded ones on a single image, those over few
+// input channels (effnet's own kernel, cpu_pwfwd.c) and the filter gradients over many rows
+// (cpu_pwgrad.c); the filter gradients of depthwise ones on small inputs run by effnet's own kernel
+// (cpu_dwconv.c).
 #include "core/cpu/cpu_internal.h"
 
 // (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.
@@ -98,6 +99,7 @@ bool ef_cpu_pointwise(const ef_tensor *node) {
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   if (ef_cpu_dw_own(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
   if (ef_cpu_pw_own(node)) return ef_cpu_pw_prepare(cpu, node, state, scratch);
+  if (ef_cpu_pwf_own(node)) return ef_cpu_pwf_prepare(cpu, node, state, scratch);
   // oneDNN's matmul runs pointwise products (training's, and squeeze-excite's) faster than its
   // convolutions (the main job's 1x1 convolutions on the Xeon: 35 -> 25 ms a step; neutral at 224),
   // on our plain weights without reorders. Inference's folded ones too, on several images:
@@ -189,5 +191,6 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   if (ef_cpu_dw_own(node)) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
   else if (ef_cpu_pw_own(node)) ef_cpu_pw_bwd_filter(cpu, node, state, scratch, ctx);
+  else if (ef_cpu_pwf_own(node)) ef_cpu_pwf_run(cpu, node, state, scratch, ctx);
   else ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);
 }

@@ -99,8 +99,8 @@ void ef_cpu_gate_weights(const ef_dnnl_node *s, float *wg);
 dnnl_status_t ef_cpu_post_act(dnnl_primitive_attr_t attr, ef_act act);
 // A 1x1 convolution with stride 1, no padding and one group: a product of rows, (N*H*W, I) by (O, I).
 bool ef_cpu_pointwise(const ef_tensor *node);
-// Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, or effnet's depthwise or pointwise filter
-// gradient.
+// Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, effnet's depthwise or pointwise filter
+// gradient, or its pointwise convolution over few inputs.
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Depthwise filter gradients by effnet's own kernel (cpu_dwconv.c), for the nodes ef_cpu_dw_own picks.
 bool ef_cpu_dw_own(const ef_tensor *node);
@@ -111,6 +111,11 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 bool ef_cpu_pw_own(const ef_tensor *node);
 ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+// Inference's folded pointwise convolutions over few input channels by effnet's own kernel
+// (cpu_pwfwd.c), for the nodes ef_cpu_pwf_own picks.
+bool ef_cpu_pwf_own(const ef_tensor *node);
+ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
+void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 // A product of rows through oneDNN's matmul: the linear layer's three (ef_cpu_linear_prepare), and a
 // pointwise convolution's (1x1, stride 1, no padding, one group), with activations (...,C) as rows

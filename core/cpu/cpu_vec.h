@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/op.h"
 
 #if defined(__AVX512F__)
 #define VEC 16
@@ -20,6 +21,18 @@ typedef __m512 vec;
 #define vec_fma_if(g, x, acc, in) _mm512_mask3_fmadd_ps(g, x, acc, (__mmask16)((in) ? 0xFFFF : 0))
 #define vec_load_n(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
 #define vec_store_n(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
+#define vec_add _mm512_add_ps
+#define vec_sub _mm512_sub_ps
+#define vec_mul _mm512_mul_ps
+#define vec_div _mm512_div_ps
+#define vec_min _mm512_min_ps
+#define vec_max _mm512_max_ps
+#define vec_i32 __m512i
+#define vec_as_i32 _mm512_castps_si512
+#define vec_from_i32 _mm512_castsi512_ps
+#define vec_i32_add _mm512_add_epi32
+#define vec_i32_set _mm512_set1_epi32
+#define vec_i32_shl _mm512_slli_epi32
 #elif defined(__AVX2__) && defined(__FMA__)
 #define VEC 8
 typedef __m256 vec;
@@ -34,6 +47,53 @@ static inline __m256i ef_vec_lanes_mask(int n) {
 }
 #define vec_load_n(p, n) _mm256_maskload_ps(p, ef_vec_lanes_mask(n))
 #define vec_store_n(p, v, n) _mm256_maskstore_ps(p, ef_vec_lanes_mask(n), v)
+#define vec_add _mm256_add_ps
+#define vec_sub _mm256_sub_ps
+#define vec_mul _mm256_mul_ps
+#define vec_div _mm256_div_ps
+#define vec_min _mm256_min_ps
+#define vec_max _mm256_max_ps
+#define vec_i32 __m256i
+#define vec_as_i32 _mm256_castps_si256
+#define vec_from_i32 _mm256_castsi256_ps
+#define vec_i32_add _mm256_add_epi32
+#define vec_i32_set _mm256_set1_epi32
+#define vec_i32_shl _mm256_slli_epi32
+#endif
+
+#ifdef VEC
+// core/act.h's ef_expf, step by step, in vectors. The clamps are min and max with x second, so
+// that NaN stays NaN (x86 returns the second operand where either is NaN). Written out because GCC
+// vectorizes ef_expf's clamps as branches whose constant arm (x / (1 + e^88) in swish) it computes
+// for every lane: on ordinary x that quotient is subnormal, and its microcode assist made a swish
+// over a 16 -> 96 expansion's outputs cost 60 ms where this takes a few.
+static inline __attribute__((always_inline)) vec vec_expf(vec x) {
+  x = vec_min(vec_bcast(88.0f), vec_max(vec_bcast(-87.3f), x));
+  vec t = vec_fma(x, vec_bcast(1.44269504f), vec_bcast(12582912.0f)), n = vec_sub(t, vec_bcast(12582912.0f));
+  vec r = vec_fma(n, vec_bcast(-0.693359375f), x);
+  r = vec_fma(n, vec_bcast(2.12194440e-4f), r);
+  vec p = vec_bcast(1.9875691500e-4f);
+  p = vec_fma(p, r, vec_bcast(1.3981999507e-3f));
+  p = vec_fma(p, r, vec_bcast(8.3334519073e-3f));
+  p = vec_fma(p, r, vec_bcast(4.1665795894e-2f));
+  p = vec_fma(p, r, vec_bcast(1.6666665459e-1f));
+  p = vec_fma(p, r, vec_bcast(5.0000001201e-1f));
+  p = vec_add(vec_fma(vec_mul(p, r), r, r), vec_bcast(1.0f));
+  vec_i32 bits = vec_i32_shl(vec_i32_add(vec_as_i32(t), vec_i32_set((int)(127u - 0x4B400000u))), 23);
+  return vec_mul(p, vec_from_i32(bits));
+}
+
+// core/act.h's ef_act_fwd in vectors (a a constant where it is inlined).
+static inline __attribute__((always_inline)) vec vec_act_fwd(ef_act a, vec x) {
+  vec one = vec_bcast(1.0f), zero = vec_bcast(0.0f);
+  switch (a) {
+  case EF_ACT_SWISH: return vec_div(x, vec_add(one, vec_expf(vec_sub(zero, x))));
+  case EF_ACT_SIGMOID: return vec_div(one, vec_add(one, vec_expf(vec_sub(zero, x))));
+  case EF_ACT_RELU: return vec_max(x, zero); // NaN gives 0, as x > 0 ? x : 0
+  case EF_ACT_RELU6: return vec_min(vec_max(x, zero), vec_bcast(6.0f));
+  default: return x;
+  }
+}
 #endif
 
 #endif

@@ -1,0 +1,145 @@
+// Inference's pointwise convolutions over few input channels (CONV2D_BN, its batch norm folded):
+// y (M,O) = act(x (M,I) W^T + bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up
+// to NV vectors of outputs starts from the bias and adds the inputs in order, one FMA each, then
+// is activated in registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and
+// stored.
+#include <stdio.h>
+
+#include "core/cpu/cpu_internal.h"
+#include "core/cpu/cpu_vec.h"
+
+// Where this kernel runs instead of oneDNN 2.6's matmul with its activation post-op: at most
+// OWN_MAX_IN input channels, EfficientNets' early expansions (16 -> 96 at 112x112, 24 -> 144 at
+// 56x56). There the outputs' stores bound both; oneDNN's post-op takes a second pass over each block
+// of outputs. B0 at 224, batch 32, on the Xeon, per node: see docs/perf.md ("Issue 19, fifth pass").
+#define OWN_MAX_IN 24
+// Rows a work item: a tile's rows take every output vector before the next tile's.
+#define ITEM_ROWS 64
+
+#ifdef VEC
+// Rows a tile, and at most this many output vectors: AVX-512's 32 registers hold 4 x 6 sums, the
+// rows' broadcast inputs and a weight vector; AVX2's 16 hold 3 x 3.
+#if VEC == 16
+#define P 4
+#define NV 6
+#else
+#define P 3
+#define NV 3
+#endif
+
+bool ef_cpu_pwf_own(const ef_tensor *node) {
+  return node->op == EF_OP_CONV2D_BN && node->n_src == 4 && ef_cpu_pointwise(node) &&
+         node->src[0]->shape[3] <= OWN_MAX_IN;
+}
+
+// The folded weights transposed and padded, (I, OP) with OP = O rounded up to VEC (zeros past O),
+// then the bias (OP): in the node's kept weights.
+static int64_t padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
+
+ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  (void)cpu;
+  ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
+  snprintf(s->impl, sizeof s->impl, "effnet pointwise, few inputs");
+  EF_TRY(ef_cpu_fold_prepare(node, s));
+  int64_t i = node->src[0]->shape[3], op = padded(node->shape[3]);
+  size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
+  if (!(s->kept_w = ef_aligned_alloc(bytes)))
+    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
+  *scratch = 0;
+  return EF_OK;
+}
+
+// From the folded weights (O,I) and bias (O) into the kept (I,OP) and (OP).
+static void pack(const ef_dnnl_node *s, int64_t o, int64_t i) {
+  int64_t op = padded(o);
+  float *wt = s->kept_w, *bias = wt + i * op;
+  for (int64_t k = 0; k < i; k++)
+    for (int64_t a = 0; a < op; a++) wt[k * op + a] = a < o ? s->fold_w[a * i + k] : 0.0f;
+  for (int64_t a = 0; a < op; a++) bias[a] = a < o ? s->fold_bias[a] : 0.0f;
+}
+
+// Rows [m, m + rows) (rows <= P) by output vectors [v0, v0 + nv) (nv a constant <= NV): the sums in
+// registers, activated and stored (the last vector's lanes past O masked off).
+static inline __attribute__((always_inline)) void tile(const float *x, const float *wt, const float *bias, float *y,
+                                                       int64_t i, int64_t o, int64_t m, int rows, int64_t v0,
+                                                       const ef_act act, const int nv) {
+  int64_t op = padded(o);
+  vec acc[P][NV];
+  const float *xr[P];
+  for (int p = 0; p < P; p++) {
+    xr[p] = x + (m + (p < rows ? p : 0)) * i; // past the last row: row m again, not stored
+    for (int v = 0; v < nv; v++) acc[p][v] = vec_load(bias + (v0 + v) * VEC);
+  }
+  for (int64_t k = 0; k < i; k++) {
+    vec b[P];
+    for (int p = 0; p < P; p++) b[p] = vec_bcast(xr[p][k]);
+    for (int v = 0; v < nv; v++) {
+      vec w = vec_load(wt + k * op + (v0 + v) * VEC);
+      for (int p = 0; p < P; p++) acc[p][v] = vec_fma(b[p], w, acc[p][v]);
+    }
+  }
+  for (int p = 0; p < rows; p++)
+    for (int v = 0; v < nv; v++) {
+      int64_t c = (v0 + v) * VEC;
+      vec out = vec_act_fwd(act, acc[p][v]);
+      if (c + VEC <= o) vec_store(y + (m + p) * o + c, out);
+      else if (c < o) vec_store_n(y + (m + p) * o + c, out, (int)(o - c));
+    }
+}
+
+// The rows [m0, m1) of a work item, all output vectors in groups of `per` (at most NV).
+EF_INLINE void item(const ef_act act, const float *x, const float *wt, const float *bias, float *y, int64_t i,
+                    int64_t o, int64_t m0, int64_t m1, int64_t vecs, int64_t per) {
+  for (int64_t v0 = 0; v0 < vecs; v0 += per) {
+    int nv = (int)(vecs - v0 < per ? vecs - v0 : per);
+    for (int64_t r = m0; r < m1; r += P) {
+      int rows = (int)(m1 - r < P ? m1 - r : P);
+      switch (nv) {
+      case 1: tile(x, wt, bias, y, i, o, r, rows, v0, act, 1); break;
+      case 2: tile(x, wt, bias, y, i, o, r, rows, v0, act, 2); break;
+#if NV > 3
+      case 3: tile(x, wt, bias, y, i, o, r, rows, v0, act, 3); break;
+      case 4: tile(x, wt, bias, y, i, o, r, rows, v0, act, 4); break;
+      case 5: tile(x, wt, bias, y, i, o, r, rows, v0, act, 5); break;
+#endif
+      default: tile(x, wt, bias, y, i, o, r, rows, v0, act, NV); break;
+      }
+    }
+  }
+}
+
+void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  (void)scratch;
+  ef_dnnl_node *s = state;
+  int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = padded(o);
+  if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) {
+    ef_cpu_conv_fold(s);
+    pack(s, o, i);
+    s->derived = true;
+  }
+  const float *x = node->src[0]->data, *wt = s->kept_w, *bias = wt + i * op;
+  float *y = node->data;
+  ef_act act = node->p.conv.act;
+  // The output vectors in even groups of at most NV: 9 as 5 + 4, not 6 + 3.
+  int64_t vecs = op / VEC, groups = (vecs + NV - 1) / NV, per = (vecs + groups - 1) / groups;
+#pragma omp parallel for num_threads(cpu->threads) schedule(static)
+  for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
+    EF_ACT_SPECIALIZE(act, item, x, wt, bias, y, i, o, m0, m0 + ITEM_ROWS < m ? m0 + ITEM_ROWS : m, vecs, per);
+}
+#else
+// Without FMA vectors oneDNN runs these: no node is taken.
+bool ef_cpu_pwf_own(const ef_tensor *node) {
+  (void)node;
+  return false;
+}
+
+ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  (void)cpu, (void)state, (void)scratch;
+  return EF_ERROR(EF_ERR_UNSUPPORTED, "node '%s': no pointwise kernel without FMA vectors", node->name);
+}
+
+void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  (void)cpu, (void)state, (void)scratch, (void)ctx;
+  EF_FATAL("node '%s': no pointwise kernel without FMA vectors", node->name);
+}
+#endif
