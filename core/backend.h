@@ -74,11 +74,11 @@ struct ef_backend {
   void *(*capture_end)(ef_backend *be);
   void (*replay)(ef_backend *be, void *graph);
   void (*graph_free)(ef_backend *be, void *graph);
-  // Whether a gated conv2d_bn (squeeze-excite's scale folded into a 1x1 convolution) beats
-  // channel_mul then the convolution, so that evaluation graphs for it should fold the scale
-  // (ef_graph.fold_gates). The CPU: one batched matmul on per-image weights. Not CUDA, which scales
-  // x into an activation-sized scratch first: the same work, and the scratch on top.
-  bool fast_gated_conv;
+  // The fusions (ef_fusion bits) that evaluation graphs for this backend should build, each where it
+  // beats the separate nodes. The CPU: EF_FUSE_GATES (one batched matmul on per-image weights) and
+  // EF_FUSE_EXPAND_DW (the expansion computed band by band into the cache). Not CUDA, which would
+  // run either as its parts through an activation-sized scratch: the same work, and the scratch.
+  unsigned eval_fusions;
   // The training step on a store in this backend's memory; NULL where that memory is the host's
   // (the CPU: train/ loops over the arenas itself).
   ef_arena_ops *arena;

@@ -205,6 +205,13 @@ ef_tensor *ef_conv2d_bn_gated(ef_graph *g, ef_tensor *x, ef_tensor *gate, ef_ten
   return ef_node_new(g, EF_OP_CONV2D_BN, 5, (ef_tensor *[]){x, w, stats, affine, gate}, &p, 0, NULL);
 }
 
+ef_tensor *ef_expand_dw(ef_graph *g, ef_tensor *x, ef_tensor *w1, ef_tensor *stats1, ef_tensor *affine1, ef_tensor *w2,
+                        int stride, ef_padding padding, ef_tensor *stats2, ef_tensor *affine2, float eps, ef_act act) {
+  ef_op_params p = conv_params(x, w2, stride, 1, (int)w2->shape[0], padding); // the expansion keeps H, W
+  p.conv.bn_eps = eps, p.conv.act = act;
+  return ef_node_new(g, EF_OP_EXPAND_DW, 7, (ef_tensor *[]){x, w1, stats1, affine1, w2, stats2, affine2}, &p, 0, NULL);
+}
+
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x) { return ef_node_new(g, EF_OP_BN_STATS, 1, &x, NULL, 0, NULL); }
 
 ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,

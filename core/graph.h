@@ -12,7 +12,7 @@
 #include "core/op.h"
 
 #define EF_MAX_DIMS 4
-#define EF_MAX_SRC 5
+#define EF_MAX_SRC 7
 #define EF_NAME_LEN 96
 
 struct ef_store;
@@ -50,6 +50,13 @@ typedef struct ef_tensor {
   void *data;             // address in the backend's memory once a plan is bound
 } ef_tensor;
 
+// What an evaluation graph may build as fewer, larger nodes, where its backend computes them faster
+// (ef_backend.eval_fusions): bits of ef_graph.fusions, which layers/ reads.
+typedef enum {
+  EF_FUSE_GATES = 1,     // squeeze-excite's scale folded into the next 1x1 convolution (ef_conv2d_bn_gated)
+  EF_FUSE_EXPAND_DW = 2, // an MBConv block's expansion and depthwise convolution in one node (ef_expand_dw)
+} ef_fusion;
+
 typedef struct ef_graph {
   struct ef_store *store; // parameters and state the graph's leaves point into
   uint64_t seed;          // seed of the graph's random ops (dropout, drop-path)
@@ -62,8 +69,7 @@ typedef struct ef_graph {
   const char *scope;    // given to the nodes created now (ef_graph_scope)
   int bn_group;         // training: batch-norm statistics over groups of this many
                         // ranks (SyncBN); 0 or 1: each rank's own batch
-  bool fold_gates;      // evaluation: layers/ folds squeeze-excite's scale into the next 1x1
-                        // convolution (ef_conv2d_bn_gated), where the backend has fast_gated_conv
+  unsigned fusions;     // evaluation: the ef_fusion bits layers/ builds (the backend's eval_fusions)
   // While differentiating: squeeze-excite scale gradients dy * s held back, not built yet, for the
   // pooling's backward rule to fold into its own node (ef_grad_hold_scale); built and added at
   // their tensor's turn at the latest.
@@ -114,6 +120,10 @@ ef_tensor *ef_conv2d_bn(ef_graph *g, ef_tensor *x, ef_tensor *w, int stride, int
 // per image: squeeze-excite's, folded into the weights per image instead of scaling x.
 ef_tensor *ef_conv2d_bn_gated(ef_graph *g, ef_tensor *x, ef_tensor *gate, ef_tensor *w, ef_tensor *stats,
                               ef_tensor *affine, float eps, ef_act act);
+// An MBConv block's 1x1 expansion of x by w1 (M,1,1,C) and its depthwise convolution by w2 (M,KH,KW,1)
+// (stride, padding), each followed by its batch norm (running statistics, the same eps) and `act`.
+ef_tensor *ef_expand_dw(ef_graph *g, ef_tensor *x, ef_tensor *w1, ef_tensor *stats1, ef_tensor *affine1, ef_tensor *w2,
+                        int stride, ef_padding padding, ef_tensor *stats2, ef_tensor *affine2, float eps, ef_act act);
 ef_tensor *ef_bn_stats(ef_graph *g, ef_tensor *x);
 ef_tensor *ef_bn(ef_graph *g, ef_tensor *x, ef_tensor *stats, ef_tensor *affine, float eps, ef_act act,
                  bool batch_stats);

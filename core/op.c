@@ -117,6 +117,29 @@ static void infer_conv2d_bn(ef_tensor *n) { // {x, w, stats, affine, [gate]}
     bad_node(n, "batch norm eps %g, activation %d", n->p.conv.bn_eps, (int)n->p.conv.act);
 }
 
+static void infer_expand_dw(ef_tensor *n) { // {x, w1, stats1, affine1, w2, stats2, affine2}
+  need_ndim(n, 0, 4);
+  need_ndim(n, 1, 4);
+  need_ndim(n, 4, 4);
+  need_float(n, 0);
+  need_float(n, 1);
+  need_float(n, 4);
+  const ef_tensor *x = n->src[0], *w1 = n->src[1], *w2 = n->src[4];
+  int64_t m = w1->shape[0], mid[4] = {x->shape[0], x->shape[1], x->shape[2], m};
+  if (w1->shape[1] != 1 || w1->shape[2] != 1 || w1->shape[3] != x->shape[3])
+    bad_node(n, "the expansion's weights must be (M,1,1,%lld)", (long long)x->shape[3]);
+  if (w2->shape[0] != m || w2->shape[3] != 1 || n->p.conv.groups != m)
+    bad_node(n, "the depthwise weights must be (%lld,KH,KW,1) in %lld groups", (long long)m, (long long)m);
+  conv_check(n, mid, w2->shape);
+  int64_t s[4] = {x->shape[0], 0, 0, m};
+  conv_out_hw(n, mid, w2->shape, &s[1], &s[2]);
+  set_shape(n, x->dtype, 4, s);
+  for (int i = 2; i <= 6; i++)
+    if (i != 4) need_pair(n, i, m);
+  if (!(n->p.conv.bn_eps > 0) || n->p.conv.act < 0 || n->p.conv.act >= EF_ACT_COUNT)
+    bad_node(n, "batch norm eps %g, activation %d", n->p.conv.bn_eps, (int)n->p.conv.act);
+}
+
 // A backward convolution node: dy must be the output of convolving input shape xs by ws.
 static void check_conv_dy(const ef_tensor *n, const ef_tensor *dy, const int64_t *xs, const int64_t *ws) {
   need_ndim(n, 0, 4);
@@ -142,6 +165,10 @@ static void infer_conv2d_bwd_weight(ef_tensor *n) { // {dy, x}, node shape prese
 // Multiply-adds per output (or input-gradient) element: KH*KW*C/groups of the weights w (O,KH,KW,C/groups).
 static int64_t conv_macs_each(const ef_tensor *w) { return ef_numel(w) / w->shape[0]; }
 static int64_t macs_conv2d(const ef_tensor *n) { return ef_numel(n) * conv_macs_each(n->src[1]); }
+// The expansion's over the input's pixels, then the depthwise's.
+static int64_t macs_expand_dw(const ef_tensor *n) {
+  return ef_rows(n->src[0]) * ef_numel(n->src[1]) + ef_numel(n) * conv_macs_each(n->src[4]);
+}
 static int64_t macs_conv2d_bwd_data(const ef_tensor *n) { return ef_numel(n->src[0]) * conv_macs_each(n->src[1]); }
 // dy (N,OH,OW,O) against the weights' gradient (O,KH,KW,C/groups).
 static int64_t macs_conv2d_bwd_weight(const ef_tensor *n) { return ef_numel(n->src[0]) * conv_macs_each(n); }
@@ -465,6 +492,8 @@ static const ef_op_desc op_table[] = {
                                  EF_PREC_WITH_ALL, macs_conv2d_bwd_weight, EF_PROFILE_CONV},
     [EF_OP_CONV2D_BN] = {"conv2d_bn", 4, 5, EF_STORAGE_OWN, infer_conv2d_bn, NULL, EF_PREC_ACTIVATION, macs_conv2d,
                          EF_PROFILE_CONV},
+    [EF_OP_EXPAND_DW] = {"expand_dw", 7, 7, EF_STORAGE_OWN, infer_expand_dw, NULL, EF_PREC_ACTIVATION, macs_expand_dw,
+                         EF_PROFILE_CONV},
     [EF_OP_BN_STATS] = {"bn_stats", 1, 1, EF_STORAGE_OWN, infer_bn_stats, NULL, EF_PREC_F32, NULL, EF_PROFILE_BN_ACT},
     [EF_OP_BN] = {"bn", 3, 3, EF_STORAGE_REUSE, infer_bn, backward_bn, EF_PREC_ACTIVATION, NULL, EF_PROFILE_BN_ACT},
     [EF_OP_BN_BWD_REDUCE] = {"bn_bwd_reduce", 4, 4, EF_STORAGE_OWN, infer_bn_bwd_reduce, NULL, EF_PREC_F32, NULL,
@@ -533,7 +562,7 @@ void ef_sync_stats_combine(void (*group_mean)(void *group, float *buf, size_t n)
 void ef_op_table_check(void) {
   for (int i = 0; i < EF_OP_COUNT; i++) {
     const ef_op_desc *d = &op_table[i];
-    if (!d->name || (i != EF_OP_LEAF && !d->infer) || d->min_src > d->max_src || d->max_src > 5)
+    if (!d->name || (i != EF_OP_LEAF && !d->infer) || d->min_src > d->max_src || d->max_src > EF_MAX_SRC)
       EF_FATAL("op table entry %d is incomplete", i);
     if (d->storage == EF_STORAGE_VIEW && d->precision != EF_PREC_SOURCE)
       EF_FATAL("op %s: a view must take its source's type (EF_PREC_SOURCE)", d->name);
@@ -558,6 +587,7 @@ ef_kind ef_node_kind(const ef_tensor *t) {
   case EF_PROFILE_OTHER: return EF_KIND_OTHER;
   case EF_PROFILE_CONV: break;
   }
+  if (t->op == EF_OP_EXPAND_DW) return EF_KIND_EXPAND_DW;
   const ef_tensor *w = t->op == EF_OP_CONV2D_BWD_WEIGHT ? t : t->src[1]; // (O,KH,KW,C/groups)
   if (t->p.conv.groups > 1) return EF_KIND_DEPTHWISE;
   return w->shape[1] * w->shape[2] == 1 ? EF_KIND_CONV1X1 : EF_KIND_OTHER;
@@ -565,9 +595,11 @@ ef_kind ef_node_kind(const ef_tensor *t) {
 
 const char *ef_kind_name(ef_kind kind) {
   static const char *const names[EF_KIND_COUNT] = {
-      [EF_KIND_CONV1X1] = "1x1 conv",  [EF_KIND_DEPTHWISE] = "depthwise conv", [EF_KIND_BN_ACT] = "BN+activation",
-      [EF_KIND_SE] = "squeeze-excite", [EF_KIND_CLASSIFIER] = "classifier",    [EF_KIND_OPTIMIZER] = "optimizer",
-      [EF_KIND_OTHER] = "other",       [EF_KIND_DATA] = "data (waiting)",
+      [EF_KIND_CONV1X1] = "1x1 conv",        [EF_KIND_DEPTHWISE] = "depthwise conv",
+      [EF_KIND_EXPAND_DW] = "1x1+depthwise", [EF_KIND_BN_ACT] = "BN+activation",
+      [EF_KIND_SE] = "squeeze-excite",       [EF_KIND_CLASSIFIER] = "classifier",
+      [EF_KIND_OPTIMIZER] = "optimizer",     [EF_KIND_OTHER] = "other",
+      [EF_KIND_DATA] = "data (waiting)",
   };
   EF_ASSERT(kind >= 0 && kind < EF_KIND_COUNT && names[kind], "profile kind %d", (int)kind);
   return names[kind];

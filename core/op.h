@@ -36,6 +36,11 @@ typedef enum {
   EF_OP_CONV2D_BN,         // {x, w, stats (2,O), affine (2,O), [gate (N,1,1,C)]} -> act(BN(conv(x * gate, w)))
                            //   with running statistics: inference's convolution with its batch norm folded
                            //   in (not differentiated); gate: squeeze-excite's channel scale, 1x1 ones only
+  EF_OP_EXPAND_DW,         // {x (N,H,W,C), w1 (M,1,1,C), stats1, affine1 (2,M), w2 (M,KH,KW,1), stats2, affine2 (2,M)}
+                           //   -> (N,OH,OW,M): act(BN2(dwconv(act(BN1(conv1x1(x, w1))), w2))), an MBConv block's
+                           //   expansion and depthwise convolution (two CONV2D_BN; params: the depthwise's) in
+                           //   one node, so that a backend need not store the expansion (ef_fusion); not
+                           //   differentiated
   // batch norm; per-channel pairs are stored as (2,C): stats [mean; var], affine [gamma; beta]
   EF_OP_BN_STATS,      // {x (N,H,W,C)} -> (2,C) batch mean and biased variance
   EF_OP_BN,            // {x, stats (2,C), affine (2,C)} -> act(gamma * xhat + beta)
@@ -82,7 +87,7 @@ typedef struct {
   int32_t stride[2], dilation[2]; // (h, w)
   int32_t pad[4];                 // top, bottom, left, right (asymmetric for TF "SAME")
   int32_t groups;
-  float bn_eps; // CONV2D_BN: its batch norm's eps, and the activation after it
+  float bn_eps; // CONV2D_BN, EXPAND_DW: the batch norms' eps, and the activation after each
   ef_act act;
 } ef_conv_params;
 
@@ -163,6 +168,7 @@ typedef enum {
 typedef enum {
   EF_KIND_CONV1X1,
   EF_KIND_DEPTHWISE,
+  EF_KIND_EXPAND_DW, // the two in one node (EF_OP_EXPAND_DW)
   EF_KIND_BN_ACT,
   EF_KIND_SE,         // the squeeze-excite scope (EF_SCOPE_SE), gradients included
   EF_KIND_CLASSIFIER, // the classifier scope (EF_SCOPE_CLASSIFIER), gradients included

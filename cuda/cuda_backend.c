@@ -72,6 +72,7 @@ static bool cuda_supports_op(const ef_backend *be, const ef_tensor *node) {
   case EF_OP_FILL:
   case EF_OP_RESHAPE:
   case EF_OP_ACCUM: return true;
+  case EF_OP_EXPAND_DW: // the CPU's fusion (eval_fusions): CUDA's graphs keep the two conv2d_bn
   case EF_OP_LEAF:
   case EF_OP_COUNT: break;
   }
@@ -146,6 +147,7 @@ static ef_status cuda_prepare(ef_backend *be, const ef_tensor *node, void **stat
   case EF_OP_FILL:
   case EF_OP_RESHAPE:
   case EF_OP_ACCUM:
+  case EF_OP_EXPAND_DW: // not supported (cuda_supports_op)
   case EF_OP_LEAF:
   case EF_OP_COUNT: // no scratch
     break;
@@ -343,6 +345,7 @@ static void cuda_compute(ef_backend *be, const ef_tensor *node, void *state, voi
   case EF_OP_BROADCAST: ef_k_broadcast(y, ef_cuda_ref(a), node->p.value.value, n, st); break;
   case EF_OP_FILL: ef_k_fill(y, node->p.value.value, n, st); break;
   case EF_OP_ACCUM: ef_k_accum(y, ef_cuda_ref(b), n, st); break;
+  case EF_OP_EXPAND_DW: // not supported (cuda_supports_op)
   case EF_OP_LEAF:
   case EF_OP_RESHAPE:
   case EF_OP_COUNT: EF_FATAL("op %s is not computed", ef_op_name(node->op));

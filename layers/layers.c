@@ -22,14 +22,14 @@ int ef_layer_param(ef_layer_ctx *c, const char *name, bool trainable, bool decay
 }
 
 static const char *cat(char *buf, size_t len, const char *a, const char *b) {
-  snprintf(buf, len, "%s.%s", a, b);
+  if (snprintf(buf, len, "%s.%s", a, b) >= (int)len) EF_FATAL("name '%s.%s' is longer than %zu bytes", a, b, len - 1);
   return buf;
 }
 
 // The weights (O,KH,KW,I/groups) of convolution `name` of x to `out` channels.
-static ef_tensor *conv_weight(ef_layer_ctx *c, const char *name, const ef_tensor *x, int out, int k, int groups) {
+static ef_tensor *conv_weight(ef_layer_ctx *c, const char *name, int64_t in, int out, int k, int groups) {
   char buf[EF_NAME_LEN];
-  int64_t in = x->shape[3], shape[4] = {out, k, k, in / groups};
+  int64_t shape[4] = {out, k, k, in / groups};
   ef_init init = {EF_INIT_NORMAL, (float)sqrt(2.0 / ((double)k * k * out / groups))}; // fan_out = KH*KW*O/groups
   return ef_param(c->g, ef_layer_param(c, cat(buf, sizeof buf, name, "weight"), true, true, 4, shape, init), 1, NULL);
 }
@@ -42,7 +42,7 @@ static void count_macs(ef_layer_ctx *c, const ef_tensor *y, const ef_tensor *w) 
 ef_tensor *ef_layer_conv(ef_layer_ctx *c, const char *name, ef_tensor *x, int out, int k, int stride, int groups,
                          bool bias) {
   char buf[EF_NAME_LEN];
-  ef_tensor *w = conv_weight(c, name, x, out, k, groups), *b = NULL;
+  ef_tensor *w = conv_weight(c, name, x->shape[3], out, k, groups), *b = NULL;
   if (bias) {
     int64_t bshape[1] = {out};
     b = ef_param(
@@ -91,7 +91,7 @@ ef_tensor *ef_layer_bn(ef_layer_ctx *c, const char *name, ef_tensor *x, ef_act a
 static ef_tensor *conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_tensor *x, ef_tensor *gate, int out,
                           int k, int stride, int groups, ef_act act) {
   if (c->training) return ef_layer_bn(c, bn, ef_layer_conv(c, conv, x, out, k, stride, groups, false), act);
-  ef_tensor *w = conv_weight(c, conv, x, out, k, groups), *affine, *running;
+  ef_tensor *w = conv_weight(c, conv, x->shape[3], out, k, groups), *affine, *running;
   bn_params(c, bn, out, &affine, &running);
   ef_tensor *y = gate ? ef_conv2d_bn_gated(c->g, x, gate, w, running, affine, c->bn_eps, act)
                       : ef_conv2d_bn(c->g, x, w, stride, groups, c->padding, running, affine, c->bn_eps, act);
@@ -103,6 +103,21 @@ static ef_tensor *conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_
 ef_tensor *ef_layer_conv_bn(ef_layer_ctx *c, const char *conv, const char *bn, ef_tensor *x, int out, int k, int stride,
                             int groups, ef_act act) {
   return conv_bn(c, conv, bn, x, NULL, out, k, stride, groups, act);
+}
+
+// An MBConv block's expansion to `mid` channels and its depthwise convolution, each with its batch norm,
+// as one node of an evaluation graph (ef_expand_dw): the parameters and names of the two conv_bn.
+static ef_tensor *expand_dw(ef_layer_ctx *c, const char *prefix, ef_tensor *x, const ef_mbconv_spec *s, int mid) {
+  char name[EF_NAME_LEN];
+  ef_tensor *a1, *r1, *a2, *r2;
+  ef_tensor *w1 = conv_weight(c, cat(name, sizeof name, prefix, "conv_pw"), x->shape[3], mid, 1, 1);
+  bn_params(c, cat(name, sizeof name, prefix, "bn1"), mid, &a1, &r1);
+  ef_tensor *w2 = conv_weight(c, cat(name, sizeof name, prefix, "conv_dw"), mid, mid, s->kernel, mid);
+  bn_params(c, cat(name, sizeof name, prefix, "bn2"), mid, &a2, &r2);
+  ef_tensor *y = ef_expand_dw(c->g, x, w1, r1, a1, w2, s->stride, c->padding, r2, a2, c->bn_eps, s->act);
+  ef_tensor_set_name(y, "%s", name); // the second batch norm's, as conv_bn names its node
+  c->macs += ef_rows(x) * ef_numel(w1) + ef_numel(y) * s->kernel * s->kernel;
+  return y;
 }
 
 ef_tensor *ef_layer_se_gate(ef_layer_ctx *c, const char *prefix, ef_tensor *x, int reduced, ef_act act) {
@@ -134,19 +149,29 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
   bool expand = s->expand != 1;
   int mid = s->in * s->expand;
   ef_tensor *h = x;
-  if (expand)
-    h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_pw"), cat(bn, sizeof bn, prefix, "bn1"), h, mid, 1, 1,
-                         1, s->act);
-  h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_dw"), cat(bn, sizeof bn, prefix, expand ? "bn2" : "bn1"),
-                       h, mid, s->kernel, s->stride, mid, s->act);
-  // An evaluation graph for a backend with a fast gated conv2d_bn (ef_graph.fold_gates) folds
+  // An evaluation graph for a backend that fuses them (EF_FUSE_EXPAND_DW) computes the expansion and
+  // the depthwise convolution in one node, so that the expansion is never stored, where the block's
+  // input has at most 40 channels (EfficientNets' first stages, whose expansions are products over
+  // few inputs into large maps: B0 at 224, stages 2-4's first blocks) and the batch has several
+  // images. One image's expansions stay in the cache anyway, and oneDNN's kernels computed them
+  // faster (B0 at 224, batch 1: 7.2 against 7.0 ms; batch 2: 12.0 against 12.6; see docs/perf.md).
+  if (expand && !c->training && (c->g->fusions & EF_FUSE_EXPAND_DW) && s->in <= 40 && x->shape[0] > 1) {
+    h = expand_dw(c, prefix, h, s, mid);
+  } else {
+    if (expand)
+      h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_pw"), cat(bn, sizeof bn, prefix, "bn1"), h, mid, 1,
+                           1, 1, s->act);
+    h = ef_layer_conv_bn(c, cat(conv, sizeof conv, prefix, "conv_dw"),
+                         cat(bn, sizeof bn, prefix, expand ? "bn2" : "bn1"), h, mid, s->kernel, s->stride, mid, s->act);
+  }
+  // An evaluation graph for a backend with a fast gated conv2d_bn (EF_FUSE_GATES) folds
   // squeeze-excite's scale into the projection's weights, per image, where the maps are large
   // against the output channels (H*W >= 8 * out): B0 at 224, batch 32, on the Xeon, 56x56, 144 -> 24
   // channels, channel_mul and the convolution took 7.7 ms, the gated one 5.8; on 14x14 maps, 672 ->
   // 112, 3.3 against 3.9 ms, the per-image weights' products being short (two profiled runs, the
   // second about 8% slower throughout).
   ef_tensor *gate = NULL;
-  if (s->se_reduced && !c->training && c->g->fold_gates && h->shape[1] * h->shape[2] >= 8 * s->out)
+  if (s->se_reduced && !c->training && (c->g->fusions & EF_FUSE_GATES) && h->shape[1] * h->shape[2] >= 8 * s->out)
     gate = ef_layer_se_gate(c, cat(conv, sizeof conv, prefix, "se"), h, s->se_reduced, s->act);
   else if (s->se_reduced) h = ef_layer_se(c, cat(conv, sizeof conv, prefix, "se"), h, s->se_reduced, s->act);
   h = conv_bn(c, cat(conv, sizeof conv, prefix, expand ? "conv_pwl" : "conv_pw"),

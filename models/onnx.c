@@ -310,6 +310,23 @@ static ef_status emit_conv(onnx_ctx *c, const ef_tensor *t, char *x, char *gate)
   return EF_OK;
 }
 
+// EXPAND_DW (a CPU plan's fusion) as its two CONV2D_BN: the 1x1 expansion, named after its weights,
+// then the depthwise convolution, which gives t's value.
+static ef_status emit_expand_dw(onnx_ctx *c, const ef_tensor *t, char *x, char *unused) {
+  ef_tensor expand = *t, dw = *t;
+  expand.op = dw.op = EF_OP_CONV2D_BN;
+  expand.n_src = dw.n_src = 4;
+  dw.src[1] = t->src[4], dw.src[2] = t->src[5], dw.src[3] = t->src[6];
+  expand.p.conv = (ef_conv_params){
+      .stride = {1, 1}, .dilation = {1, 1}, .groups = 1, .bn_eps = t->p.conv.bn_eps, .act = t->p.conv.act};
+  expand.shape[1] = t->src[0]->shape[1], expand.shape[2] = t->src[0]->shape[2];
+  const char *wname = entry_name(c, t->src[1], 0);
+  snprintf(expand.name, sizeof expand.name, "%.*s", (int)(strlen(wname) - (ends_with(wname, ".weight") ? 7 : 0)),
+           wname);
+  EF_TRY(emit_conv(c, &expand, x, NULL));
+  return emit_conv(c, &dw, c->value[t->id], NULL);
+}
+
 // Reshape keeps the batch (0 copies it) and our NHWC element order: a 4-D value whose spatial size
 // is not 1x1 goes through (N,H,W,C) on the way in or out.
 static ef_status emit_reshape(onnx_ctx *c, const ef_tensor *t, char *v, char *unused) {
@@ -404,9 +421,10 @@ static ef_status emit_dropout(onnx_ctx *c, const ef_tensor *t, char *x, char *un
 // gated conv2d_bn's gate).
 typedef ef_status (*emit_fn)(onnx_ctx *c, const ef_tensor *t, char *x, char *y);
 static const emit_fn emitters[EF_OP_COUNT] = {
-    [EF_OP_CONV2D] = emit_conv,     [EF_OP_CONV2D_BN] = emit_conv,     [EF_OP_ACT] = emit_act,
-    [EF_OP_ADD] = emit_binary,      [EF_OP_CHANNEL_MUL] = emit_binary, [EF_OP_GAP] = emit_gap,
-    [EF_OP_RESHAPE] = emit_reshape, [EF_OP_LINEAR] = emit_linear,      [EF_OP_DROPOUT] = emit_dropout,
+    [EF_OP_CONV2D] = emit_conv,     [EF_OP_CONV2D_BN] = emit_conv,  [EF_OP_EXPAND_DW] = emit_expand_dw,
+    [EF_OP_ACT] = emit_act,         [EF_OP_ADD] = emit_binary,      [EF_OP_CHANNEL_MUL] = emit_binary,
+    [EF_OP_GAP] = emit_gap,         [EF_OP_RESHAPE] = emit_reshape, [EF_OP_LINEAR] = emit_linear,
+    [EF_OP_DROPOUT] = emit_dropout,
 };
 
 // The ONNX value of source i of t: an activation exported before it (the store's tensors are read

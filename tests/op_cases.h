@@ -14,6 +14,7 @@
 
 #define SEED 1234
 #define STEP 7
+#define MAX_IN EF_MAX_SRC // inputs a case has at most
 
 typedef enum { IN_INPUT, IN_PARAM, IN_STATE } in_kind;
 
@@ -30,8 +31,8 @@ typedef struct {
 
 struct op_case;
 typedef struct {
-  const double *in[5];
-  ef_tensor *t[5]; // shapes of the inputs
+  const double *in[MAX_IN];
+  ef_tensor *t[MAX_IN]; // shapes of the inputs
   const ef_tensor *out;
   double *y; // to fill, ef_numel(out) values
 } ref_io;
@@ -39,7 +40,7 @@ typedef struct {
 typedef struct op_case {
   const char *name;
   int n_in;
-  in_spec in[5];
+  in_spec in[MAX_IN];
   ef_tensor *(*build)(ef_graph *g, ef_tensor **in, const struct op_case *c);
   void (*ref)(const ref_io *io, const struct op_case *c);
   int stride, dilation, groups;
@@ -49,6 +50,7 @@ typedef struct op_case {
   bool flag;                         // bn: batch statistics; dropout: per sample; reduce: mean
   int ndim2;                         // reshape's and fill's shape
   int64_t shape2[4];
+  bool cpu_only; // a CPU fusion (ef_fusion) that CUDA's graphs never hold: no GPU kernel to check
 } op_case;
 
 static int64_t spec_numel(const in_spec *s) {
@@ -300,6 +302,24 @@ static void ref_conv_bn_gated(const ref_io *io, const op_case *c) {
   free(xg);
 }
 
+// inputs: x, w1, stats1, affine1, w2, stats2, affine2: ref_conv_bn of x by w1 (1x1), then of that
+// by w2 (depthwise: the case's stride and padding).
+static void ref_expand_dw(const ref_io *io, const op_case *c) {
+  int64_t m = io->t[1]->shape[0];
+  ef_tensor mid = *io->t[0]; // (N,H,W,M)
+  mid.shape[3] = m;
+  double *e = malloc(sizeof(double) * (size_t)ef_numel(&mid));
+  op_case expand = *c, dw = *c;
+  expand.n_in = dw.n_in = 4;
+  expand.stride = expand.groups = 1, expand.pad = EF_PAD_SYMMETRIC;
+  ref_conv_bn(
+      &(ref_io){.in = {io->in[0], io->in[1], io->in[2], io->in[3]}, .t = {io->t[0], io->t[1]}, .out = &mid, .y = e},
+      &expand);
+  ref_conv_bn(&(ref_io){.in = {e, io->in[4], io->in[5], io->in[6]}, .t = {&mid, io->t[4]}, .out = io->out, .y = io->y},
+              &dw);
+  free(e);
+}
+
 // ---- builders --------------------------------------------------------------------------------
 
 static ef_tensor *build_conv(ef_graph *g, ef_tensor **in, const op_case *c) {
@@ -310,6 +330,9 @@ static ef_tensor *build_conv_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
 }
 static ef_tensor *build_conv_bn_gated(ef_graph *g, ef_tensor **in, const op_case *c) {
   return ef_conv2d_bn_gated(g, in[0], in[4], in[1], in[2], in[3], c->eps, c->act);
+}
+static ef_tensor *build_expand_dw(ef_graph *g, ef_tensor **in, const op_case *c) {
+  return ef_expand_dw(g, in[0], in[1], in[2], in[3], in[4], c->stride, c->pad, in[5], in[6], c->eps, c->act);
 }
 static ef_tensor *build_bn(ef_graph *g, ef_tensor **in, const op_case *c) {
   if (c->flag) return ef_bn(g, in[0], ef_bn_stats(g, in[0]), in[1], c->eps, c->act, true);
@@ -408,6 +431,22 @@ static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
                                                 .act = a, .eps = 1e-3f                                                 \
   }
 
+// An MBConv block's expansion (1x1, xs's channels to m) and depthwise convolution (k x k, stride s),
+// each with its batch norm folded in (ef_expand_dw), on the CPU only.
+#define EXPAND_DW(nm, xs, m, k, s, pd, a)                                                                              \
+  {                                                                                                                    \
+    nm, 7,                                                                                                             \
+        {{"x", IN_INPUT, EF_F32, 4, SHAPE xs, false, -1, 1, 0},                                                        \
+         {"w1", IN_PARAM, EF_F32, 4, {m, 1, 1, FOURTH xs}, false, -1, 1, 0},                                           \
+         {"running1", IN_STATE, EF_F32, 2, {2, m}, false, 0.2f, 3, 0},                                                 \
+         {"affine1", IN_PARAM, EF_F32, 2, {2, m}, false, 0.5f, 2, 0},                                                  \
+         {"w2", IN_PARAM, EF_F32, 4, {m, k, k, 1}, false, -1, 1, 0},                                                   \
+         {"running2", IN_STATE, EF_F32, 2, {2, m}, false, 0.2f, 3, 0},                                                 \
+         {"affine2", IN_PARAM, EF_F32, 2, {2, m}, false, 0.5f, 2, 0}},                                                 \
+        build_expand_dw, ref_expand_dw, .stride = s, .dilation = 1, .groups = m, .pad = pd, .act = a, .eps = 1e-3f,    \
+                                        .cpu_only = true                                                               \
+  }
+
 static const op_case cases[] = {
     CONV("conv 3x3 s1 symmetric, 5->6", 2, (2, 7, 7, 5), (6, 3, 3, 5), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("conv 3x3 s2 same, odd asymmetric 8x7", 2, (2, 8, 7, 4), (8, 3, 3, 4), 2, 1, 1, EF_PAD_SAME),
@@ -452,6 +491,15 @@ static const op_case cases[] = {
             EF_ACT_SWISH),
     CONV_BN("conv_bn pointwise, no activation, 63 rows, 24->40", (1, 7, 9, 24), (40, 1, 1, 24), 1, 1, EF_PAD_SYMMETRIC,
             EF_ACT_NONE),
+    // Bands of output rows (the CPU's kernel): 9x11 at stride 2 and 12x13 on three images make several
+    // an image, with rows shared between them; 8 images of 40x112 by 96 channels fill the cache's
+    // share of a band; 20 channels leave part vectors; 7x7 takes the loop for any kernel size.
+    EXPAND_DW("expand_dw 3x3 s2 same + swish, 16->20", (2, 9, 11, 16), 20, 3, 2, EF_PAD_SAME, EF_ACT_SWISH),
+    EXPAND_DW("expand_dw 3x3 s1, no activation, 24->48", (3, 12, 13, 24), 48, 3, 1, EF_PAD_SYMMETRIC, EF_ACT_NONE),
+    EXPAND_DW("expand_dw 5x5 s1 + relu6, 5->32, one image", (1, 7, 6, 5), 32, 5, 1, EF_PAD_SYMMETRIC, EF_ACT_RELU6),
+    EXPAND_DW("expand_dw 5x5 s2 same + sigmoid, 40->16", (2, 10, 9, 40), 16, 5, 2, EF_PAD_SAME, EF_ACT_SIGMOID),
+    EXPAND_DW("expand_dw 7x7 s2 same + relu, 8->24", (1, 10, 10, 8), 24, 7, 2, EF_PAD_SAME, EF_ACT_RELU),
+    EXPAND_DW("expand_dw 3x3 s2 same + swish, 8x40x112, 8->96", (8, 40, 112, 8), 96, 3, 2, EF_PAD_SAME, EF_ACT_SWISH),
     CONV_BN_GATED("conv_bn pointwise gated, no activation, 70->19", (3, 4, 5, 70), (19, 1, 1, 70), EF_ACT_NONE),
     CONV_BN_GATED("conv_bn pointwise gated + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), EF_ACT_SWISH),
 

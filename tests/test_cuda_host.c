@@ -186,14 +186,14 @@ static void test_dw_twin(void) {
 // 16-bit GPU run computes it: inputs rounded to dt, computed in f32, the result rounded to dt.
 static float *case_forward(ef_backend *be, const op_case *c, float *const *vals, ef_dtype dt, int64_t *size) {
   ef_store *s = ef_store_new();
-  int entry[5];
+  int entry[MAX_IN];
   for (int i = 0; i < c->n_in; i++)
     entry[i] = c->in[i].kind == IN_INPUT ? -1
                                          : ef_store_add(s, c->in[i].name, c->in[i].kind == IN_PARAM, false,
                                                         c->in[i].ndim, c->in[i].shape, (ef_init){0});
   CHECK(ef_store_bind(s, be) == EF_OK, "%s", ef_last_error());
   ef_graph *g = ef_graph_new(s, SEED);
-  ef_tensor *leaf[5];
+  ef_tensor *leaf[MAX_IN];
   for (int i = 0; i < c->n_in; i++)
     leaf[i] = c->in[i].kind == IN_INPUT ? ef_input(g, c->in[i].name, c->in[i].dtype, c->in[i].ndim, c->in[i].shape)
                                         : ef_param(g, entry[i], 1, NULL);
@@ -243,7 +243,7 @@ static void test_op_tolerances(void) {
       double worst = 0, tol_bn = 0;
       int over_old = 0;
       for (int d = 0; d < draws; d++) {
-        float *vals[5];
+        float *vals[MAX_IN];
         for (int i = 0; i < c->n_in; i++) {
           vals[i] = malloc(sizeof(float) * (size_t)spec_numel(&c->in[i]));
           op_case_input_seeded(&c->in[i], i, 1000 + (uint64_t)d, vals[i], NULL);

@@ -25,7 +25,7 @@ static ef_store *build(ef_model_graph *m, const ef_effnet_config *cfg, int64_t b
                                       .seed = 1,
                                       .image_size = size,
                                       .activations = activations,
-                                      .fold_gates = true});
+                                      .fusions = EF_FUSE_GATES | EF_FUSE_EXPAND_DW});
   free(d);
   return s;
 }
@@ -140,9 +140,10 @@ static void test_lite_switch(void) {
   for (int i = 0; i < m.g->n; i++) {
     const ef_tensor *t = m.g->nodes[i];
     se += t->op == EF_OP_CHANNEL_MUL || (t->scope && !strcmp(t->scope, EF_SCOPE_SE));
-    if (t->op == EF_OP_CONV2D_BN) { // an evaluation graph: each batch norm folded into its convolution
+    if (t->op == EF_OP_CONV2D_BN || t->op == EF_OP_EXPAND_DW) { // an evaluation graph: each batch norm
+      int bns = t->op == EF_OP_EXPAND_DW ? 2 : 1;               // folded into its convolution
       ef_act act = t->p.conv.act;
-      swish += act == EF_ACT_SWISH, relu6 += act == EF_ACT_RELU6, plain += act == EF_ACT_NONE;
+      swish += bns * (act == EF_ACT_SWISH), relu6 += bns * (act == EF_ACT_RELU6), plain += bns * (act == EF_ACT_NONE);
     }
   }
   // Stem, head, and per block: expansion (all but block 0's) and depthwise; the projections have none.
@@ -302,7 +303,7 @@ static void test_node_costs_and_scopes(void) {
     const ef_tensor *x = m.images;
     int64_t layer_macs = m.macs * 2; // the whole batch's
     int64_t macs = 0, stem = 0, se_grads = 0, cls_grads = 0, channel_mul = 0, fused = 0, spread = 0, bytes = 0,
-            gated = 0;
+            gated = 0, expand_dw = 0;
     for (int i = 0; i < g->n; i++) {
       const ef_tensor *t = g->nodes[i];
       macs += ef_node_macs(t);
@@ -318,6 +319,13 @@ static void test_node_costs_and_scopes(void) {
         gated++;
         const char *scope = t->src[4]->scope;
         CHECK(scope && !strcmp(scope, EF_SCOPE_SE), "the gate of '%s' outside the squeeze-excite scope", t->name);
+      }
+      if (t->op == EF_OP_EXPAND_DW) { // its weights are the two conv_bn's
+        expand_dw++;
+        CHECK(strstr(t->src[1]->name, ".conv_pw.") && strstr(t->src[4]->name, ".conv_dw.") &&
+                  strstr(t->src[2]->name, ".bn1.") && strstr(t->src[5]->name, ".bn2.") && strstr(t->name, ".bn2"),
+              "expand_dw '%s' reads %s, %s, %s, %s", t->name, t->src[1]->name, t->src[2]->name, t->src[4]->name,
+              t->src[5]->name);
       }
       if (t->op == EF_OP_CONV2D_BWD_WEIGHT && se) se_grads++;
       if (t->op == EF_OP_LINEAR_BWD_WEIGHT) cls_grads += cls;
@@ -338,6 +346,9 @@ static void test_node_costs_and_scopes(void) {
     // the head's pooling alone spreads its gradient.
     CHECK(fused == (training ? 16 : 0) && spread == training, "%lld fused input gradients, %lld gap_bwd",
           (long long)fused, (long long)spread);
+    // Inference's expansion and depthwise convolution in one node where the block's input has at most 40
+    // channels: stage 2's two blocks (16, 24), stage 3's (24, 40), stage 4's first (40).
+    CHECK(expand_dw == (training ? 0 : 5), "%lld expand_dw nodes", (long long)expand_dw);
     CHECK(se_grads == (training ? 32 : 0) && cls_grads == training, "%lld SE weight gradients, %lld classifier",
           (long long)se_grads, (long long)cls_grads);
     release(&m, s);

@@ -32,12 +32,15 @@ typedef struct {
   ef_effnet_config cfg;
 } model;
 
-static void model_new(model *m, bool training) {
+// B0 at 32x32, 10 classes, TF padding; an evaluation graph with the CPU's fusions where `fusions` (on
+// two images: one keeps the expansions apart).
+static void model_new(model *m, bool training, unsigned fusions) {
   ef_effnet_preset("b0", &m->cfg);
   m->cfg.num_classes = 10, m->cfg.padding = EF_PAD_SAME, m->cfg.resolution = 32;
   m->s = ef_store_new();
   m->g = ef_graph_new(m->s, 0);
-  m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){1, 32, 32, 3});
+  m->g->fusions = fusions;
+  m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){fusions ? 2 : 1, 32, 32, 3});
   m->logits = ef_effnet_build(&m->cfg, m->g, m->images, training, NULL, NULL);
   CHECK(ef_store_bind(m->s, be) == EF_OK, "%s", ef_last_error());
   ef_store_initialize(m->s, 1);
@@ -105,7 +108,7 @@ static const char *dims_str(const Onnx__ValueInfoProto *v, char *buf, size_t len
 // at the bottom and right) in ONNX's order [top, left, bottom, right], metadata.
 static void test_default(void) {
   model m;
-  model_new(&m, false);
+  model_new(&m, false, 0);
   float mean[3] = {0.5f, 0.25f, 0.125f}, std[3] = {0.2f, 0.4f, 0.8f};
   ef_onnx_opts o = {.mean = mean, .std = std, .cfg = &m.cfg, .class_names = "cat\nsay \"hi\"\n", .source = "test"};
   CHECK(ef_onnx_export(m.g, m.images, m.logits, m.s, &o, path("b0.onnx")) == EF_OK, "%s", ef_last_error());
@@ -144,10 +147,11 @@ static void test_default(void) {
 }
 
 // --layout nhwc, --keep-bn, --include-normalization 0-255: a Transpose to NCHW, then (x - 255 mean)
-// / (255 std), and one BatchNormalization per batch norm of the graph.
+// / (255 std), and one BatchNormalization per batch norm of the graph, here one with the CPU's fusions
+// (expand_dw: two convolutions, two batch norms).
 static void test_options(void) {
   model m;
-  model_new(&m, false);
+  model_new(&m, false, EF_FUSE_GATES | EF_FUSE_EXPAND_DW);
   float mean[3] = {0.5f, 0.25f, 0.125f}, std[3] = {0.2f, 0.4f, 0.8f};
   ef_onnx_opts o = {.layout = EF_ONNX_NHWC, .keep_bn = true, .pixel_max = 255, .mean = mean, .std = std};
   CHECK(ef_onnx_export(m.g, m.images, m.logits, m.s, &o, path("nhwc.onnx")) == EF_OK, "%s", ef_last_error());
@@ -165,9 +169,12 @@ static void test_options(void) {
     const float *v = sub ? (const float *)sub->raw_data.data : NULL;
     CHECK(v && sub->n_dims == 4 && sub->dims[1] == 3 && v[0] == 127.5f && v[1] == 63.75f && v[2] == 31.875f,
           "the subtracted mean is 255 * mean, shaped (1,3,1,1)");
-    int bns = count_graph_op(m.g, EF_OP_CONV2D_BN); // each batch norm of the evaluation graph
-    CHECK(count_op(p, "BatchNormalization") == bns, "%d BatchNormalization for %d batch norms",
-          count_op(p, "BatchNormalization"), bns);
+    int bns = count_graph_op(m.g, EF_OP_CONV2D_BN) + 2 * count_graph_op(m.g, EF_OP_EXPAND_DW);
+    int convs = bns + count_graph_op(m.g, EF_OP_CONV2D); // and squeeze-excite's
+    CHECK(count_graph_op(m.g, EF_OP_EXPAND_DW) == 5, "%d expand_dw nodes", count_graph_op(m.g, EF_OP_EXPAND_DW));
+    CHECK(count_op(p, "BatchNormalization") == bns && count_op(p, "Conv") == convs,
+          "%d BatchNormalization and %d Conv for %d batch norms", count_op(p, "BatchNormalization"),
+          count_op(p, "Conv"), bns);
     onnx__model_proto__free_unpacked(p, NULL);
   }
   model_free(&m);
@@ -183,13 +190,13 @@ static void expect_refusal(const char *what, const ef_graph *g, const ef_tensor 
 // What has no ONNX form is refused with the node's name and why, and writes nothing.
 static void test_refusals(void) {
   model train;
-  model_new(&train, true);
+  model_new(&train, true, 0);
   expect_refusal("a training graph", train.g, train.images, train.logits, train.s,
                  "batch statistics make a training graph");
   model_free(&train);
 
   model m;
-  model_new(&m, false);
+  model_new(&m, false, 0);
   expect_refusal("a loss", m.g, m.images, ef_mean(m.g, m.logits), m.s, "ONNX inference has no counterpart");
   model_free(&m);
 
@@ -215,7 +222,7 @@ static void test_refusals(void) {
   ef_store_free(s);
 
   model h;
-  model_new(&h, false);
+  model_new(&h, false, 0);
   ef_graph_set_precision(h.g, EF_BF16, false);
   expect_refusal("bf16 activations", h.g, h.images, h.logits, h.s, "is not float32");
   model_free(&h);
@@ -225,7 +232,7 @@ static void test_refusals(void) {
 // previous file as it was and removes its temporary file; a missing folder fails before writing.
 static void test_failed_write(void) {
   model m;
-  model_new(&m, false);
+  model_new(&m, false, 0);
   ef_onnx_opts o = {.cfg = &m.cfg};
   const char *file = path("keep.onnx");
   FILE *f = fopen(file, "w");

@@ -6,7 +6,9 @@
 // some case's plan (forward or backward): the test fails naming one that none runs.
 #include <stdlib.h>
 
+#include "core/act.h"
 #include "core/cpu/cpu.h"
+#include "core/cpu/cpu_vec.h"
 #include "core/plan.h"
 #include "core/store.h"
 #include "tests/harness.h"
@@ -30,11 +32,11 @@ typedef struct {
   const op_case *c;
   ef_store *store;
   ef_graph *g;
-  ef_tensor *leaf[5], *out, *dy;
-  int entry[5];
+  ef_tensor *leaf[MAX_IN], *out, *dy;
+  int entry[MAX_IN];
   ef_plan *plan;
-  float *val[5];   // current input values
-  double *dval[5]; // the same in double
+  float *val[MAX_IN];   // current input values
+  double *dval[MAX_IN]; // the same in double
   float *dyv;
 } fixture;
 
@@ -119,7 +121,7 @@ static void check_case(const op_case *c, ef_backend *be) {
   CHECK_REL(got, ref, ny, 1e-5, "%s: forward", c->name);
 
   // Gradients of that first run (later runs accumulate more into the parameters' gradients).
-  float *grads[5] = {0};
+  float *grads[MAX_IN] = {0};
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *s = &c->in[i];
     if (!s->grad) continue;
@@ -336,6 +338,35 @@ static void test_pw_threads(void) {
   CHECK(at == n, "pointwise filter gradient: [%lld] %.9g on 1 thread, %.9g on 3", (long long)at, one[at], three[at]);
 }
 
+// The CPU kernels' activations in vectors (cpu_vec.h) against core/act.h's ef_act_fwd: within 2 ulp of
+// its value (the sigmoid's quotient through a reciprocal and a Newton step), or 1e-30 below x = -80,
+// where the sigmoid's reciprocal is held to a normal number; NaN stays NaN, infinities stay infinite.
+static void test_vec_act(void) {
+#ifdef VEC
+  float xs[VEC * 1024];
+  int n = 0;
+  for (; n < VEC * 1000; n++) xs[n] = -100.0f + 200.0f * (float)n / (VEC * 1000); // -100 .. 100
+  const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 5.0f, 6.0f, 7.0f, -87.0f, 88.5f, INFINITY, -INFINITY, NAN};
+  for (size_t k = 0; k < sizeof special / sizeof special[0]; k++) xs[n++] = special[k];
+  while (n % VEC) xs[n++] = 0.5f;
+  for (ef_act a = EF_ACT_NONE; a < EF_ACT_COUNT; a++) {
+    float got[VEC];
+    for (int i = 0; i < n; i += VEC) {
+      vec_store(got, vec_act_fwd(a, vec_load(xs + i)));
+      for (int l = 0; l < VEC; l++) {
+        float want = ef_act_fwd(a, xs[i + l]), ulp = nextafterf(fabsf(want), INFINITY) - fabsf(want);
+        bool same_class = isnan(want) ? isnan(got[l]) : isinf(want) ? got[l] == want : isfinite(got[l]);
+        bool close = same_class &&
+                     (isnan(want) || isinf(want) || fabsf(got[l] - want) <= 2 * ulp ||
+                      ((a == EF_ACT_SWISH || a == EF_ACT_SIGMOID) && xs[i + l] < -80 && fabsf(got[l] - want) < 1e-30f));
+        CHECK(close, "%s at %.9g: %.9g, ef_act_fwd %.9g", ef_act_name(a), xs[i + l], got[l], want);
+        if (!close) return;
+      }
+    }
+  }
+#endif
+}
+
 // Runs the cases whose names contain `only` (all when NULL).
 static void run_cases(const op_case *list, size_t n, ef_backend *be, const char *only) {
   for (size_t i = 0; i < n; i++) {
@@ -366,6 +397,11 @@ int main(int argc, char **argv) {
     int before = test_failures;
     test_bn_threads();
     printf("%-48s %s\n", "bn on 1 and 3 threads", test_failures == before ? "ok" : "FAILED");
+  }
+  if (!only || strstr("activations in vectors", only)) {
+    int before = test_failures;
+    test_vec_act();
+    printf("%-48s %s\n", "activations in vectors", test_failures == before ? "ok" : "FAILED");
   }
   if (!only || strstr("pointwise filter gradient on 1 and 3 threads", only)) {
     int before = test_failures;

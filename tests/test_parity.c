@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
   // The model's evaluation and training graphs as every command builds them.
   ef_store *s = ef_store_new();
   ef_model_graph ev, tr = {0};
-  ef_graph_opts go = {.batch = n, .image_size = res, .fold_gates = true}; // the CPU's evaluation graph
+  ef_graph_opts go = {.batch = n, .image_size = res, .fusions = EF_FUSE_GATES | EF_FUSE_EXPAND_DW}; // the CPU's
   ef_model_graph_new(&ev, s, d, &go);
   go.training = true;
   if (training) ef_model_graph_new(&tr, s, d, &go);

@@ -273,7 +273,8 @@ int ef_cmd_bench(int argc, char **argv) {
       ef_model_desc_effnet(d, &cfg);
     }
     free(w);
-    long fits = rc ? 0 : (long)ef_model_max_batch(d, o.training, dev.activations, o.budget, dev.cuda);
+    long fits =
+        rc ? 0 : (long)ef_model_max_batch(d, o.training, dev.activations, dev.be->eval_fusions, o.budget, dev.cuda);
     for (int k = 0; k < n_sizes && !rc; k++) {
       long batch = sizes[k] ? sizes[k] : fits;
       if (batch < 1) {

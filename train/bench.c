@@ -122,7 +122,7 @@ ef_status ef_bench_run(const ef_model_desc *d, int64_t batch, const ef_bench_con
                                       .smoothing = 0.1f,
                                       .seed = 1,
                                       .activations = c->dev->activations,
-                                      .fold_gates = be->fast_gated_conv});
+                                      .fusions = be->eval_fusions});
   ef_step step = {0};
   ef_loader *loader = NULL;
   float *x = NULL;

@@ -212,7 +212,7 @@ void ef_model_graph_new(ef_model_graph *m, ef_store *s, const ef_model_desc *d, 
   m->batch = o->batch, m->classes = d->num_classes, m->activations = o->activations;
   m->g = ef_graph_new(s, o->seed);
   m->g->bn_group = o->bn_group;
-  m->g->fold_gates = o->fold_gates && !o->training;
+  m->g->fusions = o->training ? 0 : o->fusions;
   int64_t size = o->image_size ? o->image_size : d->eval.size;
   m->images = ef_input(m->g, "images", EF_F32, 4, (int64_t[]){o->batch, size, size, d->in_channels});
   ef_layer_ctx c;
@@ -295,7 +295,7 @@ ef_status ef_model_open(ef_model *m, const char *path, bool ema, const ef_graph_
   m->used_ema = ema && m->info.has_ema;
   m->store = ef_store_new();
   ef_graph_opts go = *o;
-  go.fold_gates = be->fast_gated_conv;
+  go.fusions = be->eval_fusions;
   ef_model_graph_new(&m->graph, m->store, &m->info.desc, &go);
   ef_status st = ef_model_graph_plan(&m->graph, be, NULL);
   if (st == EF_OK) st = ef_model_load_weights(path, &m->info, m->used_ema, NULL, m->store);
@@ -312,12 +312,16 @@ void ef_model_close(ef_model *m) {
 // ---- memory -------------------------------------------------------------------------------------
 
 double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations,
-                              double *largest) {
+                              unsigned fusions, double *largest) {
   ef_store *s = ef_store_new();
   ef_model_graph m;
-  ef_model_graph_new(
-      &m, s, d,
-      &(ef_graph_opts){.batch = batch, .training = training, .smoothing = 0.1f, .seed = 1, .activations = activations});
+  ef_model_graph_new(&m, s, d,
+                     &(ef_graph_opts){.batch = batch,
+                                      .training = training,
+                                      .smoothing = 0.1f,
+                                      .seed = 1,
+                                      .activations = activations,
+                                      .fusions = fusions});
   size_t arena, naive;
   ef_plan_measure(m.g, &arena, &naive);
   // Parameters (training: + gradients + SGD momentum) and state.
@@ -330,14 +334,15 @@ double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool traini
 
 // The arena grows linearly with the batch, so two plans give the estimate and more plans
 // confirm it.
-int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, double budget, bool gpu) {
-  double largest = 0, one = ef_model_planned_bytes(d, 1, training, activations, &largest);
-  double per_image = ef_model_planned_bytes(d, 2, training, activations, NULL) - one;
+int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, unsigned fusions, double budget,
+                           bool gpu) {
+  double largest = 0, one = ef_model_planned_bytes(d, 1, training, activations, fusions, &largest);
+  double per_image = ef_model_planned_bytes(d, 2, training, activations, fusions, NULL) - one;
   if (one > budget) return 0;
   int64_t b = per_image > 0 ? 1 + (int64_t)((budget - one) / per_image) : 1 << 16;
   if (b > 1 << 16) b = 1 << 16;
   if (gpu) b = (int64_t)fmin((double)b, floor(2147483647.0 / largest));
-  while (b > 1 && ef_model_planned_bytes(d, b, training, activations, NULL) > budget) b--;
+  while (b > 1 && ef_model_planned_bytes(d, b, training, activations, fusions, NULL) > budget) b--;
   return b;
 }
 

@@ -97,8 +97,8 @@ typedef struct {
   ef_dtype activations; // EF_F32, or the 16-bit type of mixed precision
   int image_size;       // the input side (0: the description's evaluation size)
   bool features;        // keep the pooled features (m->features) beside the logits
-  bool fold_gates;      // evaluation: squeeze-excite's scale folded into the next 1x1 convolution
-                        // (ef_graph.fold_gates): where the backend's fast_gated_conv says so
+  unsigned fusions;     // evaluation: the ef_fusion bits to build (ef_graph.fusions), the backend's
+                        // eval_fusions
   // Saliency (Grad-CAM, train/cam.h), not with training: the evaluation as a differentiable graph
   // (batch norms on running statistics, no dropout, every store entry marked frozen so that no
   // parameter gets a gradient), differentiated from the logits by the input m->dlogits; the tensor
@@ -157,13 +157,15 @@ ef_status ef_model_load_weights(const char *path, const ef_weights_info *w, bool
 
 // The memory a batch plans (train/update's weight, gradient and momentum arenas for training,
 // the weights and state alone for inference), in bytes: the activation arena and the store's
-// arenas; with `largest`, also the most elements any one tensor holds (not NULL).
+// arenas; with `largest`, also the most elements any one tensor holds (not NULL). `fusions`: the
+// backend's eval_fusions, which an evaluation graph builds.
 double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool training, ef_dtype activations,
-                              double *largest);
+                              unsigned fusions, double *largest);
 // The largest batch whose planned memory fits `budget` bytes (0 when not even one image fits),
 // at most 65536; on a GPU (`gpu`) also no tensor above 2^31 elements (cuDNN's descriptors take
 // int sizes).
-int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, double budget, bool gpu);
+int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, unsigned fusions, double budget,
+                           bool gpu);
 
 // ---- evaluation ---------------------------------------------------------------------------------
 

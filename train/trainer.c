@@ -327,7 +327,7 @@ static ef_status open_model(ef_trainer *t) {
   EF_TRY(ef_loader_new(&t->test_loader, &ec));
   t->store = ef_store_new();
   ef_graph_opts go = {
-      .batch = c->batch, .seed = c->seed, .activations = t->dev.activations, .fold_gates = t->dev.be->fast_gated_conv};
+      .batch = c->batch, .seed = c->seed, .activations = t->dev.activations, .fusions = t->dev.be->eval_fusions};
   ef_model_graph_new(&t->ev, t->store, &t->info.model, &go);
   if (c->freeze) EF_TRY(ef_freeze(t->store, c->freeze, &t->frozen));
   EF_TRY(ef_bn_mode(t->store, c->bn));

@@ -12,6 +12,7 @@ static const ef_cpu_kernel kernels[] = {
     [EF_OP_CONV2D_BWD_DATA] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
     [EF_OP_CONV2D_BWD_WEIGHT] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
     [EF_OP_CONV2D_BN] = {ef_cpu_conv_prepare, ef_cpu_conv_run},
+    [EF_OP_EXPAND_DW] = {ef_cpu_expand_dw_prepare, ef_cpu_expand_dw},
     [EF_OP_BN_STATS] = {ef_cpu_rows_scratch, ef_cpu_bn_stats},
     [EF_OP_BN] = {ef_cpu_rows_scratch, ef_cpu_bn},
     [EF_OP_BN_BWD_REDUCE] = {ef_cpu_rows_scratch, ef_cpu_bn_bwd_reduce},
@@ -124,7 +125,7 @@ ef_backend *ef_cpu_backend_new(int threads) {
                      .memset = cpu_memset,
                      .synchronize = cpu_synchronize,
                      .destroy = cpu_destroy,
-                     .fast_gated_conv = true,
+                     .eval_fusions = EF_FUSE_GATES | EF_FUSE_EXPAND_DW,
                      .impl = cpu};
   cpu->threads = threads > 0 ? threads : omp_get_num_procs();
   omp_set_num_threads(cpu->threads);

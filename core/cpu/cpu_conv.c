@@ -52,8 +52,14 @@ static bool stored(const ef_tensor *t) {
   return t->op == EF_OP_LEAF && (t->mem == EF_MEM_PARAM || t->mem == EF_MEM_STATE);
 }
 
+bool ef_cpu_from_store(const ef_tensor *node, int i0, int i1) {
+  for (int i = i0; i < i1; i++)
+    if (!stored(node->src[i])) return false;
+  return true;
+}
+
 ef_status ef_cpu_fold_prepare(const ef_tensor *node, ef_dnnl_node *s) {
-  s->keep_weights = stored(node->src[1]) && stored(node->src[2]) && stored(node->src[3]);
+  s->keep_weights = ef_cpu_from_store(node, 1, 4);
   s->fold = node;
   s->fold_w = ef_aligned_alloc(ef_nbytes(node->src[1]));
   s->fold_bias = ef_aligned_alloc(sizeof(float) * (size_t)node->shape[3]);
@@ -76,17 +82,22 @@ void ef_cpu_gate_weights(const ef_dnnl_node *s, float *wg) {
     }
 }
 
-void ef_cpu_conv_fold(const ef_dnnl_node *s) {
-  const ef_tensor *node = s->fold;
-  const float *w = node->src[1]->data, *stats = node->src[2]->data, *affine = node->src[3]->data; // (2,O) pairs
-  int64_t o = node->shape[3], per = ef_numel(node->src[1]) / o;
-  double eps = node->p.conv.bn_eps;
+void ef_cpu_fold(const ef_tensor *w, const ef_tensor *stats, const ef_tensor *affine, double eps, float *out,
+                 int64_t sa, int64_t si, float *bias) {
+  const float *wv = w->data, *st = stats->data, *af = affine->data; // (2,O) pairs
+  int64_t o = w->shape[0], per = ef_numel(w) / o;
 #pragma omp parallel for schedule(static)
   for (int64_t a = 0; a < o; a++) { // W * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)
-    double scale = affine[a] / sqrt((double)stats[o + a] + eps);
-    s->fold_bias[a] = (float)(affine[o + a] - stats[a] * scale);
-    for (int64_t i = 0; i < per; i++) s->fold_w[a * per + i] = (float)(w[a * per + i] * scale);
+    double scale = af[a] / sqrt((double)st[o + a] + eps);
+    bias[a] = (float)(af[o + a] - st[a] * scale);
+    for (int64_t i = 0; i < per; i++) out[a * sa + i * si] = (float)(wv[a * per + i] * scale);
   }
+}
+
+void ef_cpu_conv_fold(const ef_dnnl_node *s) {
+  const ef_tensor *node = s->fold;
+  ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, s->fold_w,
+              ef_numel(node->src[1]) / node->shape[3], 1, s->fold_bias);
 }
 
 bool ef_cpu_pointwise(const ef_tensor *node) {

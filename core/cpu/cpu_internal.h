@@ -93,6 +93,13 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
 // store's weights, statistics and affine pair.
 ef_status ef_cpu_fold_prepare(const ef_tensor *node, ef_dnnl_node *s);
 void ef_cpu_conv_fold(const ef_dnnl_node *s);
+// Weights w (O,KH,KW,I/g) folded with a batch norm (stats, affine (2,O), eps): W * scale into
+// out[a * sa + i * si] for output a and weight i < KH*KW*I/g, and the bias (O).
+void ef_cpu_fold(const ef_tensor *w, const ef_tensor *stats, const ef_tensor *affine, double eps, float *out,
+                 int64_t sa, int64_t si, float *bias);
+// Whether sources [i0, i1) of node are all the store's tensors: what a kernel derives from them then
+// changes only where a run's weights_unchanged says so.
+bool ef_cpu_from_store(const ef_tensor *node, int i0, int i1);
 // A gated CONV2D_BN's weights for this run: wg (N,O,I) = fold_w (O,I) * gate[n] (I) per image n.
 void ef_cpu_gate_weights(const ef_dnnl_node *s, float *wg);
 // CONV2D_BN's activation as a oneDNN eltwise post-op in attr.
@@ -116,6 +123,14 @@ void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 bool ef_cpu_pwf_own(const ef_tensor *node);
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+// Its rows: y (m rows of stride ldy, the first o columns) = act(x (m,i) wt + bias), wt (i,op) and bias
+// (op) folded and padded to op = ef_cpu_pwf_padded(o) outputs (zeros past o).
+int64_t ef_cpu_pwf_padded(int64_t o);
+void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const float *wt, const float *bias, int64_t op,
+                     float *y, int64_t ldy, int64_t o);
+// EXPAND_DW by effnet's own kernel (cpu_expand_dw.c).
+ef_status ef_cpu_expand_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
+void ef_cpu_expand_dw(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 // A product of rows through oneDNN's matmul: the linear layer's three (ef_cpu_linear_prepare), and a
 // pointwise convolution's (1x1, stride 1, no padding, one group), with activations (...,C) as rows

@@ -2,7 +2,7 @@
 // y (M,O) = act(x (M,I) W^T + bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up
 // to NV vectors of outputs starts from the bias and adds the inputs in order, one FMA each, then
 // is activated in registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and
-// stored.
+// stored. EXPAND_DW's expansion (cpu_expand_dw.c) runs the same rows into its bands.
 #include <stdio.h>
 
 #include "core/cpu/cpu_internal.h"
@@ -32,38 +32,29 @@ bool ef_cpu_pwf_own(const ef_tensor *node) {
          node->src[0]->shape[3] <= OWN_MAX_IN;
 }
 
-// The folded weights transposed and padded, (I, OP) with OP = O rounded up to VEC (zeros past O),
-// then the bias (OP): in the node's kept weights.
-static int64_t padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
+int64_t ef_cpu_pwf_padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
 
+// The folded weights transposed, (I, OP) with OP = O rounded up to VEC, then the bias (OP), zeros
+// past O: the node's kept weights.
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
   snprintf(s->impl, sizeof s->impl, "effnet pointwise, few inputs");
-  EF_TRY(ef_cpu_fold_prepare(node, s));
-  int64_t i = node->src[0]->shape[3], op = padded(node->shape[3]);
+  s->keep_weights = ef_cpu_from_store(node, 1, 4);
+  int64_t i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(node->shape[3]);
   size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
   if (!(s->kept_w = ef_aligned_alloc(bytes)))
     return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
+  memset(s->kept_w, 0, bytes);
   *scratch = 0;
   return EF_OK;
 }
 
-// From the folded weights (O,I) and bias (O) into the kept (I,OP) and (OP).
-static void pack(const ef_dnnl_node *s, int64_t o, int64_t i) {
-  int64_t op = padded(o);
-  float *wt = s->kept_w, *bias = wt + i * op;
-  for (int64_t k = 0; k < i; k++)
-    for (int64_t a = 0; a < op; a++) wt[k * op + a] = a < o ? s->fold_w[a * i + k] : 0.0f;
-  for (int64_t a = 0; a < op; a++) bias[a] = a < o ? s->fold_bias[a] : 0.0f;
-}
-
 // Rows [m, m + rows) (rows <= P) by output vectors [v0, v0 + nv) (nv a constant <= NV): the sums in
-// registers, activated and stored (the last vector's lanes past O masked off).
+// registers, activated and stored (lanes at or past `o` masked off).
 static inline __attribute__((always_inline)) void tile(const float *x, const float *wt, const float *bias, float *y,
-                                                       int64_t i, int64_t o, int64_t m, int rows, int64_t v0,
-                                                       const ef_act act, const int nv) {
-  int64_t op = padded(o);
+                                                       int64_t i, int64_t op, int64_t ldy, int64_t o, int64_t m,
+                                                       int rows, int64_t v0, const ef_act act, const int nv) {
   vec acc[P][NV];
   const float *xr[P];
   for (int p = 0; p < P; p++) {
@@ -82,55 +73,72 @@ static inline __attribute__((always_inline)) void tile(const float *x, const flo
     for (int v = 0; v < nv; v++) {
       int64_t c = (v0 + v) * VEC;
       vec out = vec_act_fwd(act, acc[p][v]);
-      if (c + VEC <= o) vec_store(y + (m + p) * o + c, out);
-      else if (c < o) vec_store_n(y + (m + p) * o + c, out, (int)(o - c));
+      if (c + VEC <= o) vec_store(y + (m + p) * ldy + c, out);
+      else if (c < o) vec_store_n(y + (m + p) * ldy + c, out, (int)(o - c));
     }
 }
 
-// The rows [m0, m1) of a work item, all output vectors in groups of `per` (at most NV).
-EF_INLINE void item(const ef_act act, const float *x, const float *wt, const float *bias, float *y, int64_t i,
-                    int64_t o, int64_t m0, int64_t m1, int64_t vecs, int64_t per) {
+// ef_cpu_pwf_rows with the activation a constant.
+EF_INLINE void rows_act(const ef_act act, const float *x, int64_t m, int64_t i, const float *wt, const float *bias,
+                        int64_t op, float *y, int64_t ldy, int64_t o) {
+  // The output vectors in even groups of at most NV: 9 as 5 + 4, not 6 + 3.
+  int64_t vecs = op / VEC, groups = (vecs + NV - 1) / NV, per = (vecs + groups - 1) / groups;
   for (int64_t v0 = 0; v0 < vecs; v0 += per) {
     int nv = (int)(vecs - v0 < per ? vecs - v0 : per);
-    for (int64_t r = m0; r < m1; r += P) {
-      int rows = (int)(m1 - r < P ? m1 - r : P);
+    for (int64_t r = 0; r < m; r += P) {
+      int rows = (int)(m - r < P ? m - r : P);
       switch (nv) {
-      case 1: tile(x, wt, bias, y, i, o, r, rows, v0, act, 1); break;
-      case 2: tile(x, wt, bias, y, i, o, r, rows, v0, act, 2); break;
+      case 1: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 1); break;
+      case 2: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 2); break;
 #if NV > 3
-      case 3: tile(x, wt, bias, y, i, o, r, rows, v0, act, 3); break;
-      case 4: tile(x, wt, bias, y, i, o, r, rows, v0, act, 4); break;
-      case 5: tile(x, wt, bias, y, i, o, r, rows, v0, act, 5); break;
+      case 3: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 3); break;
+      case 4: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 4); break;
+      case 5: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 5); break;
 #endif
-      default: tile(x, wt, bias, y, i, o, r, rows, v0, act, NV); break;
+      default: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, NV); break;
       }
     }
   }
 }
 
+void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const float *wt, const float *bias, int64_t op,
+                     float *y, int64_t ldy, int64_t o) {
+  EF_ACT_SPECIALIZE(act, rows_act, x, m, i, wt, bias, op, y, ldy, o);
+}
+
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   (void)scratch;
   ef_dnnl_node *s = state;
-  int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = padded(o);
+  int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(o);
+  float *wt = s->kept_w, *bias = wt + i * op;
   if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) {
-    ef_cpu_conv_fold(s);
-    pack(s, o, i);
+    ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
     s->derived = true;
   }
-  const float *x = node->src[0]->data, *wt = s->kept_w, *bias = wt + i * op;
+  const float *x = node->src[0]->data;
   float *y = node->data;
-  ef_act act = node->p.conv.act;
-  // The output vectors in even groups of at most NV: 9 as 5 + 4, not 6 + 3.
-  int64_t vecs = op / VEC, groups = (vecs + NV - 1) / NV, per = (vecs + groups - 1) / groups;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static)
   for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
-    EF_ACT_SPECIALIZE(act, item, x, wt, bias, y, i, o, m0, m0 + ITEM_ROWS < m ? m0 + ITEM_ROWS : m, vecs, per);
+    ef_cpu_pwf_rows(node->p.conv.act, x + m0 * i, m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o,
+                    o, o);
 }
 #else
-// Without FMA vectors oneDNN runs these: no node is taken.
+// Without FMA vectors oneDNN runs these: no node is taken. EXPAND_DW's bands take the plain loop.
 bool ef_cpu_pwf_own(const ef_tensor *node) {
   (void)node;
   return false;
+}
+
+int64_t ef_cpu_pwf_padded(int64_t o) { return o; }
+
+void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const float *wt, const float *bias, int64_t op,
+                     float *y, int64_t ldy, int64_t o) {
+  for (int64_t r = 0; r < m; r++)
+    for (int64_t a = 0; a < op; a++) {
+      float acc = bias[a];
+      for (int64_t k = 0; k < i; k++) acc = fmaf(x[r * i + k], wt[k * op + a], acc);
+      if (a < o) y[r * ldy + a] = ef_act_fwd(act, acc);
+    }
 }
 
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {

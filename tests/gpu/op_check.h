@@ -17,8 +17,8 @@
 typedef struct {
   ef_store *store;
   ef_graph *g;
-  ef_tensor *leaf[5], *out, *dy;
-  int entry[5];
+  ef_tensor *leaf[MAX_IN], *out, *dy;
+  int entry[MAX_IN];
   ef_plan *plan;
 } side;
 
@@ -40,7 +40,7 @@ static bool build_side(side *s, const op_case *c, ef_backend *be, ef_dtype preci
       ef_store_write(s->store, s->entry[i], c->in[i].kind == IN_PARAM ? EF_ARENA_PARAM : EF_ARENA_STATE, vals[i]);
   s->g = ef_graph_new(s->store, SEED);
   bool any_grad = false;
-  ef_tensor *x[5];
+  ef_tensor *x[MAX_IN];
   for (int i = 0; i < c->n_in; i++) {
     const in_spec *in = &c->in[i];
     s->leaf[i] = in->kind == IN_INPUT ? ef_input(s->g, in->name, in->dtype, in->ndim, in->shape)
@@ -93,7 +93,7 @@ static void compare(const char *what, const op_case *c, ef_dtype precision, cons
 }
 
 static void check_case(const op_case *c, ef_backend *cpu, ef_backend *gpu, ef_dtype precision) {
-  float *vals[5] = {0};
+  float *vals[MAX_IN] = {0};
   for (int i = 0; i < c->n_in; i++) { // the inputs of tests/test_ops.c
     vals[i] = malloc(sizeof(float) * (size_t)spec_numel(&c->in[i]));
     op_case_input(&c->in[i], i, vals[i], NULL);

@@ -67,6 +67,7 @@ int main(int argc, char **argv) {
   ef_backend *dw_cudnn = gpu_forced(EF_CUDA_DW_CUDNN), *dw_effnet = gpu_forced(EF_CUDA_DW_EFFNET);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (only && !strstr(cases[i].name, only)) continue;
+    if (cases[i].cpu_only) continue; // CUDA does not run it (cuda_supports_op), and its graphs never hold it
     for (int p = 0; p < 3; p++) {
       run_case(&cases[i], cpu, gpu, precisions[p], "chosen");
       if (!case_is_depthwise(&cases[i])) continue; // both ways, whichever the timing chose
