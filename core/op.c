@@ -130,6 +130,7 @@ static void infer_expand_dw(ef_tensor *n) { // {x, w1, stats1, affine1, w2, stat
     bad_node(n, "the expansion's weights must be (M,1,1,%lld)", (long long)x->shape[3]);
   if (w2->shape[0] != m || w2->shape[3] != 1 || n->p.conv.groups != m)
     bad_node(n, "the depthwise weights must be (%lld,KH,KW,1) in %lld groups", (long long)m, (long long)m);
+  if (n->p.conv.dilation[0] != 1 || n->p.conv.dilation[1] != 1) bad_node(n, "the depthwise convolution is not dilated");
   conv_check(n, mid, w2->shape);
   int64_t s[4] = {x->shape[0], 0, 0, m};
   conv_out_hw(n, mid, w2->shape, &s[1], &s[2]);

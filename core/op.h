@@ -19,6 +19,8 @@
 //     EFFNET_WERROR) stops the build until each names the op.
 //  6. tests/op_cases.h: a case on odd shapes with its float64 reference, forward and backward;
 //     test_ops fails naming an op that no case runs, and test_cuda_ops runs the same cases on a GPU.
+//     A fusion only the CPU builds (ef_fusion; EXPAND_DW) is unsupported in cuda_supports_op
+//     instead of step 5, and its cases are cpu_only.
 //  7. docs/ARCHITECTURE.md, where the op changes the design.
 #ifndef EF_OP_H
 #define EF_OP_H

@@ -152,9 +152,9 @@ ef_tensor *ef_layer_mbconv(ef_layer_ctx *c, const char *prefix, ef_tensor *x, co
   // An evaluation graph for a backend that fuses them (EF_FUSE_EXPAND_DW) computes the expansion and
   // the depthwise convolution in one node, so that the expansion is never stored, where the block's
   // input has at most 40 channels (EfficientNets' first stages, whose expansions are products over
-  // few inputs into large maps: B0 at 224, stages 2-4's first blocks) and the batch has several
-  // images. One image's expansions stay in the cache anyway, and oneDNN's kernels computed them
-  // faster (B0 at 224, batch 1: 7.2 against 7.0 ms; batch 2: 12.0 against 12.6; see docs/perf.md).
+  // few inputs into large maps: B0's stages 2 and 3 and stage 4's first block) and the batch has
+  // several images. One image's expansions stay in the cache anyway, and the separate kernels were
+  // faster there (B0 at 224, batch 1: 7.2 against 7.0 ms; batch 2: 12.0 against 12.6; docs/perf.md).
   if (expand && !c->training && (c->g->fusions & EF_FUSE_EXPAND_DW) && s->in <= 40 && x->shape[0] > 1) {
     h = expand_dw(c, prefix, h, s, mid);
   } else {

@@ -332,14 +332,15 @@ double ef_model_planned_bytes(const ef_model_desc *d, int64_t batch, bool traini
   return bytes;
 }
 
-// The arena grows linearly with the batch, so two plans give the estimate and more plans
-// confirm it.
+// From two images on the arena grows linearly with the batch (one image's evaluation graph is not
+// fused: layers/), so the plans of 2 and 3 give the estimate and more plans confirm it.
 int64_t ef_model_max_batch(const ef_model_desc *d, bool training, ef_dtype activations, unsigned fusions, double budget,
                            bool gpu) {
   double largest = 0, one = ef_model_planned_bytes(d, 1, training, activations, fusions, &largest);
-  double per_image = ef_model_planned_bytes(d, 2, training, activations, fusions, NULL) - one;
   if (one > budget) return 0;
-  int64_t b = per_image > 0 ? 1 + (int64_t)((budget - one) / per_image) : 1 << 16;
+  double two = ef_model_planned_bytes(d, 2, training, activations, fusions, NULL);
+  double per_image = ef_model_planned_bytes(d, 3, training, activations, fusions, NULL) - two;
+  int64_t b = two > budget ? 1 : per_image > 0 ? 2 + (int64_t)((budget - two) / per_image) : 1 << 16;
   if (b > 1 << 16) b = 1 << 16;
   if (gpu) b = (int64_t)fmin((double)b, floor(2147483647.0 / largest));
   while (b > 1 && ef_model_planned_bytes(d, b, training, activations, fusions, NULL) > budget) b--;

@@ -10,7 +10,7 @@
 #include "core/cpu/cpu_vec.h"
 
 // A band's expanded rows take at most this many bytes, so that a thread's stay in its core's L2
-// (2 MiB on the Xeon).
+// (2 MiB on the Xeon); more only where one output row's input rows need it.
 #define BAND_BYTES (1 << 20)
 
 typedef struct {
@@ -65,6 +65,12 @@ ef_status ef_cpu_expand_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **st
 }
 
 #ifdef VEC
+// The first n lanes of v at p: a plain store where they are all of them.
+EF_INLINE void store(float *p, vec v, int n) {
+  if (n == VEC) vec_store(p, v);
+  else vec_store_n(p, v, n);
+}
+
 // Output point ox of a row for channels [c, c + VEC): the taps in order (ky, kx) from the bias, one
 // FMA each, a tap outside the input adding nothing (vec_fma_if on a clamped address, so that no
 // update is conditional). rp[ky]: the band's row of tap row ky (any row where rin[ky] is false).
@@ -101,18 +107,18 @@ EF_INLINE void dw_row(const ef_act act, const geometry *g, const float *band, in
   for (int64_t c = 0; c < g->mp; c += VEC) {
     vec wv[K ? K * K : 1], bias = vec_load(b2 + c);
     for (int t = 0; t < K * K; t++) wv[t] = vec_load(wt2 + t * g->mp + c);
-    int n = c + VEC <= g->m ? VEC : (int)(g->m - c);
+    int n = c + VEC <= g->m ? VEC : (int)(g->m - c); // lanes to store: all but in the last vector
     for (int64_t ox = 0; ox < lo; ox++)
-      vec_store_n(y + ox * g->m + c, vec_act_fwd(act, dw_point(g, rp, rin, ox, c, wv, wt2, bias, K)), n);
+      store(y + ox * g->m + c, vec_act_fwd(act, dw_point(g, rp, rin, ox, c, wv, wt2, bias, K)), n);
     for (int64_t ox = lo; ox < hi; ox++) {
       const float *p = rp[0] + (ox * g->sw - g->pad_l) * g->mp + c;
       vec acc = bias;
       for (int ky = 0; ky < K; ky++)
         for (int kx = 0; kx < K; kx++) acc = vec_fma(vec_load(p + ky * row + kx * g->mp), wv[ky * K + kx], acc);
-      vec_store_n(y + ox * g->m + c, vec_act_fwd(act, acc), n);
+      store(y + ox * g->m + c, vec_act_fwd(act, acc), n);
     }
     for (int64_t ox = hi > lo ? hi : lo; ox < g->ow; ox++)
-      vec_store_n(y + ox * g->m + c, vec_act_fwd(act, dw_point(g, rp, rin, ox, c, wv, wt2, bias, K)), n);
+      store(y + ox * g->m + c, vec_act_fwd(act, dw_point(g, rp, rin, ox, c, wv, wt2, bias, K)), n);
   }
 }
 #else
