@@ -459,6 +459,9 @@ static const op_case cases[] = {
     CONV("depthwise 5x5 s1 same, 32 channels", 2, (2, 7, 6, 32), (32, 5, 5, 1), 1, 1, 32, EF_PAD_SAME),
     CONV("pointwise 1x1 with bias, 7->9", 3, (3, 4, 5, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
+    // At most 32 rows (squeeze-excite's on pooled values): the CPU's own pointwise kernel.
+    CONV("pointwise 1x1 with bias, pooled, 40->20", 3, (6, 1, 1, 40), (20, 1, 1, 40), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("pointwise 1x1, 12 rows, 17->33", 2, (2, 2, 3, 17), (33, 1, 1, 17), 1, 1, 1, EF_PAD_SYMMETRIC),
     // From 2048 rows the CPU's filter gradient is effnet's kernel: outputs past its tiles of 8 (AVX-512)
     // or 4 (AVX2), inputs in one part vector, and past a whole vector (9 outputs by 5 inputs, 8 by 18:
     // a whole and a part vector with AVX-512, two whole and a part with AVX2). The weights' gradient

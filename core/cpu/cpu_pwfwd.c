@@ -1,5 +1,6 @@
-// Inference's pointwise convolutions over few input channels (CONV2D_BN, its batch norm folded):
-// y (M,O) = act(x (M,I) W^T + bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up
+// Pointwise convolutions by effnet's own kernel: inference's over few input channels (CONV2D_BN, its
+// batch norm folded) and plain ones over few rows (squeeze-excite's): y (M,O) = act(x (M,I) W^T +
+// bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up
 // to NV vectors of outputs starts from the bias and adds the inputs in order, one FMA each, then
 // is activated in registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and
 // stored. EXPAND_DW's expansion (cpu_expand_dw.c) runs the same rows into its bands.
@@ -13,6 +14,10 @@
 // 56x56). There the outputs' stores bound both; oneDNN's post-op takes a second pass over each block
 // of outputs. B0 at 224, batch 32, on the Xeon, per node: see docs/perf.md ("Issue 19, fifth pass").
 #define OWN_MAX_IN 24
+// And plain 1x1 convolutions (CONV2D, forward) over at most OWN_MAX_ROWS rows: squeeze-excite's, on
+// pooled (N,1,1,C) values, where oneDNN's call costs more than the product (B0 at 224, batch 1: 32
+// of them took 13 us each; see docs/perf.md).
+#define OWN_MAX_ROWS 32
 // Rows a work item: a tile's rows take every output vector before the next tile's.
 #define ITEM_ROWS 64
 
@@ -28,6 +33,7 @@
 #endif
 
 bool ef_cpu_pwf_own(const ef_tensor *node) {
+  if (node->op == EF_OP_CONV2D) return ef_cpu_pointwise(node) && ef_rows(node) <= OWN_MAX_ROWS;
   return node->op == EF_OP_CONV2D_BN && node->n_src == 4 && ef_cpu_pointwise(node) &&
          node->src[0]->shape[3] <= OWN_MAX_IN;
 }
@@ -40,7 +46,7 @@ ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, s
   (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
   snprintf(s->impl, sizeof s->impl, "effnet pointwise, few inputs");
-  s->keep_weights = ef_cpu_from_store(node, 1, 4);
+  s->keep_weights = ef_cpu_from_store(node, 1, node->n_src);
   int64_t i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(node->shape[3]);
   size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
   if (!(s->kept_w = ef_aligned_alloc(bytes)))
@@ -112,15 +118,23 @@ void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scrat
   int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(o);
   float *wt = s->kept_w, *bias = wt + i * op;
   if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) {
-    ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
+    if (node->op == EF_OP_CONV2D_BN) {
+      ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
+    } else { // w (O,1,1,I) transposed, and the bias if there is one
+      const float *w = node->src[1]->data, *b = node->n_src == 3 ? node->src[2]->data : NULL;
+      for (int64_t a = 0; a < o; a++) {
+        for (int64_t k = 0; k < i; k++) wt[k * op + a] = w[a * i + k];
+        bias[a] = b ? b[a] : 0.0f;
+      }
+    }
     s->derived = true;
   }
   const float *x = node->src[0]->data;
   float *y = node->data;
-#pragma omp parallel for num_threads(cpu->threads) schedule(static)
+#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (m > ITEM_ROWS)
   for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
-    ef_cpu_pwf_rows(node->p.conv.act, x + m0 * i, m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o,
-                    o, o);
+    ef_cpu_pwf_rows(node->op == EF_OP_CONV2D_BN ? node->p.conv.act : EF_ACT_NONE, x + m0 * i,
+                    m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o, o, o);
 }
 #else
 // Without FMA vectors oneDNN runs these: no node is taken. EXPAND_DW's bands take the plain loop.
