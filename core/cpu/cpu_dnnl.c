@@ -78,10 +78,9 @@ void ef_cpu_dnnl_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scra
   ef_dnnl_node *s = state;
   if (s->scratchpad) EF_DNNL(dnnl_memory_set_data_handle(s->scratchpad, (char *)scratch + s->scratchpad_offset));
   if (s->reorder && !s->kept_w) EF_DNNL(dnnl_memory_set_data_handle(s->prim_w, scratch));
-  if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) { // derive the weights the primitive takes
+  if (ef_cpu_derive_now(s, ctx)) { // the weights the primitive takes
     if (s->fold) ef_cpu_conv_fold(s);
     if (s->reorder && !s->reorder_after) EF_DNNL(dnnl_primitive_execute(s->reorder, cpu->stream, 2, s->reorder_args));
-    s->derived = true;
   }
   if (s->gate) { // the gate changes with every run's images
     ef_cpu_gate_weights(s, scratch);

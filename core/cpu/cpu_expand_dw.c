@@ -165,10 +165,9 @@ void ef_cpu_expand_dw(ef_cpu *cpu, const ef_tensor *node, void *state, void *scr
   geometry g = geometry_of(node, cpu->threads);
   float *wt1 = s->kept_w, *b1 = wt1 + g.c * g.mp, *wt2 = b1 + g.mp, *b2 = wt2 + g.kh * g.kw * g.mp;
   double eps = node->p.conv.bn_eps;
-  if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) {
+  if (ef_cpu_derive_now(s, ctx)) {
     ef_cpu_fold(node->src[1], node->src[2], node->src[3], eps, wt1, 1, g.mp, b1);
     ef_cpu_fold(node->src[4], node->src[5], node->src[6], eps, wt2, 1, g.mp, b2);
-    s->derived = true;
   }
   const float *x = node->src[0]->data;
   float *y = node->data;

@@ -73,6 +73,15 @@ typedef struct ef_dnnl_node {
   char impl[160];                  // oneDNN's implementation name, or effnet's kernel's
 } ef_dnnl_node;
 
+// Whether this run must derive the node's kept weights again (folded, reordered, packed): always
+// where they do not come from the store alone, else at the first run and where the run says the
+// weights changed. Marks them derived.
+static inline bool ef_cpu_derive_now(ef_dnnl_node *s, const ef_run_ctx *ctx) {
+  if (s->keep_weights && ctx->weights_unchanged && s->derived) return false;
+  s->derived = true;
+  return true;
+}
+
 // Adds a memory object for `data` (NULL: placed in the scratch at run time) as argument `arg`.
 ef_status ef_dnnl_arg(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, int arg, const dnnl_memory_desc_t *md,
                       void *data);
@@ -118,8 +127,8 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 bool ef_cpu_pw_own(const ef_tensor *node);
 ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
-// Inference's folded pointwise convolutions over few input channels by effnet's own kernel
-// (cpu_pwfwd.c), for the nodes ef_cpu_pwf_own picks.
+// Pointwise convolutions by effnet's own kernel (cpu_pwfwd.c): inference's folded ones over few
+// input channels and plain ones over few rows, the nodes ef_cpu_pwf_own picks.
 bool ef_cpu_pwf_own(const ef_tensor *node);
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);

@@ -1,9 +1,9 @@
 // Pointwise convolutions by effnet's own kernel: inference's over few input channels (CONV2D_BN, its
 // batch norm folded) and plain ones over few rows (squeeze-excite's): y (M,O) = act(x (M,I) W^T +
-// bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up
-// to NV vectors of outputs starts from the bias and adds the inputs in order, one FMA each, then
-// is activated in registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and
-// stored. EXPAND_DW's expansion (cpu_expand_dw.c) runs the same rows into its bands.
+// bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up to NV vectors of outputs
+// starts from the bias and adds the inputs in order, one FMA each, then is activated in registers
+// (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and stored. EXPAND_DW's expansion
+// (cpu_expand_dw.c) runs the same rows into its bands.
 #include <stdio.h>
 
 #include "core/cpu/cpu_internal.h"
@@ -39,22 +39,6 @@ bool ef_cpu_pwf_own(const ef_tensor *node) {
 }
 
 int64_t ef_cpu_pwf_padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
-
-// The folded weights transposed, (I, OP) with OP = O rounded up to VEC, then the bias (OP), zeros
-// past O: the node's kept weights.
-ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
-  (void)cpu;
-  ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
-  snprintf(s->impl, sizeof s->impl, "effnet pointwise, few inputs");
-  s->keep_weights = ef_cpu_from_store(node, 1, node->n_src);
-  int64_t i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(node->shape[3]);
-  size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
-  if (!(s->kept_w = ef_aligned_alloc(bytes)))
-    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
-  memset(s->kept_w, 0, bytes);
-  *scratch = 0;
-  return EF_OK;
-}
 
 // Rows [m, m + rows) (rows <= P) by output vectors [v0, v0 + nv) (nv a constant <= NV): the sums in
 // registers, activated and stored (lanes at or past `o` masked off).
@@ -112,32 +96,8 @@ void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const flo
   EF_ACT_SPECIALIZE(act, rows_act, x, m, i, wt, bias, op, y, ldy, o);
 }
 
-void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  (void)scratch;
-  ef_dnnl_node *s = state;
-  int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(o);
-  float *wt = s->kept_w, *bias = wt + i * op;
-  if (!s->keep_weights || !ctx->weights_unchanged || !s->derived) {
-    if (node->op == EF_OP_CONV2D_BN) {
-      ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
-    } else { // w (O,1,1,I) transposed, and the bias if there is one
-      const float *w = node->src[1]->data, *b = node->n_src == 3 ? node->src[2]->data : NULL;
-      for (int64_t a = 0; a < o; a++) {
-        for (int64_t k = 0; k < i; k++) wt[k * op + a] = w[a * i + k];
-        bias[a] = b ? b[a] : 0.0f;
-      }
-    }
-    s->derived = true;
-  }
-  const float *x = node->src[0]->data;
-  float *y = node->data;
-#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (m > ITEM_ROWS)
-  for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
-    ef_cpu_pwf_rows(node->op == EF_OP_CONV2D_BN ? node->p.conv.act : EF_ACT_NONE, x + m0 * i,
-                    m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o, o, o);
-}
 #else
-// Without FMA vectors oneDNN runs these: no node is taken. EXPAND_DW's bands take the plain loop.
+// Without FMA vectors oneDNN runs these (no node is taken); EXPAND_DW's bands take the plain loop.
 bool ef_cpu_pwf_own(const ef_tensor *node) {
   (void)node;
   return false;
@@ -155,13 +115,44 @@ void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const flo
     }
 }
 
+#endif
+
+// The weights (folded, for CONV2D_BN) transposed, (I, OP) with OP = ef_cpu_pwf_padded(O), then the
+// bias (OP), zeros past O: the node's kept weights.
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
-  (void)cpu, (void)state, (void)scratch;
-  return EF_ERROR(EF_ERR_UNSUPPORTED, "node '%s': no pointwise kernel without FMA vectors", node->name);
+  (void)cpu;
+  ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
+  snprintf(s->impl, sizeof s->impl, "effnet pointwise, few inputs");
+  s->keep_weights = ef_cpu_from_store(node, 1, node->n_src);
+  int64_t i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(node->shape[3]);
+  size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
+  if (!(s->kept_w = ef_aligned_alloc(bytes)))
+    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
+  memset(s->kept_w, 0, bytes);
+  *scratch = 0;
+  return EF_OK;
 }
 
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  (void)cpu, (void)state, (void)scratch, (void)ctx;
-  EF_FATAL("node '%s': no pointwise kernel without FMA vectors", node->name);
+  (void)scratch;
+  ef_dnnl_node *s = state;
+  int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(o);
+  float *wt = s->kept_w, *bias = wt + i * op;
+  if (ef_cpu_derive_now(s, ctx)) {
+    if (node->op == EF_OP_CONV2D_BN) {
+      ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
+    } else { // w (O,1,1,I) transposed, and the bias if there is one
+      const float *w = node->src[1]->data, *b = node->n_src == 3 ? node->src[2]->data : NULL;
+      for (int64_t a = 0; a < o; a++) {
+        for (int64_t k = 0; k < i; k++) wt[k * op + a] = w[a * i + k];
+        bias[a] = b ? b[a] : 0.0f;
+      }
+    }
+  }
+  const float *x = node->src[0]->data;
+  float *y = node->data;
+#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (m > ITEM_ROWS)
+  for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
+    ef_cpu_pwf_rows(node->op == EF_OP_CONV2D_BN ? node->p.conv.act : EF_ACT_NONE, x + m0 * i,
+                    m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o, o, o);
 }
-#endif
