@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "core/cpu/cpu.h"
+#include "core/cpu/cpu_internal.h"
 #include "core/dwconv.h"
 #include "core/pixels.h"
 #include "core/plan.h"
@@ -34,6 +35,7 @@ static const dw_case dw_cases[] = {
     {"3x3 s2 same, 32 channels, 2 splits", 3, 80, 90, 32, 3, 2, 1, EF_PAD_SAME},
     {"5x5 on 2x2 maps (most taps outside), 32 channels", 6, 2, 2, 32, 5, 1, 1, EF_PAD_SAME},
     {"3x3 on 1x1 maps, 16 channels", 5, 1, 1, 16, 3, 1, 1, EF_PAD_SYMMETRIC},
+    {"5x5 on 1x1 maps, 40 channels", 4, 1, 1, 40, 5, 1, 1, EF_PAD_SAME}, // AVX2's oneDNN: im2col GEMM
 };
 
 // The case's convolution node in a new graph over a new store (entry 0: the weights).
@@ -57,9 +59,10 @@ static ef_dw_shape dw_shape(const dw_case *c) {
 }
 
 // The CPU backend's convolution of x by w, with dy's gradients: y, dx and dw. Returns whether it
-// computed dw with effnet's own kernel (the twin's arithmetic) rather than oneDNN's.
+// computed dw with effnet's own kernel (the twin's arithmetic) rather than oneDNN's, and in *own_y
+// whether it computed y so (where oneDNN would run im2col GEMM).
 static bool dw_onednn(ef_backend *be, const dw_case *c, const float *x, const float *w, const float *dy, float *y,
-                      float *dx, float *dw) {
+                      float *dx, float *dw, bool *own_y) {
   ef_store *s = ef_store_new();
   ef_graph *g;
   ef_tensor *yt = dw_node(c, s, &g), *xt = yt->src[0];
@@ -78,9 +81,12 @@ static bool dw_onednn(ef_backend *be, const dw_case *c, const float *x, const fl
   ef_plan_get(p, xt->grad, dx);
   ef_store_read(s, we, EF_ARENA_GRAD, dw);
   bool own = false;
+  *own_y = false;
   for (int i = 0; i < p->n; i++) {
-    const char *impl = p->sched[i]->op == EF_OP_CONV2D_BWD_WEIGHT ? be->describe(be, p->state[i]) : NULL;
-    own |= impl && !strncmp(impl, "effnet", 6);
+    const char *impl = p->state[i] ? be->describe(be, p->state[i]) : NULL;
+    bool effnet = impl && !strncmp(impl, "effnet", 6);
+    if (p->sched[i]->op == EF_OP_CONV2D_BWD_WEIGHT) own |= effnet;
+    if (p->sched[i]->op == EF_OP_CONV2D) *own_y |= effnet;
   }
   ef_plan_free(p);
   ef_graph_free(g);
@@ -126,7 +132,7 @@ static void expect_close(const char *what, const dw_case *c, ef_dtype dt, const 
 // (1.05 u, the 5% for the f32 sums).
 static void dw_twin_on(int threads) {
   ef_backend *be = ef_cpu_backend_new(threads);
-  int owned = 0;
+  int owned = 0, owned_y = 0;
   for (size_t k = 0; k < sizeof dw_cases / sizeof dw_cases[0]; k++) {
     const dw_case *c = &dw_cases[k];
     for (ef_dtype dt = EF_F32; dt <= EF_F16; dt++) {
@@ -143,7 +149,7 @@ static void dw_twin_on(int threads) {
       from_dtype(x, xq, nx, dt), from_dtype(dy, dyq, ny, dt);
       float *y = malloc(sizeof(float) * (size_t)ny), *dx = malloc(sizeof(float) * (size_t)nx),
             *dw = malloc(sizeof(float) * (size_t)nw);
-      bool own = dw_onednn(be, c, x, w, dy, y, dx, dw);
+      bool own_y, own = dw_onednn(be, c, x, w, dy, y, dx, dw, &own_y);
 
       float *wt = malloc(sizeof(float) * (size_t)nw);
       ef_dw_weights_t(wt, w, EF_F32, &s);
@@ -163,7 +169,11 @@ static void dw_twin_on(int threads) {
               "%s: the CPU backend's own filter gradient differs from "
               "the twin's bits",
               c->name);
+      if (own_y && dt == EF_F32)
+        CHECK(!memcmp(ty, y, sizeof(float) * (size_t)ny),
+              "%s: the CPU backend's own forward differs from the twin's bits", c->name);
       owned += own && dt == EF_F32;
+      owned_y += own_y && dt == EF_F32;
       if (dt == EF_F32 && threads == 2) printf("  %s: %d filter-gradient splits\n", c->name, ef_dw_wgrad_splits(&s));
       free(x), free(w), free(dy), free(xq), free(dyq), free(y), free(dx), free(dw), free(wt), free(yq), free(dxq);
       free(ty), free(tdx), free(tdw);
@@ -172,7 +182,42 @@ static void dw_twin_on(int threads) {
   int n_cases = (int)(sizeof dw_cases / sizeof dw_cases[0]);
   CHECK(owned > 0 && owned < n_cases, "%d of %d cases on the CPU backend's own filter gradient: want both kinds", owned,
         n_cases);
+  if (threads == 2)
+    printf("  %d of %d forwards on the CPU backend's own kernel (where oneDNN runs im2col GEMM)\n", owned_y, n_cases);
   ef_backend_free(be);
+}
+
+// The CPU backend's own depthwise forward (which it runs where oneDNN would run im2col GEMM: AVX2
+// alone), called directly: the twin's bits, with and without a bias, on 1, 2 and 3 threads, for every
+// case of dilation 1 (part vectors of 6, 10 and 11 channels, strides 2, maps smaller than the kernel).
+static void test_dw_forward_own(void) {
+  for (size_t k = 0; k < sizeof dw_cases / sizeof dw_cases[0]; k++) {
+    const dw_case *c = &dw_cases[k];
+    if (c->dilation != 1) continue;
+    ef_dw_shape s = dw_shape(c);
+    int64_t nx = (int64_t)c->n * c->h * c->w * c->c, nw = (int64_t)c->c * c->k * c->k;
+    int64_t ny = (int64_t)s.n * s.oh * s.ow * s.c;
+    float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)nw);
+    float *b = malloc(sizeof(float) * (size_t)c->c), *wt = malloc(sizeof(float) * (size_t)nw);
+    float *want = malloc(sizeof(float) * (size_t)ny), *got = malloc(sizeof(float) * (size_t)ny);
+    test_fill_uniform(x, nx, 21, (uint32_t)k, -2, 2);
+    test_fill_uniform(w, nw, 22, (uint32_t)k, -1, 1);
+    test_fill_uniform(b, c->c, 23, (uint32_t)k, -1, 1);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+      const float *bias = with_bias ? b : NULL;
+      ef_dw_weights_t(wt, w, EF_F32, &s);
+      ef_dw_forward_twin(&s, want, x, EF_F32, wt, bias);
+      for (int threads = 1; threads <= 3; threads++) {
+        memset(got, 0xff, sizeof(float) * (size_t)ny); // NaN: a point left unwritten fails
+        ef_cpu_dw_forward_on(threads, &s, x, w, bias, wt, got);
+        int64_t i = 0;
+        while (i < ny && !memcmp(&got[i], &want[i], sizeof(float))) i++;
+        CHECK(i == ny, "%s, %s bias, %d threads: [%lld] got %.9g, the twin %.9g", c->name, with_bias ? "with" : "no",
+              threads, (long long)i, i < ny ? got[i] : 0.0f, i < ny ? want[i] : 0.0f);
+      }
+    }
+    free(x), free(w), free(b), free(wt), free(want), free(got);
+  }
 }
 
 // The own kernel's work items depend on the thread count, its bits must not: 1, 2 and 3 threads.
@@ -430,6 +475,7 @@ static void test_pixels_twin(void) {
 
 int main(void) {
   RUN(test_dw_twin);
+  RUN(test_dw_forward_own);
   RUN(test_algo_cache);
   RUN(test_op_tolerances);
   RUN(test_pixels_twin);

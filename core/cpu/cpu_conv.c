@@ -168,6 +168,16 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   dnnl_primitive_attr_destroy(attr);
   if (hint) dnnl_primitive_desc_destroy(hint);
   EF_DNNL_TRY(st, node);
+  // With AVX2 alone, oneDNN 2.6 runs depthwise forwards on maps smaller than their kernel (B0's 1x1
+  // maps under 5x5 kernels) as im2col GEMM: 30-48 ms a node in the main job's step, where effnet's
+  // kernel takes 0.1-0.2 ms (an AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC). Its direct
+  // kernels (brdgmm_dw, jit_dw) stay: they are faster than effnet's (docs/perf.md).
+  const char *impl = "";
+  if (ef_cpu_dw_forward_can(node) &&
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm")) {
+    dnnl_primitive_desc_destroy(pd);
+    return ef_cpu_dw_prepare(cpu, node, state, scratch);
+  }
 
   ef_dnnl_node *s = ef_dnnl_node_new(state);
   ef_status es = EF_OK;
@@ -200,7 +210,8 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
 }
 
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  if (ef_cpu_dw_own(node)) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
+  if (((ef_dnnl_node *)state)->dw_forward) ef_cpu_dw_forward(cpu, node, state, scratch, ctx);
+  else if (ef_cpu_dw_own(node)) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
   else if (ef_cpu_pw_own(node)) ef_cpu_pw_bwd_filter(cpu, node, state, scratch, ctx);
   else if (ef_cpu_pwf_own(node)) ef_cpu_pwf_run(cpu, node, state, scratch, ctx);
   else ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);

@@ -1,10 +1,13 @@
-// Depthwise filter gradients on the CPU: the arithmetic of core/dwconv.h's twin (per channel, f32
-// fmaf sums over dy's rows in fixed splits, each in order of (row, ox), then the splits in order),
-// vectorized over 16 channels with every tap's sum live at once, and parallel over (split, group of
-// channel blocks), the blocks taking turns over short runs of rows so that the input stays in cache:
-// the same bits as ef_dw_bwd_filter_twin for any thread count. oneDNN 2.6 runs these through
-// its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes of EfficientNet's late stages
-// (41 of the 180 ms of the main job's step on the Xeon).
+// Depthwise convolutions on the CPU by effnet's own kernels: the arithmetic of core/dwconv.h's twin,
+// vectorized over channels. The forward (ef_cpu_dw_row): a row of output points at a time, every tap
+// a masked FMA in the twin's order, the folded bias and activation in registers (EXPAND_DW's
+// depthwise half too). The filter gradient: per channel, f32 fmaf sums over dy's rows in fixed
+// splits, each in order of (row, ox), then the splits in order, with every tap's sum live at once,
+// parallel over (split, group of channel blocks), the blocks taking turns over short runs of rows so
+// that the input stays in cache. Both give the twin's bits for any thread count. oneDNN 2.6 runs
+// the filter gradient through its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes
+// of EfficientNet's late stages (41 of the 180 ms of the main job's step on the Xeon), and with AVX2
+// alone it runs the forward on 1x1 and 2x2 maps as im2col GEMM.
 #include <stdio.h>
 #include "core/cpu/cpu_internal.h"
 #include "core/cpu/cpu_vec.h"
@@ -23,16 +26,25 @@ bool ef_cpu_dw_own(const ef_tensor *node) {
          node->src[1]->shape[1] * node->src[1]->shape[2] <= OWN_MAX_POINTS;
 }
 
+bool ef_cpu_dw_forward_can(const ef_tensor *node) {
+  const ef_conv_params *p = &node->p.conv;
+  return node->op == EF_OP_CONV2D && ef_dw_is_depthwise(node) && p->dilation[0] == 1 && p->dilation[1] == 1;
+}
+
 static size_t partial_floats(const ef_dw_shape *s) {
   return (size_t)ef_dw_wgrad_splits(s) * (size_t)(s->kh * s->kw) * (size_t)s->c;
 }
 
-// Scratch: the splits' partial sums (splits, KH*KW, C).
+// Scratch: the forward's weights transposed (KH*KW, C); the filter gradient's splits' partial sums
+// (splits, KH*KW, C).
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
-  snprintf(s->impl, sizeof s->impl, "effnet depthwise filter gradient");
   ef_dw_shape sh = ef_dw_shape_of(node);
-  *scratch = sizeof(float) * partial_floats(&sh);
+  bool fwd = node->op == EF_OP_CONV2D;
+  snprintf(s->impl, sizeof s->impl, "effnet depthwise %s", fwd ? "forward" : "filter gradient");
+  s->dw_forward = fwd;
+  *scratch = sizeof(float) * (fwd ? (size_t)(sh.kh * sh.kw) * (size_t)sh.c : partial_floats(&sh));
   return EF_OK;
 }
 
@@ -200,4 +212,129 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
         dw[c * taps + t] = total;
       }
   }
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+
+#ifdef VEC
+// The first n lanes at p (the others zero): a plain load where the vector is whole.
+EF_INLINE vec load_part(const float *p, int n, const bool part) { return part ? vec_load_n(p, n) : vec_load(p); }
+
+// Point ox of the row, channels [c, c + n): the taps inside the input in order (ky, kx), each an FMA
+// from 0 on weights loaded from wt; the taps outside are skipped, as the twin skips them.
+// rp[ky]: tap row ky's input, where rin[ky].
+EF_INLINE vec dw_point(const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld, int ox, int64_t c,
+                       int n, const float *wt, int64_t ldw, const bool part) {
+  const int ix0 = ox * s->sw - s->pad_l, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = s->w - ix0 < s->kw ? s->w - ix0 : s->kw;
+  vec acc = vec_bcast(0.0f);
+  for (int ky = 0; ky < s->kh; ky++) {
+    if (!rin[ky]) continue;
+    for (int kx = kx0; kx < kx1; kx++)
+      acc = vec_fma(load_part(rp[ky] + (ix0 + kx) * ld + c, n, part),
+                    load_part(wt + (int64_t)(ky * s->kw + kx) * ldw + c, n, part), acc);
+  }
+  return acc;
+}
+
+// The row's points for channels [c, c + n): those in [lo, hi), whose taps all lie inside the input,
+// by plain FMAs on the weights in registers (K a constant), the others by dw_point; then + bias and
+// the activation, in registers, before the one store.
+EF_INLINE void dw_channels(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
+                           int lo, int hi, const float *wt, int64_t ldw, const float *bias, int64_t c, int n, float *y,
+                           const int K, const bool part) {
+  const int64_t row = s->w * ld;
+  vec wv[K ? K * K : 1], b = bias ? load_part(bias + c, n, part) : vec_bcast(0.0f);
+  for (int t = 0; t < K * K; t++) wv[t] = load_part(wt + t * ldw + c, n, part);
+  for (int ox = 0; ox < s->ow; ox++) {
+    vec acc;
+    if (ox >= lo && ox < hi) {
+      const float *p = rp[0] + (ox * s->sw - s->pad_l) * ld + c;
+      acc = vec_bcast(0.0f);
+      for (int ky = 0; ky < K; ky++)
+        for (int kx = 0; kx < K; kx++) acc = vec_fma(load_part(p + ky * row + kx * ld, n, part), wv[ky * K + kx], acc);
+    } else {
+      acc = dw_point(s, rp, rin, ld, ox, c, n, wt, ldw, part);
+    }
+    if (bias) acc = vec_add(acc, b);
+    acc = vec_act_fwd(act, acc);
+    if (part) vec_store_n(y + ox * s->c + c, acc, n);
+    else vec_store(y + ox * s->c + c, acc);
+  }
+}
+
+EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
+                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K) {
+  const int kh = K ? K : s->kh, kw = K ? K : s->kw, iyb = oy * s->sh - s->pad_t;
+  const float *rp[kh];
+  bool rin[kh];
+  for (int ky = 0; ky < kh; ky++) {
+    rin[ky] = iyb + ky >= iy0 && iyb + ky < iy1;
+    rp[ky] = in + (int64_t)((rin[ky] ? iyb + ky : iy0) - iy0) * s->w * ld;
+  }
+  // [lo, hi): the points whose taps all lie inside, where the kernel is a constant; none otherwise.
+  int lo = (s->pad_l + s->sw - 1) / s->sw, hi = s->w - kw + s->pad_l >= 0 ? (s->w - kw + s->pad_l) / s->sw + 1 : 0;
+  hi = hi < s->ow ? hi : s->ow;
+  if (!K || iyb < iy0 || iyb + kh > iy1 || hi < lo) lo = hi = 0;
+  int64_t c = c0;
+  for (; c + VEC <= c1; c += VEC) dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, VEC, y, K, false);
+  if (c < c1) dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, (int)(c1 - c), y, K, true);
+}
+#else
+// The same, a channel at a time.
+EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
+                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K) {
+  (void)K;
+  for (int64_t c = c0; c < c1; c++)
+    for (int ox = 0; ox < s->ow; ox++) {
+      float acc = 0.0f;
+      for (int ky = 0; ky < s->kh; ky++) {
+        int iy = oy * s->sh - s->pad_t + ky;
+        for (int kx = 0; kx < s->kw; kx++) {
+          int ix = ox * s->sw - s->pad_l + kx;
+          if (iy >= iy0 && iy < iy1 && ix >= 0 && ix < s->w)
+            acc = fmaf(in[((int64_t)(iy - iy0) * s->w + ix) * ld + c], wt[(int64_t)(ky * s->kw + kx) * ldw + c], acc);
+        }
+      }
+      if (bias) acc += bias[c];
+      y[ox * s->c + c] = ef_act_fwd(act, acc);
+    }
+}
+#endif
+
+void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
+                   const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y) {
+  if (s->kh == 3 && s->kw == 3) EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 3);
+  else if (s->kh == 5 && s->kw == 5)
+    EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 5);
+  else EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 0);
+}
+
+// Work items: an output row (n, oy) by a group of channel blocks, at least 8 items a thread where the
+// channels allow (B3's 10x10 maps on one image: 10 rows), taken by a thread in runs of about 64 points.
+void ef_cpu_dw_forward_on(int threads, const ef_dw_shape *s, const float *x, const float *w, const float *bias,
+                          float *wt, float *y) {
+  int taps = s->kh * s->kw;
+  int64_t rows = (int64_t)s->n * s->oh, vecs = (s->c + BLOCK - 1) / BLOCK, want = 8 * threads;
+  int64_t groups = rows >= want ? 1 : (want + rows - 1) / rows < vecs ? (want + rows - 1) / rows : vecs;
+  int chunk = s->ow < 64 ? 64 / s->ow : 1;
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int t = 0; t < taps; t++) // wt (KH*KW, C): the twin's ef_dw_weights_t, on the threads
+      for (int64_t c = 0; c < s->c; c++) wt[t * s->c + c] = w[c * taps + t];
+#pragma omp for collapse(2) schedule(dynamic, chunk)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t gr = 0; gr < groups; gr++) {
+        int64_t n = r / s->oh, c0 = vecs * gr / groups * BLOCK, c1 = vecs * (gr + 1) / groups * BLOCK;
+        ef_cpu_dw_row(EF_ACT_NONE, s, x + n * s->h * s->w * s->c, s->c, 0, s->h, (int)(r % s->oh), wt, s->c, bias, c0,
+                      c1 < s->c ? c1 : s->c, y + r * s->ow * s->c);
+      }
+  }
+}
+
+void ef_cpu_dw_forward(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  (void)state, (void)ctx;
+  ef_dw_shape s = ef_dw_shape_of(node);
+  ef_cpu_dw_forward_on(cpu->threads, &s, node->src[0]->data, node->src[1]->data,
+                       node->n_src == 3 ? node->src[2]->data : NULL, scratch, node->data);
 }

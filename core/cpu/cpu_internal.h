@@ -11,6 +11,7 @@
 
 #include "core/act.h"
 #include "core/cpu/cpu.h"
+#include "core/dwconv.h"
 
 typedef struct {
   dnnl_engine_t engine;
@@ -63,6 +64,7 @@ typedef struct ef_dnnl_node {
                                    // the start of the plan's scratch
   bool reorder_after;              // weight gradients: reorder after running
   bool keep_weights;               // a forward convolution: prim_w in kept_w, not in the scratch
+  bool dw_forward;                 // a depthwise CONV2D that effnet's kernel runs (ef_cpu_dw_forward)
   bool derived;                    // kept_w (and the folded weights) hold what a run derived
   void *kept_w;                    // owned
   const ef_tensor *fold;           // CONV2D_BN: the node whose batch norm folds into fold_w, fold_bias
@@ -118,10 +120,25 @@ bool ef_cpu_pointwise(const ef_tensor *node);
 // Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, effnet's depthwise or pointwise filter
 // gradient, or its pointwise convolution over few inputs.
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
-// Depthwise filter gradients by effnet's own kernel (cpu_dwconv.c), for the nodes ef_cpu_dw_own picks.
+// Depthwise convolutions by effnet's own kernels (cpu_dwconv.c), with the twin's bits (core/dwconv.h):
+// the filter gradients ef_cpu_dw_own picks, and forwards ef_cpu_dw_forward_can allows (a plain
+// CONV2D, dilation 1) where oneDNN would run them as im2col GEMM (ef_cpu_conv_prepare decides).
 bool ef_cpu_dw_own(const ef_tensor *node);
+bool ef_cpu_dw_forward_can(const ef_tensor *node);
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
+void ef_cpu_dw_forward(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+// Its work on `threads` threads: y (N,OH,OW,C) from x (N,H,W,C), w (C,KH,KW,1) and bias (C) or NULL,
+// through wt (KH*KW, C), which it fills.
+void ef_cpu_dw_forward_on(int threads, const ef_dw_shape *s, const float *x, const float *w, const float *bias,
+                          float *wt, float *y);
 void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+// Output row oy of a depthwise convolution of shape s (dilation 1), channels [c0, c1) of y's row (OW
+// points of s->c floats): act(the taps in order (ky, kx), each an fmaf from 0, those outside the
+// input skipped, + bias[c] where bias is not NULL), the twin's ef_dw_forward_point and then the
+// activation. The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
+// the weights wt (KH*KW, ldw).
+void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
+                   const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y);
 // Pointwise filter gradients over many rows by effnet's own kernel (cpu_pwgrad.c), for the nodes
 // ef_cpu_pw_own picks.
 bool ef_cpu_pw_own(const ef_tensor *node);
