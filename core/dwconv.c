@@ -10,7 +10,8 @@
 
 ef_conv_io ef_conv_io_of(const ef_tensor *node) {
   switch (node->op) {
-  case EF_OP_CONV2D: return (ef_conv_io){node->src[0], node->src[1], node};
+  case EF_OP_CONV2D:
+  case EF_OP_CONV2D_BN: return (ef_conv_io){node->src[0], node->src[1], node};
   case EF_OP_CONV2D_BWD_DATA: return (ef_conv_io){node, node->src[1], node->src[0]};
   case EF_OP_CONV2D_BWD_WEIGHT: return (ef_conv_io){node->src[1], node, node->src[0]};
   default: EF_FATAL("node '%s' (%s) is not a convolution", node->name, ef_op_name(node->op));

@@ -189,7 +189,8 @@ static void dw_twin_on(int threads) {
 
 // The CPU backend's own depthwise forward (which it runs where oneDNN would run im2col GEMM: AVX2
 // alone), called directly: the twin's bits, with and without a bias, on 1, 2 and 3 threads, for every
-// case of dilation 1 (part vectors of 6, 10 and 11 channels, strides 2, maps smaller than the kernel).
+// case of dilation 1 (part vectors of 6, 10 and 11 channels, strides 2, maps smaller than the kernel);
+// with the bias also through relu6 (inference's folded form), exactly ef_act_fwd of the twin's.
 static void test_dw_forward_own(void) {
   for (size_t k = 0; k < sizeof dw_cases / sizeof dw_cases[0]; k++) {
     const dw_case *c = &dw_cases[k];
@@ -205,15 +206,18 @@ static void test_dw_forward_own(void) {
     test_fill_uniform(b, c->c, 23, (uint32_t)k, -1, 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
       const float *bias = with_bias ? b : NULL;
+      ef_act act = with_bias ? EF_ACT_RELU6 : EF_ACT_NONE;
       ef_dw_weights_t(wt, w, EF_F32, &s);
       ef_dw_forward_twin(&s, want, x, EF_F32, wt, bias);
+      for (int64_t i = 0; i < ny; i++) want[i] = ef_act_fwd(act, want[i]);
       for (int threads = 1; threads <= 3; threads++) {
         memset(got, 0xff, sizeof(float) * (size_t)ny); // NaN: a point left unwritten fails
-        ef_cpu_dw_forward_on(threads, &s, x, w, bias, wt, got);
+        ef_cpu_dw_forward_on(threads, act, &s, x, w, bias, wt, got);
         int64_t i = 0;
         while (i < ny && !memcmp(&got[i], &want[i], sizeof(float))) i++;
-        CHECK(i == ny, "%s, %s bias, %d threads: [%lld] got %.9g, the twin %.9g", c->name, with_bias ? "with" : "no",
-              threads, (long long)i, i < ny ? got[i] : 0.0f, i < ny ? want[i] : 0.0f);
+        CHECK(i == ny, "%s, %s: %d threads: [%lld] got %.9g, the twin %.9g", c->name,
+              with_bias ? "bias, relu6" : "no bias", threads, (long long)i, i < ny ? got[i] : 0.0f,
+              i < ny ? want[i] : 0.0f);
       }
     }
     free(x), free(w), free(b), free(wt), free(want), free(got);

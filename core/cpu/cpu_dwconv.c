@@ -28,23 +28,31 @@ bool ef_cpu_dw_own(const ef_tensor *node) {
 
 bool ef_cpu_dw_forward_can(const ef_tensor *node) {
   const ef_conv_params *p = &node->p.conv;
-  return node->op == EF_OP_CONV2D && ef_dw_is_depthwise(node) && p->dilation[0] == 1 && p->dilation[1] == 1;
+  bool folded = node->op == EF_OP_CONV2D_BN && node->n_src == 4; // not gated
+  return (node->op == EF_OP_CONV2D || folded) && ef_dw_is_depthwise(node) && p->dilation[0] == 1 && p->dilation[1] == 1;
 }
 
 static size_t partial_floats(const ef_dw_shape *s) {
   return (size_t)ef_dw_wgrad_splits(s) * (size_t)(s->kh * s->kw) * (size_t)s->c;
 }
 
-// Scratch: the forward's weights transposed (KH*KW, C); the filter gradient's splits' partial sums
-// (splits, KH*KW, C).
+// A plain forward's scratch: its weights transposed (KH*KW, C). A folded one (CONV2D_BN) keeps its
+// folded weights (KH*KW, C) and bias (C), derived again only where ef_cpu_derive_now says. The filter
+// gradient's scratch: the splits' partial sums (splits, KH*KW, C).
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
   (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
   ef_dw_shape sh = ef_dw_shape_of(node);
-  bool fwd = node->op == EF_OP_CONV2D;
-  snprintf(s->impl, sizeof s->impl, "effnet depthwise %s", fwd ? "forward" : "filter gradient");
-  s->dw_forward = fwd;
-  *scratch = sizeof(float) * (fwd ? (size_t)(sh.kh * sh.kw) * (size_t)sh.c : partial_floats(&sh));
+  size_t wfloats = (size_t)(sh.kh * sh.kw) * (size_t)sh.c;
+  s->dw_forward = node->op != EF_OP_CONV2D_BWD_WEIGHT;
+  snprintf(s->impl, sizeof s->impl, "effnet depthwise %s", s->dw_forward ? "forward" : "filter gradient");
+  *scratch = node->op == EF_OP_CONV2D ? sizeof(float) * wfloats : 0;
+  if (node->op == EF_OP_CONV2D_BWD_WEIGHT) *scratch = sizeof(float) * partial_floats(&sh);
+  if (node->op != EF_OP_CONV2D_BN) return EF_OK;
+  s->keep_weights = ef_cpu_from_store(node, 1, 4);
+  size_t bytes = sizeof(float) * (wfloats + (size_t)sh.c);
+  if (!(s->kept_w = ef_aligned_alloc(bytes)))
+    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
   return EF_OK;
 }
 
@@ -311,30 +319,40 @@ void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld
 
 // Work items: an output row (n, oy) by a group of channel blocks, at least 8 items a thread where the
 // channels allow (B3's 10x10 maps on one image: 10 rows), taken by a thread in runs of about 64 points.
-void ef_cpu_dw_forward_on(int threads, const ef_dw_shape *s, const float *x, const float *w, const float *bias,
-                          float *wt, float *y) {
+void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const float *x, const float *w,
+                          const float *bias, float *wt, float *y) {
   int taps = s->kh * s->kw;
   int64_t rows = (int64_t)s->n * s->oh, vecs = (s->c + BLOCK - 1) / BLOCK, want = 8 * threads;
   int64_t groups = rows >= want ? 1 : (want + rows - 1) / rows < vecs ? (want + rows - 1) / rows : vecs;
   int chunk = s->ow < 64 ? 64 / s->ow : 1;
 #pragma omp parallel num_threads(threads)
   {
+    if (w) {
 #pragma omp for schedule(static)
-    for (int t = 0; t < taps; t++) // wt (KH*KW, C): the twin's ef_dw_weights_t, on the threads
-      for (int64_t c = 0; c < s->c; c++) wt[t * s->c + c] = w[c * taps + t];
+      for (int t = 0; t < taps; t++) // wt (KH*KW, C): the twin's ef_dw_weights_t, on the threads
+        for (int64_t c = 0; c < s->c; c++) wt[t * s->c + c] = w[c * taps + t];
+    }
 #pragma omp for collapse(2) schedule(dynamic, chunk)
     for (int64_t r = 0; r < rows; r++)
       for (int64_t gr = 0; gr < groups; gr++) {
         int64_t n = r / s->oh, c0 = vecs * gr / groups * BLOCK, c1 = vecs * (gr + 1) / groups * BLOCK;
-        ef_cpu_dw_row(EF_ACT_NONE, s, x + n * s->h * s->w * s->c, s->c, 0, s->h, (int)(r % s->oh), wt, s->c, bias, c0,
+        ef_cpu_dw_row(act, s, x + n * s->h * s->w * s->c, s->c, 0, s->h, (int)(r % s->oh), wt, s->c, bias, c0,
                       c1 < s->c ? c1 : s->c, y + r * s->ow * s->c);
       }
   }
 }
 
 void ef_cpu_dw_forward(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  (void)state, (void)ctx;
+  ef_dnnl_node *st = state;
   ef_dw_shape s = ef_dw_shape_of(node);
-  ef_cpu_dw_forward_on(cpu->threads, &s, node->src[0]->data, node->src[1]->data,
-                       node->n_src == 3 ? node->src[2]->data : NULL, scratch, node->data);
+  const float *x = node->src[0]->data;
+  if (node->op == EF_OP_CONV2D) {
+    ef_cpu_dw_forward_on(cpu->threads, EF_ACT_NONE, &s, x, node->src[1]->data,
+                         node->n_src == 3 ? node->src[2]->data : NULL, scratch, node->data);
+    return;
+  }
+  float *wt = st->kept_w, *bias = wt + (int64_t)s.kh * s.kw * s.c;
+  if (ef_cpu_derive_now(st, ctx))
+    ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, s.c, bias);
+  ef_cpu_dw_forward_on(cpu->threads, node->p.conv.act, &s, x, NULL, bias, wt, node->data);
 }

@@ -127,10 +127,10 @@ bool ef_cpu_dw_own(const ef_tensor *node);
 bool ef_cpu_dw_forward_can(const ef_tensor *node);
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_dw_forward(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
-// Its work on `threads` threads: y (N,OH,OW,C) from x (N,H,W,C), w (C,KH,KW,1) and bias (C) or NULL,
-// through wt (KH*KW, C), which it fills.
-void ef_cpu_dw_forward_on(int threads, const ef_dw_shape *s, const float *x, const float *w, const float *bias,
-                          float *wt, float *y);
+// Its work on `threads` threads: y (N,OH,OW,C) = act(x (N,H,W,C) by wt (KH*KW, C), + bias (C) where
+// not NULL), wt first filled from w (C,KH,KW,1) where w is not NULL.
+void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const float *x, const float *w,
+                          const float *bias, float *wt, float *y);
 void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Output row oy of a depthwise convolution of shape s (dilation 1), channels [c0, c1) of y's row (OW
 // points of s->c floats): act(the taps in order (ky, kx), each an fmaf from 0, those outside the
