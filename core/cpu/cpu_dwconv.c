@@ -1,13 +1,13 @@
 // Depthwise convolutions on the CPU by effnet's own kernels: the arithmetic of core/dwconv.h's twin,
-// vectorized over channels. The forward (ef_cpu_dw_row): a row of output points at a time, every tap
-// a masked FMA in the twin's order, the folded bias and activation in registers (EXPAND_DW's
-// depthwise half too). The filter gradient: per channel, f32 fmaf sums over dy's rows in fixed
-// splits, each in order of (row, ox), then the splits in order, with every tap's sum live at once,
-// parallel over (split, group of channel blocks), the blocks taking turns over short runs of rows so
-// that the input stays in cache. Both give the twin's bits for any thread count. oneDNN 2.6 runs
-// the filter gradient through its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes
-// of EfficientNet's late stages (41 of the 180 ms of the main job's step on the Xeon), and with AVX2
-// alone it runs the forward on 1x1 and 2x2 maps as im2col GEMM.
+// vectorized over channels, the twin's bits for any thread count. The forward (ef_cpu_dw_row): a row
+// of output points at a time, the taps inside the input in the twin's order (on weights in
+// registers where all are inside), then the bias and activation in registers (EXPAND_DW's depthwise
+// half too); oneDNN 2.6 with AVX2 alone runs B0's 5x5 forwards on 1x1 maps as im2col GEMM. The
+// filter gradient: per channel, f32 fmaf sums over dy's rows in fixed splits, each in order of (row,
+// ox), then the splits in order, with every tap's sum live at once, parallel over (split, group of
+// channel blocks), the blocks taking turns over short runs of rows so that the input stays in cache;
+// oneDNN 2.6 runs it through its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes of
+// EfficientNet's late stages (41 of the 180 ms of the main job's step on the Xeon).
 #include <stdio.h>
 #include "core/cpu/cpu_internal.h"
 #include "core/cpu/cpu_vec.h"
