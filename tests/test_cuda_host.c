@@ -83,10 +83,11 @@ static bool dw_onednn(ef_backend *be, const dw_case *c, const float *x, const fl
   bool own = false;
   *own_y = false;
   for (int i = 0; i < p->n; i++) {
-    const char *impl = p->state[i] ? be->describe(be, p->state[i]) : NULL;
+    ef_op op = p->sched[i]->op;
+    const char *impl = op == EF_OP_CONV2D_BWD_WEIGHT || op == EF_OP_CONV2D ? be->describe(be, p->state[i]) : NULL;
     bool effnet = impl && !strncmp(impl, "effnet", 6);
-    if (p->sched[i]->op == EF_OP_CONV2D_BWD_WEIGHT) own |= effnet;
-    if (p->sched[i]->op == EF_OP_CONV2D) *own_y |= effnet;
+    if (op == EF_OP_CONV2D_BWD_WEIGHT) own |= effnet;
+    if (op == EF_OP_CONV2D) *own_y |= effnet;
   }
   ef_plan_free(p);
   ef_graph_free(g);
