@@ -38,9 +38,10 @@ static unsigned align_of(const void *p) {
 
 // ---- effnet's depthwise kernels ---------------------------------------------------------------
 
-// Whether effnet's kernels can run the node: depthwise, with its activations of one type.
+// Whether effnet's kernels can run the node: a convolution or one of its gradients (CONV2D_BN reaches
+// here as a CONV2D), depthwise, with its activations of one type.
 static bool own_eligible(const ef_tensor *node) {
-  if (!ef_dw_is_depthwise(node)) return false;
+  if (node->op == EF_OP_CONV2D_BN || !ef_dw_is_depthwise(node)) return false;
   ef_conv_io io = ef_conv_io_of(node);
   bool bias_f32 = node->op != EF_OP_CONV2D || node->n_src < 3 || node->src[2]->dtype == EF_F32;
   return io.x->dtype == io.y->dtype && bias_f32;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # effnet's main job from a fresh machine: missing system packages, a Release build, then an
 # EfficientNet-B0 trained on the built-in default dataset (Fashion-MNIST) on the CPU, upscaled to
-# 32x32 (the smallest input B0's five stride-2 stages reduce to 1x1), in about 10 minutes on 2 cores
-# of an AVX-512 Xeon (9 min 34 s to 10 min 24 s, docs/perf.md): SGD with gradient clipping, a
+# 32x32 (the smallest input B0's five stride-2 stages reduce to 1x1), in 8.5-10.5 minutes on 2 cores
+# of an AVX-512 Xeon or EPYC (docs/perf.md, README.md): SGD with gradient clipping, a
 # warm-up epoch then cosine, EMA of the weights; a checkpoint per epoch in runs/. Extra flags go to
 # effnet train (they override these).
 set -euo pipefail

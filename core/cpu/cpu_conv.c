@@ -6,8 +6,8 @@
 // Pointwise convolutions run as matrix products (cpu_matmul.c; gated ones, with squeeze-excite's
 // scale folded in per image, too), but for inference's folded ones on a single image, those over few
 // input channels (effnet's own kernel, cpu_pwfwd.c) and the filter gradients over many rows
-// (cpu_pwgrad.c); the filter gradients of depthwise ones on small inputs run by effnet's own kernel
-// (cpu_dwconv.c).
+// (cpu_pwgrad.c); the filter gradients of depthwise ones on small inputs, and their forwards where
+// oneDNN would run them as GEMM, run by effnet's own kernels (cpu_dwconv.c).
 #include "core/cpu/cpu_internal.h"
 
 // (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.
@@ -168,14 +168,14 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   dnnl_primitive_attr_destroy(attr);
   if (hint) dnnl_primitive_desc_destroy(hint);
   EF_DNNL_TRY(st, node);
-  // With AVX2 alone, oneDNN 2.6 runs depthwise forwards on maps smaller than their kernel (B0's 1x1
-  // maps under 5x5 kernels) as im2col GEMM: 30-48 ms a node in the main job's step, where effnet's
-  // kernel takes 0.1-0.2 ms (an AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), and the
-  // validation's folded ones (batch 128: 240 -> 39 ms). Its direct kernels (brdgmm_dw, jit_dw) stay:
-  // on AVX-512 they are as fast as effnet's on 3x3 kernels and 1.5-3x faster on 5x5 (docs/perf.md).
+  // With AVX2 alone, oneDNN 2.6 runs B0's 5x5 depthwise forwards onto 1x1 maps as im2col GEMM
+  // ("x64:gemm:jit"): 30-48 ms a node in the main job's step, where effnet's kernel takes 0.1-0.2 ms
+  // (an AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), and the validation's folded ones (a
+  // batch of 128: 177-240 -> 27-39 ms). Its direct kernels (brdgmm_dw, jit_dw) stay: on AVX-512 they
+  // are as fast as effnet's on 3x3 kernels and 1.5-3.4x faster on 5x5 ones (docs/perf.md).
   const char *impl = "";
   if (ef_cpu_dw_forward_can(node) &&
-      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm")) {
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")) {
     dnnl_primitive_desc_destroy(pd);
     return ef_cpu_dw_prepare(cpu, node, state, scratch);
   }

@@ -12,6 +12,13 @@ ef_dnnl_node *ef_dnnl_node_new(void **state) {
   return s;
 }
 
+ef_status ef_cpu_kept_alloc(const ef_tensor *node, ef_dnnl_node *s, size_t bytes) {
+  if (!(s->kept_w = ef_aligned_alloc(bytes)))
+    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
+  memset(s->kept_w, 0, bytes);
+  return EF_OK;
+}
+
 ef_status ef_dnnl_arg(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, int arg, const dnnl_memory_desc_t *md,
                       void *data) {
   EF_ASSERT(s->nargs < EF_DNNL_MAX_ARGS, "node '%s': too many oneDNN arguments", node->name);
@@ -55,8 +62,7 @@ ef_status ef_dnnl_finish(ef_cpu *cpu, const ef_tensor *node, ef_dnnl_node *s, dn
     } else {
       EF_TRY(weights_reorder(cpu, node, s, warg, prim_md, plain_md, plain));
       size_t bytes = dnnl_memory_desc_get_size(prim_md);
-      if (s->keep_weights && !(s->kept_w = ef_aligned_alloc(bytes)))
-        return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
+      if (s->keep_weights) EF_TRY(ef_cpu_kept_alloc(node, s, bytes));
       if (s->kept_w) EF_DNNL_TRY(dnnl_memory_set_data_handle(s->prim_w, s->kept_w), node);
       else wbytes = EF_ALIGN64(bytes);
     }

@@ -1,20 +1,18 @@
-// Depthwise convolutions on the CPU by effnet's own kernels: the arithmetic of core/dwconv.h's twin,
-// vectorized over channels, the twin's bits for any thread count. The forward (ef_cpu_dw_row): a row
-// of output points at a time, the taps inside the input in the twin's order (on weights in
-// registers where all are inside), then the bias and activation in registers (EXPAND_DW's depthwise
-// half too); oneDNN 2.6 with AVX2 alone runs B0's 5x5 forwards on 1x1 maps as im2col GEMM. The
-// filter gradient: per channel, f32 fmaf sums over dy's rows in fixed splits, each in order of (row,
-// ox), then the splits in order, with every tap's sum live at once, parallel over (split, group of
-// channel blocks), the blocks taking turns over short runs of rows so that the input stays in cache;
-// oneDNN 2.6 runs it through its generic grouped kernel at 1-6 GFLOP/s on the small spatial sizes of
-// EfficientNet's late stages (41 of the 180 ms of the main job's step on the Xeon).
+// Depthwise convolutions on the CPU by effnet's own kernels, vectorized over channels with the bits of
+// core/dwconv.h's twin for any thread count: the forward a row of output points at a time (also
+// EXPAND_DW's depthwise half), the filter gradient in fixed splits of dy's rows (details below).
 #include <stdio.h>
 #include "core/cpu/cpu_internal.h"
 #include "core/cpu/cpu_vec.h"
-#include "core/dwconv.h"
 
 #define BLOCK 16 // channels a step of a work item sums at once
 
+// The filter gradient: per channel, f32 fmaf sums over dy's rows in fixed splits, each in order of
+// (row, ox), then the splits in order, with every tap's sum live at once, parallel over (split, group
+// of channel blocks), the blocks taking turns over short runs of rows so that the input stays in
+// cache. oneDNN 2.6 runs it through its generic grouped kernel at 1-6 GFLOP/s on the small spatial
+// sizes of EfficientNet's late stages (41 of the 180 ms of the main job's step on the Xeon).
+//
 // Inputs of at most this many points: below, oneDNN 2.6 runs the filter gradient through its
 // generic grouped kernel; on B0's 112x112 inputs its jit_dw kernel beats this one (B0 at 224, batch
 // 32, on the Xeon, the depthwise convolutions' time a step: 200 ms with this rule, 207 with 32x32,
@@ -50,10 +48,7 @@ ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
   if (node->op == EF_OP_CONV2D_BWD_WEIGHT) *scratch = sizeof(float) * partial_floats(&sh);
   if (node->op != EF_OP_CONV2D_BN) return EF_OK;
   s->keep_weights = ef_cpu_from_store(node, 1, 4);
-  size_t bytes = sizeof(float) * (wfloats + (size_t)sh.c);
-  if (!(s->kept_w = ef_aligned_alloc(bytes)))
-    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
-  return EF_OK;
+  return ef_cpu_kept_alloc(node, s, sizeof(float) * (wfloats + (size_t)sh.c));
 }
 
 // a[l] = fmaf(g[l], x[l], a[l]) for l < lanes: one rounding each, as the twin's fmaf (clang will not
@@ -223,6 +218,9 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 }
 
 // ---- forward ---------------------------------------------------------------------------------
+// A row of output points for a range of channels: the taps inside the input in the twin's order (on
+// weights in registers where all are inside), then the bias and activation in registers. oneDNN 2.6
+// with AVX2 alone runs B0's 5x5 forwards onto 1x1 maps as im2col GEMM; the backend takes this there.
 
 #ifdef VEC
 // The first n lanes at p (the others zero): a plain load where the vector is whole.
@@ -322,8 +320,8 @@ void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld
 void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const float *x, const float *w,
                           const float *bias, float *wt, float *y) {
   int taps = s->kh * s->kw;
-  int64_t rows = (int64_t)s->n * s->oh, vecs = (s->c + BLOCK - 1) / BLOCK, want = 8 * threads;
-  int64_t groups = rows >= want ? 1 : (want + rows - 1) / rows < vecs ? (want + rows - 1) / rows : vecs;
+  int64_t n_rows = (int64_t)s->n * s->oh, vecs = (s->c + BLOCK - 1) / BLOCK, want = 8 * threads;
+  int64_t groups = n_rows >= want ? 1 : (want + n_rows - 1) / n_rows < vecs ? (want + n_rows - 1) / n_rows : vecs;
   int chunk = s->ow < 64 ? 64 / s->ow : 1;
 #pragma omp parallel num_threads(threads)
   {
@@ -333,7 +331,7 @@ void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const f
         for (int64_t c = 0; c < s->c; c++) wt[t * s->c + c] = w[c * taps + t];
     }
 #pragma omp for collapse(2) schedule(dynamic, chunk)
-    for (int64_t r = 0; r < rows; r++)
+    for (int64_t r = 0; r < n_rows; r++)
       for (int64_t gr = 0; gr < groups; gr++) {
         int64_t n = r / s->oh, c0 = vecs * gr / groups * BLOCK, c1 = vecs * (gr + 1) / groups * BLOCK;
         ef_cpu_dw_row(act, s, x + n * s->h * s->w * s->c, s->c, 0, s->h, (int)(r % s->oh), wt, s->c, bias, c0,

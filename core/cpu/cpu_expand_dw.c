@@ -59,9 +59,7 @@ ef_status ef_cpu_expand_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **st
   s->keep_weights = ef_cpu_from_store(node, 1, 7);
   geometry g = geometry_of(node, cpu->threads);
   size_t bytes = sizeof(float) * (size_t)((g.c + 1 + g.dw.kh * g.dw.kw + 1) * g.mp);
-  if (!(s->kept_w = ef_aligned_alloc(bytes)))
-    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
-  memset(s->kept_w, 0, bytes);
+  EF_TRY(ef_cpu_kept_alloc(node, s, bytes));
   *scratch = g.band_bytes * (size_t)cpu->threads;
   return EF_OK;
 }

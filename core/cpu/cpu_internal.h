@@ -64,7 +64,7 @@ typedef struct ef_dnnl_node {
                                    // the start of the plan's scratch
   bool reorder_after;              // weight gradients: reorder after running
   bool keep_weights;               // a forward convolution: prim_w in kept_w, not in the scratch
-  bool dw_forward;                 // a depthwise CONV2D that effnet's kernel runs (ef_cpu_dw_forward)
+  bool dw_forward;                 // a depthwise CONV2D or CONV2D_BN that effnet's kernel runs
   bool derived;                    // kept_w (and the folded weights) hold what a run derived
   void *kept_w;                    // owned
   const ef_tensor *fold;           // CONV2D_BN: the node whose batch norm folds into fold_w, fold_bias
@@ -74,6 +74,9 @@ typedef struct ef_dnnl_node {
                                    // the plan's scratch (one of args)
   char impl[160];                  // oneDNN's implementation name, or effnet's kernel's
 } ef_dnnl_node;
+
+// s->kept_w: `bytes` of zeros, 64-byte aligned, for the weights a kernel derives and keeps.
+ef_status ef_cpu_kept_alloc(const ef_tensor *node, ef_dnnl_node *s, size_t bytes);
 
 // Whether this run must derive the node's kept weights again (folded, reordered, packed): always
 // where they do not come from the store alone, else at the first run and where the run says the
@@ -117,12 +120,13 @@ void ef_cpu_gate_weights(const ef_dnnl_node *s, float *wg);
 dnnl_status_t ef_cpu_post_act(dnnl_primitive_attr_t attr, ef_act act);
 // A 1x1 convolution with stride 1, no padding and one group: a product of rows, (N*H*W, I) by (O, I).
 bool ef_cpu_pointwise(const ef_tensor *node);
-// Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, effnet's depthwise or pointwise filter
-// gradient, or its pointwise convolution over few inputs.
+// Runs what ef_cpu_conv_prepare chose: oneDNN's primitive, effnet's depthwise forward or filter
+// gradient, its pointwise filter gradient, or its pointwise convolution over few inputs.
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Depthwise convolutions by effnet's own kernels (cpu_dwconv.c), with the twin's bits (core/dwconv.h):
 // the filter gradients ef_cpu_dw_own picks, and forwards ef_cpu_dw_forward_can allows (a plain
-// CONV2D, dilation 1) where oneDNN would run them as im2col GEMM (ef_cpu_conv_prepare decides).
+// CONV2D or an ungated CONV2D_BN, dilation 1) where oneDNN would run them as im2col GEMM
+// (ef_cpu_conv_prepare decides).
 bool ef_cpu_dw_own(const ef_tensor *node);
 bool ef_cpu_dw_forward_can(const ef_tensor *node);
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
@@ -134,8 +138,9 @@ void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const f
 void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Output row oy of a depthwise convolution of shape s (dilation 1), channels [c0, c1) of y's row (OW
 // points of s->c floats): act(the taps in order (ky, kx), each an fmaf from 0, those outside the
-// input skipped, + bias[c] where bias is not NULL), the twin's ef_dw_forward_point and then the
-// activation. The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
+// input skipped, + bias[c] where bias is not NULL): the twin's ef_dw_forward_point, then the
+// activation in registers (vec_act_fwd: relu and relu6 exact, swish and sigmoid within 2 ulp of
+// ef_act_fwd). The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
 // the weights wt (KH*KW, ldw).
 void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
                    const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y);

@@ -126,11 +126,8 @@ ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, s
   s->keep_weights = ef_cpu_from_store(node, 1, node->n_src);
   int64_t i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(node->shape[3]);
   size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
-  if (!(s->kept_w = ef_aligned_alloc(bytes)))
-    return EF_ERROR(EF_ERR_NOMEM, "out of memory for the weights of node '%s' (%zu bytes)", node->name, bytes);
-  memset(s->kept_w, 0, bytes);
   *scratch = 0;
-  return EF_OK;
+  return ef_cpu_kept_alloc(node, s, bytes);
 }
 
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
