@@ -169,10 +169,11 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   if (hint) dnnl_primitive_desc_destroy(hint);
   EF_DNNL_TRY(st, node);
   // With AVX2 alone, oneDNN 2.6 runs B0's 5x5 depthwise forwards onto 1x1 maps as im2col GEMM
-  // ("x64:gemm:jit"): 30-48 ms a node in the main job's step, where effnet's kernel takes 0.1-0.2 ms
-  // (an AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), and the validation's folded ones (a
-  // batch of 128: 177-240 -> 27-39 ms). Its direct kernels (brdgmm_dw, jit_dw) stay: on AVX-512 they
-  // are as fast as effnet's on 3x3 kernels and 1.5-3.4x faster on 5x5 ones (docs/perf.md).
+  // ("x64:gemm:jit"): about 95 ms of the main job's 231 ms step together (an AVX2 build under
+  // ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), where effnet's kernel takes 0.1-0.2 ms a node, and the
+  // validation's folded ones (a batch of 128: 177-240 -> 27-39 ms). Its direct kernels (brdgmm_dw,
+  // jit_dw) stay: on AVX-512 they are as fast as effnet's on 3x3 kernels and 1.5-3.4x faster on 5x5
+  // ones (docs/perf.md).
   const char *impl = "";
   if (ef_cpu_dw_forward_can(node) &&
       dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")) {

@@ -44,8 +44,9 @@ ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
   size_t wfloats = (size_t)(sh.kh * sh.kw) * (size_t)sh.c;
   s->dw_forward = node->op != EF_OP_CONV2D_BWD_WEIGHT;
   snprintf(s->impl, sizeof s->impl, "effnet depthwise %s", s->dw_forward ? "forward" : "filter gradient");
-  *scratch = node->op == EF_OP_CONV2D ? sizeof(float) * wfloats : 0;
-  if (node->op == EF_OP_CONV2D_BWD_WEIGHT) *scratch = sizeof(float) * partial_floats(&sh);
+  *scratch = node->op == EF_OP_CONV2D              ? sizeof(float) * wfloats
+             : node->op == EF_OP_CONV2D_BWD_WEIGHT ? sizeof(float) * partial_floats(&sh)
+                                                   : 0;
   if (node->op != EF_OP_CONV2D_BN) return EF_OK;
   s->keep_weights = ef_cpu_from_store(node, 1, 4);
   return ef_cpu_kept_alloc(node, s, sizeof(float) * (wfloats + (size_t)sh.c));
