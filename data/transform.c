@@ -143,14 +143,34 @@ static int axis_weights(double in0, double in1, int in_size, int out_size, int o
   return ksize;
 }
 
-// The horizontal pass is most of the time. With AVX-512 one output pixel is a few 16-byte blocks
-// of its source bytes times their spread weights, then shifted adds that collect lanes ch,
-// ch + c, ch + 2c, ... into lane ch: the same integer sums as the scalar loop, so the same pixels.
+// The scalar path's rounding (and AVX2's, for the bytes past its last whole vector).
+static inline uint8_t clip8(int32_t v) {
+  v >>= PRECISION_BITS;
+  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+// Bytes [from, stride) of one output row of the vertical pass:
+// out[i] = clip8(half + sum_j in[j*stride + i] * k[j]).
+static inline void vertical_span(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out, size_t from) {
+  for (size_t i = from; i < stride; i++) {
+    int32_t acc = 1 << (PRECISION_BITS - 1);
+    for (int j = 0; j < n; j++) acc += in[(size_t)j * stride + i] * k[j];
+    out[i] = clip8(acc);
+  }
+}
+
+// The horizontal pass is most of the time. With vectors (AVX-512's 16 int32 lanes, or AVX2's 8)
+// one output pixel is a few blocks of its source bytes (whole pixels: STEP bytes a block) times
+// their spread weights, then shifted adds that collect lanes ch, ch + c, ch + 2c, ... into lane ch:
+// the same integer sums as the scalar loop, so the same pixels.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && !defined(EF_RESAMPLE_SCALAR)
-#define EF_RESAMPLE_AVX512 1
+#define LANES 16
 #include <immintrin.h>
 
-static inline void horizontal_pixel(const uint8_t *p, const int32_t *spread, int nbytes, int c, uint8_t *out) {
+// `end` (the end of the source's bytes) is for AVX2's loads; AVX-512's are masked.
+static inline void horizontal_pixel(const uint8_t *p, const int32_t *spread, int nbytes, int c, const uint8_t *end,
+                                    uint8_t *out) {
+  (void)end;
   const int step = c == 3 ? 15 : 16;
   __m512i acc = _mm512_setzero_si512(), zero = _mm512_setzero_si512();
   for (int j = 0; j < nbytes; j += step, spread += 16) {
@@ -172,7 +192,7 @@ static inline void horizontal_pixel(const uint8_t *p, const int32_t *spread, int
   _mm_mask_storeu_epi8(out, (__mmask16)((1u << c) - 1), _mm512_cvtusepi32_epi8(_mm512_max_epi32(acc, zero)));
 }
 
-// One output row of the vertical pass: out[i] = clip8(half + sum_j in[j*stride + i] * k[j]).
+// One output row of the vertical pass, 16 bytes a vector.
 static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
   const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1)), zero = _mm512_setzero_si512();
   for (size_t i = 0; i < stride; i += 16) {
@@ -186,21 +206,69 @@ static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int
     _mm_mask_storeu_epi8(out + i, m, _mm512_cvtusepi32_epi8(acc));
   }
 }
-#else
-#define EF_RESAMPLE_AVX512 0
+#elif defined(__AVX2__) && !defined(EF_RESAMPLE_SCALAR)
+#define LANES 8
+#include <immintrin.h>
 
-// The scalar path's rounding (the AVX-512 one shifts and saturates in its lanes).
-static inline uint8_t clip8(int32_t v) {
-  v >>= PRECISION_BITS;
-  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+// Lanes 0..3 of acc + half, shifted, clipped to bytes: the low c bytes go to out.
+static inline void store_pixel(__m128i acc, int c, uint8_t *out) {
+  acc = _mm_srai_epi32(_mm_add_epi32(acc, _mm_set1_epi32(1 << (PRECISION_BITS - 1))), PRECISION_BITS);
+  acc = _mm_min_epi32(_mm_max_epi32(acc, _mm_setzero_si128()), _mm_set1_epi32(255));
+  __m128i w = _mm_packus_epi32(acc, acc);
+  int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(w, w));
+  memcpy(out, &bytes, (size_t)c);
 }
 
-static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
-  for (size_t i = 0; i < stride; i++) {
-    int32_t acc = 1 << (PRECISION_BITS - 1);
-    for (int j = 0; j < n; j++) acc += in[(size_t)j * stride + i] * k[j];
-    out[i] = clip8(acc);
+// Each block loads 8 bytes, of which STEP (whole pixels) have weights; where 8 would read past the
+// source's end, the bytes before it are copied first.
+static inline void horizontal_pixel(const uint8_t *p, const int32_t *spread, int nbytes, int c, const uint8_t *end,
+                                    uint8_t *out) {
+  const int step = c == 3 ? 6 : 8;
+  __m256i acc = _mm256_setzero_si256();
+  for (int j = 0; j < nbytes; j += step, spread += 8) {
+    __m128i b;
+    if (end - (p + j) >= 8) {
+      b = _mm_loadl_epi64((const __m128i *)(p + j));
+    } else {
+      uint8_t tail[8] = {0};
+      memcpy(tail, p + j, (size_t)(end - (p + j)));
+      b = _mm_loadl_epi64((const __m128i *)tail);
+    }
+    acc =
+        _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(b), _mm256_loadu_si256((const __m256i *)spread)));
   }
+  if (c == 3) { // lanes 0..5: lane ch + lane ch + 3
+    __m128i sum = _mm256_castsi256_si128(
+        _mm256_add_epi32(acc, _mm256_permutevar8x32_epi32(acc, _mm256_setr_epi32(3, 4, 5, 6, 7, 7, 7, 7))));
+    store_pixel(sum, c, out);
+  } else { // all 8 lanes
+    __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4E));
+    store_pixel(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xB1)), c, out);
+  }
+}
+
+// One output row of the vertical pass, 8 bytes a vector; the last stride % 8 as the scalar path.
+static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
+  const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1)), zero = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 8 <= stride; i += 8) {
+    __m256i acc = half;
+    for (int j = 0; j < n; j++) {
+      __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(in + (size_t)j * stride + i)));
+      acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, _mm256_set1_epi32(k[j])));
+    }
+    acc = _mm256_min_epi32(_mm256_max_epi32(_mm256_srai_epi32(acc, PRECISION_BITS), zero), _mm256_set1_epi32(255));
+    __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    _mm_storel_epi64((__m128i *)(out + i), _mm_packus_epi16(w, w));
+  }
+  vertical_span(in, stride, k, n, out, i);
+}
+#else
+#define LANES 0 // the scalar loops
+
+static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
+  vertical_span(in, stride, k, n, out, 0);
 }
 #endif
 
@@ -220,26 +288,27 @@ void ef_resample(const ef_image *src, const ef_resample_box *b, ef_interp interp
   // The rows the vertical pass reads, resampled horizontally: (rows, ow, c).
   int row0 = yfirst[0], row1 = yfirst[oh - 1] + yn[oh - 1];
   ef_image_reshape(&s->rows, ow, row1 - row0, c);
-#if EF_RESAMPLE_AVX512
-  // Output x's weights spread over its bytes, STEP bytes (whole pixels) per 16-lane block.
-  const int step = 16 - 16 % c, blocks = (c * kx + step - 1) / step;
+#if LANES
+  // Output x's weights spread over its bytes, STEP bytes (whole pixels) per block of LANES.
+  const int step = LANES - LANES % c, blocks = (c * kx + step - 1) / step;
   size_t wat = yat + (size_t)oh * (size_t)ky;
-  coef_reserve(s, wat + (size_t)ow * (size_t)blocks * 16);
+  coef_reserve(s, wat + (size_t)ow * (size_t)blocks * LANES);
   wx = s->coef, wy = s->coef + yat;
   int32_t *spread = s->coef + wat;
   for (int x = 0; x < ow; x++)
-    for (int j = 0; j < blocks * 16; j++) {
-      int byte = j / 16 * step + j % 16;
-      spread[(size_t)x * blocks * 16 + j] = j % 16 < step && byte < c * xn[x] ? wx[(size_t)x * kx + byte / c] : 0;
+    for (int j = 0; j < blocks * LANES; j++) {
+      int byte = j / LANES * step + j % LANES;
+      spread[(size_t)x * blocks * LANES + j] = j % LANES < step && byte < c * xn[x] ? wx[(size_t)x * kx + byte / c] : 0;
     }
+  const uint8_t *end = src->px + (size_t)src->w * (size_t)src->h * (size_t)c;
 #endif
   for (int r = row0; r < row1; r++) {
     const uint8_t *in = src->px + ((size_t)(b->lo_y + r) * src->w + b->lo_x) * c;
     uint8_t *o = s->rows.px + (size_t)(r - row0) * ow * c;
     for (int x = 0; x < ow; x++) {
       const uint8_t *p = in + (size_t)xfirst[x] * c;
-#if EF_RESAMPLE_AVX512
-      horizontal_pixel(p, spread + (size_t)x * blocks * 16, c * xn[x], c, o + x * c);
+#if LANES
+      horizontal_pixel(p, spread + (size_t)x * blocks * LANES, c * xn[x], c, end, o + x * c);
 #else
       const int32_t *k = wx + (size_t)x * kx;
       for (int ch = 0; ch < c; ch++) {

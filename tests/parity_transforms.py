@@ -2,8 +2,9 @@
 """effnet's transforms against torchvision's on PIL images (an implementation nobody here wrote):
 evaluation (Resize(size/crop_pct) + CenterCrop + ToTensor + Normalize) and training crops (the
 crop and flip effnet drew, replayed with F.resized_crop / hflip) must give the same floats, for
-bilinear and bicubic, RGB and gray sources, up- and downscaling; for each build of the resampler given (the
-AVX-512 one and the portable one).
+bilinear and bicubic, RGB and gray sources and outputs, up- and downscaling; for each build of the
+resampler given (the machine's, the portable one and the AVX2 one; one named *_avx2 is left out where
+the CPU lacks AVX2).
 usage: parity_transforms.py TRANSFORM_REF...   (exit 77: torchvision or PIL missing)"""
 import os, subprocess, sys, tempfile
 
@@ -66,13 +67,19 @@ cases = [
     ("eval", 300, 3, "bicubic", 0.875, 301, 299, 3),
     ("eval", 224, 3, "bicubic", 1.0, 227, 224, 3),     # a centre offset of round(1.5) = 2
 ]
+with open("/proc/cpuinfo") as f:
+    avx2 = " avx2" in f.read()
 for ref in sys.argv[1:]:
+    if ref.endswith("_avx2") and not avx2:
+        print(f"left out (no AVX2 on this CPU): {ref}")
+        continue
     rng = np.random.default_rng(7)
     for i, case in enumerate(cases):
         failures += run(ref, *case, index=i)
     for i in range(12):  # training crops: random sizes, positions and flips
         interp = "bicubic" if i % 2 else "bilinear"
-        failures += run(ref, "train", 96 if i % 3 else 224, 3, interp, 0.875, int(rng.integers(40, 400)),
-                        int(rng.integers(40, 400)), 3 if i % 4 else 1, index=100 + i)
+        size, channels = 96 if i % 3 else 224, 1 if i % 5 == 2 else 3
+        w, h = int(rng.integers(40, 400)), int(rng.integers(40, 400))
+        failures += run(ref, "train", size, channels, interp, 0.875, w, h, 3 if i % 4 else 1, index=100 + i)
 print(f"{failures} failed")
 sys.exit(1 if failures else 0)
