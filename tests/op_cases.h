@@ -508,6 +508,13 @@ static const op_case cases[] = {
     EXPAND_DW("expand_dw 3x3 s2 same + swish, 8x40x112, 8->96", (8, 40, 112, 8), 96, 3, 2, EF_PAD_SAME, EF_ACT_SWISH),
     CONV_BN_GATED("conv_bn pointwise gated, no activation, 70->19", (3, 4, 5, 70), (19, 1, 1, 70), EF_ACT_NONE),
     CONV_BN_GATED("conv_bn pointwise gated + swish, one image", (1, 5, 3, 20), (36, 1, 1, 20), EF_ACT_SWISH),
+    // Narrow outputs over many inputs (the CPU's own kernel: tiles of 12 rows by 2 vectors, 8 by 3):
+    // 13x11 images make several work items an image, the last one short, each image its own gate.
+    CONV_BN_GATED("conv_bn pointwise gated, 3 images of 13x11, 144->24", (3, 13, 11, 144), (24, 1, 1, 144),
+                  EF_ACT_NONE),
+    CONV_BN_GATED("conv_bn pointwise gated, 2 images of 13x11, 40->48", (2, 13, 11, 40), (48, 1, 1, 40), EF_ACT_NONE),
+    CONV_BN("conv_bn pointwise, no activation, 286 rows, 96->32", (2, 13, 11, 96), (32, 1, 1, 96), 1, 1,
+            EF_PAD_SYMMETRIC, EF_ACT_NONE),
 
     {"bn train", 2, {X(4, {2, 5, 5, 7}), W("affine", 2, {2, 7})}, build_bn, ref_bn, .eps = 1e-3f, .flag = true},
     {"bn train + swish, batch 1",

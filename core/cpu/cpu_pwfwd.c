@@ -1,9 +1,11 @@
-// Pointwise convolutions by effnet's own kernel: inference's over few input channels (CONV2D_BN, its
-// batch norm folded) and plain ones over few rows (squeeze-excite's): y (M,O) = act(x (M,I) W^T +
-// bias), M = N*H*W rows of NHWC pixels. A register tile of P rows by up to NV vectors of outputs
-// starts from the bias and adds the inputs in order, one FMA each, then is activated in registers
-// (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and stored. EXPAND_DW's expansion
-// (cpu_expand_dw.c) runs the same rows into its bands.
+// Pointwise convolutions by effnet's own kernel: inference's over few input channels or onto few
+// output channels (CONV2D_BN, its batch norm folded; gated ones with squeeze-excite's scale folded
+// into the weights per image) and plain ones over few rows (squeeze-excite's): y (M,O) =
+// act(x (M,I) W^T + bias), M = N*H*W rows of NHWC pixels. A register tile of rows by up to NV vectors
+// of outputs starts from the bias and adds the inputs in order, one FMA each, then is activated in
+// registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and stored. EXPAND_DW's
+// expansion (cpu_expand_dw.c) runs the same rows into its bands.
+#include <omp.h>
 #include <stdio.h>
 
 #include "core/cpu/cpu_internal.h"
@@ -14,52 +16,71 @@
 // 56x56). There the outputs' stores bound both; oneDNN's post-op takes a second pass over each block
 // of outputs. B0 at 224, batch 32, on the Xeon, per node: see docs/perf.md ("Issue 19, fifth pass").
 #define OWN_MAX_IN 24
+// And inference's projections onto few outputs: at most one vector of them (B0's 16, from 32 at
+// 112x112), or at most OWN_MAX_OUT (three vectors) from at least OWN_MIN_IN inputs (B0's 144 -> 24 at
+// 56x56 and 240 -> 40 at 28x28), gated or not, where oneDNN's matmul ran at a third of the FMA peak
+// (B0 at 224, batch 32, on the AMD EPYC: 26.8 -> 16.4 ms for the five; see docs/perf.md, "Issue 19,
+// seventh pass"). From fewer inputs onto two or three vectors (B3's 40 -> 24 at 150x150, batch 1)
+// oneDNN stayed faster.
+#define OWN_MAX_OUT (3 * VEC)
+#define OWN_MIN_IN 64
 // And plain 1x1 convolutions (CONV2D, forward) over at most OWN_MAX_ROWS rows: squeeze-excite's, on
 // pooled (N,1,1,C) values, where oneDNN's call costs more than the product (B0 at 224, batch 1: 32
 // of them took 13 us each; see docs/perf.md).
 #define OWN_MAX_ROWS 32
-// Rows a work item: a tile's rows take every output vector before the next tile's.
-#define ITEM_ROWS 64
+// Rows a work item (a multiple of every tile's rows): a tile's rows take every output vector before
+// the next tile's.
+#define ITEM_ROWS 96
 
 #ifdef VEC
-// Rows a tile, and at most this many output vectors: AVX-512's 32 registers hold 4 x 6 sums, the
-// rows' broadcast inputs and a weight vector; AVX2's 16 hold 3 x 3.
+// At most this many output vectors a tile, and its rows for nv of them (TILE_ROWS(nv) <= PMAX):
+// AVX-512's 32 registers hold 4 x 6 sums, or 8 x 2 and 8 x 3 for narrow outputs, so that the sums
+// outnumber the rows' broadcast inputs (B0's 144 -> 24 projection, see above: 4 rows took about twice
+// as long as 8 or 12, and 12 were slower than 8 on B3's 150x150 maps); AVX2's 16 hold 3 x 3.
 #if VEC == 16
-#define P 4
 #define NV 6
+#define PMAX 8
+#define TILE_ROWS(nv) ((nv) == 2 || (nv) == 3 ? 8 : 4)
 #else
-#define P 3
 #define NV 3
+#define PMAX 3
+#define TILE_ROWS(nv) 3
 #endif
 
 bool ef_cpu_pwf_own(const ef_tensor *node) {
   if (node->op == EF_OP_CONV2D) return ef_cpu_pointwise(node) && ef_rows(node) <= OWN_MAX_ROWS;
-  return node->op == EF_OP_CONV2D_BN && node->n_src == 4 && ef_cpu_pointwise(node) &&
-         node->src[0]->shape[3] <= OWN_MAX_IN;
+  return node->op == EF_OP_CONV2D_BN && ef_cpu_pointwise(node) &&
+         (node->shape[3] <= VEC || (node->shape[3] <= OWN_MAX_OUT && node->src[0]->shape[3] >= OWN_MIN_IN) ||
+          (node->n_src == 4 && node->src[0]->shape[3] <= OWN_MAX_IN));
 }
 
 int64_t ef_cpu_pwf_padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
 
-// Rows [m, m + rows) (rows <= P) by output vectors [v0, v0 + nv) (nv a constant <= NV): the sums in
-// registers, activated and stored (lanes at or past `o` masked off).
+// Rows [m, m + rows) (rows <= pr, a constant) by output vectors [v0, v0 + nv) (nv a constant <= NV):
+// the sums in registers, activated and stored (lanes at or past `o` masked off).
 static inline __attribute__((always_inline)) void tile(const float *x, const float *wt, const float *bias, float *y,
                                                        int64_t i, int64_t op, int64_t ldy, int64_t o, int64_t m,
-                                                       int rows, int64_t v0, const ef_act act, const int nv) {
-  vec acc[P][NV];
-  const float *xr[P];
-  for (int p = 0; p < P; p++) {
+                                                       int rows, int64_t v0, const ef_act act, const int nv,
+                                                       const int pr) {
+  vec acc[PMAX][NV];
+  const float *xr[PMAX];
+  for (int p = 0; p < pr; p++) {
     xr[p] = x + (m + (p < rows ? p : 0)) * i; // past the last row: row m again, not stored
     for (int v = 0; v < nv; v++) acc[p][v] = vec_load(bias + (v0 + v) * VEC);
   }
+  // The next tile's rows, one cache line an input: each row is a short stream (B0's 144 inputs: 9
+  // lines) that the hardware's prefetchers do not pick up before the tile needs it.
+  const float *next = x + (m + pr) * i;
   for (int64_t k = 0; k < i; k++) {
-    vec b[P];
-    for (int p = 0; p < P; p++) b[p] = vec_bcast(xr[p][k]);
+    if (k * 16 < pr * i) __builtin_prefetch(next + k * 16);
+    vec b[PMAX];
+    for (int p = 0; p < pr; p++) b[p] = vec_bcast(xr[p][k]);
     for (int v = 0; v < nv; v++) {
       vec w = vec_load(wt + k * op + (v0 + v) * VEC);
-      for (int p = 0; p < P; p++) acc[p][v] = vec_fma(b[p], w, acc[p][v]);
+      for (int p = 0; p < pr; p++) acc[p][v] = vec_fma(b[p], w, acc[p][v]);
     }
   }
-  for (int p = 0; p < rows; p++)
+  for (int p = 0; p < pr && p < rows; p++)
     for (int v = 0; v < nv; v++) {
       int64_t c = (v0 + v) * VEC;
       vec out = vec_act_fwd(act, acc[p][v]);
@@ -74,18 +95,18 @@ EF_INLINE void rows_act(const ef_act act, const float *x, int64_t m, int64_t i, 
   // The output vectors in even groups of at most NV: 9 as 5 + 4, not 6 + 3.
   int64_t vecs = op / VEC, groups = (vecs + NV - 1) / NV, per = (vecs + groups - 1) / groups;
   for (int64_t v0 = 0; v0 < vecs; v0 += per) {
-    int nv = (int)(vecs - v0 < per ? vecs - v0 : per);
-    for (int64_t r = 0; r < m; r += P) {
-      int rows = (int)(m - r < P ? m - r : P);
+    int nv = (int)(vecs - v0 < per ? vecs - v0 : per), pr = TILE_ROWS(nv);
+    for (int64_t r = 0; r < m; r += pr) {
+      int rows = (int)(m - r < pr ? m - r : pr);
       switch (nv) {
-      case 1: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 1); break;
-      case 2: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 2); break;
+      case 1: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 1, TILE_ROWS(1)); break;
+      case 2: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 2, TILE_ROWS(2)); break;
 #if NV > 3
-      case 3: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 3); break;
-      case 4: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 4); break;
-      case 5: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 5); break;
+      case 3: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 3, TILE_ROWS(3)); break;
+      case 4: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 4, TILE_ROWS(4)); break;
+      case 5: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, 5, TILE_ROWS(5)); break;
 #endif
-      default: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, NV); break;
+      default: tile(x, wt, bias, y, i, op, ldy, o, r, rows, v0, act, NV, TILE_ROWS(NV)); break;
       }
     }
   }
@@ -118,15 +139,16 @@ void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const flo
 #endif
 
 // The weights (folded, for CONV2D_BN) transposed, (I, OP) with OP = ef_cpu_pwf_padded(O), then the
-// bias (OP), zeros past O: the node's kept weights.
+// bias (OP), zeros past O: the node's kept weights. A gated node's scratch: each thread's copy of
+// them scaled by one image's gate, (I, OP).
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
-  (void)cpu;
   ef_dnnl_node *s = ef_dnnl_node_new(state); // no primitive: the name for describe()
-  snprintf(s->impl, sizeof s->impl, "effnet pointwise, few inputs");
-  s->keep_weights = ef_cpu_from_store(node, 1, node->n_src);
+  bool gated = node->op == EF_OP_CONV2D_BN && node->n_src == 5;
+  snprintf(s->impl, sizeof s->impl, "effnet pointwise%s", gated ? ", gated" : "");
+  s->keep_weights = ef_cpu_from_store(node, 1, node->op == EF_OP_CONV2D_BN ? 4 : node->n_src); // not the gate
   int64_t i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(node->shape[3]);
   size_t bytes = sizeof(float) * (size_t)((i + 1) * op);
-  *scratch = 0;
+  *scratch = gated ? sizeof(float) * (size_t)(i * op) * (size_t)cpu->threads : 0;
   return ef_cpu_kept_alloc(node, s, bytes);
 }
 
@@ -148,8 +170,28 @@ void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scrat
   }
   const float *x = node->src[0]->data;
   float *y = node->data;
+  ef_act act = node->op == EF_OP_CONV2D_BN ? node->p.conv.act : EF_ACT_NONE;
+  if (node->n_src == 5 && node->op == EF_OP_CONV2D_BN) { // gated: items within one image, its weights scaled
+    const float *gate = node->src[4]->data;
+    int64_t hw = node->shape[1] * node->shape[2], per = (hw + ITEM_ROWS - 1) / ITEM_ROWS;
+#pragma omp parallel num_threads(cpu->threads)
+    {
+      float *wg = (float *)scratch + i * op * omp_get_thread_num();
+      int64_t have = -1; // the image whose gate wg holds
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < node->shape[0] * per; it++) {
+        int64_t n = it / per, r0 = n * hw + it % per * ITEM_ROWS, rows = (n + 1) * hw - r0;
+        if (n != have) {
+          for (int64_t k = 0; k < i; k++)
+            for (int64_t a = 0; a < op; a++) wg[k * op + a] = wt[k * op + a] * gate[n * i + k];
+          have = n;
+        }
+        ef_cpu_pwf_rows(act, x + r0 * i, rows < ITEM_ROWS ? rows : ITEM_ROWS, i, wg, bias, op, y + r0 * o, o, o);
+      }
+    }
+    return;
+  }
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (m > ITEM_ROWS)
   for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
-    ef_cpu_pwf_rows(node->op == EF_OP_CONV2D_BN ? node->p.conv.act : EF_ACT_NONE, x + m0 * i,
-                    m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o, o, o);
+    ef_cpu_pwf_rows(act, x + m0 * i, m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o, o, o);
 }
