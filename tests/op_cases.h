@@ -533,6 +533,24 @@ static const op_case cases[] = {
      .eps = 1e-5f,
      .act = EF_ACT_SIGMOID,
      .flag = true},
+    // Whole vectors of channels and a tail (the CPU's vector reduction for swish and sigmoid), and
+    // rows not a multiple of its four.
+    {"bn train + swish, 37 channels, 126 rows",
+     2,
+     {X(4, {2, 7, 9, 37}), W("affine", 2, {2, 37})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-3f,
+     .act = EF_ACT_SWISH,
+     .flag = true},
+    {"bn train + sigmoid, 32 channels",
+     2,
+     {X(4, {2, 3, 5, 32}), W("affine", 2, {2, 32})},
+     build_bn,
+     ref_bn,
+     .eps = 1e-5f,
+     .act = EF_ACT_SIGMOID,
+     .flag = true},
     // EfficientNet-Lite's: z = gamma * xhat + beta spans both kinks (0 and 6), seeded so that no z lies
     // within the differences' step of one.
     {"bn train + relu6",

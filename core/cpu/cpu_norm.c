@@ -2,13 +2,15 @@
 // sums in double), the affine transform with a fused activation, the two backward kernels, the
 // running-statistics update, and the per-channel row sum used for bias gradients.
 // Row reductions use fixed chunks (core/cpu/cpu_internal.h): results do not depend on threads.
-// Within a chunk, each call adds ROWS rows' terms (summed in double) to the partial sums at once:
+// Within a chunk, each call adds ROWS rows' terms (summed in double; the backward reduction for swish
+// and sigmoid, in vectors, VROWS rows' in f32) to the partial sums at once:
 // half the partials' loads and stores, which bounded the backward reduction (B0 at 224 on the Xeon:
 // 265 -> 167 ms a step). Threads take tiles of a chunk's rows by a block of channels, so that
 // few rows of many channels (B0's late stages) still split over threads with few chunks.
 #include <string.h>
 
 #include "core/cpu/cpu_internal.h"
+#include "core/cpu/cpu_vec.h"
 
 #define F(t) ((float *)(t)->data)
 
@@ -178,8 +180,52 @@ EF_INLINE void bn_reduce_span(ef_act act, const reduce_args *a, int64_t r0, int6
                    s, s + c);
 }
 
+#ifdef VEC
+// bn_reduce_span for swish and sigmoid in vectors, where GCC's vectorization of ef_act_grad divides
+// and blends its clamps, prefetching 8 KiB ahead in both inputs (their rows are short streams the
+// hardware's prefetchers fall behind on): per vector of channels, VROWS rows' terms summed in f32
+// (dz * xhat as an FMA), then added to the double sums. B0 at 224, batch 32, a training step on the
+// AMD EPYC: 101-113 -> 75-83 ms for the 49 nodes; the vectors alone gave 95-99, the prefetches
+// alone nothing (docs/perf.md, "Issue 19, seventh pass").
+#define VROWS 4
+EF_INLINE void bn_reduce_vec(ef_act act, const reduce_args *a, int64_t r0, int64_t r1, int64_t k0, int64_t k1,
+                             double *s) {
+  int64_t c = a->c;
+  for (int64_t r = r0; r < r1; r += VROWS) {
+    int n = r1 - r < VROWS ? (int)(r1 - r) : VROWS;
+    for (int64_t k = k0; k < k1; k += VEC) {
+      int m = k1 - k < VEC ? (int)(k1 - k) : VEC;
+      vec sc = vec_load_n(a->scale + k, m), sh = vec_load_n(a->shift + k, m), mu = vec_load_n(a->mean + k, m);
+      vec is = vec_load_n(a->invstd + k, m), g = vec_bcast(0.0f), b = g;
+      for (int i = 0; i < n; i++) {
+        __builtin_prefetch(a->x + (r + i) * c + k + 2048), __builtin_prefetch(a->dy + (r + i) * c + k + 2048);
+        vec x = vec_load_n(a->x + (r + i) * c + k, m), dy = vec_load_n(a->dy + (r + i) * c + k, m);
+        vec dz = vec_mul(dy, vec_sigmoid_grad(act, vec_fma(x, sc, sh)));
+        g = vec_fma(dz, vec_mul(vec_sub(x, mu), is), g);
+        b = vec_add(b, dz);
+      }
+      if (m == VEC) {
+        vec_add_f64(s + k, g);
+        vec_add_f64(s + c + k, b);
+      } else {
+        float gs[VEC], bs[VEC];
+        vec_store(gs, g), vec_store(bs, b);
+        for (int l = 0; l < m; l++) s[k + l] += gs[l], s[c + k + l] += bs[l];
+      }
+    }
+  }
+}
+#endif
+
 static void reduce_rows(const void *args, int64_t r0, int64_t r1, int64_t k0, int64_t k1, double *s) {
   const reduce_args *a = args;
+#ifdef VEC
+  if (a->act == EF_ACT_SWISH || a->act == EF_ACT_SIGMOID) {
+    if (a->act == EF_ACT_SWISH) bn_reduce_vec(EF_ACT_SWISH, a, r0, r1, k0, k1, s);
+    else bn_reduce_vec(EF_ACT_SIGMOID, a, r0, r1, k0, k1, s);
+    return;
+  }
+#endif
   EF_ACT_SPECIALIZE(a->act, bn_reduce_span, a, r0, r1, k0, k1, s);
 }
 

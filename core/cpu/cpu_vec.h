@@ -96,6 +96,27 @@ static inline __attribute__((always_inline)) vec vec_sigmoid(vec x) {
   return vec_fma(r, vec_fma(nd, r, one), r); // r + r (1 - d r)
 }
 
+// core/act.h's ef_act_grad in vectors for swish and sigmoid (the other activations' plain loops
+// vectorize), the sigmoid as vec_sigmoid's.
+static inline __attribute__((always_inline)) vec vec_sigmoid_grad(ef_act a, vec x) {
+  vec s = vec_sigmoid(x), one = vec_bcast(1.0f), oms = vec_sub(one, s);
+  return a == EF_ACT_SWISH ? vec_mul(s, vec_fma(x, oms, one)) : vec_mul(s, oms);
+}
+
+// s[0 .. VEC) += v, in double.
+static inline __attribute__((always_inline)) void vec_add_f64(double *s, vec v) {
+#if VEC == 16
+  __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  _mm512_storeu_pd(s, _mm512_add_pd(_mm512_loadu_pd(s), lo));
+  _mm512_storeu_pd(s + 8, _mm512_add_pd(_mm512_loadu_pd(s + 8), hi));
+#else
+  __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+  _mm256_storeu_pd(s, _mm256_add_pd(_mm256_loadu_pd(s), lo));
+  _mm256_storeu_pd(s + 4, _mm256_add_pd(_mm256_loadu_pd(s + 4), hi));
+#endif
+}
+
 // core/act.h's ef_act_fwd in vectors (a a constant where it is inlined), the sigmoid's quotient as
 // vec_sigmoid's.
 static inline __attribute__((always_inline)) vec vec_act_fwd(ef_act a, vec x) {
