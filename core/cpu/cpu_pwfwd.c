@@ -11,17 +11,20 @@
 #include "core/cpu/cpu_internal.h"
 #include "core/cpu/cpu_vec.h"
 
-// Where this kernel runs instead of oneDNN 2.6's matmul with its activation post-op: at most
-// OWN_MAX_IN input channels, EfficientNets' early expansions (16 -> 96 at 112x112, 24 -> 144 at
-// 56x56). There the outputs' stores bound both; oneDNN's post-op takes a second pass over each block
-// of outputs. B0 at 224, batch 32, on the Xeon, per node: see docs/perf.md ("Issue 19, fifth pass").
+// Where this kernel runs instead of oneDNN 2.6's matmul (with its activation post-op in inference):
+// at most OWN_MAX_IN input channels, EfficientNets' early expansions (16 -> 96 at 112x112, 24 -> 144
+// at 56x56). There the outputs' stores bound both; oneDNN's post-op takes a second pass over each
+// block of outputs (B0 at 224, batch 32, on the Xeon, per node: see docs/perf.md, "Issue 19, fifth
+// pass"). Training's plain ones only onto at most one tile's outputs (NV vectors): B0's 16 -> 96
+// took 20.5 ms in oneDNN and 8.8 here, its 24 -> 144 5.5 and 7.0, each row's outputs stored in two
+// passes (on the AMD EPYC, batch 32: docs/perf.md, "Issue 19, seventh pass").
 #define OWN_MAX_IN 24
-// And inference's projections onto few outputs: at most one vector of them (B0's 16, from 32 at
-// 112x112), or at most OWN_MAX_OUT (three vectors) from at least OWN_MIN_IN inputs (B0's 144 -> 24 at
-// 56x56 and 240 -> 40 at 28x28), gated or not, where oneDNN's matmul ran at a third of the FMA peak
-// (B0 at 224, batch 32, on the AMD EPYC: 26.8 -> 16.4 ms for the five; see docs/perf.md, "Issue 19,
-// seventh pass"). From fewer inputs onto two or three vectors (B3's 40 -> 24 at 150x150, batch 1)
-// oneDNN stayed faster.
+// And the projections onto few outputs (inference's and training's): at most one vector of them (B0's
+// 16, from 32 at 112x112), or at most OWN_MAX_OUT (three vectors) from at least OWN_MIN_IN inputs
+// (B0's 144 -> 24 at 56x56 and 240 -> 40 at 28x28), gated or not, where oneDNN's matmul ran at a
+// third of the FMA peak (B0 at 224, batch 32, on the AMD EPYC: in inference 26.8 -> 16.4 ms for the
+// five; see docs/perf.md, "Issue 19, seventh pass"). From fewer inputs onto two or three vectors
+// (B3's 40 -> 24 at 150x150, batch 1) oneDNN stayed faster.
 #define OWN_MAX_OUT (3 * VEC)
 #define OWN_MIN_IN 64
 // And plain 1x1 convolutions (CONV2D, forward) over at most OWN_MAX_ROWS rows: squeeze-excite's, on
@@ -48,10 +51,12 @@
 #endif
 
 bool ef_cpu_pwf_own(const ef_tensor *node) {
-  if (node->op == EF_OP_CONV2D) return ef_cpu_pointwise(node) && ef_rows(node) <= OWN_MAX_ROWS;
-  return node->op == EF_OP_CONV2D_BN && ef_cpu_pointwise(node) &&
-         (node->shape[3] <= VEC || (node->shape[3] <= OWN_MAX_OUT && node->src[0]->shape[3] >= OWN_MIN_IN) ||
-          (node->n_src == 4 && node->src[0]->shape[3] <= OWN_MAX_IN));
+  if ((node->op != EF_OP_CONV2D && node->op != EF_OP_CONV2D_BN) || !ef_cpu_pointwise(node)) return false;
+  int64_t i = node->src[0]->shape[3], o = node->shape[3];
+  bool gated = node->op == EF_OP_CONV2D_BN && node->n_src == 5;
+  bool plain = node->op == EF_OP_CONV2D;
+  return (plain && ef_rows(node) <= OWN_MAX_ROWS) || o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN) ||
+         (!gated && i <= OWN_MAX_IN && (!plain || o <= NV * VEC));
 }
 
 int64_t ef_cpu_pwf_padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
