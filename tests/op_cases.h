@@ -462,8 +462,10 @@ static const op_case cases[] = {
     // At most 32 rows (squeeze-excite's on pooled values): the CPU's own pointwise kernel.
     CONV("pointwise 1x1 with bias, pooled, 40->20", 3, (6, 1, 1, 40), (20, 1, 1, 40), 1, 1, 1, EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1, 12 rows, 17->33", 2, (2, 2, 3, 17), (33, 1, 1, 17), 1, 1, 1, EF_PAD_SYMMETRIC),
-    // Training's projections onto few channels: the CPU's own kernel, tiles of 8 rows by 2 vectors.
+    // Training's projections onto few channels (the CPU's own kernel, tiles of 8 rows by 2 vectors), and
+    // expansions from few, whose data gradient is such a product.
     CONV("pointwise 1x1, 286 rows, 96->24", 2, (2, 13, 11, 96), (24, 1, 1, 96), 1, 1, 1, EF_PAD_SYMMETRIC),
+    CONV("pointwise 1x1, 286 rows, 24->96", 2, (2, 13, 11, 24), (96, 1, 1, 24), 1, 1, 1, EF_PAD_SYMMETRIC),
     // From 2048 rows the CPU's filter gradient is effnet's kernel: outputs past its tiles of 8 (AVX-512)
     // or 4 (AVX2), inputs in one part vector, and past a whole vector (9 outputs by 5 inputs, 8 by 18:
     // a whole and a part vector with AVX-512, two whole and a part with AVX2). The weights' gradient

@@ -7,6 +7,7 @@
 // expansion (cpu_expand_dw.c) runs the same rows into its bands.
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/cpu/cpu_internal.h"
 #include "core/cpu/cpu_vec.h"
@@ -51,12 +52,13 @@
 #endif
 
 bool ef_cpu_pwf_own(const ef_tensor *node) {
-  if ((node->op != EF_OP_CONV2D && node->op != EF_OP_CONV2D_BN) || !ef_cpu_pointwise(node)) return false;
+  bool fwd = node->op == EF_OP_CONV2D, bwd = node->op == EF_OP_CONV2D_BWD_DATA, bn = node->op == EF_OP_CONV2D_BN;
+  if (!(fwd || bwd || bn) || !ef_cpu_pointwise(node)) return false;
   int64_t i = node->src[0]->shape[3], o = node->shape[3];
-  bool gated = node->op == EF_OP_CONV2D_BN && node->n_src == 5;
-  bool plain = node->op == EF_OP_CONV2D;
-  return (plain && ef_rows(node) <= OWN_MAX_ROWS) || o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN) ||
-         (!gated && i <= OWN_MAX_IN && (!plain || o <= NV * VEC));
+  bool few_rows = ef_rows(node) <= OWN_MAX_ROWS, narrow = o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN);
+  if (bwd) return narrow && !few_rows;
+  if (fwd && few_rows) return true;
+  return narrow || (i <= OWN_MAX_IN && (bn ? node->n_src == 4 : o <= NV * VEC)); // few inputs: not gated
 }
 
 int64_t ef_cpu_pwf_padded(int64_t o) { return (o + VEC - 1) / VEC * VEC; }
@@ -158,13 +160,15 @@ ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, s
 }
 
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  (void)scratch;
   ef_dnnl_node *s = state;
   int64_t m = ef_rows(node), o = node->shape[3], i = node->src[0]->shape[3], op = ef_cpu_pwf_padded(o);
   float *wt = s->kept_w, *bias = wt + i * op;
   if (ef_cpu_derive_now(s, ctx)) {
     if (node->op == EF_OP_CONV2D_BN) {
       ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
+    } else if (node->op == EF_OP_CONV2D_BWD_DATA) { // dx (M,I) = dy (M,O) w: w (O,1,1,I) as it is, no bias
+      const float *w = node->src[1]->data;
+      for (int64_t k = 0; k < i; k++) memcpy(wt + k * op, w + k * o, sizeof(float) * (size_t)o);
     } else { // w (O,1,1,I) transposed, and the bias if there is one
       const float *w = node->src[1]->data, *b = node->n_src == 3 ? node->src[2]->data : NULL;
       for (int64_t a = 0; a < o; a++) {
