@@ -149,8 +149,9 @@ void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld
 bool ef_cpu_pw_own(const ef_tensor *node);
 ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
-// Pointwise convolutions by effnet's own kernel (cpu_pwfwd.c): inference's folded ones over few
-// input channels and plain ones over few rows, the nodes ef_cpu_pwf_own picks.
+// Pointwise convolutions by effnet's own kernel (cpu_pwfwd.c): forwards (folded, gated or plain) and
+// data gradients over few input channels or onto few output channels, and plain ones over few rows,
+// the nodes ef_cpu_pwf_own picks.
 bool ef_cpu_pwf_own(const ef_tensor *node);
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);

@@ -1,10 +1,11 @@
-// Pointwise convolutions by effnet's own kernel: inference's over few input channels or onto few
-// output channels (CONV2D_BN, its batch norm folded; gated ones with squeeze-excite's scale folded
-// into the weights per image) and plain ones over few rows (squeeze-excite's): y (M,O) =
-// act(x (M,I) W^T + bias), M = N*H*W rows of NHWC pixels. A register tile of rows by up to NV vectors
-// of outputs starts from the bias and adds the inputs in order, one FMA each, then is activated in
-// registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and stored. EXPAND_DW's
-// expansion (cpu_expand_dw.c) runs the same rows into its bands.
+// Pointwise convolutions by effnet's own kernel, over few input channels or onto few output channels:
+// inference's (CONV2D_BN, its batch norm folded; gated ones with squeeze-excite's scale folded into
+// the weights per image), training's forwards and data gradients (dx = dy w, the same product), and
+// plain ones over few rows (squeeze-excite's): y (M,O) = act(x (M,I) W^T + bias), M = N*H*W rows of
+// NHWC pixels. A register tile of rows by up to NV vectors of outputs starts from the bias and adds
+// the inputs in order, one FMA each, then is activated in registers (cpu_vec.h's vec_act_fwd:
+// core/act.h's ef_act_fwd in vectors) and stored. EXPAND_DW's expansion (cpu_expand_dw.c) runs the
+// same rows into its bands.
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,7 +59,7 @@ bool ef_cpu_pwf_own(const ef_tensor *node) {
   if (!(fwd || bwd || bn) || !ef_cpu_pointwise(node)) return false;
   int64_t i = node->src[0]->shape[3], o = node->shape[3];
   bool few_rows = ef_rows(node) <= OWN_MAX_ROWS, narrow = o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN);
-  if (bwd) return narrow && !few_rows;
+  if (bwd) return narrow && !few_rows; // from few inputs, and on pooled rows, oneDNN was faster
   if (fwd && few_rows) return true;
   return narrow || (i <= OWN_MAX_IN && (bn ? node->n_src == 4 : o <= NV * VEC)); // few inputs: not gated
 }
@@ -176,7 +177,7 @@ void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scrat
   if (ef_cpu_derive_now(s, ctx)) {
     if (node->op == EF_OP_CONV2D_BN) {
       ef_cpu_fold(node->src[1], node->src[2], node->src[3], node->p.conv.bn_eps, wt, 1, op, bias);
-    } else if (node->op == EF_OP_CONV2D_BWD_DATA) { // dx (M,I) = dy (M,O) w: w (O,1,1,I) as it is, no bias
+    } else if (node->op == EF_OP_CONV2D_BWD_DATA) { // dx = dy w: w (O,1,1,I) as it is; the bias stays 0
       const float *w = node->src[1]->data;
       for (int64_t k = 0; k < i; k++) memcpy(wt + k * op, w + k * o, sizeof(float) * (size_t)o);
     } else { // w (O,1,1,I) transposed, and the bias if there is one
