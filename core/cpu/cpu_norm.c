@@ -123,6 +123,19 @@ static void bn_coeffs(const ef_tensor *node, const float *stats, const float *af
 
 // One row of y = act(x * scale + shift).
 EF_INLINE void bn_row(ef_act a, const float *x, float *y, int64_t c, const float *scale, const float *shift) {
+#ifdef VEC
+  // Swish and sigmoid in vectors (vec_act_fwd: the reciprocal's estimate where GCC's loop divides and
+  // blends ef_expf's clamps). An AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the AMD EPYC: the main
+  // job's step spent 13.1-13.7 ms in bn, 6.9-7.3 this way (docs/perf.md, "Issue 19, seventh pass").
+  if (a == EF_ACT_SWISH || a == EF_ACT_SIGMOID) {
+    for (int64_t k = 0; k < c; k += VEC) {
+      int m = c - k < VEC ? (int)(c - k) : VEC;
+      vec z = vec_fma(vec_load_upto(x + k, m), vec_load_upto(scale + k, m), vec_load_upto(shift + k, m));
+      vec_store_upto(y + k, vec_act_fwd(a, z), m);
+    }
+    return;
+  }
+#endif
   for (int64_t k = 0; k < c; k++) y[k] = ef_act_fwd(a, x[k] * scale[k] + shift[k]);
 }
 
@@ -160,6 +173,18 @@ EF_INLINE void bn_reduce_rows(ef_act a, int n, const float *dy, const float *x, 
 // One row of dx = scale * dz + k3 * (x - mean) + k2.
 EF_INLINE void bn_data_row(ef_act a, const float *dy, const float *x, float *dx, int64_t c, const float *scale,
                            const float *shift, const float *mean, const float *k3, const float *k2) {
+#ifdef VEC
+  if (a == EF_ACT_SWISH || a == EF_ACT_SIGMOID) { // in vectors, as bn_row
+    for (int64_t k = 0; k < c; k += VEC) {
+      int m = c - k < VEC ? (int)(c - k) : VEC;
+      vec xv = vec_load_upto(x + k, m), sc = vec_load_upto(scale + k, m);
+      vec dz = vec_mul(vec_load_upto(dy + k, m), vec_sigmoid_grad(a, vec_fma(xv, sc, vec_load_upto(shift + k, m))));
+      vec d = vec_fma(vec_load_upto(k3 + k, m), vec_sub(xv, vec_load_upto(mean + k, m)), vec_load_upto(k2 + k, m));
+      vec_store_upto(dx + k, vec_fma(sc, dz, d), m);
+    }
+    return;
+  }
+#endif
   for (int64_t k = 0; k < c; k++)
     dx[k] = scale[k] * bn_dz(a, dy[k], x[k] * scale[k] + shift[k]) + k3[k] * (x[k] - mean[k]) + k2[k];
 }
@@ -195,11 +220,11 @@ EF_INLINE void bn_reduce_vec(ef_act act, const reduce_args *a, int64_t r0, int64
     int n = r1 - r < VROWS ? (int)(r1 - r) : VROWS;
     for (int64_t k = k0; k < k1; k += VEC) {
       int m = k1 - k < VEC ? (int)(k1 - k) : VEC;
-      vec sc = vec_load_n(a->scale + k, m), sh = vec_load_n(a->shift + k, m), mu = vec_load_n(a->mean + k, m);
-      vec is = vec_load_n(a->invstd + k, m), g = vec_bcast(0.0f), b = g;
+      vec sc = vec_load_upto(a->scale + k, m), sh = vec_load_upto(a->shift + k, m), mu = vec_load_upto(a->mean + k, m);
+      vec is = vec_load_upto(a->invstd + k, m), g = vec_bcast(0.0f), b = g;
       for (int i = 0; i < n; i++) {
         __builtin_prefetch(a->x + (r + i) * c + k + 2048), __builtin_prefetch(a->dy + (r + i) * c + k + 2048);
-        vec x = vec_load_n(a->x + (r + i) * c + k, m), dy = vec_load_n(a->dy + (r + i) * c + k, m);
+        vec x = vec_load_upto(a->x + (r + i) * c + k, m), dy = vec_load_upto(a->dy + (r + i) * c + k, m);
         vec dz = vec_mul(dy, vec_sigmoid_grad(act, vec_fma(x, sc, sh)));
         g = vec_fma(dz, vec_mul(vec_sub(x, mu), is), g);
         b = vec_add(b, dz);

@@ -62,6 +62,15 @@ static inline __m256i ef_vec_lanes_mask(int n) {
 #endif
 
 #ifdef VEC
+// The first n lanes (1 <= n <= VEC): plain where n == VEC (AVX2's masked stores are slow).
+static inline __attribute__((always_inline)) vec vec_load_upto(const float *p, int n) {
+  return n == VEC ? vec_load(p) : vec_load_n(p, n);
+}
+static inline __attribute__((always_inline)) void vec_store_upto(float *p, vec v, int n) {
+  if (n == VEC) vec_store(p, v);
+  else vec_store_n(p, v, n);
+}
+
 // core/act.h's ef_expf, step by step, in vectors. The clamps are min and max with x second, so
 // that NaN stays NaN (x86 returns the second operand where either is NaN). Written out because GCC
 // vectorizes ef_expf's clamps as branches whose constant arm (x / (1 + e^88) in swish) it computes
