@@ -143,7 +143,7 @@ static int axis_weights(double in0, double in1, int in_size, int out_size, int o
   return ksize;
 }
 
-// The scalar path's rounding (and AVX2's, for the bytes past its last whole vector).
+// The scalar path's rounding (and the vector paths', for the bytes past their last whole vector).
 static inline uint8_t clip8(int32_t v) {
   v >>= PRECISION_BITS;
   return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
@@ -192,19 +192,20 @@ static inline void horizontal_pixel(const uint8_t *p, const int32_t *spread, int
   _mm_mask_storeu_epi8(out, (__mmask16)((1u << c) - 1), _mm512_cvtusepi32_epi8(_mm512_max_epi32(acc, zero)));
 }
 
-// One output row of the vertical pass, 16 bytes a vector.
+// One output row of the vertical pass, 16 bytes a vector; the last stride % 16 as the scalar path.
 static void vertical_row(const uint8_t *in, size_t stride, const int32_t *k, int n, uint8_t *out) {
   const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1)), zero = _mm512_setzero_si512();
-  for (size_t i = 0; i < stride; i += 16) {
-    __mmask16 m = stride - i >= 16 ? 0xffff : (__mmask16)((1u << (stride - i)) - 1);
+  size_t i = 0;
+  for (; i + 16 <= stride; i += 16) {
     __m512i acc = half;
     for (int j = 0; j < n; j++) {
-      __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, in + (size_t)j * stride + i));
+      __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(in + (size_t)j * stride + i)));
       acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, _mm512_set1_epi32(k[j])));
     }
     acc = _mm512_max_epi32(_mm512_srai_epi32(acc, PRECISION_BITS), zero);
-    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtusepi32_epi8(acc));
+    _mm_storeu_si128((__m128i *)(out + i), _mm512_cvtusepi32_epi8(acc));
   }
+  vertical_span(in, stride, k, n, out, i);
 }
 #elif defined(__AVX2__) && !defined(EF_RESAMPLE_SCALAR)
 #define LANES 8
