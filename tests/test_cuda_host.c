@@ -37,12 +37,6 @@ static const dw_case dw_cases[] = {
     {"3x3 on 1x1 maps, 16 channels", 5, 1, 1, 16, 3, 1, 1, EF_PAD_SYMMETRIC},
     {"5x5 on 1x1 maps, 40 channels", 4, 1, 1, 40, 5, 1, 1, EF_PAD_SAME}, // AVX2's oneDNN: im2col GEMM
     {"7x7 s2 same, 20 channels", 2, 12, 11, 20, 7, 2, 1, EF_PAD_SAME},   // any kernel size's loop
-    // The own forward's groups of points (8 with AVX-512, 4 with AVX2): whole ones, a last one over
-    // points before it again, half ones, on rows of 23, 13, 10 and 6 points.
-    {"3x3 s1 symmetric, 23 wide, 21 channels", 2, 5, 23, 21, 3, 1, 1, EF_PAD_SYMMETRIC},
-    {"5x5 s2 same, 26 wide onto 13, 19 channels", 1, 9, 26, 19, 5, 2, 1, EF_PAD_SAME},
-    {"5x5 s1 symmetric, 10 wide, 3 rows, 16 channels", 2, 3, 10, 16, 5, 1, 1, EF_PAD_SYMMETRIC},
-    {"3x3 s2 same, 12 wide onto 6, 40 channels", 2, 6, 12, 40, 3, 2, 1, EF_PAD_SAME},
 };
 
 // The case's convolution node in a new graph over a new store (entry 0: the weights).

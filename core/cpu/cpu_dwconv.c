@@ -30,23 +30,6 @@ bool ef_cpu_dw_forward_can(const ef_tensor *node) {
   return (node->op == EF_OP_CONV2D || folded) && ef_dw_is_depthwise(node) && p->dilation[0] == 1 && p->dilation[1] == 1;
 }
 
-// Inference's folded forwards (3x3 and 5x5, strides 1 and 2) with AVX-512. B0 at 224, batch 32, on
-// the AMD EPYC, the eleven such nodes: oneDNN's brdgmm_dw 27-28 ms, this kernel 22-23; B3 at 300,
-// batch 32, the 22: 141-165 against 124-139 (docs/perf.md, "Issue 19, eighth pass"). With AVX2 alone
-// oneDNN's jit_dw stayed faster (an AVX2 build on that EPYC: B0's 25-27 against 40-45 ms), and on
-// training's plain forwards neither was (42-49 ms either way).
-bool ef_cpu_dw_forward_fast(const ef_tensor *node) {
-#if defined(VEC) && VEC == 16
-  const ef_conv_params *p = &node->p.conv;
-  const ef_tensor *w = node->src[1];
-  return node->op == EF_OP_CONV2D_BN && ef_cpu_dw_forward_can(node) && w->shape[1] == w->shape[2] &&
-         (w->shape[1] == 3 || w->shape[1] == 5) && (p->stride[1] == 1 || p->stride[1] == 2);
-#else
-  (void)node;
-  return false;
-#endif
-}
-
 static size_t partial_floats(const ef_dw_shape *s) {
   return (size_t)ef_dw_wgrad_splits(s) * (size_t)(s->kh * s->kw) * (size_t)s->c;
 }
@@ -236,10 +219,9 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 }
 
 // ---- forward ---------------------------------------------------------------------------------
-// A row of output points for a range of channels: the taps inside the input in the twin's order, a
-// group of points at a time, then the bias and activation in registers. The backend takes it where
-// ef_cpu_dw_forward_fast says, and where oneDNN 2.6 would run im2col GEMM (with AVX2 alone, B0's 5x5
-// forwards onto 1x1 maps).
+// A row of output points for a range of channels: the taps inside the input in the twin's order (on
+// weights in registers where all are inside), then the bias and activation in registers. oneDNN 2.6
+// with AVX2 alone runs B0's 5x5 forwards onto 1x1 maps as im2col GEMM; the backend takes this there.
 
 #ifdef VEC
 // The first n lanes at p (the others zero): a plain load where the vector is whole.
@@ -261,98 +243,34 @@ EF_INLINE vec dw_point(const ef_dw_shape *s, const float *const *rp, const bool 
   return acc;
 }
 
-// Points at once (dw_points' P) where the row has as many: their sums, a tap row's weights and an
-// input column in registers (AVX2's 16 hold 4 points' for a 5x5).
-#if VEC == 16
-#define DW_POINTS 8
-#else
-#define DW_POINTS 4
-#endif
-
-// The activated sum + bias of point ox, stored: channels [c, c + n).
-EF_INLINE void dw_store(const ef_act act, const ef_dw_shape *s, vec acc, const float *bias, vec b, int64_t c, int n,
-                        float *y, int ox, const bool part) {
-  acc = vec_act_fwd(act, bias ? vec_add(acc, b) : acc);
-  if (part) vec_store_n(y + ox * s->c + c, acc, n);
-  else vec_store(y + ox * s->c + c, acc);
-}
-
-// Points [ox, ox + P) of the row, channels [c, c + n), for a K x K kernel with column stride SW (P, K
-// and SW constants): each point's taps in the twin's order (ky, kx), its own chain of FMAs from 0, the
-// P chains interleaved (one point's chain alone waits on the FMA's latency). A tap row's K weights
-// are loaded once for the P points, and each of its input columns once: column j feeds point p's tap
-// kx = j - p SW. Only the tap rows inside the input (rin, the same for the row's points); masked, the
-// columns outside add nothing (a masked FMA on a clamped address), as the twin skips them.
-EF_INLINE void dw_points(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
-                         const float *wt, int64_t ldw, const float *bias, vec b, int64_t c, int n, float *y, int ox,
-                         const int K, const int SW, const int P, const bool masked, const bool part) {
-  const int w = s->w, ix0 = ox * SW - s->pad_l; // the columns [ix0, ix0 + (P - 1) SW + K)
-  vec acc[DW_POINTS], wk[5]; // sized by P and K they would be VLAs to GCC, on the stack, not in registers
-#pragma GCC unroll 8
-  for (int p = 0; p < P; p++) acc[p] = vec_bcast(0.0f);
-#pragma GCC unroll 5
-  for (int ky = 0; ky < K; ky++) {
-    if (!rin[ky]) continue;
-    const float *row = rp[ky] + c;
-#pragma GCC unroll 5
-    for (int kx = 0; kx < K; kx++) wk[kx] = load_part(wt + (int64_t)(ky * K + kx) * ldw + c, n, part);
-#pragma GCC unroll 32
-    for (int j = 0; j < (P - 1) * SW + K; j++) {
-      bool in = !masked || (ix0 + j >= 0 && ix0 + j < w);
-      vec v = load_part(row + (int64_t)(in ? ix0 + j : 0) * ld, n, part);
-#pragma GCC unroll 8
-      for (int p = 0; p < P; p++) {
-        const int kx = j - p * SW;
-        if (kx < 0 || kx >= K) continue;
-        acc[p] = masked ? vec_fma_if(v, wk[kx], acc[p], in) : vec_fma(v, wk[kx], acc[p]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int p = 0; p < P; p++) dw_store(act, s, acc[p], bias, b, c, n, y, ox + p, part);
-}
-
-// Points [at, at + P) by dw_points, unmasked where all their tap columns lie inside ([lo, hi)).
-EF_INLINE void dw_group(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
-                        int lo, int hi, const float *wt, int64_t ldw, const float *bias, vec b, int64_t c, int n,
-                        float *y, int at, const int K, const int SW, const int P, const bool part) {
-  if (at >= lo && at + P <= hi) dw_points(act, s, rp, rin, ld, wt, ldw, bias, b, c, n, y, at, K, SW, P, false, part);
-  else dw_points(act, s, rp, rin, ld, wt, ldw, bias, b, c, n, y, at, K, SW, P, true, part);
-}
-
-// The row's points for channels [c, c + n), prefetching [*pf, pf_end) first, per_point lines a point.
-// Where K and SW are constants, by dw_points: DW_POINTS at a time, the rest as one more such group
-// ending at the row's end (over a few points before it again: the same bits) or as groups of half as
-// many; one at a time on rows shorter than those. By dw_point's loops where K is 0.
+// The row's points for channels [c, c + n): those in [lo, hi), whose taps all lie inside the input,
+// by plain FMAs on the weights in registers (K a constant), the others by dw_point; then + bias and
+// the activation, in registers, before the one store.
 EF_INLINE void dw_channels(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
                            int lo, int hi, const float *wt, int64_t ldw, const float *bias, int64_t c, int n, float *y,
-                           const char **pf, const char *pf_end, int per_point, const int K, const int SW,
-                           const bool part) {
-  const int ow = s->ow, half = DW_POINTS / 2;
-  vec b = bias ? load_part(bias + c, n, part) : vec_bcast(0.0f);
-  for (int i = 0; i < per_point * ow && *pf < pf_end; i++, *pf += 64) __builtin_prefetch(*pf, 0, 2);
-  if (!K) {
-    for (int ox = 0; ox < ow; ox++)
-      dw_store(act, s, dw_point(s, rp, rin, ld, ox, c, n, wt, ldw, part), bias, b, c, n, y, ox, part);
-  } else if (ow < half) {
-    for (int ox = 0; ox < ow; ox++) dw_points(act, s, rp, rin, ld, wt, ldw, bias, b, c, n, y, ox, K, SW, 1, true, part);
-  } else {
-    int ox = 0;
-    for (; ox + DW_POINTS <= ow; ox += DW_POINTS)
-      dw_group(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, b, c, n, y, ox, K, SW, DW_POINTS, part);
-    if (ox > 0 && ow - ox > half) {
-      dw_group(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, b, c, n, y, ow - DW_POINTS, K, SW, DW_POINTS, part);
+                           const int K, const bool part) {
+  const int64_t row = s->w * ld;
+  vec wv[K ? K * K : 1], b = bias ? load_part(bias + c, n, part) : vec_bcast(0.0f);
+  for (int t = 0; t < K * K; t++) wv[t] = load_part(wt + t * ldw + c, n, part);
+  for (int ox = 0; ox < s->ow; ox++) {
+    vec acc;
+    if (ox >= lo && ox < hi) {
+      const float *p = rp[0] + (ox * s->sw - s->pad_l) * ld + c;
+      acc = vec_bcast(0.0f);
+      for (int ky = 0; ky < K; ky++)
+        for (int kx = 0; kx < K; kx++) acc = vec_fma(load_part(p + ky * row + kx * ld, n, part), wv[ky * K + kx], acc);
     } else {
-      for (; ox + half <= ow; ox += half)
-        dw_group(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, b, c, n, y, ox, K, SW, half, part);
-      if (ox < ow) dw_group(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, b, c, n, y, ow - half, K, SW, half, part);
+      acc = dw_point(s, rp, rin, ld, ox, c, n, wt, ldw, part);
     }
+    if (bias) acc = vec_add(acc, b);
+    acc = vec_act_fwd(act, acc);
+    if (part) vec_store_n(y + ox * s->c + c, acc, n);
+    else vec_store(y + ox * s->c + c, acc);
   }
 }
 
 EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
-                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const char *pf,
-                      const char *pf_end, const int K, const int SW) {
+                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K) {
   const int kh = K ? K : s->kh, kw = K ? K : s->kw, iyb = oy * s->sh - s->pad_t;
   const float *rp[kh];
   bool rin[kh];
@@ -360,22 +278,19 @@ EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, i
     rin[ky] = iyb + ky >= iy0 && iyb + ky < iy1;
     rp[ky] = in + (int64_t)((rin[ky] ? iyb + ky : iy0) - iy0) * s->w * ld;
   }
-  // [lo, hi): the points whose tap columns all lie inside.
+  // [lo, hi): the points whose taps all lie inside, where the kernel is a constant; none otherwise.
   int lo = (s->pad_l + s->sw - 1) / s->sw, hi = s->w - kw + s->pad_l >= 0 ? (s->w - kw + s->pad_l) / s->sw + 1 : 0;
   hi = hi < s->ow ? hi : s->ow;
-  int64_t c = c0, points = (c1 - c0 + VEC - 1) / VEC * s->ow;
-  int per = points > 0 ? (int)(((pf_end - pf) / 64 + points - 1) / points) : 0;
-  for (; c + VEC <= c1; c += VEC)
-    dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, VEC, y, &pf, pf_end, per, K, SW, false);
-  if (c < c1)
-    dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, (int)(c1 - c), y, &pf, pf_end, per, K, SW, true);
+  if (!K || iyb < iy0 || iyb + kh > iy1 || hi < lo) lo = hi = 0;
+  int64_t c = c0;
+  for (; c + VEC <= c1; c += VEC) dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, VEC, y, K, false);
+  if (c < c1) dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, (int)(c1 - c), y, K, true);
 }
 #else
 // The same, a channel at a time.
 EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
-                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const char *pf,
-                      const char *pf_end, const int K, const int SW) {
-  (void)K, (void)SW, (void)pf, (void)pf_end;
+                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K) {
+  (void)K;
   for (int64_t c = c0; c < c1; c++)
     for (int ox = 0; ox < s->ow; ox++) {
       float acc = 0.0f;
@@ -394,16 +309,11 @@ EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, i
 #endif
 
 void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
-                   const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const char *pf,
-                   const char *pf_end) {
-  int k = s->kh == s->kw && (s->kh == 3 || s->kh == 5) && (s->sw == 1 || s->sw == 2) ? s->kh : 0;
-  if (k == 3 && s->sw == 1)
-    EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, pf, pf_end, 3, 1);
-  else if (k == 3) EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, pf, pf_end, 3, 2);
-  else if (k == 5 && s->sw == 1)
-    EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, pf, pf_end, 5, 1);
-  else if (k == 5) EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, pf, pf_end, 5, 2);
-  else EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, pf, pf_end, 0, 0);
+                   const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y) {
+  if (s->kh == 3 && s->kw == 3) EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 3);
+  else if (s->kh == 5 && s->kw == 5)
+    EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 5);
+  else EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 0);
 }
 
 // Work items: an output row (n, oy) by a group of channel blocks, at least 8 items a thread where the
@@ -424,15 +334,9 @@ void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const f
 #pragma omp for collapse(2) schedule(dynamic, chunk)
     for (int64_t r = 0; r < n_rows; r++)
       for (int64_t gr = 0; gr < groups; gr++) {
-        int64_t n = r / s->oh, oy = r % s->oh, c0 = vecs * gr / groups * BLOCK, c1 = vecs * (gr + 1) / groups * BLOCK;
-        // The input rows the image's next output row adds (whole rows, contiguous), this group's part.
-        const char *img = (const char *)(x + n * s->h * s->w * s->c);
-        int64_t ya = oy * s->sh - s->pad_t + s->kh, yb = oy + 1 < s->oh ? ya + s->sh : ya, row = s->w * s->c * 4;
-        ya = ya < 0 ? 0 : ya > s->h ? s->h : ya, yb = yb < ya ? ya : yb > s->h ? s->h : yb;
-        const char *pf = img + (ya * row + (yb - ya) * row * gr / groups) / 64 * 64;
-        const char *pf_end = img + (ya * row + (yb - ya) * row * (gr + 1) / groups) / 64 * 64;
-        ef_cpu_dw_row(act, s, x + n * s->h * s->w * s->c, s->c, 0, s->h, (int)oy, wt, s->c, bias, c0,
-                      c1 < s->c ? c1 : s->c, y + r * s->ow * s->c, pf, pf_end);
+        int64_t n = r / s->oh, c0 = vecs * gr / groups * BLOCK, c1 = vecs * (gr + 1) / groups * BLOCK;
+        ef_cpu_dw_row(act, s, x + n * s->h * s->w * s->c, s->c, 0, s->h, (int)(r % s->oh), wt, s->c, bias, c0,
+                      c1 < s->c ? c1 : s->c, y + r * s->ow * s->c);
       }
   }
 }

@@ -78,7 +78,7 @@ static void item(ef_act act, const geometry *g, const float *x, const float *wt1
                     g->mp);
   for (int64_t oy = oy0; oy < oy1; oy++)
     ef_cpu_dw_row(act, d, band, g->mp, (int)iy0, (int)iy1, (int)oy, wt2, g->mp, b2, 0, d->c,
-                  y + (n * d->oh + oy) * d->ow * d->c, NULL, NULL);
+                  y + (n * d->oh + oy) * d->ow * d->c);
 }
 
 void ef_cpu_expand_dw(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {

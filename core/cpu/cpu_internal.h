@@ -125,11 +125,10 @@ bool ef_cpu_pointwise(const ef_tensor *node);
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Depthwise convolutions by effnet's own kernels (cpu_dwconv.c), with the twin's bits (core/dwconv.h):
 // the filter gradients ef_cpu_dw_own picks, and forwards ef_cpu_dw_forward_can allows (a plain
-// CONV2D or an ungated CONV2D_BN, dilation 1) where ef_cpu_dw_forward_fast says (faster than oneDNN's
-// direct kernels) or oneDNN would run them as im2col GEMM (ef_cpu_conv_prepare decides).
+// CONV2D or an ungated CONV2D_BN, dilation 1) where oneDNN would run them as im2col GEMM
+// (ef_cpu_conv_prepare decides).
 bool ef_cpu_dw_own(const ef_tensor *node);
 bool ef_cpu_dw_forward_can(const ef_tensor *node);
-bool ef_cpu_dw_forward_fast(const ef_tensor *node);
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_dw_forward(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Its work on `threads` threads: y (N,OH,OW,C) = act(x (N,H,W,C) by wt (KH*KW, C), + bias (C) where
@@ -144,8 +143,7 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 // ef_act_fwd). The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
 // the weights wt (KH*KW, ldw).
 void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
-                   const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const char *pf,
-                   const char *pf_end);
+                   const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y);
 // Pointwise filter gradients over many rows by effnet's own kernel (cpu_pwgrad.c), for the nodes
 // ef_cpu_pw_own picks.
 bool ef_cpu_pw_own(const ef_tensor *node);
