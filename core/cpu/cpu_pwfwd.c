@@ -80,10 +80,6 @@ static inline __attribute__((always_inline)) void tile(const float *x, const flo
     xr[p] = x + (m + (p < rows ? p : 0)) * i; // past the last row: row m again, not stored
     for (int v = 0; v < nv; v++) acc[p * nv + v] = vec_load(bias + (v0 + v) * VEC);
   }
-  // Each weight vector is loaded once into a register for the tile's rows: the empty asm keeps GCC
-  // from folding the load into every row's FMA, one 64-byte load an FMA, which bound the tile on the
-  // AMD EPYC's load port (one thread, a 1 MiB band: 24 -> 144 with swish 42.9 -> 40.1 ms, without an
-  // activation 30.8 -> 27.0; 96 -> 96 92 -> 108 GFLOP/s; docs/perf.md, "Issue 19, eighth pass").
   // The next tile's rows, one cache line an input: each row is a short stream (B0's 144 inputs: 9
   // lines) that the hardware's prefetchers do not pick up before the tile needs it.
   const float *next = x + (m + pr) * i;
@@ -92,6 +88,10 @@ static inline __attribute__((always_inline)) void tile(const float *x, const flo
     vec b[PMAX];
     for (int p = 0; p < pr; p++) b[p] = vec_bcast(xr[p][k]);
     for (int v = 0; v < nv; v++) {
+      // Each weight vector is loaded once, into a register, for the tile's rows: the empty asm keeps
+      // GCC from folding the load into every row's FMA, one 64-byte load an FMA, which bound the tile
+      // on the AMD EPYC (one thread, a 1 MiB band: 24 -> 144 with swish 42.9 -> 40.1 ms, without an
+      // activation 30.8 -> 27.0; 96 -> 96 92 -> 108 GFLOP/s; docs/perf.md, "Issue 19, eighth pass").
       vec w = vec_load(wt + k * op + (v0 + v) * VEC);
       __asm__("" : "+v"(w));
       for (int p = 0; p < pr; p++) acc[p * nv + v] = vec_fma(b[p], w, acc[p * nv + v]);
