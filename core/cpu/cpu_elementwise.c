@@ -2,6 +2,7 @@
 // scale, global average pooling, dropout / drop-path, fill, broadcast and gradient accumulation.
 // Plain loops over NHWC data, parallel with OpenMP; per-(n, c) sums are taken in double.
 #include <omp.h>
+#include <string.h>
 
 #include "core/cpu/cpu_internal.h"
 #include "core/philox.h"
@@ -76,11 +77,13 @@ void ef_cpu_channel_mul(ef_cpu *cpu, const ef_tensor *node, void *state, void *s
 
 // Per (n, c): sum over H,W of a[n,h,w,c] (* b[n,h,w,c] when b is given), in order of the points,
 // times `scale`, into out (N,1,1,C). Work items are (image, block of channels): whole rows of up to
-// MAX_CBLOCK channels, so that each thread streams through its images' pixels, and narrower blocks
-// only where the images alone would make fewer than four items a thread. The block width does not
+// MAX_CBLOCK channels (every EfficientNet's, B7's widest 3840), so that each thread streams through
+// its images' pixels once, and narrower blocks only where the images alone would make fewer than four
+// items a thread. Rows split at 512 channels read an image once a block: at batch 32, 19x19x816 took
+// 2.8-3.4 ms against 0.8-1.0 whole (docs/perf.md, "Issue 19, ninth pass"). The block width does not
 // change the bits (each channel is summed in the order of the points). The double sums stay on the
-// stack.
-#define MAX_CBLOCK 512
+// stack (32 KiB at most).
+#define MAX_CBLOCK 4096
 static void sum_hw(const float *a, const float *b, float *out, int64_t n, int64_t hw, int64_t c, double scale) {
   int64_t width = c < MAX_CBLOCK ? c : MAX_CBLOCK, min_items = 4 * (int64_t)omp_get_max_threads();
   while (width > 16 && n * ((c + width - 1) / width) < min_items) width = (width / 2 + 15) / 16 * 16;
@@ -88,8 +91,9 @@ static void sum_hw(const float *a, const float *b, float *out, int64_t n, int64_
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t i = 0; i < n; i++)
     for (int64_t blk = 0; blk < nblk; blk++) {
-      double acc[MAX_CBLOCK] = {0};
+      double acc[MAX_CBLOCK];
       int64_t c0 = blk * width, cn = c - c0 < width ? c - c0 : width;
+      memset(acc, 0, sizeof(double) * (size_t)cn);
       for (int64_t p = 0; p < hw; p++) {
         const float *ar = a + (i * hw + p) * c + c0;
         if (b) {
