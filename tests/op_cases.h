@@ -499,6 +499,8 @@ static const op_case cases[] = {
             EF_ACT_SWISH),
     CONV_BN("conv_bn pointwise + swish, 198 rows, 16->100", (2, 9, 11, 16), (100, 1, 1, 16), 1, 1, EF_PAD_SYMMETRIC,
             EF_ACT_SWISH),
+    CONV_BN("conv_bn pointwise + swish, 1040 rows, 40->200", (2, 26, 20, 40), (200, 1, 1, 40), 1, 1, EF_PAD_SYMMETRIC,
+            EF_ACT_SWISH),
     CONV_BN("conv_bn pointwise, no activation, 63 rows, 24->40", (1, 7, 9, 24), (40, 1, 1, 24), 1, 1, EF_PAD_SYMMETRIC,
             EF_ACT_NONE),
     // Bands of output rows (the CPU's kernel): 9x11 at stride 2 and 12x13 on three images make several
