@@ -33,9 +33,10 @@
 // OWN_MAX_IN_EXPAND inputs over at least OWN_MIN_ROWS_EXPAND rows, where oneDNN's matmul with its
 // swish post-op ran at 67-75% of the FMA peak: on the AMD EPYC, 2 threads, B3's 48 -> 288 at 38x38,
 // batch 32, took 9.1-10.1 ms against 10.4-14.6, 136 -> 816 at 19x19 13.6-14.7 against 14.6-16.0,
-// 232 -> 1392 at 10x10 2-4% less; B0's at batch 32 0-13% less a node, 5% in sum. From 384 inputs (B3's 384 -> 2304) the
-// two were even, and over fewer rows oneDNN won (B0's 40 -> 240 at 28x28, batch 1, 784 rows: 0.115
-// against 0.125 ms; B3's at 10x10, batch 1, 0.35 against 0.61; docs/perf.md, "Issue 19, ninth pass").
+// 232 -> 1392 at 10x10 2-4% less; B0's at batch 32 0-13% less a node, 8% in sum. From 384 inputs
+// (B3's 384 -> 2304) the two were even, and over fewer rows oneDNN won (B0's 40 -> 240 at 28x28,
+// batch 1, 784 rows: 0.115 against 0.125 ms; B3's at 10x10, batch 1, 0.35 against 0.61;
+// docs/perf.md, "Issue 19, ninth pass").
 #define OWN_MAX_IN_EXPAND 256
 #define OWN_MIN_ROWS_EXPAND 1024
 // And plain 1x1 convolutions (CONV2D, forward) over at most OWN_MAX_ROWS rows: squeeze-excite's, on
