@@ -150,8 +150,8 @@ bool ef_cpu_pw_own(const ef_tensor *node);
 ef_status ef_cpu_pw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Pointwise convolutions by effnet's own kernel (cpu_pwfwd.c): forwards (folded, gated or plain) and
-// data gradients over few input channels or onto few output channels, and plain ones over few rows,
-// the nodes ef_cpu_pwf_own picks.
+// data gradients over few input channels or onto few output channels, inference's expansions over
+// many rows, and plain ones over few rows, the nodes ef_cpu_pwf_own picks.
 bool ef_cpu_pwf_own(const ef_tensor *node);
 ef_status ef_cpu_pwf_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);

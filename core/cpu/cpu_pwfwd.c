@@ -1,11 +1,11 @@
-// Pointwise convolutions by effnet's own kernel, over few input channels or onto few output channels:
-// inference's (CONV2D_BN, its batch norm folded; gated ones with squeeze-excite's scale folded into
-// the weights per image), training's forwards and data gradients (dx = dy w, the same product), and
-// plain ones over few rows (squeeze-excite's): y (M,O) = act(x (M,I) W^T + bias), M = N*H*W rows of
-// NHWC pixels. A register tile of rows by up to NV vectors of outputs starts from the bias and adds
-// the inputs in order, one FMA each, then is activated in registers (cpu_vec.h's vec_act_fwd:
-// core/act.h's ef_act_fwd in vectors) and stored. EXPAND_DW's expansion (cpu_expand_dw.c) runs the
-// same rows into its bands.
+// Pointwise convolutions by effnet's own kernel, over few input channels or onto few output channels
+// (and inference's expansions over many rows): inference's (CONV2D_BN, its batch norm folded; gated
+// ones with squeeze-excite's scale folded into the weights per image), training's forwards and data
+// gradients (dx = dy w, the same product), and plain ones over few rows (squeeze-excite's):
+// y (M,O) = act(x (M,I) W^T + bias), M = N*H*W rows of NHWC pixels. A register tile of rows by up to
+// NV vectors of outputs starts from the bias and adds the inputs in order, one FMA each, then is
+// activated in registers (cpu_vec.h's vec_act_fwd: core/act.h's ef_act_fwd in vectors) and stored.
+// EXPAND_DW's expansion (cpu_expand_dw.c) runs the same rows into its bands.
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
