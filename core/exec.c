@@ -226,6 +226,29 @@ void ef_plan_profile_print(const ef_plan *p, FILE *f) {
   fprintf(f, "%-20s %6d %10.3f\n", "total", p->n, total / runs);
 }
 
+void ef_plan_profile_nodes(const ef_plan *p, FILE *f, int top) {
+  if (!p->opts.profile || top <= 0) return;
+  double total = 0;
+  for (int i = 0; i < p->n; i++) total += p->ms[i];
+  if (total <= 0) return;
+  int runs = p->runs ? p->runs : 1;
+  bool *shown = ef_xcalloc((size_t)p->n, sizeof *shown);
+  fprintf(f, "%-4s %10s %6s  %-20s %-32s %-20s %s\n", "rank", "ms/run", "%", "op", "node", "shape", "implementation");
+  for (int r = 1; r <= top; r++) {
+    int best = -1;
+    for (int i = 0; i < p->n; i++)
+      if (!shown[i] && p->sched[i]->op != EF_OP_LEAF && (best < 0 || p->ms[i] > p->ms[best])) best = i;
+    if (best < 0) break;
+    shown[best] = true;
+    const ef_tensor *t = p->sched[best];
+    const char *impl = p->be->describe ? p->be->describe(p->be, p->state[best]) : NULL;
+    char shape[64];
+    fprintf(f, "%-4d %10.3f %6.1f  %-20s %-32s %-20s %s\n", r, p->ms[best] / runs, 100.0 * p->ms[best] / total,
+            ef_op_name(t->op), t->name, ef_shape_str(t, shape, sizeof shape), impl ? impl : "-");
+  }
+  free(shown);
+}
+
 void ef_plan_profile_kinds(const ef_plan *p, ef_kind_profile *k) {
   memset(k, 0, sizeof *k);
   int runs = p->runs ? p->runs : 1;

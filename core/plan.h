@@ -90,6 +90,9 @@ void ef_plan_get(const ef_plan *p, const ef_tensor *t, void *host);
 
 // Time per op kind over all runs so far, largest first, and the memory plan's summary.
 void ef_plan_profile_print(const ef_plan *p, FILE *f);
+// The `top` slowest nodes over all runs so far, slowest first: time per run, share, op, name, shape
+// and the backend's implementation (its describe).
+void ef_plan_profile_nodes(const ef_plan *p, FILE *f, int top);
 // Forgets the runs so far (the warm-up's), for the profile to cover the steps after.
 void ef_plan_profile_reset(ef_plan *p);
 

@@ -95,6 +95,16 @@ expect 0 "effnet train-aa 1 threads" bench-data --cache "$tmp/jpegs" --images 24
 expect 0 "data (waiting)" bench b0 --data "$tmp/jpegs" --resolution 32 --batch 4 --iters 2 --warmup 1 --profile
 expect 0 "depthwise conv" bench b0 --data "$tmp/jpegs" --resolution 32 --batch 4 --iters 2 --warmup 1 --profile --mode infer
 expect 1 "has 8 classes but the model 4: give --classes 8" bench b0 --data "$tmp/jpegs" --classes 4 --resolution 32
+# The slowest nodes (--profile-nodes implies --profile): a header, then exactly N ranked lines, each
+# with its node's shape (batch first) and implementation.
+out=$("$effnet" bench b0 --resolution 32 --batch 4 --iters 2 --warmup 1 --mode infer --profile-nodes 3 2>&1)
+ranked=$(grep -cE '^[0-9]+ +[0-9.]+ +[0-9.]+  [a-z_0-9]+ +[^ ]+ +\(4,[0-9,]+\) +[^ ]' <<<"$out")
+if [ "$ranked" = 3 ] && grep -qE '^rank +ms/run +% +op +node +shape +implementation$' <<<"$out" &&
+  grep -qE '^1 ' <<<"$out" && ! grep -qE '^4 ' <<<"$out"; then
+  ok "bench --profile-nodes 3: 3 ranked nodes"
+else
+  fail "bench --profile-nodes 3: $ranked ranked lines, output:"$'\n'"$(tail -6 <<<"$out")"
+fi
 # Training from an ImageFolder of those JPEGs (8 classes), at 32x32 with AutoAugment.
 expect 0 "validation: loss" train --data "$tmp/jpegs" --image-size 32 --augment autoaugment --epochs 1 --batch 4 \
   --loader-threads 2 --out "$tmp/run-folder"

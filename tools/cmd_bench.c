@@ -3,7 +3,7 @@
 // size asked, on synthetic data or through the real loader (--data). Reports the median and p99
 // step time, images/s, achieved GFLOP/s, the planned memory, the process's peak resident memory
 // (on a GPU: the GPU memory in use at the peak) and the largest batch whose plan fits the memory
-// budget; --profile splits the step by op kind.
+// budget; --profile splits the step by op kind, --profile-nodes N also lists the N slowest nodes.
 // Several configurations end with a table. scripts/bench_vs_torch.sh runs it beside torchvision.
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@
 
 typedef struct {
   const char *mode, *batches, *models, *data, *weights;
-  long warmup, iters, loader_threads, memory_mib;
+  long warmup, iters, loader_threads, memory_mib, profile_nodes;
   bool profile, json, eager;
   ef_device_spec dev;
   ef_effnet_spec spec;
@@ -52,6 +52,8 @@ static const ef_flag bench_flags[] = {
      false},
     {ROW(EF_FLAG_BOOL, "--profile", profile), 0, 0, NULL, NULL, "time by op kind (and by op) over the timed steps",
      false},
+    {ROW(EF_FLAG_LONG, "--profile-nodes", profile_nodes), 0, 1e6, NULL, "N",
+     "with --profile (which it implies): also the N slowest nodes, with\ntheir shapes and implementations", false},
 };
 #undef ROW
 
@@ -66,6 +68,7 @@ static const char *const usage_head =
 
 typedef struct {
   bool training, json, profile, eager;
+  int profile_nodes;
   const ef_device *dev;
   long warmup, iters, loader_threads;
   double budget;          // bytes the planned memory may use (max batch)
@@ -97,6 +100,7 @@ static int bench_one(const ef_model_desc *d, long batch, long fits, const bench_
   ef_bench_config c = {.dev = o->dev,
                        .training = o->training,
                        .profile = o->profile,
+                       .profile_nodes = o->profile_nodes,
                        .eager = o->eager,
                        .warmup = o->warmup,
                        .iters = o->iters,
@@ -203,7 +207,8 @@ int ef_cmd_bench(int argc, char **argv) {
   if (rc) return rc;
   bench_opts o = {.training = !strcmp(fl.mode, "train"),
                   .json = fl.json,
-                  .profile = fl.profile,
+                  .profile = fl.profile || fl.profile_nodes > 0,
+                  .profile_nodes = (int)fl.profile_nodes,
                   .eager = fl.eager,
                   .warmup = fl.warmup,
                   .iters = fl.iters,

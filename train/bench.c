@@ -159,7 +159,10 @@ ef_status ef_bench_run(const ef_model_desc *d, int64_t batch, const ef_bench_con
   }
   if (st == EF_OK) st = time_steps(c, &m, &step, loader, x, y, ms, &data_ms);
   if (st == EF_OK) summarize(c, &m, &step, batch, ms, data_ms, r);
-  if (st == EF_OK && c->profile && op_profile) ef_plan_profile_print(m.plan, op_profile);
+  if (st == EF_OK && c->profile && op_profile) {
+    ef_plan_profile_print(m.plan, op_profile);
+    ef_plan_profile_nodes(m.plan, op_profile, c->profile_nodes);
+  }
   free(x), free(y), free(ms);
   ef_loader_free(loader);
   ef_step_free(&step);

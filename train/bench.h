@@ -17,6 +17,7 @@ typedef struct {
   const ef_device *dev;
   bool training;          // a training step, else inference
   bool profile, eager;    // time every node (and by kind); on a GPU: op by op, not a replayed graph
+  int profile_nodes;      // with profile: the slowest nodes listed after the ops (0: none)
   long warmup, iters;     // untimed, then timed steps (iters >= 1)
   const ef_dataset *data; // batches through the loader (its train transform when training); NULL: synthetic
   long loader_threads;
@@ -35,8 +36,9 @@ typedef struct {
                                // process: its 512 MiB of arrays count in later runs' peak resident)
 } ef_bench_result;
 
-// Times `batch` images of the model `d`. With profile, the time per op is printed to op_profile
-// (when not NULL). EF_ERR_* with a message when the model, the data or the device fail.
+// Times `batch` images of the model `d`. With profile, the time per op (and the profile_nodes
+// slowest nodes) is printed to op_profile (when not NULL). EF_ERR_* with a message when the model,
+// the data or the device fail.
 ef_status ef_bench_run(const ef_model_desc *d, int64_t batch, const ef_bench_config *c, ef_bench_result *r,
                        FILE *op_profile);
 
