@@ -201,6 +201,16 @@ void ef_plan_profile_reset(ef_plan *p) {
   p->runs = 0;
 }
 
+// The largest of v[0 .. n) whose `done` is false, marked done; -1 when none is left. The profiles'
+// tables list their rows largest first this way.
+static int take_largest(const double *v, bool *done, int n) {
+  int best = -1;
+  for (int i = 0; i < n; i++)
+    if (!done[i] && (best < 0 || v[i] > v[best])) best = i;
+  if (best >= 0) done[best] = true;
+  return best;
+}
+
 void ef_plan_profile_print(const ef_plan *p, FILE *f) {
   double ms[EF_OP_COUNT] = {0}, total = 0;
   int count[EF_OP_COUNT] = {0};
@@ -214,15 +224,10 @@ void ef_plan_profile_print(const ef_plan *p, FILE *f) {
           (double)p->arena_bytes / 1048576.0, (double)p->naive_bytes / 1048576.0, (double)p->scratch_bytes / 1048576.0);
   if (!p->opts.profile || total <= 0) return;
   fprintf(f, "%-20s %6s %10s %6s\n", "op", "nodes", "ms/run", "%");
-  bool shown[EF_OP_COUNT] = {0};
-  for (;;) {
-    int best = -1;
-    for (int op = 0; op < EF_OP_COUNT; op++)
-      if (!shown[op] && count[op] && ms[op] > 0 && (best < 0 || ms[op] > ms[best])) best = op;
-    if (best < 0) break;
-    shown[best] = true;
+  bool shown[EF_OP_COUNT];
+  for (int op = 0; op < EF_OP_COUNT; op++) shown[op] = !(count[op] && ms[op] > 0);
+  for (int best; (best = take_largest(ms, shown, EF_OP_COUNT)) >= 0;)
     fprintf(f, "%-20s %6d %10.3f %6.1f\n", ef_op_name(best), count[best], ms[best] / runs, 100.0 * ms[best] / total);
-  }
   fprintf(f, "%-20s %6d %10.3f\n", "total", p->n, total / runs);
 }
 
@@ -233,13 +238,9 @@ void ef_plan_profile_nodes(const ef_plan *p, FILE *f, int top) {
   if (total <= 0) return;
   int runs = p->runs ? p->runs : 1;
   bool *shown = ef_xcalloc((size_t)p->n, sizeof *shown);
+  for (int i = 0; i < p->n; i++) shown[i] = p->sched[i]->op == EF_OP_LEAF;
   fprintf(f, "%-4s %10s %6s  %-20s %-32s %-20s %s\n", "rank", "ms/run", "%", "op", "node", "shape", "implementation");
-  for (int r = 1; r <= top; r++) {
-    int best = -1;
-    for (int i = 0; i < p->n; i++)
-      if (!shown[i] && p->sched[i]->op != EF_OP_LEAF && (best < 0 || p->ms[i] > p->ms[best])) best = i;
-    if (best < 0) break;
-    shown[best] = true;
+  for (int r = 1, best = -1; r <= top && (best = take_largest(p->ms, shown, p->n)) >= 0; r++) {
     const ef_tensor *t = p->sched[best];
     const char *impl = p->be->describe ? p->be->describe(p->be, p->state[best]) : NULL;
     char shape[64];

@@ -35,8 +35,8 @@
 // batch 32, took 9.1-10.1 ms against 10.4-14.6, 136 -> 816 at 19x19 13.6-14.7 against 14.6-16.0,
 // 232 -> 1392 at 10x10 2-4% less; B0's at batch 32 0-13% less a node, 8% in sum. From 384 inputs
 // (B3's 384 -> 2304) the two were even, and over fewer rows oneDNN won (B0's 40 -> 240 at 28x28,
-// batch 1, 784 rows: 0.115 against 0.125 ms; B3's at 10x10, batch 1, 0.35 against 0.61;
-// docs/perf.md, "Issue 19, ninth pass").
+// batch 1, 784 rows: 0.124-0.126 ms against 0.130-0.147; B3's at 10x10, batch 1, 0.36-0.40 against
+// 0.61-0.84; docs/perf.md, "Issue 19, ninth pass").
 #define OWN_MAX_IN_EXPAND 256
 #define OWN_MIN_ROWS_EXPAND 1024
 // And plain 1x1 convolutions (CONV2D, forward) over at most OWN_MAX_ROWS rows: squeeze-excite's, on
@@ -67,11 +67,11 @@
 bool ef_cpu_pwf_own(const ef_tensor *node) {
   bool fwd = node->op == EF_OP_CONV2D, bwd = node->op == EF_OP_CONV2D_BWD_DATA, bn = node->op == EF_OP_CONV2D_BN;
   if (!(fwd || bwd || bn) || !ef_cpu_pointwise(node)) return false;
-  int64_t i = node->src[0]->shape[3], o = node->shape[3];
-  bool few_rows = ef_rows(node) <= OWN_MAX_ROWS, narrow = o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN);
+  int64_t i = node->src[0]->shape[3], o = node->shape[3], rows = ef_rows(node);
+  bool few_rows = rows <= OWN_MAX_ROWS, narrow = o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN);
   if (bwd) return narrow && !few_rows; // from few inputs, and on pooled rows, oneDNN was faster
   if (fwd && few_rows) return true;
-  bool expansion = bn && node->n_src == 4 && o > i && i <= OWN_MAX_IN_EXPAND && ef_rows(node) >= OWN_MIN_ROWS_EXPAND;
+  bool expansion = bn && node->n_src == 4 && o > i && i <= OWN_MAX_IN_EXPAND && rows >= OWN_MIN_ROWS_EXPAND;
   return narrow || expansion || (i <= OWN_MAX_IN && (bn ? node->n_src == 4 : o <= NV * VEC)); // few inputs: not gated
 }
 
