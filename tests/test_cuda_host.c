@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "core/cpu/cpu_internal.h"
+#include "core/cpu/cpu_vec.h"
 #include "core/dwconv.h"
 #include "core/pixels.h"
 #include "core/plan.h"
@@ -37,6 +38,13 @@ static const dw_case dw_cases[] = {
     {"3x3 on 1x1 maps, 16 channels", 5, 1, 1, 16, 3, 1, 1, EF_PAD_SYMMETRIC},
     {"5x5 on 1x1 maps, 40 channels", 4, 1, 1, 40, 5, 1, 1, EF_PAD_SAME}, // AVX2's oneDNN: im2col GEMM
     {"7x7 s2 same, 20 channels", 2, 12, 11, 20, 7, 2, 1, EF_PAD_SAME},   // any kernel size's loop
+    // The own forward's groups of points (8 with AVX-512, 4 with AVX2): whole ones, half ones, the last
+    // over points before it again, on rows of 23, 13, 10, 6 and 3 points.
+    {"3x3 s1 symmetric, 23 wide, 21 channels", 2, 5, 23, 21, 3, 1, 1, EF_PAD_SYMMETRIC},
+    {"5x5 s2 same, 26 wide onto 13, 19 channels", 1, 9, 26, 19, 5, 2, 1, EF_PAD_SAME},
+    {"5x5 s1 symmetric, 10 wide, 3 rows, 16 channels", 2, 3, 10, 16, 5, 1, 1, EF_PAD_SYMMETRIC},
+    {"3x3 s2 same, 12 wide onto 6, 40 channels", 2, 6, 12, 40, 3, 2, 1, EF_PAD_SAME},
+    {"5x5 s2 same, 5 wide onto 3, 24 channels", 2, 5, 5, 24, 5, 2, 1, EF_PAD_SAME},
 };
 
 // The case's convolution node in a new graph over a new store (entry 0: the weights).
@@ -194,10 +202,23 @@ static void dw_twin_on(int threads) {
   ef_backend_free(be);
 }
 
-// The CPU backend's own depthwise forward (which it runs where oneDNN would run im2col GEMM: AVX2
-// alone), called directly: the twin's bits, with and without a bias, on 1, 2 and 3 threads, for every
-// case of dilation 1 (part vectors of 6, 10 and 11 channels, strides 2, maps smaller than the kernel);
-// with the bias also through relu6 (inference's folded form), exactly ef_act_fwd of the twin's.
+// The CPU kernels' activation of x: cpu_vec.h's vec_act_fwd where the build has vectors (swish and
+// sigmoid within 2 ulp of ef_act_fwd, test_ops's test_vec_act), the same function of each lane.
+static float cpu_act(ef_act a, float x) {
+#ifdef VEC
+  float l[VEC] = {x};
+  vec_store(l, vec_act_fwd(a, vec_load(l)));
+  return l[0];
+#else
+  return ef_act_fwd(a, x);
+#endif
+}
+
+// The CPU backend's own depthwise forward (inference's with AVX-512; elsewhere where oneDNN would run
+// im2col GEMM), called directly: the twin's bits, on 1, 2 and 3 threads, for every case of dilation 1
+// (part vectors of 6, 10 and 11 channels, strides 2, maps smaller than the kernel, rows that end in
+// part groups of points): without a bias or activation, and with a bias through relu6 (after the
+// groups) and through swish (in their registers), the activation cpu_act of the twin's sum.
 static void test_dw_forward_own(void) {
   for (size_t k = 0; k < sizeof dw_cases / sizeof dw_cases[0]; k++) {
     const dw_case *c = &dw_cases[k];
@@ -211,20 +232,20 @@ static void test_dw_forward_own(void) {
     test_fill_uniform(x, nx, 21, (uint32_t)k, -2, 2);
     test_fill_uniform(w, nw, 22, (uint32_t)k, -1, 1);
     test_fill_uniform(b, c->c, 23, (uint32_t)k, -1, 1);
-    for (int with_bias = 0; with_bias < 2; with_bias++) {
-      const float *bias = with_bias ? b : NULL;
-      ef_act act = with_bias ? EF_ACT_RELU6 : EF_ACT_NONE;
+    const ef_act acts[] = {EF_ACT_NONE, EF_ACT_RELU6, EF_ACT_SWISH};
+    for (int v = 0; v < 3; v++) {
+      const float *bias = v ? b : NULL;
+      ef_act act = acts[v];
       ef_dw_weights_t(wt, w, EF_F32, &s);
       ef_dw_forward_twin(&s, want, x, EF_F32, wt, bias);
-      for (int64_t i = 0; i < ny; i++) want[i] = ef_act_fwd(act, want[i]);
+      for (int64_t i = 0; i < ny; i++) want[i] = cpu_act(act, want[i]);
       for (int threads = 1; threads <= 3; threads++) {
         memset(got, 0xff, sizeof(float) * (size_t)ny); // NaN: a point left unwritten fails
         ef_cpu_dw_forward_on(threads, act, &s, x, w, bias, wt, got);
         int64_t i = 0;
         while (i < ny && !memcmp(&got[i], &want[i], sizeof(float))) i++;
-        CHECK(i == ny, "%s, %s: %d threads: [%lld] got %.9g, the twin %.9g", c->name,
-              with_bias ? "bias, relu6" : "no bias", threads, (long long)i, i < ny ? got[i] : 0.0f,
-              i < ny ? want[i] : 0.0f);
+        CHECK(i == ny, "%s, %s: %d threads: [%lld] got %.9g, the twin %.9g", c->name, v ? ef_act_name(act) : "no bias",
+              threads, (long long)i, i < ny ? got[i] : 0.0f, i < ny ? want[i] : 0.0f);
       }
     }
     free(x), free(w), free(b), free(wt), free(want), free(got);

@@ -168,15 +168,16 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   dnnl_primitive_attr_destroy(attr);
   if (hint) dnnl_primitive_desc_destroy(hint);
   EF_DNNL_TRY(st, node);
-  // With AVX2 alone, oneDNN 2.6 runs B0's 5x5 depthwise forwards onto 1x1 maps as im2col GEMM
-  // ("x64:gemm:jit"): about 95 ms of the main job's 231 ms step together (an AVX2 build under
+  // Effnet's depthwise forward where ef_cpu_dw_forward_fast says (inference's, with AVX-512), and where
+  // oneDNN 2.6 would run im2col GEMM ("x64:gemm:jit"): with AVX2 alone it does for B0's 5x5 forwards
+  // onto 1x1 maps, about 95 ms of the main job's 231 ms step together (an AVX2 build under
   // ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), where effnet's kernel takes 0.1-0.2 ms a node, and the
-  // validation's folded ones (a batch of 128: 177-240 -> 27-39 ms). Its direct kernels (brdgmm_dw,
-  // jit_dw) stay: on AVX-512 they are as fast as effnet's on 3x3 kernels and 1.5-3.4x faster on 5x5
-  // ones (docs/perf.md).
+  // validation's folded ones (a batch of 128: 177-240 -> 27-39 ms). Elsewhere oneDNN's direct kernels
+  // (brdgmm_dw, jit_dw) stay.
   const char *impl = "";
   if (ef_cpu_dw_forward_can(node) &&
-      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")) {
+      (ef_cpu_dw_forward_fast(node) ||
+       (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")))) {
     dnnl_primitive_desc_destroy(pd);
     return ef_cpu_dw_prepare(cpu, node, state, scratch);
   }

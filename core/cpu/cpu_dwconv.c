@@ -30,6 +30,26 @@ bool ef_cpu_dw_forward_can(const ef_tensor *node) {
   return (node->op == EF_OP_CONV2D || folded) && ef_dw_is_depthwise(node) && p->dilation[0] == 1 && p->dilation[1] == 1;
 }
 
+// Inference's folded forwards (3x3 and 5x5, strides 1 and 2) with AVX-512. On the AMD EPYC, in turn
+// with oneDNN's brdgmm_dw, the nodes' time a step: B3 at 300, batch 32, 117-122 ms against 147-164;
+// at batch 1 4.4-4.8 against 4.8-6.9; B0 at 224, batch 1, 1.14-1.22 against 1.41-1.53; B0 at batch 32
+// 23-27 against 26-28 (docs/perf.md, "Issue 19, tenth pass"). With AVX2 alone oneDNN's jit_dw stays
+// faster (an AVX2 build on that EPYC, B0's 11 nodes at batch 32: 38-39 ms against 27-35), and so do
+// oneDNN's kernels on training's plain forwards (no bias, no activation; B0, batch 32: 41.8 against
+// 44.7 ms).
+bool ef_cpu_dw_forward_fast(const ef_tensor *node) {
+#if defined(VEC) && VEC == 16
+  const ef_conv_params *p = &node->p.conv;
+  const ef_tensor *w = node->src[1];
+  return node->op == EF_OP_CONV2D_BN && ef_cpu_dw_forward_can(node) && w->shape[1] == w->shape[2] &&
+         (w->shape[1] == 3 || w->shape[1] == 5) && p->stride[0] == p->stride[1] &&
+         (p->stride[1] == 1 || p->stride[1] == 2);
+#else
+  (void)node;
+  return false;
+#endif
+}
+
 static size_t partial_floats(const ef_dw_shape *s) {
   return (size_t)ef_dw_wgrad_splits(s) * (size_t)(s->kh * s->kw) * (size_t)s->c;
 }
@@ -219,78 +239,132 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 }
 
 // ---- forward ---------------------------------------------------------------------------------
-// A row of output points for a range of channels: the taps inside the input in the twin's order (on
-// weights in registers where all are inside), then the bias and activation in registers. oneDNN 2.6
-// with AVX2 alone runs B0's 5x5 forwards onto 1x1 maps as im2col GEMM; the backend takes this there.
+// A row of output points for a range of channels, a block of one vector's channels at a time: each
+// point's taps inside the input in the twin's order (ky, kx), an FMA each from 0, + bias, then the
+// activation. Groups of points share their loads (dw_points). The loops exist once per kernel size
+// and stride, with swish in registers and without: the other activations follow in a second pass over
+// the block's row while it is in L1. Specialized per activation as well, the groups took this file 4
+// minutes to compile (docs/perf.md, eighth pass); a pass for swish too cost 10-20% on B3's nodes.
 
 #ifdef VEC
-// The first n lanes at p (the others zero): a plain load where the vector is whole.
-EF_INLINE vec load_part(const float *p, int n, const bool part) { return part ? vec_load_n(p, n) : vec_load(p); }
+#if VEC == 16
+#define DW_POINTS 8      // points at once: their sums, a tap row's 5 weights and an input column in registers
+typedef __mmask16 lanes; // the block's channels: all 16, or the first n of a part vector
+EF_INLINE lanes lanes_of(int n) { return (lanes)((1u << n) - 1); }
+EF_INLINE vec lane_load(const float *p, lanes m) { return _mm512_maskz_loadu_ps(m, p); }
+EF_INLINE void lane_store(float *p, vec v, lanes m) { _mm512_mask_storeu_ps(p, m, v); }
+#else
+#define DW_POINTS 4 // AVX2's 16 registers
+typedef int lanes; // whole vectors only: AVX2's masked loads take an ALU port; part vectors go by dw_each
+EF_INLINE lanes lanes_of(int n) { return n; }
+EF_INLINE vec lane_load(const float *p, lanes m) { return (void)m, vec_load(p); }
+EF_INLINE void lane_store(float *p, vec v, lanes m) { (void)m, vec_store(p, v); }
+#endif
 
-// Point ox of the row, channels [c, c + n): the taps inside the input in order (ky, kx), each an FMA
-// from 0 on weights loaded from wt; the taps outside are skipped, as the twin skips them.
-// rp[ky]: tap row ky's input, where rin[ky].
-EF_INLINE vec dw_point(const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld, int ox, int64_t c,
-                       int n, const float *wt, int64_t ldw, const bool part) {
-  const int ix0 = ox * s->sw - s->pad_l, kx0 = ix0 < 0 ? -ix0 : 0, kx1 = s->w - ix0 < s->kw ? s->w - ix0 : s->kw;
-  vec acc = vec_bcast(0.0f);
-  for (int ky = 0; ky < s->kh; ky++) {
+// count points of n channels at y, stride floats apart, through act in place (act_block: act a constant).
+EF_INLINE void act_points(const ef_act act, float *y, int count, int64_t stride, int n) {
+  for (int i = 0; i < count; i++) vec_store_upto(y + i * stride, vec_act_fwd(act, vec_load_upto(y + i * stride, n)), n);
+}
+
+static void act_block(ef_act act, float *y, int count, int64_t stride, int n) {
+  EF_ACT_SPECIALIZE(act, act_points, y, count, stride, n);
+}
+
+// Points [ox, ox + P) of the row (P, K and SW constants), channels [c, c + n) where rp[ky] (tap row
+// ky's input), wt and y already point at channel c: each point its own chain of FMAs, the P chains
+// interleaved (one chain alone waits on the FMA's latency). A tap row's K weights are loaded once for
+// the P points, and each of its input columns once: column j feeds point p's tap kx = j - p SW. Tap
+// rows outside the input (rin) and columns outside it are skipped, as the twin skips them.
+EF_INLINE void dw_points(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
+                         const float *wt, int64_t ldw, vec b, lanes m, float *y, int ox, const int K, const int SW,
+                         const int P) {
+  const int ix0 = ox * SW - s->pad_l;
+  vec acc[DW_POINTS], wk[5]; // sized by P and K they would be VLAs to GCC, on the stack, not in registers
+#pragma GCC unroll 8
+  for (int p = 0; p < P; p++) acc[p] = vec_bcast(0.0f);
+#pragma GCC unroll 5
+  for (int ky = 0; ky < K; ky++) {
     if (!rin[ky]) continue;
-    for (int kx = kx0; kx < kx1; kx++)
-      acc = vec_fma(load_part(rp[ky] + (ix0 + kx) * ld + c, n, part),
-                    load_part(wt + (int64_t)(ky * s->kw + kx) * ldw + c, n, part), acc);
-  }
-  return acc;
-}
-
-// The row's points for channels [c, c + n): those in [lo, hi), whose taps all lie inside the input,
-// by plain FMAs on the weights in registers (K a constant), the others by dw_point; then + bias and
-// the activation, in registers, before the one store.
-EF_INLINE void dw_channels(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
-                           int lo, int hi, const float *wt, int64_t ldw, const float *bias, int64_t c, int n, float *y,
-                           const int K, const bool part) {
-  const int64_t row = s->w * ld;
-  vec wv[K ? K * K : 1], b = bias ? load_part(bias + c, n, part) : vec_bcast(0.0f);
-  for (int t = 0; t < K * K; t++) wv[t] = load_part(wt + t * ldw + c, n, part);
-  for (int ox = 0; ox < s->ow; ox++) {
-    vec acc;
-    if (ox >= lo && ox < hi) {
-      const float *p = rp[0] + (ox * s->sw - s->pad_l) * ld + c;
-      acc = vec_bcast(0.0f);
-      for (int ky = 0; ky < K; ky++)
-        for (int kx = 0; kx < K; kx++) acc = vec_fma(load_part(p + ky * row + kx * ld, n, part), wv[ky * K + kx], acc);
-    } else {
-      acc = dw_point(s, rp, rin, ld, ox, c, n, wt, ldw, part);
+#pragma GCC unroll 5
+    for (int kx = 0; kx < K; kx++) wk[kx] = lane_load(wt + (int64_t)(ky * K + kx) * ldw, m);
+#pragma GCC unroll 32
+    for (int j = 0; j < (P - 1) * SW + K; j++) {
+      if ((unsigned)(ix0 + j) >= (unsigned)s->w) continue;
+      vec v = lane_load(rp[ky] + (int64_t)(ix0 + j) * ld, m);
+#pragma GCC unroll 8
+      for (int p = 0; p < P; p++) {
+        const int kx = j - p * SW;
+        if (kx >= 0 && kx < K) acc[p] = vec_fma(v, wk[kx], acc[p]);
+      }
     }
-    if (bias) acc = vec_add(acc, b);
-    acc = vec_act_fwd(act, acc);
-    if (part) vec_store_n(y + ox * s->c + c, acc, n);
-    else vec_store(y + ox * s->c + c, acc);
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < P; p++) lane_store(y + (int64_t)(ox + p) * s->c, vec_act_fwd(act, vec_add(acc[p], b)), m);
+}
+
+// The row's points by dw_points: DW_POINTS at a time, the rest in groups of half as many, the last one
+// ending at the row's end (over points before it again: the same bits); one at a time on rows
+// shorter than half a group.
+EF_INLINE void dw_groups(const ef_act act, const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld,
+                         const float *wt, int64_t ldw, vec b, lanes m, float *y, const int K, const int SW) {
+  const int ow = s->ow, half = DW_POINTS / 2;
+  if (ow < half) {
+    for (int ox = 0; ox < ow; ox++) dw_points(act, s, rp, rin, ld, wt, ldw, b, m, y, ox, K, SW, 1);
+    return;
+  }
+  int ox = 0;
+  for (; ox + DW_POINTS <= ow; ox += DW_POINTS) dw_points(act, s, rp, rin, ld, wt, ldw, b, m, y, ox, K, SW, DW_POINTS);
+  for (; ox < ow; ox += half)
+    dw_points(act, s, rp, rin, ld, wt, ldw, b, m, y, ox + half <= ow ? ox : ow - half, K, SW, half);
+}
+
+// Any kernel size and stride, and AVX2's part vectors: a point at a time, one chain.
+static void dw_each(const ef_dw_shape *s, const float *const *rp, const bool *rin, int64_t ld, const float *wt,
+                    int64_t ldw, vec b, int n, float *y) {
+  for (int ox = 0; ox < s->ow; ox++) {
+    const int ix0 = ox * s->sw - s->pad_l;
+    vec acc = vec_bcast(0.0f);
+    for (int ky = 0; ky < s->kh; ky++)
+      for (int kx = 0; kx < s->kw && rin[ky]; kx++)
+        if ((unsigned)(ix0 + kx) < (unsigned)s->w)
+          acc = vec_fma(vec_load_upto(rp[ky] + (int64_t)(ix0 + kx) * ld, n),
+                        vec_load_upto(wt + (int64_t)(ky * s->kw + kx) * ldw, n), acc);
+    vec_store_upto(y + (int64_t)ox * s->c, vec_add(acc, b), n);
   }
 }
 
-EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
-                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K) {
-  const int kh = K ? K : s->kh, kw = K ? K : s->kw, iyb = oy * s->sh - s->pad_t;
-  const float *rp[kh];
-  bool rin[kh];
-  for (int ky = 0; ky < kh; ky++) {
+// ef_cpu_dw_row by groups where K (the kernel's size) is 3 or 5 and SW (the column stride) 1 or 2, the
+// activation A (swish or none) in their registers and act, where it is another, after.
+EF_INLINE void dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
+                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K,
+                      const int SW, const ef_act A) {
+  const int iyb = oy * s->sh - s->pad_t;
+  const float *rp[s->kh];
+  bool rin[s->kh];
+  for (int ky = 0; ky < s->kh; ky++) {
     rin[ky] = iyb + ky >= iy0 && iyb + ky < iy1;
     rp[ky] = in + (int64_t)((rin[ky] ? iyb + ky : iy0) - iy0) * s->w * ld;
   }
-  // [lo, hi): the points whose taps all lie inside, where the kernel is a constant; none otherwise.
-  int lo = (s->pad_l + s->sw - 1) / s->sw, hi = s->w - kw + s->pad_l >= 0 ? (s->w - kw + s->pad_l) / s->sw + 1 : 0;
-  hi = hi < s->ow ? hi : s->ow;
-  if (!K || iyb < iy0 || iyb + kh > iy1 || hi < lo) lo = hi = 0;
-  int64_t c = c0;
-  for (; c + VEC <= c1; c += VEC) dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, VEC, y, K, false);
-  if (c < c1) dw_channels(act, s, rp, rin, ld, lo, hi, wt, ldw, bias, c, (int)(c1 - c), y, K, true);
+  for (int64_t c = c0; c < c1; c += VEC) {
+    const int n = c1 - c < VEC ? (int)(c1 - c) : VEC;
+    const float *rc[s->kh];
+    for (int ky = 0; ky < s->kh; ky++) rc[ky] = rp[ky] + c;
+    vec b = bias ? vec_load_upto(bias + c, n) : vec_bcast(0.0f); // + 0 keeps a sum's bits: none is -0
+    if (K && (VEC == 16 || n == VEC)) {
+      dw_groups(A, s, rc, rin, ld, wt + c, ldw, b, lanes_of(n), y + c, K, SW);
+      if (act != A) act_block(act, y + c, s->ow, s->c, n);
+    } else {
+      dw_each(s, rc, rin, ld, wt + c, ldw, b, n, y + c);
+      if (act != EF_ACT_NONE) act_block(act, y + c, s->ow, s->c, n);
+    }
+  }
 }
 #else
 // The same, a channel at a time.
-EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
-                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K) {
-  (void)K;
+EF_INLINE void dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
+                      const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y, const int K,
+                      const int SW, const ef_act A) {
+  (void)K, (void)SW, (void)A;
   for (int64_t c = c0; c < c1; c++)
     for (int ox = 0; ox < s->ow; ox++) {
       float acc = 0.0f;
@@ -308,22 +382,35 @@ EF_INLINE void dw_row(const ef_act act, const ef_dw_shape *s, const float *in, i
 }
 #endif
 
+// dw_row's groups in two kinds: swish (EfficientNet's) in registers, or the activation after.
+#define DW_ROW(...)                                                                                                    \
+  do {                                                                                                                 \
+    if (act == EF_ACT_SWISH)                                                                                           \
+      dw_row(act, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, __VA_ARGS__, EF_ACT_SWISH);                       \
+    else dw_row(act, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, __VA_ARGS__, EF_ACT_NONE);                     \
+  } while (0)
+
 void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
                    const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y) {
-  if (s->kh == 3 && s->kw == 3) EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 3);
-  else if (s->kh == 5 && s->kw == 5)
-    EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 5);
-  else EF_ACT_SPECIALIZE(act, dw_row, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 0);
+  int k = s->kh == s->kw && (s->kh == 3 || s->kh == 5) && (s->sw == 1 || s->sw == 2) ? s->kh : 0;
+  if (k == 3 && s->sw == 1) DW_ROW(3, 1);
+  else if (k == 3) DW_ROW(3, 2);
+  else if (k == 5 && s->sw == 1) DW_ROW(5, 1);
+  else if (k == 5) DW_ROW(5, 2);
+  else dw_row(act, s, in, ld, iy0, iy1, oy, wt, ldw, bias, c0, c1, y, 0, 0, EF_ACT_NONE);
 }
 
 // Work items: an output row (n, oy) by a group of channel blocks, at least 8 items a thread where the
-// channels allow (B3's 10x10 maps on one image: 10 rows), taken by a thread in runs of about 64 points.
+// channels allow (B3's 10x10 maps on one image: 10 rows), taken by a thread in runs of an eighth of its
+// share, so that a row finds the input rows it shares with the one before in its core's L2. In runs of
+// one row (the rows alternating between the threads) B3's 38x38x288 5x5 forwards at batch 32 took
+// 14.8 against 8.9 ms (2 threads; its 150x150x40 3x3 24.8 against 17.9).
 void ef_cpu_dw_forward_on(int threads, ef_act act, const ef_dw_shape *s, const float *x, const float *w,
                           const float *bias, float *wt, float *y) {
   int taps = s->kh * s->kw;
   int64_t n_rows = (int64_t)s->n * s->oh, vecs = (s->c + BLOCK - 1) / BLOCK, want = 8 * threads;
   int64_t groups = n_rows >= want ? 1 : (want + n_rows - 1) / n_rows < vecs ? (want + n_rows - 1) / n_rows : vecs;
-  int chunk = s->ow < 64 ? 64 / s->ow : 1;
+  int64_t chunk = n_rows * groups / want > 1 ? n_rows * groups / want : 1;
 #pragma omp parallel num_threads(threads)
   {
     if (w) {

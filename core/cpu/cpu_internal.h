@@ -125,10 +125,11 @@ bool ef_cpu_pointwise(const ef_tensor *node);
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Depthwise convolutions by effnet's own kernels (cpu_dwconv.c), with the twin's bits (core/dwconv.h):
 // the filter gradients ef_cpu_dw_own picks, and forwards ef_cpu_dw_forward_can allows (a plain
-// CONV2D or an ungated CONV2D_BN, dilation 1) where oneDNN would run them as im2col GEMM
-// (ef_cpu_conv_prepare decides).
+// CONV2D or an ungated CONV2D_BN, dilation 1) where ef_cpu_dw_forward_fast says or oneDNN would run
+// them as im2col GEMM (ef_cpu_conv_prepare decides).
 bool ef_cpu_dw_own(const ef_tensor *node);
 bool ef_cpu_dw_forward_can(const ef_tensor *node);
+bool ef_cpu_dw_forward_fast(const ef_tensor *node);
 ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_dw_forward(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Its work on `threads` threads: y (N,OH,OW,C) = act(x (N,H,W,C) by wt (KH*KW, C), + bias (C) where
@@ -139,8 +140,7 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 // Output row oy of a depthwise convolution of shape s (dilation 1), channels [c0, c1) of y's row (OW
 // points of s->c floats): act(the taps in order (ky, kx), each an fmaf from 0, those outside the
 // input skipped, + bias[c] where bias is not NULL): the twin's ef_dw_forward_point, then the
-// activation in registers (vec_act_fwd: relu and relu6 exact, swish and sigmoid within 2 ulp of
-// ef_act_fwd). The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
+// activation (vec_act_fwd: relu and relu6 exact, swish and sigmoid within 2 ulp of ef_act_fwd). The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
 // the weights wt (KH*KW, ldw).
 void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
                    const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y);
