@@ -6,8 +6,9 @@
 // Pointwise convolutions run as matrix products (cpu_matmul.c; gated ones, with squeeze-excite's
 // scale folded in per image, too), but for inference's folded ones on a single image, those over few
 // input channels (effnet's own kernel, cpu_pwfwd.c) and the filter gradients over many rows
-// (cpu_pwgrad.c); the filter gradients of depthwise ones on small inputs, and their forwards where
-// oneDNN would run them as GEMM, run by effnet's own kernels (cpu_dwconv.c).
+// (cpu_pwgrad.c); the filter gradients of depthwise ones on small inputs, inference's folded
+// depthwise forwards with AVX-512, and those oneDNN would run as GEMM, run by effnet's own kernels
+// (cpu_dwconv.c).
 #include "core/cpu/cpu_internal.h"
 
 // (N,H,W,C) as oneDNN's logical (N,C,H,W) in nhwc order.
