@@ -485,7 +485,7 @@ static const op_case cases[] = {
     CONV_BN("conv_bn 3x3 s2 same + swish, 5->6", (2, 9, 8, 5), (6, 3, 3, 5), 2, 1, EF_PAD_SAME, EF_ACT_SWISH),
     CONV_BN("conv_bn depthwise 5x5 s1 + swish", (2, 7, 6, 12), (12, 5, 5, 1), 1, 12, EF_PAD_SYMMETRIC, EF_ACT_SWISH),
     CONV_BN("conv_bn depthwise 3x3 s2 same + relu6", (1, 9, 9, 17), (17, 3, 3, 1), 2, 17, EF_PAD_SAME, EF_ACT_RELU6),
-    // Rows of 21 points: the CPU's own forward in groups of 8 (AVX-512) or 4, then half groups.
+    // Rows of 21 points: with AVX-512 the CPU's own forward, in groups of 8 and then half groups.
     CONV_BN("conv_bn depthwise 5x5 s1 + swish, 21 wide", (2, 4, 21, 40), (40, 5, 5, 1), 1, 40, EF_PAD_SYMMETRIC,
             EF_ACT_SWISH),
     // oneDNN with AVX2 alone runs this as im2col GEMM; the CPU backend then takes effnet's kernel.

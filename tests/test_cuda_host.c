@@ -252,6 +252,39 @@ static void test_dw_forward_own(void) {
   }
 }
 
+// Sums that underflow to -0 (each product below the smallest subnormal): without a bias the kernel
+// must leave them -0, as the twin does (adding +0 would make them +0), on 1x1 and 4x4 maps.
+static void test_dw_forward_signed_zero(void) {
+  for (int h = 1; h <= 4; h += 3) {
+    ef_dw_shape s = {.n = 1,
+                     .h = h,
+                     .w = h,
+                     .c = 16,
+                     .oh = h,
+                     .ow = h,
+                     .kh = 3,
+                     .kw = 3,
+                     .sh = 1,
+                     .sw = 1,
+                     .dh = 1,
+                     .dw = 1,
+                     .pad_t = 1,
+                     .pad_l = 1};
+    float x[16 * 16], w[16 * 9], wt[16 * 9], want[16 * 16], got[16 * 16];
+    int64_t nx = (int64_t)h * h * 16;
+    for (int64_t i = 0; i < nx; i++) x[i] = -1e-23f;
+    for (int i = 0; i < 16 * 9; i++) w[i] = 1e-23f;
+    ef_dw_weights_t(wt, w, EF_F32, &s);
+    ef_dw_forward_twin(&s, want, x, EF_F32, wt, NULL);
+    CHECK(signbit(want[0]) && want[0] == 0.0f, "the twin's sum %.9g is not -0", want[0]);
+    ef_cpu_dw_forward_on(1, EF_ACT_NONE, &s, x, w, NULL, wt, got);
+    int64_t i = 0;
+    while (i < nx && !memcmp(&got[i], &want[i], sizeof(float))) i++;
+    CHECK(i == nx, "%dx%d maps, no bias: [%lld] got %.9g (sign %d), the twin %.9g", h, h, (long long)i,
+          i < nx ? got[i] : 0.0f, i < nx ? signbit(got[i]) != 0 : 0, i < nx ? want[i] : 0.0f);
+  }
+}
+
 // The own kernel's work items depend on the thread count, its bits must not: 1, 2 and 3 threads.
 static void test_dw_twin(void) {
   for (int threads = 1; threads <= 3; threads++) dw_twin_on(threads);
@@ -508,6 +541,7 @@ static void test_pixels_twin(void) {
 int main(void) {
   RUN(test_dw_twin);
   RUN(test_dw_forward_own);
+  RUN(test_dw_forward_signed_zero);
   RUN(test_algo_cache);
   RUN(test_op_tolerances);
   RUN(test_pixels_twin);

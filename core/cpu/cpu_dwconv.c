@@ -349,7 +349,9 @@ EF_INLINE void dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t
     const int n = c1 - c < VEC ? (int)(c1 - c) : VEC;
     const float *rc[s->kh];
     for (int ky = 0; ky < s->kh; ky++) rc[ky] = rp[ky] + c;
-    vec b = bias ? vec_load_upto(bias + c, n) : vec_bcast(0.0f); // + 0 keeps a sum's bits: none is -0
+    // Without a bias, + -0: it leaves every sum's bits, -0 included (a product that underflows
+    // rounds to a zero of its sign; + +0 would turn -0 into +0, where the twin adds nothing).
+    vec b = bias ? vec_load_upto(bias + c, n) : vec_bcast(-0.0f);
     if (K && (VEC == 16 || n == VEC)) {
       dw_groups(A, s, rc, rin, ld, wt + c, ldw, b, lanes_of(n), y + c, K, SW);
       if (act != A) act_block(act, y + c, s->ow, s->c, n);

@@ -1,8 +1,8 @@
 // An MBConv block's expansion and depthwise convolution in one node (EXPAND_DW) on the CPU. Each
 // work item, one image's band of output rows, first expands the input rows the band reads into a
 // buffer of its thread's that stays in the cache (cpu_pwfwd.c's rows: folded weights, activated in
-// registers), then convolves them depthwise into the output (cpu_dwconv.c's rows: folded weights, the
-// activation in registers): the expansion, the block's largest tensor, never goes to memory.
+// registers), then convolves them depthwise into the output (cpu_dwconv.c's rows: folded weights,
+// swish in registers): the expansion, the block's largest tensor, never goes to memory.
 #include <omp.h>
 #include <stdio.h>
 

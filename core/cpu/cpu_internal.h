@@ -140,8 +140,9 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 // Output row oy of a depthwise convolution of shape s (dilation 1), channels [c0, c1) of y's row (OW
 // points of s->c floats): act(the taps in order (ky, kx), each an fmaf from 0, those outside the
 // input skipped, + bias[c] where bias is not NULL): the twin's ef_dw_forward_point, then the
-// activation (vec_act_fwd: relu and relu6 exact, swish and sigmoid within 2 ulp of ef_act_fwd). The input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1);
-// the weights wt (KH*KW, ldw).
+// activation (vec_act_fwd: relu and relu6 exact, swish and sigmoid within 2 ulp of ef_act_fwd). The
+// input's rows [iy0, iy1) start at `in`, s->w points of `ld` floats each (ld >= c1); the weights wt
+// (KH*KW, ldw).
 void ef_cpu_dw_row(ef_act act, const ef_dw_shape *s, const float *in, int64_t ld, int iy0, int iy1, int oy,
                    const float *wt, int64_t ldw, const float *bias, int64_t c0, int64_t c1, float *y);
 // Pointwise filter gradients over many rows by effnet's own kernel (cpu_pwgrad.c), for the nodes
