@@ -256,20 +256,8 @@ static void test_dw_forward_own(void) {
 // must leave them -0, as the twin does (adding +0 would make them +0), on 1x1 and 4x4 maps.
 static void test_dw_forward_signed_zero(void) {
   for (int h = 1; h <= 4; h += 3) {
-    ef_dw_shape s = {.n = 1,
-                     .h = h,
-                     .w = h,
-                     .c = 16,
-                     .oh = h,
-                     .ow = h,
-                     .kh = 3,
-                     .kw = 3,
-                     .sh = 1,
-                     .sw = 1,
-                     .dh = 1,
-                     .dw = 1,
-                     .pad_t = 1,
-                     .pad_l = 1};
+    const dw_case c = {"signed zero", 1, h, h, 16, 3, 1, 1, EF_PAD_SYMMETRIC};
+    ef_dw_shape s = dw_shape(&c);
     float x[16 * 16], w[16 * 9], wt[16 * 9], want[16 * 16], got[16 * 16];
     int64_t nx = (int64_t)h * h * 16;
     for (int64_t i = 0; i < nx; i++) x[i] = -1e-23f;
