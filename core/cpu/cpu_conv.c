@@ -109,7 +109,7 @@ bool ef_cpu_pointwise(const ef_tensor *node) {
 }
 
 ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
-  if (ef_cpu_dw_own(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
+  if (ef_cpu_dw_own(node) || ef_cpu_dw_forward_fast(node)) return ef_cpu_dw_prepare(cpu, node, state, scratch);
   if (ef_cpu_pw_own(node)) return ef_cpu_pw_prepare(cpu, node, state, scratch);
   if (ef_cpu_pwf_own(node)) return ef_cpu_pwf_prepare(cpu, node, state, scratch);
   // oneDNN's matmul runs pointwise products (training's, and squeeze-excite's) faster than its
@@ -169,16 +169,14 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   dnnl_primitive_attr_destroy(attr);
   if (hint) dnnl_primitive_desc_destroy(hint);
   EF_DNNL_TRY(st, node);
-  // Effnet's depthwise forward where ef_cpu_dw_forward_fast says (inference's, with AVX-512), and where
-  // oneDNN 2.6 would run im2col GEMM ("x64:gemm:jit"): with AVX2 alone it does for B0's 5x5 forwards
-  // onto 1x1 maps, about 95 ms of the main job's 231 ms step together (an AVX2 build under
-  // ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), where effnet's kernel takes 0.1-0.2 ms a node, and the
-  // validation's folded ones (a batch of 128: 177-240 -> 27-39 ms). Elsewhere oneDNN's direct kernels
-  // (brdgmm_dw, jit_dw) stay.
+  // Effnet's depthwise forward also where oneDNN 2.6 would run im2col GEMM ("x64:gemm:jit"): with
+  // AVX2 alone it does for B0's 5x5 forwards onto 1x1 maps, about 95 ms of the main job's 231 ms step
+  // together (an AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), where effnet's kernel takes
+  // 0.1-0.2 ms a node, and the validation's folded ones (a batch of 128: 177-240 -> 27-39 ms).
+  // Elsewhere oneDNN's direct kernels (brdgmm_dw, jit_dw) stay, but for ef_cpu_dw_forward_fast's (above).
   const char *impl = "";
   if (ef_cpu_dw_forward_can(node) &&
-      (ef_cpu_dw_forward_fast(node) ||
-       (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")))) {
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")) {
     dnnl_primitive_desc_destroy(pd);
     return ef_cpu_dw_prepare(cpu, node, state, scratch);
   }

@@ -244,7 +244,7 @@ void ef_cpu_dw_bwd_filter(ef_cpu *cpu, const ef_tensor *node, void *state, void 
 // activation. Groups of points share their loads (dw_points). The loops exist once per kernel size
 // and stride, with swish in registers and without: the other activations follow in a second pass over
 // the block's row while it is in L1. Specialized per activation as well, the groups took this file 4
-// minutes to compile (docs/perf.md, eighth pass); a pass for swish too cost 10-20% on B3's nodes.
+// minutes to compile (docs/perf.md, eighth pass); a pass for swish too cost 11-17% on two B3 shapes.
 
 #ifdef VEC
 #if VEC == 16
