@@ -399,11 +399,11 @@ static ef_tensor *build_fill(ef_graph *g, ef_tensor **in, const op_case *c) {
         .stride = s, .dilation = d, .groups = gr, .pad = pd                                                            \
   }
 
-// A pointwise convolution, no bias, differentiated in its weights only.
-#define CONV_WGRAD(nm, xs, ws)                                                                                         \
+// A convolution, no bias, differentiated in its weights only.
+#define CONV_WGRAD(nm, xs, ws, s, gr, pd)                                                                              \
   {                                                                                                                    \
     nm, 2, {{"x", IN_INPUT, EF_F32, 4, SHAPE xs, false, -1, 1, 0}, W("w", 4, SHAPE ws)}, build_conv, ref_conv,         \
-        .stride = 1, .dilation = 1, .groups = 1, .pad = EF_PAD_SYMMETRIC                                               \
+        .stride = s, .dilation = 1, .groups = gr, .pad = pd                                                            \
   }
 
 // A convolution with its batch norm folded in: running statistics (mean and variance in [0.2, 3))
@@ -470,8 +470,14 @@ static const op_case cases[] = {
     // or 4 (AVX2), inputs in one part vector, and past a whole vector (9 outputs by 5 inputs, 8 by 18:
     // a whole and a part vector with AVX-512, two whole and a part with AVX2). The weights' gradient
     // alone: central differences for every input would take minutes.
-    CONV_WGRAD("pointwise filter gradient, 2048 rows, 9x5", (2, 32, 32, 5), (9, 1, 1, 5)),
-    CONV_WGRAD("pointwise filter gradient, 2048 rows, 8x18", (1, 32, 64, 18), (8, 1, 1, 18)),
+    CONV_WGRAD("pointwise filter gradient, 2048 rows, 9x5", (2, 32, 32, 5), (9, 1, 1, 5), 1, 1, EF_PAD_SYMMETRIC),
+    CONV_WGRAD("pointwise filter gradient, 2048 rows, 8x18", (1, 32, 64, 18), (8, 1, 1, 18), 1, 1, EF_PAD_SYMMETRIC),
+    // Depthwise filter gradients on inputs past the CPU's 64x64 points: with AVX-512 effnet's kernel
+    // takes stride 2 on whole blocks of 16 channels, and oneDNN's choice stays only where it is a
+    // depthwise kernel (its generic one for a 5x5 stride 2 goes to effnet's, on part blocks too).
+    CONV_WGRAD("depthwise 5x5 s2 filter gradient, 66x66, 16 channels", (1, 66, 66, 16), (16, 5, 5, 1), 2, 16,
+               EF_PAD_SAME),
+    CONV_WGRAD("depthwise 5x5 s2 filter gradient, 65x65, 8 channels", (1, 65, 65, 8), (8, 5, 5, 1), 2, 8, EF_PAD_SAME),
     CONV("pointwise 1x1 s2 same", 2, (2, 5, 5, 6), (4, 1, 1, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("3x3 s2 same on 1x1 spatial", 2, (2, 1, 1, 6), (5, 3, 3, 6), 2, 1, 1, EF_PAD_SAME),
     CONV("grouped 3x3 dilation 2, 2 groups", 2, (2, 9, 9, 6), (4, 3, 3, 3), 1, 2, 2, EF_PAD_SYMMETRIC),

@@ -34,6 +34,8 @@ static const dw_case dw_cases[] = {
     {"5x5 s2 same, 32 channels", 3, 11, 12, 32, 5, 2, 1, EF_PAD_SAME},
     {"5x5 s1 symmetric, 24 channels, 4 splits", 4, 64, 64, 24, 5, 1, 1, EF_PAD_SYMMETRIC},
     {"3x3 s2 same, 32 channels, 2 splits", 3, 80, 90, 32, 3, 2, 1, EF_PAD_SAME},
+    // Past 64x64 points at stride 1 the filter gradient stays oneDNN's jit_dw (B0's first block's).
+    {"3x3 s1 same, 72x72, 32 channels", 1, 72, 72, 32, 3, 1, 1, EF_PAD_SAME},
     {"5x5 on 2x2 maps (most taps outside), 32 channels", 6, 2, 2, 32, 5, 1, 1, EF_PAD_SAME},
     {"3x3 on 1x1 maps, 16 channels", 5, 1, 1, 16, 3, 1, 1, EF_PAD_SYMMETRIC},
     {"5x5 on 1x1 maps, 40 channels", 4, 1, 1, 40, 5, 1, 1, EF_PAD_SAME}, // AVX2's oneDNN: im2col GEMM

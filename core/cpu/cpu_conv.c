@@ -174,9 +174,14 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
   // together (an AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the EPYC), where effnet's kernel takes
   // 0.1-0.2 ms a node, and the validation's folded ones (a batch of 128: 177-240 -> 27-39 ms).
   // Elsewhere oneDNN's direct kernels (brdgmm_dw, jit_dw) stay, but for ef_cpu_dw_forward_fast's (above).
+  // And effnet's filter gradient where oneDNN has no depthwise kernel for the shape and runs its
+  // generic one ("jit:"): on the AMD EPYC, B3 at 300, batch 16, its 5x5 stride-2 one on 75x75 maps
+  // took 33.6 ms there and 6.8 here (docs/perf.md, "Issue 19, eleventh pass").
   const char *impl = "";
-  if (ef_cpu_dw_forward_can(node) &&
-      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && strstr(impl, "gemm:")) {
+  bool dw_filter = node->op == EF_OP_CONV2D_BWD_WEIGHT && ef_dw_is_depthwise(node);
+  if ((ef_cpu_dw_forward_can(node) || dw_filter) &&
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+      (dw_filter ? !strstr(impl, "_dw:") : strstr(impl, "gemm:") != NULL)) {
     dnnl_primitive_desc_destroy(pd);
     return ef_cpu_dw_prepare(cpu, node, state, scratch);
   }
@@ -213,7 +218,7 @@ ef_status ef_cpu_conv_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, 
 
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
   if (((ef_dnnl_node *)state)->dw_forward) ef_cpu_dw_forward(cpu, node, state, scratch, ctx);
-  else if (ef_cpu_dw_own(node)) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
+  else if (((ef_dnnl_node *)state)->dw_filter) ef_cpu_dw_bwd_filter(cpu, node, state, scratch, ctx);
   else if (ef_cpu_pw_own(node)) ef_cpu_pw_bwd_filter(cpu, node, state, scratch, ctx);
   else if (ef_cpu_pwf_own(node)) ef_cpu_pwf_run(cpu, node, state, scratch, ctx);
   else ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);

@@ -16,12 +16,21 @@
 // Inputs of at most this many points: below, oneDNN 2.6 runs the filter gradient through its
 // generic grouped kernel; on B0's 112x112 inputs its jit_dw kernel beats this one (B0 at 224, batch
 // 32, on the Xeon, the depthwise convolutions' time a step: 200 ms with this rule, 207 with 32x32,
-// 222 with this kernel everywhere).
+// 222 with this kernel everywhere; on the AMD EPYC still so for B0's 32 channels at stride 1).
 #define OWN_MAX_POINTS (64 * 64)
 
+// With AVX-512, also stride-2 ones of whole channel blocks on larger inputs. On the AMD EPYC, in turn
+// with jit_dw: B0 at 224, batch 32, 96 channels at 112x112 took 9.7-10.4 ms against 15.1-15.2; B3 at
+// 300, batch 16, 144 at 150x150 14.1-14.2 against 16.7-19.5. An AVX2 build under the cap there: B0's
+// 6.1-6.3 against 5.8-6.0 with jit_dw:avx2 (docs/perf.md, "Issue 19, eleventh pass"). The other
+// filter gradients that oneDNN has no depthwise kernel for take this one too (ef_cpu_conv_prepare).
 bool ef_cpu_dw_own(const ef_tensor *node) {
-  return node->op == EF_OP_CONV2D_BWD_WEIGHT && ef_dw_is_depthwise(node) &&
-         node->src[1]->shape[1] * node->src[1]->shape[2] <= OWN_MAX_POINTS;
+  if (node->op != EF_OP_CONV2D_BWD_WEIGHT || !ef_dw_is_depthwise(node)) return false;
+  bool wide_s2 = false;
+#if defined(VEC) && VEC == 16
+  wide_s2 = node->p.conv.stride[0] == 2 && node->p.conv.stride[1] == 2 && node->shape[0] % BLOCK == 0;
+#endif
+  return wide_s2 || node->src[1]->shape[1] * node->src[1]->shape[2] <= OWN_MAX_POINTS;
 }
 
 bool ef_cpu_dw_forward_can(const ef_tensor *node) {
@@ -63,6 +72,7 @@ ef_status ef_cpu_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, si
   ef_dw_shape sh = ef_dw_shape_of(node);
   size_t wfloats = (size_t)(sh.kh * sh.kw) * (size_t)sh.c;
   s->dw_forward = node->op != EF_OP_CONV2D_BWD_WEIGHT;
+  s->dw_filter = !s->dw_forward;
   snprintf(s->impl, sizeof s->impl, "effnet depthwise %s", s->dw_forward ? "forward" : "filter gradient");
   *scratch = node->op == EF_OP_CONV2D              ? sizeof(float) * wfloats
              : node->op == EF_OP_CONV2D_BWD_WEIGHT ? sizeof(float) * partial_floats(&sh)

@@ -65,6 +65,7 @@ typedef struct ef_dnnl_node {
   bool reorder_after;              // weight gradients: reorder after running
   bool keep_weights;               // a forward convolution: prim_w in kept_w, not in the scratch
   bool dw_forward;                 // a depthwise CONV2D or CONV2D_BN that effnet's kernel runs
+  bool dw_filter;                  // a depthwise filter gradient that effnet's kernel runs
   bool derived;                    // kept_w (and the folded weights) hold what a run derived
   void *kept_w;                    // owned
   const ef_tensor *fold;           // CONV2D_BN: the node whose batch norm folds into fold_w, fold_bias
@@ -124,9 +125,9 @@ bool ef_cpu_pointwise(const ef_tensor *node);
 // gradient, its pointwise filter gradient, or its pointwise convolution over few inputs.
 void ef_cpu_conv_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // Depthwise convolutions by effnet's own kernels (cpu_dwconv.c), with the twin's bits (core/dwconv.h):
-// the filter gradients ef_cpu_dw_own picks, and forwards ef_cpu_dw_forward_can allows (a plain
-// CONV2D or an ungated CONV2D_BN, dilation 1) where ef_cpu_dw_forward_fast says or oneDNN would run
-// them as im2col GEMM (ef_cpu_conv_prepare decides).
+// the filter gradients ef_cpu_dw_own picks or oneDNN has no depthwise kernel for, and forwards
+// ef_cpu_dw_forward_can allows (a plain CONV2D or an ungated CONV2D_BN, dilation 1) where
+// ef_cpu_dw_forward_fast says or oneDNN would run them as im2col GEMM (ef_cpu_conv_prepare decides).
 bool ef_cpu_dw_own(const ef_tensor *node);
 bool ef_cpu_dw_forward_can(const ef_tensor *node);
 bool ef_cpu_dw_forward_fast(const ef_tensor *node);
