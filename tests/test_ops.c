@@ -339,8 +339,9 @@ static void test_pw_threads(void) {
 }
 
 // The CPU kernels' activations in vectors (cpu_vec.h) against core/act.h's ef_act_fwd: within 2 ulp of
-// its value (the sigmoid's quotient through a reciprocal and a Newton step), or 1e-30 below x = -80,
-// where the sigmoid's reciprocal is held to a normal number; NaN stays NaN, infinities stay infinite.
+// its value (AVX-512's sigmoid takes its quotient through a reciprocal and a Newton step, AVX2's
+// divides), or 1e-30 below x = -80, where the sigmoid's reciprocal is held to a normal number; NaN
+// stays NaN, infinities stay infinite.
 static void test_vec_act(void) {
 #ifdef VEC
   float xs[VEC * 1024];

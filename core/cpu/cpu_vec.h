@@ -58,7 +58,6 @@ static inline __m256i ef_vec_lanes_mask(int n) {
 #define vec_i32_add _mm256_add_epi32
 #define vec_i32_set _mm256_set1_epi32
 #define vec_i32_shl _mm256_slli_epi32
-#define vec_rcp _mm256_rcp_ps // 1.5 * 2^-12 relative error
 #endif
 
 #ifdef VEC
@@ -92,17 +91,22 @@ static inline __attribute__((always_inline)) vec vec_expf(vec x) {
   return vec_mul(p, vec_from_i32(bits));
 }
 
-// 1 / (1 + e^-x): the reciprocal's estimate and a Newton step (within 2 ulp of the quotient, where
-// a divide, 16 cycles a vector on the Xeon, bound the kernels that activate in registers). e^-x at
-// most e^80, so that the reciprocal stays a normal number; NaN stays NaN.
+// 1 / (1 + e^-x). With AVX-512, the reciprocal's estimate and a Newton step (within 2 ulp of the
+// quotient, where a divide, 16 cycles a vector on the Xeon, bound the kernels that activate in
+// registers; on the AMD EPYC the two were even). With AVX2, the quotient: the divider works beside
+// the FMA pipes, where the 12-bit estimate took two Newton steps (an AVX2 build on the AMD EPYC: 6.1-6.2
+// against 7.1-7.4 ns a vector of sigmoid gradients, and the main job's batch norm 14% less; docs/perf.md,
+// "Issue 19, eleventh pass"). e^-x at most e^80, so that the reciprocal stays a normal number; NaN
+// stays NaN.
 static inline __attribute__((always_inline)) vec vec_sigmoid(vec x) {
   vec one = vec_bcast(1.0f);
   vec d = vec_add(one, vec_expf(vec_min(vec_bcast(80.0f), vec_sub(vec_bcast(0.0f), x))));
-  vec r = vec_rcp(d), nd = vec_sub(vec_bcast(0.0f), d);
 #if VEC == 8
-  r = vec_fma(r, vec_fma(nd, r, one), r); // AVX2's 12-bit estimate takes a second step
-#endif
+  return _mm256_div_ps(one, d);
+#else
+  vec r = vec_rcp(d), nd = vec_sub(vec_bcast(0.0f), d);
   return vec_fma(r, vec_fma(nd, r, one), r); // r + r (1 - d r)
+#endif
 }
 
 // core/act.h's ef_act_grad in vectors for swish and sigmoid (the other activations' plain loops
