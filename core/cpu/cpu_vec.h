@@ -26,13 +26,8 @@ typedef __m512 vec;
 #define vec_mul _mm512_mul_ps
 #define vec_min _mm512_min_ps
 #define vec_max _mm512_max_ps
-#define vec_i32 __m512i
-#define vec_as_i32 _mm512_castps_si512
-#define vec_from_i32 _mm512_castsi512_ps
-#define vec_i32_add _mm512_add_epi32
-#define vec_i32_set _mm512_set1_epi32
-#define vec_i32_shl _mm512_slli_epi32
-#define vec_rcp _mm512_rcp14_ps // 2^-14 relative error
+#define vec_fnmsub _mm512_fnmsub_ps // -(a b) - c
+#define vec_rcp _mm512_rcp14_ps     // 2^-14 relative error
 #elif defined(__AVX2__) && defined(__FMA__)
 #define VEC 8
 typedef __m256 vec;
@@ -52,12 +47,7 @@ static inline __m256i ef_vec_lanes_mask(int n) {
 #define vec_mul _mm256_mul_ps
 #define vec_min _mm256_min_ps
 #define vec_max _mm256_max_ps
-#define vec_i32 __m256i
-#define vec_as_i32 _mm256_castps_si256
-#define vec_from_i32 _mm256_castsi256_ps
-#define vec_i32_add _mm256_add_epi32
-#define vec_i32_set _mm256_set1_epi32
-#define vec_i32_shl _mm256_slli_epi32
+#define vec_fnmsub _mm256_fnmsub_ps
 #endif
 
 #ifdef VEC
@@ -70,15 +60,19 @@ static inline __attribute__((always_inline)) void vec_store_upto(float *p, vec v
   else vec_store_n(p, v, n);
 }
 
-// core/act.h's ef_expf, step by step, in vectors. The clamps are min and max with x second, so
-// that NaN stays NaN (x86 returns the second operand where either is NaN). Written out because GCC
-// vectorizes ef_expf's clamps as branches whose constant arm (x / (1 + e^88) in swish) it computes
-// for every lane: on ordinary x that quotient is subnormal, and its microcode assist made a swish
-// over a 16 -> 96 expansion's outputs cost 60 ms where this takes a few.
-static inline __attribute__((always_inline)) vec vec_expf(vec x) {
-  x = vec_min(vec_bcast(88.0f), vec_max(vec_bcast(-87.3f), x));
-  vec t = vec_fma(x, vec_bcast(1.44269504f), vec_bcast(12582912.0f)), n = vec_sub(t, vec_bcast(12582912.0f));
-  vec r = vec_fma(n, vec_bcast(-0.693359375f), x);
+// e^-x: core/act.h's ef_expf of -x, step by step, in vectors, for the sigmoid (its argument clamped to
+// at most 80, so that 1 + e^-x keeps a normal reciprocal: x in [-80, 87.3]). The negation is folded
+// into the reduction (an FNMSUB) and, with AVX-512, 2^n is a VSCALEFPS: the same bits as ef_expf of
+// the negated, clamped argument, in 21 operations a sigmoid instead of 25 (4-5% less time a swish
+// vector on the AMD EPYC; docs/perf.md, "Issue 19, eleventh pass"). The clamps are min and max with x
+// second, so that NaN stays NaN (x86 returns the second operand where either is NaN). Written out
+// because GCC vectorizes ef_expf's clamps as branches whose constant arm (x / (1 + e^88) in swish) it
+// computes for every lane: on ordinary x that quotient is subnormal, and its microcode assist made a
+// swish over a 16 -> 96 expansion's outputs cost 60 ms where this takes a few.
+static inline __attribute__((always_inline)) vec vec_exp_neg(vec x) {
+  x = vec_min(vec_bcast(87.3f), vec_max(vec_bcast(-80.0f), x));
+  vec t = vec_fma(x, vec_bcast(-1.44269504f), vec_bcast(12582912.0f)), n = vec_sub(t, vec_bcast(12582912.0f));
+  vec r = vec_fnmsub(n, vec_bcast(0.693359375f), x); // -x - n ln2's high part
   r = vec_fma(n, vec_bcast(2.12194440e-4f), r);
   vec p = vec_bcast(1.9875691500e-4f);
   p = vec_fma(p, r, vec_bcast(1.3981999507e-3f));
@@ -87,20 +81,22 @@ static inline __attribute__((always_inline)) vec vec_expf(vec x) {
   p = vec_fma(p, r, vec_bcast(1.6666665459e-1f));
   p = vec_fma(p, r, vec_bcast(5.0000001201e-1f));
   p = vec_add(vec_fma(vec_mul(p, r), r, r), vec_bcast(1.0f));
-  vec_i32 bits = vec_i32_shl(vec_i32_add(vec_as_i32(t), vec_i32_set((int)(127u - 0x4B400000u))), 23);
-  return vec_mul(p, vec_from_i32(bits));
+#if VEC == 16
+  return _mm512_scalef_ps(p, n);
+#else
+  __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127 - 0x4B400000)), 23);
+  return vec_mul(p, _mm256_castsi256_ps(bits));
+#endif
 }
 
 // 1 / (1 + e^-x). With AVX-512, the reciprocal's estimate and a Newton step (within 2 ulp of the
 // quotient, where a divide, 16 cycles a vector on the Xeon, bound the kernels that activate in
 // registers; on the AMD EPYC the two were even). With AVX2, the quotient: the divider works beside
 // the FMA pipes, where the 12-bit estimate took two Newton steps (an AVX2 build on the AMD EPYC: 6.1-6.2
-// against 7.1-7.4 ns a vector of sigmoid gradients, and the main job's batch norm 14% less; docs/perf.md,
-// "Issue 19, eleventh pass"). e^-x at most e^80, so that the reciprocal stays a normal number; NaN
-// stays NaN.
+// against 7.1-7.4 ns a vector of sigmoid gradients, and the main job's batch norm 11% less; docs/perf.md,
+// "Issue 19, eleventh pass"). NaN stays NaN.
 static inline __attribute__((always_inline)) vec vec_sigmoid(vec x) {
-  vec one = vec_bcast(1.0f);
-  vec d = vec_add(one, vec_expf(vec_min(vec_bcast(80.0f), vec_sub(vec_bcast(0.0f), x))));
+  vec one = vec_bcast(1.0f), d = vec_add(one, vec_exp_neg(x));
 #if VEC == 8
   return _mm256_div_ps(one, d);
 #else
