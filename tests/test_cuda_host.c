@@ -195,7 +195,9 @@ static void dw_twin_on(int threads) {
   CHECK(owned > 0 && owned < n_cases, "%d of %d cases on the CPU backend's own filter gradient: want both kinds", owned,
         n_cases);
   if (threads == 2)
-    printf("  %d of %d forwards on the CPU backend's own kernel (where oneDNN runs im2col GEMM)\n", owned_y, n_cases);
+    printf(
+        "  %d of %d forwards on the CPU backend's own kernel (5x5 ones with AVX-512; where oneDNN runs im2col GEMM)\n",
+        owned_y, n_cases);
   // oneDNN limited to AVX2 (ctest's test_cuda_host_avx2) runs the 5x5 on 1x1 maps as GEMM.
   const char *isa = getenv("ONEDNN_MAX_CPU_ISA");
   if (isa && !strcmp(isa, "AVX2"))
