@@ -36,6 +36,8 @@ static const dw_case dw_cases[] = {
     {"3x3 s2 same, 32 channels, 2 splits", 3, 80, 90, 32, 3, 2, 1, EF_PAD_SAME},
     // Past 64x64 points at stride 1 the filter gradient stays oneDNN's jit_dw (B0's first block's).
     {"3x3 s1 same, 72x72, 32 channels", 1, 72, 72, 32, 3, 1, 1, EF_PAD_SAME},
+    // Past 64x64 points, a 5x5 at stride 2 on part blocks: effnet's where oneDNN has no depthwise kernel.
+    {"5x5 s2 same, 66x66, 8 channels", 1, 66, 66, 8, 5, 2, 1, EF_PAD_SAME},
     {"5x5 on 2x2 maps (most taps outside), 32 channels", 6, 2, 2, 32, 5, 1, 1, EF_PAD_SAME},
     {"3x3 on 1x1 maps, 16 channels", 5, 1, 1, 16, 3, 1, 1, EF_PAD_SYMMETRIC},
     {"5x5 on 1x1 maps, 40 channels", 4, 1, 1, 40, 5, 1, 1, EF_PAD_SAME}, // AVX2's oneDNN: im2col GEMM
@@ -71,7 +73,7 @@ static ef_dw_shape dw_shape(const dw_case *c) {
 
 // The CPU backend's convolution of x by w, with dy's gradients: y, dx and dw. Returns whether it
 // computed dw with effnet's own kernel (the twin's arithmetic) rather than oneDNN's, and in *own_y
-// whether it computed y so (where oneDNN would run im2col GEMM).
+// whether it computed y so (5x5 ones with AVX-512, and where oneDNN would run im2col GEMM).
 static bool dw_onednn(ef_backend *be, const dw_case *c, const float *x, const float *w, const float *dy, float *y,
                       float *dx, float *dw, bool *own_y) {
   ef_store *s = ef_store_new();
@@ -218,8 +220,8 @@ static float cpu_act(ef_act a, float x) {
 #endif
 }
 
-// The CPU backend's own depthwise forward (inference's with AVX-512; elsewhere where oneDNN would run
-// im2col GEMM), called directly: the twin's bits, on 1, 2 and 3 threads, for every case of dilation 1
+// The CPU backend's own depthwise forward (inference's and 5x5 plain ones with AVX-512; elsewhere where
+// oneDNN would run im2col GEMM), called directly: the twin's bits, on 1, 2 and 3 threads, for every case of dilation 1
 // (part vectors of 6, 10 and 11 channels, strides 2, maps smaller than the kernel, rows that end in
 // part groups of points): without a bias or activation, and with a bias through relu6 (after the
 // groups) and through swish (in their registers), the activation cpu_act of the twin's sum.

@@ -43,8 +43,8 @@ bool ef_cpu_dw_forward_can(const ef_tensor *node) {
 // with oneDNN's brdgmm_dw, the nodes' time a step: B3 at 300, batch 32, 117-122 ms against 147-164;
 // at batch 1 4.4-4.8 against 4.8-6.9; B0 at 224, batch 1, 1.14-1.22 against 1.41-1.53; B0 at batch 32
 // 23-27 against 26-28 (docs/perf.md, "Issue 19, tenth pass"). With AVX2 alone oneDNN's jit_dw stays
-// faster (an AVX2 build on that EPYC, B0's 11 nodes at batch 32: 38-39 ms against 27-35). Training's
-// plain forwards (no bias, no activation) only with 5x5 kernels: B0 at 224, batch 32, its nine 20.9
+// faster (an AVX2 build on that EPYC, B0's 11 nodes at batch 32: 38-39 ms against 27-35). Plain
+// forwards (CONV2D: training's, no bias, no activation) only with 5x5 kernels: B0 at 224, batch 32, its nine 20.9
 // and 19.7 ms against 25.3 and 22.6, where its 3x3 ones were 4-25% slower; B3 at 300, batch 16, its
 // 5x5 ones on 19x19 and 10x10 maps 7-30% faster, on 38x38 even (docs/perf.md, "Issue 19, eleventh
 // pass").

@@ -63,7 +63,7 @@ static inline __attribute__((always_inline)) void vec_store_upto(float *p, vec v
 // e^-x: core/act.h's ef_expf of -x, step by step, in vectors, for the sigmoid (its argument clamped to
 // at most 80, so that 1 + e^-x keeps a normal reciprocal: x in [-80, 87.3]). The negation is folded
 // into the reduction (an FNMSUB) and, with AVX-512, 2^n is a VSCALEFPS: the same bits as ef_expf of
-// the negated, clamped argument in fewer operations (AVX-512's sigmoid 21 instead of 25; a swish
+// the negated, clamped argument in fewer operations (AVX-512's swish 21 instead of 25; a swish
 // vector 3-5% faster with AVX-512, 16% with AVX2, on the AMD EPYC; docs/perf.md, "Issue 19, eleventh
 // pass"). The clamps are min and max with x second, so that NaN stays NaN (x86 returns the second
 // operand where either is NaN). Written out because GCC vectorizes ef_expf's clamps as branches whose
