@@ -125,8 +125,9 @@ static void bn_coeffs(const ef_tensor *node, const float *stats, const float *af
 EF_INLINE void bn_row(ef_act a, const float *x, float *y, int64_t c, const float *scale, const float *shift) {
 #ifdef VEC
   // Swish and sigmoid in vectors (vec_act_fwd: AVX-512's reciprocal estimate and AVX2's divide,
-  // where GCC's loop divided and blended ef_expf's clamps). An AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2 on the AMD EPYC: the main
-  // job's step spent 13.1-13.7 ms in bn, 6.9-7.3 this way (docs/perf.md, "Issue 19, seventh pass").
+  // where GCC's loop divided and blended ef_expf's clamps). An AVX2 build under ONEDNN_MAX_CPU_ISA=AVX2
+  // on the AMD EPYC: the main job's step spent 13.1-13.7 ms in bn, 6.9-7.3 this way (docs/perf.md,
+  // "Issue 19, seventh pass").
   if (a == EF_ACT_SWISH || a == EF_ACT_SIGMOID) {
     for (int64_t k = 0; k < c; k += VEC) {
       int m = c - k < VEC ? (int)(c - k) : VEC;
