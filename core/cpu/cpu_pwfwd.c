@@ -26,9 +26,16 @@
 // (B0's 144 -> 24 at 56x56 and 240 -> 40 at 28x28), gated or not, where oneDNN's matmul ran at a
 // third of the FMA peak (B0 at 224, batch 32, on the AMD EPYC: in inference 26.8 -> 16.4 ms for the
 // five; see docs/perf.md, "Issue 19, seventh pass"). From fewer inputs onto two or three vectors
-// (B3's 40 -> 24 at 150x150, batch 1) oneDNN stayed faster.
+// only forwards over at least OWN_MIN_ROWS_NARROW rows, where the operands outgrow the last-level
+// cache (on the AMD EPYC, 2 threads; docs/perf.md, "Issue 19, twelfth pass"): B3's gated 40 -> 24
+// and 24 -> 24 at 150x150 in inference, batch 32, 9.6-9.8 and 6.4 ms against brg's 14.6-15.9 and
+// 8.1-8.3; training's 40 -> 24 at batch 8 2.4-2.7 against 3.6-3.8; as an AVX2 build under the cap,
+// inference's two at batch 8 1.9-2.9 and 1.2-1.5 against gemm:jit's 3.4-3.6 and 2.2-2.4. At batch 2 (45,000 rows) the two
+// were even, at batch 1 oneDNN was faster (0.31 and 0.24 ms against 0.28 and 0.18), and so were
+// training's data gradients at batch 8 (24 -> 40: 2.3-4.6 against 2.9-3.3).
 #define OWN_MAX_OUT (3 * VEC)
 #define OWN_MIN_IN 64
+#define OWN_MIN_ROWS_NARROW 65536
 // And inference's expansions (folded, not gated, onto more outputs than inputs) from at most
 // OWN_MAX_IN_EXPAND inputs over at least OWN_MIN_ROWS_EXPAND rows, where oneDNN's matmul with its
 // swish post-op ran at 67-75% of the FMA peak: on the AMD EPYC, 2 threads, B3's 48 -> 288 at 38x38,
@@ -68,7 +75,8 @@ bool ef_cpu_pwf_own(const ef_tensor *node) {
   bool fwd = node->op == EF_OP_CONV2D, bwd = node->op == EF_OP_CONV2D_BWD_DATA, bn = node->op == EF_OP_CONV2D_BN;
   if (!(fwd || bwd || bn) || !ef_cpu_pointwise(node)) return false;
   int64_t i = node->src[0]->shape[3], o = node->shape[3], rows = ef_rows(node);
-  bool few_rows = rows <= OWN_MAX_ROWS, narrow = o <= VEC || (o <= OWN_MAX_OUT && i >= OWN_MIN_IN);
+  bool few_rows = rows <= OWN_MAX_ROWS;
+  bool narrow = o <= VEC || (o <= OWN_MAX_OUT && (i >= OWN_MIN_IN || (!bwd && rows >= OWN_MIN_ROWS_NARROW)));
   if (bwd) return narrow && !few_rows; // from few inputs, and on pooled rows, oneDNN was faster
   if (fwd && few_rows) return true;
   bool expansion = bn && node->n_src == 4 && o > i && i <= OWN_MAX_IN_EXPAND && rows >= OWN_MIN_ROWS_EXPAND;
