@@ -657,6 +657,9 @@ static const op_case cases[] = {
     {"linear on (N,1,1,C), no bias", 2, {X(4, {2, 1, 1, 7}), W("w", 2, {3, 7})}, build_linear, ref_linear},
     {"linear batch 1, 10->10", 3, {X(2, {1, 10}), W("w", 2, {10, 10}), W("b", 1, {10})}, build_linear, ref_linear},
     {"linear with bias, 150 rows", 3, {X(2, {150, 5}), W("w", 2, {3, 5}), W("b", 1, {3})}, build_linear, ref_linear},
+    // Over at most 4 rows the CPU's dot products: 37 inputs are whole vectors and a masked part, 9 outputs
+    // two blocks of 4 and one alone.
+    {"linear 3 rows, 37->9", 3, {X(2, {3, 37}), W("w", 2, {9, 37}), W("b", 1, {9})}, build_linear, ref_linear},
     {"dropout per element, 150 elements", 1, {X(4, {2, 5, 5, 3})}, build_dropout, ref_dropout, .rate = 0.3f},
     {"drop-path per sample", 1, {X(4, {6, 2, 2, 3})}, build_dropout, ref_dropout, .rate = 0.5f, .flag = true},
     {"two dropouts draw different masks", 1, {X(2, {9, 11})}, build_dropout2, ref_dropout2, .rate = 0.4f},

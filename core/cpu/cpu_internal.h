@@ -165,7 +165,10 @@ void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const flo
 // EXPAND_DW by effnet's own kernel (cpu_expand_dw.c).
 ef_status ef_cpu_expand_dw_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
 void ef_cpu_expand_dw(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
+// The linear layer's three products (cpu_matmul.c): through oneDNN's matmul, or the forward over few
+// rows by effnet's dot products; the run follows prepare's choice.
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch);
+void ef_cpu_linear_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx);
 // A product of rows through oneDNN's matmul: the linear layer's three (ef_cpu_linear_prepare), and a
 // pointwise convolution's (1x1, stride 1, no padding, one group), with activations (...,C) as rows
 // and weights (O,1,1,I) as (O,I).

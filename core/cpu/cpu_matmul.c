@@ -3,8 +3,79 @@
 // group; cpu_conv.c sends them here), inference's folded ones (CONV2D_BN) included, with their bias
 // and activation post-op (gated ones as a batch of products, one per image). x is read as rows (M,I)
 // whatever its leading shape; w is (O,I) row-major ((O,1,1,I) for a convolution), and the
-// transposes are strided views, never copies.
+// transposes are strided views, never copies. The linear layer over few rows runs as effnet's dot
+// products instead.
+#include <math.h>
+#include <stdio.h>
+
 #include "core/cpu/cpu_internal.h"
+#include "core/cpu/cpu_vec.h"
+
+// The linear layer's forward over at most DOT_MAX_ROWS rows (the classifier at batch 1 to 4): dot
+// products of x's rows with w's rows (O,I) as they lie, DOT_OUTS of w's rows at a time, split over
+// the outputs. oneDNN's matmul takes w^T as a strided view and its brgemm copies it into its own
+// layout at every call: on the AMD EPYC, 2 threads, B0's 1280 -> 1000 at batch 1 took 0.28-0.43 ms
+// there against 0.18-0.25 here, B3's 1536 -> 1000 0.27-0.34 against 0.16-0.17, B0's at batch 4
+// 0.26-0.29 against 0.21-0.23; as an AVX2 build under the cap (oneDNN's gemm:jit) even at batch 1,
+// 0.26-0.27 against 0.18 at batch 2 (docs/perf.md, "Issue 19, twelfth pass").
+#define DOT_MAX_ROWS 4
+#define DOT_OUTS 4
+
+static bool linear_own(const ef_tensor *node) { return node->op == EF_OP_LINEAR && ef_rows(node) <= DOT_MAX_ROWS; }
+
+#ifdef VEC
+// y (nr, o)'s outputs [j, j + no) = x (nr, i) w[j .. j + no)^T + b (b NULL: none), nr and no constants
+// where inlined: nr x no sums of vectors over the inputs in order (the last vector masked), each then
+// summed across its lanes.
+static inline __attribute__((always_inline)) void dots(const float *x, int64_t i, const float *w, const float *b,
+                                                       float *y, int64_t o, int64_t j, const int nr, const int no) {
+  vec acc[DOT_MAX_ROWS * DOT_OUTS];
+  for (int a = 0; a < nr * no; a++) acc[a] = vec_bcast(0.0f);
+  for (int64_t k = 0; k < i; k += VEC) {
+    int n = i - k < VEC ? (int)(i - k) : VEC;
+    vec xv[DOT_MAX_ROWS];
+    for (int r = 0; r < nr; r++) xv[r] = vec_load_upto(x + r * i + k, n);
+    for (int c = 0; c < no; c++) {
+      vec wv = vec_load_upto(w + (j + c) * i + k, n);
+      for (int r = 0; r < nr; r++) acc[r * no + c] = vec_fma(xv[r], wv, acc[r * no + c]);
+    }
+  }
+  for (int r = 0; r < nr; r++)
+    for (int c = 0; c < no; c++) y[r * o + j + c] = vec_hsum(acc[r * no + c]) + (b ? b[j + c] : 0.0f);
+}
+
+// Outputs [j, j + DOT_OUTS), or those of them below o one at a time, for nr rows (a constant).
+static inline __attribute__((always_inline)) void dot_block(const float *x, int64_t i, const float *w, const float *b,
+                                                            float *y, int64_t o, int64_t j, const int nr) {
+  if (j + DOT_OUTS <= o) dots(x, i, w, b, y, o, j, nr, DOT_OUTS);
+  else
+    for (int64_t c = j; c < o; c++) dots(x, i, w, b, y, o, c, nr, 1);
+}
+#endif
+
+static void linear_dots(ef_cpu *cpu, const ef_tensor *node) {
+  const float *x = node->src[0]->data, *w = node->src[1]->data, *b = node->n_src == 3 ? node->src[2]->data : NULL;
+  int64_t m = ef_rows(node), i = ef_cols(node->src[0]), o = node->src[1]->shape[0];
+  float *y = node->data;
+#ifdef VEC
+  int64_t blocks = (o + DOT_OUTS - 1) / DOT_OUTS;
+#pragma omp parallel for num_threads(cpu->threads) schedule(static)
+  for (int64_t q = 0; q < blocks; q++) switch (m) {
+    case 1: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 1); break;
+    case 2: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 2); break;
+    case 3: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 3); break;
+    default: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 4); break;
+    }
+#else
+#pragma omp parallel for num_threads(cpu->threads) schedule(static)
+  for (int64_t j = 0; j < o; j++)
+    for (int64_t r = 0; r < m; r++) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < i; k++) acc = fmaf(x[r * i + k], w[j * i + k], acc);
+      y[r * o + j] = acc + (b ? b[j] : 0.0f);
+    }
+#endif
+}
 
 // An (rows, cols) f32 matrix with the given strides.
 static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
@@ -113,8 +184,18 @@ ef_status ef_cpu_product_prepare(ef_cpu *cpu, const ef_tensor *node, ef_product 
 }
 
 ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state, size_t *scratch) {
+  if (linear_own(node)) { // no primitive (what the run dispatches on): the name for describe()
+    ef_dnnl_node *s = ef_dnnl_node_new(state);
+    snprintf(s->impl, sizeof s->impl, "effnet dot products");
+    return EF_OK;
+  }
   ef_product kind = node->op == EF_OP_LINEAR            ? EF_PRODUCT_FORWARD
                     : node->op == EF_OP_LINEAR_BWD_DATA ? EF_PRODUCT_DATA
                                                         : EF_PRODUCT_WEIGHT;
   return ef_cpu_product_prepare(cpu, node, kind, state, scratch);
+}
+
+void ef_cpu_linear_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
+  if (((ef_dnnl_node *)state)->prim) ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);
+  else linear_dots(cpu, node);
 }

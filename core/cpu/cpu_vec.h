@@ -113,6 +113,18 @@ static inline __attribute__((always_inline)) vec vec_sigmoid_grad(ef_act a, vec 
   return a == EF_ACT_SWISH ? vec_mul(s, vec_fma(x, oms, one)) : vec_mul(s, oms);
 }
 
+// The sum of v's lanes (pairwise: the upper half onto the lower, down to one lane).
+static inline __attribute__((always_inline)) float vec_hsum(vec v) {
+#if VEC == 16
+  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+#else
+  __m256 h = v;
+#endif
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
 // s[0 .. VEC) += v, in double.
 static inline __attribute__((always_inline)) void vec_add_f64(double *s, vec v) {
 #if VEC == 16
