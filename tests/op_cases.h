@@ -461,6 +461,10 @@ static const op_case cases[] = {
     CONV("pointwise 1x1 with bias, 243 rows", 3, (3, 9, 9, 7), (9, 1, 1, 7), 1, 1, 1, EF_PAD_SYMMETRIC),
     // At most 32 rows (squeeze-excite's on pooled values): the CPU's own pointwise kernel.
     CONV("pointwise 1x1 with bias, pooled, 40->20", 3, (6, 1, 1, 40), (20, 1, 1, 40), 1, 1, 1, EF_PAD_SYMMETRIC),
+    // Over at most 8 rows from 16,384 weights on, the CPU's own kernel splits the output vectors over
+    // its threads: 130 outputs are 9 vectors with AVX-512 (4 + 5), 17 with AVX2, the last one part.
+    CONV("pointwise 1x1 with bias, pooled, 2 rows, 130->130", 3, (2, 1, 1, 130), (130, 1, 1, 130), 1, 1, 1,
+         EF_PAD_SYMMETRIC),
     CONV("pointwise 1x1, 12 rows, 17->33", 2, (2, 2, 3, 17), (33, 1, 1, 17), 1, 1, 1, EF_PAD_SYMMETRIC),
     // Training's projections onto few channels (the CPU's own kernel, tiles of 8 rows by 2 vectors), and
     // expansions from few, whose data gradient is such a product.

@@ -50,6 +50,13 @@
 // pooled (N,1,1,C) values, where oneDNN's call costs more than the product (B0 at 224, batch 1: 32
 // of them took 13 us each; see docs/perf.md).
 #define OWN_MAX_ROWS 32
+// Over at most SPLIT_MAX_ROWS rows the output vectors split over the threads from SPLIT_MIN_WEIGHTS
+// weights on (i x op floats): squeeze-excite's larger products at batch 1 (B0's 1152 -> 48 and 48 ->
+// 1152), whose weights one thread streamed alone. B0's 32 at batch 1 took 0.17 ms against
+// 0.22-0.26, B3's 52 0.64-0.67 against 0.67-0.76; at batch 32 (32 rows) the split was no faster
+// (on the AMD EPYC, 2 threads; docs/perf.md, "Issue 19, twelfth pass").
+#define SPLIT_MAX_ROWS 8
+#define SPLIT_MIN_WEIGHTS 16384
 // Rows a work item (a multiple of every tile's rows): a tile's rows take every output vector before
 // the next tile's.
 #define ITEM_ROWS 96
@@ -135,13 +142,13 @@ EF_INLINE void group(const ef_act act, const int nv, const float *x, int64_t m, 
          TILE_ROWS(nv));
 }
 
-// ef_cpu_pwf_rows with the activation a constant.
+// ef_cpu_pwf_rows with the activation a constant, over output vectors [va, vb).
 EF_INLINE void rows_act(const ef_act act, const float *x, int64_t m, int64_t i, const float *wt, const float *bias,
-                        int64_t op, float *y, int64_t ldy, int64_t o) {
+                        int64_t op, float *y, int64_t ldy, int64_t o, int64_t va, int64_t vb) {
   // The output vectors in even groups of at most NV: 9 as 5 + 4, not 6 + 3.
-  int64_t vecs = op / VEC, groups = (vecs + NV - 1) / NV, per = (vecs + groups - 1) / groups;
-  for (int64_t v0 = 0; v0 < vecs; v0 += per) {
-    switch (vecs - v0 < per ? vecs - v0 : per) {
+  int64_t vecs = vb - va, groups = (vecs + NV - 1) / NV, per = (vecs + groups - 1) / groups;
+  for (int64_t v0 = va; v0 < vb; v0 += per) {
+    switch (vb - v0 < per ? vb - v0 : per) {
     case 1: group(act, 1, x, m, i, wt, bias, op, y, ldy, o, v0); break;
     case 2: group(act, 2, x, m, i, wt, bias, op, y, ldy, o, v0); break;
 #if NV > 3
@@ -156,7 +163,18 @@ EF_INLINE void rows_act(const ef_act act, const float *x, int64_t m, int64_t i, 
 
 void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const float *wt, const float *bias, int64_t op,
                      float *y, int64_t ldy, int64_t o) {
-  EF_ACT_SPECIALIZE(act, rows_act, x, m, i, wt, bias, op, y, ldy, o);
+  EF_ACT_SPECIALIZE(act, rows_act, x, m, i, wt, bias, op, y, ldy, o, 0, op / VEC);
+}
+
+// Few rows (y (m, o), m <= ITEM_ROWS) on one thread, or with the output vectors split evenly over the
+// threads (see SPLIT_MAX_ROWS), so that both cores stream the weights.
+static void rows_split(ef_cpu *cpu, ef_act act, const float *x, int64_t m, int64_t i, const float *wt,
+                       const float *bias, int64_t op, float *y, int64_t o) {
+  int64_t vecs = op / VEC, parts = m <= SPLIT_MAX_ROWS && i * op >= SPLIT_MIN_WEIGHTS ? cpu->threads : 1;
+  if (parts > vecs) parts = vecs;
+#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (parts > 1)
+  for (int64_t t = 0; t < parts; t++)
+    EF_ACT_SPECIALIZE(act, rows_act, x, m, i, wt, bias, op, y, o, o, vecs * t / parts, vecs * (t + 1) / parts);
 }
 
 #else
@@ -178,6 +196,11 @@ void ef_cpu_pwf_rows(ef_act act, const float *x, int64_t m, int64_t i, const flo
     }
 }
 
+static void rows_split(ef_cpu *cpu, ef_act act, const float *x, int64_t m, int64_t i, const float *wt,
+                       const float *bias, int64_t op, float *y, int64_t o) {
+  (void)cpu;
+  ef_cpu_pwf_rows(act, x, m, i, wt, bias, op, y, o, o);
+}
 #endif
 
 // The weights (folded, for CONV2D_BN) transposed, (I, OP) with OP = ef_cpu_pwf_padded(O), then the
@@ -235,7 +258,11 @@ void ef_cpu_pwf_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scrat
     }
     return;
   }
-#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (m > ITEM_ROWS)
+  if (m <= ITEM_ROWS) {
+    rows_split(cpu, act, x, m, i, wt, bias, op, y, o);
+    return;
+  }
+#pragma omp parallel for num_threads(cpu->threads) schedule(static)
   for (int64_t m0 = 0; m0 < m; m0 += ITEM_ROWS)
     ef_cpu_pwf_rows(act, x + m0 * i, m - m0 < ITEM_ROWS ? m - m0 : ITEM_ROWS, i, wt, bias, op, y + m0 * o, o, o);
 }
