@@ -532,8 +532,8 @@ static const op_case cases[] = {
     CONV_BN_GATED("conv_bn pointwise gated, 3 images of 13x11, 144->24", (3, 13, 11, 144), (24, 1, 1, 144),
                   EF_ACT_NONE),
     CONV_BN_GATED("conv_bn pointwise gated, 2 images of 13x11, 40->48", (2, 13, 11, 40), (48, 1, 1, 40), EF_ACT_NONE),
-    // From few inputs onto two vectors, over more than 65,536 rows (B3's 40 -> 24 at 150x150 from batch 4
-    // up): the CPU's own kernel, each image's last 8-row tile short.
+    // From few inputs onto two vectors, over more than 65,536 rows (B3's 40 -> 24 at 150x150 from batch 3
+    // up): the CPU's own kernel, each image's last tile short (8 rows a tile with AVX-512, 3 with AVX2).
     CONV_BN_GATED("conv_bn pointwise gated + swish, 2 images of 181x182, 40->24", (2, 181, 182, 40), (24, 1, 1, 40),
                   EF_ACT_SWISH),
     CONV_BN("conv_bn pointwise, no activation, 286 rows, 96->32", (2, 13, 11, 96), (32, 1, 1, 96), 1, 1,

@@ -328,6 +328,54 @@ static void pw_on_threads(int threads, const int64_t *xs, const int64_t *ws, flo
 
 // The pointwise filter gradient's chunks of rows depend on the shape alone: 1 and 3 threads give the
 // same bits (9600 rows in 18 chunks; 40 outputs by 37 inputs: whole tiles, part vectors).
+// Squeeze-excite's forwards over few rows (the CPU's tile, its output vectors split over the threads)
+// and the linear layer over few rows (its dot products): y = conv1x1(x (2,1,1,130), 130 outputs, bias),
+// z = linear(y, 9 outputs, bias), both into out (260 + 18 floats) on `threads` threads.
+static void se_on_threads(int threads, float *out) {
+  ef_backend *be = ef_cpu_backend_new(threads);
+  ef_store *store = ef_store_new();
+  const int64_t xs[4] = {2, 1, 1, 130}, ws[4] = {130, 1, 1, 130}, bs[1] = {130}, ls[2] = {9, 130}, lb[1] = {9};
+  int w = ef_store_add(store, "w", true, false, 4, ws, (ef_init){0}),
+      b = ef_store_add(store, "b", true, false, 1, bs, (ef_init){0}),
+      l = ef_store_add(store, "l", true, false, 2, ls, (ef_init){0}),
+      c = ef_store_add(store, "c", true, false, 1, lb, (ef_init){0});
+  CHECK(ef_store_bind(store, be) == EF_OK, "%s", ef_last_error());
+  ef_graph *g = ef_graph_new(store, SEED);
+  ef_tensor *x = ef_input(g, "x", EF_F32, 4, xs);
+  ef_tensor *y = ef_conv2d(g, x, ef_param(g, w, 1, NULL), ef_param(g, b, 1, NULL), 1, 1, 1, EF_PAD_SYMMETRIC);
+  ef_tensor *z = ef_linear(g, y, ef_param(g, l, 1, NULL), ef_param(g, c, 1, NULL));
+  ef_graph_keep(g, y);
+  ef_graph_keep(g, z);
+  ef_plan *plan;
+  CHECK(ef_plan_new(&plan, g, be, &(ef_plan_opts){.poison = true}) == EF_OK, "%s", ef_last_error());
+  float xv[260], wv[130 * 130], bv[130], lv[9 * 130], cv[9];
+  test_fill_uniform(xv, 260, 7, 0, -2, 3);
+  test_fill_uniform(wv, 130 * 130, 7, 1, -1, 1);
+  test_fill_uniform(bv, 130, 7, 2, -1, 1);
+  test_fill_uniform(lv, 9 * 130, 7, 3, -1, 1);
+  test_fill_uniform(cv, 9, 7, 4, -1, 1);
+  ef_store_write(store, w, EF_ARENA_PARAM, wv);
+  ef_store_write(store, b, EF_ARENA_PARAM, bv);
+  ef_store_write(store, l, EF_ARENA_PARAM, lv);
+  ef_store_write(store, c, EF_ARENA_PARAM, cv);
+  ef_plan_set(plan, x, xv);
+  ef_plan_run(plan, &run_ctx);
+  ef_plan_get(plan, y, out);
+  ef_plan_get(plan, z, out + 260);
+  release_all(plan, g, store, be);
+}
+
+// Their bits do not depend on the thread count: each output starts from its bias and adds the inputs
+// in order, however the outputs are split.
+static void test_se_threads(void) {
+  float one[278], three[278];
+  se_on_threads(1, one);
+  se_on_threads(3, three);
+  int at = 0;
+  while (at < 278 && !memcmp(&one[at], &three[at], sizeof(float))) at++;
+  CHECK(at == 278, "few-row forwards: [%d] %.9g on 1 thread, %.9g on 3", at, one[at], three[at]);
+}
+
 static void test_pw_threads(void) {
   const int64_t xs[4] = {3, 40, 80, 37}, ws[4] = {40, 1, 1, 37}, n = 40 * 37;
   float one[40 * 37], three[40 * 37];
@@ -408,6 +456,11 @@ int main(int argc, char **argv) {
     int before = test_failures;
     test_pw_threads();
     printf("%-48s %s\n", "pointwise filter gradient on 1 and 3 threads", test_failures == before ? "ok" : "FAILED");
+  }
+  if (!only || strstr("few-row forwards on 1 and 3 threads", only)) {
+    int before = test_failures;
+    test_se_threads();
+    printf("%-48s %s\n", "few-row forwards on 1 and 3 threads", test_failures == before ? "ok" : "FAILED");
   }
   if (!only) { // a new op needs a case in tests/op_cases.h
     int before = test_failures;

@@ -5,7 +5,6 @@
 // whatever its leading shape; w is (O,I) row-major ((O,1,1,I) for a convolution), and the
 // transposes are strided views, never copies. The linear layer over few rows runs as effnet's dot
 // products instead.
-#include <math.h>
 #include <stdio.h>
 
 #include "core/cpu/cpu_internal.h"
@@ -16,14 +15,16 @@
 // the outputs. oneDNN's matmul takes w^T as a strided view and its brgemm copies it into its own
 // layout at every call: on the AMD EPYC, 2 threads, B0's 1280 -> 1000 at batch 1 took 0.28-0.43 ms
 // there against 0.18-0.25 here, B3's 1536 -> 1000 0.27-0.34 against 0.16-0.17, B0's at batch 4
-// 0.26-0.29 against 0.21-0.23; as an AVX2 build under the cap (oneDNN's gemm:jit) even at batch 1,
-// 0.26-0.27 against 0.18 at batch 2 (docs/perf.md, "Issue 19, twelfth pass").
+// 0.26-0.29 against 0.21-0.23. An AVX2 build with oneDNN capped to AVX2 (its gemm:jit): even at batch
+// 1, 0.18 against 0.26-0.27 at batch 2, 0.22-0.28 against 0.26-0.31 at batch 4, though 4 rows by 4
+// outputs spill AVX2's 16 registers (docs/perf.md, "Issue 19, twelfth pass"). Builds without FMA
+// vectors leave the layer to oneDNN.
 #define DOT_MAX_ROWS 4
 #define DOT_OUTS 4
 
+#ifdef VEC
 static bool linear_own(const ef_tensor *node) { return node->op == EF_OP_LINEAR && ef_rows(node) <= DOT_MAX_ROWS; }
 
-#ifdef VEC
 // y (nr, o)'s outputs [j, j + no) = x (nr, i) w[j .. j + no)^T + b (b NULL: none), nr and no constants
 // where inlined: nr x no sums of vectors over the inputs in order (the last vector masked), each then
 // summed across its lanes.
@@ -51,14 +52,12 @@ static inline __attribute__((always_inline)) void dot_block(const float *x, int6
   else
     for (int64_t c = j; c < o; c++) dots(x, i, w, b, y, o, c, nr, 1);
 }
-#endif
 
 static void linear_dots(ef_cpu *cpu, const ef_tensor *node) {
   const float *x = node->src[0]->data, *w = node->src[1]->data, *b = node->n_src == 3 ? node->src[2]->data : NULL;
-  int64_t m = ef_rows(node), i = ef_cols(node->src[0]), o = node->src[1]->shape[0];
+  int64_t m = ef_rows(node), i = ef_cols(node->src[0]), o = node->src[1]->shape[0],
+          blocks = (o + DOT_OUTS - 1) / DOT_OUTS;
   float *y = node->data;
-#ifdef VEC
-  int64_t blocks = (o + DOT_OUTS - 1) / DOT_OUTS;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static)
   for (int64_t q = 0; q < blocks; q++) switch (m) {
     case 1: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 1); break;
@@ -66,16 +65,13 @@ static void linear_dots(ef_cpu *cpu, const ef_tensor *node) {
     case 3: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 3); break;
     default: dot_block(x, i, w, b, y, o, q * DOT_OUTS, 4); break;
     }
-#else
-#pragma omp parallel for num_threads(cpu->threads) schedule(static)
-  for (int64_t j = 0; j < o; j++)
-    for (int64_t r = 0; r < m; r++) {
-      float acc = 0.0f;
-      for (int64_t k = 0; k < i; k++) acc = fmaf(x[r * i + k], w[j * i + k], acc);
-      y[r * o + j] = acc + (b ? b[j] : 0.0f);
-    }
-#endif
 }
+#else
+static bool linear_own(const ef_tensor *node) {
+  (void)node;
+  return false;
+}
+#endif
 
 // An (rows, cols) f32 matrix with the given strides.
 static void matrix_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
@@ -196,6 +192,11 @@ ef_status ef_cpu_linear_prepare(ef_cpu *cpu, const ef_tensor *node, void **state
 }
 
 void ef_cpu_linear_run(ef_cpu *cpu, const ef_tensor *node, void *state, void *scratch, const ef_run_ctx *ctx) {
-  if (((ef_dnnl_node *)state)->prim) ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);
-  else linear_dots(cpu, node);
+#ifdef VEC
+  if (!((ef_dnnl_node *)state)->prim) { // linear_own's
+    linear_dots(cpu, node);
+    return;
+  }
+#endif
+  ef_cpu_dnnl_run(cpu, node, state, scratch, ctx);
 }

@@ -29,10 +29,11 @@
 // only forwards over at least OWN_MIN_ROWS_NARROW rows, where the operands outgrow the last-level
 // cache (on the AMD EPYC, 2 threads; docs/perf.md, "Issue 19, twelfth pass"): B3's gated 40 -> 24
 // and 24 -> 24 at 150x150 in inference, batch 32, 9.6-9.8 and 6.4 ms against brg's 14.6-15.9 and
-// 8.1-8.3; training's 40 -> 24 at batch 8 2.4-2.7 against 3.6-3.8; as an AVX2 build under the cap,
-// inference's two at batch 8 1.9-2.9 and 1.2-1.5 against gemm:jit's 3.4-3.6 and 2.2-2.4. At batch 2 (45,000 rows) the two
-// were even, at batch 1 oneDNN was faster (0.31 and 0.24 ms against 0.28 and 0.18), and so were
-// training's data gradients at batch 8 (24 -> 40: 2.3-4.6 against 2.9-3.3).
+// 8.1-8.3; training's 40 -> 24 at batch 8 2.4-2.7 against 3.6-3.8. An AVX2 build with oneDNN capped
+// to AVX2, inference's two at batch 8: 1.9-2.9 and 1.2-1.5 against gemm:jit's 3.4-3.6 and 2.2-2.4.
+// At batch 2 (45,000 rows) the two were even, at batch 1 oneDNN was faster (0.31 and 0.24 ms
+// against 0.28 and 0.18), and training's data gradients at batch 8 were not faster here (24 -> 40:
+// 2.3-4.6 against 2.9-3.3).
 #define OWN_MAX_OUT (3 * VEC)
 #define OWN_MIN_IN 64
 #define OWN_MIN_ROWS_NARROW 65536
@@ -172,7 +173,7 @@ static void rows_split(ef_cpu *cpu, ef_act act, const float *x, int64_t m, int64
                        const float *bias, int64_t op, float *y, int64_t o) {
   int64_t vecs = op / VEC, parts = m <= SPLIT_MAX_ROWS && i * op >= SPLIT_MIN_WEIGHTS ? cpu->threads : 1;
   if (parts > vecs) parts = vecs;
-#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (parts > 1)
+#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
   for (int64_t t = 0; t < parts; t++)
     EF_ACT_SPECIALIZE(act, rows_act, x, m, i, wt, bias, op, y, o, o, vecs * t / parts, vecs * (t + 1) / parts);
 }
