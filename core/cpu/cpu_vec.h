@@ -1,6 +1,7 @@
 // The widest FMA vector this build has, for the CPU backend's own kernels: AVX-512's 16 lanes or
-// AVX2's 8 (with FMA). Loads, stores, broadcast, FMA, a masked FMA, and loads and stores of the first
-// n lanes (n <= VEC). Without FMA vectors VEC stays undefined and those kernels take no node.
+// AVX2's 8 (with FMA). Loads, stores, broadcast, FMA, a masked FMA, loads and stores of the first n
+// lanes (n <= VEC), the activations and the sum of a vector's lanes. Without FMA vectors VEC stays
+// undefined and those kernels take no node.
 #ifndef EF_CPU_VEC_H
 #define EF_CPU_VEC_H
 
