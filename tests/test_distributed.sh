@@ -155,7 +155,8 @@ else
 fi
 
 # Ctrl-C on mpirun (OpenMPI passes it on as SIGTERM): all ranks stop after the same step, rank 0
-# saves that step's checkpoint.
+# saves that step's checkpoint. A signal that lands after an epoch's last step (during validation)
+# stops the run "after epoch E", whose checkpoint is that last step's: E x the steps an epoch.
 "$mpirun" --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS "$effnet" train "${common[@]}" --batch 16 --limit 8192 \
   --lr 0.4 --epochs 1000 --out "$tmp/int" >"$tmp/int.log" 2>&1 &
 job=$!
@@ -165,6 +166,11 @@ for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
 kill -0 $job 2>/dev/null && { fail "SIGINT: the job still runs 30 s later"; kill -9 $job 2>/dev/null; }
 wait $job
 step=$(grep -o 'stopped at step [0-9]*' "$tmp/int.log" | grep -o '[0-9]*$')
+if [ -z "$step" ]; then
+  epoch=$(grep -o 'stopped after epoch [0-9]*' "$tmp/int.log" | grep -o '[0-9]*$')
+  per=$(grep -o '[0-9]* steps/epoch' "$tmp/int.log" | head -1 | grep -o '^[0-9]*')
+  [ -n "$epoch" ] && [ -n "$per" ] && step=$((epoch * per))
+fi
 if [ -n "$step" ] && [ -f "$tmp/int/ckpt-$(printf %012d "$step").h5" ]; then
   echo "ok: Ctrl-C on mpirun stopped both ranks at step $step, checkpoint saved"
 else
